@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The kernel↔user ABI of mgm: map names, key/value layouts and counter indices shared by the
+//! XDP programs (`mgm-ebpf`) and the daemon (`mgm-user`).
+//!
+//! Rules for every type here: `#[repr(C)]`, fixed-width integers and byte arrays only, explicit
+//! zeroed padding, IPv4 addresses as `[u8; 4]` in network order (as read from the packet, so the
+//! fast path never converts), ifindexes and ids in host order. A compile-time size check sits
+//! next to each type so a layout change cannot slip through on one side only.
+#![no_std]
+
+/// Names of the maps in the eBPF object. The eBPF side declares them with these exact names.
+pub mod maps {
+    /// `HashMap<MfeKey, MfeValue>`: the forwarding entries.
+    pub const MFES: &str = "MGM_MFES";
+    /// `HashOfMaps<u32, DevMapHash>`: interned outgoing interface lists, keyed by OIL id.
+    pub const OILS: &str = "MGM_OILS";
+    /// `PerCpuArray<MfeStats>`: per-MFE counters, indexed by `MfeValue::stats`.
+    pub const MFE_STATS: &str = "MGM_MFE_STATS";
+    /// `PerCpuArray<u64>`: global counters, indexed by the [`crate::counter`] constants.
+    pub const COUNTERS: &str = "MGM_COUNTERS";
+    /// `HashMap<u32, PortValue>`: per egress ifindex data used when a copy leaves.
+    pub const PORTS: &str = "MGM_PORTS";
+}
+
+/// Program names (ELF symbols), used for `program_mut` lookups.
+pub mod programs {
+    /// XDP ingress program attached to every managed interface.
+    pub const INGRESS: &str = "mgm_xdp_ingress";
+    /// Devmap egress program run on each copy, installed in every OIL entry.
+    pub const EGRESS: &str = "mgm_xdp_egress";
+}
+
+/// Default capacities. The daemon may resize the hash/array maps at load time.
+pub const DEFAULT_MAX_MFES: u32 = 65_536;
+/// Number of distinct outgoing lists that can exist at once.
+pub const MAX_OILS: u32 = 65_536;
+/// Capacity of one outgoing list (inner devmap). Fixed: inner maps must match the template.
+pub const MAX_OIL_PORTS: u32 = 128;
+/// Capacity of the per-interface map.
+pub const MAX_PORTS: u32 = 1024;
+/// OIL id meaning "no outgoing interface" (a negative-cache MFE: matched traffic is dropped).
+pub const OIL_EMPTY: u32 = 0;
+
+/// Key of the MFE map: one (S,G).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MfeKey {
+    /// Source address, network order.
+    pub source: [u8; 4],
+    /// Group address, network order.
+    pub group: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<MfeKey>() == 8 && core::mem::align_of::<MfeKey>() == 1);
+
+impl MfeKey {
+    pub const fn new(source: [u8; 4], group: [u8; 4]) -> Self {
+        Self { source, group }
+    }
+}
+
+/// Value of the MFE map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MfeValue {
+    /// Expected incoming ifindex (host order). A packet on any other interface is not forwarded.
+    pub iif: u32,
+    /// OIL id (key into [`maps::OILS`]); [`OIL_EMPTY`] for an empty list.
+    pub oil: u32,
+    /// Slot in [`maps::MFE_STATS`].
+    pub stats: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<MfeValue>() == 16);
+
+impl MfeValue {
+    pub const fn new(iif: u32, oil: u32, stats: u32) -> Self {
+        Self {
+            iif,
+            oil,
+            stats,
+            _reserved: 0,
+        }
+    }
+}
+
+/// Per-CPU per-MFE counters. The daemon sums them over CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MfeStats {
+    /// Packets that matched the MFE on its incoming interface (forwarded or TTL-expired).
+    pub packets: u64,
+    /// Bytes of those packets (whole frame as received, L2 included).
+    pub bytes: u64,
+    /// Packets that matched the (S,G) on another interface (not forwarded).
+    pub wrong_iif: u64,
+    /// Packets that arrived with TTL ≤ 1 (not forwarded).
+    pub ttl_expired: u64,
+}
+const _: () = assert!(core::mem::size_of::<MfeStats>() == 32);
+
+impl MfeStats {
+    /// Adds another CPU's counters to this one.
+    pub fn accumulate(&mut self, other: &Self) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.wrong_iif += other.wrong_iif;
+        self.ttl_expired += other.ttl_expired;
+    }
+}
+
+/// Value of [`maps::PORTS`]: what the egress program needs to know about an outgoing interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PortValue {
+    /// MAC address of the interface, written as the source of every copy sent there
+    /// (a router forwards with its own address, as the kernel does).
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<PortValue>() == 8);
+
+impl PortValue {
+    pub const fn new(mac: [u8; 6]) -> Self {
+        Self { mac, _pad: [0; 2] }
+    }
+}
+
+/// Indices into [`maps::COUNTERS`]. Every packet the ingress program sees ends in exactly one
+/// of the `IN_*` outcomes; `EGRESS_*` count copies.
+pub mod counter {
+    /// Not IPv4 over untagged Ethernet (IPv6, ARP, VLAN-tagged...): passed to the stack.
+    pub const PASS_NOT_IPV4: u32 = 0;
+    /// IPv4 but not to a multicast group: passed.
+    pub const PASS_NOT_MULTICAST: u32 = 1;
+    /// 224.0.0.0/24 (link-local control traffic: IGMP, PIM, OSPF...): never routed, passed.
+    pub const PASS_LINK_LOCAL: u32 = 2;
+    /// Truncated frame, bad IHL/length/version or header checksum: passed so the kernel
+    /// drops it and counts it in its own IP statistics.
+    pub const PASS_MALFORMED: u32 = 3;
+    /// Multicast with no MFE: passed.
+    pub const PASS_NO_MFE: u32 = 4;
+    /// Replicated to the MFE's outgoing list.
+    pub const FORWARDED: u32 = 5;
+    /// Matched an MFE but arrived on another interface: dropped.
+    pub const DROP_WRONG_IIF: u32 = 6;
+    /// Matched an MFE with TTL ≤ 1: dropped.
+    pub const DROP_TTL: u32 = 7;
+    /// Matched an MFE whose outgoing list is empty (negative cache): dropped.
+    pub const DROP_EMPTY_OIL: u32 = 8;
+    /// MFE names an OIL id missing from the OIL map (a bug or a race in the writer): dropped.
+    pub const DROP_NO_OIL: u32 = 9;
+    /// One copy left through the egress program.
+    pub const EGRESS_TX: u32 = 10;
+    /// A copy to an interface missing from the port map: dropped.
+    pub const EGRESS_NO_PORT: u32 = 11;
+    /// Number of counters.
+    pub const COUNT: u32 = 12;
+
+    /// Names for display, indexed by counter.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "pass_not_ipv4",
+        "pass_not_multicast",
+        "pass_link_local",
+        "pass_malformed",
+        "pass_no_mfe",
+        "forwarded",
+        "drop_wrong_iif",
+        "drop_ttl",
+        "drop_empty_oil",
+        "drop_no_oil",
+        "egress_tx",
+        "egress_no_port",
+    ];
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is repr(C), made of integers and byte arrays with explicit padding
+    // fields and no implicit padding (checked by the size asserts above and the tests below).
+    unsafe impl aya::Pod for super::MfeKey {}
+    unsafe impl aya::Pod for super::MfeValue {}
+    unsafe impl aya::Pod for super::MfeStats {}
+    unsafe impl aya::Pod for super::PortValue {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn no_implicit_padding() {
+        // The sum of field sizes equals the struct size: nothing uninitialised reaches the kernel.
+        assert_eq!(size_of::<MfeKey>(), 4 + 4);
+        assert_eq!(size_of::<MfeValue>(), 4 * 4);
+        assert_eq!(size_of::<MfeStats>(), 8 * 4);
+        assert_eq!(size_of::<PortValue>(), 6 + 2);
+    }
+
+    #[test]
+    fn counter_names_cover_every_index() {
+        assert_eq!(counter::NAMES.len(), counter::COUNT as usize);
+        assert_eq!(counter::NAMES[counter::FORWARDED as usize], "forwarded");
+        assert_eq!(
+            counter::NAMES[counter::EGRESS_NO_PORT as usize],
+            "egress_no_port"
+        );
+    }
+
+    #[test]
+    fn stats_accumulate_sums_fields() {
+        let mut a = MfeStats {
+            packets: 1,
+            bytes: 100,
+            wrong_iif: 2,
+            ttl_expired: 3,
+        };
+        a.accumulate(&MfeStats {
+            packets: 4,
+            bytes: 50,
+            wrong_iif: 0,
+            ttl_expired: 1,
+        });
+        assert_eq!(
+            a,
+            MfeStats {
+                packets: 5,
+                bytes: 150,
+                wrong_iif: 2,
+                ttl_expired: 4
+            }
+        );
+    }
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The mgm fast path.
+//!
+//! `mgm_xdp_ingress` runs on every managed interface. For IPv4 multicast with an MFE it checks
+//! the incoming interface and TTL, decrements the TTL and broadcasts the frame to the MFE's
+//! outgoing list (an inner devmap of `MGM_OILS`). `mgm_xdp_egress` runs once per copy (devmap
+//! program) and writes the outgoing interface's MAC as the source address.
+//!
+//! Verdict policy: a packet the fast path does not own (not IPv4, not routable multicast,
+//! malformed, no MFE) is passed to the kernel untouched, so the stack sees exactly what it would
+//! without mgm. A packet that matches an MFE is mgm's: it is forwarded, or dropped and counted
+//! (wrong interface, TTL expired, empty outgoing list).
+#![no_std]
+#![no_main]
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
+    btf_maps::{DevMapHash, HashOfMaps},
+    macros::{btf_map, map, xdp},
+    maps::{HashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use aya_log_ebpf::warn;
+use mgm_common::{
+    DEFAULT_MAX_MFES, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY,
+    PortValue, counter,
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+const ETH_P_IPV4: u16 = 0x0800;
+/// Ones'-complement sum of a valid IPv4 header (RFC 1071).
+const CSUM_OK: u32 = 0xffff;
+
+#[map(name = "MGM_MFES")]
+static MGM_MFES: HashMap<MfeKey, MfeValue> = HashMap::with_max_entries(DEFAULT_MAX_MFES, 0);
+
+#[map(name = "MGM_MFE_STATS")]
+static MGM_MFE_STATS: PerCpuArray<MfeStats> = PerCpuArray::with_max_entries(DEFAULT_MAX_MFES, 0);
+
+#[map(name = "MGM_COUNTERS")]
+static MGM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[map(name = "MGM_PORTS")]
+static MGM_PORTS: HashMap<u32, PortValue> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+// BTF map: the inner devmap template is described by BTF, which aya reads at load time.
+#[btf_map]
+static MGM_OILS: HashOfMaps<u32, DevMapHash<{ MAX_OIL_PORTS as usize }>, { MAX_OILS as usize }> =
+    HashOfMaps::new();
+
+#[inline(always)]
+fn count(idx: u32) {
+    if let Some(c) = MGM_COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn verdict(idx: u32, action: xdp_action::Type) -> u32 {
+    count(idx);
+    action
+}
+
+/// Bounds-checked pointer to a `T` at `offset` in the packet.
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    if start + offset + size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+/// Validates the IPv4 header checksum over `ihl` bytes (20..=60) starting at `ip`.
+#[inline(always)]
+fn ipv4_checksum_ok(ctx: &XdpContext, ip: usize, ihl: usize) -> bool {
+    let end = ctx.data_end();
+    let mut sum: u32 = 0;
+    // Fixed 20 bytes: the caller already checked they are in the packet.
+    for i in 0..10 {
+        // SAFETY: within the Ipv4Hdr the caller bounds-checked.
+        sum += unsafe { ((ip + 2 * i) as *const u16).read_unaligned() } as u32;
+    }
+    // Options: up to 40 more bytes, each word bounds-checked for the verifier.
+    for i in 10..30 {
+        if 2 * i >= ihl {
+            break;
+        }
+        let p = ip + 2 * i;
+        if p + 2 > end {
+            return false;
+        }
+        // SAFETY: bounds-checked just above.
+        sum += unsafe { (p as *const u16).read_unaligned() } as u32;
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum == CSUM_OK
+}
+
+/// Decrements the TTL and updates the checksum incrementally (RFC 1624, eqn. 3:
+/// HC' = ~(~HC + ~m + m'), with m the 16-bit word holding TTL and protocol).
+#[inline(always)]
+fn decrement_ttl(ip: &mut Ipv4Hdr) {
+    let old = u16::from_be_bytes([ip.ttl, ip.proto]) as u32;
+    ip.ttl -= 1;
+    let new = u16::from_be_bytes([ip.ttl, ip.proto]) as u32;
+    let hc = u16::from_be_bytes(ip.check) as u32;
+    let mut sum = (!hc & 0xffff) + (!old & 0xffff) + new;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    ip.check = (!(sum as u16)).to_be_bytes();
+}
+
+#[xdp]
+pub fn mgm_xdp_ingress(ctx: XdpContext) -> u32 {
+    ingress(&ctx)
+}
+
+#[inline(always)]
+fn ingress(ctx: &XdpContext) -> u32 {
+    use xdp_action::{XDP_DROP, XDP_PASS};
+
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return verdict(counter::PASS_MALFORMED, XDP_PASS);
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IPV4 {
+        // VLAN-tagged frames land here too: the tag is not ours to strip.
+        return verdict(counter::PASS_NOT_IPV4, XDP_PASS);
+    }
+    let ip_off = EthHdr::LEN;
+    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ip_off) else {
+        return verdict(counter::PASS_MALFORMED, XDP_PASS);
+    };
+    // SAFETY: bounds-checked by ptr_at; the header is plain bytes.
+    let iph = unsafe { &mut *ip };
+    if iph.version() != 4 {
+        return verdict(counter::PASS_MALFORMED, XDP_PASS);
+    }
+    let dst = iph.dst_addr;
+    if dst[0] & 0xf0 != 0xe0 {
+        return verdict(counter::PASS_NOT_MULTICAST, XDP_PASS);
+    }
+    if dst[0] == 224 && dst[1] == 0 && dst[2] == 0 {
+        return verdict(counter::PASS_LINK_LOCAL, XDP_PASS);
+    }
+    let ihl = iph.ihl() as usize;
+    let tot_len = iph.tot_len() as usize;
+    let l3_avail = ctx.data_end() - ctx.data() - ip_off;
+    // Ethernet padding may make the frame longer than tot_len, never shorter.
+    if ihl < Ipv4Hdr::LEN || tot_len < ihl || tot_len > l3_avail {
+        return verdict(counter::PASS_MALFORMED, XDP_PASS);
+    }
+    if !ipv4_checksum_ok(ctx, ip as usize, ihl) {
+        return verdict(counter::PASS_MALFORMED, XDP_PASS);
+    }
+
+    let key = MfeKey::new(iph.src_addr, dst);
+    // SAFETY: the value is copied out at once; the writer replaces entries whole.
+    let Some(mfe) = (unsafe { MGM_MFES.get(&key) }).copied() else {
+        return verdict(counter::PASS_NO_MFE, XDP_PASS);
+    };
+    let stats = MGM_MFE_STATS.get_ptr_mut(mfe.stats);
+
+    if ctx.ingress_ifindex() as u32 != mfe.iif {
+        if let Some(s) = stats {
+            // SAFETY: per-CPU slot.
+            unsafe { (*s).wrong_iif += 1 };
+        }
+        return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
+    }
+    if let Some(s) = stats {
+        // SAFETY: per-CPU slot.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += (ctx.data_end() - ctx.data()) as u64;
+        }
+    }
+    if iph.ttl <= 1 {
+        if let Some(s) = stats {
+            // SAFETY: per-CPU slot.
+            unsafe { (*s).ttl_expired += 1 };
+        }
+        return verdict(counter::DROP_TTL, XDP_DROP);
+    }
+    if mfe.oil == OIL_EMPTY {
+        return verdict(counter::DROP_EMPTY_OIL, XDP_DROP);
+    }
+    // SAFETY: the inner map reference is only used for the redirect below.
+    let Some(oil) = (unsafe { MGM_OILS.get(&mfe.oil) }) else {
+        warn!(ctx, "mfe names missing oil {}", mfe.oil);
+        return verdict(counter::DROP_NO_OIL, XDP_DROP);
+    };
+    decrement_ttl(iph);
+    // The incoming interface is never in an OIL; EXCLUDE_INGRESS makes that hold even if a
+    // writer bug put it there (no packet ever goes back where it came from).
+    match oil.redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64) {
+        Ok(action) => verdict(counter::FORWARDED, action),
+        Err(_) => verdict(counter::DROP_NO_OIL, XDP_DROP),
+    }
+}
+
+#[xdp(map = "devmap")]
+pub fn mgm_xdp_egress(ctx: XdpContext) -> u32 {
+    use xdp_action::{XDP_DROP, XDP_PASS};
+
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ifindex = unsafe { (*ctx.ctx).egress_ifindex };
+    // SAFETY: the value is copied out at once.
+    let Some(port) = (unsafe { MGM_PORTS.get(&ifindex) }).copied() else {
+        return verdict(counter::EGRESS_NO_PORT, XDP_DROP);
+    };
+    let Some(eth) = ptr_at::<EthHdr>(&ctx, 0) else {
+        // Cannot happen: ingress checked the headers of this very frame.
+        return verdict(counter::EGRESS_NO_PORT, XDP_DROP);
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    unsafe { (*eth).src_addr = port.mac };
+    verdict(counter::EGRESS_TX, XDP_PASS)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

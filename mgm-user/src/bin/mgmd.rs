@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgmd: loads the XDP fast path, attaches it to the managed interfaces, installs static MFEs
+//! and serves the control socket.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use aya::programs::XdpMode;
+use clap::{Parser, ValueEnum};
+use mgm::{
+    config::{Config, StaticMfe},
+    daemon::{self, Cmd, Router},
+    dataplane::{BpfFastPath, LoadOptions},
+    netdev,
+    proto::{DEFAULT_SOCKET, MfeSpec},
+};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::{error, info, warn};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    /// Let the kernel choose (native where the driver supports it).
+    Default,
+    /// Native (driver) XDP only.
+    Driver,
+    /// Generic XDP in the kernel stack: works on every interface, slower.
+    Skb,
+}
+
+/// The mgm daemon.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Control socket path.
+    #[arg(long, env = "MGM_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Socket file mode (octal). The default lets only the owner (root) connect.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    socket_mode: u32,
+    /// TOML file with `interfaces` and `[[mfe]]` entries.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// An interface to manage (repeatable).
+    #[arg(long = "iface", short = 'i')]
+    interfaces: Vec<String>,
+    /// A static MFE: SOURCE,GROUP,IIF,OIF[+OIF...] (repeatable).
+    #[arg(long = "mfe")]
+    mfes: Vec<StaticMfe>,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value = "default")]
+    xdp_mode: Mode,
+    /// Capacity of the MFE table.
+    #[arg(long, default_value_t = mgm_common::DEFAULT_MAX_MFES)]
+    max_mfes: u32,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8).map_err(|e| format!("{s:?} is not an octal mode: {e}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    cfg.interfaces.extend(args.interfaces.iter().cloned());
+    cfg.mfes.extend(args.mfes.iter().cloned());
+    let mode = match args.xdp_mode {
+        Mode::Default => XdpMode::Default,
+        Mode::Driver => XdpMode::Driver,
+        Mode::Skb => XdpMode::Skb,
+    };
+
+    let (fp, logger) = BpfFastPath::load(&LoadOptions {
+        max_mfes: args.max_mfes,
+    })
+    .context("loading the XDP fast path (mgmd needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
+    if let Some(logger) = logger {
+        // aya-log records from the programs reach our log through this fd.
+        // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until
+        // the logger (moved into the AsyncFd) is dropped.
+        let mut fd = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = fd.readable_mut().await else {
+                    break;
+                };
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+        });
+    } else {
+        warn!("no eBPF logger map: program log records are not available");
+    }
+
+    let mut router = Router::new(fp);
+    for name in cfg.all_interfaces() {
+        let dev = netdev::by_name(&name)?;
+        router
+            .manage(dev, mode)
+            .with_context(|| format!("managing {name}"))?;
+    }
+    for m in &cfg.mfes {
+        let spec = MfeSpec {
+            source: m.source,
+            group: m.group,
+            iif: m.iif.clone(),
+            oifs: m.oifs.clone(),
+        };
+        router
+            .add_mfe(&spec)
+            .with_context(|| format!("static MFE {m:?}"))?;
+    }
+
+    let (listener, _lock) = daemon::bind(&args.socket, args.socket_mode)?;
+    let (tx, mut rx) = mpsc::channel::<Cmd>(1024);
+    tokio::spawn(daemon::serve(listener, tx));
+    info!(socket = %args.socket.display(), "mgmd ready");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            Some(cmd) = rx.recv() => {
+                let reply = router.handle(cmd.request);
+                if let Err(e) = &reply {
+                    warn!(code = ?e.code, error = %e.message, "request failed");
+                }
+                let _ = cmd.reply.send(reply);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!("shutting down: detaching XDP programs");
+    if let Err(e) = std::fs::remove_file(&args.socket) {
+        error!(error = %e, "removing the socket");
+    }
+    let _ = std::fs::remove_file(daemon::lock_path(&args.socket));
+    drop(router);
+    Ok(())
+}

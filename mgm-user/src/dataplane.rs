@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The BPF side of the fast path: loads the embedded eBPF object, attaches the ingress program
+//! to managed interfaces and implements [`FastPath`] on the maps. This is the only module that
+//! touches aya; one task owns the [`BpfFastPath`] value.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, Map, MapData, MapError, PerCpuArray, of_maps::HashOfMaps, xdp::DevMapHash},
+    programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use aya_obj::generated::bpf_map_type;
+use mgm_common::{
+    DEFAULT_MAX_MFES, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, PortValue, counter, maps, programs,
+};
+
+use crate::fastpath::{FastPath, FastPathError};
+
+/// Forwards aya-log records from the programs to the `log` facade (and so to tracing).
+pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// The eBPF object built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mgm"));
+
+/// Map-write flag: create or replace (BPF_ANY).
+const BPF_ANY: u64 = 0;
+
+/// Errors while loading or attaching.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "the embedded eBPF object is empty: this binary was built with MGM_SKIP_EBPF=1; \
+         rebuild without it"
+    )]
+    Stub,
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("reading the possible CPUs: {0}")]
+    Cpus(std::io::Error),
+    #[error("map {name} missing from the eBPF object")]
+    MissingMap { name: &'static str },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(
+        "attaching XDP to ifindex {ifindex} ({mode:?} mode): {source}; \
+         try --xdp-mode skb if the driver lacks native XDP"
+    )]
+    Attach {
+        ifindex: u32,
+        mode: XdpMode,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
+
+/// Load-time options.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Capacity of the MFE table (and of its counters).
+    pub max_mfes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_mfes: DEFAULT_MAX_MFES,
+        }
+    }
+}
+
+/// The loaded programs and their maps.
+pub struct BpfFastPath {
+    ebpf: Ebpf,
+    mfes: HashMap<MapData, MfeKey, MfeValue>,
+    oils: HashOfMaps<MapData, u32, DevMapHash<MapData>>,
+    mfe_stats: PerCpuArray<MapData, MfeStats>,
+    counters: PerCpuArray<MapData, u64>,
+    ports: HashMap<MapData, u32, PortValue>,
+    egress: ProgramFd,
+    attached: BTreeMap<u32, XdpLinkId>,
+    max_mfes: u32,
+    /// Possible CPUs: the length of every per-CPU value.
+    ncpus: usize,
+}
+
+impl std::fmt::Debug for BpfFastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BpfFastPath")
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap { name })?;
+    T::try_from(map).map_err(|source| LoadError::Map { name, source })
+}
+
+impl BpfFastPath {
+    /// Loads the programs and maps into the kernel (nothing is attached yet). The returned
+    /// logger, if any, carries aya-log records from the programs and must be polled.
+    pub fn load(opts: &LoadOptions) -> Result<(Self, Option<ProgramLogger>), LoadError> {
+        if OBJECT.is_empty() {
+            return Err(LoadError::Stub);
+        }
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Cpus(e))?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::MFES, opts.max_mfes)
+            .map_max_entries(maps::MFE_STATS, opts.max_mfes)
+            .load(OBJECT)?;
+        // A missing logger only means the programs have no log statements left.
+        let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
+
+        let egress: &mut Xdp = ebpf
+            .program_mut(programs::EGRESS)
+            .ok_or(LoadError::Program {
+                name: programs::EGRESS,
+                source: aya::programs::ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: programs::EGRESS,
+                source,
+            })?;
+        egress.load().map_err(|source| LoadError::Program {
+            name: programs::EGRESS,
+            source,
+        })?;
+        let egress = egress
+            .fd()
+            .and_then(|fd| fd.try_clone().map_err(Into::into))
+            .map_err(|source| LoadError::Program {
+                name: programs::EGRESS,
+                source,
+            })?;
+
+        let ingress: &mut Xdp = ebpf
+            .program_mut(programs::INGRESS)
+            .ok_or(LoadError::Program {
+                name: programs::INGRESS,
+                source: aya::programs::ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: programs::INGRESS,
+                source,
+            })?;
+        ingress.load().map_err(|source| LoadError::Program {
+            name: programs::INGRESS,
+            source,
+        })?;
+
+        let fp = Self {
+            mfes: take(&mut ebpf, maps::MFES)?,
+            oils: take(&mut ebpf, maps::OILS)?,
+            mfe_stats: take(&mut ebpf, maps::MFE_STATS)?,
+            counters: take(&mut ebpf, maps::COUNTERS)?,
+            ports: take(&mut ebpf, maps::PORTS)?,
+            ebpf,
+            egress,
+            attached: BTreeMap::new(),
+            max_mfes: opts.max_mfes,
+            ncpus,
+        };
+        Ok((fp, logger))
+    }
+
+    /// Attaches the ingress program to `ifindex` (idempotent).
+    pub fn attach(&mut self, ifindex: u32, mode: XdpMode) -> Result<(), LoadError> {
+        if self.attached.contains_key(&ifindex) {
+            return Ok(());
+        }
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(programs::INGRESS)
+            .expect("loaded in load()")
+            .try_into()
+            .expect("is an XDP program");
+        let link = prog
+            .attach_to_if_index(ifindex, mode)
+            .map_err(|source| LoadError::Attach {
+                ifindex,
+                mode,
+                source,
+            })?;
+        self.attached.insert(ifindex, link);
+        Ok(())
+    }
+
+    /// Detaches the ingress program from `ifindex`; a no-op if not attached.
+    pub fn detach(&mut self, ifindex: u32) -> Result<(), LoadError> {
+        let Some(link) = self.attached.remove(&ifindex) else {
+            return Ok(());
+        };
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(programs::INGRESS)
+            .expect("loaded in load()")
+            .try_into()
+            .expect("is an XDP program");
+        prog.detach(link).map_err(|source| LoadError::Program {
+            name: programs::INGRESS,
+            source,
+        })
+    }
+
+    pub fn attached(&self) -> impl Iterator<Item = u32> + '_ {
+        self.attached.keys().copied()
+    }
+
+    /// Global counters summed over CPUs, indexed by [`mgm_common::counter`].
+    pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
+        let mut out = [0u64; counter::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let per_cpu =
+                self.counters
+                    .get(&(i as u32), 0)
+                    .map_err(|source| FastPathError::Map {
+                        map: maps::COUNTERS,
+                        source,
+                    })?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FastPathError {
+    move |source| FastPathError::Map { map, source }
+}
+
+/// Treats "no such key" on delete as success: deletes are idempotent.
+fn ignore_absent(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+impl FastPath for BpfFastPath {
+    fn set_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError> {
+        self.ports
+            .insert(ifindex, port, BPF_ANY)
+            .map_err(map_err(maps::PORTS))
+    }
+
+    fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError> {
+        ignore_absent(self.ports.remove(&ifindex)).map_err(map_err(maps::PORTS))
+    }
+
+    fn set_oil(&mut self, id: u32, ifindexes: &[u32]) -> Result<(), FastPathError> {
+        // A fresh inner devmap, filled before it becomes reachable through the outer map.
+        let def = aya_obj::Map::new_from_params(
+            bpf_map_type::BPF_MAP_TYPE_DEVMAP_HASH as u32,
+            size_of::<u32>() as u32,
+            // struct bpf_devmap_val { u32 ifindex; union { int fd; u32 id; } bpf_prog; }
+            8,
+            MAX_OIL_PORTS,
+            0,
+        );
+        let data = MapData::create(def, "mgm_oil", None).map_err(map_err("mgm_oil"))?;
+        let mut inner = DevMapHash::try_from(Map::DevMapHash(data)).map_err(map_err("mgm_oil"))?;
+        for &ifindex in ifindexes {
+            inner
+                .insert(ifindex, ifindex, Some(&self.egress), BPF_ANY)
+                .map_err(|source| FastPathError::XdpMap {
+                    map: "mgm_oil",
+                    source,
+                })?;
+        }
+        // The outer map now holds the only reference we need; `inner`'s fd closes on drop.
+        self.oils
+            .insert(id, &inner, BPF_ANY)
+            .map_err(map_err(maps::OILS))
+    }
+
+    fn remove_oil(&mut self, id: u32) -> Result<(), FastPathError> {
+        ignore_absent(self.oils.remove(&id)).map_err(map_err(maps::OILS))
+    }
+
+    fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError> {
+        self.mfes
+            .insert(key, value, BPF_ANY)
+            .map_err(map_err(maps::MFES))
+    }
+
+    fn remove_mfe(&mut self, key: &MfeKey) -> Result<(), FastPathError> {
+        ignore_absent(self.mfes.remove(key)).map_err(map_err(maps::MFES))
+    }
+
+    fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError> {
+        let per_cpu = self
+            .mfe_stats
+            .get(&slot, 0)
+            .map_err(map_err(maps::MFE_STATS))?;
+        let mut total = MfeStats::default();
+        for s in per_cpu.iter() {
+            total.accumulate(s);
+        }
+        Ok(total)
+    }
+
+    fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError> {
+        let zeros = aya::maps::PerCpuValues::try_from(vec![MfeStats::default(); self.ncpus])
+            .expect("one value per possible CPU");
+        self.mfe_stats
+            .set(slot, zeros, BPF_ANY)
+            .map_err(map_err(maps::MFE_STATS))
+    }
+
+    fn mfe_capacity(&self) -> u32 {
+        self.max_mfes
+    }
+}

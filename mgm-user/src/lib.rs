@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgm: a multicast forwarding data plane with the semantics of the Windows RRAS Multicast Group
+//! Manager, an XDP fast path and a Unix-socket control protocol.
+//!
+//! * [`fastpath`]: the mirror of forwarding state into BPF maps (pure logic + a small trait);
+//! * [`dataplane`]: the aya implementation of that trait (the only code touching BPF);
+//! * [`proto`], [`client`]: the control protocol and the client library daemons embed;
+//! * [`daemon`]: mgmd's router task and socket server;
+//! * [`config`], [`netdev`]: static configuration and interface lookups.
+
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod fastpath;
+pub mod netdev;
+pub mod proto;

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Kernel interface lookups: name ↔ ifindex and the interface's MAC address.
+
+use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
+
+/// A network interface as mgm uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetDev {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetDevError {
+    #[error("no interface named {0:?}")]
+    NoSuchName(String),
+    #[error("no interface with index {0}")]
+    NoSuchIndex(u32),
+    #[error("interface {0:?} has no Ethernet (link-layer) address")]
+    NoMac(String),
+    #[error("listing interfaces: {0}")]
+    Sys(#[from] nix::Error),
+}
+
+/// Looks an interface up by name.
+pub fn by_name(name: &str) -> Result<NetDev, NetDevError> {
+    let ifindex = if_nametoindex(name).map_err(|_| NetDevError::NoSuchName(name.to_owned()))?;
+    let mac = mac_of(ifindex)?.ok_or_else(|| NetDevError::NoMac(name.to_owned()))?;
+    Ok(NetDev {
+        name: name.to_owned(),
+        ifindex,
+        mac,
+    })
+}
+
+/// Looks an interface up by index.
+pub fn by_index(ifindex: u32) -> Result<NetDev, NetDevError> {
+    for ifa in getifaddrs()? {
+        if let Some(link) = ifa.address.as_ref().and_then(|a| a.as_link_addr())
+            && link.ifindex() as u32 == ifindex
+        {
+            let mac = link
+                .addr()
+                .ok_or_else(|| NetDevError::NoMac(ifa.interface_name.clone()))?;
+            return Ok(NetDev {
+                name: ifa.interface_name,
+                ifindex,
+                mac,
+            });
+        }
+    }
+    Err(NetDevError::NoSuchIndex(ifindex))
+}
+
+fn mac_of(ifindex: u32) -> Result<Option<[u8; 6]>, NetDevError> {
+    for ifa in getifaddrs()? {
+        if let Some(link) = ifa.address.as_ref().and_then(|a| a.as_link_addr())
+            && link.ifindex() as u32 == ifindex
+        {
+            return Ok(link.addr());
+        }
+    }
+    Err(NetDevError::NoSuchIndex(ifindex))
+}
+
+/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_resolves_both_ways() {
+        let lo = by_name("lo").expect("every namespace has lo");
+        assert_eq!(lo.mac, [0; 6]);
+        assert_eq!(by_index(lo.ifindex).unwrap().name, "lo");
+    }
+
+    #[test]
+    fn unknown_names_are_reported() {
+        assert!(matches!(
+            by_name("mgm-no-such-if"),
+            Err(NetDevError::NoSuchName(_))
+        ));
+    }
+
+    #[test]
+    fn mac_formatting() {
+        assert_eq!(fmt_mac(&[0x02, 0, 0xab, 1, 2, 0xff]), "02:00:ab:01:02:ff");
+    }
+}
