@@ -161,7 +161,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
 
     let key = MfeKey::new(iph.src_addr, dst);
     // SAFETY: the value is copied out at once; the writer replaces entries whole.
-    let Some(mfe) = (unsafe { MGM_MFES.get(&key) }).copied() else {
+    let Some(mfe) = (unsafe { MGM_MFES.get(key) }).copied() else {
         return verdict(counter::PASS_NO_MFE, XDP_PASS);
     };
     let stats = MGM_MFE_STATS.get_ptr_mut(mfe.stats);
@@ -211,7 +211,7 @@ pub fn mgm_xdp_egress(ctx: XdpContext) -> u32 {
     // SAFETY: reading a field of the context the kernel passed in.
     let ifindex = unsafe { (*ctx.ctx).egress_ifindex };
     // SAFETY: the value is copied out at once.
-    let Some(port) = (unsafe { MGM_PORTS.get(&ifindex) }).copied() else {
+    let Some(port) = (unsafe { MGM_PORTS.get(ifindex) }).copied() else {
         return verdict(counter::EGRESS_NO_PORT, XDP_DROP);
     };
     let Some(eth) = ptr_at::<EthHdr>(&ctx, 0) else {

@@ -18,13 +18,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use bytes::BytesMut;
 use futures_util::{SinkExt as _, StreamExt as _};
 use mgm_common::{MfeKey, counter};
 use tokio::{
     net::{UnixListener, UnixStream},
     sync::{mpsc, oneshot},
 };
-use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -248,10 +249,62 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Cmd>) {
     }
 }
 
+/// A line that could not be used as text.
+enum BadLine {
+    TooLong,
+    NotUtf8,
+}
+
+/// `LinesCodec` that reports oversize and non-UTF-8 lines as items, not errors: `Framed` ends
+/// the stream after any decoder error, and one bad line must not cost the client its session.
+/// After an oversize line, `LinesCodec` itself discards up to the next newline.
+struct RequestCodec(LinesCodec);
+
+impl Decoder for RequestCodec {
+    type Item = Result<String, BadLine>;
+    type Error = io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Self::Item>> {
+        lenient(self.0.decode(buf))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Self::Item>> {
+        lenient(self.0.decode_eof(buf))
+    }
+}
+
+fn lenient(
+    r: Result<Option<String>, LinesCodecError>,
+) -> io::Result<Option<Result<String, BadLine>>> {
+    match r {
+        Ok(line) => Ok(line.map(Ok)),
+        Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Err(BadLine::TooLong))),
+        // LinesCodec has already consumed the line when UTF-8 validation fails.
+        Err(LinesCodecError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+            Ok(Some(Err(BadLine::NotUtf8)))
+        }
+        Err(LinesCodecError::Io(e)) => Err(e),
+    }
+}
+
+impl Encoder<String> for RequestCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, line: String, buf: &mut BytesMut) -> io::Result<()> {
+        self.0.encode(line, buf).map_err(|e| match e {
+            LinesCodecError::Io(e) => e,
+            LinesCodecError::MaxLineLengthExceeded => io::Error::other("reply too long"),
+        })
+    }
+}
+
 async fn connection(stream: UnixStream, tx: mpsc::Sender<Cmd>) -> io::Result<()> {
-    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_FRAME));
+    let mut framed = Framed::new(
+        stream,
+        RequestCodec(LinesCodec::new_with_max_length(MAX_FRAME)),
+    );
     while let Some(line) = framed.next().await {
-        let reply = match line {
+        let reply = match line? {
             Ok(line) => match parse_request(&line) {
                 Ok(frame) => {
                     let (reply_tx, reply_rx) = oneshot::channel();
@@ -277,24 +330,21 @@ async fn connection(stream: UnixStream, tx: mpsc::Sender<Cmd>) -> io::Result<()>
                 }
                 Err(reply) => reply,
             },
-            Err(LinesCodecError::MaxLineLengthExceeded) => ReplyFrame {
+            Err(BadLine::TooLong) => ReplyFrame {
                 id: None,
                 body: ReplyBody::Error(WireError::new(
                     ErrorCode::TooLarge,
                     format!("request line longer than {MAX_FRAME} bytes; discarded"),
                 )),
             },
-            Err(LinesCodecError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => ReplyFrame {
+            Err(BadLine::NotUtf8) => ReplyFrame {
                 id: None,
                 body: ReplyBody::Error(WireError::new(ErrorCode::Malformed, "line is not UTF-8")),
             },
-            Err(LinesCodecError::Io(e)) => return Err(e),
         };
-        let text = serde_json::to_string(&reply).expect("replies always serialize");
-        framed.send(text).await.map_err(|e| match e {
-            LinesCodecError::Io(e) => e,
-            LinesCodecError::MaxLineLengthExceeded => io::Error::other("reply too long"),
-        })?;
+        framed
+            .send(serde_json::to_string(&reply).expect("replies always serialize"))
+            .await?;
     }
     Ok(())
 }

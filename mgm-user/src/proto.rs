@@ -195,8 +195,20 @@ pub fn parse_request(line: &str) -> Result<RequestFrame, ReplyFrame> {
             format!("unknown method {method:?}"),
         ));
     }
-    serde_json::from_value(value)
-        .map_err(|e| fail(ErrorCode::InvalidParams, format!("{method}: {e}")))
+    let keys: Vec<String> = obj.keys().cloned().collect();
+    let frame: RequestFrame = serde_json::from_value(value)
+        .map_err(|e| fail(ErrorCode::InvalidParams, format!("{method}: {e}")))?;
+    // serde cannot deny unknown fields through `flatten`: a parameter the parsed request does
+    // not carry back out was not understood, and silently ignoring it (a typo such as "oif")
+    // would install something the client did not ask for.
+    let known = serde_json::to_value(&frame).expect("requests serialize");
+    if let Some(k) = keys.iter().find(|k| known.get(k.as_str()).is_none()) {
+        return Err(fail(
+            ErrorCode::InvalidParams,
+            format!("{method}: unknown parameter {k:?}"),
+        ));
+    }
+    Ok(frame)
 }
 
 #[cfg(test)]

@@ -1,1 +1,566 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Test harness: network namespaces joined by veth pairs, mgmd started in the router namespace,
+//! raw frames injected at the sender and captured at the receivers.
+//!
+//! ```text
+//!  [sender ns] s0 ──veth── rin [router ns: mgmd + XDP] r1 ──veth── eth0 [recv ns 1]
+//!                                                       r2 ──veth── eth0 [recv ns 2] ...
+//! ```
+//! Every namespace name carries the process id and a counter, so tests run in parallel (and
+//! next to an aborted earlier run) without clashes. Everything is removed on drop, including
+//! when a test panics.
 
+use std::{
+    fs::File,
+    io::{BufRead as _, BufReader, Write as _},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::net::UnixStream,
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::{Value, json};
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A unique prefix for names made by this test process.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "mgm{}-{}-{tag}",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command and fails with its stderr if it fails.
+pub fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("spawning {cmd} (is it installed?)"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Panics with a clear message unless this process can create namespaces.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests create network namespaces and load XDP programs: run them as root \
+         (`cargo xtask test`)"
+    );
+}
+
+/// A named network namespace, deleted on drop (which also deletes its veth ends).
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let name = unique(tag);
+        run("ip", &["netns", "add", &name])?;
+        let ns = Self { name };
+        // No IPv6: keeps MLD/ND chatter out of the packet counts.
+        ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+        ns.exec("sysctl", &["-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        ns.exec("ip", &["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["netns", "exec", &self.name, cmd];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace. Sockets created there stay in
+    /// the namespace and can be used from any thread afterwards.
+    pub fn enter<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("setns {path}"))?;
+            f()
+        })
+        .join()
+        .expect("netns thread panicked")
+    }
+
+    pub fn ifindex(&self, ifname: &str) -> anyhow::Result<u32> {
+        let ifname = ifname.to_owned();
+        self.enter(move || Ok(nix::net::if_::if_nametoindex(ifname.as_str())?))
+    }
+
+    pub fn mac(&self, ifname: &str) -> anyhow::Result<[u8; 6]> {
+        let out = self.exec("cat", &[&format!("/sys/class/net/{ifname}/address")]);
+        // /sys shows the namespace of whoever mounted it; `ip netns exec` remounts it.
+        parse_mac(out?.trim())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+pub fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
+}
+
+/// Creates a veth pair with one end in each namespace, both up.
+pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> anyhow::Result<()> {
+    // Temporary unique names in the caller's namespace avoid clashes between parallel tests.
+    let tmp_a = unique("va");
+    let tmp_b = unique("vb");
+    let (tmp_a, tmp_b) = (
+        &tmp_a[tmp_a.len().saturating_sub(15)..],
+        &tmp_b[tmp_b.len().saturating_sub(15)..],
+    );
+    run(
+        "ip",
+        &["link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b],
+    )?;
+    run(
+        "ip",
+        &["link", "set", tmp_a, "netns", &a.name, "name", a_name],
+    )?;
+    run(
+        "ip",
+        &["link", "set", tmp_b, "netns", &b.name, "name", b_name],
+    )?;
+    a.exec("ip", &["link", "set", a_name, "up"])?;
+    b.exec("ip", &["link", "set", b_name, "up"])?;
+    Ok(())
+}
+
+/// An AF_PACKET socket bound to one interface of one namespace.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+
+impl PacketSocket {
+    pub fn open(ns: &Netns, ifname: &str) -> anyhow::Result<Self> {
+        let ifname = ifname.to_owned();
+        ns.enter(move || {
+            let ifindex = nix::net::if_::if_nametoindex(ifname.as_str())?;
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let raw =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, ETH_P_ALL.to_be() as i32) };
+            ensure!(
+                raw >= 0,
+                "socket(AF_PACKET): {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: raw is a fresh, valid fd.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: zeroed sockaddr_ll is valid; the fields we need are set below.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = ETH_P_ALL.to_be();
+            sll.sll_ifindex = ifindex as i32;
+            // SAFETY: sll is a valid sockaddr_ll of the given size.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            ensure!(
+                rc == 0,
+                "bind(AF_PACKET, {ifname}): {}",
+                std::io::Error::last_os_error()
+            );
+            Ok(Self { fd })
+        })
+    }
+
+    pub fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
+        // SAFETY: frame is a valid buffer of frame.len() bytes.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        ensure!(
+            n == frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(())
+    }
+
+    /// Receives incoming frames (not our own outgoing ones) until `idle` passes without one.
+    pub fn drain(&self, idle: Duration) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, idle.as_millis() as i32) };
+            ensure!(rc >= 0, "poll: {}", std::io::Error::last_os_error());
+            if rc == 0 {
+                return Ok(out);
+            }
+            // SAFETY: zeroed sockaddr_ll is valid for recvfrom to fill.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: buf and sll are valid for the sizes given.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            ensure!(n >= 0, "recvfrom: {}", std::io::Error::last_os_error());
+            if sll.sll_pkttype != libc::PACKET_OUTGOING {
+                out.push(buf[..n as usize].to_vec());
+            }
+        }
+    }
+}
+
+/// The multicast MAC for an IPv4 group (RFC 1112: 01:00:5e + low 23 bits).
+pub fn group_mac(group: [u8; 4]) -> [u8; 6] {
+    [0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]]
+}
+
+/// An Ethernet/IPv4/UDP frame carrying `payload`.
+pub fn udp_frame(
+    src_mac: [u8; 6],
+    source: [u8; 4],
+    group: [u8; 4],
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2(src_mac, group_mac(group))
+        .ipv4(source, group, ttl)
+        .udp(40000, 5000);
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder
+        .write(&mut out, payload)
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Recomputes the IPv4 header checksum of a frame in place (after a test edited the header).
+pub fn fix_ipv4_checksum(frame: &mut [u8]) {
+    let ihl = ((frame[14] & 0x0f) as usize) * 4;
+    frame[24] = 0;
+    frame[25] = 0;
+    let mut sum: u32 = 0;
+    for w in frame[14..14 + ihl].chunks(2) {
+        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let c = !(sum as u16);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Where the binaries under test are: `$MGM_BIN_DIR`, else the cargo target dir of this test.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("MGM_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("current_exe");
+            // target/<profile>/deps/<test> → target/<profile>
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build the binaries first (`cargo build --bins`, or use `cargo xtask test`), \
+         or point MGM_BIN_DIR at them",
+        path.display()
+    );
+    path
+}
+
+/// mgmd running in a namespace; killed (SIGTERM, then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Mgmd {
+    child: Child,
+    pub socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Mgmd {
+    pub fn start(ns: &Netns, args: &[String]) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(unique("mgmd"));
+        std::fs::create_dir_all(&dir)?;
+        let socket = dir.join("mgmd.sock");
+        let log = File::create(dir.join("mgmd.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(bin("mgmd"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning mgmd")?;
+        let mut d = Self { child, socket, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = d.child.try_wait()? {
+                bail!("mgmd exited with {status} during start-up:\n{}", d.log());
+            }
+            if let Ok(mut c) = Ctl::connect(&d.socket)
+                && c.call(json!({"method": "hello"})).is_ok()
+            {
+                return Ok(d);
+            }
+            if Instant::now() > deadline {
+                bail!("mgmd did not answer within 20 s:\n{}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mgmd.log")).unwrap_or_default()
+    }
+
+    pub fn ctl(&self) -> anyhow::Result<Ctl> {
+        Ctl::connect(&self.socket)
+    }
+
+    /// Stops mgmd with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("mgmd ignored SIGTERM for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mgmd {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A synchronous client of the control socket, speaking the wire protocol directly.
+pub struct Ctl {
+    stream: BufReader<UnixStream>,
+    next_id: u64,
+}
+
+impl Ctl {
+    pub fn connect(path: &Path) -> anyhow::Result<Self> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Self {
+            stream: BufReader::new(s),
+            next_id: 1,
+        })
+    }
+
+    /// Sends a raw line and returns the raw reply object.
+    pub fn raw(&mut self, line: &[u8]) -> anyhow::Result<Value> {
+        let s = self.stream.get_mut();
+        s.write_all(line)?;
+        s.write_all(b"\n")?;
+        let mut reply = String::new();
+        self.stream.read_line(&mut reply)?;
+        ensure!(!reply.is_empty(), "mgmd closed the connection");
+        Ok(serde_json::from_str(&reply)?)
+    }
+
+    /// Sends a request (an object with `method`); returns `result` or fails with `error`.
+    pub fn call(&mut self, mut req: Value) -> anyhow::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        req["id"] = json!(id);
+        let reply = self.raw(serde_json::to_string(&req)?.as_bytes())?;
+        ensure!(reply["id"] == json!(id), "reply id mismatch: {reply}");
+        if let Some(e) = reply.get("error") {
+            bail!("mgmd error {e}");
+        }
+        Ok(reply["result"].clone())
+    }
+
+    pub fn show(&mut self) -> anyhow::Result<Value> {
+        self.call(json!({"method": "show"}))
+    }
+
+    /// Global counter by name.
+    pub fn counter(&mut self, name: &str) -> anyhow::Result<u64> {
+        self.show()?["counters"][name]
+            .as_u64()
+            .with_context(|| format!("no counter {name}"))
+    }
+
+    /// The MFE (source, group) from `show`, if present.
+    pub fn mfe(&mut self, source: &str, group: &str) -> anyhow::Result<Option<Value>> {
+        let show = self.show()?;
+        Ok(show["mfes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["source"] == source && m["group"] == group)
+            .cloned())
+    }
+
+    /// Waits until the sum of the named counters reaches `target`: the fast path has then
+    /// handled every frame the test sent.
+    pub fn wait_counters(&mut self, names: &[&str], target: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let show = self.show()?;
+            let sum: u64 = names
+                .iter()
+                .map(|n| show["counters"][*n].as_u64().unwrap_or(0))
+                .sum();
+            if sum >= target {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "counters {names:?} reached {sum}, expected {target}: {}",
+                    show["counters"]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The standard topology: a sender, a router running mgmd, `n` receivers.
+pub struct Topology {
+    // Field order is drop order: mgmd goes before its namespaces.
+    pub mgmd: Option<Mgmd>,
+    pub sender: Netns,
+    pub router: Netns,
+    pub receivers: Vec<Netns>,
+    pub tx: PacketSocket,
+    pub sender_mac: [u8; 6],
+}
+
+pub const SOURCE: [u8; 4] = [10, 1, 0, 1];
+pub const GROUP: [u8; 4] = [239, 1, 1, 1];
+
+impl Topology {
+    pub fn new(receivers: usize) -> anyhow::Result<Self> {
+        require_root();
+        let sender = Netns::new("snd")?;
+        let router = Netns::new("rtr")?;
+        veth(&sender, "s0", &router, "rin")?;
+        let mut rx = Vec::new();
+        for i in 1..=receivers {
+            let ns = Netns::new(&format!("rx{i}"))?;
+            veth(&router, &format!("r{i}"), &ns, "eth0")?;
+            // XDP frames redirected into a veth are dropped unless its peer runs XDP or has
+            // GRO on (shared/notes/toolchain.md).
+            ns.exec("ethtool", &["-K", "eth0", "gro", "on"])?;
+            rx.push(ns);
+        }
+        let tx = PacketSocket::open(&sender, "s0")?;
+        let sender_mac = sender.mac("s0")?;
+        Ok(Self {
+            mgmd: None,
+            sender,
+            router,
+            receivers: rx,
+            tx,
+            sender_mac,
+        })
+    }
+
+    /// Starts mgmd managing `rin` and every `r<i>`, with extra arguments.
+    pub fn start(&mut self, extra: &[&str]) -> anyhow::Result<&Mgmd> {
+        let mut args = vec!["--iface".to_owned(), "rin".to_owned()];
+        for i in 1..=self.receivers.len() {
+            args.push("--iface".into());
+            args.push(format!("r{i}"));
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        self.mgmd = Some(Mgmd::start(&self.router, &args)?);
+        Ok(self.mgmd.as_ref().expect("just set"))
+    }
+
+    pub fn ctl(&self) -> anyhow::Result<Ctl> {
+        self.mgmd.as_ref().context("mgmd not started")?.ctl()
+    }
+
+    /// Opens a capture on every receiver (before sending).
+    pub fn captures(&self) -> anyhow::Result<Vec<PacketSocket>> {
+        self.receivers
+            .iter()
+            .map(|ns| PacketSocket::open(ns, "eth0"))
+            .collect()
+    }
+
+    /// A UDP frame from the sender to `GROUP` with this payload and TTL.
+    pub fn frame(&self, ttl: u8, payload: &[u8]) -> Vec<u8> {
+        udp_frame(self.sender_mac, SOURCE, GROUP, ttl, payload)
+    }
+}
+
+/// Frames among `frames` whose UDP payload starts with `magic`.
+pub fn with_magic<'a>(frames: &'a [Vec<u8>], magic: &[u8]) -> Vec<&'a Vec<u8>> {
+    frames
+        .iter()
+        .filter(|f| f.windows(magic.len()).any(|w| w == magic))
+        .collect()
+}
+
+/// A unique payload marker for one test.
+pub fn magic(tag: &str) -> Vec<u8> {
+    format!("MGMTEST-{}-", unique(tag)).into_bytes()
+}

@@ -73,7 +73,7 @@ fn print_snapshot(s: &Snapshot) {
             .map_or_else(|| i.to_string(), |d| d.name.clone())
     };
     println!("INTERFACES");
-    println!("  {:<16} {:>7}  {}", "NAME", "IFINDEX", "MAC");
+    println!("  {:<16} {:>7}  MAC", "NAME", "IFINDEX");
     for d in &s.interfaces {
         println!("  {:<16} {:>7}  {}", d.name, d.ifindex, d.mac);
     }

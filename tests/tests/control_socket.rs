@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgmd's control socket against bad input: every bad line gets a precise error reply, and the
+//! connection, other connections and the state are unaffected. Needs root (mgmd loads XDP).
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use mgm_tests::{Mgmd, Netns, require_root};
+use serde_json::json;
+
+fn code(reply: &serde_json::Value) -> &str {
+    reply["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {reply}"))
+}
+
+#[test]
+fn bad_requests_get_error_replies_and_change_nothing() {
+    require_root();
+    let ns = Netns::new("ctl").unwrap();
+    let d = Mgmd::start(&ns, &[]).unwrap();
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket is root-only by default");
+
+    let mut c = d.ctl().unwrap();
+    let mut other = d.ctl().unwrap();
+    let r = c.raw(b"this is not json").unwrap();
+    assert_eq!(code(&r), "malformed");
+    assert_eq!(r["id"], json!(null));
+    let r = c.raw(br#"{"id":7,"method":"format_disk"}"#).unwrap();
+    assert_eq!((code(&r), &r["id"]), ("unknown_method", &json!(7)));
+    let r = c
+        .raw(br#"{"id":8,"method":"add_mfe","source":"10.0.0.1"}"#)
+        .unwrap();
+    assert_eq!(code(&r), "invalid_params");
+    let r = c
+        .raw(br#"{"id":9,"method":"add_mfe","source":"10.0.0.1","group":"239.1.1.1","iif":"nope","oifs":[]}"#)
+        .unwrap();
+    assert_eq!(code(&r), "no_such_interface");
+    let r = c.raw(&[0xff, 0xfe, b'{']).unwrap();
+    assert_eq!(code(&r), "malformed");
+    let big = vec![b'x'; 100 * 1024];
+    let r = c.raw(&big).unwrap();
+    assert_eq!(code(&r), "too_large");
+
+    // Same connection, and another one, still work; nothing was installed.
+    let show = c.show().unwrap();
+    assert_eq!(show["mfes"], json!([]));
+    assert_eq!(
+        other.call(json!({"method": "hello"})).unwrap()["protocol"],
+        json!(1)
+    );
+    assert!(d.log().contains("mgmd ready"));
+}
+
+#[test]
+fn a_second_instance_on_the_same_socket_is_refused() {
+    require_root();
+    let ns = Netns::new("dup").unwrap();
+    let d = Mgmd::start(&ns, &[]).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(mgm_tests::bin("mgmd"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another mgmd"), "{err}");
+    // The first one is untouched.
+    assert_eq!(
+        d.ctl().unwrap().call(json!({"method": "hello"})).unwrap()["protocol"],
+        json!(1)
+    );
+}
+
+#[test]
+fn clean_shutdown_removes_the_socket_and_detaches() {
+    require_root();
+    let ns = Netns::new("stop").unwrap();
+    ns.exec(
+        "ip",
+        &["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+    )
+    .unwrap();
+    ns.exec("ip", &["link", "set", "d0", "up"]).unwrap();
+    let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into()]).unwrap();
+    assert!(
+        ns.exec("ip", &["link", "show", "d0"])
+            .unwrap()
+            .contains("xdp")
+    );
+    let status = d.stop().unwrap();
+    assert!(
+        status.success(),
+        "mgmd exits 0 on SIGTERM: {status}\n{}",
+        d.log()
+    );
+    assert!(!d.socket.exists());
+    assert!(
+        !ns.exec("ip", &["link", "show", "d0"])
+            .unwrap()
+            .contains("xdp"),
+        "XDP detached"
+    );
+}

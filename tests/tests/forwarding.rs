@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The XDP fast path with real frames through real veth pairs: what arrives where, what never
+//! does, and what the counters say. Needs root (namespaces, XDP).
+
+use std::time::Duration;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use mgm_tests::{
+    GROUP, SOURCE, Topology, fix_ipv4_checksum, group_mac, magic, udp_frame, with_magic,
+};
+use serde_json::json;
+
+/// How long a receiver stays silent before we decide nothing more is coming. Only used after
+/// the router's counters prove every frame was handled, so it bounds reordering, not latency.
+const IDLE: Duration = Duration::from_millis(300);
+const S: &str = "10.1.0.1";
+const G: &str = "239.1.1.1";
+
+fn mfe(iif: &str, oifs: &[&str]) -> String {
+    format!("{S},{G},{iif},{}", oifs.join("+"))
+}
+
+fn payload(magic: &[u8], seq: u32) -> Vec<u8> {
+    let mut p = magic.to_vec();
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&[0xab; 32]);
+    p
+}
+
+/// Checks one forwarded copy against the frame that was sent.
+fn assert_forwarded_copy(sent: &[u8], got: &[u8], out_mac: [u8; 6]) {
+    let s = SlicedPacket::from_ethernet(sent).expect("sent frame parses");
+    let g = SlicedPacket::from_ethernet(got).expect("forwarded frame parses");
+    let (
+        Some(etherparse::LinkSlice::Ethernet2(ge)),
+        Some(NetSlice::Ipv4(gi)),
+        Some(NetSlice::Ipv4(si)),
+    ) = (&g.link, &g.net, &s.net)
+    else {
+        panic!("forwarded frame is not Ethernet/IPv4: {got:02x?}");
+    };
+    assert_eq!(
+        ge.destination(),
+        group_mac(GROUP),
+        "destination MAC stays the group's"
+    );
+    assert_eq!(
+        ge.source(),
+        out_mac,
+        "source MAC is the router's outgoing port"
+    );
+    let (gh, sh) = (gi.header().to_header(), si.header().to_header());
+    assert_eq!(
+        gh.time_to_live,
+        sh.time_to_live - 1,
+        "TTL decremented by exactly one"
+    );
+    assert_eq!(
+        gh.header_checksum,
+        gh.calc_header_checksum(),
+        "IPv4 header checksum valid"
+    );
+    assert_eq!((gh.source, gh.destination), (sh.source, sh.destination));
+    let (Some(TransportSlice::Udp(gu)), Some(TransportSlice::Udp(su))) =
+        (&g.transport, &s.transport)
+    else {
+        panic!("not UDP");
+    };
+    assert_eq!(gu.payload(), su.payload(), "payload intact");
+    let udp = gu.to_header();
+    assert_eq!(
+        udp.checksum,
+        udp.calc_checksum_ipv4(&gh, gu.payload()).unwrap(),
+        "UDP checksum valid"
+    );
+}
+
+/// Sends `count` numbered frames, waits for the router to handle them, and returns what each
+/// receiver got that carries this test's marker.
+fn send_numbered(
+    t: &Topology,
+    tag: &str,
+    ttl: u8,
+    count: u32,
+    counters: &[&str],
+) -> (Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>) {
+    let caps = t.captures().unwrap();
+    let m = magic(tag);
+    let mut ctl = t.ctl().unwrap();
+    let before: u64 = counters.iter().map(|c| ctl.counter(c).unwrap()).sum();
+    let sent: Vec<Vec<u8>> = (0..count).map(|i| t.frame(ttl, &payload(&m, i))).collect();
+    for f in &sent {
+        t.tx.send(f).unwrap();
+    }
+    ctl.wait_counters(counters, before + count as u64).unwrap();
+    let got = caps
+        .iter()
+        .map(|c| {
+            with_magic(&c.drain(IDLE).unwrap(), &m)
+                .into_iter()
+                .cloned()
+                .collect()
+        })
+        .collect();
+    (sent, got)
+}
+
+#[test]
+fn forwards_to_one_receiver_and_not_the_other() {
+    let mut t = Topology::new(2).unwrap();
+    t.start(&["--mfe", &mfe("rin", &["r1"])]).unwrap();
+    let (sent, got) = send_numbered(&t, "one", 64, 20, &["forwarded"]);
+    assert_eq!(got[0].len(), 20, "receiver 1 is on the OIL");
+    assert_eq!(got[1].len(), 0, "receiver 2 is not");
+    let r1_mac = t.router.mac("r1").unwrap();
+    for (s, g) in sent.iter().zip(&got[0]) {
+        assert_forwarded_copy(s, g, r1_mac);
+    }
+}
+
+#[test]
+fn forwards_to_three_receivers_with_per_mfe_counters() {
+    let mut t = Topology::new(4).unwrap();
+    t.start(&["--mfe", &mfe("rin", &["r1", "r2", "r3"])])
+        .unwrap();
+    let (sent, got) = send_numbered(&t, "three", 10, 25, &["forwarded"]);
+    for (i, copies) in got.iter().take(3).enumerate() {
+        assert_eq!(copies.len(), 25, "receiver {} is on the OIL", i + 1);
+        let mac = t.router.mac(&format!("r{}", i + 1)).unwrap();
+        for (s, g) in sent.iter().zip(copies) {
+            assert_forwarded_copy(s, g, mac);
+        }
+    }
+    assert_eq!(got[3].len(), 0, "receiver 4 is not on the OIL");
+    let m = t.ctl().unwrap().mfe(S, G).unwrap().expect("mfe listed");
+    assert_eq!(m["packets"], json!(25));
+    assert_eq!(m["bytes"], json!(25 * sent[0].len() as u64));
+    assert_eq!(m["wrong_iif"], json!(0));
+    assert_eq!(
+        t.ctl().unwrap().counter("egress_tx").unwrap(),
+        75,
+        "one egress run per copy"
+    );
+}
+
+#[test]
+fn wrong_incoming_interface_is_not_forwarded_and_is_counted() {
+    let mut t = Topology::new(2).unwrap();
+    // The MFE expects the flow on r2; it arrives on rin.
+    t.start(&["--mfe", &mfe("r2", &["r1"])]).unwrap();
+    let (_, got) = send_numbered(&t, "wrongif", 64, 10, &["drop_wrong_iif"]);
+    assert!(got.iter().all(Vec::is_empty), "nothing forwarded");
+    let m = t.ctl().unwrap().mfe(S, G).unwrap().unwrap();
+    assert_eq!(m["wrong_iif"], json!(10));
+    assert_eq!(m["packets"], json!(0));
+    assert_eq!(t.ctl().unwrap().counter("forwarded").unwrap(), 0);
+}
+
+#[test]
+fn ttl_one_and_zero_are_not_forwarded_ttl_two_is() {
+    let mut t = Topology::new(1).unwrap();
+    t.start(&["--mfe", &mfe("rin", &["r1"])]).unwrap();
+    let (_, got) = send_numbered(&t, "ttl1", 1, 5, &["drop_ttl"]);
+    assert!(got[0].is_empty(), "TTL 1 not forwarded");
+    let (_, got) = send_numbered(&t, "ttl0", 0, 5, &["drop_ttl"]);
+    assert!(got[0].is_empty(), "TTL 0 not forwarded");
+    let (sent, got) = send_numbered(&t, "ttl2", 2, 5, &["forwarded"]);
+    assert_eq!(got[0].len(), 5, "TTL 2 forwarded");
+    let mac = t.router.mac("r1").unwrap();
+    for (s, g) in sent.iter().zip(&got[0]) {
+        assert_forwarded_copy(s, g, mac);
+    }
+    let m = t.ctl().unwrap().mfe(S, G).unwrap().unwrap();
+    assert_eq!(m["ttl_expired"], json!(10));
+    assert_eq!(m["packets"], json!(15));
+}
+
+#[test]
+fn ip_options_are_forwarded_with_a_valid_checksum() {
+    let mut t = Topology::new(1).unwrap();
+    t.start(&["--mfe", &mfe("rin", &["r1"])]).unwrap();
+    let caps = t.captures().unwrap();
+    let m = magic("opts");
+    let plain = t.frame(32, &payload(&m, 0));
+    // Insert a 4-byte option (NOP, NOP, NOP, End) after the 20-byte header: IHL 6.
+    let mut f = plain[..34].to_vec();
+    f.extend_from_slice(&[1, 1, 1, 0]);
+    f.extend_from_slice(&plain[34..]);
+    f[14] = 0x46;
+    let tot = u16::from_be_bytes([f[16], f[17]]) + 4;
+    f[16..18].copy_from_slice(&tot.to_be_bytes());
+    fix_ipv4_checksum(&mut f);
+    t.tx.send(&f).unwrap();
+    t.ctl().unwrap().wait_counters(&["forwarded"], 1).unwrap();
+    let got = caps[0].drain(IDLE).unwrap();
+    let got = with_magic(&got, &m);
+    assert_eq!(got.len(), 1);
+    let g = got[0];
+    assert_eq!(g[14], 0x46, "options kept");
+    assert_eq!(g[22], 31, "TTL decremented");
+    let h = etherparse::Ipv4Header::from_slice(&g[14..]).unwrap().0;
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "checksum over options valid"
+    );
+}
+
+/// Every odd frame is passed to the stack (or dropped) and never forwarded; each lands in the
+/// counter that names why.
+#[test]
+fn malformed_and_foreign_frames_are_never_forwarded() {
+    let mut t = Topology::new(2).unwrap();
+    t.start(&["--mfe", &mfe("rin", &["r1", "r2"])]).unwrap();
+    let caps = t.captures().unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let m = magic("odd");
+    let good = t.frame(64, &payload(&m, 0));
+    let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut f = good.clone();
+        edit(&mut f);
+        f
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated IPv4 header",
+            good[..14 + 12].to_vec(),
+            "pass_malformed",
+        ),
+        (
+            "truncated payload (tot_len beyond frame)",
+            good[..good.len() - 4].to_vec(),
+            "pass_malformed",
+        ),
+        (
+            "bad header checksum",
+            with(&|f| f[25] ^= 0xff),
+            "pass_malformed",
+        ),
+        (
+            "IHL 4",
+            with(&|f| {
+                f[14] = 0x44;
+                fix_ipv4_checksum(f)
+            }),
+            "pass_malformed",
+        ),
+        (
+            "IHL 15 beyond the frame",
+            good[..14 + 40]
+                .iter()
+                .copied()
+                .enumerate()
+                .map(|(i, b)| if i == 14 { 0x4f } else { b })
+                .collect(),
+            "pass_malformed",
+        ),
+        (
+            "version 6 under ethertype IPv4",
+            with(&|f| {
+                f[14] = 0x65;
+                fix_ipv4_checksum(f)
+            }),
+            "pass_malformed",
+        ),
+        (
+            "tot_len below IHL",
+            with(&|f| {
+                f[16] = 0;
+                f[17] = 10;
+                fix_ipv4_checksum(f)
+            }),
+            "pass_malformed",
+        ),
+        (
+            "VLAN-tagged",
+            with(&|f| {
+                f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+            }),
+            "pass_not_ipv4",
+        ),
+        (
+            "IPv6 ethertype",
+            with(&|f| {
+                f[12] = 0x86;
+                f[13] = 0xdd
+            }),
+            "pass_not_ipv4",
+        ),
+        (
+            "ARP ethertype",
+            with(&|f| {
+                f[12] = 0x08;
+                f[13] = 0x06
+            }),
+            "pass_not_ipv4",
+        ),
+        (
+            "unicast destination",
+            with(&|f| {
+                f[30..34].copy_from_slice(&[10, 1, 0, 99]);
+                fix_ipv4_checksum(f)
+            }),
+            "pass_not_multicast",
+        ),
+        (
+            "link-local group 224.0.0.5",
+            with(&|f| {
+                f[30..34].copy_from_slice(&[224, 0, 0, 5]);
+                fix_ipv4_checksum(f)
+            }),
+            "pass_link_local",
+        ),
+        (
+            "group without MFE",
+            udp_frame(t.sender_mac, SOURCE, [239, 9, 9, 9], 64, &payload(&m, 1)),
+            "pass_no_mfe",
+        ),
+        (
+            "source without MFE",
+            udp_frame(t.sender_mac, [10, 1, 0, 2], GROUP, 64, &payload(&m, 2)),
+            "pass_no_mfe",
+        ),
+    ];
+    for (name, frame, counter) in &cases {
+        let before = ctl.counter(counter).unwrap();
+        t.tx.send(frame).unwrap();
+        ctl.wait_counters(&[counter], before + 1)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // A good frame last: it must arrive, and be the only thing that did.
+    t.tx.send(&good).unwrap();
+    ctl.wait_counters(&["forwarded"], 1).unwrap();
+    for (i, c) in caps.iter().enumerate() {
+        let got = c.drain(IDLE).unwrap();
+        assert_eq!(
+            got.len(),
+            1,
+            "receiver {}: only the good frame arrives, got {got:02x?}",
+            i + 1
+        );
+        assert_forwarded_copy(
+            &good,
+            &got[0],
+            t.router.mac(&format!("r{}", i + 1)).unwrap(),
+        );
+    }
+    assert_eq!(ctl.counter("forwarded").unwrap(), 1);
+}
+
+#[test]
+fn mfes_added_and_removed_over_the_socket_take_effect() {
+    let mut t = Topology::new(2).unwrap();
+    t.start(&[]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let (_, got) = send_numbered(&t, "none", 64, 5, &["pass_no_mfe"]);
+    assert!(got.iter().all(Vec::is_empty), "no MFE, no forwarding");
+
+    ctl.call(json!({"method": "add_mfe", "source": S, "group": G, "iif": "rin", "oifs": ["r1"]}))
+        .unwrap();
+    let (_, got) = send_numbered(&t, "add", 64, 5, &["forwarded"]);
+    assert_eq!((got[0].len(), got[1].len()), (5, 0));
+
+    // Replacing the OIL moves the flow in one step.
+    ctl.call(json!({"method": "add_mfe", "source": S, "group": G, "iif": "rin", "oifs": ["r2"]}))
+        .unwrap();
+    let (_, got) = send_numbered(&t, "move", 64, 5, &["forwarded"]);
+    assert_eq!((got[0].len(), got[1].len()), (0, 5));
+
+    ctl.call(json!({"method": "del_mfe", "source": S, "group": G}))
+        .unwrap();
+    let (_, got) = send_numbered(&t, "del", 64, 5, &["pass_no_mfe"]);
+    assert!(
+        got.iter().all(Vec::is_empty),
+        "removed MFE no longer forwards"
+    );
+    let e = ctl
+        .call(json!({"method": "del_mfe", "source": S, "group": G}))
+        .unwrap_err();
+    assert!(e.to_string().contains("not_found"), "{e}");
+}
+
+#[test]
+fn empty_oil_drops_matching_traffic() {
+    let mut t = Topology::new(1).unwrap();
+    t.start(&["--mfe", &format!("{S},{G},rin,")]).unwrap();
+    let (_, got) = send_numbered(&t, "neg", 64, 5, &["drop_empty_oil"]);
+    assert!(got[0].is_empty());
+    assert_eq!(
+        t.ctl().unwrap().mfe(S, G).unwrap().unwrap()["packets"],
+        json!(5)
+    );
+}
