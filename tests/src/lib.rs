@@ -538,6 +538,58 @@ impl Topology {
         self.mgmd.as_ref().context("mgmd not started")?.ctl()
     }
 
+    /// Gives every host an address so ordinary sockets work: the sender 10.1.0.1/24 (the
+    /// [`SOURCE`]) with a multicast route out of s0, receiver i 10.2.i.2/24.
+    pub fn add_addresses(&self) -> anyhow::Result<()> {
+        self.sender
+            .exec("ip", &["addr", "add", "10.1.0.1/24", "dev", "s0"])?;
+        self.sender
+            .exec("ip", &["route", "add", "224.0.0.0/4", "dev", "s0"])?;
+        // veth offloads the UDP checksum (leaves it partial, to be finished by the stack), and
+        // an XDP redirect cannot carry that state to the next device: receivers would count
+        // InCsumErrors. A physical NIC always sends complete checksums; so does s0 now.
+        self.sender.exec("ethtool", &["-K", "s0", "tx", "off"])?;
+        for (i, ns) in self.receivers.iter().enumerate() {
+            ns.exec(
+                "ip",
+                &[
+                    "addr",
+                    "add",
+                    &format!("10.2.{}.2/24", i + 1),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            ns.exec("ip", &["route", "add", "default", "dev", "eth0"])?;
+        }
+        Ok(())
+    }
+
+    /// A UDP socket in receiver `i` (0-based) bound to `port` and joined to `group` on eth0.
+    pub fn udp_receiver(
+        &self,
+        i: usize,
+        group: [u8; 4],
+        port: u16,
+    ) -> anyhow::Result<std::net::UdpSocket> {
+        let local: std::net::Ipv4Addr = [10, 2, i as u8 + 1, 2].into();
+        self.receivers[i].enter(move || {
+            let s = std::net::UdpSocket::bind(("0.0.0.0", port))?;
+            s.join_multicast_v4(&group.into(), &local)?;
+            s.set_read_timeout(Some(Duration::from_millis(300)))?;
+            Ok(s)
+        })
+    }
+
+    /// A UDP socket in the sender namespace, bound to the source address, with this TTL.
+    pub fn udp_sender(&self, ttl: u32) -> anyhow::Result<std::net::UdpSocket> {
+        self.sender.enter(move || {
+            let s = std::net::UdpSocket::bind("10.1.0.1:0")?;
+            s.set_multicast_ttl_v4(ttl)?;
+            Ok(s)
+        })
+    }
+
     /// Opens a capture on every receiver (before sending).
     pub fn captures(&self) -> anyhow::Result<Vec<PacketSocket>> {
         self.receivers
