@@ -200,6 +200,8 @@ impl PacketSocket {
                 "bind(AF_PACKET, {ifname}): {}",
                 std::io::Error::last_os_error()
             );
+            // Bursts of frames must not overflow the capture before the test drains it.
+            set_rcvbuf(&fd, 8 << 20)?;
             Ok(Self { fd })
         })
     }
@@ -251,6 +253,26 @@ impl PacketSocket {
             }
         }
     }
+}
+
+/// Sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max).
+pub fn set_rcvbuf(s: &impl std::os::fd::AsRawFd, bytes: i32) -> anyhow::Result<()> {
+    // SAFETY: setsockopt with a valid fd and a pointer to an int of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const i32).cast(),
+            size_of::<i32>() as u32,
+        )
+    };
+    ensure!(
+        rc == 0,
+        "SO_RCVBUFFORCE: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }
 
 /// The multicast MAC for an IPv4 group (RFC 1112: 01:00:5e + low 23 bits).
@@ -576,6 +598,8 @@ impl Topology {
         self.receivers[i].enter(move || {
             let s = std::net::UdpSocket::bind(("0.0.0.0", port))?;
             s.join_multicast_v4(&group.into(), &local)?;
+            // A burst must not overflow the default ~200 KiB buffer before the test reads.
+            set_rcvbuf(&s, 8 << 20)?;
             s.set_read_timeout(Some(Duration::from_millis(300)))?;
             Ok(s)
         })

@@ -1,1 +1,277 @@
-fn main() {}
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Developer tasks. `cargo xtask setup` installs the eBPF toolchain on a fresh machine (and is a
+//! no-op in about a second when everything is there); every other task runs it first.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use clap::{Parser, Subcommand};
+
+mod demo;
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need: Debian's rustc with a prebuilt BPF core,
+    /// bpf-linker, the `debian-bpf` rustup toolchain, bpffs. Idempotent.
+    Setup,
+    /// Build mgmd and mgmctl (release), eBPF object included.
+    Build,
+    /// rustfmt and clippy (host crates, and the eBPF crate for its own target).
+    Lint,
+    /// The whole suite: setup, lint, unit tests, namespace tests with real packets. Needs root.
+    Test,
+    /// Build, create a namespace topology, forward multicast through mgmd, print what arrived.
+    Demo,
+}
+
+/// Debian packages: the toolchain (see shared/notes/toolchain.md) and the test tools.
+const APT_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "libstd-rust-web-dev-bpf",
+    "llvm-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "rust-web-clippy",
+    "iproute2",
+    "ethtool",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The rustup name under which Debian's compiler (/usr) is linked; mgm-user/build.rs uses it.
+const TOOLCHAIN: &str = "debian-bpf";
+/// Crates allowed unstable features when building or linting the eBPF crate (see build.rs).
+const BOOTSTRAP_CRATES: &str =
+    "aya_ebpf,aya_ebpf_bindings,aya_ebpf_cty,aya_log_ebpf,aya_log_common,mgm_ebpf,mgm";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match args.task {
+        Task::Setup => setup(),
+        Task::Build => {
+            setup()?;
+            cargo(&["build", "--release", "--bins"])
+        }
+        Task::Lint => {
+            setup()?;
+            lint()
+        }
+        Task::Test => {
+            setup()?;
+            lint()?;
+            test()
+        }
+        Task::Demo => {
+            setup()?;
+            cargo(&["build", "--release", "--bins"])?;
+            demo::run(&root.join("target/release"))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .into()
+}
+
+fn step(what: &str) {
+    println!("==> {what}");
+}
+
+/// Runs a command, failing with the command line when it fails.
+fn sh(cmd: &mut Command) -> anyhow::Result<()> {
+    let desc = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {desc}"))?;
+    ensure!(status.success(), "{desc} failed ({status})");
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    sh(Command::new(env!("CARGO")).args(args))
+}
+
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn setup() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let is_root = nix_is_root();
+
+    // 1. Debian packages.
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output("dpkg-query", &["-W", "-f=${Status}", p])
+                .is_some_and(|s| s.contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        step(&format!(
+            "installing Debian packages: {}",
+            missing.join(" ")
+        ));
+        ensure!(
+            is_root,
+            "installing {} needs root (apt-get)",
+            missing.join(" ")
+        );
+        sh(Command::new("apt-get").args(["update", "-qq"]))
+            .context("apt-get update failed: is the Debian mirror reachable?")?;
+        sh(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .with_context(|| format!("apt-get install {} failed", missing.join(" ")))?;
+    }
+    ensure!(
+        Path::new("/usr/lib/rustlib/bpfel-unknown-none").is_dir(),
+        "/usr/lib/rustlib/bpfel-unknown-none is missing although libstd-rust-web-dev-bpf is \
+         installed: reinstall it (apt-get install --reinstall libstd-rust-web-dev-bpf)"
+    );
+
+    // 2. Debian's compiler as a rustup toolchain (offline, instant).
+    let toolchains = output("rustup", &["toolchain", "list"]).context("rustup not found")?;
+    if !toolchains
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(TOOLCHAIN))
+    {
+        step(&format!(
+            "linking Debian's rustc as rustup toolchain `{TOOLCHAIN}`"
+        ));
+        sh(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN, "/usr"]))?;
+    }
+
+    // 3. bpf-linker, built against Debian's LLVM 22.
+    let have_linker = output("bpf-linker", &["--version"])
+        .is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION));
+    if !have_linker {
+        step(&format!(
+            "building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)"
+        ));
+        // Without LLVM_PREFIX its build script looks in /usr/lib64 and fails with
+        // "unable to find library -lLLVM".
+        sh(Command::new(env!("CARGO"))
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
+        .context("cargo install bpf-linker failed (needs llvm-22-dev, libzstd-dev, zlib1g-dev)")?;
+        ensure!(
+            output("bpf-linker", &["--version"]).is_some(),
+            "bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH"
+        );
+    }
+
+    // 4. bpffs, for pinned maps (mounted once; not mounted at boot on these machines).
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if !mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
+        if is_root {
+            step("mounting bpffs on /sys/fs/bpf");
+            sh(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))?;
+        } else {
+            println!("note: bpffs is not mounted (needs root: mount -t bpf bpf /sys/fs/bpf)");
+        }
+    }
+    println!(
+        "setup: toolchain ready ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    output("id", &["-u"]).is_some_and(|s| s.trim() == "0")
+}
+
+fn lint() -> anyhow::Result<()> {
+    step("cargo fmt --check");
+    cargo(&["fmt", "--all", "--check"]).context("run `cargo fmt --all`")?;
+    step("clippy (host crates)");
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "mgm-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    step("clippy (eBPF crate, bpfel-unknown-none)");
+    sh(Command::new("rustup")
+        .args([
+            "run",
+            TOOLCHAIN,
+            "cargo",
+            "clippy",
+            "-p",
+            "mgm-ebpf",
+            "--bins",
+            "--release",
+        ])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "--target-dir",
+            "target/ebpf-clippy",
+        ])
+        .args(["--", "-D", "warnings"])
+        .env("RUSTC_BOOTSTRAP", BOOTSTRAP_CRATES)
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "--cfg=bpf_target_arch=\"x86_64\"",
+        )
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER"))
+}
+
+fn test() -> anyhow::Result<()> {
+    if !nix_is_root() {
+        bail!("the namespace tests need root (network namespaces, XDP): run as root");
+    }
+    step("building mgmd and mgmctl");
+    cargo(&["build", "--bins"])?;
+    step("unit and namespace tests");
+    let started = Instant::now();
+    cargo(&["test", "--workspace", "--exclude", "mgm-ebpf"])?;
+    println!("tests took {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Waits a little for a condition (used by the demo).
+pub(crate) fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
