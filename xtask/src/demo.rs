@@ -40,10 +40,7 @@ pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
         ctl.counter("forwarded").is_ok_and(|n| n >= u64::from(SENT))
     });
     println!();
-    println!(
-        "  {:<9} {:<7} {:>21} {:>9}  {}",
-        "RECEIVER", "ON OIL", "DATAGRAMS DELIVERED", "TTL SEEN", "SOURCE MAC (router port)"
-    );
+    println!("  RECEIVER  ON OIL    DATAGRAMS DELIVERED  TTL SEEN  SOURCE MAC (router port)");
     let mut delivered_all = Vec::new();
     for (i, (sock, cap)) in socks.iter().zip(&caps).enumerate() {
         let mut delivered = 0;
