@@ -3,8 +3,9 @@
 //! no-op in about a second when everything is there); every other task runs it first.
 
 use std::{
+    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -259,8 +260,30 @@ fn test() -> anyhow::Result<()> {
     cargo(&["build", "--bins"])?;
     step("unit and namespace tests");
     let started = Instant::now();
-    cargo(&["test", "--workspace", "--exclude", "mgm-ebpf"])?;
+    let mut child = Command::new(env!("CARGO"))
+        .args(["test", "--workspace", "--exclude", "mgm-ebpf"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawning cargo test")?;
+    // Echo the output and add up cargo's per-target "test result" lines: the last of them is
+    // often a doc-test target with 0 tests, so the total is printed as the closing line.
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_test_result(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait()?;
     println!("tests took {:.1} s", started.elapsed().as_secs_f64());
+    println!("{passed} passed, {failed} failed");
+    ensure!(
+        status.success() && failed == 0,
+        "cargo test failed ({status})"
+    );
+    ensure!(passed > 0, "cargo test ran no test");
     Ok(())
 }
 
@@ -274,4 +297,32 @@ pub(crate) fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Reads `test result: ok. 9 passed; 0 failed; ...` into (9, 0).
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| -> Option<u64> {
+        rest.split(';').find_map(|part| {
+            let mut it = part.split_whitespace().rev();
+            (it.next()? == word).then_some(())?;
+            it.next()?.parse().ok()
+        })
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_test_result;
+
+    #[test]
+    fn test_result_lines_are_counted() {
+        let ok = "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; \
+                  finished in 6.70s";
+        assert_eq!(parse_test_result(ok), Some((9, 0)));
+        let bad = "test result: FAILED. 22 passed; 1 failed; 0 ignored; 0 measured";
+        assert_eq!(parse_test_result(bad), Some((22, 1)));
+        assert_eq!(parse_test_result("test foo ... ok"), None);
+    }
 }
