@@ -2,6 +2,7 @@
 //! mgm: a multicast forwarding data plane with the semantics of the Windows RRAS Multicast Group
 //! Manager, an XDP fast path and a Unix-socket control protocol.
 //!
+//! * [`manager`]: the MGM semantics, a pure state machine (no I/O, time passed in);
 //! * [`fastpath`]: the mirror of forwarding state into BPF maps (pure logic + a small trait);
 //! * [`dataplane`]: the aya implementation of that trait (the only code touching BPF);
 //! * [`proto`], [`client`]: the control protocol and the client library daemons embed;
@@ -13,5 +14,6 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
+pub mod manager;
 pub mod netdev;
 pub mod proto;

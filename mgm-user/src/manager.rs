@@ -1,0 +1,1411 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The Multicast Group Manager: the semantics of RRAS `mgm.h` (see shared/notes/mgm-spec.md),
+//! as a pure, synchronous state machine. No I/O, no clock: time comes in as `now` (a monotonic
+//! [`Duration`] since an arbitrary epoch). Every call returns its result code; what it causes
+//! (fast-path writes, callbacks) is queued and collected with [`Manager::take_effects`].
+//!
+//! Callbacks that MGM calls synchronously and whose answer it uses (RPF, creation alert, the
+//! prune alert's timeout) become requests with an id; the client answers with
+//! `answer_rpf`/`answer_creation`/`answer_prune`, and [`Manager::tick`] applies the documented
+//! default when no answer came by the deadline.
+//!
+//! Choices where the spec is silent (also in docs/mgm-api.md):
+//! * taking an interface one already owns is an idempotent success;
+//! * memberships only on interfaces the client owns (else INVALID_PARAMETER);
+//! * deleting a membership that does not exist: NOT_FOUND;
+//! * releasing the routing owner's interface deletes the MFEs whose incoming interface it is;
+//! * the prune alert with member-delete = false fires when an MFE's outgoing list becomes empty
+//!   (including an MFE created empty), to the routing owner of its incoming interface;
+//! * join/prune alerts go to routing protocols only, never to IGMP.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// RRAS protocol id of IGMP (iprtrmib.h): the one client that may co-own an interface.
+pub const PROTO_IP_IGMP: u32 = 10;
+/// Membership flag: join state (drives join/prune alerts).
+pub const MGM_JOIN_STATE_FLAG: u32 = 0x1;
+/// Membership flag: forward state (puts the interface in matching MFEs' outgoing lists).
+pub const MGM_FORWARD_STATE_FLAG: u32 = 0x2;
+
+/// Result codes, with their Win32 values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MgmError {
+    #[error("invalid parameter")]
+    InvalidParameter,
+    #[error("insufficient buffer: {needed} entries needed")]
+    InsufficientBuffer { needed: usize },
+    #[error("cannot complete")]
+    CanNotComplete,
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not enough memory")]
+    NotEnoughMemory,
+}
+
+impl MgmError {
+    /// The Win32 error value.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::InvalidParameter => 87,
+            Self::InsufficientBuffer { .. } => 122,
+            Self::CanNotComplete => 1003,
+            Self::NotFound => 1168,
+            Self::AlreadyExists => 183,
+            Self::NotEnoughMemory => 8,
+        }
+    }
+}
+
+pub type MgmResult<T> = Result<T, MgmError>;
+
+/// A registered client's opaque handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Handle(pub u64);
+
+/// A callback request awaiting an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(pub u64);
+
+/// A group enumeration in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EnumHandle(pub u64);
+
+/// An interface: ifindex plus next hop (0.0.0.0 for broadcast and point-to-point links).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Iface {
+    pub ifindex: u32,
+    pub nexthop: Ipv4Addr,
+}
+
+impl Iface {
+    pub const fn new(ifindex: u32, nexthop: Ipv4Addr) -> Self {
+        Self { ifindex, nexthop }
+    }
+}
+
+/// A specific (S,G). Field order makes the derived order "by group, then by source", which is
+/// the order GetFirst/GetNextMfe walk in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Sg {
+    pub group: Ipv4Addr,
+    pub source: Ipv4Addr,
+}
+
+impl Sg {
+    pub const fn new(source: Ipv4Addr, group: Ipv4Addr) -> Self {
+        Self { group, source }
+    }
+}
+
+/// A membership's (source, group), `None` meaning "any". Order: by group, then source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pattern {
+    pub group: Option<Ipv4Addr>,
+    pub source: Option<Ipv4Addr>,
+}
+
+const ONES: Ipv4Addr = Ipv4Addr::BROADCAST;
+
+impl Pattern {
+    /// From the API's (address, mask) pairs: masks are all-ones (exact) or zero (any); address
+    /// 0 means any. Ranges are not supported by this API version.
+    pub fn from_masks(
+        source: Ipv4Addr,
+        source_mask: Ipv4Addr,
+        group: Ipv4Addr,
+        group_mask: Ipv4Addr,
+    ) -> MgmResult<Self> {
+        let one = |addr: Ipv4Addr, mask: Ipv4Addr| -> MgmResult<Option<Ipv4Addr>> {
+            match (addr.is_unspecified(), mask) {
+                (true, _) if mask == ONES || mask.is_unspecified() => Ok(None),
+                (false, m) if m == ONES => Ok(Some(addr)),
+                _ => Err(MgmError::InvalidParameter),
+            }
+        };
+        let p = Self {
+            source: one(source, source_mask)?,
+            group: one(group, group_mask)?,
+        };
+        if p.group.is_some_and(|g| !g.is_multicast()) {
+            return Err(MgmError::InvalidParameter);
+        }
+        if p.group.is_none() && p.source.is_some() {
+            // (S,*) is not one of the three shapes.
+            return Err(MgmError::InvalidParameter);
+        }
+        Ok(p)
+    }
+
+    pub const fn sg(sg: Sg) -> Self {
+        Self {
+            group: Some(sg.group),
+            source: Some(sg.source),
+        }
+    }
+
+    pub fn matches(&self, sg: &Sg) -> bool {
+        self.group.is_none_or(|g| g == sg.group) && self.source.is_none_or(|s| s == sg.source)
+    }
+
+    pub fn entry(&self) -> SourceGroupEntry {
+        let (s, sm) = self
+            .source
+            .map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |s| {
+                (s, ONES)
+            });
+        let (g, gm) = self
+            .group
+            .map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |g| {
+                (g, ONES)
+            });
+        SourceGroupEntry {
+            source: s,
+            source_mask: sm,
+            group: g,
+            group_mask: gm,
+        }
+    }
+}
+
+/// SOURCE_GROUP_ENTRY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceGroupEntry {
+    pub source: Ipv4Addr,
+    pub source_mask: Ipv4Addr,
+    pub group: Ipv4Addr,
+    pub group_mask: Ipv4Addr,
+}
+
+/// MGM_ENUM_TYPES.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnumType {
+    /// One entry per group, with any source.
+    AnySource,
+    /// Every (S,G) (and (*,G)) membership.
+    AllSources,
+}
+
+/// MGM_IF_ENTRY as a creation alert shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IfEntry {
+    pub iface: Iface,
+    pub enabled: bool,
+    /// IGMP co-owns the interface.
+    pub igmp: bool,
+}
+
+/// Why an MFE went away (Linux addition: deletion notice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    Expired,
+    /// Its incoming interface was released.
+    Released,
+    /// Its incoming interface disappeared from the kernel.
+    InterfaceGone,
+}
+
+/// Callbacks, delivered to one client each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Answer with `answer_rpf` (or not: the proposal stands after the timeout).
+    Rpf {
+        request: RequestId,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        iif: Iface,
+        upstream: Ipv4Addr,
+        header: Vec<u8>,
+    },
+    /// Answer with `answer_creation` listing interfaces to keep out (default: all enabled).
+    CreationAlert {
+        request: RequestId,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        iif: Iface,
+        oifs: Vec<IfEntry>,
+    },
+    /// With `request` (member_delete = false), answer with `answer_prune` to set the MFE's
+    /// timeout (default `timeout_secs`).
+    PruneAlert {
+        request: Option<RequestId>,
+        entry: SourceGroupEntry,
+        iface: Option<Iface>,
+        member_delete: bool,
+        timeout_secs: u64,
+    },
+    JoinAlert {
+        entry: SourceGroupEntry,
+        member_add: bool,
+    },
+    WrongInterface {
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        iface: Iface,
+        header: Vec<u8>,
+    },
+    LocalJoin {
+        entry: SourceGroupEntry,
+        iface: Iface,
+    },
+    LocalLeave {
+        entry: SourceGroupEntry,
+        iface: Iface,
+    },
+    DisableIgmp {
+        iface: Iface,
+    },
+    EnableIgmp {
+        iface: Iface,
+    },
+    MfeDeleted {
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        reason: DeleteReason,
+    },
+    InterfaceGone {
+        iface: Iface,
+    },
+}
+
+/// What a call caused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Make the fast path forward `sg` arriving on `iif` to exactly `oifs`.
+    Install {
+        sg: Sg,
+        iif: Iface,
+        oifs: Vec<Iface>,
+    },
+    /// Remove `sg` from the fast path.
+    Remove { sg: Sg },
+    /// Deliver a callback.
+    Notify { to: Handle, event: Event },
+}
+
+/// Tunables.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// MFE idle timeout unless a prune alert answer sets another (RRAS default: 900 s).
+    pub mfe_timeout: Duration,
+    /// How long RPF and creation-alert answers are awaited before the defaults apply.
+    pub answer_timeout: Duration,
+    /// Most MFEs the manager holds (NOT_ENOUGH_MEMORY beyond).
+    pub max_mfes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mfe_timeout: Duration::from_secs(900),
+            answer_timeout: Duration::from_secs(2),
+            max_mfes: 1 << 20,
+        }
+    }
+}
+
+/// MIB_IPMCAST_MFE as the manager knows it (counters come from the fast path).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfeView {
+    pub source: Ipv4Addr,
+    pub group: Ipv4Addr,
+    pub iif: Iface,
+    pub upstream: Ipv4Addr,
+    pub oifs: Vec<Iface>,
+    pub uptime_secs: u64,
+    pub expiry_secs: u64,
+    pub timeout_secs: u64,
+}
+
+/// A page of results: `more` is MORE_DATA, else NO_MORE_ITEMS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub entries: Vec<T>,
+    pub more: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Client {
+    protocol: u32,
+    component: u32,
+}
+
+impl Client {
+    fn is_igmp(&self) -> bool {
+        self.protocol == PROTO_IP_IGMP
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Owners {
+    routing: Option<Handle>,
+    igmp: Option<Handle>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Flags {
+    join: bool,
+    forward: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Mfe {
+    iif: Iface,
+    upstream: Ipv4Addr,
+    oifs: BTreeSet<Iface>,
+    /// Kept out by a creation alert answer.
+    disabled: BTreeSet<Iface>,
+    created: Duration,
+    expires: Duration,
+    timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+enum Stage {
+    Rpf,
+    Alerts {
+        waiting: BTreeMap<RequestId, Handle>,
+        disabled: BTreeSet<Iface>,
+    },
+}
+
+/// An MFE being created: waiting for RPF, then for creation alert answers.
+#[derive(Clone, Debug)]
+struct Creating {
+    iif: Iface,
+    upstream: Ipv4Addr,
+    stage: Stage,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Awaiting {
+    Rpf(Sg),
+    Creation(Sg),
+    PruneTimeout(Sg),
+}
+
+#[derive(Clone, Debug)]
+struct Enumeration {
+    owner: Handle,
+    entries: Vec<SourceGroupEntry>,
+    next: usize,
+}
+
+/// Key of a membership: ordered by group, source, interface, client.
+type MemberKey = (Pattern, Iface, Handle);
+
+/// The manager's whole state.
+#[derive(Debug, Default)]
+pub struct Manager {
+    config: Config,
+    clients: BTreeMap<Handle, Client>,
+    owners: BTreeMap<Iface, Owners>,
+    members: BTreeMap<MemberKey, Flags>,
+    /// Index: (interface, client) → the patterns it has there.
+    members_by_iface: BTreeMap<(Iface, Handle), BTreeSet<Pattern>>,
+    mfes: BTreeMap<Sg, Mfe>,
+    creating: BTreeMap<Sg, Creating>,
+    requests: BTreeMap<RequestId, (Handle, Awaiting, Duration)>,
+    enums: BTreeMap<EnumHandle, Enumeration>,
+    next_id: u64,
+    effects: Vec<Effect>,
+}
+
+impl Manager {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            next_id: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Collects what the calls since the last collection caused, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn notify(&mut self, to: Handle, event: Event) {
+        self.effects.push(Effect::Notify { to, event });
+    }
+
+    fn client(&self, h: Handle) -> MgmResult<&Client> {
+        self.clients.get(&h).ok_or(MgmError::InvalidParameter)
+    }
+
+    pub fn is_registered(&self, h: Handle) -> bool {
+        self.clients.contains_key(&h)
+    }
+
+    // ---- registration ------------------------------------------------------------------
+
+    /// RegisterMProtocol.
+    pub fn register(&mut self, protocol: u32, component: u32) -> MgmResult<Handle> {
+        if self
+            .clients
+            .values()
+            .any(|c| c.protocol == protocol && c.component == component)
+        {
+            return Err(MgmError::AlreadyExists);
+        }
+        let h = Handle(self.id());
+        self.clients.insert(
+            h,
+            Client {
+                protocol,
+                component,
+            },
+        );
+        Ok(h)
+    }
+
+    /// DeRegisterMProtocol: refused (CAN_NOT_COMPLETE) while the client owns interfaces.
+    pub fn deregister(&mut self, h: Handle, now: Duration) -> MgmResult<()> {
+        self.client(h)?;
+        if self
+            .owners
+            .values()
+            .any(|o| o.routing == Some(h) || o.igmp == Some(h))
+        {
+            return Err(MgmError::CanNotComplete);
+        }
+        self.clients.remove(&h);
+        self.enums.retain(|_, e| e.owner != h);
+        // Requests it will never answer take their defaults now.
+        let mine: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, (to, ..))| *to == h)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in mine {
+            self.expire_request(id, now);
+        }
+        Ok(())
+    }
+
+    /// A connection closed: release everything the client owns, then deregister it.
+    pub fn client_gone(&mut self, h: Handle, now: Duration) {
+        if !self.clients.contains_key(&h) {
+            return;
+        }
+        let owned: Vec<Iface> = self
+            .owners
+            .iter()
+            .filter(|(_, o)| o.routing == Some(h) || o.igmp == Some(h))
+            .map(|(i, _)| *i)
+            .collect();
+        for iface in owned {
+            let _ = self.release_interface(h, iface, now);
+        }
+        let _ = self.deregister(h, now);
+    }
+
+    // ---- ownership ---------------------------------------------------------------------
+
+    /// TakeInterfaceOwnership.
+    pub fn take_interface(&mut self, h: Handle, iface: Iface) -> MgmResult<()> {
+        let igmp = self.client(h)?.is_igmp();
+        let o = self.owners.get(&iface).copied().unwrap_or_default();
+        if igmp {
+            match o.igmp {
+                Some(x) if x == h => return Ok(()),
+                Some(_) => return Err(MgmError::AlreadyExists),
+                None => {}
+            }
+            self.owners.entry(iface).or_default().igmp = Some(h);
+            return Ok(());
+        }
+        match o.routing {
+            Some(x) if x == h => return Ok(()),
+            Some(_) => return Err(MgmError::AlreadyExists),
+            None => {}
+        }
+        // IGMP stops while the interface changes hands, then re-reports through the new owner.
+        if let Some(i) = o.igmp {
+            self.notify(i, Event::DisableIgmp { iface });
+        }
+        self.owners.entry(iface).or_default().routing = Some(h);
+        if let Some(i) = o.igmp {
+            self.notify(i, Event::EnableIgmp { iface });
+        }
+        Ok(())
+    }
+
+    /// ReleaseInterfaceOwnership: the client's memberships on the interface go (with their
+    /// alerts), every MFE entry kept on its behalf there goes, and MFEs arriving there are
+    /// deleted when the routing owner leaves.
+    pub fn release_interface(&mut self, h: Handle, iface: Iface, now: Duration) -> MgmResult<()> {
+        let igmp = self.client(h)?.is_igmp();
+        let o = self
+            .owners
+            .get(&iface)
+            .copied()
+            .ok_or(MgmError::InvalidParameter)?;
+        let slot = if igmp { o.igmp } else { o.routing };
+        if slot != Some(h) {
+            return Err(MgmError::InvalidParameter);
+        }
+        let co_igmp = if igmp { None } else { o.igmp };
+        if let Some(i) = co_igmp {
+            self.notify(i, Event::DisableIgmp { iface });
+        }
+        let patterns: Vec<Pattern> = self
+            .members_by_iface
+            .get(&(iface, h))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for p in patterns {
+            let flags = self
+                .members
+                .get(&(p, iface, h))
+                .copied()
+                .unwrap_or_default();
+            let bits = (u32::from(flags.join) * MGM_JOIN_STATE_FLAG)
+                | (u32::from(flags.forward) * MGM_FORWARD_STATE_FLAG);
+            self.delete_membership_inner(h, p, iface, bits, now);
+        }
+        if !igmp {
+            let arriving: Vec<Sg> = self
+                .mfes
+                .iter()
+                .filter(|(_, m)| m.iif == iface)
+                .map(|(sg, _)| *sg)
+                .collect();
+            for sg in arriving {
+                self.delete_mfe(sg, DeleteReason::Released);
+            }
+            let creating: Vec<Sg> = self
+                .creating
+                .iter()
+                .filter(|(_, c)| c.iif == iface)
+                .map(|(sg, _)| *sg)
+                .collect();
+            for sg in creating {
+                self.abandon_creation(sg);
+            }
+        }
+        let entry = self.owners.get_mut(&iface).expect("checked above");
+        if igmp {
+            entry.igmp = None;
+        } else {
+            entry.routing = None;
+        }
+        if *entry == Owners::default() {
+            self.owners.remove(&iface);
+        }
+        if let Some(i) = co_igmp {
+            self.notify(i, Event::EnableIgmp { iface });
+        }
+        Ok(())
+    }
+
+    /// GetProtocolOnInterface: (protocol id, component id) of the routing owner (or of IGMP
+    /// when it is alone there).
+    pub fn protocol_on_interface(&self, iface: Iface) -> MgmResult<(u32, u32)> {
+        let o = self.owners.get(&iface).ok_or(MgmError::NotFound)?;
+        let h = o.routing.or(o.igmp).ok_or(MgmError::NotFound)?;
+        let c = &self.clients[&h];
+        Ok((c.protocol, c.component))
+    }
+
+    /// An interface disappeared from the kernel: owners are told, then it is released for
+    /// each of them (routing owner first).
+    pub fn interface_gone(&mut self, ifindex: u32, now: Duration) {
+        let gone: Vec<(Iface, Owners)> = self
+            .owners
+            .iter()
+            .filter(|(i, _)| i.ifindex == ifindex)
+            .map(|(i, o)| (*i, *o))
+            .collect();
+        for (iface, o) in gone {
+            for h in [o.routing, o.igmp].into_iter().flatten() {
+                self.notify(h, Event::InterfaceGone { iface });
+            }
+            // Its MFEs are gone because the interface is, not because someone released it.
+            let arriving: Vec<Sg> = self
+                .mfes
+                .iter()
+                .filter(|(_, m)| m.iif == iface)
+                .map(|(sg, _)| *sg)
+                .collect();
+            for sg in arriving {
+                self.delete_mfe(sg, DeleteReason::InterfaceGone);
+            }
+            for h in [o.routing, o.igmp].into_iter().flatten() {
+                let _ = self.release_interface(h, iface, now);
+            }
+        }
+    }
+
+    fn routing_owner(&self, iface: Iface) -> Option<Handle> {
+        self.owners.get(&iface).and_then(|o| o.routing)
+    }
+
+    /// The routing protocol a membership speaks for: the client itself, or for IGMP the
+    /// routing owner of the interface.
+    fn responsible(&self, h: Handle, iface: Iface) -> Option<Handle> {
+        if self.clients.get(&h).is_some_and(Client::is_igmp) {
+            self.routing_owner(iface)
+        } else {
+            Some(h)
+        }
+    }
+
+    fn routing_clients(&self) -> Vec<Handle> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| !c.is_igmp())
+            .map(|(h, _)| *h)
+            .collect()
+    }
+
+    // ---- memberships -------------------------------------------------------------------
+
+    fn check_membership_args(&self, h: Handle, iface: Iface, flags: u32) -> MgmResult<()> {
+        self.client(h)?;
+        let o = self.owners.get(&iface).copied().unwrap_or_default();
+        if o.routing != Some(h) && o.igmp != Some(h) {
+            return Err(MgmError::InvalidParameter);
+        }
+        if flags == 0 || flags & !(MGM_JOIN_STATE_FLAG | MGM_FORWARD_STATE_FLAG) != 0 {
+            return Err(MgmError::InvalidParameter);
+        }
+        Ok(())
+    }
+
+    /// AddGroupMembershipEntry.
+    pub fn add_membership(
+        &mut self,
+        h: Handle,
+        pattern: Pattern,
+        iface: Iface,
+        flags: u32,
+        now: Duration,
+    ) -> MgmResult<()> {
+        self.check_membership_args(h, iface, flags)?;
+        let key = (pattern, iface, h);
+        let old = self.members.get(&key).copied().unwrap_or_default();
+        let new = Flags {
+            join: old.join || flags & MGM_JOIN_STATE_FLAG != 0,
+            forward: old.forward || flags & MGM_FORWARD_STATE_FLAG != 0,
+        };
+        if new.join && !old.join {
+            let first = !self
+                .members
+                .iter()
+                .any(|((p, ..), f)| *p == pattern && f.join);
+            let responsible = self.responsible(h, iface);
+            if first {
+                for to in self.routing_clients() {
+                    if Some(to) != responsible {
+                        self.notify(
+                            to,
+                            Event::JoinAlert {
+                                entry: pattern.entry(),
+                                member_add: true,
+                            },
+                        );
+                    }
+                }
+            }
+            if self.clients[&h].is_igmp()
+                && let Some(r) = self.routing_owner(iface)
+            {
+                self.notify(
+                    r,
+                    Event::LocalJoin {
+                        entry: pattern.entry(),
+                        iface,
+                    },
+                );
+            }
+        }
+        self.members.insert(key, new);
+        self.members_by_iface
+            .entry((iface, h))
+            .or_default()
+            .insert(pattern);
+        if new.forward && !old.forward {
+            let sgs: Vec<Sg> = self.mfes_matching(pattern);
+            for sg in sgs {
+                self.recompute(sg, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// DeleteGroupMembershipEntry: clears the given flags; the entry goes when none is left.
+    pub fn delete_membership(
+        &mut self,
+        h: Handle,
+        pattern: Pattern,
+        iface: Iface,
+        flags: u32,
+        now: Duration,
+    ) -> MgmResult<()> {
+        self.check_membership_args(h, iface, flags)?;
+        let old = self
+            .members
+            .get(&(pattern, iface, h))
+            .copied()
+            .ok_or(MgmError::NotFound)?;
+        let clears_something = (flags & MGM_JOIN_STATE_FLAG != 0 && old.join)
+            || (flags & MGM_FORWARD_STATE_FLAG != 0 && old.forward);
+        if !clears_something {
+            return Err(MgmError::NotFound);
+        }
+        self.delete_membership_inner(h, pattern, iface, flags, now);
+        Ok(())
+    }
+
+    fn delete_membership_inner(
+        &mut self,
+        h: Handle,
+        pattern: Pattern,
+        iface: Iface,
+        flags: u32,
+        now: Duration,
+    ) {
+        let key = (pattern, iface, h);
+        let Some(old) = self.members.get(&key).copied() else {
+            return;
+        };
+        let new = Flags {
+            join: old.join && flags & MGM_JOIN_STATE_FLAG == 0,
+            forward: old.forward && flags & MGM_FORWARD_STATE_FLAG == 0,
+        };
+        if new == Flags::default() {
+            self.members.remove(&key);
+            if let Some(set) = self.members_by_iface.get_mut(&(iface, h)) {
+                set.remove(&pattern);
+                if set.is_empty() {
+                    self.members_by_iface.remove(&(iface, h));
+                }
+            }
+        } else {
+            self.members.insert(key, new);
+        }
+        if old.join && !new.join {
+            self.prune_alerts(h, pattern, iface);
+            if self.clients.get(&h).is_some_and(Client::is_igmp)
+                && let Some(r) = self.routing_owner(iface)
+            {
+                self.notify(
+                    r,
+                    Event::LocalLeave {
+                        entry: pattern.entry(),
+                        iface,
+                    },
+                );
+            }
+        }
+        if old.forward && !new.forward {
+            for sg in self.mfes_matching(pattern) {
+                self.recompute(sg, now);
+            }
+        }
+    }
+
+    /// Member-delete prune alerts after `h` lost join state for `pattern` on `iface`.
+    fn prune_alerts(&mut self, h: Handle, pattern: Pattern, iface: Iface) {
+        let entry = pattern.entry();
+        let alert = || Event::PruneAlert {
+            request: None,
+            entry,
+            iface: Some(iface),
+            member_delete: true,
+            timeout_secs: 0,
+        };
+        let joined: Vec<Handle> = self
+            .members
+            .iter()
+            .filter(|((p, ..), f)| *p == pattern && f.join)
+            .map(|((_, _, c), _)| *c)
+            .collect();
+        let deleter = self.responsible(h, iface);
+        if let (Some(g), Some(s)) = (pattern.group, pattern.source) {
+            // (S,G): the owner of the incoming interface towards S, once nobody wants it.
+            if joined.is_empty()
+                && let Some(m) = self.mfes.get(&Sg::new(s, g))
+                && let Some(up) = self.routing_owner(m.iif)
+                && Some(up) != deleter
+            {
+                self.notify(up, alert());
+            }
+            return;
+        }
+        // (*,G) and (*,*): only when this client's last interface for the entry went.
+        if joined.contains(&h) {
+            return;
+        }
+        let remaining: BTreeSet<Handle> = joined.into_iter().collect();
+        match remaining.len() {
+            1 => {
+                let r = *remaining.first().expect("one");
+                if !self.clients[&r].is_igmp() {
+                    self.notify(r, alert());
+                }
+            }
+            0 => {
+                for to in self.routing_clients() {
+                    if Some(to) != deleter {
+                        self.notify(to, alert());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn mfes_matching(&self, pattern: Pattern) -> Vec<Sg> {
+        match pattern.group {
+            Some(g) => self
+                .mfes
+                .range(Sg::new(Ipv4Addr::UNSPECIFIED, g)..=Sg::new(Ipv4Addr::BROADCAST, g))
+                .map(|(sg, _)| *sg)
+                .filter(|sg| pattern.matches(sg))
+                .collect(),
+            None => self.mfes.keys().copied().collect(),
+        }
+    }
+
+    /// The outgoing list the memberships give `sg` arriving on `iif`.
+    fn oil_for(&self, sg: Sg, iif: Iface, disabled: &BTreeSet<Iface>) -> BTreeSet<Iface> {
+        let mut out = BTreeSet::new();
+        for group in [Some(sg.group), None] {
+            let lo = Pattern {
+                group,
+                source: None,
+            };
+            let hi = Pattern {
+                group,
+                source: Some(Ipv4Addr::BROADCAST),
+            };
+            let range = (lo, Iface::new(0, Ipv4Addr::UNSPECIFIED), Handle(0))
+                ..=(
+                    hi,
+                    Iface::new(u32::MAX, Ipv4Addr::BROADCAST),
+                    Handle(u64::MAX),
+                );
+            for ((p, iface, _), f) in self.members.range(range) {
+                if f.forward && p.matches(&sg) && *iface != iif && !disabled.contains(iface) {
+                    out.insert(*iface);
+                }
+            }
+        }
+        out
+    }
+
+    /// Brings an MFE's outgoing list in line with the memberships.
+    fn recompute(&mut self, sg: Sg, now: Duration) {
+        let Some(m) = self.mfes.get(&sg) else { return };
+        let oifs = self.oil_for(sg, m.iif, &m.disabled);
+        if oifs == m.oifs {
+            return;
+        }
+        let became_empty = oifs.is_empty() && !m.oifs.is_empty();
+        let iif = m.iif;
+        self.mfes.get_mut(&sg).expect("present").oifs = oifs.clone();
+        self.effects.push(Effect::Install {
+            sg,
+            iif,
+            oifs: oifs.into_iter().collect(),
+        });
+        if became_empty {
+            self.oil_empty_alert(sg, now);
+        }
+    }
+
+    /// Prune alert (member-delete = false) to the upstream owner: the MFE forwards nowhere.
+    fn oil_empty_alert(&mut self, sg: Sg, now: Duration) {
+        let Some(m) = self.mfes.get(&sg) else { return };
+        let Some(up) = self.routing_owner(m.iif) else {
+            return;
+        };
+        let request = RequestId(self.id());
+        let deadline = now + self.config.answer_timeout;
+        self.requests
+            .insert(request, (up, Awaiting::PruneTimeout(sg), deadline));
+        let timeout_secs = self.config.mfe_timeout.as_secs();
+        self.notify(
+            up,
+            Event::PruneAlert {
+                request: Some(request),
+                entry: Pattern::sg(sg).entry(),
+                iface: None,
+                member_delete: false,
+                timeout_secs,
+            },
+        );
+    }
+
+    // ---- MFE creation ------------------------------------------------------------------
+
+    /// A packet arrived for `sg` on `ifindex` with no MFE (upcall), or on the wrong interface.
+    pub fn new_packet(&mut self, sg: Sg, ifindex: u32, header: &[u8], now: Duration) {
+        let in_iface = Iface::new(ifindex, Ipv4Addr::UNSPECIFIED);
+        if let Some(m) = self.mfes.get(&sg) {
+            if m.iif.ifindex != ifindex {
+                let owner = self
+                    .owners
+                    .get(&in_iface)
+                    .and_then(|o| o.routing.or(o.igmp));
+                if let Some(to) = owner {
+                    let event = Event::WrongInterface {
+                        source: sg.source,
+                        group: sg.group,
+                        iface: in_iface,
+                        header: header.to_vec(),
+                    };
+                    self.notify(to, event);
+                }
+            }
+            return;
+        }
+        if self.creating.contains_key(&sg) {
+            return; // already asking; more packets change nothing
+        }
+        let Some(owner) = self.routing_owner(in_iface) else {
+            // Nobody routes there: the proposal is final.
+            self.creation_alerts(sg, in_iface, Ipv4Addr::UNSPECIFIED, now);
+            return;
+        };
+        let request = RequestId(self.id());
+        let deadline = now + self.config.answer_timeout;
+        self.requests
+            .insert(request, (owner, Awaiting::Rpf(sg), deadline));
+        self.creating.insert(
+            sg,
+            Creating {
+                iif: in_iface,
+                upstream: Ipv4Addr::UNSPECIFIED,
+                stage: Stage::Rpf,
+            },
+        );
+        self.notify(
+            owner,
+            Event::Rpf {
+                request,
+                source: sg.source,
+                group: sg.group,
+                iif: in_iface,
+                upstream: Ipv4Addr::UNSPECIFIED,
+                header: header.to_vec(),
+            },
+        );
+    }
+
+    /// The RPF callback's answer: the incoming interface and upstream neighbour to use.
+    pub fn answer_rpf(
+        &mut self,
+        h: Handle,
+        request: RequestId,
+        iif: Iface,
+        upstream: Ipv4Addr,
+        now: Duration,
+    ) -> MgmResult<()> {
+        let Some(&(to, Awaiting::Rpf(sg), _)) = self.requests.get(&request) else {
+            return Err(MgmError::NotFound);
+        };
+        if to != h {
+            return Err(MgmError::InvalidParameter);
+        }
+        self.requests.remove(&request);
+        self.creation_alerts(sg, iif, upstream, now);
+        Ok(())
+    }
+
+    /// Computes the outgoing list and asks each owner of an outgoing interface.
+    fn creation_alerts(&mut self, sg: Sg, iif: Iface, upstream: Ipv4Addr, now: Duration) {
+        let oifs = self.oil_for(sg, iif, &BTreeSet::new());
+        let mut by_owner: BTreeMap<Handle, Vec<IfEntry>> = BTreeMap::new();
+        for iface in &oifs {
+            let o = self.owners.get(iface).copied().unwrap_or_default();
+            if let Some(owner) = o.routing.or(o.igmp) {
+                by_owner.entry(owner).or_default().push(IfEntry {
+                    iface: *iface,
+                    enabled: true,
+                    igmp: o.igmp.is_some(),
+                });
+            }
+        }
+        let deadline = now + self.config.answer_timeout;
+        let mut waiting = BTreeMap::new();
+        for (owner, list) in by_owner {
+            let request = RequestId(self.id());
+            self.requests
+                .insert(request, (owner, Awaiting::Creation(sg), deadline));
+            waiting.insert(request, owner);
+            self.notify(
+                owner,
+                Event::CreationAlert {
+                    request,
+                    source: sg.source,
+                    group: sg.group,
+                    iif,
+                    oifs: list,
+                },
+            );
+        }
+        let stage = Stage::Alerts {
+            waiting,
+            disabled: BTreeSet::new(),
+        };
+        self.creating.insert(
+            sg,
+            Creating {
+                iif,
+                upstream,
+                stage,
+            },
+        );
+        self.try_finish_creation(sg, now);
+    }
+
+    /// The creation alert's answer: which of the client's own interfaces to keep out.
+    pub fn answer_creation(
+        &mut self,
+        h: Handle,
+        request: RequestId,
+        disabled: &[Iface],
+        now: Duration,
+    ) -> MgmResult<()> {
+        let Some(&(to, Awaiting::Creation(sg), _)) = self.requests.get(&request) else {
+            return Err(MgmError::NotFound);
+        };
+        if to != h {
+            return Err(MgmError::InvalidParameter);
+        }
+        self.requests.remove(&request);
+        let own: Vec<Iface> = disabled
+            .iter()
+            .copied()
+            .filter(|i| {
+                self.owners
+                    .get(i)
+                    .is_some_and(|o| o.routing.or(o.igmp) == Some(h))
+            })
+            .collect();
+        if let Some(Creating {
+            stage: Stage::Alerts { waiting, disabled },
+            ..
+        }) = self.creating.get_mut(&sg)
+        {
+            waiting.remove(&request);
+            disabled.extend(own);
+        }
+        self.try_finish_creation(sg, now);
+        Ok(())
+    }
+
+    fn try_finish_creation(&mut self, sg: Sg, now: Duration) {
+        let Some(c) = self.creating.get(&sg) else {
+            return;
+        };
+        let Stage::Alerts { waiting, disabled } = &c.stage else {
+            return;
+        };
+        if !waiting.is_empty() {
+            return;
+        }
+        let (iif, upstream, disabled) = (c.iif, c.upstream, disabled.clone());
+        self.creating.remove(&sg);
+        if self.mfes.len() >= self.config.max_mfes {
+            return; // full: the next packet tries again
+        }
+        let oifs = self.oil_for(sg, iif, &disabled);
+        let timeout = self.config.mfe_timeout;
+        let empty = oifs.is_empty();
+        self.mfes.insert(
+            sg,
+            Mfe {
+                iif,
+                upstream,
+                oifs: oifs.clone(),
+                disabled,
+                created: now,
+                expires: now + timeout,
+                timeout,
+            },
+        );
+        self.effects.push(Effect::Install {
+            sg,
+            iif,
+            oifs: oifs.into_iter().collect(),
+        });
+        if empty {
+            self.oil_empty_alert(sg, now);
+        }
+    }
+
+    fn abandon_creation(&mut self, sg: Sg) {
+        self.creating.remove(&sg);
+        self.requests.retain(
+            |_, (_, a, _)| !matches!(a, Awaiting::Rpf(s) | Awaiting::Creation(s) if *s == sg),
+        );
+    }
+
+    /// The prune alert's answer: the MFE's new timeout.
+    pub fn answer_prune(
+        &mut self,
+        h: Handle,
+        request: RequestId,
+        timeout: Duration,
+        now: Duration,
+    ) -> MgmResult<()> {
+        let Some(&(to, Awaiting::PruneTimeout(sg), _)) = self.requests.get(&request) else {
+            return Err(MgmError::NotFound);
+        };
+        if to != h {
+            return Err(MgmError::InvalidParameter);
+        }
+        self.requests.remove(&request);
+        if let Some(m) = self.mfes.get_mut(&sg) {
+            m.timeout = timeout;
+            m.expires = now + timeout;
+        }
+        Ok(())
+    }
+
+    fn expire_request(&mut self, id: RequestId, now: Duration) {
+        let Some((_, awaiting, _)) = self.requests.remove(&id) else {
+            return;
+        };
+        match awaiting {
+            Awaiting::Rpf(sg) => {
+                if let Some(c) = self.creating.get(&sg).cloned() {
+                    self.creation_alerts(sg, c.iif, c.upstream, now);
+                }
+            }
+            Awaiting::Creation(sg) => {
+                if let Some(Creating {
+                    stage: Stage::Alerts { waiting, .. },
+                    ..
+                }) = self.creating.get_mut(&sg)
+                {
+                    waiting.remove(&id);
+                }
+                self.try_finish_creation(sg, now);
+            }
+            Awaiting::PruneTimeout(_) => {} // the default timeout stands
+        }
+    }
+
+    /// Traffic was seen on `sg` (its fast-path counters moved): it stays for another timeout.
+    pub fn refresh(&mut self, sg: Sg, now: Duration) {
+        if let Some(m) = self.mfes.get_mut(&sg) {
+            m.expires = now + m.timeout;
+        }
+    }
+
+    /// Applies defaults to unanswered requests and removes idle MFEs.
+    pub fn tick(&mut self, now: Duration) {
+        let due: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, (.., d))| *d <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.expire_request(id, now);
+        }
+        let idle: Vec<Sg> = self
+            .mfes
+            .iter()
+            .filter(|(_, m)| m.expires <= now)
+            .map(|(sg, _)| *sg)
+            .collect();
+        for sg in idle {
+            self.delete_mfe(sg, DeleteReason::Expired);
+        }
+    }
+
+    fn delete_mfe(&mut self, sg: Sg, reason: DeleteReason) {
+        let Some(m) = self.mfes.remove(&sg) else {
+            return;
+        };
+        self.effects.push(Effect::Remove { sg });
+        let mut told = BTreeSet::new();
+        for iface in std::iter::once(&m.iif).chain(m.oifs.iter()) {
+            let o = self.owners.get(iface).copied().unwrap_or_default();
+            for h in [o.routing, o.igmp].into_iter().flatten() {
+                if told.insert(h) {
+                    self.notify(
+                        h,
+                        Event::MfeDeleted {
+                            source: sg.source,
+                            group: sg.group,
+                            reason,
+                        },
+                    );
+                }
+            }
+        }
+        self.requests
+            .retain(|_, (_, a, _)| !matches!(a, Awaiting::PruneTimeout(s) if *s == sg));
+    }
+
+    // ---- MFE queries -------------------------------------------------------------------
+
+    fn view(&self, sg: Sg, m: &Mfe, now: Duration) -> MfeView {
+        MfeView {
+            source: sg.source,
+            group: sg.group,
+            iif: m.iif,
+            upstream: m.upstream,
+            oifs: m.oifs.iter().copied().collect(),
+            uptime_secs: now.saturating_sub(m.created).as_secs(),
+            expiry_secs: m.expires.saturating_sub(now).as_secs(),
+            timeout_secs: m.timeout.as_secs(),
+        }
+    }
+
+    /// GetMfe. `max_entries` is the buffer, in entries: 0 gets INSUFFICIENT_BUFFER.
+    pub fn get_mfe(&self, sg: Sg, max_entries: usize, now: Duration) -> MgmResult<MfeView> {
+        let m = self.mfes.get(&sg).ok_or(MgmError::NotFound)?;
+        if max_entries == 0 {
+            return Err(MgmError::InsufficientBuffer { needed: 1 });
+        }
+        Ok(self.view(sg, m, now))
+    }
+
+    /// GetFirstMfe / GetNextMfe: up to `max_entries` MFEs strictly after `after` (from the
+    /// start when `None`), ordered by group then source.
+    pub fn get_mfes(
+        &self,
+        after: Option<Sg>,
+        max_entries: usize,
+        now: Duration,
+    ) -> MgmResult<Page<MfeView>> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = after.map_or(Unbounded, Excluded);
+        let mut it = self.mfes.range((lower, Unbounded)).peekable();
+        if max_entries == 0 && it.peek().is_some() {
+            return Err(MgmError::InsufficientBuffer { needed: 1 });
+        }
+        let entries: Vec<MfeView> = it
+            .by_ref()
+            .take(max_entries)
+            .map(|(sg, m)| self.view(*sg, m, now))
+            .collect();
+        Ok(Page {
+            entries,
+            more: it.peek().is_some(),
+        })
+    }
+
+    /// SetMfe: a new incoming interface / upstream neighbour (e.g. after an RPF change).
+    pub fn set_mfe(
+        &mut self,
+        h: Handle,
+        sg: Sg,
+        iif: Iface,
+        upstream: Ipv4Addr,
+        now: Duration,
+    ) -> MgmResult<()> {
+        self.client(h)?;
+        let m = self.mfes.get_mut(&sg).ok_or(MgmError::NotFound)?;
+        m.iif = iif;
+        m.upstream = upstream;
+        let oifs = self.oil_for(sg, iif, &self.mfes[&sg].disabled);
+        let m = self.mfes.get_mut(&sg).expect("present");
+        let became_empty = oifs.is_empty() && !m.oifs.is_empty();
+        m.oifs = oifs.clone();
+        self.effects.push(Effect::Install {
+            sg,
+            iif,
+            oifs: oifs.into_iter().collect(),
+        });
+        if became_empty {
+            self.oil_empty_alert(sg, now);
+        }
+        Ok(())
+    }
+
+    // ---- group enumeration -------------------------------------------------------------
+
+    /// GroupEnumerationStart: a snapshot, so concurrent changes neither duplicate nor skip.
+    pub fn enum_start(&mut self, h: Handle, kind: EnumType) -> MgmResult<EnumHandle> {
+        self.client(h)?;
+        let mut seen = BTreeSet::new();
+        for (p, ..) in self.members.keys() {
+            let entry = match kind {
+                EnumType::AllSources => p.entry(),
+                EnumType::AnySource => Pattern {
+                    group: p.group,
+                    source: None,
+                }
+                .entry(),
+            };
+            seen.insert(entry);
+        }
+        let e = EnumHandle(self.id());
+        self.enums.insert(
+            e,
+            Enumeration {
+                owner: h,
+                entries: seen.into_iter().collect(),
+                next: 0,
+            },
+        );
+        Ok(e)
+    }
+
+    /// GroupEnumerationGetNext.
+    pub fn enum_next(
+        &mut self,
+        h: Handle,
+        e: EnumHandle,
+        max_entries: usize,
+    ) -> MgmResult<Page<SourceGroupEntry>> {
+        let en = self.enums.get_mut(&e).ok_or(MgmError::InvalidParameter)?;
+        if en.owner != h {
+            return Err(MgmError::InvalidParameter);
+        }
+        let rest = &en.entries[en.next..];
+        if max_entries == 0 && !rest.is_empty() {
+            return Err(MgmError::InsufficientBuffer { needed: 1 });
+        }
+        let n = rest.len().min(max_entries);
+        let entries = rest[..n].to_vec();
+        en.next += n;
+        Ok(Page {
+            entries,
+            more: en.next < en.entries.len(),
+        })
+    }
+
+    /// GroupEnumerationEnd.
+    pub fn enum_end(&mut self, h: Handle, e: EnumHandle) -> MgmResult<()> {
+        match self.enums.get(&e) {
+            Some(en) if en.owner == h => {
+                self.enums.remove(&e);
+                Ok(())
+            }
+            _ => Err(MgmError::InvalidParameter),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1352 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Unit tests of the MGM core, one per edge case of shared/notes/mgm-spec.md §5 (named
+//! `eNN_...` after it), and property tests over random call sequences.
+
+use super::*;
+
+const T0: Duration = Duration::ZERO;
+const BOTH: u32 = MGM_JOIN_STATE_FLAG | MGM_FORWARD_STATE_FLAG;
+const PIM: u32 = 103;
+const DVMRP: u32 = 104;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn ifc(i: u32) -> Iface {
+    Iface::new(i, Ipv4Addr::UNSPECIFIED)
+}
+fn sg(s: &str, g: &str) -> Sg {
+    Sg::new(ip(s), ip(g))
+}
+fn p_sg(s: &str, g: &str) -> Pattern {
+    Pattern::sg(sg(s, g))
+}
+fn p_g(g: &str) -> Pattern {
+    Pattern {
+        group: Some(ip(g)),
+        source: None,
+    }
+}
+fn p_all() -> Pattern {
+    Pattern {
+        group: None,
+        source: None,
+    }
+}
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn mgr() -> Manager {
+    Manager::new(Config::default())
+}
+
+/// Events delivered to `to`, in order.
+fn events(effects: &[Effect], to: Handle) -> Vec<Event> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Notify { to: t, event } if *t == to => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn all_events(effects: &[Effect]) -> Vec<(Handle, Event)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Notify { to, event } => Some((*to, event.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Fast-path writes only.
+fn writes(effects: &[Effect]) -> Vec<Effect> {
+    effects
+        .iter()
+        .filter(|e| !matches!(e, Effect::Notify { .. }))
+        .cloned()
+        .collect()
+}
+
+fn oifs(m: &Manager, s: Sg) -> Vec<Iface> {
+    m.get_mfe(s, 1, T0).unwrap().oifs
+}
+
+/// Drives MFE creation for `s` arriving on `ifindex`: answers RPF with the proposal and every
+/// creation alert with "all enabled". Returns every effect of the process.
+fn create(m: &mut Manager, s: Sg, ifindex: u32) -> Vec<Effect> {
+    m.new_packet(s, ifindex, b"hdr", T0);
+    let mut all = Vec::new();
+    loop {
+        let eff = m.take_effects();
+        if eff.is_empty() {
+            return all;
+        }
+        for (to, ev) in all_events(&eff) {
+            match ev {
+                Event::Rpf {
+                    request,
+                    iif,
+                    upstream,
+                    ..
+                } => m.answer_rpf(to, request, iif, upstream, T0).unwrap(),
+                Event::CreationAlert { request, .. } => {
+                    m.answer_creation(to, request, &[], T0).unwrap()
+                }
+                _ => {}
+            }
+        }
+        all.extend(eff);
+    }
+}
+
+/// Standard set-up: PIM owns interfaces 1..=4, a membership (*,G) forward on 2 and 3.
+fn pim_with_members() -> (Manager, Handle) {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    for i in 1..=4 {
+        m.take_interface(pim, ifc(i)).unwrap();
+    }
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0)
+        .unwrap();
+    m.take_effects();
+    (m, pim)
+}
+
+#[test]
+fn e01_register_twice_with_the_same_ids_already_exists_other_component_ok() {
+    let mut m = mgr();
+    let a = m.register(PIM, 1).unwrap();
+    assert_eq!(m.register(PIM, 1), Err(MgmError::AlreadyExists));
+    let b = m.register(PIM, 2).unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn e02_unknown_or_deregistered_handle_is_invalid_parameter_and_changes_nothing() {
+    let mut m = mgr();
+    let h = m.register(PIM, 1).unwrap();
+    m.deregister(h, T0).unwrap();
+    let bogus = Handle(999);
+    for bad in [h, bogus] {
+        assert_eq!(m.deregister(bad, T0), Err(MgmError::InvalidParameter));
+        assert_eq!(
+            m.take_interface(bad, ifc(1)),
+            Err(MgmError::InvalidParameter)
+        );
+        assert_eq!(
+            m.release_interface(bad, ifc(1), T0),
+            Err(MgmError::InvalidParameter)
+        );
+        assert_eq!(
+            m.add_membership(bad, p_g("239.1.1.1"), ifc(1), BOTH, T0),
+            Err(MgmError::InvalidParameter)
+        );
+        assert_eq!(
+            m.delete_membership(bad, p_g("239.1.1.1"), ifc(1), BOTH, T0),
+            Err(MgmError::InvalidParameter)
+        );
+        assert_eq!(
+            m.set_mfe(bad, sg("10.0.0.1", "239.1.1.1"), ifc(1), ip("0.0.0.0"), T0),
+            Err(MgmError::InvalidParameter)
+        );
+        assert_eq!(
+            m.enum_start(bad, EnumType::AllSources),
+            Err(MgmError::InvalidParameter)
+        );
+    }
+    assert_eq!(m.protocol_on_interface(ifc(1)), Err(MgmError::NotFound));
+    assert!(m.take_effects().is_empty());
+}
+
+#[test]
+fn e03_taking_an_interface_owned_by_another_routing_protocol_is_already_exists() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    assert_eq!(
+        m.take_interface(dvmrp, ifc(1)),
+        Err(MgmError::AlreadyExists)
+    );
+    assert_eq!(m.protocol_on_interface(ifc(1)), Ok((PIM, 1)));
+}
+
+#[test]
+fn e04_igmp_co_owns_a_routing_interface_but_a_second_igmp_cannot() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    let igmp2 = m.register(PROTO_IP_IGMP, 2).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(igmp, ifc(1)).unwrap();
+    assert_eq!(
+        m.take_interface(igmp2, ifc(1)),
+        Err(MgmError::AlreadyExists)
+    );
+    assert_eq!(
+        m.protocol_on_interface(ifc(1)),
+        Ok((PIM, 1)),
+        "the routing owner is reported"
+    );
+}
+
+#[test]
+fn e05_routing_protocol_takes_an_igmp_interface_and_igmp_is_disabled_then_enabled() {
+    let mut m = mgr();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    let pim = m.register(PIM, 1).unwrap();
+    m.take_interface(igmp, ifc(1)).unwrap();
+    m.take_effects();
+    m.take_interface(pim, ifc(1)).unwrap();
+    assert_eq!(
+        events(&m.take_effects(), igmp),
+        vec![
+            Event::DisableIgmp { iface: ifc(1) },
+            Event::EnableIgmp { iface: ifc(1) }
+        ]
+    );
+}
+
+#[test]
+fn e06_same_ifindex_different_next_hops_are_owned_independently() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    let a = Iface::new(5, ip("10.0.0.1"));
+    let b = Iface::new(5, ip("10.0.0.2"));
+    m.take_interface(pim, a).unwrap();
+    m.take_interface(dvmrp, b).unwrap();
+    assert_eq!(m.protocol_on_interface(a), Ok((PIM, 1)));
+    assert_eq!(m.protocol_on_interface(b), Ok((DVMRP, 1)));
+    assert_eq!(m.protocol_on_interface(ifc(5)), Err(MgmError::NotFound));
+    m.release_interface(pim, a, T0).unwrap();
+    assert_eq!(m.protocol_on_interface(b), Ok((DVMRP, 1)));
+}
+
+#[test]
+fn e07_taking_the_same_interface_twice_is_an_idempotent_success() {
+    let mut m = mgr();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    let pim = m.register(PIM, 1).unwrap();
+    m.take_interface(igmp, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_effects();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(igmp, ifc(1)).unwrap();
+    assert!(
+        m.take_effects().is_empty(),
+        "no second disable/enable round"
+    );
+}
+
+#[test]
+fn e08_releasing_an_interface_not_owned_or_never_seen_is_invalid_parameter() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    m.take_interface(dvmrp, ifc(1)).unwrap();
+    assert_eq!(
+        m.release_interface(pim, ifc(1), T0),
+        Err(MgmError::InvalidParameter)
+    );
+    assert_eq!(
+        m.release_interface(pim, ifc(9), T0),
+        Err(MgmError::InvalidParameter)
+    );
+    assert_eq!(m.protocol_on_interface(ifc(1)), Ok((DVMRP, 1)));
+}
+
+#[test]
+fn e09_release_removes_only_that_clients_entries_for_that_next_hop() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    let a = Iface::new(5, ip("10.0.0.1"));
+    let b = Iface::new(5, ip("10.0.0.2"));
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, a).unwrap();
+    m.take_interface(dvmrp, b).unwrap();
+    m.take_interface(dvmrp, ifc(2)).unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), a, BOTH, T0)
+        .unwrap();
+    m.add_membership(dvmrp, p_g("239.1.1.1"), b, BOTH, T0)
+        .unwrap();
+    m.add_membership(dvmrp, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    let s = sg("10.0.0.9", "239.1.1.1");
+    create(&mut m, s, 1);
+    assert_eq!(oifs(&m, s), vec![ifc(2), a, b]);
+    m.release_interface(pim, a, T0).unwrap();
+    assert_eq!(oifs(&m, s), vec![ifc(2), b], "only pim's next hop went");
+    assert_eq!(
+        writes(&m.take_effects()),
+        vec![Effect::Install {
+            sg: s,
+            iif: ifc(1),
+            oifs: vec![ifc(2), b]
+        }]
+    );
+}
+
+#[test]
+fn e10_releasing_the_incoming_interface_deletes_its_mfes() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.release_interface(pim, ifc(1), T0).unwrap();
+    assert_eq!(m.get_mfe(s, 1, T0), Err(MgmError::NotFound));
+    let eff = m.take_effects();
+    assert_eq!(writes(&eff), vec![Effect::Remove { sg: s }]);
+    assert!(events(&eff, pim).contains(&Event::MfeDeleted {
+        source: s.source,
+        group: s.group,
+        reason: DeleteReason::Released
+    }));
+}
+
+#[test]
+fn e11_release_deletes_the_clients_memberships_with_prune_alerts() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(2)).unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    m.take_effects();
+    m.release_interface(pim, ifc(2), T0).unwrap();
+    // pim was the last client with (*,G): every other client hears of it.
+    let ev = events(&m.take_effects(), dvmrp);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [Event::PruneAlert {
+                member_delete: true,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    let e = m.enum_start(pim, EnumType::AllSources).unwrap();
+    assert!(m.enum_next(pim, e, 10).unwrap().entries.is_empty());
+}
+
+#[test]
+fn e12_release_on_a_co_owned_interface_keeps_igmp_state_and_toggles_igmp() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(2)).unwrap();
+    m.take_interface(igmp, ifc(2)).unwrap();
+    m.add_membership(igmp, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.release_interface(pim, ifc(2), T0).unwrap();
+    let eff = m.take_effects();
+    let ev = events(&eff, igmp);
+    assert_eq!(ev.first(), Some(&Event::DisableIgmp { iface: ifc(2) }));
+    assert_eq!(ev.last(), Some(&Event::EnableIgmp { iface: ifc(2) }));
+    assert_eq!(
+        oifs(&m, s),
+        vec![ifc(2)],
+        "IGMP's membership still forwards there"
+    );
+    assert!(writes(&eff).is_empty(), "the outgoing list did not change");
+    assert_eq!(m.protocol_on_interface(ifc(2)), Ok((PROTO_IP_IGMP, 1)));
+}
+
+#[test]
+fn e13_deregister_is_refused_while_owning_interfaces_then_succeeds() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    assert_eq!(m.deregister(pim, T0), Err(MgmError::CanNotComplete));
+    assert!(m.is_registered(pim));
+    m.release_interface(pim, ifc(1), T0).unwrap();
+    m.deregister(pim, T0).unwrap();
+    assert!(!m.is_registered(pim));
+    assert!(m.register(PIM, 1).is_ok(), "ids are free again");
+}
+
+#[test]
+fn e14_adding_an_sg_membership_changes_only_that_mfe() {
+    let (mut m, pim) = pim_with_members();
+    let a = sg("10.0.0.1", "239.1.1.1");
+    let b = sg("10.0.0.2", "239.1.1.1");
+    create(&mut m, a, 1);
+    create(&mut m, b, 1);
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(4), BOTH, T0)
+        .unwrap();
+    assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3), ifc(4)]);
+    assert_eq!(oifs(&m, b), vec![ifc(2), ifc(3)]);
+    assert_eq!(
+        writes(&m.take_effects()),
+        vec![Effect::Install {
+            sg: a,
+            iif: ifc(1),
+            oifs: vec![ifc(2), ifc(3), ifc(4)]
+        }]
+    );
+}
+
+#[test]
+fn e15_star_g_reaches_every_mfe_of_the_group_now_and_later() {
+    let (mut m, pim) = pim_with_members();
+    let a = sg("10.0.0.1", "239.1.1.1");
+    let other = sg("10.0.0.1", "239.2.2.2");
+    create(&mut m, a, 1);
+    create(&mut m, other, 1);
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(4), BOTH, T0)
+        .unwrap();
+    assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3), ifc(4)]);
+    assert_eq!(oifs(&m, other), vec![]);
+    let later = sg("10.0.0.7", "239.1.1.1");
+    create(&mut m, later, 1);
+    assert_eq!(oifs(&m, later), vec![ifc(2), ifc(3), ifc(4)]);
+}
+
+#[test]
+fn e16_star_star_reaches_every_mfe() {
+    let (mut m, pim) = pim_with_members();
+    let a = sg("10.0.0.1", "239.1.1.1");
+    let b = sg("10.0.0.2", "239.9.9.9");
+    create(&mut m, a, 1);
+    create(&mut m, b, 1);
+    m.add_membership(pim, p_all(), ifc(4), BOTH, T0).unwrap();
+    assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3), ifc(4)]);
+    assert_eq!(oifs(&m, b), vec![ifc(4)]);
+}
+
+#[test]
+fn e17_overlapping_sg_and_star_g_keep_the_interface_until_both_are_gone() {
+    let (mut m, pim) = pim_with_members();
+    let a = sg("10.0.0.1", "239.1.1.1");
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    create(&mut m, a, 1);
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3)], "(S,G) still wants ifc 2");
+    m.delete_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    assert_eq!(oifs(&m, a), vec![ifc(3)]);
+}
+
+#[test]
+fn e18_the_incoming_interface_is_never_in_its_own_oil() {
+    let (mut m, pim) = pim_with_members();
+    let a = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, a, 2); // arrives on 2, where there is a membership
+    assert_eq!(oifs(&m, a), vec![ifc(3)]);
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    assert_eq!(oifs(&m, a), vec![ifc(3)]);
+    m.set_mfe(pim, a, ifc(3), ip("0.0.0.0"), T0).unwrap();
+    assert_eq!(
+        oifs(&m, a),
+        vec![ifc(2)],
+        "after the IIF moved to 3, 2 is an output and 3 not"
+    );
+}
+
+#[test]
+fn e19_membership_on_an_interface_the_client_does_not_own_is_invalid_parameter() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    m.take_interface(dvmrp, ifc(1)).unwrap();
+    for iface in [ifc(1), ifc(2)] {
+        assert_eq!(
+            m.add_membership(pim, p_g("239.1.1.1"), iface, BOTH, T0),
+            Err(MgmError::InvalidParameter)
+        );
+    }
+    // Masks other than all-ones/zero, (S,*) and non-multicast groups are refused too.
+    assert_eq!(
+        Pattern::from_masks(ip("10.0.0.1"), ip("255.255.0.0"), ip("239.1.1.1"), ONES),
+        Err(MgmError::InvalidParameter)
+    );
+    assert_eq!(
+        Pattern::from_masks(ip("10.0.0.1"), ONES, ip("0.0.0.0"), ip("0.0.0.0")),
+        Err(MgmError::InvalidParameter)
+    );
+    assert_eq!(
+        Pattern::from_masks(ip("0.0.0.0"), ip("0.0.0.0"), ip("10.1.1.1"), ONES),
+        Err(MgmError::InvalidParameter)
+    );
+    assert_eq!(
+        Pattern::from_masks(ip("0.0.0.0"), ip("0.0.0.0"), ip("239.1.1.1"), ONES),
+        Ok(p_g("239.1.1.1"))
+    );
+}
+
+#[test]
+fn e20_deleting_a_membership_that_does_not_exist_is_not_found_and_changes_nothing() {
+    let (mut m, pim) = pim_with_members();
+    let a = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, a, 1);
+    assert_eq!(
+        m.delete_membership(pim, p_g("239.5.5.5"), ifc(2), BOTH, T0),
+        Err(MgmError::NotFound)
+    );
+    m.add_membership(pim, p_g("239.6.6.6"), ifc(2), MGM_JOIN_STATE_FLAG, T0)
+        .unwrap();
+    m.take_effects();
+    assert_eq!(
+        m.delete_membership(pim, p_g("239.6.6.6"), ifc(2), MGM_FORWARD_STATE_FLAG, T0),
+        Err(MgmError::NotFound),
+        "no forward state to clear"
+    );
+    assert!(m.take_effects().is_empty());
+    assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3)]);
+}
+
+#[test]
+fn e21_first_membership_for_a_group_alerts_the_other_routing_protocols_not_the_adder() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(2)).unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(1), BOTH, T0)
+        .unwrap();
+    let eff = m.take_effects();
+    assert_eq!(
+        events(&eff, dvmrp),
+        vec![Event::JoinAlert {
+            entry: p_g("239.1.1.1").entry(),
+            member_add: true
+        }]
+    );
+    assert!(events(&eff, pim).is_empty() && events(&eff, igmp).is_empty());
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    assert!(m.take_effects().is_empty(), "not the first any more");
+}
+
+#[test]
+fn e22_igmp_add_on_a_shared_interface_is_a_local_join_to_the_routing_owner() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(igmp, ifc(1)).unwrap();
+    m.take_effects();
+    m.add_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0)
+        .unwrap();
+    assert_eq!(
+        events(&m.take_effects(), pim),
+        vec![Event::LocalJoin {
+            entry: p_g("239.1.1.1").entry(),
+            iface: ifc(1)
+        }],
+        "a local join, and no join alert (pim is the responsible protocol)"
+    );
+}
+
+#[test]
+fn e23_igmp_delete_on_a_shared_interface_is_a_local_leave() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(igmp, ifc(1)).unwrap();
+    m.add_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0)
+        .unwrap();
+    m.take_effects();
+    m.delete_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0)
+        .unwrap();
+    let ev = events(&m.take_effects(), pim);
+    assert!(ev.contains(&Event::LocalLeave {
+        entry: p_g("239.1.1.1").entry(),
+        iface: ifc(1)
+    }));
+}
+
+/// Three routing protocols each with (*,G) on their own interface.
+fn three_with_star_g() -> (Manager, [Handle; 3]) {
+    let mut m = mgr();
+    let hs = [
+        m.register(PIM, 1).unwrap(),
+        m.register(DVMRP, 1).unwrap(),
+        m.register(200, 1).unwrap(),
+    ];
+    for (i, h) in hs.iter().enumerate() {
+        m.take_interface(*h, ifc(i as u32 + 1)).unwrap();
+        m.add_membership(*h, p_g("239.1.1.1"), ifc(i as u32 + 1), BOTH, T0)
+            .unwrap();
+    }
+    m.take_effects();
+    (m, hs)
+}
+
+fn prune_targets(eff: &[Effect]) -> Vec<Handle> {
+    all_events(eff)
+        .into_iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Event::PruneAlert {
+                    member_delete: true,
+                    ..
+                }
+            )
+        })
+        .map(|(h, _)| h)
+        .collect()
+}
+
+#[test]
+fn e24_star_g_prune_when_the_second_to_last_client_leaves_alerts_only_the_remaining_one() {
+    let (mut m, [a, b, c]) = three_with_star_g();
+    m.delete_membership(a, p_g("239.1.1.1"), ifc(1), BOTH, T0)
+        .unwrap();
+    assert!(
+        prune_targets(&m.take_effects()).is_empty(),
+        "two clients still have it"
+    );
+    m.delete_membership(b, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    assert_eq!(prune_targets(&m.take_effects()), vec![c]);
+}
+
+#[test]
+fn e25_star_g_prune_when_the_last_client_leaves_alerts_all_others() {
+    let (mut m, [a, b, c]) = three_with_star_g();
+    m.delete_membership(a, p_g("239.1.1.1"), ifc(1), BOTH, T0)
+        .unwrap();
+    m.delete_membership(b, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    m.take_effects();
+    m.delete_membership(c, p_g("239.1.1.1"), ifc(3), BOTH, T0)
+        .unwrap();
+    assert_eq!(prune_targets(&m.take_effects()), vec![a, b]);
+}
+
+#[test]
+fn e26_sg_prune_alerts_only_the_owner_of_the_incoming_interface() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    let other = m.register(200, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap(); // towards the source
+    m.take_interface(dvmrp, ifc(2)).unwrap();
+    m.take_interface(other, ifc(3)).unwrap();
+    m.add_membership(dvmrp, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.take_effects();
+    m.delete_membership(dvmrp, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    assert_eq!(prune_targets(&m.take_effects()), vec![pim]);
+}
+
+#[test]
+fn e27_oil_change_prune_alert_without_member_delete_and_its_timeout_answer() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    m.take_effects();
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0)
+        .unwrap();
+    let ev = events(&m.take_effects(), pim);
+    let request = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::PruneAlert {
+                request: Some(r),
+                member_delete: false,
+                timeout_secs: 900,
+                ..
+            } => Some(*r),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no prune alert with a request: {ev:?}"));
+    assert_eq!(
+        m.get_mfe(s, 1, T0).unwrap().timeout_secs,
+        900,
+        "default until answered"
+    );
+    m.answer_prune(pim, request, secs(60), secs(10)).unwrap();
+    let v = m.get_mfe(s, 1, secs(10)).unwrap();
+    assert_eq!((v.timeout_secs, v.expiry_secs), (60, 60));
+    assert_eq!(
+        m.answer_prune(pim, request, secs(5), T0),
+        Err(MgmError::NotFound),
+        "answered once"
+    );
+}
+
+#[test]
+fn e28_new_traffic_asks_the_owner_of_the_interface_towards_the_source_and_uses_its_answer() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    m.new_packet(s, 4, b"ip header", T0);
+    let ev = events(&m.take_effects(), pim);
+    let [
+        Event::Rpf {
+            request,
+            iif,
+            header,
+            ..
+        },
+    ] = ev.as_slice()
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((*iif, header.as_slice()), (ifc(4), b"ip header".as_slice()));
+    m.new_packet(s, 4, b"again", T0);
+    assert!(m.take_effects().is_empty(), "one question per (S,G)");
+    m.answer_rpf(pim, *request, ifc(1), ip("10.9.9.9"), T0)
+        .unwrap();
+    for (to, ev) in all_events(&m.take_effects()) {
+        if let Event::CreationAlert { request, .. } = ev {
+            m.answer_creation(to, request, &[], T0).unwrap();
+        }
+    }
+    let v = m.get_mfe(s, 1, T0).unwrap();
+    assert_eq!((v.iif, v.upstream), (ifc(1), ip("10.9.9.9")));
+    assert_eq!(
+        writes(&m.take_effects()),
+        vec![Effect::Install {
+            sg: s,
+            iif: ifc(1),
+            oifs: vec![ifc(2), ifc(3)]
+        }]
+    );
+}
+
+#[test]
+fn e29_an_iif_change_is_installed_and_traffic_on_the_old_iif_is_wrong_interface() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.set_mfe(pim, s, ifc(4), ip("10.0.0.254"), T0).unwrap();
+    assert_eq!(
+        writes(&m.take_effects()),
+        vec![Effect::Install {
+            sg: s,
+            iif: ifc(4),
+            oifs: vec![ifc(2), ifc(3)]
+        }]
+    );
+    m.new_packet(s, 1, b"h", T0);
+    assert_eq!(
+        events(&m.take_effects(), pim),
+        vec![Event::WrongInterface {
+            source: s.source,
+            group: s.group,
+            iface: ifc(1),
+            header: b"h".to_vec()
+        }]
+    );
+}
+
+#[test]
+fn e30_creation_alerts_go_to_oil_owners_each_seeing_only_its_own_interfaces() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    let bystander = m.register(200, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(2)).unwrap();
+    m.take_interface(dvmrp, ifc(3)).unwrap();
+    m.take_interface(bystander, ifc(4)).unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    m.add_membership(dvmrp, p_g("239.1.1.1"), ifc(3), BOTH, T0)
+        .unwrap();
+    m.take_effects();
+    let eff = create(&mut m, sg("10.0.0.1", "239.1.1.1"), 1);
+    let alerts: Vec<(Handle, Vec<Iface>)> = all_events(&eff)
+        .into_iter()
+        .filter_map(|(h, e)| match e {
+            Event::CreationAlert { oifs, .. } => Some((h, oifs.iter().map(|o| o.iface).collect())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alerts, vec![(pim, vec![ifc(2)]), (dvmrp, vec![ifc(3)])]);
+}
+
+#[test]
+fn e31_a_creation_alert_can_keep_an_interface_out_of_the_mfe() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    m.new_packet(s, 1, b"", T0);
+    let ev = events(&m.take_effects(), pim);
+    let Event::Rpf {
+        request,
+        iif,
+        upstream,
+        ..
+    } = ev[0].clone()
+    else {
+        panic!()
+    };
+    m.answer_rpf(pim, request, iif, upstream, T0).unwrap();
+    let ev = events(&m.take_effects(), pim);
+    let Event::CreationAlert { request, oifs, .. } = ev[0].clone() else {
+        panic!("{ev:?}")
+    };
+    assert!(oifs.iter().all(|o| o.enabled));
+    m.answer_creation(pim, request, &[ifc(3)], T0).unwrap();
+    assert_eq!(oifs_of(&m, s), vec![ifc(2)]);
+    // It stays out even when memberships change later.
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(3), BOTH, T0)
+        .unwrap();
+    assert_eq!(oifs_of(&m, s), vec![ifc(2)]);
+}
+
+fn oifs_of(m: &Manager, s: Sg) -> Vec<Iface> {
+    oifs(m, s)
+}
+
+#[test]
+fn e32_a_client_that_never_answers_times_out_to_the_defaults_and_the_mfe_is_created() {
+    let (mut m, _pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    m.new_packet(s, 1, b"", T0);
+    m.take_effects();
+    m.tick(secs(1));
+    assert_eq!(
+        m.get_mfe(s, 1, T0),
+        Err(MgmError::NotFound),
+        "still waiting for RPF"
+    );
+    m.tick(secs(2)); // RPF timed out: creation alerts go out
+    assert!(
+        all_events(&m.take_effects())
+            .iter()
+            .any(|(_, e)| matches!(e, Event::CreationAlert { .. }))
+    );
+    m.tick(secs(4)); // creation alerts timed out
+    assert_eq!(
+        oifs(&m, s),
+        vec![ifc(2), ifc(3)],
+        "proposed IIF, every interface enabled"
+    );
+}
+
+#[test]
+fn e33_a_packet_on_the_wrong_interface_is_reported_to_that_interfaces_owner() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let dvmrp = m.register(DVMRP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(dvmrp, ifc(2)).unwrap();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.new_packet(s, 2, b"hdr", T0);
+    let eff = m.take_effects();
+    assert!(events(&eff, pim).is_empty());
+    assert_eq!(events(&eff, dvmrp).len(), 1);
+    assert!(
+        writes(&eff).is_empty(),
+        "the MFE is unchanged: the fast path drops and counts"
+    );
+}
+
+#[test]
+fn e34_an_mfe_with_an_empty_oil_exists_and_gains_interfaces_later() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(2)).unwrap();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    let eff = create(&mut m, s, 1);
+    assert_eq!(
+        writes(&eff),
+        vec![Effect::Install {
+            sg: s,
+            iif: ifc(1),
+            oifs: vec![]
+        }]
+    );
+    assert!(events(&eff, pim).iter().any(|e| matches!(
+        e,
+        Event::PruneAlert {
+            member_delete: false,
+            ..
+        }
+    )));
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    assert_eq!(oifs(&m, s), vec![ifc(2)]);
+}
+
+#[test]
+fn e35_an_idle_mfe_expires_with_a_deletion_notice_an_active_one_stays() {
+    let (mut m, pim) = pim_with_members();
+    let idle = sg("10.0.0.1", "239.1.1.1");
+    let busy = sg("10.0.0.2", "239.1.1.1");
+    create(&mut m, idle, 1);
+    create(&mut m, busy, 1);
+    m.refresh(busy, secs(800));
+    m.tick(secs(899));
+    assert!(m.take_effects().is_empty());
+    m.tick(secs(900));
+    let eff = m.take_effects();
+    assert_eq!(writes(&eff), vec![Effect::Remove { sg: idle }]);
+    assert_eq!(
+        events(&eff, pim),
+        vec![Event::MfeDeleted {
+            source: idle.source,
+            group: idle.group,
+            reason: DeleteReason::Expired
+        }]
+    );
+    assert!(m.get_mfe(busy, 1, secs(900)).is_ok());
+    m.tick(secs(1700));
+    assert_eq!(m.get_mfe(busy, 1, secs(1700)), Err(MgmError::NotFound));
+}
+
+#[test]
+fn e36_get_mfe_unknown_is_not_found_and_a_zero_buffer_says_what_is_needed() {
+    let (mut m, _) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    assert_eq!(m.get_mfe(s, 1, T0), Err(MgmError::NotFound));
+    create(&mut m, s, 1);
+    assert_eq!(
+        m.get_mfe(s, 0, T0),
+        Err(MgmError::InsufficientBuffer { needed: 1 })
+    );
+    assert_eq!(
+        m.get_mfes(None, 0, T0),
+        Err(MgmError::InsufficientBuffer { needed: 1 })
+    );
+}
+
+fn make_many(m: &mut Manager) -> Vec<Sg> {
+    let mut all = Vec::new();
+    for g in ["239.1.1.3", "239.1.1.1", "239.1.1.2"] {
+        for s in ["10.0.0.9", "10.0.0.1", "10.0.0.5"] {
+            let x = sg(s, g);
+            create(m, x, 1);
+            all.push(x);
+        }
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn e37_walking_returns_every_mfe_once_by_group_then_source_with_more_data_then_no_more_items() {
+    let (mut m, _) = pim_with_members();
+    let expected = make_many(&mut m);
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = m.get_mfes(after, 4, T0).unwrap();
+        assert!(page.entries.len() <= 4);
+        seen.extend(page.entries.iter().map(|v| Sg::new(v.source, v.group)));
+        after = seen.last().copied();
+        if !page.more {
+            break;
+        }
+        assert_eq!(page.entries.len(), 4, "MORE_DATA only with a full page");
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(expected[0], sg("10.0.0.1", "239.1.1.1"));
+    assert_eq!(expected[1], sg("10.0.0.5", "239.1.1.1"));
+    let end = m.get_mfes(after, 4, T0).unwrap();
+    assert!(
+        end.entries.is_empty() && !end.more,
+        "NO_MORE_ITEMS with zero entries"
+    );
+}
+
+#[test]
+fn e38_get_next_after_a_deleted_mfe_continues_with_the_next_larger_one() {
+    let (mut m, pim) = pim_with_members();
+    let all = make_many(&mut m);
+    // Expire one MFE by releasing nothing: delete through its incoming interface instead.
+    let gone = all[4];
+    m.mfes.remove(&gone); // direct: as if it had just expired
+    let page = m.get_mfes(Some(gone), 1, T0).unwrap();
+    assert_eq!(
+        Sg::new(page.entries[0].source, page.entries[0].group),
+        all[5]
+    );
+    let _ = pim;
+}
+
+#[test]
+fn e40_set_mfe_bad_handle_unknown_mfe_and_a_valid_change() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    assert_eq!(
+        m.set_mfe(Handle(77), s, ifc(1), ip("0.0.0.0"), T0),
+        Err(MgmError::InvalidParameter)
+    );
+    assert_eq!(
+        m.set_mfe(pim, s, ifc(1), ip("0.0.0.0"), T0),
+        Err(MgmError::NotFound)
+    );
+    create(&mut m, s, 1);
+    m.set_mfe(pim, s, ifc(4), ip("10.1.1.1"), T0).unwrap();
+    let v = m.get_mfe(s, 1, T0).unwrap();
+    assert_eq!((v.iif, v.upstream), (ifc(4), ip("10.1.1.1")));
+}
+
+#[test]
+fn e41_group_enumeration_shapes_handles_and_snapshot() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let other = m.register(DVMRP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(2)).unwrap();
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(1), BOTH, T0)
+        .unwrap();
+    m.add_membership(pim, p_sg("10.0.0.2", "239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    m.add_membership(pim, p_g("239.2.2.2"), ifc(1), BOTH, T0)
+        .unwrap();
+    let any = m.enum_start(pim, EnumType::AnySource).unwrap();
+    let all = m.enum_start(pim, EnumType::AllSources).unwrap();
+    let a = m.enum_next(pim, any, 10).unwrap();
+    assert!(!a.more);
+    assert_eq!(
+        a.entries,
+        vec![p_g("239.1.1.1").entry(), p_g("239.2.2.2").entry()]
+    );
+    // Changes after the start neither add nor duplicate entries.
+    m.add_membership(pim, p_g("239.3.3.3"), ifc(1), BOTH, T0)
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let p = m.enum_next(pim, all, 1).unwrap();
+        got.extend(p.entries);
+        if !p.more {
+            break;
+        }
+    }
+    // "In no particular order": compare as sets. 239.3.3.3 came after the start.
+    got.sort();
+    let mut expected = vec![
+        p_sg("10.0.0.1", "239.1.1.1").entry(),
+        p_sg("10.0.0.2", "239.1.1.1").entry(),
+        p_g("239.2.2.2").entry(),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(
+        m.enum_next(other, all, 1),
+        Err(MgmError::InvalidParameter),
+        "not its enumeration"
+    );
+    m.enum_end(pim, all).unwrap();
+    assert_eq!(m.enum_next(pim, all, 1), Err(MgmError::InvalidParameter));
+    assert_eq!(m.enum_end(pim, all), Err(MgmError::InvalidParameter));
+    assert_eq!(
+        m.enum_next(pim, EnumHandle(4242), 1),
+        Err(MgmError::InvalidParameter)
+    );
+}
+
+#[test]
+fn e42_a_dropped_client_is_released_everywhere_and_deregistered() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    m.take_interface(pim, ifc(2)).unwrap();
+    m.take_interface(igmp, ifc(2)).unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
+        .unwrap();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.client_gone(pim, T0);
+    assert!(!m.is_registered(pim));
+    assert_eq!(
+        m.get_mfe(s, 1, T0),
+        Err(MgmError::NotFound),
+        "its IIF was released"
+    );
+    assert_eq!(m.protocol_on_interface(ifc(2)), Ok((PROTO_IP_IGMP, 1)));
+    assert_eq!(m.protocol_on_interface(ifc(1)), Err(MgmError::NotFound));
+    assert!(m.register(PIM, 1).is_ok());
+}
+
+#[test]
+fn e43_an_interface_removed_from_the_kernel_takes_its_entries_and_owners_are_told() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    let t = sg("10.0.0.2", "239.1.1.1");
+    create(&mut m, s, 1);
+    create(&mut m, t, 4);
+    m.interface_gone(2, T0);
+    let eff = m.take_effects();
+    assert!(events(&eff, pim).contains(&Event::InterfaceGone { iface: ifc(2) }));
+    assert_eq!(oifs(&m, s), vec![ifc(3)]);
+    m.interface_gone(1, T0);
+    let eff = m.take_effects();
+    assert!(writes(&eff).contains(&Effect::Remove { sg: s }));
+    assert!(events(&eff, pim).contains(&Event::MfeDeleted {
+        source: s.source,
+        group: s.group,
+        reason: DeleteReason::InterfaceGone
+    }));
+    assert_eq!(oifs(&m, t), vec![ifc(3)], "MFEs elsewhere are unaffected");
+}
+
+#[test]
+fn answers_from_the_wrong_client_or_for_unknown_requests_are_refused() {
+    let (mut m, pim) = pim_with_members();
+    let intruder = m.register(DVMRP, 1).unwrap();
+    m.new_packet(sg("10.0.0.1", "239.1.1.1"), 1, b"", T0);
+    let ev = events(&m.take_effects(), pim);
+    let Event::Rpf {
+        request,
+        iif,
+        upstream,
+        ..
+    } = ev[0].clone()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        m.answer_rpf(intruder, request, iif, upstream, T0),
+        Err(MgmError::InvalidParameter)
+    );
+    assert_eq!(
+        m.answer_rpf(pim, RequestId(999), iif, upstream, T0),
+        Err(MgmError::NotFound)
+    );
+    assert_eq!(
+        m.answer_creation(pim, request, &[], T0),
+        Err(MgmError::NotFound),
+        "wrong kind"
+    );
+    m.answer_rpf(pim, request, iif, upstream, T0).unwrap();
+}
+
+#[test]
+fn error_codes_are_the_win32_values() {
+    assert_eq!(MgmError::InvalidParameter.code(), 87);
+    assert_eq!(MgmError::InsufficientBuffer { needed: 1 }.code(), 122);
+    assert_eq!(MgmError::CanNotComplete.code(), 1003);
+    assert_eq!(MgmError::NotFound.code(), 1168);
+    assert_eq!(MgmError::AlreadyExists.code(), 183);
+    assert_eq!(MgmError::NotEnoughMemory.code(), 8);
+}
+
+/// Edge case 44 at scale: 1,000 interfaces × 10,000 groups stay correct.
+#[test]
+fn e44_a_thousand_interfaces_and_ten_thousand_groups_stay_consistent() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    for i in 1..=1000 {
+        m.take_interface(pim, ifc(i)).unwrap();
+    }
+    let group = |n: u32| Ipv4Addr::from(0xef00_0000 | n);
+    for n in 0..10_000u32 {
+        let iface = ifc(2 + n % 999);
+        m.add_membership(
+            pim,
+            Pattern {
+                group: Some(group(n)),
+                source: None,
+            },
+            iface,
+            BOTH,
+            T0,
+        )
+        .unwrap();
+    }
+    for n in 0..10_000u32 {
+        m.new_packet(Sg::new(ip("10.0.0.1"), group(n)), 1, b"", T0);
+    }
+    m.tick(secs(3));
+    m.tick(secs(6));
+    assert_eq!(m.mfes.len(), 10_000);
+    for n in (0..10_000u32).step_by(97) {
+        assert_eq!(
+            oifs(&m, Sg::new(ip("10.0.0.1"), group(n))),
+            vec![ifc(2 + n % 999)]
+        );
+    }
+    m.release_interface(pim, ifc(2), secs(6)).unwrap();
+    check_invariants(&m);
+    assert!(m.mfes.values().all(|x| !x.oifs.contains(&ifc(2))));
+}
+
+// ---- property tests --------------------------------------------------------------------------
+
+/// Every MFE output has a forward-state membership behind it, owned by its client; nothing is
+/// left of deregistered clients.
+fn check_invariants(m: &Manager) {
+    for (sg, mfe) in &m.mfes {
+        assert!(!mfe.oifs.contains(&mfe.iif), "{sg:?}: IIF in its own OIL");
+        for o in &mfe.oifs {
+            let backed = m.members.iter().any(|((p, iface, h), f)| {
+                iface == o && f.forward && p.matches(sg) && {
+                    let ow = m.owners.get(iface).copied().unwrap_or_default();
+                    ow.routing == Some(*h) || ow.igmp == Some(*h)
+                }
+            });
+            assert!(backed, "{sg:?}: output {o:?} has no membership behind it");
+        }
+        assert_eq!(
+            mfe.oifs,
+            m.oil_for(*sg, mfe.iif, &mfe.disabled),
+            "{sg:?}: OIL out of date"
+        );
+    }
+    for ((_, _, h), _) in m.members.iter() {
+        assert!(
+            m.clients.contains_key(h),
+            "membership of a deregistered client"
+        );
+    }
+    for o in m.owners.values() {
+        for h in [o.routing, o.igmp].into_iter().flatten() {
+            assert!(
+                m.clients.contains_key(&h),
+                "interface owned by a deregistered client"
+            );
+        }
+    }
+    for (to, ..) in m.requests.values() {
+        assert!(
+            m.clients.contains_key(to),
+            "request to a deregistered client"
+        );
+    }
+    for ((iface, h), ps) in &m.members_by_iface {
+        for p in ps {
+            assert!(
+                m.members.contains_key(&(*p, *iface, *h)),
+                "index out of date"
+            );
+        }
+    }
+}
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Take(usize, usize),
+        Release(usize, usize),
+        Add(usize, usize, usize, u32),
+        Del(usize, usize, usize, u32),
+        Packet(usize, usize),
+        Answer,
+        Tick(u64),
+        Gone(usize),
+        Deregister(usize),
+        Register(usize),
+    }
+
+    const CLIENTS: [(u32, u32); 3] = [(PIM, 1), (DVMRP, 1), (PROTO_IP_IGMP, 1)];
+
+    fn ifaces() -> [Iface; 4] {
+        [
+            ifc(1),
+            ifc(2),
+            Iface::new(3, ip("10.0.0.1")),
+            Iface::new(3, ip("10.0.0.2")),
+        ]
+    }
+
+    fn patterns() -> [Pattern; 4] {
+        [
+            p_sg("10.0.0.1", "239.1.1.1"),
+            p_g("239.1.1.1"),
+            p_g("239.2.2.2"),
+            p_all(),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..4usize).prop_map(|(c, i)| Op::Take(c, i)),
+            (0..3usize, 0..4usize).prop_map(|(c, i)| Op::Release(c, i)),
+            (0..3usize, 0..4usize, 0..4usize, 1..4u32).prop_map(|(c, p, i, f)| Op::Add(c, p, i, f)),
+            (0..3usize, 0..4usize, 0..4usize, 1..4u32).prop_map(|(c, p, i, f)| Op::Del(c, p, i, f)),
+            (0..4usize, 0..3usize).prop_map(|(s, i)| Op::Packet(s, i)),
+            Just(Op::Answer),
+            (0..1000u64).prop_map(Op::Tick),
+            (0..3usize).prop_map(Op::Gone),
+            (0..3usize).prop_map(Op::Deregister),
+            (0..3usize).prop_map(Op::Register),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Random call sequences keep the invariants, and replaying the fast-path writes
+        /// reproduces the manager's MFE table exactly.
+        #[test]
+        fn random_sequences_keep_invariants_and_the_mirror_in_step(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut m = mgr();
+            let mut handles: Vec<Option<Handle>> =
+                CLIENTS.iter().map(|(p, c)| m.register(*p, *c).ok()).collect();
+            let mut mirror: BTreeMap<Sg, (Iface, Vec<Iface>)> = BTreeMap::new();
+            let mut now = T0;
+            let sgs = [sg("10.0.0.1", "239.1.1.1"), sg("10.0.0.2", "239.1.1.1"), sg("10.0.0.1", "239.2.2.2"), sg("10.0.0.3", "239.3.3.3")];
+            for op in ops {
+                let h = |c: usize| handles[c].unwrap_or(Handle(u64::MAX));
+                match op {
+                    Op::Take(c, i) => { let _ = m.take_interface(h(c), ifaces()[i]); }
+                    Op::Release(c, i) => {
+                        let owned = m.owners.get(&ifaces()[i]).is_some_and(|o| o.routing == Some(h(c)) || o.igmp == Some(h(c)));
+                        let r = m.release_interface(h(c), ifaces()[i], now);
+                        prop_assert_eq!(r.is_ok(), owned);
+                        if owned {
+                            // Release leaves none of the client's entries on that interface.
+                            prop_assert!(!m.members_by_iface.contains_key(&(ifaces()[i], h(c))));
+                            let o = m.owners.get(&ifaces()[i]).copied().unwrap_or_default();
+                            prop_assert!(o.routing != Some(h(c)) && o.igmp != Some(h(c)));
+                        }
+                    }
+                    Op::Add(c, p, i, f) => { let _ = m.add_membership(h(c), patterns()[p], ifaces()[i], f, now); }
+                    Op::Del(c, p, i, f) => { let _ = m.delete_membership(h(c), patterns()[p], ifaces()[i], f, now); }
+                    Op::Packet(s, i) => m.new_packet(sgs[s], ifaces()[i].ifindex, b"", now),
+                    Op::Answer => {
+                        let pending: Vec<(RequestId, Handle, Awaiting)> = m.requests.iter().map(|(id, (to, a, _))| (*id, *to, *a)).collect();
+                        for (id, to, a) in pending {
+                            match a {
+                                Awaiting::Rpf(_) => { let _ = m.answer_rpf(to, id, ifaces()[0], ip("0.0.0.0"), now); }
+                                Awaiting::Creation(_) => { let _ = m.answer_creation(to, id, &[ifaces()[1]], now); }
+                                Awaiting::PruneTimeout(_) => { let _ = m.answer_prune(to, id, secs(30), now); }
+                            }
+                        }
+                    }
+                    Op::Tick(ms) => { now += Duration::from_millis(ms * 10); m.tick(now); }
+                    Op::Gone(c) => { if let Some(x) = handles[c].take() { m.client_gone(x, now); prop_assert!(!m.is_registered(x)); } }
+                    Op::Deregister(c) => { if let Some(x) = handles[c] && m.deregister(x, now).is_ok() { handles[c] = None; } }
+                    Op::Register(c) => { if handles[c].is_none() { handles[c] = m.register(CLIENTS[c].0, CLIENTS[c].1).ok(); } }
+                }
+                for e in m.take_effects() {
+                    match e {
+                        Effect::Install { sg, iif, oifs } => { mirror.insert(sg, (iif, oifs)); }
+                        Effect::Remove { sg } => { prop_assert!(mirror.remove(&sg).is_some(), "remove of an uninstalled MFE"); }
+                        Effect::Notify { to, .. } => prop_assert!(m.clients.contains_key(&to) || handles.iter().all(|x| *x != Some(to)), "event for an unknown client"),
+                    }
+                }
+                check_invariants(&m);
+                let table: BTreeMap<Sg, (Iface, Vec<Iface>)> = m.mfes.iter().map(|(sg, x)| (*sg, (x.iif, x.oifs.iter().copied().collect()))).collect();
+                prop_assert_eq!(&mirror, &table);
+            }
+        }
+    }
+}
