@@ -27,10 +27,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let metadata = cargo_metadata::MetadataCommand::new()
-        .no_deps()
-        .exec()
-        .context("cargo metadata")?;
+    let metadata =
+        cargo_metadata::MetadataCommand::new().no_deps().exec().context("cargo metadata")?;
     let ebpf = metadata
         .packages
         .into_iter()
@@ -47,11 +45,7 @@ fn main() -> anyhow::Result<()> {
     unsafe { env::set_var("RUSTC_BOOTSTRAP", BOOTSTRAP_CRATES) };
     let toolchain = env::var("MGM_EBPF_TOOLCHAIN").unwrap_or_else(|_| "debian-bpf".into());
     aya_build::build_ebpf(
-        [Package {
-            name: "mgm-ebpf",
-            root_dir: &root_dir,
-            ..Default::default()
-        }],
+        [Package { name: "mgm-ebpf", root_dir: &root_dir, ..Default::default() }],
         Toolchain::Custom(&toolchain),
     )
     .with_context(|| {

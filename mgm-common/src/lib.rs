@@ -75,12 +75,7 @@ const _: () = assert!(core::mem::size_of::<MfeValue>() == 16);
 
 impl MfeValue {
     pub const fn new(iif: u32, oil: u32, stats: u32) -> Self {
-        Self {
-            iif,
-            oil,
-            stats,
-            _reserved: 0,
-        }
+        Self { iif, oil, stats, _reserved: 0 }
     }
 }
 
@@ -202,34 +197,13 @@ mod tests {
     fn counter_names_cover_every_index() {
         assert_eq!(counter::NAMES.len(), counter::COUNT as usize);
         assert_eq!(counter::NAMES[counter::FORWARDED as usize], "forwarded");
-        assert_eq!(
-            counter::NAMES[counter::EGRESS_NO_PORT as usize],
-            "egress_no_port"
-        );
+        assert_eq!(counter::NAMES[counter::EGRESS_NO_PORT as usize], "egress_no_port");
     }
 
     #[test]
     fn stats_accumulate_sums_fields() {
-        let mut a = MfeStats {
-            packets: 1,
-            bytes: 100,
-            wrong_iif: 2,
-            ttl_expired: 3,
-        };
-        a.accumulate(&MfeStats {
-            packets: 4,
-            bytes: 50,
-            wrong_iif: 0,
-            ttl_expired: 1,
-        });
-        assert_eq!(
-            a,
-            MfeStats {
-                packets: 5,
-                bytes: 150,
-                wrong_iif: 2,
-                ttl_expired: 4
-            }
-        );
+        let mut a = MfeStats { packets: 1, bytes: 100, wrong_iif: 2, ttl_expired: 3 };
+        a.accumulate(&MfeStats { packets: 4, bytes: 50, wrong_iif: 0, ttl_expired: 1 });
+        assert_eq!(a, MfeStats { packets: 5, bytes: 150, wrong_iif: 2, ttl_expired: 4 });
     }
 }

@@ -61,19 +61,12 @@ pub enum ConfigError {
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        let cfg: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: p.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let cfg: Self = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: p.clone(), source })?;
         for m in &cfg.mfes {
-            m.validate().map_err(|why| ConfigError::Mfe {
-                spec: format!("{m:?}"),
-                why,
-            })?;
+            m.validate().map_err(|why| ConfigError::Mfe { spec: format!("{m:?}"), why })?;
         }
         Ok(cfg)
     }
@@ -81,11 +74,10 @@ impl Config {
     /// Every interface named anywhere (explicitly or by an MFE), in first-seen order.
     pub fn all_interfaces(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let named = self.interfaces.iter().chain(
-            self.mfes
-                .iter()
-                .flat_map(|m| std::iter::once(&m.iif).chain(m.oifs.iter())),
-        );
+        let named = self
+            .interfaces
+            .iter()
+            .chain(self.mfes.iter().flat_map(|m| std::iter::once(&m.iif).chain(m.oifs.iter())));
         for n in named {
             if !out.contains(n) {
                 out.push(n.clone());
@@ -101,10 +93,7 @@ impl StaticMfe {
             return Err(format!("{} is not a multicast group", self.group));
         }
         if self.group.octets()[..3] == [224, 0, 0] {
-            return Err(format!(
-                "{} is link-local (224.0.0.0/24) and never routed",
-                self.group
-            ));
+            return Err(format!("{} is link-local (224.0.0.0/24) and never routed", self.group));
         }
         if self.source.is_multicast() || self.source.is_broadcast() {
             return Err(format!("{} is not a valid source", self.source));
@@ -120,21 +109,14 @@ impl FromStr for StaticMfe {
     type Err = ConfigError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let err = |why: &str| ConfigError::Mfe {
-            spec: spec.to_owned(),
-            why: why.to_owned(),
-        };
+        let err = |why: &str| ConfigError::Mfe { spec: spec.to_owned(), why: why.to_owned() };
         let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
         let [source, group, iif, oifs] = parts[..] else {
             return Err(err("expected four comma-separated fields"));
         };
         let m = StaticMfe {
-            source: source
-                .parse()
-                .map_err(|_| err("source is not an IPv4 address"))?,
-            group: group
-                .parse()
-                .map_err(|_| err("group is not an IPv4 address"))?,
+            source: source.parse().map_err(|_| err("source is not an IPv4 address"))?,
+            group: group.parse().map_err(|_| err("group is not an IPv4 address"))?,
             iif: iif.to_owned(),
             oifs: if oifs.is_empty() {
                 Vec::new()

@@ -1,41 +1,41 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! mgmd's runtime: the [`Router`] that owns the fast path and answers requests, and the Unix
-//! socket server that feeds it.
+//! mgmd's router: the one task that owns the MGM core ([`Manager`]), the fast-path mirror
+//! (and through it the BPF objects) and the table of connections.
 //!
 //! ```text
-//!  client ─┐                                   ┌─────────────── main task ──────────────┐
-//!  client ─┼─ connection tasks ── mpsc<Cmd> ──▶│ Router: Mirror<BpfFastPath>, interfaces │
-//!  client ─┘   (parse, reply in order)  ◀─ oneshot reply ─┘                                  │
-//!                                              └────────────────────────────────────────┘
+//!  client ─┐                                 ┌───────────── router task ─────────────┐
+//!  client ─┼─ connection tasks ─ mpsc<Cmd> ─▶│ Manager ─effects─▶ Mirror<BpfFastPath> │
+//!  client ─┘    ◀── per-connection queue ────│   replies, then callbacks as events   │
+//!                                            └───────────────────────────────────────┘
 //! ```
-//! Only the main task touches BPF objects; connection tasks never block it: a request is
-//! parsed before it is queued, and a slow reader only slows its own connection.
+//! For each request: the core call, then its fast-path writes, then the reply, then the
+//! callbacks it caused. So a reply (release in particular) is sent only once the fast path
+//! reflects it. Handles belong to the connection that registered them; a connection that goes
+//! away releases everything its clients owned.
 
 use std::{
-    collections::BTreeMap,
-    io,
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::Ipv4Addr,
+    time::{Duration, Instant},
 };
 
-use bytes::BytesMut;
-use futures_util::{SinkExt as _, StreamExt as _};
 use mgm_common::{MfeKey, counter};
-use tokio::{
-    net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
-};
-use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::{debug, info, warn};
 
 use crate::{
     dataplane::BpfFastPath,
     fastpath::{FastPath, FastPathError, Mirror},
+    manager::{Config, Effect, Handle, Iface, Manager, MfeView, Page, Sg},
     netdev::{self, NetDev},
     proto::{
-        ErrorCode, InterfaceInfo, MAX_FRAME, MfeInfo, MfeSpec, PROTOCOL_VERSION, ReplyBody,
-        ReplyFrame, Request, Response, Snapshot, WireError, parse_request,
+        ErrorCode, EventFrame, InterfaceInfo, MfeInfo, MfeReply, MfeSpec, MfeStatsReply,
+        PROTOCOL_VERSION, PageReply, PageStatus, ReplyBody, ReplyFrame, Request, Snapshot,
+        WireError,
     },
+    server::{Cmd, ConnId},
 };
 
 impl From<&FastPathError> for ErrorCode {
@@ -56,36 +56,94 @@ impl From<FastPathError> for WireError {
     }
 }
 
-/// The state owner: managed interfaces and the fast-path mirror.
-pub struct Router<F: FastPath = BpfFastPath> {
-    mirror: Mirror<F>,
-    interfaces: BTreeMap<String, NetDev>,
-    /// Reads the global counters (only the BPF fast path has them).
-    counters: fn(&F) -> Result<[u64; counter::COUNT as usize], FastPathError>,
+/// What the router needs from the data plane beyond map writes.
+pub trait Dataplane: FastPath {
+    /// Global counters, indexed by `mgm_common::counter`.
+    fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError>;
+    /// Starts forwarding on `dev` (attach XDP).
+    fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()>;
 }
 
-impl Router<BpfFastPath> {
-    pub fn new(fp: BpfFastPath) -> Self {
+impl Dataplane for BpfFastPath {
+    fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
+        BpfFastPath::counters(self)
+    }
+    fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()> {
+        Ok(self.attach(dev.ifindex, self.mode())?)
+    }
+}
+
+struct Conn {
+    tx: mpsc::Sender<String>,
+    handles: BTreeSet<Handle>,
+    /// Gets a copy of every event (`watch`).
+    monitor: bool,
+}
+
+/// How often traffic counters are read to keep active MFEs alive.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// The state owner.
+pub struct Router<F: Dataplane = BpfFastPath> {
+    mirror: Mirror<F>,
+    manager: Manager,
+    /// Managed interfaces by ifindex.
+    interfaces: BTreeMap<u32, NetDev>,
+    /// (S,G)s installed by `add_mfe`/configuration, outside the MGM API; they win over MGM.
+    statics: BTreeSet<MfeKey>,
+    conns: BTreeMap<ConnId, Conn>,
+    conn_of: HashMap<Handle, ConnId>,
+    start: Instant,
+    last_refresh: Duration,
+    last_packets: HashMap<MfeKey, u64>,
+}
+
+fn key(sg: Sg) -> MfeKey {
+    MfeKey::new(sg.source.octets(), sg.group.octets())
+}
+
+impl<F: Dataplane> Router<F> {
+    pub fn new(fp: F, config: Config) -> Self {
         Self {
             mirror: Mirror::new(fp),
+            manager: Manager::new(config),
             interfaces: BTreeMap::new(),
-            counters: BpfFastPath::counters,
+            statics: BTreeSet::new(),
+            conns: BTreeMap::new(),
+            conn_of: HashMap::new(),
+            start: Instant::now(),
+            last_refresh: Duration::ZERO,
+            last_packets: HashMap::new(),
         }
     }
 
-    /// Attaches the ingress program to `dev` and makes it usable as an outgoing interface.
-    pub fn manage(&mut self, dev: NetDev, mode: aya::programs::XdpMode) -> anyhow::Result<()> {
-        self.mirror.fast_path_mut().attach(dev.ifindex, mode)?;
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Attaches the fast path to `dev` and makes it usable as an outgoing interface.
+    pub fn manage(&mut self, dev: NetDev) -> anyhow::Result<()> {
+        if self.interfaces.contains_key(&dev.ifindex) {
+            return Ok(());
+        }
+        self.mirror.fast_path_mut().manage(&dev)?;
         self.mirror.add_port(dev.ifindex, dev.mac)?;
         info!(ifname = %dev.name, ifindex = dev.ifindex, mac = %netdev::fmt_mac(&dev.mac), "managing interface");
-        self.interfaces.insert(dev.name.clone(), dev);
+        self.interfaces.insert(dev.ifindex, dev);
         Ok(())
     }
-}
 
-impl<F: FastPath> Router<F> {
-    fn ifindex(&self, name: &str) -> Result<u32, WireError> {
-        self.interfaces.get(name).map(|d| d.ifindex).ok_or_else(|| {
+    fn ensure_managed(&mut self, ifindex: u32) -> Result<(), WireError> {
+        if self.interfaces.contains_key(&ifindex) {
+            return Ok(());
+        }
+        let dev = netdev::by_index(ifindex)
+            .map_err(|e| WireError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+        self.manage(dev).map_err(|e| WireError::new(ErrorCode::CanNotComplete, format!("{e:#}")))
+    }
+
+    fn ifindex_by_name(&self, name: &str) -> Result<u32, WireError> {
+        self.interfaces.values().find(|d| d.name == name).map(|d| d.ifindex).ok_or_else(|| {
             WireError::new(
                 ErrorCode::NoSuchInterface,
                 format!("{name:?} is not a managed interface (start mgmd with --iface {name})"),
@@ -101,39 +159,320 @@ impl<F: FastPath> Router<F> {
                 format!("{} is not a routable multicast group", spec.group),
             ));
         }
-        let iif = self.ifindex(&spec.iif)?;
-        let oifs = spec
-            .oifs
-            .iter()
-            .map(|n| self.ifindex(n))
-            .collect::<Result<Vec<_>, _>>()?;
+        let iif = self.ifindex_by_name(&spec.iif)?;
+        let oifs =
+            spec.oifs.iter().map(|n| self.ifindex_by_name(n)).collect::<Result<Vec<_>, _>>()?;
         let key = MfeKey::new(spec.source.octets(), spec.group.octets());
         self.mirror.install(key, iif, &oifs)?;
-        info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "mfe installed");
+        self.statics.insert(key);
+        info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
         Ok(())
     }
 
-    pub fn handle(&mut self, req: Request) -> Result<Response, WireError> {
-        match req {
-            Request::Hello => Ok(Response::Hello {
-                protocol: PROTOCOL_VERSION,
-                server: format!("mgmd {}", env!("CARGO_PKG_VERSION")),
-            }),
-            Request::Show => self.snapshot().map(Response::Show),
-            Request::AddMfe(spec) => self.add_mfe(&spec).map(|()| Response::Done {}),
-            Request::DelMfe { source, group } => {
-                let key = MfeKey::new(source.octets(), group.octets());
-                if self.mirror.remove(&key)? {
-                    info!(%source, %group, "mfe removed");
-                    Ok(Response::Done {})
-                } else {
-                    Err(WireError::new(
-                        ErrorCode::NotFound,
-                        format!("no MFE ({source}, {group})"),
-                    ))
+    /// Handles one command from a connection task.
+    pub fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Connected { conn, tx, peer } => {
+                info!(conn, peer = ?peer, "client connected (uid, gid, pid)");
+                self.conns.insert(conn, Conn { tx, handles: BTreeSet::new(), monitor: false });
+            }
+            Cmd::Disconnected { conn } => self.drop_conn(conn, "disconnected"),
+            Cmd::Line { conn, line } => {
+                let reply = match line {
+                    Err(reply) => reply,
+                    Ok(frame) => {
+                        let body = match self.handle(conn, frame.request) {
+                            Ok(v) => ReplyBody::Result(v),
+                            Err(e) => {
+                                debug!(conn, code = ?e.code, error = %e.message, "request failed");
+                                ReplyBody::Error(e)
+                            }
+                        };
+                        ReplyFrame { id: Some(frame.id), body }
+                    }
+                };
+                // Fast-path writes were applied inside handle(); now the reply, then events.
+                let effects = self.manager.take_effects();
+                self.apply_writes(&effects);
+                self.send(conn, &reply);
+                self.deliver(effects);
+            }
+        }
+    }
+
+    /// Timers: unanswered callbacks take their defaults, idle MFEs expire, and traffic keeps
+    /// MFEs alive.
+    pub fn tick(&mut self) {
+        let now = self.now();
+        if now.saturating_sub(self.last_refresh) >= REFRESH_EVERY {
+            self.last_refresh = now;
+            for sg in self.manager.mfe_keys() {
+                let k = key(sg);
+                if let Ok(Some(s)) = self.mirror.stats(&k)
+                    && self.last_packets.insert(k, s.packets) != Some(s.packets)
+                {
+                    self.manager.refresh(sg, now);
                 }
             }
         }
+        self.manager.tick(now);
+        let effects = self.manager.take_effects();
+        self.apply_writes(&effects);
+        self.deliver(effects);
+    }
+
+    fn drop_conn(&mut self, conn: ConnId, why: &str) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let now = self.now();
+        for h in &c.handles {
+            self.conn_of.remove(h);
+            self.manager.client_gone(*h, now);
+        }
+        info!(conn, handles = c.handles.len(), why, "client gone; its state is released");
+        let effects = self.manager.take_effects();
+        self.apply_writes(&effects);
+        self.deliver(effects);
+    }
+
+    fn send(&mut self, conn: ConnId, msg: &impl Serialize) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let line = serde_json::to_string(msg).expect("messages serialize");
+        match c.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // Documented policy: a client that does not read its replies and events loses
+                // its connection (and so its state) rather than stalling the router.
+                warn!(conn, "client does not read; disconnecting it");
+                self.drop_conn(conn, "outbound queue full");
+            }
+            Err(TrySendError::Closed(_)) => self.drop_conn(conn, "closed"),
+        }
+    }
+
+    fn apply_writes(&mut self, effects: &[Effect]) {
+        for e in effects {
+            let r = match e {
+                Effect::Install { sg, iif, oifs } if !self.statics.contains(&key(*sg)) => {
+                    let oifs: Vec<u32> = oifs.iter().map(|i| i.ifindex).collect();
+                    self.mirror.install(key(*sg), iif.ifindex, &oifs)
+                }
+                Effect::Remove { sg } if !self.statics.contains(&key(*sg)) => {
+                    self.last_packets.remove(&key(*sg));
+                    self.mirror.remove(&key(*sg)).map(drop)
+                }
+                _ => Ok(()),
+            };
+            if let Err(err) = r {
+                warn!(effect = ?e, error = %err, "fast-path write failed");
+            }
+        }
+    }
+
+    fn deliver(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            let Effect::Notify { to, event } = e else { continue };
+            let frame = EventFrame { handle: to, event };
+            let owner = self.conn_of.get(&to).copied();
+            let monitors: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(id, c)| c.monitor && Some(**id) != owner)
+                .map(|(id, _)| *id)
+                .collect();
+            if let Some(conn) = owner {
+                self.send(conn, &frame);
+            }
+            for conn in monitors {
+                self.send(conn, &frame);
+            }
+        }
+    }
+
+    /// A handle is usable only on the connection that registered it.
+    fn own(&self, conn: ConnId, h: Handle) -> Result<Handle, WireError> {
+        if self.conn_of.get(&h) == Some(&conn) {
+            Ok(h)
+        } else {
+            Err(WireError::new(
+                ErrorCode::InvalidParameter,
+                format!("no handle {} on this connection", h.0),
+            )
+            .with_win32(87))
+        }
+    }
+
+    fn stats(&self, sg: Sg) -> MfeStatsReply {
+        match self.mirror.stats(&key(sg)) {
+            Ok(Some(s)) => MfeStatsReply {
+                in_packets: s.packets,
+                in_octets: s.bytes,
+                wrong_interface: s.wrong_iif,
+                ttl_expired: s.ttl_expired,
+            },
+            _ => MfeStatsReply::default(),
+        }
+    }
+
+    fn mfe_reply(&self, v: MfeView, stats: bool) -> MfeReply {
+        let s = stats.then(|| self.stats(Sg::new(v.source, v.group)));
+        MfeReply { mfe: v, stats: s }
+    }
+
+    fn page(&self, p: Page<MfeView>, stats: bool) -> Value {
+        let status = if p.more { PageStatus::MoreData } else { PageStatus::NoMoreItems };
+        let entries = p.entries.into_iter().map(|v| self.mfe_reply(v, stats)).collect();
+        json!(PageReply { status, entries })
+    }
+
+    /// One request. Fast-path writes of the core's effects happen in `on_cmd`.
+    pub fn handle(&mut self, conn: ConnId, req: Request) -> Result<Value, WireError> {
+        let now = self.now();
+        let m = &mut self.manager;
+        let done = || json!({});
+        Ok(match req {
+            Request::Watch => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.monitor = true;
+                }
+                done()
+            }
+            Request::Hello => json!({
+                "protocol": PROTOCOL_VERSION,
+                "server": format!("mgmd {}", env!("CARGO_PKG_VERSION")),
+            }),
+            Request::Show => json!(self.snapshot()?),
+            Request::AddMfe(spec) => {
+                self.add_mfe(&spec)?;
+                done()
+            }
+            Request::DelMfe { source, group } => {
+                let k = MfeKey::new(source.octets(), group.octets());
+                if !self.statics.remove(&k) || !self.mirror.remove(&k)? {
+                    return Err(WireError::new(
+                        ErrorCode::NotFound,
+                        format!("no static MFE ({source}, {group})"),
+                    ));
+                }
+                info!(%source, %group, "static mfe removed");
+                done()
+            }
+            Request::Register { protocol, component } => {
+                let h = m.register(protocol, component)?;
+                self.conn_of.insert(h, conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.handles.insert(h);
+                }
+                info!(conn, protocol, component, handle = h.0, "protocol registered");
+                json!({ "handle": h })
+            }
+            Request::Deregister { handle } => {
+                let h = self.own(conn, handle)?;
+                self.manager.deregister(h, now)?;
+                self.conn_of.remove(&h);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.handles.remove(&h);
+                }
+                done()
+            }
+            Request::TakeInterface { handle, ifindex, nexthop } => {
+                let h = self.own(conn, handle)?;
+                if !self.manager.is_registered(h) {
+                    return Err(crate::manager::MgmError::InvalidParameter.into());
+                }
+                self.ensure_managed(ifindex)?;
+                self.manager.take_interface(h, Iface::new(ifindex, nexthop))?;
+                done()
+            }
+            Request::ReleaseInterface { handle, ifindex, nexthop } => {
+                let h = self.own(conn, handle)?;
+                self.manager.release_interface(h, Iface::new(ifindex, nexthop), now)?;
+                done()
+            }
+            Request::GetProtocolOnInterface { ifindex, nexthop } => {
+                let (protocol, component) =
+                    m.protocol_on_interface(Iface::new(ifindex, nexthop))?;
+                json!({ "protocol": protocol, "component": component })
+            }
+            Request::AddMembership(a) => {
+                let h = self.own(conn, a.handle)?;
+                self.manager.add_membership(h, a.pattern()?, a.iface(), a.flags, now)?;
+                done()
+            }
+            Request::DeleteMembership(a) => {
+                let h = self.own(conn, a.handle)?;
+                self.manager.delete_membership(h, a.pattern()?, a.iface(), a.flags, now)?;
+                done()
+            }
+            Request::GetMfe { source, group, max_entries, stats } => {
+                let v = m.get_mfe(Sg::new(source, group), max_entries, now)?;
+                json!(self.mfe_reply(v, stats))
+            }
+            Request::GetFirstMfe { max_entries, stats } => {
+                let p = m.get_mfes(None, max_entries, now)?;
+                self.page(p, stats)
+            }
+            Request::GetNextMfe { source, group, max_entries, stats } => {
+                let p = m.get_mfes(Some(Sg::new(source, group)), max_entries, now)?;
+                self.page(p, stats)
+            }
+            Request::SetMfe { handle, source, group, iif, iif_nexthop, upstream } => {
+                let h = self.own(conn, handle)?;
+                if !self.interfaces.contains_key(&iif) {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidParameter,
+                        format!("ifindex {iif} is not managed by mgm"),
+                    )
+                    .with_win32(87));
+                }
+                let iface = Iface::new(iif, iif_nexthop);
+                self.manager.set_mfe(h, Sg::new(source, group), iface, upstream, now)?;
+                done()
+            }
+            Request::GroupEnumStart { handle, enum_type } => {
+                let h = self.own(conn, handle)?;
+                json!({ "enum_handle": self.manager.enum_start(h, enum_type)? })
+            }
+            Request::GroupEnumNext { handle, enum_handle, max_entries } => {
+                let h = self.own(conn, handle)?;
+                let p = self.manager.enum_next(h, enum_handle, max_entries)?;
+                let status = if p.more { PageStatus::MoreData } else { PageStatus::NoMoreItems };
+                json!(PageReply { status, entries: p.entries })
+            }
+            Request::GroupEnumEnd { handle, enum_handle } => {
+                let h = self.own(conn, handle)?;
+                self.manager.enum_end(h, enum_handle)?;
+                done()
+            }
+            Request::AnswerRpf { handle, request, ifindex, nexthop, upstream } => {
+                let h = self.own(conn, handle)?;
+                self.manager.answer_rpf(h, request, Iface::new(ifindex, nexthop), upstream, now)?;
+                done()
+            }
+            Request::AnswerCreation { handle, request, disabled } => {
+                let h = self.own(conn, handle)?;
+                self.manager.answer_creation(h, request, &disabled, now)?;
+                done()
+            }
+            Request::AnswerPrune { handle, request, timeout_secs } => {
+                let h = self.own(conn, handle)?;
+                let t = Duration::from_secs(timeout_secs);
+                self.manager.answer_prune(h, request, t, now)?;
+                done()
+            }
+        })
+    }
+
+    /// Feeds the core a packet the fast path could not forward (no MFE, or wrong interface).
+    pub fn new_packet(&mut self, source: Ipv4Addr, group: Ipv4Addr, ifindex: u32, header: &[u8]) {
+        let now = self.now();
+        self.manager.new_packet(Sg::new(source, group), ifindex, header, now);
+        let effects = self.manager.take_effects();
+        self.apply_writes(&effects);
+        self.deliver(effects);
     }
 
     fn snapshot(&self) -> Result<Snapshot, WireError> {
@@ -158,267 +497,29 @@ impl<F: FastPath> Router<F> {
                 bytes: s.bytes,
                 wrong_iif: s.wrong_iif,
                 ttl_expired: s.ttl_expired,
+                origin: if self.statics.contains(k) { "static" } else { "mgm" }.into(),
             });
         }
-        let values = (self.counters)(self.mirror.fast_path())?;
-        let counters = counter::NAMES
-            .iter()
-            .zip(values)
-            .map(|(n, v)| ((*n).to_owned(), v))
-            .collect();
+        let values = self.mirror.fast_path().counters()?;
+        let counters =
+            counter::NAMES.iter().zip(values).map(|(n, v)| ((*n).to_owned(), v)).collect();
         Ok(Snapshot {
             interfaces,
             mfes,
             counters,
+            protocols: self.manager.clients(),
+            ownership: self.manager.owners(),
+            memberships: self.manager.memberships(),
         })
     }
 }
 
-/// A request travelling from a connection task to the router.
-pub struct Cmd {
-    pub request: Request,
-    pub reply: oneshot::Sender<Result<Response, WireError>>,
-}
-
-/// Binds the control socket: takes the single-instance lock first, then replaces a stale
-/// socket file, and restricts access to the owner (root) by default.
-pub fn bind(
-    path: &Path,
-    mode: u32,
-) -> anyhow::Result<(UnixListener, nix::fcntl::Flock<std::fs::File>)> {
-    use anyhow::Context as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+impl WireError {
+    fn with_win32(mut self, v: u32) -> Self {
+        self.win32 = Some(v);
+        self
     }
-    let lock_path = lock_path(path);
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .with_context(|| {
-            format!(
-                "another mgmd holds {} (is one already running?)",
-                lock_path.display()
-            )
-        })?;
-    match std::fs::remove_file(path) {
-        Ok(()) => debug!(path = %path.display(), "removed stale socket"),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
-    }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))?;
-    Ok((listener, lock))
-}
-
-pub fn lock_path(socket: &Path) -> PathBuf {
-    let mut p = socket.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-/// Accepts connections forever, one task each.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Cmd>) {
-    let mut next_conn = 0u64;
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                next_conn += 1;
-                let tx = tx.clone();
-                let conn = next_conn;
-                tokio::spawn(async move {
-                    debug!(conn, "client connected");
-                    if let Err(e) = connection(stream, tx).await {
-                        debug!(conn, error = %e, "connection ended with an error");
-                    }
-                    debug!(conn, "client disconnected");
-                });
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// A line that could not be used as text.
-enum BadLine {
-    TooLong,
-    NotUtf8,
-}
-
-/// `LinesCodec` that reports oversize and non-UTF-8 lines as items, not errors: `Framed` ends
-/// the stream after any decoder error, and one bad line must not cost the client its session.
-/// After an oversize line, `LinesCodec` itself discards up to the next newline.
-struct RequestCodec(LinesCodec);
-
-impl Decoder for RequestCodec {
-    type Item = Result<String, BadLine>;
-    type Error = io::Error;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Self::Item>> {
-        lenient(self.0.decode(buf))
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Self::Item>> {
-        lenient(self.0.decode_eof(buf))
-    }
-}
-
-fn lenient(
-    r: Result<Option<String>, LinesCodecError>,
-) -> io::Result<Option<Result<String, BadLine>>> {
-    match r {
-        Ok(line) => Ok(line.map(Ok)),
-        Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Err(BadLine::TooLong))),
-        // LinesCodec has already consumed the line when UTF-8 validation fails.
-        Err(LinesCodecError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
-            Ok(Some(Err(BadLine::NotUtf8)))
-        }
-        Err(LinesCodecError::Io(e)) => Err(e),
-    }
-}
-
-impl Encoder<String> for RequestCodec {
-    type Error = io::Error;
-
-    fn encode(&mut self, line: String, buf: &mut BytesMut) -> io::Result<()> {
-        self.0.encode(line, buf).map_err(|e| match e {
-            LinesCodecError::Io(e) => e,
-            LinesCodecError::MaxLineLengthExceeded => io::Error::other("reply too long"),
-        })
-    }
-}
-
-async fn connection(stream: UnixStream, tx: mpsc::Sender<Cmd>) -> io::Result<()> {
-    let mut framed = Framed::new(
-        stream,
-        RequestCodec(LinesCodec::new_with_max_length(MAX_FRAME)),
-    );
-    while let Some(line) = framed.next().await {
-        let reply = match line? {
-            Ok(line) => match parse_request(&line) {
-                Ok(frame) => {
-                    let (reply_tx, reply_rx) = oneshot::channel();
-                    if tx
-                        .send(Cmd {
-                            request: frame.request,
-                            reply: reply_tx,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return Ok(()); // shutting down
-                    }
-                    let body = match reply_rx.await {
-                        Ok(Ok(r)) => ReplyBody::Result(r),
-                        Ok(Err(e)) => ReplyBody::Error(e),
-                        Err(_) => return Ok(()),
-                    };
-                    ReplyFrame {
-                        id: Some(frame.id),
-                        body,
-                    }
-                }
-                Err(reply) => reply,
-            },
-            Err(BadLine::TooLong) => ReplyFrame {
-                id: None,
-                body: ReplyBody::Error(WireError::new(
-                    ErrorCode::TooLarge,
-                    format!("request line longer than {MAX_FRAME} bytes; discarded"),
-                )),
-            },
-            Err(BadLine::NotUtf8) => ReplyFrame {
-                id: None,
-                body: ReplyBody::Error(WireError::new(ErrorCode::Malformed, "line is not UTF-8")),
-            },
-        };
-        framed
-            .send(serde_json::to_string(&reply).expect("replies always serialize"))
-            .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fastpath::MemFastPath;
-
-    fn router() -> Router<MemFastPath> {
-        let mut r = Router {
-            mirror: Mirror::new(MemFastPath::with_capacity(16)),
-            interfaces: BTreeMap::new(),
-            counters: |_| Ok([0; counter::COUNT as usize]),
-        };
-        for (name, ifindex) in [("in", 1), ("o1", 2), ("o2", 3)] {
-            r.mirror
-                .add_port(ifindex, [2, 0, 0, 0, 0, ifindex as u8])
-                .unwrap();
-            r.interfaces.insert(
-                name.into(),
-                NetDev {
-                    name: name.into(),
-                    ifindex,
-                    mac: [0; 6],
-                },
-            );
-        }
-        r
-    }
-
-    fn spec(oifs: &[&str]) -> MfeSpec {
-        MfeSpec {
-            source: "10.0.0.1".parse().unwrap(),
-            group: "239.1.1.1".parse().unwrap(),
-            iif: "in".into(),
-            oifs: oifs.iter().map(|s| (*s).into()).collect(),
-        }
-    }
-
-    #[test]
-    fn add_show_delete() {
-        let mut r = router();
-        r.handle(Request::AddMfe(spec(&["o2", "o1"]))).unwrap();
-        let Response::Show(s) = r.handle(Request::Show).unwrap() else {
-            panic!()
-        };
-        assert_eq!(s.mfes.len(), 1);
-        assert_eq!(s.mfes[0].iif, 1);
-        assert_eq!(s.mfes[0].oifs, vec![2, 3]);
-        assert_eq!(s.interfaces.len(), 3);
-        assert_eq!(s.counters.len(), counter::COUNT as usize);
-        let del = Request::DelMfe {
-            source: "10.0.0.1".parse().unwrap(),
-            group: "239.1.1.1".parse().unwrap(),
-        };
-        r.handle(del.clone()).unwrap();
-        assert_eq!(r.handle(del).unwrap_err().code, ErrorCode::NotFound);
-        assert!(r.mirror.fast_path().mfes.is_empty());
-    }
-
-    #[test]
-    fn unmanaged_interfaces_and_bad_groups_change_nothing() {
-        let mut r = router();
-        let e = r.handle(Request::AddMfe(spec(&["eth9"]))).unwrap_err();
-        assert_eq!(e.code, ErrorCode::NoSuchInterface);
-        assert!(e.message.contains("eth9"));
-        let mut s = spec(&["o1"]);
-        s.group = "224.0.0.5".parse().unwrap();
-        assert_eq!(
-            r.handle(Request::AddMfe(s)).unwrap_err().code,
-            ErrorCode::InvalidParams
-        );
-        assert!(r.mirror.fast_path().mfes.is_empty());
-        assert!(r.mirror.fast_path().oils.is_empty());
-    }
-}
+mod tests;

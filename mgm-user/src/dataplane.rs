@@ -69,13 +69,13 @@ pub enum LoadError {
 pub struct LoadOptions {
     /// Capacity of the MFE table (and of its counters).
     pub max_mfes: u32,
+    /// How the ingress program is attached to each managed interface.
+    pub xdp_mode: XdpMode,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            max_mfes: DEFAULT_MAX_MFES,
-        }
+        Self { max_mfes: DEFAULT_MAX_MFES, xdp_mode: XdpMode::Default }
     }
 }
 
@@ -90,15 +90,14 @@ pub struct BpfFastPath {
     egress: ProgramFd,
     attached: BTreeMap<u32, XdpLinkId>,
     max_mfes: u32,
+    mode: XdpMode,
     /// Possible CPUs: the length of every per-CPU value.
     ncpus: usize,
 }
 
 impl std::fmt::Debug for BpfFastPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BpfFastPath")
-            .field("attached", &self.attached)
-            .finish_non_exhaustive()
+        f.debug_struct("BpfFastPath").field("attached", &self.attached).finish_non_exhaustive()
     }
 }
 
@@ -132,21 +131,12 @@ impl BpfFastPath {
                 source: aya::programs::ProgramError::NotLoaded,
             })?
             .try_into()
-            .map_err(|source| LoadError::Program {
-                name: programs::EGRESS,
-                source,
-            })?;
-        egress.load().map_err(|source| LoadError::Program {
-            name: programs::EGRESS,
-            source,
-        })?;
+            .map_err(|source| LoadError::Program { name: programs::EGRESS, source })?;
+        egress.load().map_err(|source| LoadError::Program { name: programs::EGRESS, source })?;
         let egress = egress
             .fd()
             .and_then(|fd| fd.try_clone().map_err(Into::into))
-            .map_err(|source| LoadError::Program {
-                name: programs::EGRESS,
-                source,
-            })?;
+            .map_err(|source| LoadError::Program { name: programs::EGRESS, source })?;
 
         let ingress: &mut Xdp = ebpf
             .program_mut(programs::INGRESS)
@@ -155,14 +145,8 @@ impl BpfFastPath {
                 source: aya::programs::ProgramError::NotLoaded,
             })?
             .try_into()
-            .map_err(|source| LoadError::Program {
-                name: programs::INGRESS,
-                source,
-            })?;
-        ingress.load().map_err(|source| LoadError::Program {
-            name: programs::INGRESS,
-            source,
-        })?;
+            .map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
+        ingress.load().map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
 
         let fp = Self {
             mfes: take(&mut ebpf, maps::MFES)?,
@@ -174,6 +158,7 @@ impl BpfFastPath {
             egress,
             attached: BTreeMap::new(),
             max_mfes: opts.max_mfes,
+            mode: opts.xdp_mode,
             ncpus,
         };
         Ok((fp, logger))
@@ -190,13 +175,11 @@ impl BpfFastPath {
             .expect("loaded in load()")
             .try_into()
             .expect("is an XDP program");
-        let link = prog
-            .attach_to_if_index(ifindex, mode)
-            .map_err(|source| LoadError::Attach {
-                ifindex,
-                mode,
-                source,
-            })?;
+        let link = prog.attach_to_if_index(ifindex, mode).map_err(|source| LoadError::Attach {
+            ifindex,
+            mode,
+            source,
+        })?;
         self.attached.insert(ifindex, link);
         Ok(())
     }
@@ -212,10 +195,12 @@ impl BpfFastPath {
             .expect("loaded in load()")
             .try_into()
             .expect("is an XDP program");
-        prog.detach(link).map_err(|source| LoadError::Program {
-            name: programs::INGRESS,
-            source,
-        })
+        prog.detach(link).map_err(|source| LoadError::Program { name: programs::INGRESS, source })
+    }
+
+    /// The attach mode chosen at load time.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
     }
 
     pub fn attached(&self) -> impl Iterator<Item = u32> + '_ {
@@ -226,13 +211,10 @@ impl BpfFastPath {
     pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
         let mut out = [0u64; counter::COUNT as usize];
         for (i, slot) in out.iter_mut().enumerate() {
-            let per_cpu =
-                self.counters
-                    .get(&(i as u32), 0)
-                    .map_err(|source| FastPathError::Map {
-                        map: maps::COUNTERS,
-                        source,
-                    })?;
+            let per_cpu = self
+                .counters
+                .get(&(i as u32), 0)
+                .map_err(|source| FastPathError::Map { map: maps::COUNTERS, source })?;
             *slot = per_cpu.iter().sum();
         }
         Ok(out)
@@ -254,9 +236,7 @@ fn ignore_absent(r: Result<(), MapError>) -> Result<(), MapError> {
 
 impl FastPath for BpfFastPath {
     fn set_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError> {
-        self.ports
-            .insert(ifindex, port, BPF_ANY)
-            .map_err(map_err(maps::PORTS))
+        self.ports.insert(ifindex, port, BPF_ANY).map_err(map_err(maps::PORTS))
     }
 
     fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError> {
@@ -278,15 +258,10 @@ impl FastPath for BpfFastPath {
         for &ifindex in ifindexes {
             inner
                 .insert(ifindex, ifindex, Some(&self.egress), BPF_ANY)
-                .map_err(|source| FastPathError::XdpMap {
-                    map: "mgm_oil",
-                    source,
-                })?;
+                .map_err(|source| FastPathError::XdpMap { map: "mgm_oil", source })?;
         }
         // The outer map now holds the only reference we need; `inner`'s fd closes on drop.
-        self.oils
-            .insert(id, &inner, BPF_ANY)
-            .map_err(map_err(maps::OILS))
+        self.oils.insert(id, &inner, BPF_ANY).map_err(map_err(maps::OILS))
     }
 
     fn remove_oil(&mut self, id: u32) -> Result<(), FastPathError> {
@@ -294,9 +269,7 @@ impl FastPath for BpfFastPath {
     }
 
     fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError> {
-        self.mfes
-            .insert(key, value, BPF_ANY)
-            .map_err(map_err(maps::MFES))
+        self.mfes.insert(key, value, BPF_ANY).map_err(map_err(maps::MFES))
     }
 
     fn remove_mfe(&mut self, key: &MfeKey) -> Result<(), FastPathError> {
@@ -304,10 +277,7 @@ impl FastPath for BpfFastPath {
     }
 
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError> {
-        let per_cpu = self
-            .mfe_stats
-            .get(&slot, 0)
-            .map_err(map_err(maps::MFE_STATS))?;
+        let per_cpu = self.mfe_stats.get(&slot, 0).map_err(map_err(maps::MFE_STATS))?;
         let mut total = MfeStats::default();
         for s in per_cpu.iter() {
             total.accumulate(s);
@@ -318,9 +288,7 @@ impl FastPath for BpfFastPath {
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError> {
         let zeros = aya::maps::PerCpuValues::try_from(vec![MfeStats::default(); self.ncpus])
             .expect("one value per possible CPU");
-        self.mfe_stats
-            .set(slot, zeros, BPF_ANY)
-            .map_err(map_err(maps::MFE_STATS))
+        self.mfe_stats.set(slot, zeros, BPF_ANY).map_err(map_err(maps::MFE_STATS))
     }
 
     fn mfe_capacity(&self) -> u32 {

@@ -119,11 +119,8 @@ impl<F: FastPath> Mirror<F> {
 
     /// Removes a port; refused while an MFE still uses it as IIF or OIF.
     pub fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError> {
-        let users = self
-            .mfes
-            .values()
-            .filter(|m| m.iif == ifindex || m.oifs.contains(&ifindex))
-            .count();
+        let users =
+            self.mfes.values().filter(|m| m.iif == ifindex || m.oifs.contains(&ifindex)).count();
         if users > 0 {
             return Err(FastPathError::PortInUse(ifindex, users));
         }
@@ -181,15 +178,7 @@ impl<F: FastPath> Mirror<F> {
         if let Some(o) = &old {
             self.release_oil(o.oil)?;
         }
-        self.mfes.insert(
-            key,
-            InstalledMfe {
-                iif,
-                oifs,
-                oil,
-                slot,
-            },
-        );
+        self.mfes.insert(key, InstalledMfe { iif, oifs, oil, slot });
         Ok(())
     }
 
@@ -231,10 +220,7 @@ impl<F: FastPath> Mirror<F> {
         }
         let cap = self.fp.mfe_capacity();
         if self.next_slot >= cap {
-            return Err(FastPathError::Full {
-                what: "MFE table",
-                capacity: cap,
-            });
+            return Err(FastPathError::Full { what: "MFE table", capacity: cap });
         }
         self.next_slot += 1;
         Ok(self.next_slot - 1)
@@ -255,10 +241,7 @@ impl<F: FastPath> Mirror<F> {
                 self.next_oil_id - 1
             }
             None => {
-                return Err(FastPathError::Full {
-                    what: "OIL table",
-                    capacity: MAX_OILS,
-                });
+                return Err(FastPathError::Full { what: "OIL table", capacity: MAX_OILS });
             }
         };
         if let Err(e) = self.fp.set_oil(id, oifs) {
@@ -316,10 +299,7 @@ pub struct MemFastPath {
 
 impl MemFastPath {
     pub fn with_capacity(capacity: u32) -> Self {
-        Self {
-            capacity,
-            ..Default::default()
-        }
+        Self { capacity, ..Default::default() }
     }
 
     /// Panics if any map references a target that is not there: the state the data path
@@ -327,10 +307,7 @@ impl MemFastPath {
     pub fn assert_consistent(&self) {
         for (id, list) in &self.oils {
             for i in list {
-                assert!(
-                    self.ports.contains_key(i),
-                    "oil {id} names missing port {i}"
-                );
+                assert!(self.ports.contains_key(i), "oil {id} names missing port {i}");
             }
         }
         for (k, v) in &self.mfes {
@@ -433,10 +410,7 @@ mod tests {
         m.install(key(1, 1), 1, &[2, 3]).unwrap();
         m.install(key(2, 1), 1, &[3, 2]).unwrap();
         assert_eq!(m.oil_count(), 1);
-        assert_eq!(
-            m.get(&key(1, 1)).unwrap().oil,
-            m.get(&key(2, 1)).unwrap().oil
-        );
+        assert_eq!(m.get(&key(1, 1)).unwrap().oil, m.get(&key(2, 1)).unwrap().oil);
         assert!(m.remove(&key(1, 1)).unwrap());
         assert_eq!(m.fast_path().oils.len(), 1);
         assert!(m.remove(&key(2, 1)).unwrap());
@@ -485,14 +459,8 @@ mod tests {
     #[test]
     fn unknown_ports_are_refused_without_writes() {
         let mut m = mirror(&[1, 2]);
-        assert!(matches!(
-            m.install(key(1, 1), 1, &[9]),
-            Err(FastPathError::UnknownPort(9))
-        ));
-        assert!(matches!(
-            m.install(key(1, 1), 9, &[2]),
-            Err(FastPathError::UnknownPort(9))
-        ));
+        assert!(matches!(m.install(key(1, 1), 1, &[9]), Err(FastPathError::UnknownPort(9))));
+        assert!(matches!(m.install(key(1, 1), 9, &[2]), Err(FastPathError::UnknownPort(9))));
         assert!(m.fast_path().log.is_empty());
     }
 
@@ -503,18 +471,9 @@ mod tests {
         m.add_port(2, [0; 6]).unwrap();
         m.install(key(1, 1), 1, &[2]).unwrap();
         m.install(key(2, 1), 1, &[2]).unwrap();
-        assert!(matches!(
-            m.install(key(3, 1), 1, &[2]),
-            Err(FastPathError::Full { .. })
-        ));
+        assert!(matches!(m.install(key(3, 1), 1, &[2]), Err(FastPathError::Full { .. })));
         assert!(!m.fast_path().mfes.contains_key(&key(3, 1)));
-        m.fast_path_mut().stats.insert(
-            0,
-            MfeStats {
-                packets: 7,
-                ..Default::default()
-            },
-        );
+        m.fast_path_mut().stats.insert(0, MfeStats { packets: 7, ..Default::default() });
         m.remove(&key(1, 1)).unwrap();
         m.install(key(3, 1), 1, &[2]).unwrap();
         assert_eq!(m.get(&key(3, 1)).unwrap().slot, 0);
@@ -525,14 +484,8 @@ mod tests {
     fn ports_in_use_cannot_be_removed() {
         let mut m = mirror(&[1, 2]);
         m.install(key(1, 1), 1, &[2]).unwrap();
-        assert!(matches!(
-            m.remove_port(2),
-            Err(FastPathError::PortInUse(2, 1))
-        ));
-        assert!(matches!(
-            m.remove_port(1),
-            Err(FastPathError::PortInUse(1, 1))
-        ));
+        assert!(matches!(m.remove_port(2), Err(FastPathError::PortInUse(2, 1))));
+        assert!(matches!(m.remove_port(1), Err(FastPathError::PortInUse(1, 1))));
         m.remove(&key(1, 1)).unwrap();
         m.remove_port(2).unwrap();
     }

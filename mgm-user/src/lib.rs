@@ -6,7 +6,7 @@
 //! * [`fastpath`]: the mirror of forwarding state into BPF maps (pure logic + a small trait);
 //! * [`dataplane`]: the aya implementation of that trait (the only code touching BPF);
 //! * [`proto`], [`client`]: the control protocol and the client library daemons embed;
-//! * [`daemon`]: mgmd's router task and socket server;
+//! * [`daemon`], [`server`]: mgmd's router task and its Unix socket server;
 //! * [`config`], [`netdev`]: static configuration and interface lookups.
 
 pub mod client;
@@ -17,3 +17,4 @@ pub mod fastpath;
 pub mod manager;
 pub mod netdev;
 pub mod proto;
+pub mod server;

@@ -134,10 +134,7 @@ impl Pattern {
                 _ => Err(MgmError::InvalidParameter),
             }
         };
-        let p = Self {
-            source: one(source, source_mask)?,
-            group: one(group, group_mask)?,
-        };
+        let p = Self { source: one(source, source_mask)?, group: one(group, group_mask)? };
         if p.group.is_some_and(|g| !g.is_multicast()) {
             return Err(MgmError::InvalidParameter);
         }
@@ -149,10 +146,7 @@ impl Pattern {
     }
 
     pub const fn sg(sg: Sg) -> Self {
-        Self {
-            group: Some(sg.group),
-            source: Some(sg.source),
-        }
+        Self { group: Some(sg.group), source: Some(sg.source) }
     }
 
     pub fn matches(&self, sg: &Sg) -> bool {
@@ -160,22 +154,11 @@ impl Pattern {
     }
 
     pub fn entry(&self) -> SourceGroupEntry {
-        let (s, sm) = self
-            .source
-            .map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |s| {
-                (s, ONES)
-            });
-        let (g, gm) = self
-            .group
-            .map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |g| {
-                (g, ONES)
-            });
-        SourceGroupEntry {
-            source: s,
-            source_mask: sm,
-            group: g,
-            group_mask: gm,
-        }
+        let (s, sm) =
+            self.source.map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |s| (s, ONES));
+        let (g, gm) =
+            self.group.map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |g| (g, ONES));
+        SourceGroupEntry { source: s, source_mask: sm, group: g, group_mask: gm }
     }
 }
 
@@ -286,11 +269,7 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Make the fast path forward `sg` arriving on `iif` to exactly `oifs`.
-    Install {
-        sg: Sg,
-        iif: Iface,
-        oifs: Vec<Iface>,
-    },
+    Install { sg: Sg, iif: Iface, oifs: Vec<Iface> },
     /// Remove `sg` from the fast path.
     Remove { sg: Sg },
     /// Deliver a callback.
@@ -329,6 +308,32 @@ pub struct MfeView {
     pub uptime_secs: u64,
     pub expiry_secs: u64,
     pub timeout_secs: u64,
+}
+
+/// A registered client, for display.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    pub handle: Handle,
+    pub protocol: u32,
+    pub component: u32,
+}
+
+/// An owned interface, for display.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerInfo {
+    pub iface: Iface,
+    pub routing: Option<Handle>,
+    pub igmp: Option<Handle>,
+}
+
+/// A membership, for display.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipInfo {
+    pub handle: Handle,
+    pub entry: SourceGroupEntry,
+    pub iface: Iface,
+    pub join: bool,
+    pub forward: bool,
 }
 
 /// A page of results: `more` is MORE_DATA, else NO_MORE_ITEMS.
@@ -377,10 +382,7 @@ struct Mfe {
 #[derive(Clone, Debug)]
 enum Stage {
     Rpf,
-    Alerts {
-        waiting: BTreeMap<RequestId, Handle>,
-        disabled: BTreeSet<Iface>,
-    },
+    Alerts { waiting: BTreeMap<RequestId, Handle>, disabled: BTreeSet<Iface> },
 }
 
 /// An MFE being created: waiting for RPF, then for creation alert answers.
@@ -427,11 +429,7 @@ pub struct Manager {
 
 impl Manager {
     pub fn new(config: Config) -> Self {
-        Self {
-            config,
-            next_id: 1,
-            ..Default::default()
-        }
+        Self { config, next_id: 1, ..Default::default() }
     }
 
     /// Collects what the calls since the last collection caused, in order.
@@ -456,47 +454,61 @@ impl Manager {
         self.clients.contains_key(&h)
     }
 
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.clients
+            .iter()
+            .map(|(h, c)| ClientInfo { handle: *h, protocol: c.protocol, component: c.component })
+            .collect()
+    }
+
+    pub fn owners(&self) -> Vec<OwnerInfo> {
+        self.owners
+            .iter()
+            .map(|(i, o)| OwnerInfo { iface: *i, routing: o.routing, igmp: o.igmp })
+            .collect()
+    }
+
+    pub fn memberships(&self) -> Vec<MembershipInfo> {
+        self.members
+            .iter()
+            .map(|((p, iface, h), f)| MembershipInfo {
+                handle: *h,
+                entry: p.entry(),
+                iface: *iface,
+                join: f.join,
+                forward: f.forward,
+            })
+            .collect()
+    }
+
+    /// Every MFE's (S,G), in walk order.
+    pub fn mfe_keys(&self) -> Vec<Sg> {
+        self.mfes.keys().copied().collect()
+    }
+
     // ---- registration ------------------------------------------------------------------
 
     /// RegisterMProtocol.
     pub fn register(&mut self, protocol: u32, component: u32) -> MgmResult<Handle> {
-        if self
-            .clients
-            .values()
-            .any(|c| c.protocol == protocol && c.component == component)
-        {
+        if self.clients.values().any(|c| c.protocol == protocol && c.component == component) {
             return Err(MgmError::AlreadyExists);
         }
         let h = Handle(self.id());
-        self.clients.insert(
-            h,
-            Client {
-                protocol,
-                component,
-            },
-        );
+        self.clients.insert(h, Client { protocol, component });
         Ok(h)
     }
 
     /// DeRegisterMProtocol: refused (CAN_NOT_COMPLETE) while the client owns interfaces.
     pub fn deregister(&mut self, h: Handle, now: Duration) -> MgmResult<()> {
         self.client(h)?;
-        if self
-            .owners
-            .values()
-            .any(|o| o.routing == Some(h) || o.igmp == Some(h))
-        {
+        if self.owners.values().any(|o| o.routing == Some(h) || o.igmp == Some(h)) {
             return Err(MgmError::CanNotComplete);
         }
         self.clients.remove(&h);
         self.enums.retain(|_, e| e.owner != h);
         // Requests it will never answer take their defaults now.
-        let mine: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, (to, ..))| *to == h)
-            .map(|(id, _)| *id)
-            .collect();
+        let mine: Vec<RequestId> =
+            self.requests.iter().filter(|(_, (to, ..))| *to == h).map(|(id, _)| *id).collect();
         for id in mine {
             self.expire_request(id, now);
         }
@@ -556,11 +568,7 @@ impl Manager {
     /// deleted when the routing owner leaves.
     pub fn release_interface(&mut self, h: Handle, iface: Iface, now: Duration) -> MgmResult<()> {
         let igmp = self.client(h)?.is_igmp();
-        let o = self
-            .owners
-            .get(&iface)
-            .copied()
-            .ok_or(MgmError::InvalidParameter)?;
+        let o = self.owners.get(&iface).copied().ok_or(MgmError::InvalidParameter)?;
         let slot = if igmp { o.igmp } else { o.routing };
         if slot != Some(h) {
             return Err(MgmError::InvalidParameter);
@@ -575,31 +583,19 @@ impl Manager {
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         for p in patterns {
-            let flags = self
-                .members
-                .get(&(p, iface, h))
-                .copied()
-                .unwrap_or_default();
+            let flags = self.members.get(&(p, iface, h)).copied().unwrap_or_default();
             let bits = (u32::from(flags.join) * MGM_JOIN_STATE_FLAG)
                 | (u32::from(flags.forward) * MGM_FORWARD_STATE_FLAG);
             self.delete_membership_inner(h, p, iface, bits, now);
         }
         if !igmp {
-            let arriving: Vec<Sg> = self
-                .mfes
-                .iter()
-                .filter(|(_, m)| m.iif == iface)
-                .map(|(sg, _)| *sg)
-                .collect();
+            let arriving: Vec<Sg> =
+                self.mfes.iter().filter(|(_, m)| m.iif == iface).map(|(sg, _)| *sg).collect();
             for sg in arriving {
                 self.delete_mfe(sg, DeleteReason::Released);
             }
-            let creating: Vec<Sg> = self
-                .creating
-                .iter()
-                .filter(|(_, c)| c.iif == iface)
-                .map(|(sg, _)| *sg)
-                .collect();
+            let creating: Vec<Sg> =
+                self.creating.iter().filter(|(_, c)| c.iif == iface).map(|(sg, _)| *sg).collect();
             for sg in creating {
                 self.abandon_creation(sg);
             }
@@ -642,12 +638,8 @@ impl Manager {
                 self.notify(h, Event::InterfaceGone { iface });
             }
             // Its MFEs are gone because the interface is, not because someone released it.
-            let arriving: Vec<Sg> = self
-                .mfes
-                .iter()
-                .filter(|(_, m)| m.iif == iface)
-                .map(|(sg, _)| *sg)
-                .collect();
+            let arriving: Vec<Sg> =
+                self.mfes.iter().filter(|(_, m)| m.iif == iface).map(|(sg, _)| *sg).collect();
             for sg in arriving {
                 self.delete_mfe(sg, DeleteReason::InterfaceGone);
             }
@@ -672,11 +664,7 @@ impl Manager {
     }
 
     fn routing_clients(&self) -> Vec<Handle> {
-        self.clients
-            .iter()
-            .filter(|(_, c)| !c.is_igmp())
-            .map(|(h, _)| *h)
-            .collect()
+        self.clients.iter().filter(|(_, c)| !c.is_igmp()).map(|(h, _)| *h).collect()
     }
 
     // ---- memberships -------------------------------------------------------------------
@@ -710,20 +698,14 @@ impl Manager {
             forward: old.forward || flags & MGM_FORWARD_STATE_FLAG != 0,
         };
         if new.join && !old.join {
-            let first = !self
-                .members
-                .iter()
-                .any(|((p, ..), f)| *p == pattern && f.join);
+            let first = !self.members.iter().any(|((p, ..), f)| *p == pattern && f.join);
             let responsible = self.responsible(h, iface);
             if first {
                 for to in self.routing_clients() {
                     if Some(to) != responsible {
                         self.notify(
                             to,
-                            Event::JoinAlert {
-                                entry: pattern.entry(),
-                                member_add: true,
-                            },
+                            Event::JoinAlert { entry: pattern.entry(), member_add: true },
                         );
                     }
                 }
@@ -731,20 +713,11 @@ impl Manager {
             if self.clients[&h].is_igmp()
                 && let Some(r) = self.routing_owner(iface)
             {
-                self.notify(
-                    r,
-                    Event::LocalJoin {
-                        entry: pattern.entry(),
-                        iface,
-                    },
-                );
+                self.notify(r, Event::LocalJoin { entry: pattern.entry(), iface });
             }
         }
         self.members.insert(key, new);
-        self.members_by_iface
-            .entry((iface, h))
-            .or_default()
-            .insert(pattern);
+        self.members_by_iface.entry((iface, h)).or_default().insert(pattern);
         if new.forward && !old.forward {
             let sgs: Vec<Sg> = self.mfes_matching(pattern);
             for sg in sgs {
@@ -764,11 +737,7 @@ impl Manager {
         now: Duration,
     ) -> MgmResult<()> {
         self.check_membership_args(h, iface, flags)?;
-        let old = self
-            .members
-            .get(&(pattern, iface, h))
-            .copied()
-            .ok_or(MgmError::NotFound)?;
+        let old = self.members.get(&(pattern, iface, h)).copied().ok_or(MgmError::NotFound)?;
         let clears_something = (flags & MGM_JOIN_STATE_FLAG != 0 && old.join)
             || (flags & MGM_FORWARD_STATE_FLAG != 0 && old.forward);
         if !clears_something {
@@ -810,13 +779,7 @@ impl Manager {
             if self.clients.get(&h).is_some_and(Client::is_igmp)
                 && let Some(r) = self.routing_owner(iface)
             {
-                self.notify(
-                    r,
-                    Event::LocalLeave {
-                        entry: pattern.entry(),
-                        iface,
-                    },
-                );
+                self.notify(r, Event::LocalLeave { entry: pattern.entry(), iface });
             }
         }
         if old.forward && !new.forward {
@@ -893,20 +856,10 @@ impl Manager {
     fn oil_for(&self, sg: Sg, iif: Iface, disabled: &BTreeSet<Iface>) -> BTreeSet<Iface> {
         let mut out = BTreeSet::new();
         for group in [Some(sg.group), None] {
-            let lo = Pattern {
-                group,
-                source: None,
-            };
-            let hi = Pattern {
-                group,
-                source: Some(Ipv4Addr::BROADCAST),
-            };
+            let lo = Pattern { group, source: None };
+            let hi = Pattern { group, source: Some(Ipv4Addr::BROADCAST) };
             let range = (lo, Iface::new(0, Ipv4Addr::UNSPECIFIED), Handle(0))
-                ..=(
-                    hi,
-                    Iface::new(u32::MAX, Ipv4Addr::BROADCAST),
-                    Handle(u64::MAX),
-                );
+                ..=(hi, Iface::new(u32::MAX, Ipv4Addr::BROADCAST), Handle(u64::MAX));
             for ((p, iface, _), f) in self.members.range(range) {
                 if f.forward && p.matches(&sg) && *iface != iif && !disabled.contains(iface) {
                     out.insert(*iface);
@@ -926,11 +879,7 @@ impl Manager {
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
         let iif = m.iif;
         self.mfes.get_mut(&sg).expect("present").oifs = oifs.clone();
-        self.effects.push(Effect::Install {
-            sg,
-            iif,
-            oifs: oifs.into_iter().collect(),
-        });
+        self.effects.push(Effect::Install { sg, iif, oifs: oifs.into_iter().collect() });
         if became_empty {
             self.oil_empty_alert(sg, now);
         }
@@ -944,8 +893,7 @@ impl Manager {
         };
         let request = RequestId(self.id());
         let deadline = now + self.config.answer_timeout;
-        self.requests
-            .insert(request, (up, Awaiting::PruneTimeout(sg), deadline));
+        self.requests.insert(request, (up, Awaiting::PruneTimeout(sg), deadline));
         let timeout_secs = self.config.mfe_timeout.as_secs();
         self.notify(
             up,
@@ -966,10 +914,7 @@ impl Manager {
         let in_iface = Iface::new(ifindex, Ipv4Addr::UNSPECIFIED);
         if let Some(m) = self.mfes.get(&sg) {
             if m.iif.ifindex != ifindex {
-                let owner = self
-                    .owners
-                    .get(&in_iface)
-                    .and_then(|o| o.routing.or(o.igmp));
+                let owner = self.owners.get(&in_iface).and_then(|o| o.routing.or(o.igmp));
                 if let Some(to) = owner {
                     let event = Event::WrongInterface {
                         source: sg.source,
@@ -992,15 +937,10 @@ impl Manager {
         };
         let request = RequestId(self.id());
         let deadline = now + self.config.answer_timeout;
-        self.requests
-            .insert(request, (owner, Awaiting::Rpf(sg), deadline));
+        self.requests.insert(request, (owner, Awaiting::Rpf(sg), deadline));
         self.creating.insert(
             sg,
-            Creating {
-                iif: in_iface,
-                upstream: Ipv4Addr::UNSPECIFIED,
-                stage: Stage::Rpf,
-            },
+            Creating { iif: in_iface, upstream: Ipv4Addr::UNSPECIFIED, stage: Stage::Rpf },
         );
         self.notify(
             owner,
@@ -1053,8 +993,7 @@ impl Manager {
         let mut waiting = BTreeMap::new();
         for (owner, list) in by_owner {
             let request = RequestId(self.id());
-            self.requests
-                .insert(request, (owner, Awaiting::Creation(sg), deadline));
+            self.requests.insert(request, (owner, Awaiting::Creation(sg), deadline));
             waiting.insert(request, owner);
             self.notify(
                 owner,
@@ -1067,18 +1006,8 @@ impl Manager {
                 },
             );
         }
-        let stage = Stage::Alerts {
-            waiting,
-            disabled: BTreeSet::new(),
-        };
-        self.creating.insert(
-            sg,
-            Creating {
-                iif,
-                upstream,
-                stage,
-            },
-        );
+        let stage = Stage::Alerts { waiting, disabled: BTreeSet::new() };
+        self.creating.insert(sg, Creating { iif, upstream, stage });
         self.try_finish_creation(sg, now);
     }
 
@@ -1100,16 +1029,10 @@ impl Manager {
         let own: Vec<Iface> = disabled
             .iter()
             .copied()
-            .filter(|i| {
-                self.owners
-                    .get(i)
-                    .is_some_and(|o| o.routing.or(o.igmp) == Some(h))
-            })
+            .filter(|i| self.owners.get(i).is_some_and(|o| o.routing.or(o.igmp) == Some(h)))
             .collect();
-        if let Some(Creating {
-            stage: Stage::Alerts { waiting, disabled },
-            ..
-        }) = self.creating.get_mut(&sg)
+        if let Some(Creating { stage: Stage::Alerts { waiting, disabled }, .. }) =
+            self.creating.get_mut(&sg)
         {
             waiting.remove(&request);
             disabled.extend(own);
@@ -1148,11 +1071,7 @@ impl Manager {
                 timeout,
             },
         );
-        self.effects.push(Effect::Install {
-            sg,
-            iif,
-            oifs: oifs.into_iter().collect(),
-        });
+        self.effects.push(Effect::Install { sg, iif, oifs: oifs.into_iter().collect() });
         if empty {
             self.oil_empty_alert(sg, now);
         }
@@ -1198,10 +1117,8 @@ impl Manager {
                 }
             }
             Awaiting::Creation(sg) => {
-                if let Some(Creating {
-                    stage: Stage::Alerts { waiting, .. },
-                    ..
-                }) = self.creating.get_mut(&sg)
+                if let Some(Creating { stage: Stage::Alerts { waiting, .. }, .. }) =
+                    self.creating.get_mut(&sg)
                 {
                     waiting.remove(&id);
                 }
@@ -1220,21 +1137,13 @@ impl Manager {
 
     /// Applies defaults to unanswered requests and removes idle MFEs.
     pub fn tick(&mut self, now: Duration) {
-        let due: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, (.., d))| *d <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let due: Vec<RequestId> =
+            self.requests.iter().filter(|(_, (.., d))| *d <= now).map(|(id, _)| *id).collect();
         for id in due {
             self.expire_request(id, now);
         }
-        let idle: Vec<Sg> = self
-            .mfes
-            .iter()
-            .filter(|(_, m)| m.expires <= now)
-            .map(|(sg, _)| *sg)
-            .collect();
+        let idle: Vec<Sg> =
+            self.mfes.iter().filter(|(_, m)| m.expires <= now).map(|(sg, _)| *sg).collect();
         for sg in idle {
             self.delete_mfe(sg, DeleteReason::Expired);
         }
@@ -1252,17 +1161,12 @@ impl Manager {
                 if told.insert(h) {
                     self.notify(
                         h,
-                        Event::MfeDeleted {
-                            source: sg.source,
-                            group: sg.group,
-                            reason,
-                        },
+                        Event::MfeDeleted { source: sg.source, group: sg.group, reason },
                     );
                 }
             }
         }
-        self.requests
-            .retain(|_, (_, a, _)| !matches!(a, Awaiting::PruneTimeout(s) if *s == sg));
+        self.requests.retain(|_, (_, a, _)| !matches!(a, Awaiting::PruneTimeout(s) if *s == sg));
     }
 
     // ---- MFE queries -------------------------------------------------------------------
@@ -1303,15 +1207,9 @@ impl Manager {
         if max_entries == 0 && it.peek().is_some() {
             return Err(MgmError::InsufficientBuffer { needed: 1 });
         }
-        let entries: Vec<MfeView> = it
-            .by_ref()
-            .take(max_entries)
-            .map(|(sg, m)| self.view(*sg, m, now))
-            .collect();
-        Ok(Page {
-            entries,
-            more: it.peek().is_some(),
-        })
+        let entries: Vec<MfeView> =
+            it.by_ref().take(max_entries).map(|(sg, m)| self.view(*sg, m, now)).collect();
+        Ok(Page { entries, more: it.peek().is_some() })
     }
 
     /// SetMfe: a new incoming interface / upstream neighbour (e.g. after an RPF change).
@@ -1331,11 +1229,7 @@ impl Manager {
         let m = self.mfes.get_mut(&sg).expect("present");
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
         m.oifs = oifs.clone();
-        self.effects.push(Effect::Install {
-            sg,
-            iif,
-            oifs: oifs.into_iter().collect(),
-        });
+        self.effects.push(Effect::Install { sg, iif, oifs: oifs.into_iter().collect() });
         if became_empty {
             self.oil_empty_alert(sg, now);
         }
@@ -1351,23 +1245,13 @@ impl Manager {
         for (p, ..) in self.members.keys() {
             let entry = match kind {
                 EnumType::AllSources => p.entry(),
-                EnumType::AnySource => Pattern {
-                    group: p.group,
-                    source: None,
-                }
-                .entry(),
+                EnumType::AnySource => Pattern { group: p.group, source: None }.entry(),
             };
             seen.insert(entry);
         }
         let e = EnumHandle(self.id());
-        self.enums.insert(
-            e,
-            Enumeration {
-                owner: h,
-                entries: seen.into_iter().collect(),
-                next: 0,
-            },
-        );
+        self.enums
+            .insert(e, Enumeration { owner: h, entries: seen.into_iter().collect(), next: 0 });
         Ok(e)
     }
 
@@ -1389,10 +1273,7 @@ impl Manager {
         let n = rest.len().min(max_entries);
         let entries = rest[..n].to_vec();
         en.next += n;
-        Ok(Page {
-            entries,
-            more: en.next < en.entries.len(),
-        })
+        Ok(Page { entries, more: en.next < en.entries.len() })
     }
 
     /// GroupEnumerationEnd.

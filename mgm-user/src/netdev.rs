@@ -27,11 +27,7 @@ pub enum NetDevError {
 pub fn by_name(name: &str) -> Result<NetDev, NetDevError> {
     let ifindex = if_nametoindex(name).map_err(|_| NetDevError::NoSuchName(name.to_owned()))?;
     let mac = mac_of(ifindex)?.ok_or_else(|| NetDevError::NoMac(name.to_owned()))?;
-    Ok(NetDev {
-        name: name.to_owned(),
-        ifindex,
-        mac,
-    })
+    Ok(NetDev { name: name.to_owned(), ifindex, mac })
 }
 
 /// Looks an interface up by index.
@@ -40,14 +36,8 @@ pub fn by_index(ifindex: u32) -> Result<NetDev, NetDevError> {
         if let Some(link) = ifa.address.as_ref().and_then(|a| a.as_link_addr())
             && link.ifindex() as u32 == ifindex
         {
-            let mac = link
-                .addr()
-                .ok_or_else(|| NetDevError::NoMac(ifa.interface_name.clone()))?;
-            return Ok(NetDev {
-                name: ifa.interface_name,
-                ifindex,
-                mac,
-            });
+            let mac = link.addr().ok_or_else(|| NetDevError::NoMac(ifa.interface_name.clone()))?;
+            return Ok(NetDev { name: ifa.interface_name, ifindex, mac });
         }
     }
     Err(NetDevError::NoSuchIndex(ifindex))
@@ -66,10 +56,7 @@ fn mac_of(ifindex: u32) -> Result<Option<[u8; 6]>, NetDevError> {
 
 /// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
 pub fn fmt_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 #[cfg(test)]
@@ -85,10 +72,7 @@ mod tests {
 
     #[test]
     fn unknown_names_are_reported() {
-        assert!(matches!(
-            by_name("mgm-no-such-if"),
-            Err(NetDevError::NoSuchName(_))
-        ));
+        assert!(matches!(by_name("mgm-no-such-if"), Err(NetDevError::NoSuchName(_))));
     }
 
     #[test]

@@ -30,11 +30,7 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 /// A unique prefix for names made by this test process.
 pub fn unique(tag: &str) -> String {
-    format!(
-        "mgm{}-{}-{tag}",
-        std::process::id(),
-        NEXT_ID.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("mgm{}-{}-{tag}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Runs a command and fails with its stderr if it fails.
@@ -117,20 +113,14 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
 pub fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<_, _>>()?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
+    let bytes: Vec<u8> =
+        s.split(':').map(|b| u8::from_str_radix(b, 16)).collect::<Result<_, _>>()?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("bad MAC {s:?}"))
 }
 
 /// Creates a veth pair with one end in each namespace, both up.
@@ -138,22 +128,11 @@ pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> anyhow::Result<
     // Temporary unique names in the caller's namespace avoid clashes between parallel tests.
     let tmp_a = unique("va");
     let tmp_b = unique("vb");
-    let (tmp_a, tmp_b) = (
-        &tmp_a[tmp_a.len().saturating_sub(15)..],
-        &tmp_b[tmp_b.len().saturating_sub(15)..],
-    );
-    run(
-        "ip",
-        &["link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b],
-    )?;
-    run(
-        "ip",
-        &["link", "set", tmp_a, "netns", &a.name, "name", a_name],
-    )?;
-    run(
-        "ip",
-        &["link", "set", tmp_b, "netns", &b.name, "name", b_name],
-    )?;
+    let (tmp_a, tmp_b) =
+        (&tmp_a[tmp_a.len().saturating_sub(15)..], &tmp_b[tmp_b.len().saturating_sub(15)..]);
+    run("ip", &["link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b])?;
+    run("ip", &["link", "set", tmp_a, "netns", &a.name, "name", a_name])?;
+    run("ip", &["link", "set", tmp_b, "netns", &b.name, "name", b_name])?;
     a.exec("ip", &["link", "set", a_name, "up"])?;
     b.exec("ip", &["link", "set", b_name, "up"])?;
     Ok(())
@@ -175,11 +154,7 @@ impl PacketSocket {
             // SAFETY: plain socket(2); the fd is owned right away.
             let raw =
                 unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, ETH_P_ALL.to_be() as i32) };
-            ensure!(
-                raw >= 0,
-                "socket(AF_PACKET): {}",
-                std::io::Error::last_os_error()
-            );
+            ensure!(raw >= 0, "socket(AF_PACKET): {}", std::io::Error::last_os_error());
             // SAFETY: raw is a fresh, valid fd.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
             // SAFETY: zeroed sockaddr_ll is valid; the fields we need are set below.
@@ -195,11 +170,7 @@ impl PacketSocket {
                     size_of::<libc::sockaddr_ll>() as u32,
                 )
             };
-            ensure!(
-                rc == 0,
-                "bind(AF_PACKET, {ifname}): {}",
-                std::io::Error::last_os_error()
-            );
+            ensure!(rc == 0, "bind(AF_PACKET, {ifname}): {}", std::io::Error::last_os_error());
             // Bursts of frames must not overflow the capture before the test drains it.
             set_rcvbuf(&fd, 8 << 20)?;
             Ok(Self { fd })
@@ -209,11 +180,7 @@ impl PacketSocket {
     pub fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
         // SAFETY: frame is a valid buffer of frame.len() bytes.
         let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        ensure!(
-            n == frame.len() as isize,
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
+        ensure!(n == frame.len() as isize, "send: {}", std::io::Error::last_os_error());
         Ok(())
     }
 
@@ -222,11 +189,8 @@ impl PacketSocket {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
         loop {
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let mut pfd =
+                libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             let rc = unsafe { libc::poll(&mut pfd, 1, idle.as_millis() as i32) };
             ensure!(rc >= 0, "poll: {}", std::io::Error::last_os_error());
@@ -267,11 +231,7 @@ pub fn set_rcvbuf(s: &impl std::os::fd::AsRawFd, bytes: i32) -> anyhow::Result<(
             size_of::<i32>() as u32,
         )
     };
-    ensure!(
-        rc == 0,
-        "SO_RCVBUFFORCE: {}",
-        std::io::Error::last_os_error()
-    );
+    ensure!(rc == 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
     Ok(())
 }
 
@@ -292,9 +252,7 @@ pub fn udp_frame(
         .ipv4(source, group, ttl)
         .udp(40000, 5000);
     let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder
-        .write(&mut out, payload)
-        .expect("writing to a Vec cannot fail");
+    builder.write(&mut out, payload).expect("writing to a Vec cannot fail");
     out
 }
 
@@ -316,16 +274,11 @@ pub fn fix_ipv4_checksum(frame: &mut [u8]) {
 
 /// Where the binaries under test are: `$MGM_BIN_DIR`, else the cargo target dir of this test.
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("MGM_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("current_exe");
-            // target/<profile>/deps/<test> → target/<profile>
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .to_path_buf()
-        });
+    let dir = std::env::var_os("MGM_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<test> → target/<profile>
+        exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    });
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -427,10 +380,7 @@ impl Ctl {
     pub fn connect(path: &Path) -> anyhow::Result<Self> {
         let s = UnixStream::connect(path)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Self {
-            stream: BufReader::new(s),
-            next_id: 1,
-        })
+        Ok(Self { stream: BufReader::new(s), next_id: 1 })
     }
 
     /// Sends a raw line and returns the raw reply object.
@@ -463,9 +413,7 @@ impl Ctl {
 
     /// Global counter by name.
     pub fn counter(&mut self, name: &str) -> anyhow::Result<u64> {
-        self.show()?["counters"][name]
-            .as_u64()
-            .with_context(|| format!("no counter {name}"))
+        self.show()?["counters"][name].as_u64().with_context(|| format!("no counter {name}"))
     }
 
     /// The MFE (source, group) from `show`, if present.
@@ -485,18 +433,12 @@ impl Ctl {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let show = self.show()?;
-            let sum: u64 = names
-                .iter()
-                .map(|n| show["counters"][*n].as_u64().unwrap_or(0))
-                .sum();
+            let sum: u64 = names.iter().map(|n| show["counters"][*n].as_u64().unwrap_or(0)).sum();
             if sum >= target {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "counters {names:?} reached {sum}, expected {target}: {}",
-                    show["counters"]
-                );
+                bail!("counters {names:?} reached {sum}, expected {target}: {}", show["counters"]);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -534,14 +476,7 @@ impl Topology {
         }
         let tx = PacketSocket::open(&sender, "s0")?;
         let sender_mac = sender.mac("s0")?;
-        Ok(Self {
-            mgmd: None,
-            sender,
-            router,
-            receivers: rx,
-            tx,
-            sender_mac,
-        })
+        Ok(Self { mgmd: None, sender, router, receivers: rx, tx, sender_mac })
     }
 
     /// Starts mgmd managing `rin` and every `r<i>`, with extra arguments.
@@ -563,25 +498,14 @@ impl Topology {
     /// Gives every host an address so ordinary sockets work: the sender 10.1.0.1/24 (the
     /// [`SOURCE`]) with a multicast route out of s0, receiver i 10.2.i.2/24.
     pub fn add_addresses(&self) -> anyhow::Result<()> {
-        self.sender
-            .exec("ip", &["addr", "add", "10.1.0.1/24", "dev", "s0"])?;
-        self.sender
-            .exec("ip", &["route", "add", "224.0.0.0/4", "dev", "s0"])?;
+        self.sender.exec("ip", &["addr", "add", "10.1.0.1/24", "dev", "s0"])?;
+        self.sender.exec("ip", &["route", "add", "224.0.0.0/4", "dev", "s0"])?;
         // veth offloads the UDP checksum (leaves it partial, to be finished by the stack), and
         // an XDP redirect cannot carry that state to the next device: receivers would count
         // InCsumErrors. A physical NIC always sends complete checksums; so does s0 now.
         self.sender.exec("ethtool", &["-K", "s0", "tx", "off"])?;
         for (i, ns) in self.receivers.iter().enumerate() {
-            ns.exec(
-                "ip",
-                &[
-                    "addr",
-                    "add",
-                    &format!("10.2.{}.2/24", i + 1),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
+            ns.exec("ip", &["addr", "add", &format!("10.2.{}.2/24", i + 1), "dev", "eth0"])?;
             ns.exec("ip", &["route", "add", "default", "dev", "eth0"])?;
         }
         Ok(())
@@ -616,10 +540,7 @@ impl Topology {
 
     /// Opens a capture on every receiver (before sending).
     pub fn captures(&self) -> anyhow::Result<Vec<PacketSocket>> {
-        self.receivers
-            .iter()
-            .map(|ns| PacketSocket::open(ns, "eth0"))
-            .collect()
+        self.receivers.iter().map(|ns| PacketSocket::open(ns, "eth0")).collect()
     }
 
     /// A UDP frame from the sender to `GROUP` with this payload and TTL.
@@ -630,10 +551,7 @@ impl Topology {
 
 /// Frames among `frames` whose UDP payload starts with `magic`.
 pub fn with_magic<'a>(frames: &'a [Vec<u8>], magic: &[u8]) -> Vec<&'a Vec<u8>> {
-    frames
-        .iter()
-        .filter(|f| f.windows(magic.len()).any(|w| w == magic))
-        .collect()
+    frames.iter().filter(|f| f.windows(magic.len()).any(|w| w == magic)).collect()
 }
 
 /// A unique payload marker for one test.

@@ -8,9 +8,7 @@ use mgm_tests::{Mgmd, Netns, require_root};
 use serde_json::json;
 
 fn code(reply: &serde_json::Value) -> &str {
-    reply["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not an error: {reply}"))
+    reply["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error: {reply}"))
 }
 
 #[test]
@@ -28,9 +26,7 @@ fn bad_requests_get_error_replies_and_change_nothing() {
     assert_eq!(r["id"], json!(null));
     let r = c.raw(br#"{"id":7,"method":"format_disk"}"#).unwrap();
     assert_eq!((code(&r), &r["id"]), ("unknown_method", &json!(7)));
-    let r = c
-        .raw(br#"{"id":8,"method":"add_mfe","source":"10.0.0.1"}"#)
-        .unwrap();
+    let r = c.raw(br#"{"id":8,"method":"add_mfe","source":"10.0.0.1"}"#).unwrap();
     assert_eq!(code(&r), "invalid_params");
     let r = c
         .raw(br#"{"id":9,"method":"add_mfe","source":"10.0.0.1","group":"239.1.1.1","iif":"nope","oifs":[]}"#)
@@ -45,10 +41,7 @@ fn bad_requests_get_error_replies_and_change_nothing() {
     // Same connection, and another one, still work; nothing was installed.
     let show = c.show().unwrap();
     assert_eq!(show["mfes"], json!([]));
-    assert_eq!(
-        other.call(json!({"method": "hello"})).unwrap()["protocol"],
-        json!(1)
-    );
+    assert_eq!(other.call(json!({"method": "hello"})).unwrap()["protocol"], json!(2));
     assert!(d.log().contains("mgmd ready"));
 }
 
@@ -68,39 +61,19 @@ fn a_second_instance_on_the_same_socket_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another mgmd"), "{err}");
     // The first one is untouched.
-    assert_eq!(
-        d.ctl().unwrap().call(json!({"method": "hello"})).unwrap()["protocol"],
-        json!(1)
-    );
+    assert_eq!(d.ctl().unwrap().call(json!({"method": "hello"})).unwrap()["protocol"], json!(2));
 }
 
 #[test]
 fn clean_shutdown_removes_the_socket_and_detaches() {
     require_root();
     let ns = Netns::new("stop").unwrap();
-    ns.exec(
-        "ip",
-        &["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
-    )
-    .unwrap();
+    ns.exec("ip", &["link", "add", "d0", "type", "veth", "peer", "name", "d1"]).unwrap();
     ns.exec("ip", &["link", "set", "d0", "up"]).unwrap();
     let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into()]).unwrap();
-    assert!(
-        ns.exec("ip", &["link", "show", "d0"])
-            .unwrap()
-            .contains("xdp")
-    );
+    assert!(ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp"));
     let status = d.stop().unwrap();
-    assert!(
-        status.success(),
-        "mgmd exits 0 on SIGTERM: {status}\n{}",
-        d.log()
-    );
+    assert!(status.success(), "mgmd exits 0 on SIGTERM: {status}\n{}", d.log());
     assert!(!d.socket.exists());
-    assert!(
-        !ns.exec("ip", &["link", "show", "d0"])
-            .unwrap()
-            .contains("xdp"),
-        "XDP detached"
-    );
+    assert!(!ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp"), "XDP detached");
 }

@@ -39,27 +39,11 @@ fn assert_forwarded_copy(sent: &[u8], got: &[u8], out_mac: [u8; 6]) {
     else {
         panic!("forwarded frame is not Ethernet/IPv4: {got:02x?}");
     };
-    assert_eq!(
-        ge.destination(),
-        group_mac(GROUP),
-        "destination MAC stays the group's"
-    );
-    assert_eq!(
-        ge.source(),
-        out_mac,
-        "source MAC is the router's outgoing port"
-    );
+    assert_eq!(ge.destination(), group_mac(GROUP), "destination MAC stays the group's");
+    assert_eq!(ge.source(), out_mac, "source MAC is the router's outgoing port");
     let (gh, sh) = (gi.header().to_header(), si.header().to_header());
-    assert_eq!(
-        gh.time_to_live,
-        sh.time_to_live - 1,
-        "TTL decremented by exactly one"
-    );
-    assert_eq!(
-        gh.header_checksum,
-        gh.calc_header_checksum(),
-        "IPv4 header checksum valid"
-    );
+    assert_eq!(gh.time_to_live, sh.time_to_live - 1, "TTL decremented by exactly one");
+    assert_eq!(gh.header_checksum, gh.calc_header_checksum(), "IPv4 header checksum valid");
     assert_eq!((gh.source, gh.destination), (sh.source, sh.destination));
     let (Some(TransportSlice::Udp(gu)), Some(TransportSlice::Udp(su))) =
         (&g.transport, &s.transport)
@@ -95,12 +79,7 @@ fn send_numbered(
     ctl.wait_counters(counters, before + count as u64).unwrap();
     let got = caps
         .iter()
-        .map(|c| {
-            with_magic(&c.drain(IDLE).unwrap(), &m)
-                .into_iter()
-                .cloned()
-                .collect()
-        })
+        .map(|c| with_magic(&c.drain(IDLE).unwrap(), &m).into_iter().cloned().collect())
         .collect();
     (sent, got)
 }
@@ -121,8 +100,7 @@ fn forwards_to_one_receiver_and_not_the_other() {
 #[test]
 fn forwards_to_three_receivers_with_per_mfe_counters() {
     let mut t = Topology::new(4).unwrap();
-    t.start(&["--mfe", &mfe("rin", &["r1", "r2", "r3"])])
-        .unwrap();
+    t.start(&["--mfe", &mfe("rin", &["r1", "r2", "r3"])]).unwrap();
     let (sent, got) = send_numbered(&t, "three", 10, 25, &["forwarded"]);
     for (i, copies) in got.iter().take(3).enumerate() {
         assert_eq!(copies.len(), 25, "receiver {} is on the OIL", i + 1);
@@ -136,11 +114,7 @@ fn forwards_to_three_receivers_with_per_mfe_counters() {
     assert_eq!(m["packets"], json!(25));
     assert_eq!(m["bytes"], json!(25 * sent[0].len() as u64));
     assert_eq!(m["wrong_iif"], json!(0));
-    assert_eq!(
-        t.ctl().unwrap().counter("egress_tx").unwrap(),
-        75,
-        "one egress run per copy"
-    );
+    assert_eq!(t.ctl().unwrap().counter("egress_tx").unwrap(), 75, "one egress run per copy");
 }
 
 #[test]
@@ -199,11 +173,7 @@ fn ip_options_are_forwarded_with_a_valid_checksum() {
     assert_eq!(g[14], 0x46, "options kept");
     assert_eq!(g[22], 31, "TTL decremented");
     let h = etherparse::Ipv4Header::from_slice(&g[14..]).unwrap().0;
-    assert_eq!(
-        h.header_checksum,
-        h.calc_header_checksum(),
-        "checksum over options valid"
-    );
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "checksum over options valid");
 }
 
 /// Every odd frame is passed to the stack (or dropped) and never forwarded; each lands in the
@@ -222,21 +192,13 @@ fn malformed_and_foreign_frames_are_never_forwarded() {
         f
     };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        (
-            "truncated IPv4 header",
-            good[..14 + 12].to_vec(),
-            "pass_malformed",
-        ),
+        ("truncated IPv4 header", good[..14 + 12].to_vec(), "pass_malformed"),
         (
             "truncated payload (tot_len beyond frame)",
             good[..good.len() - 4].to_vec(),
             "pass_malformed",
         ),
-        (
-            "bad header checksum",
-            with(&|f| f[25] ^= 0xff),
-            "pass_malformed",
-        ),
+        ("bad header checksum", with(&|f| f[25] ^= 0xff), "pass_malformed"),
         (
             "IHL 4",
             with(&|f| {
@@ -325,25 +287,15 @@ fn malformed_and_foreign_frames_are_never_forwarded() {
     for (name, frame, counter) in &cases {
         let before = ctl.counter(counter).unwrap();
         t.tx.send(frame).unwrap();
-        ctl.wait_counters(&[counter], before + 1)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        ctl.wait_counters(&[counter], before + 1).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     // A good frame last: it must arrive, and be the only thing that did.
     t.tx.send(&good).unwrap();
     ctl.wait_counters(&["forwarded"], 1).unwrap();
     for (i, c) in caps.iter().enumerate() {
         let got = c.drain(IDLE).unwrap();
-        assert_eq!(
-            got.len(),
-            1,
-            "receiver {}: only the good frame arrives, got {got:02x?}",
-            i + 1
-        );
-        assert_forwarded_copy(
-            &good,
-            &got[0],
-            t.router.mac(&format!("r{}", i + 1)).unwrap(),
-        );
+        assert_eq!(got.len(), 1, "receiver {}: only the good frame arrives, got {got:02x?}", i + 1);
+        assert_forwarded_copy(&good, &got[0], t.router.mac(&format!("r{}", i + 1)).unwrap());
     }
     assert_eq!(ctl.counter("forwarded").unwrap(), 1);
 }
@@ -367,16 +319,10 @@ fn mfes_added_and_removed_over_the_socket_take_effect() {
     let (_, got) = send_numbered(&t, "move", 64, 5, &["forwarded"]);
     assert_eq!((got[0].len(), got[1].len()), (0, 5));
 
-    ctl.call(json!({"method": "del_mfe", "source": S, "group": G}))
-        .unwrap();
+    ctl.call(json!({"method": "del_mfe", "source": S, "group": G})).unwrap();
     let (_, got) = send_numbered(&t, "del", 64, 5, &["pass_no_mfe"]);
-    assert!(
-        got.iter().all(Vec::is_empty),
-        "removed MFE no longer forwards"
-    );
-    let e = ctl
-        .call(json!({"method": "del_mfe", "source": S, "group": G}))
-        .unwrap_err();
+    assert!(got.iter().all(Vec::is_empty), "removed MFE no longer forwards");
+    let e = ctl.call(json!({"method": "del_mfe", "source": S, "group": G})).unwrap_err();
     assert!(e.to_string().contains("not_found"), "{e}");
 }
 
@@ -386,10 +332,7 @@ fn empty_oil_drops_matching_traffic() {
     t.start(&["--mfe", &format!("{S},{G},rin,")]).unwrap();
     let (_, got) = send_numbered(&t, "neg", 64, 5, &["drop_empty_oil"]);
     assert!(got[0].is_empty());
-    assert_eq!(
-        t.ctl().unwrap().mfe(S, G).unwrap().unwrap()["packets"],
-        json!(5)
-    );
+    assert_eq!(t.ctl().unwrap().mfe(S, G).unwrap().unwrap()["packets"], json!(5));
 }
 
 /// End to end with ordinary sockets: the sender's kernel builds the packets, the receivers'
@@ -399,9 +342,7 @@ fn real_udp_sockets_receive_what_the_sender_sent() {
     let mut t = Topology::new(3).unwrap();
     t.add_addresses().unwrap();
     t.start(&["--mfe", &mfe("rin", &["r1", "r3"])]).unwrap();
-    let rx: Vec<_> = (0..3)
-        .map(|i| t.udp_receiver(i, GROUP, 5000).unwrap())
-        .collect();
+    let rx: Vec<_> = (0..3).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
     let tx = t.udp_sender(4).unwrap();
     let m = magic("udp");
     for i in 0..30u32 {
@@ -416,11 +357,8 @@ fn real_udp_sockets_receive_what_the_sender_sent() {
             assert_eq!(from.ip().to_string(), S, "source address preserved");
             got.push(buf[..n].to_vec());
         }
-        let expected: Vec<Vec<u8>> = if i == 1 {
-            Vec::new()
-        } else {
-            (0..30).map(|n| payload(&m, n)).collect()
-        };
+        let expected: Vec<Vec<u8>> =
+            if i == 1 { Vec::new() } else { (0..30).map(|n| payload(&m, n)).collect() };
         assert_eq!(got, expected, "receiver {}", i + 1);
     }
     assert_eq!(ctl.mfe(S, G).unwrap().unwrap()["packets"], json!(30));

@@ -16,18 +16,13 @@ pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
     let mut t = Topology::new(3)?;
     t.add_addresses()?;
     let mfe = "10.1.0.1,239.1.1.1,rin,r1+r2";
-    crate::step(&format!(
-        "starting mgmd with the static MFE {mfe} (rx3 is not on the list)"
-    ));
+    crate::step(&format!("starting mgmd with the static MFE {mfe} (rx3 is not on the list)"));
     t.start(&["--mfe", mfe])?;
-    let socks: Vec<_> = (0..3)
-        .map(|i| t.udp_receiver(i, [239, 1, 1, 1], 5000))
-        .collect::<Result<_, _>>()?;
+    let socks: Vec<_> =
+        (0..3).map(|i| t.udp_receiver(i, [239, 1, 1, 1], 5000)).collect::<Result<_, _>>()?;
     let caps = t.captures()?;
     let tx = t.udp_sender(8)?;
-    crate::step(&format!(
-        "sending {SENT} UDP datagrams to 239.1.1.1:5000 from 10.1.0.1, TTL 8"
-    ));
+    crate::step(&format!("sending {SENT} UDP datagrams to 239.1.1.1:5000 from 10.1.0.1, TTL 8"));
     let magic = b"mgm-demo ";
     for i in 0..SENT {
         let mut p = magic.to_vec();
@@ -53,18 +48,12 @@ pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
         delivered_all.push(delivered);
         let frames = cap.drain(Duration::from_millis(200))?;
         let frames = with_magic(&frames, magic);
-        let (ttl, mac) = frames
-            .first()
-            .map_or(("-".to_owned(), "-".to_owned()), |f| {
-                (
-                    f[22].to_string(),
-                    f[6..12]
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":"),
-                )
-            });
+        let (ttl, mac) = frames.first().map_or(("-".to_owned(), "-".to_owned()), |f| {
+            (
+                f[22].to_string(),
+                f[6..12].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+            )
+        });
         println!(
             "  rx{:<7} {:<7} {:>21} {:>9}  {}",
             i + 1,
@@ -77,21 +66,15 @@ pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
     println!();
     crate::step("mgmctl show");
     let socket = &t.mgmd.as_ref().context("mgmd")?.socket;
-    let out = Command::new(bin_dir.join("mgmctl"))
-        .arg("--socket")
-        .arg(socket)
-        .arg("show")
-        .output()?;
+    let out =
+        Command::new(bin_dir.join("mgmctl")).arg("--socket").arg(socket).arg("show").output()?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     anyhow::ensure!(
         out.status.success(),
         "mgmctl failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    anyhow::ensure!(
-        forwarded,
-        "the fast path did not forward all {SENT} datagrams"
-    );
+    anyhow::ensure!(forwarded, "the fast path did not forward all {SENT} datagrams");
     crate::step("removing the namespaces");
     Ok(())
 }

@@ -82,10 +82,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .into()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
 }
 
 fn step(what: &str) {
@@ -106,9 +103,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn setup() -> anyhow::Result<()> {
@@ -125,15 +120,8 @@ fn setup() -> anyhow::Result<()> {
         })
         .collect();
     if !missing.is_empty() {
-        step(&format!(
-            "installing Debian packages: {}",
-            missing.join(" ")
-        ));
-        ensure!(
-            is_root,
-            "installing {} needs root (apt-get)",
-            missing.join(" ")
-        );
+        step(&format!("installing Debian packages: {}", missing.join(" ")));
+        ensure!(is_root, "installing {} needs root (apt-get)", missing.join(" "));
         sh(Command::new("apt-get").args(["update", "-qq"]))
             .context("apt-get update failed: is the Debian mirror reachable?")?;
         sh(Command::new("apt-get")
@@ -150,13 +138,8 @@ fn setup() -> anyhow::Result<()> {
 
     // 2. Debian's compiler as a rustup toolchain (offline, instant).
     let toolchains = output("rustup", &["toolchain", "list"]).context("rustup not found")?;
-    if !toolchains
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(TOOLCHAIN))
-    {
-        step(&format!(
-            "linking Debian's rustc as rustup toolchain `{TOOLCHAIN}`"
-        ));
+    if !toolchains.lines().any(|l| l.split_whitespace().next() == Some(TOOLCHAIN)) {
+        step(&format!("linking Debian's rustc as rustup toolchain `{TOOLCHAIN}`"));
         sh(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN, "/usr"]))?;
     }
 
@@ -164,19 +147,11 @@ fn setup() -> anyhow::Result<()> {
     let have_linker = output("bpf-linker", &["--version"])
         .is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION));
     if !have_linker {
-        step(&format!(
-            "building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)"
-        ));
+        step(&format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)"));
         // Without LLVM_PREFIX its build script looks in /usr/lib64 and fails with
         // "unable to find library -lLLVM".
         sh(Command::new(env!("CARGO"))
-            .args([
-                "install",
-                "bpf-linker",
-                "--version",
-                BPF_LINKER_VERSION,
-                "--locked",
-            ])
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
         .context("cargo install bpf-linker failed (needs llvm-22-dev, libzstd-dev, zlib1g-dev)")?;
@@ -188,10 +163,7 @@ fn setup() -> anyhow::Result<()> {
 
     // 4. bpffs, for pinned maps (mounted once; not mounted at boot on these machines).
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if !mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
-    {
+    if !mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
         if is_root {
             step("mounting bpffs on /sys/fs/bpf");
             sh(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))?;
@@ -199,10 +171,7 @@ fn setup() -> anyhow::Result<()> {
             println!("note: bpffs is not mounted (needs root: mount -t bpf bpf /sys/fs/bpf)");
         }
     }
-    println!(
-        "setup: toolchain ready ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
+    println!("setup: toolchain ready ({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -226,28 +195,11 @@ fn lint() -> anyhow::Result<()> {
     ])?;
     step("clippy (eBPF crate, bpfel-unknown-none)");
     sh(Command::new("rustup")
-        .args([
-            "run",
-            TOOLCHAIN,
-            "cargo",
-            "clippy",
-            "-p",
-            "mgm-ebpf",
-            "--bins",
-            "--release",
-        ])
-        .args([
-            "--target",
-            "bpfel-unknown-none",
-            "--target-dir",
-            "target/ebpf-clippy",
-        ])
+        .args(["run", TOOLCHAIN, "cargo", "clippy", "-p", "mgm-ebpf", "--bins", "--release"])
+        .args(["--target", "bpfel-unknown-none", "--target-dir", "target/ebpf-clippy"])
         .args(["--", "-D", "warnings"])
         .env("RUSTC_BOOTSTRAP", BOOTSTRAP_CRATES)
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            "--cfg=bpf_target_arch=\"x86_64\"",
-        )
+        .env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"")
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER"))
 }
@@ -279,10 +231,7 @@ fn test() -> anyhow::Result<()> {
     let status = child.wait()?;
     println!("tests took {:.1} s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
-    ensure!(
-        status.success() && failed == 0,
-        "cargo test failed ({status})"
-    );
+    ensure!(status.success() && failed == 0, "cargo test failed ({status})");
     ensure!(passed > 0, "cargo test ran no test");
     Ok(())
 }

@@ -9,10 +9,12 @@ use aya::programs::XdpMode;
 use clap::{Parser, ValueEnum};
 use mgm::{
     config::{Config, StaticMfe},
-    daemon::{self, Cmd, Router},
+    daemon::Router,
     dataplane::{BpfFastPath, LoadOptions},
+    manager::Config as ManagerConfig,
     netdev,
     proto::{DEFAULT_SOCKET, MfeSpec},
+    server::{self, Cmd},
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -69,10 +71,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -88,10 +87,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Mode::Skb => XdpMode::Skb,
     };
 
-    let (fp, logger) = BpfFastPath::load(&LoadOptions {
-        max_mfes: args.max_mfes,
-    })
-    .context("loading the XDP fast path (mgmd needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
+    let (fp, logger) = BpfFastPath::load(&LoadOptions { max_mfes: args.max_mfes, xdp_mode: mode })
+        .context("loading the XDP fast path (mgmd needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
     if let Some(logger) = logger {
         // aya-log records from the programs reach our log through this fd.
         // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until
@@ -111,41 +108,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         warn!("no eBPF logger map: program log records are not available");
     }
 
-    let mut router = Router::new(fp);
+    let mut router = Router::new(fp, ManagerConfig::default());
     for name in cfg.all_interfaces() {
         let dev = netdev::by_name(&name)?;
-        router
-            .manage(dev, mode)
-            .with_context(|| format!("managing {name}"))?;
+        router.manage(dev).with_context(|| format!("managing {name}"))?;
     }
     for m in &cfg.mfes {
-        let spec = MfeSpec {
-            source: m.source,
-            group: m.group,
-            iif: m.iif.clone(),
-            oifs: m.oifs.clone(),
-        };
-        router
-            .add_mfe(&spec)
-            .with_context(|| format!("static MFE {m:?}"))?;
+        let spec =
+            MfeSpec { source: m.source, group: m.group, iif: m.iif.clone(), oifs: m.oifs.clone() };
+        router.add_mfe(&spec).with_context(|| format!("static MFE {m:?}"))?;
     }
 
-    let (listener, _lock) = daemon::bind(&args.socket, args.socket_mode)?;
+    let (listener, _lock) = server::bind(&args.socket, args.socket_mode)?;
     let (tx, mut rx) = mpsc::channel::<Cmd>(1024);
-    tokio::spawn(daemon::serve(listener, tx));
+    tokio::spawn(server::serve(listener, tx));
+    // Callback deadlines and MFE expiry are checked at this granularity.
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(250));
     info!(socket = %args.socket.display(), "mgmd ready");
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            Some(cmd) = rx.recv() => {
-                let reply = router.handle(cmd.request);
-                if let Err(e) = &reply {
-                    warn!(code = ?e.code, error = %e.message, "request failed");
-                }
-                let _ = cmd.reply.send(reply);
-            }
+            Some(cmd) = rx.recv() => router.on_cmd(cmd),
+            _ = ticker.tick() => router.tick(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -154,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = std::fs::remove_file(&args.socket) {
         error!(error = %e, "removing the socket");
     }
-    let _ = std::fs::remove_file(daemon::lock_path(&args.socket));
+    let _ = std::fs::remove_file(server::lock_path(&args.socket));
     drop(router);
     Ok(())
 }

@@ -22,16 +22,10 @@ fn p_sg(s: &str, g: &str) -> Pattern {
     Pattern::sg(sg(s, g))
 }
 fn p_g(g: &str) -> Pattern {
-    Pattern {
-        group: Some(ip(g)),
-        source: None,
-    }
+    Pattern { group: Some(ip(g)), source: None }
 }
 fn p_all() -> Pattern {
-    Pattern {
-        group: None,
-        source: None,
-    }
+    Pattern { group: None, source: None }
 }
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -64,11 +58,7 @@ fn all_events(effects: &[Effect]) -> Vec<(Handle, Event)> {
 
 /// Fast-path writes only.
 fn writes(effects: &[Effect]) -> Vec<Effect> {
-    effects
-        .iter()
-        .filter(|e| !matches!(e, Effect::Notify { .. }))
-        .cloned()
-        .collect()
+    effects.iter().filter(|e| !matches!(e, Effect::Notify { .. })).cloned().collect()
 }
 
 fn oifs(m: &Manager, s: Sg) -> Vec<Iface> {
@@ -87,12 +77,9 @@ fn create(m: &mut Manager, s: Sg, ifindex: u32) -> Vec<Effect> {
         }
         for (to, ev) in all_events(&eff) {
             match ev {
-                Event::Rpf {
-                    request,
-                    iif,
-                    upstream,
-                    ..
-                } => m.answer_rpf(to, request, iif, upstream, T0).unwrap(),
+                Event::Rpf { request, iif, upstream, .. } => {
+                    m.answer_rpf(to, request, iif, upstream, T0).unwrap()
+                }
                 Event::CreationAlert { request, .. } => {
                     m.answer_creation(to, request, &[], T0).unwrap()
                 }
@@ -110,10 +97,8 @@ fn pim_with_members() -> (Manager, Handle) {
     for i in 1..=4 {
         m.take_interface(pim, ifc(i)).unwrap();
     }
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0).unwrap();
     m.take_effects();
     (m, pim)
 }
@@ -135,14 +120,8 @@ fn e02_unknown_or_deregistered_handle_is_invalid_parameter_and_changes_nothing()
     let bogus = Handle(999);
     for bad in [h, bogus] {
         assert_eq!(m.deregister(bad, T0), Err(MgmError::InvalidParameter));
-        assert_eq!(
-            m.take_interface(bad, ifc(1)),
-            Err(MgmError::InvalidParameter)
-        );
-        assert_eq!(
-            m.release_interface(bad, ifc(1), T0),
-            Err(MgmError::InvalidParameter)
-        );
+        assert_eq!(m.take_interface(bad, ifc(1)), Err(MgmError::InvalidParameter));
+        assert_eq!(m.release_interface(bad, ifc(1), T0), Err(MgmError::InvalidParameter));
         assert_eq!(
             m.add_membership(bad, p_g("239.1.1.1"), ifc(1), BOTH, T0),
             Err(MgmError::InvalidParameter)
@@ -155,10 +134,7 @@ fn e02_unknown_or_deregistered_handle_is_invalid_parameter_and_changes_nothing()
             m.set_mfe(bad, sg("10.0.0.1", "239.1.1.1"), ifc(1), ip("0.0.0.0"), T0),
             Err(MgmError::InvalidParameter)
         );
-        assert_eq!(
-            m.enum_start(bad, EnumType::AllSources),
-            Err(MgmError::InvalidParameter)
-        );
+        assert_eq!(m.enum_start(bad, EnumType::AllSources), Err(MgmError::InvalidParameter));
     }
     assert_eq!(m.protocol_on_interface(ifc(1)), Err(MgmError::NotFound));
     assert!(m.take_effects().is_empty());
@@ -170,10 +146,7 @@ fn e03_taking_an_interface_owned_by_another_routing_protocol_is_already_exists()
     let pim = m.register(PIM, 1).unwrap();
     let dvmrp = m.register(DVMRP, 1).unwrap();
     m.take_interface(pim, ifc(1)).unwrap();
-    assert_eq!(
-        m.take_interface(dvmrp, ifc(1)),
-        Err(MgmError::AlreadyExists)
-    );
+    assert_eq!(m.take_interface(dvmrp, ifc(1)), Err(MgmError::AlreadyExists));
     assert_eq!(m.protocol_on_interface(ifc(1)), Ok((PIM, 1)));
 }
 
@@ -185,15 +158,8 @@ fn e04_igmp_co_owns_a_routing_interface_but_a_second_igmp_cannot() {
     let igmp2 = m.register(PROTO_IP_IGMP, 2).unwrap();
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(igmp, ifc(1)).unwrap();
-    assert_eq!(
-        m.take_interface(igmp2, ifc(1)),
-        Err(MgmError::AlreadyExists)
-    );
-    assert_eq!(
-        m.protocol_on_interface(ifc(1)),
-        Ok((PIM, 1)),
-        "the routing owner is reported"
-    );
+    assert_eq!(m.take_interface(igmp2, ifc(1)), Err(MgmError::AlreadyExists));
+    assert_eq!(m.protocol_on_interface(ifc(1)), Ok((PIM, 1)), "the routing owner is reported");
 }
 
 #[test]
@@ -206,10 +172,7 @@ fn e05_routing_protocol_takes_an_igmp_interface_and_igmp_is_disabled_then_enable
     m.take_interface(pim, ifc(1)).unwrap();
     assert_eq!(
         events(&m.take_effects(), igmp),
-        vec![
-            Event::DisableIgmp { iface: ifc(1) },
-            Event::EnableIgmp { iface: ifc(1) }
-        ]
+        vec![Event::DisableIgmp { iface: ifc(1) }, Event::EnableIgmp { iface: ifc(1) }]
     );
 }
 
@@ -239,10 +202,7 @@ fn e07_taking_the_same_interface_twice_is_an_idempotent_success() {
     m.take_effects();
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(igmp, ifc(1)).unwrap();
-    assert!(
-        m.take_effects().is_empty(),
-        "no second disable/enable round"
-    );
+    assert!(m.take_effects().is_empty(), "no second disable/enable round");
 }
 
 #[test]
@@ -251,14 +211,8 @@ fn e08_releasing_an_interface_not_owned_or_never_seen_is_invalid_parameter() {
     let pim = m.register(PIM, 1).unwrap();
     let dvmrp = m.register(DVMRP, 1).unwrap();
     m.take_interface(dvmrp, ifc(1)).unwrap();
-    assert_eq!(
-        m.release_interface(pim, ifc(1), T0),
-        Err(MgmError::InvalidParameter)
-    );
-    assert_eq!(
-        m.release_interface(pim, ifc(9), T0),
-        Err(MgmError::InvalidParameter)
-    );
+    assert_eq!(m.release_interface(pim, ifc(1), T0), Err(MgmError::InvalidParameter));
+    assert_eq!(m.release_interface(pim, ifc(9), T0), Err(MgmError::InvalidParameter));
     assert_eq!(m.protocol_on_interface(ifc(1)), Ok((DVMRP, 1)));
 }
 
@@ -273,12 +227,9 @@ fn e09_release_removes_only_that_clients_entries_for_that_next_hop() {
     m.take_interface(pim, a).unwrap();
     m.take_interface(dvmrp, b).unwrap();
     m.take_interface(dvmrp, ifc(2)).unwrap();
-    m.add_membership(pim, p_g("239.1.1.1"), a, BOTH, T0)
-        .unwrap();
-    m.add_membership(dvmrp, p_g("239.1.1.1"), b, BOTH, T0)
-        .unwrap();
-    m.add_membership(dvmrp, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), a, BOTH, T0).unwrap();
+    m.add_membership(dvmrp, p_g("239.1.1.1"), b, BOTH, T0).unwrap();
+    m.add_membership(dvmrp, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     let s = sg("10.0.0.9", "239.1.1.1");
     create(&mut m, s, 1);
     assert_eq!(oifs(&m, s), vec![ifc(2), a, b]);
@@ -286,11 +237,7 @@ fn e09_release_removes_only_that_clients_entries_for_that_next_hop() {
     assert_eq!(oifs(&m, s), vec![ifc(2), b], "only pim's next hop went");
     assert_eq!(
         writes(&m.take_effects()),
-        vec![Effect::Install {
-            sg: s,
-            iif: ifc(1),
-            oifs: vec![ifc(2), b]
-        }]
+        vec![Effect::Install { sg: s, iif: ifc(1), oifs: vec![ifc(2), b] }]
     );
 }
 
@@ -317,22 +264,12 @@ fn e11_release_deletes_the_clients_memberships_with_prune_alerts() {
     let dvmrp = m.register(DVMRP, 1).unwrap();
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(pim, ifc(2)).unwrap();
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     m.take_effects();
     m.release_interface(pim, ifc(2), T0).unwrap();
     // pim was the last client with (*,G): every other client hears of it.
     let ev = events(&m.take_effects(), dvmrp);
-    assert!(
-        matches!(
-            ev.as_slice(),
-            [Event::PruneAlert {
-                member_delete: true,
-                ..
-            }]
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(ev.as_slice(), [Event::PruneAlert { member_delete: true, .. }]), "{ev:?}");
     let e = m.enum_start(pim, EnumType::AllSources).unwrap();
     assert!(m.enum_next(pim, e, 10).unwrap().entries.is_empty());
 }
@@ -345,10 +282,8 @@ fn e12_release_on_a_co_owned_interface_keeps_igmp_state_and_toggles_igmp() {
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(pim, ifc(2)).unwrap();
     m.take_interface(igmp, ifc(2)).unwrap();
-    m.add_membership(igmp, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(igmp, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     let s = sg("10.0.0.1", "239.1.1.1");
     create(&mut m, s, 1);
     m.release_interface(pim, ifc(2), T0).unwrap();
@@ -356,11 +291,7 @@ fn e12_release_on_a_co_owned_interface_keeps_igmp_state_and_toggles_igmp() {
     let ev = events(&eff, igmp);
     assert_eq!(ev.first(), Some(&Event::DisableIgmp { iface: ifc(2) }));
     assert_eq!(ev.last(), Some(&Event::EnableIgmp { iface: ifc(2) }));
-    assert_eq!(
-        oifs(&m, s),
-        vec![ifc(2)],
-        "IGMP's membership still forwards there"
-    );
+    assert_eq!(oifs(&m, s), vec![ifc(2)], "IGMP's membership still forwards there");
     assert!(writes(&eff).is_empty(), "the outgoing list did not change");
     assert_eq!(m.protocol_on_interface(ifc(2)), Ok((PROTO_IP_IGMP, 1)));
 }
@@ -385,17 +316,12 @@ fn e14_adding_an_sg_membership_changes_only_that_mfe() {
     let b = sg("10.0.0.2", "239.1.1.1");
     create(&mut m, a, 1);
     create(&mut m, b, 1);
-    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(4), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(4), BOTH, T0).unwrap();
     assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3), ifc(4)]);
     assert_eq!(oifs(&m, b), vec![ifc(2), ifc(3)]);
     assert_eq!(
         writes(&m.take_effects()),
-        vec![Effect::Install {
-            sg: a,
-            iif: ifc(1),
-            oifs: vec![ifc(2), ifc(3), ifc(4)]
-        }]
+        vec![Effect::Install { sg: a, iif: ifc(1), oifs: vec![ifc(2), ifc(3), ifc(4)] }]
     );
 }
 
@@ -406,8 +332,7 @@ fn e15_star_g_reaches_every_mfe_of_the_group_now_and_later() {
     let other = sg("10.0.0.1", "239.2.2.2");
     create(&mut m, a, 1);
     create(&mut m, other, 1);
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(4), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(4), BOTH, T0).unwrap();
     assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3), ifc(4)]);
     assert_eq!(oifs(&m, other), vec![]);
     let later = sg("10.0.0.7", "239.1.1.1");
@@ -431,14 +356,11 @@ fn e16_star_star_reaches_every_mfe() {
 fn e17_overlapping_sg_and_star_g_keep_the_interface_until_both_are_gone() {
     let (mut m, pim) = pim_with_members();
     let a = sg("10.0.0.1", "239.1.1.1");
-    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     create(&mut m, a, 1);
-    m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     assert_eq!(oifs(&m, a), vec![ifc(2), ifc(3)], "(S,G) still wants ifc 2");
-    m.delete_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.delete_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     assert_eq!(oifs(&m, a), vec![ifc(3)]);
 }
 
@@ -448,15 +370,10 @@ fn e18_the_incoming_interface_is_never_in_its_own_oil() {
     let a = sg("10.0.0.1", "239.1.1.1");
     create(&mut m, a, 2); // arrives on 2, where there is a membership
     assert_eq!(oifs(&m, a), vec![ifc(3)]);
-    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     assert_eq!(oifs(&m, a), vec![ifc(3)]);
     m.set_mfe(pim, a, ifc(3), ip("0.0.0.0"), T0).unwrap();
-    assert_eq!(
-        oifs(&m, a),
-        vec![ifc(2)],
-        "after the IIF moved to 3, 2 is an output and 3 not"
-    );
+    assert_eq!(oifs(&m, a), vec![ifc(2)], "after the IIF moved to 3, 2 is an output and 3 not");
 }
 
 #[test]
@@ -499,8 +416,7 @@ fn e20_deleting_a_membership_that_does_not_exist_is_not_found_and_changes_nothin
         m.delete_membership(pim, p_g("239.5.5.5"), ifc(2), BOTH, T0),
         Err(MgmError::NotFound)
     );
-    m.add_membership(pim, p_g("239.6.6.6"), ifc(2), MGM_JOIN_STATE_FLAG, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.6.6.6"), ifc(2), MGM_JOIN_STATE_FLAG, T0).unwrap();
     m.take_effects();
     assert_eq!(
         m.delete_membership(pim, p_g("239.6.6.6"), ifc(2), MGM_FORWARD_STATE_FLAG, T0),
@@ -519,19 +435,14 @@ fn e21_first_membership_for_a_group_alerts_the_other_routing_protocols_not_the_a
     let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(pim, ifc(2)).unwrap();
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(1), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
     let eff = m.take_effects();
     assert_eq!(
         events(&eff, dvmrp),
-        vec![Event::JoinAlert {
-            entry: p_g("239.1.1.1").entry(),
-            member_add: true
-        }]
+        vec![Event::JoinAlert { entry: p_g("239.1.1.1").entry(), member_add: true }]
     );
     assert!(events(&eff, pim).is_empty() && events(&eff, igmp).is_empty());
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     assert!(m.take_effects().is_empty(), "not the first any more");
 }
 
@@ -543,14 +454,10 @@ fn e22_igmp_add_on_a_shared_interface_is_a_local_join_to_the_routing_owner() {
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(igmp, ifc(1)).unwrap();
     m.take_effects();
-    m.add_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0)
-        .unwrap();
+    m.add_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
     assert_eq!(
         events(&m.take_effects(), pim),
-        vec![Event::LocalJoin {
-            entry: p_g("239.1.1.1").entry(),
-            iface: ifc(1)
-        }],
+        vec![Event::LocalJoin { entry: p_g("239.1.1.1").entry(), iface: ifc(1) }],
         "a local join, and no join alert (pim is the responsible protocol)"
     );
 }
@@ -562,30 +469,21 @@ fn e23_igmp_delete_on_a_shared_interface_is_a_local_leave() {
     let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(igmp, ifc(1)).unwrap();
-    m.add_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0)
-        .unwrap();
+    m.add_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
     m.take_effects();
-    m.delete_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0)
-        .unwrap();
+    m.delete_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
     let ev = events(&m.take_effects(), pim);
-    assert!(ev.contains(&Event::LocalLeave {
-        entry: p_g("239.1.1.1").entry(),
-        iface: ifc(1)
-    }));
+    assert!(ev.contains(&Event::LocalLeave { entry: p_g("239.1.1.1").entry(), iface: ifc(1) }));
 }
 
 /// Three routing protocols each with (*,G) on their own interface.
 fn three_with_star_g() -> (Manager, [Handle; 3]) {
     let mut m = mgr();
-    let hs = [
-        m.register(PIM, 1).unwrap(),
-        m.register(DVMRP, 1).unwrap(),
-        m.register(200, 1).unwrap(),
-    ];
+    let hs =
+        [m.register(PIM, 1).unwrap(), m.register(DVMRP, 1).unwrap(), m.register(200, 1).unwrap()];
     for (i, h) in hs.iter().enumerate() {
         m.take_interface(*h, ifc(i as u32 + 1)).unwrap();
-        m.add_membership(*h, p_g("239.1.1.1"), ifc(i as u32 + 1), BOTH, T0)
-            .unwrap();
+        m.add_membership(*h, p_g("239.1.1.1"), ifc(i as u32 + 1), BOTH, T0).unwrap();
     }
     m.take_effects();
     (m, hs)
@@ -594,15 +492,7 @@ fn three_with_star_g() -> (Manager, [Handle; 3]) {
 fn prune_targets(eff: &[Effect]) -> Vec<Handle> {
     all_events(eff)
         .into_iter()
-        .filter(|(_, e)| {
-            matches!(
-                e,
-                Event::PruneAlert {
-                    member_delete: true,
-                    ..
-                }
-            )
-        })
+        .filter(|(_, e)| matches!(e, Event::PruneAlert { member_delete: true, .. }))
         .map(|(h, _)| h)
         .collect()
 }
@@ -610,27 +500,19 @@ fn prune_targets(eff: &[Effect]) -> Vec<Handle> {
 #[test]
 fn e24_star_g_prune_when_the_second_to_last_client_leaves_alerts_only_the_remaining_one() {
     let (mut m, [a, b, c]) = three_with_star_g();
-    m.delete_membership(a, p_g("239.1.1.1"), ifc(1), BOTH, T0)
-        .unwrap();
-    assert!(
-        prune_targets(&m.take_effects()).is_empty(),
-        "two clients still have it"
-    );
-    m.delete_membership(b, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.delete_membership(a, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
+    assert!(prune_targets(&m.take_effects()).is_empty(), "two clients still have it");
+    m.delete_membership(b, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     assert_eq!(prune_targets(&m.take_effects()), vec![c]);
 }
 
 #[test]
 fn e25_star_g_prune_when_the_last_client_leaves_alerts_all_others() {
     let (mut m, [a, b, c]) = three_with_star_g();
-    m.delete_membership(a, p_g("239.1.1.1"), ifc(1), BOTH, T0)
-        .unwrap();
-    m.delete_membership(b, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.delete_membership(a, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
+    m.delete_membership(b, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     m.take_effects();
-    m.delete_membership(c, p_g("239.1.1.1"), ifc(3), BOTH, T0)
-        .unwrap();
+    m.delete_membership(c, p_g("239.1.1.1"), ifc(3), BOTH, T0).unwrap();
     assert_eq!(prune_targets(&m.take_effects()), vec![a, b]);
 }
 
@@ -643,13 +525,11 @@ fn e26_sg_prune_alerts_only_the_owner_of_the_incoming_interface() {
     m.take_interface(pim, ifc(1)).unwrap(); // towards the source
     m.take_interface(dvmrp, ifc(2)).unwrap();
     m.take_interface(other, ifc(3)).unwrap();
-    m.add_membership(dvmrp, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(dvmrp, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     let s = sg("10.0.0.1", "239.1.1.1");
     create(&mut m, s, 1);
     m.take_effects();
-    m.delete_membership(dvmrp, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.delete_membership(dvmrp, p_sg("10.0.0.1", "239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     assert_eq!(prune_targets(&m.take_effects()), vec![pim]);
 }
 
@@ -658,37 +538,24 @@ fn e27_oil_change_prune_alert_without_member_delete_and_its_timeout_answer() {
     let (mut m, pim) = pim_with_members();
     let s = sg("10.0.0.1", "239.1.1.1");
     create(&mut m, s, 1);
-    m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     m.take_effects();
-    m.delete_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0)
-        .unwrap();
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0).unwrap();
     let ev = events(&m.take_effects(), pim);
     let request = ev
         .iter()
         .find_map(|e| match e {
             Event::PruneAlert {
-                request: Some(r),
-                member_delete: false,
-                timeout_secs: 900,
-                ..
+                request: Some(r), member_delete: false, timeout_secs: 900, ..
             } => Some(*r),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no prune alert with a request: {ev:?}"));
-    assert_eq!(
-        m.get_mfe(s, 1, T0).unwrap().timeout_secs,
-        900,
-        "default until answered"
-    );
+    assert_eq!(m.get_mfe(s, 1, T0).unwrap().timeout_secs, 900, "default until answered");
     m.answer_prune(pim, request, secs(60), secs(10)).unwrap();
     let v = m.get_mfe(s, 1, secs(10)).unwrap();
     assert_eq!((v.timeout_secs, v.expiry_secs), (60, 60));
-    assert_eq!(
-        m.answer_prune(pim, request, secs(5), T0),
-        Err(MgmError::NotFound),
-        "answered once"
-    );
+    assert_eq!(m.answer_prune(pim, request, secs(5), T0), Err(MgmError::NotFound), "answered once");
 }
 
 #[test]
@@ -697,22 +564,11 @@ fn e28_new_traffic_asks_the_owner_of_the_interface_towards_the_source_and_uses_i
     let s = sg("10.0.0.1", "239.1.1.1");
     m.new_packet(s, 4, b"ip header", T0);
     let ev = events(&m.take_effects(), pim);
-    let [
-        Event::Rpf {
-            request,
-            iif,
-            header,
-            ..
-        },
-    ] = ev.as_slice()
-    else {
-        panic!("{ev:?}")
-    };
+    let [Event::Rpf { request, iif, header, .. }] = ev.as_slice() else { panic!("{ev:?}") };
     assert_eq!((*iif, header.as_slice()), (ifc(4), b"ip header".as_slice()));
     m.new_packet(s, 4, b"again", T0);
     assert!(m.take_effects().is_empty(), "one question per (S,G)");
-    m.answer_rpf(pim, *request, ifc(1), ip("10.9.9.9"), T0)
-        .unwrap();
+    m.answer_rpf(pim, *request, ifc(1), ip("10.9.9.9"), T0).unwrap();
     for (to, ev) in all_events(&m.take_effects()) {
         if let Event::CreationAlert { request, .. } = ev {
             m.answer_creation(to, request, &[], T0).unwrap();
@@ -722,11 +578,7 @@ fn e28_new_traffic_asks_the_owner_of_the_interface_towards_the_source_and_uses_i
     assert_eq!((v.iif, v.upstream), (ifc(1), ip("10.9.9.9")));
     assert_eq!(
         writes(&m.take_effects()),
-        vec![Effect::Install {
-            sg: s,
-            iif: ifc(1),
-            oifs: vec![ifc(2), ifc(3)]
-        }]
+        vec![Effect::Install { sg: s, iif: ifc(1), oifs: vec![ifc(2), ifc(3)] }]
     );
 }
 
@@ -738,11 +590,7 @@ fn e29_an_iif_change_is_installed_and_traffic_on_the_old_iif_is_wrong_interface(
     m.set_mfe(pim, s, ifc(4), ip("10.0.0.254"), T0).unwrap();
     assert_eq!(
         writes(&m.take_effects()),
-        vec![Effect::Install {
-            sg: s,
-            iif: ifc(4),
-            oifs: vec![ifc(2), ifc(3)]
-        }]
+        vec![Effect::Install { sg: s, iif: ifc(4), oifs: vec![ifc(2), ifc(3)] }]
     );
     m.new_packet(s, 1, b"h", T0);
     assert_eq!(
@@ -766,10 +614,8 @@ fn e30_creation_alerts_go_to_oil_owners_each_seeing_only_its_own_interfaces() {
     m.take_interface(pim, ifc(2)).unwrap();
     m.take_interface(dvmrp, ifc(3)).unwrap();
     m.take_interface(bystander, ifc(4)).unwrap();
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
-    m.add_membership(dvmrp, p_g("239.1.1.1"), ifc(3), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
+    m.add_membership(dvmrp, p_g("239.1.1.1"), ifc(3), BOTH, T0).unwrap();
     m.take_effects();
     let eff = create(&mut m, sg("10.0.0.1", "239.1.1.1"), 1);
     let alerts: Vec<(Handle, Vec<Iface>)> = all_events(&eff)
@@ -788,26 +634,15 @@ fn e31_a_creation_alert_can_keep_an_interface_out_of_the_mfe() {
     let s = sg("10.0.0.1", "239.1.1.1");
     m.new_packet(s, 1, b"", T0);
     let ev = events(&m.take_effects(), pim);
-    let Event::Rpf {
-        request,
-        iif,
-        upstream,
-        ..
-    } = ev[0].clone()
-    else {
-        panic!()
-    };
+    let Event::Rpf { request, iif, upstream, .. } = ev[0].clone() else { panic!() };
     m.answer_rpf(pim, request, iif, upstream, T0).unwrap();
     let ev = events(&m.take_effects(), pim);
-    let Event::CreationAlert { request, oifs, .. } = ev[0].clone() else {
-        panic!("{ev:?}")
-    };
+    let Event::CreationAlert { request, oifs, .. } = ev[0].clone() else { panic!("{ev:?}") };
     assert!(oifs.iter().all(|o| o.enabled));
     m.answer_creation(pim, request, &[ifc(3)], T0).unwrap();
     assert_eq!(oifs_of(&m, s), vec![ifc(2)]);
     // It stays out even when memberships change later.
-    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(3), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(3), BOTH, T0).unwrap();
     assert_eq!(oifs_of(&m, s), vec![ifc(2)]);
 }
 
@@ -822,23 +657,13 @@ fn e32_a_client_that_never_answers_times_out_to_the_defaults_and_the_mfe_is_crea
     m.new_packet(s, 1, b"", T0);
     m.take_effects();
     m.tick(secs(1));
-    assert_eq!(
-        m.get_mfe(s, 1, T0),
-        Err(MgmError::NotFound),
-        "still waiting for RPF"
-    );
+    assert_eq!(m.get_mfe(s, 1, T0), Err(MgmError::NotFound), "still waiting for RPF");
     m.tick(secs(2)); // RPF timed out: creation alerts go out
     assert!(
-        all_events(&m.take_effects())
-            .iter()
-            .any(|(_, e)| matches!(e, Event::CreationAlert { .. }))
+        all_events(&m.take_effects()).iter().any(|(_, e)| matches!(e, Event::CreationAlert { .. }))
     );
     m.tick(secs(4)); // creation alerts timed out
-    assert_eq!(
-        oifs(&m, s),
-        vec![ifc(2), ifc(3)],
-        "proposed IIF, every interface enabled"
-    );
+    assert_eq!(oifs(&m, s), vec![ifc(2), ifc(3)], "proposed IIF, every interface enabled");
 }
 
 #[test]
@@ -854,10 +679,7 @@ fn e33_a_packet_on_the_wrong_interface_is_reported_to_that_interfaces_owner() {
     let eff = m.take_effects();
     assert!(events(&eff, pim).is_empty());
     assert_eq!(events(&eff, dvmrp).len(), 1);
-    assert!(
-        writes(&eff).is_empty(),
-        "the MFE is unchanged: the fast path drops and counts"
-    );
+    assert!(writes(&eff).is_empty(), "the MFE is unchanged: the fast path drops and counts");
 }
 
 #[test]
@@ -868,23 +690,13 @@ fn e34_an_mfe_with_an_empty_oil_exists_and_gains_interfaces_later() {
     m.take_interface(pim, ifc(2)).unwrap();
     let s = sg("10.0.0.1", "239.1.1.1");
     let eff = create(&mut m, s, 1);
-    assert_eq!(
-        writes(&eff),
-        vec![Effect::Install {
-            sg: s,
-            iif: ifc(1),
-            oifs: vec![]
-        }]
+    assert_eq!(writes(&eff), vec![Effect::Install { sg: s, iif: ifc(1), oifs: vec![] }]);
+    assert!(
+        events(&eff, pim)
+            .iter()
+            .any(|e| matches!(e, Event::PruneAlert { member_delete: false, .. }))
     );
-    assert!(events(&eff, pim).iter().any(|e| matches!(
-        e,
-        Event::PruneAlert {
-            member_delete: false,
-            ..
-        }
-    )));
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     assert_eq!(oifs(&m, s), vec![ifc(2)]);
 }
 
@@ -920,14 +732,8 @@ fn e36_get_mfe_unknown_is_not_found_and_a_zero_buffer_says_what_is_needed() {
     let s = sg("10.0.0.1", "239.1.1.1");
     assert_eq!(m.get_mfe(s, 1, T0), Err(MgmError::NotFound));
     create(&mut m, s, 1);
-    assert_eq!(
-        m.get_mfe(s, 0, T0),
-        Err(MgmError::InsufficientBuffer { needed: 1 })
-    );
-    assert_eq!(
-        m.get_mfes(None, 0, T0),
-        Err(MgmError::InsufficientBuffer { needed: 1 })
-    );
+    assert_eq!(m.get_mfe(s, 0, T0), Err(MgmError::InsufficientBuffer { needed: 1 }));
+    assert_eq!(m.get_mfes(None, 0, T0), Err(MgmError::InsufficientBuffer { needed: 1 }));
 }
 
 fn make_many(m: &mut Manager) -> Vec<Sg> {
@@ -963,10 +769,7 @@ fn e37_walking_returns_every_mfe_once_by_group_then_source_with_more_data_then_n
     assert_eq!(expected[0], sg("10.0.0.1", "239.1.1.1"));
     assert_eq!(expected[1], sg("10.0.0.5", "239.1.1.1"));
     let end = m.get_mfes(after, 4, T0).unwrap();
-    assert!(
-        end.entries.is_empty() && !end.more,
-        "NO_MORE_ITEMS with zero entries"
-    );
+    assert!(end.entries.is_empty() && !end.more, "NO_MORE_ITEMS with zero entries");
 }
 
 #[test]
@@ -977,10 +780,7 @@ fn e38_get_next_after_a_deleted_mfe_continues_with_the_next_larger_one() {
     let gone = all[4];
     m.mfes.remove(&gone); // direct: as if it had just expired
     let page = m.get_mfes(Some(gone), 1, T0).unwrap();
-    assert_eq!(
-        Sg::new(page.entries[0].source, page.entries[0].group),
-        all[5]
-    );
+    assert_eq!(Sg::new(page.entries[0].source, page.entries[0].group), all[5]);
     let _ = pim;
 }
 
@@ -992,10 +792,7 @@ fn e40_set_mfe_bad_handle_unknown_mfe_and_a_valid_change() {
         m.set_mfe(Handle(77), s, ifc(1), ip("0.0.0.0"), T0),
         Err(MgmError::InvalidParameter)
     );
-    assert_eq!(
-        m.set_mfe(pim, s, ifc(1), ip("0.0.0.0"), T0),
-        Err(MgmError::NotFound)
-    );
+    assert_eq!(m.set_mfe(pim, s, ifc(1), ip("0.0.0.0"), T0), Err(MgmError::NotFound));
     create(&mut m, s, 1);
     m.set_mfe(pim, s, ifc(4), ip("10.1.1.1"), T0).unwrap();
     let v = m.get_mfe(s, 1, T0).unwrap();
@@ -1009,23 +806,16 @@ fn e41_group_enumeration_shapes_handles_and_snapshot() {
     let other = m.register(DVMRP, 1).unwrap();
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(pim, ifc(2)).unwrap();
-    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(1), BOTH, T0)
-        .unwrap();
-    m.add_membership(pim, p_sg("10.0.0.2", "239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
-    m.add_membership(pim, p_g("239.2.2.2"), ifc(1), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_sg("10.0.0.1", "239.1.1.1"), ifc(1), BOTH, T0).unwrap();
+    m.add_membership(pim, p_sg("10.0.0.2", "239.1.1.1"), ifc(2), BOTH, T0).unwrap();
+    m.add_membership(pim, p_g("239.2.2.2"), ifc(1), BOTH, T0).unwrap();
     let any = m.enum_start(pim, EnumType::AnySource).unwrap();
     let all = m.enum_start(pim, EnumType::AllSources).unwrap();
     let a = m.enum_next(pim, any, 10).unwrap();
     assert!(!a.more);
-    assert_eq!(
-        a.entries,
-        vec![p_g("239.1.1.1").entry(), p_g("239.2.2.2").entry()]
-    );
+    assert_eq!(a.entries, vec![p_g("239.1.1.1").entry(), p_g("239.2.2.2").entry()]);
     // Changes after the start neither add nor duplicate entries.
-    m.add_membership(pim, p_g("239.3.3.3"), ifc(1), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.3.3.3"), ifc(1), BOTH, T0).unwrap();
     let mut got = Vec::new();
     loop {
         let p = m.enum_next(pim, all, 1).unwrap();
@@ -1043,18 +833,11 @@ fn e41_group_enumeration_shapes_handles_and_snapshot() {
     ];
     expected.sort();
     assert_eq!(got, expected);
-    assert_eq!(
-        m.enum_next(other, all, 1),
-        Err(MgmError::InvalidParameter),
-        "not its enumeration"
-    );
+    assert_eq!(m.enum_next(other, all, 1), Err(MgmError::InvalidParameter), "not its enumeration");
     m.enum_end(pim, all).unwrap();
     assert_eq!(m.enum_next(pim, all, 1), Err(MgmError::InvalidParameter));
     assert_eq!(m.enum_end(pim, all), Err(MgmError::InvalidParameter));
-    assert_eq!(
-        m.enum_next(pim, EnumHandle(4242), 1),
-        Err(MgmError::InvalidParameter)
-    );
+    assert_eq!(m.enum_next(pim, EnumHandle(4242), 1), Err(MgmError::InvalidParameter));
 }
 
 #[test]
@@ -1065,17 +848,12 @@ fn e42_a_dropped_client_is_released_everywhere_and_deregistered() {
     m.take_interface(pim, ifc(1)).unwrap();
     m.take_interface(pim, ifc(2)).unwrap();
     m.take_interface(igmp, ifc(2)).unwrap();
-    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0)
-        .unwrap();
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     let s = sg("10.0.0.1", "239.1.1.1");
     create(&mut m, s, 1);
     m.client_gone(pim, T0);
     assert!(!m.is_registered(pim));
-    assert_eq!(
-        m.get_mfe(s, 1, T0),
-        Err(MgmError::NotFound),
-        "its IIF was released"
-    );
+    assert_eq!(m.get_mfe(s, 1, T0), Err(MgmError::NotFound), "its IIF was released");
     assert_eq!(m.protocol_on_interface(ifc(2)), Ok((PROTO_IP_IGMP, 1)));
     assert_eq!(m.protocol_on_interface(ifc(1)), Err(MgmError::NotFound));
     assert!(m.register(PIM, 1).is_ok());
@@ -1109,28 +887,10 @@ fn answers_from_the_wrong_client_or_for_unknown_requests_are_refused() {
     let intruder = m.register(DVMRP, 1).unwrap();
     m.new_packet(sg("10.0.0.1", "239.1.1.1"), 1, b"", T0);
     let ev = events(&m.take_effects(), pim);
-    let Event::Rpf {
-        request,
-        iif,
-        upstream,
-        ..
-    } = ev[0].clone()
-    else {
-        panic!()
-    };
-    assert_eq!(
-        m.answer_rpf(intruder, request, iif, upstream, T0),
-        Err(MgmError::InvalidParameter)
-    );
-    assert_eq!(
-        m.answer_rpf(pim, RequestId(999), iif, upstream, T0),
-        Err(MgmError::NotFound)
-    );
-    assert_eq!(
-        m.answer_creation(pim, request, &[], T0),
-        Err(MgmError::NotFound),
-        "wrong kind"
-    );
+    let Event::Rpf { request, iif, upstream, .. } = ev[0].clone() else { panic!() };
+    assert_eq!(m.answer_rpf(intruder, request, iif, upstream, T0), Err(MgmError::InvalidParameter));
+    assert_eq!(m.answer_rpf(pim, RequestId(999), iif, upstream, T0), Err(MgmError::NotFound));
+    assert_eq!(m.answer_creation(pim, request, &[], T0), Err(MgmError::NotFound), "wrong kind");
     m.answer_rpf(pim, request, iif, upstream, T0).unwrap();
 }
 
@@ -1155,17 +915,8 @@ fn e44_a_thousand_interfaces_and_ten_thousand_groups_stay_consistent() {
     let group = |n: u32| Ipv4Addr::from(0xef00_0000 | n);
     for n in 0..10_000u32 {
         let iface = ifc(2 + n % 999);
-        m.add_membership(
-            pim,
-            Pattern {
-                group: Some(group(n)),
-                source: None,
-            },
-            iface,
-            BOTH,
-            T0,
-        )
-        .unwrap();
+        m.add_membership(pim, Pattern { group: Some(group(n)), source: None }, iface, BOTH, T0)
+            .unwrap();
     }
     for n in 0..10_000u32 {
         m.new_packet(Sg::new(ip("10.0.0.1"), group(n)), 1, b"", T0);
@@ -1174,10 +925,7 @@ fn e44_a_thousand_interfaces_and_ten_thousand_groups_stay_consistent() {
     m.tick(secs(6));
     assert_eq!(m.mfes.len(), 10_000);
     for n in (0..10_000u32).step_by(97) {
-        assert_eq!(
-            oifs(&m, Sg::new(ip("10.0.0.1"), group(n))),
-            vec![ifc(2 + n % 999)]
-        );
+        assert_eq!(oifs(&m, Sg::new(ip("10.0.0.1"), group(n))), vec![ifc(2 + n % 999)]);
     }
     m.release_interface(pim, ifc(2), secs(6)).unwrap();
     check_invariants(&m);
@@ -1200,38 +948,22 @@ fn check_invariants(m: &Manager) {
             });
             assert!(backed, "{sg:?}: output {o:?} has no membership behind it");
         }
-        assert_eq!(
-            mfe.oifs,
-            m.oil_for(*sg, mfe.iif, &mfe.disabled),
-            "{sg:?}: OIL out of date"
-        );
+        assert_eq!(mfe.oifs, m.oil_for(*sg, mfe.iif, &mfe.disabled), "{sg:?}: OIL out of date");
     }
     for ((_, _, h), _) in m.members.iter() {
-        assert!(
-            m.clients.contains_key(h),
-            "membership of a deregistered client"
-        );
+        assert!(m.clients.contains_key(h), "membership of a deregistered client");
     }
     for o in m.owners.values() {
         for h in [o.routing, o.igmp].into_iter().flatten() {
-            assert!(
-                m.clients.contains_key(&h),
-                "interface owned by a deregistered client"
-            );
+            assert!(m.clients.contains_key(&h), "interface owned by a deregistered client");
         }
     }
     for (to, ..) in m.requests.values() {
-        assert!(
-            m.clients.contains_key(to),
-            "request to a deregistered client"
-        );
+        assert!(m.clients.contains_key(to), "request to a deregistered client");
     }
     for ((iface, h), ps) in &m.members_by_iface {
         for p in ps {
-            assert!(
-                m.members.contains_key(&(*p, *iface, *h)),
-                "index out of date"
-            );
+            assert!(m.members.contains_key(&(*p, *iface, *h)), "index out of date");
         }
     }
 }
@@ -1258,21 +990,11 @@ mod prop {
     const CLIENTS: [(u32, u32); 3] = [(PIM, 1), (DVMRP, 1), (PROTO_IP_IGMP, 1)];
 
     fn ifaces() -> [Iface; 4] {
-        [
-            ifc(1),
-            ifc(2),
-            Iface::new(3, ip("10.0.0.1")),
-            Iface::new(3, ip("10.0.0.2")),
-        ]
+        [ifc(1), ifc(2), Iface::new(3, ip("10.0.0.1")), Iface::new(3, ip("10.0.0.2"))]
     }
 
     fn patterns() -> [Pattern; 4] {
-        [
-            p_sg("10.0.0.1", "239.1.1.1"),
-            p_g("239.1.1.1"),
-            p_g("239.2.2.2"),
-            p_all(),
-        ]
+        [p_sg("10.0.0.1", "239.1.1.1"), p_g("239.1.1.1"), p_g("239.2.2.2"), p_all()]
     }
 
     fn op() -> impl Strategy<Value = Op> {

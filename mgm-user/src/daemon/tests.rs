@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The router against the in-memory fast path: request handling, handle isolation, reply and
+//! event ordering, and what a dropped connection leaves behind.
+
+use serde_json::Value;
+
+use super::*;
+use crate::{
+    fastpath::MemFastPath,
+    proto::{RequestFrame, parse_request},
+};
+
+impl Dataplane for MemFastPath {
+    fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
+        Ok([0; counter::COUNT as usize])
+    }
+    fn manage(&mut self, _dev: &NetDev) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+struct Harness {
+    r: Router<MemFastPath>,
+    outs: BTreeMap<ConnId, mpsc::Receiver<String>>,
+    next_id: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let mut r = Router::new(MemFastPath::with_capacity(64), Config::default());
+        for (name, ifindex) in [("in", 1), ("o1", 2), ("o2", 3)] {
+            r.manage(NetDev { name: name.into(), ifindex, mac: [2, 0, 0, 0, 0, ifindex as u8] })
+                .unwrap();
+        }
+        Self { r, outs: BTreeMap::new(), next_id: 1 }
+    }
+
+    fn connect(&mut self, conn: ConnId) {
+        let (tx, rx) = mpsc::channel(16);
+        self.r.on_cmd(Cmd::Connected { conn, tx, peer: None });
+        self.outs.insert(conn, rx);
+    }
+
+    /// Sends a request line; returns every line the connection got back, in order.
+    fn call(&mut self, conn: ConnId, mut req: Value) -> Vec<Value> {
+        req["id"] = json!(self.next_id);
+        self.next_id += 1;
+        let line = parse_request(&req.to_string());
+        self.r.on_cmd(Cmd::Line { conn, line });
+        self.drain(conn)
+    }
+
+    fn drain(&mut self, conn: ConnId) -> Vec<Value> {
+        let rx = self.outs.get_mut(&conn).unwrap();
+        let mut out = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            out.push(serde_json::from_str(&l).unwrap());
+        }
+        out
+    }
+
+    /// The reply among the lines a call produced (events may precede it).
+    fn reply(&mut self, conn: ConnId, req: Value) -> Value {
+        let lines = self.call(conn, req.clone());
+        let replies: Vec<&Value> = lines.iter().filter(|l| l.get("id").is_some()).collect();
+        assert_eq!(replies.len(), 1, "{req} -> {lines:?}");
+        replies[0].clone()
+    }
+
+    fn ok(&mut self, conn: ConnId, req: Value) -> Value {
+        let r = self.reply(conn, req.clone());
+        assert!(r.get("result").is_some(), "{req} -> {r}");
+        r["result"].clone()
+    }
+
+    fn err(&mut self, conn: ConnId, req: Value) -> String {
+        let r = self.reply(conn, req.clone());
+        r["error"]["code"].as_str().unwrap_or_else(|| panic!("{req} -> {r}")).into()
+    }
+
+    fn register(&mut self, conn: ConnId, protocol: u32) -> u64 {
+        self.ok(conn, json!({"method": "register", "protocol": protocol, "component": 1}))["handle"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+#[test]
+fn handles_work_only_on_the_connection_that_registered_them() {
+    let mut h = Harness::new();
+    h.connect(1);
+    h.connect(2);
+    let pim = h.register(1, 103);
+    let take = json!({"method": "take_interface", "handle": pim, "ifindex": 2});
+    assert_eq!(h.err(2, take.clone()), "invalid_parameter");
+    assert_eq!(h.err(2, json!({"method": "deregister", "handle": pim})), "invalid_parameter");
+    h.ok(1, take);
+    let owner = h.ok(2, json!({"method": "get_protocol_on_interface", "ifindex": 2}));
+    assert_eq!(owner, json!({"protocol": 103, "component": 1}));
+}
+
+#[test]
+fn a_closed_connection_releases_what_its_clients_owned_and_frees_the_fast_path() {
+    let mut h = Harness::new();
+    h.connect(1);
+    let pim = h.register(1, 103);
+    for i in 1..=3 {
+        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+    }
+    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 2}));
+    h.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
+    h.r.tick();
+    // RPF and creation alert events arrived; answer neither: the defaults apply later.
+    let events = h.drain(1);
+    assert_eq!(events[0]["event"], "rpf", "{events:?}");
+    h.r.manager.tick(Duration::from_secs(3600));
+    let effects = h.r.manager.take_effects();
+    h.r.apply_writes(&effects);
+    h.r.manager.tick(Duration::from_secs(7200));
+    let effects = h.r.manager.take_effects();
+    h.r.apply_writes(&effects);
+    assert_eq!(h.r.mirror.fast_path().mfes.len(), 1, "created with the defaults");
+    h.r.on_cmd(Cmd::Disconnected { conn: 1 });
+    assert!(h.r.mirror.fast_path().mfes.is_empty(), "its MFE went with its IIF");
+    assert!(h.r.manager.clients().is_empty());
+    assert!(h.r.manager.owners().is_empty());
+}
+
+#[test]
+fn the_reply_comes_before_the_events_it_causes() {
+    let mut h = Harness::new();
+    h.connect(1);
+    let pim = h.register(1, 103);
+    let igmp = h.register(1, crate::manager::PROTO_IP_IGMP);
+    h.ok(1, json!({"method": "take_interface", "handle": igmp, "ifindex": 2}));
+    let lines = h.call(1, json!({"method": "take_interface", "handle": pim, "ifindex": 2}));
+    assert!(lines[0].get("result").is_some());
+    assert_eq!(lines[1]["event"], "disable_igmp");
+    assert_eq!(lines[1]["handle"], json!(igmp));
+    assert_eq!(lines[2]["event"], "enable_igmp");
+}
+
+#[test]
+fn static_mfes_are_not_overridden_by_mgm_entries() {
+    let mut h = Harness::new();
+    h.connect(1);
+    h.ok(1, json!({"method": "add_mfe", "source": "10.0.0.1", "group": "239.1.1.1", "iif": "in", "oifs": ["o1"]}));
+    let pim = h.register(1, 103);
+    h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": 1}));
+    h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": 3}));
+    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 3}));
+    h.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
+    let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
+    assert_eq!(h.r.mirror.get(&key).unwrap().oifs, vec![2], "the static entry stands");
+    let show = h.ok(1, json!({"method": "show"}));
+    assert_eq!(show["mfes"][0]["origin"], "static");
+    assert_eq!(show["protocols"].as_array().unwrap().len(), 1);
+    assert_eq!(show["memberships"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn mgm_errors_reach_the_wire_with_their_codes() {
+    let mut h = Harness::new();
+    h.connect(1);
+    h.connect(2);
+    let a = h.register(1, 103);
+    assert_eq!(
+        h.err(1, json!({"method": "register", "protocol": 103, "component": 1})),
+        "already_exists"
+    );
+    h.ok(1, json!({"method": "take_interface", "handle": a, "ifindex": 2}));
+    let b = h.register(2, 104);
+    assert_eq!(
+        h.err(2, json!({"method": "take_interface", "handle": b, "ifindex": 2})),
+        "already_exists"
+    );
+    assert_eq!(h.err(1, json!({"method": "deregister", "handle": a})), "can_not_complete");
+    assert_eq!(
+        h.err(1, json!({"method": "get_mfe", "source": "10.0.0.1", "group": "239.1.1.1"})),
+        "not_found"
+    );
+    let lines = h.call(1, json!({"method": "get_first_mfe", "max_entries": 5}));
+    assert_eq!(lines[0]["result"], json!({"status": "no_more_items", "entries": []}));
+    let r = h.call(1, json!({"method": "release_interface", "handle": a, "ifindex": 3}));
+    assert_eq!(r[0]["error"]["win32"], json!(87));
+}
+
+#[test]
+fn a_client_that_does_not_read_is_disconnected_and_released() {
+    let mut h = Harness::new();
+    h.connect(1);
+    let pim = h.register(1, 103);
+    h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": 2}));
+    // Fill the 16-line queue without reading.
+    for _ in 0..20 {
+        let line = parse_request(&json!({"id": 1, "method": "hello"}).to_string());
+        h.r.on_cmd(Cmd::Line { conn: 1, line });
+    }
+    assert!(h.r.manager.owners().is_empty(), "its interface was released");
+    assert!(!h.r.conns.contains_key(&1));
+    let _: Option<RequestFrame> = None;
+}
