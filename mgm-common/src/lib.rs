@@ -20,6 +20,10 @@ pub mod maps {
     pub const COUNTERS: &str = "MGM_COUNTERS";
     /// `HashMap<u32, PortValue>`: per egress ifindex data used when a copy leaves.
     pub const PORTS: &str = "MGM_PORTS";
+    /// `RingBuf` of [`crate::Upcall`]: packets the fast path could not forward.
+    pub const UPCALLS: &str = "MGM_UPCALLS";
+    /// `LruHashMap<UpcallKey, u64>`: when each upcall was last sent (rate limit).
+    pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
 }
 
 /// Program names (ELF symbols), used for `program_mut` lookups.
@@ -104,6 +108,46 @@ impl MfeStats {
     }
 }
 
+/// Upcall kinds.
+pub const UPCALL_NO_MFE: u32 = 1;
+pub const UPCALL_WRONG_IIF: u32 = 2;
+/// At most one upcall per (S,G, ifindex, kind) in this many nanoseconds.
+pub const UPCALL_INTERVAL_NS: u64 = 100_000_000;
+/// Bytes of the packet carried by an upcall, from the IPv4 header on: the fixed header and
+/// the first 8 bytes of data (the UDP header), what the RPF and wrong-interface callbacks get.
+pub const UPCALL_HEADER: usize = 28;
+/// Ring buffer size for upcalls.
+pub const UPCALL_RING_BYTES: u32 = 256 * 1024;
+
+/// A packet the fast path did not forward and the control plane should hear about.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Upcall {
+    /// Network order.
+    pub source: [u8; 4],
+    /// Network order.
+    pub group: [u8; 4],
+    /// Ingress ifindex.
+    pub ifindex: u32,
+    /// [`UPCALL_NO_MFE`] or [`UPCALL_WRONG_IIF`].
+    pub kind: u32,
+    /// Valid bytes in `header`.
+    pub header_len: u32,
+    pub header: [u8; UPCALL_HEADER],
+}
+const _: () = assert!(core::mem::size_of::<Upcall>() == 20 + UPCALL_HEADER);
+
+/// Key of the upcall rate limiter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UpcallKey {
+    pub source: [u8; 4],
+    pub group: [u8; 4],
+    pub ifindex: u32,
+    pub kind: u32,
+}
+const _: () = assert!(core::mem::size_of::<UpcallKey>() == 16);
+
 /// Value of [`maps::PORTS`]: what the egress program needs to know about an outgoing interface.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -149,8 +193,12 @@ pub mod counter {
     pub const EGRESS_TX: u32 = 10;
     /// A copy to an interface missing from the port map: dropped.
     pub const EGRESS_NO_PORT: u32 = 11;
+    /// An upcall was queued for the control plane.
+    pub const UPCALL_SENT: u32 = 12;
+    /// An upcall was lost: the ring buffer was full.
+    pub const UPCALL_LOST: u32 = 13;
     /// Number of counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 14;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -166,6 +214,8 @@ pub mod counter {
         "drop_no_oil",
         "egress_tx",
         "egress_no_port",
+        "upcall_sent",
+        "upcall_lost",
     ];
 }
 
@@ -177,6 +227,8 @@ mod pod {
     unsafe impl aya::Pod for super::MfeValue {}
     unsafe impl aya::Pod for super::MfeStats {}
     unsafe impl aya::Pod for super::PortValue {}
+    unsafe impl aya::Pod for super::Upcall {}
+    unsafe impl aya::Pod for super::UpcallKey {}
 }
 
 #[cfg(test)]

@@ -18,14 +18,16 @@ use core::mem::size_of;
 use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
     btf_maps::{DevMapHash, HashOfMaps},
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::{btf_map, map, xdp},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use aya_log_ebpf::warn;
 use mgm_common::{
     DEFAULT_MAX_MFES, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY,
-    PortValue, counter,
+    PortValue, UPCALL_HEADER, UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_RING_BYTES,
+    UPCALL_WRONG_IIF, Upcall, UpcallKey, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -44,6 +46,12 @@ static MGM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 
 #[map(name = "MGM_PORTS")]
 static MGM_PORTS: HashMap<u32, PortValue> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+#[map(name = "MGM_UPCALLS")]
+static MGM_UPCALLS: RingBuf = RingBuf::with_byte_size(UPCALL_RING_BYTES, 0);
+
+#[map(name = "MGM_UPCALL_SEEN")]
+static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, u64> = LruHashMap::with_max_entries(16_384, 0);
 
 // BTF map: the inner devmap template is described by BTF, which aya reads at load time.
 #[btf_map]
@@ -99,6 +107,44 @@ fn ipv4_checksum_ok(ctx: &XdpContext, ip: usize, ihl: usize) -> bool {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum == CSUM_OK
+}
+
+/// Tells the control plane about a packet it could not forward, at most once per
+/// `UPCALL_INTERVAL_NS` per (S,G, ingress, kind): a flood of unknown traffic costs one ring
+/// entry per flow and interval, not one per packet.
+#[inline(always)]
+fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32, ip_off: usize) {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let k = UpcallKey { source: key.source, group: key.group, ifindex, kind };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the value is copied out at once.
+    if let Some(last) = unsafe { MGM_UPCALL_SEEN.get(&k) }.copied()
+        && now.wrapping_sub(last) < UPCALL_INTERVAL_NS
+    {
+        return;
+    }
+    let _ = MGM_UPCALL_SEEN.insert(&k, &now, 0);
+    let mut header = [0u8; UPCALL_HEADER];
+    // SAFETY: header is a valid buffer of the given length; the helper bounds-checks the packet.
+    let mut header_len = UPCALL_HEADER as u32;
+    let rc = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, header.as_mut_ptr().cast(), UPCALL_HEADER as u32)
+    };
+    if rc < 0 {
+        // Shorter than header + 8 bytes of data: the fixed header alone.
+        // SAFETY: as above, with the 20-byte header the caller already checked.
+        let rc =
+            unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, header.as_mut_ptr().cast(), 20) };
+        header_len = if rc < 0 { 0 } else { 20 };
+    }
+    let Some(mut entry) = MGM_UPCALLS.reserve::<Upcall>(0) else {
+        count(counter::UPCALL_LOST);
+        return;
+    };
+    entry.write(Upcall { source: key.source, group: key.group, ifindex, kind, header_len, header });
+    entry.submit(0);
+    count(counter::UPCALL_SENT);
 }
 
 /// Decrements the TTL and updates the checksum incrementally (RFC 1624, eqn. 3:
@@ -162,6 +208,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
     let key = MfeKey::new(iph.src_addr, dst);
     // SAFETY: the value is copied out at once; the writer replaces entries whole.
     let Some(mfe) = (unsafe { MGM_MFES.get(key) }).copied() else {
+        upcall(ctx, &key, UPCALL_NO_MFE, ip_off);
         return verdict(counter::PASS_NO_MFE, XDP_PASS);
     };
     let stats = MGM_MFE_STATS.get_ptr_mut(mfe.stats);
@@ -171,6 +218,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
             // SAFETY: per-CPU slot.
             unsafe { (*s).wrong_iif += 1 };
         }
+        upcall(ctx, &key, UPCALL_WRONG_IIF, ip_off);
         return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
     }
     if let Some(s) = stats {

@@ -468,6 +468,9 @@ impl<F: Dataplane> Router<F> {
 
     /// Feeds the core a packet the fast path could not forward (no MFE, or wrong interface).
     pub fn new_packet(&mut self, source: Ipv4Addr, group: Ipv4Addr, ifindex: u32, header: &[u8]) {
+        if self.statics.contains(&MfeKey::new(source.octets(), group.octets())) {
+            return; // a static route: not the MGM clients' business
+        }
         let now = self.now();
         self.manager.new_packet(Sg::new(source, group), ifindex, header, now);
         let effects = self.manager.take_effects();

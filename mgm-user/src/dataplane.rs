@@ -7,12 +7,15 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, Map, MapData, MapError, PerCpuArray, of_maps::HashOfMaps, xdp::DevMapHash},
+    maps::{
+        HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, of_maps::HashOfMaps, xdp::DevMapHash,
+    },
     programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
-    DEFAULT_MAX_MFES, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, PortValue, counter, maps, programs,
+    DEFAULT_MAX_MFES, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, PortValue, UPCALL_HEADER, Upcall,
+    counter, maps, programs,
 };
 
 use crate::fastpath::{FastPath, FastPathError};
@@ -89,6 +92,7 @@ pub struct BpfFastPath {
     ports: HashMap<MapData, u32, PortValue>,
     egress: ProgramFd,
     attached: BTreeMap<u32, XdpLinkId>,
+    upcalls: Option<RingBuf<MapData>>,
     max_mfes: u32,
     mode: XdpMode,
     /// Possible CPUs: the length of every per-CPU value.
@@ -148,6 +152,7 @@ impl BpfFastPath {
             .map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
         ingress.load().map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
 
+        let upcalls = take(&mut ebpf, maps::UPCALLS)?;
         let fp = Self {
             mfes: take(&mut ebpf, maps::MFES)?,
             oils: take(&mut ebpf, maps::OILS)?,
@@ -157,6 +162,7 @@ impl BpfFastPath {
             ebpf,
             egress,
             attached: BTreeMap::new(),
+            upcalls: Some(upcalls),
             max_mfes: opts.max_mfes,
             mode: opts.xdp_mode,
             ncpus,
@@ -198,6 +204,11 @@ impl BpfFastPath {
         prog.detach(link).map_err(|source| LoadError::Program { name: programs::INGRESS, source })
     }
 
+    /// The upcall ring buffer, for the task that reads it (once).
+    pub fn take_upcalls(&mut self) -> Option<RingBuf<MapData>> {
+        self.upcalls.take()
+    }
+
     /// The attach mode chosen at load time.
     pub fn mode(&self) -> XdpMode {
         self.mode
@@ -219,6 +230,16 @@ impl BpfFastPath {
         }
         Ok(out)
     }
+}
+
+/// Reads one ring-buffer record as an [`Upcall`]; `None` for a record of the wrong size.
+pub fn parse_upcall(bytes: &[u8]) -> Option<Upcall> {
+    if bytes.len() < size_of::<Upcall>() {
+        return None;
+    }
+    // SAFETY: Upcall is plain old data of exactly this size; the read is unaligned-safe.
+    let u: Upcall = unsafe { bytes.as_ptr().cast::<Upcall>().read_unaligned() };
+    (u.header_len as usize <= UPCALL_HEADER).then_some(u)
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FastPathError {

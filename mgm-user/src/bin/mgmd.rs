@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use mgm::{
     config::{Config, StaticMfe},
     daemon::Router,
-    dataplane::{BpfFastPath, LoadOptions},
+    dataplane::{BpfFastPath, LoadOptions, parse_upcall},
     manager::Config as ManagerConfig,
     netdev,
     proto::{DEFAULT_SOCKET, MfeSpec},
@@ -108,6 +108,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         warn!("no eBPF logger map: program log records are not available");
     }
 
+    let mut fp = fp;
+    let ring = fp.take_upcalls().context("the eBPF object has no upcall ring")?;
+    // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops it.
+    let mut upcalls = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
     let mut router = Router::new(fp, ManagerConfig::default());
     for name in cfg.all_interfaces() {
         let dev = netdev::by_name(&name)?;
@@ -131,6 +136,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some(cmd) = rx.recv() => router.on_cmd(cmd),
+            guard = upcalls.readable_mut() => {
+                let mut guard = guard?;
+                while let Some(item) = guard.get_inner_mut().next() {
+                    match parse_upcall(&item) {
+                        Some(u) => router.new_packet(
+                            u.source.into(),
+                            u.group.into(),
+                            u.ifindex,
+                            &u.header[..u.header_len as usize],
+                        ),
+                        None => warn!(len = item.len(), "malformed upcall record"),
+                    }
+                }
+                guard.clear_ready();
+            }
             _ = ticker.tick() => router.tick(),
             _ = term.recv() => break,
             _ = int.recv() => break,
