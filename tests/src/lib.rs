@@ -370,28 +370,73 @@ impl Drop for Mgmd {
     }
 }
 
-/// A synchronous client of the control socket, speaking the wire protocol directly.
+/// A synchronous client of the control socket, speaking the wire protocol directly. Event
+/// lines that arrive while it waits for a reply are kept for [`Ctl::next_event`].
 pub struct Ctl {
     stream: BufReader<UnixStream>,
     next_id: u64,
+    events: std::collections::VecDeque<Value>,
 }
 
 impl Ctl {
     pub fn connect(path: &Path) -> anyhow::Result<Self> {
         let s = UnixStream::connect(path)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Self { stream: BufReader::new(s), next_id: 1 })
+        Ok(Self { stream: BufReader::new(s), next_id: 1, events: Default::default() })
     }
 
-    /// Sends a raw line and returns the raw reply object.
+    fn read_line(&mut self) -> anyhow::Result<Value> {
+        let mut line = String::new();
+        self.stream.read_line(&mut line)?;
+        ensure!(!line.is_empty(), "mgmd closed the connection");
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    /// Sends a raw line and returns the next reply object (events are set aside).
     pub fn raw(&mut self, line: &[u8]) -> anyhow::Result<Value> {
         let s = self.stream.get_mut();
         s.write_all(line)?;
         s.write_all(b"\n")?;
-        let mut reply = String::new();
-        self.stream.read_line(&mut reply)?;
-        ensure!(!reply.is_empty(), "mgmd closed the connection");
-        Ok(serde_json::from_str(&reply)?)
+        loop {
+            let v = self.read_line()?;
+            if v.get("event").is_some() {
+                self.events.push_back(v);
+            } else {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// The next event, waiting up to `timeout`.
+    pub fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Value> {
+        if let Some(v) = self.events.pop_front() {
+            return Ok(v);
+        }
+        self.stream.get_ref().set_read_timeout(Some(timeout))?;
+        let v = self.read_line();
+        self.stream.get_ref().set_read_timeout(Some(Duration::from_secs(10)))?;
+        let v = v.context("no event in time")?;
+        ensure!(v.get("event").is_some(), "expected an event, got {v}");
+        Ok(v)
+    }
+
+    /// Waits for the next event named `name`, returning it and the events skipped on the way.
+    pub fn wait_event(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<(Value, Vec<Value>)> {
+        let deadline = Instant::now() + timeout;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            ensure!(!left.is_zero(), "no {name} event within {timeout:?}; saw {skipped:?}");
+            let v = self.next_event(left)?;
+            if v["event"] == name {
+                return Ok((v, skipped));
+            }
+            skipped.push(v);
+        }
     }
 
     /// Sends a request (an object with `method`); returns `result` or fails with `error`.
@@ -405,6 +450,18 @@ impl Ctl {
             bail!("mgmd error {e}");
         }
         Ok(reply["result"].clone())
+    }
+
+    /// The error code of a request expected to fail.
+    pub fn call_err(&mut self, req: Value) -> anyhow::Result<String> {
+        match self.call(req.clone()) {
+            Ok(v) => bail!("{req} succeeded: {v}"),
+            Err(e) => {
+                let text = e.to_string();
+                let v: Value = serde_json::from_str(text.trim_start_matches("mgmd error "))?;
+                Ok(v["code"].as_str().unwrap_or_default().to_owned())
+            }
+        }
     }
 
     pub fn show(&mut self) -> anyhow::Result<Value> {

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The MGM API end to end: several clients on their own connections to a real mgmd, real UDP
+//! traffic creating an MFE through the RPF and creation-alert callbacks, and the fast path
+//! checked after every step (including release and a client that disappears). Needs root.
+
+use std::{net::UdpSocket, time::Duration};
+
+use mgm_tests::{GROUP, Mgmd, Topology};
+use serde_json::{Value, json};
+
+const S: &str = "10.1.0.1";
+const G: &str = "239.1.1.1";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Sends `n` datagrams tagged `tag`, returns how many each receiver got.
+fn burst(tx: &UdpSocket, rx: &[UdpSocket], tag: &str, n: u32) -> Vec<usize> {
+    for i in 0..n {
+        tx.send_to(format!("{tag}-{i}").as_bytes(), (G, 5000)).unwrap();
+    }
+    rx.iter()
+        .map(|s| {
+            let mut got = 0;
+            let mut buf = [0u8; 512];
+            while let Ok(len) = s.recv(&mut buf) {
+                if buf[..len].starts_with(tag.as_bytes()) {
+                    got += 1;
+                }
+            }
+            got
+        })
+        .collect()
+}
+
+fn handle(v: Value) -> u64 {
+    v["handle"].as_u64().expect("a handle")
+}
+
+#[test]
+fn clients_drive_forwarding_through_the_socket_from_creation_to_release() {
+    let mut t = Topology::new(3).unwrap();
+    t.add_addresses().unwrap();
+    // No --iface: taking ownership is what makes mgm manage an interface.
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (rin, r1, r2, r3) = (idx("rin"), idx("r1"), idx("r2"), idx("r3"));
+    let mut pim = t.ctl().unwrap();
+    let mut igmp = t.ctl().unwrap();
+    let mut rival = t.ctl().unwrap();
+    let hp =
+        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
+    let hi =
+        handle(igmp.call(json!({"method": "register", "protocol": 10, "component": 1})).unwrap());
+    let hr =
+        handle(rival.call(json!({"method": "register", "protocol": 104, "component": 1})).unwrap());
+
+    // IGMP is on r2 first; PIM taking r2 makes IGMP stop and restart there.
+    igmp.call(json!({"method": "take_interface", "handle": hi, "ifindex": r2})).unwrap();
+    for i in [rin, r1, r2, r3] {
+        pim.call(json!({"method": "take_interface", "handle": hp, "ifindex": i})).unwrap();
+    }
+    let (ev, _) = igmp.wait_event("disable_igmp", WAIT).unwrap();
+    assert_eq!(ev["iface"]["ifindex"], json!(r2));
+    igmp.wait_event("enable_igmp", WAIT).unwrap();
+
+    // Contention and isolation.
+    assert_eq!(
+        rival.call_err(json!({"method": "take_interface", "handle": hr, "ifindex": r1})).unwrap(),
+        "already_exists"
+    );
+    assert_eq!(
+        igmp.call_err(json!({"method": "release_interface", "handle": hp, "ifindex": r1})).unwrap(),
+        "invalid_parameter",
+        "PIM's handle is not usable from IGMP's connection"
+    );
+    let owner = rival.call(json!({"method": "get_protocol_on_interface", "ifindex": r2})).unwrap();
+    assert_eq!(owner, json!({"protocol": 103, "component": 1}));
+
+    // Receivers: PIM joins on r1, IGMP reports on r2 (a local join for PIM); r3 has nobody.
+    pim.call(json!({"method": "add_membership", "handle": hp, "group": G, "ifindex": r1})).unwrap();
+    let (ev, _) = rival.wait_event("join_alert", WAIT).unwrap();
+    assert_eq!(ev["entry"]["group"], json!(G));
+    igmp.call(json!({"method": "add_membership", "handle": hi, "group": G, "ifindex": r2}))
+        .unwrap();
+    let (ev, _) = pim.wait_event("local_join", WAIT).unwrap();
+    assert_eq!(ev["iface"]["ifindex"], json!(r2));
+
+    let rx: Vec<UdpSocket> = (0..3).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
+    let tx = t.udp_sender(8).unwrap();
+
+    // The first packet has no MFE: the upcall reaches the core, which asks PIM (owner of rin).
+    tx.send_to(b"first", (G, 5000)).unwrap();
+    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
+    assert_eq!((rpf["source"].clone(), rpf["iif"]["ifindex"].clone()), (json!(S), json!(rin)));
+    assert_eq!(rpf["header"].as_array().unwrap().len(), 28, "IP header + 8 bytes of data");
+    pim.call(
+        json!({"method": "answer_rpf", "handle": hp, "request": rpf["request"], "ifindex": rin}),
+    )
+    .unwrap();
+    let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
+    let mut offered: Vec<u64> = alert["oifs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["iface"]["ifindex"].as_u64().unwrap())
+        .collect();
+    offered.sort();
+    assert_eq!(offered, vec![u64::from(r1), u64::from(r2)]);
+    pim.call(json!({"method": "answer_creation", "handle": hp, "request": alert["request"]}))
+        .unwrap();
+    let mfe = pim.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
+    assert_eq!(mfe["iif"]["ifindex"], json!(rin));
+
+    assert_eq!(burst(&tx, &rx, "created", 20), vec![20, 20, 0], "r1 (PIM) and r2 (IGMP), not r3");
+    let stats =
+        pim.call(json!({"method": "get_mfe", "source": S, "group": G, "stats": true})).unwrap();
+    assert!(stats["stats"]["in_packets"].as_u64().unwrap() >= 20, "{stats}");
+
+    // Release r1: from the reply on, nothing more reaches r1; r2 keeps receiving.
+    pim.call(json!({"method": "release_interface", "handle": hp, "ifindex": r1})).unwrap();
+    assert_eq!(burst(&tx, &rx, "released", 20), vec![0, 20, 0]);
+    let mfe = igmp.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
+    let oifs: Vec<u64> =
+        mfe["oifs"].as_array().unwrap().iter().map(|o| o["ifindex"].as_u64().unwrap()).collect();
+    assert_eq!(oifs, vec![u64::from(r2)]);
+
+    // PIM's connection dies: everything it owned is released, its MFE (IIF rin) goes.
+    drop(pim);
+    let (ev, _) = igmp.wait_event("mfe_deleted", WAIT).unwrap();
+    assert_eq!((ev["group"].clone(), ev["reason"].clone()), (json!(G), json!("released")));
+    assert_eq!(
+        igmp.call_err(json!({"method": "get_mfe", "source": S, "group": G})).unwrap(),
+        "not_found"
+    );
+    assert_eq!(
+        rival.call_err(json!({"method": "get_protocol_on_interface", "ifindex": rin})).unwrap(),
+        "not_found"
+    );
+    assert_eq!(
+        rival.call(json!({"method": "get_protocol_on_interface", "ifindex": r2})).unwrap(),
+        json!({"protocol": 10, "component": 1}),
+        "IGMP still holds r2"
+    );
+    assert_eq!(burst(&tx, &rx, "gone", 10), vec![0, 0, 0]);
+    let show = rival.show().unwrap();
+    assert_eq!(show["protocols"].as_array().unwrap().len(), 2, "PIM deregistered");
+}
+
+#[test]
+fn a_client_that_never_answers_still_gets_its_mfe_after_the_timeout() {
+    let mut t = Topology::new(1).unwrap();
+    t.add_addresses().unwrap();
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
+    let mut pim = t.ctl().unwrap();
+    let h =
+        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
+    for i in [rin, r1] {
+        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i})).unwrap();
+    }
+    pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": r1})).unwrap();
+    let rx = vec![t.udp_receiver(0, GROUP, 5000).unwrap()];
+    let tx = t.udp_sender(8).unwrap();
+    tx.send_to(b"first", (G, 5000)).unwrap();
+    pim.wait_event("rpf", WAIT).unwrap(); // ignored
+    pim.wait_event("creation_alert", WAIT).unwrap(); // after the 2 s RPF timeout; ignored
+    let deadline = std::time::Instant::now() + WAIT;
+    while pim.call(json!({"method": "get_mfe", "source": S, "group": G})).is_err() {
+        assert!(std::time::Instant::now() < deadline, "MFE not created after the timeouts");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(burst(&tx, &rx, "defaults", 10), vec![10]);
+}
