@@ -119,12 +119,12 @@ fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32, ip_off: usize) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: the value is copied out at once.
-    if let Some(last) = unsafe { MGM_UPCALL_SEEN.get(&k) }.copied()
+    if let Some(last) = unsafe { MGM_UPCALL_SEEN.get(k) }.copied()
         && now.wrapping_sub(last) < UPCALL_INTERVAL_NS
     {
         return;
     }
-    let _ = MGM_UPCALL_SEEN.insert(&k, &now, 0);
+    let _ = MGM_UPCALL_SEEN.insert(k, now, 0);
     let mut header = [0u8; UPCALL_HEADER];
     // SAFETY: header is a valid buffer of the given length; the helper bounds-checks the packet.
     let mut header_len = UPCALL_HEADER as u32;
