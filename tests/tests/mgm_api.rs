@@ -170,3 +170,57 @@ fn a_client_that_never_answers_still_gets_its_mfe_after_the_timeout() {
     }
     assert_eq!(burst(&tx, &rx, "defaults", 10), vec![10]);
 }
+
+/// `mgmctl session`: every MGM function as a command line, on one connection.
+#[test]
+fn mgmctl_session_runs_mgm_functions_as_commands() {
+    use std::io::Write as _;
+    let mut t = Topology::new(1).unwrap();
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
+    let script = format!(
+        "register 103 1\n\
+         take-interface 2 {rin}\n\
+         take-interface 2 {r1}\n\
+         add-membership 2 239.1.1.1 {r1}\n\
+         protocol-on {r1}\n\
+         enum-start 2 all-sources\n\
+         enum-next 2 3 10\n\
+         enum-end 2 3\n\
+         deregister 2\n\
+         delete-membership 2 239.1.1.1 {r1}\n\
+         release-interface 2 {r1}\n\
+         release-interface 2 {rin}\n\
+         get-first-mfe 5\n\
+         deregister 2\n\
+         bogus-command 1\n"
+    );
+    let mut child = std::process::Command::new(mgm_tests::bin("mgmctl"))
+        .arg("--socket")
+        .arg(&t.mgmd.as_ref().unwrap().socket)
+        .arg("session")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let replies: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get("id").is_some())
+        .collect();
+    let r = |i: usize| replies[i].clone();
+    assert_eq!(r(0)["result"], json!({"handle": 2}));
+    assert_eq!(r(4)["result"], json!({"protocol": 103, "component": 1}));
+    assert_eq!(r(5)["result"], json!({"enum_handle": 3}));
+    assert_eq!(r(6)["result"]["status"], json!("no_more_items"));
+    assert_eq!(r(6)["result"]["entries"][0]["group"], json!(G));
+    assert_eq!(r(8)["error"]["code"], json!("can_not_complete"), "still owns interfaces");
+    assert_eq!(r(12)["result"], json!({"status": "no_more_items", "entries": []}));
+    assert!(r(13).get("result").is_some(), "deregistered once everything was released");
+    assert_eq!(replies.len(), 14, "{replies:?}");
+    assert!(!out.status.success(), "the bogus line fails the script");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus-command"));
+}

@@ -62,9 +62,167 @@ enum Cmd {
     },
     /// Print every callback event as it happens (one JSON object per line).
     Watch,
-    /// Send requests read from stdin, one JSON object per line (an `id` is added when
-    /// missing), on one connection; print every reply and event. For scripts using handles.
+    /// Run a script from stdin on one connection (handles live as long as it): each line is a
+    /// command below, or a raw JSON request. Prints every reply and event as JSON.
     Session,
+}
+
+/// The MGM functions, as `mgmctl session` lines (e.g. `take-interface 2 7`).
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true, disable_help_flag = true)]
+enum Line {
+    /// RegisterMProtocol PROTOCOL COMPONENT
+    Register { protocol: u32, component: u32 },
+    /// DeRegisterMProtocol HANDLE
+    Deregister { handle: u64 },
+    /// TakeInterfaceOwnership HANDLE IFINDEX [NEXTHOP]
+    TakeInterface {
+        handle: u64,
+        ifindex: u32,
+        #[arg(default_value = "0.0.0.0")]
+        nexthop: Ipv4Addr,
+    },
+    /// ReleaseInterfaceOwnership HANDLE IFINDEX [NEXTHOP]
+    ReleaseInterface {
+        handle: u64,
+        ifindex: u32,
+        #[arg(default_value = "0.0.0.0")]
+        nexthop: Ipv4Addr,
+    },
+    /// GetProtocolOnInterface IFINDEX [NEXTHOP]
+    ProtocolOn {
+        ifindex: u32,
+        #[arg(default_value = "0.0.0.0")]
+        nexthop: Ipv4Addr,
+    },
+    /// AddGroupMembershipEntry HANDLE GROUP IFINDEX [--source S] [--nexthop N] [--flags F]
+    AddMembership(MemberLine),
+    /// DeleteGroupMembershipEntry (same arguments)
+    DeleteMembership(MemberLine),
+    /// GetMfe SOURCE GROUP [--stats]
+    GetMfe {
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        #[arg(long)]
+        stats: bool,
+    },
+    /// GetFirstMfe MAX [--stats]
+    GetFirstMfe {
+        max_entries: usize,
+        #[arg(long)]
+        stats: bool,
+    },
+    /// GetNextMfe SOURCE GROUP MAX [--stats]
+    GetNextMfe {
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        max_entries: usize,
+        #[arg(long)]
+        stats: bool,
+    },
+    /// SetMfe HANDLE SOURCE GROUP IIF [--upstream U]
+    SetMfe {
+        handle: u64,
+        source: Ipv4Addr,
+        group: Ipv4Addr,
+        iif: u32,
+        #[arg(long, default_value = "0.0.0.0")]
+        upstream: Ipv4Addr,
+    },
+    /// GroupEnumerationStart HANDLE any-source|all-sources
+    EnumStart { handle: u64, enum_type: String },
+    /// GroupEnumerationGetNext HANDLE ENUM MAX
+    EnumNext { handle: u64, enum_handle: u64, max_entries: usize },
+    /// GroupEnumerationEnd HANDLE ENUM
+    EnumEnd { handle: u64, enum_handle: u64 },
+    /// Answer an rpf event: HANDLE REQUEST IFINDEX [--upstream U]
+    AnswerRpf {
+        handle: u64,
+        request: u64,
+        ifindex: u32,
+        #[arg(long, default_value = "0.0.0.0")]
+        upstream: Ipv4Addr,
+    },
+    /// Answer a creation alert: HANDLE REQUEST [DISABLED_IFINDEX...]
+    AnswerCreation { handle: u64, request: u64, disabled: Vec<u32> },
+    /// Answer a prune alert: HANDLE REQUEST TIMEOUT_SECS
+    AnswerPrune { handle: u64, request: u64, timeout_secs: u64 },
+    /// Wait this many milliseconds (for events to arrive).
+    Sleep { ms: u64 },
+}
+
+#[derive(Debug, clap::Args)]
+struct MemberLine {
+    handle: u64,
+    group: Ipv4Addr,
+    ifindex: u32,
+    #[arg(long, default_value = "0.0.0.0")]
+    source: Ipv4Addr,
+    #[arg(long, default_value = "0.0.0.0")]
+    nexthop: Ipv4Addr,
+    #[arg(long, default_value_t = 3)]
+    flags: u32,
+}
+
+/// A session line as a request object; `None` for `sleep` (done here).
+async fn line_request(line: &str) -> anyhow::Result<Option<Value>> {
+    use serde_json::json;
+    if line.trim_start().starts_with('{') {
+        return Ok(Some(serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?));
+    }
+    let cmd = Line::try_parse_from(line.split_whitespace())
+        .map_err(|e| anyhow::anyhow!("{line}: {e}"))?;
+    let member = |method: &str, m: &MemberLine| {
+        json!({"method": method, "handle": m.handle, "source": m.source, "group": m.group,
+               "ifindex": m.ifindex, "nexthop": m.nexthop, "flags": m.flags})
+    };
+    Ok(Some(match cmd {
+        Line::Register { protocol, component } => {
+            json!({"method": "register", "protocol": protocol, "component": component})
+        }
+        Line::Deregister { handle } => json!({"method": "deregister", "handle": handle}),
+        Line::TakeInterface { handle, ifindex, nexthop } => json!({"method": "take_interface",
+            "handle": handle, "ifindex": ifindex, "nexthop": nexthop}),
+        Line::ReleaseInterface { handle, ifindex, nexthop } => {
+            json!({"method": "release_interface",
+            "handle": handle, "ifindex": ifindex, "nexthop": nexthop})
+        }
+        Line::ProtocolOn { ifindex, nexthop } => {
+            json!({"method": "get_protocol_on_interface", "ifindex": ifindex, "nexthop": nexthop})
+        }
+        Line::AddMembership(m) => member("add_membership", &m),
+        Line::DeleteMembership(m) => member("delete_membership", &m),
+        Line::GetMfe { source, group, stats } => {
+            json!({"method": "get_mfe", "source": source, "group": group, "stats": stats})
+        }
+        Line::GetFirstMfe { max_entries, stats } => {
+            json!({"method": "get_first_mfe", "max_entries": max_entries, "stats": stats})
+        }
+        Line::GetNextMfe { source, group, max_entries, stats } => json!({"method": "get_next_mfe",
+            "source": source, "group": group, "max_entries": max_entries, "stats": stats}),
+        Line::SetMfe { handle, source, group, iif, upstream } => json!({"method": "set_mfe",
+            "handle": handle, "source": source, "group": group, "iif": iif, "upstream": upstream}),
+        Line::EnumStart { handle, enum_type } => json!({"method": "group_enum_start",
+            "handle": handle, "enum_type": enum_type.replace('-', "_")}),
+        Line::EnumNext { handle, enum_handle, max_entries } => json!({"method": "group_enum_next",
+            "handle": handle, "enum_handle": enum_handle, "max_entries": max_entries}),
+        Line::EnumEnd { handle, enum_handle } => {
+            json!({"method": "group_enum_end", "handle": handle, "enum_handle": enum_handle})
+        }
+        Line::AnswerRpf { handle, request, ifindex, upstream } => json!({"method": "answer_rpf",
+            "handle": handle, "request": request, "ifindex": ifindex, "upstream": upstream}),
+        Line::AnswerCreation { handle, request, disabled } => {
+            let d: Vec<Value> =
+                disabled.iter().map(|i| json!({"ifindex": i, "nexthop": "0.0.0.0"})).collect();
+            json!({"method": "answer_creation", "handle": handle, "request": request, "disabled": d})
+        }
+        Line::AnswerPrune { handle, request, timeout_secs } => json!({"method": "answer_prune",
+            "handle": handle, "request": request, "timeout_secs": timeout_secs}),
+        Line::Sleep { ms } => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            return Ok(None);
+        }
+    }))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -124,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raw protocol lines in, raw lines out: replies and events as they come.
+/// Script lines in (commands or raw JSON), replies and events out, as they come.
 async fn session(socket: &std::path::Path) -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt as _;
     let stream = tokio::net::UnixStream::connect(socket)
@@ -139,12 +297,21 @@ async fn session(socket: &std::path::Path) -> anyhow::Result<()> {
     });
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut id = 0u64;
+    let mut bad = 0;
     while let Some(line) = stdin.next_line().await? {
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let mut v: Value =
-            serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))?;
+        // A bad line is reported and skipped: the lines before it were sent already.
+        let mut v = match line_request(&line).await {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("mgmctl: {e:#}");
+                bad += 1;
+                continue;
+            }
+        };
         if v.get("id").is_none() {
             id += 1;
             v["id"] = id.into();
@@ -154,6 +321,7 @@ async fn session(socket: &std::path::Path) -> anyhow::Result<()> {
     // Give the last replies a moment, then leave (closing releases the session's handles).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     printer.abort();
+    anyhow::ensure!(bad == 0, "{bad} script line(s) could not be read");
     Ok(())
 }
 
