@@ -62,6 +62,10 @@ pub trait Dataplane: FastPath {
     fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError>;
     /// Starts forwarding on `dev` (attach XDP).
     fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()>;
+    /// Forgets an interface that disappeared (its XDP link went with it).
+    fn forget(&mut self, ifindex: u32);
+    /// The interface indexes the kernel has now.
+    fn present_links(&self) -> anyhow::Result<BTreeSet<u32>>;
 }
 
 impl Dataplane for BpfFastPath {
@@ -70,6 +74,13 @@ impl Dataplane for BpfFastPath {
     }
     fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()> {
         Ok(self.attach(dev.ifindex, self.mode())?)
+    }
+    fn forget(&mut self, ifindex: u32) {
+        // The kernel removed the link with the device; detaching can only fail now.
+        let _ = self.detach(ifindex);
+    }
+    fn present_links(&self) -> anyhow::Result<BTreeSet<u32>> {
+        Ok(netdev::present()?)
     }
 }
 
@@ -82,6 +93,8 @@ struct Conn {
 
 /// How often traffic counters are read to keep active MFEs alive.
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// How often the managed interfaces are checked against the kernel's.
+const LINKS_EVERY: Duration = Duration::from_secs(1);
 
 /// The state owner.
 pub struct Router<F: Dataplane = BpfFastPath> {
@@ -95,6 +108,7 @@ pub struct Router<F: Dataplane = BpfFastPath> {
     conn_of: HashMap<Handle, ConnId>,
     start: Instant,
     last_refresh: Duration,
+    last_links: Duration,
     last_packets: HashMap<MfeKey, u64>,
 }
 
@@ -113,6 +127,7 @@ impl<F: Dataplane> Router<F> {
             conn_of: HashMap::new(),
             start: Instant::now(),
             last_refresh: Duration::ZERO,
+            last_links: Duration::ZERO,
             last_packets: HashMap::new(),
         }
     }
@@ -215,10 +230,51 @@ impl<F: Dataplane> Router<F> {
                 }
             }
         }
+        if now.saturating_sub(self.last_links) >= LINKS_EVERY {
+            self.last_links = now;
+            self.check_links(now);
+        }
         self.manager.tick(now);
         let effects = self.manager.take_effects();
         self.apply_writes(&effects);
         self.deliver(effects);
+    }
+
+    /// Interfaces that left the kernel: owners are told and released there, MFEs arriving
+    /// there go, and the interface leaves the fast path. A later interface that reuses the
+    /// name gets a new ifindex and starts from nothing.
+    fn check_links(&mut self, now: Duration) {
+        let present = match self.mirror.fast_path().present_links() {
+            Ok(p) => p,
+            Err(e) => return warn!(error = %e, "listing interfaces"),
+        };
+        let gone: Vec<u32> =
+            self.interfaces.keys().copied().filter(|i| !present.contains(i)).collect();
+        for ifindex in gone {
+            let name = self.interfaces.remove(&ifindex).map(|d| d.name).unwrap_or_default();
+            info!(ifindex, ifname = %name, "interface removed from the kernel");
+            self.manager.interface_gone(ifindex, now);
+            let effects = self.manager.take_effects();
+            self.apply_writes(&effects);
+            self.deliver(effects);
+            // Static entries naming it can no longer forward: drop them too.
+            let dead: Vec<MfeKey> = self
+                .mirror
+                .mfes()
+                .filter(|(_, m)| m.iif == ifindex || m.oifs.contains(&ifindex))
+                .map(|(k, _)| *k)
+                .filter(|k| self.statics.contains(k))
+                .collect();
+            for k in dead {
+                warn!(source = %Ipv4Addr::from(k.source), group = %Ipv4Addr::from(k.group), "static mfe used a removed interface; removed");
+                self.statics.remove(&k);
+                let _ = self.mirror.remove(&k);
+            }
+            if let Err(e) = self.mirror.remove_port(ifindex) {
+                warn!(ifindex, error = %e, "interface still referenced in the fast path");
+            }
+            self.mirror.fast_path_mut().forget(ifindex);
+        }
     }
 
     fn drop_conn(&mut self, conn: ConnId, why: &str) {

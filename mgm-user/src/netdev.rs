@@ -54,6 +54,13 @@ fn mac_of(ifindex: u32) -> Result<Option<[u8; 6]>, NetDevError> {
     Err(NetDevError::NoSuchIndex(ifindex))
 }
 
+/// Every interface index the kernel has now (in this network namespace).
+pub fn present() -> Result<std::collections::BTreeSet<u32>, NetDevError> {
+    Ok(getifaddrs()?
+        .filter_map(|ifa| ifa.address.and_then(|a| a.as_link_addr().map(|l| l.ifindex() as u32)))
+        .collect())
+}
+
 /// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
 pub fn fmt_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")

@@ -224,3 +224,47 @@ fn mgmctl_session_runs_mgm_functions_as_commands() {
     assert!(!out.status.success(), "the bogus line fails the script");
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus-command"));
 }
+
+/// A veth deleted while owned: its owner hears of it, the interface leaves every MFE, and
+/// forwarding to the others goes on.
+#[test]
+fn a_deleted_interface_is_released_and_its_owner_told() {
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses().unwrap();
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
+    let mut pim = t.ctl().unwrap();
+    let h =
+        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
+    for i in [rin, r1, r2] {
+        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i})).unwrap();
+    }
+    for i in [r1, r2] {
+        pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": i}))
+            .unwrap();
+    }
+    let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
+    let tx = t.udp_sender(8).unwrap();
+    tx.send_to(b"first", (G, 5000)).unwrap();
+    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
+    pim.call(
+        json!({"method": "answer_rpf", "handle": h, "request": rpf["request"], "ifindex": rin}),
+    )
+    .unwrap();
+    let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
+    pim.call(json!({"method": "answer_creation", "handle": h, "request": alert["request"]}))
+        .unwrap();
+    assert_eq!(burst(&tx, &rx, "before", 10), vec![10, 10]);
+
+    t.router.exec("ip", &["link", "del", "r2"]).unwrap();
+    let (ev, _) = pim.wait_event("interface_gone", WAIT).unwrap();
+    assert_eq!(ev["iface"]["ifindex"], json!(r2));
+    let mfe = pim.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
+    assert_eq!(mfe["oifs"], json!([{"ifindex": r1, "nexthop": "0.0.0.0"}]));
+    assert_eq!(
+        pim.call_err(json!({"method": "get_protocol_on_interface", "ifindex": r2})).unwrap(),
+        "not_found"
+    );
+    assert_eq!(burst(&tx, &rx[..1], "after", 10), vec![10], "r1 still gets the flow");
+}

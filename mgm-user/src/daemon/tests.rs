@@ -17,6 +17,12 @@ impl Dataplane for MemFastPath {
     fn manage(&mut self, _dev: &NetDev) -> anyhow::Result<()> {
         Ok(())
     }
+    fn forget(&mut self, _ifindex: u32) {}
+    fn present_links(&self) -> anyhow::Result<BTreeSet<u32>> {
+        // The in-memory data plane's "kernel" has exactly the ports it still holds, minus the
+        // ones a test unplugs by setting their MAC to all-ones.
+        Ok(self.ports.iter().filter(|(_, p)| p.mac != [0xff; 6]).map(|(i, _)| *i).collect())
+    }
 }
 
 struct Harness {
@@ -199,4 +205,36 @@ fn a_client_that_does_not_read_is_disconnected_and_released() {
     assert!(h.r.manager.owners().is_empty(), "its interface was released");
     assert!(!h.r.conns.contains_key(&1));
     let _: Option<RequestFrame> = None;
+}
+
+#[test]
+fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
+    let mut h = Harness::new();
+    h.connect(1);
+    let pim = h.register(1, 103);
+    for i in 1..=3 {
+        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+    }
+    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 2}));
+    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 3}));
+    h.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
+    h.r.manager.tick(Duration::from_secs(3600));
+    h.r.manager.tick(Duration::from_secs(7200));
+    let effects = h.r.manager.take_effects();
+    h.r.apply_writes(&effects);
+    let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
+    assert_eq!(h.r.mirror.get(&key).unwrap().oifs, vec![2, 3]);
+    h.drain(1);
+    // Unplug ifindex 3.
+    h.r.mirror.fast_path_mut().ports.get_mut(&3).unwrap().mac = [0xff; 6];
+    h.r.check_links(Duration::from_secs(7201));
+    let events = h.drain(1);
+    assert!(
+        events.iter().any(|e| e["event"] == "interface_gone" && e["iface"]["ifindex"] == 3),
+        "{events:?}"
+    );
+    assert_eq!(h.r.mirror.get(&key).unwrap().oifs, vec![2], "the MFE lost the interface");
+    assert!(!h.r.mirror.fast_path().ports.contains_key(&3), "and so did the fast path");
+    assert!(!h.r.interfaces.contains_key(&3));
+    assert_eq!(h.err(1, json!({"method": "get_protocol_on_interface", "ifindex": 3})), "not_found");
 }
