@@ -589,11 +589,7 @@ impl Manager {
             self.delete_membership_inner(h, p, iface, bits, now);
         }
         if !igmp {
-            let arriving: Vec<Sg> =
-                self.mfes.iter().filter(|(_, m)| m.iif == iface).map(|(sg, _)| *sg).collect();
-            for sg in arriving {
-                self.delete_mfe(sg, DeleteReason::Released);
-            }
+            self.delete_mfes_arriving(iface, DeleteReason::Released);
             let creating: Vec<Sg> =
                 self.creating.iter().filter(|(_, c)| c.iif == iface).map(|(sg, _)| *sg).collect();
             for sg in creating {
@@ -638,11 +634,7 @@ impl Manager {
                 self.notify(h, Event::InterfaceGone { iface });
             }
             // Its MFEs are gone because the interface is, not because someone released it.
-            let arriving: Vec<Sg> =
-                self.mfes.iter().filter(|(_, m)| m.iif == iface).map(|(sg, _)| *sg).collect();
-            for sg in arriving {
-                self.delete_mfe(sg, DeleteReason::InterfaceGone);
-            }
+            self.delete_mfes_arriving(iface, DeleteReason::InterfaceGone);
             for h in [o.routing, o.igmp].into_iter().flatten() {
                 let _ = self.release_interface(h, iface, now);
             }
@@ -955,6 +947,23 @@ impl Manager {
         );
     }
 
+    /// Takes request `request` off the books for its answer: NOT_FOUND if there is no such
+    /// request of this kind (or it was answered), INVALID_PARAMETER if it was for another client.
+    fn claim(
+        &mut self,
+        h: Handle,
+        request: RequestId,
+        kind: impl Fn(Awaiting) -> Option<Sg>,
+    ) -> MgmResult<Sg> {
+        let &(to, awaiting, _) = self.requests.get(&request).ok_or(MgmError::NotFound)?;
+        let sg = kind(awaiting).ok_or(MgmError::NotFound)?;
+        if to != h {
+            return Err(MgmError::InvalidParameter);
+        }
+        self.requests.remove(&request);
+        Ok(sg)
+    }
+
     /// The RPF callback's answer: the incoming interface and upstream neighbour to use.
     pub fn answer_rpf(
         &mut self,
@@ -964,13 +973,10 @@ impl Manager {
         upstream: Ipv4Addr,
         now: Duration,
     ) -> MgmResult<()> {
-        let Some(&(to, Awaiting::Rpf(sg), _)) = self.requests.get(&request) else {
-            return Err(MgmError::NotFound);
-        };
-        if to != h {
-            return Err(MgmError::InvalidParameter);
-        }
-        self.requests.remove(&request);
+        let sg = self.claim(h, request, |a| match a {
+            Awaiting::Rpf(sg) => Some(sg),
+            _ => None,
+        })?;
         self.creation_alerts(sg, iif, upstream, now);
         Ok(())
     }
@@ -1019,13 +1025,10 @@ impl Manager {
         disabled: &[Iface],
         now: Duration,
     ) -> MgmResult<()> {
-        let Some(&(to, Awaiting::Creation(sg), _)) = self.requests.get(&request) else {
-            return Err(MgmError::NotFound);
-        };
-        if to != h {
-            return Err(MgmError::InvalidParameter);
-        }
-        self.requests.remove(&request);
+        let sg = self.claim(h, request, |a| match a {
+            Awaiting::Creation(sg) => Some(sg),
+            _ => None,
+        })?;
         let own: Vec<Iface> = disabled
             .iter()
             .copied()
@@ -1092,13 +1095,10 @@ impl Manager {
         timeout: Duration,
         now: Duration,
     ) -> MgmResult<()> {
-        let Some(&(to, Awaiting::PruneTimeout(sg), _)) = self.requests.get(&request) else {
-            return Err(MgmError::NotFound);
-        };
-        if to != h {
-            return Err(MgmError::InvalidParameter);
-        }
-        self.requests.remove(&request);
+        let sg = self.claim(h, request, |a| match a {
+            Awaiting::PruneTimeout(sg) => Some(sg),
+            _ => None,
+        })?;
         if let Some(m) = self.mfes.get_mut(&sg) {
             m.timeout = timeout;
             m.expires = now + timeout;
@@ -1146,6 +1146,14 @@ impl Manager {
             self.mfes.iter().filter(|(_, m)| m.expires <= now).map(|(sg, _)| *sg).collect();
         for sg in idle {
             self.delete_mfe(sg, DeleteReason::Expired);
+        }
+    }
+
+    fn delete_mfes_arriving(&mut self, iface: Iface, reason: DeleteReason) {
+        let arriving: Vec<Sg> =
+            self.mfes.iter().filter(|(_, m)| m.iif == iface).map(|(sg, _)| *sg).collect();
+        for sg in arriving {
+            self.delete_mfe(sg, reason);
         }
     }
 
