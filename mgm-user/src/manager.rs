@@ -922,8 +922,14 @@ impl Manager {
         if self.creating.contains_key(&sg) {
             return; // already asking; more packets change nothing
         }
-        let Some(owner) = self.routing_owner(in_iface) else {
-            // Nobody routes there: the proposal is final.
+        let owners = self.owners.get(&in_iface).copied().unwrap_or_default();
+        if owners == Owners::default() {
+            // No client owns the interface: its traffic is not MGM's to route, and a
+            // negative-cache entry here would blackhole what the kernel would otherwise get.
+            return;
+        }
+        let Some(owner) = owners.routing else {
+            // Only IGMP is there: nobody to ask, the proposal is final.
             self.creation_alerts(sg, in_iface, Ipv4Addr::UNSPECIFIED, now);
             return;
         };

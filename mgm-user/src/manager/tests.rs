@@ -583,6 +583,15 @@ fn e28_new_traffic_asks_the_owner_of_the_interface_towards_the_source_and_uses_i
 }
 
 #[test]
+fn traffic_on_an_interface_nobody_owns_creates_nothing() {
+    let (mut m, _pim) = pim_with_members();
+    m.new_packet(sg("10.0.0.1", "239.1.1.1"), 9, b"", T0);
+    m.tick(secs(10));
+    assert!(m.take_effects().is_empty());
+    assert_eq!(m.get_mfe(sg("10.0.0.1", "239.1.1.1"), 1, T0), Err(MgmError::NotFound));
+}
+
+#[test]
 fn e29_an_iif_change_is_installed_and_traffic_on_the_old_iif_is_wrong_interface() {
     let (mut m, pim) = pim_with_members();
     let s = sg("10.0.0.1", "239.1.1.1");
