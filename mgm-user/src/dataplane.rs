@@ -67,6 +67,17 @@ pub enum LoadError {
     },
 }
 
+/// What [`BpfFastPath::test_run`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRun {
+    /// XDP action (XDP_DROP 1, XDP_PASS 2, XDP_REDIRECT 4...).
+    pub action: u32,
+    /// Mean time per run in nanoseconds, as the kernel measured it.
+    pub ns_per_run: u32,
+    /// The frame after the program (e.g. with the TTL decremented).
+    pub frame: Vec<u8>,
+}
+
 /// Load-time options.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -91,6 +102,7 @@ pub struct BpfFastPath {
     counters: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, u32, PortValue>,
     egress: ProgramFd,
+    ingress_fd: ProgramFd,
     attached: BTreeMap<u32, XdpLinkId>,
     upcalls: Option<RingBuf<MapData>>,
     max_mfes: u32,
@@ -151,6 +163,10 @@ impl BpfFastPath {
             .try_into()
             .map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
         ingress.load().map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
+        let ingress_fd = ingress
+            .fd()
+            .and_then(|fd| fd.try_clone().map_err(Into::into))
+            .map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
 
         let upcalls = take(&mut ebpf, maps::UPCALLS)?;
         let fp = Self {
@@ -161,6 +177,7 @@ impl BpfFastPath {
             ports: take(&mut ebpf, maps::PORTS)?,
             ebpf,
             egress,
+            ingress_fd,
             attached: BTreeMap::new(),
             upcalls: Some(upcalls),
             max_mfes: opts.max_mfes,
@@ -202,6 +219,51 @@ impl BpfFastPath {
             .try_into()
             .expect("is an XDP program");
         prog.detach(link).map_err(|source| LoadError::Program { name: programs::INGRESS, source })
+    }
+
+    /// Runs the ingress program once per `repeat` on `frame` as if it arrived on
+    /// `ingress_ifindex` (BPF_PROG_TEST_RUN, which aya 0.14 does not wrap). Nothing is
+    /// transmitted: a redirect is only reported as the action. For benchmarks and packet
+    /// fuzzing; the maps are the live ones, so counters move.
+    pub fn test_run(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> std::io::Result<TestRun> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data_end == the frame length.
+        let ctx: [u32; 6] = [0, frame.len() as u32, 0, ingress_ifindex, 0, 0];
+        let mut out = vec![0u8; frame.len() + 256];
+        // SAFETY: bpf_attr is a plain C union; all-zero is its documented initial state.
+        let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
+        // Writing union fields is safe; the kernel reads the `test` member.
+        attr.test.prog_fd = self.ingress_fd.as_fd().as_raw_fd() as u32;
+        attr.test.data_in = frame.as_ptr() as u64;
+        attr.test.data_size_in = frame.len() as u32;
+        attr.test.data_out = out.as_mut_ptr() as u64;
+        attr.test.data_size_out = out.len() as u32;
+        attr.test.ctx_in = ctx.as_ptr() as u64;
+        attr.test.ctx_size_in = size_of_val(&ctx) as u32;
+        attr.test.repeat = repeat;
+        // SAFETY: attr points to a valid bpf_attr whose pointers outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                aya_obj::generated::bpf_cmd::BPF_PROG_TEST_RUN as libc::c_long,
+                &mut attr as *mut aya_obj::generated::bpf_attr,
+                size_of::<aya_obj::generated::bpf_attr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the kernel filled the `test` member.
+        let (action, ns, len) =
+            unsafe { (attr.test.retval, attr.test.duration, attr.test.data_size_out) };
+        out.truncate(len as usize);
+        Ok(TestRun { action, ns_per_run: ns, frame: out })
     }
 
     /// The upcall ring buffer, for the task that reads it (once).

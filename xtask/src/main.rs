@@ -33,6 +33,12 @@ enum Task {
     Test,
     /// Build, create a namespace topology, forward multicast through mgmd, print what arrived.
     Demo,
+    /// Benchmarks (not run by CI). Results go to bench-results/.
+    Bench {
+        /// Fewer repetitions, for iteration.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// Debian packages: the toolchain (see shared/notes/toolchain.md) and the test tools.
@@ -70,11 +76,18 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test => {
             setup()?;
+            sweep_stale_namespaces();
             lint()?;
             test()
         }
+        Task::Bench { quick } => {
+            setup()?;
+            sweep_stale_namespaces();
+            bench(quick)
+        }
         Task::Demo => {
             setup()?;
+            sweep_stale_namespaces();
             cargo(&["build", "--release", "--bins"])?;
             demo::run(&root.join("target/release"))
         }
@@ -202,6 +215,44 @@ fn lint() -> anyhow::Result<()> {
         .env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"")
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER"))
+}
+
+/// Test and benchmark namespaces are named `mgm<pid>-<n>-<tag>` and removed by their owner;
+/// a process that was killed (SIGKILL, CI timeout) cannot. Remove those whose pid is gone.
+fn sweep_stale_namespaces() {
+    let Some(list) = output("ip", &["netns", "list"]) else { return };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = name.strip_prefix("mgm").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            println!("removing stale namespace {name} (process {pid} is gone)");
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+fn bench(quick: bool) -> anyhow::Result<()> {
+    if !nix_is_root() {
+        bail!("benchmarks load XDP programs and create namespaces: run as root");
+    }
+    std::fs::create_dir_all("bench-results")?;
+    step("building the benchmark (release)");
+    cargo(&["build", "--release", "-p", "mgm-user", "--example", "prog_bench"])?;
+    step("per-packet cost of the XDP program, path by path (BPF_PROG_TEST_RUN)");
+    let repeat = if quick { "200000" } else { "1000000" };
+    let commit = output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
+    let json = "bench-results/prog_test_run.json";
+    sh(Command::new("target/release/examples/prog_bench").args([
+        "--repeat",
+        repeat,
+        "--json",
+        json,
+        "--commit",
+        commit.trim(),
+    ]))?;
+    println!("results: bench-results/prog_test_run.json");
+    Ok(())
 }
 
 fn test() -> anyhow::Result<()> {
