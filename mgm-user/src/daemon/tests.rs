@@ -5,10 +5,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::{
-    fastpath::MemFastPath,
-    proto::{RequestFrame, parse_request},
-};
+use crate::{fastpath::MemFastPath, proto::parse_request};
 
 impl Dataplane for MemFastPath {
     fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
@@ -204,7 +201,6 @@ fn a_client_that_does_not_read_is_disconnected_and_released() {
     }
     assert!(h.r.manager.owners().is_empty(), "its interface was released");
     assert!(!h.r.conns.contains_key(&1));
-    let _: Option<RequestFrame> = None;
 }
 
 #[test]
