@@ -363,3 +363,17 @@ fn real_udp_sockets_receive_what_the_sender_sent() {
     }
     assert_eq!(ctl.mfe(S, G).unwrap().unwrap()["packets"], json!(30));
 }
+
+/// Generic (skb) XDP, for drivers without native XDP: same forwarding, same checks.
+#[test]
+fn generic_xdp_mode_forwards_the_same() {
+    let mut t = Topology::new(2).unwrap();
+    t.start(&["--xdp-mode", "skb", "--mfe", &mfe("rin", &["r1"])]).unwrap();
+    assert!(t.router.exec("ip", &["link", "show", "rin"]).unwrap().contains("xdpgeneric"));
+    let (sent, got) = send_numbered(&t, "skb", 64, 10, &["forwarded"]);
+    assert_eq!((got[0].len(), got[1].len()), (10, 0));
+    let mac = t.router.mac("r1").unwrap();
+    for (s, g) in sent.iter().zip(&got[0]) {
+        assert_forwarded_copy(s, g, mac);
+    }
+}
