@@ -117,6 +117,19 @@ impl std::fmt::Debug for BpfFastPath {
     }
 }
 
+/// Loads the XDP program `name` into the kernel; returns its fd (the program stays owned by
+/// `ebpf`, which attaches it later).
+fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<ProgramFd, LoadError> {
+    let err = |source| LoadError::Program { name, source };
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(err(aya::programs::ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(err)?;
+    prog.load().map_err(err)?;
+    prog.fd().and_then(|fd| fd.try_clone().map_err(Into::into)).map_err(err)
+}
+
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
 where
     T: TryFrom<Map, Error = MapError>,
@@ -140,33 +153,8 @@ impl BpfFastPath {
         // A missing logger only means the programs have no log statements left.
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
 
-        let egress: &mut Xdp = ebpf
-            .program_mut(programs::EGRESS)
-            .ok_or(LoadError::Program {
-                name: programs::EGRESS,
-                source: aya::programs::ProgramError::NotLoaded,
-            })?
-            .try_into()
-            .map_err(|source| LoadError::Program { name: programs::EGRESS, source })?;
-        egress.load().map_err(|source| LoadError::Program { name: programs::EGRESS, source })?;
-        let egress = egress
-            .fd()
-            .and_then(|fd| fd.try_clone().map_err(Into::into))
-            .map_err(|source| LoadError::Program { name: programs::EGRESS, source })?;
-
-        let ingress: &mut Xdp = ebpf
-            .program_mut(programs::INGRESS)
-            .ok_or(LoadError::Program {
-                name: programs::INGRESS,
-                source: aya::programs::ProgramError::NotLoaded,
-            })?
-            .try_into()
-            .map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
-        ingress.load().map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
-        let ingress_fd = ingress
-            .fd()
-            .and_then(|fd| fd.try_clone().map_err(Into::into))
-            .map_err(|source| LoadError::Program { name: programs::INGRESS, source })?;
+        let egress = load_xdp(&mut ebpf, programs::EGRESS)?;
+        let ingress_fd = load_xdp(&mut ebpf, programs::INGRESS)?;
 
         let upcalls = take(&mut ebpf, maps::UPCALLS)?;
         let fp = Self {

@@ -81,6 +81,29 @@ impl Harness {
         r["error"]["code"].as_str().unwrap_or_else(|| panic!("{req} -> {r}")).into()
     }
 
+    /// On connection 1: PIM owns ifindexes 1..=3 with (*,239.1.1.1) on `members`, and
+    /// (10.0.0.1, 239.1.1.1) arrived on 1. Nobody answers the RPF and creation alert, so the
+    /// MFE is created with the defaults once their deadlines pass.
+    fn pim_with_mfe(&mut self, members: &[u32]) -> u64 {
+        let pim = self.register(1, 103);
+        for i in 1..=3 {
+            self.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+        }
+        for i in members {
+            self.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": i}));
+        }
+        self.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
+        let events = self.drain(1);
+        assert_eq!(events[0]["event"], "rpf", "{events:?}");
+        for secs in [3600, 7200] {
+            self.r.manager.tick(Duration::from_secs(secs));
+            let effects = self.r.manager.take_effects();
+            self.r.apply_writes(&effects);
+        }
+        self.drain(1);
+        pim
+    }
+
     fn register(&mut self, conn: ConnId, protocol: u32) -> u64 {
         self.ok(conn, json!({"method": "register", "protocol": protocol, "component": 1}))["handle"]
             .as_u64()
@@ -106,22 +129,7 @@ fn handles_work_only_on_the_connection_that_registered_them() {
 fn a_closed_connection_releases_what_its_clients_owned_and_frees_the_fast_path() {
     let mut h = Harness::new();
     h.connect(1);
-    let pim = h.register(1, 103);
-    for i in 1..=3 {
-        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
-    }
-    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 2}));
-    h.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
-    h.r.tick();
-    // RPF and creation alert events arrived; answer neither: the defaults apply later.
-    let events = h.drain(1);
-    assert_eq!(events[0]["event"], "rpf", "{events:?}");
-    h.r.manager.tick(Duration::from_secs(3600));
-    let effects = h.r.manager.take_effects();
-    h.r.apply_writes(&effects);
-    h.r.manager.tick(Duration::from_secs(7200));
-    let effects = h.r.manager.take_effects();
-    h.r.apply_writes(&effects);
+    h.pim_with_mfe(&[2]);
     assert_eq!(h.r.mirror.fast_path().mfes.len(), 1, "created with the defaults");
     h.r.on_cmd(Cmd::Disconnected { conn: 1 });
     assert!(h.r.mirror.fast_path().mfes.is_empty(), "its MFE went with its IIF");
@@ -207,17 +215,7 @@ fn a_client_that_does_not_read_is_disconnected_and_released() {
 fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
     let mut h = Harness::new();
     h.connect(1);
-    let pim = h.register(1, 103);
-    for i in 1..=3 {
-        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
-    }
-    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 2}));
-    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 3}));
-    h.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
-    h.r.manager.tick(Duration::from_secs(3600));
-    h.r.manager.tick(Duration::from_secs(7200));
-    let effects = h.r.manager.take_effects();
-    h.r.apply_writes(&effects);
+    h.pim_with_mfe(&[2, 3]);
     let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
     assert_eq!(h.r.mirror.get(&key).unwrap().oifs, vec![2, 3]);
     h.drain(1);
