@@ -30,9 +30,10 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
 use crate::{
+    config::StaticMfe,
     manager::{EnumHandle, EnumType, Handle, Iface, RequestId, SourceGroupEntry},
     proto::{
-        EventFrame, HelloInfo, MAX_FRAME, MembershipArgs, MfeReply, MfeSpec, PageReply, ReplyBody,
+        EventFrame, HelloInfo, MAX_FRAME, MembershipArgs, MfeReply, PageReply, ReplyBody,
         ReplyFrame, Request, RequestFrame, Snapshot, WireError,
     },
 };
@@ -146,7 +147,7 @@ impl Client {
         self.typed(Request::Show).await
     }
 
-    pub async fn add_mfe(&mut self, spec: MfeSpec) -> Result<(), ClientError> {
+    pub async fn add_mfe(&mut self, spec: StaticMfe) -> Result<(), ClientError> {
         self.done(Request::AddMfe(spec)).await
     }
 

@@ -17,10 +17,11 @@
 
 use std::{net::Ipv4Addr, path::Path, str::FromStr};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// A static (S,G) entry by interface names.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// A static (S,G) entry by interface names: from the command line, the file, or the
+/// socket's `add_mfe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticMfe {
     pub source: Ipv4Addr,
@@ -88,7 +89,8 @@ impl Config {
 }
 
 impl StaticMfe {
-    fn validate(&self) -> Result<(), String> {
+    /// Why this entry cannot be routed, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
         if !self.group.is_multicast() {
             return Err(format!("{} is not a multicast group", self.group));
         }

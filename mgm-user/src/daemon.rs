@@ -26,14 +26,14 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::{debug, info, warn};
 
 use crate::{
+    config::StaticMfe,
     dataplane::BpfFastPath,
     fastpath::{FastPath, FastPathError, Mirror},
     manager::{Config, Effect, Handle, Iface, Manager, MfeView, Page, Sg},
     netdev::{self, NetDev},
     proto::{
-        ErrorCode, EventFrame, InterfaceInfo, MfeInfo, MfeReply, MfeSpec, MfeStatsReply,
-        PROTOCOL_VERSION, PageReply, PageStatus, ReplyBody, ReplyFrame, Request, Snapshot,
-        WireError,
+        ErrorCode, EventFrame, InterfaceInfo, MfeInfo, MfeReply, MfeStatsReply, PROTOCOL_VERSION,
+        PageReply, PageStatus, ReplyBody, ReplyFrame, Request, Snapshot, WireError,
     },
     server::{Cmd, ConnId},
 };
@@ -167,13 +167,8 @@ impl<F: Dataplane> Router<F> {
     }
 
     /// Installs a static MFE named by interfaces.
-    pub fn add_mfe(&mut self, spec: &MfeSpec) -> Result<(), WireError> {
-        if !spec.group.is_multicast() || spec.group.octets()[..3] == [224, 0, 0] {
-            return Err(WireError::new(
-                ErrorCode::InvalidParams,
-                format!("{} is not a routable multicast group", spec.group),
-            ));
-        }
+    pub fn add_mfe(&mut self, spec: &StaticMfe) -> Result<(), WireError> {
+        spec.validate().map_err(|why| WireError::new(ErrorCode::InvalidParams, why))?;
         let iif = self.ifindex_by_name(&spec.iif)?;
         let oifs =
             spec.oifs.iter().map(|n| self.ifindex_by_name(n)).collect::<Result<Vec<_>, _>>()?;
@@ -235,9 +230,7 @@ impl<F: Dataplane> Router<F> {
             self.check_links(now);
         }
         self.manager.tick(now);
-        let effects = self.manager.take_effects();
-        self.apply_writes(&effects);
-        self.deliver(effects);
+        self.flush();
     }
 
     /// Interfaces that left the kernel: owners are told and released there, MFEs arriving
@@ -254,9 +247,7 @@ impl<F: Dataplane> Router<F> {
             let name = self.interfaces.remove(&ifindex).map(|d| d.name).unwrap_or_default();
             info!(ifindex, ifname = %name, "interface removed from the kernel");
             self.manager.interface_gone(ifindex, now);
-            let effects = self.manager.take_effects();
-            self.apply_writes(&effects);
-            self.deliver(effects);
+            self.flush();
             // Static entries naming it can no longer forward: drop them too.
             let dead: Vec<MfeKey> = self
                 .mirror
@@ -287,9 +278,7 @@ impl<F: Dataplane> Router<F> {
             self.manager.client_gone(*h, now);
         }
         info!(conn, handles = c.handles.len(), why, "client gone; its state is released");
-        let effects = self.manager.take_effects();
-        self.apply_writes(&effects);
-        self.deliver(effects);
+        self.flush();
     }
 
     fn send(&mut self, conn: ConnId, msg: &impl Serialize) {
@@ -307,6 +296,13 @@ impl<F: Dataplane> Router<F> {
             }
             Err(TrySendError::Closed(_)) => self.drop_conn(conn, "closed"),
         }
+    }
+
+    /// Applies what the core's last calls caused: fast-path writes first, then callbacks.
+    fn flush(&mut self) {
+        let effects = self.manager.take_effects();
+        self.apply_writes(&effects);
+        self.deliver(effects);
     }
 
     fn apply_writes(&mut self, effects: &[Effect]) {
@@ -529,9 +525,7 @@ impl<F: Dataplane> Router<F> {
         }
         let now = self.now();
         self.manager.new_packet(Sg::new(source, group), ifindex, header, now);
-        let effects = self.manager.take_effects();
-        self.apply_writes(&effects);
-        self.deliver(effects);
+        self.flush();
     }
 
     fn snapshot(&self) -> Result<Snapshot, WireError> {

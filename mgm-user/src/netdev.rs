@@ -26,8 +26,7 @@ pub enum NetDevError {
 /// Looks an interface up by name.
 pub fn by_name(name: &str) -> Result<NetDev, NetDevError> {
     let ifindex = if_nametoindex(name).map_err(|_| NetDevError::NoSuchName(name.to_owned()))?;
-    let mac = mac_of(ifindex)?.ok_or_else(|| NetDevError::NoMac(name.to_owned()))?;
-    Ok(NetDev { name: name.to_owned(), ifindex, mac })
+    by_index(ifindex)
 }
 
 /// Looks an interface up by index.
@@ -38,17 +37,6 @@ pub fn by_index(ifindex: u32) -> Result<NetDev, NetDevError> {
         {
             let mac = link.addr().ok_or_else(|| NetDevError::NoMac(ifa.interface_name.clone()))?;
             return Ok(NetDev { name: ifa.interface_name, ifindex, mac });
-        }
-    }
-    Err(NetDevError::NoSuchIndex(ifindex))
-}
-
-fn mac_of(ifindex: u32) -> Result<Option<[u8; 6]>, NetDevError> {
-    for ifa in getifaddrs()? {
-        if let Some(link) = ifa.address.as_ref().and_then(|a| a.as_link_addr())
-            && link.ifindex() as u32 == ifindex
-        {
-            return Ok(link.addr());
         }
     }
     Err(NetDevError::NoSuchIndex(ifindex))

@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::StaticMfe;
 use crate::manager::{
     ClientInfo, EnumHandle, EnumType, Event, Handle, Iface, MembershipInfo, MfeView, MgmError,
     OwnerInfo, Pattern, RequestId,
@@ -43,7 +44,7 @@ pub enum Request {
     /// Managed interfaces, every MFE with its counters, and the global fast-path counters.
     Show,
     /// Installs or replaces a static MFE (outside the MGM API, like a static route).
-    AddMfe(MfeSpec),
+    AddMfe(StaticMfe),
     /// Removes a static MFE.
     DelMfe { source: Ipv4Addr, group: Ipv4Addr },
     /// RegisterMProtocol.
@@ -226,17 +227,6 @@ pub struct EventFrame {
     pub handle: Handle,
     #[serde(flatten)]
     pub event: Event,
-}
-
-/// A static MFE by interface names.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MfeSpec {
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
-    pub iif: String,
-    #[serde(default)]
-    pub oifs: Vec<String>,
 }
 
 /// A reply line.
@@ -481,7 +471,7 @@ mod tests {
         let all = [
             Request::Hello,
             Request::Show,
-            Request::AddMfe(MfeSpec {
+            Request::AddMfe(StaticMfe {
                 source: "10.0.0.1".parse().unwrap(),
                 group: "239.1.1.1".parse().unwrap(),
                 iif: "a".into(),

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use mgm::{
     client::Client,
     config::StaticMfe,
-    proto::{DEFAULT_SOCKET, MfeSpec, Request, Snapshot},
+    proto::{DEFAULT_SOCKET, Request, Snapshot},
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -239,11 +239,7 @@ async fn main() -> anyhow::Result<()> {
             }
             serde_json::to_value(s)?
         }
-        Cmd::AddMfe { spec } => {
-            let spec =
-                MfeSpec { source: spec.source, group: spec.group, iif: spec.iif, oifs: spec.oifs };
-            c.call(Request::AddMfe(spec)).await?
-        }
+        Cmd::AddMfe { spec } => c.call(Request::AddMfe(spec)).await?,
         Cmd::DelMfe { source, group } => c.call(Request::DelMfe { source, group }).await?,
         Cmd::GetMfe { source, group, stats } => {
             c.call(Request::GetMfe { source, group, max_entries: 1, stats }).await?

@@ -13,7 +13,7 @@ use mgm::{
     dataplane::{BpfFastPath, LoadOptions, parse_upcall},
     manager::Config as ManagerConfig,
     netdev,
-    proto::{DEFAULT_SOCKET, MfeSpec},
+    proto::DEFAULT_SOCKET,
     server::{self, Cmd},
 };
 use tokio::{
@@ -87,8 +87,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Mode::Skb => XdpMode::Skb,
     };
 
-    let (fp, logger) = BpfFastPath::load(&LoadOptions { max_mfes: args.max_mfes, xdp_mode: mode })
-        .context("loading the XDP fast path (mgmd needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
+    let (mut fp, logger) =
+        BpfFastPath::load(&LoadOptions { max_mfes: args.max_mfes, xdp_mode: mode })
+            .context("loading the XDP fast path (mgmd needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
     if let Some(logger) = logger {
         // aya-log records from the programs reach our log through this fd.
         // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until
@@ -108,7 +109,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         warn!("no eBPF logger map: program log records are not available");
     }
 
-    let mut fp = fp;
     let ring = fp.take_upcalls().context("the eBPF object has no upcall ring")?;
     // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops it.
     let mut upcalls = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -119,9 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         router.manage(dev).with_context(|| format!("managing {name}"))?;
     }
     for m in &cfg.mfes {
-        let spec =
-            MfeSpec { source: m.source, group: m.group, iif: m.iif.clone(), oifs: m.oifs.clone() };
-        router.add_mfe(&spec).with_context(|| format!("static MFE {m:?}"))?;
+        router.add_mfe(m).with_context(|| format!("static MFE {m:?}"))?;
     }
 
     let (listener, _lock) = server::bind(&args.socket, args.socket_mode)?;
