@@ -24,6 +24,11 @@ pub mod maps {
     pub const UPCALLS: &str = "MGM_UPCALLS";
     /// `LruHashMap<UpcallKey, u64>`: when each upcall was last sent (rate limit).
     pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
+    /// `Array<u32>`: lease liveness (1 alive, 0 released), indexed by lease id.
+    pub const LEASES: &str = "MGM_LEASES";
+    /// `HashMap<LegKey, LegValue>`: for each (OIL, outgoing interface), the leases that put
+    /// the interface in the list. The egress program drops a copy none of them keeps alive.
+    pub const LEGS: &str = "MGM_LEGS";
 }
 
 /// Program names (ELF symbols), used for `program_mut` lookups.
@@ -44,6 +49,16 @@ pub const MAX_OIL_PORTS: u32 = 128;
 pub const MAX_PORTS: u32 = 1024;
 /// OIL id meaning "no outgoing interface" (a negative-cache MFE: matched traffic is dropped).
 pub const OIL_EMPTY: u32 = 0;
+/// Number of lease ids. A lease is one client's ownership of one (interface, next hop).
+pub const MAX_LEASES: u32 = 65_536;
+/// Lease of static MFEs: always alive (no client owns them).
+pub const LEASE_STATIC: u32 = 0;
+/// Leases one leg can name: the routing owner and IGMP of each next hop on the interface.
+pub const LEG_LEASES: usize = 4;
+/// No lease in this slot of a [`LegValue`].
+pub const LEASE_NONE: u32 = u32::MAX;
+/// Capacity of the leg map: every port of every OIL.
+pub const MAX_LEGS: u32 = 262_144;
 
 /// Key of the MFE map: one (S,G).
 #[repr(C)]
@@ -165,6 +180,30 @@ impl PortValue {
     }
 }
 
+/// Key of [`maps::LEGS`]: one outgoing interface of one OIL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct LegKey {
+    pub oil: u32,
+    pub ifindex: u32,
+}
+const _: () = assert!(core::mem::size_of::<LegKey>() == 8);
+
+/// Value of [`maps::LEGS`]: a copy to this interface is sent while any of these leases is
+/// alive. Unused slots hold [`LEASE_NONE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegValue {
+    pub leases: [u32; LEG_LEASES],
+}
+const _: () = assert!(core::mem::size_of::<LegValue>() == 4 * LEG_LEASES);
+
+impl Default for LegValue {
+    fn default() -> Self {
+        Self { leases: [LEASE_NONE; LEG_LEASES] }
+    }
+}
+
 /// Indices into [`maps::COUNTERS`]. Every packet the ingress program sees ends in exactly one
 /// of the `IN_*` outcomes; `EGRESS_*` count copies.
 pub mod counter {
@@ -197,8 +236,12 @@ pub mod counter {
     pub const UPCALL_SENT: u32 = 12;
     /// An upcall was lost: the ring buffer was full.
     pub const UPCALL_LOST: u32 = 13;
+    /// A copy dropped because every lease behind it was released (atomic release at work).
+    pub const EGRESS_RELEASED: u32 = 14;
+    /// A copy dropped because its MFE or OIL changed while it was in flight.
+    pub const EGRESS_STALE: u32 = 15;
     /// Number of counters.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 16;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -216,6 +259,8 @@ pub mod counter {
         "egress_no_port",
         "upcall_sent",
         "upcall_lost",
+        "egress_released",
+        "egress_stale",
     ];
 }
 
@@ -229,6 +274,8 @@ mod pod {
     unsafe impl aya::Pod for super::PortValue {}
     unsafe impl aya::Pod for super::Upcall {}
     unsafe impl aya::Pod for super::UpcallKey {}
+    unsafe impl aya::Pod for super::LegKey {}
+    unsafe impl aya::Pod for super::LegValue {}
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! `mgm_xdp_ingress` runs on every managed interface. For IPv4 multicast with an MFE it checks
 //! the incoming interface and TTL, decrements the TTL and broadcasts the frame to the MFE's
 //! outgoing list (an inner devmap of `MGM_OILS`). `mgm_xdp_egress` runs once per copy (devmap
-//! program) and writes the outgoing interface's MAC as the source address.
+//! program): it checks that a live lease still backs that interface in the MFE's list (atomic
+//! release) and writes the outgoing interface's MAC as the source address.
 //!
 //! Verdict policy: a packet the fast path does not own (not IPv4, not routable multicast,
 //! malformed, no MFE) is passed to the kernel untouched, so the stack sees exactly what it would
@@ -20,14 +21,14 @@ use aya_ebpf::{
     btf_maps::{DevMapHash, HashOfMaps},
     helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::{btf_map, map, xdp},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use aya_log_ebpf::warn;
 use mgm_common::{
-    DEFAULT_MAX_MFES, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY,
-    PortValue, UPCALL_HEADER, UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_RING_BYTES,
-    UPCALL_WRONG_IIF, Upcall, UpcallKey, counter,
+    DEFAULT_MAX_MFES, LEASE_NONE, LegKey, LegValue, MAX_LEASES, MAX_LEGS, MAX_OIL_PORTS, MAX_OILS,
+    MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, PortValue, UPCALL_HEADER, UPCALL_INTERVAL_NS,
+    UPCALL_NO_MFE, UPCALL_RING_BYTES, UPCALL_WRONG_IIF, Upcall, UpcallKey, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -52,6 +53,12 @@ static MGM_UPCALLS: RingBuf = RingBuf::with_byte_size(UPCALL_RING_BYTES, 0);
 
 #[map(name = "MGM_UPCALL_SEEN")]
 static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, u64> = LruHashMap::with_max_entries(16_384, 0);
+
+#[map(name = "MGM_LEASES")]
+static MGM_LEASES: Array<u32> = Array::with_max_entries(MAX_LEASES, 0);
+
+#[map(name = "MGM_LEGS")]
+static MGM_LEGS: HashMap<LegKey, LegValue> = HashMap::with_max_entries(MAX_LEGS, 0);
 
 // BTF map: the inner devmap template is described by BTF, which aya reads at load time.
 #[btf_map]
@@ -254,6 +261,14 @@ fn ingress(ctx: &XdpContext) -> u32 {
 
 #[xdp(map = "devmap")]
 pub fn mgm_xdp_egress(ctx: XdpContext) -> u32 {
+    egress(&ctx)
+}
+
+/// One copy, about to leave on `egress_ifindex`. It goes only if a lease behind this
+/// interface in the MFE's current outgoing list is alive: releasing an (interface, next hop)
+/// is one write to `MGM_LEASES`, whatever the number of MFEs and OILs that name it.
+#[inline(always)]
+fn egress(ctx: &XdpContext) -> u32 {
     use xdp_action::{XDP_DROP, XDP_PASS};
 
     // SAFETY: reading a field of the context the kernel passed in.
@@ -262,10 +277,34 @@ pub fn mgm_xdp_egress(ctx: XdpContext) -> u32 {
     let Some(port) = (unsafe { MGM_PORTS.get(ifindex) }).copied() else {
         return verdict(counter::EGRESS_NO_PORT, XDP_DROP);
     };
-    let Some(eth) = ptr_at::<EthHdr>(&ctx, 0) else {
-        // Cannot happen: ingress checked the headers of this very frame.
-        return verdict(counter::EGRESS_NO_PORT, XDP_DROP);
+    // Ingress validated this very frame; the bounds checks are for the verifier.
+    let (Some(eth), Some(ip)) = (ptr_at::<EthHdr>(ctx, 0), ptr_at::<Ipv4Hdr>(ctx, EthHdr::LEN))
+    else {
+        return verdict(counter::EGRESS_STALE, XDP_DROP);
     };
+    // SAFETY: bounds-checked by ptr_at.
+    let key = unsafe { MfeKey::new((*ip).src_addr, (*ip).dst_addr) };
+    // The MFE is read again rather than passed in XDP metadata: metadata does not survive the
+    // devmap redirect in generic (skb) mode. If the MFE changed since ingress, its current
+    // list decides.
+    // SAFETY: copied out at once.
+    let Some(mfe) = (unsafe { MGM_MFES.get(key) }).copied() else {
+        return verdict(counter::EGRESS_STALE, XDP_DROP);
+    };
+    // SAFETY: copied out at once.
+    let Some(leg) = (unsafe { MGM_LEGS.get(LegKey { oil: mfe.oil, ifindex }) }).copied() else {
+        return verdict(counter::EGRESS_STALE, XDP_DROP);
+    };
+    let mut alive = false;
+    for lease in leg.leases {
+        if lease != LEASE_NONE && MGM_LEASES.get(lease).is_some_and(|v| *v != 0) {
+            alive = true;
+            break;
+        }
+    }
+    if !alive {
+        return verdict(counter::EGRESS_RELEASED, XDP_DROP);
+    }
     // SAFETY: bounds-checked by ptr_at.
     unsafe { (*eth).src_addr = port.mac };
     verdict(counter::EGRESS_TX, XDP_PASS)

@@ -102,7 +102,7 @@ fn measure(
     m.add_port(ifin, mac_in)?;
     m.add_port(ifout, mac_out)?;
     let (src, grp) = ([10, 1, 0, 1], [239, 1, 1, 1]);
-    m.install(MfeKey::new(src, grp), ifin, &[ifout])?;
+    m.install_static(MfeKey::new(src, grp), ifin, &[ifout])?;
     let sender = [2, 0, 0, 0, 0, 1];
     let payload = [0u8; 18]; // 14 + 20 + 8 + 18 = 60 bytes, 64 on the wire with the FCS
     let hit = udp_frame(sender, src, grp, 255, &payload);

@@ -9,12 +9,16 @@
 //!                                            └───────────────────────────────────────┘
 //! ```
 //! For each request: the core call, then its fast-path writes, then the reply, then the
-//! callbacks it caused. So a reply (release in particular) is sent only once the fast path
-//! reflects it. Handles belong to the connection that registered them; a connection that goes
-//! away releases everything its clients owned.
+//! callbacks it caused. Fast-path writes go through a FIFO: up to [`WRITE_BATCH`] of them are
+//! applied before the reply, the rest in the background between requests, so a client leaving
+//! with 100k entries does not stall the socket. Releases do not wait for that queue: each
+//! (interface, next hop, owner) holds a lease in the fast path, and the lease dies before the
+//! reply, which stops every copy it kept alive at once (see [`crate::fastpath`]). Handles
+//! belong to the connection that registered them; a connection that goes away releases
+//! everything its clients owned.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     net::Ipv4Addr,
     time::{Duration, Instant},
 };
@@ -22,8 +26,7 @@ use std::{
 use mgm_common::{MfeKey, counter};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc::{self, error::TrySendError};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     config::StaticMfe,
@@ -33,15 +36,18 @@ use crate::{
     netdev::{self, NetDev},
     proto::{
         ErrorCode, EventFrame, InterfaceInfo, MfeInfo, MfeReply, MfeStatsReply, PROTOCOL_VERSION,
-        PageReply, PageStatus, ReplyBody, ReplyFrame, Request, Snapshot, WireError,
+        PageReply, PageStatus, ReplyBody, ReplyFrame, Request, Snapshot, Status, WireError,
     },
-    server::{Cmd, ConnId},
+    server::{Cmd, ConnId, Outbound, PushError},
 };
 
 impl From<&FastPathError> for ErrorCode {
     fn from(e: &FastPathError) -> Self {
         match e {
-            FastPathError::Full { .. } | FastPathError::OilTooLong(_) => ErrorCode::Full,
+            FastPathError::Full { .. }
+            | FastPathError::OilTooLong(_)
+            | FastPathError::TooManyLeases(_) => ErrorCode::Full,
+            FastPathError::UnknownLease(_) => ErrorCode::FastPath,
             FastPathError::UnknownPort(_) | FastPathError::PortInUse(..) => {
                 ErrorCode::NoSuchInterface
             }
@@ -85,16 +91,29 @@ impl Dataplane for BpfFastPath {
 }
 
 struct Conn {
-    tx: mpsc::Sender<String>,
+    tx: Outbound,
     handles: BTreeSet<Handle>,
     /// Gets a copy of every event (`watch`).
     monitor: bool,
 }
 
-/// How often traffic counters are read to keep active MFEs alive.
-const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// How often the managed interfaces are checked against the kernel's.
 const LINKS_EVERY: Duration = Duration::from_secs(1);
+/// Fast-path writes applied per step: before a reply, and per background step.
+pub const WRITE_BATCH: usize = 512;
+/// MFEs whose packet counters are read per tick to keep active ones alive: at least this
+/// many, and enough that a sweep of the whole table takes at most `REFRESH_SLICES` ticks
+/// (5 s at mgmd's 250 ms tick).
+const REFRESH_BATCH: usize = 2_000;
+const REFRESH_SLICES: usize = 20;
+
+/// A fast-path write waiting its turn, with leases already resolved: a lease released after
+/// the write was queued stays named, so the copy it justified stays dropped.
+#[derive(Debug)]
+enum Pending {
+    Install { key: MfeKey, iif: u32, oifs: Vec<(u32, Vec<u32>)> },
+    Remove { key: MfeKey },
+}
 
 /// The state owner.
 pub struct Router<F: Dataplane = BpfFastPath> {
@@ -107,9 +126,15 @@ pub struct Router<F: Dataplane = BpfFastPath> {
     conns: BTreeMap<ConnId, Conn>,
     conn_of: HashMap<Handle, ConnId>,
     start: Instant,
-    last_refresh: Duration,
     last_links: Duration,
     last_packets: HashMap<MfeKey, u64>,
+    /// Where the counter sweep continues.
+    refresh_cursor: Option<Sg>,
+    /// The fast path's lease for each (interface, owner).
+    leases: BTreeMap<(Iface, Handle), u32>,
+    pending: VecDeque<Pending>,
+    /// When the current backlog of writes started, and how large it grew.
+    backlog: Option<(Instant, usize)>,
 }
 
 fn key(sg: Sg) -> MfeKey {
@@ -126,9 +151,12 @@ impl<F: Dataplane> Router<F> {
             conns: BTreeMap::new(),
             conn_of: HashMap::new(),
             start: Instant::now(),
-            last_refresh: Duration::ZERO,
             last_links: Duration::ZERO,
             last_packets: HashMap::new(),
+            refresh_cursor: None,
+            leases: BTreeMap::new(),
+            pending: VecDeque::new(),
+            backlog: None,
         }
     }
 
@@ -173,7 +201,7 @@ impl<F: Dataplane> Router<F> {
         let oifs =
             spec.oifs.iter().map(|n| self.ifindex_by_name(n)).collect::<Result<Vec<_>, _>>()?;
         let key = MfeKey::new(spec.source.octets(), spec.group.octets());
-        self.mirror.install(key, iif, &oifs)?;
+        self.mirror.install_static(key, iif, &oifs)?;
         self.statics.insert(key);
         info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
         Ok(())
@@ -201,9 +229,8 @@ impl<F: Dataplane> Router<F> {
                         ReplyFrame { id: Some(frame.id), body }
                     }
                 };
-                // Fast-path writes were applied inside handle(); now the reply, then events.
-                let effects = self.manager.take_effects();
-                self.apply_writes(&effects);
+                // Leases first, then (the first batch of) the writes, the reply, the events.
+                let effects = self.queue_effects();
                 self.send(conn, &reply);
                 self.deliver(effects);
             }
@@ -214,15 +241,17 @@ impl<F: Dataplane> Router<F> {
     /// MFEs alive.
     pub fn tick(&mut self) {
         let now = self.now();
-        if now.saturating_sub(self.last_refresh) >= REFRESH_EVERY {
-            self.last_refresh = now;
-            for sg in self.manager.mfe_keys() {
-                let k = key(sg);
-                if let Ok(Some(s)) = self.mirror.stats(&k)
-                    && self.last_packets.insert(k, s.packets) != Some(s.packets)
-                {
-                    self.manager.refresh(sg, now);
-                }
+        // A slice of the MFEs per tick, so a large table costs a steady trickle of map reads
+        // rather than a stall every REFRESH_EVERY.
+        let n = REFRESH_BATCH.max(self.manager.mfe_count().div_ceil(REFRESH_SLICES));
+        let keys = self.manager.mfe_keys_after(self.refresh_cursor, n);
+        self.refresh_cursor = if keys.len() < n { None } else { keys.last().copied() };
+        for sg in keys {
+            let k = key(sg);
+            if let Ok(Some(s)) = self.mirror.stats(&k)
+                && self.last_packets.insert(k, s.packets) != Some(s.packets)
+            {
+                self.manager.refresh(sg, now);
             }
         }
         if now.saturating_sub(self.last_links) >= LINKS_EVERY {
@@ -248,11 +277,13 @@ impl<F: Dataplane> Router<F> {
             info!(ifindex, ifname = %name, "interface removed from the kernel");
             self.manager.interface_gone(ifindex, now);
             self.flush();
+            // The port can only go once no queued write names it.
+            self.drain(usize::MAX);
             // Static entries naming it can no longer forward: drop them too.
             let dead: Vec<MfeKey> = self
                 .mirror
                 .mfes()
-                .filter(|(_, m)| m.iif == ifindex || m.oifs.contains(&ifindex))
+                .filter(|(_, m)| m.iif == ifindex || m.oifs().contains(&ifindex))
                 .map(|(k, _)| *k)
                 .filter(|k| self.statics.contains(k))
                 .collect();
@@ -286,40 +317,120 @@ impl<F: Dataplane> Router<F> {
             return;
         };
         let line = serde_json::to_string(msg).expect("messages serialize");
-        match c.tx.try_send(line) {
+        match c.tx.push(line) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(PushError::Full) => {
                 // Documented policy: a client that does not read its replies and events loses
                 // its connection (and so its state) rather than stalling the router.
                 warn!(conn, "client does not read; disconnecting it");
                 self.drop_conn(conn, "outbound queue full");
             }
-            Err(TrySendError::Closed(_)) => self.drop_conn(conn, "closed"),
+            Err(PushError::Closed) => self.drop_conn(conn, "closed"),
         }
     }
 
     /// Applies what the core's last calls caused: fast-path writes first, then callbacks.
     fn flush(&mut self) {
-        let effects = self.manager.take_effects();
-        self.apply_writes(&effects);
+        let effects = self.queue_effects();
         self.deliver(effects);
     }
 
-    fn apply_writes(&mut self, effects: &[Effect]) {
-        for e in effects {
-            let r = match e {
-                Effect::Install { sg, iif, oifs } if !self.statics.contains(&key(*sg)) => {
-                    let oifs: Vec<u32> = oifs.iter().map(|i| i.ifindex).collect();
-                    self.mirror.install(key(*sg), iif.ifindex, &oifs)
+    /// Takes the core's effects: lease changes happen now, writes join the queue (and its
+    /// first batch is applied); the callbacks are returned for delivery.
+    fn queue_effects(&mut self) -> Vec<Effect> {
+        let effects = self.manager.take_effects();
+        self.sync_leases();
+        for e in &effects {
+            let p = match e {
+                Effect::Install { sg, iif, oifs } => {
+                    let oifs = oifs
+                        .iter()
+                        .map(|(iface, by)| {
+                            let leases =
+                                by.iter().filter_map(|h| self.leases.get(&(*iface, *h))).copied();
+                            (iface.ifindex, leases.collect())
+                        })
+                        .collect();
+                    Pending::Install { key: key(*sg), iif: iif.ifindex, oifs }
                 }
-                Effect::Remove { sg } if !self.statics.contains(&key(*sg)) => {
-                    self.last_packets.remove(&key(*sg));
-                    self.mirror.remove(&key(*sg)).map(drop)
+                Effect::Remove { sg } => Pending::Remove { key: key(*sg) },
+                Effect::Notify { .. } => continue,
+            };
+            self.pending.push_back(p);
+        }
+        self.drain(WRITE_BATCH);
+        if !self.pending.is_empty() && self.backlog.is_none() {
+            self.backlog = Some((Instant::now(), self.pending.len()));
+        }
+        effects
+    }
+
+    /// Gives every current owner of an interface a live lease, and kills the leases of
+    /// owners that are gone: this is the moment a release takes effect in the fast path.
+    fn sync_leases(&mut self) {
+        let owners: BTreeSet<(Iface, Handle)> = self
+            .manager
+            .owners()
+            .into_iter()
+            .flat_map(|o| [o.routing, o.igmp].into_iter().flatten().map(move |h| (o.iface, h)))
+            .collect();
+        let gone: Vec<(Iface, Handle)> =
+            self.leases.keys().filter(|k| !owners.contains(k)).copied().collect();
+        for k in gone {
+            let id = self.leases.remove(&k).expect("listed above");
+            if let Err(e) = self.mirror.kill_lease(id) {
+                // The copies it kept stop only when the queued rewrites land.
+                error!(ifindex = k.0.ifindex, lease = id, error = %e, "releasing a lease failed");
+            }
+        }
+        for k in owners {
+            if self.leases.contains_key(&k) {
+                continue;
+            }
+            match self.mirror.open_lease() {
+                Ok(id) => {
+                    self.leases.insert(k, id);
                 }
-                _ => Ok(()),
+                Err(e) => error!(ifindex = k.0.ifindex, error = %e, "opening a lease failed"),
+            }
+        }
+    }
+
+    /// Fast-path writes not applied yet.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Applies up to `budget` queued writes, in order.
+    pub fn drain(&mut self, budget: usize) {
+        for _ in 0..budget {
+            let Some(p) = self.pending.pop_front() else { break };
+            let r = match &p {
+                // Static entries win over the MGM clients' (see docs/mgm-api.md).
+                Pending::Install { key, .. } | Pending::Remove { key }
+                    if self.statics.contains(key) =>
+                {
+                    Ok(())
+                }
+                Pending::Install { key, iif, oifs } => self.mirror.install(*key, *iif, oifs),
+                Pending::Remove { key } => {
+                    self.last_packets.remove(key);
+                    self.mirror.remove(key).map(drop)
+                }
             };
             if let Err(err) = r {
-                warn!(effect = ?e, error = %err, "fast-path write failed");
+                warn!(write = ?p, error = %err, "fast-path write failed");
+            }
+        }
+        if self.pending.is_empty() {
+            // Nothing queued names a released lease any more: ids no OIL names are free.
+            self.mirror.reap_leases();
+            if let Some((since, size)) = self.backlog.take() {
+                info!(
+                    writes = size,
+                    elapsed_ms = since.elapsed().as_millis() as u64,
+                    "fast path caught up with the core"
+                );
             }
         }
     }
@@ -397,6 +508,7 @@ impl<F: Dataplane> Router<F> {
                 "server": format!("mgmd {}", env!("CARGO_PKG_VERSION")),
             }),
             Request::Show => json!(self.snapshot()?),
+            Request::Status => json!(self.status()),
             Request::AddMfe(spec) => {
                 self.add_mfe(&spec)?;
                 done()
@@ -441,7 +553,16 @@ impl<F: Dataplane> Router<F> {
             }
             Request::ReleaseInterface { handle, ifindex, nexthop } => {
                 let h = self.own(conn, handle)?;
-                self.manager.release_interface(h, Iface::new(ifindex, nexthop), now)?;
+                let iface = Iface::new(ifindex, nexthop);
+                // The fast path stops first, in one write, before the core walks the entries
+                // (which takes time proportional to their number).
+                if self.manager.owns(h, iface)
+                    && let Some(id) = self.leases.remove(&(iface, h))
+                    && let Err(e) = self.mirror.kill_lease(id)
+                {
+                    error!(ifindex, lease = id, error = %e, "releasing a lease failed");
+                }
+                self.manager.release_interface(h, iface, now)?;
                 done()
             }
             Request::GetProtocolOnInterface { ifindex, nexthop } => {
@@ -528,6 +649,18 @@ impl<F: Dataplane> Router<F> {
         self.flush();
     }
 
+    pub fn status(&self) -> Status {
+        let (leases_alive, leases_released) = self.mirror.lease_counts();
+        Status {
+            mfes: self.manager.mfe_count(),
+            installed: self.mirror.mfes().count(),
+            oils: self.mirror.oil_count(),
+            pending_writes: self.pending.len(),
+            leases_alive,
+            leases_released,
+        }
+    }
+
     fn snapshot(&self) -> Result<Snapshot, WireError> {
         let interfaces = self
             .interfaces
@@ -545,7 +678,7 @@ impl<F: Dataplane> Router<F> {
                 source: k.source.into(),
                 group: k.group.into(),
                 iif: m.iif,
-                oifs: m.oifs.clone(),
+                oifs: m.oifs(),
                 packets: s.packets,
                 bytes: s.bytes,
                 wrong_iif: s.wrong_iif,

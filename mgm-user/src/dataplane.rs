@@ -8,17 +8,18 @@ use std::collections::BTreeMap;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, of_maps::HashOfMaps, xdp::DevMapHash,
+        Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, of_maps::HashOfMaps,
+        xdp::DevMapHash,
     },
     programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
-    DEFAULT_MAX_MFES, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, PortValue, UPCALL_HEADER, Upcall,
-    counter, maps, programs,
+    DEFAULT_MAX_MFES, LEASE_STATIC, LegKey, LegValue, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue,
+    PortValue, UPCALL_HEADER, Upcall, counter, maps, programs,
 };
 
-use crate::fastpath::{FastPath, FastPathError};
+use crate::fastpath::{FastPath, FastPathError, Leg};
 
 /// Forwards aya-log records from the programs to the `log` facade (and so to tracing).
 pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -28,6 +29,11 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mg
 
 /// Map-write flag: create or replace (BPF_ANY).
 const BPF_ANY: u64 = 0;
+/// Inner devmaps created at once when the OIL pool runs out. Every write to a map-in-map
+/// waits for an RCU grace period (8-20 ms measured here), so the outer map is written only to
+/// grow the pool, a chunk per batch update (one wait), and never when an OIL is freed: its
+/// devmap is emptied and its id reused.
+const OIL_POOL_GROWTH: u32 = 256;
 
 /// Errors while loading or attaching.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,12 @@ pub enum LoadError {
     },
     #[error("reading the possible CPUs: {0}")]
     Cpus(std::io::Error),
+    #[error("duplicating the fd of map {name}: {source}")]
+    Fd {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("map {name} missing from the eBPF object")]
     MissingMap { name: &'static str },
     #[error("map {name}: {source}")]
@@ -101,8 +113,14 @@ pub struct BpfFastPath {
     mfe_stats: PerCpuArray<MapData, MfeStats>,
     counters: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, u32, PortValue>,
+    leases: Array<MapData, u32>,
+    legs: HashMap<MapData, LegKey, LegValue>,
     egress: ProgramFd,
     ingress_fd: ProgramFd,
+    /// OIL ids 1..=oil_pool have an inner devmap in the outer map.
+    oil_pool: u32,
+    /// The outer OIL map's fd again, for the batch update aya does not wrap.
+    oils_fd: std::os::fd::OwnedFd,
     attached: BTreeMap<u32, XdpLinkId>,
     upcalls: Option<RingBuf<MapData>>,
     max_mfes: u32,
@@ -157,15 +175,36 @@ impl BpfFastPath {
         let ingress_fd = load_xdp(&mut ebpf, programs::INGRESS)?;
 
         let upcalls = take(&mut ebpf, maps::UPCALLS)?;
+        let mut leases: Array<MapData, u32> = take(&mut ebpf, maps::LEASES)?;
+        // Static MFEs' lease: alive for as long as the program is loaded.
+        leases
+            .set(LEASE_STATIC, 1, BPF_ANY)
+            .map_err(|source| LoadError::Map { name: maps::LEASES, source })?;
+        let oils = ebpf.take_map(maps::OILS).ok_or(LoadError::MissingMap { name: maps::OILS })?;
+        let oils_fd = match &oils {
+            Map::HashOfMaps(d) => {
+                use std::os::fd::AsFd as _;
+                d.fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| LoadError::Fd { name: maps::OILS, source })?
+            }
+            _ => return Err(LoadError::MissingMap { name: maps::OILS }),
+        };
         let fp = Self {
+            oils: HashOfMaps::try_from(oils)
+                .map_err(|source| LoadError::Map { name: maps::OILS, source })?,
+            oils_fd,
+            leases,
+            legs: take(&mut ebpf, maps::LEGS)?,
             mfes: take(&mut ebpf, maps::MFES)?,
-            oils: take(&mut ebpf, maps::OILS)?,
             mfe_stats: take(&mut ebpf, maps::MFE_STATS)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             ports: take(&mut ebpf, maps::PORTS)?,
             ebpf,
             egress,
             ingress_fd,
+            oil_pool: 0,
             attached: BTreeMap::new(),
             upcalls: Some(upcalls),
             max_mfes: opts.max_mfes,
@@ -282,6 +321,66 @@ impl BpfFastPath {
     }
 }
 
+impl BpfFastPath {
+    /// Adds empty inner devmaps to the outer map until it holds id `at_least`, in chunks of
+    /// [`OIL_POOL_GROWTH`], each chunk in one batch update.
+    fn grow_oil_pool(&mut self, at_least: u32) -> Result<(), FastPathError> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let end = (self.oil_pool + OIL_POOL_GROWTH).max(at_least).min(mgm_common::MAX_OILS);
+        if at_least > end {
+            return Err(FastPathError::Full { what: "OIL table", capacity: mgm_common::MAX_OILS });
+        }
+        let mut inner = Vec::new();
+        for _ in self.oil_pool + 1..=end {
+            let def = aya_obj::Map::new_from_params(
+                bpf_map_type::BPF_MAP_TYPE_DEVMAP_HASH as u32,
+                size_of::<u32>() as u32,
+                // struct bpf_devmap_val { u32 ifindex; union { int fd; u32 id; } bpf_prog; }
+                8,
+                MAX_OIL_PORTS,
+                0,
+            );
+            inner.push(MapData::create(def, "mgm_oil", None).map_err(map_err("mgm_oil"))?);
+        }
+        let keys: Vec<u32> = (self.oil_pool + 1..=end).collect();
+        let fds: Vec<u32> = inner.iter().map(|m| m.fd().as_fd().as_raw_fd() as u32).collect();
+        let outer = self.oils_fd();
+        // SAFETY: bpf_attr is a plain C union; all-zero is its documented initial state.
+        let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
+        attr.batch.keys = keys.as_ptr() as u64;
+        attr.batch.values = fds.as_ptr() as u64;
+        attr.batch.count = keys.len() as u32;
+        attr.batch.map_fd = outer as u32;
+        // SAFETY: attr points to a valid bpf_attr whose arrays outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                aya_obj::generated::bpf_cmd::BPF_MAP_UPDATE_BATCH as libc::c_long,
+                &mut attr as *mut aya_obj::generated::bpf_attr,
+                size_of::<aya_obj::generated::bpf_attr>(),
+            )
+        };
+        // SAFETY: the kernel wrote back how many elements it inserted.
+        let done = unsafe { attr.batch.count };
+        self.oil_pool += done;
+        if rc < 0 {
+            let io_error = std::io::Error::last_os_error();
+            let source = MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_update_batch",
+                io_error,
+            });
+            return Err(FastPathError::Map { map: maps::OILS, source });
+        }
+        // The outer map holds the inner maps now; our fds close with `inner`.
+        Ok(())
+    }
+
+    fn oils_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd as _;
+        self.oils_fd.as_raw_fd()
+    }
+}
+
 /// Reads one ring-buffer record as an [`Upcall`]; `None` for a record of the wrong size.
 pub fn parse_upcall(bytes: &[u8]) -> Option<Upcall> {
     if bytes.len() < size_of::<Upcall>() {
@@ -314,29 +413,38 @@ impl FastPath for BpfFastPath {
         ignore_absent(self.ports.remove(&ifindex)).map_err(map_err(maps::PORTS))
     }
 
-    fn set_oil(&mut self, id: u32, ifindexes: &[u32]) -> Result<(), FastPathError> {
-        // A fresh inner devmap, filled before it becomes reachable through the outer map.
-        let def = aya_obj::Map::new_from_params(
-            bpf_map_type::BPF_MAP_TYPE_DEVMAP_HASH as u32,
-            size_of::<u32>() as u32,
-            // struct bpf_devmap_val { u32 ifindex; union { int fd; u32 id; } bpf_prog; }
-            8,
-            MAX_OIL_PORTS,
-            0,
-        );
-        let data = MapData::create(def, "mgm_oil", None).map_err(map_err("mgm_oil"))?;
-        let mut inner = DevMapHash::try_from(Map::DevMapHash(data)).map_err(map_err("mgm_oil"))?;
-        for &ifindex in ifindexes {
+    fn set_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError> {
+        if id > self.oil_pool {
+            self.grow_oil_pool(id)?;
+        }
+        // Legs first: the egress program looks them up once the devmap holds the ports.
+        for l in legs {
+            let k = LegKey { oil: id, ifindex: l.ifindex };
+            self.legs.insert(k, l.leases, BPF_ANY).map_err(map_err(maps::LEGS))?;
+        }
+        // The id is free (no MFE names it): its devmap is empty and can be filled in place.
+        let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
+        for ifindex in legs.iter().map(|l| l.ifindex) {
             inner
                 .insert(ifindex, ifindex, Some(&self.egress), BPF_ANY)
                 .map_err(|source| FastPathError::XdpMap { map: "mgm_oil", source })?;
         }
-        // The outer map now holds the only reference we need; `inner`'s fd closes on drop.
-        self.oils.insert(id, &inner, BPF_ANY).map_err(map_err(maps::OILS))
+        Ok(())
     }
 
-    fn remove_oil(&mut self, id: u32) -> Result<(), FastPathError> {
-        ignore_absent(self.oils.remove(&id)).map_err(map_err(maps::OILS))
+    fn remove_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError> {
+        // Emptied, not removed from the outer map (see OIL_POOL_GROWTH); no MFE names it.
+        let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
+        for l in legs {
+            ignore_absent(inner.remove(l.ifindex)).map_err(map_err("mgm_oil"))?;
+            let k = LegKey { oil: id, ifindex: l.ifindex };
+            ignore_absent(self.legs.remove(&k)).map_err(map_err(maps::LEGS))?;
+        }
+        Ok(())
+    }
+
+    fn set_lease(&mut self, id: u32, alive: bool) -> Result<(), FastPathError> {
+        self.leases.set(id, u32::from(alive), BPF_ANY).map_err(map_err(maps::LEASES))
     }
 
     fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError> {

@@ -7,13 +7,23 @@
 //! * [`Mirror`] owns the desired state. Outgoing lists are interned: MFEs with the same OIL
 //!   share one inner devmap, so a (*,G) with a thousand sources costs one OIL, and changing an
 //!   MFE's list is a single MFE write that swaps OIL ids.
+//! * Leases make a release atomic. A lease is one client's ownership of one (interface, next
+//!   hop); each leg (OIL, outgoing interface) names the leases that put the interface there,
+//!   and the egress program sends a copy only while one of them is alive. Killing a lease is
+//!   one array write that stops every copy it justified, in every OIL at once; the OILs are
+//!   rewritten without it afterwards, at leisure. A dead lease id is reused only once nothing
+//!   names it any more ([`Mirror::reap_leases`]).
 //!
-//! Write order (invariant 2 of the design): ports before OILs that name them, OILs before MFEs
-//! that reference them, and in reverse on removal. Every write is an idempotent upsert/delete.
+//! Write order (invariant 2 of the design): ports before OILs that name them, legs before the
+//! devmap that makes them reachable, OILs before MFEs that reference them, and in reverse on
+//! removal. Every write is an idempotent upsert/delete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use mgm_common::{MAX_OIL_PORTS, MAX_OILS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, PortValue};
+use mgm_common::{
+    LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS, MfeKey,
+    MfeStats, MfeValue, OIL_EMPTY, PortValue,
+};
 
 /// Errors from the map layer and from the mirror's own checks.
 #[derive(Debug, thiserror::Error)]
@@ -38,17 +48,25 @@ pub enum FastPathError {
     PortInUse(u32, usize),
     #[error("outgoing list has {0} interfaces, at most {MAX_OIL_PORTS} are supported")]
     OilTooLong(usize),
+    #[error("interface {0} is kept in one list by more than {LEG_LEASES} owners")]
+    TooManyLeases(u32),
+    #[error("lease {0} was never opened")]
+    UnknownLease(u32),
 }
 
-/// The map operations the mirror needs. Each call is one idempotent map write.
+/// The map operations the mirror needs. Each call is one idempotent map write (or, for an
+/// OIL, a group of writes that only become reachable with the last one).
 pub trait FastPath {
     fn set_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError>;
     fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError>;
-    /// Creates OIL `id` holding exactly `ifindexes` (replacing any previous list with that id).
-    fn set_oil(&mut self, id: u32, ifindexes: &[u32]) -> Result<(), FastPathError>;
-    fn remove_oil(&mut self, id: u32) -> Result<(), FastPathError>;
+    /// Creates OIL `id` holding exactly `legs` (the id is not in use).
+    fn set_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError>;
+    /// Removes OIL `id` (no MFE references it any more) and its legs.
+    fn remove_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError>;
     fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError>;
     fn remove_mfe(&mut self, key: &MfeKey) -> Result<(), FastPathError>;
+    /// Marks lease `id` alive or released: one write, seen by the next copy on any CPU.
+    fn set_lease(&mut self, id: u32, alive: bool) -> Result<(), FastPathError>;
     /// Per-MFE counters summed over CPUs.
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError>;
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError>;
@@ -56,14 +74,34 @@ pub trait FastPath {
     fn mfe_capacity(&self) -> u32;
 }
 
+/// One outgoing interface of an OIL and the leases that keep copies flowing there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Leg {
+    pub ifindex: u32,
+    pub leases: LegValue,
+}
+
+impl Leg {
+    fn leases(&self) -> impl Iterator<Item = u32> + '_ {
+        self.leases.leases.iter().copied().filter(|&l| l != LEASE_NONE)
+    }
+}
+
 /// One installed MFE as the mirror knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstalledMfe {
     pub iif: u32,
-    /// Sorted, without duplicates, never containing `iif`.
-    pub oifs: Vec<u32>,
+    /// Sorted by ifindex, one per interface, never containing `iif`.
+    pub legs: Vec<Leg>,
     pub oil: u32,
     pub slot: u32,
+}
+
+impl InstalledMfe {
+    /// The outgoing ifindexes, sorted.
+    pub fn oifs(&self) -> Vec<u32> {
+        self.legs.iter().map(|l| l.ifindex).collect()
+    }
 }
 
 #[derive(Debug)]
@@ -72,18 +110,28 @@ struct InternedOil {
     refs: usize,
 }
 
+#[derive(Debug, Default)]
+struct LeaseState {
+    alive: bool,
+    /// Interned OILs naming it.
+    refs: usize,
+}
+
 /// Desired fast-path state and the logic that writes it.
 #[derive(Debug)]
 pub struct Mirror<F> {
     fp: F,
     ports: BTreeMap<u32, PortValue>,
-    oils: HashMap<Vec<u32>, InternedOil>,
-    oil_ids: HashMap<u32, Vec<u32>>,
+    oils: HashMap<Vec<Leg>, InternedOil>,
+    oil_ids: HashMap<u32, Vec<Leg>>,
     free_oil_ids: Vec<u32>,
     next_oil_id: u32,
     mfes: BTreeMap<MfeKey, InstalledMfe>,
     free_slots: Vec<u32>,
     next_slot: u32,
+    leases: HashMap<u32, LeaseState>,
+    free_leases: Vec<u32>,
+    next_lease: u32,
 }
 
 impl<F: FastPath> Mirror<F> {
@@ -98,6 +146,9 @@ impl<F: FastPath> Mirror<F> {
             mfes: BTreeMap::new(),
             free_slots: Vec::new(),
             next_slot: 0,
+            leases: HashMap::new(),
+            free_leases: Vec::new(),
+            next_lease: LEASE_STATIC + 1,
         }
     }
 
@@ -119,8 +170,11 @@ impl<F: FastPath> Mirror<F> {
 
     /// Removes a port; refused while an MFE still uses it as IIF or OIF.
     pub fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError> {
-        let users =
-            self.mfes.values().filter(|m| m.iif == ifindex || m.oifs.contains(&ifindex)).count();
+        let users = self
+            .mfes
+            .values()
+            .filter(|m| m.iif == ifindex || m.legs.iter().any(|l| l.ifindex == ifindex))
+            .count();
         if users > 0 {
             return Err(FastPathError::PortInUse(ifindex, users));
         }
@@ -133,29 +187,109 @@ impl<F: FastPath> Mirror<F> {
         self.ports.iter().map(|(i, p)| (*i, p))
     }
 
-    /// Installs or replaces the MFE for `key`. `oifs` may be in any order and contain the IIF
-    /// (it is removed: a packet never goes back out of the interface it came in on).
-    pub fn install(&mut self, key: MfeKey, iif: u32, oifs: &[u32]) -> Result<(), FastPathError> {
-        let mut oifs: Vec<u32> = oifs.iter().copied().filter(|&o| o != iif).collect();
-        oifs.sort_unstable();
-        oifs.dedup();
-        for &i in oifs.iter().chain(std::iter::once(&iif)) {
+    /// Opens a new lease (alive) and returns its id.
+    pub fn open_lease(&mut self) -> Result<u32, FastPathError> {
+        let id = match self.free_leases.pop() {
+            Some(id) => id,
+            None if self.next_lease < MAX_LEASES => {
+                self.next_lease += 1;
+                self.next_lease - 1
+            }
+            None => return Err(FastPathError::Full { what: "lease table", capacity: MAX_LEASES }),
+        };
+        if let Err(e) = self.fp.set_lease(id, true) {
+            self.free_leases.push(id);
+            return Err(e);
+        }
+        self.leases.insert(id, LeaseState { alive: true, refs: 0 });
+        Ok(id)
+    }
+
+    /// Releases a lease: from the moment this returns no copy justified only by it leaves.
+    pub fn kill_lease(&mut self, id: u32) -> Result<(), FastPathError> {
+        let Some(l) = self.leases.get_mut(&id) else {
+            return Err(FastPathError::UnknownLease(id));
+        };
+        self.fp.set_lease(id, false)?;
+        l.alive = false;
+        Ok(())
+    }
+
+    /// Recycles dead leases no OIL names. Call only when no queued install names them either.
+    pub fn reap_leases(&mut self) {
+        let dead: Vec<u32> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| !l.alive && l.refs == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            self.leases.remove(&id);
+            self.free_leases.push(id);
+        }
+    }
+
+    /// (alive, released but still named by some OIL) lease counts.
+    pub fn lease_counts(&self) -> (usize, usize) {
+        let alive = self.leases.values().filter(|l| l.alive).count();
+        (alive, self.leases.len() - alive)
+    }
+
+    /// Installs a static MFE: every outgoing interface is kept by [`LEASE_STATIC`].
+    pub fn install_static(
+        &mut self,
+        key: MfeKey,
+        iif: u32,
+        oifs: &[u32],
+    ) -> Result<(), FastPathError> {
+        let legs: Vec<(u32, Vec<u32>)> = oifs.iter().map(|&o| (o, vec![LEASE_STATIC])).collect();
+        self.install(key, iif, &legs)
+    }
+
+    /// Installs or replaces the MFE for `key`. `oifs` holds (ifindex, leases keeping it) in
+    /// any order; an interface listed twice (two next hops) gets the union of its leases; the
+    /// IIF is dropped (a packet never goes back out of the interface it came in on).
+    pub fn install(
+        &mut self,
+        key: MfeKey,
+        iif: u32,
+        oifs: &[(u32, Vec<u32>)],
+    ) -> Result<(), FastPathError> {
+        let mut merged: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        for (ifindex, leases) in oifs.iter().filter(|(i, _)| *i != iif) {
+            merged.entry(*ifindex).or_default().extend(leases);
+        }
+        for &i in merged.keys().chain(std::iter::once(&iif)) {
             if !self.ports.contains_key(&i) {
                 return Err(FastPathError::UnknownPort(i));
             }
         }
-        if oifs.len() > MAX_OIL_PORTS as usize {
-            return Err(FastPathError::OilTooLong(oifs.len()));
+        if merged.len() > MAX_OIL_PORTS as usize {
+            return Err(FastPathError::OilTooLong(merged.len()));
+        }
+        let mut legs = Vec::with_capacity(merged.len());
+        for (ifindex, leases) in merged {
+            if leases.len() > LEG_LEASES {
+                return Err(FastPathError::TooManyLeases(ifindex));
+            }
+            let mut v = LegValue::default();
+            for (slot, l) in v.leases.iter_mut().zip(&leases) {
+                if *l != LEASE_STATIC && !self.leases.contains_key(l) {
+                    return Err(FastPathError::UnknownLease(*l));
+                }
+                *slot = *l;
+            }
+            legs.push(Leg { ifindex, leases: v });
         }
         let old = self.mfes.get(&key).cloned();
-        if old.as_ref().is_some_and(|o| o.iif == iif && o.oifs == oifs) {
+        if old.as_ref().is_some_and(|o| o.iif == iif && o.legs == legs) {
             return Ok(());
         }
         let slot = match &old {
             Some(o) => o.slot,
             None => self.alloc_slot()?,
         };
-        let oil = match self.acquire_oil(&oifs) {
+        let oil = match self.acquire_oil(&legs) {
             Ok(id) => id,
             Err(e) => {
                 if old.is_none() {
@@ -178,7 +312,7 @@ impl<F: FastPath> Mirror<F> {
         if let Some(o) = &old {
             self.release_oil(o.oil)?;
         }
-        self.mfes.insert(key, InstalledMfe { iif, oifs, oil, slot });
+        self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot });
         Ok(())
     }
 
@@ -226,11 +360,11 @@ impl<F: FastPath> Mirror<F> {
         Ok(self.next_slot - 1)
     }
 
-    fn acquire_oil(&mut self, oifs: &[u32]) -> Result<u32, FastPathError> {
-        if oifs.is_empty() {
+    fn acquire_oil(&mut self, legs: &[Leg]) -> Result<u32, FastPathError> {
+        if legs.is_empty() {
             return Ok(OIL_EMPTY);
         }
-        if let Some(o) = self.oils.get_mut(oifs) {
+        if let Some(o) = self.oils.get_mut(legs) {
             o.refs += 1;
             return Ok(o.id);
         }
@@ -244,12 +378,17 @@ impl<F: FastPath> Mirror<F> {
                 return Err(FastPathError::Full { what: "OIL table", capacity: MAX_OILS });
             }
         };
-        if let Err(e) = self.fp.set_oil(id, oifs) {
+        if let Err(e) = self.fp.set_oil(id, legs) {
             self.free_oil_ids.push(id);
             return Err(e);
         }
-        self.oils.insert(oifs.to_vec(), InternedOil { id, refs: 1 });
-        self.oil_ids.insert(id, oifs.to_vec());
+        for l in legs.iter().flat_map(Leg::leases) {
+            if let Some(s) = self.leases.get_mut(&l) {
+                s.refs += 1;
+            }
+        }
+        self.oils.insert(legs.to_vec(), InternedOil { id, refs: 1 });
+        self.oil_ids.insert(id, legs.to_vec());
         Ok(id)
     }
 
@@ -257,16 +396,21 @@ impl<F: FastPath> Mirror<F> {
         if id == OIL_EMPTY {
             return Ok(());
         }
-        let Some(list) = self.oil_ids.get(&id) else {
+        let Some(legs) = self.oil_ids.get(&id) else {
             return Ok(());
         };
-        let o = self.oils.get_mut(list).expect("oil_ids and oils agree");
+        let o = self.oils.get_mut(legs).expect("oil_ids and oils agree");
         o.refs -= 1;
         if o.refs == 0 {
             // The MFE that referenced it was rewritten or removed first.
-            self.fp.remove_oil(id)?;
-            let list = self.oil_ids.remove(&id).expect("present");
-            self.oils.remove(&list);
+            self.fp.remove_oil(id, legs)?;
+            let legs = self.oil_ids.remove(&id).expect("present");
+            for l in legs.iter().flat_map(Leg::leases) {
+                if let Some(s) = self.leases.get_mut(&l) {
+                    s.refs -= 1;
+                }
+            }
+            self.oils.remove(&legs);
             self.free_oil_ids.push(id);
         }
         Ok(())
@@ -278,11 +422,13 @@ impl<F: FastPath> Mirror<F> {
 pub enum Write {
     SetPort(u32),
     RemovePort(u32),
+    /// OIL id and its interfaces.
     SetOil(u32, Vec<u32>),
     RemoveOil(u32),
     SetMfe(MfeKey, MfeValue),
     RemoveMfe(MfeKey),
     ClearStats(u32),
+    SetLease(u32, bool),
 }
 
 /// In-memory fast path for unit tests: keeps the maps and a log of writes, and checks on every
@@ -290,9 +436,10 @@ pub enum Write {
 #[derive(Debug, Default)]
 pub struct MemFastPath {
     pub ports: BTreeMap<u32, PortValue>,
-    pub oils: BTreeMap<u32, Vec<u32>>,
+    pub oils: BTreeMap<u32, Vec<Leg>>,
     pub mfes: BTreeMap<MfeKey, MfeValue>,
     pub stats: BTreeMap<u32, MfeStats>,
+    pub leases: BTreeMap<u32, bool>,
     pub log: Vec<Write>,
     pub capacity: u32,
 }
@@ -305,9 +452,9 @@ impl MemFastPath {
     /// Panics if any map references a target that is not there: the state the data path
     /// would see after the last write.
     pub fn assert_consistent(&self) {
-        for (id, list) in &self.oils {
-            for i in list {
-                assert!(self.ports.contains_key(i), "oil {id} names missing port {i}");
+        for (id, legs) in &self.oils {
+            for l in legs {
+                assert!(self.ports.contains_key(&l.ifindex), "oil {id} names missing port {l:?}");
             }
         }
         for (k, v) in &self.mfes {
@@ -317,6 +464,17 @@ impl MemFastPath {
                 v.oil
             );
         }
+    }
+
+    /// Whether the data path would send a copy of `key` to `ifindex` now: the model of the
+    /// egress program's check.
+    pub fn forwards(&self, key: &MfeKey, ifindex: u32) -> bool {
+        let Some(m) = self.mfes.get(key) else { return false };
+        let Some(legs) = self.oils.get(&m.oil) else { return false };
+        legs.iter()
+            .filter(|l| l.ifindex == ifindex)
+            .flat_map(Leg::leases)
+            .any(|l| l == LEASE_STATIC || self.leases.get(&l).copied().unwrap_or(false))
     }
 }
 
@@ -333,13 +491,14 @@ impl FastPath for MemFastPath {
         self.assert_consistent();
         Ok(())
     }
-    fn set_oil(&mut self, id: u32, ifindexes: &[u32]) -> Result<(), FastPathError> {
-        self.oils.insert(id, ifindexes.to_vec());
-        self.log.push(Write::SetOil(id, ifindexes.to_vec()));
+    fn set_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError> {
+        assert!(!self.oils.contains_key(&id), "oil {id} written twice");
+        self.oils.insert(id, legs.to_vec());
+        self.log.push(Write::SetOil(id, legs.iter().map(|l| l.ifindex).collect()));
         self.assert_consistent();
         Ok(())
     }
-    fn remove_oil(&mut self, id: u32) -> Result<(), FastPathError> {
+    fn remove_oil(&mut self, id: u32, _legs: &[Leg]) -> Result<(), FastPathError> {
         self.oils.remove(&id);
         self.log.push(Write::RemoveOil(id));
         self.assert_consistent();
@@ -355,6 +514,11 @@ impl FastPath for MemFastPath {
         self.mfes.remove(key);
         self.log.push(Write::RemoveMfe(*key));
         self.assert_consistent();
+        Ok(())
+    }
+    fn set_lease(&mut self, id: u32, alive: bool) -> Result<(), FastPathError> {
+        self.leases.insert(id, alive);
+        self.log.push(Write::SetLease(id, alive));
         Ok(())
     }
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError> {
@@ -390,7 +554,7 @@ mod tests {
     #[test]
     fn install_writes_oil_before_mfe() {
         let mut m = mirror(&[1, 2, 3]);
-        m.install(key(1, 1), 1, &[3, 2]).unwrap();
+        m.install_static(key(1, 1), 1, &[3, 2]).unwrap();
         let log = &m.fast_path().log;
         assert_eq!(log[0], Write::SetOil(1, vec![2, 3]));
         assert_eq!(log[1], Write::ClearStats(0));
@@ -400,15 +564,15 @@ mod tests {
     #[test]
     fn iif_is_never_in_the_oil_and_duplicates_fold() {
         let mut m = mirror(&[1, 2]);
-        m.install(key(1, 1), 1, &[1, 2, 2]).unwrap();
-        assert_eq!(m.get(&key(1, 1)).unwrap().oifs, vec![2]);
+        m.install_static(key(1, 1), 1, &[1, 2, 2]).unwrap();
+        assert_eq!(m.get(&key(1, 1)).unwrap().oifs(), vec![2]);
     }
 
     #[test]
     fn identical_oils_are_shared_and_freed_with_the_last_user() {
         let mut m = mirror(&[1, 2, 3]);
-        m.install(key(1, 1), 1, &[2, 3]).unwrap();
-        m.install(key(2, 1), 1, &[3, 2]).unwrap();
+        m.install_static(key(1, 1), 1, &[2, 3]).unwrap();
+        m.install_static(key(2, 1), 1, &[3, 2]).unwrap();
         assert_eq!(m.oil_count(), 1);
         assert_eq!(m.get(&key(1, 1)).unwrap().oil, m.get(&key(2, 1)).unwrap().oil);
         assert!(m.remove(&key(1, 1)).unwrap());
@@ -425,9 +589,9 @@ mod tests {
     #[test]
     fn changing_an_oil_swaps_ids_with_one_mfe_write() {
         let mut m = mirror(&[1, 2, 3]);
-        m.install(key(1, 1), 1, &[2]).unwrap();
+        m.install_static(key(1, 1), 1, &[2]).unwrap();
         m.fast_path_mut().log.clear();
-        m.install(key(1, 1), 1, &[2, 3]).unwrap();
+        m.install_static(key(1, 1), 1, &[2, 3]).unwrap();
         let log = m.fast_path().log.clone();
         assert_eq!(
             log,
@@ -442,16 +606,16 @@ mod tests {
     #[test]
     fn reinstalling_the_same_mfe_writes_nothing() {
         let mut m = mirror(&[1, 2]);
-        m.install(key(1, 1), 1, &[2]).unwrap();
+        m.install_static(key(1, 1), 1, &[2]).unwrap();
         m.fast_path_mut().log.clear();
-        m.install(key(1, 1), 1, &[2]).unwrap();
+        m.install_static(key(1, 1), 1, &[2]).unwrap();
         assert!(m.fast_path().log.is_empty());
     }
 
     #[test]
     fn empty_oil_is_a_negative_cache_entry() {
         let mut m = mirror(&[1]);
-        m.install(key(1, 1), 1, &[]).unwrap();
+        m.install_static(key(1, 1), 1, &[]).unwrap();
         assert_eq!(m.fast_path().mfes[&key(1, 1)].oil, OIL_EMPTY);
         assert!(m.fast_path().oils.is_empty());
     }
@@ -459,8 +623,8 @@ mod tests {
     #[test]
     fn unknown_ports_are_refused_without_writes() {
         let mut m = mirror(&[1, 2]);
-        assert!(matches!(m.install(key(1, 1), 1, &[9]), Err(FastPathError::UnknownPort(9))));
-        assert!(matches!(m.install(key(1, 1), 9, &[2]), Err(FastPathError::UnknownPort(9))));
+        assert!(matches!(m.install_static(key(1, 1), 1, &[9]), Err(FastPathError::UnknownPort(9))));
+        assert!(matches!(m.install_static(key(1, 1), 9, &[2]), Err(FastPathError::UnknownPort(9))));
         assert!(m.fast_path().log.is_empty());
     }
 
@@ -469,13 +633,13 @@ mod tests {
         let mut m = Mirror::new(MemFastPath::with_capacity(2));
         m.add_port(1, [0; 6]).unwrap();
         m.add_port(2, [0; 6]).unwrap();
-        m.install(key(1, 1), 1, &[2]).unwrap();
-        m.install(key(2, 1), 1, &[2]).unwrap();
-        assert!(matches!(m.install(key(3, 1), 1, &[2]), Err(FastPathError::Full { .. })));
+        m.install_static(key(1, 1), 1, &[2]).unwrap();
+        m.install_static(key(2, 1), 1, &[2]).unwrap();
+        assert!(matches!(m.install_static(key(3, 1), 1, &[2]), Err(FastPathError::Full { .. })));
         assert!(!m.fast_path().mfes.contains_key(&key(3, 1)));
         m.fast_path_mut().stats.insert(0, MfeStats { packets: 7, ..Default::default() });
         m.remove(&key(1, 1)).unwrap();
-        m.install(key(3, 1), 1, &[2]).unwrap();
+        m.install_static(key(3, 1), 1, &[2]).unwrap();
         assert_eq!(m.get(&key(3, 1)).unwrap().slot, 0);
         assert_eq!(m.stats(&key(3, 1)).unwrap().unwrap().packets, 0);
     }
@@ -483,7 +647,7 @@ mod tests {
     #[test]
     fn ports_in_use_cannot_be_removed() {
         let mut m = mirror(&[1, 2]);
-        m.install(key(1, 1), 1, &[2]).unwrap();
+        m.install_static(key(1, 1), 1, &[2]).unwrap();
         assert!(matches!(m.remove_port(2), Err(FastPathError::PortInUse(2, 1))));
         assert!(matches!(m.remove_port(1), Err(FastPathError::PortInUse(1, 1))));
         m.remove(&key(1, 1)).unwrap();
@@ -495,5 +659,71 @@ mod tests {
         let mut m = mirror(&[1]);
         assert!(!m.remove(&key(1, 1)).unwrap());
         assert!(m.fast_path().log.is_empty());
+    }
+
+    #[test]
+    fn killing_a_lease_stops_every_copy_it_kept_with_one_write() {
+        let mut m = Mirror::new(MemFastPath::with_capacity(2000));
+        for p in 1..=3 {
+            m.add_port(p, [0; 6]).unwrap();
+        }
+        let pim2 = m.open_lease().unwrap();
+        let pim3 = m.open_lease().unwrap();
+        for s in 0..1000u32 {
+            let k = MfeKey::new(s.to_be_bytes(), [239, 1, 1, 1]);
+            m.install(k, 1, &[(2, vec![pim2]), (3, vec![pim3])]).unwrap();
+        }
+        assert_eq!(m.oil_count(), 1, "one shared list");
+        m.fast_path_mut().log.clear();
+        m.kill_lease(pim2).unwrap();
+        assert_eq!(m.fast_path().log, vec![Write::SetLease(pim2, false)]);
+        for s in 0..1000u32 {
+            let k = MfeKey::new(s.to_be_bytes(), [239, 1, 1, 1]);
+            assert!(!m.fast_path().forwards(&k, 2), "copy to 2 after the release");
+            assert!(m.fast_path().forwards(&k, 3), "the other interface keeps flowing");
+        }
+    }
+
+    #[test]
+    fn a_leg_kept_by_two_owners_survives_one_release() {
+        let mut m = mirror(&[1, 2]);
+        let (pim, igmp) = (m.open_lease().unwrap(), m.open_lease().unwrap());
+        m.install(key(1, 1), 1, &[(2, vec![pim]), (2, vec![igmp])]).unwrap();
+        assert_eq!(m.get(&key(1, 1)).unwrap().oifs(), vec![2], "one copy per interface");
+        m.kill_lease(pim).unwrap();
+        assert!(m.fast_path().forwards(&key(1, 1), 2));
+        m.kill_lease(igmp).unwrap();
+        assert!(!m.fast_path().forwards(&key(1, 1), 2));
+    }
+
+    #[test]
+    fn a_dead_lease_is_reused_only_once_no_oil_names_it() {
+        let mut m = mirror(&[1, 2]);
+        let l = m.open_lease().unwrap();
+        m.install(key(1, 1), 1, &[(2, vec![l])]).unwrap();
+        m.kill_lease(l).unwrap();
+        m.reap_leases();
+        assert_ne!(m.open_lease().unwrap(), l, "still named by an OIL: not reusable");
+        assert_eq!(m.lease_counts(), (1, 1));
+        m.install(key(1, 1), 1, &[]).unwrap();
+        m.reap_leases();
+        assert_eq!(m.lease_counts(), (1, 0));
+        let again = m.open_lease().unwrap();
+        assert_eq!(again, l, "recycled");
+        assert!(m.fast_path().leases[&l], "and alive again");
+    }
+
+    #[test]
+    fn statics_forward_without_a_lease_and_unknown_leases_are_refused() {
+        let mut m = mirror(&[1, 2]);
+        m.install_static(key(1, 1), 1, &[2]).unwrap();
+        assert!(m.fast_path().forwards(&key(1, 1), 2));
+        assert!(matches!(
+            m.install(key(2, 1), 1, &[(2, vec![77])]),
+            Err(FastPathError::UnknownLease(77))
+        ));
+        let many: Vec<(u32, Vec<u32>)> =
+            (0..5).map(|_| (2, vec![m.open_lease().unwrap()])).collect();
+        assert!(matches!(m.install(key(2, 1), 1, &many), Err(FastPathError::TooManyLeases(2))));
     }
 }

@@ -265,11 +265,16 @@ pub enum Event {
     },
 }
 
+/// An outgoing list: each interface with the clients whose memberships put it there. The fast
+/// path keeps a copy flowing to an interface while one of those clients still owns it, which
+/// is what makes a release atomic there.
+pub type Oil = BTreeMap<Iface, BTreeSet<Handle>>;
+
 /// What a call caused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Make the fast path forward `sg` arriving on `iif` to exactly `oifs`.
-    Install { sg: Sg, iif: Iface, oifs: Vec<Iface> },
+    Install { sg: Sg, iif: Iface, oifs: Oil },
     /// Remove `sg` from the fast path.
     Remove { sg: Sg },
     /// Deliver a callback.
@@ -371,7 +376,7 @@ struct Flags {
 struct Mfe {
     iif: Iface,
     upstream: Ipv4Addr,
-    oifs: BTreeSet<Iface>,
+    oifs: Oil,
     /// Kept out by a creation alert answer.
     disabled: BTreeSet<Iface>,
     created: Duration,
@@ -482,8 +487,15 @@ impl Manager {
     }
 
     /// Every MFE's (S,G), in walk order.
-    pub fn mfe_keys(&self) -> Vec<Sg> {
-        self.mfes.keys().copied().collect()
+    pub fn mfe_count(&self) -> usize {
+        self.mfes.len()
+    }
+
+    /// Up to `n` MFE keys strictly after `after` (from the first with `None`), in order.
+    pub fn mfe_keys_after(&self, after: Option<Sg>, n: usize) -> Vec<Sg> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lo = after.map_or(Unbounded, Excluded);
+        self.mfes.range((lo, Unbounded)).take(n).map(|(k, _)| *k).collect()
     }
 
     // ---- registration ------------------------------------------------------------------
@@ -561,6 +573,11 @@ impl Manager {
             self.notify(i, Event::EnableIgmp { iface });
         }
         Ok(())
+    }
+
+    /// Whether `h` owns `iface` (as its routing protocol or as IGMP).
+    pub fn owns(&self, h: Handle, iface: Iface) -> bool {
+        self.owners.get(&iface).is_some_and(|o| o.routing == Some(h) || o.igmp == Some(h))
     }
 
     /// ReleaseInterfaceOwnership: the client's memberships on the interface go (with their
@@ -845,16 +862,16 @@ impl Manager {
     }
 
     /// The outgoing list the memberships give `sg` arriving on `iif`.
-    fn oil_for(&self, sg: Sg, iif: Iface, disabled: &BTreeSet<Iface>) -> BTreeSet<Iface> {
-        let mut out = BTreeSet::new();
+    fn oil_for(&self, sg: Sg, iif: Iface, disabled: &BTreeSet<Iface>) -> Oil {
+        let mut out = Oil::new();
         for group in [Some(sg.group), None] {
             let lo = Pattern { group, source: None };
             let hi = Pattern { group, source: Some(Ipv4Addr::BROADCAST) };
             let range = (lo, Iface::new(0, Ipv4Addr::UNSPECIFIED), Handle(0))
                 ..=(hi, Iface::new(u32::MAX, Ipv4Addr::BROADCAST), Handle(u64::MAX));
-            for ((p, iface, _), f) in self.members.range(range) {
+            for ((p, iface, h), f) in self.members.range(range) {
                 if f.forward && p.matches(&sg) && *iface != iif && !disabled.contains(iface) {
-                    out.insert(*iface);
+                    out.entry(*iface).or_default().insert(*h);
                 }
             }
         }
@@ -870,8 +887,8 @@ impl Manager {
         }
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
         let iif = m.iif;
-        self.mfes.get_mut(&sg).expect("present").oifs = oifs.clone();
-        self.effects.push(Effect::Install { sg, iif, oifs: oifs.into_iter().collect() });
+        self.mfes.get_mut(&sg).expect("present").oifs.clone_from(&oifs);
+        self.effects.push(Effect::Install { sg, iif, oifs });
         if became_empty {
             self.oil_empty_alert(sg, now);
         }
@@ -991,7 +1008,7 @@ impl Manager {
     fn creation_alerts(&mut self, sg: Sg, iif: Iface, upstream: Ipv4Addr, now: Duration) {
         let oifs = self.oil_for(sg, iif, &BTreeSet::new());
         let mut by_owner: BTreeMap<Handle, Vec<IfEntry>> = BTreeMap::new();
-        for iface in &oifs {
+        for iface in oifs.keys() {
             let o = self.owners.get(iface).copied().unwrap_or_default();
             if let Some(owner) = o.routing.or(o.igmp) {
                 by_owner.entry(owner).or_default().push(IfEntry {
@@ -1080,7 +1097,7 @@ impl Manager {
                 timeout,
             },
         );
-        self.effects.push(Effect::Install { sg, iif, oifs: oifs.into_iter().collect() });
+        self.effects.push(Effect::Install { sg, iif, oifs });
         if empty {
             self.oil_empty_alert(sg, now);
         }
@@ -1169,7 +1186,7 @@ impl Manager {
         };
         self.effects.push(Effect::Remove { sg });
         let mut told = BTreeSet::new();
-        for iface in std::iter::once(&m.iif).chain(m.oifs.iter()) {
+        for iface in std::iter::once(&m.iif).chain(m.oifs.keys()) {
             let o = self.owners.get(iface).copied().unwrap_or_default();
             for h in [o.routing, o.igmp].into_iter().flatten() {
                 if told.insert(h) {
@@ -1191,7 +1208,7 @@ impl Manager {
             group: sg.group,
             iif: m.iif,
             upstream: m.upstream,
-            oifs: m.oifs.iter().copied().collect(),
+            oifs: m.oifs.keys().copied().collect(),
             uptime_secs: now.saturating_sub(m.created).as_secs(),
             expiry_secs: m.expires.saturating_sub(now).as_secs(),
             timeout_secs: m.timeout.as_secs(),
@@ -1243,7 +1260,7 @@ impl Manager {
         let m = self.mfes.get_mut(&sg).expect("present");
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
         m.oifs = oifs.clone();
-        self.effects.push(Effect::Install { sg, iif, oifs: oifs.into_iter().collect() });
+        self.effects.push(Effect::Install { sg, iif, oifs });
         if became_empty {
             self.oil_empty_alert(sg, now);
         }

@@ -43,6 +43,8 @@ pub enum Request {
     Hello,
     /// Managed interfaces, every MFE with its counters, and the global fast-path counters.
     Show,
+    /// Sizes only (cheap at any table size): MFEs, lists, leases, queued fast-path writes.
+    Status,
     /// Installs or replaces a static MFE (outside the MGM API, like a static route).
     AddMfe(StaticMfe),
     /// Removes a static MFE.
@@ -140,9 +142,10 @@ pub enum Request {
 }
 
 /// Every method name, for telling "unknown method" from "bad parameters".
-pub const METHODS: [&str; 22] = [
+pub const METHODS: [&str; 23] = [
     "hello",
     "show",
+    "status",
     "add_mfe",
     "del_mfe",
     "register",
@@ -286,6 +289,24 @@ pub struct MfeStatsReply {
     pub in_octets: u64,
     pub wrong_interface: u64,
     pub ttl_expired: u64,
+}
+
+/// Reply to `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// MFEs the MGM core holds.
+    pub mfes: usize,
+    /// MFEs in the fast path (MGM and static).
+    pub installed: usize,
+    /// Distinct outgoing lists in the fast path.
+    pub oils: usize,
+    /// Fast-path writes queued behind the replies already sent (background cleanup after a
+    /// large release, for instance). 0 when the fast path has caught up with the core.
+    pub pending_writes: usize,
+    /// Leases of current owners.
+    pub leases_alive: usize,
+    /// Released leases some outgoing list still names (their copies are already dropped).
+    pub leases_released: usize,
 }
 
 /// What `show` returns.
@@ -471,6 +492,7 @@ mod tests {
         let all = [
             Request::Hello,
             Request::Show,
+            Request::Status,
             Request::AddMfe(StaticMfe {
                 source: "10.0.0.1".parse().unwrap(),
                 group: "239.1.1.1".parse().unwrap(),

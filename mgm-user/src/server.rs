@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The control socket: binding (single instance, permissions), accepting, and one task per
 //! connection that parses lines into [`Cmd`]s for the router and writes what the router sends
-//! back. Replies and events share one bounded outbound queue per connection, filled only by
-//! the router, so replies leave in request order and after the fast-path writes they depend on.
+//! back. Replies and events share one outbound queue per connection, filled only by the router,
+//! so replies leave in request order and after the fast-path writes they depend on. The queue
+//! is bounded in bytes, not lines: a burst of callbacks (100k new flows at once) must not cost
+//! a client that reads its connection, while one that stops reading cannot grow mgmd's memory
+//! beyond [`OUTBOUND_BYTES`].
 
 use std::{
     io,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use bytes::BytesMut;
@@ -24,14 +31,71 @@ use crate::proto::{ErrorCode, MAX_FRAME, ReplyBody, ReplyFrame, WireError, parse
 /// Identifies a connection for the router.
 pub type ConnId = u64;
 
-/// Lines a connection may have queued for writing before it counts as too slow.
-pub const OUTBOUND_QUEUE: usize = 4096;
+/// Bytes a connection may have queued for writing (replies and events its client has not read
+/// yet) before it counts as too slow and is disconnected: about 80,000 callbacks.
+pub const OUTBOUND_BYTES: usize = 32 << 20;
+
+/// The router's end of one connection's outbound queue.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    tx: mpsc::UnboundedSender<String>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Why [`Outbound::push`] refused a line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// More than the limit is waiting: the client does not read.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+impl Outbound {
+    /// A queue that refuses lines once `limit` bytes wait.
+    pub fn channel(limit: usize) -> (Self, OutboundRx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (Self { tx, queued: queued.clone(), limit }, OutboundRx { rx, queued })
+    }
+
+    pub fn push(&self, line: String) -> Result<(), PushError> {
+        let n = line.len() + 1;
+        if self.queued.load(Ordering::Relaxed) + n > self.limit {
+            return Err(PushError::Full);
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.tx.send(line).map_err(|_| PushError::Closed)
+    }
+}
+
+/// The writer's end.
+#[derive(Debug)]
+pub struct OutboundRx {
+    rx: mpsc::UnboundedReceiver<String>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OutboundRx {
+    pub async fn recv(&mut self) -> Option<String> {
+        let line = self.rx.recv().await?;
+        self.queued.fetch_sub(line.len() + 1, Ordering::Relaxed);
+        Some(line)
+    }
+
+    pub fn try_recv(&mut self) -> Option<String> {
+        let line = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(line.len() + 1, Ordering::Relaxed);
+        Some(line)
+    }
+}
 
 /// What connection tasks tell the router.
 #[derive(Debug)]
 pub enum Cmd {
     /// A client connected; the router writes to it through `tx`.
-    Connected { conn: ConnId, tx: mpsc::Sender<String>, peer: Option<(u32, u32, i32)> },
+    Connected { conn: ConnId, tx: Outbound, peer: Option<(u32, u32, i32)> },
     /// A line: a parsed request, or the error reply a bad line gets.
     Line { conn: ConnId, line: Result<crate::proto::RequestFrame, ReplyFrame> },
     /// The client went away.
@@ -155,7 +219,7 @@ impl Encoder<String> for RequestCodec {
 async fn connection(conn: ConnId, stream: UnixStream, tx: mpsc::Sender<Cmd>) -> io::Result<()> {
     let peer = stream.peer_cred().ok().map(|c| (c.uid(), c.gid(), c.pid().unwrap_or(0)));
     let (read, write) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND_QUEUE);
+    let (out_tx, mut out_rx) = Outbound::channel(OUTBOUND_BYTES);
     if tx.send(Cmd::Connected { conn, tx: out_tx, peer }).await.is_err() {
         return Ok(()); // shutting down
     }

@@ -366,6 +366,15 @@ impl Drop for Mgmd {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.stop();
         }
+        if std::thread::panicking() {
+            // The test failed: its daemon's view is the first thing to read.
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of mgmd's log ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -462,6 +471,17 @@ impl Ctl {
                 Ok(v["code"].as_str().unwrap_or_default().to_owned())
             }
         }
+    }
+
+    /// Forgets the events received so far (a test that lets thousands of callbacks take
+    /// their defaults reads them only to keep its connection).
+    pub fn drop_events(&mut self) {
+        self.events.clear();
+    }
+
+    /// The `status` reply (table sizes, queued fast-path writes).
+    pub fn status(&mut self) -> anyhow::Result<Value> {
+        self.call(json!({"method": "status"}))
     }
 
     pub fn show(&mut self) -> anyhow::Result<Value> {

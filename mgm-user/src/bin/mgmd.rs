@@ -9,7 +9,7 @@ use aya::programs::XdpMode;
 use clap::{Parser, ValueEnum};
 use mgm::{
     config::{Config, StaticMfe},
-    daemon::Router,
+    daemon::{Router, WRITE_BATCH},
     dataplane::{BpfFastPath, LoadOptions, parse_upcall},
     manager::Config as ManagerConfig,
     netdev,
@@ -150,6 +150,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
             _ = ticker.tick() => router.tick(),
+            // Background fast-path writes, a batch at a time between the other branches.
+            _ = std::future::ready(()), if router.pending_writes() > 0 => {
+                router.drain(WRITE_BATCH);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -24,22 +24,28 @@ impl Dataplane for MemFastPath {
 
 struct Harness {
     r: Router<MemFastPath>,
-    outs: BTreeMap<ConnId, mpsc::Receiver<String>>,
+    outs: BTreeMap<ConnId, crate::server::OutboundRx>,
     next_id: u64,
+    bytes: usize,
 }
 
 impl Harness {
     fn new() -> Self {
-        let mut r = Router::new(MemFastPath::with_capacity(64), Config::default());
+        Self::with_capacity(64, 16 << 10)
+    }
+
+    /// A router whose fast path holds `mfes` entries and whose connections queue `bytes`.
+    fn with_capacity(mfes: u32, bytes: usize) -> Self {
+        let mut r = Router::new(MemFastPath::with_capacity(mfes), Config::default());
         for (name, ifindex) in [("in", 1), ("o1", 2), ("o2", 3)] {
             r.manage(NetDev { name: name.into(), ifindex, mac: [2, 0, 0, 0, 0, ifindex as u8] })
                 .unwrap();
         }
-        Self { r, outs: BTreeMap::new(), next_id: 1 }
+        Self { r, outs: BTreeMap::new(), next_id: 1, bytes }
     }
 
     fn connect(&mut self, conn: ConnId) {
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = Outbound::channel(self.bytes);
         self.r.on_cmd(Cmd::Connected { conn, tx, peer: None });
         self.outs.insert(conn, rx);
     }
@@ -56,7 +62,7 @@ impl Harness {
     fn drain(&mut self, conn: ConnId) -> Vec<Value> {
         let rx = self.outs.get_mut(&conn).unwrap();
         let mut out = Vec::new();
-        while let Ok(l) = rx.try_recv() {
+        while let Some(l) = rx.try_recv() {
             out.push(serde_json::from_str(&l).unwrap());
         }
         out
@@ -97,8 +103,7 @@ impl Harness {
         assert_eq!(events[0]["event"], "rpf", "{events:?}");
         for secs in [3600, 7200] {
             self.r.manager.tick(Duration::from_secs(secs));
-            let effects = self.r.manager.take_effects();
-            self.r.apply_writes(&effects);
+            self.r.queue_effects();
         }
         self.drain(1);
         pim
@@ -162,7 +167,7 @@ fn static_mfes_are_not_overridden_by_mgm_entries() {
     h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 3}));
     h.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
     let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
-    assert_eq!(h.r.mirror.get(&key).unwrap().oifs, vec![2], "the static entry stands");
+    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2], "the static entry stands");
     let show = h.ok(1, json!({"method": "show"}));
     assert_eq!(show["mfes"][0]["origin"], "static");
     assert_eq!(show["protocols"].as_array().unwrap().len(), 1);
@@ -202,10 +207,13 @@ fn a_client_that_does_not_read_is_disconnected_and_released() {
     h.connect(1);
     let pim = h.register(1, 103);
     h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": 2}));
-    // Fill the 16-line queue without reading.
-    for _ in 0..20 {
+    // Fill the 16 KiB queue without reading: 300 replies of ~60 bytes.
+    for i in 0..300 {
         let line = parse_request(&json!({"id": 1, "method": "hello"}).to_string());
         h.r.on_cmd(Cmd::Line { conn: 1, line });
+        if i == 100 {
+            assert!(h.r.conns.contains_key(&1), "7 KiB queued is within the limit");
+        }
     }
     assert!(h.r.manager.owners().is_empty(), "its interface was released");
     assert!(!h.r.conns.contains_key(&1));
@@ -217,7 +225,7 @@ fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
     h.connect(1);
     h.pim_with_mfe(&[2, 3]);
     let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
-    assert_eq!(h.r.mirror.get(&key).unwrap().oifs, vec![2, 3]);
+    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2, 3]);
     h.drain(1);
     // Unplug ifindex 3.
     h.r.mirror.fast_path_mut().ports.get_mut(&3).unwrap().mac = [0xff; 6];
@@ -227,8 +235,54 @@ fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
         events.iter().any(|e| e["event"] == "interface_gone" && e["iface"]["ifindex"] == 3),
         "{events:?}"
     );
-    assert_eq!(h.r.mirror.get(&key).unwrap().oifs, vec![2], "the MFE lost the interface");
+    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2], "the MFE lost the interface");
     assert!(!h.r.mirror.fast_path().ports.contains_key(&3), "and so did the fast path");
     assert!(!h.r.interfaces.contains_key(&3));
     assert_eq!(h.err(1, json!({"method": "get_protocol_on_interface", "ifindex": 3})), "not_found");
+}
+
+#[test]
+fn a_release_stops_copies_before_its_reply_and_the_rewrite_follows_in_the_background() {
+    let n = 3 * WRITE_BATCH as u32;
+    let mut h = Harness::with_capacity(n, 4096 * n as usize);
+    h.connect(1);
+    let pim = h.register(1, 103);
+    for i in 1..=3 {
+        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+    }
+    for i in [2, 3] {
+        h.ok(
+            1,
+            json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": i}),
+        );
+    }
+    let keys: Vec<MfeKey> =
+        (0..n).map(|s| MfeKey::new((0x0a00_0000 + s).to_be_bytes(), [239, 1, 1, 1])).collect();
+    for k in &keys {
+        h.r.new_packet(k.source.into(), k.group.into(), 1, b"");
+    }
+    // Nobody answers: RPF and creation alerts take their defaults.
+    for secs in [3600, 7200] {
+        h.r.manager.tick(Duration::from_secs(secs));
+        h.r.queue_effects();
+    }
+    h.r.drain(usize::MAX);
+    h.drain(1);
+    assert_eq!(h.r.mirror.mfes().count(), n as usize);
+
+    let status = h.call(1, json!({"method": "release_interface", "handle": pim, "ifindex": 2}));
+    assert!(status[0].get("result").is_some(), "{status:?}");
+    // At the reply: not every MFE has been rewritten, yet none sends a copy to 2 any more,
+    // and every one still sends to 3.
+    let s = h.r.status();
+    assert!(s.pending_writes > 0, "the rewrite is in the background: {s:?}");
+    assert_eq!(s.leases_released, 1);
+    let fp = h.r.mirror.fast_path();
+    assert!(keys.iter().all(|k| !fp.forwards(k, 2)), "a copy to the released interface");
+    assert!(keys.iter().all(|k| fp.forwards(k, 3)), "a copy to 3 stopped");
+
+    h.r.drain(usize::MAX);
+    let s = h.r.status();
+    assert_eq!((s.pending_writes, s.leases_released, s.oils), (0, 0, 1), "{s:?}");
+    assert!(h.r.mirror.mfes().all(|(_, m)| m.oifs() == vec![3]));
 }
