@@ -39,6 +39,10 @@ pub mod programs {
     pub const EGRESS: &str = "mgm_xdp_egress";
 }
 
+/// Version of the meaning of the maps (bump when a field changes meaning without changing
+/// size): a restarted mgmd reuses pinned maps only if this and every size match.
+pub const ABI_VERSION: u32 = 1;
+
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
 /// Number of distinct outgoing lists that can exist at once.

@@ -31,7 +31,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     config::StaticMfe,
     dataplane::BpfFastPath,
-    fastpath::{FastPath, FastPathError, Mirror},
+    fastpath::{Adopted, FastPath, FastPathError, Mirror},
     manager::{Config, Effect, Handle, Iface, Manager, MfeView, Page, Sg},
     netdev::{self, NetDev},
     proto::{
@@ -72,6 +72,8 @@ pub trait Dataplane: FastPath {
     fn forget(&mut self, ifindex: u32);
     /// The interface indexes the kernel has now.
     fn present_links(&self) -> anyhow::Result<BTreeSet<u32>>;
+    /// The kernel's interface with this index.
+    fn device(&self, ifindex: u32) -> anyhow::Result<NetDev>;
 }
 
 impl Dataplane for BpfFastPath {
@@ -87,6 +89,9 @@ impl Dataplane for BpfFastPath {
     }
     fn present_links(&self) -> anyhow::Result<BTreeSet<u32>> {
         Ok(netdev::present()?)
+    }
+    fn device(&self, ifindex: u32) -> anyhow::Result<NetDev> {
+        Ok(netdev::by_index(ifindex)?)
     }
 }
 
@@ -135,6 +140,22 @@ pub struct Router<F: Dataplane = BpfFastPath> {
     pending: VecDeque<Pending>,
     /// When the current backlog of writes started, and how large it grew.
     backlog: Option<(Instant, usize)>,
+    /// After a restart: MFEs adopted from the pinned maps that the core has not re-created.
+    held: BTreeSet<MfeKey>,
+    /// Adopted leases still alive, by lease id, with their interface.
+    held_leases: BTreeMap<u32, u32>,
+    hold: HoldStage,
+}
+
+/// Where the restart hold is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HoldStage {
+    /// Clients reconnect and re-create their state; adopted MFEs keep forwarding.
+    Until(Duration),
+    /// Adopted MFEs were handed to the core as if their traffic had just arrived; those it
+    /// does not re-create by this time go.
+    Revalidating(Duration),
+    Done,
 }
 
 fn key(sg: Sg) -> MfeKey {
@@ -157,6 +178,9 @@ impl<F: Dataplane> Router<F> {
             leases: BTreeMap::new(),
             pending: VecDeque::new(),
             backlog: None,
+            held: BTreeSet::new(),
+            held_leases: BTreeMap::new(),
+            hold: HoldStage::Done,
         }
     }
 
@@ -176,11 +200,102 @@ impl<F: Dataplane> Router<F> {
         Ok(())
     }
 
+    /// Takes over what a previous mgmd left in the pinned maps (a restart): forwarding goes
+    /// on unchanged; the adopted MFEs are held for `hold` while clients reconnect and
+    /// re-create their state, then re-validated through the core (see docs/mgm-api.md).
+    pub fn adopt(&mut self, a: Adopted, hold: Duration) -> anyhow::Result<()> {
+        let keys = self.mirror.adopt(a)?;
+        let ports: Vec<u32> = self.mirror.ports().map(|(i, _)| i).collect();
+        for ifindex in ports {
+            match self.mirror.fast_path().device(ifindex) {
+                Ok(dev) => self.manage(dev)?,
+                Err(_) => {
+                    // Gone while mgmd was away: so are the MFEs using it.
+                    let users: Vec<MfeKey> = self
+                        .mirror
+                        .mfes()
+                        .filter(|(_, m)| m.iif == ifindex || m.oifs().contains(&ifindex))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for k in users {
+                        self.mirror.remove(&k)?;
+                    }
+                    self.mirror.remove_port(ifindex)?;
+                }
+            }
+        }
+        self.held = keys.into_iter().filter(|k| self.mirror.get(k).is_some()).collect();
+        self.held_leases = self.mirror.live_leases();
+        self.hold = HoldStage::Until(self.now() + hold);
+        info!(
+            mfes = self.held.len(),
+            leases = self.held_leases.len(),
+            hold_secs = hold.as_secs(),
+            "took over the pinned fast path; forwarding continues"
+        );
+        Ok(())
+    }
+
+    /// Kills the adopted leases on `ifindex`: a release or removal there during the hold
+    /// stops the held copies too (conservative: they may be another next hop's).
+    fn end_held_leases(&mut self, ifindex: Option<u32>) {
+        let ids: Vec<u32> = self
+            .held_leases
+            .iter()
+            .filter(|(_, i)| ifindex.is_none_or(|x| x == **i))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.held_leases.remove(&id);
+            if let Err(e) = self.mirror.kill_lease(id) {
+                error!(lease = id, error = %e, "releasing an adopted lease failed");
+            }
+        }
+    }
+
+    /// The restart hold: see [`Router::adopt`].
+    fn tick_hold(&mut self, now: Duration) {
+        match self.hold {
+            HoldStage::Until(t) if now >= t => {
+                let keys: Vec<MfeKey> = self.held.iter().copied().collect();
+                for k in keys {
+                    let sg = Sg::new(k.source.into(), k.group.into());
+                    if self.manager.knows(sg) {
+                        continue; // its Install is queued or coming
+                    }
+                    let Some(iif) = self.mirror.get(&k).map(|m| m.iif) else { continue };
+                    self.manager.new_packet(sg, iif, &[], now);
+                    if !self.manager.knows(sg) {
+                        // Nobody owns its incoming interface any more.
+                        self.held.remove(&k);
+                        self.pending.push_back(Pending::Remove { key: k });
+                    }
+                }
+                self.flush();
+                let grace = 2 * self.manager.answer_timeout() + Duration::from_secs(1);
+                self.hold = HoldStage::Revalidating(now + grace);
+            }
+            HoldStage::Revalidating(t) if now >= t || self.held.is_empty() => {
+                for k in std::mem::take(&mut self.held) {
+                    self.pending.push_back(Pending::Remove { key: k });
+                }
+                self.drain(WRITE_BATCH);
+                self.end_held_leases(None);
+                self.hold = HoldStage::Done;
+                info!("restart hold over: the fast path is the core's again");
+            }
+            _ => {}
+        }
+    }
+
     fn ensure_managed(&mut self, ifindex: u32) -> Result<(), WireError> {
         if self.interfaces.contains_key(&ifindex) {
             return Ok(());
         }
-        let dev = netdev::by_index(ifindex)
+        let dev = self
+            .mirror
+            .fast_path()
+            .device(ifindex)
             .map_err(|e| WireError::new(ErrorCode::InvalidParameter, e.to_string()))?;
         self.manage(dev).map_err(|e| WireError::new(ErrorCode::CanNotComplete, format!("{e:#}")))
     }
@@ -203,6 +318,7 @@ impl<F: Dataplane> Router<F> {
         let key = MfeKey::new(spec.source.octets(), spec.group.octets());
         self.mirror.install_static(key, iif, &oifs)?;
         self.statics.insert(key);
+        self.held.remove(&key);
         info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
         Ok(())
     }
@@ -260,6 +376,7 @@ impl<F: Dataplane> Router<F> {
         }
         self.manager.tick(now);
         self.flush();
+        self.tick_hold(now);
     }
 
     /// Interfaces that left the kernel: owners are told and released there, MFEs arriving
@@ -285,11 +402,13 @@ impl<F: Dataplane> Router<F> {
                 .mfes()
                 .filter(|(_, m)| m.iif == ifindex || m.oifs().contains(&ifindex))
                 .map(|(k, _)| *k)
-                .filter(|k| self.statics.contains(k))
+                .filter(|k| self.statics.contains(k) || self.held.contains(k))
                 .collect();
+            self.end_held_leases(Some(ifindex));
             for k in dead {
-                warn!(source = %Ipv4Addr::from(k.source), group = %Ipv4Addr::from(k.group), "static mfe used a removed interface; removed");
+                warn!(source = %Ipv4Addr::from(k.source), group = %Ipv4Addr::from(k.group), "static or held mfe used a removed interface; removed");
                 self.statics.remove(&k);
+                self.held.remove(&k);
                 let _ = self.mirror.remove(&k);
             }
             if let Err(e) = self.mirror.remove_port(ifindex) {
@@ -377,6 +496,7 @@ impl<F: Dataplane> Router<F> {
         let gone: Vec<(Iface, Handle)> =
             self.leases.keys().filter(|k| !owners.contains(k)).copied().collect();
         for k in gone {
+            self.end_held_leases(Some(k.0.ifindex));
             let id = self.leases.remove(&k).expect("listed above");
             if let Err(e) = self.mirror.kill_lease(id) {
                 // The copies it kept stop only when the queued rewrites land.
@@ -412,8 +532,12 @@ impl<F: Dataplane> Router<F> {
                 {
                     Ok(())
                 }
-                Pending::Install { key, iif, oifs } => self.mirror.install(*key, *iif, oifs),
+                Pending::Install { key, iif, oifs } => {
+                    self.held.remove(key);
+                    self.mirror.install(*key, *iif, oifs)
+                }
                 Pending::Remove { key } => {
+                    self.held.remove(key);
                     self.last_packets.remove(key);
                     self.mirror.remove(key).map(drop)
                 }
@@ -556,11 +680,13 @@ impl<F: Dataplane> Router<F> {
                 let iface = Iface::new(ifindex, nexthop);
                 // The fast path stops first, in one write, before the core walks the entries
                 // (which takes time proportional to their number).
-                if self.manager.owns(h, iface)
-                    && let Some(id) = self.leases.remove(&(iface, h))
-                    && let Err(e) = self.mirror.kill_lease(id)
-                {
-                    error!(ifindex, lease = id, error = %e, "releasing a lease failed");
+                if self.manager.owns(h, iface) {
+                    self.end_held_leases(Some(ifindex));
+                    if let Some(id) = self.leases.remove(&(iface, h))
+                        && let Err(e) = self.mirror.kill_lease(id)
+                    {
+                        error!(ifindex, lease = id, error = %e, "releasing a lease failed");
+                    }
                 }
                 self.manager.release_interface(h, iface, now)?;
                 done()
@@ -658,6 +784,7 @@ impl<F: Dataplane> Router<F> {
             pending_writes: self.pending.len(),
             leases_alive,
             leases_released,
+            held: self.held.len(),
         }
     }
 

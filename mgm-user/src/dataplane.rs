@@ -3,7 +3,10 @@
 //! to managed interfaces and implements [`FastPath`] on the maps. This is the only module that
 //! touches aya; one task owns the [`BpfFastPath`] value.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -11,15 +14,19 @@ use aya::{
         Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, of_maps::HashOfMaps,
         xdp::DevMapHash,
     },
-    programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramFd, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
-    DEFAULT_MAX_MFES, LEASE_STATIC, LegKey, LegValue, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue,
-    PortValue, UPCALL_HEADER, Upcall, counter, maps, programs,
+    ABI_VERSION, DEFAULT_MAX_MFES, LEASE_NONE, LEASE_STATIC, LegKey, LegValue, MAX_OIL_PORTS,
+    MfeKey, MfeStats, MfeValue, PortValue, UPCALL_HEADER, Upcall, counter, maps, programs,
 };
 
-use crate::fastpath::{FastPath, FastPathError, Leg};
+use crate::fastpath::{Adopted, FastPath, FastPathError, Leg};
 
 /// Forwards aya-log records from the programs to the `log` facade (and so to tracing).
 pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -59,6 +66,16 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("pin directory {0}: {1} (is bpffs mounted on /sys/fs/bpf?)")]
+    Pin(PathBuf, #[source] std::io::Error),
+    #[error(
+        "{0} is not on a bpffs mount, so pins would not outlive mgmd: mount it \
+         (`mount -t bpf bpf /sys/fs/bpf`), or under `ip netns exec` (which remounts /sys) use \
+         `nsenter --net=/run/netns/NAME mgmd ...`, or pass --no-pin"
+    )]
+    NotBpffs(PathBuf),
+    #[error("pinning the XDP link of ifindex {0}: {1}")]
+    Link(u32, String),
     #[error("map {name} missing from the eBPF object")]
     MissingMap { name: &'static str },
     #[error("map {name}: {source}")]
@@ -97,12 +114,79 @@ pub struct LoadOptions {
     pub max_mfes: u32,
     /// How the ingress program is attached to each managed interface.
     pub xdp_mode: XdpMode,
+    /// Where maps and XDP links are pinned (bpffs), so forwarding outlives the process and a
+    /// restarted mgmd takes over the same maps. `None`: nothing outlives the process.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { max_mfes: DEFAULT_MAX_MFES, xdp_mode: XdpMode::Default }
+        Self { max_mfes: DEFAULT_MAX_MFES, xdp_mode: XdpMode::Default, pin_dir: None }
     }
+}
+
+/// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
+/// ingress program, and devmap entries the egress program.
+const PINNED_MAPS: [&str; 9] = [
+    maps::MFES,
+    maps::OILS,
+    maps::MFE_STATS,
+    maps::COUNTERS,
+    maps::PORTS,
+    maps::UPCALLS,
+    maps::UPCALL_SEEN,
+    maps::LEASES,
+    maps::LEGS,
+];
+
+/// What the pinned maps must look like to be reused: every size that the programs and this
+/// process must agree on, and the capacities given at load time. Kept as the name of an empty
+/// directory next to the pins (bpffs holds no regular files).
+fn layout(opts: &LoadOptions) -> String {
+    use std::mem::size_of;
+    format!(
+        "abi{ABI_VERSION}-mfe-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}",
+        size_of::<MfeKey>(),
+        size_of::<MfeValue>(),
+        opts.max_mfes,
+        size_of::<MfeStats>(),
+        size_of::<PortValue>(),
+        size_of::<LegKey>(),
+        size_of::<LegValue>(),
+        size_of::<Upcall>(),
+    )
+}
+
+/// Removes everything pinned under `dir` (maps and links; the links' XDP programs detach
+/// once no process holds them). Returns whether there was anything.
+pub fn remove_pins(dir: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Pins only outlive the process on a bpffs shared with the next mgmd. `ip netns exec`
+/// remounts /sys without it, the classic trap: say so instead of failing on a mkdir.
+fn check_bpffs(dir: &Path) -> Result<(), LoadError> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let parent = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+    let st = nix::sys::statfs::statfs(parent)
+        .map_err(|e| LoadError::Pin(parent.to_path_buf(), e.into()))?;
+    if st.filesystem_type().0 as i64 != BPF_FS_MAGIC {
+        return Err(LoadError::NotBpffs(parent.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// How the ingress program is held on one interface.
+#[derive(Debug)]
+enum Attachment {
+    /// By this process: detached when it exits.
+    Owned(XdpLinkId),
+    /// By a pinned link: stays attached when this process exits.
+    Pinned { _link: FdLink, path: PathBuf },
 }
 
 /// The loaded programs and their maps.
@@ -121,7 +205,10 @@ pub struct BpfFastPath {
     oil_pool: u32,
     /// The outer OIL map's fd again, for the batch update aya does not wrap.
     oils_fd: std::os::fd::OwnedFd,
-    attached: BTreeMap<u32, XdpLinkId>,
+    attached: BTreeMap<u32, Attachment>,
+    pin_dir: Option<PathBuf>,
+    /// The maps came from the pin directory (a restart): their contents are live state.
+    reused: bool,
     upcalls: Option<RingBuf<MapData>>,
     max_mfes: u32,
     mode: XdpMode,
@@ -164,10 +251,44 @@ impl BpfFastPath {
             return Err(LoadError::Stub);
         }
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Cpus(e))?;
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(maps::MFES, opts.max_mfes)
-            .map_max_entries(maps::MFE_STATS, opts.max_mfes)
-            .load(OBJECT)?;
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(maps::MFES, opts.max_mfes);
+        loader.map_max_entries(maps::MFE_STATS, opts.max_mfes);
+        let mut reused = false;
+        let mut pin_paths = Vec::new();
+        if let Some(dir) = &opts.pin_dir {
+            check_bpffs(dir)?;
+            let marker = dir.join(layout(opts));
+            match (dir.exists(), marker.is_dir()) {
+                (true, true) => reused = true,
+                (true, false) => {
+                    // Another version or other capacities: these maps cannot be shared with
+                    // the programs about to load. Forwarding restarts from nothing.
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "pinned state has another layout (version or capacities); removing it"
+                    );
+                    remove_pins(dir).map_err(|e| LoadError::Pin(dir.clone(), e))?;
+                }
+                (false, _) => {}
+            }
+            for sub in ["maps", "links"] {
+                std::fs::create_dir_all(dir.join(sub))
+                    .map_err(|e| LoadError::Pin(dir.join(sub), e))?;
+            }
+            pin_paths = PINNED_MAPS.iter().map(|m| (*m, dir.join("maps").join(m))).collect();
+        }
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT)?;
+        if let Some(dir) = &opts.pin_dir
+            && !reused
+        {
+            // Made last: the marker means a complete set of pinned maps.
+            std::fs::create_dir(dir.join(layout(opts)))
+                .map_err(|e| LoadError::Pin(dir.clone(), e))?;
+        }
         // A missing logger only means the programs have no log statements left.
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
 
@@ -206,6 +327,8 @@ impl BpfFastPath {
             ingress_fd,
             oil_pool: 0,
             attached: BTreeMap::new(),
+            pin_dir: opts.pin_dir.clone(),
+            reused,
             upcalls: Some(upcalls),
             max_mfes: opts.max_mfes,
             mode: opts.xdp_mode,
@@ -225,19 +348,50 @@ impl BpfFastPath {
             .expect("loaded in load()")
             .try_into()
             .expect("is an XDP program");
-        let link = prog.attach_to_if_index(ifindex, mode).map_err(|source| LoadError::Attach {
-            ifindex,
-            mode,
-            source,
-        })?;
-        self.attached.insert(ifindex, link);
+        let attach_err = |source| LoadError::Attach { ifindex, mode, source };
+        let Some(dir) = &self.pin_dir else {
+            let link = prog.attach_to_if_index(ifindex, mode).map_err(attach_err)?;
+            self.attached.insert(ifindex, Attachment::Owned(link));
+            return Ok(());
+        };
+        let path = dir.join("links").join(ifindex.to_string());
+        // A link pinned by an earlier mgmd: swap this process's program in atomically (the
+        // interface never goes without one). A stale pin (the interface went away) fails
+        // and is replaced.
+        let id = match PinnedLink::from_pin(&path)
+            .ok()
+            .and_then(|p| XdpLink::try_from(FdLink::from(p)).ok())
+            .map(|link| prog.attach_to_link(link))
+        {
+            Some(Ok(id)) => id,
+            _ => {
+                let _ = std::fs::remove_file(&path);
+                prog.attach_to_if_index(ifindex, mode).map_err(attach_err)?
+            }
+        };
+        let link = prog.take_link(id).map_err(attach_err)?;
+        let fd_link =
+            FdLink::try_from(link).map_err(|e| LoadError::Link(ifindex, e.to_string()))?;
+        let link = if path.exists() {
+            fd_link
+        } else {
+            let pinned = fd_link.pin(&path).map_err(|e| LoadError::Link(ifindex, e.to_string()))?;
+            FdLink::from(pinned)
+        };
+        self.attached.insert(ifindex, Attachment::Pinned { _link: link, path });
         Ok(())
     }
 
     /// Detaches the ingress program from `ifindex`; a no-op if not attached.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), LoadError> {
-        let Some(link) = self.attached.remove(&ifindex) else {
-            return Ok(());
+        let link = match self.attached.remove(&ifindex) {
+            None => return Ok(()),
+            Some(Attachment::Pinned { _link, path }) => {
+                // Without its pin the link dies with our fd: the program detaches.
+                let _ = std::fs::remove_file(path);
+                return Ok(());
+            }
+            Some(Attachment::Owned(link)) => link,
         };
         let prog: &mut Xdp = self
             .ebpf
@@ -373,6 +527,60 @@ impl BpfFastPath {
         }
         // The outer map holds the inner maps now; our fds close with `inner`.
         Ok(())
+    }
+
+    /// After a restart (maps reused from the pin directory): everything the previous mgmd
+    /// left in the maps, for the mirror to adopt. Devmap entries are rewritten to name this
+    /// process's egress program; entries no leg accounts for (a crash mid-write) are removed.
+    pub fn pinned_state(&mut self) -> Result<Option<Adopted>, FastPathError> {
+        if !self.reused {
+            return Ok(None);
+        }
+        let mut a = Adopted::default();
+        for r in self.ports.iter() {
+            let (i, p) = r.map_err(map_err(maps::PORTS))?;
+            a.ports.push((i, p));
+        }
+        for r in self.legs.iter() {
+            let (k, v) = r.map_err(map_err(maps::LEGS))?;
+            a.oils.entry(k.oil).or_default().push(Leg { ifindex: k.ifindex, leases: v });
+        }
+        let ids: Vec<u32> =
+            self.oils.keys().collect::<Result<_, _>>().map_err(map_err(maps::OILS))?;
+        self.oil_pool = ids.iter().copied().max().unwrap_or(0);
+        for id in ids {
+            let legs = a.oils.get(&id).cloned().unwrap_or_default();
+            let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
+            let present: Vec<u32> =
+                inner.keys().collect::<Result<_, _>>().map_err(map_err("mgm_oil"))?;
+            for i in present.iter().filter(|i| !legs.iter().any(|l| l.ifindex == **i)) {
+                ignore_absent(inner.remove(*i)).map_err(map_err("mgm_oil"))?;
+            }
+            for l in &legs {
+                inner
+                    .insert(l.ifindex, l.ifindex, Some(&self.egress), BPF_ANY)
+                    .map_err(|source| FastPathError::XdpMap { map: "mgm_oil", source })?;
+            }
+        }
+        for legs in a.oils.values_mut() {
+            legs.sort();
+        }
+        for r in self.mfes.iter() {
+            let (k, v) = r.map_err(map_err(maps::MFES))?;
+            a.mfes.push((k, v));
+        }
+        let named: std::collections::BTreeSet<u32> = a
+            .oils
+            .values()
+            .flatten()
+            .flat_map(|l| l.leases.leases)
+            .filter(|&l| l != LEASE_NONE && l != LEASE_STATIC)
+            .collect();
+        for id in named {
+            let v = self.leases.get(&id, 0).map_err(map_err(maps::LEASES))?;
+            a.leases.insert(id, v != 0);
+        }
+        Ok(Some(a))
     }
 
     fn oils_fd(&self) -> i32 {

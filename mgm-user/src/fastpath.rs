@@ -87,6 +87,17 @@ impl Leg {
     }
 }
 
+/// What a previous mgmd left in pinned maps (see [`Mirror::adopt`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adopted {
+    pub ports: Vec<(u32, PortValue)>,
+    /// OIL id -> its legs, sorted by ifindex.
+    pub oils: BTreeMap<u32, Vec<Leg>>,
+    pub mfes: Vec<(MfeKey, MfeValue)>,
+    /// Every lease a leg names (static excluded) and whether it is alive.
+    pub leases: BTreeMap<u32, bool>,
+}
+
 /// One installed MFE as the mirror knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstalledMfe {
@@ -158,6 +169,76 @@ impl<F: FastPath> Mirror<F> {
 
     pub fn fast_path_mut(&mut self) -> &mut F {
         &mut self.fp
+    }
+
+    /// Takes over the state a previous mgmd left in the maps, so that nothing is rewritten
+    /// that need not be: forwarding goes on as it was. MFEs naming a missing OIL are removed,
+    /// duplicate lists are merged, unreferenced lists emptied. Returns the adopted MFE keys.
+    pub fn adopt(&mut self, a: Adopted) -> Result<Vec<MfeKey>, FastPathError> {
+        assert!(self.mfes.is_empty() && self.oils.is_empty(), "adopt into a fresh mirror");
+        self.ports.extend(a.ports.iter().copied());
+        let mut canonical: HashMap<Vec<Leg>, u32> = HashMap::new();
+        let mut refs: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut keys = Vec::new();
+        for (key, mut v) in a.mfes {
+            if v.oil != OIL_EMPTY {
+                let Some(legs) = a.oils.get(&v.oil) else {
+                    self.fp.remove_mfe(&key)?;
+                    continue;
+                };
+                let id = *canonical.entry(legs.clone()).or_insert(v.oil);
+                if id != v.oil {
+                    v.oil = id;
+                    self.fp.set_mfe(key, v)?;
+                }
+                *refs.entry(id).or_default() += 1;
+            }
+            let legs = a.oils.get(&v.oil).cloned().unwrap_or_default();
+            self.next_slot = self.next_slot.max(v.stats + 1);
+            self.mfes.insert(key, InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats });
+            keys.push(key);
+        }
+        let used_slots: BTreeSet<u32> = self.mfes.values().map(|m| m.slot).collect();
+        self.free_slots = (0..self.next_slot).filter(|s| !used_slots.contains(s)).collect();
+        let max_id = a.oils.keys().copied().max().unwrap_or(OIL_EMPTY);
+        self.next_oil_id = self.next_oil_id.max(max_id + 1);
+        for (id, legs) in &a.oils {
+            match refs.get(id) {
+                Some(&n) => {
+                    for l in legs.iter().flat_map(Leg::leases) {
+                        let alive = a.leases.get(&l).copied().unwrap_or(false);
+                        let s = self.leases.entry(l).or_insert(LeaseState { alive, refs: 0 });
+                        s.refs += 1;
+                    }
+                    self.oils.insert(legs.clone(), InternedOil { id: *id, refs: n });
+                    self.oil_ids.insert(*id, legs.clone());
+                }
+                None => self.fp.remove_oil(*id, legs)?,
+            }
+        }
+        self.free_oil_ids =
+            (OIL_EMPTY + 1..self.next_oil_id).filter(|id| !self.oil_ids.contains_key(id)).collect();
+        self.leases.remove(&LEASE_STATIC);
+        let max_lease = self.leases.keys().copied().max().unwrap_or(LEASE_STATIC);
+        self.next_lease = max_lease + 1;
+        self.free_leases =
+            (LEASE_STATIC + 1..self.next_lease).filter(|l| !self.leases.contains_key(l)).collect();
+        Ok(keys)
+    }
+
+    /// Adopted leases still alive, with the interface each one keeps copies flowing to.
+    pub fn live_leases(&self) -> BTreeMap<u32, u32> {
+        let mut out = BTreeMap::new();
+        for legs in self.oil_ids.values() {
+            for l in legs {
+                for id in l.leases() {
+                    if self.leases.get(&id).is_some_and(|s| s.alive) {
+                        out.insert(id, l.ifindex);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Makes `ifindex` usable as an outgoing interface (its MAC is the source of copies).
@@ -725,5 +806,63 @@ mod tests {
         let many: Vec<(u32, Vec<u32>)> =
             (0..5).map(|_| (2, vec![m.open_lease().unwrap()])).collect();
         assert!(matches!(m.install(key(2, 1), 1, &many), Err(FastPathError::TooManyLeases(2))));
+    }
+
+    /// What a BPF fast path would report after a restart, from the in-memory maps.
+    fn pinned(fp: &MemFastPath) -> Adopted {
+        let named: BTreeSet<u32> = fp
+            .oils
+            .values()
+            .flatten()
+            .flat_map(|l| l.leases().collect::<Vec<_>>())
+            .filter(|&l| l != LEASE_STATIC)
+            .collect();
+        Adopted {
+            ports: fp.ports.iter().map(|(i, p)| (*i, *p)).collect(),
+            oils: fp.oils.clone(),
+            mfes: fp.mfes.iter().map(|(k, v)| (*k, *v)).collect(),
+            leases: named.into_iter().map(|l| (l, fp.leases[&l])).collect(),
+        }
+    }
+
+    #[test]
+    fn a_restarted_mirror_adopts_the_maps_without_rewriting_them() {
+        let mut m = mirror(&[1, 2, 3]);
+        let (a, b) = (m.open_lease().unwrap(), m.open_lease().unwrap());
+        m.install(key(1, 1), 1, &[(2, vec![a]), (3, vec![b])]).unwrap();
+        m.install(key(2, 1), 1, &[(2, vec![a]), (3, vec![b])]).unwrap();
+        m.install(key(3, 1), 1, &[(3, vec![b])]).unwrap();
+        m.install_static(key(4, 1), 1, &[2]).unwrap();
+        m.kill_lease(b).unwrap();
+        // A list nobody references any more (a crash before it was emptied).
+        m.fast_path_mut().oils.insert(40, vec![Leg { ifindex: 2, leases: LegValue::default() }]);
+        let state = pinned(m.fast_path());
+
+        let mut fresh = Mirror::new(MemFastPath::with_capacity(8));
+        fresh.fast_path_mut().ports = m.fast_path().ports.clone();
+        fresh.fast_path_mut().oils = m.fast_path().oils.clone();
+        fresh.fast_path_mut().mfes = m.fast_path().mfes.clone();
+        fresh.fast_path_mut().leases = m.fast_path().leases.clone();
+        let keys = fresh.adopt(state).unwrap();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(fresh.fast_path().log, vec![Write::RemoveOil(40)], "only the orphan list goes");
+        assert_eq!(fresh.oil_count(), 3);
+        assert_eq!(fresh.lease_counts(), (1, 1), "a alive, b released but named");
+        assert!(fresh.fast_path().forwards(&key(1, 1), 2));
+        assert!(!fresh.fast_path().forwards(&key(1, 1), 3));
+        assert!(fresh.fast_path().forwards(&key(4, 1), 2), "the static entry");
+        assert_eq!(fresh.live_leases(), BTreeMap::from([(a, 2)]));
+
+        // Life goes on: new ids do not collide with adopted ones, and freeing works.
+        let c = fresh.open_lease().unwrap();
+        assert!(c != a && c != b);
+        fresh.install(key(5, 1), 1, &[(3, vec![c])]).unwrap();
+        assert_ne!(fresh.get(&key(5, 1)).unwrap().slot, fresh.get(&key(1, 1)).unwrap().slot);
+        for k in [1, 2, 3, 4, 5] {
+            assert!(fresh.remove(&key(k, 1)).unwrap());
+        }
+        assert!(fresh.fast_path().oils.is_empty() && fresh.fast_path().mfes.is_empty());
+        fresh.reap_leases();
+        assert_eq!(fresh.lease_counts(), (2, 0));
     }
 }

@@ -575,6 +575,16 @@ impl Manager {
         Ok(())
     }
 
+    /// Whether the core has an MFE for `sg` or is creating one.
+    pub fn knows(&self, sg: Sg) -> bool {
+        self.mfes.contains_key(&sg) || self.creating.contains_key(&sg)
+    }
+
+    /// How long RPF and creation answers are awaited.
+    pub fn answer_timeout(&self) -> Duration {
+        self.config.answer_timeout
+    }
+
     /// Whether `h` owns `iface` (as its routing protocol or as IGMP).
     pub fn owns(&self, h: Handle, iface: Iface) -> bool {
         self.owners.get(&iface).is_some_and(|o| o.routing == Some(h) || o.igmp == Some(h))

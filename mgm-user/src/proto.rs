@@ -307,6 +307,10 @@ pub struct Status {
     pub leases_alive: usize,
     /// Released leases some outgoing list still names (their copies are already dropped).
     pub leases_released: usize,
+    /// MFEs taken over from a previous mgmd (restart) that the clients have not re-created
+    /// yet: they keep forwarding until the hold ends, then are re-validated through the core.
+    #[serde(default)]
+    pub held: usize,
 }
 
 /// What `show` returns.

@@ -102,28 +102,15 @@ pub enum Cmd {
     Disconnected { conn: ConnId },
 }
 
-/// Binds the control socket: takes the single-instance lock first, then replaces a stale
-/// socket file, and restricts access to the owner (root) by default.
+/// Binds the control socket, replacing a stale socket file, and restricts access to the owner
+/// (root) by default. The caller holds [`lock`] for `path` (taken before anything else, so a
+/// second mgmd touches neither the socket nor the pinned fast path).
 pub fn bind(
     path: &Path,
+    _lock: &nix::fcntl::Flock<std::fs::File>,
     mode: u32,
-) -> anyhow::Result<(UnixListener, nix::fcntl::Flock<std::fs::File>)> {
+) -> anyhow::Result<UnixListener> {
     use anyhow::Context as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let lock_path = lock_path(path);
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .with_context(|| {
-            format!("another mgmd holds {} (is one already running?)", lock_path.display())
-        })?;
     match std::fs::remove_file(path) {
         Ok(()) => debug!(path = %path.display(), "removed stale socket"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -133,7 +120,27 @@ pub fn bind(
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))?;
-    Ok((listener, lock))
+    Ok(listener)
+}
+
+/// Takes the single-instance lock that goes with `socket` (held for the process lifetime).
+pub fn lock(socket: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use anyhow::Context as _;
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let lock_path = lock_path(socket);
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .with_context(|| {
+            format!("another mgmd holds {} (is one already running?)", lock_path.display())
+        })
 }
 
 pub fn lock_path(socket: &Path) -> PathBuf {

@@ -289,12 +289,16 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// mgmd running in a namespace; killed (SIGTERM, then SIGKILL) on drop.
+/// mgmd running in a namespace, with its own socket and bpffs pin directory; stopped and its
+/// pins removed on drop (even when the test fails).
 #[derive(Debug)]
 pub struct Mgmd {
     child: Child,
     pub socket: PathBuf,
+    pub pin_dir: PathBuf,
     dir: PathBuf,
+    ns: String,
+    pub args: Vec<String>,
 }
 
 impl Mgmd {
@@ -302,35 +306,85 @@ impl Mgmd {
         let dir = std::env::temp_dir().join(unique("mgmd"));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("mgmd.sock");
-        let log = File::create(dir.join("mgmd.log"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name])
+        let pin_dir = Path::new("/sys/fs/bpf").join(unique("pins"));
+        let child = Self::spawn(&ns.name, &socket, &pin_dir, &dir, args)?;
+        let mut d = Self { child, socket, pin_dir, dir, ns: ns.name.clone(), args: args.to_vec() };
+        d.wait_ready()?;
+        Ok(d)
+    }
+
+    fn spawn(
+        ns: &str,
+        socket: &Path,
+        pin_dir: &Path,
+        dir: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Child> {
+        let log = File::options().create(true).append(true).open(dir.join("mgmd.log"))?;
+        // nsenter, not `ip netns exec`: that one remounts /sys, hiding the bpffs the pins
+        // live on (and a fresh bpffs there would die with the process).
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
             .arg(bin("mgmd"))
             .arg("--socket")
-            .arg(&socket)
+            .arg(socket)
+            .arg("--pin-dir")
+            .arg(pin_dir)
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("spawning mgmd")?;
-        let mut d = Self { child, socket, dir };
+            .context("spawning mgmd")
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = d.child.try_wait()? {
-                bail!("mgmd exited with {status} during start-up:\n{}", d.log());
+            if let Some(status) = self.child.try_wait()? {
+                bail!("mgmd exited with {status} during start-up:\n{}", self.log());
             }
-            if let Ok(mut c) = Ctl::connect(&d.socket)
+            if let Ok(mut c) = Ctl::connect(&self.socket)
                 && c.call(json!({"method": "hello"})).is_ok()
             {
-                return Ok(d);
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("mgmd did not answer within 20 s:\n{}", d.log());
+                bail!("mgmd did not answer within 20 s:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts mgmd again with the same socket, pin directory and arguments (after `stop` or
+    /// `kill`): a restart that takes over the pinned fast path.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        ensure!(self.child.try_wait()?.is_some(), "mgmd is still running");
+        self.child = Self::spawn(&self.ns, &self.socket, &self.pin_dir, &self.dir, &self.args)?;
+        self.wait_ready()
+    }
+
+    /// SIGKILL: a crash, nothing cleaned up.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Runs `mgmd --cleanup` for this instance's pins.
+    pub fn cleanup(&self) -> anyhow::Result<()> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .arg(bin("mgmd"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--cleanup")
+            .output()?;
+        ensure!(out.status.success(), "mgmd --cleanup: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
     }
 
     pub fn log(&self) -> String {
@@ -343,14 +397,17 @@ impl Mgmd {
 
     /// Stops mgmd with SIGTERM and returns its exit status.
     pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            return Ok(status);
+        }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(s) = self.child.try_wait()? {
-                return Ok(s);
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
             }
             if Instant::now() > deadline {
                 self.child.kill()?;
@@ -375,6 +432,8 @@ impl Drop for Mgmd {
                 eprintln!("{l}");
             }
         }
+        // Pinned links would keep XDP attached in namespaces that outlive the test.
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -634,4 +693,98 @@ pub fn with_magic<'a>(frames: &'a [Vec<u8>], magic: &[u8]) -> Vec<&'a Vec<u8>> {
 /// A unique payload marker for one test.
 pub fn magic(tag: &str) -> Vec<u8> {
     format!("MGMTEST-{}-", unique(tag)).into_bytes()
+}
+
+/// A paced flow of `seq:<n>` datagrams from the sender (a real UDP socket) to [`GROUP`]:5000,
+/// and a thread per receiver recording every number that arrives.
+pub struct SeqFlow {
+    last_sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop_tx: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop_rx: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sender: std::thread::JoinHandle<u64>,
+    receivers: Vec<std::thread::JoinHandle<std::collections::BTreeSet<u64>>>,
+}
+
+impl SeqFlow {
+    /// Starts receivers `0..receivers` (UDP sockets joined on eth0) and the sender at `pps`.
+    /// Needs [`Topology::add_addresses`].
+    pub fn start(t: &Topology, receivers: usize, pps: u64) -> anyhow::Result<Self> {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        };
+        let stop_rx = Arc::new(AtomicBool::new(false));
+        let mut rx = Vec::new();
+        for i in 0..receivers {
+            let s = t.udp_receiver(i, GROUP, 5000)?;
+            s.set_read_timeout(Some(Duration::from_millis(50)))?;
+            let stop = stop_rx.clone();
+            rx.push(std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                let mut buf = [0u8; 256];
+                loop {
+                    match s.recv(&mut buf) {
+                        Ok(n) => {
+                            if let Some(v) = std::str::from_utf8(&buf[..n])
+                                .ok()
+                                .and_then(|t| t.strip_prefix("seq:"))
+                                .and_then(|t| t.parse().ok())
+                            {
+                                seen.insert(v);
+                            }
+                        }
+                        Err(_) if stop.load(Ordering::Relaxed) => return seen,
+                        Err(_) => {}
+                    }
+                }
+            }));
+        }
+        let tx = t.udp_sender(8)?;
+        let last_sent = Arc::new(AtomicU64::new(0));
+        let stop_tx = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (last_sent, stop) = (last_sent.clone(), stop_tx.clone());
+            std::thread::spawn(move || {
+                let gap = Duration::from_nanos(1_000_000_000 / pps);
+                let start = Instant::now();
+                let mut seq = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Published before the send: a number read after some event bounds
+                    // everything sent before that event.
+                    last_sent.store(seq, Ordering::SeqCst);
+                    let _ = tx.send_to(
+                        format!("seq:{seq}").as_bytes(),
+                        (std::net::Ipv4Addr::from(GROUP), 5000),
+                    );
+                    seq += 1;
+                    let next = start + gap * seq as u32;
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                seq - 1
+            })
+        };
+        Ok(Self { last_sent, stop_tx, stop_rx, sender, receivers: rx })
+    }
+
+    /// The highest number sent so far (or being sent).
+    pub fn last_sent(&self) -> u64 {
+        self.last_sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops the sender, lets the last packets arrive, and returns the last number sent and
+    /// what each receiver saw.
+    pub fn finish(self) -> (u64, Vec<std::collections::BTreeSet<u64>>) {
+        use std::sync::atomic::Ordering;
+        self.stop_tx.store(true, Ordering::Relaxed);
+        let sent = self.sender.join().expect("sender thread");
+        std::thread::sleep(Duration::from_millis(200));
+        self.stop_rx.store(true, Ordering::Relaxed);
+        (sent, self.receivers.into_iter().map(|r| r.join().expect("receiver thread")).collect())
+    }
+}
+
+/// Numbers missing between the first one `seen` and `last`.
+pub fn gaps(seen: &std::collections::BTreeSet<u64>, last: u64) -> Vec<u64> {
+    let Some(&first) = seen.first() else { return (1..=last).collect() };
+    (first..=last).filter(|s| !seen.contains(s)).collect()
 }

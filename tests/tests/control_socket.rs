@@ -65,15 +65,34 @@ fn a_second_instance_on_the_same_socket_is_refused() {
 }
 
 #[test]
-fn clean_shutdown_removes_the_socket_and_detaches() {
+fn shutdown_leaves_forwarding_pinned_until_cleanup() {
     require_root();
     let ns = Netns::new("stop").unwrap();
     ns.exec("ip", &["link", "add", "d0", "type", "veth", "peer", "name", "d1"]).unwrap();
     ns.exec("ip", &["link", "set", "d0", "up"]).unwrap();
     let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into()]).unwrap();
-    assert!(ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp"));
+    let xdp = || ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp");
+    assert!(xdp());
     let status = d.stop().unwrap();
     assert!(status.success(), "mgmd exits 0 on SIGTERM: {status}\n{}", d.log());
     assert!(!d.socket.exists());
+    assert!(xdp(), "the pinned link keeps the fast path attached");
+    assert!(d.pin_dir.join("maps/MGM_MFES").exists());
+    d.cleanup().unwrap();
+    assert!(!xdp(), "--cleanup detaches");
+    assert!(!d.pin_dir.exists(), "and removes the pins");
+}
+
+#[test]
+fn cleanup_is_refused_while_mgmd_runs_and_no_pin_detaches_on_exit() {
+    require_root();
+    let ns = Netns::new("nopin").unwrap();
+    ns.exec("ip", &["link", "add", "d0", "type", "veth", "peer", "name", "d1"]).unwrap();
+    ns.exec("ip", &["link", "set", "d0", "up"]).unwrap();
+    let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into(), "--no-pin".into()]).unwrap();
+    let err = d.cleanup().unwrap_err().to_string();
+    assert!(err.contains("another mgmd"), "{err}");
+    assert!(!d.pin_dir.exists(), "--no-pin pins nothing");
+    assert!(d.stop().unwrap().success());
     assert!(!ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp"), "XDP detached");
 }

@@ -4,48 +4,15 @@
 //! r1. No sequence number sent after the release reply may reach r1, and r2 must see every
 //! number without a gap, whatever `n` (1, 1,000, 100,000). Needs root.
 
-use std::{
-    collections::BTreeSet,
-    net::UdpSocket,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use mgm_tests::{GROUP, Topology, udp_frame};
+use mgm_tests::{GROUP, SeqFlow, Topology, gaps, udp_frame};
 use serde_json::json;
 
 const G: &str = "239.1.1.1";
 /// Sequence packets per second: paced so the 2-core test machines never drop one anywhere
 /// (a gap at r2 must mean mgm lost it).
 const RATE_PPS: u64 = 4_000;
-
-/// Receives `seq:<n>` datagrams until `stop`; returns every number seen.
-fn receiver(s: UdpSocket, stop: Arc<AtomicBool>) -> JoinHandle<BTreeSet<u64>> {
-    std::thread::spawn(move || {
-        let mut seen = BTreeSet::new();
-        let mut buf = [0u8; 256];
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        loop {
-            match s.recv(&mut buf) {
-                Ok(n) => {
-                    if let Some(v) = std::str::from_utf8(&buf[..n])
-                        .ok()
-                        .and_then(|t| t.strip_prefix("seq:"))
-                        .and_then(|t| t.parse().ok())
-                    {
-                        seen.insert(v);
-                    }
-                }
-                Err(_) if stop.load(Ordering::Relaxed) => return seen,
-                Err(_) => {}
-            }
-        }
-    })
-}
 
 struct Report {
     reply: Duration,
@@ -123,45 +90,17 @@ fn release_under_traffic(n: usize) -> Report {
     let s = wait_idle(&mut pim);
     assert_eq!(s["installed"], json!(n), "{s}");
 
-    let stop_rx = Arc::new(AtomicBool::new(false));
-    let rx: Vec<_> = (0..2)
-        .map(|i| receiver(t.udp_receiver(i, GROUP, 5000).unwrap(), stop_rx.clone()))
-        .collect();
-    let last_sent = Arc::new(AtomicU64::new(0));
-    let stop_tx = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let (last_sent, stop_tx) = (last_sent.clone(), stop_tx.clone());
-        std::thread::spawn(move || {
-            let gap = Duration::from_nanos(1_000_000_000 / RATE_PPS);
-            let start = Instant::now();
-            let mut seq = 1u64;
-            while !stop_tx.load(Ordering::Relaxed) {
-                // Published before the send: a number read after the reply is an upper
-                // bound of everything sent before it.
-                last_sent.store(seq, Ordering::SeqCst);
-                tx.send_to(format!("seq:{seq}").as_bytes(), (G, 5000)).unwrap();
-                seq += 1;
-                let next = start + gap * seq as u32;
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-            seq - 1
-        })
-    };
-
+    let flow = SeqFlow::start(&t, 2, RATE_PPS).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     pim.call(json!({"method": "release_interface", "handle": h, "ifindex": r1})).unwrap();
     let reply = t0.elapsed();
-    let last_sent_at_reply = last_sent.load(Ordering::SeqCst);
+    let last_sent_at_reply = flow.last_sent();
     wait_idle(&mut pim);
     let cleanup = t0.elapsed();
     // Keep the flow going a little after the cleanup too.
     std::thread::sleep(Duration::from_millis(300));
-    stop_tx.store(true, Ordering::Relaxed);
-    let sent = sender.join().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    stop_rx.store(true, Ordering::Relaxed);
-    let seen: Vec<BTreeSet<u64>> = rx.into_iter().map(|j| j.join().unwrap()).collect();
+    let (sent, seen) = flow.finish();
 
     let max_seen_at_r1 = seen[0].last().copied().unwrap_or(0);
     assert!(!seen[0].is_empty(), "r1 received nothing before the release");
@@ -170,7 +109,7 @@ fn release_under_traffic(n: usize) -> Report {
         "n={n}: r1 saw {max_seen_at_r1} > {last_sent_at_reply}, the last number sent before the reply"
     );
     let first = *seen[1].first().expect("r2 received the flow");
-    let missing: Vec<u64> = (first..=sent).filter(|s| !seen[1].contains(s)).collect();
+    let missing = gaps(&seen[1], sent);
     assert!(
         missing.is_empty(),
         "n={n}: r2 missed {} numbers, e.g. {:?}",

@@ -219,15 +219,26 @@ fn lint() -> anyhow::Result<()> {
 
 /// Test and benchmark namespaces are named `mgm<pid>-<n>-<tag>` and removed by their owner;
 /// a process that was killed (SIGKILL, CI timeout) cannot. Remove those whose pid is gone.
+/// Removes what killed test processes left: namespaces and bpffs pin directories named
+/// `mgm<pid>-...` whose process is gone.
 fn sweep_stale_namespaces() {
-    let Some(list) = output("ip", &["netns", "list"]) else { return };
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(pid) = name.strip_prefix("mgm").and_then(|r| r.split('-').next()) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
-            println!("removing stale namespace {name} (process {pid} is gone)");
+    let dead = |name: &str| {
+        name.strip_prefix("mgm")
+            .and_then(|r| r.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    if let Some(list) = output("ip", &["netns", "list"]) {
+        for name in list.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| dead(n)) {
+            println!("removing stale namespace {name} (its test process is gone)");
             let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+    for entry in std::fs::read_dir("/sys/fs/bpf").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if dead(&name) {
+            println!("removing stale pins /sys/fs/bpf/{name} (its test process is gone)");
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -58,6 +58,21 @@ struct Args {
     /// Capacity of the MFE table.
     #[arg(long, default_value_t = mgm_common::DEFAULT_MAX_MFES)]
     max_mfes: u32,
+    /// bpffs directory where maps and XDP links are pinned: forwarding survives a stop or a
+    /// crash of mgmd, and the next mgmd takes over from where it left. One per mgmd instance.
+    #[arg(long, default_value = "/sys/fs/bpf/mgm")]
+    pin_dir: PathBuf,
+    /// Pin nothing: forwarding stops when mgmd exits.
+    #[arg(long, conflicts_with = "cleanup")]
+    no_pin: bool,
+    /// After a restart, how long forwarding entries taken over from the previous mgmd are
+    /// kept as they were while clients reconnect and re-create their state.
+    #[arg(long, default_value_t = 60)]
+    restart_hold_secs: u64,
+    /// Remove everything pinned in --pin-dir (detaching XDP from every interface) and exit.
+    /// Refused while an mgmd runs on --socket.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -81,15 +96,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     cfg.interfaces.extend(args.interfaces.iter().cloned());
     cfg.mfes.extend(args.mfes.iter().cloned());
+    // First of all: one mgmd per socket (and so per pin directory and fast path).
+    let lock = server::lock(&args.socket)?;
+    if args.cleanup {
+        let removed = mgm::dataplane::remove_pins(&args.pin_dir)
+            .with_context(|| format!("removing {}", args.pin_dir.display()))?;
+        let what = if removed { "removed" } else { "nothing pinned in" };
+        info!(dir = %args.pin_dir.display(), "{what}; XDP detached");
+        return Ok(());
+    }
     let mode = match args.xdp_mode {
         Mode::Default => XdpMode::Default,
         Mode::Driver => XdpMode::Driver,
         Mode::Skb => XdpMode::Skb,
     };
 
-    let (mut fp, logger) =
-        BpfFastPath::load(&LoadOptions { max_mfes: args.max_mfes, xdp_mode: mode })
-            .context("loading the XDP fast path (mgmd needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
+    let (mut fp, logger) = BpfFastPath::load(&LoadOptions {
+        max_mfes: args.max_mfes,
+        xdp_mode: mode,
+        pin_dir: (!args.no_pin).then(|| args.pin_dir.clone()),
+    })
+    .context("loading the XDP fast path (needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
     if let Some(logger) = logger {
         // aya-log records from the programs reach our log through this fd.
         // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until
@@ -113,7 +140,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops it.
     let mut upcalls = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)?;
+    let adopted = fp.pinned_state().context("reading the pinned fast path")?;
     let mut router = Router::new(fp, ManagerConfig::default());
+    if let Some(a) = adopted {
+        let hold = std::time::Duration::from_secs(args.restart_hold_secs);
+        router.adopt(a, hold).context("taking over the pinned fast path")?;
+    }
     for name in cfg.all_interfaces() {
         let dev = netdev::by_name(&name)?;
         router.manage(dev).with_context(|| format!("managing {name}"))?;
@@ -122,7 +154,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         router.add_mfe(m).with_context(|| format!("static MFE {m:?}"))?;
     }
 
-    let (listener, _lock) = server::bind(&args.socket, args.socket_mode)?;
+    let listener = server::bind(&args.socket, &lock, args.socket_mode)?;
     let (tx, mut rx) = mpsc::channel::<Cmd>(1024);
     tokio::spawn(server::serve(listener, tx));
     // Callback deadlines and MFE expiry are checked at this granularity.
@@ -158,7 +190,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = int.recv() => break,
         }
     }
-    info!("shutting down: detaching XDP programs");
+    if args.no_pin {
+        info!("shutting down: detaching XDP programs");
+    } else {
+        info!(pin_dir = %args.pin_dir.display(), "shutting down; forwarding stays in place (pinned); `mgmd --cleanup` removes it");
+    }
     if let Err(e) = std::fs::remove_file(&args.socket) {
         error!(error = %e, "removing the socket");
     }

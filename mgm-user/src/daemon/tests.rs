@@ -20,6 +20,11 @@ impl Dataplane for MemFastPath {
         // ones a test unplugs by setting their MAC to all-ones.
         Ok(self.ports.iter().filter(|(_, p)| p.mac != [0xff; 6]).map(|(i, _)| *i).collect())
     }
+    fn device(&self, ifindex: u32) -> anyhow::Result<NetDev> {
+        let p = self.ports.get(&ifindex).filter(|p| p.mac != [0xff; 6]);
+        let p = p.ok_or_else(|| anyhow::anyhow!("no interface {ifindex}"))?;
+        Ok(NetDev { name: format!("if{ifindex}"), ifindex, mac: p.mac })
+    }
 }
 
 struct Harness {
