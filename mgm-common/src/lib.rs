@@ -22,8 +22,10 @@ pub mod maps {
     pub const PORTS: &str = "MGM_PORTS";
     /// `RingBuf` of [`crate::Upcall`]: packets the fast path could not forward.
     pub const UPCALLS: &str = "MGM_UPCALLS";
-    /// `LruHashMap<UpcallKey, u64>`: when each upcall was last sent (rate limit).
+    /// `LruHashMap<UpcallKey, UpcallSeen>`: the upcall rate limiter.
     pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
+    /// `PerCpuArray<UpcallRecord>` (one entry): where an upcall is assembled.
+    pub const UPCALL_SCRATCH: &str = "MGM_UPCALL_SCRATCH";
     /// `Array<u32>`: lease liveness (1 alive, 0 released), indexed by lease id.
     pub const LEASES: &str = "MGM_LEASES";
     /// `HashMap<LegKey, LegValue>`: for each (OIL, outgoing interface), the leases that put
@@ -41,7 +43,7 @@ pub mod programs {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -130,15 +132,22 @@ impl MfeStats {
 /// Upcall kinds.
 pub const UPCALL_NO_MFE: u32 = 1;
 pub const UPCALL_WRONG_IIF: u32 = 2;
-/// At most one upcall per (S,G, ifindex, kind) in this many nanoseconds.
+/// At most one upcall event per (S,G, ifindex, kind) in this many nanoseconds.
 pub const UPCALL_INTERVAL_NS: u64 = 100_000_000;
-/// Bytes of the packet carried by an upcall, from the IPv4 header on: the fixed header and
-/// the first 8 bytes of data (the UDP header), what the RPF and wrong-interface callbacks get.
-pub const UPCALL_HEADER: usize = 28;
+/// Bytes of a packet an upcall carries at most (from the Ethernet header on).
+pub const UPCALL_FRAME_MAX: usize = 1536;
+/// Packets of an (S,G) without MFE copied whole to mgmd per interval, to be forwarded once
+/// the MFE exists (the kernel's ipmr keeps a few per unresolved entry, too).
+pub const UPCALL_QUEUE: u32 = 4;
 /// Ring buffer size for upcalls.
-pub const UPCALL_RING_BYTES: u32 = 256 * 1024;
+pub const UPCALL_RING_BYTES: u32 = 1024 * 1024;
+/// [`Upcall::flags`]: the control plane should act on it (RPF, wrong-interface callback).
+pub const UPCALL_F_EVENT: u32 = 1;
+/// [`Upcall::flags`]: the frame is the whole packet, to forward once its MFE exists.
+pub const UPCALL_F_QUEUED: u32 = 2;
 
-/// A packet the fast path did not forward and the control plane should hear about.
+/// A packet the fast path did not forward and the control plane should hear about: this
+/// header, then `frame_len` bytes of the frame (Ethernet header on) in the same record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Upcall {
@@ -150,11 +159,20 @@ pub struct Upcall {
     pub ifindex: u32,
     /// [`UPCALL_NO_MFE`] or [`UPCALL_WRONG_IIF`].
     pub kind: u32,
-    /// Valid bytes in `header`.
-    pub header_len: u32,
-    pub header: [u8; UPCALL_HEADER],
+    /// [`UPCALL_F_EVENT`], [`UPCALL_F_QUEUED`].
+    pub flags: u32,
+    /// Bytes of frame following this header (at most [`UPCALL_FRAME_MAX`]).
+    pub frame_len: u32,
 }
-const _: () = assert!(core::mem::size_of::<Upcall>() == 20 + UPCALL_HEADER);
+const _: () = assert!(core::mem::size_of::<Upcall>() == 24);
+
+/// An upcall record as the program assembles it (per-CPU scratch: too big for the stack).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UpcallRecord {
+    pub upcall: Upcall,
+    pub frame: [u8; UPCALL_FRAME_MAX],
+}
 
 /// Key of the upcall rate limiter.
 #[repr(C)]
@@ -166,6 +184,17 @@ pub struct UpcallKey {
     pub kind: u32,
 }
 const _: () = assert!(core::mem::size_of::<UpcallKey>() == 16);
+
+/// Value of the upcall rate limiter: when the interval started and how many packets were
+/// copied whole in it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UpcallSeen {
+    pub since_ns: u64,
+    pub queued: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<UpcallSeen>() == 16);
 
 /// Value of [`maps::PORTS`]: what the egress program needs to know about an outgoing interface.
 #[repr(C)]
@@ -278,6 +307,7 @@ mod pod {
     unsafe impl aya::Pod for super::PortValue {}
     unsafe impl aya::Pod for super::Upcall {}
     unsafe impl aya::Pod for super::UpcallKey {}
+    unsafe impl aya::Pod for super::UpcallSeen {}
     unsafe impl aya::Pod for super::LegKey {}
     unsafe impl aya::Pod for super::LegValue {}
 }

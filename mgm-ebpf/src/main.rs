@@ -27,8 +27,9 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use mgm_common::{
     DEFAULT_MAX_MFES, LEASE_NONE, LegKey, LegValue, MAX_LEASES, MAX_LEGS, MAX_OIL_PORTS, MAX_OILS,
-    MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, PortValue, UPCALL_HEADER, UPCALL_INTERVAL_NS,
-    UPCALL_NO_MFE, UPCALL_RING_BYTES, UPCALL_WRONG_IIF, Upcall, UpcallKey, counter,
+    MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED,
+    UPCALL_FRAME_MAX, UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_QUEUE, UPCALL_RING_BYTES,
+    UPCALL_WRONG_IIF, Upcall, UpcallKey, UpcallRecord, UpcallSeen, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -52,7 +53,11 @@ static MGM_PORTS: HashMap<u32, PortValue> = HashMap::with_max_entries(MAX_PORTS,
 static MGM_UPCALLS: RingBuf = RingBuf::with_byte_size(UPCALL_RING_BYTES, 0);
 
 #[map(name = "MGM_UPCALL_SEEN")]
-static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, u64> = LruHashMap::with_max_entries(16_384, 0);
+static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, UpcallSeen> = LruHashMap::with_max_entries(16_384, 0);
+
+/// Where an upcall record is assembled (1.5 KiB: more than the BPF stack holds).
+#[map(name = "MGM_UPCALL_SCRATCH")]
+static MGM_UPCALL_SCRATCH: PerCpuArray<UpcallRecord> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "MGM_LEASES")]
 static MGM_LEASES: Array<u32> = Array::with_max_entries(MAX_LEASES, 0);
@@ -116,42 +121,64 @@ fn ipv4_checksum_ok(ctx: &XdpContext, ip: usize, ihl: usize) -> bool {
     sum == CSUM_OK
 }
 
-/// Tells the control plane about a packet it could not forward, at most once per
-/// `UPCALL_INTERVAL_NS` per (S,G, ingress, kind): a flood of unknown traffic costs one ring
-/// entry per flow and interval, not one per packet.
+/// Tells the control plane about a packet it could not forward. Per (S,G, ingress, kind) and
+/// `UPCALL_INTERVAL_NS`: one event (a flood of unknown traffic costs one ring entry per flow
+/// and interval, not one per packet), and for a flow without MFE the first `UPCALL_QUEUE`
+/// packets whole, so mgmd can forward them once the MFE exists instead of losing them.
 #[inline(always)]
-fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32, ip_off: usize) {
+fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
     let ifindex = ctx.ingress_ifindex() as u32;
     let k = UpcallKey { source: key.source, group: key.group, ifindex, kind };
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: the value is copied out at once.
-    if let Some(last) = unsafe { MGM_UPCALL_SEEN.get(k) }.copied()
-        && now.wrapping_sub(last) < UPCALL_INTERVAL_NS
-    {
+    let flags = match MGM_UPCALL_SEEN.get_ptr_mut(k) {
+        // SAFETY (all three): an LRU value this CPU looked up; a racing CPU may count twice.
+        Some(seen) if now.wrapping_sub(unsafe { (*seen).since_ns }) < UPCALL_INTERVAL_NS => {
+            if kind != UPCALL_NO_MFE || unsafe { (*seen).queued } >= UPCALL_QUEUE {
+                return;
+            }
+            unsafe { (*seen).queued += 1 };
+            UPCALL_F_QUEUED
+        }
+        _ => {
+            let queued = u32::from(kind == UPCALL_NO_MFE);
+            let _ = MGM_UPCALL_SEEN.insert(k, UpcallSeen { since_ns: now, queued, _pad: 0 }, 0);
+            UPCALL_F_EVENT | if kind == UPCALL_NO_MFE { UPCALL_F_QUEUED } else { 0 }
+        }
+    };
+    let Some(rec) = MGM_UPCALL_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let avail = ctx.data_end() - ctx.data();
+    let len = if avail > UPCALL_FRAME_MAX { UPCALL_FRAME_MAX } else { avail };
+    if len == 0 {
         return;
     }
-    let _ = MGM_UPCALL_SEEN.insert(k, now, 0);
-    let mut header = [0u8; UPCALL_HEADER];
-    // SAFETY: header is a valid buffer of the given length; the helper bounds-checks the packet.
-    let mut header_len = UPCALL_HEADER as u32;
-    let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, header.as_mut_ptr().cast(), UPCALL_HEADER as u32)
-    };
+    // SAFETY: rec is this CPU's scratch value; the helper bounds-checks the packet side and
+    // len is within 1..=UPCALL_FRAME_MAX, the size of `frame`.
+    let rc =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*rec).frame.as_mut_ptr().cast(), len as u32) };
     if rc < 0 {
-        // Shorter than header + 8 bytes of data: the fixed header alone.
-        // SAFETY: as above, with the 20-byte header the caller already checked.
-        let rc =
-            unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, header.as_mut_ptr().cast(), 20) };
-        header_len = if rc < 0 { 0 } else { 20 };
-    }
-    let Some(mut entry) = MGM_UPCALLS.reserve::<Upcall>(0) else {
-        count(counter::UPCALL_LOST);
         return;
-    };
-    entry.write(Upcall { source: key.source, group: key.group, ifindex, kind, header_len, header });
-    entry.submit(0);
-    count(counter::UPCALL_SENT);
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*rec).upcall = Upcall {
+            source: key.source,
+            group: key.group,
+            ifindex,
+            kind,
+            flags,
+            frame_len: len as u32,
+        };
+    }
+    let size = size_of::<Upcall>() + len;
+    // SAFETY: rec points to size_of::<UpcallRecord>() >= size bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(rec as *const u8, size) };
+    match MGM_UPCALLS.output::<[u8]>(bytes, 0) {
+        Ok(()) => count(counter::UPCALL_SENT),
+        Err(_) => count(counter::UPCALL_LOST),
+    }
 }
 
 /// Decrements the TTL and updates the checksum incrementally (RFC 1624, eqn. 3:
@@ -215,7 +242,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
     let key = MfeKey::new(iph.src_addr, dst);
     // SAFETY: the value is copied out at once; the writer replaces entries whole.
     let Some(mfe) = (unsafe { MGM_MFES.get(key) }).copied() else {
-        upcall(ctx, &key, UPCALL_NO_MFE, ip_off);
+        upcall(ctx, &key, UPCALL_NO_MFE);
         return verdict(counter::PASS_NO_MFE, XDP_PASS);
     };
     let stats = MGM_MFE_STATS.get_ptr_mut(mfe.stats);
@@ -225,7 +252,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
             // SAFETY: per-CPU slot.
             unsafe { (*s).wrong_iif += 1 };
         }
-        upcall(ctx, &key, UPCALL_WRONG_IIF, ip_off);
+        upcall(ctx, &key, UPCALL_WRONG_IIF);
         return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
     }
     if let Some(s) = stats {

@@ -23,7 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mgm_common::{MfeKey, counter};
+use mgm_common::{
+    MfeKey, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, UPCALL_QUEUE, Upcall, counter,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{debug, error, info, warn};
@@ -74,6 +76,9 @@ pub trait Dataplane: FastPath {
     fn present_links(&self) -> anyhow::Result<BTreeSet<u32>>;
     /// The kernel's interface with this index.
     fn device(&self, ifindex: u32) -> anyhow::Result<NetDev>;
+    /// Forwards a packet held while its MFE was being created, as if it arrived on `ifindex`
+    /// now; false if it had to be dropped.
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
 }
 
 impl Dataplane for BpfFastPath {
@@ -93,6 +98,9 @@ impl Dataplane for BpfFastPath {
     fn device(&self, ifindex: u32) -> anyhow::Result<NetDev> {
         Ok(netdev::by_index(ifindex)?)
     }
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+        BpfFastPath::replay(self, ifindex, frame)
+    }
 }
 
 struct Conn {
@@ -111,6 +119,18 @@ pub const WRITE_BATCH: usize = 512;
 /// (5 s at mgmd's 250 ms tick).
 const REFRESH_BATCH: usize = 2_000;
 const REFRESH_SLICES: usize = 20;
+
+/// (S,G)s whose first packets mgmd holds while their MFE is created, at most (the kernel's
+/// ipmr holds 64 unresolved entries per table by default).
+const MAX_UNRESOLVED: usize = 1024;
+
+/// First packets of a flow without MFE, held until the core installs one.
+#[derive(Debug)]
+struct Unresolved {
+    since: Duration,
+    /// (ingress ifindex, frame), oldest first, at most `UPCALL_QUEUE`.
+    frames: Vec<(u32, Vec<u8>)>,
+}
 
 /// A fast-path write waiting its turn, with leases already resolved: a lease released after
 /// the write was queued stays named, so the copy it justified stays dropped.
@@ -145,6 +165,10 @@ pub struct Router<F: Dataplane = BpfFastPath> {
     /// Adopted leases still alive, by lease id, with their interface.
     held_leases: BTreeMap<u32, u32>,
     hold: HoldStage,
+    unresolved: HashMap<MfeKey, Unresolved>,
+    /// Held packets handed to the fast path / dropped (queue full or never resolved).
+    replayed: u64,
+    replay_dropped: u64,
 }
 
 /// Where the restart hold is.
@@ -181,6 +205,9 @@ impl<F: Dataplane> Router<F> {
             held: BTreeSet::new(),
             held_leases: BTreeMap::new(),
             hold: HoldStage::Done,
+            unresolved: HashMap::new(),
+            replayed: 0,
+            replay_dropped: 0,
         }
     }
 
@@ -377,6 +404,12 @@ impl<F: Dataplane> Router<F> {
         self.manager.tick(now);
         self.flush();
         self.tick_hold(now);
+        // Packets of flows whose creation was abandoned or never answered.
+        let ttl = 2 * self.manager.answer_timeout() + Duration::from_secs(1);
+        let before: usize = self.unresolved.values().map(|u| u.frames.len()).sum();
+        self.unresolved.retain(|_, u| now.saturating_sub(u.since) < ttl);
+        let after: usize = self.unresolved.values().map(|u| u.frames.len()).sum();
+        self.replay_dropped += (before - after) as u64;
     }
 
     /// Interfaces that left the kernel: owners are told and released there, MFEs arriving
@@ -534,10 +567,17 @@ impl<F: Dataplane> Router<F> {
                 }
                 Pending::Install { key, iif, oifs } => {
                     self.held.remove(key);
-                    self.mirror.install(*key, *iif, oifs)
+                    let r = self.mirror.install(*key, *iif, oifs);
+                    if r.is_ok() {
+                        self.release_held_packets(key);
+                    }
+                    r
                 }
                 Pending::Remove { key } => {
                     self.held.remove(key);
+                    if let Some(u) = self.unresolved.remove(key) {
+                        self.replay_dropped += u.frames.len() as u64;
+                    }
                     self.last_packets.remove(key);
                     self.mirror.remove(key).map(drop)
                 }
@@ -765,6 +805,66 @@ impl<F: Dataplane> Router<F> {
         })
     }
 
+    /// An upcall from the fast path: the core hears of the packet (if the record is an
+    /// event), and the first packets of a flow without MFE are held until it has one.
+    pub fn upcall(&mut self, u: &Upcall, frame: &[u8]) {
+        let key = MfeKey::new(u.source, u.group);
+        if self.statics.contains(&key) {
+            return; // a static route: not the MGM clients' business
+        }
+        let now = self.now();
+        let sg = Sg::new(u.source.into(), u.group.into());
+        if u.flags & UPCALL_F_EVENT != 0 {
+            // The callbacks carry the IPv4 header and the first 8 bytes of data.
+            let ip = frame.get(14..).unwrap_or_default();
+            self.manager.new_packet(sg, u.ifindex, &ip[..ip.len().min(28)], now);
+        }
+        if u.flags & UPCALL_F_QUEUED != 0 && u.kind == UPCALL_NO_MFE {
+            self.hold_packet(key, sg, u.ifindex, frame, now);
+        }
+        self.flush();
+    }
+
+    /// Keeps a packet that found no MFE until the core has one for it. A packet that missed
+    /// an MFE installed since goes at once; one the core will not create an MFE for is not
+    /// kept (the kernel got it).
+    fn hold_packet(&mut self, key: MfeKey, sg: Sg, ifindex: u32, frame: &[u8], now: Duration) {
+        if self.mirror.get(&key).is_some() && !self.unresolved.contains_key(&key) {
+            self.replay(ifindex, frame.to_vec());
+            return;
+        }
+        if !self.manager.knows(sg) {
+            return;
+        }
+        if !self.unresolved.contains_key(&key) && self.unresolved.len() >= MAX_UNRESOLVED {
+            self.replay_dropped += 1;
+            return;
+        }
+        let u = self.unresolved.entry(key).or_insert(Unresolved { since: now, frames: vec![] });
+        if u.frames.len() < UPCALL_QUEUE as usize {
+            u.frames.push((ifindex, frame.to_vec()));
+        } else {
+            self.replay_dropped += 1;
+        }
+    }
+
+    /// The MFE for `key` is in the fast path: the packets held for it go through it now.
+    fn release_held_packets(&mut self, key: &MfeKey) {
+        if let Some(u) = self.unresolved.remove(key) {
+            for (ifindex, frame) in u.frames {
+                self.replay(ifindex, frame);
+            }
+        }
+    }
+
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) {
+        if self.mirror.fast_path_mut().replay(ifindex, frame) {
+            self.replayed += 1;
+        } else {
+            self.replay_dropped += 1;
+        }
+    }
+
     /// Feeds the core a packet the fast path could not forward (no MFE, or wrong interface).
     pub fn new_packet(&mut self, source: Ipv4Addr, group: Ipv4Addr, ifindex: u32, header: &[u8]) {
         if self.statics.contains(&MfeKey::new(source.octets(), group.octets())) {
@@ -785,6 +885,9 @@ impl<F: Dataplane> Router<F> {
             leases_alive,
             leases_released,
             held: self.held.len(),
+            unresolved: self.unresolved.len(),
+            replayed: self.replayed,
+            replay_dropped: self.replay_dropped,
         }
     }
 

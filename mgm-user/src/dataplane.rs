@@ -23,7 +23,7 @@ use aya::{
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
     ABI_VERSION, DEFAULT_MAX_MFES, LEASE_NONE, LEASE_STATIC, LegKey, LegValue, MAX_OIL_PORTS,
-    MfeKey, MfeStats, MfeValue, PortValue, UPCALL_HEADER, Upcall, counter, maps, programs,
+    MfeKey, MfeStats, MfeValue, PortValue, UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
 };
 
 use crate::fastpath::{Adopted, FastPath, FastPathError, Leg};
@@ -201,6 +201,7 @@ pub struct BpfFastPath {
     legs: HashMap<MapData, LegKey, LegValue>,
     egress: ProgramFd,
     ingress_fd: ProgramFd,
+    replayer: Option<std::sync::mpsc::SyncSender<(u32, Vec<u8>)>>,
     /// OIL ids 1..=oil_pool have an inner devmap in the outer map.
     oil_pool: u32,
     /// The outer OIL map's fd again, for the batch update aya does not wrap.
@@ -325,6 +326,7 @@ impl BpfFastPath {
             ebpf,
             egress,
             ingress_fd,
+            replayer: None,
             oil_pool: 0,
             attached: BTreeMap::new(),
             pin_dir: opts.pin_dir.clone(),
@@ -412,39 +414,34 @@ impl BpfFastPath {
         ingress_ifindex: u32,
         repeat: u32,
     ) -> std::io::Result<TestRun> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-        // egress_ifindex. The kernel wants data_end == the frame length.
-        let ctx: [u32; 6] = [0, frame.len() as u32, 0, ingress_ifindex, 0, 0];
+        use std::os::fd::AsFd as _;
         let mut out = vec![0u8; frame.len() + 256];
-        // SAFETY: bpf_attr is a plain C union; all-zero is its documented initial state.
-        let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
-        // Writing union fields is safe; the kernel reads the `test` member.
-        attr.test.prog_fd = self.ingress_fd.as_fd().as_raw_fd() as u32;
-        attr.test.data_in = frame.as_ptr() as u64;
-        attr.test.data_size_in = frame.len() as u32;
-        attr.test.data_out = out.as_mut_ptr() as u64;
-        attr.test.data_size_out = out.len() as u32;
-        attr.test.ctx_in = ctx.as_ptr() as u64;
-        attr.test.ctx_size_in = size_of_val(&ctx) as u32;
-        attr.test.repeat = repeat;
-        // SAFETY: attr points to a valid bpf_attr whose pointers outlive the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                aya_obj::generated::bpf_cmd::BPF_PROG_TEST_RUN as libc::c_long,
-                &mut attr as *mut aya_obj::generated::bpf_attr,
-                size_of::<aya_obj::generated::bpf_attr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
+        let r = prog_test_run(
+            self.ingress_fd.as_fd(),
+            frame,
+            ingress_ifindex,
+            repeat,
+            0,
+            Some(&mut out),
+        )?;
+        Ok(TestRun { action: r.0, ns_per_run: r.1, frame: out })
+    }
+
+    /// Forwards a packet that arrived on `ifindex` before its MFE existed, through the
+    /// ingress program as if it arrived now (BPF_PROG_TEST_RUN with live frames). Queued to a
+    /// thread; returns false if that queue is full (the packet is dropped).
+    pub fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+        use std::os::fd::AsFd as _;
+        if self.replayer.is_none() {
+            match self.ingress_fd.as_fd().try_clone_to_owned() {
+                Ok(fd) => self.replayer = Some(spawn_replayer(fd)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the replay thread");
+                    return false;
+                }
+            }
         }
-        // SAFETY: the kernel filled the `test` member.
-        let (action, ns, len) =
-            unsafe { (attr.test.retval, attr.test.duration, attr.test.data_size_out) };
-        out.truncate(len as usize);
-        Ok(TestRun { action, ns_per_run: ns, frame: out })
+        self.replayer.as_ref().is_some_and(|tx| tx.try_send((ifindex, frame)).is_ok())
     }
 
     /// The upcall ring buffer, for the task that reads it (once).
@@ -589,14 +586,96 @@ impl BpfFastPath {
     }
 }
 
-/// Reads one ring-buffer record as an [`Upcall`]; `None` for a record of the wrong size.
-pub fn parse_upcall(bytes: &[u8]) -> Option<Upcall> {
-    if bytes.len() < size_of::<Upcall>() {
-        return None;
+/// BPF_PROG_TEST_RUN of an XDP program on one frame as if it arrived on `ifindex`: returns
+/// (action, ns per run) and, with `out`, the frame after the program (truncated to its size).
+/// With `BPF_F_TEST_XDP_LIVE_FRAMES` in `flags` the verdict is carried out for real.
+fn prog_test_run(
+    prog: std::os::fd::BorrowedFd<'_>,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+    flags: u32,
+    out: Option<&mut Vec<u8>>,
+) -> std::io::Result<(u32, u32)> {
+    use std::os::fd::AsRawFd as _;
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+    // egress_ifindex. The kernel wants data_end == the frame length.
+    let ctx: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+    // SAFETY: bpf_attr is a plain C union; all-zero is its documented initial state.
+    let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
+    // Writing union fields is safe; the kernel reads the `test` member.
+    attr.test.prog_fd = prog.as_raw_fd() as u32;
+    attr.test.data_in = frame.as_ptr() as u64;
+    attr.test.data_size_in = frame.len() as u32;
+    if let Some(out) = &out {
+        attr.test.data_out = out.as_ptr() as u64;
+        attr.test.data_size_out = out.len() as u32;
     }
+    attr.test.ctx_in = ctx.as_ptr() as u64;
+    attr.test.ctx_size_in = size_of_val(&ctx) as u32;
+    attr.test.repeat = repeat;
+    attr.test.flags = flags;
+    // SAFETY: attr points to a valid bpf_attr whose pointers outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            aya_obj::generated::bpf_cmd::BPF_PROG_TEST_RUN as libc::c_long,
+            &mut attr as *mut aya_obj::generated::bpf_attr,
+            size_of::<aya_obj::generated::bpf_attr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the `test` member.
+    let (action, ns, len) =
+        unsafe { (attr.test.retval, attr.test.duration, attr.test.data_size_out) };
+    if let Some(out) = out {
+        out.truncate(len as usize);
+    }
+    Ok((action, ns))
+}
+
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: the test run's redirects really transmit.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// Frames waiting for the replay thread, at most.
+const REPLAY_QUEUE: usize = 256;
+
+/// Forwards held packets through the ingress program for real, off the router's thread: a
+/// test run waits for an RCU grace period (~16 ms here).
+fn spawn_replayer(prog: std::os::fd::OwnedFd) -> std::sync::mpsc::SyncSender<(u32, Vec<u8>)> {
+    use std::os::fd::AsFd as _;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u32, Vec<u8>)>(REPLAY_QUEUE);
+    std::thread::Builder::new()
+        .name("mgm-replay".into())
+        .spawn(move || {
+            for (ifindex, frame) in rx {
+                let r = prog_test_run(
+                    prog.as_fd(),
+                    &frame,
+                    ifindex,
+                    1,
+                    BPF_F_TEST_XDP_LIVE_FRAMES,
+                    None,
+                );
+                if let Err(e) = r {
+                    tracing::warn!(ifindex, error = %e, "forwarding a held packet failed");
+                }
+            }
+        })
+        .expect("spawning a thread");
+    tx
+}
+
+/// Reads one ring-buffer record: the [`Upcall`] and the frame bytes after it; `None` for a
+/// record that does not hold what its header says.
+pub fn parse_upcall(bytes: &[u8]) -> Option<(Upcall, &[u8])> {
+    let (head, rest) = bytes.split_at_checked(size_of::<Upcall>())?;
     // SAFETY: Upcall is plain old data of exactly this size; the read is unaligned-safe.
-    let u: Upcall = unsafe { bytes.as_ptr().cast::<Upcall>().read_unaligned() };
-    (u.header_len as usize <= UPCALL_HEADER).then_some(u)
+    let u: Upcall = unsafe { head.as_ptr().cast::<Upcall>().read_unaligned() };
+    let frame = rest.get(..u.frame_len as usize)?;
+    (u.frame_len as usize <= UPCALL_FRAME_MAX).then_some((u, frame))
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FastPathError {

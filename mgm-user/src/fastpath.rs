@@ -521,6 +521,8 @@ pub struct MemFastPath {
     pub mfes: BTreeMap<MfeKey, MfeValue>,
     pub stats: BTreeMap<u32, MfeStats>,
     pub leases: BTreeMap<u32, bool>,
+    /// Packets handed back for forwarding (held while their MFE was created).
+    pub replayed: Vec<(u32, Vec<u8>)>,
     pub log: Vec<Write>,
     pub capacity: u32,
 }

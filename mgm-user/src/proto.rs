@@ -311,6 +311,15 @@ pub struct Status {
     /// yet: they keep forwarding until the hold ends, then are re-validated through the core.
     #[serde(default)]
     pub held: usize,
+    /// (S,G)s whose first packets wait for their MFE to be created.
+    #[serde(default)]
+    pub unresolved: usize,
+    /// Such packets forwarded once their MFE existed, and dropped (more than 4 per flow, more
+    /// than 1,024 flows waiting, or no MFE within 5 s).
+    #[serde(default)]
+    pub replayed: u64,
+    #[serde(default)]
+    pub replay_dropped: u64,
 }
 
 /// What `show` returns.

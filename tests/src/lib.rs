@@ -786,5 +786,10 @@ impl SeqFlow {
 /// Numbers missing between the first one `seen` and `last`.
 pub fn gaps(seen: &std::collections::BTreeSet<u64>, last: u64) -> Vec<u64> {
     let Some(&first) = seen.first() else { return (1..=last).collect() };
-    (first..=last).filter(|s| !seen.contains(s)).collect()
+    gaps_between(seen, first, last)
+}
+
+/// Numbers in `from..=to` missing from `seen`.
+pub fn gaps_between(seen: &std::collections::BTreeSet<u64>, from: u64, to: u64) -> Vec<u64> {
+    (from..=to).filter(|s| !seen.contains(s)).collect()
 }

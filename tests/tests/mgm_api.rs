@@ -268,3 +268,51 @@ fn a_deleted_interface_is_released_and_its_owner_told() {
     );
     assert_eq!(burst(&tx, &rx[..1], "after", 10), vec![10], "r1 still gets the flow");
 }
+
+#[test]
+fn the_first_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() {
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses().unwrap();
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let mut pim = t.ctl().unwrap();
+    let hp =
+        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
+    for i in [idx("rin"), idx("r1"), idx("r2")] {
+        pim.call(json!({"method": "take_interface", "handle": hp, "ifindex": i})).unwrap();
+    }
+    for i in [idx("r1"), idx("r2")] {
+        pim.call(json!({"method": "add_membership", "handle": hp, "group": G, "ifindex": i}))
+            .unwrap();
+    }
+    let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
+    let tx = t.udp_sender(8).unwrap();
+
+    // Ten packets before any MFE exists; PIM then takes its time to answer.
+    for i in 0..10 {
+        tx.send_to(format!("first-{i}").as_bytes(), (G, 5000)).unwrap();
+    }
+    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
+    assert_eq!(pim.status().unwrap()["unresolved"], 1, "its packets are held");
+    std::thread::sleep(Duration::from_millis(300));
+    pim.call(json!({"method": "answer_rpf", "handle": hp, "request": rpf["request"], "ifindex": idx("rin")}))
+        .unwrap();
+    let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
+    pim.call(json!({"method": "answer_creation", "handle": hp, "request": alert["request"]}))
+        .unwrap();
+
+    // Like the kernel's ipmr, a few first packets are kept (4), in order, and forwarded once
+    // the MFE exists; the others went to the kernel as before.
+    let want: Vec<String> = (0..4).map(|i| format!("first-{i}")).collect();
+    for s in &rx {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(len) = s.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        assert_eq!(got, want);
+    }
+    let st = pim.status().unwrap();
+    assert_eq!((st["unresolved"].clone(), st["replayed"].clone()), (json!(0), json!(4)), "{st}");
+    assert_eq!(burst(&tx, &rx, "after", 10), vec![10, 10]);
+}

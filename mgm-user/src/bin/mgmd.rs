@@ -170,12 +170,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let mut guard = guard?;
                 while let Some(item) = guard.get_inner_mut().next() {
                     match parse_upcall(&item) {
-                        Some(u) => router.new_packet(
-                            u.source.into(),
-                            u.group.into(),
-                            u.ifindex,
-                            &u.header[..u.header_len as usize],
-                        ),
+                        Some((u, frame)) => router.upcall(&u, frame),
                         None => warn!(len = item.len(), "malformed upcall record"),
                     }
                 }

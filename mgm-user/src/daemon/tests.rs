@@ -20,6 +20,10 @@ impl Dataplane for MemFastPath {
         // ones a test unplugs by setting their MAC to all-ones.
         Ok(self.ports.iter().filter(|(_, p)| p.mac != [0xff; 6]).map(|(i, _)| *i).collect())
     }
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+        self.replayed.push((ifindex, frame));
+        true
+    }
     fn device(&self, ifindex: u32) -> anyhow::Result<NetDev> {
         let p = self.ports.get(&ifindex).filter(|p| p.mac != [0xff; 6]);
         let p = p.ok_or_else(|| anyhow::anyhow!("no interface {ifindex}"))?;
@@ -290,4 +294,42 @@ fn a_release_stops_copies_before_its_reply_and_the_rewrite_follows_in_the_backgr
     let s = h.r.status();
     assert_eq!((s.pending_writes, s.leases_released, s.oils), (0, 0, 1), "{s:?}");
     assert!(h.r.mirror.mfes().all(|(_, m)| m.oifs() == vec![3]));
+}
+
+#[test]
+fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
+    use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
+    let mut h = Harness::new();
+    h.connect(1);
+    let pim = h.register(1, 103);
+    for i in 1..=3 {
+        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+    }
+    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 2}));
+    let upcall = |source: [u8; 4], first: bool| Upcall {
+        source,
+        group: [239, 1, 1, 1],
+        ifindex: 1,
+        kind: UPCALL_NO_MFE,
+        flags: UPCALL_F_QUEUED | if first { UPCALL_F_EVENT } else { 0 },
+        frame_len: 1,
+    };
+    for i in 0..6u8 {
+        h.r.upcall(&upcall([10, 0, 0, 1], i == 0), &[i]);
+    }
+    // Nobody owns the interface of this one: the kernel had its packet, mgm keeps nothing.
+    h.r.upcall(&Upcall { ifindex: 9, ..upcall([10, 0, 0, 2], true) }, &[7]);
+    let s = h.r.status();
+    assert_eq!((s.unresolved, s.replay_dropped), (1, 2), "4 kept, 2 over the bound: {s:?}");
+    assert!(h.r.mirror.fast_path().replayed.is_empty(), "no MFE yet");
+    for secs in [3600, 7200] {
+        h.r.manager.tick(Duration::from_secs(secs));
+        h.r.queue_effects();
+    }
+    let replayed: Vec<(u32, Vec<u8>)> = (0..4).map(|i| (1, vec![i])).collect();
+    assert_eq!(h.r.mirror.fast_path().replayed, replayed, "in order, once the MFE is in");
+    assert_eq!((h.r.status().unresolved, h.r.status().replayed), (0, 4));
+    // A straggler that missed the new MFE goes straight through.
+    h.r.upcall(&upcall([10, 0, 0, 1], false), &[9]);
+    assert_eq!(h.r.mirror.fast_path().replayed.last(), Some(&(1, vec![9])));
 }
