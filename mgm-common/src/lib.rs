@@ -24,6 +24,11 @@ pub mod maps {
     pub const UPCALLS: &str = "MGM_UPCALLS";
     /// `LruHashMap<UpcallKey, UpcallSeen>`: the upcall rate limiter.
     pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
+    /// `LruPerCpuHashMap<OifKey, OifStats>`: per-MFE, per-outgoing-interface counters.
+    pub const OIF_STATS: &str = "MGM_OIF_STATS";
+    /// `HashMap<u32, OilPorts>` (not preallocated): the interfaces of each OIL, read only
+    /// for packets longer than some interface's MTU.
+    pub const OIL_PORTS: &str = "MGM_OIL_PORTS";
     /// `PerCpuArray<UpcallRecord>` (one entry): where an upcall is assembled.
     pub const UPCALL_SCRATCH: &str = "MGM_UPCALL_SCRATCH";
     /// `Array<u32>`: lease liveness (1 alive, 0 released), indexed by lease id.
@@ -65,6 +70,52 @@ pub const LEG_LEASES: usize = 4;
 pub const LEASE_NONE: u32 = u32::MAX;
 /// Capacity of the leg map: every port of every OIL.
 pub const MAX_LEGS: u32 = 262_144;
+/// Capacity of the per-outgoing-interface counters (LRU: the least recently counted go).
+pub const MAX_OIF_STATS: u32 = 262_144;
+
+/// Value of [`maps::OIL_PORTS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OilPorts {
+    pub len: u32,
+    pub ifindex: [u32; MAX_OIL_PORTS as usize],
+}
+const _: () = assert!(core::mem::size_of::<OilPorts>() == 4 + 4 * MAX_OIL_PORTS as usize);
+
+/// Key of [`maps::OIF_STATS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct OifKey {
+    /// The MFE's stats slot ([`MfeValue::stats`]).
+    pub slot: u32,
+    pub ifindex: u32,
+}
+const _: () = assert!(core::mem::size_of::<OifKey>() == 8);
+
+/// Per-CPU counters of one outgoing interface of one MFE (MIB_IPMCAST_OIF_STATS).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct OifStats {
+    /// Copies sent.
+    pub out_packets: u64,
+    /// Bytes of those copies (whole frames).
+    pub out_bytes: u64,
+    /// Copies larger than the interface's MTU (not fragmented: dropped).
+    pub frag_needed: u64,
+    /// Copies dropped for another reason (the interface was released).
+    pub out_discards: u64,
+}
+const _: () = assert!(core::mem::size_of::<OifStats>() == 32);
+
+impl OifStats {
+    /// Adds another CPU's counters to this one.
+    pub fn accumulate(&mut self, o: &Self) {
+        self.out_packets += o.out_packets;
+        self.out_bytes += o.out_bytes;
+        self.frag_needed += o.frag_needed;
+        self.out_discards += o.out_discards;
+    }
+}
 
 /// Key of the MFE map: one (S,G).
 #[repr(C)]
@@ -93,14 +144,15 @@ pub struct MfeValue {
     pub oil: u32,
     /// Slot in [`maps::MFE_STATS`].
     pub stats: u32,
-    /// Reserved, zero.
-    pub _reserved: u32,
+    /// Smallest MTU among the outgoing interfaces (0: none known). A longer packet is still
+    /// sent, but the kernel drops the copies that do not fit: the program counts them first.
+    pub min_mtu: u32,
 }
 const _: () = assert!(core::mem::size_of::<MfeValue>() == 16);
 
 impl MfeValue {
     pub const fn new(iif: u32, oil: u32, stats: u32) -> Self {
-        Self { iif, oil, stats, _reserved: 0 }
+        Self { iif, oil, stats, min_mtu: 0 }
     }
 }
 
@@ -203,13 +255,14 @@ pub struct PortValue {
     /// MAC address of the interface, written as the source of every copy sent there
     /// (a router forwards with its own address, as the kernel does).
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// IP MTU: a copy with a longer IP packet is dropped and counted (0: no check).
+    pub mtu: u16,
 }
 const _: () = assert!(core::mem::size_of::<PortValue>() == 8);
 
 impl PortValue {
-    pub const fn new(mac: [u8; 6]) -> Self {
-        Self { mac, _pad: [0; 2] }
+    pub const fn new(mac: [u8; 6], mtu: u16) -> Self {
+        Self { mac, mtu }
     }
 }
 
@@ -273,8 +326,11 @@ pub mod counter {
     pub const EGRESS_RELEASED: u32 = 14;
     /// A copy dropped because its MFE or OIL changed while it was in flight.
     pub const EGRESS_STALE: u32 = 15;
+    /// A copy the kernel drops because it is larger than the outgoing interface's MTU
+    /// (counted at ingress, before the redirect).
+    pub const EGRESS_TOO_BIG: u32 = 16;
     /// Number of counters.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -294,6 +350,7 @@ pub mod counter {
         "upcall_lost",
         "egress_released",
         "egress_stale",
+        "egress_too_big",
     ];
 }
 
@@ -308,6 +365,9 @@ mod pod {
     unsafe impl aya::Pod for super::Upcall {}
     unsafe impl aya::Pod for super::UpcallKey {}
     unsafe impl aya::Pod for super::UpcallSeen {}
+    unsafe impl aya::Pod for super::OifKey {}
+    unsafe impl aya::Pod for super::OilPorts {}
+    unsafe impl aya::Pod for super::OifStats {}
     unsafe impl aya::Pod for super::LegKey {}
     unsafe impl aya::Pod for super::LegValue {}
 }

@@ -21,15 +21,16 @@ use aya_ebpf::{
     btf_maps::{DevMapHash, HashOfMaps},
     helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::{btf_map, map, xdp},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use aya_log_ebpf::warn;
 use mgm_common::{
-    DEFAULT_MAX_MFES, LEASE_NONE, LegKey, LegValue, MAX_LEASES, MAX_LEGS, MAX_OIL_PORTS, MAX_OILS,
-    MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED,
-    UPCALL_FRAME_MAX, UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_QUEUE, UPCALL_RING_BYTES,
-    UPCALL_WRONG_IIF, Upcall, UpcallKey, UpcallRecord, UpcallSeen, counter,
+    DEFAULT_MAX_MFES, LEASE_NONE, LegKey, LegValue, MAX_LEASES, MAX_LEGS, MAX_OIF_STATS,
+    MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifKey, OifStats,
+    OilPorts, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_FRAME_MAX, UPCALL_INTERVAL_NS,
+    UPCALL_NO_MFE, UPCALL_QUEUE, UPCALL_RING_BYTES, UPCALL_WRONG_IIF, Upcall, UpcallKey,
+    UpcallRecord, UpcallSeen, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -58,6 +59,14 @@ static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, UpcallSeen> = LruHashMap::with_max
 /// Where an upcall record is assembled (1.5 KiB: more than the BPF stack holds).
 #[map(name = "MGM_UPCALL_SCRATCH")]
 static MGM_UPCALL_SCRATCH: PerCpuArray<UpcallRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "MGM_OIF_STATS")]
+static MGM_OIF_STATS: LruPerCpuHashMap<OifKey, OifStats> =
+    LruPerCpuHashMap::with_max_entries(MAX_OIF_STATS, 0);
+
+/// BPF_F_NO_PREALLOC: 516 bytes per OIL, allocated as OILs appear.
+#[map(name = "MGM_OIL_PORTS")]
+static MGM_OIL_PORTS: HashMap<u32, OilPorts> = HashMap::with_max_entries(MAX_OILS, 1);
 
 #[map(name = "MGM_LEASES")]
 static MGM_LEASES: Array<u32> = Array::with_max_entries(MAX_LEASES, 0);
@@ -277,6 +286,10 @@ fn ingress(ctx: &XdpContext) -> u32 {
         warn!(ctx, "mfe names missing oil {}", mfe.oil);
         return verdict(counter::DROP_NO_OIL, XDP_DROP);
     };
+    let ip_len = tot_len as u32;
+    if mfe.min_mtu != 0 && ip_len > mfe.min_mtu {
+        count_too_big(&mfe, ip_len);
+    }
     decrement_ttl(iph);
     // The incoming interface is never in an OIL; EXCLUDE_INGRESS makes that hold even if a
     // writer bug put it there (no packet ever goes back where it came from).
@@ -329,12 +342,62 @@ fn egress(ctx: &XdpContext) -> u32 {
             break;
         }
     }
+    let oif = oif_stats(mfe.stats, ifindex);
     if !alive {
+        if let Some(o) = oif {
+            // SAFETY: this CPU's slot of the per-CPU value.
+            unsafe { (*o).out_discards += 1 };
+        }
         return verdict(counter::EGRESS_RELEASED, XDP_DROP);
+    }
+    if let Some(o) = oif {
+        // SAFETY: as above.
+        unsafe {
+            (*o).out_packets += 1;
+            (*o).out_bytes += (ctx.data_end() - ctx.data()) as u64;
+        }
     }
     // SAFETY: bounds-checked by ptr_at.
     unsafe { (*eth).src_addr = port.mac };
     verdict(counter::EGRESS_TX, XDP_PASS)
+}
+
+/// The packet is longer than some outgoing interface's MTU: the kernel will drop those
+/// copies before the egress program sees them (no fragmentation on this path), so they are
+/// counted here, per interface. Only packets that long pay for the walk.
+#[inline(never)]
+fn count_too_big(mfe: &MfeValue, ip_len: u32) {
+    // SAFETY: read-only use of a map value.
+    let Some(ports) = (unsafe { MGM_OIL_PORTS.get(mfe.oil) }) else {
+        return;
+    };
+    for i in 0..MAX_OIL_PORTS as usize {
+        if i as u32 >= ports.len {
+            break;
+        }
+        let ifindex = ports.ifindex[i];
+        // SAFETY: copied out at once.
+        let mtu = unsafe { MGM_PORTS.get(ifindex) }.map_or(0, |p| p.mtu as u32);
+        if mtu != 0 && ip_len > mtu {
+            if let Some(o) = oif_stats(mfe.stats, ifindex) {
+                // SAFETY: this CPU's slot of the per-CPU value.
+                unsafe { (*o).frag_needed += 1 };
+            }
+            count(counter::EGRESS_TOO_BIG);
+        }
+    }
+}
+
+/// This CPU's counters of (MFE slot, outgoing interface), created on first use.
+#[inline(always)]
+fn oif_stats(slot: u32, ifindex: u32) -> Option<*mut OifStats> {
+    let k = OifKey { slot, ifindex };
+    if let Some(p) = MGM_OIF_STATS.get_ptr_mut(k) {
+        return Some(p);
+    }
+    // BPF_NOEXIST: another CPU may have created it meanwhile; then its entry is used.
+    let _ = MGM_OIF_STATS.insert(k, OifStats::default(), 1);
+    MGM_OIF_STATS.get_ptr_mut(k)
 }
 
 #[cfg(not(test))]

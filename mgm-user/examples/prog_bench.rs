@@ -99,8 +99,8 @@ fn measure(
 ) -> anyhow::Result<Vec<Measured>> {
     let (fp, _logger) = BpfFastPath::load(&LoadOptions::default())?;
     let mut m = Mirror::new(fp);
-    m.add_port(ifin, mac_in)?;
-    m.add_port(ifout, mac_out)?;
+    m.add_port(ifin, mgm_common::PortValue::new(mac_in, 1500))?;
+    m.add_port(ifout, mgm_common::PortValue::new(mac_out, 1500))?;
     let (src, grp) = ([10, 1, 0, 1], [239, 1, 1, 1]);
     m.install_static(MfeKey::new(src, grp), ifin, &[ifout])?;
     let sender = [2, 0, 0, 0, 0, 1];

@@ -24,7 +24,8 @@ use std::{
 };
 
 use mgm_common::{
-    MfeKey, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, UPCALL_QUEUE, Upcall, counter,
+    MfeKey, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, UPCALL_QUEUE, Upcall,
+    counter,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -37,8 +38,9 @@ use crate::{
     manager::{Config, Effect, Handle, Iface, Manager, MfeView, Page, Sg},
     netdev::{self, NetDev},
     proto::{
-        ErrorCode, EventFrame, InterfaceInfo, MfeInfo, MfeReply, MfeStatsReply, PROTOCOL_VERSION,
-        PageReply, PageStatus, ReplyBody, ReplyFrame, Request, Snapshot, Status, WireError,
+        ErrorCode, EventFrame, InterfaceInfo, MfeInfo, MfeReply, MfeStatsReply, OifStatsReply,
+        PROTOCOL_VERSION, PageReply, PageStatus, ReplyBody, ReplyFrame, Request, Snapshot, Status,
+        WireError,
     },
     server::{Cmd, ConnId, Outbound, PushError},
 };
@@ -76,6 +78,8 @@ pub trait Dataplane: FastPath {
     fn present_links(&self) -> anyhow::Result<BTreeSet<u32>>;
     /// The kernel's interface with this index.
     fn device(&self, ifindex: u32) -> anyhow::Result<NetDev>;
+    /// The interface's MTU now, if it can be read.
+    fn mtu(&self, dev: &NetDev) -> Option<u16>;
     /// Forwards a packet held while its MFE was being created, as if it arrived on `ifindex`
     /// now; false if it had to be dropped.
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
@@ -100,6 +104,9 @@ impl Dataplane for BpfFastPath {
     }
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
         BpfFastPath::replay(self, ifindex, frame)
+    }
+    fn mtu(&self, dev: &NetDev) -> Option<u16> {
+        netdev::mtu(&dev.name).ok()
     }
 }
 
@@ -221,7 +228,7 @@ impl<F: Dataplane> Router<F> {
             return Ok(());
         }
         self.mirror.fast_path_mut().manage(&dev)?;
-        self.mirror.add_port(dev.ifindex, dev.mac)?;
+        self.mirror.add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))?;
         info!(ifname = %dev.name, ifindex = dev.ifindex, mac = %netdev::fmt_mac(&dev.mac), "managing interface");
         self.interfaces.insert(dev.ifindex, dev);
         Ok(())
@@ -449,6 +456,23 @@ impl<F: Dataplane> Router<F> {
             }
             self.mirror.fast_path_mut().forget(ifindex);
         }
+        // MTU changes: the egress program drops (and counts) copies that would not fit.
+        let changed: Vec<(u32, u16)> = self
+            .interfaces
+            .values()
+            .filter_map(|d| {
+                let mtu = self.mirror.fast_path().mtu(d)?;
+                (mtu != d.mtu).then_some((d.ifindex, mtu))
+            })
+            .collect();
+        for (ifindex, mtu) in changed {
+            let Some(dev) = self.interfaces.get_mut(&ifindex) else { continue };
+            info!(ifname = %dev.name, mtu, "interface MTU changed");
+            dev.mtu = mtu;
+            if let Err(e) = self.mirror.add_port(ifindex, PortValue::new(dev.mac, mtu)) {
+                warn!(ifindex, error = %e, "updating the MTU in the fast path");
+            }
+        }
     }
 
     fn drop_conn(&mut self, conn: ConnId, why: &str) {
@@ -633,12 +657,25 @@ impl<F: Dataplane> Router<F> {
     }
 
     fn stats(&self, sg: Sg) -> MfeStatsReply {
+        let oifs = self.mirror.oif_stats(&key(sg)).unwrap_or_default();
+        let oifs = oifs
+            .into_iter()
+            .map(|(ifindex, o)| OifStatsReply {
+                ifindex,
+                out_packets: o.out_packets,
+                out_octets: o.out_bytes,
+                frag_needed: o.frag_needed,
+                out_discards: o.out_discards,
+                ttl_too_low: 0,
+            })
+            .collect();
         match self.mirror.stats(&key(sg)) {
             Ok(Some(s)) => MfeStatsReply {
                 in_packets: s.packets,
                 in_octets: s.bytes,
                 wrong_interface: s.wrong_iif,
                 ttl_expired: s.ttl_expired,
+                oifs,
             },
             _ => MfeStatsReply::default(),
         }

@@ -23,7 +23,8 @@ use aya::{
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
     ABI_VERSION, DEFAULT_MAX_MFES, LEASE_NONE, LEASE_STATIC, LegKey, LegValue, MAX_OIL_PORTS,
-    MfeKey, MfeStats, MfeValue, PortValue, UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
+    MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts, PortValue, UPCALL_FRAME_MAX, Upcall,
+    counter, maps, programs,
 };
 
 use crate::fastpath::{Adopted, FastPath, FastPathError, Leg};
@@ -127,7 +128,9 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 9] = [
+const PINNED_MAPS: [&str; 11] = [
+    maps::OIF_STATS,
+    maps::OIL_PORTS,
     maps::MFES,
     maps::OILS,
     maps::MFE_STATS,
@@ -145,7 +148,7 @@ const PINNED_MAPS: [&str; 9] = [
 fn layout(opts: &LoadOptions) -> String {
     use std::mem::size_of;
     format!(
-        "abi{ABI_VERSION}-mfe-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}",
+        "abi{ABI_VERSION}-mfe-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}",
         size_of::<MfeKey>(),
         size_of::<MfeValue>(),
         opts.max_mfes,
@@ -154,6 +157,7 @@ fn layout(opts: &LoadOptions) -> String {
         size_of::<LegKey>(),
         size_of::<LegValue>(),
         size_of::<Upcall>(),
+        size_of::<OifStats>(),
     )
 }
 
@@ -195,9 +199,11 @@ pub struct BpfFastPath {
     mfes: HashMap<MapData, MfeKey, MfeValue>,
     oils: HashOfMaps<MapData, u32, DevMapHash<MapData>>,
     mfe_stats: PerCpuArray<MapData, MfeStats>,
+    oif_stats: aya::maps::PerCpuHashMap<MapData, OifKey, OifStats>,
     counters: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, u32, PortValue>,
     leases: Array<MapData, u32>,
+    oil_ports: HashMap<MapData, u32, OilPorts>,
     legs: HashMap<MapData, LegKey, LegValue>,
     egress: ProgramFd,
     ingress_fd: ProgramFd,
@@ -319,8 +325,10 @@ impl BpfFastPath {
             oils_fd,
             leases,
             legs: take(&mut ebpf, maps::LEGS)?,
+            oil_ports: take(&mut ebpf, maps::OIL_PORTS)?,
             mfes: take(&mut ebpf, maps::MFES)?,
             mfe_stats: take(&mut ebpf, maps::MFE_STATS)?,
+            oif_stats: take(&mut ebpf, maps::OIF_STATS)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             ports: take(&mut ebpf, maps::PORTS)?,
             ebpf,
@@ -709,6 +717,11 @@ impl FastPath for BpfFastPath {
             let k = LegKey { oil: id, ifindex: l.ifindex };
             self.legs.insert(k, l.leases, BPF_ANY).map_err(map_err(maps::LEGS))?;
         }
+        let mut ports = OilPorts { len: legs.len() as u32, ifindex: [0; MAX_OIL_PORTS as usize] };
+        for (d, l) in ports.ifindex.iter_mut().zip(legs) {
+            *d = l.ifindex;
+        }
+        self.oil_ports.insert(id, ports, BPF_ANY).map_err(map_err(maps::OIL_PORTS))?;
         // The id is free (no MFE names it): its devmap is empty and can be filled in place.
         let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
         for ifindex in legs.iter().map(|l| l.ifindex) {
@@ -721,6 +734,7 @@ impl FastPath for BpfFastPath {
 
     fn remove_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError> {
         // Emptied, not removed from the outer map (see OIL_POOL_GROWTH); no MFE names it.
+        ignore_absent(self.oil_ports.remove(&id)).map_err(map_err(maps::OIL_PORTS))?;
         let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
         for l in legs {
             ignore_absent(inner.remove(l.ifindex)).map_err(map_err("mgm_oil"))?;
@@ -749,6 +763,23 @@ impl FastPath for BpfFastPath {
             total.accumulate(s);
         }
         Ok(total)
+    }
+
+    fn oif_stats(&self, slot: u32, ifindex: u32) -> Result<OifStats, FastPathError> {
+        let mut total = OifStats::default();
+        match self.oif_stats.get(&OifKey { slot, ifindex }, 0) {
+            Ok(per_cpu) => per_cpu.iter().for_each(|s| total.accumulate(s)),
+            // Never counted (or evicted from the LRU): nothing to report.
+            Err(MapError::KeyNotFound) => {}
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(FastPathError::Map { map: maps::OIF_STATS, source: e }),
+        }
+        Ok(total)
+    }
+
+    fn clear_oif_stats(&mut self, slot: u32, ifindex: u32) -> Result<(), FastPathError> {
+        ignore_absent(self.oif_stats.remove(&OifKey { slot, ifindex }))
+            .map_err(map_err(maps::OIF_STATS))
     }
 
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError> {

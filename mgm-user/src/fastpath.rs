@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use mgm_common::{
     LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS, MfeKey,
-    MfeStats, MfeValue, OIL_EMPTY, PortValue,
+    MfeStats, MfeValue, OIL_EMPTY, OifStats, PortValue,
 };
 
 /// Errors from the map layer and from the mirror's own checks.
@@ -69,6 +69,9 @@ pub trait FastPath {
     fn set_lease(&mut self, id: u32, alive: bool) -> Result<(), FastPathError>;
     /// Per-MFE counters summed over CPUs.
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError>;
+    /// Counters of one outgoing interface of the MFE in `slot`, summed over CPUs.
+    fn oif_stats(&self, slot: u32, ifindex: u32) -> Result<OifStats, FastPathError>;
+    fn clear_oif_stats(&mut self, slot: u32, ifindex: u32) -> Result<(), FastPathError>;
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError>;
     /// Number of stats slots, i.e. how many MFEs fit.
     fn mfe_capacity(&self) -> u32;
@@ -106,6 +109,8 @@ pub struct InstalledMfe {
     pub legs: Vec<Leg>,
     pub oil: u32,
     pub slot: u32,
+    /// Every outgoing interface it ever had: their counters go with the MFE.
+    pub counted: BTreeSet<u32>,
 }
 
 impl InstalledMfe {
@@ -195,7 +200,9 @@ impl<F: FastPath> Mirror<F> {
             }
             let legs = a.oils.get(&v.oil).cloned().unwrap_or_default();
             self.next_slot = self.next_slot.max(v.stats + 1);
-            self.mfes.insert(key, InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats });
+            let counted = legs.iter().map(|l| l.ifindex).collect();
+            self.mfes
+                .insert(key, InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats, counted });
             keys.push(key);
         }
         let used_slots: BTreeSet<u32> = self.mfes.values().map(|m| m.slot).collect();
@@ -241,12 +248,39 @@ impl<F: FastPath> Mirror<F> {
         out
     }
 
-    /// Makes `ifindex` usable as an outgoing interface (its MAC is the source of copies).
-    pub fn add_port(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), FastPathError> {
-        let port = PortValue::new(mac);
+    /// Makes `ifindex` usable as an outgoing interface (its MAC is the source of copies), or
+    /// updates it (an MTU change).
+    pub fn add_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError> {
+        if self.ports.get(&ifindex) == Some(&port) {
+            return Ok(());
+        }
         self.fp.set_port(ifindex, port)?;
         self.ports.insert(ifindex, port);
+        // MFEs sending there may have a new smallest MTU.
+        let users: Vec<(MfeKey, InstalledMfe)> = self
+            .mfes
+            .iter()
+            .filter(|(_, m)| m.legs.iter().any(|l| l.ifindex == ifindex))
+            .map(|(k, m)| (*k, m.clone()))
+            .collect();
+        for (k, m) in users {
+            self.fp.set_mfe(k, self.value(&m))?;
+        }
         Ok(())
+    }
+
+    /// The smallest known MTU among `legs`' interfaces (0: none known).
+    fn min_mtu(&self, legs: &[Leg]) -> u32 {
+        legs.iter()
+            .filter_map(|l| self.ports.get(&l.ifindex))
+            .map(|p| u32::from(p.mtu))
+            .filter(|&m| m != 0)
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn value(&self, m: &InstalledMfe) -> MfeValue {
+        MfeValue { min_mtu: self.min_mtu(&m.legs), ..MfeValue::new(m.iif, m.oil, m.slot) }
     }
 
     /// Removes a port; refused while an MFE still uses it as IIF or OIF.
@@ -383,7 +417,8 @@ impl<F: FastPath> Mirror<F> {
             // A reused slot still holds the previous MFE's counters.
             self.fp.clear_mfe_stats(slot)?;
         }
-        if let Err(e) = self.fp.set_mfe(key, MfeValue::new(iif, oil, slot)) {
+        let value = MfeValue { min_mtu: self.min_mtu(&legs), ..MfeValue::new(iif, oil, slot) };
+        if let Err(e) = self.fp.set_mfe(key, value) {
             self.release_oil(oil)?;
             if old.is_none() {
                 self.free_slots.push(slot);
@@ -393,7 +428,9 @@ impl<F: FastPath> Mirror<F> {
         if let Some(o) = &old {
             self.release_oil(o.oil)?;
         }
-        self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot });
+        let mut counted = old.map(|o| o.counted).unwrap_or_default();
+        counted.extend(legs.iter().map(|l| l.ifindex));
+        self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot, counted });
         Ok(())
     }
 
@@ -405,8 +442,18 @@ impl<F: FastPath> Mirror<F> {
         self.fp.remove_mfe(key)?;
         self.mfes.remove(key);
         self.release_oil(m.oil)?;
+        // The next MFE in this slot starts from zero on every interface.
+        for &i in &m.counted {
+            self.fp.clear_oif_stats(m.slot, i)?;
+        }
         self.free_slots.push(m.slot);
         Ok(true)
+    }
+
+    /// Counters of each current outgoing interface of `key`.
+    pub fn oif_stats(&self, key: &MfeKey) -> Result<Vec<(u32, OifStats)>, FastPathError> {
+        let Some(m) = self.mfes.get(key) else { return Ok(Vec::new()) };
+        m.legs.iter().map(|l| Ok((l.ifindex, self.fp.oif_stats(m.slot, l.ifindex)?))).collect()
     }
 
     pub fn get(&self, key: &MfeKey) -> Option<&InstalledMfe> {
@@ -520,6 +567,7 @@ pub struct MemFastPath {
     pub oils: BTreeMap<u32, Vec<Leg>>,
     pub mfes: BTreeMap<MfeKey, MfeValue>,
     pub stats: BTreeMap<u32, MfeStats>,
+    pub oif_stats: BTreeMap<(u32, u32), OifStats>,
     pub leases: BTreeMap<u32, bool>,
     /// Packets handed back for forwarding (held while their MFE was created).
     pub replayed: Vec<(u32, Vec<u8>)>,
@@ -607,6 +655,13 @@ impl FastPath for MemFastPath {
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError> {
         Ok(self.stats.get(&slot).copied().unwrap_or_default())
     }
+    fn oif_stats(&self, slot: u32, ifindex: u32) -> Result<OifStats, FastPathError> {
+        Ok(self.oif_stats.get(&(slot, ifindex)).copied().unwrap_or_default())
+    }
+    fn clear_oif_stats(&mut self, slot: u32, ifindex: u32) -> Result<(), FastPathError> {
+        self.oif_stats.remove(&(slot, ifindex));
+        Ok(())
+    }
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError> {
         self.stats.remove(&slot);
         self.log.push(Write::ClearStats(slot));
@@ -628,7 +683,7 @@ mod tests {
     fn mirror(ports: &[u32]) -> Mirror<MemFastPath> {
         let mut m = Mirror::new(MemFastPath::with_capacity(8));
         for &p in ports {
-            m.add_port(p, [2, 0, 0, 0, 0, p as u8]).unwrap();
+            m.add_port(p, PortValue::new([2, 0, 0, 0, 0, p as u8], 0)).unwrap();
         }
         m.fast_path_mut().log.clear();
         m
@@ -714,8 +769,8 @@ mod tests {
     #[test]
     fn capacity_is_enforced_and_slots_are_reused_after_clearing() {
         let mut m = Mirror::new(MemFastPath::with_capacity(2));
-        m.add_port(1, [0; 6]).unwrap();
-        m.add_port(2, [0; 6]).unwrap();
+        m.add_port(1, PortValue::new([0; 6], 0)).unwrap();
+        m.add_port(2, PortValue::new([0; 6], 0)).unwrap();
         m.install_static(key(1, 1), 1, &[2]).unwrap();
         m.install_static(key(2, 1), 1, &[2]).unwrap();
         assert!(matches!(m.install_static(key(3, 1), 1, &[2]), Err(FastPathError::Full { .. })));
@@ -748,7 +803,7 @@ mod tests {
     fn killing_a_lease_stops_every_copy_it_kept_with_one_write() {
         let mut m = Mirror::new(MemFastPath::with_capacity(2000));
         for p in 1..=3 {
-            m.add_port(p, [0; 6]).unwrap();
+            m.add_port(p, PortValue::new([0; 6], 0)).unwrap();
         }
         let pim2 = m.open_lease().unwrap();
         let pim3 = m.open_lease().unwrap();

@@ -9,6 +9,8 @@ pub struct NetDev {
     pub name: String,
     pub ifindex: u32,
     pub mac: [u8; 6],
+    /// IP MTU (0 if unknown).
+    pub mtu: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +38,34 @@ pub fn by_index(ifindex: u32) -> Result<NetDev, NetDevError> {
             && link.ifindex() as u32 == ifindex
         {
             let mac = link.addr().ok_or_else(|| NetDevError::NoMac(ifa.interface_name.clone()))?;
-            return Ok(NetDev { name: ifa.interface_name, ifindex, mac });
+            let mtu = mtu(&ifa.interface_name).unwrap_or(0);
+            return Ok(NetDev { name: ifa.interface_name, ifindex, mac, mtu });
         }
     }
     Err(NetDevError::NoSuchIndex(ifindex))
+}
+
+/// The interface's MTU (SIOCGIFMTU: answered for the caller's network namespace).
+pub fn mtu(name: &str) -> Result<u16, NetDevError> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    use std::os::fd::AsRawFd as _;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    // SAFETY: ifreq is plain C data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(NetDevError::NoSuchName(name.to_owned()));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a valid socket fd and a valid, named ifreq the kernel fills.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
+    if rc < 0 {
+        return Err(NetDevError::Sys(nix::Error::last()));
+    }
+    // SAFETY: SIOCGIFMTU filled the mtu member of the union.
+    let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+    Ok(u16::try_from(mtu).unwrap_or(u16::MAX))
 }
 
 /// Every interface index the kernel has now (in this network namespace).
@@ -57,6 +83,12 @@ pub fn fmt_mac(mac: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_has_an_mtu() {
+        assert!(mtu("lo").unwrap() >= 1500);
+        assert!(mtu("no-such-if0").is_err());
+    }
 
     #[test]
     fn loopback_resolves_both_ways() {

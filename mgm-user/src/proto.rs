@@ -283,12 +283,29 @@ pub struct MfeReply {
 }
 
 /// MIB_IPMCAST_MFE_STATS counters (from the fast path, summed over CPUs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfeStatsReply {
     pub in_packets: u64,
     pub in_octets: u64,
     pub wrong_interface: u64,
     pub ttl_expired: u64,
+    /// One entry per outgoing interface (MIB_IPMCAST_OIF_STATS).
+    #[serde(default)]
+    pub oifs: Vec<OifStatsReply>,
+}
+
+/// Counters of one outgoing interface of an MFE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OifStatsReply {
+    pub ifindex: u32,
+    pub out_packets: u64,
+    pub out_octets: u64,
+    /// Copies larger than the interface's MTU (dropped, not fragmented).
+    pub frag_needed: u64,
+    /// Copies dropped because the interface had been released.
+    pub out_discards: u64,
+    /// Always 0: mgm has no per-interface TTL thresholds (TTL <= 1 is `ttl_expired`).
+    pub ttl_too_low: u64,
 }
 
 /// Reply to `status`.

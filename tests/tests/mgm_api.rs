@@ -316,3 +316,63 @@ fn the_first_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() 
     assert_eq!((st["unresolved"].clone(), st["replayed"].clone()), (json!(0), json!(4)), "{st}");
     assert_eq!(burst(&tx, &rx, "after", 10), vec![10, 10]);
 }
+
+#[test]
+fn stats_count_each_outgoing_interface_and_mtu_drops() {
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses().unwrap();
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (r1, r2) = (idx("r1"), idx("r2"));
+    let mut pim = t.ctl().unwrap();
+    let hp =
+        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
+    for i in [idx("rin"), r1, r2] {
+        pim.call(json!({"method": "take_interface", "handle": hp, "ifindex": i})).unwrap();
+    }
+    for i in [r1, r2] {
+        pim.call(json!({"method": "add_membership", "handle": hp, "group": G, "ifindex": i}))
+            .unwrap();
+    }
+    let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
+    let tx = t.udp_sender(8).unwrap();
+    tx.send_to(b"first", (G, 5000)).unwrap();
+    // Unanswered callbacks: the MFE comes with the defaults; "first" was held for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while pim.call(json!({"method": "get_mfe", "source": S, "group": G})).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no MFE");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(burst(&tx, &rx, "small", 10), vec![10, 10]);
+    let oifs = |pim: &mut mgm_tests::Ctl| -> Vec<Value> {
+        let m = pim.call(json!({"method": "get_mfe", "source": S, "group": G, "stats": true}));
+        m.unwrap()["stats"]["oifs"].as_array().unwrap().clone()
+    };
+    let o = oifs(&mut pim);
+    let ifs: Vec<Value> = o.iter().map(|x| x["ifindex"].clone()).collect();
+    assert_eq!(ifs, vec![json!(r1), json!(r2)]);
+    for x in &o {
+        assert_eq!(x["out_packets"], 11, "the held first packet and 10 more: {x}");
+        assert_eq!(x["frag_needed"], 0);
+    }
+
+    // r2's MTU shrinks under 1,228-byte packets: mgmd notices within a second, and the copies
+    // to r2 are dropped and counted instead of vanishing in the driver.
+    t.router.exec("ip", &["link", "set", "r2", "mtu", "1000"]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let big = "big-".to_owned() + &"x".repeat(1196);
+    for _ in 0..5 {
+        tx.send_to(big.as_bytes(), (G, 5000)).unwrap();
+    }
+    let got: Vec<usize> = rx
+        .iter()
+        .map(|s| {
+            let mut buf = [0u8; 2048];
+            std::iter::from_fn(|| s.recv(&mut buf).ok()).filter(|n| *n == 1200).count()
+        })
+        .collect();
+    assert_eq!(got, vec![5, 0]);
+    let o = oifs(&mut pim);
+    assert_eq!((o[0]["out_packets"].clone(), o[0]["frag_needed"].clone()), (json!(16), json!(0)));
+    assert_eq!((o[1]["out_packets"].clone(), o[1]["frag_needed"].clone()), (json!(11), json!(5)));
+}

@@ -20,6 +20,9 @@ impl Dataplane for MemFastPath {
         // ones a test unplugs by setting their MAC to all-ones.
         Ok(self.ports.iter().filter(|(_, p)| p.mac != [0xff; 6]).map(|(i, _)| *i).collect())
     }
+    fn mtu(&self, dev: &NetDev) -> Option<u16> {
+        Some(dev.mtu)
+    }
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
         self.replayed.push((ifindex, frame));
         true
@@ -27,7 +30,7 @@ impl Dataplane for MemFastPath {
     fn device(&self, ifindex: u32) -> anyhow::Result<NetDev> {
         let p = self.ports.get(&ifindex).filter(|p| p.mac != [0xff; 6]);
         let p = p.ok_or_else(|| anyhow::anyhow!("no interface {ifindex}"))?;
-        Ok(NetDev { name: format!("if{ifindex}"), ifindex, mac: p.mac })
+        Ok(NetDev { name: format!("if{ifindex}"), ifindex, mac: p.mac, mtu: p.mtu })
     }
 }
 
@@ -47,8 +50,13 @@ impl Harness {
     fn with_capacity(mfes: u32, bytes: usize) -> Self {
         let mut r = Router::new(MemFastPath::with_capacity(mfes), Config::default());
         for (name, ifindex) in [("in", 1), ("o1", 2), ("o2", 3)] {
-            r.manage(NetDev { name: name.into(), ifindex, mac: [2, 0, 0, 0, 0, ifindex as u8] })
-                .unwrap();
+            r.manage(NetDev {
+                name: name.into(),
+                ifindex,
+                mac: [2, 0, 0, 0, 0, ifindex as u8],
+                mtu: 1500,
+            })
+            .unwrap();
         }
         Self { r, outs: BTreeMap::new(), next_id: 1, bytes }
     }
