@@ -26,6 +26,8 @@ pub mod maps {
     pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
     /// `LruPerCpuHashMap<OifKey, OifStats>`: per-MFE, per-outgoing-interface counters.
     pub const OIF_STATS: &str = "MGM_OIF_STATS";
+    /// `HashMap<u32, HopList>` (not preallocated): the copies of OILs with next hops.
+    pub const HOPS: &str = "MGM_HOPS";
     /// `HashMap<u32, OilPorts>` (not preallocated): the interfaces of each OIL, read only
     /// for packets longer than some interface's MTU.
     pub const OIL_PORTS: &str = "MGM_OIL_PORTS";
@@ -44,6 +46,8 @@ pub mod programs {
     pub const INGRESS: &str = "mgm_xdp_ingress";
     /// Devmap egress program run on each copy, installed in every OIL entry.
     pub const EGRESS: &str = "mgm_xdp_egress";
+    /// TC ingress program: makes the copies of MFEs with next hops (one per neighbour).
+    pub const TC_INGRESS: &str = "mgm_tc_ingress";
 }
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
@@ -147,12 +151,45 @@ pub struct MfeValue {
     /// Smallest MTU among the outgoing interfaces (0: none known). A longer packet is still
     /// sent, but the kernel drops the copies that do not fit: the program counts them first.
     pub min_mtu: u32,
+    /// [`MFE_F_HOPS`].
+    pub flags: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<MfeValue>() == 16);
+const _: () = assert!(core::mem::size_of::<MfeValue>() == 24);
+
+/// [`MfeValue::flags`]: the OIL has next hops; XDP hands matching packets to the TC program,
+/// which sends one copy per (interface, next hop) addressed to that neighbour.
+pub const MFE_F_HOPS: u32 = 1;
+/// Copies one TC pass can make.
+pub const MAX_HOPS: usize = 32;
+
+/// One copy made by the TC program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Hop {
+    pub ifindex: u32,
+    /// Destination MAC of the copy; all zero: the neighbour is not resolved (no copy).
+    pub mac: [u8; 6],
+    /// 1: write `mac` as destination; 0: keep the group's MAC (a leg without next hop).
+    pub set_dst: u8,
+    pub _pad: u8,
+    /// The next hop (network order; 0.0.0.0 for a leg without one), for the control plane.
+    pub nexthop: [u8; 4],
+    pub leases: LegValue,
+}
+const _: () = assert!(core::mem::size_of::<Hop>() == 16 + 4 * LEG_LEASES);
+
+/// Value of [`maps::HOPS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HopList {
+    pub len: u32,
+    pub hops: [Hop; MAX_HOPS],
+}
 
 impl MfeValue {
     pub const fn new(iif: u32, oil: u32, stats: u32) -> Self {
-        Self { iif, oil, stats, min_mtu: 0 }
+        Self { iif, oil, stats, min_mtu: 0, flags: 0, _pad: 0 }
     }
 }
 
@@ -329,8 +366,16 @@ pub mod counter {
     /// A copy the kernel drops because it is larger than the outgoing interface's MTU
     /// (counted at ingress, before the redirect).
     pub const EGRESS_TOO_BIG: u32 = 16;
+    /// Handed to the TC program (an MFE with next hops).
+    pub const PASS_TO_TC: u32 = 17;
+    /// A copy sent by the TC program.
+    pub const TC_TX: u32 = 18;
+    /// A copy the TC program did not send: its next hop's MAC is not resolved yet.
+    pub const TC_NO_NEIGHBOUR: u32 = 19;
+    /// A copy the TC program did not send: every lease behind it was released.
+    pub const TC_RELEASED: u32 = 20;
     /// Number of counters.
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 21;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -351,6 +396,10 @@ pub mod counter {
         "egress_released",
         "egress_stale",
         "egress_too_big",
+        "pass_to_tc",
+        "tc_tx",
+        "tc_no_neighbour",
+        "tc_released",
     ];
 }
 
@@ -367,6 +416,7 @@ mod pod {
     unsafe impl aya::Pod for super::UpcallSeen {}
     unsafe impl aya::Pod for super::OifKey {}
     unsafe impl aya::Pod for super::OilPorts {}
+    unsafe impl aya::Pod for super::HopList {}
     unsafe impl aya::Pod for super::OifStats {}
     unsafe impl aya::Pod for super::LegKey {}
     unsafe impl aya::Pod for super::LegValue {}
@@ -381,7 +431,7 @@ mod tests {
     fn no_implicit_padding() {
         // The sum of field sizes equals the struct size: nothing uninitialised reaches the kernel.
         assert_eq!(size_of::<MfeKey>(), 4 + 4);
-        assert_eq!(size_of::<MfeValue>(), 4 * 4);
+        assert_eq!(size_of::<MfeValue>(), 6 * 4);
         assert_eq!(size_of::<MfeStats>(), 8 * 4);
         assert_eq!(size_of::<PortValue>(), 6 + 2);
     }

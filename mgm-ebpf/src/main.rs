@@ -20,17 +20,17 @@ use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
     btf_maps::{DevMapHash, HashOfMaps},
     helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
-    macros::{btf_map, map, xdp},
+    macros::{btf_map, classifier, map, xdp},
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::warn;
 use mgm_common::{
-    DEFAULT_MAX_MFES, LEASE_NONE, LegKey, LegValue, MAX_LEASES, MAX_LEGS, MAX_OIF_STATS,
-    MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifKey, OifStats,
-    OilPorts, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_FRAME_MAX, UPCALL_INTERVAL_NS,
-    UPCALL_NO_MFE, UPCALL_QUEUE, UPCALL_RING_BYTES, UPCALL_WRONG_IIF, Upcall, UpcallKey,
-    UpcallRecord, UpcallSeen, counter,
+    DEFAULT_MAX_MFES, HopList, LEASE_NONE, LegKey, LegValue, MAX_HOPS, MAX_LEASES, MAX_LEGS,
+    MAX_OIF_STATS, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MFE_F_HOPS, MfeKey, MfeStats, MfeValue,
+    OIL_EMPTY, OifKey, OifStats, OilPorts, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED,
+    UPCALL_FRAME_MAX, UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_QUEUE, UPCALL_RING_BYTES,
+    UPCALL_WRONG_IIF, Upcall, UpcallKey, UpcallRecord, UpcallSeen, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -67,6 +67,10 @@ static MGM_OIF_STATS: LruPerCpuHashMap<OifKey, OifStats> =
 /// BPF_F_NO_PREALLOC: 516 bytes per OIL, allocated as OILs appear.
 #[map(name = "MGM_OIL_PORTS")]
 static MGM_OIL_PORTS: HashMap<u32, OilPorts> = HashMap::with_max_entries(MAX_OILS, 1);
+
+/// BPF_F_NO_PREALLOC: ~900 bytes per OIL with next hops, allocated as they appear.
+#[map(name = "MGM_HOPS")]
+static MGM_HOPS: HashMap<u32, HopList> = HashMap::with_max_entries(MAX_OILS, 1);
 
 #[map(name = "MGM_LEASES")]
 static MGM_LEASES: Array<u32> = Array::with_max_entries(MAX_LEASES, 0);
@@ -281,6 +285,11 @@ fn ingress(ctx: &XdpContext) -> u32 {
     if mfe.oil == OIL_EMPTY {
         return verdict(counter::DROP_EMPTY_OIL, XDP_DROP);
     }
+    if mfe.flags & MFE_F_HOPS != 0 {
+        // Copies addressed to individual neighbours: XDP cannot tell broadcast copies to one
+        // device apart, the TC program clones per next hop.
+        return verdict(counter::PASS_TO_TC, XDP_PASS);
+    }
     // SAFETY: the inner map reference is only used for the redirect below.
     let Some(oil) = (unsafe { MGM_OILS.get(&mfe.oil) }) else {
         warn!(ctx, "mfe names missing oil {}", mfe.oil);
@@ -398,6 +407,94 @@ fn oif_stats(slot: u32, ifindex: u32) -> Option<*mut OifStats> {
     // BPF_NOEXIST: another CPU may have created it meanwhile; then its entry is used.
     let _ = MGM_OIF_STATS.insert(k, OifStats::default(), 1);
     MGM_OIF_STATS.get_ptr_mut(k)
+}
+
+const TC_ACT_OK: i32 = 0;
+const TC_ACT_SHOT: i32 = 2;
+
+/// Runs on managed interfaces after XDP. It acts only on what XDP handed over
+/// (`PASS_TO_TC`): an MFE with next hops, matched on its incoming interface with TTL > 1,
+/// header already validated. Everything else goes on to the stack untouched.
+#[classifier]
+pub fn mgm_tc_ingress(ctx: TcContext) -> i32 {
+    tc_ingress(&ctx).unwrap_or(TC_ACT_OK)
+}
+
+#[inline(always)]
+fn tc_ingress(ctx: &TcContext) -> Option<i32> {
+    let ip_off = EthHdr::LEN;
+    let eth: EthHdr = ctx.load(0).ok()?;
+    if u16::from_be(eth.ether_type) != ETH_P_IPV4 {
+        return None;
+    }
+    let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
+    if ip.version() != 4 || ip.dst_addr[0] & 0xf0 != 0xe0 || ip.ttl <= 1 {
+        return None;
+    }
+    // SAFETY: copied out at once.
+    let mfe = (unsafe { MGM_MFES.get(MfeKey::new(ip.src_addr, ip.dst_addr)) }).copied()?;
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    if mfe.flags & MFE_F_HOPS == 0 || ifindex != mfe.iif {
+        return None;
+    }
+    // SAFETY: read-only use of a map value.
+    let hops = unsafe { MGM_HOPS.get(mfe.oil) }?;
+    // TTL - 1 with the checksum fixed by the helper (RFC 1624 as at XDP).
+    let old = u16::from_be_bytes([ip.ttl, ip.proto]);
+    let new = u16::from_be_bytes([ip.ttl - 1, ip.proto]);
+    ctx.store(ip_off + 8, &(ip.ttl - 1), 0).ok()?;
+    ctx.l3_csum_replace(ip_off + 10, old.to_be() as u64, new.to_be() as u64, 2).ok()?;
+    for i in 0..MAX_HOPS {
+        if i as u32 >= hops.len {
+            break;
+        }
+        let hop = hops.hops[i];
+        let mut alive = false;
+        for lease in hop.leases.leases {
+            if lease != LEASE_NONE && MGM_LEASES.get(lease).is_some_and(|v| *v != 0) {
+                alive = true;
+                break;
+            }
+        }
+        let oif = oif_stats(mfe.stats, hop.ifindex);
+        if !alive {
+            if let Some(o) = oif {
+                // SAFETY: this CPU's slot of the per-CPU value.
+                unsafe { (*o).out_discards += 1 };
+            }
+            count(counter::TC_RELEASED);
+            continue;
+        }
+        if hop.set_dst != 0 {
+            if hop.mac == [0; 6] {
+                count(counter::TC_NO_NEIGHBOUR);
+                continue;
+            }
+            if ctx.store(0, &hop.mac, 0).is_err() {
+                continue;
+            }
+        } else if ctx.store(0, &eth.dst_addr, 0).is_err() {
+            continue;
+        }
+        // SAFETY: copied out at once.
+        let Some(port) = (unsafe { MGM_PORTS.get(hop.ifindex) }).copied() else {
+            count(counter::EGRESS_NO_PORT);
+            continue;
+        };
+        if ctx.store(6, &port.mac, 0).is_err() || ctx.clone_redirect(hop.ifindex, 0).is_err() {
+            continue;
+        }
+        if let Some(o) = oif {
+            // SAFETY: as above.
+            unsafe {
+                (*o).out_packets += 1;
+                (*o).out_bytes += ctx.len() as u64;
+            }
+        }
+        count(counter::TC_TX);
+    }
+    Some(TC_ACT_SHOT)
 }
 
 #[cfg(not(test))]

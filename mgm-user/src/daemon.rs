@@ -34,7 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     config::StaticMfe,
     dataplane::BpfFastPath,
-    fastpath::{Adopted, FastPath, FastPathError, Mirror},
+    fastpath::{Adopted, FastPath, FastPathError, Mirror, Oif},
     manager::{Config, Effect, Handle, Iface, Manager, MfeView, Page, Sg},
     netdev::{self, NetDev},
     proto::{
@@ -80,6 +80,10 @@ pub trait Dataplane: FastPath {
     fn device(&self, ifindex: u32) -> anyhow::Result<NetDev>;
     /// The interface's MTU now, if it can be read.
     fn mtu(&self, dev: &NetDev) -> Option<u16>;
+    /// The kernel's neighbour table.
+    fn neighbours(&self) -> anyhow::Result<crate::neigh::Table>;
+    /// Asks the kernel to resolve a next hop.
+    fn solicit(&self, ip: Ipv4Addr);
     /// Forwards a packet held while its MFE was being created, as if it arrived on `ifindex`
     /// now; false if it had to be dropped.
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
@@ -107,6 +111,12 @@ impl Dataplane for BpfFastPath {
     }
     fn mtu(&self, dev: &NetDev) -> Option<u16> {
         netdev::mtu(&dev.name).ok()
+    }
+    fn neighbours(&self) -> anyhow::Result<crate::neigh::Table> {
+        Ok(crate::neigh::dump()?)
+    }
+    fn solicit(&self, ip: Ipv4Addr) {
+        crate::neigh::solicit(ip);
     }
 }
 
@@ -143,7 +153,7 @@ struct Unresolved {
 /// the write was queued stays named, so the copy it justified stays dropped.
 #[derive(Debug)]
 enum Pending {
-    Install { key: MfeKey, iif: u32, oifs: Vec<(u32, Vec<u32>)> },
+    Install { key: MfeKey, iif: u32, oifs: Vec<Oif> },
     Remove { key: MfeKey },
 }
 
@@ -404,9 +414,14 @@ impl<F: Dataplane> Router<F> {
                 self.manager.refresh(sg, now);
             }
         }
-        if now.saturating_sub(self.last_links) >= LINKS_EVERY {
+        let second = now.saturating_sub(self.last_links) >= LINKS_EVERY;
+        if second {
             self.last_links = now;
             self.check_links(now);
+        }
+        // Every second, and every tick while a copy waits for its next hop's MAC.
+        if second || self.mirror.unresolved_neighbours() {
+            self.refresh_neighbours();
         }
         self.manager.tick(now);
         self.flush();
@@ -417,6 +432,30 @@ impl<F: Dataplane> Router<F> {
         self.unresolved.retain(|_, u| now.saturating_sub(u.since) < ttl);
         let after: usize = self.unresolved.values().map(|u| u.frames.len()).sum();
         self.replay_dropped += (before - after) as u64;
+    }
+
+    /// Keeps the MACs of the next hops MFEs send to in line with the kernel's neighbour table
+    /// (a changed MAC rewrites the lists using it); asks the kernel to resolve missing ones.
+    /// A next hop that disappears from the table keeps its last MAC until it is back.
+    fn refresh_neighbours(&mut self) {
+        let wanted = self.mirror.wanted_neighbours();
+        if wanted.is_empty() {
+            return;
+        }
+        let table = match self.mirror.fast_path().neighbours() {
+            Ok(t) => t,
+            Err(e) => return warn!(error = %e, "reading the neighbour table"),
+        };
+        for (ifindex, ip) in wanted {
+            match table.get(&(ifindex, ip)) {
+                Some(mac) => {
+                    if let Err(e) = self.mirror.set_neighbour(ifindex, ip, *mac) {
+                        warn!(ifindex, %ip, error = %e, "updating a next hop's MAC");
+                    }
+                }
+                None => self.mirror.fast_path().solicit(ip),
+            }
+        }
     }
 
     /// Interfaces that left the kernel: owners are told and released there, MFEs arriving
@@ -524,7 +563,7 @@ impl<F: Dataplane> Router<F> {
                         .map(|(iface, by)| {
                             let leases =
                                 by.iter().filter_map(|h| self.leases.get(&(*iface, *h))).copied();
-                            (iface.ifindex, leases.collect())
+                            Oif::new(iface.ifindex, iface.nexthop, leases.collect())
                         })
                         .collect();
                     Pending::Install { key: key(*sg), iif: iif.ifindex, oifs }

@@ -15,19 +15,20 @@ use aya::{
         xdp::DevMapHash,
     },
     programs::{
-        ProgramFd, Xdp, XdpMode,
+        LinkOrder, ProgramFd, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
         xdp::{XdpLink, XdpLinkId},
     },
 };
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
-    ABI_VERSION, DEFAULT_MAX_MFES, LEASE_NONE, LEASE_STATIC, LegKey, LegValue, MAX_OIL_PORTS,
-    MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts, PortValue, UPCALL_FRAME_MAX, Upcall,
-    counter, maps, programs,
+    ABI_VERSION, DEFAULT_MAX_MFES, Hop, HopList, LEASE_NONE, LEASE_STATIC, LegKey, LegValue,
+    MAX_HOPS, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts, PortValue,
+    UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
 };
 
-use crate::fastpath::{Adopted, FastPath, FastPathError, Leg};
+use crate::fastpath::{Adopted, FastPath, FastPathError, Leg, has_hops};
 
 /// Forwards aya-log records from the programs to the `log` facade (and so to tracing).
 pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -128,7 +129,8 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 11] = [
+const PINNED_MAPS: [&str; 12] = [
+    maps::HOPS,
     maps::OIF_STATS,
     maps::OIL_PORTS,
     maps::MFES,
@@ -148,7 +150,7 @@ const PINNED_MAPS: [&str; 11] = [
 fn layout(opts: &LoadOptions) -> String {
     use std::mem::size_of;
     format!(
-        "abi{ABI_VERSION}-mfe-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}",
+        "abi{ABI_VERSION}-mfe-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}-hops-{}",
         size_of::<MfeKey>(),
         size_of::<MfeValue>(),
         opts.max_mfes,
@@ -158,6 +160,7 @@ fn layout(opts: &LoadOptions) -> String {
         size_of::<LegValue>(),
         size_of::<Upcall>(),
         size_of::<OifStats>(),
+        size_of::<HopList>(),
     )
 }
 
@@ -184,6 +187,22 @@ fn check_bpffs(dir: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The programs on one managed interface.
+#[derive(Debug)]
+struct Attached {
+    xdp: Attachment,
+    /// The TC program (next-hop copies); `None` if the kernel refused it (no TCX).
+    _tc: Option<TcLink>,
+}
+
+/// The TC program's TCX link, held open by this process and, when pinned, by its pin (only
+/// a deliberate detach removes the pin).
+#[derive(Debug)]
+struct TcLink {
+    _link: FdLink,
+    path: Option<PathBuf>,
+}
+
 /// How the ingress program is held on one interface.
 #[derive(Debug)]
 enum Attachment {
@@ -204,6 +223,7 @@ pub struct BpfFastPath {
     ports: HashMap<MapData, u32, PortValue>,
     leases: Array<MapData, u32>,
     oil_ports: HashMap<MapData, u32, OilPorts>,
+    hops: HashMap<MapData, u32, HopList>,
     legs: HashMap<MapData, LegKey, LegValue>,
     egress: ProgramFd,
     ingress_fd: ProgramFd,
@@ -212,7 +232,7 @@ pub struct BpfFastPath {
     oil_pool: u32,
     /// The outer OIL map's fd again, for the batch update aya does not wrap.
     oils_fd: std::os::fd::OwnedFd,
-    attached: BTreeMap<u32, Attachment>,
+    attached: BTreeMap<u32, Attached>,
     pin_dir: Option<PathBuf>,
     /// The maps came from the pin directory (a restart): their contents are live state.
     reused: bool,
@@ -301,6 +321,16 @@ impl BpfFastPath {
 
         let egress = load_xdp(&mut ebpf, programs::EGRESS)?;
         let ingress_fd = load_xdp(&mut ebpf, programs::INGRESS)?;
+        {
+            let name = programs::TC_INGRESS;
+            let err = |source| LoadError::Program { name, source };
+            let tc: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(err(aya::programs::ProgramError::NotLoaded))?
+                .try_into()
+                .map_err(err)?;
+            tc.load().map_err(err)?;
+        }
 
         let upcalls = take(&mut ebpf, maps::UPCALLS)?;
         let mut leases: Array<MapData, u32> = take(&mut ebpf, maps::LEASES)?;
@@ -326,6 +356,7 @@ impl BpfFastPath {
             leases,
             legs: take(&mut ebpf, maps::LEGS)?,
             oil_ports: take(&mut ebpf, maps::OIL_PORTS)?,
+            hops: take(&mut ebpf, maps::HOPS)?,
             mfes: take(&mut ebpf, maps::MFES)?,
             mfe_stats: take(&mut ebpf, maps::MFE_STATS)?,
             oif_stats: take(&mut ebpf, maps::OIF_STATS)?,
@@ -361,7 +392,8 @@ impl BpfFastPath {
         let attach_err = |source| LoadError::Attach { ifindex, mode, source };
         let Some(dir) = &self.pin_dir else {
             let link = prog.attach_to_if_index(ifindex, mode).map_err(attach_err)?;
-            self.attached.insert(ifindex, Attachment::Owned(link));
+            let tc = self.attach_tc(ifindex);
+            self.attached.insert(ifindex, Attached { xdp: Attachment::Owned(link), _tc: tc });
             return Ok(());
         };
         let path = dir.join("links").join(ifindex.to_string());
@@ -388,20 +420,74 @@ impl BpfFastPath {
             let pinned = fd_link.pin(&path).map_err(|e| LoadError::Link(ifindex, e.to_string()))?;
             FdLink::from(pinned)
         };
-        self.attached.insert(ifindex, Attachment::Pinned { _link: link, path });
+        let tc = self.attach_tc(ifindex);
+        self.attached
+            .insert(ifindex, Attached { xdp: Attachment::Pinned { _link: link, path }, _tc: tc });
         Ok(())
+    }
+
+    /// Attaches the TC program (TCX link, pinned like the XDP one, swapped in atomically on
+    /// a restart). Without it MFEs with next hops cannot forward: logged, not fatal.
+    fn attach_tc(&mut self, ifindex: u32) -> Option<TcLink> {
+        let path = self.pin_dir.as_ref().map(|d| d.join("links").join(format!("tc-{ifindex}")));
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(programs::TC_INGRESS)
+            .expect("loaded in load()")
+            .try_into()
+            .expect("is a classifier");
+        let reused = path
+            .as_ref()
+            .and_then(|p| PinnedLink::from_pin(p).ok())
+            .and_then(|p| SchedClassifierLink::try_from(FdLink::from(p)).ok())
+            .map(|link| prog.attach_to_link(link));
+        let id = match reused {
+            Some(Ok(id)) => Ok(id),
+            _ => {
+                if let Some(p) = &path {
+                    let _ = std::fs::remove_file(p);
+                }
+                nix::net::if_::if_indextoname(ifindex).map_err(|e| e.to_string()).and_then(|name| {
+                    let name = name.to_string_lossy().into_owned();
+                    let order = TcAttachOptions::TcxOrder(LinkOrder::default());
+                    prog.attach_with_options(&name, TcAttachType::Ingress, order)
+                        .map_err(|e| e.to_string())
+                })
+            }
+        };
+        let link = id
+            .and_then(|id| prog.take_link(id).map_err(|e| e.to_string()))
+            .and_then(|link| FdLink::try_from(link).map_err(|e| e.to_string()));
+        let link = match (link, &path) {
+            (Ok(l), Some(p)) if !p.exists() => {
+                l.pin(p).map(FdLink::from).map_err(|e| e.to_string())
+            }
+            (l, _) => l,
+        };
+        match link {
+            Ok(l) => Some(TcLink { _link: l, path }),
+            Err(e) => {
+                tracing::warn!(ifindex, error = %e, "TC program not attached: MFEs with next hops will not forward here (needs TCX, Linux 6.6)");
+                None
+            }
+        }
     }
 
     /// Detaches the ingress program from `ifindex`; a no-op if not attached.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), LoadError> {
-        let link = match self.attached.remove(&ifindex) {
-            None => return Ok(()),
-            Some(Attachment::Pinned { _link, path }) => {
+        let Some(Attached { xdp, _tc }) = self.attached.remove(&ifindex) else {
+            return Ok(());
+        };
+        if let Some(TcLink { path: Some(p), .. }) = &_tc {
+            let _ = std::fs::remove_file(p);
+        }
+        let link = match xdp {
+            Attachment::Pinned { _link, path } => {
                 // Without its pin the link dies with our fd: the program detaches.
                 let _ = std::fs::remove_file(path);
                 return Ok(());
             }
-            Some(Attachment::Owned(link)) => link,
+            Attachment::Owned(link) => link,
         };
         let prog: &mut Xdp = self
             .ebpf
@@ -548,7 +634,7 @@ impl BpfFastPath {
         }
         for r in self.legs.iter() {
             let (k, v) = r.map_err(map_err(maps::LEGS))?;
-            a.oils.entry(k.oil).or_default().push(Leg { ifindex: k.ifindex, leases: v });
+            a.oils.entry(k.oil).or_default().push(Leg::new(k.ifindex, v));
         }
         let ids: Vec<u32> =
             self.oils.keys().collect::<Result<_, _>>().map_err(map_err(maps::OILS))?;
@@ -566,6 +652,16 @@ impl BpfFastPath {
                     .insert(l.ifindex, l.ifindex, Some(&self.egress), BPF_ANY)
                     .map_err(|source| FastPathError::XdpMap { map: "mgm_oil", source })?;
             }
+        }
+        for r in self.hops.iter() {
+            let (id, list) = r.map_err(map_err(maps::HOPS))?;
+            let legs = list.hops.iter().take((list.len as usize).min(MAX_HOPS)).map(|h| Leg {
+                ifindex: h.ifindex,
+                nexthop: h.nexthop,
+                mac: h.mac,
+                leases: h.leases,
+            });
+            a.oils.entry(id).or_default().extend(legs);
         }
         for legs in a.oils.values_mut() {
             legs.sort();
@@ -709,6 +805,21 @@ impl FastPath for BpfFastPath {
     }
 
     fn set_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError> {
+        if has_hops(legs) {
+            // Copies per next hop: one list the TC program walks, no devmap.
+            let mut list = HopList { len: legs.len() as u32, hops: [Hop::default(); MAX_HOPS] };
+            for (h, l) in list.hops.iter_mut().zip(legs) {
+                *h = Hop {
+                    ifindex: l.ifindex,
+                    mac: l.mac,
+                    set_dst: u8::from(l.nexthop != [0; 4]),
+                    _pad: 0,
+                    nexthop: l.nexthop,
+                    leases: l.leases,
+                };
+            }
+            return self.hops.insert(id, list, BPF_ANY).map_err(map_err(maps::HOPS));
+        }
         if id > self.oil_pool {
             self.grow_oil_pool(id)?;
         }
@@ -733,6 +844,9 @@ impl FastPath for BpfFastPath {
     }
 
     fn remove_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError> {
+        if has_hops(legs) {
+            return ignore_absent(self.hops.remove(&id)).map_err(map_err(maps::HOPS));
+        }
         // Emptied, not removed from the outer map (see OIL_POOL_GROWTH); no MFE names it.
         ignore_absent(self.oil_ports.remove(&id)).map_err(map_err(maps::OIL_PORTS))?;
         let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;

@@ -18,11 +18,14 @@
 //! devmap that makes them reachable, OILs before MFEs that reference them, and in reverse on
 //! removal. Every write is an idempotent upsert/delete.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::Ipv4Addr,
+};
 
 use mgm_common::{
-    LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS, MfeKey,
-    MfeStats, MfeValue, OIL_EMPTY, OifStats, PortValue,
+    LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_HOPS, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS,
+    MFE_F_HOPS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifStats, PortValue,
 };
 
 /// Errors from the map layer and from the mirror's own checks.
@@ -46,7 +49,10 @@ pub enum FastPathError {
     UnknownPort(u32),
     #[error("interface {0} is still used by {1} forwarding entries")]
     PortInUse(u32, usize),
-    #[error("outgoing list has {0} interfaces, at most {MAX_OIL_PORTS} are supported")]
+    #[error(
+        "outgoing list has {0} interfaces, at most {MAX_OIL_PORTS} are supported \
+         ({MAX_HOPS} with next hops)"
+    )]
     OilTooLong(usize),
     #[error("interface {0} is kept in one list by more than {LEG_LEASES} owners")]
     TooManyLeases(u32),
@@ -77,16 +83,44 @@ pub trait FastPath {
     fn mfe_capacity(&self) -> u32;
 }
 
-/// One outgoing interface of an OIL and the leases that keep copies flowing there.
+/// One outgoing copy of an OIL: an interface, or an (interface, next hop) addressed to that
+/// neighbour's MAC, and the leases that keep copies flowing there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Leg {
     pub ifindex: u32,
+    /// 0.0.0.0: every host on the link (the group's MAC).
+    pub nexthop: [u8; 4],
+    /// The next hop's MAC when resolved (zero otherwise, or without next hop).
+    pub mac: [u8; 6],
     pub leases: LegValue,
 }
 
 impl Leg {
+    pub fn new(ifindex: u32, leases: LegValue) -> Self {
+        Self { ifindex, nexthop: [0; 4], mac: [0; 6], leases }
+    }
+
     fn leases(&self) -> impl Iterator<Item = u32> + '_ {
         self.leases.leases.iter().copied().filter(|&l| l != LEASE_NONE)
+    }
+}
+
+/// Whether an OIL needs the TC path (a copy per next hop) rather than an XDP broadcast.
+pub fn has_hops(legs: &[Leg]) -> bool {
+    legs.iter().any(|l| l.nexthop != [0; 4])
+}
+
+/// One outgoing (interface, next hop) of an MFE and the leases behind it, as installed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Oif {
+    pub ifindex: u32,
+    pub nexthop: Ipv4Addr,
+    pub leases: Vec<u32>,
+}
+
+impl Oif {
+    pub fn new(ifindex: u32, nexthop: Ipv4Addr, leases: Vec<u32>) -> Self {
+        Self { ifindex, nexthop, leases }
     }
 }
 
@@ -148,6 +182,8 @@ pub struct Mirror<F> {
     leases: HashMap<u32, LeaseState>,
     free_leases: Vec<u32>,
     next_lease: u32,
+    /// Resolved next hops: (ifindex, address) -> MAC.
+    neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
 }
 
 impl<F: FastPath> Mirror<F> {
@@ -165,6 +201,7 @@ impl<F: FastPath> Mirror<F> {
             leases: HashMap::new(),
             free_leases: Vec::new(),
             next_lease: LEASE_STATIC + 1,
+            neighbours: HashMap::new(),
         }
     }
 
@@ -280,7 +317,56 @@ impl<F: FastPath> Mirror<F> {
     }
 
     fn value(&self, m: &InstalledMfe) -> MfeValue {
-        MfeValue { min_mtu: self.min_mtu(&m.legs), ..MfeValue::new(m.iif, m.oil, m.slot) }
+        self.mfe_value(m.iif, m.oil, m.slot, &m.legs)
+    }
+
+    fn mfe_value(&self, iif: u32, oil: u32, slot: u32, legs: &[Leg]) -> MfeValue {
+        let flags = if has_hops(legs) { MFE_F_HOPS } else { 0 };
+        MfeValue { min_mtu: self.min_mtu(legs), flags, ..MfeValue::new(iif, oil, slot) }
+    }
+
+    /// The next hops installed MFEs send to: the neighbours to keep resolved.
+    pub fn wanted_neighbours(&self) -> BTreeSet<(u32, Ipv4Addr)> {
+        self.mfes
+            .values()
+            .flat_map(|m| &m.legs)
+            .filter(|l| l.nexthop != [0; 4])
+            .map(|l| (l.ifindex, Ipv4Addr::from(l.nexthop)))
+            .collect()
+    }
+
+    /// Whether some installed copy waits for its next hop's MAC.
+    pub fn unresolved_neighbours(&self) -> bool {
+        self.mfes.values().flat_map(|m| &m.legs).any(|l| l.nexthop != [0; 4] && l.mac == [0; 6])
+    }
+
+    /// A next hop's MAC (new or changed): the MFEs sending there get lists with it, each in
+    /// one MFE write as for any list change.
+    pub fn set_neighbour(
+        &mut self,
+        ifindex: u32,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), FastPathError> {
+        if self.neighbours.insert((ifindex, ip), mac) == Some(mac) {
+            return Ok(());
+        }
+        let hop = (ifindex, ip.octets());
+        let users: Vec<(MfeKey, InstalledMfe)> = self
+            .mfes
+            .iter()
+            .filter(|(_, m)| m.legs.iter().any(|l| (l.ifindex, l.nexthop) == hop && l.mac != mac))
+            .map(|(k, m)| (*k, m.clone()))
+            .collect();
+        for (k, m) in users {
+            let legs: Vec<Leg> = m
+                .legs
+                .iter()
+                .map(|l| if (l.ifindex, l.nexthop) == hop { Leg { mac, ..*l } } else { *l })
+                .collect();
+            self.install_legs(k, m.iif, legs)?;
+        }
+        Ok(())
     }
 
     /// Removes a port; refused while an MFE still uses it as IIF or OIF.
@@ -357,33 +443,32 @@ impl<F: FastPath> Mirror<F> {
         iif: u32,
         oifs: &[u32],
     ) -> Result<(), FastPathError> {
-        let legs: Vec<(u32, Vec<u32>)> = oifs.iter().map(|&o| (o, vec![LEASE_STATIC])).collect();
-        self.install(key, iif, &legs)
+        let oifs: Vec<Oif> =
+            oifs.iter().map(|&o| Oif::new(o, Ipv4Addr::UNSPECIFIED, vec![LEASE_STATIC])).collect();
+        self.install(key, iif, &oifs)
     }
 
-    /// Installs or replaces the MFE for `key`. `oifs` holds (ifindex, leases keeping it) in
-    /// any order; an interface listed twice (two next hops) gets the union of its leases; the
-    /// IIF is dropped (a packet never goes back out of the interface it came in on).
-    pub fn install(
-        &mut self,
-        key: MfeKey,
-        iif: u32,
-        oifs: &[(u32, Vec<u32>)],
-    ) -> Result<(), FastPathError> {
-        let mut merged: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-        for (ifindex, leases) in oifs.iter().filter(|(i, _)| *i != iif) {
-            merged.entry(*ifindex).or_default().extend(leases);
+    /// Installs or replaces the MFE for `key`. `oifs` may come in any order; the same
+    /// (interface, next hop) listed twice gets the union of its leases; the IIF is dropped (a
+    /// packet never goes back out of the interface it came in on). Without next hops the
+    /// copies are an XDP broadcast; with one, every copy is made by the TC program.
+    pub fn install(&mut self, key: MfeKey, iif: u32, oifs: &[Oif]) -> Result<(), FastPathError> {
+        let mut merged: BTreeMap<(u32, Ipv4Addr), BTreeSet<u32>> = BTreeMap::new();
+        for o in oifs.iter().filter(|o| o.ifindex != iif) {
+            merged.entry((o.ifindex, o.nexthop)).or_default().extend(&o.leases);
         }
-        for &i in merged.keys().chain(std::iter::once(&iif)) {
+        for &i in merged.keys().map(|(i, _)| i).chain(std::iter::once(&iif)) {
             if !self.ports.contains_key(&i) {
                 return Err(FastPathError::UnknownPort(i));
             }
         }
-        if merged.len() > MAX_OIL_PORTS as usize {
+        let hops = merged.keys().any(|(_, nh)| !nh.is_unspecified());
+        let max = if hops { MAX_HOPS } else { MAX_OIL_PORTS as usize };
+        if merged.len() > max {
             return Err(FastPathError::OilTooLong(merged.len()));
         }
         let mut legs = Vec::with_capacity(merged.len());
-        for (ifindex, leases) in merged {
+        for ((ifindex, nexthop), leases) in merged {
             if leases.len() > LEG_LEASES {
                 return Err(FastPathError::TooManyLeases(ifindex));
             }
@@ -394,8 +479,17 @@ impl<F: FastPath> Mirror<F> {
                 }
                 *slot = *l;
             }
-            legs.push(Leg { ifindex, leases: v });
+            let mac = if nexthop.is_unspecified() {
+                [0; 6]
+            } else {
+                self.neighbours.get(&(ifindex, nexthop)).copied().unwrap_or([0; 6])
+            };
+            legs.push(Leg { ifindex, nexthop: nexthop.octets(), mac, leases: v });
         }
+        self.install_legs(key, iif, legs)
+    }
+
+    fn install_legs(&mut self, key: MfeKey, iif: u32, legs: Vec<Leg>) -> Result<(), FastPathError> {
         let old = self.mfes.get(&key).cloned();
         if old.as_ref().is_some_and(|o| o.iif == iif && o.legs == legs) {
             return Ok(());
@@ -417,7 +511,7 @@ impl<F: FastPath> Mirror<F> {
             // A reused slot still holds the previous MFE's counters.
             self.fp.clear_mfe_stats(slot)?;
         }
-        let value = MfeValue { min_mtu: self.min_mtu(&legs), ..MfeValue::new(iif, oil, slot) };
+        let value = self.mfe_value(iif, oil, slot, &legs);
         if let Err(e) = self.fp.set_mfe(key, value) {
             self.release_oil(oil)?;
             if old.is_none() {
@@ -571,6 +665,8 @@ pub struct MemFastPath {
     pub leases: BTreeMap<u32, bool>,
     /// Packets handed back for forwarding (held while their MFE was created).
     pub replayed: Vec<(u32, Vec<u8>)>,
+    /// The "kernel's" neighbour table.
+    pub neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
     pub log: Vec<Write>,
     pub capacity: u32,
 }
@@ -598,7 +694,7 @@ impl MemFastPath {
     }
 
     /// Whether the data path would send a copy of `key` to `ifindex` now: the model of the
-    /// egress program's check.
+    /// egress (and TC) program's check.
     pub fn forwards(&self, key: &MfeKey, ifindex: u32) -> bool {
         let Some(m) = self.mfes.get(key) else { return false };
         let Some(legs) = self.oils.get(&m.oil) else { return false };
@@ -675,6 +771,10 @@ impl FastPath for MemFastPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn o(ifindex: u32, leases: Vec<u32>) -> Oif {
+        Oif::new(ifindex, Ipv4Addr::UNSPECIFIED, leases)
+    }
 
     fn key(s: u8, g: u8) -> MfeKey {
         MfeKey::new([10, 0, 0, s], [239, 1, 1, g])
@@ -809,7 +909,7 @@ mod tests {
         let pim3 = m.open_lease().unwrap();
         for s in 0..1000u32 {
             let k = MfeKey::new(s.to_be_bytes(), [239, 1, 1, 1]);
-            m.install(k, 1, &[(2, vec![pim2]), (3, vec![pim3])]).unwrap();
+            m.install(k, 1, &[o(2, vec![pim2]), o(3, vec![pim3])]).unwrap();
         }
         assert_eq!(m.oil_count(), 1, "one shared list");
         m.fast_path_mut().log.clear();
@@ -826,7 +926,7 @@ mod tests {
     fn a_leg_kept_by_two_owners_survives_one_release() {
         let mut m = mirror(&[1, 2]);
         let (pim, igmp) = (m.open_lease().unwrap(), m.open_lease().unwrap());
-        m.install(key(1, 1), 1, &[(2, vec![pim]), (2, vec![igmp])]).unwrap();
+        m.install(key(1, 1), 1, &[o(2, vec![pim]), o(2, vec![igmp])]).unwrap();
         assert_eq!(m.get(&key(1, 1)).unwrap().oifs(), vec![2], "one copy per interface");
         m.kill_lease(pim).unwrap();
         assert!(m.fast_path().forwards(&key(1, 1), 2));
@@ -838,7 +938,7 @@ mod tests {
     fn a_dead_lease_is_reused_only_once_no_oil_names_it() {
         let mut m = mirror(&[1, 2]);
         let l = m.open_lease().unwrap();
-        m.install(key(1, 1), 1, &[(2, vec![l])]).unwrap();
+        m.install(key(1, 1), 1, &[o(2, vec![l])]).unwrap();
         m.kill_lease(l).unwrap();
         m.reap_leases();
         assert_ne!(m.open_lease().unwrap(), l, "still named by an OIL: not reusable");
@@ -857,11 +957,10 @@ mod tests {
         m.install_static(key(1, 1), 1, &[2]).unwrap();
         assert!(m.fast_path().forwards(&key(1, 1), 2));
         assert!(matches!(
-            m.install(key(2, 1), 1, &[(2, vec![77])]),
+            m.install(key(2, 1), 1, &[o(2, vec![77])]),
             Err(FastPathError::UnknownLease(77))
         ));
-        let many: Vec<(u32, Vec<u32>)> =
-            (0..5).map(|_| (2, vec![m.open_lease().unwrap()])).collect();
+        let many: Vec<Oif> = (0..5).map(|_| o(2, vec![m.open_lease().unwrap()])).collect();
         assert!(matches!(m.install(key(2, 1), 1, &many), Err(FastPathError::TooManyLeases(2))));
     }
 
@@ -886,13 +985,13 @@ mod tests {
     fn a_restarted_mirror_adopts_the_maps_without_rewriting_them() {
         let mut m = mirror(&[1, 2, 3]);
         let (a, b) = (m.open_lease().unwrap(), m.open_lease().unwrap());
-        m.install(key(1, 1), 1, &[(2, vec![a]), (3, vec![b])]).unwrap();
-        m.install(key(2, 1), 1, &[(2, vec![a]), (3, vec![b])]).unwrap();
-        m.install(key(3, 1), 1, &[(3, vec![b])]).unwrap();
+        m.install(key(1, 1), 1, &[o(2, vec![a]), o(3, vec![b])]).unwrap();
+        m.install(key(2, 1), 1, &[o(2, vec![a]), o(3, vec![b])]).unwrap();
+        m.install(key(3, 1), 1, &[o(3, vec![b])]).unwrap();
         m.install_static(key(4, 1), 1, &[2]).unwrap();
         m.kill_lease(b).unwrap();
         // A list nobody references any more (a crash before it was emptied).
-        m.fast_path_mut().oils.insert(40, vec![Leg { ifindex: 2, leases: LegValue::default() }]);
+        m.fast_path_mut().oils.insert(40, vec![Leg::new(2, LegValue::default())]);
         let state = pinned(m.fast_path());
 
         let mut fresh = Mirror::new(MemFastPath::with_capacity(8));
@@ -913,7 +1012,7 @@ mod tests {
         // Life goes on: new ids do not collide with adopted ones, and freeing works.
         let c = fresh.open_lease().unwrap();
         assert!(c != a && c != b);
-        fresh.install(key(5, 1), 1, &[(3, vec![c])]).unwrap();
+        fresh.install(key(5, 1), 1, &[o(3, vec![c])]).unwrap();
         assert_ne!(fresh.get(&key(5, 1)).unwrap().slot, fresh.get(&key(1, 1)).unwrap().slot);
         for k in [1, 2, 3, 4, 5] {
             assert!(fresh.remove(&key(k, 1)).unwrap());
@@ -921,5 +1020,48 @@ mod tests {
         assert!(fresh.fast_path().oils.is_empty() && fresh.fast_path().mfes.is_empty());
         fresh.reap_leases();
         assert_eq!(fresh.lease_counts(), (2, 0));
+    }
+
+    #[test]
+    fn next_hops_get_a_leg_each_and_follow_their_neighbour() {
+        let mut m = mirror(&[1, 2, 3]);
+        let (a, b) = (m.open_lease().unwrap(), m.open_lease().unwrap());
+        let nh = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let oifs = [
+            Oif::new(2, nh("10.5.0.2"), vec![a]),
+            Oif::new(2, nh("10.5.0.3"), vec![b]),
+            Oif::new(3, Ipv4Addr::UNSPECIFIED, vec![a]),
+        ];
+        m.install(key(1, 1), 1, &oifs).unwrap();
+        let mfe = m.get(&key(1, 1)).unwrap().clone();
+        assert_eq!(mfe.legs.len(), 3, "two copies on interface 2, one on 3");
+        assert_eq!(m.fast_path().mfes[&key(1, 1)].flags, MFE_F_HOPS, "made by the TC program");
+        assert!(m.unresolved_neighbours());
+        assert_eq!(
+            m.wanted_neighbours(),
+            BTreeSet::from([(2, nh("10.5.0.2")), (2, nh("10.5.0.3"))])
+        );
+
+        // A MAC appears: one new list, swapped in by one MFE write; the old list goes.
+        m.fast_path_mut().log.clear();
+        m.set_neighbour(2, nh("10.5.0.2"), [2, 0, 0, 0, 0, 2]).unwrap();
+        let log = m.fast_path().log.clone();
+        assert!(
+            matches!(log.as_slice(), [Write::SetOil(..), Write::SetMfe(..), Write::RemoveOil(_)]),
+            "{log:?}"
+        );
+        let legs = &m.get(&key(1, 1)).unwrap().legs;
+        assert_eq!(legs.iter().filter(|l| l.mac == [2, 0, 0, 0, 0, 2]).count(), 1);
+        m.fast_path_mut().log.clear();
+        m.set_neighbour(2, nh("10.5.0.2"), [2, 0, 0, 0, 0, 2]).unwrap();
+        assert!(m.fast_path().log.is_empty(), "an unchanged MAC writes nothing");
+
+        // Plain lists stay XDP broadcasts.
+        m.install(key(2, 1), 1, &[o(3, vec![a])]).unwrap();
+        assert_eq!(m.fast_path().mfes[&key(2, 1)].flags, 0);
+        let too_many: Vec<Oif> = (0..=MAX_HOPS as u8)
+            .map(|i| Oif::new(2, Ipv4Addr::new(10, 6, 0, i + 1), vec![a]))
+            .collect();
+        assert!(matches!(m.install(key(3, 1), 1, &too_many), Err(FastPathError::OilTooLong(_))));
     }
 }

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
 pub mod manager;
+pub mod neigh;
 pub mod netdev;
 pub mod proto;
 pub mod server;

@@ -23,6 +23,10 @@ impl Dataplane for MemFastPath {
     fn mtu(&self, dev: &NetDev) -> Option<u16> {
         Some(dev.mtu)
     }
+    fn neighbours(&self) -> anyhow::Result<crate::neigh::Table> {
+        Ok(self.neighbours.clone())
+    }
+    fn solicit(&self, _ip: Ipv4Addr) {}
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
         self.replayed.push((ifindex, frame));
         true

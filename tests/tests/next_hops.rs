@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Next hops on a point-to-multipoint interface: two receivers sit behind one router port (a
+//! bridge in a "switch" namespace). Each (port, next hop) owned and joined gets its own copy,
+//! addressed to that neighbour's MAC (from the kernel's neighbour table), and releasing one
+//! next hop leaves the other's copies flowing. Needs root.
+
+use std::time::{Duration, Instant};
+
+use mgm_tests::{GROUP, Netns, PacketSocket, SOURCE, Topology, magic, udp_frame, veth};
+use serde_json::{Value, json};
+
+const G: &str = "239.1.1.1";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Frames carrying `tag` and addressed to `mac`.
+fn count_to(frames: &[Vec<u8>], tag: &[u8], mac: [u8; 6]) -> usize {
+    mgm_tests::with_magic(frames, tag).iter().filter(|f| f[..6] == mac).count()
+}
+
+#[test]
+fn each_next_hop_gets_its_own_copy_and_releases_separately() {
+    let mut t = Topology::new(0).unwrap();
+    let sw = Netns::new("sw").unwrap();
+    let (ra, rb) = (Netns::new("rxa").unwrap(), Netns::new("rxb").unwrap());
+    veth(&t.router, "rlan", &sw, "up0").unwrap();
+    veth(&sw, "pa", &ra, "eth0").unwrap();
+    veth(&sw, "pb", &rb, "eth0").unwrap();
+    sw.exec("ip", &["link", "add", "br0", "type", "bridge"]).unwrap();
+    for p in ["up0", "pa", "pb"] {
+        sw.exec("ip", &["link", "set", p, "master", "br0"]).unwrap();
+    }
+    sw.exec("ip", &["link", "set", "br0", "up"]).unwrap();
+    t.router.exec("ip", &["addr", "add", "10.5.0.1/24", "dev", "rlan"]).unwrap();
+    ra.exec("ip", &["addr", "add", "10.5.0.2/24", "dev", "eth0"]).unwrap();
+    rb.exec("ip", &["addr", "add", "10.5.0.3/24", "dev", "eth0"]).unwrap();
+    let (mac_a, mac_b) = (ra.mac("eth0").unwrap(), rb.mac("eth0").unwrap());
+    t.start(&[]).unwrap();
+
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (rin, rlan) = (idx("rin"), idx("rlan"));
+    let mut pim = t.ctl().unwrap();
+    let h =
+        pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap()["handle"]
+            .clone();
+    pim.call(json!({"method": "take_interface", "handle": h, "ifindex": rin})).unwrap();
+    for nh in ["10.5.0.2", "10.5.0.3"] {
+        let i = json!({"handle": h, "ifindex": rlan, "nexthop": nh});
+        let mut take = i.clone();
+        take["method"] = json!("take_interface");
+        pim.call(take).unwrap();
+        let mut add = i;
+        add["method"] = json!("add_membership");
+        add["group"] = json!(G);
+        pim.call(add).unwrap();
+    }
+
+    // The first packet creates the MFE; PIM answers its callbacks.
+    let caps = [PacketSocket::open(&ra, "eth0").unwrap(), PacketSocket::open(&rb, "eth0").unwrap()];
+    let send = |tag: &[u8], n: usize| {
+        for _ in 0..n {
+            t.tx.send(&udp_frame(t.sender_mac, SOURCE, GROUP, 8, tag)).unwrap();
+        }
+    };
+    send(b"create", 1);
+    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
+    pim.call(
+        json!({"method": "answer_rpf", "handle": h, "request": rpf["request"], "ifindex": rin}),
+    )
+    .unwrap();
+    let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
+    let offered: Vec<Value> =
+        alert["oifs"].as_array().unwrap().iter().map(|o| o["iface"]["nexthop"].clone()).collect();
+    assert_eq!(offered, vec![json!("10.5.0.2"), json!("10.5.0.3")]);
+    pim.call(json!({"method": "answer_creation", "handle": h, "request": alert["request"]}))
+        .unwrap();
+    // mgmd resolves both neighbours (ARP through the bridge) within a few ticks.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let tag = magic("probe");
+        send(&tag, 1);
+        let got: Vec<Vec<Vec<u8>>> =
+            caps.iter().map(|c| c.drain(Duration::from_millis(100)).unwrap()).collect();
+        if count_to(&got[0], &tag, mac_a) == 1 && count_to(&got[1], &tag, mac_b) == 1 {
+            break;
+        }
+        let c = pim.show().unwrap()["counters"].clone();
+        assert!(Instant::now() < deadline, "next hops never resolved: {c}");
+    }
+
+    let tag = magic("both");
+    send(&tag, 20);
+    let got: Vec<Vec<Vec<u8>>> =
+        caps.iter().map(|c| c.drain(Duration::from_millis(300)).unwrap()).collect();
+    // One copy per next hop, each to its neighbour's MAC; the bridge delivers each to its
+    // owner only.
+    assert_eq!((count_to(&got[0], &tag, mac_a), count_to(&got[0], &tag, mac_b)), (20, 0));
+    assert_eq!((count_to(&got[1], &tag, mac_b), count_to(&got[1], &tag, mac_a)), (20, 0));
+    let f = mgm_tests::with_magic(&got[0], &tag)[0].clone();
+    assert_eq!(f[6..12], t.router.mac("rlan").unwrap(), "source: the router port");
+    assert_eq!(f[14 + 8], 7, "TTL decremented");
+    let mut check = f.clone();
+    mgm_tests::fix_ipv4_checksum(&mut check);
+    assert_eq!(check, f, "IPv4 checksum still valid");
+
+    // A neighbour's MAC changes (new NIC): mgmd follows the kernel's table within a second.
+    let new_b = [0x02, 0, 0, 0, 0x0b, 0x0b];
+    let new_b_s = "02:00:00:00:0b:0b";
+    rb.exec("ip", &["link", "set", "eth0", "address", new_b_s]).unwrap();
+    t.router
+        .exec(
+            "ip",
+            &["neigh", "replace", "10.5.0.3", "lladdr", new_b_s, "dev", "rlan", "nud", "permanent"],
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let tag = magic("moved");
+    send(&tag, 20);
+    let got: Vec<Vec<Vec<u8>>> =
+        caps.iter().map(|c| c.drain(Duration::from_millis(300)).unwrap()).collect();
+    assert_eq!(count_to(&got[1], &tag, new_b), 20, "copies follow the new MAC");
+    assert_eq!(count_to(&got[0], &tag, mac_a), 20);
+    let mac_b = new_b;
+
+    // Release one next hop: its copies stop at once, the other's go on.
+    pim.call(
+        json!({"method": "release_interface", "handle": h, "ifindex": rlan, "nexthop": "10.5.0.2"}),
+    )
+    .unwrap();
+    let tag = magic("one");
+    send(&tag, 20);
+    let got: Vec<Vec<Vec<u8>>> =
+        caps.iter().map(|c| c.drain(Duration::from_millis(300)).unwrap()).collect();
+    assert_eq!(count_to(&got[0], &tag, mac_a), 0);
+    assert_eq!(count_to(&got[1], &tag, mac_b), 20);
+}
