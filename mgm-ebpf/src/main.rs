@@ -21,7 +21,10 @@ use aya_ebpf::{
     btf_maps::{DevMapHash, HashOfMaps},
     helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::{btf_map, classifier, map, xdp},
-    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{
+        Array, DevMapHash as LegacyDevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray,
+        PerCpuHashMap, RingBuf,
+    },
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::warn;
@@ -495,6 +498,46 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
         count(counter::TC_TX);
     }
     Some(TC_ACT_SHOT)
+}
+
+// ---- benchmark helpers (`cargo xtask bench`), never attached by mgmd -----------------------
+
+/// The bare broadcast's outputs.
+#[map(name = "MGM_BENCH_PORTS")]
+static MGM_BENCH_PORTS: LegacyDevMapHash = LegacyDevMapHash::with_max_entries(64, 0);
+
+/// Frames each receiver got, by its ifindex.
+#[map(name = "MGM_BENCH_RX")]
+static MGM_BENCH_RX: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(64, 0);
+
+/// The ceiling of the XDP path: every frame to every port of `MGM_BENCH_PORTS`, no parsing,
+/// no lookup, no check.
+#[xdp]
+pub fn mgm_bench_broadcast(_ctx: XdpContext) -> u32 {
+    MGM_BENCH_PORTS
+        .redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64)
+        .unwrap_or(xdp_action::XDP_DROP)
+}
+
+/// The traffic generator: run with BPF_PROG_TEST_RUN live frames, each frame leaves by the
+/// interface the run names as ingress.
+#[xdp]
+pub fn mgm_bench_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
+/// A receiver: counts and drops.
+#[xdp]
+pub fn mgm_bench_rx(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    match MGM_BENCH_RX.get_ptr_mut(ifindex) {
+        // SAFETY: this CPU's slot.
+        Some(c) => unsafe { *c += 1 },
+        None => {
+            let _ = MGM_BENCH_RX.insert(ifindex, 1, 0);
+        }
+    }
+    xdp_action::XDP_DROP
 }
 
 #[cfg(not(test))]

@@ -36,6 +36,11 @@ pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mgm"));
 
+/// The embedded eBPF object, for tools that load its other programs (the benchmarks).
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
 /// Map-write flag: create or replace (BPF_ANY).
 const BPF_ANY: u64 = 0;
 /// Inner devmaps created at once when the OIL pool runs out. Every write to a map-in-map
@@ -690,10 +695,11 @@ impl BpfFastPath {
     }
 }
 
-/// BPF_PROG_TEST_RUN of an XDP program on one frame as if it arrived on `ifindex`: returns
-/// (action, ns per run) and, with `out`, the frame after the program (truncated to its size).
-/// With `BPF_F_TEST_XDP_LIVE_FRAMES` in `flags` the verdict is carried out for real.
-fn prog_test_run(
+/// BPF_PROG_TEST_RUN of an XDP program on one frame as if it arrived on `ifindex` (in the
+/// caller's network namespace): returns (action, ns per run) and, with `out`, the frame after
+/// the program (truncated to its size). With [`BPF_F_TEST_XDP_LIVE_FRAMES`] in `flags` the
+/// verdict is carried out for real, `repeat` times (a traffic generator with `XDP_TX`).
+pub fn prog_test_run(
     prog: std::os::fd::BorrowedFd<'_>,
     frame: &[u8],
     ifindex: u32,
@@ -741,7 +747,7 @@ fn prog_test_run(
 }
 
 /// `BPF_F_TEST_XDP_LIVE_FRAMES`: the test run's redirects really transmit.
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 /// Frames waiting for the replay thread, at most.
 const REPLAY_QUEUE: usize = 256;
