@@ -197,12 +197,18 @@ fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
     }
 }
 
-/// Decrements the TTL and updates the checksum incrementally (RFC 1624, eqn. 3:
-/// HC' = ~(~HC + ~m + m'), with m the 16-bit word holding TTL and protocol).
+/// Decrements the TTL and updates the checksum incrementally.
 #[inline(always)]
 fn decrement_ttl(ip: &mut Ipv4Hdr) {
+    set_ttl(ip, ip.ttl - 1);
+}
+
+/// Sets the TTL and updates the checksum incrementally (RFC 1624, eqn. 3:
+/// HC' = ~(~HC + ~m + m'), with m the 16-bit word holding TTL and protocol).
+#[inline(always)]
+fn set_ttl(ip: &mut Ipv4Hdr, ttl: u8) {
     let old = u16::from_be_bytes([ip.ttl, ip.proto]) as u32;
-    ip.ttl -= 1;
+    ip.ttl = ttl;
     let new = u16::from_be_bytes([ip.ttl, ip.proto]) as u32;
     let hc = u16::from_be_bytes(ip.check) as u32;
     let mut sum = (!hc & 0xffff) + (!old & 0xffff) + new;
@@ -520,9 +526,18 @@ pub fn mgm_bench_broadcast(_ctx: XdpContext) -> u32 {
 }
 
 /// The traffic generator: run with BPF_PROG_TEST_RUN live frames, each frame leaves by the
-/// interface the run names as ingress.
+/// interface the run names as ingress. A veth hands the frame's page to the router as is, and
+/// the page comes back to the generator's pool: a router that decremented the TTL did it in
+/// the generator's frame. So the TTL is put back to 64 (checksum adjusted) on every send.
 #[xdp]
-pub fn mgm_bench_tx(_ctx: XdpContext) -> u32 {
+pub fn mgm_bench_tx(ctx: XdpContext) -> u32 {
+    if let Some(ip) = ptr_at::<Ipv4Hdr>(&ctx, EthHdr::LEN) {
+        // SAFETY: bounds-checked by ptr_at.
+        let iph = unsafe { &mut *ip };
+        if iph.ttl != 64 {
+            set_ttl(iph, 64);
+        }
+    }
     xdp_action::XDP_TX
 }
 

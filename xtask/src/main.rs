@@ -124,25 +124,7 @@ fn setup() -> anyhow::Result<()> {
     let is_root = nix_is_root();
 
     // 1. Debian packages.
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| {
-            !output("dpkg-query", &["-W", "-f=${Status}", p])
-                .is_some_and(|s| s.contains("install ok installed"))
-        })
-        .collect();
-    if !missing.is_empty() {
-        step(&format!("installing Debian packages: {}", missing.join(" ")));
-        ensure!(is_root, "installing {} needs root (apt-get)", missing.join(" "));
-        sh(Command::new("apt-get").args(["update", "-qq"]))
-            .context("apt-get update failed: is the Debian mirror reachable?")?;
-        sh(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-        .with_context(|| format!("apt-get install {} failed", missing.join(" ")))?;
-    }
+    apt_install(APT_PACKAGES, is_root)?;
     ensure!(
         Path::new("/usr/lib/rustlib/bpfel-unknown-none").is_dir(),
         "/usr/lib/rustlib/bpfel-unknown-none is missing although libstd-rust-web-dev-bpf is \
@@ -262,8 +244,53 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         "--commit",
         commit.trim(),
     ]))?;
-    println!("results: bench-results/prog_test_run.json");
+    step("forwarding rate: mgm vs the kernel's ipmr (smcroute) vs a bare XDP broadcast");
+    // The peer (ipmr's user-space half) and the chart's font.
+    apt_install(&["smcroute", "fonts-dejavu-core"], true)?;
+    cargo(&["build", "--release", "--bins"])?;
+    cargo(&["build", "--release", "-p", "mgm-user", "--example", "fwd_bench"])?;
+    let mut fwd = Command::new("target/release/examples/fwd_bench");
+    fwd.env("MGM_BIN_DIR", workspace_root().join("target/release")).args([
+        "--json",
+        "bench-results/forwarding.json",
+        "--png",
+        "bench-results/forwarding.png",
+        "--commit",
+        commit.trim(),
+    ]);
+    if quick {
+        fwd.arg("--quick");
+    }
+    sh(&mut fwd)?;
+    println!(
+        "results: bench-results/prog_test_run.json, bench-results/forwarding.json, \
+         bench-results/forwarding.png"
+    );
     Ok(())
+}
+
+/// Installs the Debian packages of `pkgs` that are missing (a no-op when none is).
+fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
+    let missing: Vec<&str> = pkgs
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output("dpkg-query", &["-W", "-f=${Status}", p])
+                .is_some_and(|s| s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!("installing Debian packages: {}", missing.join(" ")));
+    ensure!(is_root, "installing {} needs root (apt-get)", missing.join(" "));
+    sh(Command::new("apt-get").args(["update", "-qq"]))
+        .context("apt-get update failed: is the Debian mirror reachable?")?;
+    sh(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .with_context(|| format!("apt-get install {} failed", missing.join(" ")))
 }
 
 fn test() -> anyhow::Result<()> {

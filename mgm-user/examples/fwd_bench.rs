@@ -1,0 +1,436 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Forwarding rate, side by side in one run and one topology (a sender, a router, 8
+//! receivers, each in its own namespace, veth pairs): mgm (XDP, static MFE), the kernel's
+//! ipmr driven by smcroute (what an operator runs instead), and a bare XDP broadcast with no
+//! parsing or lookup (the ceiling of this path). Run through `cargo xtask bench`.
+//!
+//! Traffic: BPF_PROG_TEST_RUN with live frames on the sender's veth, an `XDP_TX` program
+//! (what xdp-trafficgen does; xdp-trafficgen itself does not load on this kernel). Each
+//! receiver counts and drops in XDP. The generator alone, into an XDP counter on the router,
+//! is measured too: every router result must stay below it, or the numbers would measure
+//! the generator. Generator and router share the machine's CPUs, so a costlier router also
+//! slows the generator down: "offered" is what the generator managed next to each contender,
+//! "delivered" what the receivers got; the comparison is the delivered rates.
+
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuHashMap, xdp::DevMapHash},
+    programs::Xdp,
+};
+use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, object, prog_test_run};
+use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Topology, udp_frame, unique};
+use serde_json::json;
+
+const FANOUTS: [usize; 3] = [1, 4, 8];
+/// Frame sizes on the wire (the 4-byte FCS included).
+const SIZES: [usize; 2] = [64, 512];
+/// Frames per BPF_PROG_TEST_RUN call: each call costs ~16 ms besides the frames.
+const REPEAT: u32 = 1_000_000;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1)?.parse().ok()
+}
+
+/// The three benchmark programs, pinned so `ip -n NS link set ... pinned` can attach them in
+/// any namespace.
+struct Programs {
+    _ebpf: Ebpf,
+    dir: PathBuf,
+    tx: OwnedFd,
+    rx_counts: PerCpuHashMap<MapData, u32, u64>,
+    ports: Option<DevMapHash<MapData>>,
+}
+
+impl Programs {
+    fn load() -> anyhow::Result<Self> {
+        let mut ebpf = EbpfLoader::new().load(object())?;
+        let dir = Path::new("/sys/fs/bpf").join(unique("bench"));
+        std::fs::create_dir_all(&dir)?;
+        let mut tx = None;
+        for name in ["mgm_bench_tx", "mgm_bench_rx", "mgm_bench_broadcast"] {
+            let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
+            p.load()?;
+            p.pin(dir.join(name))?;
+            if name == "mgm_bench_tx" {
+                tx = Some(p.fd()?.as_fd().try_clone_to_owned()?);
+            }
+        }
+        let rx_counts = PerCpuHashMap::try_from(ebpf.take_map("MGM_BENCH_RX").context("rx")?)?;
+        let ports = DevMapHash::try_from(ebpf.take_map("MGM_BENCH_PORTS").context("ports")?)?;
+        Ok(Self { _ebpf: ebpf, dir, tx: tx.expect("loaded"), rx_counts, ports: Some(ports) })
+    }
+
+    fn pinned(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn count(&self, ifindex: u32) -> u64 {
+        self.rx_counts.get(&ifindex, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+}
+
+impl Drop for Programs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `ip link set ... xdp`, through nsenter: `ip netns exec` and `ip -n` remount /sys, hiding
+/// the bpffs the programs are pinned on.
+fn ip_link_xdp(ns: &Netns, args: &[&str]) -> anyhow::Result<()> {
+    let netns = format!("--net=/run/netns/{}", ns.name);
+    let mut all = vec![netns.as_str(), "ip", "link", "set", "dev"];
+    all.extend(args);
+    mgm_tests::run("nsenter", &all)?;
+    Ok(())
+}
+
+fn attach(ns: &Netns, ifname: &str, prog: &str) -> anyhow::Result<()> {
+    ip_link_xdp(ns, &[ifname, "xdpdrv", "pinned", prog])
+}
+
+fn detach(ns: &Netns, ifname: &str) {
+    let _ = ip_link_xdp(ns, &[ifname, "xdpdrv", "off"]);
+}
+
+/// Runs the generator from the sender's namespace for `secs`; returns (frames, seconds).
+fn generate(sender: &Netns, tx: &OwnedFd, frame: Vec<u8>, secs: f64) -> anyhow::Result<(u64, f64)> {
+    let fd = tx.try_clone()?;
+    sender.enter(move || {
+        let ifindex = nix::net::if_::if_nametoindex("s0")?;
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed().as_secs_f64() < secs {
+            prog_test_run(fd.as_fd(), &frame, ifindex, REPEAT, BPF_F_TEST_XDP_LIVE_FRAMES, None)
+                .context("BPF_PROG_TEST_RUN live frames")?;
+            sent += u64::from(REPEAT);
+        }
+        Ok((sent, start.elapsed().as_secs_f64()))
+    })
+}
+
+struct Point {
+    contender: &'static str,
+    fanout: usize,
+    size: usize,
+    offered_pps: f64,
+    per_receiver_pps: Vec<f64>,
+}
+
+impl Point {
+    fn total(&self) -> f64 {
+        self.per_receiver_pps.iter().sum()
+    }
+}
+
+/// Offers traffic and reads what receivers 0..fanout counted.
+fn measure(
+    t: &Topology,
+    p: &Programs,
+    rx: &[u32],
+    fanout: usize,
+    size: usize,
+    secs: f64,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let frame = udp_frame(t.sender_mac, SOURCE, GROUP, 64, &vec![0u8; size - 4 - 42]);
+    let before: Vec<u64> = rx.iter().map(|i| p.count(*i)).collect();
+    let (sent, elapsed) = generate(&t.sender, &p.tx, frame, secs)?;
+    std::thread::sleep(Duration::from_millis(100));
+    let got: Vec<f64> =
+        rx.iter().zip(&before).map(|(i, b)| (p.count(*i) - b) as f64 / elapsed).collect();
+    Ok((sent as f64 / elapsed, got[..fanout].to_vec()))
+}
+
+fn smcrouted(router: &Netns, fanout: usize) -> anyhow::Result<(Child, PathBuf)> {
+    let dir = std::env::temp_dir().join(unique("smcroute"));
+    std::fs::create_dir_all(&dir)?;
+    let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
+    let mut conf = String::from("phyint rin enable\n");
+    for o in &outs {
+        conf.push_str(&format!("phyint {o} enable\n"));
+    }
+    conf.push_str(&format!(
+        "mroute from rin source 10.1.0.1 group 239.1.1.1 to {}\n",
+        outs.join(" ")
+    ));
+    std::fs::write(dir.join("smcroute.conf"), conf)?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &router.name, "smcrouted", "-n", "-N", "-l", "err", "-f"])
+        .arg(dir.join("smcroute.conf"))
+        .arg("-u")
+        .arg(dir.join("smcroute.sock"))
+        .arg("-P")
+        .arg(dir.join("smcroute.pid"))
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting smcrouted (apt install smcroute)")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !router.exec("ip", &["mroute", "show"])?.contains("239.1.1.1") {
+        ensure!(Instant::now() < deadline, "smcrouted installed no route in 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((child, dir))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let secs: f64 = arg(&args, "--secs").unwrap_or(if quick { 1.0 } else { 3.0 });
+    let fanouts: Vec<usize> = if quick { vec![4] } else { FANOUTS.to_vec() };
+    let sizes: Vec<usize> = if quick { vec![64] } else { SIZES.to_vec() };
+
+    let t = Topology::new(8)?;
+    // ipmr wants addresses on its interfaces and no reverse-path filter for this source.
+    t.router.exec("ip", &["addr", "add", "10.1.0.254/24", "dev", "rin"])?;
+    for i in 1..=8 {
+        t.router
+            .exec("ip", &["addr", "add", &format!("10.2.{i}.1/24"), "dev", &format!("r{i}")])?;
+    }
+    // The generator's frames arrive as XDP frames: without a program on rin (ipmr's run), a
+    // veth only takes them with GRO on (shared/notes/toolchain.md).
+    t.router.exec("ethtool", &["-K", "rin", "gro", "on"])?;
+    for k in ["all", "default", "rin"] {
+        t.router.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")])?;
+    }
+    let mut p = Programs::load()?;
+    let rx: Vec<u32> = t.receivers.iter().map(|ns| ns.ifindex("eth0")).collect::<Result<_, _>>()?;
+    let distinct: std::collections::BTreeSet<u32> = rx.iter().copied().collect();
+    ensure!(distinct.len() == rx.len(), "receiver ifindexes collide: {rx:?}");
+    for ns in &t.receivers {
+        attach(ns, "eth0", &p.pinned("mgm_bench_rx"))?;
+    }
+
+    // The generator alone: what reaches the router's port when nothing forwards.
+    let rin = t.router.ifindex("rin")?;
+    attach(&t.router, "rin", &p.pinned("mgm_bench_rx"))?;
+    let mut generator = BTreeMap::new();
+    for &size in &sizes {
+        let (offered, arrived) = measure(&t, &p, &[rin], 1, size, secs)?;
+        ensure!(arrived[0] > 0.0, "the generator's frames never reached the router");
+        generator.insert(size, (offered, arrived[0]));
+    }
+    detach(&t.router, "rin");
+
+    let mut points = Vec::new();
+    for &fanout in &fanouts {
+        for &size in &sizes {
+            // mgm: mgmd with one static MFE rin -> r1..rN.
+            let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
+            let mut a = vec!["--iface".to_owned(), "rin".to_owned()];
+            for o in &outs {
+                a.extend(["--iface".to_owned(), o.clone()]);
+            }
+            a.extend(["--mfe".to_owned(), format!("10.1.0.1,239.1.1.1,rin,{}", outs.join("+"))]);
+            let mgmd = Mgmd::start(&t.router, &a)?;
+            let (offered, got) = measure(&t, &p, &rx, fanout, size, secs)?;
+            drop(mgmd);
+            points.push(Point {
+                contender: "mgm",
+                fanout,
+                size,
+                offered_pps: offered,
+                per_receiver_pps: got,
+            });
+
+            // The kernel's ipmr through smcroute, same route.
+            let (mut child, dir) = smcrouted(&t.router, fanout)?;
+            let r = measure(&t, &p, &rx, fanout, size, secs);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+            let (offered, got) = r?;
+            points.push(Point {
+                contender: "ipmr",
+                fanout,
+                size,
+                offered_pps: offered,
+                per_receiver_pps: got,
+            });
+
+            // The ceiling: a bare broadcast redirect to r1..rN.
+            let ports = p.ports.take().expect("present");
+            let ifs: Vec<u32> =
+                outs.iter().map(|o| t.router.ifindex(o)).collect::<Result<_, _>>()?;
+            // Devmap entries name devices of the caller's namespace: fill it from the router's.
+            let ports = t.router.enter(move || {
+                let mut ports = ports;
+                for k in ports.keys().collect::<Result<Vec<u32>, _>>()? {
+                    ports.remove(k)?;
+                }
+                for i in ifs {
+                    ports.insert(i, i, None, 0)?;
+                }
+                Ok(ports)
+            })?;
+            p.ports = Some(ports);
+            attach(&t.router, "rin", &p.pinned("mgm_bench_broadcast"))?;
+            let r = measure(&t, &p, &rx, fanout, size, secs);
+            detach(&t.router, "rin");
+            let (offered, got) = r?;
+            points.push(Point {
+                contender: "ceiling",
+                fanout,
+                size,
+                offered_pps: offered,
+                per_receiver_pps: got,
+            });
+        }
+    }
+
+    report(&args, quick, secs, &generator, &points)
+}
+
+fn report(
+    args: &[String],
+    quick: bool,
+    secs: f64,
+    generator: &BTreeMap<usize, (f64, f64)>,
+    points: &[Point],
+) -> anyhow::Result<()> {
+    let mpps = |v: f64| v / 1e6;
+    println!(
+        "forwarding rate, delivered packets/s ({secs} s per point; 1 sender -> router -> N receivers)"
+    );
+    for (size, (offered, arrived)) in generator {
+        println!(
+            "  generator alone, {size}-byte frames: offered {:.2} Mpps, {:.2} Mpps reach the router",
+            mpps(*offered),
+            mpps(*arrived)
+        );
+    }
+    println!(
+        "  {:<8} {:>3} {:>5} {:>12} {:>12} {:>12} {:>12} {:>9} {:>11}",
+        "WHO",
+        "N",
+        "BYTES",
+        "OFFERED Mpps",
+        "TOTAL Mpps",
+        "PER RX min",
+        "PER RX max",
+        "vs ipmr",
+        "vs ceiling"
+    );
+    let find = |c: &str, n: usize, s: usize| {
+        points.iter().find(|p| p.contender == c && p.fanout == n && p.size == s)
+    };
+    let mut failed = Vec::new();
+    let mut rows = Vec::new();
+    for pt in points {
+        let min = pt.per_receiver_pps.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = pt.per_receiver_pps.iter().copied().fold(0.0, f64::max);
+        let ipmr = find("ipmr", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
+        let ceiling = find("ceiling", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
+        if min <= 0.0 {
+            failed.push(format!(
+                "{} N={} {} B: a receiver got nothing",
+                pt.contender, pt.fanout, pt.size
+            ));
+        }
+        println!(
+            "  {:<8} {:>3} {:>5} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>8.2}x {:>10.2}x",
+            pt.contender,
+            pt.fanout,
+            pt.size,
+            mpps(pt.offered_pps),
+            mpps(pt.total()),
+            mpps(min),
+            mpps(max),
+            ipmr.unwrap_or(0.0),
+            ceiling.unwrap_or(0.0)
+        );
+        let gen_arrived = generator.get(&pt.size).map_or(0.0, |g| g.1);
+        // Each receiver gets at most what the router receives.
+        if max > gen_arrived * 1.05 {
+            failed.push(format!(
+                "{} N={}: {:.2} Mpps per receiver exceeds the generator's {:.2}",
+                pt.contender,
+                pt.fanout,
+                mpps(max),
+                mpps(gen_arrived)
+            ));
+        }
+        rows.push(json!({
+            "contender": pt.contender, "fanout": pt.fanout, "frame_bytes": pt.size,
+            "offered_pps": pt.offered_pps, "delivered_pps_total": pt.total(),
+            "delivered_pps_per_receiver": pt.per_receiver_pps,
+            "vs_ipmr": ipmr, "vs_ceiling": ceiling,
+        }));
+    }
+    let report = json!({
+        "benchmark": "forwarding_rate",
+        "commit": arg::<String>(args, "--commit").unwrap_or_default(),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "seconds_per_point": secs,
+        "quick": quick,
+        "generator": generator.iter().map(|(s, (o, a))| json!({"frame_bytes": s, "offered_pps": o, "reaching_router_pps": a})).collect::<Vec<_>>(),
+        "points": rows,
+    });
+    if let Some(path) = arg::<String>(args, "--json") {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {path}"))?;
+    }
+    if let Some(path) = arg::<String>(args, "--png") {
+        chart(Path::new(&path), points).with_context(|| format!("drawing {path}"))?;
+    }
+    if !failed.is_empty() {
+        bail!("a contender could not be measured: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+/// Delivered rate (all receivers) against fan-out, 64-byte frames, one line per contender.
+fn chart(path: &Path, points: &[Point]) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        .context("the DejaVu font (apt install fonts-dejavu-core)")?;
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| anyhow::anyhow!("font"))?;
+    let size = 64;
+    let max = points.iter().filter(|p| p.size == size).map(|p| p.total()).fold(0.0, f64::max) / 1e6;
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Delivered packets/s vs fan-out (64-byte frames)", ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..9usize, 0f64..max * 1.15)?;
+    chart.configure_mesh().x_desc("receivers (N)").y_desc("Mpps, all receivers").draw()?;
+    for (name, color) in [("mgm", RED), ("ipmr", BLUE), ("ceiling", BLACK)] {
+        let series: Vec<(usize, f64)> = points
+            .iter()
+            .filter(|p| p.contender == name && p.size == size)
+            .map(|p| (p.fanout, p.total() / 1e6))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(series.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
