@@ -391,6 +391,11 @@ impl Mgmd {
         std::fs::read_to_string(self.dir.join("mgmd.log")).unwrap_or_default()
     }
 
+    /// mgmd's process id (nsenter execs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn ctl(&self) -> anyhow::Result<Ctl> {
         Ctl::connect(&self.socket)
     }

@@ -229,6 +229,7 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     if !nix_is_root() {
         bail!("benchmarks load XDP programs and create namespaces: run as root");
     }
+    let started = Instant::now();
     std::fs::create_dir_all("bench-results")?;
     step("building the benchmark (release)");
     cargo(&["build", "--release", "-p", "mgm-user", "--example", "prog_bench"])?;
@@ -262,9 +263,23 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         fwd.arg("--quick");
     }
     sh(&mut fwd)?;
+    step("control plane: installs and memberships per second, memory, release cost");
+    cargo(&["build", "--release", "-p", "mgm-user", "--example", "ctl_bench"])?;
+    let mut ctl = Command::new("target/release/examples/ctl_bench");
+    ctl.env("MGM_BIN_DIR", workspace_root().join("target/release")).args([
+        "--json",
+        "bench-results/control_plane.json",
+        "--commit",
+        commit.trim(),
+    ]);
+    if quick {
+        ctl.arg("--quick");
+    }
+    sh(&mut ctl)?;
     println!(
-        "results: bench-results/prog_test_run.json, bench-results/forwarding.json, \
-         bench-results/forwarding.png"
+        "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
+         control_plane.json ({:.0} s)",
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

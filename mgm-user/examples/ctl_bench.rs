@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Control-plane costs through mgmd's socket (release build), run by `cargo xtask bench`:
+//! - MFE installs (`add_mfe`) and membership adds (`add_membership`) per second, from one
+//!   client and from 8 concurrent clients, with 10k, 100k and 1M entries already in place;
+//! - memory: mgmd's resident set and the BPF maps' memory (their `memlock`), per MFE;
+//! - release: time to the reply and to the end of the background rewrite, with 1, 1k and
+//!   100k MFEs (created by traffic, as a router gets them) forwarding to the interface.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::net::UnixStream,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use mgm_tests::{GROUP, Mgmd, Topology, fix_ipv4_checksum, udp_frame};
+use serde_json::{Value, json};
+
+/// Entries added per measurement.
+const SAMPLE: usize = 4_000;
+const CLIENTS: usize = 8;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1)?.parse().ok()
+}
+
+/// A raw connection that pipelines: writes many requests, then reads their replies.
+struct Pipe {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+    next: u64,
+    last: Option<Value>,
+}
+
+impl Pipe {
+    fn connect(socket: &Path) -> anyhow::Result<Self> {
+        let w = UnixStream::connect(socket)?;
+        w.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Self { r: BufReader::new(w.try_clone()?), w, next: 1, last: None })
+    }
+
+    /// One request; its result.
+    fn call(&mut self, req: Value) -> anyhow::Result<Value> {
+        let id = self.next;
+        self.run(std::iter::once(req))?;
+        Ok(std::mem::take(&mut self.last).filter(|_| self.next == id + 1).unwrap_or_default())
+    }
+
+    /// Sends `reqs` in chunks of 1,000 and checks every reply; events are skipped.
+    fn run(&mut self, reqs: impl Iterator<Item = Value>) -> anyhow::Result<usize> {
+        let mut n = 0;
+        let reqs: Vec<Value> = reqs.collect();
+        for chunk in reqs.chunks(1000) {
+            let mut buf = Vec::new();
+            for r in chunk {
+                let mut r = r.clone();
+                r["id"] = json!(self.next);
+                self.next += 1;
+                serde_json::to_writer(&mut buf, &r)?;
+                buf.push(b'\n');
+            }
+            self.w.write_all(&buf)?;
+            let mut replies = 0;
+            while replies < chunk.len() {
+                let mut line = String::new();
+                ensure!(self.r.read_line(&mut line)? > 0, "mgmd closed the connection");
+                let v: Value = serde_json::from_str(&line)?;
+                if v.get("event").is_some() {
+                    continue;
+                }
+                ensure!(v.get("result").is_some(), "request failed: {v}");
+                self.last = Some(v["result"].clone());
+                replies += 1;
+            }
+            n += chunk.len();
+        }
+        Ok(n)
+    }
+
+    /// One request at a time (a client that waits for each reply).
+    fn sequential(&mut self, reqs: impl Iterator<Item = Value>) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for r in reqs {
+            n += self.run(std::iter::once(r))?;
+        }
+        Ok(n)
+    }
+}
+
+fn add_mfe(i: usize) -> Value {
+    let s = std::net::Ipv4Addr::from(0x0a40_0000 + i as u32);
+    json!({"method": "add_mfe", "source": s, "group": "239.2.2.2", "iif": "rin", "oifs": ["r1"]})
+}
+
+/// Forward state only (flags 2): a join-state entry would also send a join alert to each of
+/// the other 7 protocols, which measures their connections, not the core.
+fn add_membership(h: &Value, ifindex: u32, i: usize) -> Value {
+    let s = std::net::Ipv4Addr::from(0x0a40_0000 + i as u32);
+    json!({
+        "method": "add_membership", "handle": h, "source": s, "group": "239.3.3.3",
+        "ifindex": ifindex, "flags": 2,
+    })
+}
+
+/// `add_mfe` rate of one sequential client, and of `CLIENTS` concurrent ones (each on its
+/// own connection), adding `SAMPLE` new entries from index `base` on.
+fn mfe_rates(socket: &Path, base: usize) -> anyhow::Result<(f64, f64)> {
+    let mut one = Pipe::connect(socket)?;
+    let t = Instant::now();
+    one.sequential((0..SAMPLE).map(|i| add_mfe(base + i)))?;
+    let single = SAMPLE as f64 / t.elapsed().as_secs_f64();
+    let mut pipes: Vec<Pipe> =
+        (0..CLIENTS).map(|_| Pipe::connect(socket)).collect::<Result<_, _>>()?;
+    let per = SAMPLE / CLIENTS;
+    let t = Instant::now();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let hs: Vec<_> = pipes
+            .iter_mut()
+            .enumerate()
+            .map(|(c, p)| {
+                let from = base + SAMPLE + c * per;
+                s.spawn(move || p.sequential((from..from + per).map(add_mfe)))
+            })
+            .collect();
+        for h in hs {
+            h.join().expect("client thread")?;
+        }
+        Ok(())
+    })?;
+    Ok((single, (per * CLIENTS) as f64 / t.elapsed().as_secs_f64()))
+}
+
+/// `add_membership` rate of client 0 alone, then of all clients at once, each on the
+/// interface it owns, adding `SAMPLE` new (S,G) entries from index `base` on.
+fn membership_rates(
+    owners: &mut [Pipe],
+    handles: &[Value],
+    ifs: &[u32],
+    base: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let t = Instant::now();
+    owners[0].sequential((base..base + SAMPLE).map(|i| add_membership(&handles[0], ifs[0], i)))?;
+    let single = SAMPLE as f64 / t.elapsed().as_secs_f64();
+    let per = SAMPLE / CLIENTS;
+    let t = Instant::now();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let hs: Vec<_> = owners
+            .iter_mut()
+            .zip(handles)
+            .zip(ifs)
+            .enumerate()
+            .map(|(c, ((ctl, h), ifindex))| {
+                let from = base + SAMPLE + c * per;
+                s.spawn(move || {
+                    ctl.sequential((from..from + per).map(|i| add_membership(h, *ifindex, i)))
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().expect("client thread")?;
+        }
+        Ok(())
+    })?;
+    Ok((single, (per * CLIENTS) as f64 / t.elapsed().as_secs_f64()))
+}
+
+/// mgmd's resident set and the memory of the BPF maps it holds, in bytes.
+fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .context("VmRSS")?
+        * 1024;
+    let mut maps = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let info = std::fs::read_to_string(fd?.path()).unwrap_or_default();
+        if info.contains("map_type:") {
+            maps += info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok((rss, maps))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let levels: Vec<usize> = if quick { vec![10_000] } else { vec![10_000, 100_000, 1_000_000] };
+    let releases: Vec<usize> = if quick { vec![1, 1_000] } else { vec![1, 1_000, 100_000] };
+    let mut out = json!({
+        "benchmark": "control_plane",
+        "commit": arg::<String>(&args, "--commit").unwrap_or_default(),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "sample": SAMPLE, "clients": CLIENTS,
+    });
+
+    // Installs and memberships at increasing table sizes.
+    let mut t = Topology::new(CLIENTS)?;
+    let cap = (levels.last().copied().unwrap_or(0) + 4 * SAMPLE).next_power_of_two();
+    t.start(&["--max-mfes", &cap.to_string(), "--restart-hold-secs", "0"])?;
+    let mgmd: &Mgmd = t.mgmd.as_ref().expect("started");
+    let socket = mgmd.socket.clone();
+    let ifs: Vec<u32> =
+        (1..=CLIENTS).map(|i| t.router.ifindex(&format!("r{i}"))).collect::<Result<_, _>>()?;
+    let (rss0, maps0) = memory(mgmd.pid())?;
+    let mut filler = Pipe::connect(&socket)?;
+    // One routing protocol per interface: client c owns r<c+1> and adds memberships there.
+    let mut handles = Vec::new();
+    let mut owners = Vec::new();
+    for (c, ifindex) in ifs.iter().enumerate() {
+        let mut ctl = Pipe::connect(&socket)?;
+        let h =
+            ctl.call(json!({"method": "register", "protocol": 200 + c, "component": 1}))?["handle"]
+                .clone();
+        ctl.call(json!({"method": "take_interface", "handle": h, "ifindex": ifindex}))?;
+        handles.push(h);
+        owners.push(ctl);
+    }
+    let (mut mfes_in, mut members_in) = (0usize, 0usize);
+    let mut rows = Vec::new();
+    println!("control plane through the socket ({SAMPLE} new entries per sample, release build)");
+    println!(
+        "  {:>9} {:>16} {:>16} {:>18} {:>18} {:>11} {:>11}",
+        "ENTRIES",
+        "add_mfe 1 cl/s",
+        "add_mfe 8 cl/s",
+        "membership 1 cl/s",
+        "membership 8 cl/s",
+        "RSS MiB",
+        "MAPS MiB"
+    );
+    for &level in &levels {
+        let fill = Instant::now();
+        filler.run((mfes_in..level).map(add_mfe))?;
+        let h0 = handles[0].clone();
+        owners[0].run((members_in..level).map(|i| add_membership(&h0, ifs[0], i)))?;
+        let fill_rate = 2.0 * (level - mfes_in) as f64 / fill.elapsed().as_secs_f64();
+        mfes_in = level;
+        members_in = level;
+        let (m1, m8) = mfe_rates(&socket, mfes_in)?;
+        mfes_in += 2 * SAMPLE;
+        let (g1, g8) = membership_rates(&mut owners, &handles, &ifs, members_in)?;
+        members_in += 2 * SAMPLE;
+        let (rss, maps) = memory(mgmd.pid())?;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        println!(
+            "  {:>9} {:>16.0} {:>16.0} {:>18.0} {:>18.0} {:>11.1} {:>11.1}",
+            level,
+            m1,
+            m8,
+            g1,
+            g8,
+            mib(rss),
+            mib(maps)
+        );
+        rows.push(json!({
+            "entries": level, "pipelined_fill_per_s": fill_rate,
+            "add_mfe_per_s_1_client": m1, "add_mfe_per_s_8_clients": m8,
+            "add_membership_per_s_1_client": g1, "add_membership_per_s_8_clients": g8,
+            "mgmd_rss_bytes": rss, "bpf_map_bytes": maps,
+            "mgmd_rss_bytes_per_entry": (rss.saturating_sub(rss0)) as f64 / (mfes_in + members_in) as f64,
+            "bpf_map_bytes_per_mfe": (maps.saturating_sub(maps0)) as f64 / mfes_in as f64,
+        }));
+    }
+    println!(
+        "  (map memory is preallocated for --max-mfes {cap}: it does not grow with the entries; \
+         RSS at start {:.1} MiB, maps {:.1} MiB)",
+        rss0 as f64 / (1 << 20) as f64,
+        maps0 as f64 / (1 << 20) as f64
+    );
+    out["levels"] = json!(rows);
+    drop(owners);
+    drop(filler);
+    t.mgmd = None;
+    drop(t);
+
+    // Release cost.
+    println!("release of one interface with N MFEs forwarding to it (time to reply, to cleanup)");
+    let mut rel = Vec::new();
+    for &n in &releases {
+        let (reply, cleanup) = release(n)?;
+        println!(
+            "  {:>7} MFEs: reply {:>8.2} ms, background rewrite done {:>8.2} ms",
+            n,
+            reply.as_secs_f64() * 1e3,
+            cleanup.as_secs_f64() * 1e3
+        );
+        rel.push(json!({"mfes": n, "reply_ms": reply.as_secs_f64() * 1e3, "cleanup_ms": cleanup.as_secs_f64() * 1e3}));
+    }
+    out["release"] = json!(rel);
+    if let Some(path) = arg::<String>(&args, "--json") {
+        std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    }
+    Ok(())
+}
+
+/// n MFEs created by traffic (n sources to one group), forwarding to r1 and r2; r1 released.
+fn release(n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let mut t = Topology::new(2)?;
+    let cap = (n + 1024).next_power_of_two().to_string();
+    t.start(&["--max-mfes", &cap])?;
+    let idx = |name: &str| t.router.ifindex(name);
+    let (rin, r1, r2) = (idx("rin")?, idx("r1")?, idx("r2")?);
+    let mut pim = t.ctl()?;
+    let h =
+        pim.call(json!({"method": "register", "protocol": 103, "component": 1}))?["handle"].clone();
+    for i in [rin, r1, r2] {
+        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i}))?;
+    }
+    for i in [r1, r2] {
+        pim.call(
+            json!({"method": "add_membership", "handle": h, "group": "239.1.1.1", "ifindex": i}),
+        )?;
+    }
+    let frames: Vec<Vec<u8>> = (0..n as u32)
+        .map(|i| {
+            let mut f = udp_frame(t.sender_mac, (0x0a03_0000 + i).to_be_bytes(), GROUP, 8, b"x");
+            fix_ipv4_checksum(&mut f);
+            f
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        for chunk in frames.chunks(1000) {
+            for f in chunk {
+                t.tx.send(f)?;
+            }
+            pim.status()?;
+            pim.drop_events();
+        }
+        let mut have = 0;
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_millis(100));
+            have = pim.status()?["mfes"].as_u64().unwrap_or(0) as usize;
+            pim.drop_events();
+            if have == n {
+                break;
+            }
+        }
+        if have == n {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "only {have} of {n} MFEs created");
+    }
+    while pim.status()?["pending_writes"] != 0 {
+        pim.drop_events();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    pim.call(json!({"method": "release_interface", "handle": h, "ifindex": r1}))?;
+    let reply = t0.elapsed();
+    while pim.status()?["pending_writes"] != 0 {
+        pim.drop_events();
+    }
+    Ok((reply, t0.elapsed()))
+}
