@@ -199,6 +199,7 @@ fn main() -> anyhow::Result<()> {
         "commit": arg::<String>(&args, "--commit").unwrap_or_default(),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": mgm_tests::cpu_model(),
         "sample": SAMPLE, "clients": CLIENTS,
     });
 

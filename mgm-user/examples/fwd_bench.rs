@@ -374,6 +374,7 @@ fn report(
         "commit": arg::<String>(args, "--commit").unwrap_or_default(),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": mgm_tests::cpu_model(),
         "seconds_per_point": secs,
         "quick": quick,
         "generator": generator.iter().map(|(s, (o, a))| json!({"frame_bytes": s, "offered_pps": o, "reaching_router_pps": a})).collect::<Vec<_>>(),

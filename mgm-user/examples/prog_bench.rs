@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         "frame_bytes": 64,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": mgm_tests::cpu_model(),
         "paths": paths,
     });
     if let Some(path) = arg::<String>(&args, "--json") {

@@ -798,3 +798,14 @@ pub fn gaps(seen: &std::collections::BTreeSet<u64>, last: u64) -> Vec<u64> {
 pub fn gaps_between(seen: &std::collections::BTreeSet<u64>, from: u64, to: u64) -> Vec<u64> {
     (from..=to).filter(|s| !seen.contains(s)).collect()
 }
+
+/// The CPU model, for benchmark reports.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default()
+}
