@@ -34,7 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     config::StaticMfe,
     dataplane::BpfFastPath,
-    fastpath::{Adopted, FastPath, FastPathError, Mirror, Oif},
+    fastpath::{Adopted, FastPath, FastPathError, MemFastPath, Mirror, Oif},
     manager::{Config, Effect, Handle, Iface, Manager, MfeView, Page, Sg},
     netdev::{self, NetDev},
     proto::{
@@ -117,6 +117,37 @@ impl Dataplane for BpfFastPath {
     }
     fn solicit(&self, ip: Ipv4Addr) {
         crate::neigh::solicit(ip);
+    }
+}
+
+/// The in-memory data plane as a router's: for unit tests and the dispatcher fuzz target. Its
+/// "kernel" has exactly the ports it holds, minus those whose MAC a test set to all-ones.
+impl Dataplane for MemFastPath {
+    fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
+        Ok([0; counter::COUNT as usize])
+    }
+    fn manage(&mut self, _dev: &NetDev) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn forget(&mut self, _ifindex: u32) {}
+    fn present_links(&self) -> anyhow::Result<BTreeSet<u32>> {
+        Ok(self.ports.iter().filter(|(_, p)| p.mac != [0xff; 6]).map(|(i, _)| *i).collect())
+    }
+    fn mtu(&self, dev: &NetDev) -> Option<u16> {
+        Some(dev.mtu)
+    }
+    fn neighbours(&self) -> anyhow::Result<crate::neigh::Table> {
+        Ok(self.neighbours.clone())
+    }
+    fn solicit(&self, _ip: Ipv4Addr) {}
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+        self.replayed.push((ifindex, frame));
+        true
+    }
+    fn device(&self, ifindex: u32) -> anyhow::Result<NetDev> {
+        let p = self.ports.get(&ifindex).filter(|p| p.mac != [0xff; 6]);
+        let p = p.ok_or_else(|| anyhow::anyhow!("no interface {ifindex}"))?;
+        Ok(NetDev { name: format!("if{ifindex}"), ifindex, mac: p.mac, mtu: p.mtu })
     }
 }
 

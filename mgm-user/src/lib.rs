@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
+pub mod fuzz;
 pub mod manager;
 pub mod neigh;
 pub mod netdev;

@@ -39,7 +39,18 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Coverage-guided fuzzing (libFuzzer, AddressSanitizer) of the control socket's decoder
+    /// and of the dispatcher against a live core. Not run by CI; the test suite runs the same
+    /// bodies on the seed corpus and on random input.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 300)]
+        secs: u64,
+    },
 }
+
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+const FUZZ_TARGETS: [&str; 2] = ["decode", "dispatch"];
 
 /// Debian packages: the toolchain (see shared/notes/toolchain.md) and the test tools.
 const APT_PACKAGES: &[&str] = &[
@@ -80,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             lint()?;
             test()
         }
+        Task::Fuzz { secs } => fuzz(secs),
         Task::Bench { quick } => {
             setup()?;
             sweep_stale_namespaces();
@@ -281,6 +293,56 @@ fn bench(quick: bool) -> anyhow::Result<()> {
          control_plane.json ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Runs each fuzz target for `secs`, with a working corpus in mgm-user/fuzz/corpus (kept
+/// between runs, not committed) seeded from mgm-user/fuzz/seeds (committed).
+fn fuzz(secs: u64) -> anyhow::Result<()> {
+    if output("cargo", &["fuzz", "--version"]).is_none_or(|v| !v.contains(CARGO_FUZZ_VERSION)) {
+        step(&format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"));
+        cargo(&["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION])?;
+    }
+    let dir = workspace_root().join("mgm-user");
+    let mut summary = Vec::new();
+    for target in FUZZ_TARGETS {
+        step(&format!("fuzzing {target} for {secs} s"));
+        let corpus = format!("fuzz/corpus/{target}");
+        std::fs::create_dir_all(dir.join(&corpus))?;
+        let started = Instant::now();
+        // cargo-fuzz passes -Z flags (sanitizer): RUSTC_BOOTSTRAP lets the stable compiler take
+        // them. The fuzz build does not load BPF: the eBPF object is left out.
+        let out = Command::new(env!("CARGO"))
+            .current_dir(&dir)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("MGM_SKIP_EBPF", "1")
+            .args(["fuzz", "run", target, &corpus, "fuzz/seeds", "--"])
+            .arg(format!("-max_total_time={secs}"))
+            .args([
+                "-rss_limit_mb=2048",
+                "-malloc_limit_mb=512",
+                "-timeout=10",
+                "-print_final_stats=1",
+            ])
+            .stderr(Stdio::piped())
+            .output()
+            .context("running cargo fuzz")?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let runs = log.lines().find_map(|l| l.strip_prefix("stat::number_of_executed_units:"));
+        let runs = runs.map_or("?".into(), |r| r.trim().to_owned());
+        if !out.status.success() {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            bail!("fuzz target {target} failed: see the artifact under mgm-user/fuzz/artifacts");
+        }
+        let line = format!(
+            "{target}: {runs} executions in {:.0} s, no crash, hang or oversized allocation",
+            started.elapsed().as_secs_f64()
+        );
+        println!("{line}");
+        summary.push(line);
+    }
+    println!("{}", summary.join("\n"));
     Ok(())
 }
 

@@ -7,37 +7,6 @@ use serde_json::Value;
 use super::*;
 use crate::{fastpath::MemFastPath, proto::parse_request};
 
-impl Dataplane for MemFastPath {
-    fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
-        Ok([0; counter::COUNT as usize])
-    }
-    fn manage(&mut self, _dev: &NetDev) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn forget(&mut self, _ifindex: u32) {}
-    fn present_links(&self) -> anyhow::Result<BTreeSet<u32>> {
-        // The in-memory data plane's "kernel" has exactly the ports it still holds, minus the
-        // ones a test unplugs by setting their MAC to all-ones.
-        Ok(self.ports.iter().filter(|(_, p)| p.mac != [0xff; 6]).map(|(i, _)| *i).collect())
-    }
-    fn mtu(&self, dev: &NetDev) -> Option<u16> {
-        Some(dev.mtu)
-    }
-    fn neighbours(&self) -> anyhow::Result<crate::neigh::Table> {
-        Ok(self.neighbours.clone())
-    }
-    fn solicit(&self, _ip: Ipv4Addr) {}
-    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
-        self.replayed.push((ifindex, frame));
-        true
-    }
-    fn device(&self, ifindex: u32) -> anyhow::Result<NetDev> {
-        let p = self.ports.get(&ifindex).filter(|p| p.mac != [0xff; 6]);
-        let p = p.ok_or_else(|| anyhow::anyhow!("no interface {ifindex}"))?;
-        Ok(NetDev { name: format!("if{ifindex}"), ifindex, mac: p.mac, mtu: p.mtu })
-    }
-}
-
 struct Harness {
     r: Router<MemFastPath>,
     outs: BTreeMap<ConnId, crate::server::OutboundRx>,

@@ -1,0 +1,5 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The control socket's line decoder (see `mgm::fuzz::decode`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mgm::fuzz::decode(data));
