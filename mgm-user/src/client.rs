@@ -106,6 +106,11 @@ impl Client {
             let reply: ReplyFrame = serde_json::from_value(v)
                 .map_err(|e| ClientError::Protocol(format!("bad reply: {e}")))?;
             if reply.id != Some(id) {
+                // An error with no id is about the connection itself (e.g. permission_denied
+                // before closing it): report it as such.
+                if let (None, ReplyBody::Error(e)) = (reply.id, &reply.body) {
+                    return Err(e.clone().into());
+                }
                 return Err(ClientError::Protocol(format!("reply id {:?} for {id}", reply.id)));
             }
             return match reply.body {

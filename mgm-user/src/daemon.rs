@@ -406,6 +406,9 @@ impl<F: Dataplane> Router<F> {
                 self.conns.insert(conn, Conn { tx, handles: BTreeSet::new(), monitor: false });
             }
             Cmd::Disconnected { conn } => self.drop_conn(conn, "disconnected"),
+            // A connection the router already dropped (a slow client): its remaining lines
+            // are not served.
+            Cmd::Line { conn, .. } if !self.conns.contains_key(&conn) => {}
             Cmd::Line { conn, line } => {
                 let reply = match line {
                     Err(reply) => reply,
@@ -569,6 +572,7 @@ impl<F: Dataplane> Router<F> {
                 // Documented policy: a client that does not read its replies and events loses
                 // its connection (and so its state) rather than stalling the router.
                 warn!(conn, "client does not read; disconnecting it");
+                c.tx.kill();
                 self.drop_conn(conn, "outbound queue full");
             }
             Err(PushError::Closed) => self.drop_conn(conn, "closed"),

@@ -409,6 +409,8 @@ pub enum ErrorCode {
     InsufficientBuffer,
     /// MGM ERROR_NOT_ENOUGH_MEMORY (8).
     NotEnoughMemory,
+    /// The peer (SO_PEERCRED) may not use the socket; the connection is closed.
+    PermissionDenied,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

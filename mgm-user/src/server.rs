@@ -41,6 +41,7 @@ pub struct Outbound {
     tx: mpsc::UnboundedSender<String>,
     queued: Arc<AtomicUsize>,
     limit: usize,
+    kill: Arc<tokio::sync::Notify>,
 }
 
 /// Why [`Outbound::push`] refused a line.
@@ -57,7 +58,17 @@ impl Outbound {
     pub fn channel(limit: usize) -> (Self, OutboundRx) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        (Self { tx, queued: queued.clone(), limit }, OutboundRx { rx, queued })
+        let kill = Arc::new(tokio::sync::Notify::new());
+        (
+            Self { tx, queued: queued.clone(), limit, kill: kill.clone() },
+            OutboundRx { rx, queued, kill },
+        )
+    }
+
+    /// Closes the connection now, without writing what is still queued: for a client that
+    /// does not read, whose socket buffer is full.
+    pub fn kill(&self) {
+        self.kill.notify_one();
     }
 
     pub fn push(&self, line: String) -> Result<(), PushError> {
@@ -75,6 +86,7 @@ impl Outbound {
 pub struct OutboundRx {
     rx: mpsc::UnboundedReceiver<String>,
     queued: Arc<AtomicUsize>,
+    kill: Arc<tokio::sync::Notify>,
 }
 
 impl OutboundRx {
@@ -149,8 +161,46 @@ pub fn lock_path(socket: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Who may use the socket, and how much a connection may leave unread.
+#[derive(Clone, Copy, Debug)]
+pub struct Access {
+    /// Members of this group (primary or supplementary) may connect, besides root and
+    /// mgmd's own user. `None`: only those two.
+    pub group: Option<u32>,
+    /// Bytes of replies and events a client may leave unread before it is disconnected.
+    pub queue_bytes: usize,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Self { group: None, queue_bytes: OUTBOUND_BYTES }
+    }
+}
+
+impl Access {
+    /// The SO_PEERCRED check (the socket file's mode is the first gate; this one holds even
+    /// if the file is made world-writable by mistake).
+    pub fn allows(&self, uid: u32, gid: u32, pid: i32) -> bool {
+        if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+            return true;
+        }
+        let Some(group) = self.group else { return false };
+        gid == group || supplementary_groups(pid).contains(&group)
+    }
+}
+
+/// The supplementary groups of a process (`Groups:` in /proc/PID/status).
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 /// Accepts connections forever, one task each.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Cmd>) {
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Cmd>, access: Access) {
     let mut next_conn: ConnId = 0;
     loop {
         match listener.accept().await {
@@ -159,7 +209,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Cmd>) {
                 let tx = tx.clone();
                 let conn = next_conn;
                 tokio::spawn(async move {
-                    if let Err(e) = connection(conn, stream, tx.clone()).await {
+                    if let Err(e) = connection(conn, stream, tx.clone(), access).await {
                         debug!(conn, error = %e, "connection ended with an error");
                     }
                     let _ = tx.send(Cmd::Disconnected { conn }).await;
@@ -223,10 +273,33 @@ impl Encoder<String> for RequestCodec {
     }
 }
 
-async fn connection(conn: ConnId, stream: UnixStream, tx: mpsc::Sender<Cmd>) -> io::Result<()> {
+async fn connection(
+    conn: ConnId,
+    mut stream: UnixStream,
+    tx: mpsc::Sender<Cmd>,
+    access: Access,
+) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
     let peer = stream.peer_cred().ok().map(|c| (c.uid(), c.gid(), c.pid().unwrap_or(0)));
+    if !peer.is_some_and(|(uid, gid, pid)| access.allows(uid, gid, pid)) {
+        warn!(conn, peer = ?peer, "connection refused: not root, mgmd's user or the socket group");
+        let reply = bad(ErrorCode::PermissionDenied, "not allowed to use this socket".into());
+        let mut line = serde_json::to_string(&reply).expect("replies serialize");
+        line.push('\n');
+        stream.write_all(line.as_bytes()).await?;
+        // Half-close and drain for a moment, so the client's first request is not met by a
+        // reset before it reads why.
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            use tokio::io::AsyncReadExt as _;
+            while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+        return Ok(());
+    }
     let (read, write) = stream.into_split();
-    let (out_tx, mut out_rx) = Outbound::channel(OUTBOUND_BYTES);
+    let (out_tx, mut out_rx) = Outbound::channel(access.queue_bytes);
     if tx.send(Cmd::Connected { conn, tx: out_tx, peer }).await.is_err() {
         return Ok(()); // shutting down
     }
@@ -249,9 +322,9 @@ async fn connection(conn: ConnId, stream: UnixStream, tx: mpsc::Sender<Cmd>) -> 
         }
         Ok::<(), io::Error>(())
     };
+    let kill = out_rx.kill.clone();
     let writing = async {
-        // Ends when the router drops the sender: on shutdown, or when it gave up on a client
-        // that does not read.
+        // Ends when the router drops the sender (shutdown, or the client went away).
         while let Some(line) = out_rx.recv().await {
             writer.send(line).await.map_err(|e| match e {
                 LinesCodecError::Io(e) => e,
@@ -263,6 +336,9 @@ async fn connection(conn: ConnId, stream: UnixStream, tx: mpsc::Sender<Cmd>) -> 
     tokio::select! {
         r = reading => r,
         r = writing => r,
+        // The router gave up on a client that does not read: close at once, whatever is
+        // still queued (its socket buffer is full; writing would wait forever).
+        () = kill.notified() => Ok(()),
     }
 }
 

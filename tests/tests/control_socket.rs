@@ -96,3 +96,85 @@ fn cleanup_is_refused_while_mgmd_runs_and_no_pin_detaches_on_exit() {
     assert!(d.stop().unwrap().success());
     assert!(!ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp"), "XDP detached");
 }
+
+/// `mgmctl hello` as user and group nobody (65534), without supplementary groups.
+fn hello_as_nobody(d: &Mgmd) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(mgm_tests::bin("mgmctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("hello")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn peers_are_checked_by_credentials_and_the_socket_group() {
+    require_root();
+    let ns = Netns::new("cred").unwrap();
+    // World-writable by mistake: the SO_PEERCRED check still turns nobody away.
+    let d = Mgmd::start(&ns, &["--socket-mode".into(), "666".into()]).unwrap();
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = hello_as_nobody(&d);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not allowed to use this socket"),
+        "{out:?}"
+    );
+    assert!(d.log().contains("connection refused"));
+    // Root still gets in, and the refused connection left nothing behind.
+    assert_eq!(d.ctl().unwrap().call(json!({"method": "hello"})).unwrap()["protocol"], json!(2));
+    drop(d);
+
+    // With --socket-group, its members may: the file is root:65534, mode 660.
+    let d = Mgmd::start(&ns, &["--socket-group".into(), "65534".into()]).unwrap();
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    assert_eq!((meta.gid(), meta.permissions().mode() & 0o777), (65534, 0o660));
+    let out = hello_as_nobody(&d);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_flooding_client_that_never_reads_cannot_stall_the_others() {
+    require_root();
+    let ns = Netns::new("flood").unwrap();
+    let d = Mgmd::start(&ns, &["--client-queue-bytes".into(), "65536".into()]).unwrap();
+    let mut good = d.ctl().unwrap();
+    let h = good.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap()["handle"].clone();
+    // The flooder writes requests as fast as it can and reads nothing.
+    let sock = d.socket.clone();
+    let flooder = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        let line = b"{\"id\":1,\"method\":\"show\"}\n".repeat(100);
+        let mut sent = 0;
+        // Until mgmd hangs up on it (or 2 million requests).
+        while sent < 2_000_000 && s.write_all(&line).is_ok() {
+            sent += 100;
+        }
+        sent
+    });
+    let mut worst = std::time::Duration::ZERO;
+    for _ in 0..200 {
+        let t = std::time::Instant::now();
+        good.call(json!({"method": "status"})).unwrap();
+        worst = worst.max(t.elapsed());
+    }
+    let sent = flooder.join().unwrap();
+    assert!(sent < 2_000_000, "the flooder was never disconnected");
+    assert!(d.log().contains("client does not read; disconnecting it"));
+    assert!(worst < std::time::Duration::from_millis(500), "a request waited {worst:?}");
+    // The well-behaved client kept its session.
+    assert_eq!(good.call(json!({"method": "deregister", "handle": h})).unwrap(), json!({}));
+}

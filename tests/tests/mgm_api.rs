@@ -267,6 +267,31 @@ fn a_deleted_interface_is_released_and_its_owner_told() {
         "not_found"
     );
     assert_eq!(burst(&tx, &rx[..1], "after", 10), vec![10], "r1 still gets the flow");
+
+    // r2 comes back (same name, new ifindex): nothing of the old one applies to it.
+    mgm_tests::veth(&t.router, "r2", &t.receivers[1], "eth1").unwrap();
+    let r2b = idx("r2");
+    assert_ne!(r2b, r2);
+    assert_eq!(
+        pim.call_err(json!({"method": "get_protocol_on_interface", "ifindex": r2b})).unwrap(),
+        "not_found"
+    );
+    let show = pim.show().unwrap();
+    let listed: Vec<u64> = show["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ifindex"].as_u64().unwrap())
+        .collect();
+    assert!(!listed.contains(&u64::from(r2)), "the old ifindex is gone: {listed:?}");
+    assert!(!listed.contains(&u64::from(r2b)), "the new one is not managed until taken");
+    // Taking it starts from nothing; a membership there puts it in the MFE's list again.
+    pim.call(json!({"method": "take_interface", "handle": h, "ifindex": r2b})).unwrap();
+    pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": r2b})).unwrap();
+    let mfe = pim.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
+    let oifs: Vec<u64> =
+        mfe["oifs"].as_array().unwrap().iter().map(|o| o["ifindex"].as_u64().unwrap()).collect();
+    assert_eq!(oifs, vec![u64::from(r1), u64::from(r2b)]);
 }
 
 #[test]

@@ -47,6 +47,16 @@ enum Task {
         #[arg(long, default_value_t = 300)]
         secs: u64,
     },
+    /// The load test at full scale (release build): 100 clients churning memberships, 1M
+    /// MFEs, traffic and take/release cycles for a minute. The suite runs it small.
+    Load {
+        #[arg(long, default_value_t = 100)]
+        clients: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        mfes: u64,
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
 }
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -92,6 +102,18 @@ fn main() -> anyhow::Result<()> {
             test()
         }
         Task::Fuzz { secs } => fuzz(secs),
+        Task::Load { clients, mfes, secs } => {
+            setup()?;
+            sweep_stale_namespaces();
+            cargo(&["build", "--release", "--bins"])?;
+            sh(Command::new(env!("CARGO"))
+                .args(["test", "--release", "-p", "mgm-tests", "--test", "load", "--"])
+                .arg("--nocapture")
+                .env("MGM_BIN_DIR", root.join("target/release"))
+                .env("MGM_LOAD_CLIENTS", clients.to_string())
+                .env("MGM_LOAD_MFES", mfes.to_string())
+                .env("MGM_LOAD_SECS", secs.to_string()))
+        }
         Task::Bench { quick } => {
             setup()?;
             sweep_stale_namespaces();

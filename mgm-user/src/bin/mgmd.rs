@@ -40,9 +40,17 @@ struct Args {
     /// Control socket path.
     #[arg(long, env = "MGM_SOCKET", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
-    /// Socket file mode (octal). The default lets only the owner (root) connect.
-    #[arg(long, default_value = "600", value_parser = parse_mode)]
-    socket_mode: u32,
+    /// Socket file mode (octal). The default lets only the owner (root) connect; with
+    /// --socket-group it defaults to 660.
+    #[arg(long, value_parser = parse_mode)]
+    socket_mode: Option<u32>,
+    /// A group (name or number) whose members may use the socket: the file's group, and the
+    /// peer-credential check (root and mgmd's own user always may).
+    #[arg(long)]
+    socket_group: Option<String>,
+    /// Bytes of replies and events a client may leave unread before it is disconnected.
+    #[arg(long, default_value_t = server::OUTBOUND_BYTES)]
+    client_queue_bytes: usize,
     /// TOML file with `interfaces` and `[[mfe]]` entries.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -154,9 +162,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         router.add_mfe(m).with_context(|| format!("static MFE {m:?}"))?;
     }
 
-    let listener = server::bind(&args.socket, &lock, args.socket_mode)?;
+    let group = match &args.socket_group {
+        None => None,
+        Some(g) => Some(match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => nix::unistd::Group::from_name(g)?
+                .with_context(|| format!("no group named {g:?}"))?
+                .gid
+                .as_raw(),
+        }),
+    };
+    let mode = args.socket_mode.unwrap_or(if group.is_some() { 0o660 } else { 0o600 });
+    let listener = server::bind(&args.socket, &lock, mode)?;
+    if let Some(gid) = group {
+        nix::unistd::chown(&args.socket, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .with_context(|| format!("giving {} to group {gid}", args.socket.display()))?;
+    }
+    let access = server::Access { group, queue_bytes: args.client_queue_bytes };
     let (tx, mut rx) = mpsc::channel::<Cmd>(1024);
-    tokio::spawn(server::serve(listener, tx));
+    tokio::spawn(server::serve(listener, tx, access));
     // Callback deadlines and MFE expiry are checked at this granularity.
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(250));
     info!(socket = %args.socket.display(), "mgmd ready");
