@@ -214,6 +214,10 @@ pub struct Router<F: Dataplane = BpfFastPath> {
     held_leases: BTreeMap<u32, u32>,
     hold: HoldStage,
     unresolved: HashMap<MfeKey, Unresolved>,
+    /// MFEs whose last fast-path write failed (table full, kernel error): rewritten from the
+    /// core's state every second until it takes.
+    retry: BTreeSet<MfeKey>,
+    write_failures: u64,
     /// Held packets handed to the fast path / dropped (queue full or never resolved).
     replayed: u64,
     replay_dropped: u64,
@@ -254,6 +258,8 @@ impl<F: Dataplane> Router<F> {
             held_leases: BTreeMap::new(),
             hold: HoldStage::Done,
             unresolved: HashMap::new(),
+            retry: BTreeSet::new(),
+            write_failures: 0,
             replayed: 0,
             replay_dropped: 0,
         }
@@ -452,6 +458,7 @@ impl<F: Dataplane> Router<F> {
         if second {
             self.last_links = now;
             self.check_links(now);
+            self.retry_failed_writes();
         }
         // Every second, and every tick while a copy waits for its next hop's MAC.
         if second || self.mirror.unresolved_neighbours() {
@@ -592,17 +599,7 @@ impl<F: Dataplane> Router<F> {
         self.sync_leases();
         for e in &effects {
             let p = match e {
-                Effect::Install { sg, iif, oifs } => {
-                    let oifs = oifs
-                        .iter()
-                        .map(|(iface, by)| {
-                            let leases =
-                                by.iter().filter_map(|h| self.leases.get(&(*iface, *h))).copied();
-                            Oif::new(iface.ifindex, iface.nexthop, leases.collect())
-                        })
-                        .collect();
-                    Pending::Install { key: key(*sg), iif: iif.ifindex, oifs }
-                }
+                Effect::Install { sg, iif, oifs } => self.pending_install(*sg, *iif, oifs),
                 Effect::Remove { sg } => Pending::Remove { key: key(*sg) },
                 Effect::Notify { .. } => continue,
             };
@@ -613,6 +610,30 @@ impl<F: Dataplane> Router<F> {
             self.backlog = Some((Instant::now(), self.pending.len()));
         }
         effects
+    }
+
+    /// An install with the leases of the clients behind each outgoing interface resolved now.
+    fn pending_install(&self, sg: Sg, iif: Iface, oifs: &crate::manager::Oil) -> Pending {
+        let oifs = oifs
+            .iter()
+            .map(|(iface, by)| {
+                let leases = by.iter().filter_map(|h| self.leases.get(&(*iface, *h))).copied();
+                Oif::new(iface.ifindex, iface.nexthop, leases.collect())
+            })
+            .collect();
+        Pending::Install { key: key(sg), iif: iif.ifindex, oifs }
+    }
+
+    /// Queues again, from the core's current state, the MFEs whose last write failed.
+    fn retry_failed_writes(&mut self) {
+        for k in std::mem::take(&mut self.retry) {
+            let sg = Sg::new(k.source.into(), k.group.into());
+            let p = match self.manager.mfe_state(sg) {
+                Some((iif, oil)) => self.pending_install(sg, iif, &oil),
+                None => Pending::Remove { key: k },
+            };
+            self.pending.push_back(p);
+        }
     }
 
     /// Gives every current owner of an interface a live lease, and kills the leases of
@@ -680,8 +701,15 @@ impl<F: Dataplane> Router<F> {
                     self.mirror.remove(key).map(drop)
                 }
             };
+            let k = match &p {
+                Pending::Install { key, .. } | Pending::Remove { key } => *key,
+            };
             if let Err(err) = r {
-                warn!(write = ?p, error = %err, "fast-path write failed");
+                self.write_failures += 1;
+                self.retry.insert(k);
+                warn!(write = ?p, error = %err, "fast-path write failed; retried every second");
+            } else {
+                self.retry.remove(&k);
             }
         }
         if self.pending.is_empty() {
@@ -999,6 +1027,8 @@ impl<F: Dataplane> Router<F> {
             unresolved: self.unresolved.len(),
             replayed: self.replayed,
             replay_dropped: self.replay_dropped,
+            write_failures: self.write_failures,
+            retrying: self.retry.len(),
         }
     }
 

@@ -667,6 +667,8 @@ pub struct MemFastPath {
     pub replayed: Vec<(u32, Vec<u8>)>,
     /// The "kernel's" neighbour table.
     pub neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
+    /// Makes MFE writes fail, as a full table or a kernel error would.
+    pub fail_mfe_writes: bool,
     pub log: Vec<Write>,
     pub capacity: u32,
 }
@@ -732,6 +734,9 @@ impl FastPath for MemFastPath {
         Ok(())
     }
     fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError> {
+        if self.fail_mfe_writes {
+            return Err(FastPathError::Full { what: "MFE table (simulated)", capacity: 0 });
+        }
         self.mfes.insert(key, value);
         self.log.push(Write::SetMfe(key, value));
         self.assert_consistent();

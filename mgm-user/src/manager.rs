@@ -487,6 +487,11 @@ impl Manager {
     }
 
     /// Every MFE's (S,G), in walk order.
+    /// The MFE for `sg` as the fast path should have it: incoming interface and list.
+    pub fn mfe_state(&self, sg: Sg) -> Option<(Iface, Oil)> {
+        self.mfes.get(&sg).map(|m| (m.iif, m.oifs.clone()))
+    }
+
     pub fn mfe_count(&self) -> usize {
         self.mfes.len()
     }

@@ -337,6 +337,12 @@ pub struct Status {
     pub replayed: u64,
     #[serde(default)]
     pub replay_dropped: u64,
+    /// Fast-path writes that failed (table full, kernel error), and the MFEs waiting for a
+    /// retry (every second, from the core's current state).
+    #[serde(default)]
+    pub write_failures: u64,
+    #[serde(default)]
+    pub retrying: usize,
 }
 
 /// What `show` returns.

@@ -314,3 +314,27 @@ fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
     h.r.upcall(&upcall([10, 0, 0, 1], false), &[9]);
     assert_eq!(h.r.mirror.fast_path().replayed.last(), Some(&(1, vec![9])));
 }
+
+#[test]
+fn a_failed_fast_path_write_is_retried_from_the_core_state() {
+    let mut h = Harness::new();
+    h.connect(1);
+    h.r.mirror.fast_path_mut().fail_mfe_writes = true;
+    h.pim_with_mfe(&[2]);
+    let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
+    assert!(h.r.mirror.get(&key).is_none(), "the write failed");
+    let s = h.r.status();
+    assert_eq!((s.mfes, s.retrying), (1, 1), "{s:?}");
+    assert!(s.write_failures >= 1);
+    // Still failing: it stays in the retry set.
+    h.r.retry_failed_writes();
+    h.r.drain(usize::MAX);
+    assert_eq!(h.r.status().retrying, 1);
+    // The table has room again: the next retry installs what the core has.
+    h.r.mirror.fast_path_mut().fail_mfe_writes = false;
+    h.r.retry_failed_writes();
+    h.r.drain(usize::MAX);
+    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2]);
+    assert_eq!(h.r.status().retrying, 0);
+    assert!(h.r.mirror.fast_path().forwards(&key, 2), "with a live lease");
+}
