@@ -14,17 +14,12 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use mgm_tests::{GROUP, Mgmd, Topology, fix_ipv4_checksum, udp_frame};
+use mgm_tests::{GROUP, Mgmd, Topology, arg, fix_ipv4_checksum, udp_frame};
 use serde_json::{Value, json};
 
 /// Entries added per measurement.
 const SAMPLE: usize = 4_000;
 const CLIENTS: usize = 8;
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1)?.parse().ok()
-}
 
 /// A raw connection that pipelines: writes many requests, then reads their replies.
 struct Pipe {
@@ -104,66 +99,55 @@ fn add_membership(h: &Value, ifindex: u32, i: usize) -> Value {
     })
 }
 
-/// `add_mfe` rate of one sequential client, and of `CLIENTS` concurrent ones (each on its
-/// own connection), adding `SAMPLE` new entries from index `base` on.
-fn mfe_rates(socket: &Path, base: usize) -> anyhow::Result<(f64, f64)> {
-    let mut one = Pipe::connect(socket)?;
-    let t = Instant::now();
-    one.sequential((0..SAMPLE).map(|i| add_mfe(base + i)))?;
-    let single = SAMPLE as f64 / t.elapsed().as_secs_f64();
-    let mut pipes: Vec<Pipe> =
-        (0..CLIENTS).map(|_| Pipe::connect(socket)).collect::<Result<_, _>>()?;
-    let per = SAMPLE / CLIENTS;
+/// Requests per second of `pipes` side by side, each sending `SAMPLE / pipes.len()` requests
+/// one at a time; `make(client, i)` builds client `c`'s i-th request.
+fn concurrent_rate(
+    pipes: &mut [Pipe],
+    make: &(dyn Fn(usize, usize) -> Value + Sync),
+) -> anyhow::Result<f64> {
+    let per = SAMPLE / pipes.len();
     let t = Instant::now();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let hs: Vec<_> = pipes
             .iter_mut()
             .enumerate()
-            .map(|(c, p)| {
-                let from = base + SAMPLE + c * per;
-                s.spawn(move || p.sequential((from..from + per).map(add_mfe)))
-            })
+            .map(|(c, p)| s.spawn(move || p.sequential((0..per).map(|i| make(c, i)))))
             .collect();
         for h in hs {
             h.join().expect("client thread")?;
         }
         Ok(())
     })?;
-    Ok((single, (per * CLIENTS) as f64 / t.elapsed().as_secs_f64()))
+    Ok((per * pipes.len()) as f64 / t.elapsed().as_secs_f64())
+}
+
+/// `add_mfe` rate of one sequential client, and of `CLIENTS` concurrent ones (each on its
+/// own connection), adding `SAMPLE` new entries each from index `base` on.
+fn mfe_rates(socket: &Path, base: usize) -> anyhow::Result<(f64, f64)> {
+    let mut one = [Pipe::connect(socket)?];
+    let single = concurrent_rate(&mut one, &|_, i| add_mfe(base + i))?;
+    let mut pipes: Vec<Pipe> =
+        (0..CLIENTS).map(|_| Pipe::connect(socket)).collect::<Result<_, _>>()?;
+    let per = SAMPLE / CLIENTS;
+    let multi = concurrent_rate(&mut pipes, &|c, i| add_mfe(base + SAMPLE + c * per + i))?;
+    Ok((single, multi))
 }
 
 /// `add_membership` rate of client 0 alone, then of all clients at once, each on the
-/// interface it owns, adding `SAMPLE` new (S,G) entries from index `base` on.
+/// interface it owns, adding `SAMPLE` new (S,G) entries each from index `base` on.
 fn membership_rates(
     owners: &mut [Pipe],
     handles: &[Value],
     ifs: &[u32],
     base: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let t = Instant::now();
-    owners[0].sequential((base..base + SAMPLE).map(|i| add_membership(&handles[0], ifs[0], i)))?;
-    let single = SAMPLE as f64 / t.elapsed().as_secs_f64();
+    let single =
+        concurrent_rate(&mut owners[..1], &|_, i| add_membership(&handles[0], ifs[0], base + i))?;
     let per = SAMPLE / CLIENTS;
-    let t = Instant::now();
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        let hs: Vec<_> = owners
-            .iter_mut()
-            .zip(handles)
-            .zip(ifs)
-            .enumerate()
-            .map(|(c, ((ctl, h), ifindex))| {
-                let from = base + SAMPLE + c * per;
-                s.spawn(move || {
-                    ctl.sequential((from..from + per).map(|i| add_membership(h, *ifindex, i)))
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().expect("client thread")?;
-        }
-        Ok(())
+    let multi = concurrent_rate(owners, &|c, i| {
+        add_membership(&handles[c], ifs[c], base + SAMPLE + c * per + i)
     })?;
-    Ok((single, (per * CLIENTS) as f64 / t.elapsed().as_secs_f64()))
+    Ok((single, multi))
 }
 
 /// mgmd's resident set and the memory of the BPF maps it holds, in bytes.

@@ -27,7 +27,7 @@ use aya::{
     programs::Xdp,
 };
 use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, object, prog_test_run};
-use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Topology, udp_frame, unique};
+use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Topology, arg, udp_frame, unique};
 use serde_json::json;
 
 const FANOUTS: [usize; 3] = [1, 4, 8];
@@ -35,11 +35,6 @@ const FANOUTS: [usize; 3] = [1, 4, 8];
 const SIZES: [usize; 2] = [64, 512];
 /// Frames per BPF_PROG_TEST_RUN call: each call costs ~16 ms besides the frames.
 const REPEAT: u32 = 1_000_000;
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1)?.parse().ok()
-}
 
 /// The three benchmark programs, pinned so `ip -n NS link set ... pinned` can attach them in
 /// any namespace.

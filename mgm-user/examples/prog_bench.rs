@@ -13,7 +13,7 @@ use mgm::{
     fastpath::Mirror,
 };
 use mgm_common::{MfeKey, counter};
-use mgm_tests::{Netns, fix_ipv4_checksum, udp_frame, veth};
+use mgm_tests::{Netns, arg, fix_ipv4_checksum, udp_frame, veth};
 
 /// The kernel does not reset the frame between the runs of one BPF_PROG_TEST_RUN call, so a
 /// forwarded frame loses one TTL per run: the hit path runs CHUNK at a time from TTL 255.
@@ -40,11 +40,6 @@ struct Measured {
     median: u32,
     min: u32,
     max: u32,
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1)?.parse().ok()
 }
 
 fn main() -> anyhow::Result<()> {

@@ -254,15 +254,23 @@ impl std::fmt::Debug for BpfFastPath {
     }
 }
 
+/// The program `name` of the object as type `P` (Xdp, SchedClassifier).
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, LoadError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let err = |source| LoadError::Program { name, source };
+    ebpf.program_mut(name)
+        .ok_or(err(aya::programs::ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(err)
+}
+
 /// Loads the XDP program `name` into the kernel; returns its fd (the program stays owned by
 /// `ebpf`, which attaches it later).
 fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<ProgramFd, LoadError> {
     let err = |source| LoadError::Program { name, source };
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or(err(aya::programs::ProgramError::NotLoaded))?
-        .try_into()
-        .map_err(err)?;
+    let prog: &mut Xdp = program(ebpf, name)?;
     prog.load().map_err(err)?;
     prog.fd().and_then(|fd| fd.try_clone().map_err(Into::into)).map_err(err)
 }
@@ -326,16 +334,8 @@ impl BpfFastPath {
 
         let egress = load_xdp(&mut ebpf, programs::EGRESS)?;
         let ingress_fd = load_xdp(&mut ebpf, programs::INGRESS)?;
-        {
-            let name = programs::TC_INGRESS;
-            let err = |source| LoadError::Program { name, source };
-            let tc: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(err(aya::programs::ProgramError::NotLoaded))?
-                .try_into()
-                .map_err(err)?;
-            tc.load().map_err(err)?;
-        }
+        let tc: &mut SchedClassifier = program(&mut ebpf, programs::TC_INGRESS)?;
+        tc.load().map_err(|source| LoadError::Program { name: programs::TC_INGRESS, source })?;
 
         let upcalls = take(&mut ebpf, maps::UPCALLS)?;
         let mut leases: Array<MapData, u32> = take(&mut ebpf, maps::LEASES)?;

@@ -537,6 +537,46 @@ impl Ctl {
         }
     }
 
+    /// Registers a routing protocol, takes `take` and adds (*,`group`) on `join`: the usual
+    /// opening of a test. Returns the handle.
+    pub fn protocol_with(
+        &mut self,
+        protocol: u32,
+        take: &[u32],
+        join: &[u32],
+        group: &str,
+    ) -> anyhow::Result<Value> {
+        let reg = json!({"method": "register", "protocol": protocol, "component": 1});
+        let h = self.call(reg)?["handle"].clone();
+        for i in take {
+            self.call(json!({"method": "take_interface", "handle": h, "ifindex": i}))?;
+        }
+        for i in join {
+            let add =
+                json!({"method": "add_membership", "handle": h, "group": group, "ifindex": i});
+            self.call(add)?;
+        }
+        Ok(h)
+    }
+
+    /// Waits for the `rpf` and `creation_alert` callbacks of one MFE creation and answers
+    /// them with the defaults (the proposed incoming interface, every interface enabled);
+    /// returns both events.
+    pub fn answer_creation(
+        &mut self,
+        handle: &Value,
+        timeout: Duration,
+    ) -> anyhow::Result<(Value, Value)> {
+        let (rpf, _) = self.wait_event("rpf", timeout)?;
+        let iif = rpf["iif"]["ifindex"].clone();
+        self.call(json!({"method": "answer_rpf", "handle": handle, "request": rpf["request"], "ifindex": iif}))?;
+        let (alert, _) = self.wait_event("creation_alert", timeout)?;
+        self.call(
+            json!({"method": "answer_creation", "handle": handle, "request": alert["request"]}),
+        )?;
+        Ok((rpf, alert))
+    }
+
     /// Forgets the events received so far (a test that lets thousands of callbacks take
     /// their defaults reads them only to keep its connection).
     pub fn drop_events(&mut self) {
@@ -808,4 +848,10 @@ pub fn cpu_model() -> String {
             l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
         })
         .unwrap_or_default()
+}
+
+/// The value after `--name` in a command line, for the benchmark examples.
+pub fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1)?.parse().ok()
 }

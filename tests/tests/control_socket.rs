@@ -64,12 +64,18 @@ fn a_second_instance_on_the_same_socket_is_refused() {
     assert_eq!(d.ctl().unwrap().call(json!({"method": "hello"})).unwrap()["protocol"], json!(2));
 }
 
+/// A namespace with a veth pair d0/d1, d0 up (for mgmd to manage).
+fn netns_with_d0(tag: &str) -> Netns {
+    let ns = Netns::new(tag).unwrap();
+    ns.exec("ip", &["link", "add", "d0", "type", "veth", "peer", "name", "d1"]).unwrap();
+    ns.exec("ip", &["link", "set", "d0", "up"]).unwrap();
+    ns
+}
+
 #[test]
 fn shutdown_leaves_forwarding_pinned_until_cleanup() {
     require_root();
-    let ns = Netns::new("stop").unwrap();
-    ns.exec("ip", &["link", "add", "d0", "type", "veth", "peer", "name", "d1"]).unwrap();
-    ns.exec("ip", &["link", "set", "d0", "up"]).unwrap();
+    let ns = netns_with_d0("stop");
     let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into()]).unwrap();
     let xdp = || ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp");
     assert!(xdp());
@@ -86,9 +92,7 @@ fn shutdown_leaves_forwarding_pinned_until_cleanup() {
 #[test]
 fn cleanup_is_refused_while_mgmd_runs_and_no_pin_detaches_on_exit() {
     require_root();
-    let ns = Netns::new("nopin").unwrap();
-    ns.exec("ip", &["link", "add", "d0", "type", "veth", "peer", "name", "d1"]).unwrap();
-    ns.exec("ip", &["link", "set", "d0", "up"]).unwrap();
+    let ns = netns_with_d0("nopin");
     let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into(), "--no-pin".into()]).unwrap();
     let err = d.cleanup().unwrap_err().to_string();
     assert!(err.contains("another mgmd"), "{err}");

@@ -91,14 +91,7 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
     )
     .unwrap();
     let flow = SeqFlow::start(&t, 2, 2_000).unwrap();
-    let (rpf, _) = pim.wait_event("rpf", Duration::from_secs(5)).unwrap();
-    pim.call(
-        json!({"method": "answer_rpf", "handle": hp, "request": rpf["request"], "ifindex": rin}),
-    )
-    .unwrap();
-    let (alert, _) = pim.wait_event("creation_alert", Duration::from_secs(5)).unwrap();
-    pim.call(json!({"method": "answer_creation", "handle": hp, "request": alert["request"]}))
-        .unwrap();
+    pim.answer_creation(&hp, Duration::from_secs(5)).unwrap();
     let rss_start = rss_kib(pid);
 
     // Churn: each client owns (r2, its own next hop) and adds and deletes (S,G) memberships

@@ -235,26 +235,11 @@ fn a_deleted_interface_is_released_and_its_owner_told() {
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
     let mut pim = t.ctl().unwrap();
-    let h =
-        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
-    for i in [rin, r1, r2] {
-        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i})).unwrap();
-    }
-    for i in [r1, r2] {
-        pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": i}))
-            .unwrap();
-    }
+    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], G).unwrap().as_u64().unwrap();
     let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
     let tx = t.udp_sender(8).unwrap();
     tx.send_to(b"first", (G, 5000)).unwrap();
-    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
-    pim.call(
-        json!({"method": "answer_rpf", "handle": h, "request": rpf["request"], "ifindex": rin}),
-    )
-    .unwrap();
-    let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
-    pim.call(json!({"method": "answer_creation", "handle": h, "request": alert["request"]}))
-        .unwrap();
+    pim.answer_creation(&json!(h), WAIT).unwrap();
     assert_eq!(burst(&tx, &rx, "before", 10), vec![10, 10]);
 
     t.router.exec("ip", &["link", "del", "r2"]).unwrap();
@@ -301,15 +286,8 @@ fn the_first_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() 
     t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let mut pim = t.ctl().unwrap();
-    let hp =
-        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
-    for i in [idx("rin"), idx("r1"), idx("r2")] {
-        pim.call(json!({"method": "take_interface", "handle": hp, "ifindex": i})).unwrap();
-    }
-    for i in [idx("r1"), idx("r2")] {
-        pim.call(json!({"method": "add_membership", "handle": hp, "group": G, "ifindex": i}))
-            .unwrap();
-    }
+    let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
+    let hp = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], G).unwrap();
     let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
     let tx = t.udp_sender(8).unwrap();
 
@@ -350,15 +328,7 @@ fn stats_count_each_outgoing_interface_and_mtu_drops() {
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (r1, r2) = (idx("r1"), idx("r2"));
     let mut pim = t.ctl().unwrap();
-    let hp =
-        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
-    for i in [idx("rin"), r1, r2] {
-        pim.call(json!({"method": "take_interface", "handle": hp, "ifindex": i})).unwrap();
-    }
-    for i in [r1, r2] {
-        pim.call(json!({"method": "add_membership", "handle": hp, "group": G, "ifindex": i}))
-            .unwrap();
-    }
+    pim.protocol_with(103, &[idx("rin"), r1, r2], &[r1, r2], G).unwrap();
     let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
     let tx = t.udp_sender(8).unwrap();
     tx.send_to(b"first", (G, 5000)).unwrap();

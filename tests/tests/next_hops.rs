@@ -62,17 +62,10 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
         }
     };
     send(b"create", 1);
-    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
-    pim.call(
-        json!({"method": "answer_rpf", "handle": h, "request": rpf["request"], "ifindex": rin}),
-    )
-    .unwrap();
-    let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
+    let (_, alert) = pim.answer_creation(&h, WAIT).unwrap();
     let offered: Vec<Value> =
         alert["oifs"].as_array().unwrap().iter().map(|o| o["iface"]["nexthop"].clone()).collect();
     assert_eq!(offered, vec![json!("10.5.0.2"), json!("10.5.0.3")]);
-    pim.call(json!({"method": "answer_creation", "handle": h, "request": alert["request"]}))
-        .unwrap();
     // mgmd resolves both neighbours (ARP through the bridge) within a few ticks.
     let deadline = Instant::now() + WAIT;
     loop {

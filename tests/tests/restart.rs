@@ -14,32 +14,8 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// A PIM client that owns rin, r1, r2 and wants G on r1 and r2; returns its handle.
 fn pim_joins(pim: &mut Ctl, t: &Topology) -> Value {
-    let h =
-        pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap()["handle"]
-            .clone();
-    for name in ["rin", "r1", "r2"] {
-        let i = t.router.ifindex(name).unwrap();
-        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i})).unwrap();
-    }
-    for name in ["r1", "r2"] {
-        let i = t.router.ifindex(name).unwrap();
-        pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": i}))
-            .unwrap();
-    }
-    h
-}
-
-/// Answers the RPF and creation callbacks of one MFE creation.
-fn answer_creation(pim: &mut Ctl, h: &Value) {
-    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
-    let iif = rpf["iif"]["ifindex"].clone();
-    pim.call(
-        json!({"method": "answer_rpf", "handle": h, "request": rpf["request"], "ifindex": iif}),
-    )
-    .unwrap();
-    let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
-    pim.call(json!({"method": "answer_creation", "handle": h, "request": alert["request"]}))
-        .unwrap();
+    let i = |n: &str| t.router.ifindex(n).unwrap();
+    pim.protocol_with(103, &[i("rin"), i("r1"), i("r2")], &[i("r1"), i("r2")], G).unwrap()
 }
 
 fn restart_keeps_forwarding(crash: bool) {
@@ -49,7 +25,7 @@ fn restart_keeps_forwarding(crash: bool) {
     let mut pim = t.ctl().unwrap();
     let h = pim_joins(&mut pim, &t);
     let flow = SeqFlow::start(&t, 2, 2_000).unwrap();
-    answer_creation(&mut pim, &h);
+    pim.answer_creation(&h, WAIT).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // From here on (the MFE forwards), not one number may be missing.
     let established = flow.last_sent();
@@ -79,7 +55,7 @@ fn restart_keeps_forwarding(crash: bool) {
     let h = pim_joins(&mut pim, &t);
     // At the end of the hold the core is offered the held flow as if its packets had just
     // arrived: the usual callbacks, then the core's MFE replaces the adopted one in place.
-    answer_creation(&mut pim, &h);
+    pim.answer_creation(&h, WAIT).unwrap();
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let s = pim.status().unwrap();

@@ -283,39 +283,34 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     // The peer (ipmr's user-space half) and the chart's font.
     apt_install(&["smcroute", "fonts-dejavu-core"], true)?;
     cargo(&["build", "--release", "--bins"])?;
-    cargo(&["build", "--release", "-p", "mgm-user", "--example", "fwd_bench"])?;
-    let mut fwd = Command::new("target/release/examples/fwd_bench");
-    fwd.env("MGM_BIN_DIR", workspace_root().join("target/release")).args([
-        "--json",
-        "bench-results/forwarding.json",
-        "--png",
-        "bench-results/forwarding.png",
-        "--commit",
-        commit.trim(),
-    ]);
-    if quick {
-        fwd.arg("--quick");
-    }
-    sh(&mut fwd)?;
+    let json = ["--json", "bench-results/forwarding.json"];
+    bench_example(
+        "fwd_bench",
+        &[&json[..], &["--png", "bench-results/forwarding.png"]].concat(),
+        &commit,
+        quick,
+    )?;
     step("control plane: installs and memberships per second, memory, release cost");
-    cargo(&["build", "--release", "-p", "mgm-user", "--example", "ctl_bench"])?;
-    let mut ctl = Command::new("target/release/examples/ctl_bench");
-    ctl.env("MGM_BIN_DIR", workspace_root().join("target/release")).args([
-        "--json",
-        "bench-results/control_plane.json",
-        "--commit",
-        commit.trim(),
-    ]);
-    if quick {
-        ctl.arg("--quick");
-    }
-    sh(&mut ctl)?;
+    bench_example("ctl_bench", &["--json", "bench-results/control_plane.json"], &commit, quick)?;
     println!(
         "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
          control_plane.json ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Builds and runs one benchmark example (release), with the release binaries for mgmd.
+fn bench_example(name: &str, args: &[&str], commit: &str, quick: bool) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "mgm-user", "--example", name])?;
+    let mut cmd = Command::new(format!("target/release/examples/{name}"));
+    cmd.env("MGM_BIN_DIR", workspace_root().join("target/release"))
+        .args(args)
+        .args(["--commit", commit.trim()]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    sh(&mut cmd)
 }
 
 /// Runs each fuzz target for `secs`, with a working corpus in mgm-user/fuzz/corpus (kept
