@@ -83,7 +83,7 @@ fn frame() -> impl Strategy<Value = Vec<u8>> {
         0usize..=10, // option words (IHL 5..=15)
         any::<u8>(), // protocol
         prop_oneof![Just(0u16), Just(0x2000), Just(0x0001), any::<u16>()], // flags/fragment
-        prop::collection::vec(any::<u8>(), 0..1400),
+        prop::collection::vec(any::<u8>(), 0..2900),
     )
         .prop_map(|(src, dst, ttl, opts, proto, frag, payload)| {
             let ihl = 5 + opts;
