@@ -184,6 +184,8 @@ pub struct Mirror<F> {
     next_lease: u32,
     /// Resolved next hops: (ifindex, address) -> MAC.
     neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
+    /// Installed MFEs per next hop they send to (so the per-tick checks do not walk every MFE).
+    hop_users: BTreeMap<(u32, [u8; 4]), usize>,
 }
 
 impl<F: FastPath> Mirror<F> {
@@ -202,6 +204,7 @@ impl<F: FastPath> Mirror<F> {
             free_leases: Vec::new(),
             next_lease: LEASE_STATIC + 1,
             neighbours: HashMap::new(),
+            hop_users: BTreeMap::new(),
         }
     }
 
@@ -238,6 +241,7 @@ impl<F: FastPath> Mirror<F> {
             let legs = a.oils.get(&v.oil).cloned().unwrap_or_default();
             self.next_slot = self.next_slot.max(v.stats + 1);
             let counted = legs.iter().map(|l| l.ifindex).collect();
+            self.count_hops(&legs, true);
             self.mfes
                 .insert(key, InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats, counted });
             keys.push(key);
@@ -327,17 +331,27 @@ impl<F: FastPath> Mirror<F> {
 
     /// The next hops installed MFEs send to: the neighbours to keep resolved.
     pub fn wanted_neighbours(&self) -> BTreeSet<(u32, Ipv4Addr)> {
-        self.mfes
-            .values()
-            .flat_map(|m| &m.legs)
-            .filter(|l| l.nexthop != [0; 4])
-            .map(|l| (l.ifindex, Ipv4Addr::from(l.nexthop)))
-            .collect()
+        self.hop_users.keys().map(|(i, nh)| (*i, Ipv4Addr::from(*nh))).collect()
     }
 
-    /// Whether some installed copy waits for its next hop's MAC.
+    /// Whether some next hop an MFE sends to has no known MAC yet.
     pub fn unresolved_neighbours(&self) -> bool {
-        self.mfes.values().flat_map(|m| &m.legs).any(|l| l.nexthop != [0; 4] && l.mac == [0; 6])
+        self.hop_users.keys().any(|(i, nh)| !self.neighbours.contains_key(&(*i, (*nh).into())))
+    }
+
+    /// Keeps `hop_users` in step as MFEs with next-hop legs come (`add`) and go.
+    fn count_hops(&mut self, legs: &[Leg], add: bool) {
+        for l in legs.iter().filter(|l| l.nexthop != [0; 4]) {
+            let k = (l.ifindex, l.nexthop);
+            if add {
+                *self.hop_users.entry(k).or_default() += 1;
+            } else if let Some(n) = self.hop_users.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.hop_users.remove(&k);
+                }
+            }
+        }
     }
 
     /// A next hop's MAC (new or changed): the MFEs sending there get lists with it, each in
@@ -522,6 +536,10 @@ impl<F: FastPath> Mirror<F> {
         if let Some(o) = &old {
             self.release_oil(o.oil)?;
         }
+        if let Some(o) = &old {
+            self.count_hops(&o.legs, false);
+        }
+        self.count_hops(&legs, true);
         let mut counted = old.map(|o| o.counted).unwrap_or_default();
         counted.extend(legs.iter().map(|l| l.ifindex));
         self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot, counted });
@@ -535,6 +553,7 @@ impl<F: FastPath> Mirror<F> {
         };
         self.fp.remove_mfe(key)?;
         self.mfes.remove(key);
+        self.count_hops(&m.legs, false);
         self.release_oil(m.oil)?;
         // The next MFE in this slot starts from zero on every interface.
         for &i in &m.counted {
@@ -1060,6 +1079,9 @@ mod tests {
         m.fast_path_mut().log.clear();
         m.set_neighbour(2, nh("10.5.0.2"), [2, 0, 0, 0, 0, 2]).unwrap();
         assert!(m.fast_path().log.is_empty(), "an unchanged MAC writes nothing");
+        assert!(m.unresolved_neighbours(), "10.5.0.3 still has no MAC");
+        m.set_neighbour(2, nh("10.5.0.3"), [2, 0, 0, 0, 0, 3]).unwrap();
+        assert!(!m.unresolved_neighbours());
 
         // Plain lists stay XDP broadcasts.
         m.install(key(2, 1), 1, &[o(3, vec![a])]).unwrap();
@@ -1068,5 +1090,8 @@ mod tests {
             .map(|i| Oif::new(2, Ipv4Addr::new(10, 6, 0, i + 1), vec![a]))
             .collect();
         assert!(matches!(m.install(key(3, 1), 1, &too_many), Err(FastPathError::OilTooLong(_))));
+        // The last MFE sending to next hops goes: nothing left to keep resolved.
+        m.remove(&key(1, 1)).unwrap();
+        assert!(m.wanted_neighbours().is_empty());
     }
 }
