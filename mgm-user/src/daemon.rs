@@ -205,6 +205,8 @@ pub struct Router<F: Dataplane = BpfFastPath> {
     refresh_cursor: Option<Sg>,
     /// The fast path's lease for each (interface, owner).
     leases: BTreeMap<(Iface, Handle), u32>,
+    /// The core's ownership epoch `leases` was last brought in line with.
+    leases_synced: Option<u64>,
     pending: VecDeque<Pending>,
     /// When the current backlog of writes started, and how large it grew.
     backlog: Option<(Instant, usize)>,
@@ -252,6 +254,7 @@ impl<F: Dataplane> Router<F> {
             last_packets: HashMap::new(),
             refresh_cursor: None,
             leases: BTreeMap::new(),
+            leases_synced: None,
             pending: VecDeque::new(),
             backlog: None,
             held: BTreeSet::new(),
@@ -638,7 +641,14 @@ impl<F: Dataplane> Router<F> {
 
     /// Gives every current owner of an interface a live lease, and kills the leases of
     /// owners that are gone: this is the moment a release takes effect in the fast path.
+    /// Runs only when ownership changed since the last complete pass (it is called after
+    /// every request and upcall).
     fn sync_leases(&mut self) {
+        let epoch = self.manager.ownership_epoch();
+        if self.leases_synced == Some(epoch) {
+            return;
+        }
+        let mut complete = true;
         let owners: BTreeSet<(Iface, Handle)> = self
             .manager
             .owners()
@@ -663,9 +673,14 @@ impl<F: Dataplane> Router<F> {
                 Ok(id) => {
                     self.leases.insert(k, id);
                 }
-                Err(e) => error!(ifindex = k.0.ifindex, error = %e, "opening a lease failed"),
+                Err(e) => {
+                    // Tried again after the next request.
+                    complete = false;
+                    error!(ifindex = k.0.ifindex, error = %e, "opening a lease failed");
+                }
             }
         }
+        self.leases_synced = complete.then_some(epoch);
     }
 
     /// Fast-path writes not applied yet.

@@ -388,12 +388,7 @@ impl BpfFastPath {
         if self.attached.contains_key(&ifindex) {
             return Ok(());
         }
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(programs::INGRESS)
-            .expect("loaded in load()")
-            .try_into()
-            .expect("is an XDP program");
+        let prog: &mut Xdp = program(&mut self.ebpf, programs::INGRESS)?;
         let attach_err = |source| LoadError::Attach { ifindex, mode, source };
         let Some(dir) = &self.pin_dir else {
             let link = prog.attach_to_if_index(ifindex, mode).map_err(attach_err)?;
@@ -435,12 +430,8 @@ impl BpfFastPath {
     /// a restart). Without it MFEs with next hops cannot forward: logged, not fatal.
     fn attach_tc(&mut self, ifindex: u32) -> Option<TcLink> {
         let path = self.pin_dir.as_ref().map(|d| d.join("links").join(format!("tc-{ifindex}")));
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(programs::TC_INGRESS)
-            .expect("loaded in load()")
-            .try_into()
-            .expect("is a classifier");
+        let prog: &mut SchedClassifier =
+            program(&mut self.ebpf, programs::TC_INGRESS).expect("loaded in load()");
         let reused = path
             .as_ref()
             .and_then(|p| PinnedLink::from_pin(p).ok())
@@ -494,12 +485,7 @@ impl BpfFastPath {
             }
             Attachment::Owned(link) => link,
         };
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(programs::INGRESS)
-            .expect("loaded in load()")
-            .try_into()
-            .expect("is an XDP program");
+        let prog: &mut Xdp = program(&mut self.ebpf, programs::INGRESS)?;
         prog.detach(link).map_err(|source| LoadError::Program { name: programs::INGRESS, source })
     }
 
@@ -594,7 +580,10 @@ impl BpfFastPath {
         }
         let keys: Vec<u32> = (self.oil_pool + 1..=end).collect();
         let fds: Vec<u32> = inner.iter().map(|m| m.fd().as_fd().as_raw_fd() as u32).collect();
-        let outer = self.oils_fd();
+        let outer = {
+            use std::os::fd::AsRawFd as _;
+            self.oils_fd.as_raw_fd()
+        };
         // SAFETY: bpf_attr is a plain C union; all-zero is its documented initial state.
         let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
         attr.batch.keys = keys.as_ptr() as u64;
@@ -687,11 +676,6 @@ impl BpfFastPath {
             a.leases.insert(id, v != 0);
         }
         Ok(Some(a))
-    }
-
-    fn oils_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd as _;
-        self.oils_fd.as_raw_fd()
     }
 }
 

@@ -421,6 +421,8 @@ pub struct Manager {
     config: Config,
     clients: BTreeMap<Handle, Client>,
     owners: BTreeMap<Iface, Owners>,
+    /// Bumped whenever `owners` changes, so callers can tell without comparing.
+    ownership_epoch: u64,
     members: BTreeMap<MemberKey, Flags>,
     /// Index: (interface, client) → the patterns it has there.
     members_by_iface: BTreeMap<(Iface, Handle), BTreeSet<Pattern>>,
@@ -562,6 +564,7 @@ impl Manager {
                 None => {}
             }
             self.owners.entry(iface).or_default().igmp = Some(h);
+            self.ownership_epoch += 1;
             return Ok(());
         }
         match o.routing {
@@ -574,6 +577,7 @@ impl Manager {
             self.notify(i, Event::DisableIgmp { iface });
         }
         self.owners.entry(iface).or_default().routing = Some(h);
+        self.ownership_epoch += 1;
         if let Some(i) = o.igmp {
             self.notify(i, Event::EnableIgmp { iface });
         }
@@ -588,6 +592,11 @@ impl Manager {
     /// How long RPF and creation answers are awaited.
     pub fn answer_timeout(&self) -> Duration {
         self.config.answer_timeout
+    }
+
+    /// Changes whenever an interface is taken or released: a cheap "did ownership change?".
+    pub fn ownership_epoch(&self) -> u64 {
+        self.ownership_epoch
     }
 
     /// Whether `h` owns `iface` (as its routing protocol or as IGMP).
@@ -628,6 +637,7 @@ impl Manager {
                 self.abandon_creation(sg);
             }
         }
+        self.ownership_epoch += 1;
         let entry = self.owners.get_mut(&iface).expect("checked above");
         if igmp {
             entry.igmp = None;

@@ -171,12 +171,6 @@ pub struct Access {
     pub queue_bytes: usize,
 }
 
-impl Default for Access {
-    fn default() -> Self {
-        Self { group: None, queue_bytes: OUTBOUND_BYTES }
-    }
-}
-
 impl Access {
     /// The SO_PEERCRED check (the socket file's mode is the first gate; this one holds even
     /// if the file is made world-writable by mistake).

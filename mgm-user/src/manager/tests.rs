@@ -317,6 +317,21 @@ fn e12_release_on_a_co_owned_interface_keeps_igmp_state_and_toggles_igmp() {
 }
 
 #[test]
+fn the_ownership_epoch_moves_with_takes_and_releases_only() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let e0 = m.ownership_epoch();
+    m.take_interface(pim, ifc(1)).unwrap();
+    let e1 = m.ownership_epoch();
+    assert_ne!(e1, e0);
+    m.take_interface(pim, ifc(1)).unwrap(); // already its own: nothing changes
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
+    assert_eq!(m.ownership_epoch(), e1);
+    m.release_interface(pim, ifc(1), T0).unwrap();
+    assert_ne!(m.ownership_epoch(), e1);
+}
+
+#[test]
 fn e13_deregister_is_refused_while_owning_interfaces_then_succeeds() {
     let mut m = mgr();
     let pim = m.register(PIM, 1).unwrap();
