@@ -2,7 +2,7 @@
 //! Builds the eBPF object (`mgm-ebpf`) into OUT_DIR/mgm, which `dataplane` embeds.
 //!
 //! These machines have no rust-src, so `-Z build-std` is impossible. The working route (see
-//! shared/notes/toolchain.md and `cargo xtask setup`) is Debian's rustc with a prebuilt `core` for
+//! docs/building.md and `cargo xtask setup`) is Debian's rustc with a prebuilt `core` for
 //! bpfel-unknown-none, linked as the rustup toolchain `debian-bpf`.
 use std::env;
 

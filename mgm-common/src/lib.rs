@@ -327,8 +327,10 @@ impl Default for LegValue {
     }
 }
 
-/// Indices into [`maps::COUNTERS`]. Every packet the ingress program sees ends in exactly one
-/// of the `IN_*` outcomes; `EGRESS_*` count copies.
+/// Indices into [`maps::COUNTERS`]. Every packet the XDP ingress program sees ends in exactly
+/// one of the `PASS_*`, `DROP_*` and `FORWARDED` outcomes; `EGRESS_*` count the copies the
+/// devmap egress program handles, `TC_*` those of the next-hop (TC) program, `UPCALL_*` the
+/// records sent to mgmd.
 pub mod counter {
     /// Not IPv4 over untagged Ethernet (IPv6, ARP, VLAN-tagged...): passed to the stack.
     pub const PASS_NOT_IPV4: u32 = 0;

@@ -192,7 +192,7 @@ fn main() -> anyhow::Result<()> {
             .exec("ip", &["addr", "add", &format!("10.2.{i}.1/24"), "dev", &format!("r{i}")])?;
     }
     // The generator's frames arrive as XDP frames: without a program on rin (ipmr's run), a
-    // veth only takes them with GRO on (shared/notes/toolchain.md).
+    // veth only takes them with GRO on (docs/building.md).
     t.router.exec("ethtool", &["-K", "rin", "gro", "on"])?;
     for k in ["all", "default", "rin"] {
         t.router.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")])?;

@@ -14,9 +14,9 @@
 //!   rewritten without it afterwards, at leisure. A dead lease id is reused only once nothing
 //!   names it any more ([`Mirror::reap_leases`]).
 //!
-//! Write order (invariant 2 of the design): ports before OILs that name them, legs before the
-//! devmap that makes them reachable, OILs before MFEs that reference them, and in reverse on
-//! removal. Every write is an idempotent upsert/delete.
+//! Write order, so that the maps always describe a state the core really had: ports before
+//! OILs that name them, legs before the devmap that makes them reachable, OILs before MFEs
+//! that reference them, and in reverse on removal. Every write is an idempotent upsert/delete.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The Multicast Group Manager: the semantics of RRAS `mgm.h` (see shared/notes/mgm-spec.md),
+//! The Multicast Group Manager: the semantics of RRAS `mgm.h` (see docs/mgm-reference.md),
 //! as a pure, synchronous state machine. No I/O, no clock: time comes in as `now` (a monotonic
 //! [`Duration`] since an arbitrary epoch). Every call returns its result code; what it causes
 //! (fast-path writes, callbacks) is queued and collected with [`Manager::take_effects`].

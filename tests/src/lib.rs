@@ -651,7 +651,7 @@ impl Topology {
             let ns = Netns::new(&format!("rx{i}"))?;
             veth(&router, &format!("r{i}"), &ns, "eth0")?;
             // XDP frames redirected into a veth are dropped unless its peer runs XDP or has
-            // GRO on (shared/notes/toolchain.md).
+            // GRO on (docs/building.md).
             ns.exec("ethtool", &["-K", "eth0", "gro", "on"])?;
             rx.push(ns);
         }

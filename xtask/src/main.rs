@@ -62,7 +62,7 @@ enum Task {
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const FUZZ_TARGETS: [&str; 2] = ["decode", "dispatch"];
 
-/// Debian packages: the toolchain (see shared/notes/toolchain.md) and the test tools.
+/// Debian packages: the toolchain (see docs/building.md) and the test tools.
 const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",

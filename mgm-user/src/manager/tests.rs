@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Unit tests of the MGM core, one per edge case of shared/notes/mgm-spec.md §5 (named
+//! Unit tests of the MGM core, one per edge case of docs/mgm-reference.md §6 (named
 //! `eNN_...` after it), and property tests over random call sequences.
 
 use super::*;
