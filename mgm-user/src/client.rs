@@ -24,8 +24,7 @@
 use std::{collections::VecDeque, net::Ipv4Addr, path::Path};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::Deserialize;
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
@@ -33,8 +32,8 @@ use crate::{
     config::StaticMfe,
     manager::{EnumHandle, EnumType, Handle, Iface, RequestId, SourceGroupEntry},
     proto::{
-        EventFrame, HelloInfo, MAX_FRAME, MembershipArgs, MfeReply, PageReply, ReplyBody,
-        ReplyFrame, Request, RequestFrame, Snapshot, WireError,
+        self, EventFrame, HelloInfo, MAX_FRAME, MembershipArgs, Method, MfeReply, PageReply,
+        ReplyBody, ReplyFrame, RequestFrame, Snapshot, Status, WireError,
     },
 };
 
@@ -58,6 +57,28 @@ pub enum ClientError {
     Server(#[from] WireError),
 }
 
+impl ClientError {
+    /// The server's error, if the call was refused.
+    pub fn server(&self) -> Option<&WireError> {
+        match self {
+            Self::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a line is an event (events have an `event` field, replies an `id`).
+#[derive(Deserialize)]
+struct Peek {
+    #[serde(default)]
+    event: Option<serde::de::IgnoredAny>,
+}
+
+/// Tells a reply line from an event line.
+pub fn is_event(line: &str) -> bool {
+    serde_json::from_str::<Peek>(line).is_ok_and(|p| p.event.is_some())
+}
+
 /// One connection to mgmd.
 pub struct Client {
     framed: Framed<UnixStream, LinesCodec>,
@@ -78,16 +99,16 @@ impl Client {
         })
     }
 
-    async fn read_line(&mut self) -> Result<Value, ClientError> {
-        let line = self.framed.next().await.ok_or(ClientError::Closed)?.map_err(codec_err)?;
-        serde_json::from_str(&line).map_err(|e| ClientError::Protocol(format!("{line:?}: {e}")))
+    async fn read_line(&mut self) -> Result<String, ClientError> {
+        self.framed.next().await.ok_or(ClientError::Closed)?.map_err(codec_err)
     }
 
     /// Sends one request and waits for its reply; events arriving meanwhile are queued.
-    pub async fn call(&mut self, request: Request) -> Result<Value, ClientError> {
+    pub async fn call<M: Method>(&mut self, method: M) -> Result<M::Reply, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let line = serde_json::to_string(&RequestFrame { id, request }).expect("serializable");
+        let frame = RequestFrame { id, request: method.into() };
+        let line = serde_json::to_string(&frame).expect("requests serialize");
         if line.len() > MAX_FRAME {
             return Err(ClientError::Protocol(format!(
                 "request of {} bytes exceeds {MAX_FRAME}",
@@ -96,15 +117,12 @@ impl Client {
         }
         self.framed.send(line).await.map_err(codec_err)?;
         loop {
-            let v = self.read_line().await?;
-            if v.get("event").is_some() {
-                let ev = serde_json::from_value(v)
-                    .map_err(|e| ClientError::Protocol(format!("bad event: {e}")))?;
-                self.events.push_back(ev);
+            let line = self.read_line().await?;
+            if is_event(&line) {
+                self.events.push_back(decode(&line)?);
                 continue;
             }
-            let reply: ReplyFrame = serde_json::from_value(v)
-                .map_err(|e| ClientError::Protocol(format!("bad reply: {e}")))?;
+            let reply: ReplyFrame<M::Reply> = decode(&line)?;
             if reply.id != Some(id) {
                 // An error with no id is about the connection itself (e.g. permission_denied
                 // before closing it): report it as such.
@@ -125,50 +143,42 @@ impl Client {
         if let Some(ev) = self.events.pop_front() {
             return Ok(ev);
         }
-        let v = self.read_line().await?;
-        serde_json::from_value(v)
-            .map_err(|e| ClientError::Protocol(format!("expected an event: {e}")))
-    }
-
-    async fn typed<T: DeserializeOwned>(&mut self, request: Request) -> Result<T, ClientError> {
-        let v = self.call(request).await?;
-        serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("bad result: {e}")))
-    }
-
-    async fn done(&mut self, request: Request) -> Result<(), ClientError> {
-        self.call(request).await.map(drop)
+        let line = self.read_line().await?;
+        decode(&line)
     }
 
     pub async fn hello(&mut self) -> Result<HelloInfo, ClientError> {
-        self.typed(Request::Hello).await
+        self.call(proto::Hello {}).await
     }
 
     /// Makes this connection a monitor of every callback event (see [`Client::next_event`]).
     pub async fn watch(&mut self) -> Result<(), ClientError> {
-        self.done(Request::Watch).await
+        self.call(proto::Watch {}).await.map(drop)
     }
 
     pub async fn show(&mut self) -> Result<Snapshot, ClientError> {
-        self.typed(Request::Show).await
+        self.call(proto::Show {}).await
+    }
+
+    pub async fn status(&mut self) -> Result<Status, ClientError> {
+        self.call(proto::GetStatus {}).await
     }
 
     pub async fn add_mfe(&mut self, spec: StaticMfe) -> Result<(), ClientError> {
-        self.done(Request::AddMfe(spec)).await
+        self.call(spec).await.map(drop)
     }
 
     pub async fn del_mfe(&mut self, source: Ipv4Addr, group: Ipv4Addr) -> Result<(), ClientError> {
-        self.done(Request::DelMfe { source, group }).await
+        self.call(proto::DelMfe { source, group }).await.map(drop)
     }
 
     /// RegisterMProtocol.
     pub async fn register(&mut self, protocol: u32, component: u32) -> Result<Handle, ClientError> {
-        let v = self.call(Request::Register { protocol, component }).await?;
-        serde_json::from_value(v["handle"].clone())
-            .map_err(|e| ClientError::Protocol(format!("bad handle: {e}")))
+        Ok(self.call(proto::Register { protocol, component }).await?.handle)
     }
 
     pub async fn deregister(&mut self, handle: Handle) -> Result<(), ClientError> {
-        self.done(Request::Deregister { handle }).await
+        self.call(proto::Deregister { handle }).await.map(drop)
     }
 
     pub async fn take_interface(
@@ -177,7 +187,7 @@ impl Client {
         ifindex: u32,
         nexthop: Ipv4Addr,
     ) -> Result<(), ClientError> {
-        self.done(Request::TakeInterface { handle, ifindex, nexthop }).await
+        self.call(proto::TakeInterface { handle, ifindex, nexthop }).await.map(drop)
     }
 
     pub async fn release_interface(
@@ -186,7 +196,7 @@ impl Client {
         ifindex: u32,
         nexthop: Ipv4Addr,
     ) -> Result<(), ClientError> {
-        self.done(Request::ReleaseInterface { handle, ifindex, nexthop }).await
+        self.call(proto::ReleaseInterface { handle, ifindex, nexthop }).await.map(drop)
     }
 
     /// GetProtocolOnInterface: (protocol id, component id).
@@ -195,19 +205,16 @@ impl Client {
         ifindex: u32,
         nexthop: Ipv4Addr,
     ) -> Result<(u32, u32), ClientError> {
-        let v = self.call(Request::GetProtocolOnInterface { ifindex, nexthop }).await?;
-        match (v["protocol"].as_u64(), v["component"].as_u64()) {
-            (Some(p), Some(c)) => Ok((p as u32, c as u32)),
-            _ => Err(ClientError::Protocol(format!("bad result {v}"))),
-        }
+        let r = self.call(proto::GetProtocolOnInterface { ifindex, nexthop }).await?;
+        Ok((r.protocol, r.component))
     }
 
     pub async fn add_membership(&mut self, args: MembershipArgs) -> Result<(), ClientError> {
-        self.done(Request::AddMembership(args)).await
+        self.call(proto::AddMembership(args)).await.map(drop)
     }
 
     pub async fn delete_membership(&mut self, args: MembershipArgs) -> Result<(), ClientError> {
-        self.done(Request::DeleteMembership(args)).await
+        self.call(proto::DeleteMembership(args)).await.map(drop)
     }
 
     pub async fn get_mfe(
@@ -216,7 +223,7 @@ impl Client {
         group: Ipv4Addr,
         stats: bool,
     ) -> Result<MfeReply, ClientError> {
-        self.typed(Request::GetMfe { source, group, max_entries: 1, stats }).await
+        self.call(proto::GetMfe { source, group, max_entries: 1, stats }).await
     }
 
     /// GetFirstMfe (`after` = None) or GetNextMfe.
@@ -226,11 +233,12 @@ impl Client {
         max_entries: usize,
         stats: bool,
     ) -> Result<PageReply<MfeReply>, ClientError> {
-        let req = match after {
-            None => Request::GetFirstMfe { max_entries, stats },
-            Some((source, group)) => Request::GetNextMfe { source, group, max_entries, stats },
-        };
-        self.typed(req).await
+        match after {
+            None => self.call(proto::GetFirstMfe { max_entries, stats }).await,
+            Some((source, group)) => {
+                self.call(proto::GetNextMfe { source, group, max_entries, stats }).await
+            }
+        }
     }
 
     pub async fn set_mfe(
@@ -241,7 +249,7 @@ impl Client {
         iif: Iface,
         upstream: Ipv4Addr,
     ) -> Result<(), ClientError> {
-        let req = Request::SetMfe {
+        let req = proto::SetMfe {
             handle,
             source,
             group,
@@ -249,7 +257,7 @@ impl Client {
             iif_nexthop: iif.nexthop,
             upstream,
         };
-        self.done(req).await
+        self.call(req).await.map(drop)
     }
 
     pub async fn enum_start(
@@ -257,9 +265,7 @@ impl Client {
         handle: Handle,
         enum_type: EnumType,
     ) -> Result<EnumHandle, ClientError> {
-        let v = self.call(Request::GroupEnumStart { handle, enum_type }).await?;
-        serde_json::from_value(v["enum_handle"].clone())
-            .map_err(|e| ClientError::Protocol(format!("bad enum handle: {e}")))
+        Ok(self.call(proto::GroupEnumStart { handle, enum_type }).await?.enum_handle)
     }
 
     pub async fn enum_next(
@@ -268,7 +274,7 @@ impl Client {
         enum_handle: EnumHandle,
         max_entries: usize,
     ) -> Result<PageReply<SourceGroupEntry>, ClientError> {
-        self.typed(Request::GroupEnumNext { handle, enum_handle, max_entries }).await
+        self.call(proto::GroupEnumNext { handle, enum_handle, max_entries }).await
     }
 
     pub async fn enum_end(
@@ -276,7 +282,7 @@ impl Client {
         handle: Handle,
         enum_handle: EnumHandle,
     ) -> Result<(), ClientError> {
-        self.done(Request::GroupEnumEnd { handle, enum_handle }).await
+        self.call(proto::GroupEnumEnd { handle, enum_handle }).await.map(drop)
     }
 
     pub async fn answer_rpf(
@@ -287,7 +293,7 @@ impl Client {
         nexthop: Ipv4Addr,
         upstream: Ipv4Addr,
     ) -> Result<(), ClientError> {
-        self.done(Request::AnswerRpf { handle, request, ifindex, nexthop, upstream }).await
+        self.call(proto::AnswerRpf { handle, request, ifindex, nexthop, upstream }).await.map(drop)
     }
 
     pub async fn answer_creation(
@@ -296,7 +302,7 @@ impl Client {
         request: RequestId,
         disabled: Vec<Iface>,
     ) -> Result<(), ClientError> {
-        self.done(Request::AnswerCreation { handle, request, disabled }).await
+        self.call(proto::AnswerCreation { handle, request, disabled }).await.map(drop)
     }
 
     pub async fn answer_prune(
@@ -305,8 +311,12 @@ impl Client {
         request: RequestId,
         timeout_secs: u64,
     ) -> Result<(), ClientError> {
-        self.done(Request::AnswerPrune { handle, request, timeout_secs }).await
+        self.call(proto::AnswerPrune { handle, request, timeout_secs }).await.map(drop)
     }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, ClientError> {
+    serde_json::from_str(line).map_err(|e| ClientError::Protocol(format!("{line:?}: {e}")))
 }
 
 fn codec_err(e: tokio_util::codec::LinesCodecError) -> ClientError {

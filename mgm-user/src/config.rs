@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 /// A static (S,G) entry by interface names: from the command line, the file, or the
 /// socket's `add_mfe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct StaticMfe {
     pub source: Ipv4Addr,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The BPF side of the fast path: loads the embedded eBPF object, attaches the ingress program
-//! to managed interfaces and implements [`FastPath`] on the maps. This is the only module that
-//! touches aya; one task owns the [`BpfFastPath`] value.
+//! The BPF side of the fast path: loads the embedded eBPF object, attaches the programs to
+//! managed interfaces and implements [`FastPath`] (the maps) and [`Dataplane`] (the rest the
+//! daemon needs) on them. This is the only module that touches aya; the daemon owns the
+//! [`BpfFastPath`] value.
 
 use std::{
     collections::BTreeMap,
@@ -28,7 +29,39 @@ use mgm_common::{
     UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
 };
 
-use crate::fastpath::{Adopted, FastPath, FastPathError, Leg, has_hops};
+use crate::{
+    fastpath::{Adopted, FastPath, FastPathError, Leg, has_hops},
+    kernel::NetDev,
+};
+
+/// What the daemon needs from the loaded programs beyond map writes.
+pub trait Dataplane: FastPath {
+    /// Global counters, indexed by `mgm_common::counter`.
+    fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError>;
+    /// Starts forwarding on `dev` (attaches the programs).
+    fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()>;
+    /// Forgets an interface that left the kernel (its program links went with it).
+    fn forget(&mut self, ifindex: u32);
+    /// Forwards a packet held while its MFE was being created, as if it arrived on `ifindex`
+    /// now; false if it had to be dropped.
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
+}
+
+impl Dataplane for BpfFastPath {
+    fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
+        BpfFastPath::counters(self)
+    }
+    fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()> {
+        Ok(self.attach(dev.ifindex, self.mode())?)
+    }
+    fn forget(&mut self, ifindex: u32) {
+        // The kernel removed the links with the device; detaching can only fail now.
+        let _ = self.detach(ifindex);
+    }
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+        BpfFastPath::replay(self, ifindex, frame)
+    }
+}
 
 /// Forwards aya-log records from the programs to the `log` facade (and so to tracing).
 pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;

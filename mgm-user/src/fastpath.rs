@@ -3,7 +3,7 @@
 //! writes, in an order that never shows the data path a state nobody asked for.
 //!
 //! * [`FastPath`] is the small interface to the maps: the BPF implementation lives in
-//!   [`crate::dataplane`], [`MemFastPath`] records writes for unit tests.
+//!   [`crate::dataplane`]; the tests record writes with an in-memory one (`testing`).
 //! * [`Mirror`] owns the desired state. Outgoing lists are interned: MFEs with the same OIL
 //!   share one inner devmap, so a (*,G) with a thousand sources costs one OIL, and changing an
 //!   MFE's list is a single MFE write that swaps OIL ids.
@@ -100,7 +100,7 @@ impl Leg {
         Self { ifindex, nexthop: [0; 4], mac: [0; 6], leases }
     }
 
-    fn leases(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn leases(&self) -> impl Iterator<Item = u32> + '_ {
         self.leases.leases.iter().copied().filter(|&l| l != LEASE_NONE)
     }
 }
@@ -334,8 +334,22 @@ impl<F: FastPath> Mirror<F> {
         self.hop_users.keys().map(|(i, nh)| (*i, Ipv4Addr::from(*nh))).collect()
     }
 
+    /// Whether an installed MFE sends to this next hop.
+    pub fn wants_neighbour(&self, ifindex: u32, ip: Ipv4Addr) -> bool {
+        self.hop_users.contains_key(&(ifindex, ip.octets()))
+    }
+
+    /// The next hops MFEs send to whose MAC is not known yet.
+    pub fn unresolved_neighbours(&self) -> Vec<(u32, Ipv4Addr)> {
+        self.hop_users
+            .keys()
+            .map(|(i, nh)| (*i, Ipv4Addr::from(*nh)))
+            .filter(|k| !self.neighbours.contains_key(k))
+            .collect()
+    }
+
     /// Whether some next hop an MFE sends to has no known MAC yet.
-    pub fn unresolved_neighbours(&self) -> bool {
+    pub fn has_unresolved_neighbours(&self) -> bool {
         self.hop_users.keys().any(|(i, nh)| !self.neighbours.contains_key(&(*i, (*nh).into())))
     }
 
@@ -658,143 +672,10 @@ impl<F: FastPath> Mirror<F> {
     }
 }
 
-/// One write as [`MemFastPath`] records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Write {
-    SetPort(u32),
-    RemovePort(u32),
-    /// OIL id and its interfaces.
-    SetOil(u32, Vec<u32>),
-    RemoveOil(u32),
-    SetMfe(MfeKey, MfeValue),
-    RemoveMfe(MfeKey),
-    ClearStats(u32),
-    SetLease(u32, bool),
-}
-
-/// In-memory fast path for unit tests: keeps the maps and a log of writes, and checks on every
-/// write that nothing references a missing target.
-#[derive(Debug, Default)]
-pub struct MemFastPath {
-    pub ports: BTreeMap<u32, PortValue>,
-    pub oils: BTreeMap<u32, Vec<Leg>>,
-    pub mfes: BTreeMap<MfeKey, MfeValue>,
-    pub stats: BTreeMap<u32, MfeStats>,
-    pub oif_stats: BTreeMap<(u32, u32), OifStats>,
-    pub leases: BTreeMap<u32, bool>,
-    /// Packets handed back for forwarding (held while their MFE was created).
-    pub replayed: Vec<(u32, Vec<u8>)>,
-    /// The "kernel's" neighbour table.
-    pub neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
-    /// Makes MFE writes fail, as a full table or a kernel error would.
-    pub fail_mfe_writes: bool,
-    pub log: Vec<Write>,
-    pub capacity: u32,
-}
-
-impl MemFastPath {
-    pub fn with_capacity(capacity: u32) -> Self {
-        Self { capacity, ..Default::default() }
-    }
-
-    /// Panics if any map references a target that is not there: the state the data path
-    /// would see after the last write.
-    pub fn assert_consistent(&self) {
-        for (id, legs) in &self.oils {
-            for l in legs {
-                assert!(self.ports.contains_key(&l.ifindex), "oil {id} names missing port {l:?}");
-            }
-        }
-        for (k, v) in &self.mfes {
-            assert!(
-                v.oil == OIL_EMPTY || self.oils.contains_key(&v.oil),
-                "mfe {k:?} names missing oil {}",
-                v.oil
-            );
-        }
-    }
-
-    /// Whether the data path would send a copy of `key` to `ifindex` now: the model of the
-    /// egress (and TC) program's check.
-    pub fn forwards(&self, key: &MfeKey, ifindex: u32) -> bool {
-        let Some(m) = self.mfes.get(key) else { return false };
-        let Some(legs) = self.oils.get(&m.oil) else { return false };
-        legs.iter()
-            .filter(|l| l.ifindex == ifindex)
-            .flat_map(Leg::leases)
-            .any(|l| l == LEASE_STATIC || self.leases.get(&l).copied().unwrap_or(false))
-    }
-}
-
-impl FastPath for MemFastPath {
-    fn set_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError> {
-        self.ports.insert(ifindex, port);
-        self.log.push(Write::SetPort(ifindex));
-        self.assert_consistent();
-        Ok(())
-    }
-    fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError> {
-        self.ports.remove(&ifindex);
-        self.log.push(Write::RemovePort(ifindex));
-        self.assert_consistent();
-        Ok(())
-    }
-    fn set_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError> {
-        assert!(!self.oils.contains_key(&id), "oil {id} written twice");
-        self.oils.insert(id, legs.to_vec());
-        self.log.push(Write::SetOil(id, legs.iter().map(|l| l.ifindex).collect()));
-        self.assert_consistent();
-        Ok(())
-    }
-    fn remove_oil(&mut self, id: u32, _legs: &[Leg]) -> Result<(), FastPathError> {
-        self.oils.remove(&id);
-        self.log.push(Write::RemoveOil(id));
-        self.assert_consistent();
-        Ok(())
-    }
-    fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError> {
-        if self.fail_mfe_writes {
-            return Err(FastPathError::Full { what: "MFE table (simulated)", capacity: 0 });
-        }
-        self.mfes.insert(key, value);
-        self.log.push(Write::SetMfe(key, value));
-        self.assert_consistent();
-        Ok(())
-    }
-    fn remove_mfe(&mut self, key: &MfeKey) -> Result<(), FastPathError> {
-        self.mfes.remove(key);
-        self.log.push(Write::RemoveMfe(*key));
-        self.assert_consistent();
-        Ok(())
-    }
-    fn set_lease(&mut self, id: u32, alive: bool) -> Result<(), FastPathError> {
-        self.leases.insert(id, alive);
-        self.log.push(Write::SetLease(id, alive));
-        Ok(())
-    }
-    fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError> {
-        Ok(self.stats.get(&slot).copied().unwrap_or_default())
-    }
-    fn oif_stats(&self, slot: u32, ifindex: u32) -> Result<OifStats, FastPathError> {
-        Ok(self.oif_stats.get(&(slot, ifindex)).copied().unwrap_or_default())
-    }
-    fn clear_oif_stats(&mut self, slot: u32, ifindex: u32) -> Result<(), FastPathError> {
-        self.oif_stats.remove(&(slot, ifindex));
-        Ok(())
-    }
-    fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError> {
-        self.stats.remove(&slot);
-        self.log.push(Write::ClearStats(slot));
-        Ok(())
-    }
-    fn mfe_capacity(&self) -> u32 {
-        self.capacity
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{MemFastPath, Write};
 
     fn o(ifindex: u32, leases: Vec<u32>) -> Oif {
         Oif::new(ifindex, Ipv4Addr::UNSPECIFIED, leases)
@@ -1060,7 +941,7 @@ mod tests {
         let mfe = m.get(&key(1, 1)).unwrap().clone();
         assert_eq!(mfe.legs.len(), 3, "two copies on interface 2, one on 3");
         assert_eq!(m.fast_path().mfes[&key(1, 1)].flags, MFE_F_HOPS, "made by the TC program");
-        assert!(m.unresolved_neighbours());
+        assert!(m.has_unresolved_neighbours());
         assert_eq!(
             m.wanted_neighbours(),
             BTreeSet::from([(2, nh("10.5.0.2")), (2, nh("10.5.0.3"))])
@@ -1079,9 +960,9 @@ mod tests {
         m.fast_path_mut().log.clear();
         m.set_neighbour(2, nh("10.5.0.2"), [2, 0, 0, 0, 0, 2]).unwrap();
         assert!(m.fast_path().log.is_empty(), "an unchanged MAC writes nothing");
-        assert!(m.unresolved_neighbours(), "10.5.0.3 still has no MAC");
+        assert!(m.has_unresolved_neighbours(), "10.5.0.3 still has no MAC");
         m.set_neighbour(2, nh("10.5.0.3"), [2, 0, 0, 0, 0, 3]).unwrap();
-        assert!(!m.unresolved_neighbours());
+        assert!(!m.has_unresolved_neighbours());
 
         // Plain lists stay XDP broadcasts.
         m.install(key(2, 1), 1, &[o(3, vec![a])]).unwrap();

@@ -1,22 +1,25 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! mgm: a multicast forwarding data plane with the semantics of the Windows RRAS Multicast Group
-//! Manager, an XDP fast path and a Unix-socket control protocol.
+//! Manager, an XDP fast path and a Unix-socket control protocol. The module tree follows the
+//! data flow (docs/architecture.md):
 //!
+//! * [`proto`], [`client`]: the control protocol (one type per method) and the client library
+//!   daemons embed; [`server`]: the Unix socket that turns lines into inputs;
+//! * [`daemon`]: mgmd as one instance taking typed inputs, and its run loop;
 //! * [`manager`]: the MGM semantics, a pure state machine (no I/O, time passed in);
 //! * [`fastpath`]: the mirror of forwarding state into BPF maps (pure logic + a small trait);
-//! * [`dataplane`]: the aya implementation of that trait (the only code touching BPF);
-//! * [`proto`], [`client`]: the control protocol and the client library daemons embed;
-//! * [`daemon`], [`server`]: mgmd's router task and its Unix socket server;
-//! * [`config`], [`netdev`]: static configuration and interface lookups.
+//! * [`dataplane`]: the aya implementation (the only code touching BPF);
+//! * [`kernel`]: the kernel's links and neighbours, as rtnetlink events;
+//! * [`config`]: static configuration.
 
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
-pub mod fuzz;
+pub mod kernel;
 pub mod manager;
-pub mod neigh;
-pub mod netdev;
 pub mod proto;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -283,7 +283,7 @@ pub enum Effect {
 
 /// Tunables.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct Settings {
     /// MFE idle timeout unless a prune alert answer sets another (RRAS default: 900 s).
     pub mfe_timeout: Duration,
     /// How long RPF and creation-alert answers are awaited before the defaults apply.
@@ -292,7 +292,7 @@ pub struct Config {
     pub max_mfes: usize,
 }
 
-impl Default for Config {
+impl Default for Settings {
     fn default() -> Self {
         Self {
             mfe_timeout: Duration::from_secs(900),
@@ -418,7 +418,7 @@ type MemberKey = (Pattern, Iface, Handle);
 /// The manager's whole state.
 #[derive(Debug, Default)]
 pub struct Manager {
-    config: Config,
+    settings: Settings,
     clients: BTreeMap<Handle, Client>,
     owners: BTreeMap<Iface, Owners>,
     /// Bumped whenever `owners` changes, so callers can tell without comparing.
@@ -435,8 +435,8 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub fn new(config: Config) -> Self {
-        Self { config, next_id: 1, ..Default::default() }
+    pub fn new(settings: Settings) -> Self {
+        Self { settings, next_id: 1, ..Default::default() }
     }
 
     /// Collects what the calls since the last collection caused, in order.
@@ -591,7 +591,7 @@ impl Manager {
 
     /// How long RPF and creation answers are awaited.
     pub fn answer_timeout(&self) -> Duration {
-        self.config.answer_timeout
+        self.settings.answer_timeout
     }
 
     /// Changes whenever an interface is taken or released: a cheap "did ownership change?".
@@ -926,9 +926,9 @@ impl Manager {
             return;
         };
         let request = RequestId(self.id());
-        let deadline = now + self.config.answer_timeout;
+        let deadline = now + self.settings.answer_timeout;
         self.requests.insert(request, (up, Awaiting::PruneTimeout(sg), deadline));
-        let timeout_secs = self.config.mfe_timeout.as_secs();
+        let timeout_secs = self.settings.mfe_timeout.as_secs();
         self.notify(
             up,
             Event::PruneAlert {
@@ -976,7 +976,7 @@ impl Manager {
             return;
         };
         let request = RequestId(self.id());
-        let deadline = now + self.config.answer_timeout;
+        let deadline = now + self.settings.answer_timeout;
         self.requests.insert(request, (owner, Awaiting::Rpf(sg), deadline));
         self.creating.insert(
             sg,
@@ -1043,7 +1043,7 @@ impl Manager {
                 });
             }
         }
-        let deadline = now + self.config.answer_timeout;
+        let deadline = now + self.settings.answer_timeout;
         let mut waiting = BTreeMap::new();
         for (owner, list) in by_owner {
             let request = RequestId(self.id());
@@ -1104,11 +1104,11 @@ impl Manager {
         }
         let (iif, upstream, disabled) = (c.iif, c.upstream, disabled.clone());
         self.creating.remove(&sg);
-        if self.mfes.len() >= self.config.max_mfes {
+        if self.mfes.len() >= self.settings.max_mfes {
             return; // full: the next packet tries again
         }
         let oifs = self.oil_for(sg, iif, &disabled);
-        let timeout = self.config.mfe_timeout;
+        let timeout = self.settings.mfe_timeout;
         let empty = oifs.is_empty();
         self.mfes.insert(
             sg,

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The mgmd control protocol (version 1), spoken on a Unix stream socket. Full description:
+//! The mgmd control protocol (version [`PROTOCOL_VERSION`]), spoken on a Unix stream socket. Full description:
 //! `docs/protocol.md`.
 //!
 //! Framing: one JSON object per line (`\n`-terminated UTF-8), at most [`MAX_FRAME`] bytes.
@@ -10,12 +10,12 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::config::StaticMfe;
 use crate::manager::{
     ClientInfo, EnumHandle, EnumType, Event, Handle, Iface, MembershipInfo, MfeView, MgmError,
-    OwnerInfo, Pattern, RequestId,
+    OwnerInfo, Pattern, RequestId, SourceGroupEntry,
 };
 
 /// Protocol version announced by `hello`.
@@ -34,139 +34,321 @@ pub struct RequestFrame {
     pub request: Request,
 }
 
-/// The methods. MGM API calls carry the `handle` their client got from `register`; a handle
-/// works only on the connection that registered it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    /// Protocol version and server identity.
-    Hello,
-    /// Managed interfaces, every MFE with its counters, and the global fast-path counters.
-    Show,
-    /// Sizes only (cheap at any table size): MFEs, lists, leases, queued fast-path writes.
-    Status,
-    /// Installs or replaces a static MFE (outside the MGM API, like a static route).
-    AddMfe(StaticMfe),
-    /// Removes a static MFE.
-    DelMfe { source: Ipv4Addr, group: Ipv4Addr },
-    /// RegisterMProtocol.
-    Register { protocol: u32, component: u32 },
-    /// DeRegisterMProtocol.
-    Deregister { handle: Handle },
-    /// TakeInterfaceOwnership. mgm starts managing (XDP) the interface if it did not yet.
-    TakeInterface {
-        handle: Handle,
-        ifindex: u32,
-        #[serde(default = "any")]
-        nexthop: Ipv4Addr,
-    },
-    /// ReleaseInterfaceOwnership.
-    ReleaseInterface {
-        handle: Handle,
-        ifindex: u32,
-        #[serde(default = "any")]
-        nexthop: Ipv4Addr,
-    },
-    /// GetProtocolOnInterface.
-    GetProtocolOnInterface {
-        ifindex: u32,
-        #[serde(default = "any")]
-        nexthop: Ipv4Addr,
-    },
-    /// AddGroupMembershipEntry.
-    AddMembership(MembershipArgs),
-    /// DeleteGroupMembershipEntry.
-    DeleteMembership(MembershipArgs),
-    /// GetMfe (with `stats`: GetMfeStats).
-    GetMfe {
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-        #[serde(default = "one")]
-        max_entries: usize,
-        #[serde(default)]
-        stats: bool,
-    },
-    /// GetFirstMfe (GetFirstMfeStats).
-    GetFirstMfe {
-        max_entries: usize,
-        #[serde(default)]
-        stats: bool,
-    },
-    /// GetNextMfe (GetNextMfeStats): strictly after (source, group).
-    GetNextMfe {
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-        max_entries: usize,
-        #[serde(default)]
-        stats: bool,
-    },
-    /// SetMfe: new incoming interface / upstream neighbour.
-    SetMfe {
-        handle: Handle,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-        iif: u32,
-        #[serde(default = "any")]
-        iif_nexthop: Ipv4Addr,
-        #[serde(default = "any")]
-        upstream: Ipv4Addr,
-    },
-    /// GroupEnumerationStart.
-    GroupEnumStart { handle: Handle, enum_type: EnumType },
-    /// GroupEnumerationGetNext.
-    GroupEnumNext { handle: Handle, enum_handle: EnumHandle, max_entries: usize },
-    /// GroupEnumerationEnd.
-    GroupEnumEnd { handle: Handle, enum_handle: EnumHandle },
-    /// Answer to an `rpf` event.
-    AnswerRpf {
-        handle: Handle,
-        request: RequestId,
-        ifindex: u32,
-        #[serde(default = "any")]
-        nexthop: Ipv4Addr,
-        #[serde(default = "any")]
-        upstream: Ipv4Addr,
-    },
-    /// Answer to a `creation_alert` event: the interfaces (of this client's) to keep out.
-    AnswerCreation {
-        handle: Handle,
-        request: RequestId,
-        #[serde(default)]
-        disabled: Vec<Iface>,
-    },
-    /// Answer to a `prune_alert` event that carries a request: the MFE's timeout.
-    AnswerPrune { handle: Handle, request: RequestId, timeout_secs: u64 },
-    /// Makes this connection a monitor: it gets a copy of every callback event, whoever it
-    /// is for (`mgmctl watch`).
-    Watch,
+/// A method of the protocol: the implementing type is its parameters, `Reply` its result.
+/// The server must answer a request with `Reply` and the client decodes exactly that, so a
+/// change on one side only does not compile.
+pub trait Method: Into<Request> {
+    type Reply: Serialize + DeserializeOwned + std::fmt::Debug;
 }
 
-/// Every method name, for telling "unknown method" from "bad parameters".
-pub const METHODS: [&str; 23] = [
-    "hello",
-    "show",
-    "status",
-    "add_mfe",
-    "del_mfe",
-    "register",
-    "deregister",
-    "take_interface",
-    "release_interface",
-    "get_protocol_on_interface",
-    "add_membership",
-    "delete_membership",
-    "get_mfe",
-    "get_first_mfe",
-    "get_next_mfe",
-    "set_mfe",
-    "group_enum_start",
-    "group_enum_next",
-    "group_enum_end",
-    "answer_rpf",
-    "answer_creation",
-    "answer_prune",
-    "watch",
-];
+/// Declares every method once: the [`Request`] enum (wire `method` name = the variant in
+/// snake_case, session command = kebab-case), its [`MethodName`] and each [`Method`] impl.
+macro_rules! methods {
+    ($( $(#[$attr:meta])* $variant:ident($params:ty) -> $reply:ty, )*) => {
+        /// The methods. MGM API calls carry the `handle` their client got from `register`; a
+        /// handle works only on the connection that registered it.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Subcommand)]
+        #[serde(tag = "method", rename_all = "snake_case")]
+        pub enum Request {
+            $( $(#[$attr])* $variant($params), )*
+        }
+
+        /// The name of each method, as the `method` field of a request line.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum MethodName {
+            $( $variant, )*
+        }
+
+        impl MethodName {
+            /// Every method.
+            pub const ALL: &[MethodName] = &[$(MethodName::$variant),*];
+        }
+
+        $(
+            impl Method for $params {
+                type Reply = $reply;
+            }
+
+            impl From<$params> for Request {
+                fn from(p: $params) -> Self {
+                    Self::$variant(p)
+                }
+            }
+        )*
+    };
+}
+
+methods! {
+    /// Protocol version and server identity.
+    Hello(Hello) -> HelloInfo,
+    /// Managed interfaces, every MFE with its counters, and the global fast-path counters.
+    Show(Show) -> Snapshot,
+    /// Sizes only (cheap at any table size): MFEs, lists, leases, queued fast-path writes.
+    Status(GetStatus) -> Status,
+    /// Installs or replaces a static MFE (outside the MGM API, like a static route).
+    AddMfe(StaticMfe) -> Done,
+    /// Removes a static MFE.
+    DelMfe(DelMfe) -> Done,
+    /// RegisterMProtocol PROTOCOL COMPONENT.
+    Register(Register) -> Registered,
+    /// DeRegisterMProtocol HANDLE.
+    Deregister(Deregister) -> Done,
+    /// TakeInterfaceOwnership HANDLE IFINDEX [NEXTHOP]. mgm starts managing (XDP) the
+    /// interface if it did not yet.
+    TakeInterface(TakeInterface) -> Done,
+    /// ReleaseInterfaceOwnership HANDLE IFINDEX [NEXTHOP].
+    ReleaseInterface(ReleaseInterface) -> Done,
+    /// GetProtocolOnInterface IFINDEX [NEXTHOP].
+    #[command(alias = "protocol-on")]
+    GetProtocolOnInterface(GetProtocolOnInterface) -> ProtocolOnInterface,
+    /// AddGroupMembershipEntry HANDLE GROUP IFINDEX [--source S] [--nexthop N] [--flags F].
+    AddMembership(AddMembership) -> Done,
+    /// DeleteGroupMembershipEntry (the same arguments).
+    DeleteMembership(DeleteMembership) -> Done,
+    /// GetMfe SOURCE GROUP (with --stats: GetMfeStats).
+    GetMfe(GetMfe) -> MfeReply,
+    /// GetFirstMfe MAX (GetFirstMfeStats with --stats).
+    GetFirstMfe(GetFirstMfe) -> PageReply<MfeReply>,
+    /// GetNextMfe SOURCE GROUP MAX (GetNextMfeStats): strictly after (SOURCE, GROUP).
+    GetNextMfe(GetNextMfe) -> PageReply<MfeReply>,
+    /// SetMfe HANDLE SOURCE GROUP IIF: a new incoming interface / upstream neighbour.
+    SetMfe(SetMfe) -> Done,
+    /// GroupEnumerationStart HANDLE any-source|all-sources.
+    #[command(alias = "enum-start")]
+    GroupEnumStart(GroupEnumStart) -> EnumStarted,
+    /// GroupEnumerationGetNext HANDLE ENUM MAX.
+    #[command(alias = "enum-next")]
+    GroupEnumNext(GroupEnumNext) -> PageReply<SourceGroupEntry>,
+    /// GroupEnumerationEnd HANDLE ENUM.
+    #[command(alias = "enum-end")]
+    GroupEnumEnd(GroupEnumEnd) -> Done,
+    /// Answers an `rpf` event: HANDLE REQUEST IFINDEX [--nexthop N] [--upstream U].
+    AnswerRpf(AnswerRpf) -> Done,
+    /// Answers a `creation_alert` event: HANDLE REQUEST [IFINDEX[@NEXTHOP] to keep out...].
+    AnswerCreation(AnswerCreation) -> Done,
+    /// Answers a `prune_alert` event that carries a request: HANDLE REQUEST TIMEOUT_SECS.
+    AnswerPrune(AnswerPrune) -> Done,
+    /// Makes this connection a monitor: it gets a copy of every callback event, whoever it
+    /// is for (`mgmctl watch`).
+    Watch(Watch) -> Done,
+}
+
+/// `hello`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Hello {}
+
+/// `show`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Show {}
+
+/// `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GetStatus {}
+
+/// `watch`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Watch {}
+
+/// `del_mfe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct DelMfe {
+    pub source: Ipv4Addr,
+    pub group: Ipv4Addr,
+}
+
+/// `register`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Register {
+    pub protocol: u32,
+    pub component: u32,
+}
+
+/// `deregister`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Deregister {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+}
+
+/// `take_interface`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct TakeInterface {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    pub ifindex: u32,
+    #[serde(default = "any")]
+    #[arg(default_value = "0.0.0.0")]
+    pub nexthop: Ipv4Addr,
+}
+
+/// `release_interface`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct ReleaseInterface {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    pub ifindex: u32,
+    #[serde(default = "any")]
+    #[arg(default_value = "0.0.0.0")]
+    pub nexthop: Ipv4Addr,
+}
+
+/// `get_protocol_on_interface`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GetProtocolOnInterface {
+    pub ifindex: u32,
+    #[serde(default = "any")]
+    #[arg(default_value = "0.0.0.0")]
+    pub nexthop: Ipv4Addr,
+}
+
+/// `add_membership`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AddMembership(pub MembershipArgs);
+
+/// `delete_membership`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeleteMembership(pub MembershipArgs);
+
+/// `get_mfe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GetMfe {
+    pub source: Ipv4Addr,
+    pub group: Ipv4Addr,
+    #[serde(default = "one")]
+    #[arg(long, default_value_t = 1)]
+    pub max_entries: usize,
+    #[serde(default)]
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// `get_first_mfe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GetFirstMfe {
+    pub max_entries: usize,
+    #[serde(default)]
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// `get_next_mfe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GetNextMfe {
+    pub source: Ipv4Addr,
+    pub group: Ipv4Addr,
+    pub max_entries: usize,
+    #[serde(default)]
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// `set_mfe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct SetMfe {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    pub source: Ipv4Addr,
+    pub group: Ipv4Addr,
+    pub iif: u32,
+    #[serde(default = "any")]
+    #[arg(long, default_value = "0.0.0.0")]
+    pub iif_nexthop: Ipv4Addr,
+    #[serde(default = "any")]
+    #[arg(long, default_value = "0.0.0.0")]
+    pub upstream: Ipv4Addr,
+}
+
+/// `group_enum_start`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GroupEnumStart {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    #[arg(value_parser = parse_enum_type)]
+    pub enum_type: EnumType,
+}
+
+/// `group_enum_next`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GroupEnumNext {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    #[arg(value_parser = parse_enum_handle)]
+    pub enum_handle: EnumHandle,
+    pub max_entries: usize,
+}
+
+/// `group_enum_end`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct GroupEnumEnd {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    #[arg(value_parser = parse_enum_handle)]
+    pub enum_handle: EnumHandle,
+}
+
+/// `answer_rpf`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct AnswerRpf {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    #[arg(value_parser = parse_request_id)]
+    pub request: RequestId,
+    pub ifindex: u32,
+    #[serde(default = "any")]
+    #[arg(long, default_value = "0.0.0.0")]
+    pub nexthop: Ipv4Addr,
+    #[serde(default = "any")]
+    #[arg(long, default_value = "0.0.0.0")]
+    pub upstream: Ipv4Addr,
+}
+
+/// `answer_creation`: the interfaces (of this client's) to keep out of the MFE.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct AnswerCreation {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    #[arg(value_parser = parse_request_id)]
+    pub request: RequestId,
+    #[serde(default)]
+    #[arg(value_parser = parse_iface)]
+    pub disabled: Vec<Iface>,
+}
+
+/// `answer_prune`: the MFE's timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct AnswerPrune {
+    #[arg(value_parser = parse_handle)]
+    pub handle: Handle,
+    #[arg(value_parser = parse_request_id)]
+    pub request: RequestId,
+    pub timeout_secs: u64,
+}
+
+/// The result of a method that returns nothing but success: `{}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+/// `register`'s result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    pub handle: Handle,
+}
+
+/// `get_protocol_on_interface`'s result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolOnInterface {
+    pub protocol: u32,
+    pub component: u32,
+}
+
+/// `group_enum_start`'s result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumStarted {
+    pub enum_handle: EnumHandle,
+}
 
 fn any() -> Ipv4Addr {
     Ipv4Addr::UNSPECIFIED
@@ -176,26 +358,87 @@ fn one() -> usize {
     1
 }
 
+fn parse_u64(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_handle(s: &str) -> Result<Handle, String> {
+    parse_u64(s).map(Handle)
+}
+
+fn parse_request_id(s: &str) -> Result<RequestId, String> {
+    parse_u64(s).map(RequestId)
+}
+
+fn parse_enum_handle(s: &str) -> Result<EnumHandle, String> {
+    parse_u64(s).map(EnumHandle)
+}
+
+fn parse_enum_type(s: &str) -> Result<EnumType, String> {
+    match s {
+        "any-source" | "any_source" | "0" => Ok(EnumType::AnySource),
+        "all-sources" | "all_sources" | "1" => Ok(EnumType::AllSources),
+        _ => Err(format!("{s:?}: expected any-source or all-sources")),
+    }
+}
+
+/// `IFINDEX` or `IFINDEX@NEXTHOP`.
+fn parse_iface(s: &str) -> Result<Iface, String> {
+    let (i, hop) = s.split_once('@').unwrap_or((s, "0.0.0.0"));
+    let ifindex = i.parse().map_err(|e| format!("{s:?}: ifindex: {e}"))?;
+    let nexthop = hop.parse().map_err(|e| format!("{s:?}: next hop: {e}"))?;
+    Ok(Iface::new(ifindex, nexthop))
+}
+
 /// Add/DeleteGroupMembershipEntry parameters. Omitted masks mean "exact" for a non-zero
 /// address and "any" for 0.0.0.0; omitted `source` means any source; omitted `flags` means
 /// join + forward.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct MembershipArgs {
+    #[arg(value_parser = parse_handle)]
     pub handle: Handle,
     #[serde(default = "any")]
+    #[arg(long, default_value = "0.0.0.0")]
     pub source: Ipv4Addr,
     #[serde(default)]
+    #[arg(long)]
     pub source_mask: Option<Ipv4Addr>,
     pub group: Ipv4Addr,
     #[serde(default)]
+    #[arg(long)]
     pub group_mask: Option<Ipv4Addr>,
     pub ifindex: u32,
     #[serde(default = "any")]
+    #[arg(long, default_value = "0.0.0.0")]
     pub nexthop: Ipv4Addr,
     #[serde(default = "both_flags")]
+    #[arg(long, default_value_t = both_flags())]
     pub flags: u32,
 }
+
+/// The membership methods take [`MembershipArgs`] as their command-line arguments too.
+macro_rules! membership_args {
+    ($($t:ident),*) => {$(
+        impl clap::FromArgMatches for $t {
+            fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+                MembershipArgs::from_arg_matches(m).map(Self)
+            }
+            fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+                self.0.update_from_arg_matches(m)
+            }
+        }
+        impl clap::Args for $t {
+            fn augment_args(cmd: clap::Command) -> clap::Command {
+                MembershipArgs::augment_args(cmd)
+            }
+            fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+                MembershipArgs::augment_args_for_update(cmd)
+            }
+        }
+    )*};
+}
+membership_args!(AddMembership, DeleteMembership);
 
 fn both_flags() -> u32 {
     crate::manager::MGM_JOIN_STATE_FLAG | crate::manager::MGM_FORWARD_STATE_FLAG
@@ -232,25 +475,31 @@ pub struct EventFrame {
     pub event: Event,
 }
 
-/// A reply line.
+/// A reply line: `{"id": N, "result": ...}` or `{"id": N, "error": ...}`. `T` is the
+/// method's [`Method::Reply`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReplyFrame {
+pub struct ReplyFrame<T> {
     /// The request's id; `null` when the request could not be read far enough to know it.
     pub id: Option<u64>,
     #[serde(flatten)]
-    pub body: ReplyBody,
+    pub body: ReplyBody<T>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ReplyBody {
-    Result(Response),
+pub enum ReplyBody<T> {
+    Result(T),
     Error(WireError),
 }
 
-/// A successful result: its shape depends on the method (docs/protocol.md). The client
-/// library decodes it into the type each call expects.
-pub type Response = serde_json::Value;
+/// A line that is not a request mgmd can serve, and the error reply it gets (with the id
+/// when the line could be read far enough to find one). Same wire shape as an error
+/// [`ReplyFrame`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub id: Option<u64>,
+    pub error: WireError,
+}
 
 /// `hello`'s result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +617,9 @@ pub struct InterfaceInfo {
     pub name: String,
     pub ifindex: u32,
     pub mac: String,
+    /// The MTU mgm holds copies to (the kernel's, followed as it changes).
+    #[serde(default)]
+    pub mtu: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -465,16 +717,13 @@ impl std::error::Error for WireError {}
 
 /// Parses one request line; on failure returns the error reply to send (with the id when it
 /// could be read), so a bad line never closes the connection.
-pub fn parse_request(line: &str) -> Result<RequestFrame, ReplyFrame> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| ReplyFrame {
+pub fn parse_request(line: &str) -> Result<RequestFrame, Rejected> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| Rejected {
         id: None,
-        body: ReplyBody::Error(WireError::new(ErrorCode::Malformed, format!("not JSON: {e}"))),
+        error: WireError::new(ErrorCode::Malformed, format!("not JSON: {e}")),
     })?;
     let id = value.get("id").and_then(serde_json::Value::as_u64);
-    let fail = |code, message: String| ReplyFrame {
-        id,
-        body: ReplyBody::Error(WireError::new(code, message)),
-    };
+    let fail = |code, message: String| Rejected { id, error: WireError::new(code, message) };
     let Some(obj) = value.as_object() else {
         return Err(fail(ErrorCode::Malformed, "a request is a JSON object".into()));
     };
@@ -485,7 +734,7 @@ pub fn parse_request(line: &str) -> Result<RequestFrame, ReplyFrame> {
     else {
         return Err(fail(ErrorCode::Malformed, "missing or non-string \"method\"".into()));
     };
-    if !METHODS.contains(&method.as_str()) {
+    if serde_json::from_value::<MethodName>(method.clone().into()).is_err() {
         return Err(fail(ErrorCode::UnknownMethod, format!("unknown method {method:?}")));
     }
     let keys: Vec<String> = obj.keys().cloned().collect();
@@ -506,14 +755,12 @@ mod tests {
     use super::*;
 
     fn err_code(line: &str) -> (Option<u64>, ErrorCode) {
-        match parse_request(line).unwrap_err().body {
-            ReplyBody::Error(e) => (parse_request(line).unwrap_err().id, e.code),
-            ReplyBody::Result(_) => unreachable!(),
-        }
+        let r = parse_request(line).unwrap_err();
+        (r.id, r.error.code)
     }
 
-    #[test]
-    fn requests_round_trip() {
+    /// One request of every method.
+    fn one_of_each() -> Vec<Request> {
         let h = Handle(3);
         let ip: Ipv4Addr = "10.0.0.1".parse().unwrap();
         let g: Ipv4Addr = "239.1.1.1".parse().unwrap();
@@ -527,84 +774,117 @@ mod tests {
             nexthop: any(),
             flags: 3,
         };
-        let all = [
-            Request::Hello,
-            Request::Show,
-            Request::Status,
-            Request::AddMfe(StaticMfe {
-                source: "10.0.0.1".parse().unwrap(),
-                group: "239.1.1.1".parse().unwrap(),
-                iif: "a".into(),
-                oifs: vec!["b".into()],
-            }),
-            Request::DelMfe {
-                source: "10.0.0.1".parse().unwrap(),
-                group: "239.1.1.1".parse().unwrap(),
-            },
-            Request::Register { protocol: 103, component: 1 },
-            Request::Deregister { handle: h },
-            Request::TakeInterface { handle: h, ifindex: 2, nexthop: any() },
-            Request::ReleaseInterface { handle: h, ifindex: 2, nexthop: ip },
-            Request::GetProtocolOnInterface { ifindex: 2, nexthop: any() },
-            Request::AddMembership(args.clone()),
-            Request::DeleteMembership(args),
-            Request::GetMfe { source: ip, group: g, max_entries: 1, stats: true },
-            Request::GetFirstMfe { max_entries: 5, stats: false },
-            Request::GetNextMfe { source: ip, group: g, max_entries: 5, stats: false },
-            Request::SetMfe {
-                handle: h,
-                source: ip,
-                group: g,
-                iif: 3,
-                iif_nexthop: any(),
-                upstream: ip,
-            },
-            Request::GroupEnumStart { handle: h, enum_type: EnumType::AnySource },
-            Request::GroupEnumNext { handle: h, enum_handle: EnumHandle(4), max_entries: 2 },
-            Request::GroupEnumEnd { handle: h, enum_handle: EnumHandle(4) },
-            Request::AnswerRpf {
+        vec![
+            Hello {}.into(),
+            Show {}.into(),
+            GetStatus {}.into(),
+            StaticMfe { source: ip, group: g, iif: "a".into(), oifs: vec!["b".into()] }.into(),
+            DelMfe { source: ip, group: g }.into(),
+            Register { protocol: 103, component: 1 }.into(),
+            Deregister { handle: h }.into(),
+            TakeInterface { handle: h, ifindex: 2, nexthop: any() }.into(),
+            ReleaseInterface { handle: h, ifindex: 2, nexthop: ip }.into(),
+            GetProtocolOnInterface { ifindex: 2, nexthop: any() }.into(),
+            AddMembership(args.clone()).into(),
+            DeleteMembership(args).into(),
+            GetMfe { source: ip, group: g, max_entries: 1, stats: true }.into(),
+            GetFirstMfe { max_entries: 5, stats: false }.into(),
+            GetNextMfe { source: ip, group: g, max_entries: 5, stats: false }.into(),
+            SetMfe { handle: h, source: ip, group: g, iif: 3, iif_nexthop: any(), upstream: ip }
+                .into(),
+            GroupEnumStart { handle: h, enum_type: EnumType::AnySource }.into(),
+            GroupEnumNext { handle: h, enum_handle: EnumHandle(4), max_entries: 2 }.into(),
+            GroupEnumEnd { handle: h, enum_handle: EnumHandle(4) }.into(),
+            AnswerRpf {
                 handle: h,
                 request: RequestId(5),
                 ifindex: 2,
                 nexthop: any(),
                 upstream: ip,
-            },
-            Request::AnswerCreation {
+            }
+            .into(),
+            AnswerCreation {
                 handle: h,
                 request: RequestId(6),
                 disabled: vec![Iface::new(2, any())],
-            },
-            Request::AnswerPrune { handle: h, request: RequestId(7), timeout_secs: 60 },
-            Request::Watch,
-        ];
-        let mut seen = std::collections::BTreeSet::new();
-        for req in all {
+            }
+            .into(),
+            AnswerPrune { handle: h, request: RequestId(7), timeout_secs: 60 }.into(),
+            Watch {}.into(),
+        ]
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let mut seen = Vec::new();
+        for req in one_of_each() {
             let frame = RequestFrame { id: 9, request: req };
             let line = serde_json::to_string(&frame).unwrap();
             assert_eq!(parse_request(&line).unwrap(), frame, "{line}");
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            seen.insert(v["method"].as_str().unwrap().to_owned());
+            seen.push(serde_json::from_value::<MethodName>(v["method"].clone()).unwrap());
         }
-        let listed: std::collections::BTreeSet<String> =
-            METHODS.iter().map(|m| (*m).to_owned()).collect();
-        assert_eq!(seen, listed, "every method is tested and listed exactly once");
+        assert_eq!(seen, MethodName::ALL, "every method is tested once");
+    }
+
+    /// The session grammar of `mgmctl` is the same types: a command line parses into the
+    /// request the JSON form would.
+    #[test]
+    fn command_lines_parse_into_requests() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        #[command(no_binary_name = true)]
+        struct Line {
+            #[command(subcommand)]
+            request: Request,
+        }
+        let parse = |l: &str| Line::try_parse_from(l.split_whitespace()).map(|x| x.request);
+        let json = |l: &str| parse_request(l).unwrap().request;
+        assert_eq!(
+            parse("add-membership 3 239.1.1.1 2 --source 10.0.0.1").unwrap(),
+            json(
+                r#"{"id":1,"method":"add_membership","handle":3,"source":"10.0.0.1","group":"239.1.1.1","ifindex":2}"#
+            )
+        );
+        assert_eq!(
+            parse("protocol-on 4").unwrap(),
+            json(r#"{"id":1,"method":"get_protocol_on_interface","ifindex":4}"#)
+        );
+        assert_eq!(
+            parse("answer-creation 3 7 2 5@10.0.0.9").unwrap(),
+            json(
+                r#"{"id":1,"method":"answer_creation","handle":3,"request":7,"disabled":[{"ifindex":2,"nexthop":"0.0.0.0"},{"ifindex":5,"nexthop":"10.0.0.9"}]}"#
+            )
+        );
+        assert_eq!(
+            parse("enum-start 3 all-sources").unwrap(),
+            json(r#"{"id":1,"method":"group_enum_start","handle":3,"enum_type":"all_sources"}"#)
+        );
+        assert!(parse("take-interface 3").is_err(), "a missing ifindex");
+        assert!(parse("answer-prune 3 7 soon").is_err());
     }
 
     #[test]
     fn membership_masks_default_from_the_addresses() {
-        let line =
-            r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","ifindex":2}"#;
-        let Request::AddMembership(a) = parse_request(line).unwrap().request else { panic!() };
+        let parse = |line: &str| match parse_request(line).unwrap().request {
+            Request::AddMembership(AddMembership(a)) => a,
+            r => panic!("{r:?}"),
+        };
+        let a = parse(
+            r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","ifindex":2}"#,
+        );
         assert_eq!(
             a.pattern().unwrap(),
             Pattern { group: Some("239.1.1.1".parse().unwrap()), source: None }
         );
         assert_eq!(a.flags, 3);
-        let line = r#"{"id":1,"method":"add_membership","handle":3,"source":"10.0.0.1","group":"239.1.1.1","ifindex":2}"#;
-        let Request::AddMembership(a) = parse_request(line).unwrap().request else { panic!() };
+        let a = parse(
+            r#"{"id":1,"method":"add_membership","handle":3,"source":"10.0.0.1","group":"239.1.1.1","ifindex":2}"#,
+        );
         assert_eq!(a.pattern().unwrap().source, Some("10.0.0.1".parse().unwrap()));
-        let line = r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","group_mask":"255.255.0.0","ifindex":2}"#;
-        let Request::AddMembership(a) = parse_request(line).unwrap().request else { panic!() };
+        let a = parse(
+            r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","group_mask":"255.255.0.0","ifindex":2}"#,
+        );
         assert_eq!(a.pattern(), Err(MgmError::InvalidParameter), "ranges are not supported");
     }
 
@@ -621,16 +901,18 @@ mod tests {
 
     #[test]
     fn wire_shape_is_flat() {
-        let line = serde_json::to_string(&RequestFrame { id: 1, request: Request::Show }).unwrap();
+        let line = serde_json::to_string(&RequestFrame { id: 1, request: Show {}.into() }).unwrap();
         assert_eq!(line, r#"{"id":1,"method":"show"}"#);
-        let reply = ReplyFrame {
+        let reply: ReplyFrame<Done> = ReplyFrame {
             id: Some(1),
             body: ReplyBody::Error(WireError::new(ErrorCode::NotFound, "x")),
         };
-        assert_eq!(
-            serde_json::to_string(&reply).unwrap(),
-            r#"{"id":1,"error":{"code":"not_found","message":"x"}}"#
-        );
+        let line = serde_json::to_string(&reply).unwrap();
+        assert_eq!(line, r#"{"id":1,"error":{"code":"not_found","message":"x"}}"#);
+        let rejected = Rejected { id: Some(1), error: WireError::new(ErrorCode::NotFound, "x") };
+        assert_eq!(serde_json::to_string(&rejected).unwrap(), line, "the same shape");
+        let done = ReplyFrame { id: Some(2), body: ReplyBody::Result(Done {}) };
+        assert_eq!(serde_json::to_string(&done).unwrap(), r#"{"id":2,"result":{}}"#);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The control socket: binding (single instance, permissions), accepting, and one task per
-//! connection that parses lines into [`Cmd`]s for the router and writes what the router sends
-//! back. Replies and events share one outbound queue per connection, filled only by the router,
+//! connection that parses lines into [`Input`]s for the daemon and writes what the daemon sends
+//! back. Replies and events share one outbound queue per connection, filled only by the daemon,
 //! so replies leave in request order and after the fast-path writes they depend on. The queue
 //! is bounded in bytes, not lines: a burst of callbacks (100k new flows at once) must not cost
 //! a client that reads its connection, while one that stops reading cannot grow mgmd's memory
@@ -26,16 +26,19 @@ use tokio::{
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tracing::{debug, warn};
 
-use crate::proto::{ErrorCode, MAX_FRAME, ReplyBody, ReplyFrame, WireError, parse_request};
+use crate::{
+    daemon::Input,
+    proto::{ErrorCode, MAX_FRAME, Rejected, WireError, parse_request},
+};
 
-/// Identifies a connection for the router.
+/// Identifies a connection for the daemon.
 pub type ConnId = u64;
 
 /// Bytes a connection may have queued for writing (replies and events its client has not read
 /// yet) before it counts as too slow and is disconnected: about 80,000 callbacks.
 pub const OUTBOUND_BYTES: usize = 32 << 20;
 
-/// The router's end of one connection's outbound queue.
+/// The daemon's end of one connection's outbound queue.
 #[derive(Clone, Debug)]
 pub struct Outbound {
     tx: mpsc::UnboundedSender<String>,
@@ -101,17 +104,6 @@ impl OutboundRx {
         self.queued.fetch_sub(line.len() + 1, Ordering::Relaxed);
         Some(line)
     }
-}
-
-/// What connection tasks tell the router.
-#[derive(Debug)]
-pub enum Cmd {
-    /// A client connected; the router writes to it through `tx`.
-    Connected { conn: ConnId, tx: Outbound, peer: Option<(u32, u32, i32)> },
-    /// A line: a parsed request, or the error reply a bad line gets.
-    Line { conn: ConnId, line: Result<crate::proto::RequestFrame, ReplyFrame> },
-    /// The client went away.
-    Disconnected { conn: ConnId },
 }
 
 /// Binds the control socket, replacing a stale socket file, and restricts access to the owner
@@ -194,7 +186,7 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
 }
 
 /// Accepts connections forever, one task each.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Cmd>, access: Access) {
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Input>, access: Access) {
     let mut next_conn: ConnId = 0;
     loop {
         match listener.accept().await {
@@ -206,7 +198,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Cmd>, access: Access
                     if let Err(e) = connection(conn, stream, tx.clone(), access).await {
                         debug!(conn, error = %e, "connection ended with an error");
                     }
-                    let _ = tx.send(Cmd::Disconnected { conn }).await;
+                    let _ = tx.send(Input::Disconnected { conn }).await;
                 });
             }
             Err(e) => {
@@ -270,7 +262,7 @@ impl Encoder<String> for RequestCodec {
 async fn connection(
     conn: ConnId,
     mut stream: UnixStream,
-    tx: mpsc::Sender<Cmd>,
+    tx: mpsc::Sender<Input>,
     access: Access,
 ) -> io::Result<()> {
     use tokio::io::AsyncWriteExt as _;
@@ -294,7 +286,7 @@ async fn connection(
     }
     let (read, write) = stream.into_split();
     let (out_tx, mut out_rx) = Outbound::channel(access.queue_bytes);
-    if tx.send(Cmd::Connected { conn, tx: out_tx, peer }).await.is_err() {
+    if tx.send(Input::Connected { conn, tx: out_tx, peer }).await.is_err() {
         return Ok(()); // shutting down
     }
     let mut reader =
@@ -310,7 +302,7 @@ async fn connection(
                 )),
                 Err(BadLine::NotUtf8) => Err(bad(ErrorCode::Malformed, "line is not UTF-8".into())),
             };
-            if tx.send(Cmd::Line { conn, line }).await.is_err() {
+            if tx.send(Input::Line { conn, line }).await.is_err() {
                 break;
             }
         }
@@ -318,7 +310,7 @@ async fn connection(
     };
     let kill = out_rx.kill.clone();
     let writing = async {
-        // Ends when the router drops the sender (shutdown, or the client went away).
+        // Ends when the daemon drops the sender (shutdown, or the client went away).
         while let Some(line) = out_rx.recv().await {
             writer.send(line).await.map_err(|e| match e {
                 LinesCodecError::Io(e) => e,
@@ -330,12 +322,12 @@ async fn connection(
     tokio::select! {
         r = reading => r,
         r = writing => r,
-        // The router gave up on a client that does not read: close at once, whatever is
+        // The daemon gave up on a client that does not read: close at once, whatever is
         // still queued (its socket buffer is full; writing would wait forever).
         () = kill.notified() => Ok(()),
     }
 }
 
-fn bad(code: ErrorCode, message: String) -> ReplyFrame {
-    ReplyFrame { id: None, body: ReplyBody::Error(WireError::new(code, message)) }
+fn bad(code: ErrorCode, message: String) -> Rejected {
+    Rejected { id: None, error: WireError::new(code, message) }
 }

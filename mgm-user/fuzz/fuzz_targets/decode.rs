@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The control socket's line decoder (see `mgm::fuzz::decode`).
+//! The control socket's line decoder (see `mgm::testing::fuzz::decode`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mgm::fuzz::decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mgm::testing::fuzz::decode(data));

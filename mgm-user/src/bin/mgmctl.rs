@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 use mgm::{
     client::Client,
     config::StaticMfe,
-    proto::{DEFAULT_SOCKET, Request, Snapshot},
+    proto::{self, DEFAULT_SOCKET, Method, Request, RequestFrame, Snapshot},
 };
-use serde_json::Value;
+use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// Control mgmd.
@@ -36,17 +36,14 @@ enum Cmd {
     Hello,
     /// Protocols, ownership, memberships, MFEs with counters, fast-path counters.
     Show,
+    /// Table sizes, queued fast-path writes, held and replayed first packets.
+    Status,
     /// Install a static MFE: SOURCE,GROUP,IIF,OIF[+OIF...].
     AddMfe { spec: StaticMfe },
     /// Remove a static MFE.
-    DelMfe { source: Ipv4Addr, group: Ipv4Addr },
+    DelMfe(proto::DelMfe),
     /// GetMfe (with --stats: GetMfeStats).
-    GetMfe {
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-        #[arg(long)]
-        stats: bool,
-    },
+    GetMfe(proto::GetMfe),
     /// Walk every MFE with GetFirstMfe/GetNextMfe, `--page` entries at a time.
     Mfes {
         #[arg(long, default_value_t = 100)]
@@ -55,212 +52,62 @@ enum Cmd {
         stats: bool,
     },
     /// GetProtocolOnInterface.
-    ProtocolOn {
-        ifindex: u32,
-        #[arg(default_value = "0.0.0.0")]
-        nexthop: Ipv4Addr,
-    },
+    ProtocolOn(proto::GetProtocolOnInterface),
     /// Print every callback event as it happens (one JSON object per line).
     Watch,
     /// Run a script from stdin on one connection (handles live as long as it): each line is a
-    /// command below, or a raw JSON request. Prints every reply and event as JSON.
+    /// session command (`mgmctl session --help` lists them) or a raw JSON request. Prints
+    /// every reply and event as JSON.
     Session,
 }
 
-/// The MGM functions, as `mgmctl session` lines (e.g. `take-interface 2 7`).
+/// A line of `mgmctl session`: an MGM function (the protocol's own request types), or a pause.
 #[derive(Debug, Parser)]
 #[command(no_binary_name = true, disable_help_flag = true)]
 enum Line {
-    /// RegisterMProtocol PROTOCOL COMPONENT
-    Register { protocol: u32, component: u32 },
-    /// DeRegisterMProtocol HANDLE
-    Deregister { handle: u64 },
-    /// TakeInterfaceOwnership HANDLE IFINDEX [NEXTHOP]
-    TakeInterface {
-        handle: u64,
-        ifindex: u32,
-        #[arg(default_value = "0.0.0.0")]
-        nexthop: Ipv4Addr,
-    },
-    /// ReleaseInterfaceOwnership HANDLE IFINDEX [NEXTHOP]
-    ReleaseInterface {
-        handle: u64,
-        ifindex: u32,
-        #[arg(default_value = "0.0.0.0")]
-        nexthop: Ipv4Addr,
-    },
-    /// GetProtocolOnInterface IFINDEX [NEXTHOP]
-    ProtocolOn {
-        ifindex: u32,
-        #[arg(default_value = "0.0.0.0")]
-        nexthop: Ipv4Addr,
-    },
-    /// AddGroupMembershipEntry HANDLE GROUP IFINDEX [--source S] [--nexthop N] [--flags F]
-    AddMembership(MemberLine),
-    /// DeleteGroupMembershipEntry (same arguments)
-    DeleteMembership(MemberLine),
-    /// GetMfe SOURCE GROUP [--stats]
-    GetMfe {
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-        #[arg(long)]
-        stats: bool,
-    },
-    /// GetFirstMfe MAX [--stats]
-    GetFirstMfe {
-        max_entries: usize,
-        #[arg(long)]
-        stats: bool,
-    },
-    /// GetNextMfe SOURCE GROUP MAX [--stats]
-    GetNextMfe {
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-        max_entries: usize,
-        #[arg(long)]
-        stats: bool,
-    },
-    /// SetMfe HANDLE SOURCE GROUP IIF [--upstream U]
-    SetMfe {
-        handle: u64,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
-        iif: u32,
-        #[arg(long, default_value = "0.0.0.0")]
-        upstream: Ipv4Addr,
-    },
-    /// GroupEnumerationStart HANDLE any-source|all-sources
-    EnumStart { handle: u64, enum_type: String },
-    /// GroupEnumerationGetNext HANDLE ENUM MAX
-    EnumNext { handle: u64, enum_handle: u64, max_entries: usize },
-    /// GroupEnumerationEnd HANDLE ENUM
-    EnumEnd { handle: u64, enum_handle: u64 },
-    /// Answer an rpf event: HANDLE REQUEST IFINDEX [--upstream U]
-    AnswerRpf {
-        handle: u64,
-        request: u64,
-        ifindex: u32,
-        #[arg(long, default_value = "0.0.0.0")]
-        upstream: Ipv4Addr,
-    },
-    /// Answer a creation alert: HANDLE REQUEST [DISABLED_IFINDEX...]
-    AnswerCreation { handle: u64, request: u64, disabled: Vec<u32> },
-    /// Answer a prune alert: HANDLE REQUEST TIMEOUT_SECS
-    AnswerPrune { handle: u64, request: u64, timeout_secs: u64 },
+    #[command(flatten)]
+    Request(Request),
     /// Wait this many milliseconds (for events to arrive).
     Sleep { ms: u64 },
-}
-
-#[derive(Debug, clap::Args)]
-struct MemberLine {
-    handle: u64,
-    group: Ipv4Addr,
-    ifindex: u32,
-    #[arg(long, default_value = "0.0.0.0")]
-    source: Ipv4Addr,
-    #[arg(long, default_value = "0.0.0.0")]
-    nexthop: Ipv4Addr,
-    #[arg(long, default_value_t = 3)]
-    flags: u32,
-}
-
-/// A session line as a request object; `None` for `sleep` (done here).
-async fn line_request(line: &str) -> anyhow::Result<Option<Value>> {
-    use serde_json::json;
-    if line.trim_start().starts_with('{') {
-        return Ok(Some(serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?));
-    }
-    let cmd = Line::try_parse_from(line.split_whitespace())
-        .map_err(|e| anyhow::anyhow!("{line}: {e}"))?;
-    let member = |method: &str, m: &MemberLine| {
-        json!({"method": method, "handle": m.handle, "source": m.source, "group": m.group,
-               "ifindex": m.ifindex, "nexthop": m.nexthop, "flags": m.flags})
-    };
-    Ok(Some(match cmd {
-        Line::Register { protocol, component } => {
-            json!({"method": "register", "protocol": protocol, "component": component})
-        }
-        Line::Deregister { handle } => json!({"method": "deregister", "handle": handle}),
-        Line::TakeInterface { handle, ifindex, nexthop } => json!({"method": "take_interface",
-            "handle": handle, "ifindex": ifindex, "nexthop": nexthop}),
-        Line::ReleaseInterface { handle, ifindex, nexthop } => {
-            json!({"method": "release_interface",
-            "handle": handle, "ifindex": ifindex, "nexthop": nexthop})
-        }
-        Line::ProtocolOn { ifindex, nexthop } => {
-            json!({"method": "get_protocol_on_interface", "ifindex": ifindex, "nexthop": nexthop})
-        }
-        Line::AddMembership(m) => member("add_membership", &m),
-        Line::DeleteMembership(m) => member("delete_membership", &m),
-        Line::GetMfe { source, group, stats } => {
-            json!({"method": "get_mfe", "source": source, "group": group, "stats": stats})
-        }
-        Line::GetFirstMfe { max_entries, stats } => {
-            json!({"method": "get_first_mfe", "max_entries": max_entries, "stats": stats})
-        }
-        Line::GetNextMfe { source, group, max_entries, stats } => json!({"method": "get_next_mfe",
-            "source": source, "group": group, "max_entries": max_entries, "stats": stats}),
-        Line::SetMfe { handle, source, group, iif, upstream } => json!({"method": "set_mfe",
-            "handle": handle, "source": source, "group": group, "iif": iif, "upstream": upstream}),
-        Line::EnumStart { handle, enum_type } => json!({"method": "group_enum_start",
-            "handle": handle, "enum_type": enum_type.replace('-', "_")}),
-        Line::EnumNext { handle, enum_handle, max_entries } => json!({"method": "group_enum_next",
-            "handle": handle, "enum_handle": enum_handle, "max_entries": max_entries}),
-        Line::EnumEnd { handle, enum_handle } => {
-            json!({"method": "group_enum_end", "handle": handle, "enum_handle": enum_handle})
-        }
-        Line::AnswerRpf { handle, request, ifindex, upstream } => json!({"method": "answer_rpf",
-            "handle": handle, "request": request, "ifindex": ifindex, "upstream": upstream}),
-        Line::AnswerCreation { handle, request, disabled } => {
-            let d: Vec<Value> =
-                disabled.iter().map(|i| json!({"ifindex": i, "nexthop": "0.0.0.0"})).collect();
-            json!({"method": "answer_creation", "handle": handle, "request": request, "disabled": d})
-        }
-        Line::AnswerPrune { handle, request, timeout_secs } => json!({"method": "answer_prune",
-            "handle": handle, "request": request, "timeout_secs": timeout_secs}),
-        Line::Sleep { ms } => {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            return Ok(None);
-        }
-    }))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Cmd::Session = args.cmd {
+        return session(&args.socket).await;
+    }
     let mut c = Client::connect(&args.socket).await?;
-    let out: Value = match args.cmd {
-        Cmd::Hello => c.call(Request::Hello).await?,
+    match args.cmd {
+        Cmd::Hello => print(&c.call(proto::Hello {}).await?),
         Cmd::Show => {
             let s = c.show().await?;
-            if !args.json {
+            if args.json {
+                print(&s)
+            } else {
                 print_snapshot(&s);
-                return Ok(());
+                Ok(())
             }
-            serde_json::to_value(s)?
         }
-        Cmd::AddMfe { spec } => c.call(Request::AddMfe(spec)).await?,
-        Cmd::DelMfe { source, group } => c.call(Request::DelMfe { source, group }).await?,
-        Cmd::GetMfe { source, group, stats } => {
-            c.call(Request::GetMfe { source, group, max_entries: 1, stats }).await?
-        }
+        Cmd::Status => print(&c.status().await?),
+        Cmd::AddMfe { spec } => done(args.json, &mut c, spec).await,
+        Cmd::DelMfe(m) => done(args.json, &mut c, m).await,
+        Cmd::GetMfe(m) => print(&c.call(m).await?),
         Cmd::Mfes { page, stats } => {
             let mut all = Vec::new();
             let mut after = None;
             loop {
                 let p = c.get_mfes(after, page, stats).await.context("walking MFEs")?;
                 after = p.entries.last().map(|e| (e.mfe.source, e.mfe.group));
-                let done = p.status == mgm::proto::PageStatus::NoMoreItems;
+                let end = p.status == proto::PageStatus::NoMoreItems;
                 all.extend(p.entries);
-                if done {
+                if end {
                     break;
                 }
             }
-            serde_json::to_value(all)?
+            print(&all)
         }
-        Cmd::ProtocolOn { ifindex, nexthop } => {
-            c.call(Request::GetProtocolOnInterface { ifindex, nexthop }).await?
-        }
+        Cmd::ProtocolOn(m) => print(&c.call(m).await?),
         Cmd::Watch => {
             c.watch().await?;
             loop {
@@ -268,13 +115,28 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&ev)?);
             }
         }
-        Cmd::Session => return session(&args.socket).await,
-    };
-    if args.json || !out.is_object() || out.as_object().is_some_and(|o| !o.is_empty()) {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        Cmd::Session => unreachable!("handled above"),
+    }
+}
+
+/// A call whose reply is empty: `ok` (or `{}` with --json).
+async fn done<M: Method<Reply = proto::Done>>(
+    json: bool,
+    c: &mut Client,
+    m: M,
+) -> anyhow::Result<()> {
+    let r = c.call(m).await?;
+    if json {
+        print(&r)
     } else {
         println!("ok");
+        Ok(())
     }
+}
+
+/// Replies print as JSON (`show` alone has a table form).
+fn print(v: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -295,24 +157,43 @@ async fn session(socket: &std::path::Path) -> anyhow::Result<()> {
     let mut id = 0u64;
     let mut bad = 0;
     while let Some(line) = stdin.next_line().await? {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        // A raw JSON line goes as written, numbered if it has no id (mgmd answers what it
+        // makes of it: that is what raw lines are for).
+        if text.starts_with('{') {
+            let raw = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+            {
+                Ok(mut obj) => {
+                    if !obj.contains_key("id") {
+                        id += 1;
+                        obj.insert("id".into(), id.into());
+                    }
+                    serde_json::Value::Object(obj).to_string()
+                }
+                Err(_) => text.to_owned(),
+            };
+            write.write_all(format!("{raw}\n").as_bytes()).await?;
             continue;
         }
         // A bad line is reported and skipped: the lines before it were sent already.
-        let mut v = match line_request(&line).await {
-            Ok(Some(v)) => v,
-            Ok(None) => continue,
+        let request = match Line::try_parse_from(text.split_whitespace()) {
+            Ok(Line::Request(r)) => r,
+            Ok(Line::Sleep { ms }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                continue;
+            }
             Err(e) => {
-                eprintln!("mgmctl: {e:#}");
+                eprintln!("mgmctl: {text}: {e}");
                 bad += 1;
                 continue;
             }
         };
-        if v.get("id").is_none() {
-            id += 1;
-            v["id"] = id.into();
-        }
-        write.write_all(format!("{v}\n").as_bytes()).await?;
+        id += 1;
+        let frame = serde_json::to_string(&RequestFrame { id, request })?;
+        write.write_all(format!("{frame}\n").as_bytes()).await?;
     }
     // Give the last replies a moment, then leave (closing releases the session's handles).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -1,27 +1,20 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! mgmd: loads the XDP fast path, attaches it to the managed interfaces, installs static MFEs
-//! and serves the control socket.
+//! mgmd: parses its command line and configuration file and starts the daemon
+//! (`mgm::daemon::run::mgmd`).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
 use clap::{Parser, ValueEnum};
 use mgm::{
     config::{Config, StaticMfe},
-    daemon::{Router, WRITE_BATCH},
-    dataplane::{BpfFastPath, LoadOptions, parse_upcall},
-    manager::Config as ManagerConfig,
-    netdev,
+    daemon::run::{Options, mgmd},
+    dataplane::LoadOptions,
     proto::DEFAULT_SOCKET,
-    server::{self, Cmd},
+    server,
 };
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-};
-use tracing::{error, info, warn};
+use tracing::info;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mode {
@@ -94,75 +87,32 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(run(args))
+    if args.cleanup {
+        return cleanup(&args);
+    }
+    let opts = options(args)?;
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(mgmd(opts))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// `--cleanup`: removes the pinned fast path, refused while an mgmd runs on the socket.
+fn cleanup(args: &Args) -> anyhow::Result<()> {
+    let _lock = server::lock(&args.socket)?;
+    let removed = mgm::dataplane::remove_pins(&args.pin_dir)
+        .with_context(|| format!("removing {}", args.pin_dir.display()))?;
+    let what = if removed { "removed" } else { "nothing pinned in" };
+    info!(dir = %args.pin_dir.display(), "{what}; XDP detached");
+    Ok(())
+}
+
+/// The command line and the configuration file, merged.
+fn options(args: Args) -> anyhow::Result<Options> {
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
     cfg.interfaces.extend(args.interfaces.iter().cloned());
     cfg.mfes.extend(args.mfes.iter().cloned());
-    // First of all: one mgmd per socket (and so per pin directory and fast path).
-    let lock = server::lock(&args.socket)?;
-    if args.cleanup {
-        let removed = mgm::dataplane::remove_pins(&args.pin_dir)
-            .with_context(|| format!("removing {}", args.pin_dir.display()))?;
-        let what = if removed { "removed" } else { "nothing pinned in" };
-        info!(dir = %args.pin_dir.display(), "{what}; XDP detached");
-        return Ok(());
-    }
-    let mode = match args.xdp_mode {
-        Mode::Default => XdpMode::Default,
-        Mode::Driver => XdpMode::Driver,
-        Mode::Skb => XdpMode::Skb,
-    };
-
-    let (mut fp, logger) = BpfFastPath::load(&LoadOptions {
-        max_mfes: args.max_mfes,
-        xdp_mode: mode,
-        pin_dir: (!args.no_pin).then(|| args.pin_dir.clone()),
-    })
-    .context("loading the XDP fast path (needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
-    if let Some(logger) = logger {
-        // aya-log records from the programs reach our log through this fd.
-        // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until
-        // the logger (moved into the AsyncFd) is dropped.
-        let mut fd = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
-        tokio::spawn(async move {
-            loop {
-                let Ok(mut guard) = fd.readable_mut().await else {
-                    break;
-                };
-                guard.get_inner_mut().flush();
-                guard.clear_ready();
-            }
-        });
-    } else {
-        warn!("no eBPF logger map: program log records are not available");
-    }
-
-    let ring = fp.take_upcalls().context("the eBPF object has no upcall ring")?;
-    // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops it.
-    let mut upcalls = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    let adopted = fp.pinned_state().context("reading the pinned fast path")?;
-    let mut router = Router::new(fp, ManagerConfig::default());
-    if let Some(a) = adopted {
-        let hold = std::time::Duration::from_secs(args.restart_hold_secs);
-        router.adopt(a, hold).context("taking over the pinned fast path")?;
-    }
-    for name in cfg.all_interfaces() {
-        let dev = netdev::by_name(&name)?;
-        router.manage(dev).with_context(|| format!("managing {name}"))?;
-    }
-    for m in &cfg.mfes {
-        router.add_mfe(m).with_context(|| format!("static MFE {m:?}"))?;
-    }
-
-    let group = match &args.socket_group {
+    let socket_group = match &args.socket_group {
         None => None,
         Some(g) => Some(match g.parse::<u32>() {
             Ok(gid) => gid,
@@ -172,52 +122,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .as_raw(),
         }),
     };
-    let mode = args.socket_mode.unwrap_or(if group.is_some() { 0o660 } else { 0o600 });
-    let listener = server::bind(&args.socket, &lock, mode)?;
-    if let Some(gid) = group {
-        nix::unistd::chown(&args.socket, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .with_context(|| format!("giving {} to group {gid}", args.socket.display()))?;
-    }
-    let access = server::Access { group, queue_bytes: args.client_queue_bytes };
-    let (tx, mut rx) = mpsc::channel::<Cmd>(1024);
-    tokio::spawn(server::serve(listener, tx, access));
-    // Callback deadlines and MFE expiry are checked at this granularity.
-    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(250));
-    info!(socket = %args.socket.display(), "mgmd ready");
-
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            Some(cmd) = rx.recv() => router.on_cmd(cmd),
-            guard = upcalls.readable_mut() => {
-                let mut guard = guard?;
-                while let Some(item) = guard.get_inner_mut().next() {
-                    match parse_upcall(&item) {
-                        Some((u, frame)) => router.upcall(&u, frame),
-                        None => warn!(len = item.len(), "malformed upcall record"),
-                    }
-                }
-                guard.clear_ready();
-            }
-            _ = ticker.tick() => router.tick(),
-            // Background fast-path writes, a batch at a time between the other branches.
-            _ = std::future::ready(()), if router.pending_writes() > 0 => {
-                router.drain(WRITE_BATCH);
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    if args.no_pin {
-        info!("shutting down: detaching XDP programs");
-    } else {
-        info!(pin_dir = %args.pin_dir.display(), "shutting down; forwarding stays in place (pinned); `mgmd --cleanup` removes it");
-    }
-    if let Err(e) = std::fs::remove_file(&args.socket) {
-        error!(error = %e, "removing the socket");
-    }
-    let _ = std::fs::remove_file(server::lock_path(&args.socket));
-    drop(router);
-    Ok(())
+    let xdp_mode = match args.xdp_mode {
+        Mode::Default => XdpMode::Default,
+        Mode::Driver => XdpMode::Driver,
+        Mode::Skb => XdpMode::Skb,
+    };
+    Ok(Options {
+        socket_mode: args.socket_mode.unwrap_or(if socket_group.is_some() { 0o660 } else { 0o600 }),
+        socket: args.socket,
+        socket_group,
+        queue_bytes: args.client_queue_bytes,
+        interfaces: cfg.all_interfaces(),
+        mfes: cfg.mfes,
+        load: LoadOptions {
+            max_mfes: args.max_mfes,
+            xdp_mode,
+            pin_dir: (!args.no_pin).then_some(args.pin_dir),
+        },
+        restart_hold: Duration::from_secs(args.restart_hold_secs),
+    })
 }

@@ -1,17 +1,30 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The router against the in-memory fast path: request handling, handle isolation, reply and
-//! event ordering, and what a dropped connection leaves behind.
+//! The daemon fed inputs directly, against the in-memory fast path: request handling, handle
+//! isolation, reply and event ordering, kernel events, what a dropped connection leaves
+//! behind, and the run loop itself.
 
-use serde_json::Value;
+use std::{collections::BTreeMap, time::Duration};
+
+use mgm_common::{MfeKey, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 
 use super::*;
-use crate::{fastpath::MemFastPath, proto::parse_request};
+use crate::{
+    client::is_event,
+    kernel::Neighbours,
+    manager::{Event, Handle, PROTO_IP_IGMP},
+    proto::{self, ErrorCode, MembershipArgs, Method, ReplyFrame, Request},
+    server::OutboundRx,
+    testing::{MemFastPath, fuzz},
+};
+
+const G: &str = "239.1.1.1";
 
 struct Harness {
-    r: Router<MemFastPath>,
-    outs: BTreeMap<ConnId, crate::server::OutboundRx>,
+    d: Daemon<MemFastPath>,
+    outs: BTreeMap<ConnId, OutboundRx>,
     next_id: u64,
     bytes: usize,
+    now: Duration,
 }
 
 impl Harness {
@@ -19,92 +32,148 @@ impl Harness {
         Self::with_capacity(64, 16 << 10)
     }
 
-    /// A router whose fast path holds `mfes` entries and whose connections queue `bytes`.
+    /// Interfaces 1 ("in"), 2 ("a"), 3 ("b"), managed; a fast path of `mfes` entries;
+    /// connections that queue `bytes`.
     fn with_capacity(mfes: u32, bytes: usize) -> Self {
-        let mut r = Router::new(MemFastPath::with_capacity(mfes), Config::default());
-        for (name, ifindex) in [("in", 1), ("o1", 2), ("o2", 3)] {
-            r.manage(NetDev {
-                name: name.into(),
-                ifindex,
-                mac: [2, 0, 0, 0, 0, ifindex as u8],
-                mtu: 1500,
-            })
-            .unwrap();
+        Self {
+            d: fuzz::daemon(mfes),
+            outs: BTreeMap::new(),
+            next_id: 1,
+            bytes,
+            now: Duration::ZERO,
         }
-        Self { r, outs: BTreeMap::new(), next_id: 1, bytes }
+    }
+
+    fn input(&mut self, input: Input) {
+        self.d.handle(self.now, input);
     }
 
     fn connect(&mut self, conn: ConnId) {
         let (tx, rx) = Outbound::channel(self.bytes);
-        self.r.on_cmd(Cmd::Connected { conn, tx, peer: None });
+        self.input(Input::Connected { conn, tx, peer: None });
         self.outs.insert(conn, rx);
     }
 
-    /// Sends a request line; returns every line the connection got back, in order.
-    fn call(&mut self, conn: ConnId, mut req: Value) -> Vec<Value> {
-        req["id"] = json!(self.next_id);
+    /// Sends a request; returns its typed reply and the events that came with it.
+    fn call<M: Method>(
+        &mut self,
+        conn: ConnId,
+        m: M,
+    ) -> (Result<M::Reply, WireError>, Vec<EventFrame>) {
+        let id = self.next_id;
         self.next_id += 1;
-        let line = parse_request(&req.to_string());
-        self.r.on_cmd(Cmd::Line { conn, line });
-        self.drain(conn)
-    }
-
-    fn drain(&mut self, conn: ConnId) -> Vec<Value> {
-        let rx = self.outs.get_mut(&conn).unwrap();
-        let mut out = Vec::new();
-        while let Some(l) = rx.try_recv() {
-            out.push(serde_json::from_str(&l).unwrap());
+        self.input(Input::Line { conn, line: Ok(RequestFrame { id, request: m.into() }) });
+        let mut reply = None;
+        let mut events = Vec::new();
+        for line in self.lines(conn) {
+            if is_event(&line) {
+                events.push(serde_json::from_str(&line).unwrap());
+            } else {
+                assert!(reply.is_none(), "two replies: {line}");
+                let r: ReplyFrame<M::Reply> = serde_json::from_str(&line).unwrap();
+                assert_eq!(r.id, Some(id));
+                reply = Some(match r.body {
+                    ReplyBody::Result(v) => Ok(v),
+                    ReplyBody::Error(e) => Err(e),
+                });
+            }
         }
-        out
+        (reply.expect("a reply"), events)
     }
 
-    /// The reply among the lines a call produced (events may precede it).
-    fn reply(&mut self, conn: ConnId, req: Value) -> Value {
-        let lines = self.call(conn, req.clone());
-        let replies: Vec<&Value> = lines.iter().filter(|l| l.get("id").is_some()).collect();
-        assert_eq!(replies.len(), 1, "{req} -> {lines:?}");
-        replies[0].clone()
+    fn ok<M: Method>(&mut self, conn: ConnId, m: M) -> M::Reply {
+        self.call(conn, m).0.expect("success")
     }
 
-    fn ok(&mut self, conn: ConnId, req: Value) -> Value {
-        let r = self.reply(conn, req.clone());
-        assert!(r.get("result").is_some(), "{req} -> {r}");
-        r["result"].clone()
+    fn err<M: Method>(&mut self, conn: ConnId, m: M) -> ErrorCode {
+        match self.call(conn, m).0 {
+            Ok(r) => panic!("succeeded: {r:?}"),
+            Err(e) => e.code,
+        }
     }
 
-    fn err(&mut self, conn: ConnId, req: Value) -> String {
-        let r = self.reply(conn, req.clone());
-        r["error"]["code"].as_str().unwrap_or_else(|| panic!("{req} -> {r}")).into()
+    fn lines(&mut self, conn: ConnId) -> Vec<String> {
+        let rx = self.outs.get_mut(&conn).unwrap();
+        std::iter::from_fn(|| rx.try_recv()).collect()
     }
 
-    /// On connection 1: PIM owns ifindexes 1..=3 with (*,239.1.1.1) on `members`, and
-    /// (10.0.0.1, 239.1.1.1) arrived on 1. Nobody answers the RPF and creation alert, so the
-    /// MFE is created with the defaults once their deadlines pass.
-    fn pim_with_mfe(&mut self, members: &[u32]) -> u64 {
+    fn events(&mut self, conn: ConnId) -> Vec<Event> {
+        let lines = self.lines(conn);
+        lines.iter().map(|l| serde_json::from_str::<EventFrame>(l).unwrap().event).collect()
+    }
+
+    fn register(&mut self, conn: ConnId, protocol: u32) -> Handle {
+        self.ok(conn, proto::Register { protocol, component: 1 }).handle
+    }
+
+    fn take(&mut self, conn: ConnId, handle: Handle, ifindex: u32) {
+        self.ok(conn, proto::TakeInterface { handle, ifindex, nexthop: Ipv4Addr::UNSPECIFIED });
+    }
+
+    fn join(&mut self, conn: ConnId, handle: Handle, ifindex: u32) {
+        self.ok(conn, proto::AddMembership(membership(handle, ifindex)));
+    }
+
+    /// Time passes by `secs` (callback deadlines, expiry), with a tick.
+    fn wait(&mut self, secs: u64) {
+        self.now += Duration::from_secs(secs);
+        self.input(Input::Tick);
+    }
+
+    fn packet(&mut self, source: [u8; 4], ifindex: u32) {
+        let upcall = upcall(source, ifindex, true);
+        self.input(Input::Upcall { upcall, frame: vec![] });
+    }
+
+    /// On connection 1: PIM owns 1..=3 with (*,G) on `members`, and (10.0.0.1, G) arrived
+    /// on 1. Nobody answers the RPF and creation alert, so the MFE is created with the defaults
+    /// once their deadlines pass.
+    fn pim_with_mfe(&mut self, members: &[u32]) -> Handle {
         let pim = self.register(1, 103);
         for i in 1..=3 {
-            self.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+            self.take(1, pim, i);
         }
-        for i in members {
-            self.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": i}));
+        for &i in members {
+            self.join(1, pim, i);
         }
-        self.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
-        let events = self.drain(1);
-        assert_eq!(events[0]["event"], "rpf", "{events:?}");
-        for secs in [3600, 7200] {
-            self.r.manager.tick(Duration::from_secs(secs));
-            self.r.queue_effects();
-        }
-        self.drain(1);
+        self.packet([10, 0, 0, 1], 1);
+        assert!(matches!(self.events(1)[0], Event::Rpf { .. }));
+        self.wait(3);
+        self.wait(3);
+        self.lines(1);
         pim
     }
 
-    fn register(&mut self, conn: ConnId, protocol: u32) -> u64 {
-        self.ok(conn, json!({"method": "register", "protocol": protocol, "component": 1}))["handle"]
-            .as_u64()
-            .unwrap()
+    fn fp(&self) -> &MemFastPath {
+        self.d.writer.mirror().fast_path()
     }
 }
+
+fn membership(handle: Handle, ifindex: u32) -> MembershipArgs {
+    MembershipArgs {
+        handle,
+        source: Ipv4Addr::UNSPECIFIED,
+        source_mask: None,
+        group: G.parse().unwrap(),
+        group_mask: None,
+        ifindex,
+        nexthop: Ipv4Addr::UNSPECIFIED,
+        flags: 3,
+    }
+}
+
+fn upcall(source: [u8; 4], ifindex: u32, first: bool) -> Upcall {
+    Upcall {
+        source,
+        group: [239, 1, 1, 1],
+        ifindex,
+        kind: UPCALL_NO_MFE,
+        flags: UPCALL_F_QUEUED | if first { UPCALL_F_EVENT } else { 0 },
+        frame_len: 1,
+    }
+}
+
+const KEY: MfeKey = MfeKey { source: [10, 0, 0, 1], group: [239, 1, 1, 1] };
 
 #[test]
 fn handles_work_only_on_the_connection_that_registered_them() {
@@ -112,12 +181,13 @@ fn handles_work_only_on_the_connection_that_registered_them() {
     h.connect(1);
     h.connect(2);
     let pim = h.register(1, 103);
-    let take = json!({"method": "take_interface", "handle": pim, "ifindex": 2});
-    assert_eq!(h.err(2, take.clone()), "invalid_parameter");
-    assert_eq!(h.err(2, json!({"method": "deregister", "handle": pim})), "invalid_parameter");
+    let take = proto::TakeInterface { handle: pim, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    assert_eq!(h.err(2, take.clone()), ErrorCode::InvalidParameter);
+    assert_eq!(h.err(2, proto::Deregister { handle: pim }), ErrorCode::InvalidParameter);
     h.ok(1, take);
-    let owner = h.ok(2, json!({"method": "get_protocol_on_interface", "ifindex": 2}));
-    assert_eq!(owner, json!({"protocol": 103, "component": 1}));
+    let owner =
+        h.ok(2, proto::GetProtocolOnInterface { ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED });
+    assert_eq!((owner.protocol, owner.component), (103, 1));
 }
 
 #[test]
@@ -125,11 +195,11 @@ fn a_closed_connection_releases_what_its_clients_owned_and_frees_the_fast_path()
     let mut h = Harness::new();
     h.connect(1);
     h.pim_with_mfe(&[2]);
-    assert_eq!(h.r.mirror.fast_path().mfes.len(), 1, "created with the defaults");
-    h.r.on_cmd(Cmd::Disconnected { conn: 1 });
-    assert!(h.r.mirror.fast_path().mfes.is_empty(), "its MFE went with its IIF");
-    assert!(h.r.manager.clients().is_empty());
-    assert!(h.r.manager.owners().is_empty());
+    assert_eq!(h.fp().mfes.len(), 1, "created with the defaults");
+    h.input(Input::Disconnected { conn: 1 });
+    assert!(h.fp().mfes.is_empty(), "its MFE went with its IIF");
+    assert!(h.d.manager.clients().is_empty());
+    assert!(h.d.manager.owners().is_empty());
 }
 
 #[test]
@@ -137,31 +207,47 @@ fn the_reply_comes_before_the_events_it_causes() {
     let mut h = Harness::new();
     h.connect(1);
     let pim = h.register(1, 103);
-    let igmp = h.register(1, crate::manager::PROTO_IP_IGMP);
-    h.ok(1, json!({"method": "take_interface", "handle": igmp, "ifindex": 2}));
-    let lines = h.call(1, json!({"method": "take_interface", "handle": pim, "ifindex": 2}));
-    assert!(lines[0].get("result").is_some());
-    assert_eq!(lines[1]["event"], "disable_igmp");
-    assert_eq!(lines[1]["handle"], json!(igmp));
-    assert_eq!(lines[2]["event"], "enable_igmp");
+    let igmp = h.register(1, PROTO_IP_IGMP);
+    h.take(1, igmp, 2);
+    h.input(Input::Line {
+        conn: 1,
+        line: Ok(RequestFrame {
+            id: 99,
+            request: proto::TakeInterface {
+                handle: pim,
+                ifindex: 2,
+                nexthop: Ipv4Addr::UNSPECIFIED,
+            }
+            .into(),
+        }),
+    });
+    let lines = h.lines(1);
+    assert!(!is_event(&lines[0]) && lines[0].contains(r#""id":99"#), "{lines:?}");
+    let ev: Vec<EventFrame> = lines[1..].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(matches!(ev[0].event, Event::DisableIgmp { .. }) && ev[0].handle == igmp, "{ev:?}");
+    assert!(matches!(ev[1].event, Event::EnableIgmp { .. }), "{ev:?}");
 }
 
 #[test]
 fn static_mfes_are_not_overridden_by_mgm_entries() {
     let mut h = Harness::new();
     h.connect(1);
-    h.ok(1, json!({"method": "add_mfe", "source": "10.0.0.1", "group": "239.1.1.1", "iif": "in", "oifs": ["o1"]}));
+    let spec = StaticMfe {
+        source: "10.0.0.1".parse().unwrap(),
+        group: G.parse().unwrap(),
+        iif: "in".into(),
+        oifs: vec!["a".into()],
+    };
+    h.ok(1, spec);
     let pim = h.register(1, 103);
-    h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": 1}));
-    h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": 3}));
-    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 3}));
-    h.r.new_packet("10.0.0.1".parse().unwrap(), "239.1.1.1".parse().unwrap(), 1, b"");
-    let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
-    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2], "the static entry stands");
-    let show = h.ok(1, json!({"method": "show"}));
-    assert_eq!(show["mfes"][0]["origin"], "static");
-    assert_eq!(show["protocols"].as_array().unwrap().len(), 1);
-    assert_eq!(show["memberships"].as_array().unwrap().len(), 1);
+    h.take(1, pim, 1);
+    h.take(1, pim, 3);
+    h.join(1, pim, 3);
+    h.packet([10, 0, 0, 1], 1);
+    assert_eq!(h.d.writer.mirror().get(&KEY).unwrap().oifs(), vec![2], "the static entry stands");
+    let show = h.ok(1, proto::Show {});
+    assert_eq!(show.mfes[0].origin, "static");
+    assert_eq!((show.protocols.len(), show.memberships.len()), (1, 1));
 }
 
 #[test]
@@ -170,25 +256,23 @@ fn mgm_errors_reach_the_wire_with_their_codes() {
     h.connect(1);
     h.connect(2);
     let a = h.register(1, 103);
-    assert_eq!(
-        h.err(1, json!({"method": "register", "protocol": 103, "component": 1})),
-        "already_exists"
-    );
-    h.ok(1, json!({"method": "take_interface", "handle": a, "ifindex": 2}));
+    assert_eq!(h.err(1, proto::Register { protocol: 103, component: 1 }), ErrorCode::AlreadyExists);
+    h.take(1, a, 2);
     let b = h.register(2, 104);
-    assert_eq!(
-        h.err(2, json!({"method": "take_interface", "handle": b, "ifindex": 2})),
-        "already_exists"
-    );
-    assert_eq!(h.err(1, json!({"method": "deregister", "handle": a})), "can_not_complete");
-    assert_eq!(
-        h.err(1, json!({"method": "get_mfe", "source": "10.0.0.1", "group": "239.1.1.1"})),
-        "not_found"
-    );
-    let lines = h.call(1, json!({"method": "get_first_mfe", "max_entries": 5}));
-    assert_eq!(lines[0]["result"], json!({"status": "no_more_items", "entries": []}));
-    let r = h.call(1, json!({"method": "release_interface", "handle": a, "ifindex": 3}));
-    assert_eq!(r[0]["error"]["win32"], json!(87));
+    let take = proto::TakeInterface { handle: b, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    assert_eq!(h.err(2, take), ErrorCode::AlreadyExists);
+    assert_eq!(h.err(1, proto::Deregister { handle: a }), ErrorCode::CanNotComplete);
+    let get = proto::GetMfe {
+        source: "10.0.0.1".parse().unwrap(),
+        group: G.parse().unwrap(),
+        max_entries: 1,
+        stats: false,
+    };
+    assert_eq!(h.err(1, get), ErrorCode::NotFound);
+    let page = h.ok(1, proto::GetFirstMfe { max_entries: 5, stats: false });
+    assert_eq!((page.status, page.entries.len()), (proto::PageStatus::NoMoreItems, 0));
+    let release = proto::ReleaseInterface { handle: a, ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    assert_eq!(h.call(1, release).0.unwrap_err().win32, Some(87));
 }
 
 #[test]
@@ -196,17 +280,17 @@ fn a_client_that_does_not_read_is_disconnected_and_released() {
     let mut h = Harness::new();
     h.connect(1);
     let pim = h.register(1, 103);
-    h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": 2}));
+    h.take(1, pim, 2);
     // Fill the 16 KiB queue without reading: 300 replies of ~60 bytes.
     for i in 0..300 {
-        let line = parse_request(&json!({"id": 1, "method": "hello"}).to_string());
-        h.r.on_cmd(Cmd::Line { conn: 1, line });
+        let line = Ok(RequestFrame { id: 1, request: proto::Hello {}.into() });
+        h.input(Input::Line { conn: 1, line });
         if i == 100 {
-            assert!(h.r.conns.contains_key(&1), "7 KiB queued is within the limit");
+            assert!(h.d.conns.is_open(1), "7 KiB queued is within the limit");
         }
     }
-    assert!(h.r.manager.owners().is_empty(), "its interface was released");
-    assert!(!h.r.conns.contains_key(&1));
+    assert!(h.d.manager.owners().is_empty(), "its interface was released");
+    assert!(!h.d.conns.is_open(1));
 }
 
 #[test]
@@ -214,21 +298,88 @@ fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
     let mut h = Harness::new();
     h.connect(1);
     h.pim_with_mfe(&[2, 3]);
-    let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
-    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2, 3]);
-    h.drain(1);
-    // Unplug ifindex 3.
-    h.r.mirror.fast_path_mut().ports.get_mut(&3).unwrap().mac = [0xff; 6];
-    h.r.check_links(Duration::from_secs(7201));
-    let events = h.drain(1);
+    assert_eq!(h.d.writer.mirror().get(&KEY).unwrap().oifs(), vec![2, 3]);
+    h.input(Input::Kernel(KernelEvent::LinkGone(3)));
+    let events = h.events(1);
     assert!(
-        events.iter().any(|e| e["event"] == "interface_gone" && e["iface"]["ifindex"] == 3),
+        events.iter().any(|e| matches!(e, Event::InterfaceGone { iface } if iface.ifindex == 3)),
         "{events:?}"
     );
-    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2], "the MFE lost the interface");
-    assert!(!h.r.mirror.fast_path().ports.contains_key(&3), "and so did the fast path");
-    assert!(!h.r.interfaces.contains_key(&3));
-    assert_eq!(h.err(1, json!({"method": "get_protocol_on_interface", "ifindex": 3})), "not_found");
+    assert_eq!(h.d.writer.mirror().get(&KEY).unwrap().oifs(), vec![2], "the MFE lost it");
+    assert!(!h.fp().ports.contains_key(&3), "and so did the fast path");
+    assert!(!h.fp().attached.contains(&3));
+    assert!(!h.d.links.is_managed(3));
+    let on = proto::GetProtocolOnInterface { ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    assert_eq!(h.err(1, on), ErrorCode::NotFound);
+    // A snapshot without interface 2 (notifications were lost) does the same for 2.
+    let links = vec![NetDev { name: "in".into(), ifindex: 1, mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }];
+    h.input(Input::Kernel(KernelEvent::Snapshot { links, neighbours: Neighbours::new() }));
+    assert!(h.d.writer.mirror().get(&KEY).unwrap().oifs().is_empty());
+    assert!(!h.d.links.is_managed(2));
+}
+
+#[test]
+fn mtu_and_mac_changes_reach_the_fast_path_and_other_links_are_ignored() {
+    let mut h = Harness::new();
+    let dev = |ifindex, mac: u8, mtu| NetDev {
+        name: "a".into(),
+        ifindex,
+        mac: [2, 0, 0, 0, 0, mac],
+        mtu,
+    };
+    h.input(Input::Kernel(KernelEvent::Link(dev(2, 2, 9000))));
+    assert_eq!((h.fp().ports[&2].mtu, h.fp().ports[&2].mac), (9000, [2, 0, 0, 0, 0, 2]));
+    h.input(Input::Kernel(KernelEvent::Link(dev(2, 0x22, 9000))));
+    assert_eq!(h.fp().ports[&2].mac, [2, 0, 0, 0, 0, 0x22]);
+    let writes = h.fp().log.len();
+    h.input(Input::Kernel(KernelEvent::Link(dev(2, 0x22, 9000))));
+    h.input(Input::Kernel(KernelEvent::Link(dev(7, 7, 1400))));
+    assert_eq!(h.fp().log.len(), writes, "no change, and an unmanaged link: no write");
+    // A client may take the new link by index: it is known from the event.
+    h.connect(1);
+    let pim = h.register(1, 103);
+    h.take(1, pim, 7);
+    assert_eq!(h.fp().ports[&7].mtu, 1400);
+    let show = h.ok(1, proto::Show {});
+    assert!(show.interfaces.iter().any(|i| i.ifindex == 2 && i.mtu == 9000), "{show:?}");
+}
+
+#[test]
+fn a_next_hop_gets_its_mac_from_neighbour_events_and_is_solicited_until_then() {
+    let mut h = Harness::new();
+    h.connect(1);
+    let pim = h.register(1, 103);
+    let hop: Ipv4Addr = "10.9.0.2".parse().unwrap();
+    h.take(1, pim, 1);
+    h.ok(1, proto::TakeInterface { handle: pim, ifindex: 2, nexthop: hop });
+    h.ok(1, proto::AddMembership(MembershipArgs { nexthop: hop, ..membership(pim, 2) }));
+    h.pim_mfe_defaults();
+    assert!(h.d.writer.mirror().has_unresolved_neighbours());
+    h.wait(1);
+    assert!(h.d.take_solicitations().contains(&hop), "asked the kernel to resolve it");
+    let mac = [2, 0, 0, 0, 9, 2];
+    h.input(Input::Kernel(KernelEvent::Neighbour { ifindex: 2, ip: hop, mac: Some(mac) }));
+    assert!(!h.d.writer.mirror().has_unresolved_neighbours());
+    let legs = &h.fp().oils[&h.fp().mfes[&KEY].oil];
+    assert_eq!(legs[0].mac, mac, "{legs:?}");
+    // A changed MAC is followed; a neighbour the kernel drops keeps its last MAC.
+    let mac2 = [2, 0, 0, 0, 9, 3];
+    h.input(Input::Kernel(KernelEvent::Neighbour { ifindex: 2, ip: hop, mac: Some(mac2) }));
+    h.input(Input::Kernel(KernelEvent::Neighbour { ifindex: 2, ip: hop, mac: None }));
+    assert_eq!(h.fp().oils[&h.fp().mfes[&KEY].oil][0].mac, mac2);
+    h.wait(1);
+    assert!(h.d.take_solicitations().is_empty());
+}
+
+impl Harness {
+    /// (10.0.0.1, G) arrives on 1 and takes its defaults.
+    fn pim_mfe_defaults(&mut self) {
+        self.packet([10, 0, 0, 1], 1);
+        self.wait(3);
+        self.wait(3);
+        self.lines(1);
+        assert!(self.fp().mfes.contains_key(&KEY));
+    }
 }
 
 #[test]
@@ -238,103 +389,129 @@ fn a_release_stops_copies_before_its_reply_and_the_rewrite_follows_in_the_backgr
     h.connect(1);
     let pim = h.register(1, 103);
     for i in 1..=3 {
-        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+        h.take(1, pim, i);
     }
-    for i in [2, 3] {
-        h.ok(
-            1,
-            json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": i}),
-        );
-    }
+    h.join(1, pim, 2);
+    h.join(1, pim, 3);
     let keys: Vec<MfeKey> =
         (0..n).map(|s| MfeKey::new((0x0a00_0000 + s).to_be_bytes(), [239, 1, 1, 1])).collect();
     for k in &keys {
-        h.r.new_packet(k.source.into(), k.group.into(), 1, b"");
+        h.packet(k.source, 1);
     }
     // Nobody answers: RPF and creation alerts take their defaults.
-    for secs in [3600, 7200] {
-        h.r.manager.tick(Duration::from_secs(secs));
-        h.r.queue_effects();
+    h.wait(3);
+    h.wait(3);
+    while h.d.pending_writes() > 0 {
+        h.d.background(h.now);
     }
-    h.r.drain(usize::MAX);
-    h.drain(1);
-    assert_eq!(h.r.mirror.mfes().count(), n as usize);
+    h.lines(1);
+    assert_eq!(h.d.writer.mirror().mfes().count(), n as usize);
 
-    let status = h.call(1, json!({"method": "release_interface", "handle": pim, "ifindex": 2}));
-    assert!(status[0].get("result").is_some(), "{status:?}");
+    let release =
+        proto::ReleaseInterface { handle: pim, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    h.ok(1, release);
     // At the reply: not every MFE has been rewritten, yet none sends a copy to 2 any more,
     // and every one still sends to 3.
-    let s = h.r.status();
+    let s = h.d.status();
     assert!(s.pending_writes > 0, "the rewrite is in the background: {s:?}");
     assert_eq!(s.leases_released, 1);
-    let fp = h.r.mirror.fast_path();
-    assert!(keys.iter().all(|k| !fp.forwards(k, 2)), "a copy to the released interface");
-    assert!(keys.iter().all(|k| fp.forwards(k, 3)), "a copy to 3 stopped");
+    assert!(keys.iter().all(|k| !h.fp().forwards(k, 2)), "a copy to the released interface");
+    assert!(keys.iter().all(|k| h.fp().forwards(k, 3)), "a copy to 3 stopped");
 
-    h.r.drain(usize::MAX);
-    let s = h.r.status();
+    while h.d.pending_writes() > 0 {
+        h.d.background(h.now);
+    }
+    let s = h.d.status();
     assert_eq!((s.pending_writes, s.leases_released, s.oils), (0, 0, 1), "{s:?}");
-    assert!(h.r.mirror.mfes().all(|(_, m)| m.oifs() == vec![3]));
+    assert!(h.d.writer.mirror().mfes().all(|(_, m)| m.oifs() == vec![3]));
 }
 
 #[test]
 fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
-    use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
     let mut h = Harness::new();
     h.connect(1);
     let pim = h.register(1, 103);
     for i in 1..=3 {
-        h.ok(1, json!({"method": "take_interface", "handle": pim, "ifindex": i}));
+        h.take(1, pim, i);
     }
-    h.ok(1, json!({"method": "add_membership", "handle": pim, "group": "239.1.1.1", "ifindex": 2}));
-    let upcall = |source: [u8; 4], first: bool| Upcall {
-        source,
-        group: [239, 1, 1, 1],
-        ifindex: 1,
-        kind: UPCALL_NO_MFE,
-        flags: UPCALL_F_QUEUED | if first { UPCALL_F_EVENT } else { 0 },
-        frame_len: 1,
-    };
+    h.join(1, pim, 2);
     for i in 0..6u8 {
-        h.r.upcall(&upcall([10, 0, 0, 1], i == 0), &[i]);
+        h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, i == 0), frame: vec![i] });
     }
     // Nobody owns the interface of this one: the kernel had its packet, mgm keeps nothing.
-    h.r.upcall(&Upcall { ifindex: 9, ..upcall([10, 0, 0, 2], true) }, &[7]);
-    let s = h.r.status();
+    let other = Upcall { ifindex: 9, ..upcall([10, 0, 0, 2], 1, true) };
+    h.input(Input::Upcall { upcall: other, frame: vec![7] });
+    let s = h.d.status();
     assert_eq!((s.unresolved, s.replay_dropped), (1, 2), "4 kept, 2 over the bound: {s:?}");
-    assert!(h.r.mirror.fast_path().replayed.is_empty(), "no MFE yet");
-    for secs in [3600, 7200] {
-        h.r.manager.tick(Duration::from_secs(secs));
-        h.r.queue_effects();
-    }
+    assert!(h.fp().replayed.is_empty(), "no MFE yet");
+    h.wait(3);
+    h.wait(3);
     let replayed: Vec<(u32, Vec<u8>)> = (0..4).map(|i| (1, vec![i])).collect();
-    assert_eq!(h.r.mirror.fast_path().replayed, replayed, "in order, once the MFE is in");
-    assert_eq!((h.r.status().unresolved, h.r.status().replayed), (0, 4));
+    assert_eq!(h.fp().replayed, replayed, "in order, once the MFE is in");
+    assert_eq!((h.d.status().unresolved, h.d.status().replayed), (0, 4));
     // A straggler that missed the new MFE goes straight through.
-    h.r.upcall(&upcall([10, 0, 0, 1], false), &[9]);
-    assert_eq!(h.r.mirror.fast_path().replayed.last(), Some(&(1, vec![9])));
+    h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, false), frame: vec![9] });
+    assert_eq!(h.fp().replayed.last(), Some(&(1, vec![9])));
 }
 
 #[test]
 fn a_failed_fast_path_write_is_retried_from_the_core_state() {
     let mut h = Harness::new();
     h.connect(1);
-    h.r.mirror.fast_path_mut().fail_mfe_writes = true;
+    h.d.writer.mirror_mut().fast_path_mut().fail_mfe_writes = true;
     h.pim_with_mfe(&[2]);
-    let key = MfeKey::new([10, 0, 0, 1], [239, 1, 1, 1]);
-    assert!(h.r.mirror.get(&key).is_none(), "the write failed");
-    let s = h.r.status();
+    assert!(h.d.writer.mirror().get(&KEY).is_none(), "the write failed");
+    let s = h.d.status();
     assert_eq!((s.mfes, s.retrying), (1, 1), "{s:?}");
     assert!(s.write_failures >= 1);
-    // Still failing: it stays in the retry set.
-    h.r.retry_failed_writes();
-    h.r.drain(usize::MAX);
-    assert_eq!(h.r.status().retrying, 1);
+    // Still failing a second later: it stays in the retry set.
+    h.wait(1);
+    assert_eq!(h.d.status().retrying, 1);
     // The table has room again: the next retry installs what the core has.
-    h.r.mirror.fast_path_mut().fail_mfe_writes = false;
-    h.r.retry_failed_writes();
-    h.r.drain(usize::MAX);
-    assert_eq!(h.r.mirror.get(&key).unwrap().oifs(), vec![2]);
-    assert_eq!(h.r.status().retrying, 0);
-    assert!(h.r.mirror.fast_path().forwards(&key, 2), "with a live lease");
+    h.d.writer.mirror_mut().fast_path_mut().fail_mfe_writes = false;
+    h.wait(1);
+    assert_eq!(h.d.writer.mirror().get(&KEY).unwrap().oifs(), vec![2]);
+    assert_eq!(h.d.status().retrying, 0);
+    assert!(h.fp().forwards(&KEY, 2), "with a live lease");
+}
+
+/// The run loop itself: inputs from a channel, replies out, ticks applying the callbacks'
+/// defaults, background writes drained, solicitations handed out, and an end when the
+/// senders are gone.
+#[tokio::test(start_paused = true)]
+async fn the_run_loop_serves_inputs_ticks_and_background_writes() {
+    let mut d = fuzz::daemon(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (out, mut out_rx) = Outbound::channel(1 << 20);
+    let feeder = async move {
+        tx.send(Input::Connected { conn: 1, tx: out, peer: None }).await.unwrap();
+        let mut next_id = 0;
+        let mut call = async |request: Request| {
+            next_id += 1;
+            let line = Ok(RequestFrame { id: next_id, request });
+            tx.send(Input::Line { conn: 1, line }).await.unwrap();
+            out_rx.recv().await.unwrap()
+        };
+        let reply = call(proto::Register { protocol: 103, component: 1 }.into()).await;
+        let r: ReplyFrame<proto::Registered> = serde_json::from_str(&reply).unwrap();
+        let ReplyBody::Result(proto::Registered { handle }) = r.body else { panic!("{reply}") };
+        for ifindex in [1, 2] {
+            let take = proto::TakeInterface { handle, ifindex, nexthop: Ipv4Addr::UNSPECIFIED };
+            assert!(call(take.into()).await.contains("result"));
+        }
+        assert!(call(proto::AddMembership(membership(handle, 2)).into()).await.contains("result"));
+        let upcall = upcall([10, 0, 0, 1], 1, true);
+        tx.send(Input::Upcall { upcall, frame: vec![] }).await.unwrap();
+        // Nobody answers: the ticks of the next 5 s apply the defaults.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let lines: Vec<String> = std::iter::from_fn(|| out_rx.try_recv()).collect();
+        assert!(lines.iter().any(|l| l.contains(r#""event":"rpf""#)), "{lines:?}");
+        // tx drops here: the loop ends.
+    };
+    let mut solicited = Vec::new();
+    let ((), ()) =
+        tokio::join!(feeder, run(&mut d, &mut rx, |ip| solicited.push(ip), std::future::pending()));
+    assert!(d.writer.mirror().fast_path().forwards(&KEY, 2), "created with the defaults");
+    assert_eq!(d.pending_writes(), 0);
+    assert!(solicited.is_empty());
 }

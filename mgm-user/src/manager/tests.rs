@@ -32,7 +32,7 @@ fn secs(n: u64) -> Duration {
 }
 
 fn mgr() -> Manager {
-    Manager::new(Config::default())
+    Manager::new(Settings::default())
 }
 
 /// Events delivered to `to`, in order.

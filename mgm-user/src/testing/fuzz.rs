@@ -3,17 +3,19 @@
 //! normal test suite runs them too (on the committed seeds and on random input). Each one
 //! panics exactly when it finds a bug.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, time::Duration};
 
+use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 use serde_json::Value;
 
+use super::MemFastPath;
 use crate::{
-    daemon::Router,
-    fastpath::MemFastPath,
-    manager::Config,
-    netdev::NetDev,
-    proto::{ReplyBody, parse_request},
-    server::{Cmd, ConnId, Outbound, OutboundRx},
+    client::is_event,
+    daemon::{Daemon, Input},
+    kernel::{KernelEvent, Neighbours, NetDev},
+    manager::Settings,
+    proto::parse_request,
+    server::{ConnId, Outbound, OutboundRx},
 };
 
 /// The wire decoder: every line of `data` is either a request that survives a round trip
@@ -26,53 +28,86 @@ pub fn decode(data: &[u8]) {
                 let again = serde_json::to_string(&frame).expect("requests serialize");
                 assert_eq!(parse_request(&again).ok().as_ref(), Some(&frame), "{again}");
             }
-            Err(reply) => {
-                assert!(matches!(reply.body, ReplyBody::Error(_)), "{reply:?}");
+            Err(rejected) => {
                 let id = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| v.get("id").and_then(Value::as_u64));
-                assert!(reply.id.is_none() || reply.id == id, "{reply:?} for {text}");
+                assert!(rejected.id.is_none() || rejected.id == id, "{rejected:?} for {text}");
             }
         }
     }
 }
 
-/// The dispatcher against a live core (in-memory fast path): the lines of `data` are requests
-/// from three connections (the first byte of a line picks one), with upcalls and timer ticks
-/// mixed in. Each request gets exactly one reply, in order, on its own connection; nothing
-/// panics; the core and the fast-path mirror stay consistent (checked on every write by
-/// `MemFastPath`).
-pub fn dispatch(data: &[u8]) {
-    let mut r = Router::new(MemFastPath::with_capacity(256), Config::default());
-    for (i, name) in ["in", "a", "b"].iter().enumerate() {
-        let ifindex = i as u32 + 1;
-        let dev = NetDev {
-            name: (*name).into(),
-            ifindex,
-            mac: [2, 0, 0, 0, 0, ifindex as u8],
-            mtu: 1500,
-        };
-        r.manage(dev).expect("in-memory ports");
+/// A daemon on the in-memory fast path whose kernel has interfaces 1 ("in"), 2 ("a") and 3
+/// ("b"), all managed.
+pub fn daemon(capacity: u32) -> Daemon<MemFastPath> {
+    let mut d = Daemon::new(MemFastPath::with_capacity(capacity), Settings::default());
+    let links = ["in", "a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let ifindex = i as u32 + 1;
+            NetDev { name: (*name).into(), ifindex, mac: [2, 0, 0, 0, 0, ifindex as u8], mtu: 1500 }
+        })
+        .collect::<Vec<_>>();
+    let snapshot = KernelEvent::Snapshot { links: links.clone(), neighbours: Neighbours::new() };
+    d.handle(Duration::ZERO, Input::Kernel(snapshot));
+    for dev in links {
+        d.manage(dev).expect("in-memory ports");
     }
+    d
+}
+
+/// The dispatcher against a live core (in-memory fast path): the lines of `data` are requests
+/// from three connections (the first byte of a line picks one), with upcalls, kernel events
+/// and time passing mixed in. Each request gets exactly one reply, in order, on its own
+/// connection; nothing panics; the core and the fast-path mirror stay consistent (checked on
+/// every write by `MemFastPath`).
+pub fn dispatch(data: &[u8]) {
+    let mut d = daemon(256);
+    let mut now = Duration::ZERO;
     let mut outs: BTreeMap<ConnId, OutboundRx> = BTreeMap::new();
     for conn in 1..=3 {
         // Big enough that the policy for slow readers never kicks in here.
         let (tx, rx) = Outbound::channel(usize::MAX / 2);
-        r.on_cmd(Cmd::Connected { conn, tx, peer: None });
+        d.handle(now, Input::Connected { conn, tx, peer: None });
         outs.insert(conn, rx);
     }
     let mut next_id = 1u64;
     let mut expected: BTreeMap<ConnId, Vec<Option<u64>>> = BTreeMap::new();
     for line in data.split(|b| *b == b'\n') {
         let Some((&sel, rest)) = line.split_first() else { continue };
+        let arg = rest.first().copied().unwrap_or(1);
         match sel % 8 {
             // An upcall: a packet without MFE for one of a few (S,G)s.
             5 => {
-                let s = Ipv4Addr::new(10, 0, 0, rest.first().copied().unwrap_or(1) % 4);
-                r.new_packet(s, Ipv4Addr::new(239, 1, 1, 1), 1, rest);
+                let upcall = Upcall {
+                    source: [10, 0, 0, arg % 4],
+                    group: [239, 1, 1, 1],
+                    ifindex: 1 + u32::from(arg % 3),
+                    kind: UPCALL_NO_MFE,
+                    flags: UPCALL_F_EVENT | UPCALL_F_QUEUED,
+                    frame_len: rest.len() as u32,
+                };
+                d.handle(now, Input::Upcall { upcall, frame: rest.to_vec() });
             }
-            // Time passes (callback deadlines, expiry).
-            6 => r.tick(),
+            // Time passes (callback deadlines, expiry, the hold), up to a few minutes.
+            6 => {
+                now += Duration::from_millis(u64::from(arg) * u64::from(arg) * 10);
+                d.handle(now, Input::Tick);
+            }
+            // The kernel: an interface goes or changes its MTU.
+            7 => {
+                let ifindex = 1 + u32::from(arg % 4);
+                let ev = if arg & 0x80 != 0 {
+                    KernelEvent::LinkGone(ifindex)
+                } else {
+                    let mac = [2, 0, 0, 0, 0, ifindex as u8];
+                    let mtu = 576 + u16::from(arg);
+                    KernelEvent::Link(NetDev { name: format!("if{ifindex}"), ifindex, mac, mtu })
+                };
+                d.handle(now, Input::Kernel(ev));
+            }
             _ => {
                 let conn = ConnId::from(sel % 3 + 1);
                 let text = String::from_utf8_lossy(rest);
@@ -88,18 +123,18 @@ pub fn dispatch(data: &[u8]) {
                 };
                 let id = match &line {
                     Ok(f) => Some(f.id),
-                    Err(reply) => reply.id.or(id),
+                    Err(r) => r.id.or(id),
                 };
                 expected.entry(conn).or_default().push(id);
-                r.on_cmd(Cmd::Line { conn, line });
+                d.handle(now, Input::Line { conn, line });
             }
         }
     }
     for (conn, rx) in &mut outs {
         let mut replies = Vec::new();
         while let Some(l) = rx.try_recv() {
-            let v: Value = serde_json::from_str(&l).expect("mgmd writes JSON");
-            if v.get("event").is_none() {
+            if !is_event(&l) {
+                let v: Value = serde_json::from_str(&l).expect("mgmd writes JSON");
                 replies.push(v.get("id").and_then(Value::as_u64));
             }
         }
@@ -154,7 +189,11 @@ mod tests {
     }
 
     fn request_line() -> impl Strategy<Value = String> {
-        let method = prop::sample::select(crate::proto::METHODS.to_vec());
+        let names: Vec<String> = crate::proto::MethodName::ALL
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        let method = prop::sample::select(names);
         let value = prop_oneof![
             Just("1".to_owned()),
             Just("2".to_owned()),

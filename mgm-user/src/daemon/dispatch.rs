@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! One request, one typed reply. Each arm names its method's type, so the reply it builds
+//! must be that method's `Reply` (the client decodes exactly that type).
+
+use std::time::Duration;
+
+use mgm_common::{MfeKey, counter};
+use tracing::info;
+
+use super::{Daemon, reply_line, writer::key};
+use crate::{
+    dataplane::Dataplane,
+    kernel::fmt_mac,
+    manager::{Iface, MfeView, MgmError, Page, Sg},
+    proto::{
+        self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, Method, MfeInfo, MfeReply,
+        MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply, PageStatus, ProtocolOnInterface,
+        Registered, Request, RequestFrame, Snapshot, WireError,
+    },
+    server::ConnId,
+};
+
+type Reply<M> = Result<<M as Method>::Reply, WireError>;
+
+impl<D: Dataplane> Daemon<D> {
+    /// Serves one request; returns its reply line. Fast-path writes of the core's effects
+    /// happen after (see [`Daemon::handle`]).
+    pub(super) fn serve(&mut self, conn: ConnId, frame: RequestFrame, now: Duration) -> String {
+        let id = frame.id;
+        match frame.request {
+            Request::Hello(m) => reply_line(id, self.hello(m)),
+            Request::Show(m) => reply_line(id, self.show(m)),
+            Request::Status(m) => reply_line(id, self.get_status(m)),
+            Request::Watch(m) => reply_line(id, self.watch(conn, m)),
+            Request::AddMfe(m) => reply_line(id, self.add_mfe(m)),
+            Request::DelMfe(m) => reply_line(id, self.del_mfe(m)),
+            Request::Register(m) => reply_line(id, self.register(conn, m)),
+            Request::Deregister(m) => reply_line(id, self.deregister(conn, m, now)),
+            Request::TakeInterface(m) => reply_line(id, self.take(conn, m)),
+            Request::ReleaseInterface(m) => reply_line(id, self.release(conn, m, now)),
+            Request::GetProtocolOnInterface(m) => reply_line(id, self.protocol_on(m)),
+            Request::AddMembership(m) => reply_line(id, self.add_membership(conn, m, now)),
+            Request::DeleteMembership(m) => reply_line(id, self.delete_membership(conn, m, now)),
+            Request::GetMfe(m) => reply_line(id, self.get_mfe(m, now)),
+            Request::GetFirstMfe(m) => reply_line(id, self.get_first_mfe(m, now)),
+            Request::GetNextMfe(m) => reply_line(id, self.get_next_mfe(m, now)),
+            Request::SetMfe(m) => reply_line(id, self.set_mfe(conn, m, now)),
+            Request::GroupEnumStart(m) => reply_line(id, self.enum_start(conn, m)),
+            Request::GroupEnumNext(m) => reply_line(id, self.enum_next(conn, m)),
+            Request::GroupEnumEnd(m) => reply_line(id, self.enum_end(conn, m)),
+            Request::AnswerRpf(m) => reply_line(id, self.answer_rpf(conn, m, now)),
+            Request::AnswerCreation(m) => reply_line(id, self.answer_creation(conn, m, now)),
+            Request::AnswerPrune(m) => reply_line(id, self.answer_prune(conn, m, now)),
+        }
+    }
+
+    fn hello(&self, _: proto::Hello) -> Reply<proto::Hello> {
+        Ok(HelloInfo {
+            protocol: PROTOCOL_VERSION,
+            server: format!("mgmd {}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    fn get_status(&self, _: proto::GetStatus) -> Reply<proto::GetStatus> {
+        Ok(self.status())
+    }
+
+    fn watch(&mut self, conn: ConnId, _: proto::Watch) -> Reply<proto::Watch> {
+        self.conns.watch(conn);
+        Ok(Done {})
+    }
+
+    fn add_mfe(&mut self, m: crate::config::StaticMfe) -> Reply<crate::config::StaticMfe> {
+        self.add_static(&m)?;
+        Ok(Done {})
+    }
+
+    fn del_mfe(&mut self, m: proto::DelMfe) -> Reply<proto::DelMfe> {
+        let k = MfeKey::new(m.source.octets(), m.group.octets());
+        if !self.writer.remove_static(&k)? {
+            let what = format!("no static MFE ({}, {})", m.source, m.group);
+            return Err(WireError::new(ErrorCode::NotFound, what));
+        }
+        info!(source = %m.source, group = %m.group, "static mfe removed");
+        Ok(Done {})
+    }
+
+    fn register(&mut self, conn: ConnId, m: proto::Register) -> Reply<proto::Register> {
+        let h = self.manager.register(m.protocol, m.component)?;
+        self.conns.bind(conn, h);
+        info!(
+            conn,
+            protocol = m.protocol,
+            component = m.component,
+            handle = h.0,
+            "protocol registered"
+        );
+        Ok(Registered { handle: h })
+    }
+
+    fn deregister(
+        &mut self,
+        conn: ConnId,
+        m: proto::Deregister,
+        now: Duration,
+    ) -> Reply<proto::Deregister> {
+        let h = self.conns.own(conn, m.handle)?;
+        self.manager.deregister(h, now)?;
+        self.conns.unbind(h);
+        Ok(Done {})
+    }
+
+    fn take(&mut self, conn: ConnId, m: proto::TakeInterface) -> Reply<proto::TakeInterface> {
+        let h = self.conns.own(conn, m.handle)?;
+        if !self.manager.is_registered(h) {
+            return Err(MgmError::InvalidParameter.into());
+        }
+        self.ensure_managed(m.ifindex)?;
+        self.manager.take_interface(h, Iface::new(m.ifindex, m.nexthop))?;
+        Ok(Done {})
+    }
+
+    fn release(
+        &mut self,
+        conn: ConnId,
+        m: proto::ReleaseInterface,
+        now: Duration,
+    ) -> Reply<proto::ReleaseInterface> {
+        let h = self.conns.own(conn, m.handle)?;
+        let iface = Iface::new(m.ifindex, m.nexthop);
+        // The fast path stops first, in one write, before the core walks the entries.
+        if self.manager.owns(h, iface) {
+            self.hold.end_leases(Some(m.ifindex), self.writer.mirror_mut());
+            self.writer.end_lease(iface, h);
+        }
+        self.manager.release_interface(h, iface, now)?;
+        Ok(Done {})
+    }
+
+    fn protocol_on(
+        &self,
+        m: proto::GetProtocolOnInterface,
+    ) -> Reply<proto::GetProtocolOnInterface> {
+        let (protocol, component) =
+            self.manager.protocol_on_interface(Iface::new(m.ifindex, m.nexthop))?;
+        Ok(ProtocolOnInterface { protocol, component })
+    }
+
+    fn add_membership(
+        &mut self,
+        conn: ConnId,
+        m: proto::AddMembership,
+        now: Duration,
+    ) -> Reply<proto::AddMembership> {
+        let a = m.0;
+        let h = self.conns.own(conn, a.handle)?;
+        self.manager.add_membership(h, a.pattern()?, a.iface(), a.flags, now)?;
+        Ok(Done {})
+    }
+
+    fn delete_membership(
+        &mut self,
+        conn: ConnId,
+        m: proto::DeleteMembership,
+        now: Duration,
+    ) -> Reply<proto::DeleteMembership> {
+        let a = m.0;
+        let h = self.conns.own(conn, a.handle)?;
+        self.manager.delete_membership(h, a.pattern()?, a.iface(), a.flags, now)?;
+        Ok(Done {})
+    }
+
+    fn get_mfe(&self, m: proto::GetMfe, now: Duration) -> Reply<proto::GetMfe> {
+        let v = self.manager.get_mfe(Sg::new(m.source, m.group), m.max_entries, now)?;
+        Ok(self.mfe_reply(v, m.stats))
+    }
+
+    fn get_first_mfe(&self, m: proto::GetFirstMfe, now: Duration) -> Reply<proto::GetFirstMfe> {
+        let p = self.manager.get_mfes(None, m.max_entries, now)?;
+        Ok(self.page(p, m.stats))
+    }
+
+    fn get_next_mfe(&self, m: proto::GetNextMfe, now: Duration) -> Reply<proto::GetNextMfe> {
+        let after = Some(Sg::new(m.source, m.group));
+        let p = self.manager.get_mfes(after, m.max_entries, now)?;
+        Ok(self.page(p, m.stats))
+    }
+
+    fn set_mfe(&mut self, conn: ConnId, m: proto::SetMfe, now: Duration) -> Reply<proto::SetMfe> {
+        let h = self.conns.own(conn, m.handle)?;
+        if !self.links.is_managed(m.iif) {
+            let mut e = WireError::new(
+                ErrorCode::InvalidParameter,
+                format!("ifindex {} is not managed by mgm", m.iif),
+            );
+            e.win32 = Some(87);
+            return Err(e);
+        }
+        let iface = Iface::new(m.iif, m.iif_nexthop);
+        self.manager.set_mfe(h, Sg::new(m.source, m.group), iface, m.upstream, now)?;
+        Ok(Done {})
+    }
+
+    fn enum_start(
+        &mut self,
+        conn: ConnId,
+        m: proto::GroupEnumStart,
+    ) -> Reply<proto::GroupEnumStart> {
+        let h = self.conns.own(conn, m.handle)?;
+        Ok(EnumStarted { enum_handle: self.manager.enum_start(h, m.enum_type)? })
+    }
+
+    fn enum_next(&mut self, conn: ConnId, m: proto::GroupEnumNext) -> Reply<proto::GroupEnumNext> {
+        let h = self.conns.own(conn, m.handle)?;
+        let p = self.manager.enum_next(h, m.enum_handle, m.max_entries)?;
+        Ok(PageReply { status: page_status(p.more), entries: p.entries })
+    }
+
+    fn enum_end(&mut self, conn: ConnId, m: proto::GroupEnumEnd) -> Reply<proto::GroupEnumEnd> {
+        let h = self.conns.own(conn, m.handle)?;
+        self.manager.enum_end(h, m.enum_handle)?;
+        Ok(Done {})
+    }
+
+    fn answer_rpf(
+        &mut self,
+        conn: ConnId,
+        m: proto::AnswerRpf,
+        now: Duration,
+    ) -> Reply<proto::AnswerRpf> {
+        let h = self.conns.own(conn, m.handle)?;
+        let iif = Iface::new(m.ifindex, m.nexthop);
+        self.manager.answer_rpf(h, m.request, iif, m.upstream, now)?;
+        Ok(Done {})
+    }
+
+    fn answer_creation(
+        &mut self,
+        conn: ConnId,
+        m: proto::AnswerCreation,
+        now: Duration,
+    ) -> Reply<proto::AnswerCreation> {
+        let h = self.conns.own(conn, m.handle)?;
+        self.manager.answer_creation(h, m.request, &m.disabled, now)?;
+        Ok(Done {})
+    }
+
+    fn answer_prune(
+        &mut self,
+        conn: ConnId,
+        m: proto::AnswerPrune,
+        now: Duration,
+    ) -> Reply<proto::AnswerPrune> {
+        let h = self.conns.own(conn, m.handle)?;
+        let t = Duration::from_secs(m.timeout_secs);
+        self.manager.answer_prune(h, m.request, t, now)?;
+        Ok(Done {})
+    }
+
+    fn stats(&self, sg: Sg) -> MfeStatsReply {
+        let m = self.writer.mirror();
+        let oifs = m.oif_stats(&key(sg)).unwrap_or_default();
+        let oifs = oifs
+            .into_iter()
+            .map(|(ifindex, o)| OifStatsReply {
+                ifindex,
+                out_packets: o.out_packets,
+                out_octets: o.out_bytes,
+                frag_needed: o.frag_needed,
+                out_discards: o.out_discards,
+                ttl_too_low: 0,
+            })
+            .collect();
+        match m.stats(&key(sg)) {
+            Ok(Some(s)) => MfeStatsReply {
+                in_packets: s.packets,
+                in_octets: s.bytes,
+                wrong_interface: s.wrong_iif,
+                ttl_expired: s.ttl_expired,
+                oifs,
+            },
+            _ => MfeStatsReply::default(),
+        }
+    }
+
+    fn mfe_reply(&self, v: MfeView, stats: bool) -> MfeReply {
+        let s = stats.then(|| self.stats(Sg::new(v.source, v.group)));
+        MfeReply { mfe: v, stats: s }
+    }
+
+    fn page(&self, p: Page<MfeView>, stats: bool) -> PageReply<MfeReply> {
+        let entries = p.entries.into_iter().map(|v| self.mfe_reply(v, stats)).collect();
+        PageReply { status: page_status(p.more), entries }
+    }
+
+    fn show(&self, _: proto::Show) -> Reply<proto::Show> {
+        let interfaces = self
+            .links
+            .managed()
+            .map(|d| InterfaceInfo {
+                name: d.name.clone(),
+                ifindex: d.ifindex,
+                mac: fmt_mac(&d.mac),
+                mtu: d.mtu,
+            })
+            .collect();
+        let m = self.writer.mirror();
+        let mut mfes = Vec::new();
+        for (k, x) in m.mfes() {
+            let s = m.fast_path().mfe_stats(x.slot)?;
+            mfes.push(MfeInfo {
+                source: k.source.into(),
+                group: k.group.into(),
+                iif: x.iif,
+                oifs: x.oifs(),
+                packets: s.packets,
+                bytes: s.bytes,
+                wrong_iif: s.wrong_iif,
+                ttl_expired: s.ttl_expired,
+                origin: if self.writer.is_static(k) { "static" } else { "mgm" }.into(),
+            });
+        }
+        let values = m.fast_path().counters()?;
+        let counters =
+            counter::NAMES.iter().zip(values).map(|(n, v)| ((*n).to_owned(), v)).collect();
+        Ok(Snapshot {
+            interfaces,
+            mfes,
+            counters,
+            protocols: self.manager.clients(),
+            ownership: self.manager.owners(),
+            memberships: self.manager.memberships(),
+        })
+    }
+}
+
+fn page_status(more: bool) -> PageStatus {
+    if more { PageStatus::MoreData } else { PageStatus::NoMoreItems }
+}

@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgmd as one instance: everything that can happen to it is an [`Input`] (a connection
+//! opening, a request line, a connection closing, an upcall from the fast path, a kernel event,
+//! a timer tick), and [`Daemon::handle`] turns each into effects: fast-path writes, replies,
+//! callbacks, solicitations. [`run`] feeds it from the sockets; tests feed it directly.
+//!
+//! ```text
+//!  clients ─ server tasks ─┐
+//!  upcall ring ────────────┼─ mpsc<Input> ─▶ Daemon::handle ─▶ Manager (core) ─effects─┐
+//!  kernel monitor ─────────┤                   │                                       ▼
+//!  ticker ─────────────────┘                   ├── replies, events ◀── Connections   Writer ─▶ Mirror ─▶ maps
+//!                                              └── RestartHold, FirstPackets, Sweep, Links
+//! ```
+//! For each request: the core call, then its fast-path writes (the first batch), then the
+//! reply, then the callbacks it caused. Each component owns one piece of state:
+//! [`conns`] (connections and handles), [`writer`] (the mirror, queued writes, leases, retries,
+//! static MFEs), [`hold`] (the restart hold), [`first_packets`] (flows waiting for their
+//! MFE), [`sweep`] (counters keeping MFEs alive), [`links`] (the kernel's view).
+
+mod conns;
+mod dispatch;
+pub mod first_packets;
+pub mod hold;
+pub mod links;
+pub mod run;
+pub mod sweep;
+pub mod writer;
+
+use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
+
+use mgm_common::{MfeKey, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
+use tracing::{info, warn};
+
+pub use self::run::run;
+pub use self::writer::WRITE_BATCH;
+use self::{
+    conns::Connections,
+    first_packets::FirstPackets,
+    hold::{RestartHold, Step},
+    links::{Change, Links},
+    sweep::Sweep,
+    writer::{Applied, Writer},
+};
+use crate::{
+    config::StaticMfe,
+    dataplane::{BpfFastPath, Dataplane},
+    fastpath::{Adopted, FastPathError},
+    kernel::{KernelEvent, NetDev},
+    manager::{Effect, Manager, Settings, Sg},
+    proto::{
+        ErrorCode, EventFrame, Rejected, ReplyBody, ReplyFrame, RequestFrame, Status, WireError,
+    },
+    server::{ConnId, Outbound},
+};
+
+/// Everything that can happen to mgmd.
+#[derive(Debug)]
+pub enum Input {
+    /// A client connected; replies and events go out through `tx`.
+    Connected { conn: ConnId, tx: Outbound, peer: Option<(u32, u32, i32)> },
+    /// A line: a parsed request, or the error reply a bad line gets.
+    Line { conn: ConnId, line: Result<RequestFrame, Rejected> },
+    /// The client went away.
+    Disconnected { conn: ConnId },
+    /// A packet the fast path could not forward (no MFE, or the wrong interface).
+    Upcall { upcall: Upcall, frame: Vec<u8> },
+    /// The kernel announced a change of links or neighbours.
+    Kernel(KernelEvent),
+    /// Time passed: callback deadlines, expiry, retries, the restart hold.
+    Tick,
+}
+
+/// Timer period of [`run`]: callback deadlines and MFE expiry are checked at this granularity.
+pub const TICK: Duration = Duration::from_millis(250);
+/// How often failed fast-path writes are retried.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Daemon<D: Dataplane = BpfFastPath> {
+    manager: Manager,
+    writer: Writer<D>,
+    conns: Connections,
+    links: Links,
+    hold: RestartHold,
+    first: FirstPackets,
+    sweep: Sweep,
+    /// Next hops to ask the kernel to resolve (taken by the run loop).
+    solicit: Vec<Ipv4Addr>,
+    last_retry: Duration,
+}
+
+impl<D: Dataplane> Daemon<D> {
+    pub fn new(dp: D, settings: Settings) -> Self {
+        Self {
+            manager: Manager::new(settings),
+            writer: Writer::new(dp),
+            conns: Connections::default(),
+            links: Links::default(),
+            hold: RestartHold::default(),
+            first: FirstPackets::default(),
+            sweep: Sweep::default(),
+            solicit: Vec::new(),
+            last_retry: Duration::ZERO,
+        }
+    }
+
+    /// One input, at monotonic time `now`.
+    pub fn handle(&mut self, now: Duration, input: Input) {
+        match input {
+            Input::Connected { conn, tx, peer } => {
+                conns::log_open(conn, peer);
+                self.conns.open(conn, tx);
+            }
+            Input::Disconnected { conn } => self.close(conn, "disconnected", now),
+            // A connection already dropped (a slow client): its remaining lines are not served.
+            Input::Line { conn, .. } if !self.conns.is_open(conn) => {}
+            Input::Line { conn, line: Err(rejected) } => {
+                let line = conns::encode(&rejected);
+                self.conns.send(conn, line);
+                self.settle(now);
+            }
+            Input::Line { conn, line: Ok(frame) } => {
+                let reply = self.serve(conn, frame, now);
+                // Leases first, then (the first batch of) the writes, the reply, the events.
+                let events = self.apply_effects(now);
+                self.conns.send(conn, reply);
+                self.deliver(events, now);
+            }
+            Input::Upcall { upcall, frame } => self.upcall(&upcall, &frame, now),
+            Input::Kernel(ev) => self.kernel(ev, now),
+            Input::Tick => self.tick(now),
+        }
+    }
+
+    /// Background work between inputs: one batch of queued fast-path writes.
+    pub fn background(&mut self, now: Duration) {
+        let applied = self.writer.drain(WRITE_BATCH);
+        self.applied(applied, now);
+    }
+
+    /// Fast-path writes not applied yet.
+    pub fn pending_writes(&self) -> usize {
+        self.writer.pending()
+    }
+
+    /// Next hops the kernel should resolve (an ARP request each).
+    pub fn take_solicitations(&mut self) -> Vec<Ipv4Addr> {
+        std::mem::take(&mut self.solicit)
+    }
+
+    /// Attaches the fast path to `dev` and makes it usable as an outgoing interface.
+    pub fn manage(&mut self, dev: NetDev) -> anyhow::Result<()> {
+        if self.links.is_managed(dev.ifindex) {
+            return Ok(());
+        }
+        self.writer.mirror_mut().fast_path_mut().manage(&dev)?;
+        self.writer.mirror_mut().add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))?;
+        info!(ifname = %dev.name, ifindex = dev.ifindex, mac = %crate::kernel::fmt_mac(&dev.mac), "managing interface");
+        self.links.set_managed(dev);
+        Ok(())
+    }
+
+    /// Manages the kernel's interface named `name` (from the configuration).
+    pub fn manage_by_name(&mut self, name: &str) -> anyhow::Result<()> {
+        let dev = self.links.by_name(name).cloned();
+        let dev = dev.ok_or_else(|| anyhow::anyhow!("no interface named {name:?}"))?;
+        self.manage(dev)
+    }
+
+    /// Manages `ifindex` if it is not yet (a client took it).
+    fn ensure_managed(&mut self, ifindex: u32) -> Result<(), WireError> {
+        if self.links.is_managed(ifindex) {
+            return Ok(());
+        }
+        let dev = self.links.device(ifindex).cloned().ok_or_else(|| {
+            WireError::new(
+                ErrorCode::InvalidParameter,
+                format!("no interface with index {ifindex}"),
+            )
+        })?;
+        self.manage(dev).map_err(|e| WireError::new(ErrorCode::CanNotComplete, format!("{e:#}")))
+    }
+
+    /// Takes over what a previous mgmd left in the pinned maps (a restart): forwarding goes
+    /// on unchanged; the adopted MFEs are held for `hold` while clients reconnect and
+    /// re-create their state, then re-validated through the core (see docs/mgm-api.md).
+    /// The kernel's links must be known first (a [`KernelEvent::Snapshot`]).
+    pub fn adopt(&mut self, a: Adopted, now: Duration, hold: Duration) -> anyhow::Result<()> {
+        let keys = self.writer.mirror_mut().adopt(a)?;
+        let ports: Vec<u32> = self.writer.mirror().ports().map(|(i, _)| i).collect();
+        for ifindex in ports {
+            match self.links.device(ifindex).cloned() {
+                Some(dev) => self.manage(dev)?,
+                None => {
+                    // Gone while mgmd was away: so are the MFEs using it.
+                    let m = self.writer.mirror_mut();
+                    let users: Vec<MfeKey> = m
+                        .mfes()
+                        .filter(|(_, x)| x.iif == ifindex || x.oifs().contains(&ifindex))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for k in users {
+                        m.remove(&k)?;
+                    }
+                    m.remove_port(ifindex)?;
+                }
+            }
+        }
+        let m = self.writer.mirror();
+        let held: BTreeSet<MfeKey> = keys.into_iter().filter(|k| m.get(k).is_some()).collect();
+        self.hold.start(held, m, now.saturating_add(hold));
+        let (mfes, leases) = self.hold.sizes();
+        info!(
+            mfes,
+            leases,
+            hold_secs = hold.as_secs(),
+            "took over the pinned fast path; forwarding continues"
+        );
+        Ok(())
+    }
+
+    /// Installs a static MFE named by interfaces.
+    pub fn add_static(&mut self, spec: &StaticMfe) -> Result<(), WireError> {
+        spec.validate().map_err(|why| WireError::new(ErrorCode::InvalidParams, why))?;
+        let by_name = |n: &str| {
+            self.links.managed_by_name(n).ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::NoSuchInterface,
+                    format!("{n:?} is not a managed interface (start mgmd with --iface {n})"),
+                )
+            })
+        };
+        let iif = by_name(&spec.iif)?;
+        let oifs = spec.oifs.iter().map(|n| by_name(n)).collect::<Result<Vec<_>, _>>()?;
+        let key = MfeKey::new(spec.source.octets(), spec.group.octets());
+        self.writer.add_static(key, iif, &oifs)?;
+        self.hold.forget(&key);
+        info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
+        Ok(())
+    }
+
+    /// The core's effects since the last call: lease changes and writes happen now; the
+    /// callbacks are returned for delivery after the reply.
+    fn apply_effects(&mut self, now: Duration) -> Vec<Effect> {
+        let effects = self.manager.take_effects();
+        let (killed, applied) = self.writer.queue(&self.manager, &effects);
+        for ifindex in killed {
+            self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
+        }
+        self.applied(applied, now);
+        effects
+    }
+
+    /// What follows a write reaching the fast path: held packets go, trackers forget.
+    fn applied(&mut self, applied: Vec<Applied>, _now: Duration) {
+        for a in applied {
+            match a {
+                Applied::Installed(k) => {
+                    self.hold.forget(&k);
+                    for (ifindex, frame) in self.first.take(&k) {
+                        self.replay(ifindex, frame);
+                    }
+                }
+                Applied::Removed(k) => {
+                    self.hold.forget(&k);
+                    self.first.abandon(&k);
+                    self.sweep.forget(&k);
+                }
+            }
+        }
+        self.resolve_neighbours();
+    }
+
+    /// Callbacks to their clients (and monitors); then the clients whose connection failed
+    /// meanwhile are released, which may cause more.
+    fn deliver(&mut self, effects: Vec<Effect>, now: Duration) {
+        for e in effects {
+            if let Effect::Notify { to, event } = e {
+                self.conns.deliver(&EventFrame { handle: to, event });
+            }
+        }
+        for (conn, handles, why) in self.conns.take_closed() {
+            self.release_handles(conn, handles, why, now);
+        }
+    }
+
+    /// Applies and delivers what the core's last calls caused.
+    fn settle(&mut self, now: Duration) {
+        let events = self.apply_effects(now);
+        self.deliver(events, now);
+    }
+
+    fn close(&mut self, conn: ConnId, why: &'static str, now: Duration) {
+        if let Some(handles) = self.conns.close(conn) {
+            self.release_handles(conn, handles, why, now);
+        }
+    }
+
+    fn release_handles(
+        &mut self,
+        conn: ConnId,
+        handles: BTreeSet<crate::manager::Handle>,
+        why: &str,
+        now: Duration,
+    ) {
+        for h in &handles {
+            self.manager.client_gone(*h, now);
+        }
+        info!(conn, handles = handles.len(), why, "client gone; its state is released");
+        self.settle(now);
+    }
+
+    /// An upcall from the fast path: the core hears of the packet (if the record is an
+    /// event), and the first packets of a flow without MFE are held until it has one.
+    fn upcall(&mut self, u: &Upcall, frame: &[u8], now: Duration) {
+        let key = MfeKey::new(u.source, u.group);
+        if self.writer.is_static(&key) {
+            return; // a static route: not the MGM clients' business
+        }
+        let sg = Sg::new(u.source.into(), u.group.into());
+        if u.flags & UPCALL_F_EVENT != 0 {
+            // The callbacks carry the IPv4 header and the first 8 bytes of data.
+            let ip = frame.get(14..).unwrap_or_default();
+            self.manager.new_packet(sg, u.ifindex, &ip[..ip.len().min(28)], now);
+        }
+        if u.flags & UPCALL_F_QUEUED != 0 && u.kind == UPCALL_NO_MFE {
+            if self.writer.mirror().get(&key).is_some() && !self.first.is_waiting(&key) {
+                // It missed an MFE installed since: it goes at once.
+                self.replay(u.ifindex, frame.to_vec());
+            } else if self.manager.knows(sg) {
+                // (One the core will not create an MFE for is not kept: the kernel got it.)
+                self.first.hold(key, u.ifindex, frame, now);
+            }
+        }
+        self.settle(now);
+    }
+
+    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) {
+        if self.writer.mirror_mut().fast_path_mut().replay(ifindex, frame) {
+            self.first.replayed += 1;
+        } else {
+            self.first.dropped += 1;
+        }
+    }
+
+    /// A kernel event: an interface gone is released everywhere; MTU and MAC changes reach
+    /// the fast path; a neighbour's MAC reaches the copies sent to it.
+    fn kernel(&mut self, ev: KernelEvent, now: Duration) {
+        for change in self.links.apply(ev) {
+            match change {
+                Change::Gone(dev) => self.interface_gone(dev, now),
+                Change::Port(dev) => {
+                    info!(ifname = %dev.name, mtu = dev.mtu, mac = %crate::kernel::fmt_mac(&dev.mac), "interface changed");
+                    let port = PortValue::new(dev.mac, dev.mtu);
+                    if let Err(e) = self.writer.mirror_mut().add_port(dev.ifindex, port) {
+                        warn!(ifindex = dev.ifindex, error = %e, "updating the interface in the fast path");
+                    }
+                }
+                Change::Neighbour(ifindex, ip, mac) => {
+                    if self.writer.mirror().wants_neighbour(ifindex, ip)
+                        && let Err(e) = self.writer.mirror_mut().set_neighbour(ifindex, ip, mac)
+                    {
+                        warn!(ifindex, %ip, error = %e, "updating a next hop's MAC");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives next hops that have no MAC yet the one the kernel knows; the others are solicited
+    /// at the next tick.
+    fn resolve_neighbours(&mut self) {
+        if !self.writer.mirror().has_unresolved_neighbours() {
+            return;
+        }
+        for (ifindex, ip) in self.writer.mirror().unresolved_neighbours() {
+            if let Some(mac) = self.links.neighbour(ifindex, ip)
+                && let Err(e) = self.writer.mirror_mut().set_neighbour(ifindex, ip, mac)
+            {
+                warn!(ifindex, %ip, error = %e, "updating a next hop's MAC");
+            }
+        }
+    }
+
+    /// An interface that left the kernel: owners are told and released there, MFEs arriving
+    /// there go, and the interface leaves the fast path. A later interface that reuses the
+    /// name gets a new ifindex and starts from nothing.
+    fn interface_gone(&mut self, dev: NetDev, now: Duration) {
+        let ifindex = dev.ifindex;
+        info!(ifindex, ifname = %dev.name, "interface removed from the kernel");
+        self.manager.interface_gone(ifindex, now);
+        self.settle(now);
+        // The port can only go once no queued write names it.
+        let applied = self.writer.drain(usize::MAX);
+        self.applied(applied, now);
+        // Static and held entries naming it can no longer forward: they go too.
+        let dead: Vec<MfeKey> = self
+            .writer
+            .mirror()
+            .mfes()
+            .filter(|(_, m)| m.iif == ifindex || m.oifs().contains(&ifindex))
+            .map(|(k, _)| *k)
+            .collect();
+        self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
+        for k in dead {
+            let (s, g) = (Ipv4Addr::from(k.source), Ipv4Addr::from(k.group));
+            warn!(source = %s, group = %g, "static or held mfe used a removed interface; removed");
+            self.hold.forget(&k);
+            let _ = self.writer.remove_static(&k);
+            let _ = self.writer.mirror_mut().remove(&k);
+        }
+        let m = self.writer.mirror_mut();
+        if let Err(e) = m.remove_port(ifindex) {
+            warn!(ifindex, error = %e, "interface still referenced in the fast path");
+        }
+        m.fast_path_mut().forget(ifindex);
+    }
+
+    /// Timers: unanswered callbacks take their defaults, idle MFEs expire, traffic keeps MFEs
+    /// alive, failed writes are retried, unresolved next hops are solicited.
+    fn tick(&mut self, now: Duration) {
+        self.sweep.step(&mut self.manager, self.writer.mirror(), now);
+        if now.saturating_sub(self.last_retry) >= RETRY_EVERY {
+            self.last_retry = now;
+            self.writer.retry_failed(&self.manager);
+        }
+        self.solicit
+            .extend(self.writer.mirror().unresolved_neighbours().into_iter().map(|(_, ip)| ip));
+        self.manager.tick(now);
+        self.settle(now);
+        self.tick_hold(now);
+        // Packets of flows whose creation was abandoned or never answered.
+        let ttl = self.creation_grace();
+        self.first.expire(now, ttl);
+    }
+
+    /// How long an MFE's creation may take: both callbacks unanswered, and a second.
+    fn creation_grace(&self) -> Duration {
+        self.manager.answer_timeout().saturating_mul(2).saturating_add(Duration::from_secs(1))
+    }
+
+    /// The restart hold: see [`Daemon::adopt`].
+    fn tick_hold(&mut self, now: Duration) {
+        match self.hold.tick(now, self.creation_grace()) {
+            Step::Nothing => {}
+            Step::Revalidate(keys) => {
+                for k in keys {
+                    let sg = Sg::new(k.source.into(), k.group.into());
+                    if self.manager.knows(sg) {
+                        continue; // its install is queued or coming
+                    }
+                    let Some(iif) = self.writer.mirror().get(&k).map(|m| m.iif) else { continue };
+                    self.manager.new_packet(sg, iif, &[], now);
+                    if !self.manager.knows(sg) {
+                        // Nobody owns its incoming interface any more.
+                        self.hold.forget(&k);
+                        self.writer.queue_remove(k);
+                    }
+                }
+                self.settle(now);
+            }
+            Step::Finish(keys) => {
+                for k in keys {
+                    self.writer.queue_remove(k);
+                }
+                let applied = self.writer.drain(WRITE_BATCH);
+                self.applied(applied, now);
+                self.hold.end_leases(None, self.writer.mirror_mut());
+                info!("restart hold over: the fast path is the core's again");
+            }
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let m = self.writer.mirror();
+        let (leases_alive, leases_released) = m.lease_counts();
+        let (write_failures, retrying) = self.writer.failures();
+        Status {
+            mfes: self.manager.mfe_count(),
+            installed: m.mfes().count(),
+            oils: m.oil_count(),
+            pending_writes: self.writer.pending(),
+            leases_alive,
+            leases_released,
+            held: self.hold.sizes().0,
+            unresolved: self.first.flows(),
+            replayed: self.first.replayed,
+            replay_dropped: self.first.dropped,
+            write_failures,
+            retrying,
+        }
+    }
+}
+
+impl From<FastPathError> for WireError {
+    fn from(e: FastPathError) -> Self {
+        let code = match e {
+            FastPathError::Full { .. }
+            | FastPathError::OilTooLong(_)
+            | FastPathError::TooManyLeases(_) => ErrorCode::Full,
+            FastPathError::UnknownPort(_) | FastPathError::PortInUse(..) => {
+                ErrorCode::NoSuchInterface
+            }
+            FastPathError::UnknownLease(_)
+            | FastPathError::Map { .. }
+            | FastPathError::XdpMap { .. } => ErrorCode::FastPath,
+        };
+        WireError::new(code, e.to_string())
+    }
+}
+
+/// Serializes a reply.
+fn reply_line<T: serde::Serialize>(id: u64, r: Result<T, WireError>) -> String {
+    let body = match r {
+        Ok(v) => ReplyBody::Result(v),
+        Err(e) => {
+            tracing::debug!(id, code = ?e.code, error = %e.message, "request failed");
+            ReplyBody::Error(e)
+        }
+    };
+    conns::encode(&ReplyFrame { id: Some(id), body })
+}
+
+#[cfg(test)]
+mod tests;

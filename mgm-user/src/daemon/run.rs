@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The run loop and the tasks that feed it: the control socket's connections, the upcall ring,
+//! the kernel monitor and a ticker all become [`Input`]s on one channel; [`run`] hands them to
+//! the daemon one at a time and applies queued fast-path writes in between.
+
+use std::{future::Future, net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
+    time::{Instant, MissedTickBehavior},
+};
+use tracing::{error, info, warn};
+
+use super::{Daemon, Input, TICK};
+use crate::{
+    config::StaticMfe,
+    dataplane::{BpfFastPath, Dataplane, LoadOptions, ProgramLogger, parse_upcall},
+    kernel::{self, Monitor},
+    manager::Settings,
+    server,
+};
+
+/// Inputs waiting for the daemon at most; a source that gets ahead waits (the upcall ring
+/// and the kernel socket then buffer, and count what they drop).
+const INPUT_QUEUE: usize = 1024;
+
+/// Feeds `daemon` from `inputs` until `shutdown` resolves or every sender is gone: a tick
+/// every [`TICK`], queued fast-path writes a batch at a time between inputs, and the next
+/// hops it wants resolved handed to `solicit`.
+pub async fn run<D: Dataplane>(
+    daemon: &mut Daemon<D>,
+    inputs: &mut mpsc::Receiver<Input>,
+    mut solicit: impl FnMut(Ipv4Addr),
+    shutdown: impl Future<Output = ()>,
+) {
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        let input = tokio::select! {
+            () = &mut shutdown => break,
+            i = inputs.recv() => match i {
+                Some(i) => i,
+                None => break,
+            },
+            _ = ticker.tick() => Input::Tick,
+            () = std::future::ready(()), if daemon.pending_writes() > 0 => {
+                daemon.background(start.elapsed());
+                continue;
+            }
+        };
+        daemon.handle(start.elapsed(), input);
+        for ip in daemon.take_solicitations() {
+            solicit(ip);
+        }
+    }
+}
+
+/// How mgmd runs (from its command line and configuration file).
+#[derive(Debug)]
+pub struct Options {
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    /// The group whose members may use the socket.
+    pub socket_group: Option<u32>,
+    /// Bytes of replies and events a client may leave unread.
+    pub queue_bytes: usize,
+    pub interfaces: Vec<String>,
+    pub mfes: Vec<StaticMfe>,
+    pub load: LoadOptions,
+    /// How long adopted MFEs are held after a restart.
+    pub restart_hold: Duration,
+}
+
+/// mgmd: takes the socket's lock, loads (or takes over) the fast path, follows the kernel,
+/// serves the socket until SIGTERM or SIGINT. Forwarding stays in place after it returns
+/// when the fast path is pinned.
+pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // First of all: one mgmd per socket (and so per pin directory and fast path).
+    let lock = server::lock(&opts.socket)?;
+    let (mut fp, logger) = BpfFastPath::load(&opts.load)
+        .context("loading the XDP fast path (needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
+    match logger {
+        Some(l) => spawn_logger(l)?,
+        None => warn!("no eBPF logger map: program log records are not available"),
+    }
+    let ring = fp.take_upcalls().context("the eBPF object has no upcall ring")?;
+    let adopted = fp.pinned_state().context("reading the pinned fast path")?;
+
+    // Subscribe before the dump, so no change falls between them.
+    let monitor =
+        Monitor::open().context("subscribing to the kernel's link and neighbour events")?;
+    let snapshot = Monitor::snapshot().context("reading the kernel's links and neighbours")?;
+    let start = Instant::now();
+    let mut daemon = Daemon::new(fp, Settings::default());
+    daemon.handle(start.elapsed(), Input::Kernel(snapshot));
+    if let Some(a) = adopted {
+        daemon
+            .adopt(a, start.elapsed(), opts.restart_hold)
+            .context("taking over the pinned fast path")?;
+    }
+    for name in &opts.interfaces {
+        daemon.manage_by_name(name).with_context(|| format!("managing {name}"))?;
+    }
+    for m in &opts.mfes {
+        daemon.add_static(m).with_context(|| format!("static MFE {m:?}"))?;
+    }
+
+    let listener = server::bind(&opts.socket, &lock, opts.socket_mode)?;
+    if let Some(gid) = opts.socket_group {
+        nix::unistd::chown(&opts.socket, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .with_context(|| format!("giving {} to group {gid}", opts.socket.display()))?;
+    }
+    let access = server::Access { group: opts.socket_group, queue_bytes: opts.queue_bytes };
+    let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+    tokio::spawn(server::serve(listener, tx.clone(), access));
+    tokio::spawn(read_upcalls(ring, tx.clone()));
+    tokio::spawn(follow_kernel(monitor, tx));
+    info!(socket = %opts.socket.display(), "mgmd ready");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    run(&mut daemon, &mut rx, kernel::solicit, shutdown).await;
+    match &opts.load.pin_dir {
+        None => info!("shutting down: detaching XDP programs"),
+        Some(dir) => {
+            info!(pin_dir = %dir.display(), "shutting down; forwarding stays in place (pinned); `mgmd --cleanup` removes it")
+        }
+    }
+    if let Err(e) = std::fs::remove_file(&opts.socket) {
+        error!(error = %e, "removing the socket");
+    }
+    let _ = std::fs::remove_file(server::lock_path(&opts.socket));
+    Ok(())
+}
+
+/// aya-log records from the programs reach our log through the logger's fd, which must be
+/// polled for as long as the programs run.
+fn spawn_logger(logger: ProgramLogger) -> anyhow::Result<()> {
+    // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until the
+    // logger (moved into the AsyncFd) is dropped.
+    let mut fd = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    tokio::spawn(async move {
+        while let Ok(mut guard) = fd.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+    Ok(())
+}
+
+/// The upcall ring, as inputs. A record that does not hold what its header says is logged
+/// and skipped.
+async fn read_upcalls(ring: RingBuf<MapData>, tx: mpsc::Sender<Input>) {
+    // SAFETY: the ring buffer owns its fd, which stays open until the AsyncFd drops it.
+    let fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) };
+    let mut fd = match fd.map_err(|e| e.into_parts().1) {
+        Ok(fd) => fd,
+        Err(e) => return error!(error = %e, "cannot poll the upcall ring: no upcalls"),
+    };
+    loop {
+        let Ok(mut guard) = fd.readable_mut().await else { return };
+        // The ring is drained before waiting again (its readiness is edge-triggered).
+        let mut batch = Vec::new();
+        while let Some(item) = guard.get_inner_mut().next() {
+            match parse_upcall(&item) {
+                Some((upcall, frame)) => {
+                    batch.push(Input::Upcall { upcall, frame: frame.to_vec() })
+                }
+                None => warn!(len = item.len(), "malformed upcall record"),
+            }
+        }
+        guard.clear_ready();
+        for input in batch {
+            if tx.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The kernel's link and neighbour events, as inputs.
+async fn follow_kernel(mut monitor: Monitor, tx: mpsc::Sender<Input>) {
+    loop {
+        match monitor.next().await {
+            Ok(events) => {
+                for e in events {
+                    if tx.send(Input::Kernel(e)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "reading kernel events; trying again in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

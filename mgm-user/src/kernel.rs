@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The kernel's links and neighbours, as events: one rtnetlink socket subscribed to the link and
+//! neighbour groups, a dump of both at start, and a new dump whenever the socket overflowed
+//! (ENOBUFS: notifications were lost, so the whole view is read again).
+//!
+//! To follow another rtnetlink group (the multicast routing table, say): add it to [`GROUPS`],
+//! its dump request to [`Monitor::snapshot`], and its messages to [`parse`].
+
+use std::{collections::HashMap, io, net::Ipv4Addr};
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    link::{LinkAttribute, LinkMessage},
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use tokio::io::{Interest, unix::AsyncFd};
+
+/// A network interface as mgm uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetDev {
+    pub name: String,
+    pub ifindex: u32,
+    /// Link-layer address (all zero when the link has none of 6 bytes).
+    pub mac: [u8; 6],
+    /// IP MTU (saturated at 65,535).
+    pub mtu: u16,
+}
+
+/// (ifindex, IPv4 address) → MAC, for the neighbours the kernel itself would send to.
+pub type Neighbours = HashMap<(u32, Ipv4Addr), [u8; 6]>;
+
+/// Something the kernel announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A link appeared or changed (name, MTU, MAC).
+    Link(NetDev),
+    /// A link left the kernel.
+    LinkGone(u32),
+    /// A neighbour's MAC; `None` when the kernel would no longer send to it.
+    Neighbour { ifindex: u32, ip: Ipv4Addr, mac: Option<[u8; 6]> },
+    /// The whole view, at start and after lost notifications: it replaces what came before.
+    Snapshot { links: Vec<NetDev>, neighbours: Neighbours },
+}
+
+/// The rtnetlink groups followed.
+const GROUPS: [u32; 2] = [libc::RTNLGRP_LINK, libc::RTNLGRP_NEIGH];
+
+/// Receive buffer of the subscribed socket: room for a burst of changes (a bridge with many
+/// ports going down) before the kernel has to drop notifications.
+const RCVBUF: usize = 4 << 20;
+
+/// The subscribed socket.
+pub struct Monitor {
+    sock: AsyncFd<Socket>,
+    buf: Vec<u8>,
+}
+
+impl Monitor {
+    /// Subscribes to the groups; events start queuing at once, so a snapshot taken after this
+    /// call misses nothing.
+    pub fn open() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.set_rx_buf_sz(RCVBUF)?;
+        for g in GROUPS {
+            sock.add_membership(g)?;
+        }
+        sock.set_non_blocking(true)?;
+        // SAFETY: the socket owns its fd, which stays open until the AsyncFd drops it.
+        let sock = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Self { sock, buf: vec![0; 1 << 16] })
+    }
+
+    /// Dumps links and neighbours (on a socket of its own, so the dump's replies do not mix
+    /// with notifications).
+    pub fn snapshot() -> io::Result<KernelEvent> {
+        let mut links = Vec::new();
+        let mut neighbours = Neighbours::new();
+        let mut link = LinkMessage::default();
+        link.header.interface_family = AddressFamily::Unspec;
+        let mut neigh = NeighbourMessage::default();
+        neigh.header.family = AddressFamily::Inet;
+        let requests =
+            [RouteNetlinkMessage::GetLink(link), RouteNetlinkMessage::GetNeighbour(neigh)];
+        for req in requests {
+            for m in dump(req)? {
+                match parse(m) {
+                    Some(KernelEvent::Link(d)) => links.push(d),
+                    Some(KernelEvent::Neighbour { ifindex, ip, mac: Some(mac) }) => {
+                        neighbours.insert((ifindex, ip), mac);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(KernelEvent::Snapshot { links, neighbours })
+    }
+
+    /// The next batch of events. After an overflow the batch is a fresh snapshot.
+    pub async fn next(&mut self) -> io::Result<Vec<KernelEvent>> {
+        loop {
+            let mut guard = self.sock.readable().await?;
+            let got = guard.try_io(|s| {
+                let mut b = &mut self.buf[..];
+                s.get_ref().recv(&mut b, 0)
+            });
+            match got {
+                Err(_would_block) => continue,
+                Ok(Ok(n)) => return Ok(messages(&self.buf[..n]).filter_map(parse).collect()),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    tracing::warn!(
+                        "kernel notifications were lost (ENOBUFS); reading links and neighbours again"
+                    );
+                    return Ok(vec![Self::snapshot()?]);
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The route messages in one datagram (undecodable ones are skipped).
+fn messages(mut bytes: &[u8]) -> impl Iterator<Item = RouteNetlinkMessage> + '_ {
+    std::iter::from_fn(move || {
+        loop {
+            if bytes.is_empty() {
+                return None;
+            }
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).ok();
+            let len = m.as_ref().map_or(0, |m| m.header.length as usize);
+            // A length that does not advance means the rest cannot be read.
+            bytes = if len == 0 || len > bytes.len() { &[] } else { &bytes[len..] };
+            if let Some(NetlinkPayload::InnerMessage(inner)) = m.map(|m| m.payload) {
+                return Some(inner);
+            }
+        }
+    })
+}
+
+/// One dump request, answered on a socket of its own.
+fn dump(req: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut msg = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(req));
+    msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.header.sequence_number = 1;
+    msg.finalize();
+    let mut buf = vec![0u8; msg.header.length as usize];
+    msg.serialize(&mut buf);
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    sock.send(&buf, 0)?;
+    let mut out = Vec::new();
+    let mut rbuf = vec![0u8; 1 << 16];
+    loop {
+        let n = sock.recv(&mut &mut rbuf[..], 0)?;
+        let mut bytes = &rbuf[..n];
+        while !bytes.is_empty() {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let len = m.header.length as usize;
+            match m.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => return Err(io::Error::other(format!("{e:?}"))),
+                NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                _ => {}
+            }
+            if len == 0 || len > bytes.len() {
+                break;
+            }
+            bytes = &bytes[len..];
+        }
+    }
+}
+
+/// The event a route message stands for, if mgm follows it.
+fn parse(m: RouteNetlinkMessage) -> Option<KernelEvent> {
+    match m {
+        RouteNetlinkMessage::NewLink(l) => Some(KernelEvent::Link(link(&l))),
+        RouteNetlinkMessage::DelLink(l) => Some(KernelEvent::LinkGone(l.header.index)),
+        RouteNetlinkMessage::NewNeighbour(n) => {
+            let (ifindex, ip, mac) = neighbour(&n)?;
+            Some(KernelEvent::Neighbour {
+                ifindex,
+                ip,
+                mac: mac.filter(|_| usable(n.header.state)),
+            })
+        }
+        RouteNetlinkMessage::DelNeighbour(n) => {
+            let (ifindex, ip, _) = neighbour(&n)?;
+            Some(KernelEvent::Neighbour { ifindex, ip, mac: None })
+        }
+        _ => None,
+    }
+}
+
+fn link(l: &LinkMessage) -> NetDev {
+    let mut d = NetDev { name: String::new(), ifindex: l.header.index, mac: [0; 6], mtu: 0 };
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => d.name.clone_from(n),
+            LinkAttribute::Mtu(m) => d.mtu = u16::try_from(*m).unwrap_or(u16::MAX),
+            LinkAttribute::Address(a) => {
+                d.mac = <[u8; 6]>::try_from(a.as_slice()).unwrap_or_default()
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// (ifindex, IPv4 address, MAC if the message has one) of an IPv4 neighbour.
+fn neighbour(n: &NeighbourMessage) -> Option<(u32, Ipv4Addr, Option<[u8; 6]>)> {
+    let (mut ip, mut mac) = (None, None);
+    for a in &n.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => ip = Some(*v),
+            NeighbourAttribute::LinkLayerAddress(m) => mac = <[u8; 6]>::try_from(m.as_slice()).ok(),
+            _ => {}
+        }
+    }
+    Some((n.header.ifindex, ip?, mac))
+}
+
+/// States in which the kernel itself would send to the neighbour.
+fn usable(s: NeighbourState) -> bool {
+    matches!(
+        s,
+        NeighbourState::Reachable
+            | NeighbourState::Stale
+            | NeighbourState::Delay
+            | NeighbourState::Probe
+            | NeighbourState::Permanent
+            | NeighbourState::Noarp
+    )
+}
+
+/// Makes the kernel resolve `ip` (an empty datagram to the discard port: the ARP request is
+/// the point; the datagram itself is harmless). The next hop must be on-link.
+pub fn solicit(ip: Ipv4Addr) {
+    if let Ok(s) = std::net::UdpSocket::bind("0.0.0.0:0") {
+        let _ = s.send_to(&[], (ip, 9));
+    }
+}
+
+/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_has_loopback() {
+        // No privileges needed; every namespace has lo, with MTU 65536 (saturated) or more.
+        let KernelEvent::Snapshot { links, .. } = Monitor::snapshot().unwrap() else {
+            panic!("not a snapshot")
+        };
+        let lo = links.iter().find(|d| d.name == "lo").expect("lo");
+        assert_eq!((lo.ifindex, lo.mac), (1, [0; 6]));
+        assert!(lo.mtu >= 1500);
+    }
+
+    #[test]
+    fn messages_skip_what_cannot_be_decoded() {
+        assert_eq!(messages(&[]).count(), 0);
+        assert_eq!(messages(&[1, 2, 3]).count(), 0);
+        assert_eq!(messages(&[0xff; 64]).count(), 0);
+    }
+
+    #[test]
+    fn mac_formatting() {
+        assert_eq!(fmt_mac(&[0x02, 0, 0xab, 1, 2, 0xff]), "02:00:ab:01:02:ff");
+    }
+}
