@@ -9,7 +9,7 @@
 use std::{collections::HashMap, io, net::Ipv4Addr};
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
@@ -144,8 +144,29 @@ fn messages(mut bytes: &[u8]) -> impl Iterator<Item = RouteNetlinkMessage> + '_ 
 
 /// One dump request, answered on a socket of its own.
 fn dump(req: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    ask(req, NLM_F_REQUEST | NLM_F_DUMP)
+}
+
+/// The kernel's link with this index now, asked directly (for a link named before its
+/// notification was read). `None` if there is no such link.
+pub fn link(ifindex: u32) -> io::Result<Option<NetDev>> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    match ask(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST | NLM_F_ACK) {
+        Ok(replies) => Ok(replies.into_iter().find_map(|m| match parse(m) {
+            Some(KernelEvent::Link(d)) => Some(d),
+            _ => None,
+        })),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends one request on a socket of its own and collects the replies until the end of a
+/// dump, or the acknowledgement of a request.
+fn ask(req: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
     let mut msg = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(req));
-    msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.header.flags = flags;
     msg.header.sequence_number = 1;
     msg.finalize();
     let mut buf = vec![0u8; msg.header.length as usize];
@@ -165,7 +186,8 @@ fn dump(req: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
             let len = m.header.length as usize;
             match m.payload {
                 NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(e) => return Err(io::Error::other(format!("{e:?}"))),
+                NetlinkPayload::Error(e) if e.code.is_none() => return Ok(out),
+                NetlinkPayload::Error(e) => return Err(e.to_io()),
                 NetlinkPayload::InnerMessage(inner) => out.push(inner),
                 _ => {}
             }
@@ -180,7 +202,7 @@ fn dump(req: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
 /// The event a route message stands for, if mgm follows it.
 fn parse(m: RouteNetlinkMessage) -> Option<KernelEvent> {
     match m {
-        RouteNetlinkMessage::NewLink(l) => Some(KernelEvent::Link(link(&l))),
+        RouteNetlinkMessage::NewLink(l) => Some(KernelEvent::Link(netdev(&l))),
         RouteNetlinkMessage::DelLink(l) => Some(KernelEvent::LinkGone(l.header.index)),
         RouteNetlinkMessage::NewNeighbour(n) => {
             let (ifindex, ip, mac) = neighbour(&n)?;
@@ -198,7 +220,7 @@ fn parse(m: RouteNetlinkMessage) -> Option<KernelEvent> {
     }
 }
 
-fn link(l: &LinkMessage) -> NetDev {
+fn netdev(l: &LinkMessage) -> NetDev {
     let mut d = NetDev { name: String::new(), ifindex: l.header.index, mac: [0; 6], mtu: 0 };
     for a in &l.attributes {
         match a {
@@ -265,6 +287,12 @@ mod tests {
         let lo = links.iter().find(|d| d.name == "lo").expect("lo");
         assert_eq!((lo.ifindex, lo.mac), (1, [0; 6]));
         assert!(lo.mtu >= 1500);
+    }
+
+    #[test]
+    fn one_link_can_be_asked_for() {
+        assert_eq!(link(1).unwrap().map(|d| d.name), Some("lo".into()));
+        assert_eq!(link(9_999_999).unwrap(), None);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 const S: &str = "10.1.0.1";
 const G: &str = "239.1.1.1";
+/// How soon mgmd follows a change in the kernel (links, MTUs, neighbours).
+const REACT: Duration = Duration::from_millis(100);
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Sends `n` datagrams tagged `tag`, returns how many each receiver got.
@@ -242,8 +244,10 @@ fn a_deleted_interface_is_released_and_its_owner_told() {
     pim.answer_creation(&json!(h), WAIT).unwrap();
     assert_eq!(burst(&tx, &rx, "before", 10), vec![10, 10]);
 
+    // mgmd hears of it from the kernel's link notifications, not by polling: its owner is
+    // told within 100 ms.
     t.router.exec("ip", &["link", "del", "r2"]).unwrap();
-    let (ev, _) = pim.wait_event("interface_gone", WAIT).unwrap();
+    let (ev, _) = pim.wait_event("interface_gone", REACT).unwrap();
     assert_eq!(ev["iface"]["ifindex"], json!(r2));
     let mfe = pim.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
     assert_eq!(mfe["oifs"], json!([{"ifindex": r1, "nexthop": "0.0.0.0"}]));

@@ -95,7 +95,8 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
     mgm_tests::fix_ipv4_checksum(&mut check);
     assert_eq!(check, f, "IPv4 checksum still valid");
 
-    // A neighbour's MAC changes (new NIC): mgmd follows the kernel's table within a second.
+    // A neighbour's MAC changes (new NIC): mgmd follows the kernel's neighbour notifications
+    // within 100 ms.
     let new_b = [0x02, 0, 0, 0, 0x0b, 0x0b];
     let new_b_s = "02:00:00:00:0b:0b";
     rb.exec("ip", &["link", "set", "eth0", "address", new_b_s]).unwrap();
@@ -105,7 +106,7 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
             &["neigh", "replace", "10.5.0.3", "lladdr", new_b_s, "dev", "rlan", "nud", "permanent"],
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(100));
     let tag = magic("moved");
     send(&tag, 20);
     let got: Vec<Vec<Vec<u8>>> =

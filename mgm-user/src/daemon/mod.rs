@@ -85,6 +85,8 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     sweep: Sweep,
     /// Next hops to ask the kernel to resolve (taken by the run loop).
     solicit: Vec<Ipv4Addr>,
+    /// Asks the kernel for a link a request names before its notification was read.
+    lookup: fn(u32) -> Option<NetDev>,
     last_retry: Duration,
 }
 
@@ -99,8 +101,15 @@ impl<D: Dataplane> Daemon<D> {
             first: FirstPackets::default(),
             sweep: Sweep::default(),
             solicit: Vec::new(),
+            lookup: |_| None,
             last_retry: Duration::ZERO,
         }
+    }
+
+    /// How to ask the kernel for one link directly (see [`crate::kernel::link`]); without it
+    /// only links announced by kernel events are known.
+    pub fn set_link_lookup(&mut self, lookup: fn(u32) -> Option<NetDev>) {
+        self.lookup = lookup;
     }
 
     /// One input, at monotonic time `now`.
@@ -171,7 +180,9 @@ impl<D: Dataplane> Daemon<D> {
         if self.links.is_managed(ifindex) {
             return Ok(());
         }
-        let dev = self.links.device(ifindex).cloned().ok_or_else(|| {
+        // A link created just before the request: its notification may still be unread.
+        let dev = self.links.device(ifindex).cloned().or_else(|| (self.lookup)(ifindex));
+        let dev = dev.ok_or_else(|| {
             WireError::new(
                 ErrorCode::InvalidParameter,
                 format!("no interface with index {ifindex}"),

@@ -98,6 +98,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let snapshot = Monitor::snapshot().context("reading the kernel's links and neighbours")?;
     let start = Instant::now();
     let mut daemon = Daemon::new(fp, Settings::default());
+    daemon.set_link_lookup(|i| kernel::link(i).ok().flatten());
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));
     if let Some(a) = adopted {
         daemon

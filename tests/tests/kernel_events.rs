@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgmd follows the kernel's links from its notifications (rtnetlink), not by polling: an MTU
+//! change reaches the fast path within 100 ms. (An interface removal is in `mgm_api.rs`, a
+//! neighbour's new MAC in `next_hops.rs`, both with the same bound.) Needs root.
+
+use std::time::Duration;
+
+use mgm_tests::{Topology, magic, with_magic};
+use serde_json::Value;
+
+/// How soon mgmd follows a change in the kernel.
+const REACT: Duration = Duration::from_millis(100);
+const IDLE: Duration = Duration::from_millis(300);
+
+fn mtu(show: &Value, name: &str) -> u64 {
+    show["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .and_then(|i| i["mtu"].as_u64())
+        .unwrap_or_else(|| panic!("no {name} in {show}"))
+}
+
+/// A datagram whose IP packet is `ip_len` bytes long, marked with `tag`.
+fn frame_of(t: &Topology, tag: &[u8], ip_len: usize) -> Vec<u8> {
+    let mut payload = tag.to_vec();
+    payload.resize(ip_len - 28, 0xab);
+    t.frame(8, &payload)
+}
+
+#[test]
+fn an_mtu_change_reaches_the_fast_path_within_100_ms() {
+    let mut t = Topology::new(2).unwrap();
+    t.start(&["--mfe", "10.1.0.1,239.1.1.1,rin,r1+r2"]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    assert_eq!(mtu(&ctl.show().unwrap(), "r1"), 1500);
+    let caps = t.captures().unwrap();
+
+    let tag = magic("fits");
+    for _ in 0..3 {
+        t.tx.send(&frame_of(&t, &tag, 1450)).unwrap();
+    }
+    ctl.wait_counters(&["forwarded"], 3).unwrap();
+    let got: Vec<usize> =
+        caps.iter().map(|c| with_magic(&c.drain(IDLE).unwrap(), &tag).len()).collect();
+    assert_eq!(got, vec![3, 3], "1,450 bytes fit both links");
+
+    t.router.exec("ip", &["link", "set", "r1", "mtu", "1400"]).unwrap();
+    std::thread::sleep(REACT);
+    assert_eq!(mtu(&ctl.show().unwrap(), "r1"), 1400, "mgmd saw the change");
+    let too_big = ctl.counter("egress_too_big").unwrap();
+    let tag = magic("big");
+    for _ in 0..3 {
+        t.tx.send(&frame_of(&t, &tag, 1450)).unwrap();
+    }
+    ctl.wait_counters(&["forwarded"], 6).unwrap();
+    let got: Vec<usize> =
+        caps.iter().map(|c| with_magic(&c.drain(IDLE).unwrap(), &tag).len()).collect();
+    assert_eq!(got, vec![0, 3], "too big for r1 now, still fine for r2");
+    assert_eq!(ctl.counter("egress_too_big").unwrap() - too_big, 3, "and counted");
+
+    // Back up: copies to r1 resume.
+    t.router.exec("ip", &["link", "set", "r1", "mtu", "1500"]).unwrap();
+    std::thread::sleep(REACT);
+    let tag = magic("again");
+    t.tx.send(&frame_of(&t, &tag, 1450)).unwrap();
+    ctl.wait_counters(&["forwarded"], 7).unwrap();
+    let got: Vec<usize> =
+        caps.iter().map(|c| with_magic(&c.drain(IDLE).unwrap(), &tag).len()).collect();
+    assert_eq!(got, vec![1, 1]);
+}
