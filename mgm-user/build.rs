@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Builds the eBPF object (`mgm-ebpf`) into OUT_DIR/mgm, which `dataplane` embeds.
+//! Builds the eBPF objects (`mgm-ebpf`) into OUT_DIR: `mgm`, which `dataplane` embeds, and
+//! `mgm-bench`, which the benchmarks embed.
 //!
 //! These machines have no rust-src, so `-Z build-std` is impossible. The working route (see
 //! docs/building.md and `cargo xtask setup`) is Debian's rustc with a prebuilt `core` for
@@ -24,6 +25,7 @@ fn main() -> anyhow::Result<()> {
         // Host-only checks (clippy, doc) without bpf-linker: an empty object that fails to
         // load with a clear error at run time.
         std::fs::write(format!("{out_dir}/mgm"), b"")?;
+        std::fs::write(format!("{out_dir}/mgm-bench"), b"")?;
         return Ok(());
     }
 

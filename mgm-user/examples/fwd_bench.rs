@@ -26,9 +26,12 @@ use aya::{
     maps::{MapData, PerCpuHashMap, xdp::DevMapHash},
     programs::Xdp,
 };
-use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, object, prog_test_run};
+use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run};
 use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Topology, arg, udp_frame, unique};
 use serde_json::json;
+
+/// The benchmark programs (built with mgmd's object, never loaded by mgmd).
+static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mgm-bench"));
 
 const FANOUTS: [usize; 3] = [1, 4, 8];
 /// Frame sizes on the wire (the 4-byte FCS included).
@@ -48,7 +51,7 @@ struct Programs {
 
 impl Programs {
     fn load() -> anyhow::Result<Self> {
-        let mut ebpf = EbpfLoader::new().load(object())?;
+        let mut ebpf = EbpfLoader::new().load(BENCH_OBJECT)?;
         let dir = Path::new("/sys/fs/bpf").join(unique("bench"));
         std::fs::create_dir_all(&dir)?;
         let mut tx = None;

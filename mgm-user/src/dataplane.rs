@@ -69,7 +69,7 @@ pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mgm"));
 
-/// The embedded eBPF object, for tools that load its other programs (the benchmarks).
+/// The embedded eBPF object (the packet fuzzer and the program benchmark load it alone).
 pub fn object() -> &'static [u8] {
     OBJECT
 }

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Benchmark programs (`cargo xtask bench`), in an object of their own that mgmd never loads:
+//! the bare XDP broadcast (the ceiling of the XDP path), the live-frame generator and a
+//! counting receiver.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
+    macros::{map, xdp},
+    maps::{DevMapHash, PerCpuHashMap},
+    programs::XdpContext,
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+// Only the pointer and TTL helpers are used here.
+#[allow(dead_code)]
+#[path = "../parse.rs"]
+mod parse;
+
+use parse::{ptr_at, set_ttl};
+
+/// The bare broadcast's outputs.
+#[map(name = "MGM_BENCH_PORTS")]
+static MGM_BENCH_PORTS: DevMapHash = DevMapHash::with_max_entries(64, 0);
+
+/// Frames each receiver got, by its ifindex.
+#[map(name = "MGM_BENCH_RX")]
+static MGM_BENCH_RX: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(64, 0);
+
+/// The ceiling of the XDP path: every frame to every port of `MGM_BENCH_PORTS`, no parsing,
+/// no lookup, no check.
+#[xdp]
+pub fn mgm_bench_broadcast(_ctx: XdpContext) -> u32 {
+    MGM_BENCH_PORTS
+        .redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64)
+        .unwrap_or(xdp_action::XDP_DROP)
+}
+
+/// The traffic generator: run with BPF_PROG_TEST_RUN live frames, each frame leaves by the
+/// interface the run names as ingress. A veth hands the frame's page to the router as is, and
+/// the page comes back to the generator's pool: a router that decremented the TTL did it in
+/// the generator's frame. So the TTL is put back to 64 (checksum adjusted) on every send.
+#[xdp]
+pub fn mgm_bench_tx(ctx: XdpContext) -> u32 {
+    if let Some(ip) = ptr_at::<Ipv4Hdr>(&ctx, EthHdr::LEN) {
+        // SAFETY: bounds-checked by ptr_at.
+        let iph = unsafe { &mut *ip };
+        if iph.ttl != 64 {
+            set_ttl(iph, 64);
+        }
+    }
+    xdp_action::XDP_TX
+}
+
+/// A receiver: counts and drops.
+#[xdp]
+pub fn mgm_bench_rx(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    match MGM_BENCH_RX.get_ptr_mut(ifindex) {
+        // SAFETY: this CPU's slot.
+        Some(c) => unsafe { *c += 1 },
+        None => {
+            let _ = MGM_BENCH_RX.insert(ifindex, 1, 0);
+        }
+    }
+    xdp_action::XDP_DROP
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The maps mgmd writes and the programs read (layouts in `mgm-common`), and the counters.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    btf_maps::{DevMapHash, HashOfMaps},
+    macros::{btf_map, map},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+};
+use mgm_common::{
+    DEFAULT_MAX_MFES, HopList, LegKey, LegValue, MAX_LEASES, MAX_LEGS, MAX_OIF_STATS,
+    MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts,
+    PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallRecord, UpcallSeen, counter,
+};
+
+#[map(name = "MGM_MFES")]
+pub static MGM_MFES: HashMap<MfeKey, MfeValue> = HashMap::with_max_entries(DEFAULT_MAX_MFES, 0);
+
+#[map(name = "MGM_MFE_STATS")]
+pub static MGM_MFE_STATS: PerCpuArray<MfeStats> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_MFES, 0);
+
+#[map(name = "MGM_COUNTERS")]
+static MGM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[map(name = "MGM_PORTS")]
+pub static MGM_PORTS: HashMap<u32, PortValue> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+#[map(name = "MGM_UPCALLS")]
+pub static MGM_UPCALLS: RingBuf = RingBuf::with_byte_size(UPCALL_RING_BYTES, 0);
+
+#[map(name = "MGM_UPCALL_SEEN")]
+pub static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, UpcallSeen> =
+    LruHashMap::with_max_entries(16_384, 0);
+
+/// Where an upcall record is assembled (1.5 KiB: more than the BPF stack holds).
+#[map(name = "MGM_UPCALL_SCRATCH")]
+pub static MGM_UPCALL_SCRATCH: PerCpuArray<UpcallRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "MGM_OIF_STATS")]
+static MGM_OIF_STATS: LruPerCpuHashMap<OifKey, OifStats> =
+    LruPerCpuHashMap::with_max_entries(MAX_OIF_STATS, 0);
+
+/// BPF_F_NO_PREALLOC: 516 bytes per OIL, allocated as OILs appear.
+#[map(name = "MGM_OIL_PORTS")]
+pub static MGM_OIL_PORTS: HashMap<u32, OilPorts> = HashMap::with_max_entries(MAX_OILS, 1);
+
+/// BPF_F_NO_PREALLOC: ~900 bytes per OIL with next hops, allocated as they appear.
+#[map(name = "MGM_HOPS")]
+pub static MGM_HOPS: HashMap<u32, HopList> = HashMap::with_max_entries(MAX_OILS, 1);
+
+#[map(name = "MGM_LEASES")]
+pub static MGM_LEASES: Array<u32> = Array::with_max_entries(MAX_LEASES, 0);
+
+#[map(name = "MGM_LEGS")]
+pub static MGM_LEGS: HashMap<LegKey, LegValue> = HashMap::with_max_entries(MAX_LEGS, 0);
+
+// BTF map: the inner devmap template is described by BTF, which aya reads at load time.
+#[btf_map]
+pub static MGM_OILS: HashOfMaps<
+    u32,
+    DevMapHash<{ MAX_OIL_PORTS as usize }>,
+    { MAX_OILS as usize },
+> = HashOfMaps::new();
+
+/// Counts one outcome (an index of `mgm_common::counter`).
+#[inline(always)]
+pub fn count(idx: u32) {
+    if let Some(c) = MGM_COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Counts the outcome and returns the action.
+#[inline(always)]
+pub fn verdict(idx: u32, action: xdp_action::Type) -> u32 {
+    count(idx);
+    action
+}
+
+/// This CPU's counters of (MFE slot, outgoing interface), created on first use.
+#[inline(always)]
+pub fn oif_stats(slot: u32, ifindex: u32) -> Option<*mut OifStats> {
+    let k = OifKey { slot, ifindex };
+    if let Some(p) = MGM_OIF_STATS.get_ptr_mut(k) {
+        return Some(p);
+    }
+    // BPF_NOEXIST: another CPU may have created it meanwhile; then its entry is used.
+    let _ = MGM_OIF_STATS.insert(k, OifStats::default(), 1);
+    MGM_OIF_STATS.get_ptr_mut(k)
+}

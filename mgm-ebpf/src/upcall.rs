@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Upcalls: telling mgmd about packets the fast path could not forward.
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext,
+};
+use mgm_common::{
+    MfeKey, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_FRAME_MAX, UPCALL_INTERVAL_NS, UPCALL_NO_MFE,
+    UPCALL_QUEUE, Upcall, UpcallKey, UpcallSeen, counter,
+};
+
+use crate::maps::{MGM_UPCALL_SCRATCH, MGM_UPCALL_SEEN, MGM_UPCALLS, count};
+
+/// Tells the control plane about a packet it could not forward. Per (S,G, ingress, kind) and
+/// `UPCALL_INTERVAL_NS`: one event (a flood of unknown traffic costs one ring entry per flow
+/// and interval, not one per packet), and for a flow without MFE the first `UPCALL_QUEUE`
+/// packets whole, so mgmd can forward them once the MFE exists instead of losing them.
+#[inline(always)]
+pub fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let k = UpcallKey { source: key.source, group: key.group, ifindex, kind };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let flags = match MGM_UPCALL_SEEN.get_ptr_mut(k) {
+        // SAFETY (all three): an LRU value this CPU looked up; a racing CPU may count twice.
+        Some(seen) if now.wrapping_sub(unsafe { (*seen).since_ns }) < UPCALL_INTERVAL_NS => {
+            if kind != UPCALL_NO_MFE || unsafe { (*seen).queued } >= UPCALL_QUEUE {
+                return;
+            }
+            unsafe { (*seen).queued += 1 };
+            UPCALL_F_QUEUED
+        }
+        _ => {
+            let queued = u32::from(kind == UPCALL_NO_MFE);
+            let _ = MGM_UPCALL_SEEN.insert(k, UpcallSeen { since_ns: now, queued, _pad: 0 }, 0);
+            UPCALL_F_EVENT | if kind == UPCALL_NO_MFE { UPCALL_F_QUEUED } else { 0 }
+        }
+    };
+    let Some(rec) = MGM_UPCALL_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let avail = ctx.data_end() - ctx.data();
+    let len = if avail > UPCALL_FRAME_MAX { UPCALL_FRAME_MAX } else { avail };
+    if len == 0 {
+        return;
+    }
+    // SAFETY: rec is this CPU's scratch value; the helper bounds-checks the packet side and
+    // len is within 1..=UPCALL_FRAME_MAX, the size of `frame`.
+    let rc =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, (*rec).frame.as_mut_ptr().cast(), len as u32) };
+    if rc < 0 {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*rec).upcall = Upcall {
+            source: key.source,
+            group: key.group,
+            ifindex,
+            kind,
+            flags,
+            frame_len: len as u32,
+        };
+    }
+    let size = size_of::<Upcall>() + len;
+    // SAFETY: rec points to size_of::<UpcallRecord>() >= size bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(rec as *const u8, size) };
+    match MGM_UPCALLS.output::<[u8]>(bytes, 0) {
+        Ok(()) => count(counter::UPCALL_SENT),
+        Err(_) => count(counter::UPCALL_LOST),
+    }
+}
