@@ -14,8 +14,15 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use mgm_tests::{GROUP, Mgmd, Topology, arg, fix_ipv4_checksum, udp_frame};
-use serde_json::{Value, json};
+use mgm::{
+    client::is_event,
+    config::StaticMfe,
+    manager::Handle,
+    proto::{self, MembershipArgs, Method, ReplyBody, ReplyFrame, Request, RequestFrame},
+};
+use mgm_tests::{GROUP, Mgmd, Topology, arg, fix_ipv4_checksum, membership, udp_frame};
+use serde::de::IgnoredAny;
+use serde_json::json;
 
 /// Entries added per measurement.
 const SAMPLE: usize = 4_000;
@@ -26,7 +33,7 @@ struct Pipe {
     w: UnixStream,
     r: BufReader<UnixStream>,
     next: u64,
-    last: Option<Value>,
+    last: Option<String>,
 }
 
 impl Pipe {
@@ -37,23 +44,25 @@ impl Pipe {
     }
 
     /// One request; its result.
-    fn call(&mut self, req: Value) -> anyhow::Result<Value> {
-        let id = self.next;
-        self.run(std::iter::once(req))?;
-        Ok(std::mem::take(&mut self.last).filter(|_| self.next == id + 1).unwrap_or_default())
+    fn call<M: Method>(&mut self, m: M) -> anyhow::Result<M::Reply> {
+        self.run(std::iter::once(m.into()))?;
+        let line = self.last.take().context("no reply")?;
+        match serde_json::from_str::<ReplyFrame<M::Reply>>(&line)?.body {
+            ReplyBody::Result(r) => Ok(r),
+            ReplyBody::Error(e) => anyhow::bail!("{e}"),
+        }
     }
 
     /// Sends `reqs` in chunks of 1,000 and checks every reply; events are skipped.
-    fn run(&mut self, reqs: impl Iterator<Item = Value>) -> anyhow::Result<usize> {
+    fn run(&mut self, reqs: impl Iterator<Item = Request>) -> anyhow::Result<usize> {
         let mut n = 0;
-        let reqs: Vec<Value> = reqs.collect();
+        let reqs: Vec<Request> = reqs.collect();
         for chunk in reqs.chunks(1000) {
             let mut buf = Vec::new();
             for r in chunk {
-                let mut r = r.clone();
-                r["id"] = json!(self.next);
+                let frame = RequestFrame { id: self.next, request: r.clone() };
                 self.next += 1;
-                serde_json::to_writer(&mut buf, &r)?;
+                serde_json::to_writer(&mut buf, &frame)?;
                 buf.push(b'\n');
             }
             self.w.write_all(&buf)?;
@@ -61,12 +70,12 @@ impl Pipe {
             while replies < chunk.len() {
                 let mut line = String::new();
                 ensure!(self.r.read_line(&mut line)? > 0, "mgmd closed the connection");
-                let v: Value = serde_json::from_str(&line)?;
-                if v.get("event").is_some() {
+                if is_event(&line) {
                     continue;
                 }
-                ensure!(v.get("result").is_some(), "request failed: {v}");
-                self.last = Some(v["result"].clone());
+                let reply: ReplyFrame<IgnoredAny> = serde_json::from_str(&line)?;
+                ensure!(matches!(reply.body, ReplyBody::Result(_)), "request failed: {line}");
+                self.last = Some(line);
                 replies += 1;
             }
             n += chunk.len();
@@ -75,7 +84,7 @@ impl Pipe {
     }
 
     /// One request at a time (a client that waits for each reply).
-    fn sequential(&mut self, reqs: impl Iterator<Item = Value>) -> anyhow::Result<usize> {
+    fn sequential(&mut self, reqs: impl Iterator<Item = Request>) -> anyhow::Result<usize> {
         let mut n = 0;
         for r in reqs {
             n += self.run(std::iter::once(r))?;
@@ -84,26 +93,29 @@ impl Pipe {
     }
 }
 
-fn add_mfe(i: usize) -> Value {
-    let s = std::net::Ipv4Addr::from(0x0a40_0000 + i as u32);
-    json!({"method": "add_mfe", "source": s, "group": "239.2.2.2", "iif": "rin", "oifs": ["r1"]})
+fn add_mfe(i: usize) -> Request {
+    StaticMfe {
+        source: std::net::Ipv4Addr::from(0x0a40_0000 + i as u32),
+        group: "239.2.2.2".parse().expect("an address"),
+        iif: "rin".into(),
+        oifs: vec!["r1".into()],
+    }
+    .into()
 }
 
 /// Forward state only (flags 2): a join-state entry would also send a join alert to each of
 /// the other 7 protocols, which measures their connections, not the core.
-fn add_membership(h: &Value, ifindex: u32, i: usize) -> Value {
-    let s = std::net::Ipv4Addr::from(0x0a40_0000 + i as u32);
-    json!({
-        "method": "add_membership", "handle": h, "source": s, "group": "239.3.3.3",
-        "ifindex": ifindex, "flags": 2,
-    })
+fn add_membership(h: Handle, ifindex: u32, i: usize) -> Request {
+    let source = std::net::Ipv4Addr::from(0x0a40_0000 + i as u32);
+    let m = MembershipArgs { source, flags: 2, ..membership(h, "239.3.3.3", ifindex) };
+    proto::AddMembership(m).into()
 }
 
 /// Requests per second of `pipes` side by side, each sending `SAMPLE / pipes.len()` requests
 /// one at a time; `make(client, i)` builds client `c`'s i-th request.
 fn concurrent_rate(
     pipes: &mut [Pipe],
-    make: &(dyn Fn(usize, usize) -> Value + Sync),
+    make: &(dyn Fn(usize, usize) -> Request + Sync),
 ) -> anyhow::Result<f64> {
     let per = SAMPLE / pipes.len();
     let t = Instant::now();
@@ -137,15 +149,15 @@ fn mfe_rates(socket: &Path, base: usize) -> anyhow::Result<(f64, f64)> {
 /// interface it owns, adding `SAMPLE` new (S,G) entries each from index `base` on.
 fn membership_rates(
     owners: &mut [Pipe],
-    handles: &[Value],
+    handles: &[Handle],
     ifs: &[u32],
     base: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let single =
-        concurrent_rate(&mut owners[..1], &|_, i| add_membership(&handles[0], ifs[0], base + i))?;
+        concurrent_rate(&mut owners[..1], &|_, i| add_membership(handles[0], ifs[0], base + i))?;
     let per = SAMPLE / CLIENTS;
     let multi = concurrent_rate(owners, &|c, i| {
-        add_membership(&handles[c], ifs[c], base + SAMPLE + c * per + i)
+        add_membership(handles[c], ifs[c], base + SAMPLE + c * per + i)
     })?;
     Ok((single, multi))
 }
@@ -202,10 +214,9 @@ fn main() -> anyhow::Result<()> {
     let mut owners = Vec::new();
     for (c, ifindex) in ifs.iter().enumerate() {
         let mut ctl = Pipe::connect(&socket)?;
-        let h =
-            ctl.call(json!({"method": "register", "protocol": 200 + c, "component": 1}))?["handle"]
-                .clone();
-        ctl.call(json!({"method": "take_interface", "handle": h, "ifindex": ifindex}))?;
+        let h = ctl.call(proto::Register { protocol: 200 + c as u32, component: 1 })?.handle;
+        let nexthop = std::net::Ipv4Addr::UNSPECIFIED;
+        ctl.call(proto::TakeInterface { handle: h, ifindex: *ifindex, nexthop })?;
         handles.push(h);
         owners.push(ctl);
     }
@@ -225,8 +236,8 @@ fn main() -> anyhow::Result<()> {
     for &level in &levels {
         let fill = Instant::now();
         filler.run((mfes_in..level).map(add_mfe))?;
-        let h0 = handles[0].clone();
-        owners[0].run((members_in..level).map(|i| add_membership(&h0, ifs[0], i)))?;
+        let h0 = handles[0];
+        owners[0].run((members_in..level).map(|i| add_membership(h0, ifs[0], i)))?;
         let fill_rate = 2.0 * (level - mfes_in) as f64 / fill.elapsed().as_secs_f64();
         mfes_in = level;
         members_in = level;
@@ -295,16 +306,7 @@ fn release(n: usize) -> anyhow::Result<(Duration, Duration)> {
     let idx = |name: &str| t.router.ifindex(name);
     let (rin, r1, r2) = (idx("rin")?, idx("r1")?, idx("r2")?);
     let mut pim = t.ctl()?;
-    let h =
-        pim.call(json!({"method": "register", "protocol": 103, "component": 1}))?["handle"].clone();
-    for i in [rin, r1, r2] {
-        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i}))?;
-    }
-    for i in [r1, r2] {
-        pim.call(
-            json!({"method": "add_membership", "handle": h, "group": "239.1.1.1", "ifindex": i}),
-        )?;
-    }
+    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], "239.1.1.1")?;
     let frames: Vec<Vec<u8>> = (0..n as u32)
         .map(|i| {
             let mut f = udp_frame(t.sender_mac, (0x0a03_0000 + i).to_be_bytes(), GROUP, 8, b"x");
@@ -324,7 +326,7 @@ fn release(n: usize) -> anyhow::Result<(Duration, Duration)> {
         let mut have = 0;
         for _ in 0..60 {
             std::thread::sleep(Duration::from_millis(100));
-            have = pim.status()?["mfes"].as_u64().unwrap_or(0) as usize;
+            have = pim.status()?.mfes;
             pim.drop_events();
             if have == n {
                 break;
@@ -335,14 +337,14 @@ fn release(n: usize) -> anyhow::Result<(Duration, Duration)> {
         }
         ensure!(Instant::now() < deadline, "only {have} of {n} MFEs created");
     }
-    while pim.status()?["pending_writes"] != 0 {
+    while pim.status()?.pending_writes != 0 {
         pim.drop_events();
         std::thread::sleep(Duration::from_millis(5));
     }
     let t0 = Instant::now();
-    pim.call(json!({"method": "release_interface", "handle": h, "ifindex": r1}))?;
+    pim.release(h, r1)?;
     let reply = t0.elapsed();
-    while pim.status()?["pending_writes"] != 0 {
+    while pim.status()?.pending_writes != 0 {
         pim.drop_events();
     }
     Ok((reply, t0.elapsed()))

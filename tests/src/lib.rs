@@ -13,6 +13,7 @@
 use std::{
     fs::File,
     io::{BufRead as _, BufReader, Write as _},
+    net::Ipv4Addr,
     os::{
         fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
         unix::net::UnixStream,
@@ -24,7 +25,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use serde_json::{Value, json};
+use mgm::{
+    manager::{Handle, RequestId},
+    proto::{
+        self, ErrorCode, MembershipArgs, Method, MfeInfo, ReplyBody, ReplyFrame, RequestFrame,
+        Snapshot, Status, WireError,
+    },
+};
+use serde_json::Value;
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
@@ -346,7 +354,7 @@ impl Mgmd {
                 bail!("mgmd exited with {status} during start-up:\n{}", self.log());
             }
             if let Ok(mut c) = Ctl::connect(&self.socket)
-                && c.call(json!({"method": "hello"})).is_ok()
+                && c.call(proto::Hello {}).is_ok()
             {
                 return Ok(());
             }
@@ -512,29 +520,54 @@ impl Ctl {
         }
     }
 
-    /// Sends a request (an object with `method`); returns `result` or fails with `error`.
-    pub fn call(&mut self, mut req: Value) -> anyhow::Result<Value> {
+    /// Sends a request; returns its typed result, or the server's error.
+    pub fn request<M: Method>(&mut self, m: M) -> anyhow::Result<Result<M::Reply, WireError>> {
         let id = self.next_id;
         self.next_id += 1;
-        req["id"] = json!(id);
-        let reply = self.raw(serde_json::to_string(&req)?.as_bytes())?;
-        ensure!(reply["id"] == json!(id), "reply id mismatch: {reply}");
-        if let Some(e) = reply.get("error") {
-            bail!("mgmd error {e}");
-        }
-        Ok(reply["result"].clone())
+        let frame = RequestFrame { id, request: m.into() };
+        let reply = self.raw(serde_json::to_string(&frame)?.as_bytes())?;
+        let reply: ReplyFrame<M::Reply> =
+            serde_json::from_value(reply.clone()).with_context(|| format!("reply {reply}"))?;
+        ensure!(reply.id == Some(id), "reply id {:?} for {id}", reply.id);
+        Ok(match reply.body {
+            ReplyBody::Result(r) => Ok(r),
+            ReplyBody::Error(e) => Err(e),
+        })
+    }
+
+    /// Sends a request expected to succeed.
+    pub fn call<M: Method>(&mut self, m: M) -> anyhow::Result<M::Reply> {
+        Ok(self.request(m)??)
     }
 
     /// The error code of a request expected to fail.
-    pub fn call_err(&mut self, req: Value) -> anyhow::Result<String> {
-        match self.call(req.clone()) {
-            Ok(v) => bail!("{req} succeeded: {v}"),
-            Err(e) => {
-                let text = e.to_string();
-                let v: Value = serde_json::from_str(text.trim_start_matches("mgmd error "))?;
-                Ok(v["code"].as_str().unwrap_or_default().to_owned())
-            }
+    pub fn call_err<M: Method>(&mut self, m: M) -> anyhow::Result<ErrorCode> {
+        match self.request(m)? {
+            Ok(r) => bail!("succeeded: {r:?}"),
+            Err(e) => Ok(e.code),
         }
+    }
+
+    /// RegisterMProtocol (component 1).
+    pub fn register(&mut self, protocol: u32) -> anyhow::Result<Handle> {
+        Ok(self.call(proto::Register { protocol, component: 1 })?.handle)
+    }
+
+    /// TakeInterfaceOwnership of (`ifindex`, no next hop).
+    pub fn take(&mut self, handle: Handle, ifindex: u32) -> anyhow::Result<()> {
+        let nexthop = Ipv4Addr::UNSPECIFIED;
+        self.call(proto::TakeInterface { handle, ifindex, nexthop }).map(drop)
+    }
+
+    /// ReleaseInterfaceOwnership of (`ifindex`, no next hop).
+    pub fn release(&mut self, handle: Handle, ifindex: u32) -> anyhow::Result<()> {
+        let nexthop = Ipv4Addr::UNSPECIFIED;
+        self.call(proto::ReleaseInterface { handle, ifindex, nexthop }).map(drop)
+    }
+
+    /// (*,`group`) on `ifindex`, join and forward state.
+    pub fn join(&mut self, handle: Handle, group: &str, ifindex: u32) -> anyhow::Result<()> {
+        self.call(proto::AddMembership(membership(handle, group, ifindex))).map(drop)
     }
 
     /// Registers a routing protocol, takes `take` and adds (*,`group`) on `join`: the usual
@@ -545,16 +578,13 @@ impl Ctl {
         take: &[u32],
         join: &[u32],
         group: &str,
-    ) -> anyhow::Result<Value> {
-        let reg = json!({"method": "register", "protocol": protocol, "component": 1});
-        let h = self.call(reg)?["handle"].clone();
-        for i in take {
-            self.call(json!({"method": "take_interface", "handle": h, "ifindex": i}))?;
+    ) -> anyhow::Result<Handle> {
+        let h = self.register(protocol)?;
+        for &i in take {
+            self.take(h, i)?;
         }
-        for i in join {
-            let add =
-                json!({"method": "add_membership", "handle": h, "group": group, "ifindex": i});
-            self.call(add)?;
+        for &i in join {
+            self.join(h, group, i)?;
         }
         Ok(h)
     }
@@ -564,16 +594,17 @@ impl Ctl {
     /// returns both events.
     pub fn answer_creation(
         &mut self,
-        handle: &Value,
+        handle: Handle,
         timeout: Duration,
     ) -> anyhow::Result<(Value, Value)> {
         let (rpf, _) = self.wait_event("rpf", timeout)?;
-        let iif = rpf["iif"]["ifindex"].clone();
-        self.call(json!({"method": "answer_rpf", "handle": handle, "request": rpf["request"], "ifindex": iif}))?;
+        let ifindex = rpf["iif"]["ifindex"].as_u64().context("rpf without iif")? as u32;
+        let (request, nexthop) = (request_id(&rpf)?, Ipv4Addr::UNSPECIFIED);
+        let upstream = Ipv4Addr::UNSPECIFIED;
+        self.call(proto::AnswerRpf { handle, request, ifindex, nexthop, upstream })?;
         let (alert, _) = self.wait_event("creation_alert", timeout)?;
-        self.call(
-            json!({"method": "answer_creation", "handle": handle, "request": alert["request"]}),
-        )?;
+        let request = request_id(&alert)?;
+        self.call(proto::AnswerCreation { handle, request, disabled: vec![] })?;
         Ok((rpf, alert))
     }
 
@@ -584,28 +615,23 @@ impl Ctl {
     }
 
     /// The `status` reply (table sizes, queued fast-path writes).
-    pub fn status(&mut self) -> anyhow::Result<Value> {
-        self.call(json!({"method": "status"}))
+    pub fn status(&mut self) -> anyhow::Result<Status> {
+        self.call(proto::GetStatus {})
     }
 
-    pub fn show(&mut self) -> anyhow::Result<Value> {
-        self.call(json!({"method": "show"}))
+    pub fn show(&mut self) -> anyhow::Result<Snapshot> {
+        self.call(proto::Show {})
     }
 
     /// Global counter by name.
     pub fn counter(&mut self, name: &str) -> anyhow::Result<u64> {
-        self.show()?["counters"][name].as_u64().with_context(|| format!("no counter {name}"))
+        self.show()?.counters.get(name).copied().with_context(|| format!("no counter {name}"))
     }
 
     /// The MFE (source, group) from `show`, if present.
-    pub fn mfe(&mut self, source: &str, group: &str) -> anyhow::Result<Option<Value>> {
-        let show = self.show()?;
-        Ok(show["mfes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["source"] == source && m["group"] == group)
-            .cloned())
+    pub fn mfe(&mut self, source: &str, group: &str) -> anyhow::Result<Option<MfeInfo>> {
+        let (s, g): (Ipv4Addr, Ipv4Addr) = (source.parse()?, group.parse()?);
+        Ok(self.show()?.mfes.into_iter().find(|m| m.source == s && m.group == g))
     }
 
     /// Waits until the sum of the named counters reaches `target`: the fast path has then
@@ -613,17 +639,36 @@ impl Ctl {
     pub fn wait_counters(&mut self, names: &[&str], target: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let show = self.show()?;
-            let sum: u64 = names.iter().map(|n| show["counters"][*n].as_u64().unwrap_or(0)).sum();
+            let counters = self.show()?.counters;
+            let sum: u64 = names.iter().map(|n| counters.get(*n).copied().unwrap_or(0)).sum();
             if sum >= target {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("counters {names:?} reached {sum}, expected {target}: {}", show["counters"]);
+                bail!("counters {names:?} reached {sum}, expected {target}: {counters:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Membership arguments for (*,`group`) on `ifindex`, join and forward state.
+pub fn membership(handle: Handle, group: &str, ifindex: u32) -> MembershipArgs {
+    MembershipArgs {
+        handle,
+        source: Ipv4Addr::UNSPECIFIED,
+        source_mask: None,
+        group: group.parse().expect("a group address"),
+        group_mask: None,
+        ifindex,
+        nexthop: Ipv4Addr::UNSPECIFIED,
+        flags: 3,
+    }
+}
+
+/// The request id an event carries (rpf, creation and prune alerts).
+pub fn request_id(event: &Value) -> anyhow::Result<RequestId> {
+    event["request"].as_u64().map(RequestId).with_context(|| format!("no request in {event}"))
 }
 
 /// The standard topology: a sender, a router running mgmd, `n` receivers.

@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
+use mgm::proto;
 use mgm_tests::{Mgmd, Netns, require_root};
 use serde_json::json;
 
@@ -39,9 +40,8 @@ fn bad_requests_get_error_replies_and_change_nothing() {
     assert_eq!(code(&r), "too_large");
 
     // Same connection, and another one, still work; nothing was installed.
-    let show = c.show().unwrap();
-    assert_eq!(show["mfes"], json!([]));
-    assert_eq!(other.call(json!({"method": "hello"})).unwrap()["protocol"], json!(2));
+    assert!(c.show().unwrap().mfes.is_empty());
+    assert_eq!(other.call(proto::Hello {}).unwrap().protocol, 2);
     assert!(d.log().contains("mgmd ready"));
 }
 
@@ -61,7 +61,7 @@ fn a_second_instance_on_the_same_socket_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another mgmd"), "{err}");
     // The first one is untouched.
-    assert_eq!(d.ctl().unwrap().call(json!({"method": "hello"})).unwrap()["protocol"], json!(2));
+    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
 }
 
 /// A namespace with a veth pair d0/d1, d0 up (for mgmd to manage).
@@ -132,7 +132,7 @@ fn peers_are_checked_by_credentials_and_the_socket_group() {
     );
     assert!(d.log().contains("connection refused"));
     // Root still gets in, and the refused connection left nothing behind.
-    assert_eq!(d.ctl().unwrap().call(json!({"method": "hello"})).unwrap()["protocol"], json!(2));
+    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
     drop(d);
 
     // With --socket-group, its members may: the file is root:65534, mode 660.
@@ -155,7 +155,7 @@ fn a_flooding_client_that_never_reads_cannot_stall_the_others() {
     let ns = Netns::new("flood").unwrap();
     let d = Mgmd::start(&ns, &["--client-queue-bytes".into(), "65536".into()]).unwrap();
     let mut good = d.ctl().unwrap();
-    let h = good.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap()["handle"].clone();
+    let h = good.register(103).unwrap();
     // The flooder writes requests as fast as it can and reads nothing.
     let sock = d.socket.clone();
     let flooder = std::thread::spawn(move || {
@@ -172,7 +172,7 @@ fn a_flooding_client_that_never_reads_cannot_stall_the_others() {
     let mut worst = std::time::Duration::ZERO;
     for _ in 0..200 {
         let t = std::time::Instant::now();
-        good.call(json!({"method": "status"})).unwrap();
+        good.status().unwrap();
         worst = worst.max(t.elapsed());
     }
     let sent = flooder.join().unwrap();
@@ -180,5 +180,5 @@ fn a_flooding_client_that_never_reads_cannot_stall_the_others() {
     assert!(d.log().contains("client does not read; disconnecting it"));
     assert!(worst < std::time::Duration::from_millis(500), "a request waited {worst:?}");
     // The well-behaved client kept its session.
-    assert_eq!(good.call(json!({"method": "deregister", "handle": h})).unwrap(), json!({}));
+    good.call(proto::Deregister { handle: h }).unwrap();
 }

@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use mgm::{
+    config::StaticMfe,
+    proto::{self, ErrorCode},
+};
 use mgm_tests::{
     GROUP, SOURCE, Topology, fix_ipv4_checksum, group_mac, magic, udp_frame, with_magic,
 };
-use serde_json::json;
 
 /// How long a receiver stays silent before we decide nothing more is coming. Only used after
 /// the router's counters prove every frame was handled, so it bounds reordering, not latency.
@@ -18,6 +21,16 @@ const G: &str = "239.1.1.1";
 
 fn mfe(iif: &str, oifs: &[&str]) -> String {
     format!("{S},{G},{iif},{}", oifs.join("+"))
+}
+
+/// A static MFE (S, G) from `iif` to `oifs`, as `add_mfe` takes it.
+fn static_mfe(iif: &str, oifs: &[&str]) -> StaticMfe {
+    StaticMfe {
+        source: S.parse().unwrap(),
+        group: G.parse().unwrap(),
+        iif: iif.into(),
+        oifs: oifs.iter().map(|o| (*o).to_owned()).collect(),
+    }
 }
 
 fn payload(magic: &[u8], seq: u32) -> Vec<u8> {
@@ -111,9 +124,7 @@ fn forwards_to_three_receivers_with_per_mfe_counters() {
     }
     assert_eq!(got[3].len(), 0, "receiver 4 is not on the OIL");
     let m = t.ctl().unwrap().mfe(S, G).unwrap().expect("mfe listed");
-    assert_eq!(m["packets"], json!(25));
-    assert_eq!(m["bytes"], json!(25 * sent[0].len() as u64));
-    assert_eq!(m["wrong_iif"], json!(0));
+    assert_eq!((m.packets, m.bytes, m.wrong_iif), (25, 25 * sent[0].len() as u64, 0));
     assert_eq!(t.ctl().unwrap().counter("egress_tx").unwrap(), 75, "one egress run per copy");
 }
 
@@ -125,8 +136,7 @@ fn wrong_incoming_interface_is_not_forwarded_and_is_counted() {
     let (_, got) = send_numbered(&t, "wrongif", 64, 10, &["drop_wrong_iif"]);
     assert!(got.iter().all(Vec::is_empty), "nothing forwarded");
     let m = t.ctl().unwrap().mfe(S, G).unwrap().unwrap();
-    assert_eq!(m["wrong_iif"], json!(10));
-    assert_eq!(m["packets"], json!(0));
+    assert_eq!((m.wrong_iif, m.packets), (10, 0));
     assert_eq!(t.ctl().unwrap().counter("forwarded").unwrap(), 0);
 }
 
@@ -145,8 +155,7 @@ fn ttl_one_and_zero_are_not_forwarded_ttl_two_is() {
         assert_forwarded_copy(s, g, mac);
     }
     let m = t.ctl().unwrap().mfe(S, G).unwrap().unwrap();
-    assert_eq!(m["ttl_expired"], json!(10));
-    assert_eq!(m["packets"], json!(15));
+    assert_eq!((m.ttl_expired, m.packets), (10, 15));
 }
 
 #[test]
@@ -308,22 +317,20 @@ fn mfes_added_and_removed_over_the_socket_take_effect() {
     let (_, got) = send_numbered(&t, "none", 64, 5, &["pass_no_mfe"]);
     assert!(got.iter().all(Vec::is_empty), "no MFE, no forwarding");
 
-    ctl.call(json!({"method": "add_mfe", "source": S, "group": G, "iif": "rin", "oifs": ["r1"]}))
-        .unwrap();
+    ctl.call(static_mfe("rin", &["r1"])).unwrap();
     let (_, got) = send_numbered(&t, "add", 64, 5, &["forwarded"]);
     assert_eq!((got[0].len(), got[1].len()), (5, 0));
 
     // Replacing the OIL moves the flow in one step.
-    ctl.call(json!({"method": "add_mfe", "source": S, "group": G, "iif": "rin", "oifs": ["r2"]}))
-        .unwrap();
+    ctl.call(static_mfe("rin", &["r2"])).unwrap();
     let (_, got) = send_numbered(&t, "move", 64, 5, &["forwarded"]);
     assert_eq!((got[0].len(), got[1].len()), (0, 5));
 
-    ctl.call(json!({"method": "del_mfe", "source": S, "group": G})).unwrap();
+    let del = proto::DelMfe { source: S.parse().unwrap(), group: G.parse().unwrap() };
+    ctl.call(del.clone()).unwrap();
     let (_, got) = send_numbered(&t, "del", 64, 5, &["pass_no_mfe"]);
     assert!(got.iter().all(Vec::is_empty), "removed MFE no longer forwards");
-    let e = ctl.call(json!({"method": "del_mfe", "source": S, "group": G})).unwrap_err();
-    assert!(e.to_string().contains("not_found"), "{e}");
+    assert_eq!(ctl.call_err(del).unwrap(), ErrorCode::NotFound);
 }
 
 #[test]
@@ -332,7 +339,7 @@ fn empty_oil_drops_matching_traffic() {
     t.start(&["--mfe", &format!("{S},{G},rin,")]).unwrap();
     let (_, got) = send_numbered(&t, "neg", 64, 5, &["drop_empty_oil"]);
     assert!(got[0].is_empty());
-    assert_eq!(t.ctl().unwrap().mfe(S, G).unwrap().unwrap()["packets"], json!(5));
+    assert_eq!(t.ctl().unwrap().mfe(S, G).unwrap().unwrap().packets, 5);
 }
 
 /// End to end with ordinary sockets: the sender's kernel builds the packets, the receivers'
@@ -361,7 +368,7 @@ fn real_udp_sockets_receive_what_the_sender_sent() {
             if i == 1 { Vec::new() } else { (0..30).map(|n| payload(&m, n)).collect() };
         assert_eq!(got, expected, "receiver {}", i + 1);
     }
-    assert_eq!(ctl.mfe(S, G).unwrap().unwrap()["packets"], json!(30));
+    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().packets, 30);
 }
 
 /// Generic (skb) XDP, for drivers without native XDP: same forwarding, same checks.

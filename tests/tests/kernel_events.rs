@@ -5,21 +5,16 @@
 
 use std::time::Duration;
 
+use mgm::proto::Snapshot;
 use mgm_tests::{Topology, magic, with_magic};
-use serde_json::Value;
 
 /// How soon mgmd follows a change in the kernel.
 const REACT: Duration = Duration::from_millis(100);
 const IDLE: Duration = Duration::from_millis(300);
 
-fn mtu(show: &Value, name: &str) -> u64 {
-    show["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == name)
-        .and_then(|i| i["mtu"].as_u64())
-        .unwrap_or_else(|| panic!("no {name} in {show}"))
+fn mtu(show: &Snapshot, name: &str) -> u16 {
+    let i = show.interfaces.iter().find(|i| i.name == name);
+    i.unwrap_or_else(|| panic!("no {name} in {show:?}")).mtu
 }
 
 /// A datagram whose IP packet is `ip_len` bytes long, marked with `tag`.

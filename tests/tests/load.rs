@@ -18,8 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mgm_tests::{Ctl, SeqFlow, Topology};
-use serde_json::{Value, json};
+use mgm::{
+    config::StaticMfe,
+    proto::{self, Done, MembershipArgs, ReplyBody, ReplyFrame, RequestFrame},
+};
+use mgm_tests::{Ctl, SeqFlow, Topology, membership};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -44,17 +47,23 @@ fn fill_static(socket: &std::path::Path, n: u64) {
         let k = (n - i).min(1000);
         let mut buf = String::new();
         for j in i..i + k {
-            let s = std::net::Ipv4Addr::from(0x0a50_0000 + j as u32);
-            buf.push_str(&format!(
-                "{{\"id\":{j},\"method\":\"add_mfe\",\"source\":\"{s}\",\"group\":\"239.5.5.5\",\"iif\":\"rin\",\"oifs\":[\"r1\"]}}\n"
-            ));
+            let m = StaticMfe {
+                source: std::net::Ipv4Addr::from(0x0a50_0000 + j as u32),
+                group: "239.5.5.5".parse().unwrap(),
+                iif: "rin".into(),
+                oifs: vec!["r1".into()],
+            };
+            buf.push_str(
+                &serde_json::to_string(&RequestFrame { id: j, request: m.into() }).unwrap(),
+            );
+            buf.push('\n');
         }
         w.write_all(buf.as_bytes()).unwrap();
         for j in i..i + k {
             let mut line = String::new();
             r.read_line(&mut line).unwrap();
-            let v: Value = serde_json::from_str(&line).unwrap();
-            assert_eq!((v["id"].as_u64(), v.get("result").is_some()), (Some(j), true), "{v}");
+            let v: ReplyFrame<Done> = serde_json::from_str(&line).unwrap();
+            assert!(v.id == Some(j) && matches!(v.body, ReplyBody::Result(_)), "{line}");
         }
         i += k;
     }
@@ -80,18 +89,9 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
 
     // The flow's owner: PIM on rin and r1, (*,G) on r1. The victim takes and releases r2.
     let mut pim = t.ctl().unwrap();
-    let hp =
-        pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap()["handle"]
-            .clone();
-    for i in [rin, r1] {
-        pim.call(json!({"method": "take_interface", "handle": hp, "ifindex": i})).unwrap();
-    }
-    pim.call(
-        json!({"method": "add_membership", "handle": hp, "group": "239.1.1.1", "ifindex": r1}),
-    )
-    .unwrap();
+    let hp = pim.protocol_with(103, &[rin, r1], &[r1], "239.1.1.1").unwrap();
     let flow = SeqFlow::start(&t, 2, 2_000).unwrap();
-    pim.answer_creation(&hp, Duration::from_secs(5)).unwrap();
+    pim.answer_creation(hp, Duration::from_secs(5)).unwrap();
     let rss_start = rss_kib(pid);
 
     // Churn: each client owns (r2, its own next hop) and adds and deletes (S,G) memberships
@@ -103,24 +103,19 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
             let (socket, stop, requests) = (socket.clone(), stop.clone(), requests.clone());
             std::thread::spawn(move || {
                 let mut ctl = Ctl::connect(&socket).unwrap();
-                let nh = format!("10.9.{}.{}", c / 250, c % 250 + 1);
-                let h = ctl
-                    .call(json!({"method": "register", "protocol": 1000 + c, "component": 1}))
-                    .unwrap()["handle"]
-                    .clone();
-                ctl.call(json!({"method": "take_interface", "handle": h, "ifindex": r2, "nexthop": nh}))
-                    .unwrap();
+                let nexthop = std::net::Ipv4Addr::new(10, 9, (c / 250) as u8, (c % 250 + 1) as u8);
+                let h = ctl.register(1000 + c as u32).unwrap();
+                ctl.call(proto::TakeInterface { handle: h, ifindex: r2, nexthop }).unwrap();
                 let mut k = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    let m = json!({"handle": h, "source": std::net::Ipv4Addr::from(0x0a60_0000 + k % 64),
-                        "group": "239.6.6.6", "ifindex": r2, "nexthop": nh});
-                    let mut add = m.clone();
-                    add["method"] = json!("add_membership");
-                    let mut del = m;
-                    del["method"] = json!("delete_membership");
+                    let m = MembershipArgs {
+                        source: std::net::Ipv4Addr::from(0x0a60_0000 + k % 64),
+                        nexthop,
+                        ..membership(h, "239.6.6.6", r2)
+                    };
                     // `call` checks that the reply carries this request's id.
-                    ctl.call(add).unwrap();
-                    ctl.call(del).unwrap();
+                    ctl.call(proto::AddMembership(m.clone())).unwrap();
+                    ctl.call(proto::DeleteMembership(m)).unwrap();
                     ctl.drop_events();
                     requests.fetch_add(2, Ordering::Relaxed);
                     k += 1;
@@ -132,9 +127,7 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
     // Meanwhile the victim takes r2, joins, and releases it, over and over; every window
     // between a release reply and the next take request must stay silent at r2.
     let mut victim = t.ctl().unwrap();
-    let hv = victim.call(json!({"method": "register", "protocol": 104, "component": 1})).unwrap()
-        ["handle"]
-        .clone();
+    let hv = victim.register(104).unwrap();
     let mut silent: Vec<(u64, u64)> = Vec::new();
     let mut cycles = 0;
     let end = Instant::now() + Duration::from_secs(secs);
@@ -143,12 +136,10 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
         if let Some(last) = silent.last_mut() {
             last.1 = taken_at;
         }
-        victim.call(json!({"method": "take_interface", "handle": hv, "ifindex": r2})).unwrap();
-        victim
-            .call(json!({"method": "add_membership", "handle": hv, "group": "239.1.1.1", "ifindex": r2}))
-            .unwrap();
+        victim.take(hv, r2).unwrap();
+        victim.join(hv, "239.1.1.1", r2).unwrap();
         std::thread::sleep(Duration::from_millis(150));
-        victim.call(json!({"method": "release_interface", "handle": hv, "ifindex": r2})).unwrap();
+        victim.release(hv, r2).unwrap();
         silent.push((flow.last_sent(), u64::MAX));
         victim.drop_events();
         cycles += 1;
@@ -181,7 +172,7 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
     // Memory: the churn adds and deletes the same entries; nothing may pile up.
     assert!(rss_end < rss_start + 64 * 1024, "mgmd grew from {rss_start} to {rss_end} KiB");
     let s = pim.status().unwrap();
-    assert_eq!(s["installed"], json!(mfes + 1), "{s}");
+    assert_eq!(s.installed as u64, mfes + 1, "{s:?}");
     println!(
         "load: {mfes} static MFEs filled in {:.1} s; {clients} clients churned {churned} requests \
          ({:.0}/s) for {secs} s, every reply in order; {cycles} take/release cycles of r2, none \

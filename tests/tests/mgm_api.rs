@@ -5,7 +5,8 @@
 
 use std::{net::UdpSocket, time::Duration};
 
-use mgm_tests::{GROUP, Mgmd, Topology};
+use mgm::proto::{self, ErrorCode, MfeReply, OifStatsReply};
+use mgm_tests::{GROUP, Mgmd, Topology, request_id};
 use serde_json::{Value, json};
 
 const S: &str = "10.1.0.1";
@@ -33,8 +34,17 @@ fn burst(tx: &UdpSocket, rx: &[UdpSocket], tag: &str, n: u32) -> Vec<usize> {
         .collect()
 }
 
-fn handle(v: Value) -> u64 {
-    v["handle"].as_u64().expect("a handle")
+/// GetMfe (S, G), with or without counters.
+fn get_mfe(stats: bool) -> proto::GetMfe {
+    proto::GetMfe { source: S.parse().unwrap(), group: G.parse().unwrap(), max_entries: 1, stats }
+}
+
+fn on(ifindex: u32) -> proto::GetProtocolOnInterface {
+    proto::GetProtocolOnInterface { ifindex, nexthop: std::net::Ipv4Addr::UNSPECIFIED }
+}
+
+fn oifs(m: &MfeReply) -> Vec<u32> {
+    m.mfe.oifs.iter().map(|o| o.ifindex).collect()
 }
 
 #[test]
@@ -48,41 +58,37 @@ fn clients_drive_forwarding_through_the_socket_from_creation_to_release() {
     let mut pim = t.ctl().unwrap();
     let mut igmp = t.ctl().unwrap();
     let mut rival = t.ctl().unwrap();
-    let hp =
-        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
-    let hi =
-        handle(igmp.call(json!({"method": "register", "protocol": 10, "component": 1})).unwrap());
-    let hr =
-        handle(rival.call(json!({"method": "register", "protocol": 104, "component": 1})).unwrap());
+    let hp = pim.register(103).unwrap();
+    let hi = igmp.register(10).unwrap();
+    let hr = rival.register(104).unwrap();
 
     // IGMP is on r2 first; PIM taking r2 makes IGMP stop and restart there.
-    igmp.call(json!({"method": "take_interface", "handle": hi, "ifindex": r2})).unwrap();
+    igmp.take(hi, r2).unwrap();
     for i in [rin, r1, r2, r3] {
-        pim.call(json!({"method": "take_interface", "handle": hp, "ifindex": i})).unwrap();
+        pim.take(hp, i).unwrap();
     }
     let (ev, _) = igmp.wait_event("disable_igmp", WAIT).unwrap();
     assert_eq!(ev["iface"]["ifindex"], json!(r2));
     igmp.wait_event("enable_igmp", WAIT).unwrap();
 
     // Contention and isolation.
+    let nexthop = std::net::Ipv4Addr::UNSPECIFIED;
+    let take = proto::TakeInterface { handle: hr, ifindex: r1, nexthop };
+    assert_eq!(rival.call_err(take).unwrap(), ErrorCode::AlreadyExists);
+    let release = proto::ReleaseInterface { handle: hp, ifindex: r1, nexthop };
     assert_eq!(
-        rival.call_err(json!({"method": "take_interface", "handle": hr, "ifindex": r1})).unwrap(),
-        "already_exists"
-    );
-    assert_eq!(
-        igmp.call_err(json!({"method": "release_interface", "handle": hp, "ifindex": r1})).unwrap(),
-        "invalid_parameter",
+        igmp.call_err(release).unwrap(),
+        ErrorCode::InvalidParameter,
         "PIM's handle is not usable from IGMP's connection"
     );
-    let owner = rival.call(json!({"method": "get_protocol_on_interface", "ifindex": r2})).unwrap();
-    assert_eq!(owner, json!({"protocol": 103, "component": 1}));
+    let owner = rival.call(on(r2)).unwrap();
+    assert_eq!((owner.protocol, owner.component), (103, 1));
 
     // Receivers: PIM joins on r1, IGMP reports on r2 (a local join for PIM); r3 has nobody.
-    pim.call(json!({"method": "add_membership", "handle": hp, "group": G, "ifindex": r1})).unwrap();
+    pim.join(hp, G, r1).unwrap();
     let (ev, _) = rival.wait_event("join_alert", WAIT).unwrap();
     assert_eq!(ev["entry"]["group"], json!(G));
-    igmp.call(json!({"method": "add_membership", "handle": hi, "group": G, "ifindex": r2}))
-        .unwrap();
+    igmp.join(hi, G, r2).unwrap();
     let (ev, _) = pim.wait_event("local_join", WAIT).unwrap();
     assert_eq!(ev["iface"]["ifindex"], json!(r2));
 
@@ -94,10 +100,9 @@ fn clients_drive_forwarding_through_the_socket_from_creation_to_release() {
     let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
     assert_eq!((rpf["source"].clone(), rpf["iif"]["ifindex"].clone()), (json!(S), json!(rin)));
     assert_eq!(rpf["header"].as_array().unwrap().len(), 28, "IP header + 8 bytes of data");
-    pim.call(
-        json!({"method": "answer_rpf", "handle": hp, "request": rpf["request"], "ifindex": rin}),
-    )
-    .unwrap();
+    let request = request_id(&rpf).unwrap();
+    let (nexthop, upstream) = (std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED);
+    pim.call(proto::AnswerRpf { handle: hp, request, ifindex: rin, nexthop, upstream }).unwrap();
     let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
     let mut offered: Vec<u64> = alert["oifs"]
         .as_array()
@@ -107,44 +112,29 @@ fn clients_drive_forwarding_through_the_socket_from_creation_to_release() {
         .collect();
     offered.sort();
     assert_eq!(offered, vec![u64::from(r1), u64::from(r2)]);
-    pim.call(json!({"method": "answer_creation", "handle": hp, "request": alert["request"]}))
-        .unwrap();
-    let mfe = pim.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
-    assert_eq!(mfe["iif"]["ifindex"], json!(rin));
+    let request = request_id(&alert).unwrap();
+    pim.call(proto::AnswerCreation { handle: hp, request, disabled: vec![] }).unwrap();
+    assert_eq!(pim.call(get_mfe(false)).unwrap().mfe.iif.ifindex, rin);
 
     assert_eq!(burst(&tx, &rx, "created", 20), vec![20, 20, 0], "r1 (PIM) and r2 (IGMP), not r3");
-    let stats =
-        pim.call(json!({"method": "get_mfe", "source": S, "group": G, "stats": true})).unwrap();
-    assert!(stats["stats"]["in_packets"].as_u64().unwrap() >= 20, "{stats}");
+    let stats = pim.call(get_mfe(true)).unwrap().stats.expect("stats asked for");
+    assert!(stats.in_packets >= 20, "{stats:?}");
 
     // Release r1: from the reply on, nothing more reaches r1; r2 keeps receiving.
-    pim.call(json!({"method": "release_interface", "handle": hp, "ifindex": r1})).unwrap();
+    pim.release(hp, r1).unwrap();
     assert_eq!(burst(&tx, &rx, "released", 20), vec![0, 20, 0]);
-    let mfe = igmp.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
-    let oifs: Vec<u64> =
-        mfe["oifs"].as_array().unwrap().iter().map(|o| o["ifindex"].as_u64().unwrap()).collect();
-    assert_eq!(oifs, vec![u64::from(r2)]);
+    assert_eq!(oifs(&igmp.call(get_mfe(false)).unwrap()), vec![r2]);
 
     // PIM's connection dies: everything it owned is released, its MFE (IIF rin) goes.
     drop(pim);
     let (ev, _) = igmp.wait_event("mfe_deleted", WAIT).unwrap();
     assert_eq!((ev["group"].clone(), ev["reason"].clone()), (json!(G), json!("released")));
-    assert_eq!(
-        igmp.call_err(json!({"method": "get_mfe", "source": S, "group": G})).unwrap(),
-        "not_found"
-    );
-    assert_eq!(
-        rival.call_err(json!({"method": "get_protocol_on_interface", "ifindex": rin})).unwrap(),
-        "not_found"
-    );
-    assert_eq!(
-        rival.call(json!({"method": "get_protocol_on_interface", "ifindex": r2})).unwrap(),
-        json!({"protocol": 10, "component": 1}),
-        "IGMP still holds r2"
-    );
+    assert_eq!(igmp.call_err(get_mfe(false)).unwrap(), ErrorCode::NotFound);
+    assert_eq!(rival.call_err(on(rin)).unwrap(), ErrorCode::NotFound);
+    let owner = rival.call(on(r2)).unwrap();
+    assert_eq!((owner.protocol, owner.component), (10, 1), "IGMP still holds r2");
     assert_eq!(burst(&tx, &rx, "gone", 10), vec![0, 0, 0]);
-    let show = rival.show().unwrap();
-    assert_eq!(show["protocols"].as_array().unwrap().len(), 2, "PIM deregistered");
+    assert_eq!(rival.show().unwrap().protocols.len(), 2, "PIM deregistered");
 }
 
 #[test]
@@ -154,19 +144,14 @@ fn a_client_that_never_answers_still_gets_its_mfe_after_the_timeout() {
     t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
     let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
     let mut pim = t.ctl().unwrap();
-    let h =
-        handle(pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap());
-    for i in [rin, r1] {
-        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i})).unwrap();
-    }
-    pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": r1})).unwrap();
+    pim.protocol_with(103, &[rin, r1], &[r1], G).unwrap();
     let rx = vec![t.udp_receiver(0, GROUP, 5000).unwrap()];
     let tx = t.udp_sender(8).unwrap();
     tx.send_to(b"first", (G, 5000)).unwrap();
     pim.wait_event("rpf", WAIT).unwrap(); // ignored
     pim.wait_event("creation_alert", WAIT).unwrap(); // after the 2 s RPF timeout; ignored
     let deadline = std::time::Instant::now() + WAIT;
-    while pim.call(json!({"method": "get_mfe", "source": S, "group": G})).is_err() {
+    while pim.call(get_mfe(false)).is_err() {
         assert!(std::time::Instant::now() < deadline, "MFE not created after the timeouts");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -237,11 +222,11 @@ fn a_deleted_interface_is_released_and_its_owner_told() {
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
     let mut pim = t.ctl().unwrap();
-    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], G).unwrap().as_u64().unwrap();
+    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], G).unwrap();
     let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
     let tx = t.udp_sender(8).unwrap();
     tx.send_to(b"first", (G, 5000)).unwrap();
-    pim.answer_creation(&json!(h), WAIT).unwrap();
+    pim.answer_creation(h, WAIT).unwrap();
     assert_eq!(burst(&tx, &rx, "before", 10), vec![10, 10]);
 
     // mgmd hears of it from the kernel's link notifications, not by polling: its owner is
@@ -249,38 +234,22 @@ fn a_deleted_interface_is_released_and_its_owner_told() {
     t.router.exec("ip", &["link", "del", "r2"]).unwrap();
     let (ev, _) = pim.wait_event("interface_gone", REACT).unwrap();
     assert_eq!(ev["iface"]["ifindex"], json!(r2));
-    let mfe = pim.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
-    assert_eq!(mfe["oifs"], json!([{"ifindex": r1, "nexthop": "0.0.0.0"}]));
-    assert_eq!(
-        pim.call_err(json!({"method": "get_protocol_on_interface", "ifindex": r2})).unwrap(),
-        "not_found"
-    );
+    assert_eq!(oifs(&pim.call(get_mfe(false)).unwrap()), vec![r1]);
+    assert_eq!(pim.call_err(on(r2)).unwrap(), ErrorCode::NotFound);
     assert_eq!(burst(&tx, &rx[..1], "after", 10), vec![10], "r1 still gets the flow");
 
     // r2 comes back (same name, new ifindex): nothing of the old one applies to it.
     mgm_tests::veth(&t.router, "r2", &t.receivers[1], "eth1").unwrap();
     let r2b = idx("r2");
     assert_ne!(r2b, r2);
-    assert_eq!(
-        pim.call_err(json!({"method": "get_protocol_on_interface", "ifindex": r2b})).unwrap(),
-        "not_found"
-    );
-    let show = pim.show().unwrap();
-    let listed: Vec<u64> = show["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["ifindex"].as_u64().unwrap())
-        .collect();
-    assert!(!listed.contains(&u64::from(r2)), "the old ifindex is gone: {listed:?}");
-    assert!(!listed.contains(&u64::from(r2b)), "the new one is not managed until taken");
+    assert_eq!(pim.call_err(on(r2b)).unwrap(), ErrorCode::NotFound);
+    let listed: Vec<u32> = pim.show().unwrap().interfaces.iter().map(|i| i.ifindex).collect();
+    assert!(!listed.contains(&r2), "the old ifindex is gone: {listed:?}");
+    assert!(!listed.contains(&r2b), "the new one is not managed until taken");
     // Taking it starts from nothing; a membership there puts it in the MFE's list again.
-    pim.call(json!({"method": "take_interface", "handle": h, "ifindex": r2b})).unwrap();
-    pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": r2b})).unwrap();
-    let mfe = pim.call(json!({"method": "get_mfe", "source": S, "group": G})).unwrap();
-    let oifs: Vec<u64> =
-        mfe["oifs"].as_array().unwrap().iter().map(|o| o["ifindex"].as_u64().unwrap()).collect();
-    assert_eq!(oifs, vec![u64::from(r1), u64::from(r2b)]);
+    pim.take(h, r2b).unwrap();
+    pim.join(h, G, r2b).unwrap();
+    assert_eq!(oifs(&pim.call(get_mfe(false)).unwrap()), vec![r1, r2b]);
 }
 
 #[test]
@@ -300,13 +269,15 @@ fn the_first_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() 
         tx.send_to(format!("first-{i}").as_bytes(), (G, 5000)).unwrap();
     }
     let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
-    assert_eq!(pim.status().unwrap()["unresolved"], 1, "its packets are held");
+    assert_eq!(pim.status().unwrap().unresolved, 1, "its packets are held");
     std::thread::sleep(Duration::from_millis(300));
-    pim.call(json!({"method": "answer_rpf", "handle": hp, "request": rpf["request"], "ifindex": idx("rin")}))
+    let (request, any) = (request_id(&rpf).unwrap(), std::net::Ipv4Addr::UNSPECIFIED);
+    let ifindex = idx("rin");
+    pim.call(proto::AnswerRpf { handle: hp, request, ifindex, nexthop: any, upstream: any })
         .unwrap();
     let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
-    pim.call(json!({"method": "answer_creation", "handle": hp, "request": alert["request"]}))
-        .unwrap();
+    let request = request_id(&alert).unwrap();
+    pim.call(proto::AnswerCreation { handle: hp, request, disabled: vec![] }).unwrap();
 
     // Like the kernel's ipmr, a few first packets are kept (4), in order, and forwarded once
     // the MFE exists; the others went to the kernel as before.
@@ -320,7 +291,7 @@ fn the_first_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() 
         assert_eq!(got, want);
     }
     let st = pim.status().unwrap();
-    assert_eq!((st["unresolved"].clone(), st["replayed"].clone()), (json!(0), json!(4)), "{st}");
+    assert_eq!((st.unresolved, st.replayed), (0, 4), "{st:?}");
     assert_eq!(burst(&tx, &rx, "after", 10), vec![10, 10]);
 }
 
@@ -338,27 +309,26 @@ fn stats_count_each_outgoing_interface_and_mtu_drops() {
     tx.send_to(b"first", (G, 5000)).unwrap();
     // Unanswered callbacks: the MFE comes with the defaults; "first" was held for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    while pim.call(json!({"method": "get_mfe", "source": S, "group": G})).is_err() {
+    while pim.call(get_mfe(false)).is_err() {
         assert!(std::time::Instant::now() < deadline, "no MFE");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(burst(&tx, &rx, "small", 10), vec![10, 10]);
-    let oifs = |pim: &mut mgm_tests::Ctl| -> Vec<Value> {
-        let m = pim.call(json!({"method": "get_mfe", "source": S, "group": G, "stats": true}));
-        m.unwrap()["stats"]["oifs"].as_array().unwrap().clone()
+    let oif_stats = |pim: &mut mgm_tests::Ctl| -> Vec<OifStatsReply> {
+        pim.call(get_mfe(true)).unwrap().stats.expect("stats asked for").oifs
     };
-    let o = oifs(&mut pim);
-    let ifs: Vec<Value> = o.iter().map(|x| x["ifindex"].clone()).collect();
-    assert_eq!(ifs, vec![json!(r1), json!(r2)]);
+    let o = oif_stats(&mut pim);
+    let ifs: Vec<u32> = o.iter().map(|x| x.ifindex).collect();
+    assert_eq!(ifs, vec![r1, r2]);
     for x in &o {
-        assert_eq!(x["out_packets"], 11, "the held first packet and 10 more: {x}");
-        assert_eq!(x["frag_needed"], 0);
+        assert_eq!(x.out_packets, 11, "the held first packet and 10 more: {x:?}");
+        assert_eq!(x.frag_needed, 0);
     }
 
-    // r2's MTU shrinks under 1,228-byte packets: mgmd notices within a second, and the copies
-    // to r2 are dropped and counted instead of vanishing in the driver.
+    // r2's MTU shrinks under 1,228-byte packets: mgmd follows at once, and the copies to r2
+    // are dropped and counted instead of vanishing in the driver.
     t.router.exec("ip", &["link", "set", "r2", "mtu", "1000"]).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(REACT);
     let big = "big-".to_owned() + &"x".repeat(1196);
     for _ in 0..5 {
         tx.send_to(big.as_bytes(), (G, 5000)).unwrap();
@@ -371,7 +341,7 @@ fn stats_count_each_outgoing_interface_and_mtu_drops() {
         })
         .collect();
     assert_eq!(got, vec![5, 0]);
-    let o = oifs(&mut pim);
-    assert_eq!((o[0]["out_packets"].clone(), o[0]["frag_needed"].clone()), (json!(16), json!(0)));
-    assert_eq!((o[1]["out_packets"].clone(), o[1]["frag_needed"].clone()), (json!(11), json!(5)));
+    let o = oif_stats(&mut pim);
+    assert_eq!((o[0].out_packets, o[0].frag_needed), (16, 0));
+    assert_eq!((o[1].out_packets, o[1].frag_needed), (11, 5));
 }

@@ -4,8 +4,12 @@
 //! addressed to that neighbour's MAC (from the kernel's neighbour table), and releasing one
 //! next hop leaves the other's copies flowing. Needs root.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
 
+use mgm::proto::{self, MembershipArgs};
 use mgm_tests::{GROUP, Netns, PacketSocket, SOURCE, Topology, magic, udp_frame, veth};
 use serde_json::{Value, json};
 
@@ -39,19 +43,12 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (rin, rlan) = (idx("rin"), idx("rlan"));
     let mut pim = t.ctl().unwrap();
-    let h =
-        pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap()["handle"]
-            .clone();
-    pim.call(json!({"method": "take_interface", "handle": h, "ifindex": rin})).unwrap();
+    let h = pim.protocol_with(103, &[rin], &[], G).unwrap();
     for nh in ["10.5.0.2", "10.5.0.3"] {
-        let i = json!({"handle": h, "ifindex": rlan, "nexthop": nh});
-        let mut take = i.clone();
-        take["method"] = json!("take_interface");
-        pim.call(take).unwrap();
-        let mut add = i;
-        add["method"] = json!("add_membership");
-        add["group"] = json!(G);
-        pim.call(add).unwrap();
+        let nexthop: Ipv4Addr = nh.parse().unwrap();
+        pim.call(proto::TakeInterface { handle: h, ifindex: rlan, nexthop }).unwrap();
+        let m = MembershipArgs { nexthop, ..mgm_tests::membership(h, G, rlan) };
+        pim.call(proto::AddMembership(m)).unwrap();
     }
 
     // The first packet creates the MFE; PIM answers its callbacks.
@@ -62,7 +59,7 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
         }
     };
     send(b"create", 1);
-    let (_, alert) = pim.answer_creation(&h, WAIT).unwrap();
+    let (_, alert) = pim.answer_creation(h, WAIT).unwrap();
     let offered: Vec<Value> =
         alert["oifs"].as_array().unwrap().iter().map(|o| o["iface"]["nexthop"].clone()).collect();
     assert_eq!(offered, vec![json!("10.5.0.2"), json!("10.5.0.3")]);
@@ -76,8 +73,8 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
         if count_to(&got[0], &tag, mac_a) == 1 && count_to(&got[1], &tag, mac_b) == 1 {
             break;
         }
-        let c = pim.show().unwrap()["counters"].clone();
-        assert!(Instant::now() < deadline, "next hops never resolved: {c}");
+        let c = pim.show().unwrap().counters;
+        assert!(Instant::now() < deadline, "next hops never resolved: {c:?}");
     }
 
     let tag = magic("both");
@@ -116,10 +113,8 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
     let mac_b = new_b;
 
     // Release one next hop: its copies stop at once, the other's go on.
-    pim.call(
-        json!({"method": "release_interface", "handle": h, "ifindex": rlan, "nexthop": "10.5.0.2"}),
-    )
-    .unwrap();
+    let nexthop = "10.5.0.2".parse().unwrap();
+    pim.call(proto::ReleaseInterface { handle: h, ifindex: rlan, nexthop }).unwrap();
     let tag = magic("one");
     send(&tag, 20);
     let got: Vec<Vec<Vec<u8>>> =

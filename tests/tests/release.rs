@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use mgm_tests::{GROUP, SeqFlow, Topology, gaps, udp_frame};
-use serde_json::json;
 
 const G: &str = "239.1.1.1";
 /// Sequence packets per second: paced so the 2-core test machines never drop one anywhere
@@ -29,16 +28,7 @@ fn release_under_traffic(n: usize) -> Report {
     let idx = |name: &str| t.router.ifindex(name).unwrap();
     let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
     let mut pim = t.ctl().unwrap();
-    let h =
-        pim.call(json!({"method": "register", "protocol": 103, "component": 1})).unwrap()["handle"]
-            .clone();
-    for i in [rin, r1, r2] {
-        pim.call(json!({"method": "take_interface", "handle": h, "ifindex": i})).unwrap();
-    }
-    for i in [r1, r2] {
-        pim.call(json!({"method": "add_membership", "handle": h, "group": G, "ifindex": i}))
-            .unwrap();
-    }
+    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], G).unwrap();
 
     // n - 1 MFEs from made-up sources (to port 5001: no socket reads them), plus the
     // sequence flow's. Nobody answers the callbacks: they take their defaults. Batches keep
@@ -68,7 +58,7 @@ fn release_under_traffic(n: usize) -> Report {
         let mut last = 0;
         for _ in 0..60 {
             std::thread::sleep(Duration::from_millis(100));
-            last = pim.status().unwrap()["mfes"].as_u64().unwrap();
+            last = pim.status().unwrap().mfes as u64;
             pim.drop_events();
             if last == n as u64 {
                 break;
@@ -82,18 +72,18 @@ fn release_under_traffic(n: usize) -> Report {
     let wait_idle = |pim: &mut mgm_tests::Ctl| loop {
         let s = pim.status().unwrap();
         pim.drop_events();
-        if s["pending_writes"] == 0 {
+        if s.pending_writes == 0 {
             return s;
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     let s = wait_idle(&mut pim);
-    assert_eq!(s["installed"], json!(n), "{s}");
+    assert_eq!(s.installed as u64, n as u64, "{s:?}");
 
     let flow = SeqFlow::start(&t, 2, RATE_PPS).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
-    pim.call(json!({"method": "release_interface", "handle": h, "ifindex": r1})).unwrap();
+    pim.release(h, r1).unwrap();
     let reply = t0.elapsed();
     let last_sent_at_reply = flow.last_sent();
     wait_idle(&mut pim);
@@ -117,7 +107,7 @@ fn release_under_traffic(n: usize) -> Report {
         &missing[..missing.len().min(10)]
     );
     let s = pim.status().unwrap();
-    assert_eq!((s["leases_released"].clone(), s["mfes"].clone()), (json!(0), json!(n)), "{s}");
+    assert_eq!((s.leases_released as u64, s.mfes as u64), (0, n as u64), "{s:?}");
     let report = Report { reply, cleanup, last_sent_at_reply, max_seen_at_r1 };
     println!(
         "atomic release, {n} MFEs: reply {:.1} ms, cleanup done {:.1} ms after the request; \

@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
+use mgm::manager::Handle;
 use mgm_tests::{Ctl, SeqFlow, Topology, gaps_between};
-use serde_json::{Value, json};
 
 const G: &str = "239.1.1.1";
 const WAIT: Duration = Duration::from_secs(5);
 
 /// A PIM client that owns rin, r1, r2 and wants G on r1 and r2; returns its handle.
-fn pim_joins(pim: &mut Ctl, t: &Topology) -> Value {
+fn pim_joins(pim: &mut Ctl, t: &Topology) -> Handle {
     let i = |n: &str| t.router.ifindex(n).unwrap();
     pim.protocol_with(103, &[i("rin"), i("r1"), i("r2")], &[i("r1"), i("r2")], G).unwrap()
 }
@@ -25,7 +25,7 @@ fn restart_keeps_forwarding(crash: bool) {
     let mut pim = t.ctl().unwrap();
     let h = pim_joins(&mut pim, &t);
     let flow = SeqFlow::start(&t, 2, 2_000).unwrap();
-    pim.answer_creation(&h, WAIT).unwrap();
+    pim.answer_creation(h, WAIT).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // From here on (the MFE forwards), not one number may be missing.
     let established = flow.last_sent();
@@ -47,30 +47,26 @@ fn restart_keeps_forwarding(crash: bool) {
     // The new mgmd holds the adopted entry; the client reconnects and re-creates its state.
     let mut pim = t.ctl().unwrap();
     let s = pim.status().unwrap();
-    assert_eq!(
-        (s["installed"].clone(), s["held"].clone(), s["mfes"].clone()),
-        (json!(1), json!(1), json!(0)),
-        "{s}"
-    );
+    assert_eq!((s.installed, s.held, s.mfes), (1, 1, 0), "{s:?}");
     let h = pim_joins(&mut pim, &t);
     // At the end of the hold the core is offered the held flow as if its packets had just
     // arrived: the usual callbacks, then the core's MFE replaces the adopted one in place.
-    pim.answer_creation(&h, WAIT).unwrap();
+    pim.answer_creation(h, WAIT).unwrap();
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let s = pim.status().unwrap();
-        if s["held"] == 0 && s["mfes"] == 1 && s["pending_writes"] == 0 {
-            assert_eq!(s["installed"], 1, "{s}");
+        if s.held == 0 && s.mfes == 1 && s.pending_writes == 0 {
+            assert_eq!(s.installed, 1, "{s:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never reconverged: {s}");
+        assert!(std::time::Instant::now() < deadline, "never reconverged: {s:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
 
     // The core's lease now governs: releasing r1 stops it, r2 goes on.
     let r1 = t.router.ifindex("r1").unwrap();
-    pim.call(json!({"method": "release_interface", "handle": h, "ifindex": r1})).unwrap();
+    pim.release(h, r1).unwrap();
     let at_release = flow.last_sent();
     std::thread::sleep(Duration::from_millis(300));
     let (sent, seen) = flow.finish();
@@ -116,5 +112,5 @@ fn a_restart_with_other_capacities_starts_from_nothing() {
     mgmd.restart().unwrap();
     assert!(mgmd.log().contains("another layout"), "{}", mgmd.log());
     let s = t.ctl().unwrap().status().unwrap();
-    assert_eq!((s["held"].clone(), s["installed"].clone()), (json!(0), json!(1)), "{s}");
+    assert_eq!((s.held, s.installed), (0, 1), "{s:?}");
 }

@@ -6,13 +6,11 @@ use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, Subcommand};
-
-mod demo;
 
 #[derive(Parser)]
 struct Args {
@@ -123,7 +121,9 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             sweep_stale_namespaces();
             cargo(&["build", "--release", "--bins"])?;
-            demo::run(&root.join("target/release"))
+            cargo(&["build", "--release", "-p", "mgm-user", "--example", "demo"])?;
+            sh(Command::new(root.join("target/release/examples/demo"))
+                .arg(root.join("target/release")))
         }
     }
 }
@@ -417,18 +417,6 @@ fn test() -> anyhow::Result<()> {
     ensure!(status.success() && failed == 0, "cargo test failed ({status})");
     ensure!(passed > 0, "cargo test ran no test");
     Ok(())
-}
-
-/// Waits a little for a condition (used by the demo).
-pub(crate) fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// Reads `test result: ok. 9 passed; 0 failed; ...` into (9, 0).

@@ -1,29 +1,66 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `cargo xtask demo`: one sender, a router running mgmd, three receivers, each in its own
-//! network namespace. Ordinary UDP sockets send and receive; mgm's XDP fast path forwards.
+//! The demo (`cargo xtask demo` builds and runs it): one sender, a router running mgmd, three
+//! receivers, each in its own network namespace. Ordinary UDP sockets send and receive; mgm's
+//! XDP fast path forwards. Argument: the directory of the mgmd and mgmctl binaries.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
-use mgm_tests::{Ctl, Mgmd, Topology, with_magic};
-use serde_json::{Value, json};
+
+use mgm::proto::{self, Method, Request};
+use mgm_tests::{Ctl, Mgmd, Topology, membership, request_id, with_magic};
+
+/// Makes a call and shows it as it goes over the wire.
+fn call<M: Method + Clone>(who: &str, c: &mut Ctl, m: M) -> anyhow::Result<M::Reply> {
+    let req: Request = m.clone().into();
+    let req = serde_json::to_string(&req)?;
+    let res = c.call(m)?;
+    println!("  {who:<5} {req}\n        -> {}", serde_json::to_string(&res)?);
+    Ok(res)
+}
 
 const SENT: u32 = 1000;
 
-pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
+fn step(what: &str) {
+    println!("==> {what}");
+}
+
+/// Waits a little for a condition.
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn main() -> anyhow::Result<()> {
+    let dir = std::env::args().nth(1).context("usage: demo BIN_DIR (where mgmd and mgmctl are)")?;
+    run(&PathBuf::from(dir))
+}
+
+fn run(bin_dir: &Path) -> anyhow::Result<()> {
     // SAFETY: no other thread exists yet; the harness reads this to find mgmd.
     unsafe { std::env::set_var("MGM_BIN_DIR", bin_dir) };
-    crate::step("creating namespaces: sender → router (mgmd) → receivers rx1, rx2, rx3");
+    step("creating namespaces: sender → router (mgmd) → receivers rx1, rx2, rx3");
     let mut t = Topology::new(3)?;
     t.add_addresses()?;
     let mfe = "10.1.0.1,239.1.1.1,rin,r1+r2";
-    crate::step(&format!("starting mgmd with the static MFE {mfe} (rx3 is not on the list)"));
+    step(&format!("starting mgmd with the static MFE {mfe} (rx3 is not on the list)"));
     t.start(&["--mfe", mfe])?;
     let socks: Vec<_> =
         (0..3).map(|i| t.udp_receiver(i, [239, 1, 1, 1], 5000)).collect::<Result<_, _>>()?;
     let caps = t.captures()?;
     let tx = t.udp_sender(8)?;
-    crate::step(&format!("sending {SENT} UDP datagrams to 239.1.1.1:5000 from 10.1.0.1, TTL 8"));
+    step(&format!("sending {SENT} UDP datagrams to 239.1.1.1:5000 from 10.1.0.1, TTL 8"));
     let magic = b"mgm-demo ";
     for i in 0..SENT {
         let mut p = magic.to_vec();
@@ -32,7 +69,7 @@ pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
         tx.send_to(&p, ("239.1.1.1", 5000))?;
     }
     let mut ctl = t.ctl()?;
-    let forwarded = crate::wait_until(Duration::from_secs(5), || {
+    let forwarded = wait_until(Duration::from_secs(5), || {
         ctl.counter("forwarded").is_ok_and(|n| n >= u64::from(SENT))
     });
     println!();
@@ -65,7 +102,7 @@ pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
         );
     }
     println!();
-    crate::step("mgmctl show");
+    step("mgmctl show");
     let socket = &t.mgmd.as_ref().context("mgmd")?.socket;
     let out =
         Command::new(bin_dir.join("mgmctl")).arg("--socket").arg(socket).arg("show").output()?;
@@ -76,7 +113,7 @@ pub fn run(bin_dir: &Path) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     anyhow::ensure!(forwarded, "the fast path did not forward all {SENT} datagrams");
-    crate::step("removing the namespaces");
+    step("removing the namespaces");
     drop(t);
     mgm_scenario(bin_dir)
 }
@@ -88,7 +125,7 @@ fn mgm_scenario(bin_dir: &Path) -> anyhow::Result<()> {
     const G: &str = "239.1.1.1";
     const WAIT: Duration = Duration::from_secs(5);
     println!();
-    crate::step("part 2, the MGM API: mgmd with no configuration; clients do everything");
+    step("part 2, the MGM API: mgmd with no configuration; clients do everything");
     let mut t = Topology::new(3)?;
     t.add_addresses()?;
     t.mgmd = Some(Mgmd::start(&t.router, &[])?);
@@ -96,57 +133,33 @@ fn mgm_scenario(bin_dir: &Path) -> anyhow::Result<()> {
     let (rin, r1, r2, r3) = (idx("rin")?, idx("r1")?, idx("r2")?, idx("r3")?);
     let mut pim = t.ctl()?;
     let mut igmp = t.ctl()?;
-    let say = |who: &str, req: &Value, res: &Value| println!("  {who:<5} {req}\n        -> {res}");
-    let call = |who: &str, c: &mut Ctl, req: Value| -> anyhow::Result<Value> {
-        let res = c.call(req.clone())?;
-        say(who, &req, &res);
-        Ok(res)
-    };
-    let hp = call("pim", &mut pim, json!({"method": "register", "protocol": 103, "component": 1}))?
-        ["handle"]
-        .clone();
-    let hi = call(
-        "igmp",
-        &mut igmp,
-        json!({"method": "register", "protocol": 10, "component": 1}),
-    )?["handle"]
-        .clone();
-    for i in [rin, r1, r2, r3] {
-        call("pim", &mut pim, json!({"method": "take_interface", "handle": hp, "ifindex": i}))?;
+    let any = Ipv4Addr::UNSPECIFIED;
+    let hp = call("pim", &mut pim, proto::Register { protocol: 103, component: 1 })?.handle;
+    let hi = call("igmp", &mut igmp, proto::Register { protocol: 10, component: 1 })?.handle;
+    for ifindex in [rin, r1, r2, r3] {
+        call("pim", &mut pim, proto::TakeInterface { handle: hp, ifindex, nexthop: any })?;
     }
-    call("igmp", &mut igmp, json!({"method": "take_interface", "handle": hi, "ifindex": r2}))?;
-    call(
-        "pim",
-        &mut pim,
-        json!({"method": "add_membership", "handle": hp, "group": G, "ifindex": r1}),
-    )?;
-    call(
-        "igmp",
-        &mut igmp,
-        json!({"method": "add_membership", "handle": hi, "group": G, "ifindex": r2}),
-    )?;
+    call("igmp", &mut igmp, proto::TakeInterface { handle: hi, ifindex: r2, nexthop: any })?;
+    call("pim", &mut pim, proto::AddMembership(membership(hp, G, r1)))?;
+    call("igmp", &mut igmp, proto::AddMembership(membership(hi, G, r2)))?;
     let (ev, _) = pim.wait_event("local_join", WAIT)?;
     println!("  pim   <- event {ev}");
 
     let rx: Vec<_> =
         (0..3).map(|i| t.udp_receiver(i, [239, 1, 1, 1], 5000)).collect::<Result<_, _>>()?;
     let tx = t.udp_sender(8)?;
-    crate::step("the sender starts: no MFE yet, the fast path reports the flow to mgmd");
+    step("the sender starts: no MFE yet, the fast path reports the flow to mgmd");
     tx.send_to(b"first", (G, 5000))?;
     let (rpf, _) = pim.wait_event("rpf", WAIT)?;
     println!("  pim   <- event {rpf}");
-    call(
-        "pim",
-        &mut pim,
-        json!({"method": "answer_rpf", "handle": hp, "request": rpf["request"], "ifindex": rin}),
-    )?;
+    let request = request_id(&rpf)?;
+    let answer =
+        proto::AnswerRpf { handle: hp, request, ifindex: rin, nexthop: any, upstream: any };
+    call("pim", &mut pim, answer)?;
     let (alert, _) = pim.wait_event("creation_alert", WAIT)?;
     println!("  pim   <- event {alert}");
-    call(
-        "pim",
-        &mut pim,
-        json!({"method": "answer_creation", "handle": hp, "request": alert["request"]}),
-    )?;
+    let request = request_id(&alert)?;
+    call("pim", &mut pim, proto::AnswerCreation { handle: hp, request, disabled: vec![] })?;
 
     let socket = t.mgmd.as_ref().context("mgmd")?.socket.clone();
     let show = || -> anyhow::Result<()> {
@@ -179,21 +192,21 @@ fn mgm_scenario(bin_dir: &Path) -> anyhow::Result<()> {
             .collect()
     };
     let got = burst("created");
-    crate::step(&format!(
+    step(&format!(
         "100 datagrams: rx1 (PIM, r1) {}, rx2 (IGMP, r2) {}, rx3 (no member) {}",
         got[0], got[1], got[2]
     ));
     anyhow::ensure!(got == [100, 100, 0], "expected [100, 100, 0], got {got:?}");
-    crate::step("mgmctl show");
+    step("mgmctl show");
     show()?;
 
-    crate::step("PIM releases r1: once the reply is back, nothing more goes there");
-    call("pim", &mut pim, json!({"method": "release_interface", "handle": hp, "ifindex": r1}))?;
+    step("PIM releases r1: once the reply is back, nothing more goes there");
+    call("pim", &mut pim, proto::ReleaseInterface { handle: hp, ifindex: r1, nexthop: any })?;
     let got = burst("released");
-    crate::step(&format!("100 datagrams: rx1 {}, rx2 {}, rx3 {}", got[0], got[1], got[2]));
+    step(&format!("100 datagrams: rx1 {}, rx2 {}, rx3 {}", got[0], got[1], got[2]));
     anyhow::ensure!(got == [0, 100, 0], "expected [0, 100, 0], got {got:?}");
-    crate::step("mgmctl show");
+    step("mgmctl show");
     show()?;
-    crate::step("removing the namespaces");
+    step("removing the namespaces");
     Ok(())
 }
