@@ -13,7 +13,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage},
+    link::{LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -28,6 +28,8 @@ pub struct NetDev {
     pub mac: [u8; 6],
     /// IP MTU (saturated at 65,535).
     pub mtu: u16,
+    /// Administratively up with a carrier (`IFF_UP` and `IFF_LOWER_UP`): copies can leave.
+    pub up: bool,
 }
 
 /// (ifindex, IPv4 address) → MAC, for the neighbours the kernel itself would send to.
@@ -36,7 +38,7 @@ pub type Neighbours = HashMap<(u32, Ipv4Addr), [u8; 6]>;
 /// Something the kernel announced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelEvent {
-    /// A link appeared or changed (name, MTU, MAC).
+    /// A link appeared or changed (name, MTU, MAC, up or down).
     Link(NetDev),
     /// A link left the kernel.
     LinkGone(u32),
@@ -221,7 +223,9 @@ fn parse(m: RouteNetlinkMessage) -> Option<KernelEvent> {
 }
 
 fn netdev(l: &LinkMessage) -> NetDev {
-    let mut d = NetDev { name: String::new(), ifindex: l.header.index, mac: [0; 6], mtu: 0 };
+    let flags = l.header.flags;
+    let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
+    let mut d = NetDev { name: String::new(), ifindex: l.header.index, mac: [0; 6], mtu: 0, up };
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => d.name.clone_from(n),

@@ -620,6 +620,9 @@ pub struct InterfaceInfo {
     /// The MTU mgm holds copies to (the kernel's, followed as it changes).
     #[serde(default)]
     pub mtu: u16,
+    /// Up with a carrier (copies can leave).
+    #[serde(default)]
+    pub up: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

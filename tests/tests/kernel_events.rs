@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! mgmd follows the kernel's links from its notifications (rtnetlink), not by polling: an MTU
-//! change reaches the fast path within 100 ms. (An interface removal is in `mgm_api.rs`, a
-//! neighbour's new MAC in `next_hops.rs`, both with the same bound.) Needs root.
+//! change reaches the fast path within 100 ms, and a link going down or up is seen as fast.
+//! (An interface removal is in `mgm_api.rs`, a neighbour's new MAC in `next_hops.rs`, both
+//! with the same bound.) Needs root.
 
 use std::time::Duration;
 
@@ -64,4 +65,22 @@ fn an_mtu_change_reaches_the_fast_path_within_100_ms() {
     let got: Vec<usize> =
         caps.iter().map(|c| with_magic(&c.drain(IDLE).unwrap(), &tag).len()).collect();
     assert_eq!(got, vec![1, 1]);
+}
+
+#[test]
+fn a_link_going_down_and_up_is_seen_within_100_ms() {
+    let mut t = Topology::new(1).unwrap();
+    t.start(&[]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let up = |ctl: &mut mgm_tests::Ctl| {
+        let show = ctl.show().unwrap();
+        show.interfaces.iter().find(|i| i.name == "r1").expect("r1 managed").up
+    };
+    assert!(up(&mut ctl));
+    t.router.exec("ip", &["link", "set", "r1", "down"]).unwrap();
+    std::thread::sleep(REACT);
+    assert!(!up(&mut ctl), "down");
+    t.router.exec("ip", &["link", "set", "r1", "up"]).unwrap();
+    std::thread::sleep(REACT);
+    assert!(up(&mut ctl), "up again");
 }

@@ -302,6 +302,7 @@ impl<D: Dataplane> Daemon<D> {
                 ifindex: d.ifindex,
                 mac: fmt_mac(&d.mac),
                 mtu: d.mtu,
+                up: d.up,
             })
             .collect();
         let m = self.writer.mirror();

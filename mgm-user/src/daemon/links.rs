@@ -14,6 +14,9 @@ pub enum Change {
     Gone(NetDev),
     /// A managed interface's MTU or MAC changed (the new values).
     Port(NetDev),
+    /// A managed interface went down or came back up (copies to a down link are lost in the
+    /// kernel; mgm keeps its entries, as ipmr keeps its VIFs).
+    State(NetDev),
     /// A neighbour's MAC is known (new or changed).
     Neighbour(u32, Ipv4Addr, [u8; 6]),
 }
@@ -72,11 +75,17 @@ impl Links {
     }
 
     /// Brings a managed interface in line with the kernel's `dev`.
-    fn update_managed(&mut self, dev: NetDev) -> Option<Change> {
-        let m = self.managed.get_mut(&dev.ifindex)?;
-        let port_changed = (m.mtu, m.mac) != (dev.mtu, dev.mac);
-        *m = dev.clone();
-        port_changed.then_some(Change::Port(dev))
+    fn update_managed(&mut self, dev: NetDev) -> Vec<Change> {
+        let Some(m) = self.managed.get_mut(&dev.ifindex) else { return Vec::new() };
+        let mut out = Vec::new();
+        if (m.mtu, m.mac) != (dev.mtu, dev.mac) {
+            out.push(Change::Port(dev.clone()));
+        }
+        if m.up != dev.up {
+            out.push(Change::State(dev.clone()));
+        }
+        *m = dev;
+        out
     }
 
     /// The kernel's link with this index.

@@ -366,6 +366,10 @@ impl<D: Dataplane> Daemon<D> {
                         warn!(ifindex = dev.ifindex, error = %e, "updating the interface in the fast path");
                     }
                 }
+                Change::State(dev) => {
+                    let state = if dev.up { "up" } else { "down" };
+                    info!(ifname = %dev.name, ifindex = dev.ifindex, "interface {state}");
+                }
                 Change::Neighbour(ifindex, ip, mac) => {
                     if self.writer.mirror().wants_neighbour(ifindex, ip)
                         && let Err(e) = self.writer.mirror_mut().set_neighbour(ifindex, ip, mac)

@@ -312,7 +312,13 @@ fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
     let on = proto::GetProtocolOnInterface { ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
     assert_eq!(h.err(1, on), ErrorCode::NotFound);
     // A snapshot without interface 2 (notifications were lost) does the same for 2.
-    let links = vec![NetDev { name: "in".into(), ifindex: 1, mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }];
+    let links = vec![NetDev {
+        name: "in".into(),
+        ifindex: 1,
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        up: true,
+    }];
     h.input(Input::Kernel(KernelEvent::Snapshot { links, neighbours: Neighbours::new() }));
     assert!(h.d.writer.mirror().get(&KEY).unwrap().oifs().is_empty());
     assert!(!h.d.links.is_managed(2));
@@ -326,6 +332,7 @@ fn mtu_and_mac_changes_reach_the_fast_path_and_other_links_are_ignored() {
         ifindex,
         mac: [2, 0, 0, 0, 0, mac],
         mtu,
+        up: true,
     };
     h.input(Input::Kernel(KernelEvent::Link(dev(2, 2, 9000))));
     assert_eq!((h.fp().ports[&2].mtu, h.fp().ports[&2].mac), (9000, [2, 0, 0, 0, 0, 2]));
@@ -341,7 +348,13 @@ fn mtu_and_mac_changes_reach_the_fast_path_and_other_links_are_ignored() {
     h.take(1, pim, 7);
     assert_eq!(h.fp().ports[&7].mtu, 1400);
     let show = h.ok(1, proto::Show {});
-    assert!(show.interfaces.iter().any(|i| i.ifindex == 2 && i.mtu == 9000), "{show:?}");
+    assert!(show.interfaces.iter().any(|i| i.ifindex == 2 && i.mtu == 9000 && i.up), "{show:?}");
+    // Down: shown, and nothing is written (copies to a down link are the kernel's to drop).
+    let writes = h.fp().log.len();
+    h.input(Input::Kernel(KernelEvent::Link(NetDev { up: false, ..dev(2, 0x22, 9000) })));
+    assert_eq!(h.fp().log.len(), writes);
+    let show = h.ok(1, proto::Show {});
+    assert!(show.interfaces.iter().any(|i| i.ifindex == 2 && !i.up), "{show:?}");
 }
 
 #[test]

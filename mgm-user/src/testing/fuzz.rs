@@ -47,7 +47,8 @@ pub fn daemon(capacity: u32) -> Daemon<MemFastPath> {
         .enumerate()
         .map(|(i, name)| {
             let ifindex = i as u32 + 1;
-            NetDev { name: (*name).into(), ifindex, mac: [2, 0, 0, 0, 0, ifindex as u8], mtu: 1500 }
+            let mac = [2, 0, 0, 0, 0, ifindex as u8];
+            NetDev { name: (*name).into(), ifindex, mac, mtu: 1500, up: true }
         })
         .collect::<Vec<_>>();
     let snapshot = KernelEvent::Snapshot { links: links.clone(), neighbours: Neighbours::new() };
@@ -104,7 +105,14 @@ pub fn dispatch(data: &[u8]) {
                 } else {
                     let mac = [2, 0, 0, 0, 0, ifindex as u8];
                     let mtu = 576 + u16::from(arg);
-                    KernelEvent::Link(NetDev { name: format!("if{ifindex}"), ifindex, mac, mtu })
+                    let up = arg & 0x40 == 0;
+                    KernelEvent::Link(NetDev {
+                        name: format!("if{ifindex}"),
+                        ifindex,
+                        mac,
+                        mtu,
+                        up,
+                    })
                 };
                 d.handle(now, Input::Kernel(ev));
             }
