@@ -15,17 +15,8 @@
 
 mod lease;
 mod maps;
+mod object;
 mod parse;
 mod tc;
 mod upcall;
 mod xdp;
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

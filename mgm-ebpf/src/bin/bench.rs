@@ -18,6 +18,9 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 #[path = "../parse.rs"]
 mod parse;
 
+#[path = "../object.rs"]
+mod object;
+
 use parse::{ptr_at, set_ttl};
 
 /// The bare broadcast's outputs.
@@ -66,13 +69,3 @@ pub fn mgm_bench_rx(ctx: XdpContext) -> u32 {
     }
     xdp_action::XDP_DROP
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
