@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 
 /// RRAS protocol id of IGMP (iprtrmib.h): the one client that may co-own an interface.
 pub const PROTO_IP_IGMP: u32 = 10;
+/// The longest MFE timeout a prune answer may set: 2^32 − 1 s, the range of RRAS's 32-bit
+/// timeout (136 years, so "never" in practice).
+pub const MAX_MFE_TIMEOUT: Duration = Duration::from_secs(u32::MAX as u64);
 /// Membership flag: join state (drives join/prune alerts).
 pub const MGM_JOIN_STATE_FLAG: u32 = 0x1;
 /// Membership flag: forward state (puts the interface in matching MFEs' outgoing lists).
@@ -426,6 +429,11 @@ pub struct Manager {
     members: BTreeMap<MemberKey, Flags>,
     /// Index: (interface, client) → the patterns it has there.
     members_by_iface: BTreeMap<(Iface, Handle), BTreeSet<Pattern>>,
+    /// Index: pattern → the clients with join state for it, each with its number of
+    /// interfaces (join and prune alerts cost a lookup, not a walk of every membership).
+    joined: BTreeMap<Pattern, BTreeMap<Handle, usize>>,
+    /// Index: the (protocol id, component id) pairs registered.
+    ids: BTreeSet<(u32, u32)>,
     mfes: BTreeMap<Sg, Mfe>,
     creating: BTreeMap<Sg, Creating>,
     requests: BTreeMap<RequestId, (Handle, Awaiting, Duration)>,
@@ -509,9 +517,10 @@ impl Manager {
 
     /// RegisterMProtocol.
     pub fn register(&mut self, protocol: u32, component: u32) -> MgmResult<Handle> {
-        if self.clients.values().any(|c| c.protocol == protocol && c.component == component) {
+        if self.ids.contains(&(protocol, component)) {
             return Err(MgmError::AlreadyExists);
         }
+        self.ids.insert((protocol, component));
         let h = Handle(self.id());
         self.clients.insert(h, Client { protocol, component });
         Ok(h)
@@ -523,7 +532,9 @@ impl Manager {
         if self.owners.values().any(|o| o.routing == Some(h) || o.igmp == Some(h)) {
             return Err(MgmError::CanNotComplete);
         }
-        self.clients.remove(&h);
+        if let Some(c) = self.clients.remove(&h) {
+            self.ids.remove(&(c.protocol, c.component));
+        }
         self.enums.retain(|_, e| e.owner != h);
         // Requests it will never answer take their defaults now.
         let mine: Vec<RequestId> =
@@ -579,6 +590,14 @@ impl Manager {
         self.owners.entry(iface).or_default().routing = Some(h);
         self.ownership_epoch += 1;
         if let Some(i) = o.igmp {
+            // The new owner learns the receivers IGMP already has there (IGMP's re-adds of
+            // memberships it holds change nothing, so they would not tell it).
+            let patterns = self.members_by_iface.get(&(iface, i)).cloned().unwrap_or_default();
+            for p in patterns {
+                if self.members.get(&(p, iface, i)).is_some_and(|f| f.join) {
+                    self.notify(h, Event::LocalJoin { entry: p.entry(), iface });
+                }
+            }
             self.notify(i, Event::EnableIgmp { iface });
         }
         Ok(())
@@ -732,7 +751,8 @@ impl Manager {
             forward: old.forward || flags & MGM_FORWARD_STATE_FLAG != 0,
         };
         if new.join && !old.join {
-            let first = !self.members.iter().any(|((p, ..), f)| *p == pattern && f.join);
+            let first = !self.joined.contains_key(&pattern);
+            *self.joined.entry(pattern).or_default().entry(h).or_default() += 1;
             let responsible = self.responsible(h, iface);
             if first {
                 for to in self.routing_clients() {
@@ -809,6 +829,17 @@ impl Manager {
             self.members.insert(key, new);
         }
         if old.join && !new.join {
+            if let Some(by) = self.joined.get_mut(&pattern) {
+                if let Some(n) = by.get_mut(&h) {
+                    *n -= 1;
+                    if *n == 0 {
+                        by.remove(&h);
+                    }
+                }
+                if by.is_empty() {
+                    self.joined.remove(&pattern);
+                }
+            }
             self.prune_alerts(h, pattern, iface);
             if self.clients.get(&h).is_some_and(Client::is_igmp)
                 && let Some(r) = self.routing_owner(iface)
@@ -833,12 +864,8 @@ impl Manager {
             member_delete: true,
             timeout_secs: 0,
         };
-        let joined: Vec<Handle> = self
-            .members
-            .iter()
-            .filter(|((p, ..), f)| *p == pattern && f.join)
-            .map(|((_, _, c), _)| *c)
-            .collect();
+        let joined: Vec<Handle> =
+            self.joined.get(&pattern).map(|by| by.keys().copied().collect()).unwrap_or_default();
         let deleter = self.responsible(h, iface);
         if let (Some(g), Some(s)) = (pattern.group, pattern.source) {
             // (S,G): the owner of the incoming interface towards S, once nobody wants it.
@@ -911,12 +938,26 @@ impl Manager {
             return;
         }
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
+        let became_busy = !oifs.is_empty() && m.oifs.is_empty();
         let iif = m.iif;
         self.mfes.get_mut(&sg).expect("present").oifs.clone_from(&oifs);
         self.effects.push(Effect::Install { sg, iif, oifs });
         if became_empty {
             self.oil_empty_alert(sg, now);
         }
+        if became_busy {
+            self.oil_busy_alert(sg);
+        }
+    }
+
+    /// Join alert (member-add = false) to the upstream owner: an MFE that forwarded nowhere
+    /// has receivers again, the mirror of the prune alert with member-delete = false (a PIM
+    /// would send its join upstream).
+    fn oil_busy_alert(&mut self, sg: Sg) {
+        let Some(up) = self.mfes.get(&sg).and_then(|m| self.routing_owner(m.iif)) else {
+            return;
+        };
+        self.notify(up, Event::JoinAlert { entry: Pattern::sg(sg).entry(), member_add: false });
     }
 
     /// Prune alert (member-delete = false) to the upstream owner: the MFE forwards nowhere.
@@ -926,7 +967,7 @@ impl Manager {
             return;
         };
         let request = RequestId(self.id());
-        let deadline = now + self.settings.answer_timeout;
+        let deadline = now.saturating_add(self.settings.answer_timeout);
         self.requests.insert(request, (up, Awaiting::PruneTimeout(sg), deadline));
         let timeout_secs = self.settings.mfe_timeout.as_secs();
         self.notify(
@@ -976,7 +1017,7 @@ impl Manager {
             return;
         };
         let request = RequestId(self.id());
-        let deadline = now + self.settings.answer_timeout;
+        let deadline = now.saturating_add(self.settings.answer_timeout);
         self.requests.insert(request, (owner, Awaiting::Rpf(sg), deadline));
         self.creating.insert(
             sg,
@@ -1043,7 +1084,7 @@ impl Manager {
                 });
             }
         }
-        let deadline = now + self.settings.answer_timeout;
+        let deadline = now.saturating_add(self.settings.answer_timeout);
         let mut waiting = BTreeMap::new();
         for (owner, list) in by_owner {
             let request = RequestId(self.id());
@@ -1118,7 +1159,7 @@ impl Manager {
                 oifs: oifs.clone(),
                 disabled,
                 created: now,
-                expires: now + timeout,
+                expires: now.saturating_add(timeout),
                 timeout,
             },
         );
@@ -1135,7 +1176,8 @@ impl Manager {
         );
     }
 
-    /// The prune alert's answer: the MFE's new timeout.
+    /// The prune alert's answer: the MFE's new timeout, at most [`MAX_MFE_TIMEOUT`] (a longer
+    /// one is INVALID_PARAMETER and leaves the request open).
     pub fn answer_prune(
         &mut self,
         h: Handle,
@@ -1143,13 +1185,16 @@ impl Manager {
         timeout: Duration,
         now: Duration,
     ) -> MgmResult<()> {
+        if timeout > MAX_MFE_TIMEOUT {
+            return Err(MgmError::InvalidParameter);
+        }
         let sg = self.claim(h, request, |a| match a {
             Awaiting::PruneTimeout(sg) => Some(sg),
             _ => None,
         })?;
         if let Some(m) = self.mfes.get_mut(&sg) {
             m.timeout = timeout;
-            m.expires = now + timeout;
+            m.expires = now.saturating_add(timeout);
         }
         Ok(())
     }
@@ -1179,7 +1224,7 @@ impl Manager {
     /// Traffic was seen on `sg` (its fast-path counters moved): it stays for another timeout.
     pub fn refresh(&mut self, sg: Sg, now: Duration) {
         if let Some(m) = self.mfes.get_mut(&sg) {
-            m.expires = now + m.timeout;
+            m.expires = now.saturating_add(m.timeout);
         }
     }
 

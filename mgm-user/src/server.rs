@@ -129,22 +129,44 @@ pub fn bind(
 
 /// Takes the single-instance lock that goes with `socket` (held for the process lifetime).
 pub fn lock(socket: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    lock_file(&lock_path(socket), "is one already running?")
+}
+
+/// Takes the lock that goes with a pin directory: two mgmd on different sockets must not
+/// share one fast path either. The lock lives in /run/mgm (bpffs holds no regular files, and
+/// the directory itself may be replaced when its layout changes).
+pub fn lock_pins(pin_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let hint = format!("another mgmd uses the pin directory {}", pin_dir.display());
+    lock_file(&pins_lock_path(pin_dir), &hint)
+}
+
+/// The lock file of a pin directory.
+pub fn pins_lock_path(pin_dir: &Path) -> PathBuf {
+    let name: String = pin_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    Path::new(PIN_LOCK_DIR).join(format!("pins{name}.lock"))
+}
+
+/// Where pin-directory locks live.
+pub const PIN_LOCK_DIR: &str = "/run/mgm";
+
+fn lock_file(path: &Path, hint: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     use anyhow::Context as _;
-    if let Some(dir) = socket.parent() {
+    if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let lock_path = lock_path(socket);
-    let lock_file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| e)
-        .with_context(|| {
-            format!("another mgmd holds {} (is one already running?)", lock_path.display())
-        })
+        .with_context(|| format!("another mgmd holds {} ({hint})", path.display()))
 }
 
 pub fn lock_path(socket: &Path) -> PathBuf {
@@ -303,9 +325,14 @@ async fn connection(
                 Err(BadLine::NotUtf8) => Err(bad(ErrorCode::Malformed, "line is not UTF-8".into())),
             };
             if tx.send(Input::Line { conn, line }).await.is_err() {
-                break;
+                return Ok(());
             }
         }
+        // End of input (the client may have only shut down its sending side, as `nc -N`
+        // does): the daemon serves every line before this, then drops the queue, and the
+        // writer below ends once it has written their replies.
+        let _ = tx.send(Input::Disconnected { conn }).await;
+        std::future::pending::<()>().await;
         Ok::<(), io::Error>(())
     };
     let kill = out_rx.kill.clone();

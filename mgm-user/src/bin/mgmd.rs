@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
 /// `--cleanup`: removes the pinned fast path, refused while an mgmd runs on the socket.
 fn cleanup(args: &Args) -> anyhow::Result<()> {
     let _lock = server::lock(&args.socket)?;
+    let _pins = server::lock_pins(&args.pin_dir)?;
     let removed = mgm::dataplane::remove_pins(&args.pin_dir)
         .with_context(|| format!("removing {}", args.pin_dir.display()))?;
     let what = if removed { "removed" } else { "nothing pinned in" };

@@ -83,6 +83,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // First of all: one mgmd per socket (and so per pin directory and fast path).
     let lock = server::lock(&opts.socket)?;
+    let _pins = opts.load.pin_dir.as_deref().map(server::lock_pins).transpose()?;
     let (mut fp, logger) = BpfFastPath::load(&opts.load)
         .context("loading the XDP fast path (needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
     match logger {
@@ -143,6 +144,9 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         error!(error = %e, "removing the socket");
     }
     let _ = std::fs::remove_file(server::lock_path(&opts.socket));
+    if let Some(dir) = &opts.load.pin_dir {
+        let _ = std::fs::remove_file(server::pins_lock_path(dir));
+    }
     Ok(())
 }
 

@@ -193,6 +193,72 @@ fn e05_routing_protocol_takes_an_igmp_interface_and_igmp_is_disabled_then_enable
     );
 }
 
+/// A routing protocol taking an interface IGMP already has receivers on learns them (one
+/// local join per join-state membership of IGMP's there, between IGMP's disable and enable),
+/// so that the local leaves it gets later are for joins it heard of.
+#[test]
+fn a_routing_protocol_taking_an_igmp_interface_learns_its_receivers() {
+    let mut m = mgr();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
+    let pim = m.register(PIM, 1).unwrap();
+    m.take_interface(igmp, ifc(1)).unwrap();
+    m.take_interface(igmp, ifc(2)).unwrap();
+    m.add_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
+    m.add_membership(igmp, p_sg("10.0.0.1", "239.1.1.2"), ifc(1), BOTH, T0).unwrap();
+    m.add_membership(igmp, p_g("239.1.1.3"), ifc(1), MGM_FORWARD_STATE_FLAG, T0).unwrap();
+    m.add_membership(igmp, p_g("239.1.1.4"), ifc(2), BOTH, T0).unwrap();
+    m.take_effects();
+    m.take_interface(pim, ifc(1)).unwrap();
+    let eff = m.take_effects();
+    assert_eq!(
+        events(&eff, pim),
+        vec![
+            Event::LocalJoin { entry: p_g("239.1.1.1").entry(), iface: ifc(1) },
+            Event::LocalJoin { entry: p_sg("10.0.0.1", "239.1.1.2").entry(), iface: ifc(1) },
+        ],
+        "join state on this interface only (not forward-only, not interface 2)"
+    );
+    let order: Vec<&str> = all_events(&eff)
+        .iter()
+        .map(|(_, e)| match e {
+            Event::DisableIgmp { .. } => "disable",
+            Event::EnableIgmp { .. } => "enable",
+            _ => "join",
+        })
+        .collect();
+    assert_eq!(order, ["disable", "join", "join", "enable"]);
+    m.delete_membership(igmp, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
+    assert_eq!(
+        events(&m.take_effects(), pim),
+        vec![Event::LocalLeave { entry: p_g("239.1.1.1").entry(), iface: ifc(1) }]
+    );
+}
+
+/// An MFE whose outgoing list goes from empty to non-empty (its first receiver, not a new
+/// membership entry) is a join alert with member_add false to the owner of its incoming
+/// interface: the mirror of the prune alert with member_delete false.
+#[test]
+fn an_mfe_gaining_its_first_receiver_is_a_join_alert_without_member_add() {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    for i in 1..=3 {
+        m.take_interface(pim, ifc(i)).unwrap();
+    }
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    assert!(oifs(&m, s).is_empty(), "created empty");
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
+    let ev = events(&m.take_effects(), pim);
+    assert_eq!(
+        ev,
+        vec![Event::JoinAlert { entry: Pattern::sg(s).entry(), member_add: false }],
+        "to the incoming interface's owner (also the adder: the membership alert skips it)"
+    );
+    // A second receiver changes the list but not its emptiness: no alert.
+    m.add_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0).unwrap();
+    assert!(events(&m.take_effects(), pim).is_empty());
+}
+
 #[test]
 fn e06_same_ifindex_different_next_hops_are_owned_independently() {
     let mut m = mgr();
@@ -591,6 +657,36 @@ fn e27_oil_change_prune_alert_without_member_delete_and_its_timeout_answer() {
     let v = m.get_mfe(s, 1, secs(10)).unwrap();
     assert_eq!((v.timeout_secs, v.expiry_secs), (60, 60));
     assert_eq!(m.answer_prune(pim, request, secs(5), T0), Err(MgmError::NotFound), "answered once");
+}
+
+/// Numbers from clients at their extremes, and time running far past them, never panic: an
+/// out-of-range timeout is refused and leaves the request open; the longest accepted one
+/// saturates instead of overflowing.
+#[test]
+fn prune_timeouts_at_their_extremes_and_time_far_ahead_are_safe() {
+    let (mut m, pim) = pim_with_members();
+    let s = sg("10.0.0.1", "239.1.1.1");
+    create(&mut m, s, 1);
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
+    m.delete_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0).unwrap();
+    let request = events(&m.take_effects(), pim)
+        .iter()
+        .find_map(|e| match e {
+            Event::PruneAlert { request: Some(r), .. } => Some(*r),
+            _ => None,
+        })
+        .expect("a prune alert with a request");
+    for bad in [u64::MAX, u64::MAX - 30, u64::from(u32::MAX) + 1] {
+        let r = m.answer_prune(pim, request, secs(bad), secs(10));
+        assert_eq!(r, Err(MgmError::InvalidParameter), "{bad} s");
+    }
+    m.answer_prune(pim, request, MAX_MFE_TIMEOUT, Duration::MAX - secs(1)).unwrap();
+    let late = Duration::MAX - secs(10);
+    m.refresh(s, late);
+    m.tick(late + secs(5));
+    assert!(m.get_mfe(s, 1, late).is_ok(), "its expiry saturated: still there");
+    m.tick(Duration::MAX);
+    assert!(m.get_mfe(s, 1, Duration::MAX).is_err(), "expired at the end of time");
 }
 
 #[test]
@@ -1001,6 +1097,16 @@ fn check_invariants(m: &Manager) {
     for ((_, _, h), _) in m.members.iter() {
         assert!(m.clients.contains_key(h), "membership of a deregistered client");
     }
+    // The indexes say what a walk of the memberships and clients would.
+    let mut joined: BTreeMap<Pattern, BTreeMap<Handle, usize>> = BTreeMap::new();
+    for ((p, _, h), f) in &m.members {
+        if f.join {
+            *joined.entry(*p).or_default().entry(*h).or_default() += 1;
+        }
+    }
+    assert_eq!(m.joined, joined, "join-state index out of date");
+    let ids: BTreeSet<(u32, u32)> = m.clients.values().map(|c| (c.protocol, c.component)).collect();
+    assert_eq!(m.ids, ids, "registration index out of date");
     for o in m.owners.values() {
         for h in [o.routing, o.igmp].into_iter().flatten() {
             assert!(m.clients.contains_key(&h), "interface owned by a deregistered client");

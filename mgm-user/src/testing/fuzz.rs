@@ -92,9 +92,14 @@ pub fn dispatch(data: &[u8]) {
                 };
                 d.handle(now, Input::Upcall { upcall, frame: rest.to_vec() });
             }
-            // Time passes (callback deadlines, expiry, the hold), up to a few minutes.
+            // Time passes (callback deadlines, expiry, the hold): up to a few minutes, or a
+            // century at once.
             6 => {
-                now += Duration::from_millis(u64::from(arg) * u64::from(arg) * 10);
+                let step = match arg {
+                    255 => Duration::from_secs(100 * 365 * 86_400),
+                    _ => Duration::from_millis(u64::from(arg) * u64::from(arg) * 10),
+                };
+                now = now.saturating_add(step);
                 d.handle(now, Input::Tick);
             }
             // The kernel: an interface goes or changes its MTU.
@@ -212,6 +217,14 @@ mod tests {
             Just("null".to_owned()),
             Just("[]".to_owned()),
             Just("-1".to_owned()),
+            // Every numeric parameter at its extremes.
+            Just("0".to_owned()),
+            Just(u64::MAX.to_string()),
+            Just((u64::MAX - 30).to_string()),
+            Just(u32::MAX.to_string()),
+            Just((u64::from(u32::MAX) + 1).to_string()),
+            Just(i64::MIN.to_string()),
+            Just("1e300".to_owned()),
         ];
         let key = prop::sample::select(vec![
             "handle",

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgmd against careless and hostile clients, with the real daemon and sockets: nothing a client
+//! sends, at any value and at any later time, takes mgmd down or costs another client its
+//! service. Needs root.
+
+use std::time::Duration;
+
+use mgm::proto::{self, ErrorCode};
+use mgm_tests::{GROUP, Mgmd, Topology, request_id, udp_frame};
+
+const G: &str = "239.1.1.1";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Every numeric parameter of `answer_prune` at its extremes: refused or saturated, never a
+/// panic, neither at once nor when traffic later refreshes the MFE.
+#[test]
+fn extreme_numbers_are_refused_or_saturated_and_never_crash_mgmd() {
+    let mut t = Topology::new(1).unwrap();
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (rin, r1) = (idx("rin"), idx("r1"));
+    let mut pim = t.ctl().unwrap();
+    let h = pim.protocol_with(103, &[rin, r1], &[r1], G).unwrap();
+    let send = |n| {
+        for _ in 0..n {
+            t.tx.send(&udp_frame(t.sender_mac, mgm_tests::SOURCE, GROUP, 8, b"x")).unwrap();
+        }
+    };
+    send(1);
+    pim.answer_creation(h, WAIT).unwrap();
+    // The last member leaves: the MFE's list is empty, PIM is asked for its timeout.
+    let del = proto::DeleteMembership(mgm_tests::membership(h, G, r1));
+    pim.call(del).unwrap();
+    let (alert, _) = pim.wait_event("prune_alert", WAIT).unwrap();
+    let request = request_id(&alert).unwrap();
+    for timeout_secs in [u64::MAX, u64::MAX - 30, u64::from(u32::MAX) + 1] {
+        let answer = proto::AnswerPrune { handle: h, request, timeout_secs };
+        assert_eq!(pim.call_err(answer).unwrap(), ErrorCode::InvalidParameter, "{timeout_secs}");
+    }
+    let answer = proto::AnswerPrune { handle: h, request, timeout_secs: u64::from(u32::MAX) };
+    pim.call(answer).unwrap();
+    // Traffic refreshes the MFE (the sweep reads its counters within 5 s).
+    for _ in 0..12 {
+        send(5);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mfe = pim.call(proto::GetMfe {
+        source: "10.1.0.1".parse().unwrap(),
+        group: G.parse().unwrap(),
+        max_entries: 1,
+        stats: false,
+    });
+    assert_eq!(mfe.unwrap().mfe.timeout_secs, u64::from(u32::MAX));
+    assert_eq!(pim.call(proto::Hello {}).unwrap().protocol, 2, "mgmd is alive");
+    let log = t.mgmd.as_ref().unwrap().log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A client that sends its requests and then shuts down its sending side (as `nc -N` and
+/// `socat` do) gets every reply before the connection closes.
+#[test]
+fn a_half_closed_client_gets_every_reply() {
+    use std::io::{Read as _, Write as _};
+    let ns = mgm_tests::Netns::new("half").unwrap();
+    let d = Mgmd::start(&ns, &[]).unwrap();
+    for attempt in 0..20 {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut script = String::new();
+        for id in 1..=10 {
+            script.push_str(&format!("{{\"id\":{id},\"method\":\"status\"}}\n"));
+        }
+        s.write_all(script.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let ids: Vec<u64> = out
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, (1..=10).collect::<Vec<_>>(), "attempt {attempt}: {out}");
+    }
+}
+
+/// A second mgmd on another socket but the same pin directory is refused before it touches
+/// anything: it would take over the first one's fast path.
+#[test]
+fn a_second_mgmd_on_the_same_pin_directory_is_refused() {
+    let ns = mgm_tests::Netns::new("pins").unwrap();
+    let d = Mgmd::start(&ns, &[]).unwrap();
+    let other = std::env::temp_dir().join(mgm_tests::unique("other")).join("mgmd.sock");
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name))
+        .arg(mgm_tests::bin("mgmd"))
+        .arg("--socket")
+        .arg(&other)
+        .arg("--pin-dir")
+        .arg(&d.pin_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second mgmd started: {err}");
+    assert!(err.contains("pin directory"), "{err}");
+    assert!(!other.exists(), "it bound no socket");
+    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
+    // And `--cleanup` of a pin directory in use is refused the same way.
+    let out = std::process::Command::new(mgm_tests::bin("mgmd"))
+        .arg("--socket")
+        .arg(&other)
+        .arg("--cleanup")
+        .arg("--pin-dir")
+        .arg(&d.pin_dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(other.parent().unwrap());
+    assert!(!out.status.success());
+    assert!(d.pin_dir.exists(), "pins kept");
+}
