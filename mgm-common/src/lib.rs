@@ -151,7 +151,7 @@ pub struct MfeValue {
     /// Smallest MTU among the outgoing interfaces (0: none known). A longer packet is still
     /// sent, but the kernel drops the copies that do not fit: the program counts them first.
     pub min_mtu: u32,
-    /// [`MFE_F_HOPS`].
+    /// [`MFE_F_HOPS`], [`MFE_F_STATIC`].
     pub flags: u32,
     pub _pad: u32,
 }
@@ -160,6 +160,9 @@ const _: () = assert!(core::mem::size_of::<MfeValue>() == 24);
 /// [`MfeValue::flags`]: the OIL has next hops; XDP hands matching packets to the TC program,
 /// which sends one copy per (interface, next hop) addressed to that neighbour.
 pub const MFE_F_HOPS: u32 = 1;
+/// [`MfeValue::flags`]: installed by configuration or `add_mfe`, not by the MGM core. The
+/// programs ignore it; a restarted mgmd adopts such an entry as a static one.
+pub const MFE_F_STATIC: u32 = 2;
 /// Copies one TC pass can make.
 pub const MAX_HOPS: usize = 32;
 

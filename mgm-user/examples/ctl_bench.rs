@@ -202,7 +202,9 @@ fn main() -> anyhow::Result<()> {
     // Installs and memberships at increasing table sizes.
     let mut t = Topology::new(CLIENTS)?;
     let cap = (levels.last().copied().unwrap_or(0) + 4 * SAMPLE).next_power_of_two();
-    t.start(&["--max-mfes", &cap.to_string(), "--restart-hold-secs", "0"])?;
+    // Static MFEs are measured up to the largest level: they may fill the table here.
+    let (cap_s, statics) = (cap.to_string(), cap.to_string());
+    t.start(&["--max-mfes", &cap_s, "--max-static-mfes", &statics, "--restart-hold-secs", "0"])?;
     let mgmd: &Mgmd = t.mgmd.as_ref().expect("started");
     let socket = mgmd.socket.clone();
     let ifs: Vec<u32> =

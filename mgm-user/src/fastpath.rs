@@ -25,7 +25,7 @@ use std::{
 
 use mgm_common::{
     LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_HOPS, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS,
-    MFE_F_HOPS, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifStats, PortValue,
+    MFE_F_HOPS, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifStats, PortValue,
 };
 
 /// Errors from the map layer and from the mirror's own checks.
@@ -145,6 +145,8 @@ pub struct InstalledMfe {
     pub slot: u32,
     /// Every outgoing interface it ever had: their counters go with the MFE.
     pub counted: BTreeSet<u32>,
+    /// Installed as a static entry (marked in the map, so a restart tells it apart).
+    pub is_static: bool,
 }
 
 impl InstalledMfe {
@@ -181,6 +183,8 @@ pub struct Mirror<F> {
     next_slot: u32,
     leases: HashMap<u32, LeaseState>,
     free_leases: Vec<u32>,
+    /// Killed leases not recycled yet (what `reap_leases` looks at).
+    dead_leases: BTreeSet<u32>,
     next_lease: u32,
     /// Resolved next hops: (ifindex, address) -> MAC.
     neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
@@ -202,6 +206,7 @@ impl<F: FastPath> Mirror<F> {
             next_slot: 0,
             leases: HashMap::new(),
             free_leases: Vec::new(),
+            dead_leases: BTreeSet::new(),
             next_lease: LEASE_STATIC + 1,
             neighbours: HashMap::new(),
             hop_users: BTreeMap::new(),
@@ -242,8 +247,10 @@ impl<F: FastPath> Mirror<F> {
             self.next_slot = self.next_slot.max(v.stats + 1);
             let counted = legs.iter().map(|l| l.ifindex).collect();
             self.count_hops(&legs, true);
-            self.mfes
-                .insert(key, InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats, counted });
+            let is_static = v.flags & MFE_F_STATIC != 0;
+            let m =
+                InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats, counted, is_static };
+            self.mfes.insert(key, m);
             keys.push(key);
         }
         let used_slots: BTreeSet<u32> = self.mfes.values().map(|m| m.slot).collect();
@@ -267,6 +274,8 @@ impl<F: FastPath> Mirror<F> {
         self.free_oil_ids =
             (OIL_EMPTY + 1..self.next_oil_id).filter(|id| !self.oil_ids.contains_key(id)).collect();
         self.leases.remove(&LEASE_STATIC);
+        self.dead_leases =
+            self.leases.iter().filter(|(_, l)| !l.alive).map(|(id, _)| *id).collect();
         let max_lease = self.leases.keys().copied().max().unwrap_or(LEASE_STATIC);
         self.next_lease = max_lease + 1;
         self.free_leases =
@@ -321,11 +330,12 @@ impl<F: FastPath> Mirror<F> {
     }
 
     fn value(&self, m: &InstalledMfe) -> MfeValue {
-        self.mfe_value(m.iif, m.oil, m.slot, &m.legs)
+        self.mfe_value(m.iif, m.oil, m.slot, &m.legs, m.is_static)
     }
 
-    fn mfe_value(&self, iif: u32, oil: u32, slot: u32, legs: &[Leg]) -> MfeValue {
-        let flags = if has_hops(legs) { MFE_F_HOPS } else { 0 };
+    fn mfe_value(&self, iif: u32, oil: u32, slot: u32, legs: &[Leg], is_static: bool) -> MfeValue {
+        let hops = if has_hops(legs) { MFE_F_HOPS } else { 0 };
+        let flags = hops | if is_static { MFE_F_STATIC } else { 0 };
         MfeValue { min_mtu: self.min_mtu(legs), flags, ..MfeValue::new(iif, oil, slot) }
     }
 
@@ -392,7 +402,7 @@ impl<F: FastPath> Mirror<F> {
                 .iter()
                 .map(|l| if (l.ifindex, l.nexthop) == hop { Leg { mac, ..*l } } else { *l })
                 .collect();
-            self.install_legs(k, m.iif, legs)?;
+            self.install_legs(k, m.iif, legs, m.is_static)?;
         }
         Ok(())
     }
@@ -441,21 +451,21 @@ impl<F: FastPath> Mirror<F> {
         };
         self.fp.set_lease(id, false)?;
         l.alive = false;
+        self.dead_leases.insert(id);
         Ok(())
     }
 
     /// Recycles dead leases no OIL names. Call only when no queued install names them either.
     pub fn reap_leases(&mut self) {
-        let dead: Vec<u32> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| !l.alive && l.refs == 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in dead {
-            self.leases.remove(&id);
-            self.free_leases.push(id);
-        }
+        let leases = &mut self.leases;
+        let free = &mut self.free_leases;
+        self.dead_leases.retain(|id| {
+            let unnamed = leases.get(id).is_none_or(|l| l.refs == 0);
+            if unnamed && leases.remove(id).is_some() {
+                free.push(*id);
+            }
+            !unnamed
+        });
     }
 
     /// (alive, released but still named by some OIL) lease counts.
@@ -473,7 +483,7 @@ impl<F: FastPath> Mirror<F> {
     ) -> Result<(), FastPathError> {
         let oifs: Vec<Oif> =
             oifs.iter().map(|&o| Oif::new(o, Ipv4Addr::UNSPECIFIED, vec![LEASE_STATIC])).collect();
-        self.install(key, iif, &oifs)
+        self.install_as(key, iif, &oifs, true)
     }
 
     /// Installs or replaces the MFE for `key`. `oifs` may come in any order; the same
@@ -481,6 +491,16 @@ impl<F: FastPath> Mirror<F> {
     /// packet never goes back out of the interface it came in on). Without next hops the
     /// copies are an XDP broadcast; with one, every copy is made by the TC program.
     pub fn install(&mut self, key: MfeKey, iif: u32, oifs: &[Oif]) -> Result<(), FastPathError> {
+        self.install_as(key, iif, oifs, false)
+    }
+
+    fn install_as(
+        &mut self,
+        key: MfeKey,
+        iif: u32,
+        oifs: &[Oif],
+        is_static: bool,
+    ) -> Result<(), FastPathError> {
         let mut merged: BTreeMap<(u32, Ipv4Addr), BTreeSet<u32>> = BTreeMap::new();
         for o in oifs.iter().filter(|o| o.ifindex != iif) {
             merged.entry((o.ifindex, o.nexthop)).or_default().extend(&o.leases);
@@ -514,12 +534,19 @@ impl<F: FastPath> Mirror<F> {
             };
             legs.push(Leg { ifindex, nexthop: nexthop.octets(), mac, leases: v });
         }
-        self.install_legs(key, iif, legs)
+        self.install_legs(key, iif, legs, is_static)
     }
 
-    fn install_legs(&mut self, key: MfeKey, iif: u32, legs: Vec<Leg>) -> Result<(), FastPathError> {
+    fn install_legs(
+        &mut self,
+        key: MfeKey,
+        iif: u32,
+        legs: Vec<Leg>,
+        is_static: bool,
+    ) -> Result<(), FastPathError> {
         let old = self.mfes.get(&key).cloned();
-        if old.as_ref().is_some_and(|o| o.iif == iif && o.legs == legs) {
+        if old.as_ref().is_some_and(|o| o.iif == iif && o.legs == legs && o.is_static == is_static)
+        {
             return Ok(());
         }
         let slot = match &old {
@@ -539,7 +566,7 @@ impl<F: FastPath> Mirror<F> {
             // A reused slot still holds the previous MFE's counters.
             self.fp.clear_mfe_stats(slot)?;
         }
-        let value = self.mfe_value(iif, oil, slot, &legs);
+        let value = self.mfe_value(iif, oil, slot, &legs, is_static);
         if let Err(e) = self.fp.set_mfe(key, value) {
             self.release_oil(oil)?;
             if old.is_none() {
@@ -556,7 +583,7 @@ impl<F: FastPath> Mirror<F> {
         self.count_hops(&legs, true);
         let mut counted = old.map(|o| o.counted).unwrap_or_default();
         counted.extend(legs.iter().map(|l| l.ifindex));
-        self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot, counted });
+        self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot, counted, is_static });
         Ok(())
     }
 
@@ -681,6 +708,11 @@ mod tests {
         Oif::new(ifindex, Ipv4Addr::UNSPECIFIED, leases)
     }
 
+    /// The map value of a static MFE.
+    fn static_value(iif: u32, oil: u32, slot: u32) -> MfeValue {
+        MfeValue { flags: MFE_F_STATIC, ..MfeValue::new(iif, oil, slot) }
+    }
+
     fn key(s: u8, g: u8) -> MfeKey {
         MfeKey::new([10, 0, 0, s], [239, 1, 1, g])
     }
@@ -701,7 +733,7 @@ mod tests {
         let log = &m.fast_path().log;
         assert_eq!(log[0], Write::SetOil(1, vec![2, 3]));
         assert_eq!(log[1], Write::ClearStats(0));
-        assert_eq!(log[2], Write::SetMfe(key(1, 1), MfeValue::new(1, 1, 0)));
+        assert_eq!(log[2], Write::SetMfe(key(1, 1), static_value(1, 1, 0)));
     }
 
     #[test]
@@ -740,7 +772,7 @@ mod tests {
             log,
             vec![
                 Write::SetOil(2, vec![2, 3]),
-                Write::SetMfe(key(1, 1), MfeValue::new(1, 2, 0)),
+                Write::SetMfe(key(1, 1), static_value(1, 2, 0)),
                 Write::RemoveOil(1),
             ]
         );
@@ -894,6 +926,8 @@ mod tests {
         m.install(key(2, 1), 1, &[o(2, vec![a]), o(3, vec![b])]).unwrap();
         m.install(key(3, 1), 1, &[o(3, vec![b])]).unwrap();
         m.install_static(key(4, 1), 1, &[2]).unwrap();
+        // A static negative entry: nothing but its mark tells it from an MGM one.
+        m.install_static(key(6, 1), 1, &[]).unwrap();
         m.kill_lease(b).unwrap();
         // A list nobody references any more (a crash before it was emptied).
         m.fast_path_mut().oils.insert(40, vec![Leg::new(2, LegValue::default())]);
@@ -905,7 +939,10 @@ mod tests {
         fresh.fast_path_mut().mfes = m.fast_path().mfes.clone();
         fresh.fast_path_mut().leases = m.fast_path().leases.clone();
         let keys = fresh.adopt(state).unwrap();
-        assert_eq!(keys.len(), 4);
+        assert_eq!(keys.len(), 5);
+        let statics: Vec<MfeKey> =
+            fresh.mfes().filter(|(_, m)| m.is_static).map(|(k, _)| *k).collect();
+        assert_eq!(statics, vec![key(4, 1), key(6, 1)], "statics are told apart");
         assert_eq!(fresh.fast_path().log, vec![Write::RemoveOil(40)], "only the orphan list goes");
         assert_eq!(fresh.oil_count(), 3);
         assert_eq!(fresh.lease_counts(), (1, 1), "a alive, b released but named");
@@ -919,7 +956,7 @@ mod tests {
         assert!(c != a && c != b);
         fresh.install(key(5, 1), 1, &[o(3, vec![c])]).unwrap();
         assert_ne!(fresh.get(&key(5, 1)).unwrap().slot, fresh.get(&key(1, 1)).unwrap().slot);
-        for k in [1, 2, 3, 4, 5] {
+        for k in [1, 2, 3, 4, 5, 6] {
             assert!(fresh.remove(&key(k, 1)).unwrap());
         }
         assert!(fresh.fast_path().oils.is_empty() && fresh.fast_path().mfes.is_empty());

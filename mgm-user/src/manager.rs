@@ -282,6 +282,8 @@ pub enum Effect {
     Remove { sg: Sg },
     /// Deliver a callback.
     Notify { to: Handle, event: Event },
+    /// `owner` took (`owns`) or gave up `iface`: the fast path opens or kills its lease.
+    Owner { iface: Iface, owner: Handle, owns: bool },
 }
 
 /// Tunables.
@@ -424,8 +426,6 @@ pub struct Manager {
     settings: Settings,
     clients: BTreeMap<Handle, Client>,
     owners: BTreeMap<Iface, Owners>,
-    /// Bumped whenever `owners` changes, so callers can tell without comparing.
-    ownership_epoch: u64,
     members: BTreeMap<MemberKey, Flags>,
     /// Index: (interface, client) → the patterns it has there.
     members_by_iface: BTreeMap<(Iface, Handle), BTreeSet<Pattern>>,
@@ -434,6 +434,10 @@ pub struct Manager {
     joined: BTreeMap<Pattern, BTreeMap<Handle, usize>>,
     /// Index: the (protocol id, component id) pairs registered.
     ids: BTreeSet<(u32, u32)>,
+    /// Index: the interfaces each client owns.
+    owned: BTreeMap<Handle, BTreeSet<Iface>>,
+    /// Index: how many membership entries each client has.
+    member_counts: BTreeMap<Handle, usize>,
     mfes: BTreeMap<Sg, Mfe>,
     creating: BTreeMap<Sg, Creating>,
     requests: BTreeMap<RequestId, (Handle, Awaiting, Duration)>,
@@ -529,7 +533,7 @@ impl Manager {
     /// DeRegisterMProtocol: refused (CAN_NOT_COMPLETE) while the client owns interfaces.
     pub fn deregister(&mut self, h: Handle, now: Duration) -> MgmResult<()> {
         self.client(h)?;
-        if self.owners.values().any(|o| o.routing == Some(h) || o.igmp == Some(h)) {
+        if self.owned_count(h) > 0 {
             return Err(MgmError::CanNotComplete);
         }
         if let Some(c) = self.clients.remove(&h) {
@@ -550,12 +554,7 @@ impl Manager {
         if !self.clients.contains_key(&h) {
             return;
         }
-        let owned: Vec<Iface> = self
-            .owners
-            .iter()
-            .filter(|(_, o)| o.routing == Some(h) || o.igmp == Some(h))
-            .map(|(i, _)| *i)
-            .collect();
+        let owned: Vec<Iface> = self.owned.get(&h).into_iter().flatten().copied().collect();
         for iface in owned {
             let _ = self.release_interface(h, iface, now);
         }
@@ -575,7 +574,8 @@ impl Manager {
                 None => {}
             }
             self.owners.entry(iface).or_default().igmp = Some(h);
-            self.ownership_epoch += 1;
+            self.owned.entry(h).or_default().insert(iface);
+            self.effects.push(Effect::Owner { iface, owner: h, owns: true });
             return Ok(());
         }
         match o.routing {
@@ -588,7 +588,8 @@ impl Manager {
             self.notify(i, Event::DisableIgmp { iface });
         }
         self.owners.entry(iface).or_default().routing = Some(h);
-        self.ownership_epoch += 1;
+        self.owned.entry(h).or_default().insert(iface);
+        self.effects.push(Effect::Owner { iface, owner: h, owns: true });
         if let Some(i) = o.igmp {
             // The new owner learns the receivers IGMP already has there (IGMP's re-adds of
             // memberships it holds change nothing, so they would not tell it).
@@ -613,9 +614,24 @@ impl Manager {
         self.settings.answer_timeout
     }
 
-    /// Changes whenever an interface is taken or released: a cheap "did ownership change?".
-    pub fn ownership_epoch(&self) -> u64 {
-        self.ownership_epoch
+    /// How many interfaces `h` owns.
+    pub fn owned_count(&self, h: Handle) -> usize {
+        self.owned.get(&h).map_or(0, BTreeSet::len)
+    }
+
+    /// How many membership entries `h` has.
+    pub fn membership_count(&self, h: Handle) -> usize {
+        self.member_counts.get(&h).copied().unwrap_or(0)
+    }
+
+    /// Whether `h` has a membership entry (`pattern` on `iface`).
+    pub fn has_membership(&self, h: Handle, pattern: Pattern, iface: Iface) -> bool {
+        self.members.contains_key(&(pattern, iface, h))
+    }
+
+    /// How many group enumerations `h` has open.
+    pub fn enum_count(&self, h: Handle) -> usize {
+        self.enums.values().filter(|e| e.owner == h).count()
     }
 
     /// Whether `h` owns `iface` (as its routing protocol or as IGMP).
@@ -656,7 +672,7 @@ impl Manager {
                 self.abandon_creation(sg);
             }
         }
-        self.ownership_epoch += 1;
+        self.effects.push(Effect::Owner { iface, owner: h, owns: false });
         let entry = self.owners.get_mut(&iface).expect("checked above");
         if igmp {
             entry.igmp = None;
@@ -665,6 +681,12 @@ impl Manager {
         }
         if *entry == Owners::default() {
             self.owners.remove(&iface);
+        }
+        if let Some(set) = self.owned.get_mut(&h) {
+            set.remove(&iface);
+            if set.is_empty() {
+                self.owned.remove(&h);
+            }
         }
         if let Some(i) = co_igmp {
             self.notify(i, Event::EnableIgmp { iface });
@@ -770,7 +792,9 @@ impl Manager {
                 self.notify(r, Event::LocalJoin { entry: pattern.entry(), iface });
             }
         }
-        self.members.insert(key, new);
+        if self.members.insert(key, new).is_none() {
+            *self.member_counts.entry(h).or_default() += 1;
+        }
         self.members_by_iface.entry((iface, h)).or_default().insert(pattern);
         if new.forward && !old.forward {
             let sgs: Vec<Sg> = self.mfes_matching(pattern);
@@ -819,6 +843,12 @@ impl Manager {
         };
         if new == Flags::default() {
             self.members.remove(&key);
+            if let Some(n) = self.member_counts.get_mut(&h) {
+                *n -= 1;
+                if *n == 0 {
+                    self.member_counts.remove(&h);
+                }
+            }
             if let Some(set) = self.members_by_iface.get_mut(&(iface, h)) {
                 set.remove(&pattern);
                 if set.is_empty() {

@@ -116,3 +116,87 @@ fn a_second_mgmd_on_the_same_pin_directory_is_refused() {
     assert!(!out.status.success());
     assert!(d.pin_dir.exists(), "pins kept");
 }
+
+/// One client taking next hops without end runs into its interface limit (not_enough_memory,
+/// Win32 8), long before the fast path's lease table is full; another client still takes,
+/// joins and gets its traffic.
+#[test]
+fn one_client_cannot_take_every_lease_from_the_others() {
+    let mut t = Topology::new(2).unwrap();
+    t.mgmd =
+        Some(Mgmd::start(&t.router, &["--max-interfaces-per-conn".into(), "500".into()]).unwrap());
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
+    let mut greedy = t.ctl().unwrap();
+    let a = greedy.register(200).unwrap();
+    let takes = (0..600u32).map(|i| proto::TakeInterface {
+        handle: a,
+        ifindex: r1,
+        nexthop: std::net::Ipv4Addr::from(0x0a09_0000 + i),
+    });
+    let results = greedy.pipeline(takes).unwrap();
+    let refused: Vec<&proto::WireError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 500);
+    assert_eq!(refused.len(), 100);
+    assert!(refused.iter().all(|e| e.code == ErrorCode::NotEnoughMemory && e.win32 == Some(8)));
+    assert_eq!(greedy.status().unwrap().leases_alive, 500, "nothing for the refused ones");
+
+    let mut pim = t.ctl().unwrap();
+    let h = pim.protocol_with(103, &[rin, r2], &[r2], G).unwrap();
+    let caps = t.captures().unwrap();
+    let tag = mgm_tests::magic("fair");
+    t.tx.send(&t.frame(8, &tag)).unwrap();
+    pim.answer_creation(h, WAIT).unwrap();
+    for _ in 0..20 {
+        t.tx.send(&t.frame(8, &tag)).unwrap();
+    }
+    pim.wait_counters(&["forwarded"], 20).unwrap();
+    let got =
+        mgm_tests::with_magic(&caps[1].drain(Duration::from_millis(300)).unwrap(), &tag).len();
+    assert!(got >= 20, "r2 got {got} of 20");
+}
+
+/// Static MFEs may fill only their share of the MFE table (half by default): a client adding
+/// them without end is refused with not_enough_memory, and traffic-created entries still get
+/// in.
+#[test]
+fn static_mfes_cannot_fill_the_table_traffic_needs() {
+    let mut t = Topology::new(1).unwrap();
+    t.mgmd = Some(
+        Mgmd::start(
+            &t.router,
+            &[
+                "--iface".into(),
+                "rin".into(),
+                "--iface".into(),
+                "r1".into(),
+                "--max-mfes".into(),
+                "1024".into(),
+            ],
+        )
+        .unwrap(),
+    );
+    let mut filler = t.ctl().unwrap();
+    let statics = (0..600u32).map(|i| mgm::config::StaticMfe {
+        source: std::net::Ipv4Addr::from(0x0a08_0000 + i),
+        group: "239.8.8.8".parse().unwrap(),
+        iif: "rin".into(),
+        oifs: vec!["r1".into()],
+    });
+    let results = filler.pipeline(statics).unwrap();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 512, "half of 1,024");
+    let e = results.last().unwrap().as_ref().unwrap_err();
+    assert_eq!((e.code, e.win32), (ErrorCode::NotEnoughMemory, Some(8)));
+
+    let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
+    let mut pim = t.ctl().unwrap();
+    let h = pim.protocol_with(103, &[rin, r1], &[r1], G).unwrap();
+    t.tx.send(&t.frame(8, b"traffic")).unwrap();
+    pim.answer_creation(h, WAIT).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while pim.status().unwrap().installed < 513 {
+        assert!(std::time::Instant::now() < deadline, "the traffic-created MFE never got in");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pim.status().unwrap().write_failures, 0);
+}

@@ -77,7 +77,8 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
     let mut t = Topology::new(2).unwrap();
     t.add_addresses().unwrap();
     let cap = (mfes + 1024).next_power_of_two().to_string();
-    t.start(&["--max-mfes", &cap]).unwrap();
+    // The statics are the point here: they may fill the table but for the room the flow needs.
+    t.start(&["--max-mfes", &cap, "--max-static-mfes", &mfes.to_string()]).unwrap();
     let socket = t.mgmd.as_ref().unwrap().socket.clone();
     let pid = t.mgmd.as_ref().unwrap().pid();
     let idx = |n: &str| t.router.ifindex(n).unwrap();

@@ -114,3 +114,47 @@ fn a_restart_with_other_capacities_starts_from_nothing() {
     let s = t.ctl().unwrap().status().unwrap();
     assert_eq!((s.held, s.installed), (0, 1), "{s:?}");
 }
+
+/// Static MFEs added at run time survive a crash as static entries: not held for a client,
+/// not turned into MGM entries (no callbacks to the owner of their incoming interface), still
+/// forwarding, and removable with `del_mfe`.
+#[test]
+fn run_time_statics_are_adopted_as_statics_after_a_crash() {
+    use mgm::{config::StaticMfe, proto};
+    let mut t = Topology::new(1).unwrap();
+    t.start(&["--restart-hold-secs", "1"]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let statics: Vec<StaticMfe> = (0..20u8)
+        .map(|i| StaticMfe {
+            source: [10, 7, 0, i].into(),
+            group: "239.7.7.7".parse().unwrap(),
+            iif: "rin".into(),
+            // Half of them negative entries (no outgoing interface).
+            oifs: if i % 2 == 0 { vec!["r1".into()] } else { vec![] },
+        })
+        .collect();
+    for s in &statics {
+        ctl.call(s.clone()).unwrap();
+    }
+    drop(ctl);
+    let mgmd = t.mgmd.as_mut().unwrap();
+    mgmd.kill().unwrap();
+    mgmd.restart().unwrap();
+
+    // A routing protocol owns the statics' incoming interface: it would be asked about them
+    // if they had been taken for MGM entries.
+    let mut pim = t.ctl().unwrap();
+    let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
+    pim.protocol_with(103, &[rin, r1], &[], "239.1.1.1").unwrap();
+    let s = pim.status().unwrap();
+    assert_eq!((s.held, s.installed), (0, 20), "{s:?}");
+    // Past the hold and the creation grace period: no callback about them, all still there.
+    assert!(pim.wait_event("rpf", Duration::from_secs(7)).is_err(), "an rpf for a static");
+    let show = pim.show().unwrap();
+    assert_eq!(show.mfes.len(), 20);
+    assert!(show.mfes.iter().all(|m| m.origin == "static"), "{:?}", show.mfes);
+    for s in &statics {
+        pim.call(proto::DelMfe { source: s.source, group: s.group }).unwrap();
+    }
+    assert_eq!(pim.status().unwrap().installed, 0);
+}

@@ -9,7 +9,10 @@ use aya::programs::XdpMode;
 use clap::{Parser, ValueEnum};
 use mgm::{
     config::{Config, StaticMfe},
-    daemon::run::{Options, mgmd},
+    daemon::{
+        Limits,
+        run::{Options, mgmd},
+    },
     dataplane::LoadOptions,
     proto::DEFAULT_SOCKET,
     server,
@@ -70,6 +73,22 @@ struct Args {
     /// kept as they were while clients reconnect and re-create their state.
     #[arg(long, default_value_t = 60)]
     restart_hold_secs: u64,
+    /// Clients (handles) one connection may register.
+    #[arg(long, default_value_t = Limits::default().handles_per_conn)]
+    max_handles_per_conn: usize,
+    /// Interfaces (ifindex, next hop) one connection's clients may own.
+    #[arg(long, default_value_t = Limits::default().interfaces_per_conn)]
+    max_interfaces_per_conn: usize,
+    /// Membership entries one connection's clients may hold.
+    #[arg(long, default_value_t = Limits::default().memberships_per_conn)]
+    max_memberships_per_conn: usize,
+    /// Group enumerations one connection's clients may have open.
+    #[arg(long, default_value_t = Limits::default().enums_per_conn)]
+    max_enums_per_conn: usize,
+    /// Static MFEs in all (configuration and add_mfe); default: half of --max-mfes, so that
+    /// statics never take the room of the entries traffic creates.
+    #[arg(long)]
+    max_static_mfes: Option<usize>,
     /// Remove everything pinned in --pin-dir (detaching XDP from every interface) and exit.
     /// Refused while an mgmd runs on --socket.
     #[arg(long)]
@@ -141,5 +160,12 @@ fn options(args: Args) -> anyhow::Result<Options> {
             pin_dir: (!args.no_pin).then_some(args.pin_dir),
         },
         restart_hold: Duration::from_secs(args.restart_hold_secs),
+        limits: Limits {
+            handles_per_conn: args.max_handles_per_conn,
+            interfaces_per_conn: args.max_interfaces_per_conn,
+            memberships_per_conn: args.max_memberships_per_conn,
+            enums_per_conn: args.max_enums_per_conn,
+            static_mfes: args.max_static_mfes.unwrap_or(args.max_mfes as usize / 2),
+        },
     })
 }

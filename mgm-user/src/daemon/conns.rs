@@ -59,6 +59,11 @@ impl Connections {
         }
     }
 
+    /// The handles `conn` registered.
+    pub fn handles(&self, conn: ConnId) -> impl Iterator<Item = Handle> + '_ {
+        self.conns.get(&conn).into_iter().flat_map(|c| c.handles.iter().copied())
+    }
+
     /// `h` now belongs to `conn`.
     pub fn bind(&mut self, conn: ConnId, h: Handle) {
         if let Some(c) = self.conns.get_mut(&conn) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mgm_common::{MfeKey, counter};
 use tracing::info;
 
-use super::{Daemon, reply_line, writer::key};
+use super::{Daemon, over_limit, reply_line, writer::key};
 use crate::{
     dataplane::Dataplane,
     kernel::fmt_mac,
@@ -77,7 +77,7 @@ impl<D: Dataplane> Daemon<D> {
 
     fn del_mfe(&mut self, m: proto::DelMfe) -> Reply<proto::DelMfe> {
         let k = MfeKey::new(m.source.octets(), m.group.octets());
-        if !self.writer.remove_static(&k)? {
+        if !self.writer.remove_static(&k, &self.manager)? {
             let what = format!("no static MFE ({}, {})", m.source, m.group);
             return Err(WireError::new(ErrorCode::NotFound, what));
         }
@@ -86,6 +86,14 @@ impl<D: Dataplane> Daemon<D> {
     }
 
     fn register(&mut self, conn: ConnId, m: proto::Register) -> Reply<proto::Register> {
+        let limit = self.limits.handles_per_conn;
+        if self.conns.handles(conn).count() >= limit {
+            return Err(over_limit(
+                "registrations per connection",
+                limit,
+                "--max-handles-per-conn",
+            ));
+        }
         let h = self.manager.register(m.protocol, m.component)?;
         self.conns.bind(conn, h);
         info!(
@@ -116,7 +124,23 @@ impl<D: Dataplane> Daemon<D> {
             return Err(MgmError::InvalidParameter.into());
         }
         self.ensure_managed(m.ifindex)?;
-        self.manager.take_interface(h, Iface::new(m.ifindex, m.nexthop))?;
+        let iface = Iface::new(m.ifindex, m.nexthop);
+        let owned = self.manager.owns(h, iface);
+        if !owned {
+            let limit = self.limits.interfaces_per_conn;
+            let held: usize = self.conns.handles(conn).map(|x| self.manager.owned_count(x)).sum();
+            if held >= limit {
+                let flag = "--max-interfaces-per-conn";
+                return Err(over_limit("interfaces per connection", limit, flag));
+            }
+            self.writer.reserve_lease(iface, h)?;
+        }
+        if let Err(e) = self.manager.take_interface(h, iface) {
+            if !owned {
+                self.writer.end_lease(iface, h);
+            }
+            return Err(e.into());
+        }
         Ok(Done {})
     }
 
@@ -154,7 +178,17 @@ impl<D: Dataplane> Daemon<D> {
     ) -> Reply<proto::AddMembership> {
         let a = m.0;
         let h = self.conns.own(conn, a.handle)?;
-        self.manager.add_membership(h, a.pattern()?, a.iface(), a.flags, now)?;
+        let pattern = a.pattern()?;
+        if !self.manager.has_membership(h, pattern, a.iface()) {
+            let limit = self.limits.memberships_per_conn;
+            let held: usize =
+                self.conns.handles(conn).map(|x| self.manager.membership_count(x)).sum();
+            if held >= limit {
+                let flag = "--max-memberships-per-conn";
+                return Err(over_limit("memberships per connection", limit, flag));
+            }
+        }
+        self.manager.add_membership(h, pattern, a.iface(), a.flags, now)?;
         Ok(Done {})
     }
 
@@ -207,6 +241,11 @@ impl<D: Dataplane> Daemon<D> {
         m: proto::GroupEnumStart,
     ) -> Reply<proto::GroupEnumStart> {
         let h = self.conns.own(conn, m.handle)?;
+        let limit = self.limits.enums_per_conn;
+        if self.conns.handles(conn).map(|x| self.manager.enum_count(x)).sum::<usize>() >= limit {
+            let flag = "--max-enums-per-conn";
+            return Err(over_limit("open group enumerations per connection", limit, flag));
+        }
         Ok(EnumStarted { enum_handle: self.manager.enum_start(h, m.enum_type)? })
     }
 

@@ -70,6 +70,43 @@ pub enum Input {
     Tick,
 }
 
+/// What one connection may hold, and how many static MFEs there may be: a careless or hostile
+/// client runs into these before it can fill a table the others need. The defaults are far
+/// above what a routing daemon uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Registered clients (handles) per connection.
+    pub handles_per_conn: usize,
+    /// Interfaces (ifindex, next hop) owned per connection: each holds a lease in the fast
+    /// path, whose table has 65,536.
+    pub interfaces_per_conn: usize,
+    /// Membership entries per connection.
+    pub memberships_per_conn: usize,
+    /// Open group enumerations per connection.
+    pub enums_per_conn: usize,
+    /// Static MFEs in all (they share the MFE table with the ones traffic creates).
+    pub static_mfes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handles_per_conn: 64,
+            interfaces_per_conn: 4_096,
+            memberships_per_conn: 1 << 20,
+            enums_per_conn: 16,
+            static_mfes: mgm_common::DEFAULT_MAX_MFES as usize / 2,
+        }
+    }
+}
+
+/// The error of a call over a limit: NOT_ENOUGH_MEMORY, as MGM answers when resources run out.
+fn over_limit(what: &str, limit: usize, flag: &str) -> WireError {
+    let mut e = WireError::from(crate::manager::MgmError::NotEnoughMemory);
+    e.message = format!("limit reached: {limit} {what} (mgmd {flag})");
+    e
+}
+
 /// Timer period of [`run`]: callback deadlines and MFE expiry are checked at this granularity.
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often failed fast-path writes are retried.
@@ -87,6 +124,7 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     solicit: Vec<Ipv4Addr>,
     /// Asks the kernel for a link a request names before its notification was read.
     lookup: fn(u32) -> Option<NetDev>,
+    limits: Limits,
     last_retry: Duration,
 }
 
@@ -102,8 +140,13 @@ impl<D: Dataplane> Daemon<D> {
             sweep: Sweep::default(),
             solicit: Vec::new(),
             lookup: |_| None,
+            limits: Limits::default(),
             last_retry: Duration::ZERO,
         }
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// How to ask the kernel for one link directly (see [`crate::kernel::link`]); without it
@@ -216,12 +259,17 @@ impl<D: Dataplane> Daemon<D> {
                 }
             }
         }
+        // Static entries stay static; the others wait for their clients.
+        self.writer.adopt_statics();
         let m = self.writer.mirror();
-        let held: BTreeSet<MfeKey> = keys.into_iter().filter(|k| m.get(k).is_some()).collect();
+        let held: BTreeSet<MfeKey> =
+            keys.into_iter().filter(|k| m.get(k).is_some_and(|x| !x.is_static)).collect();
         self.hold.start(held, m, now.saturating_add(hold));
         let (mfes, leases) = self.hold.sizes();
+        let statics = self.writer.mirror().mfes().filter(|(_, x)| x.is_static).count();
         info!(
             mfes,
+            statics,
             leases,
             hold_secs = hold.as_secs(),
             "took over the pinned fast path; forwarding continues"
@@ -243,6 +291,10 @@ impl<D: Dataplane> Daemon<D> {
         let iif = by_name(&spec.iif)?;
         let oifs = spec.oifs.iter().map(|n| by_name(n)).collect::<Result<Vec<_>, _>>()?;
         let key = MfeKey::new(spec.source.octets(), spec.group.octets());
+        let limit = self.limits.static_mfes;
+        if !self.writer.is_static(&key) && self.writer.static_count() >= limit {
+            return Err(over_limit("static MFEs", limit, "--max-static-mfes"));
+        }
         self.writer.add_static(key, iif, &oifs)?;
         self.hold.forget(&key);
         info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
@@ -253,7 +305,7 @@ impl<D: Dataplane> Daemon<D> {
     /// callbacks are returned for delivery after the reply.
     fn apply_effects(&mut self, now: Duration) -> Vec<Effect> {
         let effects = self.manager.take_effects();
-        let (killed, applied) = self.writer.queue(&self.manager, &effects);
+        let (killed, applied) = self.writer.queue(&effects);
         for ifindex in killed {
             self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
         }
@@ -420,7 +472,7 @@ impl<D: Dataplane> Daemon<D> {
             let (s, g) = (Ipv4Addr::from(k.source), Ipv4Addr::from(k.group));
             warn!(source = %s, group = %g, "static or held mfe used a removed interface; removed");
             self.hold.forget(&k);
-            let _ = self.writer.remove_static(&k);
+            let _ = self.writer.remove_static(&k, &self.manager);
             let _ = self.writer.mirror_mut().remove(&k);
         }
         let m = self.writer.mirror_mut();
@@ -509,9 +561,13 @@ impl<D: Dataplane> Daemon<D> {
 impl From<FastPathError> for WireError {
     fn from(e: FastPathError) -> Self {
         let code = match e {
-            FastPathError::Full { .. }
-            | FastPathError::OilTooLong(_)
-            | FastPathError::TooManyLeases(_) => ErrorCode::Full,
+            // A table at capacity: the call that needed the slot fails and changes nothing.
+            FastPathError::Full { .. } => {
+                let mut w = WireError::from(crate::manager::MgmError::NotEnoughMemory);
+                w.message = e.to_string();
+                return w;
+            }
+            FastPathError::OilTooLong(_) | FastPathError::TooManyLeases(_) => ErrorCode::Full,
             FastPathError::UnknownPort(_) | FastPathError::PortInUse(..) => {
                 ErrorCode::NoSuchInterface
             }

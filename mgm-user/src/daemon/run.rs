@@ -14,7 +14,7 @@ use tokio::{
 };
 use tracing::{error, info, warn};
 
-use super::{Daemon, Input, TICK};
+use super::{Daemon, Input, Limits, TICK};
 use crate::{
     config::StaticMfe,
     dataplane::{BpfFastPath, Dataplane, LoadOptions, ProgramLogger, parse_upcall},
@@ -74,6 +74,7 @@ pub struct Options {
     pub load: LoadOptions,
     /// How long adopted MFEs are held after a restart.
     pub restart_hold: Duration,
+    pub limits: Limits,
 }
 
 /// mgmd: takes the socket's lock, loads (or takes over) the fast path, follows the kernel,
@@ -100,6 +101,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut daemon = Daemon::new(fp, Settings::default());
     daemon.set_link_lookup(|i| kernel::link(i).ok().flatten());
+    daemon.set_limits(opts.limits);
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));
     if let Some(a) = adopted {
         daemon

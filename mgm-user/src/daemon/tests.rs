@@ -250,6 +250,124 @@ fn static_mfes_are_not_overridden_by_mgm_entries() {
     assert_eq!((show.protocols.len(), show.memberships.len()), (1, 1));
 }
 
+/// A static MFE put over an (S,G) the core has, then removed: the core's entry is back in the
+/// fast path at once (not blackholed until it expires).
+#[test]
+fn removing_a_static_mfe_restores_what_the_core_holds() {
+    let mut h = Harness::new();
+    h.connect(1);
+    h.pim_with_mfe(&[2]);
+    let static_mfe = StaticMfe {
+        source: "10.0.0.1".parse().unwrap(),
+        group: G.parse().unwrap(),
+        iif: "in".into(),
+        oifs: vec!["b".into()],
+    };
+    h.ok(1, static_mfe);
+    assert!(h.fp().forwards(&KEY, 3) && !h.fp().forwards(&KEY, 2), "the static one wins");
+    h.ok(1, proto::DelMfe { source: "10.0.0.1".parse().unwrap(), group: G.parse().unwrap() });
+    assert!(h.fp().forwards(&KEY, 2) && !h.fp().forwards(&KEY, 3), "the core's is back");
+    let del = proto::DelMfe { source: "10.0.0.1".parse().unwrap(), group: G.parse().unwrap() };
+    assert_eq!(h.err(1, del), ErrorCode::NotFound, "no static left");
+    assert!(h.fp().forwards(&KEY, 2), "and the core's entry is not a static one");
+}
+
+/// Every per-connection limit answers NOT_ENOUGH_MEMORY (Win32 8) and changes nothing; what
+/// one connection holds does not count against another; freeing makes room again.
+#[test]
+fn limits_refuse_with_not_enough_memory_and_change_nothing() {
+    let mut h = Harness::new();
+    h.d.set_limits(Limits {
+        handles_per_conn: 2,
+        interfaces_per_conn: 2,
+        memberships_per_conn: 2,
+        enums_per_conn: 1,
+        static_mfes: 1,
+    });
+    h.connect(1);
+    h.connect(2);
+    let a = h.register(1, 103);
+    h.register(1, 104);
+    let (e, _) = h.call(1, proto::Register { protocol: 105, component: 1 });
+    let e = e.unwrap_err();
+    assert_eq!((e.code, e.win32), (ErrorCode::NotEnoughMemory, Some(8)), "{e:?}");
+    assert_eq!(h.d.manager.clients().len(), 2);
+    h.register(2, 105); // another connection's quota
+
+    h.take(1, a, 1);
+    h.take(1, a, 2);
+    h.take(1, a, 2); // owned already: no new interface
+    let take = proto::TakeInterface { handle: a, ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    assert_eq!(h.err(1, take.clone()), ErrorCode::NotEnoughMemory);
+    assert_eq!(h.d.manager.owned_count(a), 2);
+    assert_eq!(h.d.status().leases_alive, 2, "no lease for the refused take");
+
+    h.join(1, a, 1);
+    h.join(1, a, 2);
+    h.join(1, a, 2); // exists already: allowed
+    let third = MembershipArgs { group: "239.9.9.9".parse().unwrap(), ..membership(a, 1) };
+    assert_eq!(h.err(1, proto::AddMembership(third.clone())), ErrorCode::NotEnoughMemory);
+    assert_eq!(h.d.manager.membership_count(a), 2);
+
+    h.ok(1, proto::GroupEnumStart { handle: a, enum_type: crate::manager::EnumType::AnySource });
+    let again = proto::GroupEnumStart { handle: a, enum_type: crate::manager::EnumType::AnySource };
+    assert_eq!(h.err(1, again), ErrorCode::NotEnoughMemory);
+
+    let spec = |g: &str| StaticMfe {
+        source: "10.0.0.9".parse().unwrap(),
+        group: g.parse().unwrap(),
+        iif: "in".into(),
+        oifs: vec!["a".into()],
+    };
+    h.ok(2, spec("239.5.5.1"));
+    h.ok(2, spec("239.5.5.1")); // replacing an existing static: allowed
+    assert_eq!(h.err(2, spec("239.5.5.2")), ErrorCode::NotEnoughMemory);
+
+    // Room again once something is given back.
+    h.ok(1, proto::DeleteMembership(membership(a, 2)));
+    h.ok(1, proto::AddMembership(third));
+    h.ok(1, proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED });
+    h.ok(1, take);
+}
+
+/// A full lease table (65,535 owners of interfaces in all) refuses the next take with
+/// NOT_ENOUGH_MEMORY, instead of answering success for an owner whose copies never flow.
+#[test]
+fn a_full_lease_table_refuses_the_take_that_needs_a_lease() {
+    let mut h = Harness::new();
+    let per = Limits::default().interfaces_per_conn as u32;
+    let conns = (mgm_common::MAX_LEASES - 1).div_ceil(per) as u64;
+    let mut taken = 0u32;
+    for conn in 1..=conns {
+        h.connect(conn);
+        let c = h.register(conn, 1000 + conn as u32);
+        for i in 0..per {
+            if taken == mgm_common::MAX_LEASES - 1 {
+                break;
+            }
+            let nexthop = Ipv4Addr::from(0x0a00_0000 + taken);
+            let line = Ok(RequestFrame {
+                id: 1,
+                request: proto::TakeInterface { handle: c, ifindex: 2, nexthop }.into(),
+            });
+            h.input(Input::Line { conn, line });
+            let reply = h.lines(conn).pop().unwrap();
+            assert!(reply.contains("result"), "take {i} on {conn}: {reply}");
+            taken += 1;
+        }
+    }
+    assert_eq!(h.d.status().leases_alive as u32, mgm_common::MAX_LEASES - 1);
+    h.connect(99);
+    let late = h.register(99, 99);
+    let take = proto::TakeInterface { handle: late, ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    assert_eq!(h.err(99, take.clone()), ErrorCode::NotEnoughMemory);
+    assert_eq!(h.d.manager.owned_count(late), 0, "nothing changed");
+    // A connection leaves: its leases are free again once no list names them.
+    h.input(Input::Disconnected { conn: 1 });
+    h.d.background(h.now);
+    h.ok(99, take);
+}
+
 #[test]
 fn mgm_errors_reach_the_wire_with_their_codes() {
     let mut h = Harness::new();

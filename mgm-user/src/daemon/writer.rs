@@ -60,8 +60,8 @@ pub struct Writer<D> {
     backlog: Option<(Instant, usize)>,
     /// The fast path's lease for each (interface, owner).
     leases: BTreeMap<(Iface, Handle), u32>,
-    /// The core's ownership epoch `leases` was last brought in line with.
-    leases_synced: Option<u64>,
+    /// Owners whose lease could not be opened yet (the table was full).
+    unleased: BTreeSet<(Iface, Handle)>,
     /// MFEs whose last write failed (table full, kernel error): rewritten from the core's
     /// state every second until it takes.
     retry: BTreeSet<MfeKey>,
@@ -77,7 +77,7 @@ impl<D: Dataplane> Writer<D> {
             pending: VecDeque::new(),
             backlog: None,
             leases: BTreeMap::new(),
-            leases_synced: None,
+            unleased: BTreeSet::new(),
             retry: BTreeSet::new(),
             write_failures: 0,
             statics: BTreeSet::new(),
@@ -92,6 +92,16 @@ impl<D: Dataplane> Writer<D> {
         &mut self.mirror
     }
 
+    /// After a restart: the adopted entries marked static are static again.
+    pub fn adopt_statics(&mut self) {
+        let keys = self.mirror.mfes().filter(|(_, m)| m.is_static).map(|(k, _)| *k);
+        self.statics.extend(keys.collect::<Vec<_>>());
+    }
+
+    pub fn static_count(&self) -> usize {
+        self.statics.len()
+    }
+
     pub fn is_static(&self, key: &MfeKey) -> bool {
         self.statics.contains(key)
     }
@@ -102,20 +112,33 @@ impl<D: Dataplane> Writer<D> {
         Ok(())
     }
 
-    /// Removes a static MFE; false if there was none.
-    pub fn remove_static(&mut self, key: &MfeKey) -> Result<bool, FastPathError> {
-        Ok(self.statics.remove(key) && self.mirror.remove(key)?)
+    /// Removes a static MFE; false if there was none. What the core holds for that (S,G), if
+    /// anything, takes its place (queued like any write).
+    pub fn remove_static(
+        &mut self,
+        key: &MfeKey,
+        manager: &Manager,
+    ) -> Result<bool, FastPathError> {
+        if !(self.statics.remove(key) && self.mirror.remove(key)?) {
+            return Ok(false);
+        }
+        let sg = Sg::new(key.source.into(), key.group.into());
+        if let Some((iif, oil)) = manager.mfe_state(sg) {
+            let p = self.pending_install(sg, iif, &oil);
+            self.pending.push_back(p);
+        }
+        Ok(true)
     }
 
     /// Takes the core's effects: lease changes happen now, writes join the queue (and its
     /// first batch is applied). Returns the ifindexes whose leases died, and what was applied.
-    pub fn queue(&mut self, manager: &Manager, effects: &[Effect]) -> (Vec<u32>, Vec<Applied>) {
-        let killed = self.sync_leases(manager);
+    pub fn queue(&mut self, effects: &[Effect]) -> (Vec<u32>, Vec<Applied>) {
+        let killed = self.follow_owners(effects);
         for e in effects {
             let p = match e {
                 Effect::Install { sg, iif, oifs } => self.pending_install(*sg, *iif, oifs),
                 Effect::Remove { sg } => Pending::Remove { key: key(*sg) },
-                Effect::Notify { .. } => continue,
+                Effect::Notify { .. } | Effect::Owner { .. } => continue,
             };
             self.pending.push_back(p);
         }
@@ -129,6 +152,16 @@ impl<D: Dataplane> Writer<D> {
     /// Queues the removal of an MFE the core does not know (an adopted one).
     pub fn queue_remove(&mut self, key: MfeKey) {
         self.pending.push_back(Pending::Remove { key });
+    }
+
+    /// Opens the lease of (`iface`, `h`) before the core gives `h` the interface, so that a
+    /// full lease table refuses the take instead of leaving an owner whose copies never flow.
+    pub fn reserve_lease(&mut self, iface: Iface, h: Handle) -> Result<(), FastPathError> {
+        if !self.leases.contains_key(&(iface, h)) {
+            let id = self.mirror.open_lease()?;
+            self.leases.insert((iface, h), id);
+        }
+        Ok(())
     }
 
     /// Kills the lease of (`iface`, `h`) now: a release takes effect before the core walks
@@ -165,43 +198,28 @@ impl<D: Dataplane> Writer<D> {
         }
     }
 
-    /// Gives every current owner of an interface a live lease, and kills the leases of
-    /// owners that are gone: this is the moment a release takes effect in the fast path.
-    /// Runs only when ownership changed since the last complete pass.
-    fn sync_leases(&mut self, manager: &Manager) -> Vec<u32> {
-        let epoch = manager.ownership_epoch();
-        if self.leases_synced == Some(epoch) {
-            return Vec::new();
-        }
-        let mut complete = true;
-        let owners: BTreeSet<(Iface, Handle)> = manager
-            .owners()
-            .into_iter()
-            .flat_map(|o| [o.routing, o.igmp].into_iter().flatten().map(move |h| (o.iface, h)))
-            .collect();
-        let gone: Vec<(Iface, Handle)> =
-            self.leases.keys().filter(|k| !owners.contains(k)).copied().collect();
-        let killed = gone.iter().map(|(i, _)| i.ifindex).collect();
-        for (iface, h) in gone {
-            // The copies it kept stop only when the queued rewrites land if this fails.
-            self.end_lease(iface, h);
-        }
-        for k in owners {
-            if self.leases.contains_key(&k) {
-                continue;
-            }
-            match self.mirror.open_lease() {
-                Ok(id) => {
-                    self.leases.insert(k, id);
-                }
-                Err(e) => {
-                    // Tried again after the next input.
-                    complete = false;
-                    error!(ifindex = k.0.ifindex, error = %e, "opening a lease failed");
+    /// Gives every new owner of an interface a live lease, and kills the leases of owners
+    /// that are gone: this is the moment a release takes effect in the fast path. A lease that
+    /// could not be opened is tried again with the next effects.
+    fn follow_owners(&mut self, effects: &[Effect]) -> Vec<u32> {
+        let mut killed = Vec::new();
+        for e in effects {
+            if let Effect::Owner { iface, owner, owns } = *e {
+                if owns {
+                    self.unleased.insert((iface, owner));
+                } else {
+                    self.unleased.remove(&(iface, owner));
+                    self.end_lease(iface, owner);
+                    killed.push(iface.ifindex);
                 }
             }
         }
-        self.leases_synced = complete.then_some(epoch);
+        for (iface, owner) in std::mem::take(&mut self.unleased) {
+            if let Err(e) = self.reserve_lease(iface, owner) {
+                error!(ifindex = iface.ifindex, error = %e, "opening a lease failed");
+                self.unleased.insert((iface, owner));
+            }
+        }
         killed
     }
 

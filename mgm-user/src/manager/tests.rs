@@ -73,7 +73,7 @@ fn writes(effects: &[Effect]) -> Vec<W> {
                 Some(W::Install(*sg, *iif, oifs.keys().copied().collect()))
             }
             Effect::Remove { sg } => Some(W::Remove(*sg)),
-            Effect::Notify { .. } => None,
+            Effect::Notify { .. } | Effect::Owner { .. } => None,
         })
         .collect()
 }
@@ -382,19 +382,32 @@ fn e12_release_on_a_co_owned_interface_keeps_igmp_state_and_toggles_igmp() {
     assert_eq!(m.protocol_on_interface(ifc(2)), Ok((PROTO_IP_IGMP, 1)));
 }
 
+/// Ownership changes are effects (the fast path opens and kills leases from them), one per
+/// change and none otherwise.
 #[test]
-fn the_ownership_epoch_moves_with_takes_and_releases_only() {
+fn ownership_changes_come_out_as_effects_and_only_them() {
+    let owner_effects = |m: &mut Manager| -> Vec<(Iface, Handle, bool)> {
+        m.take_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Owner { iface, owner, owns } => Some((iface, owner, owns)),
+                _ => None,
+            })
+            .collect()
+    };
     let mut m = mgr();
     let pim = m.register(PIM, 1).unwrap();
-    let e0 = m.ownership_epoch();
+    let igmp = m.register(PROTO_IP_IGMP, 1).unwrap();
     m.take_interface(pim, ifc(1)).unwrap();
-    let e1 = m.ownership_epoch();
-    assert_ne!(e1, e0);
+    m.take_interface(igmp, ifc(1)).unwrap();
+    assert_eq!(owner_effects(&mut m), vec![(ifc(1), pim, true), (ifc(1), igmp, true)]);
     m.take_interface(pim, ifc(1)).unwrap(); // already its own: nothing changes
     m.add_membership(pim, p_g("239.1.1.1"), ifc(1), BOTH, T0).unwrap();
-    assert_eq!(m.ownership_epoch(), e1);
+    assert_eq!(owner_effects(&mut m), vec![]);
     m.release_interface(pim, ifc(1), T0).unwrap();
-    assert_ne!(m.ownership_epoch(), e1);
+    assert_eq!(owner_effects(&mut m), vec![(ifc(1), pim, false)]);
+    m.client_gone(igmp, T0);
+    assert_eq!(owner_effects(&mut m), vec![(ifc(1), igmp, false)]);
 }
 
 #[test]
@@ -1107,6 +1120,18 @@ fn check_invariants(m: &Manager) {
     assert_eq!(m.joined, joined, "join-state index out of date");
     let ids: BTreeSet<(u32, u32)> = m.clients.values().map(|c| (c.protocol, c.component)).collect();
     assert_eq!(m.ids, ids, "registration index out of date");
+    let mut owned: BTreeMap<Handle, BTreeSet<Iface>> = BTreeMap::new();
+    for (i, o) in &m.owners {
+        for h in [o.routing, o.igmp].into_iter().flatten() {
+            owned.entry(h).or_default().insert(*i);
+        }
+    }
+    assert_eq!(m.owned, owned, "ownership index out of date");
+    let mut counts: BTreeMap<Handle, usize> = BTreeMap::new();
+    for (_, _, h) in m.members.keys() {
+        *counts.entry(*h).or_default() += 1;
+    }
+    assert_eq!(m.member_counts, counts, "membership counts out of date");
     for o in m.owners.values() {
         for h in [o.routing, o.igmp].into_iter().flatten() {
             assert!(m.clients.contains_key(&h), "interface owned by a deregistered client");
@@ -1177,6 +1202,7 @@ mod prop {
             let mut handles: Vec<Option<Handle>> =
                 CLIENTS.iter().map(|(p, c)| m.register(*p, *c).ok()).collect();
             let mut mirror: BTreeMap<Sg, (Iface, Oil)> = BTreeMap::new();
+            let mut owners: BTreeSet<(Iface, Handle)> = BTreeSet::new();
             let mut now = T0;
             let sgs = [sg("10.0.0.1", "239.1.1.1"), sg("10.0.0.2", "239.1.1.1"), sg("10.0.0.1", "239.2.2.2"), sg("10.0.0.3", "239.3.3.3")];
             for op in ops {
@@ -1217,8 +1243,12 @@ mod prop {
                         Effect::Install { sg, iif, oifs } => { mirror.insert(sg, (iif, oifs)); }
                         Effect::Remove { sg } => { prop_assert!(mirror.remove(&sg).is_some(), "remove of an uninstalled MFE"); }
                         Effect::Notify { to, .. } => prop_assert!(m.clients.contains_key(&to) || handles.iter().all(|x| *x != Some(to)), "event for an unknown client"),
+                        Effect::Owner { iface, owner, owns: true } => { prop_assert!(owners.insert((iface, owner)), "taken twice"); }
+                        Effect::Owner { iface, owner, owns: false } => { prop_assert!(owners.remove(&(iface, owner)), "released unowned"); }
                     }
                 }
+                let now_owned: BTreeSet<(Iface, Handle)> = m.owners.iter().flat_map(|(i, o)| [o.routing, o.igmp].into_iter().flatten().map(move |h| (*i, h))).collect();
+                prop_assert_eq!(&owners, &now_owned, "ownership effects out of step");
                 check_invariants(&m);
                 let table: BTreeMap<Sg, (Iface, Oil)> = m.mfes.iter().map(|(sg, x)| (*sg, (x.iif, x.oifs.clone()))).collect();
                 prop_assert_eq!(&mirror, &table);
