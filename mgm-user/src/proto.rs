@@ -672,6 +672,8 @@ pub enum ErrorCode {
     NotEnoughMemory,
     /// The peer (SO_PEERCRED) may not use the socket; the connection is closed.
     PermissionDenied,
+    /// The peer's user has as many connections open as it may; the connection is closed.
+    TooManyConnections,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -712,7 +714,10 @@ impl From<MgmError> for WireError {
 
 impl std::fmt::Display for WireError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.message)
+        // The code as it is on the wire (what a client matches on).
+        let code = serde_json::to_value(self.code).ok();
+        let code = code.as_ref().and_then(serde_json::Value::as_str).unwrap_or("error");
+        write!(f, "{code}: {}", self.message)
     }
 }
 

@@ -183,6 +183,54 @@ pub struct Access {
     pub group: Option<u32>,
     /// Bytes of replies and events a client may leave unread before it is disconnected.
     pub queue_bytes: usize,
+    /// Connections one user (uid) may have open at once; root is not counted, so that it
+    /// always gets in.
+    pub conns_per_uid: usize,
+}
+
+/// Default of [`Access::conns_per_uid`].
+pub const CONNS_PER_UID: usize = 256;
+
+/// Open connections per uid.
+type UidCounts = Arc<std::sync::Mutex<std::collections::HashMap<u32, usize>>>;
+
+/// One open connection counted against its uid, given back when dropped.
+struct UidSlot {
+    counts: UidCounts,
+    uid: u32,
+}
+
+impl UidSlot {
+    fn take(counts: &UidCounts, uid: u32, limit: usize) -> Option<Self> {
+        let mut c = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = c.entry(uid).or_default();
+        if uid != 0 && *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Self { counts: counts.clone(), uid })
+    }
+}
+
+impl Drop for UidSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = c.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every client is a file descriptor, and
+/// the usual soft limit (1,024) would lock new clients out long before memory runs short.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    Ok(hard)
 }
 
 impl Access {
@@ -210,14 +258,16 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
 /// Accepts connections forever, one task each.
 pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Input>, access: Access) {
     let mut next_conn: ConnId = 0;
+    let counts = UidCounts::default();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 next_conn += 1;
                 let tx = tx.clone();
                 let conn = next_conn;
+                let counts = counts.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(conn, stream, tx.clone(), access).await {
+                    if let Err(e) = connection(conn, stream, tx.clone(), access, counts).await {
                         debug!(conn, error = %e, "connection ended with an error");
                     }
                     let _ = tx.send(Input::Disconnected { conn }).await;
@@ -283,29 +333,23 @@ impl Encoder<String> for RequestCodec {
 
 async fn connection(
     conn: ConnId,
-    mut stream: UnixStream,
+    stream: UnixStream,
     tx: mpsc::Sender<Input>,
     access: Access,
+    counts: UidCounts,
 ) -> io::Result<()> {
-    use tokio::io::AsyncWriteExt as _;
     let peer = stream.peer_cred().ok().map(|c| (c.uid(), c.gid(), c.pid().unwrap_or(0)));
-    if !peer.is_some_and(|(uid, gid, pid)| access.allows(uid, gid, pid)) {
+    let Some((uid, gid, pid)) = peer.filter(|&(u, g, p)| access.allows(u, g, p)) else {
         warn!(conn, peer = ?peer, "connection refused: not root, mgmd's user or the socket group");
-        let reply = bad(ErrorCode::PermissionDenied, "not allowed to use this socket".into());
-        let mut line = serde_json::to_string(&reply).expect("replies serialize");
-        line.push('\n');
-        stream.write_all(line.as_bytes()).await?;
-        // Half-close and drain for a moment, so the client's first request is not met by a
-        // reset before it reads why.
-        stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        let drain = async {
-            use tokio::io::AsyncReadExt as _;
-            while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-        };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
-        return Ok(());
-    }
+        let why = bad(ErrorCode::PermissionDenied, "not allowed to use this socket".into());
+        return refuse(stream, why).await;
+    };
+    let Some(_slot) = UidSlot::take(&counts, uid, access.conns_per_uid) else {
+        let limit = access.conns_per_uid;
+        warn!(conn, uid, gid, pid, limit, "connection refused: too many from this user");
+        let why = format!("{limit} connections of uid {uid} are open (mgmd --max-conns-per-uid)");
+        return refuse(stream, bad(ErrorCode::TooManyConnections, why)).await;
+    };
     let (read, write) = stream.into_split();
     let (out_tx, mut out_rx) = Outbound::channel(access.queue_bytes);
     if tx.send(Input::Connected { conn, tx: out_tx, peer }).await.is_err() {
@@ -353,6 +397,21 @@ async fn connection(
         // still queued (its socket buffer is full; writing would wait forever).
         () = kill.notified() => Ok(()),
     }
+}
+
+/// Tells a peer why it is turned away (one error line), then closes.
+async fn refuse(mut stream: UnixStream, why: Rejected) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut line = serde_json::to_string(&why).expect("replies serialize");
+    line.push('\n');
+    stream.write_all(line.as_bytes()).await?;
+    // Half-close and drain for a moment, so the client's first request is not met by a reset
+    // before it reads why.
+    stream.shutdown().await?;
+    let mut sink = [0u8; 4096];
+    let drain = async { while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+    Ok(())
 }
 
 fn bad(code: ErrorCode, message: String) -> Rejected {

@@ -200,3 +200,68 @@ fn static_mfes_cannot_fill_the_table_traffic_needs() {
     }
     assert_eq!(pim.status().unwrap().write_failures, 0);
 }
+
+/// Idle connections of one user cannot lock the others out: past its limit a user gets one
+/// `too_many_connections` line; root still gets in; a slot given back is usable again. And
+/// mgmd raised its open-files limit, so 1,500 idle root connections do not exhaust it.
+#[test]
+fn connections_are_capped_per_user_and_root_always_gets_in() {
+    let ns = mgm_tests::Netns::new("conns").unwrap();
+    let args: Vec<String> =
+        ["--socket-group", "65534", "--max-conns-per-uid", "3"].map(Into::into).to_vec();
+    let d = Mgmd::start(&ns, &args).unwrap();
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let as_nobody = |cmd: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(mgm_tests::bin("mgmctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg(cmd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Three idle connections of nobody's (each `mgmctl watch` holds one open).
+    let mut watchers: Vec<std::process::Child> = (0..3).map(|_| as_nobody("watch")).collect();
+    let deadline = std::time::Instant::now() + WAIT;
+    while d.log().matches("Some((65534").count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "watchers did not connect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let out = as_nobody("hello").wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too_many_connections"), "{out:?}");
+    // Root is not counted: a thousand and a half idle root connections, and one more works
+    // (this test process needs the file descriptors for its side too).
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let idle: Vec<std::os::unix::net::UnixStream> =
+        (0..1500).map(|_| std::os::unix::net::UnixStream::connect(&d.socket).unwrap()).collect();
+    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
+    drop(idle);
+    // A watcher leaves: nobody may connect again.
+    let mut w = watchers.pop().unwrap();
+    w.kill().unwrap();
+    w.wait().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = as_nobody("hello").wait_with_output().unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot never came back: {out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for mut w in watchers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+}

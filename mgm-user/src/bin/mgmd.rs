@@ -44,6 +44,9 @@ struct Args {
     /// peer-credential check (root and mgmd's own user always may).
     #[arg(long)]
     socket_group: Option<String>,
+    /// Connections one user (uid) may have open at once; root's are not counted.
+    #[arg(long, default_value_t = server::CONNS_PER_UID)]
+    max_conns_per_uid: usize,
     /// Bytes of replies and events a client may leave unread before it is disconnected.
     #[arg(long, default_value_t = server::OUTBOUND_BYTES)]
     client_queue_bytes: usize,
@@ -151,6 +154,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         socket_mode: args.socket_mode.unwrap_or(if socket_group.is_some() { 0o660 } else { 0o600 }),
         socket: args.socket,
         socket_group,
+        conns_per_uid: args.max_conns_per_uid,
         queue_bytes: args.client_queue_bytes,
         interfaces: cfg.all_interfaces(),
         mfes: cfg.mfes,

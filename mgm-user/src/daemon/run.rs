@@ -67,6 +67,8 @@ pub struct Options {
     pub socket_mode: u32,
     /// The group whose members may use the socket.
     pub socket_group: Option<u32>,
+    /// Connections one (non-root) user may have open.
+    pub conns_per_uid: usize,
     /// Bytes of replies and events a client may leave unread.
     pub queue_bytes: usize,
     pub interfaces: Vec<String>,
@@ -120,7 +122,15 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         nix::unistd::chown(&opts.socket, None, Some(nix::unistd::Gid::from_raw(gid)))
             .with_context(|| format!("giving {} to group {gid}", opts.socket.display()))?;
     }
-    let access = server::Access { group: opts.socket_group, queue_bytes: opts.queue_bytes };
+    match server::raise_fd_limit() {
+        Ok(n) => info!(max_open_files = n, "file descriptor limit raised"),
+        Err(e) => warn!(error = %e, "could not raise the file descriptor limit"),
+    }
+    let access = server::Access {
+        group: opts.socket_group,
+        queue_bytes: opts.queue_bytes,
+        conns_per_uid: opts.conns_per_uid,
+    };
     let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
     tokio::spawn(server::serve(listener, tx.clone(), access));
     tokio::spawn(read_upcalls(ring, tx.clone()));
