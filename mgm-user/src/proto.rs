@@ -592,6 +592,10 @@ pub struct Status {
     pub write_failures: u64,
     #[serde(default)]
     pub retrying: usize,
+    /// Bytes of replies and events waiting for their clients to read (paced behind full
+    /// connection queues).
+    #[serde(default)]
+    pub backlog_bytes: usize,
 }
 
 /// What `show` returns.

@@ -74,13 +74,21 @@ impl Outbound {
         self.kill.notify_one();
     }
 
-    pub fn push(&self, line: String) -> Result<(), PushError> {
+    /// Queues a line, or gives it back when the queue is at its limit (a line longer than
+    /// the limit still goes when the queue is empty: no reply is too big to be sent).
+    pub fn push(&self, line: String) -> Result<(), (PushError, String)> {
         let n = line.len() + 1;
-        if self.queued.load(Ordering::Relaxed) + n > self.limit {
-            return Err(PushError::Full);
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued > 0 && queued + n > self.limit {
+            return Err((PushError::Full, line));
         }
         self.queued.fetch_add(n, Ordering::Relaxed);
-        self.tx.send(line).map_err(|_| PushError::Closed)
+        self.tx.send(line).map_err(|e| (PushError::Closed, e.0))
+    }
+
+    /// The queue's limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 }
 

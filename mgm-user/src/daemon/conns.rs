@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The connections: their outbound queues, the handles each registered, and who watches every
-//! event. A connection whose queue overflows (a client that does not read) or is gone is
-//! closed here and reported by [`Connections::take_closed`], so the daemon releases what it
-//! owned without re-entering itself.
+//! event. Lines beyond a connection's queue limit wait here, in order, and go as the client
+//! reads (an alert storm is paced, not a reason to cut a reading client off); only a client
+//! that lets [`BACKLOG_FACTOR`] times its limit pile up counts as not reading and is closed.
+//! A closed connection is reported by [`Connections::take_closed`], so the daemon releases
+//! what it owned without re-entering itself.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::Serialize;
 use tracing::{info, warn};
@@ -15,11 +17,18 @@ use crate::{
     server::{ConnId, Outbound, PushError},
 };
 
+/// How many times its queue limit a connection may have waiting in all before it counts as
+/// not reading.
+pub(super) const BACKLOG_FACTOR: usize = 4;
+
 struct Conn {
     tx: Outbound,
     handles: BTreeSet<Handle>,
     /// Gets a copy of every event (`watch`).
     monitor: bool,
+    /// Lines waiting for room in the queue, oldest first, and their bytes.
+    backlog: VecDeque<String>,
+    backlog_bytes: usize,
 }
 
 #[derive(Default)]
@@ -32,7 +41,14 @@ pub(super) struct Connections {
 
 impl Connections {
     pub fn open(&mut self, conn: ConnId, tx: Outbound) {
-        self.conns.insert(conn, Conn { tx, handles: BTreeSet::new(), monitor: false });
+        let c = Conn {
+            tx,
+            handles: BTreeSet::new(),
+            monitor: false,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+        };
+        self.conns.insert(conn, c);
     }
 
     pub fn is_open(&self, conn: ConnId) -> bool {
@@ -94,22 +110,69 @@ impl Connections {
         }
     }
 
-    /// Queues a line for `conn`. Documented policy: a client that lets its queue fill (it does
-    /// not read) loses its connection, and so its state, rather than stalling the router.
+    /// Queues a line for `conn`, behind any that wait. Documented policy: a client that lets
+    /// [`BACKLOG_FACTOR`] times its queue limit pile up does not read, and loses its
+    /// connection (and so its state) rather than growing mgmd's memory.
     pub fn send(&mut self, conn: ConnId, line: String) {
-        let Some(c) = self.conns.get(&conn) else { return };
-        let why = match c.tx.push(line) {
-            Ok(()) => return,
-            Err(PushError::Full) => {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let why = if c.backlog.is_empty() {
+            match c.tx.push(line) {
+                Ok(()) => return,
+                Err((PushError::Full, line)) => {
+                    c.backlog_bytes += line.len() + 1;
+                    c.backlog.push_back(line);
+                    None
+                }
+                Err((PushError::Closed, _)) => Some("closed"),
+            }
+        } else {
+            c.backlog_bytes += line.len() + 1;
+            c.backlog.push_back(line);
+            None
+        };
+        let why = why.or_else(|| {
+            (c.backlog_bytes > BACKLOG_FACTOR * c.tx.limit()).then(|| {
                 warn!(conn, "client does not read; disconnecting it");
                 c.tx.kill();
                 "outbound queue full"
-            }
-            Err(PushError::Closed) => "closed",
-        };
-        if let Some(handles) = self.close(conn) {
+            })
+        });
+        if let Some(why) = why
+            && let Some(handles) = self.close(conn)
+        {
             self.closed.push((conn, handles, why));
         }
+    }
+
+    /// Moves waiting lines into the queues that have room again.
+    pub fn pump(&mut self) {
+        let mut gone = Vec::new();
+        for (id, c) in self.conns.iter_mut().filter(|(_, c)| !c.backlog.is_empty()) {
+            while let Some(line) = c.backlog.pop_front() {
+                let n = line.len() + 1;
+                match c.tx.push(line) {
+                    Ok(()) => c.backlog_bytes -= n,
+                    Err((PushError::Full, line)) => {
+                        c.backlog.push_front(line);
+                        break;
+                    }
+                    Err((PushError::Closed, _)) => {
+                        gone.push(*id);
+                        break;
+                    }
+                }
+            }
+        }
+        for conn in gone {
+            if let Some(handles) = self.close(conn) {
+                self.closed.push((conn, handles, "closed"));
+            }
+        }
+    }
+
+    /// Bytes waiting behind full queues, in all.
+    pub fn backlog_bytes(&self) -> usize {
+        self.conns.values().map(|c| c.backlog_bytes).sum()
     }
 
     /// Sends an event to the connection of the handle it is for, and to every monitor.

@@ -157,6 +157,8 @@ impl<D: Dataplane> Daemon<D> {
 
     /// One input, at monotonic time `now`.
     pub fn handle(&mut self, now: Duration, input: Input) {
+        // Lines waiting for room go first (their clients may have read since).
+        self.conns.pump();
         match input {
             Input::Connected { conn, tx, peer } => {
                 conns::log_open(conn, peer);
@@ -554,6 +556,7 @@ impl<D: Dataplane> Daemon<D> {
             replay_dropped: self.first.dropped,
             write_failures,
             retrying,
+            backlog_bytes: self.conns.backlog_bytes(),
         }
     }
 }

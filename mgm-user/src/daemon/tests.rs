@@ -399,16 +399,56 @@ fn a_client_that_does_not_read_is_disconnected_and_released() {
     h.connect(1);
     let pim = h.register(1, 103);
     h.take(1, pim, 2);
-    // Fill the 16 KiB queue without reading: 300 replies of ~60 bytes.
-    for i in 0..300 {
+    // Fill the 16 KiB queue and 4 times that waiting, without reading: replies of ~60 bytes.
+    for i in 0..1500 {
         let line = Ok(RequestFrame { id: 1, request: proto::Hello {}.into() });
         h.input(Input::Line { conn: 1, line });
-        if i == 100 {
-            assert!(h.d.conns.is_open(1), "7 KiB queued is within the limit");
+        if i == 600 {
+            assert!(h.d.conns.is_open(1), "36 KiB: over the queue, waiting within bounds");
+            assert!(h.d.status().backlog_bytes > 0);
         }
     }
     assert!(h.d.manager.owners().is_empty(), "its interface was released");
     assert!(!h.d.conns.is_open(1));
+}
+
+/// An alert storm bigger than a reading client's queue waits and goes as it reads: every
+/// alert arrives, in order, and the client keeps its connection.
+#[test]
+fn an_alert_storm_to_a_reading_client_is_paced_not_cut_off() {
+    let mut h = Harness::new(); // 16 KiB queues
+    h.connect(1);
+    h.connect(2);
+    let a = h.register(1, 103);
+    let b = h.register(2, 104);
+    h.take(1, a, 2);
+    let groups = 200u32;
+    for i in 0..groups {
+        let group = std::net::Ipv4Addr::from(0xef01_0000 + i);
+        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 2) }));
+    }
+    // The join alerts (more than a queue too): B reads them as they come.
+    while h.d.status().backlog_bytes > 0 {
+        h.lines(2);
+        h.input(Input::Tick);
+    }
+    h.lines(2);
+    // A leaves: B gets a prune alert per group at once, ~45 KiB.
+    h.input(Input::Disconnected { conn: 1 });
+    assert!(h.d.status().backlog_bytes > 0, "more than the queue holds");
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got.extend(h.events(2)); // B reads...
+        h.input(Input::Tick); // ...and the rest follows
+        if got.len() == groups as usize {
+            break;
+        }
+    }
+    assert_eq!(got.len(), groups as usize);
+    assert!(got.iter().all(|e| matches!(e, Event::PruneAlert { member_delete: true, .. })));
+    assert!(h.d.conns.is_open(2), "B kept its connection");
+    assert_eq!(h.d.status().backlog_bytes, 0);
+    h.ok(2, proto::Deregister { handle: b });
 }
 
 #[test]
