@@ -157,7 +157,7 @@ impl Client {
     }
 
     pub async fn show(&mut self) -> Result<Snapshot, ClientError> {
-        self.call(proto::Show {}).await
+        self.call(proto::Show::default()).await
     }
 
     pub async fn status(&mut self) -> Result<Status, ClientError> {

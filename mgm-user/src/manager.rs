@@ -487,9 +487,12 @@ impl Manager {
             .collect()
     }
 
-    pub fn memberships(&self) -> Vec<MembershipInfo> {
-        self.members
+    /// The first `n` membership entries, and whether there are more.
+    pub fn memberships(&self, n: usize) -> (Vec<MembershipInfo>, bool) {
+        let list = self
+            .members
             .iter()
+            .take(n)
             .map(|((p, iface, h), f)| MembershipInfo {
                 handle: *h,
                 entry: p.entry(),
@@ -497,7 +500,8 @@ impl Manager {
                 join: f.join,
                 forward: f.forward,
             })
-            .collect()
+            .collect();
+        (list, self.members.len() > n)
     }
 
     /// Every MFE's (S,G), in walk order.

@@ -138,9 +138,27 @@ methods! {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct Hello {}
 
-/// `show`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
-pub struct Show {}
+/// `show`: a summary whose long lists (MFEs, memberships) stop at `max_entries`; the paged
+/// walks (`get_first_mfe`/`get_next_mfe`, group enumerations) give the rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Show {
+    #[serde(default = "show_entries")]
+    #[arg(long, default_value_t = SHOW_ENTRIES)]
+    pub max_entries: usize,
+}
+
+impl Default for Show {
+    fn default() -> Self {
+        Self { max_entries: SHOW_ENTRIES }
+    }
+}
+
+/// Default of [`Show::max_entries`]: a reply of a few hundred KiB at most.
+pub const SHOW_ENTRIES: usize = 1000;
+
+fn show_entries() -> usize {
+    SHOW_ENTRIES
+}
 
 /// `status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
@@ -614,6 +632,12 @@ pub struct Snapshot {
     /// Group memberships.
     #[serde(default)]
     pub memberships: Vec<MembershipInfo>,
+    /// There are more MFEs than listed (the MFE walk has them all).
+    #[serde(default)]
+    pub more_mfes: bool,
+    /// There are more memberships than listed.
+    #[serde(default)]
+    pub more_memberships: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -788,7 +812,7 @@ mod tests {
         };
         vec![
             Hello {}.into(),
-            Show {}.into(),
+            Show::default().into(),
             GetStatus {}.into(),
             StaticMfe { source: ip, group: g, iif: "a".into(), oifs: vec!["b".into()] }.into(),
             DelMfe { source: ip, group: g }.into(),
@@ -913,8 +937,11 @@ mod tests {
 
     #[test]
     fn wire_shape_is_flat() {
-        let line = serde_json::to_string(&RequestFrame { id: 1, request: Show {}.into() }).unwrap();
-        assert_eq!(line, r#"{"id":1,"method":"show"}"#);
+        let line =
+            serde_json::to_string(&RequestFrame { id: 1, request: Hello {}.into() }).unwrap();
+        assert_eq!(line, r#"{"id":1,"method":"hello"}"#);
+        let show = parse_request(r#"{"id":1,"method":"show"}"#).unwrap().request;
+        assert_eq!(show, Request::Show(Show { max_entries: SHOW_ENTRIES }), "a default");
         let reply: ReplyFrame<Done> = ReplyFrame {
             id: Some(1),
             body: ReplyBody::Error(WireError::new(ErrorCode::NotFound, "x")),

@@ -657,7 +657,7 @@ impl Ctl {
     }
 
     pub fn show(&mut self) -> anyhow::Result<Snapshot> {
-        self.call(proto::Show {})
+        self.call(proto::Show::default())
     }
 
     /// Global counter by name.

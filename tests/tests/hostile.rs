@@ -265,3 +265,29 @@ fn connections_are_capped_per_user_and_root_always_gets_in() {
         let _ = w.wait();
     }
 }
+
+/// Big reads are bounded: `show` lists the first `max_entries` MFEs and says there are more,
+/// and a reply larger than the client's whole queue is still delivered (a reply is never a
+/// reason to cut its reader off).
+#[test]
+fn big_reads_are_paged_and_never_cut_their_reader_off() {
+    let ns = mgm_tests::Netns::new("big").unwrap();
+    mgm_tests::veth(&ns, "b0", &ns, "b1").unwrap();
+    let args = ["--iface", "b0", "--iface", "b1", "--client-queue-bytes", "65536"];
+    let d = Mgmd::start(&ns, &args.map(Into::into)).unwrap();
+    let mut c = d.ctl().unwrap();
+    let n = 3000u32;
+    let statics = (0..n).map(|i| mgm::config::StaticMfe {
+        source: std::net::Ipv4Addr::from(0x0a0a_0000 + i),
+        group: "239.10.10.10".parse().unwrap(),
+        iif: "b0".into(),
+        oifs: vec!["b1".into()],
+    });
+    assert!(c.pipeline(statics).unwrap().iter().all(Result::is_ok));
+    let show = c.show().unwrap();
+    assert_eq!((show.mfes.len(), show.more_mfes), (proto::SHOW_ENTRIES, true));
+    // All of them in one reply, about 8 times the client's queue: still delivered.
+    let all = c.call(proto::Show { max_entries: n as usize }).unwrap();
+    assert_eq!((all.mfes.len(), all.more_mfes), (n as usize, false));
+    assert_eq!(c.status().unwrap().installed, n as usize);
+}

@@ -34,8 +34,9 @@ struct Args {
 enum Cmd {
     /// Protocol version and server identity.
     Hello,
-    /// Protocols, ownership, memberships, MFEs with counters, fast-path counters.
-    Show,
+    /// Protocols, ownership, memberships, MFEs with counters, fast-path counters (the first
+    /// --max-entries MFEs and memberships; `mfes` pages through the MGM core's MFEs).
+    Show(proto::Show),
     /// Table sizes, queued fast-path writes, held and replayed first packets.
     Status,
     /// Install a static MFE: SOURCE,GROUP,IIF,OIF[+OIF...].
@@ -80,8 +81,8 @@ async fn main() -> anyhow::Result<()> {
     let mut c = Client::connect(&args.socket).await?;
     match args.cmd {
         Cmd::Hello => print(&c.call(proto::Hello {}).await?),
-        Cmd::Show => {
-            let s = c.show().await?;
+        Cmd::Show(m) => {
+            let s = c.call(m).await?;
             if args.json {
                 print(&s)
             } else {
@@ -272,6 +273,9 @@ fn print_snapshot(s: &Snapshot) {
             m.ttl_expired,
             m.origin
         );
+    }
+    if s.more_mfes || s.more_memberships {
+        println!("  (more MFEs or memberships than shown: `mgmctl show --max-entries N`)");
     }
     println!("COUNTERS");
     for (k, v) in &s.counters {

@@ -332,7 +332,7 @@ impl<D: Dataplane> Daemon<D> {
         PageReply { status: page_status(p.more), entries }
     }
 
-    fn show(&self, _: proto::Show) -> Reply<proto::Show> {
+    fn show(&self, req: proto::Show) -> Reply<proto::Show> {
         let interfaces = self
             .links
             .managed()
@@ -346,7 +346,7 @@ impl<D: Dataplane> Daemon<D> {
             .collect();
         let m = self.writer.mirror();
         let mut mfes = Vec::new();
-        for (k, x) in m.mfes() {
+        for (k, x) in m.mfes().take(req.max_entries) {
             let s = m.fast_path().mfe_stats(x.slot)?;
             mfes.push(MfeInfo {
                 source: k.source.into(),
@@ -360,6 +360,7 @@ impl<D: Dataplane> Daemon<D> {
                 origin: if self.writer.is_static(k) { "static" } else { "mgm" }.into(),
             });
         }
+        let (memberships, more_memberships) = self.manager.memberships(req.max_entries);
         let values = m.fast_path().counters()?;
         let counters =
             counter::NAMES.iter().zip(values).map(|(n, v)| ((*n).to_owned(), v)).collect();
@@ -369,7 +370,9 @@ impl<D: Dataplane> Daemon<D> {
             counters,
             protocols: self.manager.clients(),
             ownership: self.manager.owners(),
-            memberships: self.manager.memberships(),
+            memberships,
+            more_mfes: m.mfes().nth(req.max_entries).is_some(),
+            more_memberships,
         })
     }
 }

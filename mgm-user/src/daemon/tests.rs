@@ -245,7 +245,7 @@ fn static_mfes_are_not_overridden_by_mgm_entries() {
     h.join(1, pim, 3);
     h.packet([10, 0, 0, 1], 1);
     assert_eq!(h.d.writer.mirror().get(&KEY).unwrap().oifs(), vec![2], "the static entry stands");
-    let show = h.ok(1, proto::Show {});
+    let show = h.ok(1, proto::Show::default());
     assert_eq!(show.mfes[0].origin, "static");
     assert_eq!((show.protocols.len(), show.memberships.len()), (1, 1));
 }
@@ -505,13 +505,13 @@ fn mtu_and_mac_changes_reach_the_fast_path_and_other_links_are_ignored() {
     let pim = h.register(1, 103);
     h.take(1, pim, 7);
     assert_eq!(h.fp().ports[&7].mtu, 1400);
-    let show = h.ok(1, proto::Show {});
+    let show = h.ok(1, proto::Show::default());
     assert!(show.interfaces.iter().any(|i| i.ifindex == 2 && i.mtu == 9000 && i.up), "{show:?}");
     // Down: shown, and nothing is written (copies to a down link are the kernel's to drop).
     let writes = h.fp().log.len();
     h.input(Input::Kernel(KernelEvent::Link(NetDev { up: false, ..dev(2, 0x22, 9000) })));
     assert_eq!(h.fp().log.len(), writes);
-    let show = h.ok(1, proto::Show {});
+    let show = h.ok(1, proto::Show::default());
     assert!(show.interfaces.iter().any(|i| i.ifindex == 2 && !i.up), "{show:?}");
 }
 
