@@ -304,7 +304,7 @@ fn main() -> anyhow::Result<()> {
 fn release(n: usize) -> anyhow::Result<(Duration, Duration)> {
     let mut t = Topology::new(2)?;
     let cap = (n + 1024).next_power_of_two().to_string();
-    t.start(&["--max-mfes", &cap])?;
+    t.start(&["--max-mfes", &cap, "--flow-creation-rate", "10000000"])?;
     let idx = |name: &str| t.router.ifindex(name);
     let (rin, r1, r2) = (idx("rin")?, idx("r1")?, idx("r2")?);
     let mut pim = t.ctl()?;

@@ -202,6 +202,9 @@ pub enum DeleteReason {
     Released,
     /// Its incoming interface disappeared from the kernel.
     InterfaceGone,
+    /// The table was full and a new flow needed the room: it had seen no traffic beyond the
+    /// packets that created it.
+    Evicted,
 }
 
 /// Callbacks, delivered to one client each.
@@ -293,8 +296,11 @@ pub struct Settings {
     pub mfe_timeout: Duration,
     /// How long RPF and creation-alert answers are awaited before the defaults apply.
     pub answer_timeout: Duration,
-    /// Most MFEs the manager holds (NOT_ENOUGH_MEMORY beyond).
+    /// Most MFEs the manager holds (and creates at once): the fast path's room for them.
     pub max_mfes: usize,
+    /// New MFEs one incoming interface may start per second (and at once): a sender spraying
+    /// sources cannot take the table, or the routing protocol's attention, from the others.
+    pub creations_per_sec: u32,
 }
 
 impl Default for Settings {
@@ -303,6 +309,7 @@ impl Default for Settings {
             mfe_timeout: Duration::from_secs(900),
             answer_timeout: Duration::from_secs(2),
             max_mfes: 1 << 20,
+            creations_per_sec: 1_000,
         }
     }
 }
@@ -387,6 +394,8 @@ struct Mfe {
     created: Duration,
     expires: Duration,
     timeout: Duration,
+    /// Traffic came beyond the packets that created it (see [`Manager::prove`]).
+    proven: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -438,6 +447,13 @@ pub struct Manager {
     owned: BTreeMap<Handle, BTreeSet<Iface>>,
     /// Index: how many membership entries each client has.
     member_counts: BTreeMap<Handle, usize>,
+    /// MFEs not proven by traffic yet, oldest first: the ones evicted when the table is full.
+    unproven: BTreeSet<(Duration, Sg)>,
+    /// Per incoming ifindex: creation tokens left and when they were counted.
+    buckets: BTreeMap<u32, (u32, Duration)>,
+    /// New flows not given an MFE (rate or room), and MFEs evicted for new ones.
+    refused: u64,
+    evicted: u64,
     mfes: BTreeMap<Sg, Mfe>,
     creating: BTreeMap<Sg, Creating>,
     requests: BTreeMap<RequestId, (Handle, Awaiting, Duration)>,
@@ -1045,6 +1061,11 @@ impl Manager {
             // negative-cache entry here would blackhole what the kernel would otherwise get.
             return;
         }
+        if !self.admit(ifindex, now) {
+            // The packet stays with the kernel; the flow's next packets ask again.
+            self.refused += 1;
+            return;
+        }
         let Some(owner) = owners.routing else {
             // Only IGMP is there: nobody to ask, the proposal is final.
             self.creation_alerts(sg, in_iface, Ipv4Addr::UNSPECIFIED, now);
@@ -1068,6 +1089,42 @@ impl Manager {
                 header: header.to_vec(),
             },
         );
+    }
+
+    /// Admission of a new flow arriving on `ifindex`: a creation token of that interface (a
+    /// spray of sources on one link cannot starve the others), and room in the table, made by
+    /// evicting the oldest MFE that never saw traffic beyond its first packets if need be.
+    fn admit(&mut self, ifindex: u32, now: Duration) -> bool {
+        let rate = self.settings.creations_per_sec.max(1);
+        let (tokens, since) = self.buckets.get(&ifindex).copied().unwrap_or((rate, now));
+        let earned = now.saturating_sub(since).as_millis().saturating_mul(u128::from(rate)) / 1000;
+        let tokens = u32::try_from(u128::from(tokens) + earned).unwrap_or(u32::MAX).min(rate);
+        // Time since `since` that did not earn a whole token is kept for the next count.
+        let since = if earned > 0 { now } else { since };
+        if tokens == 0 {
+            self.buckets.insert(ifindex, (0, since));
+            return false;
+        }
+        if self.mfes.len() + self.creating.len() >= self.settings.max_mfes {
+            let Some(&(_, old)) = self.unproven.first() else {
+                self.buckets.insert(ifindex, (tokens, since));
+                return false;
+            };
+            self.delete_mfe(old, DeleteReason::Evicted);
+            self.evicted += 1;
+        }
+        self.buckets.insert(ifindex, (tokens - 1, since));
+        true
+    }
+
+    /// (new flows refused an MFE, MFEs evicted for new flows) so far.
+    pub fn admission_counts(&self) -> (u64, u64) {
+        (self.refused, self.evicted)
+    }
+
+    /// The room for MFEs (the fast path's, less what static entries take).
+    pub fn set_max_mfes(&mut self, n: usize) {
+        self.settings.max_mfes = n;
     }
 
     /// Takes request `request` off the books for its answer: NOT_FOUND if there is no such
@@ -1180,6 +1237,7 @@ impl Manager {
         let (iif, upstream, disabled) = (c.iif, c.upstream, disabled.clone());
         self.creating.remove(&sg);
         if self.mfes.len() >= self.settings.max_mfes {
+            self.refused += 1;
             return; // full: the next packet tries again
         }
         let oifs = self.oil_for(sg, iif, &disabled);
@@ -1195,8 +1253,10 @@ impl Manager {
                 created: now,
                 expires: now.saturating_add(timeout),
                 timeout,
+                proven: false,
             },
         );
+        self.unproven.insert((now, sg));
         self.effects.push(Effect::Install { sg, iif, oifs });
         if empty {
             self.oil_empty_alert(sg, now);
@@ -1255,6 +1315,17 @@ impl Manager {
         }
     }
 
+    /// `sg` carried traffic beyond the packets that created it: a real flow, no longer the
+    /// first to go when the table is full.
+    pub fn prove(&mut self, sg: Sg) {
+        if let Some(m) = self.mfes.get_mut(&sg)
+            && !m.proven
+        {
+            m.proven = true;
+            self.unproven.remove(&(m.created, sg));
+        }
+    }
+
     /// Traffic was seen on `sg` (its fast-path counters moved): it stays for another timeout.
     pub fn refresh(&mut self, sg: Sg, now: Duration) {
         if let Some(m) = self.mfes.get_mut(&sg) {
@@ -1288,6 +1359,7 @@ impl Manager {
         let Some(m) = self.mfes.remove(&sg) else {
             return;
         };
+        self.unproven.remove(&(m.created, sg));
         self.effects.push(Effect::Remove { sg });
         let mut told = BTreeSet::new();
         for iface in std::iter::once(&m.iif).chain(m.oifs.keys()) {

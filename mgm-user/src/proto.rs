@@ -614,6 +614,12 @@ pub struct Status {
     /// connection queues).
     #[serde(default)]
     pub backlog_bytes: usize,
+    /// New flows not given an MFE (over their interface's creation rate, or no room), and
+    /// MFEs evicted to make room (ones that saw no traffic beyond their first packets).
+    #[serde(default)]
+    pub flows_refused: u64,
+    #[serde(default)]
+    pub mfes_evicted: u64,
 }
 
 /// What `show` returns.

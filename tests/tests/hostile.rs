@@ -291,3 +291,56 @@ fn big_reads_are_paged_and_never_cut_their_reader_off() {
     assert_eq!((all.mfes.len(), all.more_mfes), (n as usize, false));
     assert_eq!(c.status().unwrap().installed, n as usize);
 }
+
+/// A sender spraying one-packet flows with distinct sources on a routing protocol's interface
+/// cannot fill the MFE table against a real flow: creations are rate-limited per interface,
+/// the table never holds more than the fast path does (no write fails), entries that never
+/// saw traffic beyond their first packets are evicted for new ones, and the real flow is
+/// forwarded.
+#[test]
+fn a_source_spray_does_not_starve_a_real_flow() {
+    let mut t = Topology::new(1).unwrap();
+    t.start(&["--max-mfes", "1024"]).unwrap();
+    let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
+    let mut pim = t.ctl().unwrap();
+    // Nobody answers the callbacks: every flow gets its MFE with the defaults after 4 s.
+    pim.protocol_with(103, &[rin, r1], &[r1], G).unwrap();
+    let cap = mgm_tests::PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+    let tag = mgm_tests::magic("real");
+    let spray: Vec<Vec<u8>> = (0..6000u32)
+        .map(|i| {
+            let mut f =
+                udp_frame(t.sender_mac, (0x0ac8_0000 + i).to_be_bytes(), GROUP, 8, b"spray");
+            mgm_tests::fix_ipv4_checksum(&mut f);
+            f
+        })
+        .collect();
+    let real = t.frame(8, &tag);
+    // The real flow at 100 packets a second for 9 s; the spray in its first second.
+    let mut last_second = 0;
+    for tick in 0..900 {
+        t.tx.send(&real).unwrap();
+        if tick < 100 {
+            for f in &spray[tick * 60..tick * 60 + 60] {
+                t.tx.send(f).unwrap();
+            }
+        }
+        if tick == 800 {
+            cap.drain(Duration::from_millis(1)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        if tick == 899 {
+            last_second =
+                mgm_tests::with_magic(&cap.drain(Duration::from_millis(200)).unwrap(), &tag).len();
+        }
+        if tick % 100 == 0 {
+            pim.drop_events();
+            pim.status().unwrap();
+        }
+    }
+    let s = pim.status().unwrap();
+    assert!(s.installed <= 1024, "{s:?}");
+    assert_eq!(s.write_failures, 0, "the core never outgrew the fast path: {s:?}");
+    assert!(s.flows_refused > 0, "the spray was held back: {s:?}");
+    assert!(last_second >= 80, "the real flow got {last_second} of the last 100: {s:?}");
+}

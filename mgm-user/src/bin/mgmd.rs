@@ -14,6 +14,7 @@ use mgm::{
         run::{Options, mgmd},
     },
     dataplane::LoadOptions,
+    manager::Settings,
     proto::DEFAULT_SOCKET,
     server,
 };
@@ -76,6 +77,10 @@ struct Args {
     /// kept as they were while clients reconnect and re-create their state.
     #[arg(long, default_value_t = 60)]
     restart_hold_secs: u64,
+    /// New flows (MFEs created by traffic) one incoming interface may start per second; more
+    /// wait for the next second (their packets go to the kernel meanwhile).
+    #[arg(long, default_value_t = Settings::default().creations_per_sec)]
+    flow_creation_rate: u32,
     /// Clients (handles) one connection may register.
     #[arg(long, default_value_t = Limits::default().handles_per_conn)]
     max_handles_per_conn: usize,
@@ -164,6 +169,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
             pin_dir: (!args.no_pin).then_some(args.pin_dir),
         },
         restart_hold: Duration::from_secs(args.restart_hold_secs),
+        flow_creation_rate: args.flow_creation_rate,
         limits: Limits {
             handles_per_conn: args.max_handles_per_conn,
             interfaces_per_conn: args.max_interfaces_per_conn,

@@ -81,6 +81,7 @@ impl<D: Dataplane> Daemon<D> {
             let what = format!("no static MFE ({}, {})", m.source, m.group);
             return Err(WireError::new(ErrorCode::NotFound, what));
         }
+        self.fit_core();
         info!(source = %m.source, group = %m.group, "static mfe removed");
         Ok(Done {})
     }

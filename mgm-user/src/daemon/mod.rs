@@ -44,7 +44,7 @@ use self::{
 use crate::{
     config::StaticMfe,
     dataplane::{BpfFastPath, Dataplane},
-    fastpath::{Adopted, FastPathError},
+    fastpath::{Adopted, FastPath, FastPathError},
     kernel::{KernelEvent, NetDev},
     manager::{Effect, Manager, Settings, Sg},
     proto::{
@@ -130,8 +130,11 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
 
 impl<D: Dataplane> Daemon<D> {
     pub fn new(dp: D, settings: Settings) -> Self {
+        let mut manager = Manager::new(settings);
+        // The core creates no more MFEs than the fast path has room for.
+        manager.set_max_mfes(manager_room(&dp, 0));
         Self {
-            manager: Manager::new(settings),
+            manager,
             writer: Writer::new(dp),
             conns: Connections::default(),
             links: Links::default(),
@@ -263,6 +266,7 @@ impl<D: Dataplane> Daemon<D> {
         }
         // Static entries stay static; the others wait for their clients.
         self.writer.adopt_statics();
+        self.fit_core();
         let m = self.writer.mirror();
         let held: BTreeSet<MfeKey> =
             keys.into_iter().filter(|k| m.get(k).is_some_and(|x| !x.is_static)).collect();
@@ -298,6 +302,7 @@ impl<D: Dataplane> Daemon<D> {
             return Err(over_limit("static MFEs", limit, "--max-static-mfes"));
         }
         self.writer.add_static(key, iif, &oifs)?;
+        self.fit_core();
         self.hold.forget(&key);
         info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
         Ok(())
@@ -475,6 +480,7 @@ impl<D: Dataplane> Daemon<D> {
             warn!(source = %s, group = %g, "static or held mfe used a removed interface; removed");
             self.hold.forget(&k);
             let _ = self.writer.remove_static(&k, &self.manager);
+            self.fit_core();
             let _ = self.writer.mirror_mut().remove(&k);
         }
         let m = self.writer.mirror_mut();
@@ -539,6 +545,12 @@ impl<D: Dataplane> Daemon<D> {
         }
     }
 
+    /// The core's room: the fast path's less what static entries take.
+    pub(crate) fn fit_core(&mut self) {
+        let room = manager_room(self.writer.mirror().fast_path(), self.writer.static_count());
+        self.manager.set_max_mfes(room);
+    }
+
     pub fn status(&self) -> Status {
         let m = self.writer.mirror();
         let (leases_alive, leases_released) = m.lease_counts();
@@ -557,6 +569,8 @@ impl<D: Dataplane> Daemon<D> {
             write_failures,
             retrying,
             backlog_bytes: self.conns.backlog_bytes(),
+            flows_refused: self.manager.admission_counts().0,
+            mfes_evicted: self.manager.admission_counts().1,
         }
     }
 }
@@ -580,6 +594,11 @@ impl From<FastPathError> for WireError {
         };
         WireError::new(code, e.to_string())
     }
+}
+
+/// How many MFEs the core may hold: the fast path's capacity less the static entries.
+fn manager_room<F: FastPath>(fp: &F, statics: usize) -> usize {
+    (fp.mfe_capacity() as usize).saturating_sub(statics)
 }
 
 /// Serializes a reply.

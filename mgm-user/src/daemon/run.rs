@@ -77,6 +77,8 @@ pub struct Options {
     /// How long adopted MFEs are held after a restart.
     pub restart_hold: Duration,
     pub limits: Limits,
+    /// New MFEs one incoming interface may start per second.
+    pub flow_creation_rate: u32,
 }
 
 /// mgmd: takes the socket's lock, loads (or takes over) the fast path, follows the kernel,
@@ -101,7 +103,8 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         Monitor::open().context("subscribing to the kernel's link and neighbour events")?;
     let snapshot = Monitor::snapshot().context("reading the kernel's links and neighbours")?;
     let start = Instant::now();
-    let mut daemon = Daemon::new(fp, Settings::default());
+    let settings = Settings { creations_per_sec: opts.flow_creation_rate, ..Settings::default() };
+    let mut daemon = Daemon::new(fp, settings);
     daemon.set_link_lookup(|i| kernel::link(i).ok().flatten());
     daemon.set_limits(opts.limits);
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));

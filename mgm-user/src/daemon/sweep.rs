@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use mgm_common::MfeKey;
+use mgm_common::{MfeKey, UPCALL_QUEUE};
 
 use super::writer::key;
 use crate::{
@@ -32,10 +32,13 @@ impl Sweep {
         self.cursor = if keys.len() < n { None } else { keys.last().copied() };
         for sg in keys {
             let k = key(sg);
-            if let Ok(Some(s)) = mirror.stats(&k)
-                && self.last_packets.insert(k, s.packets) != Some(s.packets)
-            {
+            let Ok(Some(s)) = mirror.stats(&k) else { continue };
+            if self.last_packets.insert(k, s.packets) != Some(s.packets) {
                 manager.refresh(sg, now);
+            }
+            // More than the packets held while it was created: a real flow.
+            if s.packets > u64::from(UPCALL_QUEUE) {
+                manager.prove(sg);
             }
         }
     }

@@ -11,7 +11,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use mgm_common::MfeKey;
@@ -66,6 +66,9 @@ pub struct Writer<D> {
     /// state every second until it takes.
     retry: BTreeSet<MfeKey>,
     write_failures: u64,
+    /// Failures since the last log line, and when that was.
+    unlogged_failures: u64,
+    failure_logged: Option<Instant>,
     /// (S,G)s installed by `add_mfe`/configuration, outside the MGM API; they win over MGM.
     statics: BTreeSet<MfeKey>,
 }
@@ -80,6 +83,8 @@ impl<D: Dataplane> Writer<D> {
             unleased: BTreeSet::new(),
             retry: BTreeSet::new(),
             write_failures: 0,
+            unlogged_failures: 0,
+            failure_logged: None,
             statics: BTreeSet::new(),
         }
     }
@@ -253,7 +258,14 @@ impl<D: Dataplane> Writer<D> {
                 Err(err) => {
                     self.write_failures += 1;
                     self.retry.insert(k);
-                    warn!(write = ?p, error = %err, "fast-path write failed; retried every second");
+                    // At most one line a second, with the count: a flood of failures must
+                    // not become a flood of log.
+                    self.unlogged_failures += 1;
+                    if self.failure_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        let failures = std::mem::take(&mut self.unlogged_failures);
+                        warn!(failures, last = ?p, error = %err, "fast-path writes failed; retried every second");
+                        self.failure_logged = Some(Instant::now());
+                    }
                 }
             }
         }

@@ -871,6 +871,54 @@ fn e35_an_idle_mfe_expires_with_a_deletion_notice_an_active_one_stays() {
     assert_eq!(m.get_mfe(busy, 1, secs(1700)), Err(MgmError::NotFound));
 }
 
+/// New flows on one interface are admitted at its creation rate (the others are left to the
+/// kernel and ask again with their next packets); another interface has its own rate.
+#[test]
+fn flow_creation_is_rate_limited_per_incoming_interface() {
+    let mut m = Manager::new(Settings { creations_per_sec: 10, ..Settings::default() });
+    let pim = m.register(PIM, 1).unwrap();
+    for i in 1..=3 {
+        m.take_interface(pim, ifc(i)).unwrap();
+    }
+    let flow = |n: u32| Sg::new(Ipv4Addr::from(0x0a00_0000 + n), ip("239.1.1.1"));
+    for n in 0..50 {
+        m.new_packet(flow(n), 1, b"", T0);
+    }
+    m.new_packet(flow(1000), 2, b"", T0);
+    assert_eq!(m.creating.len(), 11, "10 on interface 1, 1 on interface 2");
+    assert_eq!(m.admission_counts(), (40, 0));
+    // Half a second later, 5 more tokens.
+    for n in 50..60 {
+        m.new_packet(flow(n), 1, b"", Duration::from_millis(500));
+    }
+    assert_eq!(m.creating.len(), 16);
+}
+
+/// A full table makes room for a new flow by evicting the oldest MFE that never carried
+/// traffic beyond its first packets; proven flows are never evicted, and with none to evict
+/// the new flow is refused.
+#[test]
+fn a_full_table_evicts_unproven_mfes_first() {
+    let settings = Settings { max_mfes: 3, creations_per_sec: 1000, ..Settings::default() };
+    let mut m = Manager::new(settings);
+    let pim = m.register(PIM, 1).unwrap();
+    m.take_interface(pim, ifc(1)).unwrap();
+    let flow = |n: u8| sg(&format!("10.0.0.{n}"), "239.1.1.1");
+    for n in 1..=3 {
+        create(&mut m, flow(n), 1);
+    }
+    m.prove(flow(1));
+    m.prove(flow(3));
+    create(&mut m, flow(4), 1);
+    assert_eq!(m.get_mfe(flow(2), 1, T0), Err(MgmError::NotFound), "the unproven one went");
+    assert!(m.get_mfe(flow(4), 1, T0).is_ok());
+    assert_eq!(m.admission_counts(), (0, 1));
+    m.prove(flow(4));
+    m.new_packet(flow(5), 1, b"", T0);
+    assert!(m.take_effects().is_empty(), "every MFE proven: refused, nothing changed");
+    assert_eq!(m.admission_counts(), (1, 1));
+}
+
 #[test]
 fn e36_get_mfe_unknown_is_not_found_and_a_zero_buffer_says_what_is_needed() {
     let (mut m, _) = pim_with_members();
@@ -1056,7 +1104,8 @@ fn error_codes_are_the_win32_values() {
 /// Edge case 44 at scale: 1,000 interfaces × 10,000 groups stay correct.
 #[test]
 fn e44_a_thousand_interfaces_and_ten_thousand_groups_stay_consistent() {
-    let mut m = mgr();
+    // Ten thousand flows start at one instant here: no creation rate limit.
+    let mut m = Manager::new(Settings { creations_per_sec: u32::MAX, ..Settings::default() });
     let pim = m.register(PIM, 1).unwrap();
     for i in 1..=1000 {
         m.take_interface(pim, ifc(i)).unwrap();
@@ -1132,6 +1181,10 @@ fn check_invariants(m: &Manager) {
         *counts.entry(*h).or_default() += 1;
     }
     assert_eq!(m.member_counts, counts, "membership counts out of date");
+    let unproven: BTreeSet<(Duration, Sg)> =
+        m.mfes.iter().filter(|(_, x)| !x.proven).map(|(sg, x)| (x.created, *sg)).collect();
+    assert_eq!(m.unproven, unproven, "eviction index out of date");
+    assert!(m.mfes.len() <= m.settings.max_mfes, "over capacity");
     for o in m.owners.values() {
         for h in [o.routing, o.igmp].into_iter().flatten() {
             assert!(m.clients.contains_key(&h), "interface owned by a deregistered client");
