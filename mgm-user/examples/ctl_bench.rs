@@ -111,6 +111,13 @@ fn add_membership(h: Handle, ifindex: u32, i: usize) -> Request {
     proto::AddMembership(m).into()
 }
 
+/// Join and forward state (flags 3) on a new (*,G) each: the first join state for the group,
+/// so each add also sends a join alert to every other registered routing protocol.
+fn join_membership(h: Handle, ifindex: u32, i: usize) -> Request {
+    let group = std::net::Ipv4Addr::from(0xe850_0000 + i as u32);
+    proto::AddMembership(MembershipArgs { group, ..membership(h, "239.0.0.1", ifindex) }).into()
+}
+
 /// Requests per second of `pipes` side by side, each sending `SAMPLE / pipes.len()` requests
 /// one at a time; `make(client, i)` builds client `c`'s i-th request.
 fn concurrent_rate(
@@ -222,16 +229,17 @@ fn main() -> anyhow::Result<()> {
         handles.push(h);
         owners.push(ctl);
     }
-    let (mut mfes_in, mut members_in) = (0usize, 0usize);
+    let (mut mfes_in, mut members_in, mut joins_in) = (0usize, 0usize, 0usize);
     let mut rows = Vec::new();
     println!("control plane through the socket ({SAMPLE} new entries per sample, release build)");
     println!(
-        "  {:>9} {:>16} {:>16} {:>18} {:>18} {:>11} {:>11}",
+        "  {:>9} {:>16} {:>16} {:>18} {:>18} {:>18} {:>11} {:>11}",
         "ENTRIES",
         "add_mfe 1 cl/s",
         "add_mfe 8 cl/s",
         "membership 1 cl/s",
         "membership 8 cl/s",
+        "join-state 1 cl/s",
         "RSS MiB",
         "MAPS MiB"
     );
@@ -247,15 +255,21 @@ fn main() -> anyhow::Result<()> {
         mfes_in += 2 * SAMPLE;
         let (g1, g8) = membership_rates(&mut owners, &handles, &ifs, members_in)?;
         members_in += 2 * SAMPLE;
+        // Join state with 8 protocols registered: 7 join alerts per add (the others do not
+        // read them here; they wait in their queues).
+        let (h0, if0) = (handles[0], ifs[0]);
+        let j1 = concurrent_rate(&mut owners[..1], &|_, i| join_membership(h0, if0, joins_in + i))?;
+        joins_in += SAMPLE;
         let (rss, maps) = memory(mgmd.pid())?;
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!(
-            "  {:>9} {:>16.0} {:>16.0} {:>18.0} {:>18.0} {:>11.1} {:>11.1}",
+            "  {:>9} {:>16.0} {:>16.0} {:>18.0} {:>18.0} {:>18.0} {:>11.1} {:>11.1}",
             level,
             m1,
             m8,
             g1,
             g8,
+            j1,
             mib(rss),
             mib(maps)
         );
@@ -263,6 +277,7 @@ fn main() -> anyhow::Result<()> {
             "entries": level, "pipelined_fill_per_s": fill_rate,
             "add_mfe_per_s_1_client": m1, "add_mfe_per_s_8_clients": m8,
             "add_membership_per_s_1_client": g1, "add_membership_per_s_8_clients": g8,
+            "join_state_membership_per_s_1_client_8_protocols": j1,
             "mgmd_rss_bytes": rss, "bpf_map_bytes": maps,
             "mgmd_rss_bytes_per_entry": (rss.saturating_sub(rss0)) as f64 / (mfes_in + members_in) as f64,
             "bpf_map_bytes_per_mfe": (maps.saturating_sub(maps0)) as f64 / mfes_in as f64,
@@ -274,6 +289,11 @@ fn main() -> anyhow::Result<()> {
         rss0 as f64 / (1 << 20) as f64,
         maps0 as f64 / (1 << 20) as f64
     );
+    let join =
+        |r: &serde_json::Value| r["join_state_membership_per_s_1_client_8_protocols"].as_f64();
+    if let (Some(first), Some(last)) = (rows.first().and_then(join), rows.last().and_then(join)) {
+        println!("  join-state adds at the largest table / at the smallest: {:.2}", last / first);
+    }
     out["levels"] = json!(rows);
     drop(owners);
     drop(filler);
