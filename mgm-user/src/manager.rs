@@ -639,6 +639,33 @@ impl Manager {
         self.owned.get(&h).map_or(0, BTreeSet::len)
     }
 
+    /// The interfaces `h` owns.
+    pub fn owned_ifaces(&self, h: Handle) -> Vec<Iface> {
+        self.owned.get(&h).into_iter().flatten().copied().collect()
+    }
+
+    /// Up to `n` of `h`'s membership entries (to take a client down in steps).
+    pub fn memberships_of(&self, h: Handle, n: usize) -> Vec<(Pattern, Iface)> {
+        let mut out = Vec::new();
+        for iface in self.owned.get(&h).into_iter().flatten() {
+            let patterns = self.members_by_iface.get(&(*iface, h)).into_iter().flatten();
+            for p in patterns.take(n - out.len()) {
+                out.push((*p, *iface));
+            }
+            if out.len() == n {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Removes one of `h`'s membership entries whatever its flags, with every effect of a
+    /// delete (a client being taken down).
+    pub fn drop_membership(&mut self, h: Handle, pattern: Pattern, iface: Iface, now: Duration) {
+        let both = MGM_JOIN_STATE_FLAG | MGM_FORWARD_STATE_FLAG;
+        self.delete_membership_inner(h, pattern, iface, both, now);
+    }
+
     /// How many membership entries `h` has.
     pub fn membership_count(&self, h: Handle) -> usize {
         self.member_counts.get(&h).copied().unwrap_or(0)

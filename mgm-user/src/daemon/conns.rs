@@ -170,6 +170,12 @@ impl Connections {
         }
     }
 
+    /// Whether some connection has more waiting than its queue holds (a client reading
+    /// slower than mgmd writes).
+    pub fn congested(&self) -> bool {
+        self.conns.values().any(|c| c.backlog_bytes > c.tx.limit())
+    }
+
     /// Bytes waiting behind full queues, in all.
     pub fn backlog_bytes(&self) -> usize {
         self.conns.values().map(|c| c.backlog_bytes).sum()

@@ -111,6 +111,11 @@ fn over_limit(what: &str, limit: usize, flag: &str) -> WireError {
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often failed fast-path writes are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Membership entries of a departed client removed per step: a client with a million is
+/// taken down between other inputs, not in one stall.
+const TEARDOWN_BATCH: usize = 512;
+/// How long teardown steps wait for congested clients to read, at most.
+const TEARDOWN_PATIENCE: Duration = Duration::from_secs(2);
 
 pub struct Daemon<D: Dataplane = BpfFastPath> {
     manager: Manager,
@@ -125,6 +130,11 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     /// Asks the kernel for a link a request names before its notification was read.
     lookup: fn(u32) -> Option<NetDev>,
     limits: Limits,
+    /// Clients whose connection closed, being taken down a step at a time.
+    teardown: std::collections::VecDeque<crate::manager::Handle>,
+    /// When the last teardown step ran; steps so far and the longest (wall time), for the log.
+    last_teardown: Duration,
+    teardown_steps: (u64, Duration),
     last_retry: Duration,
 }
 
@@ -144,6 +154,9 @@ impl<D: Dataplane> Daemon<D> {
             solicit: Vec::new(),
             lookup: |_| None,
             limits: Limits::default(),
+            teardown: std::collections::VecDeque::new(),
+            last_teardown: Duration::ZERO,
+            teardown_steps: (0, Duration::ZERO),
             last_retry: Duration::ZERO,
         }
     }
@@ -188,10 +201,57 @@ impl<D: Dataplane> Daemon<D> {
         }
     }
 
-    /// Background work between inputs: one batch of queued fast-path writes.
+    /// Background work between inputs: a step of taking departed clients down, one batch of
+    /// queued fast-path writes.
     pub fn background(&mut self, now: Duration) {
+        if self.teardown_may_step(now) {
+            self.step_teardown(now);
+        }
         let applied = self.writer.drain(WRITE_BATCH);
         self.applied(applied, now);
+    }
+
+    /// Whether [`Daemon::background`] has work it can do now.
+    pub fn has_background_work(&self, now: Duration) -> bool {
+        self.writer.pending() > 0 || self.teardown_may_step(now)
+    }
+
+    /// Teardown goes at the pace its alerts are read: it waits while a client has more
+    /// waiting than its queue holds, for a while (a client that does not read at all is cut
+    /// off by its own limit).
+    fn teardown_may_step(&self, now: Duration) -> bool {
+        !self.teardown.is_empty()
+            && (!self.conns.congested()
+                || now.saturating_sub(self.last_teardown) >= TEARDOWN_PATIENCE)
+    }
+
+    /// Removes up to [`TEARDOWN_BATCH`] membership entries of departed clients; a client with
+    /// none left is released from its interfaces and deregistered.
+    fn step_teardown(&mut self, now: Duration) {
+        self.last_teardown = now;
+        let started = std::time::Instant::now();
+        let mut budget = TEARDOWN_BATCH;
+        while let Some(&h) = self.teardown.front() {
+            let batch = self.manager.memberships_of(h, budget);
+            budget -= batch.len();
+            for (p, iface) in batch {
+                self.manager.drop_membership(h, p, iface, now);
+            }
+            if budget == 0 {
+                break;
+            }
+            self.manager.client_gone(h, now);
+            self.teardown.pop_front();
+        }
+        self.settle(now);
+        let (steps, longest) = &mut self.teardown_steps;
+        *steps += 1;
+        *longest = (*longest).max(started.elapsed());
+        if self.teardown.is_empty() && *steps > 1 {
+            let longest_ms = longest.as_secs_f64() * 1e3;
+            info!(steps = *steps, longest_ms, "departed clients taken down in steps");
+            self.teardown_steps = (0, Duration::ZERO);
+        }
     }
 
     /// Fast-path writes not applied yet.
@@ -372,11 +432,17 @@ impl<D: Dataplane> Daemon<D> {
         why: &str,
         now: Duration,
     ) {
-        for h in &handles {
-            self.manager.client_gone(*h, now);
+        for &h in &handles {
+            // The fast path stops copying for it at once, whatever it owned.
+            for iface in self.manager.owned_ifaces(h) {
+                self.hold.end_leases(Some(iface.ifindex), self.writer.mirror_mut());
+                self.writer.end_lease(iface, h);
+            }
+            self.teardown.push_back(h);
         }
         info!(conn, handles = handles.len(), why, "client gone; its state is released");
-        self.settle(now);
+        // A first step at once: a client with few entries is gone before the next input.
+        self.step_teardown(now);
     }
 
     /// An upcall from the fast path: the core hears of the packet (if the record is an
@@ -493,6 +559,9 @@ impl<D: Dataplane> Daemon<D> {
     /// Timers: unanswered callbacks take their defaults, idle MFEs expire, traffic keeps MFEs
     /// alive, failed writes are retried, unresolved next hops are solicited.
     fn tick(&mut self, now: Duration) {
+        if self.teardown_may_step(now) {
+            self.step_teardown(now);
+        }
         self.sweep.step(&mut self.manager, self.writer.mirror(), now);
         if now.saturating_sub(self.last_retry) >= RETRY_EVERY {
             self.last_retry = now;

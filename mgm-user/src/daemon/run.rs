@@ -28,8 +28,8 @@ use crate::{
 const INPUT_QUEUE: usize = 1024;
 
 /// Feeds `daemon` from `inputs` until `shutdown` resolves or every sender is gone: a tick
-/// every [`TICK`], queued fast-path writes a batch at a time between inputs, and the next
-/// hops it wants resolved handed to `solicit`.
+/// every [`TICK`], background work (queued fast-path writes, departed clients taken down) a
+/// step at a time between inputs, and the next hops it wants resolved handed to `solicit`.
 pub async fn run<D: Dataplane>(
     daemon: &mut Daemon<D>,
     inputs: &mut mpsc::Receiver<Input>,
@@ -48,7 +48,7 @@ pub async fn run<D: Dataplane>(
                 None => break,
             },
             _ = ticker.tick() => Input::Tick,
-            () = std::future::ready(()), if daemon.pending_writes() > 0 => {
+            () = std::future::ready(()), if daemon.has_background_work(start.elapsed()) => {
                 daemon.background(start.elapsed());
                 continue;
             }

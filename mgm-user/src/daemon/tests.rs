@@ -451,6 +451,71 @@ fn an_alert_storm_to_a_reading_client_is_paced_not_cut_off() {
     h.ok(2, proto::Deregister { handle: b });
 }
 
+/// A client leaving with more entries than one step takes is taken down in steps: its copies
+/// stop at once, other clients are served between the steps, and the alerts it causes go at
+/// the pace their reader reads (all of them, without cutting it off).
+#[test]
+fn a_big_client_leaving_is_taken_down_in_steps_at_its_readers_pace() {
+    let mut h = Harness::with_capacity(64, 512 << 10);
+    h.connect(1);
+    h.connect(2);
+    let a = h.register(1, 103);
+    h.register(2, 104);
+    h.take(1, a, 2);
+    let n = 3 * TEARDOWN_BATCH as u32;
+    for i in 0..n {
+        let group = std::net::Ipv4Addr::from(0xef10_0000 + i);
+        let m = proto::AddMembership(MembershipArgs { group, ..membership(a, 2) });
+        h.input(Input::Line { conn: 1, line: Ok(RequestFrame { id: 1, request: m.into() }) });
+        h.lines(1);
+        h.lines(2); // B reads its join alerts
+        while h.d.status().backlog_bytes > 0 {
+            h.input(Input::Tick);
+            h.lines(2);
+        }
+    }
+    assert_eq!(h.d.manager.membership_count(a), n as usize);
+    h.input(Input::Disconnected { conn: 1 });
+    assert_eq!(h.d.status().leases_alive, 0, "its copies stopped at once");
+    assert!(!h.d.teardown.is_empty(), "more than one step");
+    assert!(h.d.manager.membership_count(a) > 0);
+    // B is served while A goes, and reads its prune alerts as they come.
+    let mut alerts = 0;
+    let mut steps = 0;
+    while !h.d.teardown.is_empty() {
+        // A request of B's is answered (behind the alerts it has not read yet).
+        let hello = Ok(RequestFrame { id: 7, request: proto::Hello {}.into() });
+        h.input(Input::Line { conn: 2, line: hello });
+        let mut answered = false;
+        while !answered {
+            assert!(h.d.conns.is_open(2), "B was cut off");
+            for l in h.lines(2) {
+                if is_event(&l) {
+                    alerts += 1;
+                } else {
+                    answered = true;
+                }
+            }
+            h.input(Input::Tick);
+        }
+        h.now += Duration::from_millis(1);
+        h.d.background(h.now);
+        steps += 1;
+        assert!(steps < 10_000, "teardown does not progress");
+    }
+    loop {
+        let n = h.events(2).len();
+        alerts += n;
+        if n == 0 && h.d.status().backlog_bytes == 0 {
+            break;
+        }
+        h.input(Input::Tick);
+    }
+    assert_eq!(alerts, n as usize, "one prune alert per group, none lost");
+    assert!(h.d.conns.is_open(2), "B kept its connection");
+    assert!(h.d.manager.clients().iter().all(|c| c.handle != a), "A is gone");
+}
+
 #[test]
 fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
     let mut h = Harness::new();
