@@ -314,6 +314,23 @@ fn main() -> anyhow::Result<()> {
         rel.push(json!({"mfes": n, "reply_ms": reply.as_secs_f64() * 1e3, "cleanup_ms": cleanup.as_secs_f64() * 1e3}));
     }
     out["release"] = json!(rel);
+
+    // A client leaving with N join-state memberships while another reads its alerts.
+    println!(
+        "disconnect of a client with N join-state memberships (another daemon reads every alert)"
+    );
+    let mut gone = Vec::new();
+    for &n in &levels {
+        let (all_read, worst) = disconnect(n)?;
+        println!(
+            "  {:>7} memberships: every prune alert read after {:>8.1} ms; longest wait of a third client {:>6.1} ms",
+            n,
+            all_read.as_secs_f64() * 1e3,
+            worst.as_secs_f64() * 1e3
+        );
+        gone.push(json!({"memberships": n, "all_alerts_read_ms": all_read.as_secs_f64() * 1e3, "longest_wait_ms": worst.as_secs_f64() * 1e3}));
+    }
+    out["disconnect"] = json!(gone);
     if let Some(path) = arg::<String>(&args, "--json") {
         std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     }
@@ -370,4 +387,48 @@ fn release(n: usize) -> anyhow::Result<(Duration, Duration)> {
         pim.drop_events();
     }
     Ok((reply, t0.elapsed()))
+}
+
+/// Client A takes r1 and adds `n` (*,G) join-state memberships; B (another routing protocol)
+/// reads everything on its connection; A disconnects. Returns when B had every prune alert,
+/// and the longest a third client waited for a reply meanwhile.
+fn disconnect(n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let mut t = Topology::new(1)?;
+    t.start(&[])?;
+    let socket = t.mgmd.as_ref().expect("started").socket.clone();
+    let r1 = t.router.ifindex("r1")?;
+    let mut a = Pipe::connect(&socket)?;
+    let ha = a.call(proto::Register { protocol: 103, component: 1 })?.handle;
+    let nexthop = std::net::Ipv4Addr::UNSPECIFIED;
+    a.call(proto::TakeInterface { handle: ha, ifindex: r1, nexthop })?;
+    let mut b = Pipe::connect(&socket)?;
+    b.call(proto::Register { protocol: 104, component: 1 })?;
+    // B reads on its own thread from now on: the join alerts, then the n prune alerts.
+    let reader = std::thread::spawn(move || -> anyhow::Result<Instant> {
+        let mut prunes = 0;
+        loop {
+            let mut line = String::new();
+            ensure!(b.r.read_line(&mut line)? > 0, "mgmd closed B's connection");
+            if line.contains(r#""event":"prune_alert""#) {
+                prunes += 1;
+                if prunes == n {
+                    return Ok(Instant::now());
+                }
+            }
+        }
+    });
+    a.run((0..n).map(|i| join_membership(ha, r1, i)))?;
+    let mut c = mgm_tests::Ctl::connect(&socket)?;
+    let t0 = Instant::now();
+    drop(a);
+    let mut worst = Duration::ZERO;
+    while !reader.is_finished() {
+        let t = Instant::now();
+        c.call(proto::Hello {})?;
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(2));
+        ensure!(t0.elapsed() < Duration::from_secs(300), "B never got every alert");
+    }
+    let done = reader.join().expect("reader thread")?;
+    Ok((done - t0, worst))
 }
