@@ -50,6 +50,9 @@ pub async fn run<D: Dataplane>(
             _ = ticker.tick() => Input::Tick,
             () = std::future::ready(()), if daemon.has_background_work(start.elapsed()) => {
                 daemon.background(start.elapsed());
+                // Let the connections' tasks run between steps: a reply or a client reading
+                // its alerts must not wait for the whole of the background work.
+                tokio::task::yield_now().await;
                 continue;
             }
         };
