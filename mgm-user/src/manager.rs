@@ -394,8 +394,6 @@ struct Mfe {
     created: Duration,
     expires: Duration,
     timeout: Duration,
-    /// Traffic came beyond the packets that created it (see [`Manager::prove`]).
-    proven: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -447,7 +445,8 @@ pub struct Manager {
     owned: BTreeMap<Handle, BTreeSet<Iface>>,
     /// Index: how many membership entries each client has.
     member_counts: BTreeMap<Handle, usize>,
-    /// MFEs not proven by traffic yet, oldest first: the ones evicted when the table is full.
+    /// MFEs not proven by traffic yet (see [`Manager::prove`]), oldest first: the ones
+    /// evicted when the table is full.
     unproven: BTreeSet<(Duration, Sg)>,
     /// Per incoming ifindex: creation tokens left and when they were counted.
     buckets: BTreeMap<u32, (u32, Duration)>,
@@ -574,8 +573,7 @@ impl Manager {
         if !self.clients.contains_key(&h) {
             return;
         }
-        let owned: Vec<Iface> = self.owned.get(&h).into_iter().flatten().copied().collect();
-        for iface in owned {
+        for iface in self.owned_ifaces(h) {
             let _ = self.release_interface(h, iface, now);
         }
         let _ = self.deregister(h, now);
@@ -1280,7 +1278,6 @@ impl Manager {
                 created: now,
                 expires: now.saturating_add(timeout),
                 timeout,
-                proven: false,
             },
         );
         self.unproven.insert((now, sg));
@@ -1345,10 +1342,7 @@ impl Manager {
     /// `sg` carried traffic beyond the packets that created it: a real flow, no longer the
     /// first to go when the table is full.
     pub fn prove(&mut self, sg: Sg) {
-        if let Some(m) = self.mfes.get_mut(&sg)
-            && !m.proven
-        {
-            m.proven = true;
+        if let Some(m) = self.mfes.get(&sg) {
             self.unproven.remove(&(m.created, sg));
         }
     }

@@ -726,6 +726,11 @@ impl WireError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self { code, message: message.into(), win32: None, needed: None }
     }
+
+    /// An MGM result code (with its Win32 value) that says more than its generic text.
+    pub fn mgm(e: MgmError, message: impl Into<String>) -> Self {
+        Self { message: message.into(), ..Self::from(e) }
+    }
 }
 
 impl From<MgmError> for WireError {

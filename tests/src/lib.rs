@@ -522,17 +522,7 @@ impl Ctl {
 
     /// Sends a request; returns its typed result, or the server's error.
     pub fn request<M: Method>(&mut self, m: M) -> anyhow::Result<Result<M::Reply, WireError>> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = RequestFrame { id, request: m.into() };
-        let reply = self.raw(serde_json::to_string(&frame)?.as_bytes())?;
-        let reply: ReplyFrame<M::Reply> =
-            serde_json::from_value(reply.clone()).with_context(|| format!("reply {reply}"))?;
-        ensure!(reply.id == Some(id), "reply id {:?} for {id}", reply.id);
-        Ok(match reply.body {
-            ReplyBody::Result(r) => Ok(r),
-            ReplyBody::Error(e) => Err(e),
-        })
+        self.pipeline([m])?.pop().context("no reply")
     }
 
     /// Sends many requests at once (a thousand per write) and returns their results in

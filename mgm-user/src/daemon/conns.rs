@@ -12,8 +12,8 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::{
-    manager::Handle,
-    proto::{ErrorCode, EventFrame, WireError},
+    manager::{Handle, MgmError},
+    proto::{EventFrame, WireError},
     server::{ConnId, Outbound, PushError},
 };
 
@@ -101,12 +101,8 @@ impl Connections {
         if self.owner.get(&h) == Some(&conn) {
             Ok(h)
         } else {
-            let mut e = WireError::new(
-                ErrorCode::InvalidParameter,
-                format!("no handle {} on this connection", h.0),
-            );
-            e.win32 = Some(87);
-            Err(e)
+            let why = format!("no handle {} on this connection", h.0);
+            Err(WireError::mgm(MgmError::InvalidParameter, why))
         }
     }
 
@@ -115,31 +111,26 @@ impl Connections {
     /// connection (and so its state) rather than growing mgmd's memory.
     pub fn send(&mut self, conn: ConnId, line: String) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        let why = if c.backlog.is_empty() {
-            match c.tx.push(line) {
-                Ok(()) => return,
-                Err((PushError::Full, line)) => {
-                    c.backlog_bytes += line.len() + 1;
-                    c.backlog.push_back(line);
-                    None
-                }
-                Err((PushError::Closed, _)) => Some("closed"),
-            }
-        } else {
-            c.backlog_bytes += line.len() + 1;
-            c.backlog.push_back(line);
-            None
+        // Straight into the queue unless lines already wait (order) or it is full.
+        let line = match c.backlog.is_empty() {
+            true => c.tx.push(line),
+            false => Err((PushError::Full, line)),
         };
-        let why = why.or_else(|| {
-            (c.backlog_bytes > BACKLOG_FACTOR * c.tx.limit()).then(|| {
+        let why = match line {
+            Ok(()) => return,
+            Err((PushError::Closed, _)) => "closed",
+            Err((PushError::Full, line)) => {
+                c.backlog_bytes += line.len() + 1;
+                c.backlog.push_back(line);
+                if c.backlog_bytes <= BACKLOG_FACTOR * c.tx.limit() {
+                    return;
+                }
                 warn!(conn, "client does not read; disconnecting it");
                 c.tx.kill();
                 "outbound queue full"
-            })
-        });
-        if let Some(why) = why
-            && let Some(handles) = self.close(conn)
-        {
+            }
+        };
+        if let Some(handles) = self.close(conn) {
             self.closed.push((conn, handles, why));
         }
     }

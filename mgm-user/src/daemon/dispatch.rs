@@ -224,12 +224,8 @@ impl<D: Dataplane> Daemon<D> {
     fn set_mfe(&mut self, conn: ConnId, m: proto::SetMfe, now: Duration) -> Reply<proto::SetMfe> {
         let h = self.conns.own(conn, m.handle)?;
         if !self.links.is_managed(m.iif) {
-            let mut e = WireError::new(
-                ErrorCode::InvalidParameter,
-                format!("ifindex {} is not managed by mgm", m.iif),
-            );
-            e.win32 = Some(87);
-            return Err(e);
+            let why = format!("ifindex {} is not managed by mgm", m.iif);
+            return Err(WireError::mgm(MgmError::InvalidParameter, why));
         }
         let iface = Iface::new(m.iif, m.iif_nexthop);
         self.manager.set_mfe(h, Sg::new(m.source, m.group), iface, m.upstream, now)?;

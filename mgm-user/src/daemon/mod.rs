@@ -102,9 +102,8 @@ impl Default for Limits {
 
 /// The error of a call over a limit: NOT_ENOUGH_MEMORY, as MGM answers when resources run out.
 fn over_limit(what: &str, limit: usize, flag: &str) -> WireError {
-    let mut e = WireError::from(crate::manager::MgmError::NotEnoughMemory);
-    e.message = format!("limit reached: {limit} {what} (mgmd {flag})");
-    e
+    let why = format!("limit reached: {limit} {what} (mgmd {flag})");
+    WireError::mgm(crate::manager::MgmError::NotEnoughMemory, why)
 }
 
 /// Timer period of [`run`]: callback deadlines and MFE expiry are checked at this granularity.
@@ -191,7 +190,7 @@ impl<D: Dataplane> Daemon<D> {
             Input::Line { conn, line: Ok(frame) } => {
                 let reply = self.serve(conn, frame, now);
                 // Leases first, then (the first batch of) the writes, the reply, the events.
-                let events = self.apply_effects(now);
+                let events = self.apply_effects();
                 self.conns.send(conn, reply);
                 self.deliver(events, now);
             }
@@ -208,7 +207,7 @@ impl<D: Dataplane> Daemon<D> {
             self.step_teardown(now);
         }
         let applied = self.writer.drain(WRITE_BATCH);
-        self.applied(applied, now);
+        self.applied(applied);
     }
 
     /// Whether [`Daemon::background`] has work it can do now.
@@ -332,7 +331,7 @@ impl<D: Dataplane> Daemon<D> {
             keys.into_iter().filter(|k| m.get(k).is_some_and(|x| !x.is_static)).collect();
         self.hold.start(held, m, now.saturating_add(hold));
         let (mfes, leases) = self.hold.sizes();
-        let statics = self.writer.mirror().mfes().filter(|(_, x)| x.is_static).count();
+        let statics = self.writer.static_count();
         info!(
             mfes,
             statics,
@@ -370,18 +369,18 @@ impl<D: Dataplane> Daemon<D> {
 
     /// The core's effects since the last call: lease changes and writes happen now; the
     /// callbacks are returned for delivery after the reply.
-    fn apply_effects(&mut self, now: Duration) -> Vec<Effect> {
+    fn apply_effects(&mut self) -> Vec<Effect> {
         let effects = self.manager.take_effects();
         let (killed, applied) = self.writer.queue(&effects);
         for ifindex in killed {
             self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
         }
-        self.applied(applied, now);
+        self.applied(applied);
         effects
     }
 
     /// What follows a write reaching the fast path: held packets go, trackers forget.
-    fn applied(&mut self, applied: Vec<Applied>, _now: Duration) {
+    fn applied(&mut self, applied: Vec<Applied>) {
         for a in applied {
             match a {
                 Applied::Installed(k) => {
@@ -415,7 +414,7 @@ impl<D: Dataplane> Daemon<D> {
 
     /// Applies and delivers what the core's last calls caused.
     fn settle(&mut self, now: Duration) {
-        let events = self.apply_effects(now);
+        let events = self.apply_effects();
         self.deliver(events, now);
     }
 
@@ -531,7 +530,7 @@ impl<D: Dataplane> Daemon<D> {
         self.settle(now);
         // The port can only go once no queued write names it.
         let applied = self.writer.drain(usize::MAX);
-        self.applied(applied, now);
+        self.applied(applied);
         // Static and held entries naming it can no longer forward: they go too.
         let dead: Vec<MfeKey> = self
             .writer
@@ -546,9 +545,9 @@ impl<D: Dataplane> Daemon<D> {
             warn!(source = %s, group = %g, "static or held mfe used a removed interface; removed");
             self.hold.forget(&k);
             let _ = self.writer.remove_static(&k, &self.manager);
-            self.fit_core();
             let _ = self.writer.mirror_mut().remove(&k);
         }
+        self.fit_core();
         let m = self.writer.mirror_mut();
         if let Err(e) = m.remove_port(ifindex) {
             warn!(ifindex, error = %e, "interface still referenced in the fast path");
@@ -607,7 +606,7 @@ impl<D: Dataplane> Daemon<D> {
                     self.writer.queue_remove(k);
                 }
                 let applied = self.writer.drain(WRITE_BATCH);
-                self.applied(applied, now);
+                self.applied(applied);
                 self.hold.end_leases(None, self.writer.mirror_mut());
                 info!("restart hold over: the fast path is the core's again");
             }
@@ -624,6 +623,7 @@ impl<D: Dataplane> Daemon<D> {
         let m = self.writer.mirror();
         let (leases_alive, leases_released) = m.lease_counts();
         let (write_failures, retrying) = self.writer.failures();
+        let (flows_refused, mfes_evicted) = self.manager.admission_counts();
         Status {
             mfes: self.manager.mfe_count(),
             installed: m.mfes().count(),
@@ -638,8 +638,8 @@ impl<D: Dataplane> Daemon<D> {
             write_failures,
             retrying,
             backlog_bytes: self.conns.backlog_bytes(),
-            flows_refused: self.manager.admission_counts().0,
-            mfes_evicted: self.manager.admission_counts().1,
+            flows_refused,
+            mfes_evicted,
         }
     }
 }
@@ -649,9 +649,7 @@ impl From<FastPathError> for WireError {
         let code = match e {
             // A table at capacity: the call that needed the slot fails and changes nothing.
             FastPathError::Full { .. } => {
-                let mut w = WireError::from(crate::manager::MgmError::NotEnoughMemory);
-                w.message = e.to_string();
-                return w;
+                return WireError::mgm(crate::manager::MgmError::NotEnoughMemory, e.to_string());
             }
             FastPathError::OilTooLong(_) | FastPathError::TooManyLeases(_) => ErrorCode::Full,
             FastPathError::UnknownPort(_) | FastPathError::PortInUse(..) => {

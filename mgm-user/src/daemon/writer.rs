@@ -127,11 +127,7 @@ impl<D: Dataplane> Writer<D> {
         if !(self.statics.remove(key) && self.mirror.remove(key)?) {
             return Ok(false);
         }
-        let sg = Sg::new(key.source.into(), key.group.into());
-        if let Some((iif, oil)) = manager.mfe_state(sg) {
-            let p = self.pending_install(sg, iif, &oil);
-            self.pending.push_back(p);
-        }
+        self.queue_core_state(*key, manager);
         Ok(true)
     }
 
@@ -194,13 +190,19 @@ impl<D: Dataplane> Writer<D> {
     /// Queues again, from the core's current state, the MFEs whose last write failed.
     pub fn retry_failed(&mut self, manager: &Manager) {
         for k in std::mem::take(&mut self.retry) {
-            let sg = Sg::new(k.source.into(), k.group.into());
-            let p = match manager.mfe_state(sg) {
-                Some((iif, oil)) => self.pending_install(sg, iif, &oil),
-                None => Pending::Remove { key: k },
-            };
-            self.pending.push_back(p);
+            self.queue_core_state(k, manager);
         }
+    }
+
+    /// Queues the write that makes the fast path hold what the core holds for `key`: its
+    /// MFE, or nothing.
+    fn queue_core_state(&mut self, key: MfeKey, manager: &Manager) {
+        let sg = Sg::new(key.source.into(), key.group.into());
+        let p = match manager.mfe_state(sg) {
+            Some((iif, oil)) => self.pending_install(sg, iif, &oil),
+            None => Pending::Remove { key },
+        };
+        self.pending.push_back(p);
     }
 
     /// Gives every new owner of an interface a live lease, and kills the leases of owners

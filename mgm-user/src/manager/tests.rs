@@ -1181,9 +1181,10 @@ fn check_invariants(m: &Manager) {
         *counts.entry(*h).or_default() += 1;
     }
     assert_eq!(m.member_counts, counts, "membership counts out of date");
-    let unproven: BTreeSet<(Duration, Sg)> =
-        m.mfes.iter().filter(|(_, x)| !x.proven).map(|(sg, x)| (x.created, *sg)).collect();
-    assert_eq!(m.unproven, unproven, "eviction index out of date");
+    for (created, sg) in &m.unproven {
+        let x = m.mfes.get(sg);
+        assert_eq!(x.map(|x| x.created), Some(*created), "eviction index names {sg:?} wrongly");
+    }
     assert!(m.mfes.len() <= m.settings.max_mfes, "over capacity");
     for o in m.owners.values() {
         for h in [o.routing, o.igmp].into_iter().flatten() {
