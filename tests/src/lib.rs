@@ -445,8 +445,10 @@ impl Drop for Mgmd {
                 eprintln!("{l}");
             }
         }
-        // Pinned links would keep XDP attached in namespaces that outlive the test.
+        // Pinned links would keep XDP attached in namespaces that outlive the test; the pin
+        // directory's lock file goes with it (a killed mgmd leaves it behind).
         let _ = std::fs::remove_dir_all(&self.pin_dir);
+        let _ = std::fs::remove_file(mgm::server::pins_lock_path(&self.pin_dir));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
