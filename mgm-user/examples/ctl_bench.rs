@@ -4,7 +4,12 @@
 //!   client and from 8 concurrent clients, with 10k, 100k and 1M entries already in place;
 //! - memory: mgmd's resident set and the BPF maps' memory (their `memlock`), per MFE;
 //! - release: time to the reply and to the end of the background rewrite, with 1, 1k and
-//!   100k MFEs (created by traffic, as a router gets them) forwarding to the interface.
+//!   100k MFEs (created by traffic, as a router gets them) forwarding to the interface;
+//! - release and disconnect of a client with 10k / 100k / 1M join-state memberships: time
+//!   to the reply, until another protocol has read every prune alert, and the longest a third
+//!   client waited for a reply meanwhile;
+//! - a spray of new sources beside a real flow: the MFE creation rate, the real flow's
+//!   delivery.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -315,22 +320,43 @@ fn main() -> anyhow::Result<()> {
     }
     out["release"] = json!(rel);
 
-    // A client leaving with N join-state memberships while another reads its alerts.
-    println!(
-        "disconnect of a client with N join-state memberships (another daemon reads every alert)"
-    );
-    let mut gone = Vec::new();
-    for &n in &levels {
-        let (all_read, worst) = disconnect(n)?;
+    // A client releasing its interface, or leaving, with N join-state memberships while
+    // another reads its alerts and a third keeps asking.
+    for how in [Leave::Release, Leave::Disconnect] {
         println!(
-            "  {:>7} memberships: every prune alert read after {:>8.1} ms; longest wait of a third client {:>6.1} ms",
-            n,
-            all_read.as_secs_f64() * 1e3,
-            worst.as_secs_f64() * 1e3
+            "{} of a client with N join-state memberships (another daemon reads every alert)",
+            how.name()
         );
-        gone.push(json!({"memberships": n, "all_alerts_read_ms": all_read.as_secs_f64() * 1e3, "longest_wait_ms": worst.as_secs_f64() * 1e3}));
+        let mut rows = Vec::new();
+        for &n in &levels {
+            let r = leave(n, how)?;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let reply =
+                r.reply.map_or_else(|| "      -".to_string(), |d| format!("{:>7.1}", ms(d)));
+            println!(
+                "  {:>7} memberships: reply {reply} ms; every prune alert read after {:>8.1} ms; longest wait of a third client {:>6.1} ms",
+                n,
+                ms(r.all_read),
+                ms(r.worst)
+            );
+            rows.push(json!({"memberships": n, "reply_ms": r.reply.map(ms), "all_alerts_read_ms": ms(r.all_read), "longest_wait_ms": ms(r.worst)}));
+        }
+        out[how.name()] = json!(rows);
     }
-    out["disconnect"] = json!(gone);
+
+    // A sender spraying new sources on a routing protocol's interface, beside a real flow.
+    let s = spray(if quick { 20_000 } else { 100_000 })?;
+    println!(
+        "spray: {} one-packet flows in {:.1} s beside a real flow at 100/s: MFEs created {:.0}/s \
+         (limit 1000/s per interface), real flow delivered {} of {} during the spray, \
+         {} write failures",
+        s.flows, s.secs, s.created_per_s, s.delivered, s.sent, s.write_failures
+    );
+    out["spray"] = json!({
+        "flows": s.flows, "spray_secs": s.secs, "mfes_created_per_s": s.created_per_s,
+        "flows_refused": s.refused, "real_delivered": s.delivered,
+        "real_sent": s.sent, "write_failures": s.write_failures,
+    });
     if let Some(path) = arg::<String>(&args, "--json") {
         std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     }
@@ -389,10 +415,33 @@ fn release(n: usize) -> anyhow::Result<(Duration, Duration)> {
     Ok((reply, t0.elapsed()))
 }
 
+#[derive(Clone, Copy)]
+enum Leave {
+    Release,
+    Disconnect,
+}
+
+impl Leave {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Release => "release",
+            Self::Disconnect => "disconnect",
+        }
+    }
+}
+
+struct Left {
+    /// Until the release was answered (a disconnect has no reply).
+    reply: Option<Duration>,
+    /// Until B had read every prune alert.
+    all_read: Duration,
+    /// The longest a third client waited for a reply meanwhile.
+    worst: Duration,
+}
+
 /// Client A takes r1 and adds `n` (*,G) join-state memberships; B (another routing protocol)
-/// reads everything on its connection; A disconnects. Returns when B had every prune alert,
-/// and the longest a third client waited for a reply meanwhile.
-fn disconnect(n: usize) -> anyhow::Result<(Duration, Duration)> {
+/// reads everything on its connection; A releases r1, or disconnects.
+fn leave(n: usize, how: Leave) -> anyhow::Result<Left> {
     let mut t = Topology::new(1)?;
     t.start(&[])?;
     let socket = t.mgmd.as_ref().expect("started").socket.clone();
@@ -420,9 +469,18 @@ fn disconnect(n: usize) -> anyhow::Result<(Duration, Duration)> {
     a.run((0..n).map(|i| join_membership(ha, r1, i)))?;
     let mut c = mgm_tests::Ctl::connect(&socket)?;
     let t0 = Instant::now();
-    drop(a);
+    // A waits for its reply on its own thread.
+    let a = std::thread::spawn(move || -> anyhow::Result<Option<Instant>> {
+        match how {
+            Leave::Release => {
+                a.call(proto::ReleaseInterface { handle: ha, ifindex: r1, nexthop })?;
+                Ok(Some(Instant::now()))
+            }
+            Leave::Disconnect => Ok(None),
+        }
+    });
     let mut worst = Duration::ZERO;
-    while !reader.is_finished() {
+    while !reader.is_finished() || !a.is_finished() {
         let t = Instant::now();
         c.call(proto::Hello {})?;
         worst = worst.max(t.elapsed());
@@ -430,5 +488,77 @@ fn disconnect(n: usize) -> anyhow::Result<(Duration, Duration)> {
         ensure!(t0.elapsed() < Duration::from_secs(300), "B never got every alert");
     }
     let done = reader.join().expect("reader thread")?;
-    Ok((done - t0, worst))
+    let replied = a.join().expect("client thread")?;
+    Ok(Left { reply: replied.map(|r| r - t0), all_read: done - t0, worst })
+}
+
+struct Spray {
+    flows: usize,
+    secs: f64,
+    created_per_s: f64,
+    refused: u64,
+    delivered: usize,
+    sent: usize,
+    write_failures: u64,
+}
+
+/// A real flow (100 packets a second) runs on a PIM-owned interface; then `n` one-packet
+/// flows with distinct sources arrive there at 20,000 a second beside it. Nobody answers the
+/// callbacks, so every flow admitted gets an MFE with the defaults. Measured: the MFEs created
+/// per second of spray (the admission rate), and how much of the real flow is delivered while
+/// the spray lasts.
+fn spray(n: usize) -> anyhow::Result<Spray> {
+    const PPS: usize = 20_000;
+    let mut t = Topology::new(1)?;
+    t.start(&["--max-mfes", "16384"])?;
+    let (rin, r1) = (t.router.ifindex("rin")?, t.router.ifindex("r1")?);
+    let mut pim = t.ctl()?;
+    pim.protocol_with(103, &[rin, r1], &[r1], "239.1.1.1")?;
+    let cap = mgm_tests::PacketSocket::open(&t.receivers[0], "eth0")?;
+    let tag = mgm_tests::magic("real");
+    let real = t.frame(8, &tag);
+    // The real flow first: its MFE is created (defaults after 4 s) and proven by traffic.
+    for _ in 0..700 {
+        t.tx.send(&real)?;
+        std::thread::sleep(Duration::from_millis(10));
+        pim.drop_events();
+    }
+    ensure!(pim.status()?.mfes == 1, "the real flow has no MFE");
+    cap.drain(Duration::from_millis(1))?;
+    let frames: Vec<Vec<u8>> = (0..n as u32)
+        .map(|i| {
+            let mut f = udp_frame(t.sender_mac, (0x0ac8_0000 + i).to_be_bytes(), GROUP, 8, b"s");
+            fix_ipv4_checksum(&mut f);
+            f
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut sent = 0;
+    // 200 frames every 10 ms, and one of the real flow.
+    for (i, chunk) in frames.chunks(PPS / 100).enumerate() {
+        for f in chunk {
+            t.tx.send(f)?;
+        }
+        t.tx.send(&real)?;
+        sent += 1;
+        pim.drop_events();
+        let next = t0 + Duration::from_millis(10 * (i as u64 + 1));
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let delivered = mgm_tests::with_magic(&cap.drain(Duration::from_millis(200))?, &tag).len();
+    // Flows admitted late in the spray get their MFE 4 s after it.
+    std::thread::sleep(Duration::from_secs(5));
+    pim.drop_events();
+    let s = pim.status()?;
+    let created = s.mfes + s.mfes_evicted as usize - 1;
+    Ok(Spray {
+        flows: n,
+        secs,
+        created_per_s: created as f64 / secs,
+        refused: s.flows_refused,
+        delivered,
+        sent,
+        write_failures: s.write_failures,
+    })
 }

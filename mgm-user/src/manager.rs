@@ -19,18 +19,29 @@
 //! * join/prune alerts go to routing protocols only, never to IGMP.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     net::Ipv4Addr,
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 
+use self::{
+    requests::{Awaiting, Requests},
+    table::{Mfe, MfeTable},
+};
+
+mod requests;
+mod table;
+
 /// RRAS protocol id of IGMP (iprtrmib.h): the one client that may co-own an interface.
 pub const PROTO_IP_IGMP: u32 = 10;
 /// The longest MFE timeout a prune answer may set: 2^32 − 1 s, the range of RRAS's 32-bit
 /// timeout (136 years, so "never" in practice).
 pub const MAX_MFE_TIMEOUT: Duration = Duration::from_secs(u32::MAX as u64);
+/// Requests and MFEs a [`Manager::tick`] handles at most, of each (a million MFEs created
+/// at once also expire at once: they go in steps).
+pub const TICK_BATCH: usize = 1024;
 /// Membership flag: join state (drives join/prune alerts).
 pub const MGM_JOIN_STATE_FLAG: u32 = 0x1;
 /// Membership flag: forward state (puts the interface in matching MFEs' outgoing lists).
@@ -314,6 +325,13 @@ impl Default for Settings {
     }
 }
 
+/// How far a release done in steps has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Done,
+    More,
+}
+
 /// MIB_IPMCAST_MFE as the manager knows it (counters come from the fast path).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfeView {
@@ -385,18 +403,6 @@ struct Flags {
 }
 
 #[derive(Clone, Debug)]
-struct Mfe {
-    iif: Iface,
-    upstream: Ipv4Addr,
-    oifs: Oil,
-    /// Kept out by a creation alert answer.
-    disabled: BTreeSet<Iface>,
-    created: Duration,
-    expires: Duration,
-    timeout: Duration,
-}
-
-#[derive(Clone, Debug)]
 enum Stage {
     Rpf,
     Alerts { waiting: BTreeMap<RequestId, Handle>, disabled: BTreeSet<Iface> },
@@ -410,18 +416,14 @@ struct Creating {
     stage: Stage,
 }
 
+/// A group enumeration: a cursor over the memberships, so it costs no memory beyond itself
+/// and each page costs its entries.
 #[derive(Clone, Copy, Debug)]
-enum Awaiting {
-    Rpf(Sg),
-    Creation(Sg),
-    PruneTimeout(Sg),
-}
-
-#[derive(Clone, Debug)]
 struct Enumeration {
     owner: Handle,
-    entries: Vec<SourceGroupEntry>,
-    next: usize,
+    kind: EnumType,
+    /// The last entry returned.
+    after: Option<Pattern>,
 }
 
 /// Key of a membership: ordered by group, source, interface, client.
@@ -445,17 +447,19 @@ pub struct Manager {
     owned: BTreeMap<Handle, BTreeSet<Iface>>,
     /// Index: how many membership entries each client has.
     member_counts: BTreeMap<Handle, usize>,
-    /// MFEs not proven by traffic yet (see [`Manager::prove`]), oldest first: the ones
-    /// evicted when the table is full.
-    unproven: BTreeSet<(Duration, Sg)>,
     /// Per incoming ifindex: creation tokens left and when they were counted.
     buckets: BTreeMap<u32, (u32, Duration)>,
     /// New flows not given an MFE (rate or room), and MFEs evicted for new ones.
     refused: u64,
     evicted: u64,
-    mfes: BTreeMap<Sg, Mfe>,
+    mfes: MfeTable,
     creating: BTreeMap<Sg, Creating>,
-    requests: BTreeMap<RequestId, (Handle, Awaiting, Duration)>,
+    requests: Requests,
+    /// Releases done in steps (see [`Manager::release_step`]) that have begun.
+    releasing: BTreeSet<(Handle, Iface)>,
+    /// Outgoing lists releases have yet to bring up to date: the MFEs matching a removed
+    /// membership's pattern, walked from a cursor (the last MFE done) a budget at a time.
+    stale: VecDeque<(Pattern, Option<Sg>)>,
     enums: BTreeMap<EnumHandle, Enumeration>,
     next_id: u64,
     effects: Vec<Effect>,
@@ -560,9 +564,7 @@ impl Manager {
         }
         self.enums.retain(|_, e| e.owner != h);
         // Requests it will never answer take their defaults now.
-        let mine: Vec<RequestId> =
-            self.requests.iter().filter(|(_, (to, ..))| *to == h).map(|(id, _)| *id).collect();
-        for id in mine {
+        for id in self.requests.of_client(h) {
             self.expire_request(id, now);
         }
         Ok(())
@@ -642,28 +644,6 @@ impl Manager {
         self.owned.get(&h).into_iter().flatten().copied().collect()
     }
 
-    /// Up to `n` of `h`'s membership entries (to take a client down in steps).
-    pub fn memberships_of(&self, h: Handle, n: usize) -> Vec<(Pattern, Iface)> {
-        let mut out = Vec::new();
-        for iface in self.owned.get(&h).into_iter().flatten() {
-            let patterns = self.members_by_iface.get(&(*iface, h)).into_iter().flatten();
-            for p in patterns.take(n - out.len()) {
-                out.push((*p, *iface));
-            }
-            if out.len() == n {
-                break;
-            }
-        }
-        out
-    }
-
-    /// Removes one of `h`'s membership entries whatever its flags, with every effect of a
-    /// delete (a client being taken down).
-    pub fn drop_membership(&mut self, h: Handle, pattern: Pattern, iface: Iface, now: Duration) {
-        let both = MGM_JOIN_STATE_FLAG | MGM_FORWARD_STATE_FLAG;
-        self.delete_membership_inner(h, pattern, iface, both, now);
-    }
-
     /// How many membership entries `h` has.
     pub fn membership_count(&self, h: Handle) -> usize {
         self.member_counts.get(&h).copied().unwrap_or(0)
@@ -686,8 +666,23 @@ impl Manager {
 
     /// ReleaseInterfaceOwnership: the client's memberships on the interface go (with their
     /// alerts), every MFE entry kept on its behalf there goes, and MFEs arriving there are
-    /// deleted when the routing owner leaves.
+    /// deleted when the routing owner leaves. All at once: see [`Manager::release_step`].
     pub fn release_interface(&mut self, h: Handle, iface: Iface, now: Duration) -> MgmResult<()> {
+        let mut unlimited = usize::MAX;
+        self.release_step(h, iface, &mut unlimited, now).map(|_| ())
+    }
+
+    /// ReleaseInterfaceOwnership in steps of at most `budget` entries (the client's
+    /// memberships there, then the MFEs arriving there; what it used is taken off `budget`):
+    /// call again while it answers [`Progress::More`]. The first call checks ownership and stops IGMP there; the client
+    /// owns the interface until the last step, so it cannot change hands half released.
+    pub fn release_step(
+        &mut self,
+        h: Handle,
+        iface: Iface,
+        budget: &mut usize,
+        now: Duration,
+    ) -> MgmResult<Progress> {
         let igmp = self.client(h)?.is_igmp();
         let o = self.owners.get(&iface).copied().ok_or(MgmError::InvalidParameter)?;
         let slot = if igmp { o.igmp } else { o.routing };
@@ -695,28 +690,44 @@ impl Manager {
             return Err(MgmError::InvalidParameter);
         }
         let co_igmp = if igmp { None } else { o.igmp };
-        if let Some(i) = co_igmp {
+        if self.releasing.insert((h, iface))
+            && let Some(i) = co_igmp
+        {
             self.notify(i, Event::DisableIgmp { iface });
         }
-        let patterns: Vec<Pattern> = self
-            .members_by_iface
-            .get(&(iface, h))
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        for p in patterns {
+        *budget = (*budget).max(1);
+        // A membership costs one, and each MFE whose outgoing list it changes one more.
+        loop {
+            if !self.refresh_stale(budget, now) {
+                return Ok(Progress::More);
+            }
+            let first = self.members_by_iface.get(&(iface, h)).and_then(|s| s.first().copied());
+            let Some(p) = first else { break };
+            if *budget == 0 {
+                return Ok(Progress::More);
+            }
+            *budget -= 1;
             let flags = self.members.get(&(p, iface, h)).copied().unwrap_or_default();
             let bits = (u32::from(flags.join) * MGM_JOIN_STATE_FLAG)
                 | (u32::from(flags.forward) * MGM_FORWARD_STATE_FLAG);
-            self.delete_membership_inner(h, p, iface, bits, now);
+            self.remove_membership(h, p, iface, bits, now, true);
         }
         if !igmp {
-            self.delete_mfes_arriving(iface, DeleteReason::Released);
+            let arriving = self.mfes.arriving(iface, *budget);
+            *budget -= arriving.len();
+            for sg in arriving {
+                self.delete_mfe(sg, DeleteReason::Released);
+            }
+            if !self.mfes.arriving(iface, 1).is_empty() {
+                return Ok(Progress::More);
+            }
             let creating: Vec<Sg> =
                 self.creating.iter().filter(|(_, c)| c.iif == iface).map(|(sg, _)| *sg).collect();
             for sg in creating {
                 self.abandon_creation(sg);
             }
         }
+        self.releasing.remove(&(h, iface));
         self.effects.push(Effect::Owner { iface, owner: h, owns: false });
         let entry = self.owners.get_mut(&iface).expect("checked above");
         if igmp {
@@ -736,7 +747,7 @@ impl Manager {
         if let Some(i) = co_igmp {
             self.notify(i, Event::EnableIgmp { iface });
         }
-        Ok(())
+        Ok(Progress::Done)
     }
 
     /// GetProtocolOnInterface: (protocol id, component id) of the routing owner (or of IGMP
@@ -762,7 +773,9 @@ impl Manager {
                 self.notify(h, Event::InterfaceGone { iface });
             }
             // Its MFEs are gone because the interface is, not because someone released it.
-            self.delete_mfes_arriving(iface, DeleteReason::InterfaceGone);
+            for sg in self.mfes.arriving(iface, usize::MAX) {
+                self.delete_mfe(sg, DeleteReason::InterfaceGone);
+            }
             for h in [o.routing, o.igmp].into_iter().flatten() {
                 let _ = self.release_interface(h, iface, now);
             }
@@ -866,17 +879,20 @@ impl Manager {
         if !clears_something {
             return Err(MgmError::NotFound);
         }
-        self.delete_membership_inner(h, pattern, iface, flags, now);
+        self.remove_membership(h, pattern, iface, flags, now, false);
         Ok(())
     }
 
-    fn delete_membership_inner(
+    /// Clears `flags` of a membership, with its alerts. The outgoing lists it changes are
+    /// brought up to date now, or (`later`) left to [`Manager::refresh_stale`].
+    fn remove_membership(
         &mut self,
         h: Handle,
         pattern: Pattern,
         iface: Iface,
         flags: u32,
         now: Duration,
+        later: bool,
     ) {
         let key = (pattern, iface, h);
         let Some(old) = self.members.get(&key).copied() else {
@@ -923,10 +939,42 @@ impl Manager {
             }
         }
         if old.forward && !new.forward {
-            for sg in self.mfes_matching(pattern) {
-                self.recompute(sg, now);
+            if later {
+                self.stale.push_back((pattern, None));
+            } else {
+                for sg in self.mfes_matching(pattern) {
+                    self.recompute(sg, now);
+                }
             }
         }
+    }
+
+    /// Brings up to date the outgoing lists releases left stale, at most `budget` MFEs (what
+    /// it used is taken off); whether none is left.
+    fn refresh_stale(&mut self, budget: &mut usize, now: Duration) -> bool {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        while let Some(&(p, after)) = self.stale.front() {
+            if *budget == 0 {
+                return false;
+            }
+            let first = p.group.map_or(Unbounded, |g| Included(Sg::new(0.into(), g)));
+            let lo = after.map_or(first, Excluded);
+            let hi = p.group.map_or(Unbounded, |g| Included(Sg::new(ONES, g)));
+            let batch: Vec<Sg> =
+                self.mfes.range((lo, hi)).take(*budget).map(|(sg, _)| *sg).collect();
+            let Some(&last) = batch.last() else {
+                self.stale.pop_front();
+                continue;
+            };
+            *budget -= batch.len();
+            for sg in batch.into_iter().filter(|sg| p.matches(sg)) {
+                self.recompute(sg, now);
+            }
+            if let Some(front) = self.stale.front_mut() {
+                front.1 = Some(last);
+            }
+        }
+        true
     }
 
     /// Member-delete prune alerts after `h` lost join state for `pattern` on `iface`.
@@ -1015,7 +1063,7 @@ impl Manager {
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
         let became_busy = !oifs.is_empty() && m.oifs.is_empty();
         let iif = m.iif;
-        self.mfes.get_mut(&sg).expect("present").oifs.clone_from(&oifs);
+        self.mfes.set_oifs(sg, oifs.clone());
         self.effects.push(Effect::Install { sg, iif, oifs });
         if became_empty {
             self.oil_empty_alert(sg, now);
@@ -1043,7 +1091,7 @@ impl Manager {
         };
         let request = RequestId(self.id());
         let deadline = now.saturating_add(self.settings.answer_timeout);
-        self.requests.insert(request, (up, Awaiting::PruneTimeout(sg), deadline));
+        self.requests.insert(request, up, Awaiting::PruneTimeout(sg), deadline);
         let timeout_secs = self.settings.mfe_timeout.as_secs();
         self.notify(
             up,
@@ -1098,7 +1146,7 @@ impl Manager {
         };
         let request = RequestId(self.id());
         let deadline = now.saturating_add(self.settings.answer_timeout);
-        self.requests.insert(request, (owner, Awaiting::Rpf(sg), deadline));
+        self.requests.insert(request, owner, Awaiting::Rpf(sg), deadline);
         self.creating.insert(
             sg,
             Creating { iif: in_iface, upstream: Ipv4Addr::UNSPECIFIED, stage: Stage::Rpf },
@@ -1131,7 +1179,7 @@ impl Manager {
             return false;
         }
         if self.mfes.len() + self.creating.len() >= self.settings.max_mfes {
-            let Some(&(_, old)) = self.unproven.first() else {
+            let Some(old) = self.mfes.oldest_unproven() else {
                 self.buckets.insert(ifindex, (tokens, since));
                 return false;
             };
@@ -1160,12 +1208,12 @@ impl Manager {
         request: RequestId,
         kind: impl Fn(Awaiting) -> Option<Sg>,
     ) -> MgmResult<Sg> {
-        let &(to, awaiting, _) = self.requests.get(&request).ok_or(MgmError::NotFound)?;
+        let (to, awaiting) = self.requests.get(request).ok_or(MgmError::NotFound)?;
         let sg = kind(awaiting).ok_or(MgmError::NotFound)?;
         if to != h {
             return Err(MgmError::InvalidParameter);
         }
-        self.requests.remove(&request);
+        self.requests.remove(request);
         Ok(sg)
     }
 
@@ -1204,7 +1252,7 @@ impl Manager {
         let mut waiting = BTreeMap::new();
         for (owner, list) in by_owner {
             let request = RequestId(self.id());
-            self.requests.insert(request, (owner, Awaiting::Creation(sg), deadline));
+            self.requests.insert(request, owner, Awaiting::Creation(sg), deadline);
             waiting.insert(request, owner);
             self.notify(
                 owner,
@@ -1280,7 +1328,6 @@ impl Manager {
                 timeout,
             },
         );
-        self.unproven.insert((now, sg));
         self.effects.push(Effect::Install { sg, iif, oifs });
         if empty {
             self.oil_empty_alert(sg, now);
@@ -1289,9 +1336,7 @@ impl Manager {
 
     fn abandon_creation(&mut self, sg: Sg) {
         self.creating.remove(&sg);
-        self.requests.retain(
-            |_, (_, a, _)| !matches!(a, Awaiting::Rpf(s) | Awaiting::Creation(s) if *s == sg),
-        );
+        self.requests.remove_about(sg, |a| matches!(a, Awaiting::Rpf(_) | Awaiting::Creation(_)));
     }
 
     /// The prune alert's answer: the MFE's new timeout, at most [`MAX_MFE_TIMEOUT`] (a longer
@@ -1310,15 +1355,12 @@ impl Manager {
             Awaiting::PruneTimeout(sg) => Some(sg),
             _ => None,
         })?;
-        if let Some(m) = self.mfes.get_mut(&sg) {
-            m.timeout = timeout;
-            m.expires = now.saturating_add(timeout);
-        }
+        self.mfes.set_timeout(sg, timeout, now);
         Ok(())
     }
 
     fn expire_request(&mut self, id: RequestId, now: Duration) {
-        let Some((_, awaiting, _)) = self.requests.remove(&id) else {
+        let Some((_, awaiting)) = self.requests.remove(id) else {
             return;
         };
         match awaiting {
@@ -1342,45 +1384,34 @@ impl Manager {
     /// `sg` carried traffic beyond the packets that created it: a real flow, no longer the
     /// first to go when the table is full.
     pub fn prove(&mut self, sg: Sg) {
-        if let Some(m) = self.mfes.get(&sg) {
-            self.unproven.remove(&(m.created, sg));
-        }
+        self.mfes.prove(sg);
     }
 
     /// Traffic was seen on `sg` (its fast-path counters moved): it stays for another timeout.
     pub fn refresh(&mut self, sg: Sg, now: Duration) {
-        if let Some(m) = self.mfes.get_mut(&sg) {
-            m.expires = now.saturating_add(m.timeout);
-        }
+        self.mfes.refresh(sg, now);
     }
 
-    /// Applies defaults to unanswered requests and removes idle MFEs.
+    /// Applies defaults to unanswered requests and removes idle MFEs, at most
+    /// [`TICK_BATCH`] of each: while [`Manager::has_due`], the rest waits for the next call.
     pub fn tick(&mut self, now: Duration) {
-        let due: Vec<RequestId> =
-            self.requests.iter().filter(|(_, (.., d))| *d <= now).map(|(id, _)| *id).collect();
-        for id in due {
+        for id in self.requests.due(now, TICK_BATCH) {
             self.expire_request(id, now);
         }
-        let idle: Vec<Sg> =
-            self.mfes.iter().filter(|(_, m)| m.expires <= now).map(|(sg, _)| *sg).collect();
-        for sg in idle {
+        for sg in self.mfes.expired(now, TICK_BATCH) {
             self.delete_mfe(sg, DeleteReason::Expired);
         }
     }
 
-    fn delete_mfes_arriving(&mut self, iface: Iface, reason: DeleteReason) {
-        let arriving: Vec<Sg> =
-            self.mfes.iter().filter(|(_, m)| m.iif == iface).map(|(sg, _)| *sg).collect();
-        for sg in arriving {
-            self.delete_mfe(sg, reason);
-        }
+    /// Whether requests or MFEs are due at `now` (the last tick left some).
+    pub fn has_due(&self, now: Duration) -> bool {
+        !self.requests.due(now, 1).is_empty() || !self.mfes.expired(now, 1).is_empty()
     }
 
     fn delete_mfe(&mut self, sg: Sg, reason: DeleteReason) {
-        let Some(m) = self.mfes.remove(&sg) else {
+        let Some(m) = self.mfes.remove(sg) else {
             return;
         };
-        self.unproven.remove(&(m.created, sg));
         self.effects.push(Effect::Remove { sg });
         let mut told = BTreeSet::new();
         for iface in std::iter::once(&m.iif).chain(m.oifs.keys()) {
@@ -1394,7 +1425,7 @@ impl Manager {
                 }
             }
         }
-        self.requests.retain(|_, (_, a, _)| !matches!(a, Awaiting::PruneTimeout(s) if *s == sg));
+        self.requests.remove_about(sg, |a| matches!(a, Awaiting::PruneTimeout(_)));
     }
 
     // ---- MFE queries -------------------------------------------------------------------
@@ -1450,13 +1481,11 @@ impl Manager {
         now: Duration,
     ) -> MgmResult<()> {
         self.client(h)?;
-        let m = self.mfes.get_mut(&sg).ok_or(MgmError::NotFound)?;
-        m.iif = iif;
-        m.upstream = upstream;
-        let oifs = self.oil_for(sg, iif, &self.mfes[&sg].disabled);
-        let m = self.mfes.get_mut(&sg).expect("present");
+        let m = self.mfes.get(&sg).ok_or(MgmError::NotFound)?;
+        let oifs = self.oil_for(sg, iif, &m.disabled);
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
-        m.oifs = oifs.clone();
+        self.mfes.set_iif(sg, iif, upstream);
+        self.mfes.set_oifs(sg, oifs.clone());
         self.effects.push(Effect::Install { sg, iif, oifs });
         if became_empty {
             self.oil_empty_alert(sg, now);
@@ -1466,21 +1495,31 @@ impl Manager {
 
     // ---- group enumeration -------------------------------------------------------------
 
-    /// GroupEnumerationStart: a snapshot, so concurrent changes neither duplicate nor skip.
+    /// GroupEnumerationStart: a cursor over the joined entries in their order, so an entry
+    /// present throughout the enumeration is returned exactly once, whatever changes meanwhile.
     pub fn enum_start(&mut self, h: Handle, kind: EnumType) -> MgmResult<EnumHandle> {
         self.client(h)?;
-        let mut seen = BTreeSet::new();
-        for (p, ..) in self.members.keys() {
-            let entry = match kind {
-                EnumType::AllSources => p.entry(),
-                EnumType::AnySource => Pattern { group: p.group, source: None }.entry(),
-            };
-            seen.insert(entry);
-        }
         let e = EnumHandle(self.id());
-        self.enums
-            .insert(e, Enumeration { owner: h, entries: seen.into_iter().collect(), next: 0 });
+        self.enums.insert(e, Enumeration { owner: h, kind, after: None });
         Ok(e)
+    }
+
+    /// The entry an enumeration of `kind` reports after `after`.
+    fn enum_after(&self, kind: EnumType, after: Option<Pattern>) -> Option<Pattern> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let last_of = |p: Pattern| match kind {
+            EnumType::AllSources => p,
+            // Past every source of the group.
+            EnumType::AnySource => Pattern { group: p.group, source: Some(ONES) },
+        };
+        let lo = after.map_or(Unbounded, |p| {
+            Excluded((last_of(p), Iface::new(u32::MAX, ONES), Handle(u64::MAX)))
+        });
+        let ((p, ..), _) = self.members.range((lo, Unbounded)).next()?;
+        Some(match kind {
+            EnumType::AllSources => *p,
+            EnumType::AnySource => Pattern { group: p.group, source: None },
+        })
     }
 
     /// GroupEnumerationGetNext.
@@ -1490,18 +1529,25 @@ impl Manager {
         e: EnumHandle,
         max_entries: usize,
     ) -> MgmResult<Page<SourceGroupEntry>> {
-        let en = self.enums.get_mut(&e).ok_or(MgmError::InvalidParameter)?;
+        let en = *self.enums.get(&e).ok_or(MgmError::InvalidParameter)?;
         if en.owner != h {
             return Err(MgmError::InvalidParameter);
         }
-        let rest = &en.entries[en.next..];
-        if max_entries == 0 && !rest.is_empty() {
+        let mut next = self.enum_after(en.kind, en.after);
+        if max_entries == 0 && next.is_some() {
             return Err(MgmError::InsufficientBuffer { needed: 1 });
         }
-        let n = rest.len().min(max_entries);
-        let entries = rest[..n].to_vec();
-        en.next += n;
-        Ok(Page { entries, more: en.next < en.entries.len() })
+        let mut entries = Vec::new();
+        let mut after = en.after;
+        while let Some(p) = next.filter(|_| entries.len() < max_entries) {
+            entries.push(p.entry());
+            after = Some(p);
+            next = self.enum_after(en.kind, after);
+        }
+        if let Some(en) = self.enums.get_mut(&e) {
+            en.after = after;
+        }
+        Ok(Page { entries, more: next.is_some() })
     }
 
     /// GroupEnumerationEnd.

@@ -620,6 +620,10 @@ pub struct Status {
     pub flows_refused: u64,
     #[serde(default)]
     pub mfes_evicted: u64,
+    /// Releases under way in steps (asked for, or of clients that left); a release is
+    /// answered when its last step is done.
+    #[serde(default)]
+    pub releasing: usize,
 }
 
 /// What `show` returns.

@@ -45,6 +45,8 @@ pub struct Outbound {
     queued: Arc<AtomicUsize>,
     limit: usize,
     kill: Arc<tokio::sync::Notify>,
+    /// Whether the connection's requests are read (see [`Outbound::pause_reading`]).
+    reading: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Why [`Outbound::push`] refused a line.
@@ -62,10 +64,17 @@ impl Outbound {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let kill = Arc::new(tokio::sync::Notify::new());
+        let (reading, reading_rx) = tokio::sync::watch::channel(true);
         (
-            Self { tx, queued: queued.clone(), limit, kill: kill.clone() },
-            OutboundRx { rx, queued, kill },
+            Self { tx, queued: queued.clone(), limit, kill: kill.clone(), reading: reading.into() },
+            OutboundRx { rx, queued, kill, reading: reading_rx },
         )
+    }
+
+    /// Stops reading the connection's requests (while a release of its own is answered in
+    /// steps: what it sends meanwhile stays in its socket, not in mgmd), or starts again.
+    pub fn pause_reading(&self, paused: bool) {
+        self.reading.send_replace(!paused);
     }
 
     /// Closes the connection now, without writing what is still queued: for a client that
@@ -98,6 +107,7 @@ pub struct OutboundRx {
     rx: mpsc::UnboundedReceiver<String>,
     queued: Arc<AtomicUsize>,
     kill: Arc<tokio::sync::Notify>,
+    reading: tokio::sync::watch::Receiver<bool>,
 }
 
 impl OutboundRx {
@@ -105,6 +115,11 @@ impl OutboundRx {
         let line = self.rx.recv().await?;
         self.queued.fetch_sub(line.len() + 1, Ordering::Relaxed);
         Some(line)
+    }
+
+    /// Whether the daemon wants the connection's requests read now.
+    pub fn reading(&self) -> bool {
+        *self.reading.borrow()
     }
 
     pub fn try_recv(&mut self) -> Option<String> {
@@ -366,8 +381,14 @@ async fn connection(
     let mut reader =
         FramedRead::new(read, RequestCodec(LinesCodec::new_with_max_length(MAX_FRAME)));
     let mut writer = FramedWrite::new(write, LinesCodec::new());
+    let mut go = out_rx.reading.clone();
     let reading = async {
-        while let Some(item) = reader.next().await {
+        loop {
+            // Paused while a release of this client's is done in steps.
+            if go.wait_for(|reading| *reading).await.is_err() {
+                return Ok(());
+            }
+            let Some(item) = reader.next().await else { break };
             let line = match item? {
                 Ok(text) => parse_request(&text),
                 Err(BadLine::TooLong) => Err(bad(

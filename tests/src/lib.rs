@@ -564,6 +564,33 @@ impl Ctl {
         Ok(out)
     }
 
+    /// Sends a request without waiting for its reply; its id (see [`Ctl::reply`]).
+    pub fn send<M: Method>(&mut self, m: M) -> anyhow::Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut buf = serde_json::to_vec(&RequestFrame { id, request: m.into() })?;
+        buf.push(b'\n');
+        self.stream.get_mut().write_all(&buf)?;
+        Ok(id)
+    }
+
+    /// The reply to the request [`Ctl::send`] sent as `id` (the next reply on the connection).
+    pub fn reply<M: Method>(&mut self, id: u64) -> anyhow::Result<M::Reply> {
+        let v = loop {
+            let v = self.read_line()?;
+            if v.get("event").is_none() {
+                break v;
+            }
+            self.events.push_back(v);
+        };
+        let reply: ReplyFrame<M::Reply> = serde_json::from_value(v)?;
+        ensure!(reply.id == Some(id), "reply id {:?} for {id}", reply.id);
+        match reply.body {
+            ReplyBody::Result(r) => Ok(r),
+            ReplyBody::Error(e) => bail!("{e}"),
+        }
+    }
+
     /// Sends a request expected to succeed.
     pub fn call<M: Method>(&mut self, m: M) -> anyhow::Result<M::Reply> {
         Ok(self.request(m)??)

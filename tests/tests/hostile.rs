@@ -344,3 +344,81 @@ fn a_source_spray_does_not_starve_a_real_flow() {
     assert!(s.flows_refused > 0, "the spray was held back: {s:?}");
     assert!(last_second >= 80, "the real flow got {last_second} of the last 100: {s:?}");
 }
+
+/// A routing daemon with a large join-state table (another protocol registered, so every add
+/// and delete is an alert to it): its adds stay cheap, and releasing the interface, then
+/// leaving, are done in steps. A third client is served while they are under way (it sees
+/// them in `status`), the protocol reading the alerts gets every one and keeps its
+/// connection, and the release is answered only once all of its entries are gone.
+#[test]
+fn a_big_join_state_table_is_released_and_taken_down_in_steps_while_others_are_served() {
+    const N: u32 = 150_000;
+    let mut t = Topology::new(1).unwrap();
+    t.start(&[]).unwrap();
+    let r1 = t.router.ifindex("r1").unwrap();
+    let mut a = t.ctl().unwrap();
+    let ha = a.register(103).unwrap();
+    let mut b = t.ctl().unwrap();
+    b.register(104).unwrap();
+    // B reads everything: N join alerts per fill, N prune alerts per release.
+    let alerts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = alerts.clone();
+    let reader = std::thread::spawn(move || {
+        while let Ok(e) = b.next_event(Duration::from_secs(60)) {
+            if e["event"] == "prune_alert" {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let prunes = || alerts.load(std::sync::atomic::Ordering::Relaxed);
+    let fill = |a: &mut mgm_tests::Ctl| {
+        a.take(ha, r1).unwrap();
+        let adds = (0..N).map(|i| {
+            let group = std::net::Ipv4Addr::from(0xef40_0000 + i).to_string();
+            proto::AddMembership(mgm_tests::membership(ha, &group, r1))
+        });
+        assert!(a.pipeline(adds).unwrap().iter().all(Result::is_ok));
+        a.drop_events();
+    };
+    let mut c = t.ctl().unwrap();
+    // A third client's requests are answered between the steps of `work`.
+    let served_meanwhile = |c: &mut mgm_tests::Ctl| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if c.status().unwrap().releasing > 0 {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+        }
+    };
+
+    fill(&mut a);
+    let id = a.send(proto::ReleaseInterface { handle: ha, ifindex: r1, nexthop: [0; 4].into() });
+    assert!(served_meanwhile(&mut c), "no request of C's was answered during the release");
+    a.reply::<proto::ReleaseInterface>(id.unwrap()).unwrap();
+    assert_eq!(c.show().unwrap().memberships.len(), 0, "answered before its entries were gone");
+    let wait_prunes = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while prunes() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        prunes()
+    };
+    assert_eq!(wait_prunes(N as usize), N as usize, "B got a prune alert per group");
+
+    fill(&mut a);
+    drop(a);
+    assert!(served_meanwhile(&mut c), "no request of C's was answered during the teardown");
+    assert_eq!(wait_prunes(2 * N as usize), 2 * N as usize);
+    while c.status().unwrap().releasing > 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let show = c.show().unwrap();
+    assert_eq!(show.protocols.len(), 1, "only B is left: {:?}", show.protocols);
+    let log = t.mgmd.as_ref().unwrap().log();
+    assert!(log.contains("releases done in steps"), "{log}");
+    drop(t);
+    reader.join().unwrap();
+}

@@ -167,6 +167,13 @@ impl Connections {
         self.conns.values().any(|c| c.backlog_bytes > c.tx.limit())
     }
 
+    /// Stops (or resumes) reading `conn`'s requests.
+    pub fn pause_reading(&mut self, conn: ConnId, paused: bool) {
+        if let Some(c) = self.conns.get(&conn) {
+            c.tx.pause_reading(paused);
+        }
+    }
+
     /// Bytes waiting behind full queues, in all.
     pub fn backlog_bytes(&self) -> usize {
         self.conns.values().map(|c| c.backlog_bytes).sum()

@@ -11,7 +11,7 @@ use super::{Daemon, over_limit, reply_line, writer::key};
 use crate::{
     dataplane::Dataplane,
     kernel::fmt_mac,
-    manager::{Iface, MfeView, MgmError, Page, Sg},
+    manager::{Iface, MfeView, MgmError, Page, Progress, Sg},
     proto::{
         self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, Method, MfeInfo, MfeReply,
         MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply, PageStatus, ProtocolOnInterface,
@@ -25,9 +25,15 @@ type Reply<M> = Result<<M as Method>::Reply, WireError>;
 impl<D: Dataplane> Daemon<D> {
     /// Serves one request; returns its reply line. Fast-path writes of the core's effects
     /// happen after (see [`Daemon::handle`]).
-    pub(super) fn serve(&mut self, conn: ConnId, frame: RequestFrame, now: Duration) -> String {
+    /// `None`: the reply comes later (a release done in steps).
+    pub(super) fn serve(
+        &mut self,
+        conn: ConnId,
+        frame: RequestFrame,
+        now: Duration,
+    ) -> Option<String> {
         let id = frame.id;
-        match frame.request {
+        let line = match frame.request {
             Request::Hello(m) => reply_line(id, self.hello(m)),
             Request::Show(m) => reply_line(id, self.show(m)),
             Request::Status(m) => reply_line(id, self.get_status(m)),
@@ -37,7 +43,10 @@ impl<D: Dataplane> Daemon<D> {
             Request::Register(m) => reply_line(id, self.register(conn, m)),
             Request::Deregister(m) => reply_line(id, self.deregister(conn, m, now)),
             Request::TakeInterface(m) => reply_line(id, self.take(conn, m)),
-            Request::ReleaseInterface(m) => reply_line(id, self.release(conn, m, now)),
+            Request::ReleaseInterface(m) => match self.release(conn, id, m, now) {
+                Some(r) => reply_line(id, r),
+                None => return None,
+            },
             Request::GetProtocolOnInterface(m) => reply_line(id, self.protocol_on(m)),
             Request::AddMembership(m) => reply_line(id, self.add_membership(conn, m, now)),
             Request::DeleteMembership(m) => reply_line(id, self.delete_membership(conn, m, now)),
@@ -51,7 +60,8 @@ impl<D: Dataplane> Daemon<D> {
             Request::AnswerRpf(m) => reply_line(id, self.answer_rpf(conn, m, now)),
             Request::AnswerCreation(m) => reply_line(id, self.answer_creation(conn, m, now)),
             Request::AnswerPrune(m) => reply_line(id, self.answer_prune(conn, m, now)),
-        }
+        };
+        Some(line)
     }
 
     fn hello(&self, _: proto::Hello) -> Reply<proto::Hello> {
@@ -145,21 +155,35 @@ impl<D: Dataplane> Daemon<D> {
         Ok(Done {})
     }
 
+    /// The fast path stops copying there at once, in one write; the core's entries go in
+    /// steps. A release that takes more than one is answered when its last is done (its
+    /// connection waits; the others are served in between): `None` here.
     fn release(
         &mut self,
         conn: ConnId,
+        id: u64,
         m: proto::ReleaseInterface,
         now: Duration,
-    ) -> Reply<proto::ReleaseInterface> {
-        let h = self.conns.own(conn, m.handle)?;
+    ) -> Option<Reply<proto::ReleaseInterface>> {
+        let h = match self.conns.own(conn, m.handle) {
+            Ok(h) => h,
+            Err(e) => return Some(Err(e)),
+        };
         let iface = Iface::new(m.ifindex, m.nexthop);
-        // The fast path stops first, in one write, before the core walks the entries.
         if self.manager.owns(h, iface) {
             self.hold.end_leases(Some(m.ifindex), self.writer.mirror_mut());
             self.writer.end_lease(iface, h);
         }
-        self.manager.release_interface(h, iface, now)?;
-        Ok(Done {})
+        let mut budget = super::RELEASE_BATCH;
+        match self.manager.release_step(h, iface, &mut budget, now) {
+            Ok(Progress::Done) => Some(Ok(Done {})),
+            Err(e) => Some(Err(e.into())),
+            Ok(Progress::More) => {
+                self.jobs.push_back(super::Job::Release { h, iface, reply: Some((conn, id)) });
+                self.hold_conn(conn);
+                None
+            }
+        }
     }
 
     fn protocol_on(

@@ -26,7 +26,11 @@ pub mod run;
 pub mod sweep;
 pub mod writer;
 
-use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    net::Ipv4Addr,
+    time::Duration,
+};
 
 use mgm_common::{MfeKey, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 use tracing::{info, warn};
@@ -46,7 +50,7 @@ use crate::{
     dataplane::{BpfFastPath, Dataplane},
     fastpath::{Adopted, FastPath, FastPathError},
     kernel::{KernelEvent, NetDev},
-    manager::{Effect, Manager, Settings, Sg},
+    manager::{Effect, Handle, Iface, Manager, Progress, Settings, Sg},
     proto::{
         ErrorCode, EventFrame, Rejected, ReplyBody, ReplyFrame, RequestFrame, Status, WireError,
     },
@@ -110,11 +114,20 @@ fn over_limit(what: &str, limit: usize, flag: &str) -> WireError {
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often failed fast-path writes are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
-/// Membership entries of a departed client removed per step: a client with a million is
-/// taken down between other inputs, not in one stall.
-const TEARDOWN_BATCH: usize = 512;
-/// How long teardown steps wait for congested clients to read, at most.
-const TEARDOWN_PATIENCE: Duration = Duration::from_secs(2);
+/// Entries (memberships, MFEs) a release removes per step: a client with a million is
+/// released, or taken down when it leaves, between other inputs, not in one stall.
+const RELEASE_BATCH: usize = 512;
+/// How long release steps wait for congested clients to read, at most.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Work done in steps between inputs, in order.
+#[derive(Debug)]
+enum Job {
+    /// A release: asked for (answered with `reply` when done), or of a departed client.
+    Release { h: Handle, iface: Iface, reply: Option<(ConnId, u64)> },
+    /// A departed client whose releases are done: deregistered.
+    Forget(Handle),
+}
 
 pub struct Daemon<D: Dataplane = BpfFastPath> {
     manager: Manager,
@@ -129,11 +142,14 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     /// Asks the kernel for a link a request names before its notification was read.
     lookup: fn(u32) -> Option<NetDev>,
     limits: Limits,
-    /// Clients whose connection closed, being taken down a step at a time.
-    teardown: std::collections::VecDeque<crate::manager::Handle>,
-    /// When the last teardown step ran; steps so far and the longest (wall time), for the log.
-    last_teardown: Duration,
-    teardown_steps: (u64, Duration),
+    /// Releases (asked for, or of departed clients) being done a step at a time.
+    jobs: VecDeque<Job>,
+    /// Connections waiting for a release to finish: their next inputs wait here, in order,
+    /// and they are not read meanwhile (so this holds at most what was already in flight).
+    busy: BTreeMap<ConnId, VecDeque<Input>>,
+    /// When the last release step ran; steps so far and the longest (wall time), for the log.
+    last_step: Duration,
+    steps: (u64, Duration),
     last_retry: Duration,
 }
 
@@ -153,9 +169,10 @@ impl<D: Dataplane> Daemon<D> {
             solicit: Vec::new(),
             lookup: |_| None,
             limits: Limits::default(),
-            teardown: std::collections::VecDeque::new(),
-            last_teardown: Duration::ZERO,
-            teardown_steps: (0, Duration::ZERO),
+            jobs: VecDeque::new(),
+            busy: BTreeMap::new(),
+            last_step: Duration::ZERO,
+            steps: (0, Duration::ZERO),
             last_retry: Duration::ZERO,
         }
     }
@@ -174,6 +191,15 @@ impl<D: Dataplane> Daemon<D> {
     pub fn handle(&mut self, now: Duration, input: Input) {
         // Lines waiting for room go first (their clients may have read since).
         self.conns.pump();
+        let conn = match &input {
+            Input::Line { conn, .. } | Input::Disconnected { conn } => Some(*conn),
+            _ => None,
+        };
+        // A connection whose release is under way: its next request waits for the answer.
+        if let Some(waiting) = conn.and_then(|c| self.busy.get_mut(&c)) {
+            waiting.push_back(input);
+            return;
+        }
         match input {
             Input::Connected { conn, tx, peer } => {
                 conns::log_open(conn, peer);
@@ -191,7 +217,9 @@ impl<D: Dataplane> Daemon<D> {
                 let reply = self.serve(conn, frame, now);
                 // Leases first, then (the first batch of) the writes, the reply, the events.
                 let events = self.apply_effects();
-                self.conns.send(conn, reply);
+                if let Some(reply) = reply {
+                    self.conns.send(conn, reply);
+                }
                 self.deliver(events, now);
             }
             Input::Upcall { upcall, frame } => self.upcall(&upcall, &frame, now),
@@ -200,11 +228,15 @@ impl<D: Dataplane> Daemon<D> {
         }
     }
 
-    /// Background work between inputs: a step of taking departed clients down, one batch of
-    /// queued fast-path writes.
+    /// Background work between inputs: a step of the releases under way, MFEs and requests
+    /// still due, one batch of queued fast-path writes.
     pub fn background(&mut self, now: Duration) {
-        if self.teardown_may_step(now) {
-            self.step_teardown(now);
+        if self.jobs_may_step(now) {
+            self.step_jobs(now);
+        }
+        if self.manager.has_due(now) {
+            self.manager.tick(now);
+            self.settle(now);
         }
         let applied = self.writer.drain(WRITE_BATCH);
         self.applied(applied);
@@ -212,45 +244,78 @@ impl<D: Dataplane> Daemon<D> {
 
     /// Whether [`Daemon::background`] has work it can do now.
     pub fn has_background_work(&self, now: Duration) -> bool {
-        self.writer.pending() > 0 || self.teardown_may_step(now)
+        self.writer.pending() > 0 || self.jobs_may_step(now) || self.manager.has_due(now)
     }
 
-    /// Teardown goes at the pace its alerts are read: it waits while a client has more
+    /// Releases go at the pace their alerts are read: they wait while a client has more
     /// waiting than its queue holds, for a while (a client that does not read at all is cut
     /// off by its own limit).
-    fn teardown_may_step(&self, now: Duration) -> bool {
-        !self.teardown.is_empty()
-            && (!self.conns.congested()
-                || now.saturating_sub(self.last_teardown) >= TEARDOWN_PATIENCE)
+    fn jobs_may_step(&self, now: Duration) -> bool {
+        !self.jobs.is_empty()
+            && (!self.conns.congested() || now.saturating_sub(self.last_step) >= RELEASE_PATIENCE)
     }
 
-    /// Removes up to [`TEARDOWN_BATCH`] membership entries of departed clients; a client with
-    /// none left is released from its interfaces and deregistered.
-    fn step_teardown(&mut self, now: Duration) {
-        self.last_teardown = now;
+    /// Up to [`RELEASE_BATCH`] entries of the releases under way; a release done is answered
+    /// (its connection's next requests are served), a departed client with nothing left is
+    /// deregistered.
+    fn step_jobs(&mut self, now: Duration) {
+        self.last_step = now;
         let started = std::time::Instant::now();
-        let mut budget = TEARDOWN_BATCH;
-        while let Some(&h) = self.teardown.front() {
-            let batch = self.manager.memberships_of(h, budget);
-            budget -= batch.len();
-            for (p, iface) in batch {
-                self.manager.drop_membership(h, p, iface, now);
+        let mut budget = RELEASE_BATCH;
+        let mut answered = Vec::new();
+        while budget > 0
+            && let Some(job) = self.jobs.front()
+        {
+            match *job {
+                Job::Release { h, iface, reply } => {
+                    // An error: it is no longer the client's (its interface left the
+                    // kernel meanwhile), which is what was asked.
+                    let r = self.manager.release_step(h, iface, &mut budget, now);
+                    if r == Ok(Progress::More) {
+                        break;
+                    }
+                    answered.extend(reply);
+                }
+                Job::Forget(h) => self.manager.client_gone(h, now),
             }
-            if budget == 0 {
-                break;
-            }
-            self.manager.client_gone(h, now);
-            self.teardown.pop_front();
+            self.jobs.pop_front();
         }
-        self.settle(now);
-        let (steps, longest) = &mut self.teardown_steps;
+        let events = self.apply_effects();
+        for &(conn, id) in &answered {
+            self.conns.send(conn, reply_line(id, Ok(crate::proto::Done {})));
+        }
+        self.deliver(events, now);
+        for (conn, _) in answered {
+            self.resume(conn, now);
+        }
+        let (steps, longest) = &mut self.steps;
         *steps += 1;
         *longest = (*longest).max(started.elapsed());
-        if self.teardown.is_empty() && *steps > 1 {
+        if self.jobs.is_empty() && *steps > 1 {
             let longest_ms = longest.as_secs_f64() * 1e3;
-            info!(steps = *steps, longest_ms, "departed clients taken down in steps");
-            self.teardown_steps = (0, Duration::ZERO);
+            info!(steps = *steps, longest_ms, "releases done in steps");
+            self.steps = (0, Duration::ZERO);
         }
+    }
+
+    /// A release of `conn`'s is under way: its next inputs wait, and it is not read.
+    fn hold_conn(&mut self, conn: ConnId) {
+        self.busy.entry(conn).or_default();
+        self.conns.pause_reading(conn, true);
+    }
+
+    /// `conn`'s release is answered: the inputs that waited are handled, in order, until one
+    /// starts another release.
+    fn resume(&mut self, conn: ConnId, now: Duration) {
+        let Some(mut waiting) = self.busy.remove(&conn) else { return };
+        while let Some(input) = waiting.pop_front() {
+            self.handle(now, input);
+            if let Some(again) = self.busy.get_mut(&conn) {
+                again.extend(waiting);
+                return;
+            }
+        }
+        self.conns.pause_reading(conn, false);
     }
 
     /// Fast-path writes not applied yet.
@@ -408,6 +473,7 @@ impl<D: Dataplane> Daemon<D> {
             }
         }
         for (conn, handles, why) in self.conns.take_closed() {
+            self.busy.remove(&conn);
             self.release_handles(conn, handles, why, now);
         }
     }
@@ -419,6 +485,9 @@ impl<D: Dataplane> Daemon<D> {
     }
 
     fn close(&mut self, conn: ConnId, why: &'static str, now: Duration) {
+        // Lines still waiting behind a release of its own are not served (as for any
+        // connection that is dropped).
+        self.busy.remove(&conn);
         if let Some(handles) = self.conns.close(conn) {
             self.release_handles(conn, handles, why, now);
         }
@@ -436,12 +505,13 @@ impl<D: Dataplane> Daemon<D> {
             for iface in self.manager.owned_ifaces(h) {
                 self.hold.end_leases(Some(iface.ifindex), self.writer.mirror_mut());
                 self.writer.end_lease(iface, h);
+                self.jobs.push_back(Job::Release { h, iface, reply: None });
             }
-            self.teardown.push_back(h);
+            self.jobs.push_back(Job::Forget(h));
         }
         info!(conn, handles = handles.len(), why, "client gone; its state is released");
         // A first step at once: a client with few entries is gone before the next input.
-        self.step_teardown(now);
+        self.step_jobs(now);
     }
 
     /// An upcall from the fast path: the core hears of the packet (if the record is an
@@ -558,8 +628,8 @@ impl<D: Dataplane> Daemon<D> {
     /// Timers: unanswered callbacks take their defaults, idle MFEs expire, traffic keeps MFEs
     /// alive, failed writes are retried, unresolved next hops are solicited.
     fn tick(&mut self, now: Duration) {
-        if self.teardown_may_step(now) {
-            self.step_teardown(now);
+        if self.jobs_may_step(now) {
+            self.step_jobs(now);
         }
         self.sweep.step(&mut self.manager, self.writer.mirror(), now);
         if now.saturating_sub(self.last_retry) >= RETRY_EVERY {
@@ -640,6 +710,7 @@ impl<D: Dataplane> Daemon<D> {
             backlog_bytes: self.conns.backlog_bytes(),
             flows_refused,
             mfes_evicted,
+            releasing: self.jobs.iter().filter(|j| matches!(j, Job::Release { .. })).count(),
         }
     }
 }

@@ -65,18 +65,25 @@ impl Harness {
         self.input(Input::Line { conn, line: Ok(RequestFrame { id, request: m.into() }) });
         let mut reply = None;
         let mut events = Vec::new();
-        for line in self.lines(conn) {
-            if is_event(&line) {
-                events.push(serde_json::from_str(&line).unwrap());
-            } else {
-                assert!(reply.is_none(), "two replies: {line}");
-                let r: ReplyFrame<M::Reply> = serde_json::from_str(&line).unwrap();
-                assert_eq!(r.id, Some(id));
-                reply = Some(match r.body {
-                    ReplyBody::Result(v) => Ok(v),
-                    ReplyBody::Error(e) => Err(e),
-                });
+        loop {
+            for line in self.lines(conn) {
+                if is_event(&line) {
+                    events.push(serde_json::from_str(&line).unwrap());
+                } else {
+                    assert!(reply.is_none(), "two replies: {line}");
+                    let r: ReplyFrame<M::Reply> = serde_json::from_str(&line).unwrap();
+                    assert_eq!(r.id, Some(id));
+                    reply = Some(match r.body {
+                        ReplyBody::Result(v) => Ok(v),
+                        ReplyBody::Error(e) => Err(e),
+                    });
+                }
             }
+            // A release done in steps is answered when its last step is.
+            if reply.is_some() || !self.d.has_background_work(self.now) {
+                break;
+            }
+            self.d.background(self.now);
         }
         (reply.expect("a reply"), events)
     }
@@ -115,9 +122,13 @@ impl Harness {
     }
 
     /// Time passes by `secs` (callback deadlines, expiry), with a tick.
+    /// Time passes: a tick, and what it leaves due is done as the run loop would.
     fn wait(&mut self, secs: u64) {
         self.now += Duration::from_secs(secs);
         self.input(Input::Tick);
+        while self.d.manager.has_due(self.now) {
+            self.d.background(self.now);
+        }
     }
 
     fn packet(&mut self, source: [u8; 4], ifindex: u32) {
@@ -462,7 +473,7 @@ fn a_big_client_leaving_is_taken_down_in_steps_at_its_readers_pace() {
     let a = h.register(1, 103);
     h.register(2, 104);
     h.take(1, a, 2);
-    let n = 3 * TEARDOWN_BATCH as u32;
+    let n = 3 * RELEASE_BATCH as u32;
     for i in 0..n {
         let group = std::net::Ipv4Addr::from(0xef10_0000 + i);
         let m = proto::AddMembership(MembershipArgs { group, ..membership(a, 2) });
@@ -477,12 +488,12 @@ fn a_big_client_leaving_is_taken_down_in_steps_at_its_readers_pace() {
     assert_eq!(h.d.manager.membership_count(a), n as usize);
     h.input(Input::Disconnected { conn: 1 });
     assert_eq!(h.d.status().leases_alive, 0, "its copies stopped at once");
-    assert!(!h.d.teardown.is_empty(), "more than one step");
+    assert!(!h.d.jobs.is_empty(), "more than one step");
     assert!(h.d.manager.membership_count(a) > 0);
     // B is served while A goes, and reads its prune alerts as they come.
     let mut alerts = 0;
     let mut steps = 0;
-    while !h.d.teardown.is_empty() {
+    while !h.d.jobs.is_empty() {
         // A request of B's is answered (behind the alerts it has not read yet).
         let hello = Ok(RequestFrame { id: 7, request: proto::Hello {}.into() });
         h.input(Input::Line { conn: 2, line: hello });
@@ -619,7 +630,7 @@ impl Harness {
 }
 
 #[test]
-fn a_release_stops_copies_before_its_reply_and_the_rewrite_follows_in_the_background() {
+fn a_release_stops_copies_when_it_is_read_and_the_rest_follows_in_steps() {
     let n = 3 * WRITE_BATCH as u32;
     let mut h = Harness::with_capacity(n, 4096 * n as usize);
     h.connect(1);
@@ -641,7 +652,7 @@ fn a_release_stops_copies_before_its_reply_and_the_rewrite_follows_in_the_backgr
     // Nobody answers: RPF and creation alerts take their defaults.
     h.wait(3);
     h.wait(3);
-    while h.d.pending_writes() > 0 {
+    while h.d.has_background_work(h.now) {
         h.d.background(h.now);
     }
     h.lines(1);
@@ -649,18 +660,23 @@ fn a_release_stops_copies_before_its_reply_and_the_rewrite_follows_in_the_backgr
 
     let release =
         proto::ReleaseInterface { handle: pim, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
-    h.ok(1, release);
-    // At the reply: not every MFE has been rewritten, yet none sends a copy to 2 any more,
-    // and every one still sends to 3.
+    h.input(Input::Line { conn: 1, line: Ok(RequestFrame { id: 50, request: release.into() }) });
+    // As soon as the request is read: not every MFE has been rewritten, yet none sends a copy
+    // to 2 any more, and every one still sends to 3.
     let s = h.d.status();
-    assert!(s.pending_writes > 0, "the rewrite is in the background: {s:?}");
+    assert!(s.pending_writes > 0 || !h.d.jobs.is_empty(), "all done at once: {s:?}");
     assert_eq!(s.leases_released, 1);
     assert!(keys.iter().all(|k| !h.fp().forwards(k, 2)), "a copy to the released interface");
     assert!(keys.iter().all(|k| h.fp().forwards(k, 3)), "a copy to 3 stopped");
-
-    while h.d.pending_writes() > 0 {
+    // The reply comes once the core's entries are done; the rewrite may go on after it.
+    let mut replied = false;
+    while h.d.has_background_work(h.now) {
         h.d.background(h.now);
+        replied |= h.lines(1).iter().any(|l| l.contains(r#""id":50"#));
+        assert!(keys.iter().all(|k| !h.fp().forwards(k, 2)));
+        assert!(keys.iter().all(|k| h.fp().forwards(k, 3)));
     }
+    assert!(replied);
     let s = h.d.status();
     assert_eq!((s.pending_writes, s.leases_released, s.oils), (0, 0, 1), "{s:?}");
     assert!(h.d.writer.mirror().mfes().all(|(_, m)| m.oifs() == vec![3]));
@@ -754,4 +770,84 @@ async fn the_run_loop_serves_inputs_ticks_and_background_writes() {
     assert!(d.writer.mirror().fast_path().forwards(&KEY, 2), "created with the defaults");
     assert_eq!(d.pending_writes(), 0);
     assert!(solicited.is_empty());
+}
+
+/// A release of more entries than a step takes is answered when its last step is done: the
+/// client's next request waits behind it (and its connection is not read meanwhile), other
+/// clients are served between the steps, and every alert goes out.
+#[test]
+fn a_big_release_is_answered_after_its_steps_and_others_are_served_between_them() {
+    let mut h = Harness::with_capacity(64, 64 << 20);
+    h.connect(1);
+    h.connect(2);
+    let a = h.register(1, 103);
+    h.register(2, 104);
+    h.take(1, a, 2);
+    let n = 3 * RELEASE_BATCH as u32;
+    for i in 0..n {
+        let group = std::net::Ipv4Addr::from(0xef20_0000 + i);
+        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 2) }));
+    }
+    h.lines(2);
+    let line = |id, request: proto::Request| Input::Line {
+        conn: 1,
+        line: Ok(RequestFrame { id, request }),
+    };
+    let release = proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    h.input(line(100, release.clone().into()));
+    h.input(line(101, proto::Hello {}.into()));
+    assert!(h.lines(1).is_empty(), "answered before its steps are done");
+    assert!(!h.outs[&1].reading(), "its connection is read while it waits");
+    assert_eq!(h.d.status().leases_alive, 0, "copies stopped at once");
+    let mut steps = 0;
+    let mut alerts = 0;
+    while !h.d.jobs.is_empty() {
+        // B is served between the steps (behind the alerts that came so far).
+        let (hello, events) = h.call(2, proto::Hello {});
+        assert!(hello.is_ok());
+        alerts += events.len();
+        h.d.background(h.now);
+        steps += 1;
+    }
+    alerts += h.events(2).len();
+    assert!(steps >= 2, "{steps} steps");
+    assert_eq!(alerts, n as usize, "a prune alert per group");
+    let ids: Vec<Option<u64>> = h
+        .lines(1)
+        .iter()
+        .map(|l| serde_json::from_str::<ReplyFrame<serde_json::Value>>(l).unwrap().id)
+        .collect();
+    assert_eq!(ids, vec![Some(100), Some(101)], "answered, then the request behind it");
+    assert!(h.outs[&1].reading());
+    assert_eq!(h.d.manager.membership_count(a), 0);
+    assert!(!h.d.manager.owns(a, Iface::new(2, Ipv4Addr::UNSPECIFIED)));
+    // A release that fits one step is answered at once.
+    h.take(1, a, 2);
+    h.ok(1, release);
+}
+
+/// A client that goes away while its release is under way: the release ends, then the rest
+/// of what it held, and nothing it sent after the release is served.
+#[test]
+fn a_client_leaving_during_its_release_is_taken_down_after_it() {
+    let mut h = Harness::with_capacity(64, 64 << 20);
+    h.connect(1);
+    let a = h.register(1, 103);
+    h.take(1, a, 2);
+    h.take(1, a, 3);
+    for i in 0..3 * RELEASE_BATCH as u32 {
+        let group = std::net::Ipv4Addr::from(0xef30_0000 + i);
+        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 2) }));
+        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 3) }));
+    }
+    let release = proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    h.input(Input::Line { conn: 1, line: Ok(RequestFrame { id: 9, request: release.into() }) });
+    h.input(Input::Disconnected { conn: 1 });
+    assert!(h.d.manager.is_registered(a));
+    while h.d.has_background_work(h.now) {
+        h.d.background(h.now);
+    }
+    assert!(!h.d.manager.is_registered(a), "taken down");
+    assert_eq!(h.d.manager.membership_count(a), 0);
+    assert!(h.d.busy.is_empty());
 }

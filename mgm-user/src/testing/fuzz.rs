@@ -101,6 +101,10 @@ pub fn dispatch(data: &[u8]) {
                 };
                 now = now.saturating_add(step);
                 d.handle(now, Input::Tick);
+                // And a step of background work (releases under way, writes, expiry).
+                if d.has_background_work(now) {
+                    d.background(now);
+                }
             }
             // The kernel: an interface goes or changes its MTU.
             7 => {
@@ -142,6 +146,10 @@ pub fn dispatch(data: &[u8]) {
                 d.handle(now, Input::Line { conn, line });
             }
         }
+    }
+    // Releases under way are answered once their steps are done.
+    while d.has_background_work(now) {
+        d.background(now);
     }
     for (conn, rx) in &mut outs {
         let mut replies = Vec::new();
