@@ -422,3 +422,91 @@ fn a_big_join_state_table_is_released_and_taken_down_in_steps_while_others_are_s
     drop(t);
     reader.join().unwrap();
 }
+
+/// An operator's static MFE over an (S,G) the MGM core holds takes that flow; removing it
+/// gives the flow back to the core's entry at once (not after the MGM MFE's expiry).
+#[test]
+fn removing_a_static_mfe_gives_its_flow_back_to_the_mgm_entry() {
+    let mut t = Topology::new(2).unwrap();
+    t.start(&[]).unwrap();
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
+    let mut pim = t.ctl().unwrap();
+    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1], G).unwrap();
+    let caps = t.captures().unwrap();
+    let burst = |tag: &str| {
+        let tag = mgm_tests::magic(tag);
+        for _ in 0..10 {
+            t.tx.send(&t.frame(8, &tag)).unwrap();
+        }
+        let got = |i: usize| {
+            mgm_tests::with_magic(&caps[i].drain(Duration::from_millis(300)).unwrap(), &tag).len()
+        };
+        (got(0), got(1))
+    };
+    t.tx.send(&t.frame(8, b"first")).unwrap();
+    pim.answer_creation(h, WAIT).unwrap();
+    pim.wait_counters(&["forwarded"], 1).unwrap();
+    assert_eq!(burst("mgm"), (10, 0), "the MGM entry: to r1");
+    let mut op = t.ctl().unwrap();
+    let spec = mgm::config::StaticMfe {
+        source: "10.1.0.1".parse().unwrap(),
+        group: G.parse().unwrap(),
+        iif: "rin".into(),
+        oifs: vec!["r2".into()],
+    };
+    op.call(spec).unwrap();
+    assert_eq!(burst("static"), (0, 10), "the operator's static entry: to r2");
+    op.call(proto::DelMfe { source: "10.1.0.1".parse().unwrap(), group: G.parse().unwrap() })
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while op.status().unwrap().pending_writes > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(burst("back"), (10, 0), "the MGM entry again");
+    assert!(pim.mfe("10.1.0.1", G).unwrap().is_some(), "the core kept its entry");
+}
+
+/// Two MGM rules, through the socket. A routing protocol taking an interface IGMP already
+/// owns learns IGMP's receivers there (`local_join`), as it will learn of them leaving. The
+/// owner of an MFE's incoming interface hears `join_alert` with `member_add: false` when
+/// the MFE's outgoing list goes from empty to non-empty (the mirror of the prune alert with
+/// `member_delete: false`).
+#[test]
+fn a_new_routing_owner_learns_igmp_receivers_and_an_mfe_gaining_receivers_is_a_join_alert() {
+    let mut t = Topology::new(1).unwrap();
+    t.start(&[]).unwrap();
+    let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
+    let mut igmp = t.ctl().unwrap();
+    let hi = igmp.protocol_with(mgm::manager::PROTO_IP_IGMP, &[r1], &[r1], G).unwrap();
+    let mut pim = t.ctl().unwrap();
+    let h = pim.protocol_with(103, &[rin, r1], &[], G).unwrap();
+    let (join, _) = pim.wait_event("local_join", WAIT).unwrap();
+    assert_eq!(join["entry"]["group"], G);
+    assert_eq!(join["iface"]["ifindex"], r1);
+    igmp.wait_event("disable_igmp", WAIT).unwrap();
+    igmp.wait_event("enable_igmp", WAIT).unwrap();
+    igmp.call(proto::DeleteMembership(mgm_tests::membership(hi, G, r1))).unwrap();
+    let (leave, _) = pim.wait_event("local_leave", WAIT).unwrap();
+    assert_eq!(leave["entry"]["group"], G);
+
+    // A flow with nobody to forward to: its MFE is created empty (a prune alert without
+    // member delete); then a receiver joins.
+    t.tx.send(&t.frame(8, b"first")).unwrap();
+    let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
+    let request = request_id(&rpf).unwrap();
+    let answer = proto::AnswerRpf {
+        handle: h,
+        request,
+        ifindex: rin,
+        nexthop: [0; 4].into(),
+        upstream: [0; 4].into(),
+    };
+    pim.call(answer).unwrap();
+    let (prune, _) = pim.wait_event("prune_alert", WAIT).unwrap();
+    assert_eq!(prune["member_delete"], false);
+    igmp.call(proto::AddMembership(mgm_tests::membership(hi, G, r1))).unwrap();
+    let (alert, _) = pim.wait_event("join_alert", WAIT).unwrap();
+    assert_eq!(alert["member_add"], false, "{alert}");
+    assert_eq!(alert["entry"]["source"], "10.1.0.1", "{alert}");
+}

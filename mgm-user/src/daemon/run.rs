@@ -28,7 +28,7 @@ use crate::{
 const INPUT_QUEUE: usize = 1024;
 
 /// Feeds `daemon` from `inputs` until `shutdown` resolves or every sender is gone: a tick
-/// every [`TICK`], background work (queued fast-path writes, departed clients taken down) a
+/// every [`TICK`], background work (queued fast-path writes, releases in steps, what falls due) a
 /// step at a time between inputs, and the next hops it wants resolved handed to `solicit`.
 pub async fn run<D: Dataplane>(
     daemon: &mut Daemon<D>,

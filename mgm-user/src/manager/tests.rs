@@ -997,7 +997,7 @@ fn e40_set_mfe_bad_handle_unknown_mfe_and_a_valid_change() {
 }
 
 #[test]
-fn e41_group_enumeration_shapes_handles_and_snapshot() {
+fn e41_group_enumeration_shapes_handles_and_cursor() {
     let mut m = mgr();
     let pim = m.register(PIM, 1).unwrap();
     let other = m.register(DVMRP, 1).unwrap();
