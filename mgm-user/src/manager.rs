@@ -42,6 +42,9 @@ pub const MAX_MFE_TIMEOUT: Duration = Duration::from_secs(u32::MAX as u64);
 /// Requests and MFEs a [`Manager::tick`] handles at most, of each (a million MFEs created
 /// at once also expire at once: they go in steps).
 pub const TICK_BATCH: usize = 1024;
+/// How long an MFE lives that carried no traffic beyond the packets that created it (a
+/// sprayed one-packet flow must not hold its slot for the whole idle timeout).
+pub const UNPROVEN_LIFE: Duration = Duration::from_secs(60);
 /// Membership flag: join state (drives join/prune alerts).
 pub const MGM_JOIN_STATE_FLAG: u32 = 0x1;
 /// Membership flag: forward state (puts the interface in matching MFEs' outgoing lists).
@@ -1401,11 +1404,19 @@ impl Manager {
         for sg in self.mfes.expired(now, TICK_BATCH) {
             self.delete_mfe(sg, DeleteReason::Expired);
         }
+        if let Some(born) = now.checked_sub(UNPROVEN_LIFE) {
+            for sg in self.mfes.unproven_since(born, TICK_BATCH) {
+                self.delete_mfe(sg, DeleteReason::Expired);
+            }
+        }
     }
 
     /// Whether requests or MFEs are due at `now` (the last tick left some).
     pub fn has_due(&self, now: Duration) -> bool {
-        !self.requests.due(now, 1).is_empty() || !self.mfes.expired(now, 1).is_empty()
+        let unproven = now.checked_sub(UNPROVEN_LIFE).map(|t| self.mfes.unproven_since(t, 1));
+        !self.requests.due(now, 1).is_empty()
+            || !self.mfes.expired(now, 1).is_empty()
+            || unproven.is_some_and(|v| !v.is_empty())
     }
 
     fn delete_mfe(&mut self, sg: Sg, reason: DeleteReason) {

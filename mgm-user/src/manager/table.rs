@@ -109,6 +109,12 @@ impl MfeTable {
         self.by_expiry.iter().take_while(|(t, _)| *t <= now).take(n).map(|&(_, sg)| sg).collect()
     }
 
+    /// Up to `n` MFEs created at or before `created` and never proven by traffic, oldest
+    /// first.
+    pub fn unproven_since(&self, created: Duration, n: usize) -> Vec<Sg> {
+        self.unproven.iter().take_while(|(t, _)| *t <= created).take(n).map(|&(_, sg)| sg).collect()
+    }
+
     /// Up to `n` MFEs arriving on `iif`.
     pub fn arriving(&self, iif: Iface, n: usize) -> Vec<Sg> {
         let lo = (iif, Sg::new(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));

@@ -680,6 +680,7 @@ fn prune_timeouts_at_their_extremes_and_time_far_ahead_are_safe() {
     let (mut m, pim) = pim_with_members();
     let s = sg("10.0.0.1", "239.1.1.1");
     create(&mut m, s, 1);
+    m.prove(s);
     m.delete_membership(pim, p_g("239.1.1.1"), ifc(2), BOTH, T0).unwrap();
     m.delete_membership(pim, p_g("239.1.1.1"), ifc(3), BOTH, T0).unwrap();
     let request = events(&m.take_effects(), pim)
@@ -852,6 +853,9 @@ fn e35_an_idle_mfe_expires_with_a_deletion_notice_an_active_one_stays() {
     let busy = sg("10.0.0.2", "239.1.1.1");
     create(&mut m, idle, 1);
     create(&mut m, busy, 1);
+    // Both carried traffic early on (not one-packet flows).
+    m.prove(idle);
+    m.prove(busy);
     m.refresh(busy, secs(800));
     m.tick(secs(899));
     assert!(m.take_effects().is_empty());
@@ -972,6 +976,7 @@ fn e38_get_next_after_a_deleted_mfe_continues_with_the_next_larger_one() {
     // The walker has seen up to `gone`; then `gone` expires (all others had traffic).
     let gone = all[4];
     for sg in all.iter().filter(|sg| **sg != gone) {
+        m.prove(*sg);
         m.refresh(*sg, secs(899));
     }
     m.tick(secs(900));
@@ -1192,6 +1197,30 @@ fn a_release_in_steps_does_what_a_release_at_once_does() {
     }
 }
 
+/// An MFE that carried nothing beyond the packets that created it lives [`UNPROVEN_LIFE`],
+/// whatever its timeout; one that carried more lives its timeout.
+#[test]
+fn a_one_packet_flow_lives_a_short_life() {
+    let (mut m, pim) = pim_with_members();
+    let once = sg("10.0.0.1", "239.1.1.1");
+    let real = sg("10.0.0.2", "239.1.1.1");
+    create(&mut m, once, 1);
+    create(&mut m, real, 1);
+    m.prove(real);
+    m.take_effects();
+    m.tick(UNPROVEN_LIFE - secs(1));
+    assert!(m.take_effects().is_empty());
+    assert!(m.has_due(UNPROVEN_LIFE));
+    m.tick(UNPROVEN_LIFE);
+    let eff = m.take_effects();
+    assert_eq!(writes(&eff), vec![W::Remove(once)]);
+    let gone =
+        Event::MfeDeleted { source: once.source, group: once.group, reason: DeleteReason::Expired };
+    assert_eq!(events(&eff, pim), vec![gone]);
+    assert!(m.get_mfe(real, 1, UNPROVEN_LIFE).is_ok());
+    check_invariants(&m);
+}
+
 /// A tick handles what is due in batches: the rest waits, nothing is lost.
 #[test]
 fn a_tick_expires_in_batches() {
@@ -1202,7 +1231,9 @@ fn a_tick_expires_in_batches() {
     m.add_membership(pim, p_all(), ifc(2), BOTH, T0).unwrap();
     let n = TICK_BATCH * 2 + 10;
     for i in 0..n {
-        create(&mut m, Sg::new(Ipv4Addr::from(0x0a00_0000 + i as u32), ip("239.1.1.1")), 1);
+        let s = Sg::new(Ipv4Addr::from(0x0a00_0000 + i as u32), ip("239.1.1.1"));
+        create(&mut m, s, 1);
+        m.prove(s);
     }
     assert_eq!(m.mfes.len(), n);
     let late = secs(901);
