@@ -226,8 +226,9 @@ pub const UPCALL_NO_MFE: u32 = 1;
 pub const UPCALL_WRONG_IIF: u32 = 2;
 /// At most one upcall event per (S,G, ifindex, kind) in this many nanoseconds.
 pub const UPCALL_INTERVAL_NS: u64 = 100_000_000;
-/// Bytes of a packet an upcall carries at most (from the Ethernet header on).
-pub const UPCALL_FRAME_MAX: usize = 1536;
+/// Bytes of a packet an upcall carries at most (from the Ethernet header on): a jumbo frame.
+/// A longer packet is reported, never held (`counter::UPCALL_NOT_HELD`).
+pub const UPCALL_FRAME_MAX: usize = 9216;
 /// Packets of an (S,G) without MFE copied whole to mgmd per interval, to be forwarded once
 /// the MFE exists (the kernel's ipmr keeps a few per unresolved entry, too).
 pub const UPCALL_QUEUE: u32 = 4;
@@ -379,8 +380,17 @@ pub mod counter {
     pub const TC_NO_NEIGHBOUR: u32 = 19;
     /// A copy the TC program did not send: every lease behind it was released.
     pub const TC_RELEASED: u32 = 20;
+    /// Control traffic (IGMP, PIM, or any packet with the Router Alert option): passed to
+    /// the kernel untouched, whatever its group.
+    pub const PASS_CONTROL: u32 = 21;
+    /// A frame not sent to a multicast or broadcast MAC: not addressed to a router as
+    /// multicast, passed to the kernel (which routes it only if it was sent to this host).
+    pub const PASS_L2_UNICAST: u32 = 22;
+    /// A packet of a flow without MFE too long to be held for forwarding once the MFE exists
+    /// (more than `UPCALL_FRAME_MAX` bytes): the kernel had it, nothing replays it.
+    pub const UPCALL_NOT_HELD: u32 = 23;
     /// Number of counters.
-    pub const COUNT: u32 = 21;
+    pub const COUNT: u32 = 24;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -405,6 +415,9 @@ pub mod counter {
         "tc_tx",
         "tc_no_neighbour",
         "tc_released",
+        "pass_control",
+        "pass_l2_unicast",
+        "upcall_not_held",
     ];
 }
 

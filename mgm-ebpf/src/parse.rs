@@ -1,13 +1,26 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Packet access and IPv4 header arithmetic: bounds-checked pointers, the header checksum
-//! (RFC 1071) and its incremental update on a TTL change (RFC 1624).
+//! Packet access and the IPv4 checks every forwarding path applies (XDP and TC alike, on a
+//! copy of the header): what may be routed, and why the rest goes to the kernel. Also the
+//! header checksum (RFC 1071) and its incremental update on a TTL change (RFC 1624).
 
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
+use mgm_common::counter;
 use network_types::ip::Ipv4Hdr;
 
 pub const ETH_P_IPV4: u16 = 0x0800;
+const IPPROTO_IGMP: u8 = 2;
+const IPPROTO_PIM: u8 = 103;
+const IPOPT_EOL: u8 = 0;
+const IPOPT_NOP: u8 = 1;
+/// Router Alert (RFC 2113): the packet is for routers to look at, not to forward blindly.
+const IPOPT_RA: u8 = 148;
+/// Longest and shortest IPv4 header.
+pub const HDR_MAX: usize = 60;
+pub const HDR_MIN: usize = Ipv4Hdr::LEN;
+/// A header copy: 60 bytes and room to index with a mask the verifier understands.
+pub type Header = [u8; 64];
 /// Ones'-complement sum of a valid IPv4 header (RFC 1071).
 const CSUM_OK: u32 = 0xffff;
 
@@ -21,31 +34,109 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
-/// Validates the IPv4 header checksum over `ihl` bytes (20..=60) starting at `ip`.
+/// How many header bytes to copy out of `l3_len`: 20..=60, or `None` for a frame too short
+/// to hold an IPv4 header. Re-read through memory so the verifier checks the very register
+/// the copy's length comes from (compiled as is, the bound is tested on a sibling value).
 #[inline(always)]
-pub fn ipv4_checksum_ok(ctx: &XdpContext, ip: usize, ihl: usize) -> bool {
-    let end = ctx.data_end();
-    let mut sum: u32 = 0;
-    // Fixed 20 bytes: the caller already checked they are in the packet.
-    for i in 0..10 {
-        // SAFETY: within the Ipv4Hdr the caller bounds-checked.
-        sum += unsafe { ((ip + 2 * i) as *const u16).read_unaligned() } as u32;
+pub fn header_len(l3_len: usize) -> Option<usize> {
+    let n = if l3_len > HDR_MAX { HDR_MAX } else { l3_len };
+    // SAFETY: a read of a local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    if !(HDR_MIN..=HDR_MAX).contains(&n) {
+        return None;
     }
-    // Options: up to 40 more bytes, each word bounds-checked for the verifier.
-    for i in 10..30 {
+    Some(n)
+}
+
+/// What the checks found in a routable packet.
+pub struct Ipv4 {
+    pub tot_len: usize,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+}
+
+/// The checks before any forwarding: `h` holds the first `avail` bytes of the IP header (and
+/// maybe more), `l3_len` bytes follow the Ethernet header in the frame. `Err` is the counter
+/// saying why the kernel gets the packet instead: not multicast or link-local scope, a
+/// malformed header (version, IHL, lengths, checksum, an option's length), or control traffic
+/// (IGMP, PIM, Router Alert), which only the kernel and the routing daemons may consume.
+#[inline(always)]
+pub fn check(h: &Header, avail: usize, l3_len: usize) -> Result<Ipv4, u32> {
+    if avail < Ipv4Hdr::LEN || h[0] >> 4 != 4 {
+        return Err(counter::PASS_MALFORMED);
+    }
+    let dst = [h[16], h[17], h[18], h[19]];
+    if dst[0] & 0xf0 != 0xe0 {
+        return Err(counter::PASS_NOT_MULTICAST);
+    }
+    if dst[0] == 224 && dst[1] == 0 && dst[2] == 0 {
+        return Err(counter::PASS_LINK_LOCAL);
+    }
+    let ihl = (h[0] & 0x0f) as usize * 4;
+    let tot_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    // Ethernet padding may make the frame longer than tot_len, never shorter.
+    if ihl < Ipv4Hdr::LEN || ihl > avail || tot_len < ihl || tot_len > l3_len {
+        return Err(counter::PASS_MALFORMED);
+    }
+    if !checksum_ok(h, ihl) {
+        return Err(counter::PASS_MALFORMED);
+    }
+    if h[9] == IPPROTO_IGMP || h[9] == IPPROTO_PIM {
+        return Err(counter::PASS_CONTROL);
+    }
+    options(h, ihl)?;
+    Ok(Ipv4 { tot_len, src: [h[12], h[13], h[14], h[15]], dst, ttl: h[8] })
+}
+
+/// Walks the options (RFC 791): each well formed, none a Router Alert.
+#[inline(always)]
+fn options(h: &Header, ihl: usize) -> Result<(), u32> {
+    let mut i = Ipv4Hdr::LEN;
+    // Each round moves at least one byte: 40 rounds cover the longest option space.
+    for _ in 0..HDR_MAX - Ipv4Hdr::LEN {
+        if i >= ihl {
+            return Ok(());
+        }
+        let kind = h[i & 63];
+        if kind == IPOPT_EOL {
+            return Ok(());
+        }
+        if kind == IPOPT_NOP {
+            i += 1;
+            continue;
+        }
+        let len = h[(i + 1) & 63] as usize;
+        if i + 1 >= ihl || len < 2 || i + len > ihl {
+            return Err(counter::PASS_MALFORMED);
+        }
+        if kind == IPOPT_RA {
+            return Err(counter::PASS_CONTROL);
+        }
+        i += len;
+    }
+    Ok(())
+}
+
+/// Validates the header checksum over its `ihl` bytes.
+#[inline(always)]
+fn checksum_ok(h: &Header, ihl: usize) -> bool {
+    let mut sum: u32 = 0;
+    for i in 0..HDR_MAX / 2 {
         if 2 * i >= ihl {
             break;
         }
-        let p = ip + 2 * i;
-        if p + 2 > end {
-            return false;
-        }
-        // SAFETY: bounds-checked just above.
-        sum += unsafe { (p as *const u16).read_unaligned() } as u32;
+        sum += u16::from_be_bytes([h[2 * i], h[2 * i + 1]]) as u32;
     }
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum == CSUM_OK
+}
+
+/// The Ethernet address of an IPv4 group (RFC 1112): 01:00:5e and its low 23 bits.
+#[inline(always)]
+pub fn group_mac(group: [u8; 4]) -> [u8; 6] {
+    [0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]]
 }
 
 /// Decrements the TTL and updates the checksum incrementally.

@@ -3,22 +3,27 @@
 //! the MFEs whose outgoing list has next hops (XDP cannot tell broadcast copies to one device
 //! apart).
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_skb_change_tail, bpf_skb_load_bytes},
+    macros::classifier,
+    programs::TcContext,
+};
 use mgm_common::{MAX_HOPS, MFE_F_HOPS, MfeKey, counter};
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::eth::EthHdr;
 
 use crate::{
     lease,
     maps::{MGM_HOPS, MGM_MFES, MGM_PORTS, count, oif_stats},
-    parse::ETH_P_IPV4,
+    parse::{ETH_P_IPV4, Header, check, group_mac, header_len},
 };
 
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
 
-/// Runs on managed interfaces after XDP. It acts only on what XDP handed over
-/// (`PASS_TO_TC`): an MFE with next hops, matched on its incoming interface with TTL > 1,
-/// header already validated. Everything else goes on to the stack untouched.
+/// Runs on managed interfaces after XDP. It forwards only what XDP hands over (`PASS_TO_TC`:
+/// an MFE with next hops, matched on its incoming interface with TTL > 1), and checks the
+/// packet again with the very checks XDP applies (`parse::check`): a frame XDP passed to the
+/// kernel as malformed or control traffic comes through here too, and must go on untouched.
 #[classifier]
 pub fn mgm_tc_ingress(ctx: TcContext) -> i32 {
     tc_ingress(&ctx).unwrap_or(TC_ACT_OK)
@@ -27,28 +32,52 @@ pub fn mgm_tc_ingress(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     let ip_off = EthHdr::LEN;
-    let eth: EthHdr = ctx.load(0).ok()?;
-    if u16::from_be(eth.ether_type) != ETH_P_IPV4 {
+    // SAFETY: reading fields of the context the kernel passed in.
+    let (vlan, ifindex) = unsafe { ((*ctx.skb.skb).vlan_present, (*ctx.skb.skb).ingress_ifindex) };
+    // A VLAN tag (or priority tag) the driver took out of the frame: not ours, as at XDP.
+    if vlan != 0 {
         return None;
     }
-    let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
-    if ip.version() != 4 || ip.dst_addr[0] & 0xf0 != 0xe0 || ip.ttl <= 1 {
+    let eth: EthHdr = ctx.load(0).ok()?;
+    if u16::from_be(eth.ether_type) != ETH_P_IPV4 || eth.dst_addr[0] & 1 == 0 {
+        return None;
+    }
+    let l3_len = (ctx.len() as usize).checked_sub(ip_off)?;
+    let mut h: Header = [0; 64];
+    let n = header_len(l3_len)?;
+    // SAFETY: n is within 20..=60 and `h` holds 64 bytes; the helper bounds-checks the skb.
+    let rc = unsafe {
+        bpf_skb_load_bytes(ctx.skb.skb.cast(), ip_off as u32, h.as_mut_ptr().cast(), n as u32)
+    };
+    if rc != 0 {
+        return None;
+    }
+    let ip = check(&h, n, l3_len).ok()?;
+    if ip.ttl <= 1 {
         return None;
     }
     // SAFETY: copied out at once.
-    let mfe = (unsafe { MGM_MFES.get(MfeKey::new(ip.src_addr, ip.dst_addr)) }).copied()?;
-    // SAFETY: reading a field of the context the kernel passed in.
-    let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    let mfe = (unsafe { MGM_MFES.get(MfeKey::new(ip.src, ip.dst)) }).copied()?;
     if mfe.flags & MFE_F_HOPS == 0 || ifindex != mfe.iif {
         return None;
     }
     // SAFETY: read-only use of a map value.
     let hops = unsafe { MGM_HOPS.get(mfe.oil) }?;
+    // The copies are the IP datagram alone (no padding or junk after tot_len).
+    if l3_len > ip.tot_len {
+        // SAFETY: the context's own skb, shrunk to a length it has.
+        if unsafe { bpf_skb_change_tail(ctx.skb.skb.cast(), (ip_off + ip.tot_len) as u32, 0) } != 0
+        {
+            return None;
+        }
+    }
     // TTL - 1 with the checksum fixed by the helper (RFC 1624 as at XDP).
-    let old = u16::from_be_bytes([ip.ttl, ip.proto]);
-    let new = u16::from_be_bytes([ip.ttl - 1, ip.proto]);
+    let proto = h[9];
+    let old = u16::from_be_bytes([ip.ttl, proto]);
+    let new = u16::from_be_bytes([ip.ttl - 1, proto]);
     ctx.store(ip_off + 8, &(ip.ttl - 1), 0).ok()?;
     ctx.l3_csum_replace(ip_off + 10, old.to_be() as u64, new.to_be() as u64, 2).ok()?;
+    let group = group_mac(ip.dst);
     for i in 0..MAX_HOPS {
         if i as u32 >= hops.len {
             break;
@@ -58,15 +87,13 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
             count(counter::TC_RELEASED);
             continue;
         }
-        if hop.set_dst != 0 {
-            if hop.mac == [0; 6] {
-                count(counter::TC_NO_NEIGHBOUR);
-                continue;
-            }
-            if ctx.store(0, &hop.mac, 0).is_err() {
-                continue;
-            }
-        } else if ctx.store(0, &eth.dst_addr, 0).is_err() {
+        // A copy for a neighbour goes to its MAC; one for the whole link to the group's.
+        let dst = if hop.set_dst != 0 { hop.mac } else { group };
+        if hop.set_dst != 0 && hop.mac == [0; 6] {
+            count(counter::TC_NO_NEIGHBOUR);
+            continue;
+        }
+        if ctx.store(0, &dst, 0).is_err() {
             continue;
         }
         // SAFETY: copied out at once.

@@ -20,6 +20,9 @@ use crate::maps::{MGM_UPCALL_SCRATCH, MGM_UPCALL_SEEN, MGM_UPCALLS, count};
 #[inline(always)]
 pub fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
     let ifindex = ctx.ingress_ifindex() as u32;
+    let avail = ctx.data_end() - ctx.data();
+    // Only a whole packet can be forwarded later; a longer one is reported, not held.
+    let holdable = avail <= UPCALL_FRAME_MAX;
     let k = UpcallKey { source: key.source, group: key.group, ifindex, kind };
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -30,18 +33,25 @@ pub fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
                 return;
             }
             unsafe { (*seen).queued += 1 };
+            if !holdable {
+                count(counter::UPCALL_NOT_HELD);
+                return;
+            }
             UPCALL_F_QUEUED
         }
         _ => {
             let queued = u32::from(kind == UPCALL_NO_MFE);
             let _ = MGM_UPCALL_SEEN.insert(k, UpcallSeen { since_ns: now, queued, _pad: 0 }, 0);
-            UPCALL_F_EVENT | if kind == UPCALL_NO_MFE { UPCALL_F_QUEUED } else { 0 }
+            let hold = kind == UPCALL_NO_MFE && holdable;
+            if kind == UPCALL_NO_MFE && !holdable {
+                count(counter::UPCALL_NOT_HELD);
+            }
+            UPCALL_F_EVENT | if hold { UPCALL_F_QUEUED } else { 0 }
         }
     };
     let Some(rec) = MGM_UPCALL_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let avail = ctx.data_end() - ctx.data();
     let len = if avail > UPCALL_FRAME_MAX { UPCALL_FRAME_MAX } else { avail };
     if len == 0 {
         return;

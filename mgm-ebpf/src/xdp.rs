@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The XDP programs. `mgm_xdp_ingress` runs on every managed interface: for IPv4 multicast
-//! with an MFE it checks the incoming interface and TTL, decrements the TTL and broadcasts the
-//! frame to the MFE's outgoing list (an inner devmap of `MGM_OILS`). `mgm_xdp_egress` runs once
+//! with an MFE it checks the header (`parse::check`), the incoming interface and TTL, trims
+//! the frame to the IP datagram, addresses it to the group's MAC, decrements the TTL and
+//! broadcasts it to the MFE's outgoing list (an inner devmap of `MGM_OILS`). `mgm_xdp_egress` runs once
 //! per copy (devmap program): it drops a copy no live lease backs (atomic release) and writes
 //! the outgoing interface's MAC as the source address.
 
 use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
+    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
     macros::xdp,
     programs::XdpContext,
 };
@@ -23,7 +25,7 @@ use crate::{
         MGM_LEGS, MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, oif_stats,
         verdict,
     },
-    parse::{ETH_P_IPV4, decrement_ttl, ipv4_checksum_ok, ptr_at},
+    parse::{ETH_P_IPV4, Header, check, decrement_ttl, group_mac, header_len, ptr_at},
     upcall::upcall,
 };
 
@@ -40,38 +42,31 @@ fn ingress(ctx: &XdpContext) -> u32 {
         return verdict(counter::PASS_MALFORMED, XDP_PASS);
     };
     // SAFETY: bounds-checked by ptr_at.
-    if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IPV4 {
+    let (ether_type, l2_dst) = unsafe { ((*eth).ether_type, (*eth).dst_addr) };
+    if u16::from_be(ether_type) != ETH_P_IPV4 {
         // VLAN-tagged frames land here too: the tag is not ours to strip.
         return verdict(counter::PASS_NOT_IPV4, XDP_PASS);
     }
+    if l2_dst[0] & 1 == 0 {
+        return verdict(counter::PASS_L2_UNICAST, XDP_PASS);
+    }
     let ip_off = EthHdr::LEN;
-    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ip_off) else {
+    let l3_len = ctx.data_end() - ctx.data() - ip_off;
+    // The checks read a copy of the header, the same code as the TC path's.
+    let mut h: Header = [0; 64];
+    let Some(n) = header_len(l3_len) else {
         return verdict(counter::PASS_MALFORMED, XDP_PASS);
     };
-    // SAFETY: bounds-checked by ptr_at; the header is plain bytes.
-    let iph = unsafe { &mut *ip };
-    if iph.version() != 4 {
+    // SAFETY: n is within 20..=60 and `h` holds 64 bytes; the helper bounds-checks the packet.
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, h.as_mut_ptr().cast(), n as u32) } < 0 {
         return verdict(counter::PASS_MALFORMED, XDP_PASS);
     }
-    let dst = iph.dst_addr;
-    if dst[0] & 0xf0 != 0xe0 {
-        return verdict(counter::PASS_NOT_MULTICAST, XDP_PASS);
-    }
-    if dst[0] == 224 && dst[1] == 0 && dst[2] == 0 {
-        return verdict(counter::PASS_LINK_LOCAL, XDP_PASS);
-    }
-    let ihl = iph.ihl() as usize;
-    let tot_len = iph.tot_len() as usize;
-    let l3_avail = ctx.data_end() - ctx.data() - ip_off;
-    // Ethernet padding may make the frame longer than tot_len, never shorter.
-    if ihl < Ipv4Hdr::LEN || tot_len < ihl || tot_len > l3_avail {
-        return verdict(counter::PASS_MALFORMED, XDP_PASS);
-    }
-    if !ipv4_checksum_ok(ctx, ip as usize, ihl) {
-        return verdict(counter::PASS_MALFORMED, XDP_PASS);
-    }
+    let ip = match check(&h, n, l3_len) {
+        Ok(ip) => ip,
+        Err(why) => return verdict(why, XDP_PASS),
+    };
 
-    let key = MfeKey::new(iph.src_addr, dst);
+    let key = MfeKey::new(ip.src, ip.dst);
     // SAFETY: the value is copied out at once; the writer replaces entries whole.
     let Some(mfe) = (unsafe { MGM_MFES.get(key) }).copied() else {
         upcall(ctx, &key, UPCALL_NO_MFE);
@@ -91,10 +86,10 @@ fn ingress(ctx: &XdpContext) -> u32 {
         // SAFETY: per-CPU slot.
         unsafe {
             (*s).packets += 1;
-            (*s).bytes += (ctx.data_end() - ctx.data()) as u64;
+            (*s).bytes += (ip_off + ip.tot_len) as u64;
         }
     }
-    if iph.ttl <= 1 {
+    if ip.ttl <= 1 {
         if let Some(s) = stats {
             // SAFETY: per-CPU slot.
             unsafe { (*s).ttl_expired += 1 };
@@ -114,11 +109,27 @@ fn ingress(ctx: &XdpContext) -> u32 {
         warn!(ctx, "mfe names missing oil {}", mfe.oil);
         return verdict(counter::DROP_NO_OIL, XDP_DROP);
     };
-    let ip_len = tot_len as u32;
+    let ip_len = ip.tot_len as u32;
     if mfe.min_mtu != 0 && ip_len > mfe.min_mtu {
         count_too_big(&mfe, ip_len);
     }
-    decrement_ttl(iph);
+    // A router's copy is the IP datagram alone: padding or junk after tot_len stays here.
+    if l3_len > ip.tot_len {
+        // SAFETY: shrinking by less than the frame's length.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((l3_len - ip.tot_len) as i32)) } != 0 {
+            return verdict(counter::PASS_MALFORMED, XDP_PASS);
+        }
+    }
+    let (Some(eth), Some(iph)) = (ptr_at::<EthHdr>(ctx, 0), ptr_at::<Ipv4Hdr>(ctx, ip_off)) else {
+        return verdict(counter::PASS_MALFORMED, XDP_PASS);
+    };
+    // SAFETY: bounds-checked by ptr_at; the headers are plain bytes.
+    unsafe {
+        // On a broadcast link the copy goes to the group's MAC (the egress program writes
+        // the port's own as the source).
+        (*eth).dst_addr = group_mac(ip.dst);
+        decrement_ttl(&mut *iph);
+    }
     // The incoming interface is never in an OIL; EXCLUDE_INGRESS makes that hold even if a
     // writer bug put it there (no packet ever goes back where it came from).
     match oil.redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64) {

@@ -26,7 +26,7 @@ use aya::{
     maps::{MapData, PerCpuHashMap, xdp::DevMapHash},
     programs::Xdp,
 };
-use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run};
+use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run, xdp_ctx};
 use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Topology, arg, udp_frame, unique};
 use serde_json::json;
 
@@ -109,8 +109,15 @@ fn generate(sender: &Netns, tx: &OwnedFd, frame: Vec<u8>, secs: f64) -> anyhow::
         let start = Instant::now();
         let mut sent = 0u64;
         while start.elapsed().as_secs_f64() < secs {
-            prog_test_run(fd.as_fd(), &frame, ifindex, REPEAT, BPF_F_TEST_XDP_LIVE_FRAMES, None)
-                .context("BPF_PROG_TEST_RUN live frames")?;
+            prog_test_run(
+                fd.as_fd(),
+                &frame,
+                &xdp_ctx(&frame, ifindex),
+                REPEAT,
+                BPF_F_TEST_XDP_LIVE_FRAMES,
+                None,
+            )
+            .context("BPF_PROG_TEST_RUN live frames")?;
             sent += u64::from(REPEAT);
         }
         Ok((sent, start.elapsed().as_secs_f64()))

@@ -265,6 +265,8 @@ pub struct BpfFastPath {
     legs: HashMap<MapData, LegKey, LegValue>,
     egress: ProgramFd,
     ingress_fd: ProgramFd,
+    /// The TC program, for [`BpfFastPath::test_run_tc`].
+    tc_fd: std::os::fd::OwnedFd,
     replayer: Option<std::sync::mpsc::SyncSender<(u32, Vec<u8>)>>,
     /// OIL ids 1..=oil_pool have an inner devmap in the outer map.
     oil_pool: u32,
@@ -369,6 +371,15 @@ impl BpfFastPath {
         let ingress_fd = load_xdp(&mut ebpf, programs::INGRESS)?;
         let tc: &mut SchedClassifier = program(&mut ebpf, programs::TC_INGRESS)?;
         tc.load().map_err(|source| LoadError::Program { name: programs::TC_INGRESS, source })?;
+        let tc_fd = {
+            use std::os::fd::AsFd as _;
+            let fd = tc
+                .fd()
+                .map_err(|source| LoadError::Program { name: programs::TC_INGRESS, source })?;
+            fd.as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| LoadError::Fd { name: programs::TC_INGRESS, source })?
+        };
 
         let upcalls = take(&mut ebpf, maps::UPCALLS)?;
         let mut leases: Array<MapData, u32> = take(&mut ebpf, maps::LEASES)?;
@@ -403,6 +414,7 @@ impl BpfFastPath {
             ebpf,
             egress,
             ingress_fd,
+            tc_fd,
             replayer: None,
             oil_pool: 0,
             attached: BTreeMap::new(),
@@ -534,14 +546,22 @@ impl BpfFastPath {
     ) -> std::io::Result<TestRun> {
         use std::os::fd::AsFd as _;
         let mut out = vec![0u8; frame.len() + 256];
-        let r = prog_test_run(
-            self.ingress_fd.as_fd(),
-            frame,
-            ingress_ifindex,
-            repeat,
-            0,
-            Some(&mut out),
-        )?;
+        let ctx = xdp_ctx(frame, ingress_ifindex);
+        let r = prog_test_run(self.ingress_fd.as_fd(), frame, &ctx, repeat, 0, Some(&mut out))?;
+        Ok(TestRun { action: r.0, ns_per_run: r.1, frame: out })
+    }
+
+    /// Runs the TC program once on `frame` as if it arrived on `ingress_ifindex` (which must
+    /// exist in the caller's network namespace). Its copies are really sent; `frame` in the
+    /// result is the packet after the last of them was made; `action` the TC verdict.
+    pub fn test_run_tc(&self, frame: &[u8], ingress_ifindex: u32) -> std::io::Result<TestRun> {
+        use std::os::fd::AsFd as _;
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct __sk_buff up to `ifindex`: the arriving interface (skb_iif) and the device.
+        let mut ctx = [0u32; 11];
+        ctx[9] = ingress_ifindex;
+        ctx[10] = ingress_ifindex;
+        let r = prog_test_run(self.tc_fd.as_fd(), frame, &ctx, 1, 0, Some(&mut out))?;
         Ok(TestRun { action: r.0, ns_per_run: r.1, frame: out })
     }
 
@@ -719,15 +739,12 @@ impl BpfFastPath {
 pub fn prog_test_run(
     prog: std::os::fd::BorrowedFd<'_>,
     frame: &[u8],
-    ifindex: u32,
+    ctx: &[u32],
     repeat: u32,
     flags: u32,
     out: Option<&mut Vec<u8>>,
 ) -> std::io::Result<(u32, u32)> {
     use std::os::fd::AsRawFd as _;
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-    // egress_ifindex. The kernel wants data_end == the frame length.
-    let ctx: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
     // SAFETY: bpf_attr is a plain C union; all-zero is its documented initial state.
     let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
     // Writing union fields is safe; the kernel reads the `test` member.
@@ -739,7 +756,7 @@ pub fn prog_test_run(
         attr.test.data_size_out = out.len() as u32;
     }
     attr.test.ctx_in = ctx.as_ptr() as u64;
-    attr.test.ctx_size_in = size_of_val(&ctx) as u32;
+    attr.test.ctx_size_in = size_of_val(ctx) as u32;
     attr.test.repeat = repeat;
     attr.test.flags = flags;
     // SAFETY: attr points to a valid bpf_attr whose pointers outlive the call.
@@ -781,7 +798,7 @@ fn spawn_replayer(prog: std::os::fd::OwnedFd) -> std::sync::mpsc::SyncSender<(u3
                 let r = prog_test_run(
                     prog.as_fd(),
                     &frame,
-                    ifindex,
+                    &xdp_ctx(&frame, ifindex),
                     1,
                     BPF_F_TEST_XDP_LIVE_FRAMES,
                     None,
@@ -793,6 +810,13 @@ fn spawn_replayer(prog: std::os::fd::OwnedFd) -> std::sync::mpsc::SyncSender<(u3
         })
         .expect("spawning a thread");
     tx
+}
+
+/// The context of an XDP test run: struct xdp_md (data, data_end, data_meta,
+/// ingress_ifindex, rx_queue_index, egress_ifindex); the kernel wants data_end == the frame
+/// length.
+pub fn xdp_ctx(frame: &[u8], ingress_ifindex: u32) -> [u32; 6] {
+    [0, frame.len() as u32, 0, ingress_ifindex, 0, 0]
 }
 
 /// Reads one ring-buffer record: the [`Upcall`] and the frame bytes after it; `None` for a
