@@ -546,19 +546,7 @@ impl Ctl {
             }
             self.stream.get_mut().write_all(&buf)?;
             for id in first..self.next_id {
-                let reply = loop {
-                    let v = self.read_line()?;
-                    if v.get("event").is_none() {
-                        break v;
-                    }
-                    self.events.push_back(v);
-                };
-                let reply: ReplyFrame<M::Reply> = serde_json::from_value(reply)?;
-                ensure!(reply.id == Some(id), "reply id {:?} for {id}", reply.id);
-                out.push(match reply.body {
-                    ReplyBody::Result(r) => Ok(r),
-                    ReplyBody::Error(e) => Err(e),
-                });
+                out.push(self.next_reply::<M>(id)?);
             }
         }
         Ok(out)
@@ -576,6 +564,11 @@ impl Ctl {
 
     /// The reply to the request [`Ctl::send`] sent as `id` (the next reply on the connection).
     pub fn reply<M: Method>(&mut self, id: u64) -> anyhow::Result<M::Reply> {
+        Ok(self.next_reply::<M>(id)??)
+    }
+
+    /// The next reply on the connection, which must be `id`'s (events are set aside).
+    fn next_reply<M: Method>(&mut self, id: u64) -> anyhow::Result<Result<M::Reply, WireError>> {
         let v = loop {
             let v = self.read_line()?;
             if v.get("event").is_none() {
@@ -585,10 +578,10 @@ impl Ctl {
         };
         let reply: ReplyFrame<M::Reply> = serde_json::from_value(v)?;
         ensure!(reply.id == Some(id), "reply id {:?} for {id}", reply.id);
-        match reply.body {
+        Ok(match reply.body {
             ReplyBody::Result(r) => Ok(r),
-            ReplyBody::Error(e) => bail!("{e}"),
-        }
+            ReplyBody::Error(e) => Err(e),
+        })
     }
 
     /// Sends a request expected to succeed.

@@ -468,11 +468,7 @@ fn an_alert_storm_to_a_reading_client_is_paced_not_cut_off() {
 #[test]
 fn a_big_client_leaving_is_taken_down_in_steps_at_its_readers_pace() {
     let mut h = Harness::with_capacity(64, 512 << 10);
-    h.connect(1);
-    h.connect(2);
-    let a = h.register(1, 103);
-    h.register(2, 104);
-    h.take(1, a, 2);
+    let a = h.owner_and_watcher();
     let n = 3 * RELEASE_BATCH as u32;
     for i in 0..n {
         let group = std::net::Ipv4Addr::from(0xef10_0000 + i);
@@ -619,6 +615,17 @@ fn a_next_hop_gets_its_mac_from_neighbour_events_and_is_solicited_until_then() {
 }
 
 impl Harness {
+    /// A routing protocol on connection 1 owning interface 2 (returned), and another on
+    /// connection 2 that hears its join and prune alerts.
+    fn owner_and_watcher(&mut self) -> Handle {
+        self.connect(1);
+        self.connect(2);
+        let a = self.register(1, 103);
+        self.register(2, 104);
+        self.take(1, a, 2);
+        a
+    }
+
     /// (10.0.0.1, G) arrives on 1 and takes its defaults.
     fn pim_mfe_defaults(&mut self) {
         self.packet([10, 0, 0, 1], 1);
@@ -778,11 +785,7 @@ async fn the_run_loop_serves_inputs_ticks_and_background_writes() {
 #[test]
 fn a_big_release_is_answered_after_its_steps_and_others_are_served_between_them() {
     let mut h = Harness::with_capacity(64, 64 << 20);
-    h.connect(1);
-    h.connect(2);
-    let a = h.register(1, 103);
-    h.register(2, 104);
-    h.take(1, a, 2);
+    let a = h.owner_and_watcher();
     let n = 3 * RELEASE_BATCH as u32;
     for i in 0..n {
         let group = std::net::Ipv4Addr::from(0xef20_0000 + i);
