@@ -21,34 +21,32 @@ use crate::maps::{MGM_UPCALL_SCRATCH, MGM_UPCALL_SEEN, MGM_UPCALLS, count};
 pub fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
     let ifindex = ctx.ingress_ifindex() as u32;
     let avail = ctx.data_end() - ctx.data();
-    // Only a whole packet can be forwarded later; a longer one is reported, not held.
-    let holdable = avail <= UPCALL_FRAME_MAX;
     let k = UpcallKey { source: key.source, group: key.group, ifindex, kind };
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let flags = match MGM_UPCALL_SEEN.get_ptr_mut(k) {
+    let mut flags = match MGM_UPCALL_SEEN.get_ptr_mut(k) {
         // SAFETY (all three): an LRU value this CPU looked up; a racing CPU may count twice.
         Some(seen) if now.wrapping_sub(unsafe { (*seen).since_ns }) < UPCALL_INTERVAL_NS => {
             if kind != UPCALL_NO_MFE || unsafe { (*seen).queued } >= UPCALL_QUEUE {
                 return;
             }
             unsafe { (*seen).queued += 1 };
-            if !holdable {
-                count(counter::UPCALL_NOT_HELD);
-                return;
-            }
             UPCALL_F_QUEUED
         }
         _ => {
             let queued = u32::from(kind == UPCALL_NO_MFE);
             let _ = MGM_UPCALL_SEEN.insert(k, UpcallSeen { since_ns: now, queued, _pad: 0 }, 0);
-            let hold = kind == UPCALL_NO_MFE && holdable;
-            if kind == UPCALL_NO_MFE && !holdable {
-                count(counter::UPCALL_NOT_HELD);
-            }
-            UPCALL_F_EVENT | if hold { UPCALL_F_QUEUED } else { 0 }
+            UPCALL_F_EVENT | if kind == UPCALL_NO_MFE { UPCALL_F_QUEUED } else { 0 }
         }
     };
+    // Only a whole packet can be forwarded later: a longer one is counted, not held.
+    if flags & UPCALL_F_QUEUED != 0 && avail > UPCALL_FRAME_MAX {
+        count(counter::UPCALL_NOT_HELD);
+        flags &= !UPCALL_F_QUEUED;
+        if flags == 0 {
+            return;
+        }
+    }
     let Some(rec) = MGM_UPCALL_SCRATCH.get_ptr_mut(0) else {
         return;
     };

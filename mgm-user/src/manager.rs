@@ -677,8 +677,9 @@ impl Manager {
 
     /// ReleaseInterfaceOwnership in steps of at most `budget` entries (the client's
     /// memberships there, then the MFEs arriving there; what it used is taken off `budget`):
-    /// call again while it answers [`Progress::More`]. The first call checks ownership and stops IGMP there; the client
-    /// owns the interface until the last step, so it cannot change hands half released.
+    /// call again while it answers [`Progress::More`]. The first call checks ownership and
+    /// stops IGMP there; the client owns the interface until the last step, so it cannot
+    /// change hands half released.
     pub fn release_step(
         &mut self,
         h: Handle,
@@ -716,11 +717,7 @@ impl Manager {
             self.remove_membership(h, p, iface, bits, now, true);
         }
         if !igmp {
-            let arriving = self.mfes.arriving(iface, *budget);
-            *budget -= arriving.len();
-            for sg in arriving {
-                self.delete_mfe(sg, DeleteReason::Released);
-            }
+            *budget -= self.delete_arriving(iface, *budget, DeleteReason::Released);
             if !self.mfes.arriving(iface, 1).is_empty() {
                 return Ok(Progress::More);
             }
@@ -776,9 +773,7 @@ impl Manager {
                 self.notify(h, Event::InterfaceGone { iface });
             }
             // Its MFEs are gone because the interface is, not because someone released it.
-            for sg in self.mfes.arriving(iface, usize::MAX) {
-                self.delete_mfe(sg, DeleteReason::InterfaceGone);
-            }
+            self.delete_arriving(iface, usize::MAX, DeleteReason::InterfaceGone);
             for h in [o.routing, o.igmp].into_iter().flatten() {
                 let _ = self.release_interface(h, iface, now);
             }
@@ -955,14 +950,12 @@ impl Manager {
     /// Brings up to date the outgoing lists releases left stale, at most `budget` MFEs (what
     /// it used is taken off); whether none is left.
     fn refresh_stale(&mut self, budget: &mut usize, now: Duration) -> bool {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
         while let Some(&(p, after)) = self.stale.front() {
             if *budget == 0 {
                 return false;
             }
-            let first = p.group.map_or(Unbounded, |g| Included(Sg::new(0.into(), g)));
-            let lo = after.map_or(first, Excluded);
-            let hi = p.group.map_or(Unbounded, |g| Included(Sg::new(ONES, g)));
+            let (first, hi) = group_range(p.group);
+            let lo = after.map_or(first, std::ops::Bound::Excluded);
             let batch: Vec<Sg> =
                 self.mfes.range((lo, hi)).take(*budget).map(|(sg, _)| *sg).collect();
             let Some(&last) = batch.last() else {
@@ -1028,15 +1021,8 @@ impl Manager {
     }
 
     fn mfes_matching(&self, pattern: Pattern) -> Vec<Sg> {
-        match pattern.group {
-            Some(g) => self
-                .mfes
-                .range(Sg::new(Ipv4Addr::UNSPECIFIED, g)..=Sg::new(Ipv4Addr::BROADCAST, g))
-                .map(|(sg, _)| *sg)
-                .filter(|sg| pattern.matches(sg))
-                .collect(),
-            None => self.mfes.keys().copied().collect(),
-        }
+        let range = group_range(pattern.group);
+        self.mfes.range(range).map(|(sg, _)| *sg).filter(|sg| pattern.matches(sg)).collect()
     }
 
     /// The outgoing list the memberships give `sg` arriving on `iif`.
@@ -1412,11 +1398,23 @@ impl Manager {
     }
 
     /// Whether requests or MFEs are due at `now` (the last tick left some).
+    /// (Asked between every two inputs: it looks at the head of each index, nothing more.)
     pub fn has_due(&self, now: Duration) -> bool {
-        let unproven = now.checked_sub(UNPROVEN_LIFE).map(|t| self.mfes.unproven_since(t, 1));
-        !self.requests.due(now, 1).is_empty()
-            || !self.mfes.expired(now, 1).is_empty()
-            || unproven.is_some_and(|v| !v.is_empty())
+        self.requests.next_deadline().is_some_and(|d| d <= now)
+            || self.mfes.next_expiry().is_some_and(|t| t <= now)
+            || self
+                .mfes
+                .oldest_unproven_since()
+                .is_some_and(|t| t.saturating_add(UNPROVEN_LIFE) <= now)
+    }
+
+    /// Deletes up to `n` of the MFEs arriving on `iface`; how many.
+    fn delete_arriving(&mut self, iface: Iface, n: usize, reason: DeleteReason) -> usize {
+        let arriving = self.mfes.arriving(iface, n);
+        for &sg in &arriving {
+            self.delete_mfe(sg, reason);
+        }
+        arriving.len()
     }
 
     fn delete_mfe(&mut self, sg: Sg, reason: DeleteReason) {
@@ -1570,6 +1568,16 @@ impl Manager {
             }
             _ => Err(MgmError::InvalidParameter),
         }
+    }
+}
+
+/// Where in the MFE table (ordered by group, then source) the MFEs of `group` lie: all of
+/// them for "any group".
+fn group_range(group: Option<Ipv4Addr>) -> (std::ops::Bound<Sg>, std::ops::Bound<Sg>) {
+    use std::ops::Bound::{Included, Unbounded};
+    match group {
+        Some(g) => (Included(Sg::new(Ipv4Addr::UNSPECIFIED, g)), Included(Sg::new(ONES, g))),
+        None => (Unbounded, Unbounded),
     }
 }
 

@@ -473,7 +473,6 @@ impl<D: Dataplane> Daemon<D> {
             }
         }
         for (conn, handles, why) in self.conns.take_closed() {
-            self.busy.remove(&conn);
             self.release_handles(conn, handles, why, now);
         }
     }
@@ -485,9 +484,6 @@ impl<D: Dataplane> Daemon<D> {
     }
 
     fn close(&mut self, conn: ConnId, why: &'static str, now: Duration) {
-        // Lines still waiting behind a release of its own are not served (as for any
-        // connection that is dropped).
-        self.busy.remove(&conn);
         if let Some(handles) = self.conns.close(conn) {
             self.release_handles(conn, handles, why, now);
         }
@@ -500,6 +496,9 @@ impl<D: Dataplane> Daemon<D> {
         why: &str,
         now: Duration,
     ) {
+        // Lines still waiting behind a release of its own are not served (as for any
+        // connection that is dropped).
+        self.busy.remove(&conn);
         for &h in &handles {
             // The fast path stops copying for it at once, whatever it owned.
             for iface in self.manager.owned_ifaces(h) {

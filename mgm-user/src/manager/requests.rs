@@ -54,6 +54,11 @@ impl Requests {
         Some((to, a))
     }
 
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.by_deadline.first().map(|&(d, _)| d)
+    }
+
     /// Up to `n` requests whose deadline has passed at `now`, earliest first.
     pub fn due(&self, now: Duration, n: usize) -> Vec<RequestId> {
         self.by_deadline.iter().take_while(|(d, _)| *d <= now).take(n).map(|&(_, id)| id).collect()

@@ -104,6 +104,16 @@ impl MfeTable {
         self.unproven.first().map(|&(_, sg)| sg)
     }
 
+    /// When the MFE that expires first does.
+    pub fn next_expiry(&self) -> Option<Duration> {
+        self.by_expiry.first().map(|&(t, _)| t)
+    }
+
+    /// When the oldest MFE never proven by traffic was created.
+    pub fn oldest_unproven_since(&self) -> Option<Duration> {
+        self.unproven.first().map(|&(t, _)| t)
+    }
+
     /// Up to `n` MFEs idle past their timeout at `now`, soonest due first.
     pub fn expired(&self, now: Duration, n: usize) -> Vec<Sg> {
         self.by_expiry.iter().take_while(|(t, _)| *t <= now).take(n).map(|&(_, sg)| sg).collect()
