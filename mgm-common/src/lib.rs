@@ -12,7 +12,7 @@
 pub mod maps {
     /// `HashMap<MfeKey, MfeValue>`: the forwarding entries.
     pub const MFES: &str = "MGM_MFES";
-    /// `HashOfMaps<u32, DevMapHash>`: interned outgoing interface lists, keyed by OIL id.
+    /// `ArrayOfMaps<DevMapHash>`: interned outgoing interface lists, indexed by OIL id.
     pub const OILS: &str = "MGM_OILS";
     /// `PerCpuArray<MfeStats>`: per-MFE counters, indexed by `MfeValue::stats`.
     pub const MFE_STATS: &str = "MGM_MFE_STATS";
@@ -35,8 +35,9 @@ pub mod maps {
     pub const UPCALL_SCRATCH: &str = "MGM_UPCALL_SCRATCH";
     /// `Array<u32>`: lease liveness (1 alive, 0 released), indexed by lease id.
     pub const LEASES: &str = "MGM_LEASES";
-    /// `HashMap<LegKey, LegValue>`: for each (OIL, outgoing interface), the leases that put
-    /// the interface in the list. The egress program drops a copy none of them keeps alive.
+    /// `HashMap<LegKey, LegEntry>`: for each (OIL, outgoing interface), the leases that put
+    /// the interface in the list and the interface's MAC. The egress program drops a copy none
+    /// of the leases keeps alive, and writes the MAC as the source of the others.
     pub const LEGS: &str = "MGM_LEGS";
 }
 
@@ -52,7 +53,7 @@ pub mod programs {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -153,7 +154,9 @@ pub struct MfeValue {
     pub min_mtu: u32,
     /// [`MFE_F_HOPS`], [`MFE_F_STATIC`].
     pub flags: u32,
-    pub _pad: u32,
+    /// The only outgoing interface, when the list has exactly one and no next hop: the
+    /// ingress program sends the copy itself (no devmap, no per-copy program). 0: broadcast.
+    pub single: u32,
 }
 const _: () = assert!(core::mem::size_of::<MfeValue>() == 24);
 
@@ -192,7 +195,7 @@ pub struct HopList {
 
 impl MfeValue {
     pub const fn new(iif: u32, oil: u32, stats: u32) -> Self {
-        Self { iif, oil, stats, min_mtu: 0, flags: 0, _pad: 0 }
+        Self { iif, oil, stats, min_mtu: 0, flags: 0, single: 0 }
     }
 }
 
@@ -307,6 +310,19 @@ impl PortValue {
     }
 }
 
+/// What the XDP ingress program leaves in front of a frame it broadcasts (XDP metadata), so
+/// the egress program need not look the MFE up again for every copy. Metadata survives the
+/// devmap in native mode only; in generic mode the egress program re-reads the MFE.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CopyMeta {
+    /// The OIL the frame was broadcast to.
+    pub oil: u32,
+    /// The MFE's stats slot.
+    pub stats: u32,
+}
+const _: () = assert!(core::mem::size_of::<CopyMeta>() == 8);
+
 /// Key of [`maps::LEGS`]: one outgoing interface of one OIL.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -316,8 +332,19 @@ pub struct LegKey {
 }
 const _: () = assert!(core::mem::size_of::<LegKey>() == 8);
 
-/// Value of [`maps::LEGS`]: a copy to this interface is sent while any of these leases is
-/// alive. Unused slots hold [`LEASE_NONE`].
+/// Value of [`maps::LEGS`]: what the egress program needs for one copy, in one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LegEntry {
+    pub leases: LegValue,
+    /// The outgoing interface's own MAC, the source address of the copy.
+    pub src_mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<LegEntry>() == 4 * LEG_LEASES + 8);
+
+/// The leases behind one leg: a copy to this interface is sent while any of them is alive.
+/// Unused slots hold [`LEASE_NONE`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LegValue {
@@ -357,7 +384,8 @@ pub mod counter {
     pub const DROP_EMPTY_OIL: u32 = 8;
     /// MFE names an OIL id missing from the OIL map (a bug or a race in the writer): dropped.
     pub const DROP_NO_OIL: u32 = 9;
-    /// One copy left through the egress program.
+    /// One copy sent on the XDP path (by the egress program; for an MFE with a single
+    /// outgoing interface, by the ingress program).
     pub const EGRESS_TX: u32 = 10;
     /// A copy to an interface missing from the port map: dropped.
     pub const EGRESS_NO_PORT: u32 = 11;
@@ -389,8 +417,11 @@ pub mod counter {
     /// A packet of a flow without MFE too long to be held for forwarding once the MFE exists
     /// (more than `UPCALL_FRAME_MAX` bytes): the kernel had it, nothing replays it.
     pub const UPCALL_NOT_HELD: u32 = 23;
+    /// The copy of an MFE with a single outgoing interface, longer than that interface's MTU:
+    /// dropped (never fragmented), also counted in `egress_too_big` and `frag_needed`.
+    pub const DROP_TOO_BIG: u32 = 24;
     /// Number of counters.
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 25;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -418,6 +449,7 @@ pub mod counter {
         "pass_control",
         "pass_l2_unicast",
         "upcall_not_held",
+        "drop_too_big",
     ];
 }
 
@@ -438,6 +470,7 @@ mod pod {
     unsafe impl aya::Pod for super::OifStats {}
     unsafe impl aya::Pod for super::LegKey {}
     unsafe impl aya::Pod for super::LegValue {}
+    unsafe impl aya::Pod for super::LegEntry {}
 }
 
 #[cfg(test)]
@@ -452,6 +485,8 @@ mod tests {
         assert_eq!(size_of::<MfeValue>(), 6 * 4);
         assert_eq!(size_of::<MfeStats>(), 8 * 4);
         assert_eq!(size_of::<PortValue>(), 6 + 2);
+        assert_eq!(size_of::<LegEntry>(), 4 * LEG_LEASES + 6 + 2);
+        assert_eq!(size_of::<CopyMeta>(), 4 + 4);
     }
 
     #[test]

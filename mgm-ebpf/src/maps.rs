@@ -3,12 +3,12 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{DevMapHash, HashOfMaps},
+    btf_maps::{ArrayOfMaps, DevMapHash},
     macros::{btf_map, map},
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use mgm_common::{
-    DEFAULT_MAX_MFES, HopList, LegKey, LegValue, MAX_LEASES, MAX_LEGS, MAX_OIF_STATS,
+    DEFAULT_MAX_MFES, HopList, LegEntry, LegKey, MAX_LEASES, MAX_LEGS, MAX_OIF_STATS,
     MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts,
     PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallRecord, UpcallSeen, counter,
 };
@@ -53,15 +53,16 @@ pub static MGM_HOPS: HashMap<u32, HopList> = HashMap::with_max_entries(MAX_OILS,
 pub static MGM_LEASES: Array<u32> = Array::with_max_entries(MAX_LEASES, 0);
 
 #[map(name = "MGM_LEGS")]
-pub static MGM_LEGS: HashMap<LegKey, LegValue> = HashMap::with_max_entries(MAX_LEGS, 0);
+pub static MGM_LEGS: HashMap<LegKey, LegEntry> = HashMap::with_max_entries(MAX_LEGS, 0);
 
-// BTF map: the inner devmap template is described by BTF, which aya reads at load time.
+// BTF map: the inner devmap template is described by BTF, which aya reads at load time. An
+// array indexed by OIL id (1..=MAX_OILS): its lookup is inlined by the verifier, where a hash
+// would cost a call per packet.
 #[btf_map]
-pub static MGM_OILS: HashOfMaps<
-    u32,
+pub static MGM_OILS: ArrayOfMaps<
     DevMapHash<{ MAX_OIL_PORTS as usize }>,
-    { MAX_OILS as usize },
-> = HashOfMaps::new();
+    { MAX_OILS as usize + 1 },
+> = ArrayOfMaps::new();
 
 /// Counts one outcome (an index of `mgm_common::counter`).
 #[inline(always)]

@@ -63,7 +63,52 @@ pub struct Ipv4 {
 /// (IGMP, PIM, Router Alert), which only the kernel and the routing daemons may consume.
 #[inline(always)]
 pub fn check(h: &Header, avail: usize, l3_len: usize) -> Result<Ipv4, u32> {
-    if avail < Ipv4Hdr::LEN || h[0] >> 4 != 4 {
+    if avail < HDR_MIN {
+        return Err(counter::PASS_MALFORMED);
+    }
+    let fixed: &[u8; HDR_MIN] = h.first_chunk().ok_or(counter::PASS_MALFORMED)?;
+    let (ip, ihl) = check_fixed(fixed, l3_len)?;
+    if ihl > avail || !checksum_ok(h, ihl) {
+        return Err(counter::PASS_MALFORMED);
+    }
+    control(h[9])?;
+    options(h, ihl)?;
+    Ok(ip)
+}
+
+/// The same checks on a header without options, read in place from the packet (the common
+/// case, without a copy): `Ok(None)` when the header has options, for [`check`] to decide.
+#[inline(always)]
+pub fn check_plain(h: &[u8; HDR_MIN], l3_len: usize) -> Result<Option<Ipv4>, u32> {
+    let (ip, ihl) = check_fixed(h, l3_len)?;
+    if ihl != HDR_MIN {
+        return Ok(None);
+    }
+    let mut sum: u32 = 0;
+    for i in 0..HDR_MIN / 2 {
+        sum += u16::from_be_bytes([h[2 * i], h[2 * i + 1]]) as u32;
+    }
+    if fold(sum) != CSUM_OK {
+        return Err(counter::PASS_MALFORMED);
+    }
+    control(h[9])?;
+    Ok(Some(ip))
+}
+
+/// IGMP and PIM are for the kernel and the routing daemons, never forwarded.
+#[inline(always)]
+fn control(proto: u8) -> Result<(), u32> {
+    if proto == IPPROTO_IGMP || proto == IPPROTO_PIM {
+        return Err(counter::PASS_CONTROL);
+    }
+    Ok(())
+}
+
+/// What the fixed 20 bytes decide: version, scope, IHL and lengths. Returns the packet and
+/// its header length; the checksum, then the protocol and options, are left to the caller.
+#[inline(always)]
+fn check_fixed(h: &[u8; HDR_MIN], l3_len: usize) -> Result<(Ipv4, usize), u32> {
+    if h[0] >> 4 != 4 {
         return Err(counter::PASS_MALFORMED);
     }
     let dst = [h[16], h[17], h[18], h[19]];
@@ -76,17 +121,10 @@ pub fn check(h: &Header, avail: usize, l3_len: usize) -> Result<Ipv4, u32> {
     let ihl = (h[0] & 0x0f) as usize * 4;
     let tot_len = u16::from_be_bytes([h[2], h[3]]) as usize;
     // Ethernet padding may make the frame longer than tot_len, never shorter.
-    if ihl < Ipv4Hdr::LEN || ihl > avail || tot_len < ihl || tot_len > l3_len {
+    if ihl < HDR_MIN || tot_len < ihl || tot_len > l3_len {
         return Err(counter::PASS_MALFORMED);
     }
-    if !checksum_ok(h, ihl) {
-        return Err(counter::PASS_MALFORMED);
-    }
-    if h[9] == IPPROTO_IGMP || h[9] == IPPROTO_PIM {
-        return Err(counter::PASS_CONTROL);
-    }
-    options(h, ihl)?;
-    Ok(Ipv4 { tot_len, src: [h[12], h[13], h[14], h[15]], dst, ttl: h[8] })
+    Ok((Ipv4 { tot_len, src: [h[12], h[13], h[14], h[15]], dst, ttl: h[8] }, ihl))
 }
 
 /// Walks the options (RFC 791): each well formed, none a Router Alert.
@@ -128,9 +166,14 @@ fn checksum_ok(h: &Header, ihl: usize) -> bool {
         }
         sum += u16::from_be_bytes([h[2 * i], h[2 * i + 1]]) as u32;
     }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum == CSUM_OK
+    fold(sum) == CSUM_OK
+}
+
+/// Folds a ones'-complement sum's carries back into 16 bits.
+#[inline(always)]
+fn fold(sum: u32) -> u32 {
+    let sum = (sum & 0xffff) + (sum >> 16);
+    (sum & 0xffff) + (sum >> 16)
 }
 
 /// The Ethernet address of an IPv4 group (RFC 1112): 01:00:5e and its low 23 bits.

@@ -8,13 +8,17 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
-    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
+    helpers::generated::{
+        bpf_redirect, bpf_xdp_adjust_meta, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+    },
     macros::xdp,
     programs::XdpContext,
 };
 use aya_log_ebpf::warn;
+use core::mem::size_of;
+
 use mgm_common::{
-    LegKey, MAX_OIL_PORTS, MFE_F_HOPS, MfeKey, MfeValue, OIL_EMPTY, UPCALL_NO_MFE,
+    CopyMeta, LegKey, MAX_OIL_PORTS, MFE_F_HOPS, MfeKey, MfeValue, OIL_EMPTY, UPCALL_NO_MFE,
     UPCALL_WRONG_IIF, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
@@ -25,7 +29,10 @@ use crate::{
         MGM_LEGS, MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, oif_stats,
         verdict,
     },
-    parse::{ETH_P_IPV4, Header, check, decrement_ttl, group_mac, header_len, ptr_at},
+    parse::{
+        ETH_P_IPV4, HDR_MIN, Header, Ipv4, check, check_plain, decrement_ttl, group_mac,
+        header_len, ptr_at,
+    },
     upcall::upcall,
 };
 
@@ -52,18 +59,22 @@ fn ingress(ctx: &XdpContext) -> u32 {
     }
     let ip_off = EthHdr::LEN;
     let l3_len = ctx.data_end() - ctx.data() - ip_off;
-    // The checks read a copy of the header, the same code as the TC path's.
-    let mut h: Header = [0; 64];
-    let Some(n) = header_len(l3_len) else {
-        return verdict(counter::PASS_MALFORMED, XDP_PASS);
+    // A header without options is checked in place; one with options (or a frame too short
+    // for 20 bytes) on a copy, by the same code as the TC path's.
+    let plain = match ptr_at::<[u8; HDR_MIN]>(ctx, ip_off) {
+        // SAFETY: bounds-checked by ptr_at.
+        Some(h) => match check_plain(unsafe { &*h }, l3_len) {
+            Ok(ip) => ip,
+            Err(why) => return verdict(why, XDP_PASS),
+        },
+        None => None,
     };
-    // SAFETY: n is within 20..=60 and `h` holds 64 bytes; the helper bounds-checks the packet.
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, h.as_mut_ptr().cast(), n as u32) } < 0 {
-        return verdict(counter::PASS_MALFORMED, XDP_PASS);
-    }
-    let ip = match check(&h, n, l3_len) {
-        Ok(ip) => ip,
-        Err(why) => return verdict(why, XDP_PASS),
+    let ip = match plain {
+        Some(ip) => ip,
+        None => match check_copy(ctx, ip_off, l3_len) {
+            Ok(ip) => ip,
+            Err(why) => return verdict(why, XDP_PASS),
+        },
     };
 
     let key = MfeKey::new(ip.src, ip.dst);
@@ -104,31 +115,56 @@ fn ingress(ctx: &XdpContext) -> u32 {
         // device apart, the TC program clones per next hop.
         return verdict(counter::PASS_TO_TC, XDP_PASS);
     }
-    // SAFETY: the inner map reference is only used for the redirect below.
-    let Some(oil) = (unsafe { MGM_OILS.get(&mfe.oil) }) else {
+    let ip_len = ip.tot_len as u32;
+    let too_big = mfe.min_mtu != 0 && ip_len > mfe.min_mtu;
+    if too_big {
+        count_too_big(&mfe, ip_len);
+    }
+    // One outgoing interface: the copy is made here and sent straight there, without the
+    // devmap and its per-copy program, under the same lease check.
+    if mfe.single != 0 {
+        // SAFETY: copied out at once.
+        let key = LegKey { oil: mfe.oil, ifindex: mfe.single };
+        let Some(leg) = (unsafe { MGM_LEGS.get(key) }).copied() else {
+            return verdict(counter::EGRESS_STALE, XDP_DROP);
+        };
+        if !lease::copy_allowed(&leg.leases, mfe.stats, mfe.single) {
+            return verdict(counter::EGRESS_RELEASED, XDP_DROP);
+        }
+        if too_big {
+            // Counted above; the copy could not leave unfragmented.
+            return verdict(counter::DROP_TOO_BIG, XDP_DROP);
+        }
+        let Some(len) = rewrite(ctx, &ip, l3_len, Some(leg.src_mac)) else {
+            return verdict(counter::PASS_MALFORMED, XDP_PASS);
+        };
+        if let Some(o) = oif_stats(mfe.stats, mfe.single) {
+            // SAFETY: this CPU's slot of the per-CPU value.
+            unsafe {
+                (*o).out_packets += 1;
+                (*o).out_bytes += len as u64;
+            }
+        }
+        count(counter::EGRESS_TX);
+        // SAFETY: a plain helper call.
+        let action = unsafe { bpf_redirect(mfe.single, 0) } as u32;
+        return verdict(counter::FORWARDED, action);
+    }
+    let Some(oil) = MGM_OILS.get(mfe.oil) else {
         warn!(ctx, "mfe names missing oil {}", mfe.oil);
         return verdict(counter::DROP_NO_OIL, XDP_DROP);
     };
-    let ip_len = ip.tot_len as u32;
-    if mfe.min_mtu != 0 && ip_len > mfe.min_mtu {
-        count_too_big(&mfe, ip_len);
-    }
-    // A router's copy is the IP datagram alone: padding or junk after tot_len stays here.
-    if l3_len > ip.tot_len {
-        // SAFETY: shrinking by less than the frame's length.
-        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((l3_len - ip.tot_len) as i32)) } != 0 {
-            return verdict(counter::PASS_MALFORMED, XDP_PASS);
-        }
-    }
-    let (Some(eth), Some(iph)) = (ptr_at::<EthHdr>(ctx, 0), ptr_at::<Ipv4Hdr>(ctx, ip_off)) else {
+    if rewrite(ctx, &ip, l3_len, None).is_none() {
         return verdict(counter::PASS_MALFORMED, XDP_PASS);
-    };
-    // SAFETY: bounds-checked by ptr_at; the headers are plain bytes.
-    unsafe {
-        // On a broadcast link the copy goes to the group's MAC (the egress program writes
-        // the port's own as the source).
-        (*eth).dst_addr = group_mac(ip.dst);
-        decrement_ttl(&mut *iph);
+    }
+    // The OIL and counters travel with the frame to the egress program (native mode). Where
+    // the driver keeps no metadata the egress program reads the MFE again.
+    // SAFETY: the helper checks the headroom.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(size_of::<CopyMeta>() as i32)) } == 0
+        && let Some(m) = meta(ctx)
+    {
+        // SAFETY: bounds-checked by meta().
+        unsafe { *m = CopyMeta { oil: mfe.oil, stats: mfe.stats } };
     }
     // The incoming interface is never in an OIL; EXCLUDE_INGRESS makes that hold even if a
     // writer bug put it there (no packet ever goes back where it came from).
@@ -136,6 +172,52 @@ fn ingress(ctx: &XdpContext) -> u32 {
         Ok(action) => verdict(counter::FORWARDED, action),
         Err(_) => verdict(counter::DROP_NO_OIL, XDP_DROP),
     }
+}
+
+/// Makes the frame a router's copy: trimmed to the IP datagram (padding or junk after
+/// tot_len stays here), sent to the group's MAC (from `src` when given; else the egress
+/// program writes each port's), TTL - 1. Returns the copy's length.
+#[inline(always)]
+fn rewrite(ctx: &XdpContext, ip: &Ipv4, l3_len: usize, src: Option<[u8; 6]>) -> Option<usize> {
+    if l3_len > ip.tot_len {
+        // SAFETY: shrinking by less than the frame's length.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((l3_len - ip.tot_len) as i32)) } != 0 {
+            return None;
+        }
+    }
+    let eth = ptr_at::<EthHdr>(ctx, 0)?;
+    let iph = ptr_at::<Ipv4Hdr>(ctx, EthHdr::LEN)?;
+    // SAFETY: bounds-checked by ptr_at; the headers are plain bytes.
+    unsafe {
+        (*eth).dst_addr = group_mac(ip.dst);
+        if let Some(mac) = src {
+            (*eth).src_addr = mac;
+        }
+        decrement_ttl(&mut *iph);
+    }
+    Some(EthHdr::LEN + ip.tot_len)
+}
+
+/// The metadata in front of the frame, if the ingress program left one.
+#[inline(always)]
+fn meta(ctx: &XdpContext) -> Option<*mut CopyMeta> {
+    let m = ctx.metadata();
+    if m + size_of::<CopyMeta>() > ctx.data() {
+        return None;
+    }
+    Some(m as *mut CopyMeta)
+}
+
+/// The checks on a copy of the header (options, or a frame shorter than 20 bytes of IP).
+#[inline(never)]
+fn check_copy(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv4, u32> {
+    let mut h: Header = [0; 64];
+    let n = header_len(l3_len).ok_or(counter::PASS_MALFORMED)?;
+    // SAFETY: n is within 20..=60 and `h` holds 64 bytes; the helper bounds-checks the packet.
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, h.as_mut_ptr().cast(), n as u32) } < 0 {
+        return Err(counter::PASS_MALFORMED);
+    }
+    check(&h, n, l3_len)
 }
 
 #[xdp(map = "devmap")]
@@ -152,32 +234,37 @@ fn egress(ctx: &XdpContext) -> u32 {
 
     // SAFETY: reading a field of the context the kernel passed in.
     let ifindex = unsafe { (*ctx.ctx).egress_ifindex };
-    // SAFETY: the value is copied out at once.
-    let Some(port) = (unsafe { MGM_PORTS.get(ifindex) }).copied() else {
-        return verdict(counter::EGRESS_NO_PORT, XDP_DROP);
-    };
     // Ingress validated this very frame; the bounds checks are for the verifier.
     let (Some(eth), Some(ip)) = (ptr_at::<EthHdr>(ctx, 0), ptr_at::<Ipv4Hdr>(ctx, EthHdr::LEN))
     else {
         return verdict(counter::EGRESS_STALE, XDP_DROP);
     };
-    // SAFETY: bounds-checked by ptr_at.
-    let key = unsafe { MfeKey::new((*ip).src_addr, (*ip).dst_addr) };
-    // The MFE is read again rather than passed in XDP metadata: metadata does not survive the
-    // devmap redirect in generic (skb) mode. If the MFE changed since ingress, its current
-    // list decides.
-    // SAFETY: copied out at once.
-    let Some(mfe) = (unsafe { MGM_MFES.get(key) }).copied() else {
-        return verdict(counter::EGRESS_STALE, XDP_DROP);
+    // The OIL the frame was broadcast to, from the ingress program's metadata (native
+    // mode), or else the MFE's current one (generic mode: metadata does not survive the
+    // devmap there).
+    let copy = match meta(ctx) {
+        // SAFETY: bounds-checked by meta().
+        Some(m) => unsafe { *m },
+        None => {
+            // SAFETY: bounds-checked by ptr_at.
+            let key = unsafe { MfeKey::new((*ip).src_addr, (*ip).dst_addr) };
+            // SAFETY: copied out at once.
+            let Some(mfe) = (unsafe { MGM_MFES.get(key) }) else {
+                return verdict(counter::EGRESS_STALE, XDP_DROP);
+            };
+            CopyMeta { oil: mfe.oil, stats: mfe.stats }
+        }
     };
     // SAFETY: copied out at once.
-    let Some(leg) = (unsafe { MGM_LEGS.get(LegKey { oil: mfe.oil, ifindex }) }).copied() else {
+    let Some(leg) = (unsafe { MGM_LEGS.get(LegKey { oil: copy.oil, ifindex }) }).copied() else {
         return verdict(counter::EGRESS_STALE, XDP_DROP);
     };
-    if !lease::copy_allowed(&leg, mfe.stats, ifindex) {
+    // Whichever OIL the copy came from, a lease alive now must justify it: a release is
+    // seen by every copy made after it.
+    if !lease::copy_allowed(&leg.leases, copy.stats, ifindex) {
         return verdict(counter::EGRESS_RELEASED, XDP_DROP);
     }
-    if let Some(o) = oif_stats(mfe.stats, ifindex) {
+    if let Some(o) = oif_stats(copy.stats, ifindex) {
         // SAFETY: as above.
         unsafe {
             (*o).out_packets += 1;
@@ -185,7 +272,7 @@ fn egress(ctx: &XdpContext) -> u32 {
         }
     }
     // SAFETY: bounds-checked by ptr_at.
-    unsafe { (*eth).src_addr = port.mac };
+    unsafe { (*eth).src_addr = leg.src_mac };
     verdict(counter::EGRESS_TX, XDP_PASS)
 }
 

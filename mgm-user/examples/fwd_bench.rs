@@ -1,8 +1,17 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Forwarding rate, side by side in one run and one topology (a sender, a router, 8
 //! receivers, each in its own namespace, veth pairs): mgm (XDP, static MFE), the kernel's
-//! ipmr driven by smcroute (what an operator runs instead), and a bare XDP broadcast with no
-//! parsing or lookup (the ceiling of this path). Run through `cargo xtask bench`.
+//! ipmr driven by smcroute (what an operator runs instead), and two ceilings of this path: a
+//! bare XDP broadcast with no parsing or lookup, and the same broadcast writing only what a
+//! correct router's copy must carry at layer 2 (the group's MAC as destination, the port's
+//! own as source, per copy). Run through `cargo xtask bench`.
+//!
+//! The router's own cost, apart from the generator that shares the CPUs: after each rate,
+//! a second pass with BPF run-time statistics on (BPF_ENABLE_STATS; they cost two clock
+//! reads per run, so rates are measured with them off) gives the ns per packet in (the
+//! ingress program) and per copy out (the devmap program) of mgm and both ceilings. mgm
+//! makes the copy of a single-interface MFE in its ingress program (no devmap program runs:
+//! "ns/cp" is "-", the copy's cost is in "ns in").
 //!
 //! Traffic: BPF_PROG_TEST_RUN with live frames on the sender's veth, an `XDP_TX` program
 //! (what xdp-trafficgen does; xdp-trafficgen itself does not load on this kernel). Each
@@ -23,8 +32,9 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuHashMap, xdp::DevMapHash},
-    programs::Xdp,
+    maps::{HashMap, MapData, PerCpuHashMap, xdp::DevMapHash},
+    programs::{ProgramFd, Xdp, loaded_programs},
+    sys::{Stats, enable_stats},
 };
 use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run, xdp_ctx};
 use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Topology, arg, udp_frame, unique};
@@ -39,14 +49,17 @@ const SIZES: [usize; 2] = [64, 512];
 /// Frames per BPF_PROG_TEST_RUN call: each call costs ~16 ms besides the frames.
 const REPEAT: u32 = 1_000_000;
 
-/// The three benchmark programs, pinned so `ip -n NS link set ... pinned` can attach them in
-/// any namespace.
+/// The benchmark programs, pinned so `ip -n NS link set ... pinned` can attach them in any
+/// namespace.
 struct Programs {
     _ebpf: Ebpf,
     dir: PathBuf,
     tx: OwnedFd,
     rx_counts: PerCpuHashMap<MapData, u32, u64>,
     ports: Option<DevMapHash<MapData>>,
+    l2_ports: Option<DevMapHash<MapData>>,
+    macs: Option<HashMap<MapData, u32, [u8; 6]>>,
+    l2out: ProgramFd,
 }
 
 impl Programs {
@@ -55,7 +68,7 @@ impl Programs {
         let dir = Path::new("/sys/fs/bpf").join(unique("bench"));
         std::fs::create_dir_all(&dir)?;
         let mut tx = None;
-        for name in ["mgm_bench_tx", "mgm_bench_rx", "mgm_bench_broadcast"] {
+        for name in ["mgm_bench_tx", "mgm_bench_rx", "mgm_bench_broadcast", "mgm_bench_l2"] {
             let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
             p.load()?;
             p.pin(dir.join(name))?;
@@ -63,9 +76,51 @@ impl Programs {
                 tx = Some(p.fd()?.as_fd().try_clone_to_owned()?);
             }
         }
-        let rx_counts = PerCpuHashMap::try_from(ebpf.take_map("MGM_BENCH_RX").context("rx")?)?;
-        let ports = DevMapHash::try_from(ebpf.take_map("MGM_BENCH_PORTS").context("ports")?)?;
-        Ok(Self { _ebpf: ebpf, dir, tx: tx.expect("loaded"), rx_counts, ports: Some(ports) })
+        let l2out: &mut Xdp = ebpf.program_mut("mgm_bench_l2out").context("l2out")?.try_into()?;
+        l2out.load()?;
+        let l2out = l2out.fd()?.try_clone()?;
+        let map = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).context(name.to_owned());
+        Ok(Self {
+            tx: tx.expect("loaded"),
+            rx_counts: PerCpuHashMap::try_from(map(&mut ebpf, "MGM_BENCH_RX")?)?,
+            ports: Some(DevMapHash::try_from(map(&mut ebpf, "MGM_BENCH_PORTS")?)?),
+            l2_ports: Some(DevMapHash::try_from(map(&mut ebpf, "MGM_BENCH_L2_PORTS")?)?),
+            macs: Some(HashMap::try_from(map(&mut ebpf, "MGM_BENCH_MACS")?)?),
+            l2out,
+            _ebpf: ebpf,
+            dir,
+        })
+    }
+
+    /// Points a ceiling's devmap (and, for the second ceiling, the ports' MACs) at `outs`.
+    /// Devmap entries name devices of the caller's namespace: filled from the router's.
+    fn set_ports(&mut self, router: &Netns, outs: &[String], l2: bool) -> anyhow::Result<()> {
+        let ifs: Vec<(u32, [u8; 6])> = outs
+            .iter()
+            .map(|o| Ok((router.ifindex(o)?, router.mac(o)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let slot = if l2 { &mut self.l2_ports } else { &mut self.ports };
+        let ports = slot.take().expect("present");
+        let prog = if l2 { Some(self.l2out.try_clone()?) } else { None };
+        let keys: Vec<u32> = ifs.iter().map(|(i, _)| *i).collect();
+        let ports = router.enter(move || {
+            let mut ports = ports;
+            for k in ports.keys().collect::<Result<Vec<u32>, _>>()? {
+                ports.remove(k)?;
+            }
+            for i in keys {
+                ports.insert(i, i, prog.as_ref(), 0)?;
+            }
+            Ok(ports)
+        })?;
+        *slot = Some(ports);
+        if l2 {
+            let macs = self.macs.as_mut().expect("present");
+            for (i, mac) in ifs {
+                macs.insert(i, mac, 0)?;
+            }
+        }
+        Ok(())
     }
 
     fn pinned(&self, name: &str) -> String {
@@ -116,6 +171,7 @@ fn generate(sender: &Netns, tx: &OwnedFd, frame: Vec<u8>, secs: f64) -> anyhow::
                 REPEAT,
                 BPF_F_TEST_XDP_LIVE_FRAMES,
                 None,
+                None,
             )
             .context("BPF_PROG_TEST_RUN live frames")?;
             sent += u64::from(REPEAT);
@@ -130,6 +186,60 @@ struct Point {
     size: usize,
     offered_pps: f64,
     per_receiver_pps: Vec<f64>,
+    /// BPF ns per packet in and per copy out (None: no BPF program there).
+    ns_in: Option<f64>,
+    ns_copy: Option<f64>,
+}
+
+/// mgmd's programs: (ingress, per-copy). Kernel program names are cut at 15 characters.
+const MGM_PROGS: (&str, Option<&str>) = ("mgm_xdp_ingress", Some("mgm_xdp_egress"));
+
+/// Run time and runs, summed over the loaded programs called `name` (as the kernel keeps it:
+/// the first 15 characters).
+fn bpf_runs(name: &str) -> anyhow::Result<(u64, u64)> {
+    let name = &name.as_bytes()[..name.len().min(15)];
+    let mut sum = (0, 0);
+    for info in loaded_programs() {
+        let info = info?;
+        if info.name() == name {
+            sum.0 += info.run_time().as_nanos() as u64;
+            sum.1 += info.run_count();
+        }
+    }
+    Ok(sum)
+}
+
+/// One contender at one point: the delivered rate with BPF statistics off, then (when it has
+/// BPF programs) a second, shorter pass with them on for the ns per packet in and copy out.
+#[allow(clippy::too_many_arguments)]
+fn contender(
+    t: &Topology,
+    p: &Programs,
+    rx: &[u32],
+    name: &'static str,
+    fanout: usize,
+    size: usize,
+    secs: f64,
+    progs: (&str, Option<&str>),
+) -> anyhow::Result<Point> {
+    let (offered_pps, got) = measure(t, p, rx, fanout, size, secs)?;
+    let (mut ns_in, mut ns_copy) = (None, None);
+    if !progs.0.is_empty() {
+        let per_run = |(t0, n0): (u64, u64), (t1, n1): (u64, u64)| {
+            (n1 > n0).then(|| (t1 - t0) as f64 / (n1 - n0) as f64)
+        };
+        let stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
+        let before = (bpf_runs(progs.0)?, progs.1.map(bpf_runs).transpose()?);
+        measure(t, p, rx, fanout, size, secs.min(1.0))?;
+        let after = (bpf_runs(progs.0)?, progs.1.map(bpf_runs).transpose()?);
+        drop(stats);
+        ns_in = per_run(before.0, after.0);
+        ns_copy = match (before.1, after.1) {
+            (Some(b), Some(a)) => per_run(b, a),
+            _ => Some(0.0),
+        };
+    }
+    Ok(Point { contender: name, fanout, size, offered_pps, per_receiver_pps: got, ns_in, ns_copy })
 }
 
 impl Point {
@@ -237,61 +347,33 @@ fn main() -> anyhow::Result<()> {
             }
             a.extend(["--mfe".to_owned(), format!("10.1.0.1,239.1.1.1,rin,{}", outs.join("+"))]);
             let mgmd = Mgmd::start(&t.router, &a)?;
-            let (offered, got) = measure(&t, &p, &rx, fanout, size, secs)?;
+            let pt = contender(&t, &p, &rx, "mgm", fanout, size, secs, MGM_PROGS)?;
             drop(mgmd);
-            points.push(Point {
-                contender: "mgm",
-                fanout,
-                size,
-                offered_pps: offered,
-                per_receiver_pps: got,
-            });
+            points.push(pt);
 
             // The kernel's ipmr through smcroute, same route.
             let (mut child, dir) = smcrouted(&t.router, fanout)?;
-            let r = measure(&t, &p, &rx, fanout, size, secs);
+            let r = contender(&t, &p, &rx, "ipmr", fanout, size, secs, ("", None));
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(dir);
-            let (offered, got) = r?;
-            points.push(Point {
-                contender: "ipmr",
-                fanout,
-                size,
-                offered_pps: offered,
-                per_receiver_pps: got,
-            });
+            points.push(r?);
 
-            // The ceiling: a bare broadcast redirect to r1..rN.
-            let ports = p.ports.take().expect("present");
-            let ifs: Vec<u32> =
-                outs.iter().map(|o| t.router.ifindex(o)).collect::<Result<_, _>>()?;
-            // Devmap entries name devices of the caller's namespace: fill it from the router's.
-            let ports = t.router.enter(move || {
-                let mut ports = ports;
-                for k in ports.keys().collect::<Result<Vec<u32>, _>>()? {
-                    ports.remove(k)?;
-                }
-                for i in ifs {
-                    ports.insert(i, i, None, 0)?;
-                }
-                Ok(ports)
-            })?;
-            p.ports = Some(ports);
-            attach(&t.router, "rin", &p.pinned("mgm_bench_broadcast"))?;
-            let r = measure(&t, &p, &rx, fanout, size, secs);
-            detach(&t.router, "rin");
-            let (offered, got) = r?;
-            points.push(Point {
-                contender: "ceiling",
-                fanout,
-                size,
-                offered_pps: offered,
-                per_receiver_pps: got,
-            });
+            // The ceilings: a bare broadcast redirect to r1..rN, then the same with the
+            // layer-2 rewrite a correct copy needs.
+            for (name, prog, l2, progs) in [
+                ("ceiling", "mgm_bench_broadcast", false, ("mgm_bench_broadcast", None)),
+                ("ceiling-l2", "mgm_bench_l2", true, ("mgm_bench_l2", Some("mgm_bench_l2out"))),
+            ] {
+                p.set_ports(&t.router, &outs, l2)?;
+                attach(&t.router, "rin", &p.pinned(prog))?;
+                let r = contender(&t, &p, &rx, name, fanout, size, secs, progs);
+                detach(&t.router, "rin");
+                points.push(r?);
+            }
         }
     }
 
@@ -317,16 +399,23 @@ fn report(
         );
     }
     println!(
-        "  {:<8} {:>3} {:>5} {:>12} {:>12} {:>12} {:>12} {:>9} {:>11}",
+        "  {:<10} {:>2} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
         "WHO",
         "N",
         "BYTES",
-        "OFFERED Mpps",
-        "TOTAL Mpps",
-        "PER RX min",
-        "PER RX max",
+        "OFFERED",
+        "TOTAL",
+        "RX min",
+        "RX max",
         "vs ipmr",
-        "vs ceiling"
+        "vs ceil",
+        "vs c-l2",
+        "ns in",
+        "ns/cp"
+    );
+    println!(
+        "  {:<10} {:>2} {:>5} {:>8} {:>8} {:>8} {:>8}",
+        "", "", "", "Mpps", "Mpps", "Mpps", "Mpps"
     );
     let find = |c: &str, n: usize, s: usize| {
         points.iter().find(|p| p.contender == c && p.fanout == n && p.size == s)
@@ -338,6 +427,9 @@ fn report(
         let max = pt.per_receiver_pps.iter().copied().fold(0.0, f64::max);
         let ipmr = find("ipmr", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
         let ceiling = find("ceiling", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
+        let ceiling_l2 =
+            find("ceiling-l2", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
+        let ns = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
         if min <= 0.0 {
             failed.push(format!(
                 "{} N={} {} B: a receiver got nothing",
@@ -345,7 +437,7 @@ fn report(
             ));
         }
         println!(
-            "  {:<8} {:>3} {:>5} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>8.2}x {:>10.2}x",
+            "  {:<10} {:>2} {:>5} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.2}x {:>7.2}x {:>7.2}x {:>6} {:>6}",
             pt.contender,
             pt.fanout,
             pt.size,
@@ -354,7 +446,10 @@ fn report(
             mpps(min),
             mpps(max),
             ipmr.unwrap_or(0.0),
-            ceiling.unwrap_or(0.0)
+            ceiling.unwrap_or(0.0),
+            ceiling_l2.unwrap_or(0.0),
+            ns(pt.ns_in),
+            ns(pt.ns_copy),
         );
         let gen_arrived = generator.get(&pt.size).map_or(0.0, |g| g.1);
         // Each receiver gets at most what the router receives.
@@ -371,7 +466,8 @@ fn report(
             "contender": pt.contender, "fanout": pt.fanout, "frame_bytes": pt.size,
             "offered_pps": pt.offered_pps, "delivered_pps_total": pt.total(),
             "delivered_pps_per_receiver": pt.per_receiver_pps,
-            "vs_ipmr": ipmr, "vs_ceiling": ceiling,
+            "vs_ipmr": ipmr, "vs_ceiling": ceiling, "vs_ceiling_l2": ceiling_l2,
+            "bpf_ns_per_packet_in": pt.ns_in, "bpf_ns_per_copy_out": pt.ns_copy,
         }));
     }
     let report = json!({
@@ -417,7 +513,8 @@ fn chart(path: &Path, points: &[Point]) -> anyhow::Result<()> {
         .y_label_area_size(60)
         .build_cartesian_2d(0usize..9usize, 0f64..max * 1.15)?;
     chart.configure_mesh().x_desc("receivers (N)").y_desc("Mpps, all receivers").draw()?;
-    for (name, color) in [("mgm", RED), ("ipmr", BLUE), ("ceiling", BLACK)] {
+    let grey = RGBColor(140, 140, 140);
+    for (name, color) in [("mgm", RED), ("ipmr", BLUE), ("ceiling", grey), ("ceiling-l2", BLACK)] {
         let series: Vec<(usize, f64)> = points
             .iter()
             .filter(|p| p.contender == name && p.size == size)

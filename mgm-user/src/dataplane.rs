@@ -12,7 +12,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, of_maps::HashOfMaps,
+        Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, of_maps::ArrayOfMaps,
         xdp::DevMapHash,
     },
     programs::{
@@ -24,7 +24,7 @@ use aya::{
 };
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
-    ABI_VERSION, DEFAULT_MAX_MFES, Hop, HopList, LEASE_NONE, LEASE_STATIC, LegKey, LegValue,
+    ABI_VERSION, DEFAULT_MAX_MFES, Hop, HopList, LEASE_NONE, LEASE_STATIC, LegEntry, LegKey,
     MAX_HOPS, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts, PortValue,
     UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
 };
@@ -195,7 +195,7 @@ fn layout(opts: &LoadOptions) -> String {
         size_of::<MfeStats>(),
         size_of::<PortValue>(),
         size_of::<LegKey>(),
-        size_of::<LegValue>(),
+        size_of::<LegEntry>(),
         size_of::<Upcall>(),
         size_of::<OifStats>(),
         size_of::<HopList>(),
@@ -254,7 +254,7 @@ enum Attachment {
 pub struct BpfFastPath {
     ebpf: Ebpf,
     mfes: HashMap<MapData, MfeKey, MfeValue>,
-    oils: HashOfMaps<MapData, u32, DevMapHash<MapData>>,
+    oils: ArrayOfMaps<MapData, DevMapHash<MapData>>,
     mfe_stats: PerCpuArray<MapData, MfeStats>,
     oif_stats: aya::maps::PerCpuHashMap<MapData, OifKey, OifStats>,
     counters: PerCpuArray<MapData, u64>,
@@ -262,7 +262,10 @@ pub struct BpfFastPath {
     leases: Array<MapData, u32>,
     oil_ports: HashMap<MapData, u32, OilPorts>,
     hops: HashMap<MapData, u32, HopList>,
-    legs: HashMap<MapData, LegKey, LegValue>,
+    legs: HashMap<MapData, LegKey, LegEntry>,
+    /// Each port's MAC as written to `ports`: the legs carry it too (the egress program's
+    /// one lookup per copy), so a changed MAC is rewritten into them.
+    port_macs: std::collections::HashMap<u32, [u8; 6]>,
     egress: ProgramFd,
     ingress_fd: ProgramFd,
     /// The TC program, for [`BpfFastPath::test_run_tc`].
@@ -389,7 +392,7 @@ impl BpfFastPath {
             .map_err(|source| LoadError::Map { name: maps::LEASES, source })?;
         let oils = ebpf.take_map(maps::OILS).ok_or(LoadError::MissingMap { name: maps::OILS })?;
         let oils_fd = match &oils {
-            Map::HashOfMaps(d) => {
+            Map::ArrayOfMaps(d) => {
                 use std::os::fd::AsFd as _;
                 d.fd()
                     .as_fd()
@@ -399,11 +402,12 @@ impl BpfFastPath {
             _ => return Err(LoadError::MissingMap { name: maps::OILS }),
         };
         let fp = Self {
-            oils: HashOfMaps::try_from(oils)
+            oils: ArrayOfMaps::try_from(oils)
                 .map_err(|source| LoadError::Map { name: maps::OILS, source })?,
             oils_fd,
             leases,
             legs: take(&mut ebpf, maps::LEGS)?,
+            port_macs: Default::default(),
             oil_ports: take(&mut ebpf, maps::OIL_PORTS)?,
             hops: take(&mut ebpf, maps::HOPS)?,
             mfes: take(&mut ebpf, maps::MFES)?,
@@ -547,7 +551,11 @@ impl BpfFastPath {
         use std::os::fd::AsFd as _;
         let mut out = vec![0u8; frame.len() + 256];
         let ctx = xdp_ctx(frame, ingress_ifindex);
-        let r = prog_test_run(self.ingress_fd.as_fd(), frame, &ctx, repeat, 0, Some(&mut out))?;
+        let mut ctx_out = ctx;
+        let fd = self.ingress_fd.as_fd();
+        let r = prog_test_run(fd, frame, &ctx, repeat, 0, Some(&mut out), Some(&mut ctx_out))?;
+        // The kernel hands back the metadata in front of the frame; `data` is its length.
+        out.drain(..(ctx_out[0] as usize).min(out.len()));
         Ok(TestRun { action: r.0, ns_per_run: r.1, frame: out })
     }
 
@@ -561,7 +569,7 @@ impl BpfFastPath {
         let mut ctx = [0u32; 11];
         ctx[9] = ingress_ifindex;
         ctx[10] = ingress_ifindex;
-        let r = prog_test_run(self.tc_fd.as_fd(), frame, &ctx, 1, 0, Some(&mut out))?;
+        let r = prog_test_run(self.tc_fd.as_fd(), frame, &ctx, 1, 0, Some(&mut out), None)?;
         Ok(TestRun { action: r.0, ns_per_run: r.1, frame: out })
     }
 
@@ -667,6 +675,27 @@ impl BpfFastPath {
         Ok(())
     }
 
+    /// The egress program's view of a leg: its leases and the port's MAC.
+    fn leg_entry(&self, l: &Leg) -> LegEntry {
+        let src_mac = self.port_macs.get(&l.ifindex).copied().unwrap_or_default();
+        LegEntry { leases: l.leases, src_mac, _pad: [0; 2] }
+    }
+
+    /// How many OIL ids the pinned outer map holds a devmap for: the pool is always ids
+    /// 1..=n, so the first empty slot is found by bisection.
+    fn pinned_oil_pool(&self) -> Result<u32, FastPathError> {
+        let (mut lo, mut hi) = (0, mgm_common::MAX_OILS);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            match self.oils.get(&mid, 0) {
+                Ok(_) => lo = mid,
+                Err(MapError::KeyNotFound) => hi = mid - 1,
+                Err(source) => return Err(FastPathError::Map { map: maps::OILS, source }),
+            }
+        }
+        Ok(lo)
+    }
+
     /// After a restart (maps reused from the pin directory): everything the previous mgmd
     /// left in the maps, for the mirror to adopt. Devmap entries are rewritten to name this
     /// process's egress program; entries no leg accounts for (a crash mid-write) are removed.
@@ -677,16 +706,15 @@ impl BpfFastPath {
         let mut a = Adopted::default();
         for r in self.ports.iter() {
             let (i, p) = r.map_err(map_err(maps::PORTS))?;
+            self.port_macs.insert(i, p.mac);
             a.ports.push((i, p));
         }
         for r in self.legs.iter() {
             let (k, v) = r.map_err(map_err(maps::LEGS))?;
-            a.oils.entry(k.oil).or_default().push(Leg::new(k.ifindex, v));
+            a.oils.entry(k.oil).or_default().push(Leg::new(k.ifindex, v.leases));
         }
-        let ids: Vec<u32> =
-            self.oils.keys().collect::<Result<_, _>>().map_err(map_err(maps::OILS))?;
-        self.oil_pool = ids.iter().copied().max().unwrap_or(0);
-        for id in ids {
+        self.oil_pool = self.pinned_oil_pool()?;
+        for id in 1..=self.oil_pool {
             let legs = a.oils.get(&id).cloned().unwrap_or_default();
             let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
             let present: Vec<u32> =
@@ -743,6 +771,7 @@ pub fn prog_test_run(
     repeat: u32,
     flags: u32,
     out: Option<&mut Vec<u8>>,
+    ctx_out: Option<&mut [u32]>,
 ) -> std::io::Result<(u32, u32)> {
     use std::os::fd::AsRawFd as _;
     // SAFETY: bpf_attr is a plain C union; all-zero is its documented initial state.
@@ -757,6 +786,10 @@ pub fn prog_test_run(
     }
     attr.test.ctx_in = ctx.as_ptr() as u64;
     attr.test.ctx_size_in = size_of_val(ctx) as u32;
+    if let Some(c) = &ctx_out {
+        attr.test.ctx_out = c.as_ptr() as u64;
+        attr.test.ctx_size_out = size_of_val(*c) as u32;
+    }
     attr.test.repeat = repeat;
     attr.test.flags = flags;
     // SAFETY: attr points to a valid bpf_attr whose pointers outlive the call.
@@ -802,6 +835,7 @@ fn spawn_replayer(prog: std::os::fd::OwnedFd) -> std::sync::mpsc::SyncSender<(u3
                     1,
                     BPF_F_TEST_XDP_LIVE_FRAMES,
                     None,
+                    None,
                 );
                 if let Err(e) = r {
                     tracing::warn!(ifindex, error = %e, "forwarding a held packet failed");
@@ -844,10 +878,27 @@ fn ignore_absent(r: Result<(), MapError>) -> Result<(), MapError> {
 
 impl FastPath for BpfFastPath {
     fn set_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError> {
-        self.ports.insert(ifindex, port, BPF_ANY).map_err(map_err(maps::PORTS))
+        self.ports.insert(ifindex, port, BPF_ANY).map_err(map_err(maps::PORTS))?;
+        let old = self.port_macs.insert(ifindex, port.mac);
+        if old.is_some_and(|m| m != port.mac) {
+            // Rare (an operator changed the address): every leg out of this port is
+            // rewritten, one write each.
+            let mine: Vec<(LegKey, LegEntry)> = self
+                .legs
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|(k, _)| k.ifindex == ifindex)
+                .collect();
+            for (k, mut v) in mine {
+                v.src_mac = port.mac;
+                self.legs.insert(k, v, BPF_ANY).map_err(map_err(maps::LEGS))?;
+            }
+        }
+        Ok(())
     }
 
     fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError> {
+        self.port_macs.remove(&ifindex);
         ignore_absent(self.ports.remove(&ifindex)).map_err(map_err(maps::PORTS))
     }
 
@@ -873,7 +924,7 @@ impl FastPath for BpfFastPath {
         // Legs first: the egress program looks them up once the devmap holds the ports.
         for l in legs {
             let k = LegKey { oil: id, ifindex: l.ifindex };
-            self.legs.insert(k, l.leases, BPF_ANY).map_err(map_err(maps::LEGS))?;
+            self.legs.insert(k, self.leg_entry(l), BPF_ANY).map_err(map_err(maps::LEGS))?;
         }
         let mut ports = OilPorts { len: legs.len() as u32, ifindex: [0; MAX_OIL_PORTS as usize] };
         for (d, l) in ports.ifindex.iter_mut().zip(legs) {

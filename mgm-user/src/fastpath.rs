@@ -336,7 +336,12 @@ impl<F: FastPath> Mirror<F> {
     fn mfe_value(&self, iif: u32, oil: u32, slot: u32, legs: &[Leg], is_static: bool) -> MfeValue {
         let hops = if has_hops(legs) { MFE_F_HOPS } else { 0 };
         let flags = hops | if is_static { MFE_F_STATIC } else { 0 };
-        MfeValue { min_mtu: self.min_mtu(legs), flags, ..MfeValue::new(iif, oil, slot) }
+        // One copy without next hop: the ingress program sends it itself.
+        let single = match legs {
+            [only] if hops == 0 => only.ifindex,
+            _ => 0,
+        };
+        MfeValue { min_mtu: self.min_mtu(legs), flags, single, ..MfeValue::new(iif, oil, slot) }
     }
 
     /// The next hops installed MFEs send to: the neighbours to keep resolved.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Packet fuzzing of both forwarding paths through BPF_PROG_TEST_RUN: the XDP ingress
-//! program (broadcast copies) and the TC program (copies to a next hop). Thousands of
+//! Packet fuzzing of every forwarding path through BPF_PROG_TEST_RUN: the XDP ingress
+//! program (broadcast copies, and the single copy it sends itself) and the TC program
+//! (copies to a next hop). Thousands of
 //! generated frames (valid ones, truncated ones, IP options good and bad, Router Alert,
 //! IGMP and PIM, fragments, bad checksums, VLAN tags, IPv6, ARP, other protocols, TTL
 //! 0/1/255, unicast addresses and MACs, link-local groups, padding and junk after the
@@ -204,8 +205,12 @@ fn frame() -> impl Strategy<Value = Vec<u8>> {
 /// Which program the frames go through.
 #[derive(Clone, Copy)]
 enum Path {
-    /// The XDP ingress program, an MFE without next hops (broadcast copies).
+    /// The XDP ingress program, an MFE with two outgoing interfaces without next hops
+    /// (broadcast copies; the source MAC is each port's, written by the egress program).
     Xdp,
+    /// The XDP ingress program, an MFE with one outgoing interface (the copy made and sent
+    /// by the ingress program itself, from the port's MAC).
+    XdpSingle,
     /// The TC program, an MFE with a next hop (one copy to the neighbour's MAC).
     Tc,
 }
@@ -220,6 +225,9 @@ fn expected(path: Path, f: &[u8], on_iif: bool) -> (u32, Option<Vec<u8>>) {
     let v = model(f, on_iif);
     match path {
         Path::Xdp => (v, (v == XDP_REDIRECT).then(|| router_copy(f, GROUP_MAC, None))),
+        Path::XdpSingle => {
+            (v, (v == XDP_REDIRECT).then(|| router_copy(f, GROUP_MAC, Some(PORT_MAC))))
+        }
         // TC acts only on what it forwards; what XDP drops never reaches it.
         Path::Tc if v == XDP_REDIRECT => {
             (TC_ACT_SHOT, Some(router_copy(f, HOP_MAC, Some(PORT_MAC))))
@@ -245,16 +253,20 @@ fn run(path: Path) -> Vec<String> {
     let peer = Netns::new("pfuzzp").unwrap();
     veth(&ns, "in", &peer, "pin").unwrap();
     veth(&ns, "out", &peer, "pout").unwrap();
+    veth(&ns, "out2", &peer, "pout2").unwrap();
     let (ifin, ifout) = (ns.ifindex("in").unwrap(), ns.ifindex("out").unwrap());
+    let ifout2 = ns.ifindex("out2").unwrap();
     let cases = cases();
     ns.enter(move || {
         let (fp, _log) = BpfFastPath::load(&LoadOptions::default())?;
         let mut m = Mirror::new(fp);
         m.add_port(ifin, PortValue::new([2, 0, 0, 0, 0, 1], 9000))?;
         m.add_port(ifout, PortValue::new(PORT_MAC, 9000))?;
+        m.add_port(ifout2, PortValue::new([2, 0, 0, 0, 0, 3], 9000))?;
         let key = MfeKey::new(SRC, GRP);
         match path {
-            Path::Xdp => m.install_static(key, ifin, &[ifout])?,
+            Path::Xdp => m.install_static(key, ifin, &[ifout, ifout2])?,
+            Path::XdpSingle => m.install_static(key, ifin, &[ifout])?,
             Path::Tc => {
                 let hop = std::net::Ipv4Addr::new(10, 9, 0, 7);
                 m.install(key, ifin, &[Oif::new(ifout, hop, vec![LEASE_STATIC])])?;
@@ -274,7 +286,7 @@ fn run(path: Path) -> Vec<String> {
                             let ingress = if *on_iif { ifin } else { ifout };
                             let (want, copy) = expected(path, f, *on_iif);
                             let r = match path {
-                                Path::Xdp => fp.test_run(f, ingress, 1),
+                                Path::Xdp | Path::XdpSingle => fp.test_run(f, ingress, 1),
                                 Path::Tc => fp.test_run_tc(f, ingress),
                             };
                             match r {
@@ -324,6 +336,11 @@ fn assert_none(failures: &[String]) {
 #[test]
 fn generated_frames_do_exactly_what_the_specification_says_on_the_xdp_path() {
     assert_none(&run(Path::Xdp));
+}
+
+#[test]
+fn generated_frames_do_exactly_what_the_specification_says_on_the_single_copy_xdp_path() {
+    assert_none(&run(Path::XdpSingle));
 }
 
 #[test]

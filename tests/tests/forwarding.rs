@@ -128,6 +128,43 @@ fn forwards_to_three_receivers_with_per_mfe_counters() {
     assert_eq!(t.ctl().unwrap().counter("egress_tx").unwrap(), 75, "one egress run per copy");
 }
 
+/// The copies' source MAC follows an outgoing port's address when the operator changes it,
+/// on the broadcast path (MFE to r1 and r2) and the single-copy one (MFE to r3 alone).
+#[test]
+fn copies_follow_a_changed_port_mac() {
+    let mut t = Topology::new(3).unwrap();
+    let one = "10.1.0.1,239.1.1.3,rin,r3".to_owned();
+    t.start(&["--mfe", &mfe("rin", &["r1", "r2"]), "--mfe", &one]).unwrap();
+    for (dev, mac) in [("r1", "02:aa:00:00:00:01"), ("r3", "02:aa:00:00:00:03")] {
+        t.router.exec("ip", &["link", "set", dev, "address", mac]).unwrap();
+    }
+    let want = |dev| t.router.mac(dev).unwrap();
+    let (r1, r2, r3) = (want("r1"), want("r2"), want("r3"));
+    assert_eq!(r1, [2, 0xaa, 0, 0, 0, 1]);
+    let caps = t.captures().unwrap();
+    let m = magic("newmac");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // mgmd hears of the change over netlink: wait until the copies show it.
+    loop {
+        let sent = t.frame(64, &payload(&m, 0));
+        let mut other = sent.clone();
+        other[30..34].copy_from_slice(&[239, 1, 1, 3]);
+        fix_ipv4_checksum(&mut other);
+        t.tx.send(&sent).unwrap();
+        t.tx.send(&other).unwrap();
+        let got: Vec<Vec<Vec<u8>>> = caps
+            .iter()
+            .map(|c| with_magic(&c.drain(IDLE).unwrap(), &m).into_iter().cloned().collect())
+            .collect();
+        let src = |copies: &Vec<Vec<u8>>| copies.last().map(|c| c[6..12].to_vec());
+        if src(&got[0]) == Some(r1.to_vec()) && src(&got[2]) == Some(r3.to_vec()) {
+            assert_eq!(src(&got[1]), Some(r2.to_vec()), "r2's copies keep its MAC");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "copies still from the old MACs: {got:02x?}");
+    }
+}
+
 #[test]
 fn wrong_incoming_interface_is_not_forwarded_and_is_counted() {
     let mut t = Topology::new(2).unwrap();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! What leaves the router is what a correct IPv4 multicast router sends, on both forwarding
-//! paths (the XDP broadcast for an interface without next hop, the TC program for a next
-//! hop) and in both XDP modes (native and generic): crafted frames a hostile sender would
+//! What leaves the router is what a correct IPv4 multicast router sends, on every forwarding
+//! path (the XDP broadcast to interfaces without next hop, the single copy the XDP ingress
+//! program sends itself, the TC program for a next hop) and in both XDP modes (native and generic): crafted frames a hostile sender would
 //! try, each either refused (left to the kernel) or forwarded as a proper copy: the IP
 //! datagram alone, TTL - 1, checksum valid, to the group's MAC (or the neighbour's), from the
 //! router's port. Control traffic (IGMP, PIM, Router Alert) goes to the kernel. Large first
@@ -15,8 +15,10 @@ use mgm_tests::{
 };
 
 const WAIT: Duration = Duration::from_secs(5);
-/// Forwarded on the XDP path (a membership on r1 without next hop).
+/// Forwarded on the XDP path as a broadcast (memberships on r1 and r2 without next hop).
 const G_XDP: [u8; 4] = [239, 1, 1, 1];
+/// Forwarded on the XDP path as a single copy (a membership on r1 alone).
+const G_ONE: [u8; 4] = [239, 1, 1, 3];
 /// Forwarded by the TC program (a membership on (r1, the receiver as next hop)).
 const G_TC: [u8; 4] = [239, 1, 1, 2];
 const HOP: &str = "10.2.1.2";
@@ -25,8 +27,9 @@ fn dotted(a: [u8; 4]) -> String {
     std::net::Ipv4Addr::from(a).to_string()
 }
 
-/// PIM on rin and r1 with (*,G_XDP) on r1 and (*,G_TC) on (r1, HOP); both MFEs created by
-/// a first packet. Returns the capture on the receiver and the receiver's MAC.
+/// PIM on rin, r1 and r2 with (*,G_XDP) on r1 and r2, (*,G_ONE) on r1 and (*,G_TC) on
+/// (r1, HOP); each MFE created by a first packet. Returns the capture on receiver 1 and its
+/// MAC.
 fn setup(t: &mut Topology, mode: &str) -> (Ctl, PacketSocket, [u8; 6]) {
     t.start(&["--xdp-mode", mode]).unwrap();
     let rx_mac = t.receivers[0].mac("eth0").unwrap();
@@ -35,19 +38,21 @@ fn setup(t: &mut Topology, mode: &str) -> (Ctl, PacketSocket, [u8; 6]) {
         .exec("ip", &["neigh", "replace", HOP, "lladdr", &mac, "dev", "r1", "nud", "permanent"])
         .unwrap();
     let (rin, r1) = (t.router.ifindex("rin").unwrap(), t.router.ifindex("r1").unwrap());
+    let r2 = t.router.ifindex("r2").unwrap();
     let mut pim = t.ctl().unwrap();
-    let h = pim.protocol_with(103, &[rin, r1], &[r1], &dotted(G_XDP)).unwrap();
+    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], &dotted(G_XDP)).unwrap();
+    pim.join(h, &dotted(G_ONE), r1).unwrap();
     let nexthop = HOP.parse().unwrap();
     pim.call(proto::TakeInterface { handle: h, ifindex: r1, nexthop }).unwrap();
     let m = MembershipArgs { nexthop, ..mgm_tests::membership(h, &dotted(G_TC), r1) };
     pim.call(proto::AddMembership(m)).unwrap();
     let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
-    for g in [G_XDP, G_TC] {
+    for g in [G_XDP, G_ONE, G_TC] {
         t.tx.send(&udp_frame(t.sender_mac, SOURCE, g, 8, b"create")).unwrap();
         pim.answer_creation(h, WAIT).unwrap();
     }
-    // Both forward before the cases start.
-    for g in [G_XDP, G_TC] {
+    // All forward before the cases start.
+    for g in [G_XDP, G_ONE, G_TC] {
         let tag = magic("ready");
         let deadline = std::time::Instant::now() + WAIT;
         loop {
@@ -146,11 +151,14 @@ fn assert_router_copy(name: &str, sent: &[u8], got: &[u8], dst: [u8; 6], src: [u
 }
 
 fn crafted_frames(mode: &str) {
-    let mut t = Topology::new(1).unwrap();
+    let mut t = Topology::new(2).unwrap();
     let (mut pim, cap, rx_mac) = setup(&mut t, mode);
     let r1_mac = t.router.mac("r1").unwrap();
-    for (group, dst) in [(G_XDP, group_mac(G_XDP)), (G_TC, rx_mac)] {
-        let path = if group == G_XDP { "XDP" } else { "TC" };
+    for (group, dst, path) in [
+        (G_XDP, group_mac(G_XDP), "XDP"),
+        (G_ONE, group_mac(G_ONE), "XDP-single"),
+        (G_TC, rx_mac, "TC"),
+    ] {
         let control = pim.counter("pass_control").unwrap();
         let tag = magic(&format!("bad{mode}{path}"));
         for (_, f) in refused(&t, group, &tag) {
@@ -173,7 +181,7 @@ fn crafted_frames(mode: &str) {
         }
         // IGMP, PIM and the Router Alert frame went to the kernel, untouched (XDP counts
         // them; the TC program leaves them alone).
-        if path == "XDP" {
+        if path != "TC" {
             let seen = pim.counter("pass_control").unwrap() - control;
             assert!(seen >= 3, "{mode}: {seen} control frames passed to the kernel, not 3");
         }

@@ -279,7 +279,7 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         "--commit",
         commit.trim(),
     ]))?;
-    step("forwarding rate: mgm vs the kernel's ipmr (smcroute) vs a bare XDP broadcast");
+    step("forwarding rate: mgm vs the kernel's ipmr (smcroute) vs two XDP ceilings, BPF ns");
     // The peer (ipmr's user-space half) and the chart's font.
     apt_install(&["smcroute", "fonts-dejavu-core"], true)?;
     cargo(&["build", "--release", "--bins"])?;

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Benchmark programs (`cargo xtask bench`), in an object of their own that mgmd never loads:
-//! the bare XDP broadcast (the ceiling of the XDP path), the live-frame generator and a
-//! counting receiver.
+//! the two ceilings of the XDP path (a bare broadcast; a broadcast that also writes what a
+//! correct router's copy must carry at layer 2), the live-frame generator and a counting
+//! receiver.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
     macros::{map, xdp},
-    maps::{DevMapHash, PerCpuHashMap},
+    maps::{DevMapHash, HashMap, PerCpuHashMap},
     programs::XdpContext,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
@@ -21,11 +22,19 @@ mod parse;
 #[path = "../object.rs"]
 mod object;
 
-use parse::{ptr_at, set_ttl};
+use parse::{group_mac, ptr_at, set_ttl};
 
 /// The bare broadcast's outputs.
 #[map(name = "MGM_BENCH_PORTS")]
 static MGM_BENCH_PORTS: DevMapHash = DevMapHash::with_max_entries(64, 0);
+
+/// The second ceiling's outputs (each entry runs `mgm_bench_l2out` on its copy).
+#[map(name = "MGM_BENCH_L2_PORTS")]
+static MGM_BENCH_L2_PORTS: DevMapHash = DevMapHash::with_max_entries(64, 0);
+
+/// Each output's own MAC, by ifindex: the source address of the copies it sends.
+#[map(name = "MGM_BENCH_MACS")]
+static MGM_BENCH_MACS: HashMap<u32, [u8; 6]> = HashMap::with_max_entries(64, 0);
 
 /// Frames each receiver got, by its ifindex.
 #[map(name = "MGM_BENCH_RX")]
@@ -38,6 +47,38 @@ pub fn mgm_bench_broadcast(_ctx: XdpContext) -> u32 {
     MGM_BENCH_PORTS
         .redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64)
         .unwrap_or(xdp_action::XDP_DROP)
+}
+
+/// The second ceiling: only what any correct router's copy needs besides the broadcast. The
+/// copies go to the group's MAC (01:00:5e + the group's low 23 bits, written once here) and
+/// each from its own port's MAC (`mgm_bench_l2out`). No check, no forwarding entry.
+#[xdp]
+pub fn mgm_bench_l2(ctx: XdpContext) -> u32 {
+    let (Some(eth), Some(ip)) = (ptr_at::<EthHdr>(&ctx, 0), ptr_at::<Ipv4Hdr>(&ctx, EthHdr::LEN))
+    else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    unsafe { (*eth).dst_addr = group_mac((*ip).dst_addr) };
+    MGM_BENCH_L2_PORTS
+        .redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64)
+        .unwrap_or(xdp_action::XDP_DROP)
+}
+
+/// The second ceiling's per-copy half: the port's MAC as the source.
+#[xdp(map = "devmap")]
+pub fn mgm_bench_l2out(ctx: XdpContext) -> u32 {
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ifindex = unsafe { (*ctx.ctx).egress_ifindex };
+    // SAFETY: copied out at once.
+    let (Some(eth), Some(mac)) =
+        (ptr_at::<EthHdr>(&ctx, 0), unsafe { MGM_BENCH_MACS.get(ifindex) })
+    else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    unsafe { (*eth).src_addr = *mac };
+    xdp_action::XDP_PASS
 }
 
 /// The traffic generator: run with BPF_PROG_TEST_RUN live frames, each frame leaves by the
