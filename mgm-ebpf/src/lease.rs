@@ -4,9 +4,26 @@
 //! Releasing an (interface, next hop) is one write to `MGM_LEASES`, whatever the number of
 //! MFEs and lists that name it.
 
-use mgm_common::{LEASE_NONE, LegValue};
+use mgm_common::{LEASE_NONE, LegEntry, LegKey, LegValue, counter};
 
-use crate::maps::{MGM_LEASES, oif_stats};
+use crate::maps::{MGM_LEASES, MGM_LEGS, oif_stats};
+
+/// The leg of a copy of OIL `oil` (MFE counters `slot`) about to leave on `ifindex`, if a
+/// live lease justifies it; else the counter saying why it may not leave (its list changed
+/// while it was in flight, or the interface was released).
+#[inline(always)]
+pub fn leg_for_copy(oil: u32, slot: u32, ifindex: u32) -> Result<LegEntry, u32> {
+    // SAFETY: copied out at once.
+    let Some(leg) = (unsafe { MGM_LEGS.get(LegKey { oil, ifindex }) }).copied() else {
+        return Err(counter::EGRESS_STALE);
+    };
+    // Whichever OIL the copy came from, a lease alive now must justify it: a release is
+    // seen by every copy made after it.
+    if !copy_allowed(&leg.leases, slot, ifindex) {
+        return Err(counter::EGRESS_RELEASED);
+    }
+    Ok(leg)
+}
 
 /// Whether a lease of `leg` is alive.
 #[inline(always)]

@@ -80,6 +80,18 @@ pub fn verdict(idx: u32, action: xdp_action::Type) -> u32 {
     action
 }
 
+/// Counts a copy of `bytes` sent on `ifindex` for the MFE with counters `slot`.
+#[inline(always)]
+pub fn count_out(slot: u32, ifindex: u32, bytes: usize) {
+    if let Some(o) = oif_stats(slot, ifindex) {
+        // SAFETY: this CPU's slot of the per-CPU value.
+        unsafe {
+            (*o).out_packets += 1;
+            (*o).out_bytes += bytes as u64;
+        }
+    }
+}
+
 /// This CPU's counters of (MFE slot, outgoing interface), created on first use.
 #[inline(always)]
 pub fn oif_stats(slot: u32, ifindex: u32) -> Option<*mut OifStats> {

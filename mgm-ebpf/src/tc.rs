@@ -13,7 +13,7 @@ use network_types::eth::EthHdr;
 
 use crate::{
     lease,
-    maps::{MGM_HOPS, MGM_MFES, MGM_PORTS, count, oif_stats},
+    maps::{MGM_HOPS, MGM_MFES, MGM_PORTS, count, count_out},
     parse::{ETH_P_IPV4, Header, check, group_mac, header_len},
 };
 
@@ -104,13 +104,7 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
         if ctx.store(6, &port.mac, 0).is_err() || ctx.clone_redirect(hop.ifindex, 0).is_err() {
             continue;
         }
-        if let Some(o) = oif_stats(mfe.stats, hop.ifindex) {
-            // SAFETY: this CPU's slot of the per-CPU value.
-            unsafe {
-                (*o).out_packets += 1;
-                (*o).out_bytes += ctx.len() as u64;
-            }
-        }
+        count_out(mfe.stats, hop.ifindex, ctx.len() as usize);
         count(counter::TC_TX);
     }
     Some(TC_ACT_SHOT)

@@ -18,7 +18,7 @@ use aya_log_ebpf::warn;
 use core::mem::size_of;
 
 use mgm_common::{
-    CopyMeta, LegKey, MAX_OIL_PORTS, MFE_F_HOPS, MfeKey, MfeValue, OIL_EMPTY, UPCALL_NO_MFE,
+    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MfeKey, MfeValue, OIL_EMPTY, UPCALL_NO_MFE,
     UPCALL_WRONG_IIF, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
@@ -26,7 +26,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 use crate::{
     lease,
     maps::{
-        MGM_LEGS, MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, oif_stats,
+        MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, count_out, oif_stats,
         verdict,
     },
     parse::{
@@ -123,14 +123,10 @@ fn ingress(ctx: &XdpContext) -> u32 {
     // One outgoing interface: the copy is made here and sent straight there, without the
     // devmap and its per-copy program, under the same lease check.
     if mfe.single != 0 {
-        // SAFETY: copied out at once.
-        let key = LegKey { oil: mfe.oil, ifindex: mfe.single };
-        let Some(leg) = (unsafe { MGM_LEGS.get(key) }).copied() else {
-            return verdict(counter::EGRESS_STALE, XDP_DROP);
+        let leg = match lease::leg_for_copy(mfe.oil, mfe.stats, mfe.single) {
+            Ok(leg) => leg,
+            Err(why) => return verdict(why, XDP_DROP),
         };
-        if !lease::copy_allowed(&leg.leases, mfe.stats, mfe.single) {
-            return verdict(counter::EGRESS_RELEASED, XDP_DROP);
-        }
         if too_big {
             // Counted above; the copy could not leave unfragmented.
             return verdict(counter::DROP_TOO_BIG, XDP_DROP);
@@ -138,13 +134,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
         let Some(len) = rewrite(ctx, &ip, l3_len, Some(leg.src_mac)) else {
             return verdict(counter::PASS_MALFORMED, XDP_PASS);
         };
-        if let Some(o) = oif_stats(mfe.stats, mfe.single) {
-            // SAFETY: this CPU's slot of the per-CPU value.
-            unsafe {
-                (*o).out_packets += 1;
-                (*o).out_bytes += len as u64;
-            }
-        }
+        count_out(mfe.stats, mfe.single, len);
         count(counter::EGRESS_TX);
         // SAFETY: a plain helper call.
         let action = unsafe { bpf_redirect(mfe.single, 0) } as u32;
@@ -255,22 +245,11 @@ fn egress(ctx: &XdpContext) -> u32 {
             CopyMeta { oil: mfe.oil, stats: mfe.stats }
         }
     };
-    // SAFETY: copied out at once.
-    let Some(leg) = (unsafe { MGM_LEGS.get(LegKey { oil: copy.oil, ifindex }) }).copied() else {
-        return verdict(counter::EGRESS_STALE, XDP_DROP);
+    let leg = match lease::leg_for_copy(copy.oil, copy.stats, ifindex) {
+        Ok(leg) => leg,
+        Err(why) => return verdict(why, XDP_DROP),
     };
-    // Whichever OIL the copy came from, a lease alive now must justify it: a release is
-    // seen by every copy made after it.
-    if !lease::copy_allowed(&leg.leases, copy.stats, ifindex) {
-        return verdict(counter::EGRESS_RELEASED, XDP_DROP);
-    }
-    if let Some(o) = oif_stats(copy.stats, ifindex) {
-        // SAFETY: as above.
-        unsafe {
-            (*o).out_packets += 1;
-            (*o).out_bytes += (ctx.data_end() - ctx.data()) as u64;
-        }
-    }
+    count_out(copy.stats, ifindex, ctx.data_end() - ctx.data());
     // SAFETY: bounds-checked by ptr_at.
     unsafe { (*eth).src_addr = leg.src_mac };
     verdict(counter::EGRESS_TX, XDP_PASS)

@@ -192,7 +192,7 @@ struct Point {
 }
 
 /// mgmd's programs: (ingress, per-copy). Kernel program names are cut at 15 characters.
-const MGM_PROGS: (&str, Option<&str>) = ("mgm_xdp_ingress", Some("mgm_xdp_egress"));
+const MGM_PROGS: Option<(&str, Option<&str>)> = Some(("mgm_xdp_ingress", Some("mgm_xdp_egress")));
 
 /// Run time and runs, summed over the loaded programs called `name` (as the kernel keeps it:
 /// the first 15 characters).
@@ -210,7 +210,8 @@ fn bpf_runs(name: &str) -> anyhow::Result<(u64, u64)> {
 }
 
 /// One contender at one point: the delivered rate with BPF statistics off, then (when it has
-/// BPF programs) a second, shorter pass with them on for the ns per packet in and copy out.
+/// BPF programs: ingress, and per-copy if any) a second, shorter pass with them on for the ns
+/// per packet in and copy out.
 #[allow(clippy::too_many_arguments)]
 fn contender(
     t: &Topology,
@@ -220,18 +221,18 @@ fn contender(
     fanout: usize,
     size: usize,
     secs: f64,
-    progs: (&str, Option<&str>),
+    progs: Option<(&str, Option<&str>)>,
 ) -> anyhow::Result<Point> {
     let (offered_pps, got) = measure(t, p, rx, fanout, size, secs)?;
     let (mut ns_in, mut ns_copy) = (None, None);
-    if !progs.0.is_empty() {
+    if let Some((ingress, per_copy)) = progs {
         let per_run = |(t0, n0): (u64, u64), (t1, n1): (u64, u64)| {
             (n1 > n0).then(|| (t1 - t0) as f64 / (n1 - n0) as f64)
         };
         let stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
-        let before = (bpf_runs(progs.0)?, progs.1.map(bpf_runs).transpose()?);
+        let before = (bpf_runs(ingress)?, per_copy.map(bpf_runs).transpose()?);
         measure(t, p, rx, fanout, size, secs.min(1.0))?;
-        let after = (bpf_runs(progs.0)?, progs.1.map(bpf_runs).transpose()?);
+        let after = (bpf_runs(ingress)?, per_copy.map(bpf_runs).transpose()?);
         drop(stats);
         ns_in = per_run(before.0, after.0);
         ns_copy = match (before.1, after.1) {
@@ -353,7 +354,7 @@ fn main() -> anyhow::Result<()> {
 
             // The kernel's ipmr through smcroute, same route.
             let (mut child, dir) = smcrouted(&t.router, fanout)?;
-            let r = contender(&t, &p, &rx, "ipmr", fanout, size, secs, ("", None));
+            let r = contender(&t, &p, &rx, "ipmr", fanout, size, secs, None);
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,
@@ -365,8 +366,13 @@ fn main() -> anyhow::Result<()> {
             // The ceilings: a bare broadcast redirect to r1..rN, then the same with the
             // layer-2 rewrite a correct copy needs.
             for (name, prog, l2, progs) in [
-                ("ceiling", "mgm_bench_broadcast", false, ("mgm_bench_broadcast", None)),
-                ("ceiling-l2", "mgm_bench_l2", true, ("mgm_bench_l2", Some("mgm_bench_l2out"))),
+                ("ceiling", "mgm_bench_broadcast", false, Some(("mgm_bench_broadcast", None))),
+                (
+                    "ceiling-l2",
+                    "mgm_bench_l2",
+                    true,
+                    Some(("mgm_bench_l2", Some("mgm_bench_l2out"))),
+                ),
             ] {
                 p.set_ports(&t.router, &outs, l2)?;
                 attach(&t.router, "rin", &p.pinned(prog))?;
