@@ -24,8 +24,12 @@ pub mod maps {
     pub const UPCALLS: &str = "MGM_UPCALLS";
     /// `LruHashMap<UpcallKey, UpcallSeen>`: the upcall rate limiter.
     pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
-    /// `LruPerCpuHashMap<OifKey, OifStats>`: per-MFE, per-outgoing-interface counters.
+    /// `LruPerCpuHashMap<OifKey, OifStats>`: per-MFE, per-outgoing-interface counters, as
+    /// far as the programs keep them (see [`crate::OifStats`]).
     pub const OIF_STATS: &str = "MGM_OIF_STATS";
+    /// `HashMap<OifKey, OifBase>` (not preallocated): written by the daemon only, pinned so
+    /// that a restarted daemon reports the same copies (see [`crate::OifBase`]).
+    pub const OIF_BASE: &str = "MGM_OIF_BASE";
     /// `HashMap<u32, HopList>` (not preallocated): the copies of OILs with next hops.
     pub const HOPS: &str = "MGM_HOPS";
     /// `HashMap<u32, OilPorts>` (not preallocated): the interfaces of each OIL, read only
@@ -53,7 +57,7 @@ pub mod programs {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -77,6 +81,9 @@ pub const LEASE_NONE: u32 = u32::MAX;
 pub const MAX_LEGS: u32 = 262_144;
 /// Capacity of the per-outgoing-interface counters (LRU: the least recently counted go).
 pub const MAX_OIF_STATS: u32 = 262_144;
+/// Capacity of [`maps::OIF_BASE`] (not preallocated: an entry exists only for an interface
+/// of an MFE whose list changed while packets were flowing).
+pub const MAX_OIF_BASES: u32 = 1 << 20;
 
 /// Value of [`maps::OIL_PORTS`].
 #[repr(C)]
@@ -98,6 +105,13 @@ pub struct OifKey {
 const _: () = assert!(core::mem::size_of::<OifKey>() == 8);
 
 /// Per-CPU counters of one outgoing interface of one MFE (MIB_IPMCAST_OIF_STATS).
+///
+/// The XDP paths count no copy one by one (a map lookup per copy costs a quarter of the
+/// copy): the ingress program counts the packet once per MFE, and the copies sent are that
+/// count for every interface of the list, less the copies dropped after it. So in the map,
+/// for an MFE whose copies XDP makes, `out_packets` and `out_bytes` go *down* (wrapping) for
+/// each copy dropped; for an MFE with next hops the TC program counts each copy it sends. The
+/// daemon adds the two (with [`OifBase`]); what it reports is the plain count.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct OifStats {
@@ -113,14 +127,26 @@ pub struct OifStats {
 const _: () = assert!(core::mem::size_of::<OifStats>() == 32);
 
 impl OifStats {
-    /// Adds another CPU's counters to this one.
+    /// Adds another CPU's counters to this one (wrapping: a CPU's `out_*` may be "negative").
     pub fn accumulate(&mut self, o: &Self) {
-        self.out_packets += o.out_packets;
-        self.out_bytes += o.out_bytes;
+        self.out_packets = self.out_packets.wrapping_add(o.out_packets);
+        self.out_bytes = self.out_bytes.wrapping_add(o.out_bytes);
         self.frag_needed += o.frag_needed;
         self.out_discards += o.out_discards;
     }
 }
+
+/// The daemon's share of an outgoing interface's copy count (wrapping). Copies sent on an
+/// interface = the MFE's forwarded packets × (1 while the interface is in the list and XDP
+/// makes the copies, else 0) + this + [`OifStats::out_packets`]. When the list or the path
+/// changes, the daemon moves the difference here, so that the count goes on from where it was.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct OifBase {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<OifBase>() == 16);
 
 /// Key of the MFE map: one (S,G).
 #[repr(C)]
@@ -211,8 +237,10 @@ pub struct MfeStats {
     pub wrong_iif: u64,
     /// Packets that arrived with TTL ≤ 1 (not forwarded).
     pub ttl_expired: u64,
+    /// Bytes of those packets.
+    pub ttl_expired_bytes: u64,
 }
-const _: () = assert!(core::mem::size_of::<MfeStats>() == 32);
+const _: () = assert!(core::mem::size_of::<MfeStats>() == 40);
 
 impl MfeStats {
     /// Adds another CPU's counters to this one.
@@ -221,6 +249,16 @@ impl MfeStats {
         self.bytes += other.bytes;
         self.wrong_iif += other.wrong_iif;
         self.ttl_expired += other.ttl_expired;
+        self.ttl_expired_bytes += other.ttl_expired_bytes;
+    }
+
+    /// Packets passed on to the outgoing list (matched, TTL > 1), and their bytes.
+    pub fn forwarded(&self) -> (u64, u64) {
+        // Saturating: a torn read across CPUs must not wrap.
+        (
+            self.packets.saturating_sub(self.ttl_expired),
+            self.bytes.saturating_sub(self.ttl_expired_bytes),
+        )
     }
 }
 
@@ -468,6 +506,7 @@ mod pod {
     unsafe impl aya::Pod for super::OilPorts {}
     unsafe impl aya::Pod for super::HopList {}
     unsafe impl aya::Pod for super::OifStats {}
+    unsafe impl aya::Pod for super::OifBase {}
     unsafe impl aya::Pod for super::LegKey {}
     unsafe impl aya::Pod for super::LegValue {}
     unsafe impl aya::Pod for super::LegEntry {}
@@ -483,7 +522,7 @@ mod tests {
         // The sum of field sizes equals the struct size: nothing uninitialised reaches the kernel.
         assert_eq!(size_of::<MfeKey>(), 4 + 4);
         assert_eq!(size_of::<MfeValue>(), 6 * 4);
-        assert_eq!(size_of::<MfeStats>(), 8 * 4);
+        assert_eq!(size_of::<MfeStats>(), 8 * 5);
         assert_eq!(size_of::<PortValue>(), 6 + 2);
         assert_eq!(size_of::<LegEntry>(), 4 * LEG_LEASES + 6 + 2);
         assert_eq!(size_of::<CopyMeta>(), 4 + 4);
@@ -498,8 +537,23 @@ mod tests {
 
     #[test]
     fn stats_accumulate_sums_fields() {
-        let mut a = MfeStats { packets: 1, bytes: 100, wrong_iif: 2, ttl_expired: 3 };
-        a.accumulate(&MfeStats { packets: 4, bytes: 50, wrong_iif: 0, ttl_expired: 1 });
-        assert_eq!(a, MfeStats { packets: 5, bytes: 150, wrong_iif: 2, ttl_expired: 4 });
+        let s = |packets, bytes, wrong_iif, ttl_expired, ttl_expired_bytes| MfeStats {
+            packets,
+            bytes,
+            wrong_iif,
+            ttl_expired,
+            ttl_expired_bytes,
+        };
+        let mut a = s(5, 100, 2, 3, 30);
+        a.accumulate(&s(4, 50, 0, 1, 10));
+        assert_eq!(a, s(9, 150, 2, 4, 40));
+        assert_eq!(a.forwarded(), (5, 110));
+    }
+
+    #[test]
+    fn oif_counts_may_be_negative_per_cpu() {
+        let mut a = OifStats { out_packets: 0u64.wrapping_sub(2), ..Default::default() };
+        a.accumulate(&OifStats { out_packets: 5, ..Default::default() });
+        assert_eq!(a.out_packets, 3);
     }
 }

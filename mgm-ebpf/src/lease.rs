@@ -6,20 +6,26 @@
 
 use mgm_common::{LEASE_NONE, LegEntry, LegKey, LegValue, counter};
 
-use crate::maps::{MGM_LEASES, MGM_LEGS, oif_stats};
+use crate::maps::{MGM_LEASES, MGM_LEGS, oif_stats, uncount};
 
-/// The leg of a copy of OIL `oil` (MFE counters `slot`) about to leave on `ifindex`, if a
-/// live lease justifies it; else the counter saying why it may not leave (its list changed
-/// while it was in flight, or the interface was released).
+/// The leg of an XDP copy (`bytes` long) of OIL `oil` (MFE counters `slot`) about to leave
+/// on `ifindex`, if a live lease justifies it; else the counter saying why it may not leave
+/// (its list changed while it was in flight, or the interface was released). A copy that
+/// may not leave is taken back from the interface's count (see `maps::uncount`).
 #[inline(always)]
-pub fn leg_for_copy(oil: u32, slot: u32, ifindex: u32) -> Result<LegEntry, u32> {
+pub fn leg_for_copy(oil: u32, slot: u32, ifindex: u32, bytes: usize) -> Result<LegEntry, u32> {
     // SAFETY: copied out at once.
     let Some(leg) = (unsafe { MGM_LEGS.get(LegKey { oil, ifindex }) }).copied() else {
+        uncount(slot, ifindex, bytes);
         return Err(counter::EGRESS_STALE);
     };
     // Whichever OIL the copy came from, a lease alive now must justify it: a release is
     // seen by every copy made after it.
-    if !copy_allowed(&leg.leases, slot, ifindex) {
+    if !alive(&leg.leases) {
+        if let Some(o) = uncount(slot, ifindex, bytes) {
+            // SAFETY: this CPU's slot of the per-CPU value.
+            unsafe { (*o).out_discards += 1 };
+        }
         return Err(counter::EGRESS_RELEASED);
     }
     Ok(leg)
@@ -36,8 +42,8 @@ pub fn alive(leg: &LegValue) -> bool {
     false
 }
 
-/// Whether a copy of the MFE with counters `slot` may leave on `ifindex`; a copy that may
-/// not is counted as an out-discard of that interface.
+/// Whether a TC copy of the MFE with counters `slot` may leave on `ifindex`; a copy that
+/// may not is counted as an out-discard of that interface.
 #[inline(always)]
 pub fn copy_allowed(leg: &LegValue, slot: u32, ifindex: u32) -> bool {
     if alive(leg) {

@@ -8,9 +8,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use mgm_common::{
-    DEFAULT_MAX_MFES, HopList, LegEntry, LegKey, MAX_LEASES, MAX_LEGS, MAX_OIF_STATS,
-    MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts,
-    PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallRecord, UpcallSeen, counter,
+    DEFAULT_MAX_MFES, HopList, LegEntry, LegKey, MAX_LEASES, MAX_LEGS, MAX_OIF_BASES,
+    MAX_OIF_STATS, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OifBase, OifKey,
+    OifStats, OilPorts, PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallRecord, UpcallSeen, counter,
 };
 
 #[map(name = "MGM_MFES")]
@@ -40,6 +40,11 @@ pub static MGM_UPCALL_SCRATCH: PerCpuArray<UpcallRecord> = PerCpuArray::with_max
 #[map(name = "MGM_OIF_STATS")]
 static MGM_OIF_STATS: LruPerCpuHashMap<OifKey, OifStats> =
     LruPerCpuHashMap::with_max_entries(MAX_OIF_STATS, 0);
+
+/// The daemon's share of the copy counts. No program reads it; it is declared here so that
+/// it is created, and pinned, with the others.
+#[map(name = "MGM_OIF_BASE")]
+pub static MGM_OIF_BASE: HashMap<OifKey, OifBase> = HashMap::with_max_entries(MAX_OIF_BASES, 1);
 
 /// BPF_F_NO_PREALLOC: 516 bytes per OIL, allocated as OILs appear.
 #[map(name = "MGM_OIL_PORTS")]
@@ -80,16 +85,31 @@ pub fn verdict(idx: u32, action: xdp_action::Type) -> u32 {
     action
 }
 
-/// Counts a copy of `bytes` sent on `ifindex` for the MFE with counters `slot`.
+/// Counts a copy of `bytes` sent on `ifindex` for the MFE with counters `slot` (TC path:
+/// copies counted one by one).
 #[inline(always)]
 pub fn count_out(slot: u32, ifindex: u32, bytes: usize) {
     if let Some(o) = oif_stats(slot, ifindex) {
         // SAFETY: this CPU's slot of the per-CPU value.
         unsafe {
-            (*o).out_packets += 1;
-            (*o).out_bytes += bytes as u64;
+            (*o).out_packets = (*o).out_packets.wrapping_add(1);
+            (*o).out_bytes = (*o).out_bytes.wrapping_add(bytes as u64);
         }
     }
+}
+
+/// Takes back a copy of `bytes` on `ifindex` that the ingress program counted as sent (XDP
+/// paths: a packet forwarded is a copy on every interface of the list) and that did not
+/// leave. Returns the interface's counters, for the caller to say why.
+#[inline(always)]
+pub fn uncount(slot: u32, ifindex: u32, bytes: usize) -> Option<*mut OifStats> {
+    let o = oif_stats(slot, ifindex)?;
+    // SAFETY: this CPU's slot of the per-CPU value.
+    unsafe {
+        (*o).out_packets = (*o).out_packets.wrapping_sub(1);
+        (*o).out_bytes = (*o).out_bytes.wrapping_sub(bytes as u64);
+    }
+    Some(o)
 }
 
 /// This CPU's counters of (MFE slot, outgoing interface), created on first use.

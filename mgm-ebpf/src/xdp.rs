@@ -25,10 +25,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
     lease,
-    maps::{
-        MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, count_out, oif_stats,
-        verdict,
-    },
+    maps::{MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict},
     parse::{
         ETH_P_IPV4, HDR_MIN, Header, Ipv4, check, check_plain, decrement_ttl, group_mac,
         header_len, ptr_at,
@@ -93,17 +90,23 @@ fn ingress(ctx: &XdpContext) -> u32 {
         upcall(ctx, &key, UPCALL_WRONG_IIF);
         return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
     }
+    // The copy's length (the datagram and an Ethernet header). Packets forwarded are
+    // packets less TTL-expired: that count is also every XDP copy's (see `OifStats`).
+    let copy_len = ip_off + ip.tot_len;
     if let Some(s) = stats {
         // SAFETY: per-CPU slot.
         unsafe {
             (*s).packets += 1;
-            (*s).bytes += (ip_off + ip.tot_len) as u64;
+            (*s).bytes += copy_len as u64;
         }
     }
     if ip.ttl <= 1 {
         if let Some(s) = stats {
             // SAFETY: per-CPU slot.
-            unsafe { (*s).ttl_expired += 1 };
+            unsafe {
+                (*s).ttl_expired += 1;
+                (*s).ttl_expired_bytes += copy_len as u64;
+            }
         }
         return verdict(counter::DROP_TTL, XDP_DROP);
     }
@@ -118,23 +121,23 @@ fn ingress(ctx: &XdpContext) -> u32 {
     let ip_len = ip.tot_len as u32;
     let too_big = mfe.min_mtu != 0 && ip_len > mfe.min_mtu;
     if too_big {
-        count_too_big(&mfe, ip_len);
+        count_too_big(&mfe, ip_len, copy_len);
     }
     // One outgoing interface: the copy is made here and sent straight there, without the
     // devmap and its per-copy program, under the same lease check.
     if mfe.single != 0 {
-        let leg = match lease::leg_for_copy(mfe.oil, mfe.stats, mfe.single) {
+        let leg = match lease::leg_for_copy(mfe.oil, mfe.stats, mfe.single, copy_len) {
             Ok(leg) => leg,
             Err(why) => return verdict(why, XDP_DROP),
         };
         if too_big {
-            // Counted above; the copy could not leave unfragmented.
+            // Counted (and taken back) above; the copy could not leave unfragmented.
             return verdict(counter::DROP_TOO_BIG, XDP_DROP);
         }
-        let Some(len) = rewrite(ctx, &ip, l3_len, Some(leg.src_mac)) else {
+        if rewrite(ctx, &ip, l3_len, Some(leg.src_mac)).is_none() {
+            uncount(mfe.stats, mfe.single, copy_len);
             return verdict(counter::PASS_MALFORMED, XDP_PASS);
-        };
-        count_out(mfe.stats, mfe.single, len);
+        }
         count(counter::EGRESS_TX);
         // SAFETY: a plain helper call.
         let action = unsafe { bpf_redirect(mfe.single, 0) } as u32;
@@ -166,9 +169,9 @@ fn ingress(ctx: &XdpContext) -> u32 {
 
 /// Makes the frame a router's copy: trimmed to the IP datagram (padding or junk after
 /// tot_len stays here), sent to the group's MAC (from `src` when given; else the egress
-/// program writes each port's), TTL - 1. Returns the copy's length.
+/// program writes each port's), TTL - 1.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, ip: &Ipv4, l3_len: usize, src: Option<[u8; 6]>) -> Option<usize> {
+fn rewrite(ctx: &XdpContext, ip: &Ipv4, l3_len: usize, src: Option<[u8; 6]>) -> Option<()> {
     if l3_len > ip.tot_len {
         // SAFETY: shrinking by less than the frame's length.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((l3_len - ip.tot_len) as i32)) } != 0 {
@@ -185,7 +188,7 @@ fn rewrite(ctx: &XdpContext, ip: &Ipv4, l3_len: usize, src: Option<[u8; 6]>) -> 
         }
         decrement_ttl(&mut *iph);
     }
-    Some(EthHdr::LEN + ip.tot_len)
+    Some(())
 }
 
 /// The metadata in front of the frame, if the ingress program left one.
@@ -245,11 +248,12 @@ fn egress(ctx: &XdpContext) -> u32 {
             CopyMeta { oil: mfe.oil, stats: mfe.stats }
         }
     };
-    let leg = match lease::leg_for_copy(copy.oil, copy.stats, ifindex) {
+    // Counted as sent by the ingress program; only a copy that may not leave costs a write.
+    let leg = match lease::leg_for_copy(copy.oil, copy.stats, ifindex, ctx.data_end() - ctx.data())
+    {
         Ok(leg) => leg,
         Err(why) => return verdict(why, XDP_DROP),
     };
-    count_out(copy.stats, ifindex, ctx.data_end() - ctx.data());
     // SAFETY: bounds-checked by ptr_at.
     unsafe { (*eth).src_addr = leg.src_mac };
     verdict(counter::EGRESS_TX, XDP_PASS)
@@ -257,9 +261,10 @@ fn egress(ctx: &XdpContext) -> u32 {
 
 /// The packet is longer than some outgoing interface's MTU: the kernel will drop those
 /// copies before the egress program sees them (no fragmentation on this path), so they are
-/// counted here, per interface. Only packets that long pay for the walk.
+/// counted here, per interface, and taken back from the copies sent. Only packets that long
+/// pay for the walk.
 #[inline(never)]
-fn count_too_big(mfe: &MfeValue, ip_len: u32) {
+fn count_too_big(mfe: &MfeValue, ip_len: u32, copy_len: usize) {
     // SAFETY: read-only use of a map value.
     let Some(ports) = (unsafe { MGM_OIL_PORTS.get(mfe.oil) }) else {
         return;
@@ -272,7 +277,7 @@ fn count_too_big(mfe: &MfeValue, ip_len: u32) {
         // SAFETY: copied out at once.
         let mtu = unsafe { MGM_PORTS.get(ifindex) }.map_or(0, |p| p.mtu as u32);
         if mtu != 0 && ip_len > mtu {
-            if let Some(o) = oif_stats(mfe.stats, ifindex) {
+            if let Some(o) = uncount(mfe.stats, ifindex, copy_len) {
                 // SAFETY: this CPU's slot of the per-CPU value.
                 unsafe { (*o).frag_needed += 1 };
             }

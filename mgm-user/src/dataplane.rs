@@ -25,8 +25,8 @@ use aya::{
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
     ABI_VERSION, DEFAULT_MAX_MFES, Hop, HopList, LEASE_NONE, LEASE_STATIC, LegEntry, LegKey,
-    MAX_HOPS, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, OifKey, OifStats, OilPorts, PortValue,
-    UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
+    MAX_HOPS, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, OifBase, OifKey, OifStats, OilPorts,
+    PortValue, UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
 };
 
 use crate::{
@@ -167,9 +167,10 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 12] = [
+const PINNED_MAPS: [&str; 13] = [
     maps::HOPS,
     maps::OIF_STATS,
+    maps::OIF_BASE,
     maps::OIL_PORTS,
     maps::MFES,
     maps::OILS,
@@ -257,6 +258,7 @@ pub struct BpfFastPath {
     oils: ArrayOfMaps<MapData, DevMapHash<MapData>>,
     mfe_stats: PerCpuArray<MapData, MfeStats>,
     oif_stats: aya::maps::PerCpuHashMap<MapData, OifKey, OifStats>,
+    oif_base: HashMap<MapData, OifKey, OifBase>,
     counters: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, u32, PortValue>,
     leases: Array<MapData, u32>,
@@ -413,6 +415,7 @@ impl BpfFastPath {
             mfes: take(&mut ebpf, maps::MFES)?,
             mfe_stats: take(&mut ebpf, maps::MFE_STATS)?,
             oif_stats: take(&mut ebpf, maps::OIF_STATS)?,
+            oif_base: take(&mut ebpf, maps::OIF_BASE)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             ports: take(&mut ebpf, maps::PORTS)?,
             ebpf,
@@ -989,9 +992,22 @@ impl FastPath for BpfFastPath {
         Ok(total)
     }
 
+    fn oif_base(&self, slot: u32, ifindex: u32) -> Result<OifBase, FastPathError> {
+        match self.oif_base.get(&OifKey { slot, ifindex }, 0) {
+            Ok(b) => Ok(b),
+            Err(MapError::KeyNotFound) => Ok(OifBase::default()),
+            Err(e) => Err(FastPathError::Map { map: maps::OIF_BASE, source: e }),
+        }
+    }
+
+    fn set_oif_base(&mut self, slot: u32, ifindex: u32, b: OifBase) -> Result<(), FastPathError> {
+        self.oif_base.insert(OifKey { slot, ifindex }, b, BPF_ANY).map_err(map_err(maps::OIF_BASE))
+    }
+
     fn clear_oif_stats(&mut self, slot: u32, ifindex: u32) -> Result<(), FastPathError> {
-        ignore_absent(self.oif_stats.remove(&OifKey { slot, ifindex }))
-            .map_err(map_err(maps::OIF_STATS))
+        let key = OifKey { slot, ifindex };
+        ignore_absent(self.oif_stats.remove(&key)).map_err(map_err(maps::OIF_STATS))?;
+        ignore_absent(self.oif_base.remove(&key)).map_err(map_err(maps::OIF_BASE))
     }
 
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError> {

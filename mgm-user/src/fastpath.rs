@@ -25,7 +25,7 @@ use std::{
 
 use mgm_common::{
     LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_HOPS, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS,
-    MFE_F_HOPS, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifStats, PortValue,
+    MFE_F_HOPS, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifBase, OifStats, PortValue,
 };
 
 /// Errors from the map layer and from the mirror's own checks.
@@ -75,8 +75,13 @@ pub trait FastPath {
     fn set_lease(&mut self, id: u32, alive: bool) -> Result<(), FastPathError>;
     /// Per-MFE counters summed over CPUs.
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError>;
-    /// Counters of one outgoing interface of the MFE in `slot`, summed over CPUs.
+    /// Counters of one outgoing interface of the MFE in `slot`, summed over CPUs, as the
+    /// programs keep them (copies made by XDP are not in `out_*`: see [`OifStats`]).
     fn oif_stats(&self, slot: u32, ifindex: u32) -> Result<OifStats, FastPathError>;
+    /// The daemon's share of the copy count of (slot, ifindex) (see [`OifBase`]).
+    fn oif_base(&self, slot: u32, ifindex: u32) -> Result<OifBase, FastPathError>;
+    fn set_oif_base(&mut self, slot: u32, ifindex: u32, b: OifBase) -> Result<(), FastPathError>;
+    /// Clears both the counters and the base of (slot, ifindex).
     fn clear_oif_stats(&mut self, slot: u32, ifindex: u32) -> Result<(), FastPathError>;
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError>;
     /// Number of stats slots, i.e. how many MFEs fit.
@@ -108,6 +113,12 @@ impl Leg {
 /// Whether an OIL needs the TC path (a copy per next hop) rather than an XDP broadcast.
 pub fn has_hops(legs: &[Leg]) -> bool {
     legs.iter().any(|l| l.nexthop != [0; 4])
+}
+
+/// Copies per forwarded packet that XDP makes to `ifindex` for an MFE with `legs`, which
+/// the programs do not count one by one (1 or 0; the TC path counts its own).
+fn xdp_copies(legs: &[Leg], ifindex: u32) -> u64 {
+    u64::from(!has_hops(legs) && legs.iter().any(|l| l.ifindex == ifindex))
 }
 
 /// One outgoing (interface, next hop) of an MFE and the leases behind it, as installed.
@@ -586,6 +597,13 @@ impl<F: FastPath> Mirror<F> {
             self.count_hops(&o.legs, false);
         }
         self.count_hops(&legs, true);
+        // A new MFE has forwarded nothing under another list: nothing to carry over.
+        if let Some(o) = &old
+            && let Err(e) = self.rebase(o, &legs)
+        {
+            // Forwarding is in place; only this MFE's copy counts may be off from here.
+            tracing::warn!(error = %e, "copy counters of an outgoing list not carried over");
+        }
         let mut counted = old.map(|o| o.counted).unwrap_or_default();
         counted.extend(legs.iter().map(|l| l.ifindex));
         self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot, counted, is_static });
@@ -612,7 +630,56 @@ impl<F: FastPath> Mirror<F> {
     /// Counters of each current outgoing interface of `key`.
     pub fn oif_stats(&self, key: &MfeKey) -> Result<Vec<(u32, OifStats)>, FastPathError> {
         let Some(m) = self.mfes.get(key) else { return Ok(Vec::new()) };
-        m.legs.iter().map(|l| Ok((l.ifindex, self.fp.oif_stats(m.slot, l.ifindex)?))).collect()
+        let (packets, bytes) = self.fp.mfe_stats(m.slot)?.forwarded();
+        m.legs
+            .iter()
+            .map(|l| {
+                let mut s = self.fp.oif_stats(m.slot, l.ifindex)?;
+                let b = self.fp.oif_base(m.slot, l.ifindex)?;
+                let n = xdp_copies(&m.legs, l.ifindex);
+                s.out_packets =
+                    s.out_packets.wrapping_add(b.packets).wrapping_add(packets.wrapping_mul(n));
+                s.out_bytes = s.out_bytes.wrapping_add(b.bytes).wrapping_add(bytes.wrapping_mul(n));
+                Ok((l.ifindex, s))
+            })
+            .collect()
+    }
+
+    /// Sets each interface's copy count right when MFE `old` gets the list `new`: an
+    /// interface that joins the list counts from zero (as a new row of the MFE's statistics);
+    /// one that stays but changes path (XDP broadcast ↔ TC copies per next hop) goes on from
+    /// where it was, the forwarded count times the change in XDP copies per packet moving
+    /// into its base. One that leaves needs nothing: it is no longer reported. A packet in
+    /// flight during the change may be counted on the old list's side.
+    fn rebase(&mut self, old: &InstalledMfe, new: &[Leg]) -> Result<(), FastPathError> {
+        let slot = old.slot;
+        let mut forwarded = None;
+        for i in new.iter().map(|l| l.ifindex) {
+            let (was, is) = (xdp_copies(&old.legs, i), xdp_copies(new, i));
+            let joins = !old.legs.iter().any(|l| l.ifindex == i);
+            if joins && old.counted.contains(&i) {
+                // Back in the list: what it counted before is not this row's.
+                self.fp.clear_oif_stats(slot, i)?;
+            }
+            if !joins && was == is || joins && is == 0 {
+                continue;
+            }
+            let (packets, bytes) = match forwarded {
+                Some(f) => f,
+                None => *forwarded.insert(self.fp.mfe_stats(slot)?.forwarded()),
+            };
+            if (packets, bytes) == (0, 0) {
+                // Nothing forwarded yet: the base stays 0.
+                continue;
+            }
+            // Wrapping: "negative" when the interface gains XDP copies.
+            let d = was.wrapping_sub(is);
+            let mut b = if joins { OifBase::default() } else { self.fp.oif_base(slot, i)? };
+            b.packets = b.packets.wrapping_add(packets.wrapping_mul(d));
+            b.bytes = b.bytes.wrapping_add(bytes.wrapping_mul(d));
+            self.fp.set_oif_base(slot, i, b)?;
+        }
+        Ok(())
     }
 
     pub fn get(&self, key: &MfeKey) -> Option<&InstalledMfe> {
@@ -729,6 +796,80 @@ mod tests {
         }
         m.fast_path_mut().log.clear();
         m
+    }
+
+    /// Copies out per interface of `key`, as the daemon reports them.
+    fn outs(m: &Mirror<MemFastPath>, k: &MfeKey) -> Vec<(u32, u64, u64)> {
+        m.oif_stats(k).unwrap().iter().map(|(i, s)| (*i, s.out_packets, s.out_bytes)).collect()
+    }
+
+    /// What the programs count for `n` packets of 100 bytes matched by the MFE in `slot`:
+    /// the ingress program once per packet, the TC program each copy it sends.
+    fn forward(m: &mut Mirror<MemFastPath>, k: &MfeKey, n: u64) {
+        let i = m.get(k).unwrap().clone();
+        let fp = m.fast_path_mut();
+        let s = fp.stats.entry(i.slot).or_default();
+        s.packets += n;
+        s.bytes += 100 * n;
+        if has_hops(&i.legs) {
+            for l in &i.legs {
+                let o = fp.oif_stats.entry((i.slot, l.ifindex)).or_default();
+                o.out_packets = o.out_packets.wrapping_add(n);
+                o.out_bytes = o.out_bytes.wrapping_add(100 * n);
+            }
+        }
+    }
+
+    #[test]
+    fn copy_counts_go_on_across_list_and_path_changes() {
+        let mut m = mirror(&[1, 2, 3, 4]);
+        let k = key(1, 1);
+        m.install_static(k, 1, &[2, 3]).unwrap();
+        forward(&mut m, &k, 10);
+        // TTL-expired packets are no copies.
+        let slot = m.get(&k).unwrap().slot;
+        let s = m.fast_path_mut().stats.get_mut(&slot).unwrap();
+        s.packets += 5;
+        s.bytes += 500;
+        s.ttl_expired += 5;
+        s.ttl_expired_bytes += 500;
+        assert_eq!(outs(&m, &k), vec![(2, 10, 1000), (3, 10, 1000)]);
+        // A copy the egress program dropped is taken back (wrapping) from that interface.
+        let d = m.fast_path_mut().oif_stats.entry((slot, 3)).or_default();
+        d.out_packets = d.out_packets.wrapping_sub(1);
+        d.out_bytes = d.out_bytes.wrapping_sub(100);
+        d.out_discards += 1;
+        assert_eq!(outs(&m, &k), vec![(2, 10, 1000), (3, 9, 900)]);
+
+        // 4 joins from zero, 2 leaves; back in the list, 2 is a new row from zero too (the
+        // discard it counted before is gone with it).
+        m.install_static(k, 1, &[3, 4]).unwrap();
+        forward(&mut m, &k, 7);
+        assert_eq!(outs(&m, &k), vec![(3, 16, 1600), (4, 7, 700)]);
+        let d = m.fast_path_mut().oif_stats.entry((slot, 2)).or_default();
+        d.out_discards += 1;
+        m.install_static(k, 1, &[2, 3, 4]).unwrap();
+        forward(&mut m, &k, 1);
+        assert_eq!(outs(&m, &k), vec![(2, 1, 100), (3, 17, 1700), (4, 8, 800)]);
+        assert_eq!(m.oif_stats(&k).unwrap()[0].1.out_discards, 0);
+
+        // A next hop moves the MFE to the TC path (which counts each copy), and back: the
+        // counts go on.
+        let nh = Ipv4Addr::new(10, 0, 0, 9);
+        let oifs = [Oif::new(2, nh, vec![LEASE_STATIC]), o(3, vec![LEASE_STATIC])];
+        m.install_as(k, 1, &oifs, true).unwrap();
+        forward(&mut m, &k, 4);
+        assert_eq!(outs(&m, &k), vec![(2, 5, 500), (3, 21, 2100)]);
+        m.install_static(k, 1, &[2, 3]).unwrap();
+        forward(&mut m, &k, 2);
+        assert_eq!(outs(&m, &k), vec![(2, 7, 700), (3, 23, 2300)]);
+
+        // Removed, the slot's next MFE starts from zero.
+        assert!(m.remove(&k).unwrap());
+        let k2 = key(2, 1);
+        m.install_static(k2, 1, &[2]).unwrap();
+        assert_eq!(m.get(&k2).unwrap().slot, slot);
+        assert_eq!(outs(&m, &k2), vec![(2, 0, 0)]);
     }
 
     #[test]

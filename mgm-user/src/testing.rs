@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mgm_common::{
-    LEASE_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifStats, PortValue, counter,
+    LEASE_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifBase, OifStats, PortValue, counter,
 };
 
 use crate::{
@@ -39,6 +39,7 @@ pub struct MemFastPath {
     pub mfes: BTreeMap<MfeKey, MfeValue>,
     pub stats: BTreeMap<u32, MfeStats>,
     pub oif_stats: BTreeMap<(u32, u32), OifStats>,
+    pub oif_base: BTreeMap<(u32, u32), OifBase>,
     pub leases: BTreeMap<u32, bool>,
     /// Packets handed back for forwarding (held while their MFE was created).
     pub replayed: Vec<(u32, Vec<u8>)>,
@@ -136,8 +137,16 @@ impl FastPath for MemFastPath {
     fn oif_stats(&self, slot: u32, ifindex: u32) -> Result<OifStats, FastPathError> {
         Ok(self.oif_stats.get(&(slot, ifindex)).copied().unwrap_or_default())
     }
+    fn oif_base(&self, slot: u32, ifindex: u32) -> Result<OifBase, FastPathError> {
+        Ok(self.oif_base.get(&(slot, ifindex)).copied().unwrap_or_default())
+    }
+    fn set_oif_base(&mut self, slot: u32, ifindex: u32, b: OifBase) -> Result<(), FastPathError> {
+        self.oif_base.insert((slot, ifindex), b);
+        Ok(())
+    }
     fn clear_oif_stats(&mut self, slot: u32, ifindex: u32) -> Result<(), FastPathError> {
         self.oif_stats.remove(&(slot, ifindex));
+        self.oif_base.remove(&(slot, ifindex));
         Ok(())
     }
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError> {

@@ -83,6 +83,20 @@ fn restart_keeps_forwarding(crash: bool) {
         lost.len(),
         &lost[..lost.len().min(10)]
     );
+    // Copies are counted once per packet by the ingress program, in a pinned map: r2's count
+    // covers the whole flow, before, during and after the restart (a receiver's socket may
+    // have dropped a few, never gained any).
+    let r2 = t.router.ifindex("r2").unwrap();
+    let get = mgm::proto::GetMfe {
+        source: "10.1.0.1".parse().unwrap(),
+        group: G.parse().unwrap(),
+        max_entries: 1,
+        stats: true,
+    };
+    let oifs = pim.call(get).unwrap().stats.expect("stats asked for").oifs;
+    let out = oifs.iter().find(|o| o.ifindex == r2).expect("r2 in the list").out_packets;
+    let got = seen[1].len() as u64;
+    assert!((got..=got + 20).contains(&out), "r2 received {got}, counted {out}");
     println!(
         "restart ({}): r2 got {} of {} sent after the MFE was up, r1 every number up to its release",
         if crash { "SIGKILL" } else { "SIGTERM" },
