@@ -39,6 +39,12 @@ pub mod maps {
     pub const UPCALL_SCRATCH: &str = "MGM_UPCALL_SCRATCH";
     /// `Array<u32>`: lease liveness (1 alive, 0 released), indexed by lease id.
     pub const LEASES: &str = "MGM_LEASES";
+    /// `Array<u64>` of [`crate::config`] values the daemon sets: the heartbeat period and its
+    /// liveness stamp (entries followed from the kernel's table only).
+    pub const CONFIG: &str = "MGM_CONFIG";
+    /// `PerCpuArray<u64>` by stats slot: when this CPU last left a packet of a followed
+    /// entry to the kernel (the heartbeat).
+    pub const HEARTBEAT: &str = "MGM_HEARTBEAT";
     /// `HashMap<LegKey, LegEntry>`: for each (OIL, outgoing interface), the leases that put
     /// the interface in the list and the interface's MAC. The egress program drops a copy none
     /// of the leases keeps alive, and writes the MAC as the source of the others.
@@ -178,7 +184,7 @@ pub struct MfeValue {
     /// Smallest MTU among the outgoing interfaces (0: none known). A longer packet is still
     /// sent, but the kernel drops the copies that do not fit: the program counts them first.
     pub min_mtu: u32,
-    /// [`MFE_F_HOPS`], [`MFE_F_STATIC`].
+    /// [`MFE_F_HOPS`], [`MFE_F_STATIC`], [`MFE_F_KERNEL`].
     pub flags: u32,
     /// The only outgoing interface, when the list has exactly one and no next hop: the
     /// ingress program sends the copy itself (no devmap, no per-copy program). 0: broadcast.
@@ -192,8 +198,25 @@ pub const MFE_F_HOPS: u32 = 1;
 /// [`MfeValue::flags`]: installed by configuration or `add_mfe`, not by the MGM core. The
 /// programs ignore it; a restarted mgmd adopts such an entry as a static one.
 pub const MFE_F_STATIC: u32 = 2;
+/// [`MfeValue::flags`]: mirrored from the kernel's multicast routing table (`--follow-kernel`).
+/// The kernel holds the same entry, so what the fast path does not forward goes to it:
+/// wrong-interface and TTL-expired packets, one packet per heartbeat period (which keeps the
+/// kernel's counters, and the routing daemons reading them, alive), and every packet once the
+/// daemon's liveness stamp is stale (fail open).
+pub const MFE_F_KERNEL: u32 = 4;
 /// Copies one TC pass can make.
 pub const MAX_HOPS: usize = 32;
+
+/// Indices of [`maps::CONFIG`].
+pub mod config {
+    /// Nanoseconds between two packets of a followed entry left to the kernel, per CPU.
+    pub const HEARTBEAT_NS: u32 = 0;
+    /// `bpf_ktime_get_coarse_ns` when the daemon last said it was alive (0: never).
+    pub const ALIVE_NS: u32 = 1;
+    /// How stale the stamp may be before followed entries are left to the kernel.
+    pub const STALE_NS: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
 
 /// One copy made by the TC program.
 #[repr(C)]
@@ -458,8 +481,13 @@ pub mod counter {
     /// The copy of an MFE with a single outgoing interface, longer than that interface's MTU:
     /// dropped (never fragmented), also counted in `egress_too_big` and `frag_needed`.
     pub const DROP_TOO_BIG: u32 = 24;
+    /// A packet of an entry followed from the kernel, left to the kernel: wrong interface,
+    /// TTL ≤ 1, or the daemon's liveness stamp stale (fail open).
+    pub const PASS_KERNEL: u32 = 25;
+    /// A packet of a followed entry left to the kernel as its heartbeat.
+    pub const PASS_HEARTBEAT: u32 = 26;
     /// Number of counters.
-    pub const COUNT: u32 = 25;
+    pub const COUNT: u32 = 27;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -488,6 +516,8 @@ pub mod counter {
         "pass_l2_unicast",
         "upcall_not_held",
         "drop_too_big",
+        "pass_kernel",
+        "pass_heartbeat",
     ];
 }
 

@@ -10,7 +10,8 @@ use aya_ebpf::{
 use mgm_common::{
     DEFAULT_MAX_MFES, HopList, LegEntry, LegKey, MAX_LEASES, MAX_LEGS, MAX_OIF_BASES,
     MAX_OIF_STATS, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OifBase, OifKey,
-    OifStats, OilPorts, PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallRecord, UpcallSeen, counter,
+    OifStats, OilPorts, PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallRecord, UpcallSeen, config,
+    counter,
 };
 
 #[map(name = "MGM_MFES")]
@@ -19,6 +20,12 @@ pub static MGM_MFES: HashMap<MfeKey, MfeValue> = HashMap::with_max_entries(DEFAU
 #[map(name = "MGM_MFE_STATS")]
 pub static MGM_MFE_STATS: PerCpuArray<MfeStats> =
     PerCpuArray::with_max_entries(DEFAULT_MAX_MFES, 0);
+
+#[map(name = "MGM_CONFIG")]
+pub static MGM_CONFIG: Array<u64> = Array::with_max_entries(config::COUNT, 0);
+
+#[map(name = "MGM_HEARTBEAT")]
+pub static MGM_HEARTBEAT: PerCpuArray<u64> = PerCpuArray::with_max_entries(DEFAULT_MAX_MFES, 0);
 
 #[map(name = "MGM_COUNTERS")]
 static MGM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

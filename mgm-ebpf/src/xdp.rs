@@ -9,7 +9,8 @@
 use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
     helpers::generated::{
-        bpf_redirect, bpf_xdp_adjust_meta, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_ktime_get_coarse_ns, bpf_redirect, bpf_xdp_adjust_meta, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes,
     },
     macros::xdp,
     programs::XdpContext,
@@ -18,14 +19,17 @@ use aya_log_ebpf::warn;
 use core::mem::size_of;
 
 use mgm_common::{
-    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MfeKey, MfeValue, OIL_EMPTY, UPCALL_NO_MFE,
-    UPCALL_WRONG_IIF, counter,
+    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MfeKey, MfeValue, OIL_EMPTY, UPCALL_NO_MFE,
+    UPCALL_WRONG_IIF, config, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
     lease,
-    maps::{MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict},
+    maps::{
+        MGM_CONFIG, MGM_HEARTBEAT, MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS,
+        count, uncount, verdict,
+    },
     parse::{
         ETH_P_IPV4, HDR_MIN, Header, Ipv4, check, check_plain, decrement_ttl, group_mac,
         header_len, ptr_at,
@@ -81,14 +85,24 @@ fn ingress(ctx: &XdpContext) -> u32 {
         return verdict(counter::PASS_NO_MFE, XDP_PASS);
     };
     let stats = MGM_MFE_STATS.get_ptr_mut(mfe.stats);
+    // An entry followed from the kernel's table: the kernel holds it too, and gets what the
+    // fast path does not forward (its daemon acts on wrong-interface packets and counters).
+    let kernel = mfe.flags & MFE_F_KERNEL != 0;
 
     if ctx.ingress_ifindex() as u32 != mfe.iif {
         if let Some(s) = stats {
             // SAFETY: per-CPU slot.
             unsafe { (*s).wrong_iif += 1 };
         }
+        if kernel {
+            return verdict(counter::PASS_KERNEL, XDP_PASS);
+        }
         upcall(ctx, &key, UPCALL_WRONG_IIF);
         return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
+    }
+    if kernel && let Some(why) = kernel_turn(mfe.stats) {
+        // Not counted here: the kernel forwards and counts it.
+        return verdict(why, XDP_PASS);
     }
     // The copy's length (the datagram and an Ethernet header). Packets forwarded are
     // packets less TTL-expired: that count is also every XDP copy's (see `OifStats`).
@@ -107,6 +121,9 @@ fn ingress(ctx: &XdpContext) -> u32 {
                 (*s).ttl_expired += 1;
                 (*s).ttl_expired_bytes += copy_len as u64;
             }
+        }
+        if kernel {
+            return verdict(counter::PASS_KERNEL, XDP_PASS);
         }
         return verdict(counter::DROP_TTL, XDP_DROP);
     }
@@ -165,6 +182,30 @@ fn ingress(ctx: &XdpContext) -> u32 {
         Ok(action) => verdict(counter::FORWARDED, action),
         Err(_) => verdict(counter::DROP_NO_OIL, XDP_DROP),
     }
+}
+
+/// Whether this packet of a followed entry (counters `slot`) goes to the kernel instead:
+/// every packet while the daemon's liveness stamp is stale (fail open: nobody keeps the
+/// mirror equal to the kernel's table then), else one per heartbeat period on this CPU.
+#[inline(always)]
+fn kernel_turn(slot: u32) -> Option<u32> {
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let cfg = |i| MGM_CONFIG.get(i).copied().unwrap_or(0);
+    let stale = cfg(config::STALE_NS);
+    if stale != 0 && now.wrapping_sub(cfg(config::ALIVE_NS)) > stale {
+        return Some(counter::PASS_KERNEL);
+    }
+    let period = cfg(config::HEARTBEAT_NS);
+    let last = MGM_HEARTBEAT.get_ptr_mut(slot)?;
+    // SAFETY: this CPU's slot.
+    unsafe {
+        if period == 0 || now.wrapping_sub(*last) < period {
+            return None;
+        }
+        *last = now;
+    }
+    Some(counter::PASS_HEARTBEAT)
 }
 
 /// Makes the frame a router's copy: trimmed to the IP datagram (padding or junk after

@@ -45,6 +45,8 @@ pub trait Dataplane: FastPath {
     /// Forwards a packet held while its MFE was being created, as if it arrived on `ifindex`
     /// now; false if it had to be dropped.
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
+    /// Sets one value of the programs' configuration (an index of `mgm_common::config`).
+    fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError>;
 }
 
 impl Dataplane for BpfFastPath {
@@ -60,6 +62,9 @@ impl Dataplane for BpfFastPath {
     }
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
         BpfFastPath::replay(self, ifindex, frame)
+    }
+    fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError> {
+        self.config.set(idx, value, 0).map_err(map_err(maps::CONFIG))
     }
 }
 
@@ -167,8 +172,10 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 13] = [
+const PINNED_MAPS: [&str; 15] = [
     maps::HOPS,
+    maps::CONFIG,
+    maps::HEARTBEAT,
     maps::OIF_STATS,
     maps::OIF_BASE,
     maps::OIL_PORTS,
@@ -259,6 +266,7 @@ pub struct BpfFastPath {
     mfe_stats: PerCpuArray<MapData, MfeStats>,
     oif_stats: aya::maps::PerCpuHashMap<MapData, OifKey, OifStats>,
     oif_base: HashMap<MapData, OifKey, OifBase>,
+    config: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, u32, PortValue>,
     leases: Array<MapData, u32>,
@@ -334,6 +342,7 @@ impl BpfFastPath {
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(maps::MFES, opts.max_mfes);
         loader.map_max_entries(maps::MFE_STATS, opts.max_mfes);
+        loader.map_max_entries(maps::HEARTBEAT, opts.max_mfes);
         let mut reused = false;
         let mut pin_paths = Vec::new();
         if let Some(dir) = &opts.pin_dir {
@@ -416,6 +425,7 @@ impl BpfFastPath {
             mfe_stats: take(&mut ebpf, maps::MFE_STATS)?,
             oif_stats: take(&mut ebpf, maps::OIF_STATS)?,
             oif_base: take(&mut ebpf, maps::OIF_BASE)?,
+            config: take(&mut ebpf, maps::CONFIG)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             ports: take(&mut ebpf, maps::PORTS)?,
             ebpf,

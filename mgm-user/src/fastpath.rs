@@ -25,7 +25,8 @@ use std::{
 
 use mgm_common::{
     LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_HOPS, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS,
-    MFE_F_HOPS, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifBase, OifStats, PortValue,
+    MFE_F_HOPS, MFE_F_KERNEL, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifBase,
+    OifStats, PortValue,
 };
 
 /// Errors from the map layer and from the mirror's own checks.
@@ -156,8 +157,39 @@ pub struct InstalledMfe {
     pub slot: u32,
     /// Every outgoing interface it ever had: their counters go with the MFE.
     pub counted: BTreeSet<u32>,
-    /// Installed as a static entry (marked in the map, so a restart tells it apart).
-    pub is_static: bool,
+    /// Who installed it (marked in the map, so a restart tells them apart).
+    pub origin: Origin,
+}
+
+/// Who an installed MFE belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The MGM core (clients' state).
+    Core,
+    /// Configuration or `add_mfe`.
+    Static,
+    /// The kernel's multicast routing table (`--follow-kernel`).
+    Kernel,
+}
+
+impl Origin {
+    fn flags(self) -> u32 {
+        match self {
+            Origin::Core => 0,
+            Origin::Static => MFE_F_STATIC,
+            Origin::Kernel => MFE_F_STATIC | MFE_F_KERNEL,
+        }
+    }
+
+    fn of(flags: u32) -> Self {
+        if flags & MFE_F_KERNEL != 0 {
+            Origin::Kernel
+        } else if flags & MFE_F_STATIC != 0 {
+            Origin::Static
+        } else {
+            Origin::Core
+        }
+    }
 }
 
 impl InstalledMfe {
@@ -258,9 +290,8 @@ impl<F: FastPath> Mirror<F> {
             self.next_slot = self.next_slot.max(v.stats + 1);
             let counted = legs.iter().map(|l| l.ifindex).collect();
             self.count_hops(&legs, true);
-            let is_static = v.flags & MFE_F_STATIC != 0;
-            let m =
-                InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats, counted, is_static };
+            let origin = Origin::of(v.flags);
+            let m = InstalledMfe { iif: v.iif, legs, oil: v.oil, slot: v.stats, counted, origin };
             self.mfes.insert(key, m);
             keys.push(key);
         }
@@ -341,12 +372,12 @@ impl<F: FastPath> Mirror<F> {
     }
 
     fn value(&self, m: &InstalledMfe) -> MfeValue {
-        self.mfe_value(m.iif, m.oil, m.slot, &m.legs, m.is_static)
+        self.mfe_value(m.iif, m.oil, m.slot, &m.legs, m.origin)
     }
 
-    fn mfe_value(&self, iif: u32, oil: u32, slot: u32, legs: &[Leg], is_static: bool) -> MfeValue {
+    fn mfe_value(&self, iif: u32, oil: u32, slot: u32, legs: &[Leg], origin: Origin) -> MfeValue {
         let hops = if has_hops(legs) { MFE_F_HOPS } else { 0 };
-        let flags = hops | if is_static { MFE_F_STATIC } else { 0 };
+        let flags = hops | origin.flags();
         // One copy without next hop: the ingress program sends it itself.
         let single = match legs {
             [only] if hops == 0 => only.ifindex,
@@ -418,7 +449,7 @@ impl<F: FastPath> Mirror<F> {
                 .iter()
                 .map(|l| if (l.ifindex, l.nexthop) == hop { Leg { mac, ..*l } } else { *l })
                 .collect();
-            self.install_legs(k, m.iif, legs, m.is_static)?;
+            self.install_legs(k, m.iif, legs, m.origin)?;
         }
         Ok(())
     }
@@ -499,7 +530,20 @@ impl<F: FastPath> Mirror<F> {
     ) -> Result<(), FastPathError> {
         let oifs: Vec<Oif> =
             oifs.iter().map(|&o| Oif::new(o, Ipv4Addr::UNSPECIFIED, vec![LEASE_STATIC])).collect();
-        self.install_as(key, iif, &oifs, true)
+        self.install_as(key, iif, &oifs, Origin::Static)
+    }
+
+    /// Installs an entry followed from the kernel's table: like a static one, and marked so
+    /// that the programs leave to the kernel what they do not forward.
+    pub fn install_kernel(
+        &mut self,
+        key: MfeKey,
+        iif: u32,
+        oifs: &[u32],
+    ) -> Result<(), FastPathError> {
+        let oifs: Vec<Oif> =
+            oifs.iter().map(|&o| Oif::new(o, Ipv4Addr::UNSPECIFIED, vec![LEASE_STATIC])).collect();
+        self.install_as(key, iif, &oifs, Origin::Kernel)
     }
 
     /// Installs or replaces the MFE for `key`. `oifs` may come in any order; the same
@@ -507,7 +551,7 @@ impl<F: FastPath> Mirror<F> {
     /// packet never goes back out of the interface it came in on). Without next hops the
     /// copies are an XDP broadcast; with one, every copy is made by the TC program.
     pub fn install(&mut self, key: MfeKey, iif: u32, oifs: &[Oif]) -> Result<(), FastPathError> {
-        self.install_as(key, iif, oifs, false)
+        self.install_as(key, iif, oifs, Origin::Core)
     }
 
     fn install_as(
@@ -515,7 +559,7 @@ impl<F: FastPath> Mirror<F> {
         key: MfeKey,
         iif: u32,
         oifs: &[Oif],
-        is_static: bool,
+        origin: Origin,
     ) -> Result<(), FastPathError> {
         let mut merged: BTreeMap<(u32, Ipv4Addr), BTreeSet<u32>> = BTreeMap::new();
         for o in oifs.iter().filter(|o| o.ifindex != iif) {
@@ -550,7 +594,7 @@ impl<F: FastPath> Mirror<F> {
             };
             legs.push(Leg { ifindex, nexthop: nexthop.octets(), mac, leases: v });
         }
-        self.install_legs(key, iif, legs, is_static)
+        self.install_legs(key, iif, legs, origin)
     }
 
     fn install_legs(
@@ -558,11 +602,10 @@ impl<F: FastPath> Mirror<F> {
         key: MfeKey,
         iif: u32,
         legs: Vec<Leg>,
-        is_static: bool,
+        origin: Origin,
     ) -> Result<(), FastPathError> {
         let old = self.mfes.get(&key).cloned();
-        if old.as_ref().is_some_and(|o| o.iif == iif && o.legs == legs && o.is_static == is_static)
-        {
+        if old.as_ref().is_some_and(|o| o.iif == iif && o.legs == legs && o.origin == origin) {
             return Ok(());
         }
         let slot = match &old {
@@ -582,7 +625,7 @@ impl<F: FastPath> Mirror<F> {
             // A reused slot still holds the previous MFE's counters.
             self.fp.clear_mfe_stats(slot)?;
         }
-        let value = self.mfe_value(iif, oil, slot, &legs, is_static);
+        let value = self.mfe_value(iif, oil, slot, &legs, origin);
         if let Err(e) = self.fp.set_mfe(key, value) {
             self.release_oil(oil)?;
             if old.is_none() {
@@ -606,7 +649,7 @@ impl<F: FastPath> Mirror<F> {
         }
         let mut counted = old.map(|o| o.counted).unwrap_or_default();
         counted.extend(legs.iter().map(|l| l.ifindex));
-        self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot, counted, is_static });
+        self.mfes.insert(key, InstalledMfe { iif, legs, oil, slot, counted, origin });
         Ok(())
     }
 
@@ -857,7 +900,7 @@ mod tests {
         // counts go on.
         let nh = Ipv4Addr::new(10, 0, 0, 9);
         let oifs = [Oif::new(2, nh, vec![LEASE_STATIC]), o(3, vec![LEASE_STATIC])];
-        m.install_as(k, 1, &oifs, true).unwrap();
+        m.install_as(k, 1, &oifs, Origin::Static).unwrap();
         forward(&mut m, &k, 4);
         assert_eq!(outs(&m, &k), vec![(2, 5, 500), (3, 21, 2100)]);
         m.install_static(k, 1, &[2, 3]).unwrap();
@@ -1087,7 +1130,7 @@ mod tests {
         let keys = fresh.adopt(state).unwrap();
         assert_eq!(keys.len(), 5);
         let statics: Vec<MfeKey> =
-            fresh.mfes().filter(|(_, m)| m.is_static).map(|(k, _)| *k).collect();
+            fresh.mfes().filter(|(_, m)| m.origin == Origin::Static).map(|(k, _)| *k).collect();
         assert_eq!(statics, vec![key(4, 1), key(6, 1)], "statics are told apart");
         assert_eq!(fresh.fast_path().log, vec![Write::RemoveOil(40)], "only the orphan list goes");
         assert_eq!(fresh.oil_count(), 3);

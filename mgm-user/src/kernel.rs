@@ -3,8 +3,10 @@
 //! neighbour groups, a dump of both at start, and a new dump whenever the socket overflowed
 //! (ENOBUFS: notifications were lost, so the whole view is read again).
 //!
-//! To follow another rtnetlink group (the multicast routing table, say): add it to [`GROUPS`],
-//! its dump request to [`Monitor::snapshot`], and its messages to [`parse`].
+//! With `follow_mfc`, the same socket follows the kernel's IPv4 multicast forwarding cache
+//! (ipmr, address family `RTNL_FAMILY_IPMR`): every entry added, changed or deleted is
+//! announced whole on the route group; VIF changes are announced only as a netconf change and
+//! silently change entries, so each one (and an overflow) brings a new dump of the table.
 
 use std::{collections::HashMap, io, net::Ipv4Addr};
 
@@ -15,6 +17,7 @@ use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     link::{LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
+    route::{RouteAddress, RouteAttribute, RouteMessage},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tokio::io::{Interest, unix::AsyncFd};
@@ -46,10 +49,44 @@ pub enum KernelEvent {
     Neighbour { ifindex: u32, ip: Ipv4Addr, mac: Option<[u8; 6]> },
     /// The whole view, at start and after lost notifications: it replaces what came before.
     Snapshot { links: Vec<NetDev>, neighbours: Neighbours },
+    /// An entry of the kernel's multicast forwarding cache, whole, as it is now.
+    Mfc(KernelMfc),
+    /// An entry left the cache (the message may name no interfaces: keyed on table, S, G).
+    MfcGone { table: u32, source: Ipv4Addr, group: Ipv4Addr },
+    /// The whole cache, every table: it replaces what came before.
+    MfcSnapshot(Vec<KernelMfc>),
+}
+
+/// One entry of the kernel's IPv4 multicast forwarding cache (`ip mroute`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelMfc {
+    pub table: u32,
+    /// 0.0.0.0 for a (*,G) or (*,*) entry.
+    pub source: Ipv4Addr,
+    pub group: Ipv4Addr,
+    /// Incoming interface (an ifindex; 0 when the entry is unresolved).
+    pub iif: u32,
+    /// Outgoing interfaces and their TTL thresholds (a copy leaves only if TTL > threshold).
+    pub oifs: Vec<(u32, u8)>,
+    /// Waiting for the daemon to answer the kernel's upcall: nothing to forward yet.
+    pub unresolved: bool,
+    /// The kernel's own counters (packets, bytes, wrong interface).
+    pub packets: u64,
+    pub bytes: u64,
+    pub wrong_if: u64,
 }
 
 /// The rtnetlink groups followed.
 const GROUPS: [u32; 2] = [libc::RTNLGRP_LINK, libc::RTNLGRP_NEIGH];
+/// And those that follow the multicast forwarding cache.
+const MFC_GROUPS: [u32; 2] = [libc::RTNLGRP_IPV4_MROUTE, libc::RTNLGRP_IPV4_NETCONF];
+/// `RTNL_FAMILY_IPMR`: the address family of ipmr's route messages.
+const FAMILY_IPMR: u8 = 128;
+/// `RTM_NEWNETCONF`, `RTM_DELNETCONF`: a VIF was added or removed (or a daemon started or
+/// stopped); the crate does not decode them, the type is enough.
+const RTM_NETCONF: [u16; 2] = [80, 81];
+/// `RTNH_F_UNRESOLVED` in `rtm_flags`.
+const RTNH_F_UNRESOLVED: u32 = 0x20;
 
 /// Receive buffer of the subscribed socket: room for a burst of changes (a bridge with many
 /// ports going down) before the kernel has to drop notifications.
@@ -59,23 +96,39 @@ const RCVBUF: usize = 4 << 20;
 pub struct Monitor {
     sock: AsyncFd<Socket>,
     buf: Vec<u8>,
+    follow_mfc: bool,
 }
 
 impl Monitor {
-    /// Subscribes to the groups; events start queuing at once, so a snapshot taken after this
-    /// call misses nothing.
-    pub fn open() -> io::Result<Self> {
+    /// Subscribes to the groups (with `follow_mfc`, the multicast forwarding cache's too);
+    /// events start queuing at once, so a snapshot taken after this call misses nothing.
+    pub fn open(follow_mfc: bool) -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
         sock.set_rx_buf_sz(RCVBUF)?;
-        for g in GROUPS {
+        let extra: &[u32] = if follow_mfc { &MFC_GROUPS } else { &[] };
+        for &g in GROUPS.iter().chain(extra) {
             sock.add_membership(g)?;
         }
         sock.set_non_blocking(true)?;
         // SAFETY: the socket owns its fd, which stays open until the AsyncFd drops it.
         let sock = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
-        Ok(Self { sock, buf: vec![0; 1 << 16] })
+        Ok(Self { sock, buf: vec![0; 1 << 16], follow_mfc })
+    }
+
+    /// Dumps the multicast forwarding cache (every table).
+    pub fn mfc_snapshot() -> io::Result<KernelEvent> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::from(FAMILY_IPMR);
+        let entries = dump(RouteNetlinkMessage::GetRoute(req))?
+            .into_iter()
+            .filter_map(|m| match parse(m) {
+                Some(KernelEvent::Mfc(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        Ok(KernelEvent::MfcSnapshot(entries))
     }
 
     /// Dumps links and neighbours (on a socket of its own, so the dump's replies do not mix
@@ -113,12 +166,24 @@ impl Monitor {
             });
             match got {
                 Err(_would_block) => continue,
-                Ok(Ok(n)) => return Ok(messages(&self.buf[..n]).filter_map(parse).collect()),
+                Ok(Ok(n)) => {
+                    let bytes = &self.buf[..n];
+                    let mut events: Vec<KernelEvent> = messages(bytes).filter_map(parse).collect();
+                    if self.follow_mfc && types(bytes).any(|t| RTM_NETCONF.contains(&t)) {
+                        // A VIF came or went: entries may have changed without a message.
+                        events.push(Self::mfc_snapshot()?);
+                    }
+                    return Ok(events);
+                }
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     tracing::warn!(
-                        "kernel notifications were lost (ENOBUFS); reading links and neighbours again"
+                        "kernel notifications were lost (ENOBUFS); reading the kernel's tables again"
                     );
-                    return Ok(vec![Self::snapshot()?]);
+                    let mut events = vec![Self::snapshot()?];
+                    if self.follow_mfc {
+                        events.push(Self::mfc_snapshot()?);
+                    }
+                    return Ok(events);
                 }
                 Ok(Err(e)) => return Err(e),
             }
@@ -141,6 +206,16 @@ fn messages(mut bytes: &[u8]) -> impl Iterator<Item = RouteNetlinkMessage> + '_ 
                 return Some(inner);
             }
         }
+    })
+}
+
+/// The message types in one datagram.
+fn types(mut bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    std::iter::from_fn(move || {
+        let len = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let ty = u16::from_ne_bytes(bytes.get(4..6)?.try_into().ok()?);
+        bytes = if len < 16 || len > bytes.len() { &[] } else { &bytes[(len + 3) & !3..] };
+        Some(ty)
     })
 }
 
@@ -218,8 +293,52 @@ fn parse(m: RouteNetlinkMessage) -> Option<KernelEvent> {
             let (ifindex, ip, _) = neighbour(&n)?;
             Some(KernelEvent::Neighbour { ifindex, ip, mac: None })
         }
+        RouteNetlinkMessage::NewRoute(r) => mfc(&r).map(KernelEvent::Mfc),
+        RouteNetlinkMessage::DelRoute(r) => {
+            let e = mfc(&r)?;
+            Some(KernelEvent::MfcGone { table: e.table, source: e.source, group: e.group })
+        }
         _ => None,
     }
+}
+
+/// An ipmr route message as a cache entry (`None` for any other route).
+fn mfc(r: &RouteMessage) -> Option<KernelMfc> {
+    if u8::from(r.header.address_family) != FAMILY_IPMR {
+        return None;
+    }
+    let addr = |a: &RouteAddress| match a {
+        RouteAddress::Inet(v) => Some(*v),
+        RouteAddress::Other(b) => <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from),
+        _ => None,
+    };
+    let mut e = KernelMfc {
+        table: u32::from(r.header.table),
+        source: Ipv4Addr::UNSPECIFIED,
+        group: Ipv4Addr::UNSPECIFIED,
+        iif: 0,
+        oifs: Vec::new(),
+        unresolved: r.header.flags.bits() & RTNH_F_UNRESOLVED != 0,
+        packets: 0,
+        bytes: 0,
+        wrong_if: 0,
+    };
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => e.table = *t,
+            RouteAttribute::Source(s) => e.source = addr(s)?,
+            RouteAttribute::Destination(d) => e.group = addr(d)?,
+            RouteAttribute::Iif(i) => e.iif = *i,
+            RouteAttribute::MultiPath(hops) => {
+                e.oifs = hops.iter().map(|h| (h.interface_index, h.hops)).collect();
+            }
+            RouteAttribute::MfcStats(s) => {
+                (e.packets, e.bytes, e.wrong_if) = (s.packets, s.bytes, s.wrong_if);
+            }
+            _ => {}
+        }
+    }
+    Some(e)
 }
 
 fn netdev(l: &LinkMessage) -> NetDev {

@@ -673,7 +673,8 @@ pub struct MfeInfo {
     pub bytes: u64,
     pub wrong_iif: u64,
     pub ttl_expired: u64,
-    /// `static` (add_mfe / configuration) or `mgm` (created through the MGM API).
+    /// `static` (add_mfe / configuration), `kernel` (followed from the kernel's table,
+    /// `--follow-kernel`) or `mgm` (created through the MGM API).
     #[serde(default)]
     pub origin: String,
 }

@@ -49,6 +49,8 @@ pub struct MemFastPath {
     pub fail_mfe_writes: bool,
     pub log: Vec<Write>,
     pub capacity: u32,
+    /// The programs' configuration values, by index.
+    pub config: BTreeMap<u32, u64>,
 }
 
 impl MemFastPath {
@@ -173,5 +175,9 @@ impl Dataplane for MemFastPath {
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
         self.replayed.push((ifindex, frame));
         true
+    }
+    fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError> {
+        self.config.insert(idx, value);
+        Ok(())
     }
 }

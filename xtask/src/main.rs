@@ -391,6 +391,8 @@ fn test() -> anyhow::Result<()> {
     if !nix_is_root() {
         bail!("the namespace tests need root (network namespaces, XDP): run as root");
     }
+    // The real routing daemons the follow-kernel tests run (quick when installed).
+    apt_install(&["smcroute"], true)?;
     step("building mgmd and mgmctl");
     cargo(&["build", "--bins"])?;
     step("unit and namespace tests");

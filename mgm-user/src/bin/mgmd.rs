@@ -97,6 +97,18 @@ struct Args {
     /// statics never take the room of the entries traffic creates.
     #[arg(long)]
     max_static_mfes: Option<usize>,
+    /// Follow the kernel's multicast routing table (what smcroute, igmpproxy or FRR's pimd
+    /// program through the mroute socket): its entries between managed interfaces (--iface)
+    /// are forwarded in XDP, the kernel keeps everything else.
+    #[arg(long)]
+    follow_kernel: bool,
+    /// The kernel's multicast routing table followed (`ip mroute show table N`).
+    #[arg(long, default_value_t = mgm::daemon::follow::DEFAULT_TABLE, requires = "follow_kernel")]
+    mroute_table: u32,
+    /// Milliseconds between two packets of a followed entry left to the kernel (per CPU),
+    /// which keeps the kernel's counters moving for the daemons that read them; 0: none.
+    #[arg(long, default_value_t = 1000, requires = "follow_kernel")]
+    heartbeat_ms: u64,
     /// Remove everything pinned in --pin-dir (detaching XDP from every interface) and exit.
     /// Refused while an mgmd runs on --socket.
     #[arg(long)]
@@ -170,6 +182,9 @@ fn options(args: Args) -> anyhow::Result<Options> {
         },
         restart_hold: Duration::from_secs(args.restart_hold_secs),
         flow_creation_rate: args.flow_creation_rate,
+        follow: args
+            .follow_kernel
+            .then(|| (args.mroute_table, Duration::from_millis(args.heartbeat_ms))),
         limits: Limits {
             handles_per_conn: args.max_handles_per_conn,
             interfaces_per_conn: args.max_interfaces_per_conn,

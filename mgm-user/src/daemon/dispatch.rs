@@ -378,7 +378,14 @@ impl<D: Dataplane> Daemon<D> {
                 bytes: s.bytes,
                 wrong_iif: s.wrong_iif,
                 ttl_expired: s.ttl_expired,
-                origin: if self.writer.is_static(k) { "static" } else { "mgm" }.into(),
+                origin: if self.writer.is_static(k) {
+                    "static"
+                } else if self.writer.is_kernel(k) {
+                    "kernel"
+                } else {
+                    "mgm"
+                }
+                .into(),
             });
         }
         let (memberships, more_memberships) = self.manager.memberships(req.max_entries);

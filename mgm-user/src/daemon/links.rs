@@ -52,6 +52,8 @@ impl Links {
                 // The fast path keeps the last MAC until the neighbour is back.
                 self.neighbours.remove(&(ifindex, ip));
             }
+            // The multicast routing table is the follower's (see `follow`).
+            KernelEvent::Mfc(_) | KernelEvent::MfcGone { .. } | KernelEvent::MfcSnapshot(_) => {}
             KernelEvent::Snapshot { links, neighbours } => {
                 self.kernel = links.into_iter().map(|d| (d.ifindex, d)).collect();
                 let gone: Vec<u32> =

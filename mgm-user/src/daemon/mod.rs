@@ -20,6 +20,7 @@
 mod conns;
 mod dispatch;
 pub mod first_packets;
+pub mod follow;
 pub mod hold;
 pub mod links;
 pub mod run;
@@ -40,6 +41,7 @@ pub use self::writer::WRITE_BATCH;
 use self::{
     conns::Connections,
     first_packets::FirstPackets,
+    follow::{Decision, Follow},
     hold::{RestartHold, Step},
     links::{Change, Links},
     sweep::Sweep,
@@ -151,7 +153,16 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     last_step: Duration,
     steps: (u64, Duration),
     last_retry: Duration,
+    /// The kernel's multicast routing table, when mgmd follows it.
+    follow: Option<Follow>,
+    /// When the liveness stamp was last written (followed entries fail open without it).
+    last_alive: Duration,
 }
+
+/// How often the liveness stamp is written, and how stale it may get before the programs
+/// leave every followed entry to the kernel.
+const ALIVE_EVERY: Duration = Duration::from_millis(500);
+const ALIVE_STALE: Duration = Duration::from_secs(3);
 
 impl<D: Dataplane> Daemon<D> {
     pub fn new(dp: D, settings: Settings) -> Self {
@@ -174,6 +185,81 @@ impl<D: Dataplane> Daemon<D> {
             last_step: Duration::ZERO,
             steps: (0, Duration::ZERO),
             last_retry: Duration::ZERO,
+            follow: None,
+            last_alive: Duration::ZERO,
+        }
+    }
+
+    /// Follows the kernel's multicast routing table `table`: its forwardable entries are
+    /// mirrored, one packet per `heartbeat` of each goes to the kernel (0: none), and the
+    /// programs leave followed entries to the kernel when this daemon stops saying it is
+    /// alive. The table itself arrives as kernel events.
+    pub fn follow_kernel(&mut self, table: u32, heartbeat: Duration) -> anyhow::Result<()> {
+        let fp = self.writer.mirror_mut().fast_path_mut();
+        fp.set_config(mgm_common::config::HEARTBEAT_NS, heartbeat.as_nanos() as u64)?;
+        fp.set_config(mgm_common::config::STALE_NS, ALIVE_STALE.as_nanos() as u64)?;
+        self.follow = Some(Follow::new(table));
+        self.say_alive();
+        Ok(())
+    }
+
+    /// The followed table and what became of each entry (accelerated, or why not).
+    pub fn followed(&self) -> Vec<(crate::kernel::KernelMfc, Decision)> {
+        let Some(f) = &self.follow else { return Vec::new() };
+        f.keys()
+            .filter_map(|k| {
+                let e = f.entry(&k)?.clone();
+                let mut d = f.decide(&k, |i| self.links.is_managed(i))?;
+                if matches!(d, Decision::Mirror { .. }) && !self.writer.is_kernel(&k) {
+                    d = Decision::Kernel("a static entry or a failed write holds it".into());
+                }
+                Some((e, d))
+            })
+            .collect()
+    }
+
+    /// Makes the fast path equal to the followed table for `keys`.
+    fn reconcile(&mut self, keys: impl IntoIterator<Item = MfeKey>) {
+        let Some(f) = &self.follow else { return };
+        for k in keys {
+            let d = f.decide(&k, |i| self.links.is_managed(i));
+            let (s, g) = (Ipv4Addr::from(k.source), Ipv4Addr::from(k.group));
+            let r = match d {
+                Some(Decision::Mirror { iif, oifs }) => {
+                    self.writer.add_kernel(k, iif, &oifs).map(|()| "accelerated")
+                }
+                Some(Decision::Kernel(why)) => {
+                    if self.writer.is_kernel(&k) {
+                        info!(source = %s, group = %g, why, "kernel entry left to the kernel");
+                    }
+                    self.writer.remove_kernel(&k, &self.manager).map(|()| "kernel")
+                }
+                None => self.writer.remove_kernel(&k, &self.manager).map(|()| "gone"),
+            };
+            match r {
+                Ok(what) => tracing::debug!(source = %s, group = %g, what, "kernel entry"),
+                // Left to the kernel, which holds it anyway: slower, nothing lost.
+                Err(e) => warn!(source = %s, group = %g, error = %e, "mirroring a kernel entry"),
+            }
+        }
+    }
+
+    /// Every followed entry again (the managed interfaces or local memberships changed).
+    fn reconcile_all(&mut self) {
+        let Some(f) = &self.follow else { return };
+        let mut keys: BTreeSet<MfeKey> = f.keys().collect();
+        keys.extend(self.writer.kernel_keys());
+        self.reconcile(keys);
+    }
+
+    fn say_alive(&mut self) {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid timespec to fill; the same clock as bpf_ktime_get_coarse_ns.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let fp = self.writer.mirror_mut().fast_path_mut();
+        if let Err(e) = fp.set_config(mgm_common::config::ALIVE_NS, ns) {
+            warn!(error = %e, "writing the liveness stamp");
         }
     }
 
@@ -337,6 +423,7 @@ impl<D: Dataplane> Daemon<D> {
         self.writer.mirror_mut().add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))?;
         info!(ifname = %dev.name, ifindex = dev.ifindex, mac = %crate::kernel::fmt_mac(&dev.mac), "managing interface");
         self.links.set_managed(dev);
+        self.reconcile_all();
         Ok(())
     }
 
@@ -392,8 +479,9 @@ impl<D: Dataplane> Daemon<D> {
         self.writer.adopt_statics();
         self.fit_core();
         let m = self.writer.mirror();
+        let core = |x: &crate::fastpath::InstalledMfe| x.origin == crate::fastpath::Origin::Core;
         let held: BTreeSet<MfeKey> =
-            keys.into_iter().filter(|k| m.get(k).is_some_and(|x| !x.is_static)).collect();
+            keys.into_iter().filter(|k| m.get(k).is_some_and(core)).collect();
         self.hold.start(held, m, now.saturating_add(hold));
         let (mfes, leases) = self.hold.sizes();
         let statics = self.writer.static_count();
@@ -517,8 +605,10 @@ impl<D: Dataplane> Daemon<D> {
     /// event), and the first packets of a flow without MFE are held until it has one.
     fn upcall(&mut self, u: &Upcall, frame: &[u8], now: Duration) {
         let key = MfeKey::new(u.source, u.group);
-        if self.writer.is_static(&key) {
-            return; // a static route: not the MGM clients' business
+        if self.writer.is_outside_core(&key) {
+            // A static route, or the kernel's (which queues and forwards its first packets
+            // itself): not the MGM clients' business.
+            return;
         }
         let sg = Sg::new(u.source.into(), u.group.into());
         if u.flags & UPCALL_F_EVENT != 0 {
@@ -549,9 +639,16 @@ impl<D: Dataplane> Daemon<D> {
     /// A kernel event: an interface gone is released everywhere; MTU and MAC changes reach
     /// the fast path; a neighbour's MAC reaches the copies sent to it.
     fn kernel(&mut self, ev: KernelEvent, now: Duration) {
+        if let Some(f) = &mut self.follow {
+            let keys = f.apply(&ev);
+            self.reconcile(keys);
+        }
         for change in self.links.apply(ev) {
             match change {
-                Change::Gone(dev) => self.interface_gone(dev, now),
+                Change::Gone(dev) => {
+                    self.interface_gone(dev, now);
+                    self.reconcile_all();
+                }
                 Change::Port(dev) => {
                     info!(ifname = %dev.name, mtu = dev.mtu, mac = %crate::kernel::fmt_mac(&dev.mac), "interface changed");
                     let port = PortValue::new(dev.mac, dev.mtu);
@@ -627,6 +724,17 @@ impl<D: Dataplane> Daemon<D> {
     /// Timers: unanswered callbacks take their defaults, idle MFEs expire, traffic keeps MFEs
     /// alive, failed writes are retried, unresolved next hops are solicited.
     fn tick(&mut self, now: Duration) {
+        if self.follow.is_some() && now.saturating_sub(self.last_alive) >= ALIVE_EVERY {
+            self.last_alive = now;
+            self.say_alive();
+            // No event tells of a socket joining a group: the router's memberships are read.
+            let local = std::fs::read_to_string("/proc/net/igmp")
+                .map(|t| follow::parse_proc_igmp(&t))
+                .unwrap_or_default();
+            if self.follow.as_mut().is_some_and(|f| f.set_local(local)) {
+                self.reconcile_all();
+            }
+        }
         if self.jobs_may_step(now) {
             self.step_jobs(now);
         }

@@ -82,6 +82,8 @@ pub struct Options {
     pub limits: Limits,
     /// New MFEs one incoming interface may start per second.
     pub flow_creation_rate: u32,
+    /// Follow this kernel multicast routing table, with this heartbeat (`--follow-kernel`).
+    pub follow: Option<(u32, Duration)>,
 }
 
 /// mgmd: takes the socket's lock, loads (or takes over) the fast path, follows the kernel,
@@ -102,8 +104,8 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let adopted = fp.pinned_state().context("reading the pinned fast path")?;
 
     // Subscribe before the dump, so no change falls between them.
-    let monitor =
-        Monitor::open().context("subscribing to the kernel's link and neighbour events")?;
+    let monitor = Monitor::open(opts.follow.is_some())
+        .context("subscribing to the kernel's link, neighbour (and multicast route) events")?;
     let snapshot = Monitor::snapshot().context("reading the kernel's links and neighbours")?;
     let start = Instant::now();
     let settings = Settings { creations_per_sec: opts.flow_creation_rate, ..Settings::default() };
@@ -121,6 +123,16 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     }
     for m in &opts.mfes {
         daemon.add_static(m).with_context(|| format!("static MFE {m:?}"))?;
+    }
+    if let Some((table, heartbeat)) = opts.follow {
+        daemon.follow_kernel(table, heartbeat).context("following the kernel's table")?;
+        let mfc = Monitor::mfc_snapshot().context("reading the kernel's multicast routes")?;
+        daemon.handle(start.elapsed(), Input::Kernel(mfc));
+        info!(
+            table,
+            heartbeat_ms = heartbeat.as_millis() as u64,
+            "following the kernel's multicast routing table"
+        );
     }
 
     let listener = server::bind(&opts.socket, &lock, opts.socket_mode)?;

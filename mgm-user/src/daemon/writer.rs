@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     dataplane::Dataplane,
-    fastpath::{FastPathError, Mirror, Oif},
+    fastpath::{FastPathError, Mirror, Oif, Origin},
     manager::{Effect, Handle, Iface, Manager, Oil, Sg},
 };
 
@@ -71,6 +71,8 @@ pub struct Writer<D> {
     failure_logged: Option<Instant>,
     /// (S,G)s installed by `add_mfe`/configuration, outside the MGM API; they win over MGM.
     statics: BTreeSet<MfeKey>,
+    /// (S,G)s mirrored from the kernel's table (`--follow-kernel`); also outside the MGM API.
+    kernel: BTreeSet<MfeKey>,
 }
 
 impl<D: Dataplane> Writer<D> {
@@ -86,6 +88,7 @@ impl<D: Dataplane> Writer<D> {
             unlogged_failures: 0,
             failure_logged: None,
             statics: BTreeSet::new(),
+            kernel: BTreeSet::new(),
         }
     }
 
@@ -97,10 +100,51 @@ impl<D: Dataplane> Writer<D> {
         &mut self.mirror
     }
 
-    /// After a restart: the adopted entries marked static are static again.
+    /// After a restart: the adopted entries marked static are static again, and those
+    /// mirrored from the kernel are the follower's again (its first dump keeps or removes
+    /// them).
     pub fn adopt_statics(&mut self) {
-        let keys = self.mirror.mfes().filter(|(_, m)| m.is_static).map(|(k, _)| *k);
-        self.statics.extend(keys.collect::<Vec<_>>());
+        for (k, m) in self.mirror.mfes() {
+            match m.origin {
+                Origin::Static => self.statics.insert(*k),
+                Origin::Kernel => self.kernel.insert(*k),
+                Origin::Core => false,
+            };
+        }
+    }
+
+    /// Whether `key` is not the MGM core's: a static entry or one followed from the kernel.
+    pub fn is_outside_core(&self, key: &MfeKey) -> bool {
+        self.statics.contains(key) || self.kernel.contains(key)
+    }
+
+    pub fn is_kernel(&self, key: &MfeKey) -> bool {
+        self.kernel.contains(key)
+    }
+
+    /// The entries followed from the kernel.
+    pub fn kernel_keys(&self) -> impl Iterator<Item = MfeKey> + '_ {
+        self.kernel.iter().copied()
+    }
+
+    /// Mirrors a kernel entry (a static entry of the same (S,G) wins: it is left alone).
+    pub fn add_kernel(&mut self, key: MfeKey, iif: u32, oifs: &[u32]) -> Result<(), FastPathError> {
+        if self.statics.contains(&key) {
+            return Ok(());
+        }
+        self.mirror.install_kernel(key, iif, oifs)?;
+        self.kernel.insert(key);
+        Ok(())
+    }
+
+    /// Stops mirroring a kernel entry; what the core holds for that (S,G), if anything,
+    /// takes its place.
+    pub fn remove_kernel(&mut self, key: &MfeKey, manager: &Manager) -> Result<(), FastPathError> {
+        if self.kernel.remove(key) {
+            self.mirror.remove(key)?;
+            self.queue_core_state(*key, manager);
+        }
+        Ok(())
     }
 
     pub fn static_count(&self) -> usize {
@@ -113,6 +157,7 @@ impl<D: Dataplane> Writer<D> {
 
     pub fn add_static(&mut self, key: MfeKey, iif: u32, oifs: &[u32]) -> Result<(), FastPathError> {
         self.mirror.install_static(key, iif, oifs)?;
+        self.kernel.remove(&key);
         self.statics.insert(key);
         Ok(())
     }
@@ -241,8 +286,8 @@ impl<D: Dataplane> Writer<D> {
         for _ in 0..budget {
             let Some(p) = self.pending.pop_front() else { break };
             let k = p.key();
-            // Static entries win over the MGM clients' (see docs/mgm-api.md).
-            if self.statics.contains(&k) {
+            // Static and followed entries win over the MGM clients' (see docs/mgm-api.md).
+            if self.is_outside_core(&k) {
                 self.retry.remove(&k);
                 continue;
             }

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Following the kernel's multicast routing table (`mgmd --follow-kernel`): the routing
+//! daemons (smcroute, igmpproxy, FRR's pimd) go on programming the kernel's ipmr table, and
+//! mgm mirrors the part of it the fast path can forward exactly as the kernel would. The
+//! kernel keeps the whole table and gets every packet the fast path does not forward.
+//!
+//! [`Follow`] owns the table as the kernel announced it and decides, entry by entry, whether
+//! it is mirrored, and if not, why (shown by `mgmctl show`). It does no I/O: the daemon
+//! feeds it the kernel's events and the groups the router itself has joined, and applies
+//! what it decides.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use mgm_common::MfeKey;
+
+use crate::kernel::{KernelEvent, KernelMfc};
+
+/// The kernel's default multicast routing table (`RT_TABLE_DEFAULT`), which `ip mroute`
+/// shows and every daemon uses unless told otherwise.
+pub const DEFAULT_TABLE: u32 = 253;
+
+/// What the fast path should hold for one (S,G) of the followed table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Mirrored: forwarded in XDP from `iif` to `oifs`.
+    Mirror { iif: u32, oifs: Vec<u32> },
+    /// Left to the kernel, for this reason.
+    Kernel(String),
+}
+
+/// The followed table and the router's own memberships.
+#[derive(Debug)]
+pub struct Follow {
+    table: u32,
+    entries: BTreeMap<MfeKey, KernelMfc>,
+    /// (ifindex, group) the router itself has joined: ipmr delivers those locally as well,
+    /// which a packet forwarded in XDP would miss.
+    local: BTreeSet<(u32, Ipv4Addr)>,
+}
+
+impl Follow {
+    pub fn new(table: u32) -> Self {
+        Self { table, entries: BTreeMap::new(), local: BTreeSet::new() }
+    }
+
+    pub fn table(&self) -> u32 {
+        self.table
+    }
+
+    /// Takes a kernel event; returns the (S,G)s whose entry may have changed (none if the
+    /// event is not about the followed table).
+    pub fn apply(&mut self, ev: &KernelEvent) -> Vec<MfeKey> {
+        match ev {
+            KernelEvent::Mfc(e) if e.table == self.table => {
+                let k = key(e.source, e.group);
+                self.entries.insert(k, e.clone());
+                vec![k]
+            }
+            KernelEvent::MfcGone { table, source, group } if *table == self.table => {
+                let k = key(*source, *group);
+                self.entries.remove(&k);
+                vec![k]
+            }
+            KernelEvent::MfcSnapshot(all) => {
+                let mut changed: BTreeSet<MfeKey> = self.entries.keys().copied().collect();
+                self.entries = all
+                    .iter()
+                    .filter(|e| e.table == self.table)
+                    .map(|e| (key(e.source, e.group), e.clone()))
+                    .collect();
+                changed.extend(self.entries.keys());
+                changed.into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Replaces the router's own memberships; returns whether they changed.
+    pub fn set_local(&mut self, local: BTreeSet<(u32, Ipv4Addr)>) -> bool {
+        let changed = local != self.local;
+        self.local = local;
+        changed
+    }
+
+    /// Every (S,G) of the followed table.
+    pub fn keys(&self) -> impl Iterator<Item = MfeKey> + '_ {
+        self.entries.keys().copied()
+    }
+
+    pub fn entry(&self, k: &MfeKey) -> Option<&KernelMfc> {
+        self.entries.get(k)
+    }
+
+    /// Whether (and how) the entry for `k` is mirrored; `None` if the table has no such
+    /// entry. `managed` says which interfaces carry mgm's programs.
+    pub fn decide(&self, k: &MfeKey, managed: impl Fn(u32) -> bool) -> Option<Decision> {
+        let e = self.entries.get(k)?;
+        Some(match mirrorable(e, &managed, &self.local) {
+            Ok(oifs) => Decision::Mirror { iif: e.iif, oifs },
+            Err(why) => Decision::Kernel(why),
+        })
+    }
+}
+
+fn key(source: Ipv4Addr, group: Ipv4Addr) -> MfeKey {
+    MfeKey::new(source.octets(), group.octets())
+}
+
+/// The outgoing interfaces of a kernel entry the fast path can forward exactly as ipmr does,
+/// or why it cannot.
+fn mirrorable(
+    e: &KernelMfc,
+    managed: impl Fn(u32) -> bool,
+    local: &BTreeSet<(u32, Ipv4Addr)>,
+) -> Result<Vec<u32>, String> {
+    if e.unresolved {
+        return Err("unresolved: the kernel is waiting for its daemon".into());
+    }
+    if e.source.is_unspecified() {
+        // ipmr matches these by its own rules (the arriving interface must be in the list).
+        return Err("(*,G) or (*,*) entry: matched by the kernel's own rules".into());
+    }
+    if !managed(e.iif) {
+        return Err(format!("incoming interface {} is not managed by mgm", e.iif));
+    }
+    if local.contains(&(e.iif, e.group)) {
+        return Err("the router itself is a member of the group on the incoming interface".into());
+    }
+    let mut oifs = Vec::with_capacity(e.oifs.len());
+    for &(ifindex, threshold) in &e.oifs {
+        if threshold == 0 {
+            continue; // not a copy (a VIF slot the kernel lists without one)
+        }
+        if threshold > 1 {
+            return Err(format!("TTL threshold {threshold} on interface {ifindex}"));
+        }
+        if ifindex == e.iif {
+            continue; // never sent back where it came from, by ipmr either
+        }
+        if !managed(ifindex) {
+            // A register VIF (pimreg), a tunnel, or an interface mgm does not manage.
+            return Err(format!("outgoing interface {ifindex} is not managed by mgm"));
+        }
+        oifs.push(ifindex);
+    }
+    Ok(oifs)
+}
+
+/// The groups the router itself has joined, per interface, from `/proc/net/igmp`'s text:
+/// `Idx Device : ...` lines, then a line per group whose address is the kernel's `__be32`
+/// printed as a native-endian hexadecimal number.
+pub fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, Ipv4Addr)> {
+    let mut out = BTreeSet::new();
+    let mut ifindex = None;
+    for line in text.lines().skip(1) {
+        if !line.starts_with(char::is_whitespace) {
+            ifindex = line.split_whitespace().next().and_then(|i| i.parse().ok());
+            continue;
+        }
+        let (Some(i), Some(hex)) = (ifindex, line.split_whitespace().next()) else { continue };
+        if let Ok(v) = u32::from_str_radix(hex, 16) {
+            out.insert((i, Ipv4Addr::from(v.to_ne_bytes())));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mfc(source: &str, iif: u32, oifs: &[(u32, u8)]) -> KernelMfc {
+        KernelMfc {
+            table: DEFAULT_TABLE,
+            source: source.parse().unwrap(),
+            group: "239.1.1.1".parse().unwrap(),
+            iif,
+            oifs: oifs.to_vec(),
+            unresolved: false,
+            packets: 0,
+            bytes: 0,
+            wrong_if: 0,
+        }
+    }
+
+    fn decide(f: &Follow, e: &KernelMfc) -> Decision {
+        f.decide(&key(e.source, e.group), |i| (1..=4).contains(&i)).unwrap()
+    }
+
+    #[test]
+    fn only_what_xdp_forwards_as_ipmr_would_is_mirrored() {
+        let mut f = Follow::new(DEFAULT_TABLE);
+        let cases = [
+            (mfc("10.1.0.1", 1, &[(2, 1), (3, 1)]), Some(vec![2, 3])),
+            // Slots without a copy and the iif itself are no copies.
+            (mfc("10.1.0.2", 1, &[(1, 1), (2, 0), (3, 1)]), Some(vec![3])),
+            // An empty list: a negative entry, dropped in XDP as in the kernel.
+            (mfc("10.1.0.3", 1, &[]), Some(vec![])),
+            (mfc("10.1.0.4", 1, &[(2, 1), (9, 1)]), None),
+            (mfc("10.1.0.5", 9, &[(2, 1)]), None),
+            (mfc("10.1.0.6", 1, &[(2, 64)]), None),
+            (mfc("0.0.0.0", 1, &[(1, 1), (2, 1)]), None),
+        ];
+        for (e, want) in cases {
+            f.apply(&KernelEvent::Mfc(e.clone()));
+            match (decide(&f, &e), want) {
+                (Decision::Mirror { iif, oifs }, Some(w)) => assert_eq!((iif, oifs), (1, w)),
+                (Decision::Kernel(_), None) => {}
+                (got, want) => panic!("{e:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+        let mut unresolved = mfc("10.1.0.7", 0, &[]);
+        unresolved.unresolved = true;
+        f.apply(&KernelEvent::Mfc(unresolved.clone()));
+        assert!(matches!(decide(&f, &unresolved), Decision::Kernel(_)));
+    }
+
+    #[test]
+    fn a_local_member_on_the_incoming_interface_keeps_the_entry_in_the_kernel() {
+        let mut f = Follow::new(DEFAULT_TABLE);
+        let e = mfc("10.1.0.1", 1, &[(2, 1)]);
+        f.apply(&KernelEvent::Mfc(e.clone()));
+        assert!(f.set_local([(1, e.group)].into()));
+        assert!(matches!(decide(&f, &e), Decision::Kernel(_)));
+        assert!(!f.set_local([(1, e.group)].into()));
+        f.set_local([(2, e.group)].into());
+        assert!(matches!(decide(&f, &e), Decision::Mirror { .. }));
+    }
+
+    #[test]
+    fn other_tables_are_ignored_deletes_key_on_s_g_and_a_dump_replaces_all() {
+        let mut f = Follow::new(DEFAULT_TABLE);
+        let a = mfc("10.1.0.1", 1, &[(2, 1)]);
+        let mut other = mfc("10.1.0.2", 1, &[(2, 1)]);
+        other.table = 7;
+        assert_eq!(f.apply(&KernelEvent::Mfc(a.clone())).len(), 1);
+        assert!(f.apply(&KernelEvent::Mfc(other)).is_empty());
+        let gone = KernelEvent::MfcGone { table: DEFAULT_TABLE, source: a.source, group: a.group };
+        assert_eq!(f.apply(&gone), vec![key(a.source, a.group)]);
+        assert_eq!(f.keys().count(), 0);
+        f.apply(&KernelEvent::Mfc(a.clone()));
+        let b = mfc("10.1.0.3", 1, &[(3, 1)]);
+        let changed = f.apply(&KernelEvent::MfcSnapshot(vec![b.clone()]));
+        assert_eq!(changed, vec![key(a.source, a.group), key(b.source, b.group)]);
+        assert_eq!(f.keys().collect::<Vec<_>>(), vec![key(b.source, b.group)]);
+    }
+
+    #[test]
+    fn proc_igmp_is_read_per_interface() {
+        let text = "Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n\
+                    1\tlo        :     1      V3\n\
+                    \t\t\t\t010000E0     1 0:00000000\t\t0\n\
+                    5\tr1        :     2      V3\n\
+                    \t\t\t\t010101EF     1 0:00000000\t\t0\n\
+                    \t\t\t\t010000E0     1 0:00000000\t\t0\n";
+        let got = parse_proc_igmp(text);
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        if cfg!(target_endian = "little") {
+            assert!(got.contains(&(5, ip("239.1.1.1"))), "{got:?}");
+        }
+        assert_eq!(got.len(), 3);
+        assert!(parse_proc_igmp("garbage\n\t\tzz\n").is_empty());
+    }
+}
