@@ -90,10 +90,6 @@ impl Follow {
         self.entries.keys().copied()
     }
 
-    pub fn entry(&self, k: &MfeKey) -> Option<&KernelMfc> {
-        self.entries.get(k)
-    }
-
     /// Whether (and how) the entry for `k` is mirrored; `None` if the table has no such
     /// entry. `managed` says which interfaces carry mgm's programs.
     pub fn decide(&self, k: &MfeKey, managed: impl Fn(u32) -> bool) -> Option<Decision> {

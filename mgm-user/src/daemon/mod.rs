@@ -203,21 +203,6 @@ impl<D: Dataplane> Daemon<D> {
         Ok(())
     }
 
-    /// The followed table and what became of each entry (accelerated, or why not).
-    pub fn followed(&self) -> Vec<(crate::kernel::KernelMfc, Decision)> {
-        let Some(f) = &self.follow else { return Vec::new() };
-        f.keys()
-            .filter_map(|k| {
-                let e = f.entry(&k)?.clone();
-                let mut d = f.decide(&k, |i| self.links.is_managed(i))?;
-                if matches!(d, Decision::Mirror { .. }) && !self.writer.is_kernel(&k) {
-                    d = Decision::Kernel("a static entry or a failed write holds it".into());
-                }
-                Some((e, d))
-            })
-            .collect()
-    }
-
     /// Makes the fast path equal to the followed table for `keys`.
     fn reconcile(&mut self, keys: impl IntoIterator<Item = MfeKey>) {
         let Some(f) = &self.follow else { return };
