@@ -25,7 +25,6 @@ use std::{
     collections::BTreeMap,
     os::fd::{AsFd as _, OwnedFd},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -37,7 +36,7 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run, xdp_ctx};
-use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Topology, arg, udp_frame, unique};
+use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Smcroute, Topology, arg, udp_frame, unique};
 use serde_json::json;
 
 /// The benchmark programs (built with mgmd's object, never loaded by mgmd).
@@ -267,35 +266,18 @@ fn measure(
     Ok((sent as f64 / elapsed, got[..fanout].to_vec()))
 }
 
-fn smcrouted(router: &Netns, fanout: usize) -> anyhow::Result<(Child, PathBuf)> {
-    let dir = std::env::temp_dir().join(unique("smcroute"));
-    std::fs::create_dir_all(&dir)?;
+fn smcrouted(router: &Netns, fanout: usize) -> anyhow::Result<Smcroute> {
     let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
-    let mut conf = String::from("phyint rin enable\n");
-    for o in &outs {
-        conf.push_str(&format!("phyint {o} enable\n"));
-    }
-    conf.push_str(&format!(
-        "mroute from rin source 10.1.0.1 group 239.1.1.1 to {}\n",
-        outs.join(" ")
-    ));
-    std::fs::write(dir.join("smcroute.conf"), conf)?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &router.name, "smcrouted", "-n", "-N", "-l", "err", "-f"])
-        .arg(dir.join("smcroute.conf"))
-        .arg("-u")
-        .arg(dir.join("smcroute.sock"))
-        .arg("-P")
-        .arg(dir.join("smcroute.pid"))
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting smcrouted (apt install smcroute)")?;
+    let mut ifaces = vec!["rin"];
+    ifaces.extend(outs.iter().map(String::as_str));
+    let route = format!("mroute from rin source 10.1.0.1 group 239.1.1.1 to {}\n", outs.join(" "));
+    let smc = Smcroute::start(router, &ifaces, &route)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !router.exec("ip", &["mroute", "show"])?.contains("239.1.1.1") {
         ensure!(Instant::now() < deadline, "smcrouted installed no route in 10 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok((child, dir))
+    Ok(smc)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -353,14 +335,9 @@ fn main() -> anyhow::Result<()> {
             points.push(pt);
 
             // The kernel's ipmr through smcroute, same route.
-            let (mut child, dir) = smcrouted(&t.router, fanout)?;
+            let smc = smcrouted(&t.router, fanout)?;
             let r = contender(&t, &p, &rx, "ipmr", fanout, size, secs, None);
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = child.wait();
-            let _ = std::fs::remove_dir_all(dir);
+            drop(smc);
             points.push(r?);
 
             // The ceilings: a bare broadcast redirect to r1..rN, then the same with the

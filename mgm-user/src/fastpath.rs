@@ -528,9 +528,7 @@ impl<F: FastPath> Mirror<F> {
         iif: u32,
         oifs: &[u32],
     ) -> Result<(), FastPathError> {
-        let oifs: Vec<Oif> =
-            oifs.iter().map(|&o| Oif::new(o, Ipv4Addr::UNSPECIFIED, vec![LEASE_STATIC])).collect();
-        self.install_as(key, iif, &oifs, Origin::Static)
+        self.install_fixed(key, iif, oifs, Origin::Static)
     }
 
     /// Installs an entry followed from the kernel's table: like a static one, and marked so
@@ -541,9 +539,20 @@ impl<F: FastPath> Mirror<F> {
         iif: u32,
         oifs: &[u32],
     ) -> Result<(), FastPathError> {
+        self.install_fixed(key, iif, oifs, Origin::Kernel)
+    }
+
+    /// An entry outside the MGM core: its interfaces are kept by [`LEASE_STATIC`].
+    fn install_fixed(
+        &mut self,
+        key: MfeKey,
+        iif: u32,
+        oifs: &[u32],
+        origin: Origin,
+    ) -> Result<(), FastPathError> {
         let oifs: Vec<Oif> =
             oifs.iter().map(|&o| Oif::new(o, Ipv4Addr::UNSPECIFIED, vec![LEASE_STATIC])).collect();
-        self.install_as(key, iif, &oifs, Origin::Kernel)
+        self.install_as(key, iif, &oifs, origin)
     }
 
     /// Installs or replaces the MFE for `key`. `oifs` may come in any order; the same

@@ -949,3 +949,54 @@ pub fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     let i = args.iter().position(|a| a == name)?;
     args.get(i + 1)?.parse().ok()
 }
+
+/// smcrouted in a namespace, with its own configuration, socket and pid file (the Debian
+/// package `smcroute`); stopped by pid when dropped.
+pub struct Smcroute {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    ns: String,
+}
+
+impl Smcroute {
+    /// Starts smcrouted in `ns` with `ifaces` enabled and the configuration lines `routes`.
+    pub fn start(ns: &Netns, ifaces: &[&str], routes: &str) -> anyhow::Result<Self> {
+        use std::process::{Command, Stdio};
+        let dir = std::env::temp_dir().join(unique("smcroute"));
+        std::fs::create_dir_all(&dir)?;
+        let mut conf: String = ifaces.iter().map(|i| format!("phyint {i} enable\n")).collect();
+        conf.push_str(routes);
+        std::fs::write(dir.join("smcroute.conf"), conf)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "smcrouted", "-n", "-N", "-l", "err", "-f"])
+            .arg(dir.join("smcroute.conf"))
+            .arg("-u")
+            .arg(dir.join("smcroute.sock"))
+            .arg("-P")
+            .arg(dir.join("smcroute.pid"))
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting smcrouted (apt install smcroute, or cargo xtask setup)")?;
+        Ok(Self { child, dir, ns: ns.name.clone() })
+    }
+
+    /// Runs `smcroutectl` against this instance.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns, "smcroutectl", "-u"])
+            .arg(self.dir.join("smcroute.sock"))
+            .args(args)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "smcroutectl {args:?}: {out:?}");
+        Ok(())
+    }
+}
+
+impl Drop for Smcroute {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -5,61 +5,15 @@
 
 use std::{
     net::UdpSocket,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use mgm_tests::{Ctl, Topology, unique};
+use mgm_tests::{Ctl, Smcroute, Topology};
+
+const IFACES: [&str; 3] = ["rin", "r1", "r2"];
 
 const S: &str = "10.1.0.1";
 const G: &str = "239.1.1.1";
-
-/// smcrouted in the router's namespace, with its own configuration, socket and pid file;
-/// killed by pid when dropped.
-struct Smcroute {
-    child: Child,
-    dir: PathBuf,
-    ns: String,
-}
-
-impl Smcroute {
-    fn start(t: &Topology, routes: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique("smcroute"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = format!("phyint rin enable\nphyint r1 enable\nphyint r2 enable\n{routes}");
-        std::fs::write(dir.join("smcroute.conf"), conf).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &t.router.name, "smcrouted", "-n", "-N", "-l", "err", "-f"])
-            .arg(dir.join("smcroute.conf"))
-            .arg("-u")
-            .arg(dir.join("smcroute.sock"))
-            .arg("-P")
-            .arg(dir.join("smcroute.pid"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("smcrouted (apt install smcroute, or cargo xtask setup)");
-        Self { child, dir, ns: t.router.name.clone() }
-    }
-
-    fn ctl(&self, args: &[&str]) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "smcroutectl", "-u"])
-            .arg(self.dir.join("smcroute.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "smcroutectl {args:?}: {out:?}");
-    }
-}
-
-impl Drop for Smcroute {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The router routes as a kernel router would: addresses on its links, no reverse-path
 /// filter for the test's source.
@@ -118,7 +72,8 @@ fn smcroute_routes_are_forwarded_in_xdp_while_the_kernel_keeps_counting() {
     let mut ctl = t.ctl().unwrap();
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (r1, r2) = (idx("r1"), idx("r2"));
-    let smc = Smcroute::start(&t, &format!("mroute from rin source {S} group {G} to r1\n"));
+    let routes = format!("mroute from rin source {S} group {G} to r1\n");
+    let smc = Smcroute::start(&t.router, &IFACES, &routes).unwrap();
     wait_mirrored(&mut ctl, Some(vec![r1]));
 
     let rx: Vec<UdpSocket> =
@@ -136,12 +91,12 @@ fn smcroute_routes_are_forwarded_in_xdp_while_the_kernel_keeps_counting() {
     assert!(!kernel.contains(" 0 packets"), "kernel counters frozen: {kernel}");
 
     // The route grows: copies follow.
-    smc.ctl(&["add", "rin", S, G, "r2"]);
+    smc.ctl(&["add", "rin", S, G, "r2"]).unwrap();
     wait_mirrored(&mut ctl, Some(vec![r1, r2]));
     assert_eq!(burst(&tx, &rx, "two", 50), vec![50, 50]);
 
     // Removed from the kernel: gone from the fast path, and nothing is forwarded.
-    smc.ctl(&["remove", "rin", S, G]);
+    smc.ctl(&["remove", "rin", S, G]).unwrap();
     wait_mirrored(&mut ctl, None);
     assert_eq!(burst(&tx, &rx, "none", 20), vec![0, 0]);
 }
@@ -160,7 +115,8 @@ fn entries_mgm_cannot_forward_as_the_kernel_would_stay_in_the_kernel() {
         .unwrap(),
     );
     let mut ctl = t.ctl().unwrap();
-    let _smc = Smcroute::start(&t, &format!("mroute from rin source {S} group {G} to r1 r2\n"));
+    let routes = format!("mroute from rin source {S} group {G} to r1 r2\n");
+    let _smc = Smcroute::start(&t.router, &IFACES, &routes).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !t.router.exec("ip", &["mroute", "show"]).unwrap().contains(G) {
         assert!(Instant::now() < deadline, "smcroute installed no route");
