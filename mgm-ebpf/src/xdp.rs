@@ -143,14 +143,15 @@ fn ingress(ctx: &XdpContext) -> u32 {
     // One outgoing interface: the copy is made here and sent straight there, without the
     // devmap and its per-copy program, under the same lease check.
     if mfe.single != 0 {
+        if too_big {
+            // Counted (and taken back) above; the copy could not leave unfragmented. Before
+            // the lease check, which would take it back a second time.
+            return verdict(counter::DROP_TOO_BIG, XDP_DROP);
+        }
         let leg = match lease::leg_for_copy(mfe.oil, mfe.stats, mfe.single, copy_len) {
             Ok(leg) => leg,
             Err(why) => return verdict(why, XDP_DROP),
         };
-        if too_big {
-            // Counted (and taken back) above; the copy could not leave unfragmented.
-            return verdict(counter::DROP_TOO_BIG, XDP_DROP);
-        }
         if rewrite(ctx, &ip, l3_len, Some(leg.src_mac)).is_none() {
             uncount(mfe.stats, mfe.single, copy_len);
             return verdict(counter::PASS_MALFORMED, XDP_PASS);
