@@ -177,7 +177,7 @@ impl Origin {
         match self {
             Origin::Core => 0,
             Origin::Static => MFE_F_STATIC,
-            Origin::Kernel => MFE_F_STATIC | MFE_F_KERNEL,
+            Origin::Kernel => MFE_F_KERNEL,
         }
     }
 
@@ -683,12 +683,13 @@ impl<F: FastPath> Mirror<F> {
     pub fn oif_stats(&self, key: &MfeKey) -> Result<Vec<(u32, OifStats)>, FastPathError> {
         let Some(m) = self.mfes.get(key) else { return Ok(Vec::new()) };
         let (packets, bytes) = self.fp.mfe_stats(m.slot)?.forwarded();
+        // Every interface of the list gets one XDP copy per packet, or none (TC path).
+        let n = u64::from(!has_hops(&m.legs));
         m.legs
             .iter()
             .map(|l| {
                 let mut s = self.fp.oif_stats(m.slot, l.ifindex)?;
                 let b = self.fp.oif_base(m.slot, l.ifindex)?;
-                let n = xdp_copies(&m.legs, l.ifindex);
                 s.out_packets =
                     s.out_packets.wrapping_add(b.packets).wrapping_add(packets.wrapping_mul(n));
                 s.out_bytes = s.out_bytes.wrapping_add(b.bytes).wrapping_add(bytes.wrapping_mul(n));

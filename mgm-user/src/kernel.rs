@@ -8,7 +8,11 @@
 //! announced whole on the route group; VIF changes are announced only as a netconf change and
 //! silently change entries, so each one (and an overflow) brings a new dump of the table.
 
-use std::{collections::HashMap, io, net::Ipv4Addr};
+use std::{
+    collections::{BTreeSet, HashMap},
+    io,
+    net::Ipv4Addr,
+};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -55,6 +59,9 @@ pub enum KernelEvent {
     MfcGone { table: u32, source: Ipv4Addr, group: Ipv4Addr },
     /// The whole cache, every table: it replaces what came before.
     MfcSnapshot(Vec<KernelMfc>),
+    /// The groups the router itself has joined, per interface (ifindex, group): no event
+    /// announces a socket joining, so [`local_groups`] is read periodically.
+    LocalGroups(BTreeSet<(u32, Ipv4Addr)>),
 }
 
 /// One entry of the kernel's IPv4 multicast forwarding cache (`ip mroute`).
@@ -70,10 +77,6 @@ pub struct KernelMfc {
     pub oifs: Vec<(u32, u8)>,
     /// Waiting for the daemon to answer the kernel's upcall: nothing to forward yet.
     pub unresolved: bool,
-    /// The kernel's own counters (packets, bytes, wrong interface).
-    pub packets: u64,
-    pub bytes: u64,
-    pub wrong_if: u64,
 }
 
 /// The rtnetlink groups followed.
@@ -319,9 +322,6 @@ fn mfc(r: &RouteMessage) -> Option<KernelMfc> {
         iif: 0,
         oifs: Vec::new(),
         unresolved: r.header.flags.bits() & RTNH_F_UNRESOLVED != 0,
-        packets: 0,
-        bytes: 0,
-        wrong_if: 0,
     };
     for a in &r.attributes {
         match a {
@@ -331,9 +331,6 @@ fn mfc(r: &RouteMessage) -> Option<KernelMfc> {
             RouteAttribute::Iif(i) => e.iif = *i,
             RouteAttribute::MultiPath(hops) => {
                 e.oifs = hops.iter().map(|h| (h.interface_index, h.hops)).collect();
-            }
-            RouteAttribute::MfcStats(s) => {
-                (e.packets, e.bytes, e.wrong_if) = (s.packets, s.bytes, s.wrong_if);
             }
             _ => {}
         }
@@ -384,6 +381,30 @@ fn usable(s: NeighbourState) -> bool {
     )
 }
 
+/// The groups the router itself has joined, per interface (`/proc/net/igmp`).
+pub fn local_groups() -> io::Result<KernelEvent> {
+    let text = std::fs::read_to_string("/proc/net/igmp")?;
+    Ok(KernelEvent::LocalGroups(parse_proc_igmp(&text)))
+}
+
+/// `/proc/net/igmp`'s text: `Idx Device : ...` lines, then a line per group whose address is
+/// the kernel's `__be32` printed as a native-endian hexadecimal number.
+fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, Ipv4Addr)> {
+    let mut out = BTreeSet::new();
+    let mut ifindex = None;
+    for line in text.lines().skip(1) {
+        if !line.starts_with(char::is_whitespace) {
+            ifindex = line.split_whitespace().next().and_then(|i| i.parse().ok());
+            continue;
+        }
+        let (Some(i), Some(hex)) = (ifindex, line.split_whitespace().next()) else { continue };
+        if let Ok(v) = u32::from_str_radix(hex, 16) {
+            out.insert((i, Ipv4Addr::from(v.to_ne_bytes())));
+        }
+    }
+    out
+}
+
 /// Makes the kernel resolve `ip` (an empty datagram to the discard port: the ARP request is
 /// the point; the datagram itself is harmless). The next hop must be on-link.
 pub fn solicit(ip: Ipv4Addr) {
@@ -423,6 +444,23 @@ mod tests {
         assert_eq!(messages(&[]).count(), 0);
         assert_eq!(messages(&[1, 2, 3]).count(), 0);
         assert_eq!(messages(&[0xff; 64]).count(), 0);
+    }
+
+    #[test]
+    fn proc_igmp_is_read_per_interface() {
+        let text = "Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n\
+                    1\tlo        :     1      V3\n\
+                    \t\t\t\t010000E0     1 0:00000000\t\t0\n\
+                    5\tr1        :     2      V3\n\
+                    \t\t\t\t010101EF     1 0:00000000\t\t0\n\
+                    \t\t\t\t010000E0     1 0:00000000\t\t0\n";
+        let got = parse_proc_igmp(text);
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        if cfg!(target_endian = "little") {
+            assert!(got.contains(&(5, ip("239.1.1.1"))), "{got:?}");
+        }
+        assert_eq!(got.len(), 3);
+        assert!(parse_proc_igmp("garbage\n\t\tzz\n").is_empty());
     }
 
     #[test]

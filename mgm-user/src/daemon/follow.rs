@@ -5,9 +5,9 @@
 //! kernel keeps the whole table and gets every packet the fast path does not forward.
 //!
 //! [`Follow`] owns the table as the kernel announced it and decides, entry by entry, whether
-//! it is mirrored, and if not, why (shown by `mgmctl show`). It does no I/O: the daemon
-//! feeds it the kernel's events and the groups the router itself has joined, and applies
-//! what it decides.
+//! it is mirrored, and if not, why (logged). It does no I/O: the daemon feeds it the
+//! kernel's events (the groups the router itself has joined among them), and applies what it
+//! decides.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -46,10 +46,6 @@ impl Follow {
         Self { table, entries: BTreeMap::new(), local: BTreeSet::new() }
     }
 
-    pub fn table(&self) -> u32 {
-        self.table
-    }
-
     /// Takes a kernel event; returns the (S,G)s whose entry may have changed (none if the
     /// event is not about the followed table).
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<MfeKey> {
@@ -74,15 +70,13 @@ impl Follow {
                 changed.extend(self.entries.keys());
                 changed.into_iter().collect()
             }
+            // Any entry may be affected; most often none is.
+            KernelEvent::LocalGroups(local) if *local != self.local => {
+                self.local = local.clone();
+                self.entries.keys().copied().collect()
+            }
             _ => Vec::new(),
         }
-    }
-
-    /// Replaces the router's own memberships; returns whether they changed.
-    pub fn set_local(&mut self, local: BTreeSet<(u32, Ipv4Addr)>) -> bool {
-        let changed = local != self.local;
-        self.local = local;
-        changed
     }
 
     /// Every (S,G) of the followed table.
@@ -145,25 +139,6 @@ fn mirrorable(
     Ok(oifs)
 }
 
-/// The groups the router itself has joined, per interface, from `/proc/net/igmp`'s text:
-/// `Idx Device : ...` lines, then a line per group whose address is the kernel's `__be32`
-/// printed as a native-endian hexadecimal number.
-pub fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, Ipv4Addr)> {
-    let mut out = BTreeSet::new();
-    let mut ifindex = None;
-    for line in text.lines().skip(1) {
-        if !line.starts_with(char::is_whitespace) {
-            ifindex = line.split_whitespace().next().and_then(|i| i.parse().ok());
-            continue;
-        }
-        let (Some(i), Some(hex)) = (ifindex, line.split_whitespace().next()) else { continue };
-        if let Ok(v) = u32::from_str_radix(hex, 16) {
-            out.insert((i, Ipv4Addr::from(v.to_ne_bytes())));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,9 +151,6 @@ mod tests {
             iif,
             oifs: oifs.to_vec(),
             unresolved: false,
-            packets: 0,
-            bytes: 0,
-            wrong_if: 0,
         }
     }
 
@@ -219,10 +191,11 @@ mod tests {
         let mut f = Follow::new(DEFAULT_TABLE);
         let e = mfc("10.1.0.1", 1, &[(2, 1)]);
         f.apply(&KernelEvent::Mfc(e.clone()));
-        assert!(f.set_local([(1, e.group)].into()));
+        let local = |i: u32| KernelEvent::LocalGroups([(i, e.group)].into());
+        assert_eq!(f.apply(&local(1)), vec![key(e.source, e.group)]);
         assert!(matches!(decide(&f, &e), Decision::Kernel(_)));
-        assert!(!f.set_local([(1, e.group)].into()));
-        f.set_local([(2, e.group)].into());
+        assert!(f.apply(&local(1)).is_empty(), "unchanged");
+        f.apply(&local(2));
         assert!(matches!(decide(&f, &e), Decision::Mirror { .. }));
     }
 
@@ -242,22 +215,5 @@ mod tests {
         let changed = f.apply(&KernelEvent::MfcSnapshot(vec![b.clone()]));
         assert_eq!(changed, vec![key(a.source, a.group), key(b.source, b.group)]);
         assert_eq!(f.keys().collect::<Vec<_>>(), vec![key(b.source, b.group)]);
-    }
-
-    #[test]
-    fn proc_igmp_is_read_per_interface() {
-        let text = "Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n\
-                    1\tlo        :     1      V3\n\
-                    \t\t\t\t010000E0     1 0:00000000\t\t0\n\
-                    5\tr1        :     2      V3\n\
-                    \t\t\t\t010101EF     1 0:00000000\t\t0\n\
-                    \t\t\t\t010000E0     1 0:00000000\t\t0\n";
-        let got = parse_proc_igmp(text);
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        if cfg!(target_endian = "little") {
-            assert!(got.contains(&(5, ip("239.1.1.1"))), "{got:?}");
-        }
-        assert_eq!(got.len(), 3);
-        assert!(parse_proc_igmp("garbage\n\t\tzz\n").is_empty());
     }
 }

@@ -53,7 +53,10 @@ impl Links {
                 self.neighbours.remove(&(ifindex, ip));
             }
             // The multicast routing table is the follower's (see `follow`).
-            KernelEvent::Mfc(_) | KernelEvent::MfcGone { .. } | KernelEvent::MfcSnapshot(_) => {}
+            KernelEvent::Mfc(_)
+            | KernelEvent::MfcGone { .. }
+            | KernelEvent::MfcSnapshot(_)
+            | KernelEvent::LocalGroups(_) => {}
             KernelEvent::Snapshot { links, neighbours } => {
                 self.kernel = links.into_iter().map(|d| (d.ifindex, d)).collect();
                 let gone: Vec<u32> =

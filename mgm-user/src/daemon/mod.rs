@@ -229,7 +229,7 @@ impl<D: Dataplane> Daemon<D> {
         }
     }
 
-    /// Every followed entry again (the managed interfaces or local memberships changed).
+    /// Every followed entry again (the managed interfaces changed).
     fn reconcile_all(&mut self) {
         let Some(f) = &self.follow else { return };
         let mut keys: BTreeSet<MfeKey> = f.keys().collect();
@@ -712,13 +712,6 @@ impl<D: Dataplane> Daemon<D> {
         if self.follow.is_some() && now.saturating_sub(self.last_alive) >= ALIVE_EVERY {
             self.last_alive = now;
             self.say_alive();
-            // No event tells of a socket joining a group: the router's memberships are read.
-            let local = std::fs::read_to_string("/proc/net/igmp")
-                .map(|t| follow::parse_proc_igmp(&t))
-                .unwrap_or_default();
-            if self.follow.as_mut().is_some_and(|f| f.set_local(local)) {
-                self.reconcile_all();
-            }
         }
         if self.jobs_may_step(now) {
             self.step_jobs(now);

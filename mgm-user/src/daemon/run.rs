@@ -152,6 +152,9 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
     tokio::spawn(server::serve(listener, tx.clone(), access));
     tokio::spawn(read_upcalls(ring, tx.clone()));
+    if opts.follow.is_some() {
+        tokio::spawn(watch_local_groups(tx.clone()));
+    }
     tokio::spawn(follow_kernel(monitor, tx));
     info!(socket = %opts.socket.display(), "mgmd ready");
 
@@ -222,6 +225,26 @@ async fn read_upcalls(ring: RingBuf<MapData>, tx: mpsc::Sender<Input>) {
             if tx.send(input).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// How often the router's own group memberships are read (no event announces them).
+const LOCAL_GROUPS_EVERY: Duration = Duration::from_millis(500);
+
+/// The groups the router itself has joined, as inputs (the follower keeps the entries of
+/// those groups in the kernel, which delivers them locally too).
+async fn watch_local_groups(tx: mpsc::Sender<Input>) {
+    let mut every = tokio::time::interval(LOCAL_GROUPS_EVERY);
+    loop {
+        every.tick().await;
+        match kernel::local_groups() {
+            Ok(ev) => {
+                if tx.send(Input::Kernel(ev)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => warn!(error = %e, "reading /proc/net/igmp"),
         }
     }
 }
