@@ -95,6 +95,9 @@ const RTNH_F_UNRESOLVED: u32 = 0x20;
 /// ports going down) before the kernel has to drop notifications.
 const RCVBUF: usize = 4 << 20;
 
+/// Datagrams read into one batch at most (the rest wait for the next call).
+const BATCH: usize = 64;
+
 /// The subscribed socket.
 pub struct Monitor {
     sock: AsyncFd<Socket>,
@@ -159,26 +162,34 @@ impl Monitor {
         Ok(KernelEvent::Snapshot { links, neighbours })
     }
 
-    /// The next batch of events. After an overflow the batch is a fresh snapshot.
+    /// The next batch of events: one datagram, and those already queued behind it (up to
+    /// [`BATCH`]), so a burst of VIF changes (a daemon starting) costs one dump of the
+    /// multicast table. After an overflow the batch is a fresh snapshot.
     pub async fn next(&mut self) -> io::Result<Vec<KernelEvent>> {
-        loop {
-            let mut guard = self.sock.readable().await?;
-            let got = guard.try_io(|s| {
-                let mut b = &mut self.buf[..];
-                s.get_ref().recv(&mut b, 0)
-            });
-            match got {
-                Err(_would_block) => continue,
-                Ok(Ok(n)) => {
-                    let bytes = &self.buf[..n];
-                    let mut events: Vec<KernelEvent> = messages(bytes).filter_map(parse).collect();
-                    if self.follow_mfc && types(bytes).any(|t| RTM_NETCONF.contains(&t)) {
-                        // A VIF came or went: entries may have changed without a message.
-                        events.push(Self::mfc_snapshot()?);
-                    }
-                    return Ok(events);
+        let mut events = Vec::new();
+        let mut vifs_changed = false;
+        let mut datagrams = 0;
+        while datagrams < BATCH {
+            let got = if datagrams == 0 {
+                let mut guard = self.sock.readable().await?;
+                match guard.try_io(|s| s.get_ref().recv(&mut &mut self.buf[..], 0)) {
+                    Err(_would_block) => continue,
+                    Ok(r) => r,
                 }
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+            } else {
+                // Already readable or not: the socket is non-blocking.
+                self.sock.get_ref().recv(&mut &mut self.buf[..], 0)
+            };
+            match got {
+                Ok(n) => {
+                    datagrams += 1;
+                    let bytes = &self.buf[..n];
+                    events.extend(messages(bytes).filter_map(parse));
+                    // A VIF came or went: entries may have changed without a message.
+                    vifs_changed |= types(bytes).any(|t| RTM_NETCONF.contains(&t));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     tracing::warn!(
                         "kernel notifications were lost (ENOBUFS); reading the kernel's tables again"
                     );
@@ -188,9 +199,14 @@ impl Monitor {
                     }
                     return Ok(events);
                 }
-                Ok(Err(e)) => return Err(e),
+                Err(e) if datagrams == 0 => return Err(e),
+                Err(_) => break, // the next call reports it
             }
         }
+        if self.follow_mfc && vifs_changed {
+            events.push(Self::mfc_snapshot()?);
+        }
+        Ok(events)
     }
 }
 

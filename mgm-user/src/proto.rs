@@ -648,6 +648,36 @@ pub struct Snapshot {
     /// There are more memberships than listed.
     #[serde(default)]
     pub more_memberships: bool,
+    /// The followed kernel table (`--follow-kernel`; empty otherwise): every entry, and
+    /// whether the fast path forwards it or why the kernel does.
+    #[serde(default)]
+    pub kernel_routes: Vec<KernelRouteInfo>,
+    /// There are more kernel entries than listed.
+    #[serde(default)]
+    pub more_kernel_routes: bool,
+}
+
+/// One entry of the followed kernel table, as the kernel announced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRouteInfo {
+    /// `0.0.0.0` for the kernel's (*,G) and (*,*) entries.
+    pub source: Ipv4Addr,
+    pub group: Ipv4Addr,
+    /// 0 while unresolved.
+    pub iif: u32,
+    /// Outgoing interfaces with their TTL thresholds, as the kernel lists them.
+    pub oifs: Vec<KernelOif>,
+    /// Forwarded by the fast path (its counters are the MFE's in `mfes`).
+    pub accelerated: bool,
+    /// Why the kernel forwards it instead (absent when accelerated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelOif {
+    pub ifindex: u32,
+    pub ttl_threshold: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -842,6 +842,8 @@ pub struct SeqFlow {
     stop_rx: std::sync::Arc<std::sync::atomic::AtomicBool>,
     sender: std::thread::JoinHandle<u64>,
     receivers: Vec<std::thread::JoinHandle<std::collections::BTreeSet<u64>>>,
+    /// Numbers that arrived more than once at a receiver.
+    duplicates: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SeqFlow {
@@ -853,11 +855,13 @@ impl SeqFlow {
             atomic::{AtomicBool, AtomicU64, Ordering},
         };
         let stop_rx = Arc::new(AtomicBool::new(false));
+        let duplicates = Arc::new(AtomicU64::new(0));
         let mut rx = Vec::new();
         for i in 0..receivers {
             let s = t.udp_receiver(i, GROUP, 5000)?;
             s.set_read_timeout(Some(Duration::from_millis(50)))?;
             let stop = stop_rx.clone();
+            let dups = duplicates.clone();
             rx.push(std::thread::spawn(move || {
                 let mut seen = std::collections::BTreeSet::new();
                 let mut buf = [0u8; 256];
@@ -868,8 +872,9 @@ impl SeqFlow {
                                 .ok()
                                 .and_then(|t| t.strip_prefix("seq:"))
                                 .and_then(|t| t.parse().ok())
+                                && !seen.insert(v)
                             {
-                                seen.insert(v);
+                                dups.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                         Err(_) if stop.load(Ordering::Relaxed) => return seen,
@@ -902,12 +907,18 @@ impl SeqFlow {
                 seq - 1
             })
         };
-        Ok(Self { last_sent, stop_tx, stop_rx, sender, receivers: rx })
+        Ok(Self { last_sent, stop_tx, stop_rx, sender, receivers: rx, duplicates })
     }
 
     /// The highest number sent so far (or being sent).
     pub fn last_sent(&self) -> u64 {
         self.last_sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts datagrams that arrive at a receiver that already had their number (read it
+    /// after [`SeqFlow::finish`] for the whole flow).
+    pub fn duplicates(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.duplicates.clone()
     }
 
     /// Stops the sender, lets the last packets arrive, and returns the last number sent and
@@ -961,6 +972,17 @@ pub struct Smcroute {
 impl Smcroute {
     /// Starts smcrouted in `ns` with `ifaces` enabled and the configuration lines `routes`.
     pub fn start(ns: &Netns, ifaces: &[&str], routes: &str) -> anyhow::Result<Self> {
+        Self::start_with(ns, ifaces, routes, &[])
+    }
+
+    /// The same, with more smcrouted options (`-c SECS`: how often learned routes idle
+    /// for that long are flushed).
+    pub fn start_with(
+        ns: &Netns,
+        ifaces: &[&str],
+        routes: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         use std::process::{Command, Stdio};
         let dir = std::env::temp_dir().join(unique("smcroute"));
         std::fs::create_dir_all(&dir)?;
@@ -974,6 +996,7 @@ impl Smcroute {
             .arg(dir.join("smcroute.sock"))
             .arg("-P")
             .arg(dir.join("smcroute.pid"))
+            .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .context("starting smcrouted (apt install smcroute, or cargo xtask setup)")?;

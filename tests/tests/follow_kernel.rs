@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mgm_tests::{Ctl, Smcroute, Topology};
+use mgm_tests::{Ctl, SeqFlow, Smcroute, Topology, gaps_between};
 
 const IFACES: [&str; 3] = ["rin", "r1", "r2"];
 
@@ -124,9 +124,139 @@ fn entries_mgm_cannot_forward_as_the_kernel_would_stay_in_the_kernel() {
     }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(ctl.mfe(S, G).unwrap(), None);
+    // `show` says why.
+    let show = ctl.show().unwrap();
+    let r = show.kernel_routes.iter().find(|r| r.group.to_string() == G).expect("listed");
+    let why = r.reason.as_deref().unwrap_or_default();
+    assert!(!r.accelerated && why.contains("not managed"), "{r:?}");
     let rx: Vec<UdpSocket> =
         (0..2).map(|i| t.udp_receiver(i, [239, 1, 1, 1], 5000).unwrap()).collect();
     let tx = t.udp_sender(8).unwrap();
     assert_eq!(burst(&tx, &rx, "k", 30), vec![30, 30]);
     assert_eq!(ctl.counter("forwarded").unwrap(), 0);
+}
+
+/// The kernel's packet count for (S, G) (`ip -s mroute`): what it forwarded itself.
+fn kernel_packets(t: &Topology, group: &str) -> u64 {
+    let out = t.router.exec("ip", &["-s", "mroute", "show"]).unwrap();
+    let mut lines = out.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with(&format!("({S},{group})")) {
+            let n = lines.next().and_then(|l| l.split_whitespace().next());
+            return n.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+        }
+    }
+    panic!("no ({S}, {group}) in the kernel's table: {out}")
+}
+
+/// Packets the kernel itself forwarded for (S, G) during one second of the flow.
+fn kernel_rate(t: &Topology) -> u64 {
+    let before = kernel_packets(t, G);
+    std::thread::sleep(Duration::from_secs(1));
+    kernel_packets(t, G) - before
+}
+
+/// Stale after 3 s, plus the 500 ms between stamps and some slack.
+const FAIL_OPEN: Duration = Duration::from_millis(4500);
+
+/// mgmd stopped (SIGSTOP) or killed (SIGKILL) under traffic: within the bound the kernel
+/// forwards every packet of the flow itself (the programs stay attached, pinned), nothing is
+/// lost or duplicated; back, mgmd takes the flow again. A route changed while mgmd was dead
+/// is the kernel's, not the stale pinned one's, from the first packet after the restart. The
+/// routing daemon's exit (MRT_DONE) takes its entries out of the fast path.
+#[test]
+fn a_stopped_or_killed_mgmd_leaves_every_flow_to_the_kernel_and_takes_it_back() {
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses().unwrap();
+    kernel_router(&t);
+    t.start(&["--follow-kernel", "--heartbeat-ms", "1000"]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (r1, r2) = (idx("r1"), idx("r2"));
+    let routes = format!("mroute from rin source {S} group {G} to r1 r2\n");
+    let smc = Smcroute::start(&t.router, &IFACES, &routes).unwrap();
+    wait_mirrored(&mut ctl, Some(vec![r1, r2]));
+
+    let flow = SeqFlow::start(&t, 2, 500).unwrap();
+    let dups = flow.duplicates();
+    std::thread::sleep(Duration::from_millis(500));
+    // Accelerated: the kernel sees the heartbeats only (one a second per CPU).
+    assert!(kernel_rate(&t) <= 20, "the kernel forwards the flow while mgmd runs");
+    let pid = nix::unistd::Pid::from_raw(t.mgmd.as_ref().unwrap().pid() as i32);
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(FAIL_OPEN);
+    let rate = kernel_rate(&t);
+    assert!(rate >= 400, "mgmd hung: the kernel forwarded {rate} of ~500 packets a second");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(kernel_rate(&t) <= 20, "mgmd back: accelerated again");
+
+    t.mgmd.as_mut().unwrap().kill().unwrap();
+    std::thread::sleep(FAIL_OPEN);
+    let rate = kernel_rate(&t);
+    assert!(rate >= 400, "mgmd dead: the kernel forwarded {rate} of ~500 packets a second");
+    // While mgmd is dead the route loses r2; the pinned entry still lists it.
+    // (What was sent before the removal began has left, but the one being sent.)
+    let gap_from = flow.last_sent() - 1;
+    smc.ctl(&["remove", "rin", S, G]).unwrap();
+    smc.ctl(&["add", "rin", S, G, "r1"]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let gap_to = flow.last_sent();
+    t.mgmd.as_mut().unwrap().restart().unwrap();
+    wait_mirrored(&mut t.ctl().unwrap(), Some(vec![r1]));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(kernel_rate(&t) <= 20, "mgmd restarted: accelerated again");
+
+    let (sent, seen) = flow.finish();
+    let dups = dups.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dups, 0, "{dups} datagrams arrived twice");
+    // r1 got everything but the moment the route was away from the kernel (smcroute's
+    // remove, then add); r2 nothing after it left the route.
+    let first = *seen[0].first().unwrap();
+    let lost = gaps_between(&seen[0], first, gap_from);
+    assert!(lost.is_empty(), "r1 lost {} before the change: {lost:?}", lost.len());
+    let lost = gaps_between(&seen[0], gap_to, sent - 5);
+    assert!(lost.is_empty(), "r1 lost {} after the change: {lost:?}", lost.len());
+    let late: Vec<_> = seen[1].range(gap_to..).collect();
+    assert!(late.is_empty(), "r2 got {} datagrams after leaving the route", late.len());
+
+    // The daemon exits: the kernel flushes its entries (MRT_DONE), and so does mgm.
+    drop(smc);
+    wait_mirrored(&mut t.ctl().unwrap(), None);
+}
+
+/// smcroute's (*,G) rule is a template in the daemon: the (S,G) it installs when the first
+/// packet arrives is mirrored. Its flush of idle learned routes (every `-c` seconds: the
+/// kernel's count did not move) never takes a running flow, because the heartbeat moves the
+/// count: the flow runs through several flushes with nothing lost after the first packets
+/// and the same fast-path entry (its count covers the whole flow).
+#[test]
+fn a_learned_smcroute_route_is_mirrored_and_survives_smcroutes_idle_flush() {
+    let mut t = Topology::new(1).unwrap();
+    t.add_addresses().unwrap();
+    kernel_router(&t);
+    t.start(&["--follow-kernel", "--heartbeat-ms", "500"]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let r1 = t.router.ifindex("r1").unwrap();
+    let routes = format!("mroute from rin group {G} to r1\n");
+    let _smc = Smcroute::start_with(&t.router, &IFACES, &routes, &["-c", "2"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ctl.mfe(S, G).unwrap(), None, "a template installs nothing yet");
+
+    let flow = SeqFlow::start(&t, 1, 200).unwrap();
+    wait_mirrored(&mut ctl, Some(vec![r1]));
+    let mirrored_at = flow.last_sent();
+    // Four flush intervals.
+    std::thread::sleep(Duration::from_secs(8));
+    let (sent, seen) = flow.finish();
+    let lost = gaps_between(&seen[0], mirrored_at, sent);
+    assert!(lost.is_empty(), "lost {} of a running flow: {lost:?}", lost.len());
+    let m = ctl.mfe(S, G).unwrap().expect("still mirrored");
+    let heartbeats = ctl.counter("pass_heartbeat").unwrap();
+    assert!(
+        m.packets + heartbeats >= sent - mirrored_at,
+        "the entry was replaced during the flow: {m:?}, {heartbeats} heartbeats, {} sent since",
+        sent - mirrored_at
+    );
 }

@@ -153,12 +153,17 @@ fn output(cmd: &str, args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The real routing daemons the follow-kernel tests drive mgm with (their services are not
+/// started; the tests run their own instances in namespaces).
+const PEERS: &[&str] = &["smcroute", "igmpproxy", "frr"];
+
 fn setup() -> anyhow::Result<()> {
     let started = Instant::now();
     let is_root = nix_is_root();
 
-    // 1. Debian packages.
+    // 1. Debian packages, and the routing daemons the tests run mgm under.
     apt_install(APT_PACKAGES, is_root)?;
+    apt_install(PEERS, is_root)?;
     ensure!(
         Path::new("/usr/lib/rustlib/bpfel-unknown-none").is_dir(),
         "/usr/lib/rustlib/bpfel-unknown-none is missing although libstd-rust-web-dev-bpf is \
@@ -380,11 +385,24 @@ fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
     ensure!(is_root, "installing {} needs root (apt-get)", missing.join(" "));
     sh(Command::new("apt-get").args(["update", "-qq"]))
         .context("apt-get update failed: is the Debian mirror reachable?")?;
-    sh(Command::new("apt-get")
+    // The routing daemons' packages start their services on install; the tests run their own
+    // instances in namespaces, so none may start here (policy-rc.d says no, if the machine
+    // has no policy of its own).
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists();
+    if own_policy {
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n")?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let r = sh(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
-    .with_context(|| format!("apt-get install {} failed", missing.join(" ")))
+    .with_context(|| format!("apt-get install {} failed", missing.join(" ")));
+    if own_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    r
 }
 
 fn test() -> anyhow::Result<()> {
@@ -392,7 +410,7 @@ fn test() -> anyhow::Result<()> {
         bail!("the namespace tests need root (network namespaces, XDP): run as root");
     }
     // The real routing daemons the follow-kernel tests run (quick when installed).
-    apt_install(&["smcroute"], true)?;
+    apt_install(PEERS, true)?;
     step("building mgmd and mgmctl");
     cargo(&["build", "--bins"])?;
     step("unit and namespace tests");

@@ -274,8 +274,38 @@ fn print_snapshot(s: &Snapshot) {
             m.origin
         );
     }
-    if s.more_mfes || s.more_memberships {
-        println!("  (more MFEs or memberships than shown: `mgmctl show --max-entries N`)");
+    if !s.kernel_routes.is_empty() {
+        println!("KERNEL TABLE (followed)");
+        println!(
+            "  {:<15} {:<15} {:<10} {:<24} {:<11} WHY NOT",
+            "SOURCE", "GROUP", "IIF", "OIFS", "FORWARDING"
+        );
+        for r in &s.kernel_routes {
+            let oifs = r
+                .oifs
+                .iter()
+                .map(|o| match o.ttl_threshold {
+                    1 => name(o.ifindex),
+                    t => format!("{}(ttl {t})", name(o.ifindex)),
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let iif = if r.iif == 0 { "-".to_owned() } else { name(r.iif) };
+            println!(
+                "  {:<15} {:<15} {:<10} {:<24} {:<11} {}",
+                r.source,
+                r.group,
+                iif,
+                if oifs.is_empty() { "-".to_owned() } else { oifs },
+                if r.accelerated { "xdp" } else { "kernel" },
+                r.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if s.more_mfes || s.more_memberships || s.more_kernel_routes {
+        println!(
+            "  (more MFEs, memberships or kernel entries than shown: `mgmctl show --max-entries N`)"
+        );
     }
     println!("COUNTERS");
     for (k, v) in &s.counters {

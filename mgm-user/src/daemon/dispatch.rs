@@ -7,7 +7,7 @@ use std::time::Duration;
 use mgm_common::{MfeKey, counter};
 use tracing::info;
 
-use super::{Daemon, over_limit, reply_line, writer::key};
+use super::{Daemon, follow::Decision, over_limit, reply_line, writer::key};
 use crate::{
     dataplane::Dataplane,
     kernel::fmt_mac,
@@ -15,7 +15,7 @@ use crate::{
     proto::{
         self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, Method, MfeInfo, MfeReply,
         MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply, PageStatus, ProtocolOnInterface,
-        Registered, Request, RequestFrame, Snapshot, WireError,
+        KernelOif, KernelRouteInfo, Registered, Request, RequestFrame, Snapshot, WireError,
     },
     server::ConnId,
 };
@@ -91,6 +91,8 @@ impl<D: Dataplane> Daemon<D> {
             let what = format!("no static MFE ({}, {})", m.source, m.group);
             return Err(WireError::new(ErrorCode::NotFound, what));
         }
+        // A followed kernel entry of that (S,G) takes its place.
+        self.reconcile([k]);
         self.fit_core();
         info!(source = %m.source, group = %m.group, "static mfe removed");
         Ok(Done {})
@@ -388,6 +390,7 @@ impl<D: Dataplane> Daemon<D> {
                 .into(),
             });
         }
+        let (kernel_routes, more_kernel_routes) = self.kernel_routes(req.max_entries);
         let (memberships, more_memberships) = self.manager.memberships(req.max_entries);
         let values = m.fast_path().counters()?;
         let counters =
@@ -401,7 +404,46 @@ impl<D: Dataplane> Daemon<D> {
             memberships,
             more_mfes: m.mfes().nth(req.max_entries).is_some(),
             more_memberships,
+            kernel_routes,
+            more_kernel_routes,
         })
+    }
+
+    /// The followed kernel table, each entry with what the fast path does with it.
+    fn kernel_routes(&self, max: usize) -> (Vec<KernelRouteInfo>, bool) {
+        let Some(f) = &self.follow else { return (Vec::new(), false) };
+        let managed = |i| self.links.is_managed(i);
+        let routes = f
+            .entries()
+            .take(max)
+            .map(|(k, e)| {
+                let reason = match f.decide(k, managed) {
+                    Some(_) if self.writer.is_static(k) => {
+                        Some("a static MFE of the same (S,G) takes precedence".into())
+                    }
+                    // Mirroring can fail (table full): then the kernel forwards it.
+                    Some(Decision::Mirror { .. }) if self.writer.is_kernel(k) => None,
+                    Some(Decision::Mirror { .. }) => {
+                        Some("not in the fast path (a write failed; retried)".into())
+                    }
+                    Some(Decision::Kernel(why)) => Some(why),
+                    None => Some("gone".into()),
+                };
+                KernelRouteInfo {
+                    source: e.source,
+                    group: e.group,
+                    iif: e.iif,
+                    oifs: e
+                        .oifs
+                        .iter()
+                        .map(|&(ifindex, ttl_threshold)| KernelOif { ifindex, ttl_threshold })
+                        .collect(),
+                    accelerated: reason.is_none(),
+                    reason,
+                }
+            })
+            .collect();
+        (routes, f.entries().nth(max).is_some())
     }
 }
 

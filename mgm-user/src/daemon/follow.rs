@@ -84,6 +84,11 @@ impl Follow {
         self.entries.keys().copied()
     }
 
+    /// Every entry of the followed table, in (S,G) order.
+    pub fn entries(&self) -> impl Iterator<Item = (&MfeKey, &KernelMfc)> + '_ {
+        self.entries.iter()
+    }
+
     /// Whether (and how) the entry for `k` is mirrored; `None` if the table has no such
     /// entry. `managed` says which interfaces carry mgm's programs.
     pub fn decide(&self, k: &MfeKey, managed: impl Fn(u32) -> bool) -> Option<Decision> {

@@ -157,6 +157,9 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     follow: Option<Follow>,
     /// When the liveness stamp was last written (followed entries fail open without it).
     last_alive: Duration,
+    /// The followed table has been read whole once: the fast path's followed entries are
+    /// current, and the liveness stamp may be written.
+    followed_once: bool,
 }
 
 /// How often the liveness stamp is written, and how stale it may get before the programs
@@ -187,6 +190,7 @@ impl<D: Dataplane> Daemon<D> {
             last_retry: Duration::ZERO,
             follow: None,
             last_alive: Duration::ZERO,
+            followed_once: false,
         }
     }
 
@@ -198,9 +202,24 @@ impl<D: Dataplane> Daemon<D> {
         let fp = self.writer.mirror_mut().fast_path_mut();
         fp.set_config(mgm_common::config::HEARTBEAT_NS, heartbeat.as_nanos() as u64)?;
         fp.set_config(mgm_common::config::STALE_NS, ALIVE_STALE.as_nanos() as u64)?;
+        // Not alive yet: entries adopted from a previous run may be stale until the first
+        // dump of the table has been reconciled (then the stamp starts).
         self.follow = Some(Follow::new(table));
-        self.say_alive();
         Ok(())
+    }
+
+    /// Not following the kernel: entries a previous run followed are nobody's now (the
+    /// kernel forwards them anyway), so they leave the fast path.
+    pub fn drop_followed(&mut self) {
+        let keys: Vec<MfeKey> = self.writer.kernel_keys().collect();
+        if !keys.is_empty() {
+            info!(entries = keys.len(), "not following the kernel: its entries left to it");
+        }
+        for k in keys {
+            if let Err(e) = self.writer.remove_kernel(&k, &self.manager) {
+                warn!(error = %e, "removing a followed entry");
+            }
+        }
     }
 
     /// Makes the fast path equal to the followed table for `keys`.
@@ -626,7 +645,16 @@ impl<D: Dataplane> Daemon<D> {
     fn kernel(&mut self, ev: KernelEvent, now: Duration) {
         if let Some(f) = &mut self.follow {
             let keys = f.apply(&ev);
-            self.reconcile(keys);
+            if matches!(ev, KernelEvent::MfcSnapshot(_)) {
+                // Also what was mirrored and is in no table now (adopted after a restart).
+                self.reconcile_all();
+                if !self.followed_once {
+                    self.followed_once = true;
+                    self.say_alive();
+                }
+            } else {
+                self.reconcile(keys);
+            }
         }
         for change in self.links.apply(ev) {
             match change {
@@ -709,7 +737,7 @@ impl<D: Dataplane> Daemon<D> {
     /// Timers: unanswered callbacks take their defaults, idle MFEs expire, traffic keeps MFEs
     /// alive, failed writes are retried, unresolved next hops are solicited.
     fn tick(&mut self, now: Duration) {
-        if self.follow.is_some() && now.saturating_sub(self.last_alive) >= ALIVE_EVERY {
+        if self.followed_once && now.saturating_sub(self.last_alive) >= ALIVE_EVERY {
             self.last_alive = now;
             self.say_alive();
         }

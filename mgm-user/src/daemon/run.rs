@@ -124,6 +124,9 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     for m in &opts.mfes {
         daemon.add_static(m).with_context(|| format!("static MFE {m:?}"))?;
     }
+    if opts.follow.is_none() {
+        daemon.drop_followed();
+    }
     if let Some((table, heartbeat)) = opts.follow {
         daemon.follow_kernel(table, heartbeat).context("following the kernel's table")?;
         let mfc = Monitor::mfc_snapshot().context("reading the kernel's multicast routes")?;

@@ -854,3 +854,62 @@ fn a_client_leaving_during_its_release_is_taken_down_after_it() {
     assert_eq!(h.d.manager.membership_count(a), 0);
     assert!(h.d.busy.is_empty());
 }
+
+/// `--follow-kernel`: the liveness stamp starts only once the table has been read whole;
+/// `show` lists every followed entry, accelerated or with the reason it is not; a static MFE
+/// wins over a followed entry and, removed, gives its place back to it; an entry the table no
+/// longer has leaves the fast path with the next dump; without following, followed entries go.
+#[test]
+fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
+    use crate::kernel::KernelMfc;
+    let mut h = Harness::new();
+    h.connect(1);
+    h.d.follow_kernel(follow::DEFAULT_TABLE, Duration::from_secs(1)).unwrap();
+    let alive = mgm_common::config::ALIVE_NS;
+    assert_eq!(h.fp().config.get(&alive), None, "not alive before the table is read");
+    let mfc = |source: &str, oifs: &[(u32, u8)]| KernelMfc {
+        table: follow::DEFAULT_TABLE,
+        source: source.parse().unwrap(),
+        group: G.parse().unwrap(),
+        iif: 1,
+        oifs: oifs.to_vec(),
+        unresolved: false,
+    };
+    let (a, b) = (mfc("10.0.0.1", &[(2, 1), (3, 1)]), mfc("10.0.0.2", &[(2, 1), (9, 1)]));
+    h.input(Input::Kernel(KernelEvent::MfcSnapshot(vec![a.clone(), b.clone()])));
+    assert!(h.fp().config.get(&alive).is_some_and(|&t| t > 0), "alive once read");
+    assert!(h.fp().forwards(&KEY, 2) && h.fp().forwards(&KEY, 3));
+    let b_key = MfeKey::new([10, 0, 0, 2], KEY.group);
+    assert!(h.d.writer.mirror().get(&b_key).is_none(), "9 is not managed");
+
+    let show = h.ok(1, proto::Show::default());
+    let routes = &show.kernel_routes;
+    assert_eq!(routes.len(), 2, "{routes:?}");
+    assert!(routes[0].accelerated && routes[0].reason.is_none(), "{routes:?}");
+    assert_eq!(routes[0].oifs.len(), 2);
+    let why = routes[1].reason.as_deref().unwrap();
+    assert!(!routes[1].accelerated && why.contains("outgoing interface 9"), "{why}");
+    assert_eq!(show.mfes[0].origin, "kernel");
+
+    let spec = StaticMfe {
+        source: "10.0.0.1".parse().unwrap(),
+        group: G.parse().unwrap(),
+        iif: "in".into(),
+        oifs: vec!["b".into()],
+    };
+    h.ok(1, spec);
+    assert!(h.fp().forwards(&KEY, 3) && !h.fp().forwards(&KEY, 2), "the static one wins");
+    let show = h.ok(1, proto::Show::default());
+    assert!(show.kernel_routes[0].reason.as_deref().unwrap().contains("static"));
+    h.ok(1, proto::DelMfe { source: "10.0.0.1".parse().unwrap(), group: G.parse().unwrap() });
+    assert!(h.fp().forwards(&KEY, 2) && h.fp().forwards(&KEY, 3), "the followed one is back");
+    assert_eq!(h.ok(1, proto::Show::default()).mfes[0].origin, "kernel");
+
+    // The table changed while no message said so (a VIF went): the dump has it.
+    h.input(Input::Kernel(KernelEvent::MfcSnapshot(vec![b])));
+    assert!(h.d.writer.mirror().get(&KEY).is_none(), "gone with the next dump");
+    h.input(Input::Kernel(KernelEvent::Mfc(a)));
+    assert!(h.fp().forwards(&KEY, 2));
+    h.d.drop_followed();
+    assert!(h.d.writer.mirror().get(&KEY).is_none(), "nobody follows it now");
+}
