@@ -45,6 +45,9 @@ pub mod maps {
     /// `PerCpuArray<u64>` by stats slot: when this CPU last left a packet of a followed
     /// entry to the kernel (the heartbeat).
     pub const HEARTBEAT: &str = "MGM_HEARTBEAT";
+    /// `Array<u8>` indexed by UDP port: 1 when a socket of this host could receive a
+    /// multicast datagram to that port (bound to the wildcard or a group address).
+    pub const LOCAL_PORTS: &str = "MGM_LOCAL_PORTS";
     /// `HashMap<LegKey, LegEntry>`: for each (OIL, outgoing interface), the leases that put
     /// the interface in the list and the interface's MAC. The egress program drops a copy none
     /// of the leases keeps alive, and writes the MAC as the source of the others.
@@ -63,7 +66,7 @@ pub mod programs {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -204,6 +207,11 @@ pub const MFE_F_STATIC: u32 = 2;
 /// kernel's counters, and the routing daemons reading them, alive), and every packet once the
 /// daemon's liveness stamp is stale (fail open).
 pub const MFE_F_KERNEL: u32 = 4;
+/// [`MfeValue::flags`], with [`MFE_F_KERNEL`]: this host is itself a member of the group on
+/// the incoming interface, so the kernel also delivers the packets locally. A packet a local
+/// socket could receive ([`maps::LOCAL_PORTS`]; anything but an unfragmented UDP datagram)
+/// goes to the kernel, which forwards and delivers it; the others are forwarded here.
+pub const MFE_F_LOCAL: u32 = 8;
 /// Copies one TC pass can make.
 pub const MAX_HOPS: usize = 32;
 
@@ -486,8 +494,11 @@ pub mod counter {
     pub const PASS_KERNEL: u32 = 25;
     /// A packet of a followed entry left to the kernel as its heartbeat.
     pub const PASS_HEARTBEAT: u32 = 26;
+    /// A packet of a followed entry left to the kernel because a local socket may receive
+    /// it (see [`crate::MFE_F_LOCAL`]).
+    pub const PASS_LOCAL: u32 = 27;
     /// Number of counters.
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 28;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -518,6 +529,7 @@ pub mod counter {
         "drop_too_big",
         "pass_kernel",
         "pass_heartbeat",
+        "pass_local",
     ];
 }
 

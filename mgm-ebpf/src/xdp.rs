@@ -19,16 +19,19 @@ use aya_log_ebpf::warn;
 use core::mem::size_of;
 
 use mgm_common::{
-    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MfeKey, MfeValue, OIL_EMPTY, UPCALL_NO_MFE,
-    UPCALL_WRONG_IIF, config, counter,
+    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MfeKey, MfeValue, OIL_EMPTY,
+    UPCALL_NO_MFE, UPCALL_WRONG_IIF, config, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+/// UDP's protocol number: only its datagrams name a port the program can check.
+const IPPROTO_UDP: u8 = 17;
 
 use crate::{
     lease,
     maps::{
-        MGM_CONFIG, MGM_HEARTBEAT, MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS,
-        count, uncount, verdict,
+        MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS,
+        MGM_OILS, MGM_PORTS, count, uncount, verdict,
     },
     parse::{
         ETH_P_IPV4, HDR_MIN, Header, Ipv4, check, check_plain, decrement_ttl, group_mac,
@@ -103,6 +106,10 @@ fn ingress(ctx: &XdpContext) -> u32 {
     if kernel && let Some(why) = kernel_turn(mfe.stats) {
         // Not counted here: the kernel forwards and counts it.
         return verdict(why, XDP_PASS);
+    }
+    if mfe.flags & MFE_F_LOCAL != 0 && for_this_host(ctx, ip_off) {
+        // The kernel forwards it too, and delivers it to the local socket.
+        return verdict(counter::PASS_LOCAL, XDP_PASS);
     }
     // The copy's length (the datagram and an Ethernet header). Packets forwarded are
     // packets less TTL-expired: that count is also every XDP copy's (see `OifStats`).
@@ -183,6 +190,25 @@ fn ingress(ctx: &XdpContext) -> u32 {
         Ok(action) => verdict(counter::FORWARDED, action),
         Err(_) => verdict(counter::DROP_NO_OIL, XDP_DROP),
     }
+}
+
+/// Whether a socket of this host may receive the packet: a UDP datagram to a port some
+/// socket could receive multicast on, or anything the program cannot tell (other
+/// protocols, fragments, a header cut short).
+#[inline(always)]
+fn for_this_host(ctx: &XdpContext, ip_off: usize) -> bool {
+    let Some(h) = ptr_at::<[u8; HDR_MIN]>(ctx, ip_off) else { return true };
+    // SAFETY: bounds-checked by ptr_at.
+    let h = unsafe { &*h };
+    let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
+    if h[9] != IPPROTO_UDP || fragment {
+        return true;
+    }
+    let ihl = (h[0] & 0x0f) as usize * 4;
+    let Some(port) = ptr_at::<[u8; 2]>(ctx, ip_off + ihl + 2) else { return true };
+    // SAFETY: bounds-checked by ptr_at.
+    let port = u16::from_be_bytes(unsafe { *port }) as u32;
+    MGM_LOCAL_PORTS.get(port).is_none_or(|&open| open != 0)
 }
 
 /// Whether this packet of a followed entry (counters `slot`) goes to the kernel instead:

@@ -5,7 +5,7 @@
 //! [`BpfFastPath`] value.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
@@ -47,6 +47,9 @@ pub trait Dataplane: FastPath {
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
     /// Sets one value of the programs' configuration (an index of `mgm_common::config`).
     fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError>;
+    /// The UDP ports sockets of this host may receive multicast on (see
+    /// `mgm_common::MFE_F_LOCAL`).
+    fn set_local_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), FastPathError>;
 }
 
 impl Dataplane for BpfFastPath {
@@ -65,6 +68,20 @@ impl Dataplane for BpfFastPath {
     }
     fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError> {
         self.config.set(idx, value, 0).map_err(map_err(maps::CONFIG))
+    }
+    fn set_local_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), FastPathError> {
+        let gone: Vec<u16> = self.local_ports_set.difference(ports).copied().collect();
+        let new: Vec<u16> = ports.difference(&self.local_ports_set).copied().collect();
+        for (port, open) in gone.into_iter().map(|p| (p, 0)).chain(new.into_iter().map(|p| (p, 1)))
+        {
+            self.local_ports.set(port.into(), open, 0).map_err(map_err(maps::LOCAL_PORTS))?;
+            if open == 1 {
+                self.local_ports_set.insert(port);
+            } else {
+                self.local_ports_set.remove(&port);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -172,9 +189,10 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 15] = [
+const PINNED_MAPS: [&str; 16] = [
     maps::HOPS,
     maps::CONFIG,
+    maps::LOCAL_PORTS,
     maps::HEARTBEAT,
     maps::OIF_STATS,
     maps::OIF_BASE,
@@ -267,6 +285,9 @@ pub struct BpfFastPath {
     oif_stats: aya::maps::PerCpuHashMap<MapData, OifKey, OifStats>,
     oif_base: HashMap<MapData, OifKey, OifBase>,
     config: Array<MapData, u64>,
+    /// The UDP ports local sockets may receive multicast on, and their set as written.
+    local_ports: Array<MapData, u8>,
+    local_ports_set: BTreeSet<u16>,
     counters: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, u32, PortValue>,
     leases: Array<MapData, u32>,
@@ -412,6 +433,15 @@ impl BpfFastPath {
             }
             _ => return Err(LoadError::MissingMap { name: maps::OILS }),
         };
+        let local_ports: Array<MapData, u8> = take(&mut ebpf, maps::LOCAL_PORTS)?;
+        // Reused: what a previous mgmd wrote is the starting point of the next difference.
+        let local_ports_set = if reused {
+            (0..=u16::MAX)
+                .filter(|&p| local_ports.get(&p.into(), 0).is_ok_and(|v| v != 0))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         let fp = Self {
             oils: ArrayOfMaps::try_from(oils)
                 .map_err(|source| LoadError::Map { name: maps::OILS, source })?,
@@ -426,6 +456,8 @@ impl BpfFastPath {
             oif_stats: take(&mut ebpf, maps::OIF_STATS)?,
             oif_base: take(&mut ebpf, maps::OIF_BASE)?,
             config: take(&mut ebpf, maps::CONFIG)?,
+            local_ports,
+            local_ports_set,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             ports: take(&mut ebpf, maps::PORTS)?,
             ebpf,

@@ -25,8 +25,8 @@ use std::{
 
 use mgm_common::{
     LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_HOPS, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS,
-    MFE_F_HOPS, MFE_F_KERNEL, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifBase,
-    OifStats, PortValue,
+    MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY,
+    OifBase, OifStats, PortValue,
 };
 
 /// Errors from the map layer and from the mirror's own checks.
@@ -168,8 +168,9 @@ pub enum Origin {
     Core,
     /// Configuration or `add_mfe`.
     Static,
-    /// The kernel's multicast routing table (`--follow-kernel`).
-    Kernel,
+    /// The kernel's multicast routing table (`--follow-kernel`); `local`: this host is a
+    /// member of the group on the incoming interface (see [`MFE_F_LOCAL`]).
+    Kernel { local: bool },
 }
 
 impl Origin {
@@ -177,13 +178,14 @@ impl Origin {
         match self {
             Origin::Core => 0,
             Origin::Static => MFE_F_STATIC,
-            Origin::Kernel => MFE_F_KERNEL,
+            Origin::Kernel { local: false } => MFE_F_KERNEL,
+            Origin::Kernel { local: true } => MFE_F_KERNEL | MFE_F_LOCAL,
         }
     }
 
     fn of(flags: u32) -> Self {
         if flags & MFE_F_KERNEL != 0 {
-            Origin::Kernel
+            Origin::Kernel { local: flags & MFE_F_LOCAL != 0 }
         } else if flags & MFE_F_STATIC != 0 {
             Origin::Static
         } else {
@@ -532,14 +534,16 @@ impl<F: FastPath> Mirror<F> {
     }
 
     /// Installs an entry followed from the kernel's table: like a static one, and marked so
-    /// that the programs leave to the kernel what they do not forward.
+    /// that the programs leave to the kernel what they do not forward (with `local`, also
+    /// what a socket of this host may receive).
     pub fn install_kernel(
         &mut self,
         key: MfeKey,
         iif: u32,
         oifs: &[u32],
+        local: bool,
     ) -> Result<(), FastPathError> {
-        self.install_fixed(key, iif, oifs, Origin::Kernel)
+        self.install_fixed(key, iif, oifs, Origin::Kernel { local })
     }
 
     /// An entry outside the MGM core: its interfaces are kept by [`LEASE_STATIC`].

@@ -59,9 +59,20 @@ pub enum KernelEvent {
     MfcGone { table: u32, source: Ipv4Addr, group: Ipv4Addr },
     /// The whole cache, every table: it replaces what came before.
     MfcSnapshot(Vec<KernelMfc>),
-    /// The groups the router itself has joined, per interface (ifindex, group): no event
-    /// announces a socket joining, so [`local_groups`] is read periodically.
-    LocalGroups(BTreeSet<(u32, Ipv4Addr)>),
+    /// What this host itself receives: no event announces a socket joining or binding, so
+    /// [`local_delivery`] is read periodically.
+    LocalGroups(Local),
+}
+
+/// The groups the router itself has joined, and the UDP ports its sockets could receive
+/// multicast on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Local {
+    /// (ifindex, group) joined by some socket of this host (`/proc/net/igmp`).
+    pub groups: BTreeSet<(u32, Ipv4Addr)>,
+    /// UDP ports of sockets bound to the wildcard or a group address (`/proc/net/udp`);
+    /// `None` when any port may be received: a raw UDP socket, or the table unreadable.
+    pub udp_ports: Option<BTreeSet<u16>>,
 }
 
 /// One entry of the kernel's IPv4 multicast forwarding cache (`ip mroute`).
@@ -397,10 +408,31 @@ fn usable(s: NeighbourState) -> bool {
     )
 }
 
-/// The groups the router itself has joined, per interface (`/proc/net/igmp`).
-pub fn local_groups() -> io::Result<KernelEvent> {
-    let text = std::fs::read_to_string("/proc/net/igmp")?;
-    Ok(KernelEvent::LocalGroups(parse_proc_igmp(&text)))
+/// What this host receives itself: its groups per interface (`/proc/net/igmp`) and the UDP
+/// ports it could receive multicast on (`/proc/net/udp`, `/proc/net/raw`).
+pub fn local_delivery() -> io::Result<KernelEvent> {
+    let groups = parse_proc_igmp(&std::fs::read_to_string("/proc/net/igmp")?);
+    let read = |f| std::fs::read_to_string(f).ok();
+    let udp_ports = match (read("/proc/net/udp"), read("/proc/net/raw")) {
+        (Some(udp), Some(raw)) if multicast_sockets(&raw).all(|(_, proto)| proto != 17) => {
+            Some(multicast_sockets(&udp).map(|(_, port)| port).collect())
+        }
+        _ => None,
+    };
+    Ok(KernelEvent::LocalGroups(Local { groups, udp_ports }))
+}
+
+/// The sockets of a `/proc/net/{udp,raw}` table that can receive multicast (bound to the
+/// wildcard or a multicast address), as (address, port); a raw socket's "port" is its
+/// protocol. Addresses are the kernel's `__be32` printed as native-endian hexadecimal.
+fn multicast_sockets(text: &str) -> impl Iterator<Item = (Ipv4Addr, u16)> + '_ {
+    text.lines().skip(1).filter_map(|line| {
+        let local = line.split_whitespace().nth(1)?;
+        let (addr, port) = local.split_once(':')?;
+        let addr = Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.to_ne_bytes());
+        let port = u16::from_str_radix(port, 16).ok()?;
+        (addr.is_unspecified() || addr.is_multicast()).then_some((addr, port))
+    })
 }
 
 /// `/proc/net/igmp`'s text: `Idx Device : ...` lines, then a line per group whose address is
@@ -477,6 +509,20 @@ mod tests {
         }
         assert_eq!(got.len(), 3);
         assert!(parse_proc_igmp("garbage\n\t\tzz\n").is_empty());
+    }
+
+    #[test]
+    fn sockets_that_can_receive_multicast_are_found() {
+        let udp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                   \x20 1: 00000000:1388 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0\n\
+                   \x20 2: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0\n\
+                   \x20 3: 010101EF:1389 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0\n\
+                   \x20 4: junk\n";
+        let got: Vec<u16> = multicast_sockets(udp).map(|(_, p)| p).collect();
+        if cfg!(target_endian = "little") {
+            // The wildcard and 239.1.1.1, not 127.0.0.1.
+            assert_eq!(got, vec![5000, 5001]);
+        }
     }
 
     #[test]

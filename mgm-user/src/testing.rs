@@ -51,6 +51,8 @@ pub struct MemFastPath {
     pub capacity: u32,
     /// The programs' configuration values, by index.
     pub config: BTreeMap<u32, u64>,
+    /// The UDP ports local sockets may receive multicast on.
+    pub local_ports: BTreeSet<u16>,
 }
 
 impl MemFastPath {
@@ -178,6 +180,10 @@ impl Dataplane for MemFastPath {
     }
     fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError> {
         self.config.insert(idx, value);
+        Ok(())
+    }
+    fn set_local_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), FastPathError> {
+        self.local_ports = ports.clone();
         Ok(())
     }
 }

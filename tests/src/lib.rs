@@ -1023,3 +1023,54 @@ impl Drop for Smcroute {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// igmpproxy running in a namespace with its own configuration (foreground, its log in a
+/// temporary directory); stopped by pid on drop.
+pub struct Igmpproxy {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Igmpproxy {
+    /// Starts igmpproxy in `ns` with `upstream` and `downstream` interfaces; sources on
+    /// `altnet` are accepted upstream.
+    pub fn start(
+        ns: &Netns,
+        upstream: &str,
+        downstream: &[&str],
+        altnet: &str,
+    ) -> anyhow::Result<Self> {
+        use std::process::{Command, Stdio};
+        let dir = std::env::temp_dir().join(unique("igmpproxy"));
+        std::fs::create_dir_all(&dir)?;
+        let mut conf = format!("quickleave\nphyint {upstream} upstream ratelimit 0 threshold 1\n");
+        conf.push_str(&format!("  altnet {altnet}\n"));
+        for d in downstream {
+            conf.push_str(&format!("phyint {d} downstream ratelimit 0 threshold 1\n"));
+        }
+        std::fs::write(dir.join("igmpproxy.conf"), conf)?;
+        let log = File::create(dir.join("igmpproxy.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "igmpproxy", "-d", "-v"])
+            .arg(dir.join("igmpproxy.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting igmpproxy (apt install igmpproxy, or cargo xtask setup)")?;
+        Ok(Self { child, dir })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("igmpproxy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Igmpproxy {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -260,3 +260,104 @@ fn a_learned_smcroute_route_is_mirrored_and_survives_smcroutes_idle_flush() {
         sent - mirrored_at
     );
 }
+
+/// igmpproxy: receivers join and leave with real sockets (their kernels' IGMP), igmpproxy
+/// programs the kernel, mgm forwards in XDP and the copies follow the memberships.
+/// igmpproxy joins each group upstream itself (a membership of the router on the incoming
+/// interface): the fast path leaves to the kernel only what a local socket could receive,
+/// which a socket of the router bound to the flow's port then shows.
+#[test]
+fn igmpproxy_joins_and_leaves_from_real_hosts_are_followed_in_xdp() {
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses().unwrap();
+    kernel_router(&t);
+    t.start(&["--follow-kernel"]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let idx = |n: &str| t.router.ifindex(n).unwrap();
+    let (r1, r2) = (idx("r1"), idx("r2"));
+    let proxy =
+        mgm_tests::Igmpproxy::start(&t.router, "rin", &["r1", "r2"], "10.1.0.0/16").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let tx = t.udp_sender(8).unwrap();
+    let send = |tag: &str, n: u32| {
+        for i in 0..n {
+            tx.send_to(format!("{tag}-{i}").as_bytes(), (G, 5000)).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let count = |s: &UdpSocket, tag: &str| {
+        let mut got = 0;
+        let mut buf = [0u8; 512];
+        while let Ok(len) = s.recv(&mut buf) {
+            got += usize::from(buf[..len].starts_with(tag.as_bytes()));
+        }
+        got
+    };
+    // Waits for the mirrored entry's outgoing interfaces to be what `want` says, sending
+    // meanwhile (igmpproxy installs a route when traffic arrives).
+    let settle = |ctl: &mut Ctl, within: u64, want: &dyn Fn(Option<&[u32]>) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(within);
+        loop {
+            send("warmup", 5);
+            let m = ctl.mfe(S, G).unwrap();
+            if want(m.as_ref().map(|m| &m.oifs[..])) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mirrored {m:?}; the kernel has {}\nigmpproxy:\n{}",
+                t.router.exec("ip", &["mroute"]).unwrap(),
+                proxy.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    let a = t.udp_receiver(0, [239, 1, 1, 1], 5000).unwrap();
+    settle(&mut ctl, 15, &|o| o == Some(&[r1][..]));
+    let forwarded = ctl.counter("forwarded").unwrap();
+    count(&a, "warmup");
+    send("one", 100);
+    assert_eq!(count(&a, "one"), 100);
+    assert!(ctl.counter("forwarded").unwrap() - forwarded >= 90, "not forwarded in XDP");
+
+    let b = t.udp_receiver(1, [239, 1, 1, 1], 5000).unwrap();
+    settle(&mut ctl, 15, &|o| o == Some(&[r1, r2][..]));
+    count(&a, "warmup");
+    count(&b, "warmup");
+    send("two", 50);
+    assert_eq!((count(&a, "two"), count(&b, "two")), (50, 50));
+
+    // A socket of the router itself on the flow's port: it gets the flow (the kernel
+    // delivers what the fast path leaves to it), the receivers still get each datagram once.
+    let local = t
+        .router
+        .enter(|| {
+            let s = UdpSocket::bind(("0.0.0.0", 5000))?;
+            s.join_multicast_v4(&G.parse().unwrap(), &"10.1.0.254".parse().unwrap())?;
+            s.set_read_timeout(Some(Duration::from_millis(300)))?;
+            Ok(s)
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    count(&a, "warmup");
+    count(&b, "warmup");
+    let passed = ctl.counter("pass_local").unwrap();
+    send("three", 50);
+    assert_eq!((count(&a, "three"), count(&b, "three")), (50, 50));
+    assert_eq!(count(&local, "three"), 50, "the router's own socket");
+    assert!(ctl.counter("pass_local").unwrap() - passed >= 45);
+    drop(local);
+
+    // Both leave (their kernels send leaves): igmpproxy asks, nobody answers, the route goes
+    // (or stays without outgoing interfaces), and nothing is forwarded. igmpproxy 0.3 asks
+    // twice, 10 s apart (not configurable), and ages one interface out of a group others
+    // still want only with its general queries, minutes apart: the grown route above shows
+    // a list change.
+    drop(a);
+    drop(b);
+    settle(&mut ctl, 60, &|o| o.is_none_or(|o| o.is_empty()));
+    let forwarded = ctl.counter("forwarded").unwrap();
+    send("four", 50);
+    assert_eq!(ctl.counter("forwarded").unwrap(), forwarded, "copies after the last leave");
+}

@@ -13,9 +13,9 @@ use crate::{
     kernel::fmt_mac,
     manager::{Iface, MfeView, MgmError, Page, Progress, Sg},
     proto::{
-        self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, Method, MfeInfo, MfeReply,
-        MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply, PageStatus, ProtocolOnInterface,
-        KernelOif, KernelRouteInfo, Registered, Request, RequestFrame, Snapshot, WireError,
+        self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, KernelOif, KernelRouteInfo,
+        Method, MfeInfo, MfeReply, MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply,
+        PageStatus, ProtocolOnInterface, Registered, Request, RequestFrame, Snapshot, WireError,
     },
     server::ConnId,
 };

@@ -16,7 +16,7 @@ use std::{
 
 use mgm_common::MfeKey;
 
-use crate::kernel::{KernelEvent, KernelMfc};
+use crate::kernel::{KernelEvent, KernelMfc, Local};
 
 /// The kernel's default multicast routing table (`RT_TABLE_DEFAULT`), which `ip mroute`
 /// shows and every daemon uses unless told otherwise.
@@ -25,8 +25,9 @@ pub const DEFAULT_TABLE: u32 = 253;
 /// What the fast path should hold for one (S,G) of the followed table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Mirrored: forwarded in XDP from `iif` to `oifs`.
-    Mirror { iif: u32, oifs: Vec<u32> },
+    /// Mirrored: forwarded in XDP from `iif` to `oifs`; with `local`, the router is itself
+    /// a member on `iif` and what its sockets may receive goes to the kernel.
+    Mirror { iif: u32, oifs: Vec<u32>, local: bool },
     /// Left to the kernel, for this reason.
     Kernel(String),
 }
@@ -36,14 +37,14 @@ pub enum Decision {
 pub struct Follow {
     table: u32,
     entries: BTreeMap<MfeKey, KernelMfc>,
-    /// (ifindex, group) the router itself has joined: ipmr delivers those locally as well,
-    /// which a packet forwarded in XDP would miss.
-    local: BTreeSet<(u32, Ipv4Addr)>,
+    /// What the router itself receives: ipmr delivers a group joined on the incoming
+    /// interface locally as well, which a packet forwarded in XDP would miss.
+    local: Local,
 }
 
 impl Follow {
     pub fn new(table: u32) -> Self {
-        Self { table, entries: BTreeMap::new(), local: BTreeSet::new() }
+        Self { table, entries: BTreeMap::new(), local: Local::default() }
     }
 
     /// Takes a kernel event; returns the (S,G)s whose entry may have changed (none if the
@@ -70,13 +71,22 @@ impl Follow {
                 changed.extend(self.entries.keys());
                 changed.into_iter().collect()
             }
-            // Any entry may be affected; most often none is.
-            KernelEvent::LocalGroups(local) if *local != self.local => {
+            KernelEvent::LocalGroups(local) => {
+                // Decisions depend on the groups and on whether the ports are known (the
+                // ports themselves are the fast path's to check per packet).
+                let changed = local.groups != self.local.groups
+                    || local.udp_ports.is_none() != self.local.udp_ports.is_none();
                 self.local = local.clone();
-                self.entries.keys().copied().collect()
+                // Any entry may be affected; most often none is.
+                if changed { self.entries.keys().copied().collect() } else { Vec::new() }
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The UDP ports the router's sockets may receive multicast on (`None`: any).
+    pub fn local_ports(&self) -> Option<&BTreeSet<u16>> {
+        self.local.udp_ports.as_ref()
     }
 
     /// Every (S,G) of the followed table.
@@ -94,7 +104,7 @@ impl Follow {
     pub fn decide(&self, k: &MfeKey, managed: impl Fn(u32) -> bool) -> Option<Decision> {
         let e = self.entries.get(k)?;
         Some(match mirrorable(e, &managed, &self.local) {
-            Ok(oifs) => Decision::Mirror { iif: e.iif, oifs },
+            Ok((oifs, local)) => Decision::Mirror { iif: e.iif, oifs, local },
             Err(why) => Decision::Kernel(why),
         })
     }
@@ -105,12 +115,12 @@ fn key(source: Ipv4Addr, group: Ipv4Addr) -> MfeKey {
 }
 
 /// The outgoing interfaces of a kernel entry the fast path can forward exactly as ipmr does,
-/// or why it cannot.
+/// and whether the router itself is a member on the incoming interface; or why it cannot.
 fn mirrorable(
     e: &KernelMfc,
     managed: impl Fn(u32) -> bool,
-    local: &BTreeSet<(u32, Ipv4Addr)>,
-) -> Result<Vec<u32>, String> {
+    local: &Local,
+) -> Result<(Vec<u32>, bool), String> {
     if e.unresolved {
         return Err("unresolved: the kernel is waiting for its daemon".into());
     }
@@ -121,8 +131,13 @@ fn mirrorable(
     if !managed(e.iif) {
         return Err(format!("incoming interface {} is not managed by mgm", e.iif));
     }
-    if local.contains(&(e.iif, e.group)) {
-        return Err("the router itself is a member of the group on the incoming interface".into());
+    // The fast path passes the packets local sockets may receive (by UDP port) to the
+    // kernel, which forwards and delivers them; it cannot tell without the ports.
+    let member = local.groups.contains(&(e.iif, e.group));
+    if member && local.udp_ports.is_none() {
+        return Err("the router is a member of the group on the incoming interface, and a \
+                    raw UDP socket may receive any datagram"
+            .into());
     }
     let mut oifs = Vec::with_capacity(e.oifs.len());
     for &(ifindex, threshold) in &e.oifs {
@@ -141,7 +156,7 @@ fn mirrorable(
         }
         oifs.push(ifindex);
     }
-    Ok(oifs)
+    Ok((oifs, member))
 }
 
 #[cfg(test)]
@@ -180,7 +195,9 @@ mod tests {
         for (e, want) in cases {
             f.apply(&KernelEvent::Mfc(e.clone()));
             match (decide(&f, &e), want) {
-                (Decision::Mirror { iif, oifs }, Some(w)) => assert_eq!((iif, oifs), (1, w)),
+                (Decision::Mirror { iif, oifs, local: false }, Some(w)) => {
+                    assert_eq!((iif, oifs), (1, w))
+                }
                 (Decision::Kernel(_), None) => {}
                 (got, want) => panic!("{e:?}: {got:?}, wanted {want:?}"),
             }
@@ -191,17 +208,28 @@ mod tests {
         assert!(matches!(decide(&f, &unresolved), Decision::Kernel(_)));
     }
 
+    /// A member on the incoming interface: mirrored with `local` (the fast path leaves what
+    /// local sockets may receive to the kernel), or left to the kernel when any port may be
+    /// received; a member elsewhere changes nothing.
     #[test]
-    fn a_local_member_on_the_incoming_interface_keeps_the_entry_in_the_kernel() {
+    fn a_local_member_on_the_incoming_interface_is_marked_or_kept_in_the_kernel() {
         let mut f = Follow::new(DEFAULT_TABLE);
         let e = mfc("10.1.0.1", 1, &[(2, 1)]);
         f.apply(&KernelEvent::Mfc(e.clone()));
-        let local = |i: u32| KernelEvent::LocalGroups([(i, e.group)].into());
-        assert_eq!(f.apply(&local(1)), vec![key(e.source, e.group)]);
+        let local = |i: u32, ports: Option<&[u16]>| {
+            KernelEvent::LocalGroups(Local {
+                groups: [(i, e.group)].into(),
+                udp_ports: ports.map(|p| p.iter().copied().collect()),
+            })
+        };
+        assert_eq!(f.apply(&local(1, Some(&[5000]))), vec![key(e.source, e.group)]);
+        assert!(matches!(decide(&f, &e), Decision::Mirror { local: true, .. }));
+        assert!(f.apply(&local(1, Some(&[5000, 5001]))).is_empty(), "ports: the fast path's");
+        assert_eq!(f.local_ports().map(|p| p.len()), Some(2));
+        assert_eq!(f.apply(&local(1, None)).len(), 1);
         assert!(matches!(decide(&f, &e), Decision::Kernel(_)));
-        assert!(f.apply(&local(1)).is_empty(), "unchanged");
-        f.apply(&local(2));
-        assert!(matches!(decide(&f, &e), Decision::Mirror { .. }));
+        f.apply(&local(2, None));
+        assert!(matches!(decide(&f, &e), Decision::Mirror { local: false, .. }));
     }
 
     #[test]

@@ -229,8 +229,8 @@ impl<D: Dataplane> Daemon<D> {
             let d = f.decide(&k, |i| self.links.is_managed(i));
             let (s, g) = (Ipv4Addr::from(k.source), Ipv4Addr::from(k.group));
             let r = match d {
-                Some(Decision::Mirror { iif, oifs }) => {
-                    self.writer.add_kernel(k, iif, &oifs).map(|()| "accelerated")
+                Some(Decision::Mirror { iif, oifs, local }) => {
+                    self.writer.add_kernel(k, iif, &oifs, local).map(|()| "accelerated")
                 }
                 Some(Decision::Kernel(why)) => {
                     if self.writer.is_kernel(&k) {
@@ -645,6 +645,11 @@ impl<D: Dataplane> Daemon<D> {
     fn kernel(&mut self, ev: KernelEvent, now: Duration) {
         if let Some(f) = &mut self.follow {
             let keys = f.apply(&ev);
+            if let (KernelEvent::LocalGroups(_), Some(ports)) = (&ev, f.local_ports())
+                && let Err(e) = self.writer.mirror_mut().fast_path_mut().set_local_ports(ports)
+            {
+                warn!(error = %e, "writing the local UDP ports to the fast path");
+            }
             if matches!(ev, KernelEvent::MfcSnapshot(_)) {
                 // Also what was mirrored and is in no table now (adopted after a restart).
                 self.reconcile_all();

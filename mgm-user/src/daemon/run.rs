@@ -241,7 +241,7 @@ async fn watch_local_groups(tx: mpsc::Sender<Input>) {
     let mut every = tokio::time::interval(LOCAL_GROUPS_EVERY);
     loop {
         every.tick().await;
-        match kernel::local_groups() {
+        match kernel::local_delivery() {
             Ok(ev) => {
                 if tx.send(Input::Kernel(ev)).await.is_err() {
                     return;

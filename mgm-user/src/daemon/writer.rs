@@ -107,7 +107,7 @@ impl<D: Dataplane> Writer<D> {
         for (k, m) in self.mirror.mfes() {
             match m.origin {
                 Origin::Static => self.statics.insert(*k),
-                Origin::Kernel => self.kernel.insert(*k),
+                Origin::Kernel { .. } => self.kernel.insert(*k),
                 Origin::Core => false,
             };
         }
@@ -128,11 +128,17 @@ impl<D: Dataplane> Writer<D> {
     }
 
     /// Mirrors a kernel entry (a static entry of the same (S,G) wins: it is left alone).
-    pub fn add_kernel(&mut self, key: MfeKey, iif: u32, oifs: &[u32]) -> Result<(), FastPathError> {
+    pub fn add_kernel(
+        &mut self,
+        key: MfeKey,
+        iif: u32,
+        oifs: &[u32],
+        local: bool,
+    ) -> Result<(), FastPathError> {
         if self.statics.contains(&key) {
             return Ok(());
         }
-        self.mirror.install_kernel(key, iif, oifs)?;
+        self.mirror.install_kernel(key, iif, oifs, local)?;
         self.kernel.insert(key);
         Ok(())
     }
