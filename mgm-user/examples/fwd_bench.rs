@@ -340,6 +340,24 @@ fn main() -> anyhow::Result<()> {
             drop(smc);
             points.push(r?);
 
+            // smcroute again, unchanged, with mgmd following the kernel's table: the same
+            // route, mirrored into the fast path (and one packet a second per CPU left to
+            // the kernel, the heartbeat).
+            let mut a: Vec<String> = a[..2 + 2 * fanout].to_vec();
+            a.push("--follow-kernel".into());
+            let mgmd = Mgmd::start(&t.router, &a)?;
+            let smc = smcrouted(&t.router, fanout)?;
+            let mut ctl = mgmd.ctl()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.oifs.len() != fanout) {
+                ensure!(Instant::now() < deadline, "mgmd did not mirror smcroute's route");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let r = contender(&t, &p, &rx, "mgm-follow", fanout, size, secs, MGM_PROGS);
+            drop(smc);
+            drop(mgmd);
+            points.push(r?);
+
             // The ceilings: a bare broadcast redirect to r1..rN, then the same with the
             // layer-2 rewrite a correct copy needs.
             for (name, prog, l2, progs) in [
@@ -497,7 +515,14 @@ fn chart(path: &Path, points: &[Point]) -> anyhow::Result<()> {
         .build_cartesian_2d(0usize..9usize, 0f64..max * 1.15)?;
     chart.configure_mesh().x_desc("receivers (N)").y_desc("Mpps, all receivers").draw()?;
     let grey = RGBColor(140, 140, 140);
-    for (name, color) in [("mgm", RED), ("ipmr", BLUE), ("ceiling", grey), ("ceiling-l2", BLACK)] {
+    let orange = RGBColor(230, 140, 0);
+    for (name, color) in [
+        ("mgm", RED),
+        ("mgm-follow", orange),
+        ("ipmr", BLUE),
+        ("ceiling", grey),
+        ("ceiling-l2", BLACK),
+    ] {
         let series: Vec<(usize, f64)> = points
             .iter()
             .filter(|p| p.contender == name && p.size == size)

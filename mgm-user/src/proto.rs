@@ -580,7 +580,7 @@ pub struct OifStatsReply {
 pub struct Status {
     /// MFEs the MGM core holds.
     pub mfes: usize,
-    /// MFEs in the fast path (MGM and static).
+    /// MFEs in the fast path (MGM, static and followed from the kernel).
     pub installed: usize,
     /// Distinct outgoing lists in the fast path.
     pub oils: usize,

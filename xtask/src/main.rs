@@ -284,7 +284,9 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         "--commit",
         commit.trim(),
     ]))?;
-    step("forwarding rate: mgm vs the kernel's ipmr (smcroute) vs two XDP ceilings, BPF ns");
+    step(
+        "forwarding rate: mgm (static; following smcroute) vs the kernel's ipmr (smcroute) vs two XDP ceilings, BPF ns",
+    );
     // The peer (ipmr's user-space half) and the chart's font.
     apt_install(&["smcroute", "fonts-dejavu-core"], true)?;
     cargo(&["build", "--release", "--bins"])?;
@@ -297,9 +299,11 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     )?;
     step("control plane: installs and memberships per second, memory, release cost");
     bench_example("ctl_bench", &["--json", "bench-results/control_plane.json"], &commit, quick)?;
+    step("following the kernel: a routing daemon's MRT_ADD_MFC / MRT_DEL_MFC to the fast path");
+    bench_example("follow_bench", &["--json", "bench-results/follow_kernel.json"], &commit, quick)?;
     println!(
         "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
-         control_plane.json ({:.0} s)",
+         control_plane.json, follow_kernel.json ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())
