@@ -1074,3 +1074,69 @@ impl Drop for Igmpproxy {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// FRR's zebra and pimd running in a namespace with their own configuration, vty and zebra
+/// sockets and pid files in a temporary directory (in the foreground, logging there); both
+/// stopped by pid on drop.
+pub struct Frr {
+    children: Vec<std::process::Child>,
+    pub dir: std::path::PathBuf,
+    ns: String,
+}
+
+impl Frr {
+    /// Starts zebra, then pimd, in `ns` with the configuration `conf` (both read it).
+    pub fn start(ns: &Netns, conf: &str) -> anyhow::Result<Self> {
+        use std::{os::unix::fs::PermissionsExt as _, process::Command};
+        let dir = std::env::temp_dir().join(unique("frr"));
+        std::fs::create_dir_all(&dir)?;
+        // The daemons drop to the frr user, which must write its sockets and pid files here.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        std::fs::write(dir.join("frr.conf"), conf)?;
+        let mut frr = Self { children: Vec::new(), dir, ns: ns.name.clone() };
+        for daemon in ["zebra", "pimd"] {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns.name])
+                .arg(format!("/usr/lib/frr/{daemon}"))
+                .arg("-f")
+                .arg(frr.dir.join("frr.conf"))
+                .arg("-i")
+                .arg(frr.dir.join(format!("{daemon}.pid")))
+                .arg("--vty_socket")
+                .arg(&frr.dir)
+                .arg("-z")
+                .arg(frr.dir.join("zserv.api"))
+                .args(["-P", "0", "--log"])
+                .arg(format!("file:{}", frr.dir.join(format!("{daemon}.log")).display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting FRR's {daemon} (apt install frr)"))?;
+            frr.children.push(child);
+        }
+        Ok(frr)
+    }
+
+    /// Runs a `vtysh` command against this instance.
+    pub fn vtysh(&self, cmd: &str) -> anyhow::Result<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "vtysh", "--vty_socket"])
+            .arg(&self.dir)
+            .args(["-c", cmd])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        // pimd first: its exit (MRT_DONE) flushes its routes, as on a real router.
+        for c in self.children.iter_mut().rev() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
