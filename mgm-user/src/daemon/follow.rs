@@ -5,7 +5,8 @@
 //! kernel keeps the whole table and gets every packet the fast path does not forward.
 //!
 //! [`Follow`] owns the table as the kernel announced it and decides, entry by entry, whether
-//! it is mirrored, and if not, why (logged). It does no I/O: the daemon feeds it the
+//! it is mirrored, and if not, why (logged, and in `show`). docs/follow-kernel.md is the
+//! operator's reference. It does no I/O: the daemon feeds it the
 //! kernel's events (the groups the router itself has joined among them), and applies what it
 //! decides.
 
