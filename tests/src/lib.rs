@@ -1017,9 +1017,7 @@ impl Smcroute {
 
 impl Drop for Smcroute {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
+        terminate(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -1068,11 +1066,16 @@ impl Igmpproxy {
 
 impl Drop for Igmpproxy {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
+        terminate(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Stops a peer daemon by pid (SIGTERM, as its service would) and reaps it.
+fn terminate(child: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
 }
 
 /// FRR's zebra and pimd running in a namespace with their own configuration, vty and zebra
@@ -1132,11 +1135,7 @@ impl Frr {
 impl Drop for Frr {
     fn drop(&mut self) {
         // pimd first: its exit (MRT_DONE) flushes its routes, as on a real router.
-        for c in self.children.iter_mut().rev() {
-            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = c.wait();
-        }
+        self.children.iter_mut().rev().for_each(terminate);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -28,6 +28,19 @@ fn kernel_router(t: &Topology) {
     }
 }
 
+/// A sender, a kernel router with `receivers` links and, unless `mgmd` is `None`, mgmd on
+/// all of them following the kernel with these extra arguments.
+fn follow_topology(receivers: usize, mgmd: Option<&[&str]>) -> (Topology, Option<Ctl>) {
+    let mut t = Topology::new(receivers).unwrap();
+    t.add_addresses().unwrap();
+    kernel_router(&t);
+    let ctl = mgmd.map(|extra| {
+        t.start(&[&["--follow-kernel"], extra].concat()).unwrap();
+        t.ctl().unwrap()
+    });
+    (t, ctl)
+}
+
 /// Sends `n` datagrams tagged `tag`; how many each receiver got.
 fn burst(tx: &UdpSocket, rx: &[UdpSocket], tag: &str, n: u32) -> Vec<usize> {
     for i in 0..n {
@@ -65,11 +78,8 @@ fn wait_mirrored(ctl: &mut Ctl, oifs: Option<Vec<u32>>) {
 
 #[test]
 fn smcroute_routes_are_forwarded_in_xdp_while_the_kernel_keeps_counting() {
-    let mut t = Topology::new(2).unwrap();
-    t.add_addresses().unwrap();
-    kernel_router(&t);
-    t.start(&["--follow-kernel", "--heartbeat-ms", "100"]).unwrap();
-    let mut ctl = t.ctl().unwrap();
+    let (t, ctl) = follow_topology(2, Some(&["--heartbeat-ms", "100"]));
+    let mut ctl = ctl.unwrap();
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (r1, r2) = (idx("r1"), idx("r2"));
     let routes = format!("mroute from rin source {S} group {G} to r1\n");
@@ -103,9 +113,7 @@ fn smcroute_routes_are_forwarded_in_xdp_while_the_kernel_keeps_counting() {
 
 #[test]
 fn entries_mgm_cannot_forward_as_the_kernel_would_stay_in_the_kernel() {
-    let mut t = Topology::new(2).unwrap();
-    t.add_addresses().unwrap();
-    kernel_router(&t);
+    let (mut t, _) = follow_topology(2, None);
     // r2 is not managed by mgm: a route to it stays with the kernel, which forwards it.
     t.mgmd = Some(
         mgm_tests::Mgmd::start(
@@ -166,11 +174,8 @@ const FAIL_OPEN: Duration = Duration::from_millis(4500);
 /// routing daemon's exit (MRT_DONE) takes its entries out of the fast path.
 #[test]
 fn a_stopped_or_killed_mgmd_leaves_every_flow_to_the_kernel_and_takes_it_back() {
-    let mut t = Topology::new(2).unwrap();
-    t.add_addresses().unwrap();
-    kernel_router(&t);
-    t.start(&["--follow-kernel", "--heartbeat-ms", "1000"]).unwrap();
-    let mut ctl = t.ctl().unwrap();
+    let (mut t, ctl) = follow_topology(2, Some(&["--heartbeat-ms", "1000"]));
+    let mut ctl = ctl.unwrap();
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (r1, r2) = (idx("r1"), idx("r2"));
     let routes = format!("mroute from rin source {S} group {G} to r1 r2\n");
@@ -233,11 +238,8 @@ fn a_stopped_or_killed_mgmd_leaves_every_flow_to_the_kernel_and_takes_it_back() 
 /// and the same fast-path entry (its count covers the whole flow).
 #[test]
 fn a_learned_smcroute_route_is_mirrored_and_survives_smcroutes_idle_flush() {
-    let mut t = Topology::new(1).unwrap();
-    t.add_addresses().unwrap();
-    kernel_router(&t);
-    t.start(&["--follow-kernel", "--heartbeat-ms", "500"]).unwrap();
-    let mut ctl = t.ctl().unwrap();
+    let (t, ctl) = follow_topology(1, Some(&["--heartbeat-ms", "500"]));
+    let mut ctl = ctl.unwrap();
     let r1 = t.router.ifindex("r1").unwrap();
     let routes = format!("mroute from rin group {G} to r1\n");
     let _smc = Smcroute::start_with(&t.router, &IFACES, &routes, &["-c", "2"]).unwrap();
@@ -268,11 +270,8 @@ fn a_learned_smcroute_route_is_mirrored_and_survives_smcroutes_idle_flush() {
 /// which a socket of the router bound to the flow's port then shows.
 #[test]
 fn igmpproxy_joins_and_leaves_from_real_hosts_are_followed_in_xdp() {
-    let mut t = Topology::new(2).unwrap();
-    t.add_addresses().unwrap();
-    kernel_router(&t);
-    t.start(&["--follow-kernel"]).unwrap();
-    let mut ctl = t.ctl().unwrap();
+    let (t, ctl) = follow_topology(2, Some(&[]));
+    let mut ctl = ctl.unwrap();
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (r1, r2) = (idx("r1"), idx("r2"));
     let proxy =
