@@ -10,13 +10,15 @@
 //! * [`fastpath`]: the mirror of forwarding state into BPF maps (pure logic + a small trait);
 //! * [`dataplane`]: the aya implementation (the only code touching BPF);
 //! * [`kernel`]: the kernel's links and neighbours, as rtnetlink events;
-//! * [`config`]: static configuration.
+//! * [`config`]: static configuration;
+//! * [`igmp`]: the router side of IGMP (the IGMP daemon's protocol logic).
 
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
+pub mod igmp;
 pub mod kernel;
 pub mod manager;
 pub mod proto;
