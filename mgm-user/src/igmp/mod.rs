@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! IGMP, the router side (the IGMP daemon, mgm-igmpd, in progress; pure, no I/O):
-//! [`packet`] decodes and validates what hosts send and encodes queries; [`group`] is one
-//! group's router state on one interface (RFC 3376 §6, with §7.3's older-version hosts).
+//! IGMP, the router side (the IGMP daemon, mgm-igmpd, is in progress; these are pure, no
+//! I/O): [`packet`] decodes and validates what hosts send and encodes queries; [`group`] is
+//! one group's router state on one interface (RFC 3376 §6, with §7.3's older-version hosts);
+//! [`iface`] is one interface: querier election, general, startup and last-member queries,
+//! and the memberships (in MGM terms) the groups' state gives.
 
 pub mod group;
+pub mod iface;
 pub mod packet;

@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! IGMP on one interface, the router side (RFC 3376 §5-§7, with RFC 2236 and 1112 hosts):
+//! querier election, general and startup queries, the last-member queries a leave or a BLOCK
+//! asks for, the groups' state, and the memberships that result. Pure: messages and the time
+//! come in, [`Out`]s (queries to send, memberships to add or delete) come back.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    time::Duration,
+};
+
+use super::{
+    group::{Ask, Compat, Forward, Group, Intervals},
+    packet::{Message, Query},
+};
+
+/// 224.0.0.1: general queries go there.
+pub const ALL_SYSTEMS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 1);
+
+/// One interface's configuration (RFC 3376 §8 defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The version of the queries sent (3, or 2 / 1 on links with older routers).
+    pub version: u8,
+    pub robustness: u8,
+    pub query_interval: Duration,
+    pub query_response_interval: Duration,
+    pub last_member_interval: Duration,
+    /// Last member query count (default: the robustness variable).
+    pub last_member_count: u8,
+    pub startup_interval: Duration,
+    pub startup_count: u8,
+    /// Take part in querier election (off: never query, only listen).
+    pub querier: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let qi = Duration::from_secs(125);
+        Self {
+            version: 3,
+            robustness: 2,
+            query_interval: qi,
+            query_response_interval: Duration::from_secs(10),
+            last_member_interval: Duration::from_secs(1),
+            last_member_count: 2,
+            startup_interval: qi / 4,
+            startup_count: 2,
+            querier: true,
+        }
+    }
+}
+
+impl Config {
+    pub fn intervals(&self) -> Intervals {
+        let rv = u32::from(self.robustness.max(1));
+        let gmi = self.query_interval * rv + self.query_response_interval;
+        Intervals {
+            gmi,
+            lmqt: self.last_member_interval * u32::from(self.last_member_count.max(1)),
+            ohpi: gmi,
+        }
+    }
+
+    /// How long another querier is believed present after its last query.
+    pub fn other_querier_present(&self) -> Duration {
+        self.query_interval * u32::from(self.robustness.max(1)) + self.query_response_interval / 2
+    }
+}
+
+/// What the interface asks of the world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// Send this query to `to` (224.0.0.1 for a general query, else the group).
+    Send { to: Ipv4Addr, query: Query },
+    /// A membership appeared: `source` `None` is (*,G).
+    Join { source: Option<Ipv4Addr>, group: Ipv4Addr },
+    /// A membership went.
+    Leave { source: Option<Ipv4Addr>, group: Ipv4Addr },
+}
+
+/// Queries still to repeat for a group (last member queries: count × interval).
+#[derive(Clone, Debug)]
+struct Repeat {
+    group: Ipv4Addr,
+    sources: Option<Vec<Ipv4Addr>>,
+    left: u8,
+    next: Duration,
+}
+
+/// The operator's view of an interface.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct View {
+    pub querier: Ipv4Addr,
+    pub is_querier: bool,
+    pub version: u8,
+    pub groups: Vec<GroupView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GroupView {
+    pub group: Ipv4Addr,
+    /// "include" or "exclude".
+    pub mode: &'static str,
+    /// The oldest host version present (1, 2, 3).
+    pub compat: u8,
+    /// Seconds left on the group timer (EXCLUDE mode).
+    pub timer_secs: Option<u64>,
+    /// Sources and the seconds left on their timers (0 in EXCLUDE mode: excluded).
+    pub sources: Vec<(Ipv4Addr, u64)>,
+}
+
+#[derive(Debug)]
+pub struct Interface {
+    cfg: Config,
+    addr: Ipv4Addr,
+    /// Another router that won the election, and until when it is believed present.
+    other: Option<(Ipv4Addr, Duration)>,
+    startup_left: u8,
+    next_general: Duration,
+    groups: BTreeMap<Ipv4Addr, Group>,
+    repeats: Vec<Repeat>,
+    /// The memberships last announced (what the caller holds in MGM).
+    members: BTreeSet<(Option<Ipv4Addr>, Ipv4Addr)>,
+}
+
+impl Interface {
+    /// An interface whose own address is `addr`, starting at `now` (its first general query
+    /// is due at once).
+    pub fn new(cfg: Config, addr: Ipv4Addr, now: Duration) -> Self {
+        Self {
+            cfg,
+            addr,
+            other: None,
+            startup_left: cfg.startup_count,
+            next_general: now,
+            groups: BTreeMap::new(),
+            repeats: Vec::new(),
+            members: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_querier(&self, now: Duration) -> bool {
+        self.cfg.querier && self.other.is_none_or(|(_, until)| until <= now)
+    }
+
+    /// A message from `source` on this link (the caller checked that the source is on it).
+    pub fn receive(&mut self, source: Ipv4Addr, msg: &Message, now: Duration) -> Vec<Out> {
+        let iv = self.cfg.intervals();
+        let mut asks = Vec::new();
+        match msg {
+            Message::Query(q) => self.heard_query(source, q, now, &iv),
+            Message::Report { version, group } => {
+                if let Some(g) = self.group(*group) {
+                    asks.extend(g.old_report(*version, now, &iv).into_iter().map(|a| (*group, a)));
+                }
+            }
+            Message::Leave { group } => {
+                if let Some(g) = self.groups.get_mut(group) {
+                    asks.extend(g.leave(now, &iv).into_iter().map(|a| (*group, a)));
+                }
+            }
+            Message::ReportV3(records) => {
+                for r in records {
+                    // A record that only removes (TO_IN/BLOCK/IS_IN of nothing) for a group
+                    // without state creates none.
+                    if let Some(g) = self.group(r.group) {
+                        let a = g.record(r.kind, &r.sources, now, &iv);
+                        asks.extend(a.into_iter().map(|a| (r.group, a)));
+                    }
+                }
+            }
+        }
+        if self.is_querier(now) {
+            for (group, ask) in asks {
+                self.ask(group, ask, now);
+            }
+        }
+        self.tick(now)
+    }
+
+    /// Timers due at `now`: queries to send, states expired, memberships changed.
+    pub fn tick(&mut self, now: Duration) -> Vec<Out> {
+        let mut out = Vec::new();
+        if self.other.is_some_and(|(_, until)| until <= now) {
+            // The other querier went quiet: this router queries again, at once.
+            self.other = None;
+            self.next_general = now;
+        }
+        if self.is_querier(now) && self.next_general <= now {
+            out.push(self.general_query());
+            // Startup: `startup_count` queries in all, an interval apart.
+            self.startup_left = self.startup_left.saturating_sub(1);
+            let every = if self.startup_left > 0 {
+                self.cfg.startup_interval
+            } else {
+                self.cfg.query_interval
+            };
+            self.next_general = now + every;
+        }
+        let querier = self.is_querier(now);
+        let mut repeats = std::mem::take(&mut self.repeats);
+        repeats.retain_mut(|r| {
+            if r.next > now {
+                return true;
+            }
+            if querier {
+                out.push(self.specific_query(r.group, r.sources.clone(), now));
+            }
+            r.left -= 1;
+            r.next = now + self.cfg.last_member_interval;
+            r.left > 0
+        });
+        self.repeats = repeats;
+        for g in self.groups.values_mut() {
+            g.expire(now);
+        }
+        self.groups.retain(|_, g| !g.is_empty());
+        out.extend(self.membership_changes());
+        out
+    }
+
+    /// When [`Interface::tick`] next has something to do.
+    pub fn next_wakeup(&self, now: Duration) -> Duration {
+        let mut t = self.other.map_or(Duration::MAX, |(_, until)| until);
+        if self.cfg.querier {
+            t = t.min(self.next_general);
+        }
+        let repeats = self.repeats.iter().map(|r| r.next);
+        let groups = self.groups.values().filter_map(Group::next_expiry);
+        repeats.chain(groups).fold(t, Duration::min).max(now)
+    }
+
+    /// Every membership gone (the daemon stops, or IGMP is disabled on the interface).
+    pub fn clear(&mut self) -> Vec<Out> {
+        self.groups.clear();
+        self.repeats.clear();
+        self.membership_changes()
+    }
+
+    /// The memberships this interface holds now.
+    pub fn memberships(&self) -> impl Iterator<Item = &(Option<Ipv4Addr>, Ipv4Addr)> {
+        self.members.iter()
+    }
+
+    pub fn view(&self, now: Duration) -> View {
+        let groups = self
+            .groups
+            .iter()
+            .map(|(group, g)| {
+                let (timer, sources) = g.timers(now);
+                GroupView {
+                    group: *group,
+                    mode: if g.is_exclude() { "exclude" } else { "include" },
+                    compat: g.compat(now) as u8,
+                    timer_secs: timer.map(|t| t.as_secs()),
+                    sources: sources.into_iter().map(|(s, t)| (s, t.as_secs())).collect(),
+                }
+            })
+            .collect();
+        let querier = match self.other {
+            Some((q, until)) if until > now => q,
+            _ if self.cfg.querier => self.addr,
+            _ => Ipv4Addr::UNSPECIFIED,
+        };
+        View { querier, is_querier: self.is_querier(now), version: self.cfg.version, groups }
+    }
+
+    /// The state for `group`, created if needed; `None` for groups never routed (224.0.0.x).
+    fn group(&mut self, group: Ipv4Addr) -> Option<&mut Group> {
+        let o = group.octets();
+        if !group.is_multicast() || (o[0] == 224 && o[1] == 0 && o[2] == 0) {
+            return None;
+        }
+        Some(self.groups.entry(group).or_default())
+    }
+
+    fn heard_query(&mut self, source: Ipv4Addr, q: &Query, now: Duration, iv: &Intervals) {
+        // Election: the lowest address queries (a source of 0.0.0.0 is a snooping switch's
+        // proxy query and takes no part).
+        if !source.is_unspecified() && source < self.addr {
+            self.other = Some((source, now + self.cfg.other_querier_present()));
+        }
+        if self.is_querier(now) || q.group.is_unspecified() || q.suppress {
+            return;
+        }
+        // A non-querier follows the querier's last member queries (§6.6.1).
+        if let Some(g) = self.groups.get_mut(&q.group) {
+            if q.sources.is_empty() {
+                g.heard_group_query(now, iv);
+            } else {
+                g.heard_source_query(&q.sources, now, iv);
+            }
+        }
+    }
+
+    /// Q(G) or Q(G,A): sent now, and count − 1 more times an interval apart.
+    fn ask(&mut self, group: Ipv4Addr, ask: Ask, now: Duration) {
+        let sources = match ask {
+            Ask::Group => None,
+            Ask::Sources(s) => Some(s),
+        };
+        // A repeat already under way for the same question is not doubled.
+        self.repeats.retain(|r| !(r.group == group && r.sources == sources));
+        self.repeats.push(Repeat {
+            group,
+            sources,
+            left: self.cfg.last_member_count.max(1),
+            next: now,
+        });
+    }
+
+    fn general_query(&self) -> Out {
+        let query = Query {
+            version: self.cfg.version,
+            group: Ipv4Addr::UNSPECIFIED,
+            max_resp: self.cfg.query_response_interval,
+            suppress: false,
+            qrv: self.cfg.robustness.min(7),
+            qqi: self.cfg.query_interval,
+            sources: Vec::new(),
+        };
+        Out::Send { to: ALL_SYSTEMS, query }
+    }
+
+    /// A group(-and-source)-specific query, in the version the group's hosts understand (v2
+    /// hosts get a v2 group query without sources; v1 hosts have none: a general one).
+    fn specific_query(
+        &self,
+        group: Ipv4Addr,
+        sources: Option<Vec<Ipv4Addr>>,
+        now: Duration,
+    ) -> Out {
+        let compat = self.groups.get(&group).map_or(Compat::V3, |g| g.compat(now));
+        let version = self.cfg.version.min(compat as u8);
+        if version == 1 {
+            return self.general_query();
+        }
+        let query = Query {
+            version,
+            group,
+            max_resp: self.cfg.last_member_interval,
+            suppress: false,
+            qrv: self.cfg.robustness.min(7),
+            qqi: self.cfg.query_interval,
+            sources: if version == 3 { sources.unwrap_or_default() } else { Vec::new() },
+        };
+        Out::Send { to: group, query }
+    }
+
+    /// The memberships the groups' state gives now, against those last announced.
+    fn membership_changes(&mut self) -> Vec<Out> {
+        let now: BTreeSet<(Option<Ipv4Addr>, Ipv4Addr)> = self
+            .groups
+            .iter()
+            .flat_map(|(group, g)| match g.forward() {
+                Some(Forward::Any) => vec![(None, *group)],
+                Some(Forward::Sources(s)) => s.into_iter().map(|s| (Some(s), *group)).collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        let mut out: Vec<Out> = self
+            .members
+            .difference(&now)
+            .map(|&(source, group)| Out::Leave { source, group })
+            .collect();
+        out.extend(
+            now.difference(&self.members).map(|&(source, group)| Out::Join { source, group }),
+        );
+        self.members = now;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::igmp::packet::{GroupRecord, RecordType};
+
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 2, 1, 1);
+    const G: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+    const HOST: Ipv4Addr = Ipv4Addr::new(10, 2, 1, 2);
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn sends(out: &[Out]) -> Vec<(Ipv4Addr, u8, Ipv4Addr, usize)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Send { to, query } => {
+                    Some((*to, query.version, query.group, query.sources.len()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn v3(kind: RecordType, sources: &[Ipv4Addr]) -> Message {
+        Message::ReportV3(vec![GroupRecord { kind, group: G, sources: sources.to_vec() }])
+    }
+
+    #[test]
+    fn startup_queries_then_the_query_interval() {
+        let mut i = Interface::new(Config::default(), ME, secs(0));
+        assert_eq!(sends(&i.tick(secs(0))), vec![(ALL_SYSTEMS, 3, Ipv4Addr::UNSPECIFIED, 0)]);
+        assert!(i.tick(secs(30)).is_empty(), "startup interval is 31.25 s");
+        assert_eq!(sends(&i.tick(secs(32))).len(), 1, "the second (and last) startup query");
+        assert_eq!(i.next_wakeup(secs(32)), secs(32 + 125));
+    }
+
+    #[test]
+    fn a_join_and_a_leave_become_a_membership_and_its_end() {
+        let mut i = Interface::new(Config::default(), ME, secs(0));
+        i.tick(secs(0));
+        let out = i.receive(HOST, &Message::Report { version: 2, group: G }, secs(1));
+        assert_eq!(out, vec![Out::Join { source: None, group: G }]);
+        // The v2 leave: two group queries, v2 (the host is v2), a second apart; then gone.
+        let out = i.receive(HOST, &Message::Leave { group: G }, secs(10));
+        assert_eq!(sends(&out), vec![(G, 2, G, 0)]);
+        assert_eq!(sends(&i.tick(secs(11))), vec![(G, 2, G, 0)]);
+        assert_eq!(i.tick(secs(12)), vec![Out::Leave { source: None, group: G }]);
+    }
+
+    #[test]
+    fn a_silent_host_expires_after_the_group_membership_interval() {
+        let mut i = Interface::new(Config::default(), ME, secs(0));
+        i.receive(HOST, &v3(RecordType::ModeIsExclude, &[]), secs(0));
+        assert!(i.memberships().count() == 1);
+        i.tick(secs(259));
+        assert!(i.memberships().count() == 1);
+        assert_eq!(i.tick(secs(260)), vec![Out::Leave { source: None, group: G }]);
+    }
+
+    #[test]
+    fn include_sources_are_source_memberships() {
+        let (s1, s2) = (Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 2));
+        let mut i = Interface::new(Config::default(), ME, secs(0));
+        i.tick(secs(0));
+        let out = i.receive(HOST, &v3(RecordType::AllowNewSources, &[s1, s2]), secs(1));
+        assert_eq!(out.len(), 2);
+        // BLOCK s2: a group-and-source query for it, twice, then its membership goes.
+        let out = i.receive(HOST, &v3(RecordType::BlockOldSources, &[s2]), secs(5));
+        assert_eq!(sends(&out), vec![(G, 3, G, 1)]);
+        i.tick(secs(6));
+        assert_eq!(i.tick(secs(7)), vec![Out::Leave { source: Some(s2), group: G }]);
+        assert_eq!(i.memberships().collect::<Vec<_>>(), vec![&(Some(s1), G)]);
+    }
+
+    #[test]
+    fn the_lowest_address_queries_and_the_other_takes_over_when_it_goes_quiet() {
+        let mut i = Interface::new(Config::default(), ME, secs(0));
+        i.tick(secs(0));
+        let lower = Ipv4Addr::new(10, 2, 1, 0);
+        let q = Query {
+            version: 3,
+            group: Ipv4Addr::UNSPECIFIED,
+            max_resp: secs(10),
+            suppress: false,
+            qrv: 2,
+            qqi: secs(125),
+            sources: vec![],
+        };
+        i.receive(lower, &Message::Query(q.clone()), secs(1));
+        assert!(!i.is_querier(secs(1)));
+        assert_eq!(i.view(secs(1)).querier, lower);
+        // A higher address does not win.
+        i.receive(Ipv4Addr::new(10, 2, 1, 9), &Message::Query(q), secs(2));
+        assert_eq!(i.view(secs(2)).querier, lower);
+        // No query sent while another querier is present (255 s).
+        assert!(sends(&i.tick(secs(200))).is_empty());
+        assert_eq!(sends(&i.tick(secs(256))).len(), 1, "took over");
+        assert!(i.is_querier(secs(256)));
+    }
+
+    #[test]
+    fn link_local_groups_are_never_members() {
+        let mut i = Interface::new(Config::default(), ME, secs(0));
+        let mdns = Ipv4Addr::new(224, 0, 0, 251);
+        let out = i.receive(HOST, &Message::Report { version: 2, group: mdns }, secs(1));
+        assert!(out.iter().all(|o| !matches!(o, Out::Join { .. })));
+    }
+}
