@@ -70,12 +70,14 @@ impl Dataplane for BpfFastPath {
         self.config.set(idx, value, 0).map_err(map_err(maps::CONFIG))
     }
     fn set_local_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), FastPathError> {
-        let gone: Vec<u16> = self.local_ports_set.difference(ports).copied().collect();
-        let new: Vec<u16> = ports.difference(&self.local_ports_set).copied().collect();
-        for (port, open) in gone.into_iter().map(|p| (p, 0)).chain(new.into_iter().map(|p| (p, 1)))
-        {
-            self.local_ports.set(port.into(), open, 0).map_err(map_err(maps::LOCAL_PORTS))?;
-            if open == 1 {
+        // Only what changed is written; the set follows each write, so a failed one is
+        // written again next time.
+        let changed: Vec<u16> = self.local_ports_set.symmetric_difference(ports).copied().collect();
+        for port in changed {
+            let open = ports.contains(&port);
+            let v = u8::from(open);
+            self.local_ports.set(port.into(), v, 0).map_err(map_err(maps::LOCAL_PORTS))?;
+            if open {
                 self.local_ports_set.insert(port);
             } else {
                 self.local_ports_set.remove(&port);

@@ -414,29 +414,33 @@ pub fn local_delivery() -> io::Result<KernelEvent> {
     let groups = parse_proc_igmp(&std::fs::read_to_string("/proc/net/igmp")?);
     let read = |f| std::fs::read_to_string(f).ok();
     let udp_ports = match (read("/proc/net/udp"), read("/proc/net/raw")) {
-        (Some(udp), Some(raw)) if multicast_sockets(&raw).all(|(_, proto)| proto != 17) => {
-            Some(multicast_sockets(&udp).map(|(_, port)| port).collect())
+        (Some(udp), Some(raw)) if multicast_ports(&raw).all(|proto| proto != 17) => {
+            Some(multicast_ports(&udp).collect())
         }
         _ => None,
     };
     Ok(KernelEvent::LocalGroups(Local { groups, udp_ports }))
 }
 
-/// The sockets of a `/proc/net/{udp,raw}` table that can receive multicast (bound to the
-/// wildcard or a multicast address), as (address, port); a raw socket's "port" is its
-/// protocol. Addresses are the kernel's `__be32` printed as native-endian hexadecimal.
-fn multicast_sockets(text: &str) -> impl Iterator<Item = (Ipv4Addr, u16)> + '_ {
+/// The ports of the sockets of a `/proc/net/{udp,raw}` table that can receive multicast
+/// (bound to the wildcard or a multicast address); a raw socket's "port" is its protocol.
+fn multicast_ports(text: &str) -> impl Iterator<Item = u16> + '_ {
     text.lines().skip(1).filter_map(|line| {
         let local = line.split_whitespace().nth(1)?;
         let (addr, port) = local.split_once(':')?;
-        let addr = Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.to_ne_bytes());
+        let addr = proc_addr(addr)?;
         let port = u16::from_str_radix(port, 16).ok()?;
-        (addr.is_unspecified() || addr.is_multicast()).then_some((addr, port))
+        (addr.is_unspecified() || addr.is_multicast()).then_some(port)
     })
 }
 
-/// `/proc/net/igmp`'s text: `Idx Device : ...` lines, then a line per group whose address is
-/// the kernel's `__be32` printed as a native-endian hexadecimal number.
+/// An address as `/proc/net` prints it: the kernel's `__be32` as a native-endian hexadecimal
+/// number.
+fn proc_addr(hex: &str) -> Option<Ipv4Addr> {
+    u32::from_str_radix(hex, 16).ok().map(|v| Ipv4Addr::from(v.to_ne_bytes()))
+}
+
+/// `/proc/net/igmp`'s text: `Idx Device : ...` lines, then a line per group.
 fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, Ipv4Addr)> {
     let mut out = BTreeSet::new();
     let mut ifindex = None;
@@ -446,8 +450,8 @@ fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, Ipv4Addr)> {
             continue;
         }
         let (Some(i), Some(hex)) = (ifindex, line.split_whitespace().next()) else { continue };
-        if let Ok(v) = u32::from_str_radix(hex, 16) {
-            out.insert((i, Ipv4Addr::from(v.to_ne_bytes())));
+        if let Some(group) = proc_addr(hex) {
+            out.insert((i, group));
         }
     }
     out
@@ -518,7 +522,7 @@ mod tests {
                    \x20 2: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0\n\
                    \x20 3: 010101EF:1389 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0\n\
                    \x20 4: junk\n";
-        let got: Vec<u16> = multicast_sockets(udp).map(|(_, p)| p).collect();
+        let got: Vec<u16> = multicast_ports(udp).collect();
         if cfg!(target_endian = "little") {
             // The wildcard and 239.1.1.1, not 127.0.0.1.
             assert_eq!(got, vec![5000, 5001]);

@@ -652,7 +652,9 @@ impl<D: Dataplane> Daemon<D> {
             }
             if matches!(ev, KernelEvent::MfcSnapshot(_)) {
                 // Also what was mirrored and is in no table now (adopted after a restart).
-                self.reconcile_all();
+                let keys: BTreeSet<MfeKey> =
+                    keys.into_iter().chain(self.writer.kernel_keys()).collect();
+                self.reconcile(keys);
                 if !self.followed_once {
                     self.followed_once = true;
                     self.say_alive();

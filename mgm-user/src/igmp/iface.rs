@@ -163,8 +163,8 @@ impl Interface {
             }
             Message::ReportV3(records) => {
                 for r in records {
-                    // A record that only removes (TO_IN/BLOCK/IS_IN of nothing) for a group
-                    // without state creates none.
+                    // A record that only removes (TO_IN/BLOCK/IS_IN of nothing), for a group
+                    // without state, leaves an empty one, which the tick below drops.
                     if let Some(g) = self.group(r.group) {
                         let a = g.record(r.kind, &r.sources, now, &iv);
                         asks.extend(a.into_iter().map(|a| (r.group, a)));
