@@ -1139,3 +1139,130 @@ impl Drop for Frr {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// mgm-igmpd running in a namespace against an mgmd's socket, with its own control socket
+/// and log in a temporary directory; stopped (SIGTERM) on drop, its log shown if the test
+/// failed.
+pub struct Igmpd {
+    child: Child,
+    dir: PathBuf,
+    pub control: PathBuf,
+}
+
+impl Igmpd {
+    /// Starts mgm-igmpd in `ns` on `mgmd`'s socket with these arguments, and waits until it
+    /// has registered.
+    pub fn start(ns: &Netns, mgmd: &Mgmd, args: &[&str]) -> anyhow::Result<Self> {
+        let d = Self::spawn(ns, &mgmd.socket, args)?;
+        d.wait(Duration::from_secs(10), |v| v["mgmd"].is_object())
+            .context("mgm-igmpd did not register with mgmd")?;
+        Ok(d)
+    }
+
+    /// Starts it without waiting for mgmd (which may not be there).
+    pub fn spawn(ns: &Netns, mgmd_socket: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(unique("igmpd"));
+        std::fs::create_dir_all(&dir)?;
+        let control = dir.join("igmpd.sock");
+        let log = File::create(dir.join("igmpd.log"))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name))
+            .arg(bin("mgm-igmpd"))
+            .arg("--socket")
+            .arg(mgmd_socket)
+            .arg("--control")
+            .arg(&control)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning mgm-igmpd")?;
+        let mut d = Self { child, dir, control };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while d.view().is_err() {
+            if let Some(status) = d.child.try_wait()? {
+                bail!("mgm-igmpd exited with {status}:\n{}", d.log());
+            }
+            ensure!(Instant::now() < deadline, "mgm-igmpd did not start:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(d)
+    }
+
+    /// Its view, as `mgm-igmpd show --json` prints it.
+    pub fn view(&self) -> anyhow::Result<Value> {
+        let mut s = UnixStream::connect(&self.control)?;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out)?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// Waits up to `timeout` for the view to satisfy `pred`; the view then.
+    pub fn wait(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.view()?;
+            if pred(&v) {
+                return Ok(v);
+            }
+            ensure!(Instant::now() < deadline, "condition not met within {timeout:?}; view: {v:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `mgm-igmpd show` (text, or `--json`) against this instance.
+    pub fn show(&self, json: bool) -> anyhow::Result<String> {
+        let mut cmd = Command::new(bin("mgm-igmpd"));
+        cmd.arg("show").arg("--control").arg(&self.control);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output()?;
+        ensure!(out.status.success(), "show: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("igmpd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the router dies.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Igmpd {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            terminate(&mut self.child);
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- last lines of mgm-igmpd's log ({}) ---", self.dir.display());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An Ethernet frame carrying the IPv4 datagram `ip` to the multicast address in it.
+pub fn ip_frame(src_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + ip.len());
+    f.extend(group_mac([ip[16], ip[17], ip[18], ip[19]]));
+    f.extend(src_mac);
+    f.extend([0x08, 0x00]);
+    f.extend(ip);
+    f
+}

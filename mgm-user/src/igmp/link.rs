@@ -14,7 +14,7 @@ use std::{
     io,
     mem::size_of,
     net::Ipv4Addr,
-    os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
     time::Duration,
 };
 
@@ -169,6 +169,12 @@ impl Link {
             )
         };
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
+impl AsRawFd for Link {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

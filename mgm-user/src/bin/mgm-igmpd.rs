@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgm-igmpd: IGMP (router side, v1/v2/v3) and the IGMP proxy, as a client of mgmd.
+//! `mgm-igmpd [OPTIONS]` runs the daemon; `mgm-igmpd show [--json]` prints a running one's
+//! view.
+
+use std::{fmt::Write as _, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+use mgm::igmp::{
+    config::{DEFAULT_CONTROL, File, Settings},
+    daemon::{Daemon, query},
+};
+
+/// IGMP for mgm: turns hosts' joins into group memberships on mgmd's socket.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// TOML file with the same settings as the options below (the options win).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// mgmd's control socket.
+    #[arg(long, env = "MGM_SOCKET")]
+    socket: Option<PathBuf>,
+    /// This daemon's own socket, which `mgm-igmpd show` reads [default: /run/mgm/igmpd.sock].
+    #[arg(long, global = true)]
+    control: Option<PathBuf>,
+    /// An interface where hosts are (repeatable): the downstream ones in proxy mode.
+    #[arg(long = "iface", short = 'i')]
+    interfaces: Vec<String>,
+    /// Proxy mode (RFC 4605): the interface towards the multicast network.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// In proxy mode, keep traffic from downstream sources off the upstream interface.
+    #[arg(long)]
+    no_forward_upstream: bool,
+    /// Component id registered with mgmd (two instances on one mgmd need different ones).
+    #[arg(long)]
+    component: Option<u32>,
+    /// IGMP version of the queries: 3, or 2 / 1 on links with older routers [default: 3].
+    #[arg(long)]
+    igmp_version: Option<u8>,
+    /// Never query: only listen (another router is the querier).
+    #[arg(long)]
+    no_querier: bool,
+    /// Robustness variable [default: 2].
+    #[arg(long)]
+    robustness: Option<u8>,
+    /// Seconds between general queries [default: 125].
+    #[arg(long)]
+    query_interval: Option<f64>,
+    /// Maximum response time of general queries, seconds [default: 10].
+    #[arg(long)]
+    query_response_interval: Option<f64>,
+    /// Seconds between last-member queries, and their maximum response time [default: 1].
+    #[arg(long)]
+    last_member_query_interval: Option<f64>,
+    /// Last-member queries sent [default: the robustness variable].
+    #[arg(long)]
+    last_member_query_count: Option<u8>,
+    /// Seconds between startup queries [default: a quarter of the query interval].
+    #[arg(long)]
+    startup_query_interval: Option<f64>,
+    /// Startup queries sent [default: the robustness variable].
+    #[arg(long)]
+    startup_query_count: Option<u8>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Print a running mgm-igmpd's interfaces, querier, groups, sources and counters.
+    Show {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let Some(Cmd::Show { json }) = args.cmd {
+        let path = args.control.unwrap_or_else(|| DEFAULT_CONTROL.into());
+        let v = rt.block_on(query(&path))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            print!("{}", text(&v));
+        }
+        return Ok(());
+    }
+    let settings = Settings::new(merge(args)?)?;
+    rt.block_on(async { Daemon::new(settings)?.run().await })
+}
+
+/// The command line over the file.
+fn merge(a: Args) -> anyhow::Result<File> {
+    let mut f = match &a.config {
+        Some(p) => File::load(p)?,
+        None => File::default(),
+    };
+    f.interfaces.extend(a.interfaces);
+    let or = |cli: Option<f64>, file: Option<f64>| cli.or(file);
+    Ok(File {
+        socket: a.socket.or(f.socket),
+        control: a.control.or(f.control),
+        interfaces: f.interfaces,
+        upstream: a.upstream.or(f.upstream),
+        forward_upstream: if a.no_forward_upstream { Some(false) } else { f.forward_upstream },
+        component: a.component.or(f.component),
+        version: a.igmp_version.or(f.version),
+        querier: if a.no_querier { Some(false) } else { f.querier },
+        robustness: a.robustness.or(f.robustness),
+        query_interval: or(a.query_interval, f.query_interval),
+        query_response_interval: or(a.query_response_interval, f.query_response_interval),
+        last_member_query_interval: or(a.last_member_query_interval, f.last_member_query_interval),
+        last_member_query_count: a.last_member_query_count.or(f.last_member_query_count),
+        startup_query_interval: or(a.startup_query_interval, f.startup_query_interval),
+        startup_query_count: a.startup_query_count.or(f.startup_query_count),
+    })
+}
+
+/// The view as text (from its JSON, so `show` needs nothing but the socket).
+fn text(v: &serde_json::Value) -> String {
+    let mut o = String::new();
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match v["mgmd"].as_object() {
+        Some(m) => {
+            let _ = writeln!(o, "mgmd: connected (IGMP handle {})", s(&m["igmp_handle"]));
+        }
+        None => o.push_str("mgmd: not connected (the state is kept and re-added when it is)\n"),
+    }
+    for p in v["interfaces"].as_array().into_iter().flatten() {
+        let querier = if p["is_querier"] == true {
+            "this router".to_owned()
+        } else if p["querier"] == "0.0.0.0" {
+            "none heard".to_owned()
+        } else {
+            s(&p["querier"])
+        };
+        let _ = writeln!(
+            o,
+            "\n{} (ifindex {}) {}  IGMPv{}  querier: {}{}",
+            s(&p["name"]),
+            p["ifindex"],
+            s(&p["address"]),
+            p["version"],
+            querier,
+            if p["enabled"] == false { "  (disabled: changing hands)" } else { "" }
+        );
+        let st = &p["stats"];
+        let rejected: Vec<String> = st["rejected"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  received {} reports, {} leaves, {} queries; sent {} queries; rejected: {}",
+            st["reports_received"],
+            st["leaves_received"],
+            st["queries_received"],
+            st["queries_sent"],
+            if rejected.is_empty() { "none".to_owned() } else { rejected.join(", ") }
+        );
+        let groups = p["groups"].as_array().cloned().unwrap_or_default();
+        if groups.is_empty() {
+            o.push_str("  no groups\n");
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  {:<16} {:<8} {:<6} {:<7} SOURCES (s left)",
+            "GROUP", "MODE", "HOSTS", "TIMER"
+        );
+        for g in groups {
+            let timer = g["timer_secs"].as_u64().map_or("-".to_owned(), |t| format!("{t}s"));
+            let sources: Vec<String> = g["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    if g["mode"] == "exclude" {
+                        format!("!{}", s(&x[0]))
+                    } else {
+                        format!("{} ({})", s(&x[0]), x[1])
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {:<16} {:<8} v{:<5} {:<7} {}",
+                s(&g["group"]),
+                s(&g["mode"]),
+                g["compat"],
+                timer,
+                if sources.is_empty() { "-".to_owned() } else { sources.join(", ") }
+            );
+        }
+    }
+    if let Some(u) = v["upstream"].as_object() {
+        let _ = writeln!(o, "\nupstream {} (ifindex {}), proxy:", s(&u["name"]), u["ifindex"]);
+        let groups = u["groups"].as_object().cloned().unwrap_or_default();
+        if groups.is_empty() {
+            o.push_str("  no groups joined\n");
+        }
+        for (g, w) in groups {
+            let what = match w.get("sources") {
+                Some(list) => format!(
+                    "from {}",
+                    list.as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(", ")
+                ),
+                None => "any source".to_owned(),
+            };
+            let _ = writeln!(o, "  {g:<16} {what}");
+        }
+    }
+    o
+}

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgm-igmpd's configuration: a TOML file, overridden by the command line (the binary merges
+//! them), checked here so that every value a router could be given is one the protocol can
+//! carry.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use super::iface::Config as Timers;
+use crate::proto::DEFAULT_SOCKET;
+
+/// Where `mgm-igmpd show` finds the daemon.
+pub const DEFAULT_CONTROL: &str = "/run/mgm/igmpd.sock";
+
+/// The configuration file. Every field is optional; durations are seconds (decimals allowed).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct File {
+    pub socket: Option<PathBuf>,
+    pub control: Option<PathBuf>,
+    /// Interfaces where hosts are (router mode; the downstream interfaces in proxy mode).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Proxy mode: the interface towards the multicast network.
+    pub upstream: Option<String>,
+    /// Forward what sources on downstream links send to the upstream interface as well
+    /// (RFC 4605 §4.2); default on.
+    pub forward_upstream: Option<bool>,
+    pub component: Option<u32>,
+    pub version: Option<u8>,
+    pub querier: Option<bool>,
+    pub robustness: Option<u8>,
+    pub query_interval: Option<f64>,
+    pub query_response_interval: Option<f64>,
+    pub last_member_query_interval: Option<f64>,
+    pub last_member_query_count: Option<u8>,
+    pub startup_query_interval: Option<f64>,
+    pub startup_query_count: Option<u8>,
+}
+
+impl File {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// The daemon's settings, complete and checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub socket: PathBuf,
+    pub control: PathBuf,
+    pub interfaces: Vec<String>,
+    pub upstream: Option<String>,
+    pub forward_upstream: bool,
+    pub component: u32,
+    pub timers: Timers,
+}
+
+impl Settings {
+    /// The file's values over the defaults (the command line is merged into `f` first).
+    pub fn new(f: File) -> anyhow::Result<Self> {
+        let d = Timers::default();
+        let secs = |name: &str, v: Option<f64>, default: Duration| -> anyhow::Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) if s.is_finite() && s > 0.0 && s <= 31_744.0 => {
+                    Ok(Duration::from_secs_f64(s))
+                }
+                Some(s) => anyhow::bail!("{name} = {s}: seconds, more than 0 and at most 31744"),
+            }
+        };
+        let query_interval = secs("query-interval", f.query_interval, d.query_interval)?;
+        let robustness = f.robustness.unwrap_or(d.robustness);
+        let timers = Timers {
+            version: f.version.unwrap_or(d.version),
+            robustness,
+            query_interval,
+            query_response_interval: secs(
+                "query-response-interval",
+                f.query_response_interval,
+                d.query_response_interval,
+            )?,
+            last_member_interval: secs(
+                "last-member-query-interval",
+                f.last_member_query_interval,
+                d.last_member_interval,
+            )?,
+            last_member_count: f.last_member_query_count.unwrap_or(robustness),
+            startup_interval: secs(
+                "startup-query-interval",
+                f.startup_query_interval,
+                query_interval / 4,
+            )?,
+            startup_count: f.startup_query_count.unwrap_or(robustness),
+            querier: f.querier.unwrap_or(true),
+        };
+        check(&timers)?;
+        let mut interfaces = f.interfaces;
+        interfaces.dedup();
+        anyhow::ensure!(
+            !interfaces.is_empty(),
+            "no interface: name at least one (--iface, or `interfaces` in the file)"
+        );
+        if let Some(up) = &f.upstream {
+            anyhow::ensure!(
+                !interfaces.contains(up),
+                "{up} is the upstream interface and cannot also be a downstream one"
+            );
+        }
+        Ok(Self {
+            socket: f.socket.unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            control: f.control.unwrap_or_else(|| DEFAULT_CONTROL.into()),
+            interfaces,
+            upstream: f.upstream,
+            forward_upstream: f.forward_upstream.unwrap_or(true),
+            component: f.component.unwrap_or(1),
+            timers,
+        })
+    }
+}
+
+/// What the protocol can carry: the maximum response time of a v2 query is 25.5 s, of a v3
+/// query 3174.4 s (RFC 3376 §4.1.1), and hosts must get it before the next query.
+fn check(t: &Timers) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=3).contains(&t.version), "version {}: 1, 2 or 3", t.version);
+    anyhow::ensure!(
+        (1..=7).contains(&t.robustness),
+        "robustness {}: 1 to 7 (RFC 3376 §8.1 advises at least 2)",
+        t.robustness
+    );
+    anyhow::ensure!(t.last_member_count >= 1, "last-member-query-count: at least 1");
+    anyhow::ensure!(t.startup_count >= 1, "startup-query-count: at least 1");
+    let max_resp = if t.version == 3 { 3174.4 } else { 25.5 };
+    for (name, d) in [
+        ("query-response-interval", t.query_response_interval),
+        ("last-member-query-interval", t.last_member_interval),
+    ] {
+        anyhow::ensure!(
+            d.as_secs_f64() <= max_resp && d >= Duration::from_millis(100),
+            "{name} = {:?}: from 0.1 s to {max_resp} s in IGMPv{}",
+            d,
+            t.version
+        );
+    }
+    anyhow::ensure!(
+        t.query_response_interval < t.query_interval,
+        "query-response-interval ({:?}) must be shorter than query-interval ({:?})",
+        t.query_response_interval,
+        t.query_interval
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(extra: &str) -> anyhow::Result<Settings> {
+        Settings::new(toml::from_str(&format!("interfaces = [\"eth1\"]\n{extra}"))?)
+    }
+
+    #[test]
+    fn defaults_are_the_rfc_s() {
+        let s = file("").unwrap();
+        assert_eq!(s.timers, Timers::default());
+        assert!(s.forward_upstream);
+        assert_eq!(s.upstream, None);
+    }
+
+    #[test]
+    fn short_timers_and_bad_values() {
+        let s = file("query-interval = 2\nquery-response-interval = 0.5\nlast-member-query-interval = 0.2\nrobustness = 3").unwrap();
+        assert_eq!(s.timers.query_interval, Duration::from_secs(2));
+        assert_eq!(s.timers.last_member_interval, Duration::from_millis(200));
+        assert_eq!(s.timers.last_member_count, 3, "defaults to the robustness variable");
+        for bad in [
+            "version = 4",
+            "robustness = 0",
+            "query-interval = -1",
+            "query-interval = nan",
+            "query-response-interval = 200",
+            "version = 2\nquery-response-interval = 30",
+            "last-member-query-count = 0",
+            "upstream = \"eth1\"",
+            "no-such-key = 1",
+        ] {
+            assert!(file(bad).is_err(), "{bad}");
+        }
+        assert!(Settings::new(File::default()).is_err(), "no interface");
+    }
+}

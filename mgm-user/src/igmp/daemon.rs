@@ -1,0 +1,592 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgm-igmpd's run loop: the edges around the pure IGMP state of each interface.
+//!
+//! * a packet socket per interface ([`Link`]) reads hosts' and routers' IGMP and sends queries;
+//! * one connection to mgmd ([`Client`]) registers IGMP (protocol 10), takes the interfaces
+//!   and holds, per interface, the memberships the IGMP state gives (a set diff after every
+//!   change, so a reconnect or an enable-IGMP is the same code: everything is re-added);
+//! * in proxy mode, a second client on the same connection, a routing protocol, owns the
+//!   upstream interface: it answers RPF with it (traffic from upstream is forwarded to
+//!   downstream members), and the merged downstream memberships (plus other protocols'
+//!   joins, from join and prune alerts) are held upstream by the kernel's host stack
+//!   ([`Upstream`]);
+//! * a control socket answers `show` with the operator's view, as JSON.
+//!
+//! mgmd going away changes nothing for the hosts: queries go on and the state is kept; it is
+//! all re-created in the next mgmd (which holds the previous fast path meanwhile).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio::{
+    io::{AsyncWriteExt as _, Interest, unix::AsyncFd},
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    config::Settings,
+    host::{Upstream, Want, merge},
+    iface::{Interface, Out, View},
+    link::Link,
+    packet::{Message, Reject, encode_query, parse},
+};
+use crate::{
+    client::{Client, ClientError},
+    kernel::{self, IfAddr},
+    manager::{Event, Handle, Iface, PROTO_IP_IGMP},
+    proto::{EventFrame, MembershipArgs},
+};
+
+/// The protocol id the proxy's upstream side registers with (a routing protocol, so not 10:
+/// IGMP's id is the one that co-owns). RRAS composes protocol ids as PROTOCOL_ID(type,
+/// vendor, id); this is (multicast, Microsoft's vendor id, IGMP).
+pub const PROTO_IGMP_PROXY: u32 = 0xC137_000A;
+
+/// (source, group): `None` is any source.
+type Member = (Option<Ipv4Addr>, Ipv4Addr);
+
+/// How often a lost mgmd is looked for again.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// Counters of one interface (the operator's view).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub queries_received: u64,
+    pub reports_received: u64,
+    pub leaves_received: u64,
+    pub queries_sent: u64,
+    /// Times a routing protocol took or released the interface (disable, then enable IGMP).
+    pub handovers: u64,
+    /// Datagrams not acted on, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+/// Why a datagram was rejected, as the view names it.
+fn reason(r: Reject) -> &'static str {
+    match r {
+        Reject::Malformed => "malformed",
+        Reject::IpChecksum => "ip_checksum",
+        Reject::IgmpChecksum => "igmp_checksum",
+        Reject::Ttl => "ttl",
+        Reject::NoRouterAlert => "no_router_alert",
+        Reject::Unknown => "unknown_type",
+    }
+}
+
+/// One interface where hosts are.
+struct Port {
+    name: String,
+    addr: IfAddr,
+    link: Arc<AsyncFd<Link>>,
+    igmp: Interface,
+    /// False between disable-IGMP and enable-IGMP: memberships are left as they are.
+    enabled: bool,
+    /// The memberships mgmd holds for this interface.
+    installed: BTreeSet<Member>,
+    stats: Stats,
+}
+
+/// The proxy's upstream side.
+struct Proxy {
+    name: String,
+    ifindex: u32,
+    host: Upstream,
+    /// Other routing protocols' receivers, as join alerts announced them.
+    alerted: BTreeSet<Member>,
+}
+
+/// The connection to mgmd and the clients registered on it.
+struct Mgm {
+    client: Client,
+    igmp: Handle,
+    proxy: Option<Handle>,
+}
+
+/// The operator's view (`mgm-igmpd show`).
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub mgmd: Option<MgmdView>,
+    pub interfaces: Vec<PortView>,
+    pub upstream: Option<UpstreamView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MgmdView {
+    pub igmp_handle: u64,
+    pub proxy_handle: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortView {
+    pub name: String,
+    pub ifindex: u32,
+    pub address: String,
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub igmp: View,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpstreamView {
+    pub name: String,
+    pub ifindex: u32,
+    pub groups: BTreeMap<Ipv4Addr, Want>,
+}
+
+pub struct Daemon {
+    s: Settings,
+    epoch: Instant,
+    ports: Vec<Port>,
+    proxy: Option<Proxy>,
+    mgm: Option<Mgm>,
+}
+
+/// The address `name` has (its primary IPv4 address), and its index.
+fn address(name: &str, all: &[IfAddr]) -> anyhow::Result<IfAddr> {
+    let ifindex = nix::net::if_::if_nametoindex(name)
+        .with_context(|| format!("no interface named {name:?}"))?;
+    all.iter()
+        .find(|a| a.ifindex == ifindex)
+        .copied()
+        .with_context(|| format!("{name} has no IPv4 address (IGMP queries need one)"))
+}
+
+impl Daemon {
+    /// Opens the interfaces (in the calling thread's network namespace).
+    pub fn new(s: Settings) -> anyhow::Result<Self> {
+        let all = kernel::addresses().context("reading the interfaces' addresses")?;
+        let epoch = Instant::now();
+        let mut ports = Vec::new();
+        for name in &s.interfaces {
+            let addr = address(name, &all)?;
+            let link = Link::open(addr.ifindex)
+                .with_context(|| format!("opening a packet socket on {name}"))?;
+            ports.push(Port {
+                name: name.clone(),
+                addr,
+                // SAFETY: the link owns its fd, which stays open until the AsyncFd drops it.
+                link: Arc::new(
+                    unsafe { AsyncFd::register_with_interest(link, Interest::READABLE) }
+                        .map_err(|e| e.into_parts().1)?,
+                ),
+                igmp: Interface::new(s.timers, addr.addr, Duration::ZERO),
+                enabled: true,
+                installed: BTreeSet::new(),
+                stats: Stats::default(),
+            });
+        }
+        let proxy = match &s.upstream {
+            None => None,
+            Some(name) => {
+                let a = address(name, &all)?;
+                Some(Proxy {
+                    name: name.clone(),
+                    ifindex: a.ifindex,
+                    host: Upstream::new(a.ifindex, a.addr),
+                    alerted: BTreeSet::new(),
+                })
+            }
+        };
+        Ok(Self { s, epoch, ports, proxy, mgm: None })
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let control = listen(&self.s.control)?;
+        let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+        for (i, p) in self.ports.iter().enumerate() {
+            tokio::spawn(read_link(i, p.link.clone(), tx.clone()));
+        }
+        drop(tx);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut retry = tokio::time::interval(RECONNECT);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(
+            interfaces = ?self.s.interfaces,
+            upstream = ?self.s.upstream,
+            version = self.s.timers.version,
+            "mgm-igmpd started"
+        );
+        loop {
+            let now = self.now();
+            let wake = self.ports.iter().map(|p| p.igmp.next_wakeup(now)).min();
+            let wake = self.epoch + wake.unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some((i, d)) => self.datagram(i, &d).await,
+                    None => anyhow::bail!("every interface's socket failed"),
+                },
+                ev = next_event(&mut self.mgm) => match ev {
+                    Ok(ev) => self.event(ev).await,
+                    Err(e) => self.lost(&e),
+                },
+                () = tokio::time::sleep_until(wake.into()) => self.tick().await,
+                _ = retry.tick(), if self.mgm.is_none() => {
+                    if let Err(e) = self.connect().await {
+                        debug!("mgmd at {}: {e:#}", self.s.socket.display());
+                    }
+                }
+                conn = control.accept() => {
+                    if let Ok((mut stream, _)) = conn {
+                        let mut json = serde_json::to_vec(&self.status()).expect("serializes");
+                        json.push(b'\n');
+                        tokio::spawn(async move { stream.write_all(&json).await });
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        info!("stopping: mgmd releases the interfaces and memberships with the connection");
+        let _ = std::fs::remove_file(&self.s.control);
+        Ok(())
+    }
+
+    fn lost(&mut self, e: &ClientError) {
+        if self.mgm.take().is_some() {
+            warn!("lost mgmd ({e}); the IGMP state is kept and re-added when it is back");
+        }
+    }
+
+    /// Connects, registers, takes the interfaces and adds every membership.
+    async fn connect(&mut self) -> anyhow::Result<()> {
+        let mut client = Client::connect(&self.s.socket).await?;
+        let igmp = client.register(PROTO_IP_IGMP, self.s.component).await?;
+        let any = Ipv4Addr::UNSPECIFIED;
+        for p in &self.ports {
+            client
+                .take_interface(igmp, p.addr.ifindex, any)
+                .await
+                .with_context(|| format!("taking {}", p.name))?;
+        }
+        let mut proxy = None;
+        if let Some(up) = &self.proxy {
+            let h = client.register(PROTO_IGMP_PROXY, self.s.component).await?;
+            client
+                .take_interface(h, up.ifindex, any)
+                .await
+                .with_context(|| format!("taking the upstream interface {}", up.name))?;
+            if self.s.forward_upstream {
+                // (*,*) on the upstream interface: what downstream sources send goes up too;
+                // traffic from upstream never goes back there (the incoming interface is never
+                // in its own outgoing list).
+                client.add_membership(membership(h, (None, any), up.ifindex)).await?;
+            }
+            proxy = Some(h);
+        }
+        info!(igmp = igmp.0, proxy = ?proxy.map(|h| h.0), "registered with mgmd");
+        self.mgm = Some(Mgm { client, igmp, proxy });
+        for i in 0..self.ports.len() {
+            self.ports[i].installed.clear();
+            self.ports[i].enabled = true;
+            self.sync(i).await;
+        }
+        Ok(())
+    }
+
+    async fn datagram(&mut self, i: usize, d: &[u8]) {
+        let now = self.now();
+        let p = &mut self.ports[i];
+        let (ip, msg) = match parse(d) {
+            Ok(m) => m,
+            Err(r) => {
+                *p.stats.rejected.entry(reason(r)).or_default() += 1;
+                debug!(iface = %p.name, "IGMP rejected: {}", reason(r));
+                return;
+            }
+        };
+        // RFC 3376 §4.2.13: reports from 0.0.0.0 are accepted; anything else must be from
+        // the link.
+        if !ip.source.is_unspecified() && !p.addr.on_link(ip.source) {
+            *p.stats.rejected.entry("off_link").or_default() += 1;
+            return;
+        }
+        match &msg {
+            Message::Query(_) => p.stats.queries_received += 1,
+            Message::Leave { .. } => p.stats.leaves_received += 1,
+            Message::Report { .. } | Message::ReportV3(_) => p.stats.reports_received += 1,
+        }
+        debug!(iface = %p.name, from = %ip.source, ?msg, "IGMP");
+        let out = p.igmp.receive(ip.source, &msg, now);
+        self.act(i, out).await;
+    }
+
+    async fn tick(&mut self) {
+        let now = self.now();
+        for i in 0..self.ports.len() {
+            let out = self.ports[i].igmp.tick(now);
+            if !out.is_empty() {
+                self.act(i, out).await;
+            }
+        }
+    }
+
+    /// Sends the queries, then brings mgmd's memberships (and upstream's) to the new state.
+    async fn act(&mut self, i: usize, out: Vec<Out>) {
+        let p = &mut self.ports[i];
+        let mut changed = false;
+        for o in out {
+            match o {
+                Out::Send { to, query } => {
+                    let bytes = encode_query(&query);
+                    match p.link.get_ref().send(p.addr.addr, to, &bytes) {
+                        Ok(()) => p.stats.queries_sent += 1,
+                        Err(e) => warn!(iface = %p.name, "sending a query: {e}"),
+                    }
+                }
+                Out::Join { source, group } => {
+                    info!(iface = %p.name, group = %group, source = ?source, "membership");
+                    changed = true;
+                }
+                Out::Leave { source, group } => {
+                    info!(iface = %p.name, group = %group, source = ?source, "membership gone");
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.sync(i).await;
+            self.sync_upstream();
+        }
+    }
+
+    /// Adds and deletes memberships in mgmd until it holds what interface `i` has.
+    async fn sync(&mut self, i: usize) {
+        let p = &mut self.ports[i];
+        let Some(m) = self.mgm.as_mut() else { return };
+        if !p.enabled {
+            return;
+        }
+        let want: BTreeSet<Member> = p.igmp.memberships().copied().collect();
+        let gone: Vec<Member> = p.installed.difference(&want).copied().collect();
+        let new: Vec<Member> = want.difference(&p.installed).copied().collect();
+        let ifindex = p.addr.ifindex;
+        for mb in gone {
+            match m.client.delete_membership(membership(m.igmp, mb, ifindex)).await {
+                Ok(()) => {}
+                Err(e) if e.server().is_some() => warn!(iface = %p.name, "deleting {mb:?}: {e}"),
+                Err(e) => return self.lost(&e),
+            }
+            p.installed.remove(&mb);
+        }
+        for mb in new {
+            match m.client.add_membership(membership(m.igmp, mb, ifindex)).await {
+                Ok(()) => {
+                    p.installed.insert(mb);
+                }
+                // Tried again at the next change.
+                Err(e) if e.server().is_some() => warn!(iface = %p.name, "adding {mb:?}: {e}"),
+                Err(e) => return self.lost(&e),
+            }
+        }
+    }
+
+    /// Holds upstream what the downstream interfaces and other protocols' receivers want.
+    fn sync_upstream(&mut self) {
+        let Some(up) = self.proxy.as_mut() else { return };
+        let mut all: Vec<Member> =
+            self.ports.iter().flat_map(|p| p.igmp.memberships().copied()).collect();
+        all.extend(up.alerted.iter().copied());
+        for (group, e) in up.host.sync(&merge(&all)) {
+            warn!(iface = %up.name, %group, "joining upstream: {e}");
+        }
+    }
+
+    fn port(&self, iface: Iface) -> Option<usize> {
+        self.ports.iter().position(|p| p.addr.ifindex == iface.ifindex)
+    }
+
+    async fn event(&mut self, ev: EventFrame) {
+        let Some(m) = self.mgm.as_ref() else { return };
+        let from_proxy = Some(ev.handle) == m.proxy;
+        let result = match ev.event {
+            Event::DisableIgmp { iface } => {
+                if let Some(i) = self.port(iface) {
+                    info!(iface = %self.ports[i].name, "IGMP disabled: the interface changes hands");
+                    self.ports[i].enabled = false;
+                }
+                Ok(())
+            }
+            Event::EnableIgmp { iface } => {
+                if let Some(i) = self.port(iface) {
+                    // Re-added through the interface's new owner (an add mgmd already holds
+                    // changes nothing).
+                    info!(iface = %self.ports[i].name, "IGMP enabled: memberships re-added");
+                    self.ports[i].enabled = true;
+                    self.ports[i].stats.handovers += 1;
+                    self.ports[i].installed.clear();
+                    self.sync(i).await;
+                }
+                Ok(())
+            }
+            Event::PruneAlert { request: None, entry, .. } if from_proxy => {
+                if let Some(up) = self.proxy.as_mut()
+                    && up.alerted.remove(&(nonzero(entry.source), entry.group))
+                {
+                    self.sync_upstream();
+                }
+                Ok(())
+            }
+            Event::JoinAlert { entry, member_add: true } if from_proxy => {
+                // Another protocol's receivers (IGMP's own are known first-hand); (*,*)
+                // cannot be asked of an IGMP querier.
+                let mb = (nonzero(entry.source), entry.group);
+                let ours = self.ports.iter().any(|p| p.igmp.memberships().any(|x| *x == mb));
+                if !entry.group.is_unspecified()
+                    && !ours
+                    && let Some(up) = self.proxy.as_mut()
+                {
+                    up.alerted.insert(mb);
+                    self.sync_upstream();
+                }
+                Ok(())
+            }
+            Event::InterfaceGone { iface } => {
+                warn!(ifindex = iface.ifindex, "an interface left the kernel");
+                Ok(())
+            }
+            event => self.answer(EventFrame { handle: ev.handle, event }).await,
+        };
+        if let Err(e) = result {
+            if e.server().is_some() {
+                warn!("answering mgmd: {e}");
+            } else {
+                self.lost(&e);
+            }
+        }
+    }
+
+    /// The proxy's answers: RPF (only the upstream interface is the proxy's, so traffic
+    /// arriving there comes from upstream: the proposal stands), creation alerts (every
+    /// interface stays) and prune alerts (the default timeout).
+    async fn answer(&mut self, ev: EventFrame) -> Result<(), ClientError> {
+        let Some(m) = self.mgm.as_mut() else { return Ok(()) };
+        let c = &mut m.client;
+        match ev.event {
+            Event::Rpf { request, iif, upstream, .. } => {
+                c.answer_rpf(ev.handle, request, iif.ifindex, iif.nexthop, upstream).await
+            }
+            Event::CreationAlert { request, .. } => {
+                c.answer_creation(ev.handle, request, Vec::new()).await
+            }
+            Event::PruneAlert { request: Some(request), timeout_secs, .. } => {
+                c.answer_prune(ev.handle, request, timeout_secs).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let now = self.now();
+        Status {
+            mgmd: self
+                .mgm
+                .as_ref()
+                .map(|m| MgmdView { igmp_handle: m.igmp.0, proxy_handle: m.proxy.map(|h| h.0) }),
+            interfaces: self
+                .ports
+                .iter()
+                .map(|p| PortView {
+                    name: p.name.clone(),
+                    ifindex: p.addr.ifindex,
+                    address: format!("{}/{}", p.addr.addr, p.addr.prefix),
+                    enabled: p.enabled,
+                    igmp: p.igmp.view(now),
+                    stats: p.stats.clone(),
+                })
+                .collect(),
+            upstream: self.proxy.as_ref().map(|u| UpstreamView {
+                name: u.name.clone(),
+                ifindex: u.ifindex,
+                groups: u.host.held(),
+            }),
+        }
+    }
+}
+
+fn nonzero(a: Ipv4Addr) -> Option<Ipv4Addr> {
+    (!a.is_unspecified()).then_some(a)
+}
+
+fn membership(handle: Handle, (source, group): Member, ifindex: u32) -> MembershipArgs {
+    MembershipArgs {
+        handle,
+        source: source.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        source_mask: None,
+        group,
+        group_mask: None,
+        ifindex,
+        nexthop: Ipv4Addr::UNSPECIFIED,
+        flags: crate::manager::MGM_JOIN_STATE_FLAG | crate::manager::MGM_FORWARD_STATE_FLAG,
+    }
+}
+
+/// The next event from mgmd, or never while there is no connection.
+async fn next_event(mgm: &mut Option<Mgm>) -> Result<EventFrame, ClientError> {
+    match mgm {
+        Some(m) => m.client.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads datagrams from one interface's socket into the loop.
+async fn read_link(i: usize, link: Arc<AsyncFd<Link>>, tx: mpsc::Sender<(usize, Vec<u8>)>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let mut guard = match link.readable().await {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(ifindex = link.get_ref().ifindex(), "IGMP socket: {e}");
+                return;
+            }
+        };
+        match guard.try_io(|l| l.get_ref().recv(&mut buf)) {
+            Ok(Ok(n)) => {
+                if tx.send((i, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => warn!(ifindex = link.get_ref().ifindex(), "IGMP socket: {e}"),
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// The control socket (a stale file from a previous run is replaced; two daemons on one
+/// path are refused).
+fn listen(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("another mgm-igmpd answers on {}", path.display());
+    }
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))
+}
+
+/// Asks a running mgm-igmpd for its view.
+pub async fn query(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use tokio::io::AsyncReadExt as _;
+    let mut s = tokio::net::UnixStream::connect(path).await.with_context(|| {
+        format!("connecting to {} (is mgm-igmpd running, with this --control?)", path.display())
+    })?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    Ok(serde_json::from_slice(&out)?)
+}

@@ -1,0 +1,586 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! mgm-igmpd against the Linux kernel's own host-side IGMP: receivers are ordinary sockets in
+//! their namespaces (IGMPv3 by default, v2 and v1 forced with `force_igmp_version`, source
+//! filters with IP_ADD_SOURCE_MEMBERSHIP and IP_BLOCK_SOURCE), traffic is real UDP from the
+//! sender namespace through mgmd's XDP program, and what reaches a receiver's link is
+//! captured there. Timers are short (query interval 3 s, response 1 s, last member query
+//! interval 0.2 s, robustness 2: group membership interval 7 s, last member query time 0.4 s).
+
+use std::{
+    net::{Ipv4Addr, UdpSocket},
+    os::fd::AsRawFd as _,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use mgm_tests::{
+    Igmpd, Netns, PacketSocket, Topology, ip_frame, magic, set_rcvbuf, veth, with_magic,
+};
+use serde_json::Value;
+
+const TIMERS: [&str; 8] = [
+    "--query-interval",
+    "3",
+    "--query-response-interval",
+    "1",
+    "--last-member-query-interval",
+    "0.2",
+    "--robustness",
+    "2",
+];
+/// Group membership interval (3 × 2 + 1) and last member query time (0.2 × 2).
+const GMI: Duration = Duration::from_secs(7);
+const LMQT: Duration = Duration::from_millis(400);
+/// One report's way through mgm-igmpd and mgmd into the fast path, with room for a loaded
+/// machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+const S1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const S2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// The router of a [`Topology`]: addresses on rin and every r<i>, mgmd on them, and
+/// mgm-igmpd in router mode on all of them (the source's link too: traffic arriving on an
+/// interface no client owns is not mgm's to route).
+fn router(t: &mut Topology, extra: &[&str]) -> anyhow::Result<Igmpd> {
+    t.add_addresses()?;
+    t.sender.exec("ip", &["addr", "add", "10.1.0.2/24", "dev", "s0"])?;
+    t.router.exec("ip", &["addr", "add", "10.1.0.254/24", "dev", "rin"])?;
+    let mut args = vec!["--iface", "rin"];
+    let names: Vec<String> = (1..=t.receivers.len()).map(|i| format!("r{i}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        t.router.exec("ip", &["addr", "add", &format!("10.2.{}.1/24", i + 1), "dev", n])?;
+        args.extend(["--iface", n]);
+    }
+    t.start(&[])?;
+    args.extend(TIMERS);
+    args.extend(extra);
+    Igmpd::start(&t.router, t.mgmd.as_ref().context("mgmd")?, &args)
+}
+
+/// A UDP sender in the sender namespace with source address `from`.
+fn sender(t: &Topology, from: Ipv4Addr) -> anyhow::Result<UdpSocket> {
+    t.sender.enter(move || {
+        let s = UdpSocket::bind((from, 0))?;
+        s.set_multicast_ttl_v4(16)?;
+        Ok(s)
+    })
+}
+
+/// How many of `n` datagrams sent to `group` reach the link `cap` captures.
+fn copies(cap: &PacketSocket, tx: &UdpSocket, group: Ipv4Addr, n: usize) -> usize {
+    let m = magic("igmp");
+    for _ in 0..n {
+        tx.send_to(&m, (group, 5000)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let frames = cap.drain(Duration::from_millis(150)).unwrap();
+    with_magic(&frames, &m).len()
+}
+
+/// Sends to `group` until a copy reaches `cap`; how long that took (at most `within`).
+fn until_copies(
+    cap: &PacketSocket,
+    tx: &UdpSocket,
+    group: Ipv4Addr,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    while copies(cap, tx, group, 2) == 0 {
+        anyhow::ensure!(t0.elapsed() < within, "no copy of {group} within {within:?}");
+    }
+    Ok(t0.elapsed())
+}
+
+/// Sends to `group` until no copy reaches `cap`; how long that took (at most `within`).
+fn until_no_copies(
+    cap: &PacketSocket,
+    tx: &UdpSocket,
+    group: Ipv4Addr,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    while copies(cap, tx, group, 3) > 0 {
+        anyhow::ensure!(t0.elapsed() < within, "copies of {group} still after {within:?}");
+    }
+    Ok(t0.elapsed())
+}
+
+/// Every frame `cap` gets for `d` (what was queued before included).
+fn capture_for(cap: &PacketSocket, d: Duration) -> Vec<Vec<u8>> {
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    loop {
+        out.extend(cap.drain(Duration::from_millis(20)).unwrap());
+        if t0.elapsed() >= d {
+            return out;
+        }
+    }
+}
+
+/// The group's entry in interface `iface`'s view, if it has state there.
+fn group<'a>(v: &'a Value, iface: &str, g: Ipv4Addr) -> Option<&'a Value> {
+    let p = v["interfaces"].as_array()?.iter().find(|p| p["name"] == iface)?;
+    p["groups"].as_array()?.iter().find(|x| x["group"] == g.to_string())
+}
+
+/// A UDP socket in `ns` bound to `port` (the senders send to 5000).
+fn socket(ns: &Netns, port: u16) -> anyhow::Result<socket2::Socket> {
+    ns.enter(move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        s.set_reuse_address(true)?;
+        s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+        set_rcvbuf(&s, 1 << 20)?;
+        Ok(s)
+    })
+}
+
+/// IP_BLOCK_SOURCE / IP_UNBLOCK_SOURCE (socket2 has no call for them).
+fn source_filter(
+    s: &socket2::Socket,
+    opt: i32,
+    group: Ipv4Addr,
+    local: Ipv4Addr,
+    source: Ipv4Addr,
+) -> anyhow::Result<()> {
+    let m = libc::ip_mreq_source {
+        imr_multiaddr: libc::in_addr { s_addr: u32::from(group).to_be() },
+        imr_interface: libc::in_addr { s_addr: u32::from(local).to_be() },
+        imr_sourceaddr: libc::in_addr { s_addr: u32::from(source).to_be() },
+    };
+    // SAFETY: a valid ip_mreq_source of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            opt,
+            (&m as *const libc::ip_mreq_source).cast(),
+            size_of::<libc::ip_mreq_source>() as u32,
+        )
+    };
+    anyhow::ensure!(r == 0, "setsockopt: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
+/// The sources whose datagrams a socket reads within 300 ms.
+fn heard(s: &socket2::Socket) -> std::collections::BTreeSet<Ipv4Addr> {
+    let mut out = std::collections::BTreeSet::new();
+    let t0 = Instant::now();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    while t0.elapsed() < Duration::from_millis(300) {
+        if let Ok((_, from)) = s.recv_from(&mut buf)
+            && let Some(a) = from.as_socket_ipv4()
+        {
+            out.insert(*a.ip());
+        }
+    }
+    out
+}
+
+/// Two hosts, h1 (10.2.1.11) and h2 (10.2.1.12), on the link of r1: receiver 1's namespace
+/// becomes a bridge (multicast snooping off, so it floods like a hub).
+fn two_hosts(t: &Topology) -> anyhow::Result<(Netns, Netns)> {
+    let lan = &t.receivers[0];
+    lan.exec("ip", &["addr", "flush", "dev", "eth0"])?;
+    lan.exec("ip", &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+    lan.exec("ip", &["link", "set", "eth0", "master", "br0"])?;
+    lan.exec("ip", &["link", "set", "br0", "up"])?;
+    let mut hosts = Vec::new();
+    for i in 1..=2 {
+        let h = Netns::new(&format!("h{i}"))?;
+        veth(lan, &format!("p{i}"), &h, "eth0")?;
+        lan.exec("ip", &["link", "set", &format!("p{i}"), "master", "br0"])?;
+        h.exec("ip", &["addr", "add", &format!("10.2.1.1{i}/24"), "dev", "eth0"])?;
+        h.exec("ip", &["route", "add", "default", "dev", "eth0"])?;
+        hosts.push(h);
+    }
+    let h2 = hosts.pop().expect("two");
+    Ok((hosts.pop().expect("two"), h2))
+}
+
+/// Join → copies within the report's way to the fast path; leave → copies stop within the
+/// last member query time; a host that vanishes without leaving expires after the group
+/// membership interval.
+#[test]
+fn join_leave_and_a_vanished_host() {
+    let mut t = Topology::new(1).unwrap();
+    let igmpd = router(&mut t, &[]).unwrap();
+    let g = ip("239.1.1.1");
+    let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+    let tx = sender(&t, S1).unwrap();
+    assert_eq!(copies(&cap, &tx, g, 10), 0, "no receiver, no copy");
+
+    let sock = t.udp_receiver(0, g.octets(), 5000).unwrap();
+    let joined = until_copies(&cap, &tx, g, SLACK).unwrap();
+    eprintln!("join to first copy: {joined:?}");
+    let v = igmpd.view().unwrap();
+    let st = group(&v, "r1", g).expect("the group is in the view");
+    assert_eq!(st["mode"], "exclude", "{st}");
+    assert_eq!(st["compat"], 3);
+
+    drop(sock);
+    let left = until_no_copies(&cap, &tx, g, LMQT + SLACK).unwrap();
+    eprintln!("leave to last copy: {left:?}");
+    igmpd.wait(SLACK, |v| group(v, "r1", g).is_none()).unwrap();
+
+    // A host that reports once and vanishes (its report forged at the link layer: no
+    // kernel would stay silent when queried): nothing asks the router to stop, so the group
+    // lives out its group membership interval.
+    let rx = &t.receivers[0];
+    let out = PacketSocket::open(rx, "eth0").unwrap();
+    let report = datagram(ip("10.2.1.9"), ip("224.0.0.22"), 1, true, &v3_join(g));
+    out.send(&ip_frame(rx.mac("eth0").unwrap(), &report)).unwrap();
+    let vanished = Instant::now();
+    until_copies(&cap, &tx, g, SLACK).unwrap();
+    std::thread::sleep(LMQT + SLACK);
+    assert!(copies(&cap, &tx, g, 5) > 0, "nobody left: copies go on");
+    let gone = until_no_copies(&cap, &tx, g, GMI + SLACK).unwrap();
+    let after = vanished.elapsed();
+    eprintln!("vanished host expired after {after:?}");
+    assert!(after >= GMI - Duration::from_secs(1), "expired too early: {after:?} ({gone:?})");
+    igmpd.wait(SLACK, |v| group(v, "r1", g).is_none()).unwrap();
+    let show = igmpd.show(false).unwrap();
+    assert!(show.contains("r1 (ifindex") && show.contains("querier: this router"), "{show}");
+}
+
+/// v3 source filters from two hosts on one link: INCLUDE {S1} and EXCLUDE {S1} (which the
+/// router forwards as any source: MGM cannot express exclusion, the hosts' kernels filter);
+/// then the EXCLUDE host leaves (only S1 goes on), and a BLOCK of S1 by the INCLUDE host
+/// (only its new source S2 goes on).
+#[test]
+fn v3_include_exclude_and_block_from_two_hosts() {
+    let mut t = Topology::new(1).unwrap();
+    let igmpd = router(&mut t, &[]).unwrap();
+    let (h1, h2) = two_hosts(&t).unwrap();
+    let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+    let (tx1, tx2) = (sender(&t, S1).unwrap(), sender(&t, S2).unwrap());
+    let g = ip("239.2.2.2");
+
+    let a = socket(&h1, 5000).unwrap();
+    a.join_ssm_v4(&S1, &g, &ip("10.2.1.11")).unwrap();
+    until_copies(&cap, &tx1, g, SLACK).unwrap();
+    igmpd.wait(SLACK, |v| group(v, "r1", g).is_some_and(|x| x["mode"] == "include")).unwrap();
+    assert_eq!(copies(&cap, &tx2, g, 10), 0, "INCLUDE {{S1}}: nothing from S2");
+
+    let b = socket(&h2, 5000).unwrap();
+    b.join_multicast_v4(&g, &ip("10.2.1.12")).unwrap();
+    source_filter(&b, libc::IP_BLOCK_SOURCE, g, ip("10.2.1.12"), S1).unwrap();
+    until_copies(&cap, &tx2, g, SLACK).unwrap();
+    let v = igmpd.view().unwrap();
+    assert_eq!(group(&v, "r1", g).unwrap()["mode"], "exclude", "{v:#}");
+    assert!(copies(&cap, &tx1, g, 10) > 0, "S1 still reaches h1");
+    // Each host's socket reads only what it asked for.
+    for tx in [&tx1, &tx2] {
+        tx.send_to(b"x", (g, 5000)).unwrap();
+    }
+    assert_eq!(heard(&a), [S1].into());
+    assert_eq!(heard(&b), [S2].into());
+
+    // h2 leaves: back to INCLUDE {S1} once the last member queries go unanswered for it.
+    drop(b);
+    until_no_copies(&cap, &tx2, g, LMQT + SLACK).unwrap();
+    assert!(copies(&cap, &tx1, g, 10) > 0, "S1 goes on for h1");
+    igmpd.wait(SLACK, |v| group(v, "r1", g).is_some_and(|x| x["mode"] == "include")).unwrap();
+
+    // h1: ALLOW {S2}, then BLOCK {S1}.
+    a.join_ssm_v4(&S2, &g, &ip("10.2.1.11")).unwrap();
+    until_copies(&cap, &tx2, g, SLACK).unwrap();
+    a.leave_ssm_v4(&S1, &g, &ip("10.2.1.11")).unwrap();
+    until_no_copies(&cap, &tx1, g, LMQT + SLACK).unwrap();
+    assert!(copies(&cap, &tx2, g, 10) > 0, "S2 goes on");
+    let v = igmpd.view().unwrap();
+    let st = group(&v, "r1", g).unwrap();
+    let sources: Vec<&str> =
+        st["sources"].as_array().unwrap().iter().filter_map(|s| s[0].as_str()).collect();
+    assert_eq!(sources, ["10.1.0.2"], "{st}");
+}
+
+/// A v2 host and a v1 host on a v3 router: the group drops to v1 compatibility (a v2 leave is
+/// then ignored), and back to v3 once the old hosts are gone, when a v3 leave works at once
+/// again.
+#[test]
+fn v2_and_v1_hosts_on_a_v3_router() {
+    let mut t = Topology::new(1).unwrap();
+    let igmpd = router(&mut t, &[]).unwrap();
+    let (h1, h2) = two_hosts(&t).unwrap();
+    let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+    let tx = sender(&t, S1).unwrap();
+    let g = ip("239.3.3.3");
+    let force = |h: &Netns, v: &str| {
+        h.exec("sysctl", &["-qw", &format!("net.ipv4.conf.eth0.force_igmp_version={v}")]).unwrap()
+    };
+    force(&h1, "2");
+    force(&h2, "1");
+    let compat = |v: &Value| group(v, "r1", g).map(|x| x["compat"].as_u64().unwrap());
+
+    let a = socket(&h1, 5000).unwrap();
+    a.join_multicast_v4(&g, &ip("10.2.1.11")).unwrap();
+    until_copies(&cap, &tx, g, SLACK).unwrap();
+    igmpd.wait(SLACK, |v| compat(v) == Some(2)).unwrap();
+    let b = socket(&h2, 5000).unwrap();
+    b.join_multicast_v4(&g, &ip("10.2.1.12")).unwrap();
+    igmpd.wait(SLACK, |v| compat(v) == Some(1)).unwrap();
+
+    // In v1 compatibility a leave is ignored (RFC 3376 §7.3.2).
+    drop(a);
+    std::thread::sleep(LMQT + SLACK);
+    assert!(copies(&cap, &tx, g, 5) > 0, "a v2 leave does not stop a v1 group");
+
+    // The v1 host goes without a word (v1 has no leave); both become v3 hosts, h1 joins
+    // again. Once the older-host timers run out, the group is v3 again.
+    drop(b);
+    force(&h1, "0");
+    force(&h2, "0");
+    let a = socket(&h1, 5000).unwrap();
+    a.join_multicast_v4(&g, &ip("10.2.1.11")).unwrap();
+    igmpd.wait(GMI + SLACK, |v| compat(v) == Some(3)).unwrap();
+    drop(a);
+    until_no_copies(&cap, &tx, g, LMQT + SLACK).unwrap();
+}
+
+/// Two mgm-igmpd on one LAN, each with its own mgmd: the lower address becomes the querier,
+/// the other only listens; when the querier dies, the other takes over after the
+/// other-querier-present interval (3 × 2 + 0.5 = 6.5 s).
+#[test]
+fn querier_election_and_takeover() {
+    mgm_tests::require_root();
+    let lan = Netns::new("lan").unwrap();
+    lan.exec("ip", &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]).unwrap();
+    lan.exec("ip", &["link", "set", "br0", "up"]).unwrap();
+    let host = Netns::new("host").unwrap();
+    veth(&lan, "ph", &host, "eth0").unwrap();
+    lan.exec("ip", &["link", "set", "ph", "master", "br0"]).unwrap();
+    host.exec("ip", &["addr", "add", "10.9.0.100/24", "dev", "eth0"]).unwrap();
+    let mut routers = Vec::new();
+    for (name, addr) in [("ra", "10.9.0.1/24"), ("rb", "10.9.0.2/24")] {
+        let ns = Netns::new(name).unwrap();
+        veth(&lan, &format!("p{name}"), &ns, "lan0").unwrap();
+        lan.exec("ip", &["link", "set", &format!("p{name}"), "master", "br0"]).unwrap();
+        ns.exec("ip", &["addr", "add", addr, "dev", "lan0"]).unwrap();
+        let mgmd = mgm_tests::Mgmd::start(&ns, &["--iface".into(), "lan0".into()]).unwrap();
+        routers.push((ns, mgmd));
+    }
+    let cap = PacketSocket::open(&host, "eth0").unwrap();
+    let mut args = vec!["--iface", "lan0"];
+    args.extend(TIMERS);
+    // B first: it queries until A appears.
+    let b = Igmpd::start(&routers[1].0, &routers[1].1, &args).unwrap();
+    b.wait(SLACK, |v| v["interfaces"][0]["is_querier"] == true).unwrap();
+    let mut a = Igmpd::start(&routers[0].0, &routers[0].1, &args).unwrap();
+    b.wait(SLACK, |v| v["interfaces"][0]["querier"] == "10.9.0.1").unwrap();
+    assert_eq!(b.view().unwrap()["interfaces"][0]["is_querier"], false);
+    assert_eq!(a.view().unwrap()["interfaces"][0]["is_querier"], true);
+
+    // Only A's general queries reach the host now.
+    let from = |frames: &[Vec<u8>]| -> std::collections::BTreeSet<Ipv4Addr> {
+        frames
+            .iter()
+            .filter(|f| f.len() > 34 && f[12..14] == [8, 0] && f[23] == 2)
+            .map(|f| Ipv4Addr::new(f[26], f[27], f[28], f[29]))
+            .collect()
+    };
+    capture_for(&cap, Duration::ZERO);
+    let frames = capture_for(&cap, Duration::from_millis(3500));
+    assert_eq!(from(&frames), [ip("10.9.0.1")].into(), "only the querier queries");
+
+    let killed = Instant::now();
+    a.kill().unwrap();
+    b.wait(Duration::from_secs(10), |v| v["interfaces"][0]["is_querier"] == true).unwrap();
+    let took = killed.elapsed();
+    eprintln!("takeover after {took:?}");
+    assert!(took >= Duration::from_secs(3), "B took over before A could have timed out");
+    capture_for(&cap, Duration::ZERO);
+    let frames = capture_for(&cap, Duration::from_millis(3500));
+    assert!(from(&frames).contains(&ip("10.9.0.2")), "B queries now");
+}
+
+/// A routing protocol co-owns an interface with IGMP: IGMP's adds and deletes reach it as
+/// local join and leave; its take and release of the interface disable and enable IGMP,
+/// which re-adds its memberships, and receivers keep their traffic throughout.
+#[test]
+fn co_ownership_with_a_routing_protocol() {
+    let mut t = Topology::new(1).unwrap();
+    let igmpd = router(&mut t, &[]).unwrap();
+    let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+    let tx = sender(&t, S1).unwrap();
+    let (g1, g2) = (ip("239.5.5.1"), ip("239.5.5.2"));
+    let r1 = t.router.ifindex("r1").unwrap();
+    let s1 = t.udp_receiver(0, g1.octets(), 5000).unwrap();
+    until_copies(&cap, &tx, g1, SLACK).unwrap();
+
+    let mut pim = t.ctl().unwrap();
+    let h = pim.register(103).unwrap();
+    pim.take(h, r1).unwrap();
+    // Taking the interface tells it about IGMP's receivers there.
+    let (ev, _) = pim.wait_event("local_join", SLACK).unwrap();
+    assert_eq!(ev["entry"]["group"], g1.to_string(), "{ev}");
+    assert_eq!(ev["iface"]["ifindex"], r1);
+    let handovers = |n: u64| {
+        move |v: &Value| {
+            v["interfaces"][1]["stats"]["handovers"] == n && v["interfaces"][1]["enabled"] == true
+        }
+    };
+    igmpd.wait(SLACK, handovers(1)).unwrap();
+    assert!(copies(&cap, &tx, g1, 10) > 0, "traffic goes on while the interface changes hands");
+
+    // A new receiver: local join; its leave: local leave.
+    let s2 = t.udp_receiver(0, g2.octets(), 5001).unwrap();
+    let (ev, _) = pim.wait_event("local_join", SLACK).unwrap();
+    assert_eq!(ev["entry"]["group"], g2.to_string(), "{ev}");
+    drop(s2);
+    let (ev, _) = pim.wait_event("local_leave", LMQT + SLACK).unwrap();
+    assert_eq!(ev["entry"]["group"], g2.to_string(), "{ev}");
+
+    // The routing protocol lets go: IGMP's receivers keep their traffic.
+    pim.release(h, r1).unwrap();
+    igmpd.wait(SLACK, handovers(2)).unwrap();
+    assert!(copies(&cap, &tx, g1, 10) > 0, "IGMP's membership outlives the release");
+    let snap = pim.show().unwrap();
+    assert!(
+        serde_json::to_string(&snap).unwrap().contains("239.5.5.1"),
+        "mgmd still holds IGMP's (*,G) on r1"
+    );
+    drop(s1);
+    until_no_copies(&cap, &tx, g1, LMQT + SLACK).unwrap();
+}
+
+/// Proxy mode: two downstream links, one upstream link with a querier (another mgm-igmpd,
+/// in router mode, standing for the upstream network's router). The upstream querier hears
+/// the merged reports; traffic from upstream reaches exactly the downstream members.
+#[test]
+fn proxy_merges_downstream_and_forwards_from_upstream() {
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses().unwrap();
+    t.sender.exec("ip", &["addr", "add", "10.1.0.2/24", "dev", "s0"]).unwrap();
+    t.router.exec("ip", &["addr", "add", "10.1.0.254/24", "dev", "rin"]).unwrap();
+    for i in 1..=2 {
+        t.router
+            .exec("ip", &["addr", "add", &format!("10.2.{i}.1/24"), "dev", &format!("r{i}")])
+            .unwrap();
+    }
+    t.start(&[]).unwrap();
+    let mut args = vec!["--upstream", "rin", "--iface", "r1", "--iface", "r2"];
+    args.extend(TIMERS);
+    let proxy = Igmpd::start(&t.router, t.mgmd.as_ref().unwrap(), &args).unwrap();
+    // The upstream router: router-mode IGMP on s0 (it needs no mgmd to query and listen).
+    let mut up_args = vec!["--iface", "s0"];
+    up_args.extend(TIMERS);
+    let nowhere = std::env::temp_dir().join(mgm_tests::unique("no-mgmd.sock"));
+    let upstream = Igmpd::spawn(&t.sender, &nowhere, &up_args).unwrap();
+
+    let caps = t.captures().unwrap();
+    let tx = sender(&t, S1).unwrap();
+    let (g1, g2, g3) = (ip("239.6.6.1"), ip("239.6.6.2"), ip("232.6.6.3"));
+    let _a1 = t.udp_receiver(0, g1.octets(), 5000).unwrap();
+    let _b1 = t.udp_receiver(1, g1.octets(), 5000).unwrap();
+    let b2 = t.udp_receiver(1, g2.octets(), 5001).unwrap();
+    let a3 = socket(&t.receivers[0], 5002).unwrap();
+    a3.join_ssm_v4(&S1, &g3, &ip("10.2.1.2")).unwrap();
+
+    // Upstream hears one merged subscription per group, from the proxy.
+    let v = upstream
+        .wait(SLACK * 2, |v| [g1, g2, g3].iter().all(|g| group(v, "s0", *g).is_some()))
+        .unwrap();
+    assert_eq!(group(&v, "s0", g1).unwrap()["mode"], "exclude");
+    let st3 = group(&v, "s0", g3).unwrap();
+    assert_eq!(st3["mode"], "include", "{st3}");
+    assert_eq!(st3["sources"][0][0], "10.1.0.1", "{st3}");
+    let pv = proxy.view().unwrap();
+    assert_eq!(pv["upstream"]["name"], "rin", "{pv:#}");
+
+    // Exactly the members get the traffic.
+    for (g, want) in [(g1, [true, true]), (g2, [false, true]), (g3, [true, false])] {
+        until_copies(&caps[usize::from(!want[0])], &tx, g, SLACK).unwrap();
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(copies(&caps[i], &tx, g, 10) > 0, *w, "{g} to receiver {}", i + 1);
+        }
+    }
+    // A source-specific member gets that source only.
+    let tx2 = sender(&t, S2).unwrap();
+    assert_eq!(copies(&caps[0], &tx2, g3, 10), 0, "(S2, {g3}) is nobody's");
+
+    // The last member of g2 leaves: downstream copies stop, upstream loses the group.
+    drop(b2);
+    until_no_copies(&caps[1], &tx, g2, LMQT + SLACK).unwrap();
+    upstream.wait(LMQT + SLACK * 2, |v| group(v, "s0", g2).is_none()).unwrap();
+    assert!(group(&proxy.view().unwrap(), "r2", g2).is_none());
+    let show = proxy.show(false).unwrap();
+    assert!(show.contains("upstream rin") && show.contains("239.6.6.1"), "{show}");
+}
+
+/// A raw IGMP datagram: `ttl`, with or without Router Alert, checksums right.
+fn datagram(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ra: bool, igmp: &[u8]) -> Vec<u8> {
+    let mut d = mgm::igmp::link::datagram(src, dst, igmp);
+    if !ra {
+        d.drain(20..24);
+        d[0] = 0x45;
+        let len = (d.len() as u16).to_be_bytes();
+        d[2..4].copy_from_slice(&len);
+    }
+    d[8] = ttl;
+    d[10..12].fill(0);
+    let c = mgm::igmp::packet::checksum(&d[..usize::from(d[0] & 0xf) * 4]);
+    d[10..12].copy_from_slice(&c.to_be_bytes());
+    d
+}
+
+/// An IGMPv3 report with one MODE_IS_EXCLUDE {} record for `group` (a join).
+fn v3_join(group: Ipv4Addr) -> Vec<u8> {
+    let mut m = vec![0x22, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0];
+    m.extend(group.octets());
+    let c = mgm::igmp::packet::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// Malformed and misaddressed IGMP is counted by reason and never acted on; the same join,
+/// well formed, is.
+#[test]
+fn malformed_igmp_is_counted_never_acted_on() {
+    let mut t = Topology::new(1).unwrap();
+    let igmpd = router(&mut t, &[]).unwrap();
+    let rx = &t.receivers[0];
+    let out = PacketSocket::open(rx, "eth0").unwrap();
+    let mac = rx.mac("eth0").unwrap();
+    let me = ip("10.2.1.2");
+    let to = ip("224.0.0.22");
+    let g = |i: u8| Ipv4Addr::new(239, 7, 7, i);
+    let mut bad: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut d = datagram(me, to, 1, true, &v3_join(g(1)));
+    *d.last_mut().unwrap() ^= 0xff;
+    bad.push(("igmp_checksum", d));
+    let mut d = datagram(me, to, 1, true, &v3_join(g(2)));
+    d[11] ^= 0xff;
+    bad.push(("ip_checksum", d));
+    let d = datagram(me, to, 1, true, &v3_join(g(3)));
+    bad.push(("malformed", d[..d.len() - 10].to_vec()));
+    bad.push(("ttl", datagram(me, to, 2, true, &v3_join(g(4)))));
+    bad.push(("no_router_alert", datagram(me, to, 1, false, &v3_join(g(5)))));
+    bad.push(("off_link", datagram(ip("192.0.2.1"), to, 1, true, &v3_join(g(6)))));
+    for (_, d) in &bad {
+        out.send(&ip_frame(mac, d)).unwrap();
+    }
+    let v = igmpd
+        .wait(SLACK, |v| {
+            let r = &v["interfaces"][1]["stats"]["rejected"];
+            bad.iter().all(|(why, _)| r[*why].as_u64() >= Some(1))
+        })
+        .unwrap();
+    for i in 1..=6 {
+        assert!(group(&v, "r1", g(i)).is_none(), "{} acted on: {v:#}", g(i));
+    }
+    // The same join, well formed, from a source on the link (or 0.0.0.0, RFC 3376 §4.2.13).
+    out.send(&ip_frame(mac, &datagram(me, to, 1, true, &v3_join(g(7))))).unwrap();
+    out.send(&ip_frame(mac, &datagram(Ipv4Addr::UNSPECIFIED, to, 1, true, &v3_join(g(8)))))
+        .unwrap();
+    igmpd
+        .wait(SLACK, |v| group(v, "r1", g(7)).is_some() && group(v, "r1", g(8)).is_some())
+        .unwrap();
+    let snap = t.ctl().unwrap().show().unwrap();
+    let text = serde_json::to_string(&snap).unwrap();
+    assert!(text.contains("239.7.7.7") && !text.contains("239.7.7.1\""), "{text}");
+}
