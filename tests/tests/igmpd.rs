@@ -584,3 +584,39 @@ fn malformed_igmp_is_counted_never_acted_on() {
     let text = serde_json::to_string(&snap).unwrap();
     assert!(text.contains("239.7.7.7") && !text.contains("239.7.7.1\""), "{text}");
 }
+
+/// mgmd restarts under mgm-igmpd: the pinned fast path keeps forwarding meanwhile,
+/// mgm-igmpd reconnects and re-adds its memberships, and once the new mgmd's restart hold
+/// (2 s here) is over it acts on them (a leave then stops the copies).
+#[test]
+fn mgmd_restart_is_hitless_and_state_comes_back() {
+    let mut t = Topology::new(1).unwrap();
+    let igmpd = router(&mut t, &[]).unwrap();
+    let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+    let tx = sender(&t, S1).unwrap();
+    let g = ip("239.8.8.8");
+    let sock = t.udp_receiver(0, g.octets(), 5000).unwrap();
+    until_copies(&cap, &tx, g, SLACK).unwrap();
+
+    let mgmd = t.mgmd.as_mut().unwrap();
+    mgmd.args.extend(["--restart-hold-secs".into(), "2".into()]);
+    mgmd.stop().unwrap();
+    igmpd.wait(SLACK, |v| v["mgmd"].is_null()).unwrap();
+    assert!(copies(&cap, &tx, g, 10) > 0, "the pinned fast path forwards while mgmd is away");
+    mgmd.restart().unwrap();
+    igmpd.wait(Duration::from_secs(5), |v| v["mgmd"].is_object()).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let has = |ctl: &mut mgm_tests::Ctl| {
+        ctl.show().unwrap().memberships.iter().any(|m| m.entry.group == g)
+    };
+    let t0 = Instant::now();
+    while !has(&mut ctl) {
+        assert!(t0.elapsed() < SLACK, "the membership is back in the new mgmd");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(copies(&cap, &tx, g, 10) > 0, "copies go on after the restart");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(copies(&cap, &tx, g, 10) > 0, "and after the hold, from the new mgmd's state");
+    drop(sock);
+    until_no_copies(&cap, &tx, g, LMQT + SLACK).unwrap();
+}
