@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 
 use mgm::proto::{self, Method, Request};
-use mgm_tests::{Ctl, Mgmd, Topology, membership, request_id, with_magic};
+use mgm_tests::{Ctl, Igmpd, Mgmd, Topology, membership, request_id, with_magic};
 
 /// Makes a call and shows it as it goes over the wire.
 fn call<M: Method + Clone>(who: &str, c: &mut Ctl, m: M) -> anyhow::Result<M::Reply> {
@@ -207,6 +207,109 @@ fn mgm_scenario(bin_dir: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(got == [0, 100, 0], "expected [0, 100, 0], got {got:?}");
     step("mgmctl show");
     show()?;
+    step("removing the namespaces");
+    drop(t);
+    igmp_scenario(bin_dir)
+}
+
+/// Part three: mgm-igmpd, a real routing daemon on the socket. Receivers join and leave
+/// with ordinary sockets (their kernels send IGMPv3), and the traffic follows.
+fn igmp_scenario(bin_dir: &Path) -> anyhow::Result<()> {
+    const G: &str = "239.2.2.2";
+    println!();
+    step("part 3, IGMP: mgm-igmpd on the router; receivers join and leave with sockets");
+    let mut t = Topology::new(3)?;
+    t.add_addresses()?;
+    t.router.exec("ip", &["addr", "add", "10.1.0.254/24", "dev", "rin"])?;
+    for i in 1..=3 {
+        t.router
+            .exec("ip", &["addr", "add", &format!("10.2.{i}.1/24"), "dev", &format!("r{i}")])?;
+    }
+    t.start(&[])?;
+    let args = [
+        "--iface",
+        "rin",
+        "--iface",
+        "r1",
+        "--iface",
+        "r2",
+        "--iface",
+        "r3",
+        "--query-interval",
+        "10",
+        "--query-response-interval",
+        "2",
+        "--last-member-query-interval",
+        "0.5",
+    ];
+    step(&format!("mgm-igmpd {}", args.join(" ")));
+    let igmpd = Igmpd::start(&t.router, t.mgmd.as_ref().context("mgmd")?, &args)?;
+    let group: Ipv4Addr = G.parse()?;
+    step("rx1 and rx3 join 239.2.2.2 (IP_ADD_MEMBERSHIP); rx2 joins 239.9.9.9");
+    let rx1 = t.udp_receiver(0, group.octets(), 5000)?;
+    let rx2 = t.udp_receiver(1, [239, 9, 9, 9], 5000)?;
+    let rx3 = t.udp_receiver(2, group.octets(), 5000)?;
+    let two = |v: &serde_json::Value| {
+        v["interfaces"].as_array().is_some_and(|ps| {
+            ps.iter().filter(|p| p["groups"].to_string().contains(G)).count() == 2
+        })
+    };
+    igmpd.wait(Duration::from_secs(5), two)?;
+    let tx = t.udp_sender(8)?;
+    let rx = [&rx1, &rx2];
+    let burst = |tag: &str| -> anyhow::Result<Vec<usize>> {
+        // The first datagram creates the MFE; the burst follows it.
+        tx.send_to(b"warm-up", (G, 5000))?;
+        std::thread::sleep(Duration::from_millis(300));
+        for i in 0..100 {
+            tx.send_to(format!("{tag}{i}").as_bytes(), (G, 5000))?;
+        }
+        Ok(rx
+            .iter()
+            .map(|s| {
+                let mut n = 0;
+                let mut buf = [0u8; 256];
+                while let Ok(len) = s.recv(&mut buf) {
+                    n += usize::from(buf[..len].starts_with(tag.as_bytes()));
+                }
+                n
+            })
+            .collect())
+    };
+    let got = burst("joined")?;
+    let got3 = {
+        let mut n = 0;
+        let mut buf = [0u8; 256];
+        while let Ok(len) = rx3.recv(&mut buf) {
+            n += usize::from(buf[..len].starts_with(b"joined"));
+        }
+        n
+    };
+    step(&format!("100 datagrams: rx1 {}, rx2 {}, rx3 {got3}", got[0], got[1]));
+    anyhow::ensure!(got == [100, 0] && got3 == 100, "expected 100, 0, 100");
+    step("mgm-igmpd show");
+    print!("{}", igmpd.show(false)?);
+    step("rx3 closes its socket: its kernel leaves, the router asks twice, then stops");
+    drop(rx3);
+    let left = Instant::now();
+    igmpd
+        .wait(Duration::from_secs(5), |v| !v["interfaces"][3]["groups"].to_string().contains(G))?;
+    step(&format!("r3 left the group {:?} after the leave", left.elapsed()));
+    // rx3's socket is gone: what reaches its link is counted there.
+    let cap3 = mgm_tests::PacketSocket::open(&t.receivers[2], "eth0")?;
+    let got = burst("left")?;
+    let on_link3 = with_magic(&cap3.drain(Duration::from_millis(200))?, b"left").len();
+    step(&format!("100 datagrams: rx1 {}, rx2 {}, rx3's link {on_link3}", got[0], got[1]));
+    anyhow::ensure!(
+        got[..2] == [100, 0] && on_link3 == 0,
+        "expected [100, 0] and none on rx3's link, got {got:?} and {on_link3}"
+    );
+    let socket = t.mgmd.as_ref().context("mgmd")?.socket.clone();
+    let out =
+        Command::new(bin_dir.join("mgmctl")).arg("--socket").arg(&socket).arg("show").output()?;
+    for line in String::from_utf8_lossy(&out.stdout).lines().take_while(|l| *l != "COUNTERS") {
+        println!("    {line}");
+    }
     step("removing the namespaces");
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! ipmr driven by smcroute (what an operator runs instead), and two ceilings of this path: a
 //! bare XDP broadcast with no parsing or lookup, and the same broadcast writing only what a
 //! correct router's copy must carry at layer 2 (the group's MAC as destination, the port's
-//! own as source, per copy). Run through `cargo xtask bench`.
+//! own as source, per copy). At fan-out 4, the IGMP proxies too: mgm-igmpd on mgmd and
+//! igmpproxy on ipmr, with the receivers joined by their own sockets. Run through
+//! `cargo xtask bench`.
 //!
 //! The router's own cost, apart from the generator that shares the CPUs: after each rate,
 //! a second pass with BPF run-time statistics on (BPF_ENABLE_STATS; they cost two clock
@@ -36,7 +38,9 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run, xdp_ctx};
-use mgm_tests::{GROUP, Mgmd, Netns, SOURCE, Smcroute, Topology, arg, udp_frame, unique};
+use mgm_tests::{
+    GROUP, Igmpd, Igmpproxy, Mgmd, Netns, SOURCE, Smcroute, Topology, arg, udp_frame, unique,
+};
 use serde_json::json;
 
 /// The benchmark programs (built with mgmd's object, never loaded by mgmd).
@@ -266,6 +270,78 @@ fn measure(
     Ok((sent as f64 / elapsed, got[..fanout].to_vec()))
 }
 
+/// The IGMP proxies, receivers joined with sockets on r1..rN: mgm-igmpd on mgmd (whose
+/// arguments are `mgmd_args`) and igmpproxy on the kernel's ipmr. The first frames create the
+/// route (an MFE through mgm-igmpd's RPF answer; an MFC entry through igmpproxy's upcall),
+/// then the rate is measured.
+fn igmp_contenders(
+    t: &Topology,
+    p: &Programs,
+    rx: &[u32],
+    fanout: usize,
+    size: usize,
+    secs: f64,
+    mgmd_args: &[String],
+) -> anyhow::Result<Vec<Point>> {
+    let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
+    let join = || -> anyhow::Result<Vec<std::net::UdpSocket>> {
+        (0..fanout).map(|i| t.udp_receiver(i, GROUP, 5000)).collect()
+    };
+    let mut points = Vec::new();
+
+    let mgmd = Mgmd::start(&t.router, &mgmd_args[..2 + 2 * fanout])?;
+    let mut args = vec!["--upstream", "rin"];
+    for o in &outs {
+        args.extend(["--iface", o.as_str()]);
+    }
+    let igmpd = Igmpd::start(&t.router, &mgmd, &args)?;
+    let socks = join()?;
+    igmpd.wait(Duration::from_secs(10), |v| {
+        v["interfaces"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().all(|p| p["groups"].to_string().contains("239.1.1.1")))
+    })?;
+    let mut ctl = mgmd.ctl()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.oifs.len() != fanout) {
+        ensure!(Instant::now() < deadline, "mgm-igmpd's MFE did not appear");
+        measure(t, p, rx, fanout, size, 0.1)?;
+    }
+    let r = contender(t, p, rx, "mgm-igmpd", fanout, size, secs, MGM_PROGS);
+    drop((socks, igmpd, mgmd));
+    points.push(r?);
+
+    let proxy = Igmpproxy::start(
+        &t.router,
+        "rin",
+        &outs.iter().map(String::as_str).collect::<Vec<_>>(),
+        "10.1.0.0/24",
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let socks = join()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let routes = t.router.exec("ip", &["mroute", "show"])?;
+        let line = routes.lines().find(|l| l.contains("239.1.1.1")).unwrap_or("");
+        if outs.iter().all(|o| line.contains(&format!("{o}(")) || line.contains(&format!("{o} ")))
+            && !line.is_empty()
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "igmpproxy installed no route: {routes}\n{}",
+            proxy.log()
+        );
+        measure(t, p, rx, fanout, size, 0.1)?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = contender(t, p, rx, "igmpproxy", fanout, size, secs, None);
+    drop((socks, proxy));
+    points.push(r?);
+    Ok(points)
+}
+
 fn smcrouted(router: &Netns, fanout: usize) -> anyhow::Result<Smcroute> {
     let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
     let mut ifaces = vec!["rin"];
@@ -299,6 +375,10 @@ fn main() -> anyhow::Result<()> {
     t.router.exec("ethtool", &["-K", "rin", "gro", "on"])?;
     for k in ["all", "default", "rin"] {
         t.router.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")])?;
+    }
+    // Receivers' addresses: the IGMP contenders' receivers are ordinary sockets.
+    for (i, ns) in t.receivers.iter().enumerate() {
+        ns.exec("ip", &["addr", "add", &format!("10.2.{}.2/24", i + 1), "dev", "eth0"])?;
     }
     let mut p = Programs::load()?;
     let rx: Vec<u32> = t.receivers.iter().map(|ns| ns.ifindex("eth0")).collect::<Result<_, _>>()?;
@@ -357,6 +437,10 @@ fn main() -> anyhow::Result<()> {
             drop(smc);
             drop(mgmd);
             points.push(r?);
+
+            if fanout == 4 {
+                points.extend(igmp_contenders(&t, &p, &rx, fanout, size, secs, &a)?);
+            }
 
             // The ceilings: a bare broadcast redirect to r1..rN, then the same with the
             // layer-2 rewrite a correct copy needs.

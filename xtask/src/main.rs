@@ -285,10 +285,10 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         commit.trim(),
     ]))?;
     step(
-        "forwarding rate: mgm (static; following smcroute) vs the kernel's ipmr (smcroute) vs two XDP ceilings, BPF ns",
+        "forwarding rate: mgm (static; following smcroute; mgm-igmpd at fan-out 4) vs the kernel's ipmr (smcroute; igmpproxy) vs two XDP ceilings, BPF ns",
     );
     // The peer (ipmr's user-space half) and the chart's font.
-    apt_install(&["smcroute", "fonts-dejavu-core"], true)?;
+    apt_install(&["smcroute", "igmpproxy", "fonts-dejavu-core"], true)?;
     cargo(&["build", "--release", "--bins"])?;
     let json = ["--json", "bench-results/forwarding.json"];
     bench_example(
@@ -301,9 +301,11 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     bench_example("ctl_bench", &["--json", "bench-results/control_plane.json"], &commit, quick)?;
     step("following the kernel: a routing daemon's MRT_ADD_MFC / MRT_DEL_MFC to the fast path");
     bench_example("follow_bench", &["--json", "bench-results/follow_kernel.json"], &commit, quick)?;
+    step("IGMP: join-to-first-copy and leave-to-last-copy, mgm-igmpd vs igmpproxy");
+    bench_example("igmp_bench", &["--json", "bench-results/igmp.json"], &commit, quick)?;
     println!(
         "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
-         control_plane.json, follow_kernel.json ({:.0} s)",
+         control_plane.json, follow_kernel.json, igmp.json ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -199,10 +199,10 @@ fn text(v: &serde_json::Value) -> String {
                 .collect();
             let _ = writeln!(
                 o,
-                "  {:<16} {:<8} v{:<5} {:<7} {}",
+                "  {:<16} {:<8} {:<6} {:<7} {}",
                 s(&g["group"]),
                 s(&g["mode"]),
-                g["compat"],
+                format!("v{}", g["compat"]),
                 timer,
                 if sources.is_empty() { "-".to_owned() } else { sources.join(", ") }
             );
