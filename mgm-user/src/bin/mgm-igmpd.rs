@@ -65,6 +65,10 @@ struct Args {
     /// Startup queries sent [default: the robustness variable].
     #[arg(long)]
     startup_query_count: Option<u8>,
+    /// Groups one interface may have state for; reports for more are ignored and counted
+    /// [default: 4096].
+    #[arg(long)]
+    max_groups: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +127,7 @@ fn merge(a: Args) -> anyhow::Result<File> {
         last_member_query_count: a.last_member_query_count.or(f.last_member_query_count),
         startup_query_interval: or(a.startup_query_interval, f.startup_query_interval),
         startup_query_count: a.startup_query_count.or(f.startup_query_count),
+        max_groups: a.max_groups.or(f.max_groups),
     })
 }
 
@@ -166,12 +171,17 @@ fn text(v: &serde_json::Value) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "  received {} reports, {} leaves, {} queries; sent {} queries; rejected: {}",
+            "  received {} reports, {} leaves, {} queries; sent {} queries; rejected: {}{}",
             st["reports_received"],
             st["leaves_received"],
             st["queries_received"],
             st["queries_sent"],
-            if rejected.is_empty() { "none".to_owned() } else { rejected.join(", ") }
+            if rejected.is_empty() { "none".to_owned() } else { rejected.join(", ") },
+            if st["groups_refused"] == 0 {
+                String::new()
+            } else {
+                format!("; {} reports for groups over the limit ignored", st["groups_refused"])
+            }
         );
         let groups = p["groups"].as_array().cloned().unwrap_or_default();
         if groups.is_empty() {

@@ -37,6 +37,7 @@ pub struct File {
     pub last_member_query_count: Option<u8>,
     pub startup_query_interval: Option<f64>,
     pub startup_query_count: Option<u8>,
+    pub max_groups: Option<usize>,
 }
 
 impl File {
@@ -96,6 +97,7 @@ impl Settings {
             )?,
             startup_count: f.startup_query_count.unwrap_or(robustness),
             querier: f.querier.unwrap_or(true),
+            max_groups: f.max_groups.unwrap_or(d.max_groups),
         };
         check(&timers)?;
         let mut interfaces = f.interfaces;

@@ -66,6 +66,8 @@ pub struct Stats {
     pub queries_sent: u64,
     /// Times a routing protocol took or released the interface (disable, then enable IGMP).
     pub handovers: u64,
+    /// Reports for new groups ignored: the interface had `max-groups` already.
+    pub groups_refused: u64,
     /// Datagrams not acted on, by reason.
     pub rejected: BTreeMap<&'static str, u64>,
 }
@@ -149,6 +151,8 @@ pub struct Daemon {
     ports: Vec<Port>,
     proxy: Option<Proxy>,
     mgm: Option<Mgm>,
+    /// Why the last attempt to connect failed (logged when it changes).
+    connect_error: Option<String>,
 }
 
 /// The address `name` has (its primary IPv4 address), and its index.
@@ -197,7 +201,7 @@ impl Daemon {
                 })
             }
         };
-        Ok(Self { s, epoch, ports, proxy, mgm: None })
+        Ok(Self { s, epoch, ports, proxy, mgm: None, connect_error: None })
     }
 
     fn now(&self) -> Duration {
@@ -238,7 +242,11 @@ impl Daemon {
                 () = tokio::time::sleep_until(wake.into()) => self.tick().await,
                 _ = retry.tick(), if self.mgm.is_none() => {
                     if let Err(e) = self.connect().await {
-                        debug!("mgmd at {}: {e:#}", self.s.socket.display());
+                        let e = format!("{e:#}");
+                        if self.connect_error.as_ref() != Some(&e) {
+                            warn!("mgmd at {}: {e} (trying again every second)", self.s.socket.display());
+                        }
+                        self.connect_error = Some(e);
                     }
                 }
                 conn = control.accept() => {
@@ -290,6 +298,7 @@ impl Daemon {
             proxy = Some(h);
         }
         info!(igmp = igmp.0, proxy = ?proxy.map(|h| h.0), "registered with mgmd");
+        self.connect_error = None;
         self.mgm = Some(Mgm { client, igmp, proxy });
         for i in 0..self.ports.len() {
             self.ports[i].installed.clear();
@@ -507,7 +516,7 @@ impl Daemon {
                     address: format!("{}/{}", p.addr.addr, p.addr.prefix),
                     enabled: p.enabled,
                     igmp: p.igmp.view(now),
-                    stats: p.stats.clone(),
+                    stats: Stats { groups_refused: p.igmp.refused_groups(), ..p.stats.clone() },
                 })
                 .collect(),
             upstream: self.proxy.as_ref().map(|u| UpstreamView {
@@ -561,7 +570,11 @@ async fn read_link(i: usize, link: Arc<AsyncFd<Link>>, tx: mpsc::Sender<(usize, 
                     return;
                 }
             }
-            Ok(Err(e)) => warn!(ifindex = link.get_ref().ifindex(), "IGMP socket: {e}"),
+            Ok(Err(e)) => {
+                // An interface going down or away: wait rather than spin on the error.
+                warn!(ifindex = link.get_ref().ifindex(), "IGMP socket: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Err(_would_block) => {}
         }
     }

@@ -33,6 +33,9 @@ pub struct Config {
     pub startup_count: u8,
     /// Take part in querier election (off: never query, only listen).
     pub querier: bool,
+    /// Groups with state at once: reports for more are ignored (and counted), so a host
+    /// reporting without end cannot take the router's memberships from the other links.
+    pub max_groups: usize,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             startup_interval: qi / 4,
             startup_count: 2,
             querier: true,
+            max_groups: 4096,
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct Interface {
     repeats: Vec<Repeat>,
     /// The memberships last announced (what the caller holds in MGM).
     members: BTreeSet<(Option<Ipv4Addr>, Ipv4Addr)>,
+    /// Reports for new groups ignored because `max_groups` were there.
+    refused: u64,
 }
 
 impl Interface {
@@ -138,6 +144,7 @@ impl Interface {
             groups: BTreeMap::new(),
             repeats: Vec::new(),
             members: BTreeSet::new(),
+            refused: 0,
         }
     }
 
@@ -239,6 +246,11 @@ impl Interface {
         self.membership_changes()
     }
 
+    /// Reports for new groups ignored at the `max_groups` limit.
+    pub fn refused_groups(&self) -> u64 {
+        self.refused
+    }
+
     /// The memberships this interface holds now.
     pub fn memberships(&self) -> impl Iterator<Item = &(Option<Ipv4Addr>, Ipv4Addr)> {
         self.members.iter()
@@ -271,6 +283,10 @@ impl Interface {
     fn group(&mut self, group: Ipv4Addr) -> Option<&mut Group> {
         let o = group.octets();
         if !group.is_multicast() || (o[0] == 224 && o[1] == 0 && o[2] == 0) {
+            return None;
+        }
+        if !self.groups.contains_key(&group) && self.groups.len() >= self.cfg.max_groups {
+            self.refused += 1;
             return None;
         }
         Some(self.groups.entry(group).or_default())
@@ -480,5 +496,22 @@ mod tests {
         let mdns = Ipv4Addr::new(224, 0, 0, 251);
         let out = i.receive(HOST, &Message::Report { version: 2, group: mdns }, secs(1));
         assert!(out.iter().all(|o| !matches!(o, Out::Join { .. })));
+    }
+
+    #[test]
+    fn groups_beyond_the_limit_are_refused_and_counted() {
+        let cfg = Config { max_groups: 2, ..Config::default() };
+        let mut i = Interface::new(cfg, ME, secs(0));
+        for n in 1..=3u8 {
+            let g = Ipv4Addr::new(239, 0, 0, n);
+            i.receive(HOST, &Message::Report { version: 2, group: g }, secs(1));
+        }
+        let groups: Vec<Ipv4Addr> = i.memberships().map(|m| m.1).collect();
+        assert_eq!(groups, [Ipv4Addr::new(239, 0, 0, 1), Ipv4Addr::new(239, 0, 0, 2)]);
+        assert_eq!(i.refused_groups(), 1);
+        // A group already there is still refreshed.
+        let out = i.receive(HOST, &Message::Report { version: 2, group: groups[0] }, secs(2));
+        assert!(out.iter().all(|o| !matches!(o, Out::Leave { .. })));
+        assert_eq!(i.refused_groups(), 1);
     }
 }
