@@ -140,6 +140,8 @@ pub enum LoadError {
     NotBpffs(PathBuf),
     #[error("pinning the XDP link of ifindex {0}: {1}")]
     Link(u32, String),
+    #[error("creating the first outgoing lists: {0}")]
+    OilPool(#[source] FastPathError),
     #[error("map {name} missing from the eBPF object")]
     MissingMap { name: &'static str },
     #[error("map {name}: {source}")]
@@ -444,7 +446,7 @@ impl BpfFastPath {
         } else {
             BTreeSet::new()
         };
-        let fp = Self {
+        let mut fp = Self {
             oils: ArrayOfMaps::try_from(oils)
                 .map_err(|source| LoadError::Map { name: maps::OILS, source })?,
             oils_fd,
@@ -476,6 +478,11 @@ impl BpfFastPath {
             mode: opts.xdp_mode,
             ncpus,
         };
+        if !fp.reused {
+            // The first chunk of outgoing lists now, not on the first join (a batch update of
+            // the outer map waits for an RCU grace period: tens of ms). Reused maps keep theirs.
+            fp.grow_oil_pool(1).map_err(LoadError::OilPool)?;
+        }
         Ok((fp, logger))
     }
 
