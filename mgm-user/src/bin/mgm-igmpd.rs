@@ -6,9 +6,12 @@
 use std::{fmt::Write as _, path::PathBuf};
 
 use clap::{Parser, Subcommand};
-use mgm::igmp::{
-    config::{DEFAULT_CONTROL, File, Settings},
-    daemon::{Daemon, query},
+use mgm::{
+    igmp::{
+        config::{File, Settings, default_control},
+        daemon::{Daemon, query},
+    },
+    proto::DEFAULT_SOCKET,
 };
 
 /// IGMP for mgm: turns hosts' joins into group memberships on mgmd's socket.
@@ -20,10 +23,11 @@ struct Args {
     /// TOML file with the same settings as the options below (the options win).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// mgmd's control socket.
-    #[arg(long, env = "MGM_SOCKET")]
+    /// mgmd's control socket [default: /run/mgm/mgmd.sock].
+    #[arg(long, env = "MGM_SOCKET", global = true)]
     socket: Option<PathBuf>,
-    /// This daemon's own socket, which `mgm-igmpd show` reads [default: /run/mgm/igmpd.sock].
+    /// This daemon's own socket, which `mgm-igmpd show` reads [default: next to mgmd's,
+    /// /run/mgm/mgmd.igmpd.sock].
     #[arg(long, global = true)]
     control: Option<PathBuf>,
     /// An interface where hosts are (repeatable): the downstream ones in proxy mode.
@@ -90,7 +94,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if let Some(Cmd::Show { json }) = args.cmd {
-        let path = args.control.unwrap_or_else(|| DEFAULT_CONTROL.into());
+        let socket = args.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
+        let path = args.control.unwrap_or_else(|| default_control(&socket));
         let v = rt.block_on(query(&path))?;
         if json {
             println!("{}", serde_json::to_string_pretty(&v)?);

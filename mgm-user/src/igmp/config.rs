@@ -10,8 +10,12 @@ use serde::Deserialize;
 use super::iface::Config as Timers;
 use crate::proto::DEFAULT_SOCKET;
 
-/// Where `mgm-igmpd show` finds the daemon.
-pub const DEFAULT_CONTROL: &str = "/run/mgm/igmpd.sock";
+/// Where `mgm-igmpd show` finds the daemon serving the mgmd on `socket`: next to that
+/// socket, named after it (`/run/mgm/mgmd.sock` → `/run/mgm/mgmd.igmpd.sock`), so each mgmd's
+/// IGMP daemon has its own without configuration.
+pub fn default_control(socket: &std::path::Path) -> PathBuf {
+    socket.with_extension("igmpd.sock")
+}
 
 /// The configuration file. Every field is optional; durations are seconds (decimals allowed).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -112,9 +116,10 @@ impl Settings {
                 "{up} is the upstream interface and cannot also be a downstream one"
             );
         }
+        let socket: PathBuf = f.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
         Ok(Self {
-            socket: f.socket.unwrap_or_else(|| DEFAULT_SOCKET.into()),
-            control: f.control.unwrap_or_else(|| DEFAULT_CONTROL.into()),
+            control: f.control.unwrap_or_else(|| default_control(&socket)),
+            socket,
             interfaces,
             upstream: f.upstream,
             forward_upstream: f.forward_upstream.unwrap_or(true),
@@ -170,6 +175,9 @@ mod tests {
         assert_eq!(s.timers, Timers::default());
         assert!(s.forward_upstream);
         assert_eq!(s.upstream, None);
+        assert_eq!(s.control, PathBuf::from("/run/mgm/mgmd.igmpd.sock"));
+        let s = file("socket = \"/tmp/x/a.sock\"").unwrap();
+        assert_eq!(s.control, PathBuf::from("/tmp/x/a.igmpd.sock"));
     }
 
     #[test]

@@ -597,7 +597,10 @@ fn listen(path: &std::path::Path) -> anyhow::Result<UnixListener> {
 pub async fn query(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     use tokio::io::AsyncReadExt as _;
     let mut s = tokio::net::UnixStream::connect(path).await.with_context(|| {
-        format!("connecting to {} (is mgm-igmpd running, with this --control?)", path.display())
+        format!(
+            "connecting to {} (is mgm-igmpd running, for this --socket or --control?)",
+            path.display()
+        )
     })?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).await?;
