@@ -25,3 +25,12 @@ pub mod proto;
 pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+/// The daemons' logging: to stderr, `RUST_LOG` filtering (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}

@@ -81,32 +81,39 @@ fn copies(cap: &PacketSocket, tx: &UdpSocket, group: Ipv4Addr, n: usize) -> usiz
     with_magic(&frames, &m).len()
 }
 
-/// Sends to `group` until a copy reaches `cap`; how long that took (at most `within`).
-fn until_copies(
+/// Sends to `group` until copies reach `cap` (`arrive`) or stop reaching it (`!arrive`);
+/// how long that took (at most `within`).
+fn until(
     cap: &PacketSocket,
     tx: &UdpSocket,
     group: Ipv4Addr,
+    arrive: bool,
     within: Duration,
 ) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
-    while copies(cap, tx, group, 2) == 0 {
-        anyhow::ensure!(t0.elapsed() < within, "no copy of {group} within {within:?}");
+    while (copies(cap, tx, group, 3) > 0) != arrive {
+        let what = if arrive { "no copy" } else { "copies still" };
+        anyhow::ensure!(t0.elapsed() < within, "{what} of {group} after {within:?}");
     }
     Ok(t0.elapsed())
 }
 
-/// Sends to `group` until no copy reaches `cap`; how long that took (at most `within`).
-fn until_no_copies(
-    cap: &PacketSocket,
+fn until_copies(
+    c: &PacketSocket,
     tx: &UdpSocket,
-    group: Ipv4Addr,
+    g: Ipv4Addr,
     within: Duration,
 ) -> anyhow::Result<Duration> {
-    let t0 = Instant::now();
-    while copies(cap, tx, group, 3) > 0 {
-        anyhow::ensure!(t0.elapsed() < within, "copies of {group} still after {within:?}");
-    }
-    Ok(t0.elapsed())
+    until(c, tx, g, true, within)
+}
+
+fn until_no_copies(
+    c: &PacketSocket,
+    tx: &UdpSocket,
+    g: Ipv4Addr,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    until(c, tx, g, false, within)
 }
 
 /// Every frame `cap` gets for `d` (what was queued before included).

@@ -86,11 +86,7 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    mgm::init_logging();
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if let Some(Cmd::Show { json }) = args.cmd {

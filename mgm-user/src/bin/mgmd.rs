@@ -120,11 +120,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    mgm::init_logging();
     let args = Args::parse();
     if args.cleanup {
         return cleanup(&args);
