@@ -73,6 +73,10 @@ struct Args {
     /// [default: 4096].
     #[arg(long)]
     max_groups: Option<usize>,
+    /// Sources one group may have; new sources beyond are ignored and counted
+    /// [default: 1024].
+    #[arg(long)]
+    max_sources: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +133,7 @@ fn merge(a: Args) -> anyhow::Result<File> {
         startup_query_interval: or(a.startup_query_interval, f.startup_query_interval),
         startup_query_count: a.startup_query_count.or(f.startup_query_count),
         max_groups: a.max_groups.or(f.max_groups),
+        max_sources: a.max_sources.or(f.max_sources),
     })
 }
 
@@ -178,10 +183,13 @@ fn text(v: &serde_json::Value) -> String {
             st["queries_received"],
             st["queries_sent"],
             if rejected.is_empty() { "none".to_owned() } else { rejected.join(", ") },
-            if st["groups_refused"] == 0 {
+            if st["groups_refused"] == 0 && st["sources_refused"] == 0 {
                 String::new()
             } else {
-                format!("; {} reports for groups over the limit ignored", st["groups_refused"])
+                format!(
+                    "; over the limits: {} groups, {} sources ignored",
+                    st["groups_refused"], st["sources_refused"]
+                )
             }
         );
         let groups = p["groups"].as_array().cloned().unwrap_or_default();

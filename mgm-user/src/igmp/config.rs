@@ -42,6 +42,7 @@ pub struct File {
     pub startup_query_interval: Option<f64>,
     pub startup_query_count: Option<u8>,
     pub max_groups: Option<usize>,
+    pub max_sources: Option<usize>,
 }
 
 impl File {
@@ -102,6 +103,7 @@ impl Settings {
             startup_count: f.startup_query_count.unwrap_or(robustness),
             querier: f.querier.unwrap_or(true),
             max_groups: f.max_groups.unwrap_or(d.max_groups),
+            max_sources: f.max_sources.unwrap_or(d.max_sources),
         };
         check(&timers)?;
         let mut interfaces = f.interfaces;

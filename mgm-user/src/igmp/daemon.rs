@@ -68,6 +68,8 @@ pub struct Stats {
     pub handovers: u64,
     /// Reports for new groups ignored: the interface had `max-groups` already.
     pub groups_refused: u64,
+    /// New sources ignored: their group had `max-sources` already.
+    pub sources_refused: u64,
     /// Datagrams not acted on, by reason.
     pub rejected: BTreeMap<&'static str, u64>,
 }
@@ -516,7 +518,11 @@ impl Daemon {
                     address: format!("{}/{}", p.addr.addr, p.addr.prefix),
                     enabled: p.enabled,
                     igmp: p.igmp.view(now),
-                    stats: Stats { groups_refused: p.igmp.refused_groups(), ..p.stats.clone() },
+                    stats: Stats {
+                        groups_refused: p.igmp.refused_groups(),
+                        sources_refused: p.igmp.refused_sources(),
+                        ..p.stats.clone()
+                    },
                 })
                 .collect(),
             upstream: self.proxy.as_ref().map(|u| UpstreamView {

@@ -78,6 +78,16 @@ impl Group {
         }
     }
 
+    /// How many source records the group has.
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Whether `s` has a source record.
+    pub fn has_source(&self, s: &Ipv4Addr) -> bool {
+        self.sources.contains_key(s)
+    }
+
     /// Whether nothing is left (the group entry can go).
     pub fn is_empty(&self) -> bool {
         self.group_timer.is_none() && self.sources.is_empty()

@@ -36,6 +36,9 @@ pub struct Config {
     /// Groups with state at once: reports for more are ignored (and counted), so a host
     /// reporting without end cannot take the router's memberships from the other links.
     pub max_groups: usize,
+    /// Source records one group may have: sources beyond are ignored (and counted), for
+    /// the same reason.
+    pub max_sources: usize,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             startup_count: 2,
             querier: true,
             max_groups: 4096,
+            max_sources: 1024,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Interface {
     members: BTreeSet<(Option<Ipv4Addr>, Ipv4Addr)>,
     /// Reports for new groups ignored because `max_groups` were there.
     refused: u64,
+    /// New sources ignored because their group had `max_sources`.
+    refused_sources: u64,
 }
 
 impl Interface {
@@ -145,6 +151,7 @@ impl Interface {
             repeats: Vec::new(),
             members: BTreeSet::new(),
             refused: 0,
+            refused_sources: 0,
         }
     }
 
@@ -172,8 +179,23 @@ impl Interface {
                 for r in records {
                     // A record that only removes (TO_IN/BLOCK/IS_IN of nothing), for a group
                     // without state, leaves an empty one, which the tick below drops.
+                    let max = self.cfg.max_sources;
                     if let Some(g) = self.group(r.group) {
-                        let a = g.record(r.kind, &r.sources, now, &iv);
+                        // Known sources always count; new ones only while there is room.
+                        let mut room = max.saturating_sub(g.source_count());
+                        let sources: Vec<Ipv4Addr> = r
+                            .sources
+                            .iter()
+                            .copied()
+                            .filter(|s| {
+                                let ok = g.has_source(s) || room > 0;
+                                room -= usize::from(ok && !g.has_source(s));
+                                ok
+                            })
+                            .collect();
+                        let refused = (r.sources.len() - sources.len()) as u64;
+                        let a = g.record(r.kind, &sources, now, &iv);
+                        self.refused_sources += refused;
                         asks.extend(a.into_iter().map(|a| (r.group, a)));
                     }
                 }
@@ -249,6 +271,11 @@ impl Interface {
     /// Reports for new groups ignored at the `max_groups` limit.
     pub fn refused_groups(&self) -> u64 {
         self.refused
+    }
+
+    /// New sources ignored at the `max_sources` limit.
+    pub fn refused_sources(&self) -> u64 {
+        self.refused_sources
     }
 
     /// The memberships this interface holds now.
@@ -513,5 +540,17 @@ mod tests {
         let out = i.receive(HOST, &Message::Report { version: 2, group: groups[0] }, secs(2));
         assert!(out.iter().all(|o| !matches!(o, Out::Leave { .. })));
         assert_eq!(i.refused_groups(), 1);
+    }
+
+    #[test]
+    fn sources_beyond_the_limit_are_refused_and_counted() {
+        let cfg = Config { max_sources: 2, ..Config::default() };
+        let mut i = Interface::new(cfg, ME, secs(0));
+        let s = |n: u8| Ipv4Addr::new(10, 1, 0, n);
+        i.receive(HOST, &v3(RecordType::AllowNewSources, &[s(1), s(2), s(3)]), secs(1));
+        i.receive(HOST, &v3(RecordType::AllowNewSources, &[s(1), s(4)]), secs(2));
+        let m: Vec<_> = i.memberships().copied().collect();
+        assert_eq!(m, [(Some(s(1)), G), (Some(s(2)), G)]);
+        assert_eq!(i.refused_sources(), 2);
     }
 }
