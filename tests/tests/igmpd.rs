@@ -629,3 +629,42 @@ fn mgmd_restart_is_hitless_and_state_comes_back() {
     drop(sock);
     until_no_copies(&cap, &tx, g, LMQT + SLACK).unwrap();
 }
+
+/// A host flooding reports for thousands of groups on one link: its interface stops at
+/// `--max-groups` (the rest counted), and a host on another link still joins and gets its
+/// traffic at once.
+#[test]
+fn a_report_flood_on_one_link_does_not_starve_another() {
+    let mut t = Topology::new(2).unwrap();
+    let igmpd = router(&mut t, &["--max-groups", "50"]).unwrap();
+    let rx1 = &t.receivers[0];
+    let flood = PacketSocket::open(rx1, "eth0").unwrap();
+    let mac = rx1.mac("eth0").unwrap();
+    let frames: Vec<Vec<u8>> = (0..5000u32)
+        .map(|i| {
+            let g = Ipv4Addr::from(u32::from(ip("239.100.0.0")) + i);
+            ip_frame(mac, &datagram(ip("10.2.1.2"), ip("224.0.0.22"), 1, true, &v3_join(g)))
+        })
+        .collect();
+    let flooding = std::thread::spawn(move || {
+        for f in &frames {
+            let _ = flood.send(f);
+        }
+    });
+    let cap = PacketSocket::open(&t.receivers[1], "eth0").unwrap();
+    let tx = sender(&t, S1).unwrap();
+    let g = ip("239.9.9.9");
+    let _sock = t.udp_receiver(1, g.octets(), 5000).unwrap();
+    let joined = until_copies(&cap, &tx, g, SLACK).unwrap();
+    eprintln!("join on the other link during the flood: {joined:?}");
+    flooding.join().unwrap();
+    let v = igmpd
+        .wait(SLACK * 2, |v| v["interfaces"][1]["stats"]["groups_refused"].as_u64() > Some(0))
+        .unwrap();
+    let r1 = &v["interfaces"][1];
+    assert_eq!(r1["groups"].as_array().unwrap().len(), 50, "capped at --max-groups");
+    let snap = t.ctl().unwrap().show().unwrap();
+    let r1_index = t.router.ifindex("r1").unwrap();
+    let held = snap.memberships.iter().filter(|m| m.iface.ifindex == r1_index).count();
+    assert_eq!(held, 50, "mgmd holds no more for r1 than the limit");
+}
