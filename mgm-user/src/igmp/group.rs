@@ -12,6 +12,8 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
+use super::addr::Addr;
+
 use super::packet::RecordType;
 
 /// The timers a group's state depends on (RFC 3376 §8), from the interface's configuration.
@@ -27,20 +29,20 @@ pub struct Intervals {
 
 /// What the state asks of the link: the querier sends these (a non-querier does not).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ask {
+pub enum Ask<A = Ipv4Addr> {
     /// A group-specific query, Q(G).
     Group,
     /// A group-and-source-specific query, Q(G,A).
-    Sources(Vec<Ipv4Addr>),
+    Sources(Vec<A>),
 }
 
 /// What the group receives from the router.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Forward {
+pub enum Forward<A = Ipv4Addr> {
     /// Every source: a (*,G) membership.
     Any,
     /// These sources only: an (S,G) membership each (never empty: no state means no entry).
-    Sources(Vec<Ipv4Addr>),
+    Sources(Vec<A>),
 }
 
 /// The compatibility mode: the oldest host version heard recently.
@@ -51,18 +53,29 @@ pub enum Compat {
     V3 = 3,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Group {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group<A = Ipv4Addr> {
     /// EXCLUDE mode while set: when it expires the group falls back to INCLUDE.
     group_timer: Option<Duration>,
     /// Source records: their timer's expiry (`Duration::ZERO`: not running, which in EXCLUDE
     /// mode means the source is excluded).
-    sources: BTreeMap<Ipv4Addr, Duration>,
+    sources: BTreeMap<A, Duration>,
     v1_host_until: Option<Duration>,
     v2_host_until: Option<Duration>,
 }
 
-impl Group {
+impl<A> Default for Group<A> {
+    fn default() -> Self {
+        Self {
+            group_timer: None,
+            sources: BTreeMap::new(),
+            v1_host_until: None,
+            v2_host_until: None,
+        }
+    }
+}
+
+impl<A: Addr> Group<A> {
     pub fn is_exclude(&self) -> bool {
         self.group_timer.is_some()
     }
@@ -84,7 +97,7 @@ impl Group {
     }
 
     /// Whether `s` has a source record.
-    pub fn has_source(&self, s: &Ipv4Addr) -> bool {
+    pub fn has_source(&self, s: &A) -> bool {
         self.sources.contains_key(s)
     }
 
@@ -94,22 +107,22 @@ impl Group {
     }
 
     /// What to forward (`None`: nothing).
-    pub fn forward(&self) -> Option<Forward> {
+    pub fn forward(&self) -> Option<Forward<A>> {
         if self.is_exclude() {
             return Some(Forward::Any);
         }
-        let s: Vec<Ipv4Addr> = self.sources.keys().copied().collect();
+        let s: Vec<A> = self.sources.keys().copied().collect();
         (!s.is_empty()).then_some(Forward::Sources(s))
     }
 
     /// The sources and their remaining times, and the group timer's, for the operator's view.
-    pub fn timers(&self, now: Duration) -> (Option<Duration>, Vec<(Ipv4Addr, Duration)>) {
+    pub fn timers(&self, now: Duration) -> (Option<Duration>, Vec<(A, Duration)>) {
         let left = |t: Duration| t.saturating_sub(now);
         (self.group_timer.map(left), self.sources.iter().map(|(s, t)| (*s, left(*t))).collect())
     }
 
     /// A v1 or v2 report (§7.3.2: an IS_EX({}) that marks an older host present).
-    pub fn old_report(&mut self, version: u8, now: Duration, iv: &Intervals) -> Vec<Ask> {
+    pub fn old_report(&mut self, version: u8, now: Duration, iv: &Intervals) -> Vec<Ask<A>> {
         let until = Some(now + iv.ohpi);
         if version == 1 {
             self.v1_host_until = until;
@@ -120,7 +133,7 @@ impl Group {
     }
 
     /// A v2 leave: a TO_IN({}), ignored while v1 hosts are present (they cannot leave).
-    pub fn leave(&mut self, now: Duration, iv: &Intervals) -> Vec<Ask> {
+    pub fn leave(&mut self, now: Duration, iv: &Intervals) -> Vec<Ask<A>> {
         if self.compat(now) == Compat::V1 {
             return Vec::new();
         }
@@ -132,13 +145,13 @@ impl Group {
     pub fn record(
         &mut self,
         kind: RecordType,
-        b: &[Ipv4Addr],
+        b: &[A],
         now: Duration,
         iv: &Intervals,
-    ) -> Vec<Ask> {
+    ) -> Vec<Ask<A>> {
         use RecordType::*;
         let old = self.compat(now) != Compat::V3;
-        let (kind, b): (RecordType, &[Ipv4Addr]) = match kind {
+        let (kind, b): (RecordType, &[A]) = match kind {
             BlockOldSources if old => return Vec::new(),
             ChangeToExclude if old => (ChangeToExclude, &[]),
             _ => (kind, b),
@@ -172,7 +185,7 @@ impl Group {
             // EXCLUDE (X, Y)
             (true, ModeIsInclude | AllowNewSources) => self.set(b, gmi),
             (true, ChangeToInclude) => {
-                let x_minus_a: Vec<Ipv4Addr> =
+                let x_minus_a: Vec<A> =
                     self.requested(now).into_iter().filter(|s| !b.contains(s)).collect();
                 self.set(b, gmi);
                 asks.extend(self.ask_sources(x_minus_a, now, iv));
@@ -184,7 +197,7 @@ impl Group {
                 for s in b {
                     self.sources.entry(*s).or_insert(gt);
                 }
-                let a_minus_y: Vec<Ipv4Addr> =
+                let a_minus_y: Vec<A> =
                     b.iter().copied().filter(|s| self.is_requested(s, now)).collect();
                 asks.extend(self.ask_sources(a_minus_y, now, iv));
             }
@@ -199,7 +212,7 @@ impl Group {
                 }
                 self.group_timer = Some(gmi);
                 if kind == ChangeToExclude {
-                    let a_minus_y: Vec<Ipv4Addr> =
+                    let a_minus_y: Vec<A> =
                         b.iter().copied().filter(|s| self.is_requested(s, now)).collect();
                     asks.extend(self.ask_sources(a_minus_y, now, iv));
                 }
@@ -242,7 +255,7 @@ impl Group {
     }
 
     /// The same for a group-and-source-specific query.
-    pub fn heard_source_query(&mut self, sources: &[Ipv4Addr], now: Duration, iv: &Intervals) {
+    pub fn heard_source_query(&mut self, sources: &[A], now: Duration, iv: &Intervals) {
         for s in sources {
             if let Some(t) = self.sources.get_mut(s)
                 && !t.is_zero()
@@ -252,32 +265,32 @@ impl Group {
         }
     }
 
-    fn set(&mut self, b: &[Ipv4Addr], until: Duration) {
+    fn set(&mut self, b: &[A], until: Duration) {
         for s in b {
             self.sources.insert(*s, until);
         }
     }
 
-    fn is_requested(&self, s: &Ipv4Addr, now: Duration) -> bool {
+    fn is_requested(&self, s: &A, now: Duration) -> bool {
         self.sources.get(s).is_some_and(|t| *t > now)
     }
 
     /// X in EXCLUDE mode, A in INCLUDE mode: sources with a running timer.
-    fn requested(&self, now: Duration) -> Vec<Ipv4Addr> {
+    fn requested(&self, now: Duration) -> Vec<A> {
         self.sources.iter().filter(|(_, t)| **t > now).map(|(s, _)| *s).collect()
     }
 
-    fn only(&self, b: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
+    fn only(&self, b: &[A]) -> Vec<A> {
         self.sources.keys().copied().filter(|s| b.contains(s)).collect()
     }
 
-    fn without(&self, b: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
+    fn without(&self, b: &[A]) -> Vec<A> {
         self.sources.keys().copied().filter(|s| !b.contains(s)).collect()
     }
 
     /// Q(G,A): the sources' timers lowered to LMQT, and the query asked for.
-    fn ask_sources(&mut self, a: Vec<Ipv4Addr>, now: Duration, iv: &Intervals) -> Option<Ask> {
-        let a: Vec<Ipv4Addr> = a.into_iter().filter(|s| self.is_requested(s, now)).collect();
+    fn ask_sources(&mut self, a: Vec<A>, now: Duration, iv: &Intervals) -> Option<Ask<A>> {
+        let a: Vec<A> = a.into_iter().filter(|s| self.is_requested(s, now)).collect();
         if a.is_empty() {
             return None;
         }
@@ -290,7 +303,7 @@ impl Group {
     }
 
     /// Q(G): the group timer lowered to LMQT, and the query asked for.
-    fn ask_group(&mut self, now: Duration, iv: &Intervals) -> Option<Ask> {
+    fn ask_group(&mut self, now: Duration, iv: &Intervals) -> Option<Ask<A>> {
         let t = self.group_timer.as_mut()?;
         *t = (*t).min(now + iv.lmqt);
         Some(Ask::Group)
@@ -318,7 +331,7 @@ mod tests {
 
     #[test]
     fn include_sources_come_and_go_with_their_timers() {
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         assert!(g.record(ModeIsInclude, &[s(1), s(2)], secs(0), &IV).is_empty());
         assert_eq!(g.forward(), Some(Forward::Sources(vec![s(1), s(2)])));
         // BLOCK (2): asked about, its timer lowered to LMQT; nobody answers: gone.
@@ -336,7 +349,7 @@ mod tests {
 
     #[test]
     fn exclude_mode_forwards_any_source_and_falls_back_to_include() {
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         g.record(AllowNewSources, &[s(1)], secs(0), &IV);
         // TO_EX {1, 2}: s1 kept (A*B), s2 excluded (B-A), asked about A*B.
         assert_eq!(
@@ -356,14 +369,14 @@ mod tests {
 
     #[test]
     fn a_v3_leave_from_exclude_asks_for_the_group_and_ends_it() {
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         g.record(ModeIsExclude, &[], secs(0), &IV);
         assert_eq!(g.record(ChangeToInclude, &[], secs(5), &IV), vec![Ask::Group]);
         assert_eq!(g.next_expiry(), Some(secs(7)));
         g.expire(secs(7));
         assert!(g.is_empty());
         // Answered in time instead: the group stays.
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         g.record(ModeIsExclude, &[], secs(0), &IV);
         g.record(ChangeToInclude, &[], secs(5), &IV);
         g.record(ModeIsExclude, &[], secs(6), &IV);
@@ -373,7 +386,7 @@ mod tests {
 
     #[test]
     fn older_hosts_set_the_compatibility_mode() {
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         g.old_report(2, secs(0), &IV);
         assert_eq!((g.compat(secs(1)), g.forward()), (Compat::V2, Some(Forward::Any)));
         // v2 mode: BLOCK is ignored, TO_EX(x) is TO_EX({}).
@@ -383,7 +396,7 @@ mod tests {
         // A v2 leave asks for the group.
         assert_eq!(g.leave(secs(4), &IV), vec![Ask::Group]);
         // A v1 host: leaves are ignored until it is gone.
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         g.old_report(1, secs(0), &IV);
         assert!(g.leave(secs(1), &IV).is_empty());
         assert_eq!(g.compat(secs(261)), Compat::V3, "back to v3 when the old host is gone");
@@ -391,11 +404,11 @@ mod tests {
 
     #[test]
     fn a_non_querier_lowers_its_timers_as_the_querier_asks() {
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         g.record(ModeIsExclude, &[], secs(0), &IV);
         g.heard_group_query(secs(10), &IV);
         assert_eq!(g.next_expiry(), Some(secs(12)));
-        let mut g = Group::default();
+        let mut g = Group::<Ipv4Addr>::default();
         g.record(ModeIsInclude, &[s(1), s(2)], secs(0), &IV);
         g.heard_source_query(&[s(2)], secs(10), &IV);
         g.expire(secs(12));

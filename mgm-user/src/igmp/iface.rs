@@ -11,6 +11,7 @@ use std::{
 };
 
 use super::{
+    addr::Addr,
     group::{Ask, Compat, Forward, Group, Intervals},
     packet::{Message, Query},
 };
@@ -79,36 +80,36 @@ impl Config {
 
 /// What the interface asks of the world.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Out {
+pub enum Out<A = Ipv4Addr> {
     /// Send this query to `to` (224.0.0.1 for a general query, else the group).
-    Send { to: Ipv4Addr, query: Query },
+    Send { to: A, query: Query<A> },
     /// A membership appeared: `source` `None` is (*,G).
-    Join { source: Option<Ipv4Addr>, group: Ipv4Addr },
+    Join { source: Option<A>, group: A },
     /// A membership went.
-    Leave { source: Option<Ipv4Addr>, group: Ipv4Addr },
+    Leave { source: Option<A>, group: A },
 }
 
 /// Queries still to repeat for a group (last member queries: count × interval).
 #[derive(Clone, Debug)]
-struct Repeat {
-    group: Ipv4Addr,
-    sources: Option<Vec<Ipv4Addr>>,
+struct Repeat<A> {
+    group: A,
+    sources: Option<Vec<A>>,
     left: u8,
     next: Duration,
 }
 
 /// The operator's view of an interface.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct View {
-    pub querier: Ipv4Addr,
+pub struct View<A = Ipv4Addr> {
+    pub querier: A,
     pub is_querier: bool,
     pub version: u8,
-    pub groups: Vec<GroupView>,
+    pub groups: Vec<GroupView<A>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct GroupView {
-    pub group: Ipv4Addr,
+pub struct GroupView<A = Ipv4Addr> {
+    pub group: A,
     /// "include" or "exclude".
     pub mode: &'static str,
     /// The oldest host version present (1, 2, 3).
@@ -116,31 +117,31 @@ pub struct GroupView {
     /// Seconds left on the group timer (EXCLUDE mode).
     pub timer_secs: Option<u64>,
     /// Sources and the seconds left on their timers (0 in EXCLUDE mode: excluded).
-    pub sources: Vec<(Ipv4Addr, u64)>,
+    pub sources: Vec<(A, u64)>,
 }
 
 #[derive(Debug)]
-pub struct Interface {
+pub struct Interface<A = Ipv4Addr> {
     cfg: Config,
-    addr: Ipv4Addr,
+    addr: A,
     /// Another router that won the election, and until when it is believed present.
-    other: Option<(Ipv4Addr, Duration)>,
+    other: Option<(A, Duration)>,
     startup_left: u8,
     next_general: Duration,
-    groups: BTreeMap<Ipv4Addr, Group>,
-    repeats: Vec<Repeat>,
+    groups: BTreeMap<A, Group<A>>,
+    repeats: Vec<Repeat<A>>,
     /// The memberships last announced (what the caller holds in MGM).
-    members: BTreeSet<(Option<Ipv4Addr>, Ipv4Addr)>,
+    members: BTreeSet<(Option<A>, A)>,
     /// Reports for new groups ignored because `max_groups` were there.
     refused: u64,
     /// New sources ignored because their group had `max_sources`.
     refused_sources: u64,
 }
 
-impl Interface {
+impl<A: Addr> Interface<A> {
     /// An interface whose own address is `addr`, starting at `now` (its first general query
     /// is due at once).
-    pub fn new(cfg: Config, addr: Ipv4Addr, now: Duration) -> Self {
+    pub fn new(cfg: Config, addr: A, now: Duration) -> Self {
         Self {
             cfg,
             addr,
@@ -160,7 +161,7 @@ impl Interface {
     }
 
     /// A message from `source` on this link (the caller checked that the source is on it).
-    pub fn receive(&mut self, source: Ipv4Addr, msg: &Message, now: Duration) -> Vec<Out> {
+    pub fn receive(&mut self, source: A, msg: &Message<A>, now: Duration) -> Vec<Out<A>> {
         let iv = self.cfg.intervals();
         let mut asks = Vec::new();
         match msg {
@@ -183,7 +184,7 @@ impl Interface {
                     if let Some(g) = self.group(r.group) {
                         // Known sources always count; new ones only while there is room.
                         let mut room = max.saturating_sub(g.source_count());
-                        let sources: Vec<Ipv4Addr> = r
+                        let sources: Vec<A> = r
                             .sources
                             .iter()
                             .copied()
@@ -210,7 +211,7 @@ impl Interface {
     }
 
     /// Timers due at `now`: queries to send, states expired, memberships changed.
-    pub fn tick(&mut self, now: Duration) -> Vec<Out> {
+    pub fn tick(&mut self, now: Duration) -> Vec<Out<A>> {
         let mut out = Vec::new();
         if self.other.is_some_and(|(_, until)| until <= now) {
             // The other querier went quiet: this router queries again, at once.
@@ -262,7 +263,7 @@ impl Interface {
     }
 
     /// Every membership gone (the daemon stops, or IGMP is disabled on the interface).
-    pub fn clear(&mut self) -> Vec<Out> {
+    pub fn clear(&mut self) -> Vec<Out<A>> {
         self.groups.clear();
         self.repeats.clear();
         self.membership_changes()
@@ -279,11 +280,11 @@ impl Interface {
     }
 
     /// The memberships this interface holds now.
-    pub fn memberships(&self) -> impl Iterator<Item = &(Option<Ipv4Addr>, Ipv4Addr)> {
+    pub fn memberships(&self) -> impl Iterator<Item = &(Option<A>, A)> {
         self.members.iter()
     }
 
-    pub fn view(&self, now: Duration) -> View {
+    pub fn view(&self, now: Duration) -> View<A> {
         let groups = self
             .groups
             .iter()
@@ -301,15 +302,15 @@ impl Interface {
         let querier = match self.other {
             Some((q, until)) if until > now => q,
             _ if self.cfg.querier => self.addr,
-            _ => Ipv4Addr::UNSPECIFIED,
+            _ => A::UNSPECIFIED,
         };
         View { querier, is_querier: self.is_querier(now), version: self.cfg.version, groups }
     }
 
-    /// The state for `group`, created if needed; `None` for groups never routed (224.0.0.x).
-    fn group(&mut self, group: Ipv4Addr) -> Option<&mut Group> {
-        let o = group.octets();
-        if !group.is_multicast() || (o[0] == 224 && o[1] == 0 && o[2] == 0) {
+    /// The state for `group`, created if needed; `None` for groups never routed (224.0.0.x,
+    /// ff02::/16).
+    fn group(&mut self, group: A) -> Option<&mut Group<A>> {
+        if !group.is_routed_group() {
             return None;
         }
         if !self.groups.contains_key(&group) && self.groups.len() >= self.cfg.max_groups {
@@ -319,13 +320,13 @@ impl Interface {
         Some(self.groups.entry(group).or_default())
     }
 
-    fn heard_query(&mut self, source: Ipv4Addr, q: &Query, now: Duration, iv: &Intervals) {
+    fn heard_query(&mut self, source: A, q: &Query<A>, now: Duration, iv: &Intervals) {
         // Election: the lowest address queries (a source of 0.0.0.0 is a snooping switch's
         // proxy query and takes no part).
-        if !source.is_unspecified() && source < self.addr {
+        if source != A::UNSPECIFIED && source < self.addr {
             self.other = Some((source, now + self.cfg.other_querier_present()));
         }
-        if self.is_querier(now) || q.group.is_unspecified() || q.suppress {
+        if self.is_querier(now) || q.group == A::UNSPECIFIED || q.suppress {
             return;
         }
         // A non-querier follows the querier's last member queries (§6.6.1).
@@ -339,7 +340,7 @@ impl Interface {
     }
 
     /// Q(G) or Q(G,A): sent now, and count − 1 more times an interval apart.
-    fn ask(&mut self, group: Ipv4Addr, ask: Ask, now: Duration) {
+    fn ask(&mut self, group: A, ask: Ask<A>, now: Duration) {
         let sources = match ask {
             Ask::Group => None,
             Ask::Sources(s) => Some(s),
@@ -354,27 +355,22 @@ impl Interface {
         });
     }
 
-    fn general_query(&self) -> Out {
+    fn general_query(&self) -> Out<A> {
         let query = Query {
             version: self.cfg.version,
-            group: Ipv4Addr::UNSPECIFIED,
+            group: A::UNSPECIFIED,
             max_resp: self.cfg.query_response_interval,
             suppress: false,
             qrv: self.cfg.robustness.min(7),
             qqi: self.cfg.query_interval,
             sources: Vec::new(),
         };
-        Out::Send { to: ALL_SYSTEMS, query }
+        Out::Send { to: A::ALL_NODES, query }
     }
 
     /// A group(-and-source)-specific query, in the version the group's hosts understand (v2
     /// hosts get a v2 group query without sources; v1 hosts have none: a general one).
-    fn specific_query(
-        &self,
-        group: Ipv4Addr,
-        sources: Option<Vec<Ipv4Addr>>,
-        now: Duration,
-    ) -> Out {
+    fn specific_query(&self, group: A, sources: Option<Vec<A>>, now: Duration) -> Out<A> {
         let compat = self.groups.get(&group).map_or(Compat::V3, |g| g.compat(now));
         let version = self.cfg.version.min(compat as u8);
         if version == 1 {
@@ -393,8 +389,8 @@ impl Interface {
     }
 
     /// The memberships the groups' state gives now, against those last announced.
-    fn membership_changes(&mut self) -> Vec<Out> {
-        let now: BTreeSet<(Option<Ipv4Addr>, Ipv4Addr)> = self
+    fn membership_changes(&mut self) -> Vec<Out<A>> {
+        let now: BTreeSet<(Option<A>, A)> = self
             .groups
             .iter()
             .flat_map(|(group, g)| match g.forward() {
@@ -403,7 +399,7 @@ impl Interface {
                 None => Vec::new(),
             })
             .collect();
-        let mut out: Vec<Out> = self
+        let mut out: Vec<Out<A>> = self
             .members
             .difference(&now)
             .map(|&(source, group)| Out::Leave { source, group })
@@ -552,5 +548,44 @@ mod tests {
         let m: Vec<_> = i.memberships().copied().collect();
         assert_eq!(m, [(Some(s(1)), G), (Some(s(2)), G)]);
         assert_eq!(i.refused_sources(), 2);
+    }
+
+    /// The same state machine on IPv6 addresses (MLDv2 mirrors IGMPv3): general queries to
+    /// ff02::1, the lowest link-local address wins the election, link-scoped groups get no
+    /// state, a leave is asked about count times, then the membership goes.
+    #[test]
+    fn the_same_logic_runs_on_ipv6() {
+        use std::net::Ipv6Addr;
+        let me: Ipv6Addr = "fe80::2".parse().unwrap();
+        let host: Ipv6Addr = "fe80::99".parse().unwrap();
+        let g: Ipv6Addr = "ff05::1:3".parse().unwrap();
+        let mut i = Interface::new(Config::default(), me, secs(0));
+        let out = i.tick(secs(0));
+        assert!(matches!(&out[..], [Out::Send { to, .. }] if *to == Ipv6Addr::ALL_NODES));
+        let rec =
+            |kind, group| Message::ReportV3(vec![GroupRecord { kind, group, sources: vec![] }]);
+        let link_scoped: Ipv6Addr = "ff02::fb".parse().unwrap();
+        i.receive(host, &rec(RecordType::ChangeToExclude, link_scoped), secs(1));
+        let out = i.receive(host, &rec(RecordType::ChangeToExclude, g), secs(1));
+        assert_eq!(out, [Out::Join { source: None, group: g }]);
+        let out = i.receive(host, &rec(RecordType::ChangeToInclude, g), secs(2));
+        assert!(matches!(&out[..], [Out::Send { to, query }] if *to == g && query.group == g));
+        let out = i.tick(secs(3));
+        assert_eq!(out.len(), 1, "the second last-member query: {out:?}");
+        assert_eq!(i.tick(secs(4)), [Out::Leave { source: None, group: g }]);
+        // A router with a lower link-local address takes over the querier's role.
+        let lower: Ipv6Addr = "fe80::1".parse().unwrap();
+        let q = Query {
+            version: 3,
+            group: Ipv6Addr::UNSPECIFIED,
+            max_resp: secs(10),
+            suppress: false,
+            qrv: 2,
+            qqi: secs(125),
+            sources: vec![],
+        };
+        i.receive(lower, &Message::Query(q), secs(5));
+        assert!(!i.is_querier(secs(5)));
+        assert_eq!(i.view(secs(5)).querier, lower);
     }
 }

@@ -4,10 +4,12 @@
 //! [`group`] is one group's router state on one interface (RFC 3376 §6, with §7.3's
 //! older-version hosts); [`iface`] is one interface: querier election, general, startup and
 //! last-member queries, and the memberships (in MGM terms) the groups' state gives;
-//! [`config`] checks the settings. The edges: [`link`], a packet socket per interface that
+//! [`config`] checks the settings. [`group`] and [`iface`] are generic over the address
+//! family ([`addr`]), so MLD can reuse them. The edges: [`link`], a packet socket per interface that
 //! reads hosts' IGMP below IP and sends queries; [`host`], the proxy's upstream subscriptions
 //! held by the kernel's host stack; [`daemon`], the run loop and the connection to mgmd.
 
+pub mod addr;
 pub mod config;
 pub mod daemon;
 pub mod group;

@@ -24,28 +24,28 @@ const IPOPT_RA: u8 = 148;
 
 /// A decoded IGMP message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
-    Query(Query),
+pub enum Message<A = Ipv4Addr> {
+    Query(Query<A>),
     /// A v1 or v2 membership report (`version` 1 or 2).
     Report {
         version: u8,
-        group: Ipv4Addr,
+        group: A,
     },
     /// A v2 leave (sent to 224.0.0.2 or the group).
     Leave {
-        group: Ipv4Addr,
+        group: A,
     },
     /// A v3 report: its group records.
-    ReportV3(Vec<GroupRecord>),
+    ReportV3(Vec<GroupRecord<A>>),
 }
 
 /// A membership query of any version.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Query {
+pub struct Query<A = Ipv4Addr> {
     /// 1, 2 or 3 (by length and maximum response code, RFC 3376 §7.1).
     pub version: u8,
     /// 0.0.0.0 for a general query.
-    pub group: Ipv4Addr,
+    pub group: A,
     /// How long hosts may wait before answering (v1: 10 s, fixed).
     pub max_resp: Duration,
     /// v3 only: suppress router-side processing (S flag), the querier's robustness variable
@@ -53,15 +53,15 @@ pub struct Query {
     pub suppress: bool,
     pub qrv: u8,
     pub qqi: Duration,
-    pub sources: Vec<Ipv4Addr>,
+    pub sources: Vec<A>,
 }
 
 /// One group record of a v3 report.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupRecord {
+pub struct GroupRecord<A = Ipv4Addr> {
     pub kind: RecordType,
-    pub group: Ipv4Addr,
-    pub sources: Vec<Ipv4Addr>,
+    pub group: A,
+    pub sources: Vec<A>,
 }
 
 /// RFC 3376 §4.2.12.
