@@ -83,6 +83,7 @@ fn reason(r: Reject) -> &'static str {
         Reject::Ttl => "ttl",
         Reject::NoRouterAlert => "no_router_alert",
         Reject::Unknown => "unknown_type",
+        Reject::NotLinkLocal => "not_link_local",
     }
 }
 

@@ -88,6 +88,8 @@ pub enum Reject {
     NoRouterAlert,
     /// A type or length the router does not handle (a v3 report's records not fitting it).
     Unknown,
+    /// MLD from a source that is not link-local (RFC 3810 §5.1.14; reports may come from ::).
+    NotLinkLocal,
 }
 
 /// The IP fields the caller needs.
