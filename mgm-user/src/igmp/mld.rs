@@ -11,7 +11,7 @@
 
 use std::{net::Ipv6Addr, time::Duration};
 
-use super::packet::{GroupRecord, Message, Query, RecordType, Reject, checksum, encode_time};
+use super::packet::{Message, Query, Reject, checksum, decode_time, encode_time, records};
 
 pub const QUERY: u8 = 130;
 pub const V1_REPORT: u8 = 131;
@@ -125,7 +125,7 @@ fn decode(m: &[u8]) -> Result<Message<Ipv6Addr>, Reject> {
         }
         V2_REPORT => {
             need(8)?;
-            decode_report(m).map(Message::ReportV3)
+            records(m, 16, addr).map(Message::ReportV3)
         }
         _ => Err(Reject::Unknown),
     }
@@ -152,38 +152,12 @@ fn decode_query(m: &[u8]) -> Result<Query<Ipv6Addr>, Reject> {
             q.max_resp = Duration::from_millis(decode_resp(code));
             q.suppress = m[24] & 0x08 != 0;
             q.qrv = m[24] & 0x07;
-            // QQIC: the same 8-bit code as IGMPv3's, in seconds.
-            q.qqi = Duration::from_secs(decode_qqic(m[25]));
+            // QQIC (§5.1.9): the same 8-bit code as IGMPv3's, in seconds.
+            q.qqi = decode_time(m[25]) * 10;
             q.sources = sources.chunks_exact(16).map(addr).collect();
         }
     }
     Ok(q)
-}
-
-fn decode_report(m: &[u8]) -> Result<Vec<GroupRecord<Ipv6Addr>>, Reject> {
-    let n = usize::from(u16::from_be_bytes([m[6], m[7]]));
-    let mut rest = &m[8..];
-    let mut records = Vec::with_capacity(n.min(rest.len() / 20));
-    for _ in 0..n {
-        let (head, tail) = rest.split_at_checked(20).ok_or(Reject::Unknown)?;
-        let aux = usize::from(head[1]) * 4;
-        let count = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let body = tail.get(..16 * count + aux).ok_or(Reject::Unknown)?;
-        rest = &tail[16 * count + aux..];
-        let kind = match head[0] {
-            1 => RecordType::ModeIsInclude,
-            2 => RecordType::ModeIsExclude,
-            3 => RecordType::ChangeToInclude,
-            4 => RecordType::ChangeToExclude,
-            5 => RecordType::AllowNewSources,
-            6 => RecordType::BlockOldSources,
-            // RFC 3810 §5.2.12: records of unknown types are ignored.
-            _ => continue,
-        };
-        let sources = body[..16 * count].chunks_exact(16).map(addr).collect();
-        records.push(GroupRecord { kind, group: addr(&head[4..20]), sources });
-    }
-    Ok(records)
 }
 
 /// RFC 3810 §5.1.3: milliseconds, exact below 32768, a floating-point form above.
@@ -206,16 +180,6 @@ pub fn encode_resp(ms: u64) -> u16 {
     let exp = (63 - v.leading_zeros()) - 12 - 3;
     let mant = (v >> (exp + 3)) & 0x0fff;
     0x8000 | ((exp as u16) << 12) | mant as u16
-}
-
-/// RFC 3810 §5.1.9 (the same form as IGMPv3's QQIC): seconds.
-fn decode_qqic(code: u8) -> u64 {
-    if code < 128 {
-        return u64::from(code);
-    }
-    let mant = u64::from(code & 0x0f);
-    let exp = u32::from((code >> 4) & 0x07);
-    (mant | 0x10) << (exp + 3)
 }
 
 /// The ICMPv6 message of a query of `q.version` (3: MLDv2, 2: MLDv1), checksummed for the
@@ -260,6 +224,7 @@ pub fn datagram(source: Ipv6Addr, destination: Ipv6Addr, icmp: &[u8]) -> Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::igmp::packet::{GroupRecord, RecordType};
     use proptest::prelude::*;
 
     fn ip(s: &str) -> Ipv6Addr {

@@ -183,15 +183,25 @@ fn decode_query(m: &[u8], group: Ipv4Addr) -> Result<Query, Reject> {
 }
 
 fn decode_report(m: &[u8]) -> Result<Vec<GroupRecord>, Reject> {
+    records(m, 4, addr)
+}
+
+/// The group records of a v3 report (IGMPv3, or MLDv2 with `width` 16): the count at bytes
+/// 6..8, then each record's type, auxiliary length, source count, group and sources.
+pub(crate) fn records<A>(
+    m: &[u8],
+    width: usize,
+    addr: fn(&[u8]) -> A,
+) -> Result<Vec<GroupRecord<A>>, Reject> {
     let n = usize::from(u16::from_be_bytes([m[6], m[7]]));
     let mut rest = &m[8..];
-    let mut records = Vec::with_capacity(n.min(rest.len() / 8));
+    let mut records = Vec::with_capacity(n.min(rest.len() / (4 + width)));
     for _ in 0..n {
-        let (head, tail) = rest.split_at_checked(8).ok_or(Reject::Unknown)?;
+        let (head, tail) = rest.split_at_checked(4 + width).ok_or(Reject::Unknown)?;
         let aux = usize::from(head[1]) * 4;
         let count = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let body = tail.get(..4 * count + aux).ok_or(Reject::Unknown)?;
-        rest = &tail[4 * count + aux..];
+        let body = tail.get(..width * count + aux).ok_or(Reject::Unknown)?;
+        rest = &tail[width * count + aux..];
         let kind = match head[0] {
             1 => RecordType::ModeIsInclude,
             2 => RecordType::ModeIsExclude,
@@ -199,11 +209,11 @@ fn decode_report(m: &[u8]) -> Result<Vec<GroupRecord>, Reject> {
             4 => RecordType::ChangeToExclude,
             5 => RecordType::AllowNewSources,
             6 => RecordType::BlockOldSources,
-            // RFC 3376 §4.2.12: records of unknown types are ignored, the rest is used.
+            // RFC 3376 §4.2.12, RFC 3810 §5.2.12: records of unknown types are ignored.
             _ => continue,
         };
-        let sources = body[..4 * count].chunks_exact(4).map(addr).collect();
-        records.push(GroupRecord { kind, group: addr(&head[4..8]), sources });
+        let sources = body[..width * count].chunks_exact(width).map(addr).collect();
+        records.push(GroupRecord { kind, group: addr(&head[4..]), sources });
     }
     Ok(records)
 }
@@ -230,7 +240,7 @@ fn has_router_alert(mut options: &[u8]) -> bool {
 
 /// RFC 3376 §4.1.1 (Max Resp Code) and §4.1.7 (QQIC): tenths of a second (the caller scales
 /// QQIC's seconds), exact below 128, a floating-point form above.
-fn decode_time(code: u8) -> Duration {
+pub(crate) fn decode_time(code: u8) -> Duration {
     let v = if code < 128 {
         u64::from(code)
     } else {
