@@ -13,7 +13,7 @@
 use std::{
     io,
     mem::size_of,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
     time::Duration,
 };
@@ -21,6 +21,7 @@ use std::{
 use super::packet::checksum;
 
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
 
 /// A packet socket on one interface, for IGMP.
 #[derive(Debug)]
@@ -29,16 +30,55 @@ pub struct Link {
     ifindex: u32,
 }
 
+/// cBPF: load a byte at `k` of the network header (`ldb [k]`).
+const fn ldb(k: u32) -> libc::sock_filter {
+    libc::sock_filter { code: 0x30, jt: 0, jf: 0, k }
+}
+
+/// cBPF: `jeq #k, jt, jf`.
+const fn jeq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code: 0x15, jt, jf, k }
+}
+
+/// cBPF: `ret #k` (0 drops, u32::MAX keeps all).
+const fn ret(k: u32) -> libc::sock_filter {
+    libc::sock_filter { code: 0x06, jt: 0, jf: 0, k }
+}
+
 impl Link {
-    /// Opens the socket in the calling thread's network namespace and puts the interface in
-    /// all-multicast mode for as long as it is open.
+    /// Opens the socket for IGMP in the calling thread's network namespace and puts the
+    /// interface in all-multicast mode for as long as it is open.
     pub fn open(ifindex: u32) -> io::Result<Self> {
+        // Only IGMP: the IP header's protocol byte.
+        Self::open_with(ifindex, ETH_P_IP, &[ldb(9), jeq(2, 0, 1), ret(u32::MAX), ret(0)])
+    }
+
+    /// The same for MLD: IPv6 whose first header is Hop-by-Hop (where MLD's Router Alert
+    /// is), followed by ICMPv6 of an MLD type (RFC 3810 puts nothing else between them).
+    pub fn open_mld(ifindex: u32) -> io::Result<Self> {
+        let filter = [
+            ldb(6),         // next header
+            jeq(0, 0, 8),   // Hop-by-Hop, else drop
+            ldb(40),        // its next header
+            jeq(58, 0, 6),  // ICMPv6, else drop
+            ldb(48),        // ICMPv6 type (a Hop-by-Hop header of 8 bytes)
+            jeq(130, 3, 0), // query
+            jeq(131, 2, 0), // v1 report
+            jeq(132, 1, 0), // v1 done
+            jeq(143, 0, 1), // v2 report
+            ret(u32::MAX),
+            ret(0),
+        ];
+        Self::open_with(ifindex, ETH_P_IPV6, &filter)
+    }
+
+    fn open_with(ifindex: u32, proto: u16, filter: &[libc::sock_filter]) -> io::Result<Self> {
         // SAFETY: plain socket call; the fd is owned at once.
         let fd = unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                i32::from(ETH_P_IP.to_be()),
+                i32::from(proto.to_be()),
             )
         };
         if fd < 0 {
@@ -46,21 +86,14 @@ impl Link {
         }
         // SAFETY: a fresh fd nobody else owns.
         let link = Self { fd: unsafe { OwnedFd::from_raw_fd(fd) }, ifindex };
-        // Only IGMP (the IP header's protocol byte, the first byte after the link layer
-        // header here), before anything is queued.
-        let filter = [
-            libc::sock_filter { code: 0x30, jt: 0, jf: 0, k: 9 }, // ldb [9]
-            libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: 2 }, // jeq #2
-            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: u32::MAX }, // ret all
-            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }, // ret 0
-        ];
+        // The filter goes on before the socket is bound, so nothing else is ever queued.
         let prog =
             libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
         link.set(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
         // SAFETY: sockaddr_ll is plain data, valid all zero.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_IP.to_be();
+        sll.sll_protocol = proto.to_be();
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: a valid sockaddr_ll of the size given.
         let r = unsafe {
@@ -148,15 +181,31 @@ impl Link {
     /// Sends the IGMP message `igmp` from `source` to `to` (a multicast address), as a
     /// router must: TTL 1, Router Alert, precedence Internetwork Control.
     pub fn send(&self, source: Ipv4Addr, to: Ipv4Addr, igmp: &[u8]) -> io::Result<()> {
-        let d = datagram(source, to, igmp);
+        let o = to.octets();
+        self.send_datagram(
+            ETH_P_IP,
+            [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]],
+            &datagram(source, to, igmp),
+        )
+    }
+
+    /// Sends the MLD message `icmp` (checksummed for this source and destination) from
+    /// `source` to `to`: hop limit 1, the Hop-by-Hop Router Alert, to 33:33 and the group's
+    /// low 32 bits.
+    pub fn send_mld(&self, source: Ipv6Addr, to: Ipv6Addr, icmp: &[u8]) -> io::Result<()> {
+        let o = to.octets();
+        let mac = [0x33, 0x33, o[12], o[13], o[14], o[15]];
+        self.send_datagram(ETH_P_IPV6, mac, &super::mld::datagram(source, to, icmp))
+    }
+
+    fn send_datagram(&self, proto: u16, mac: [u8; 6], d: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain data, valid all zero.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_IP.to_be();
+        sll.sll_protocol = proto.to_be();
         sll.sll_ifindex = self.ifindex as i32;
         sll.sll_halen = 6;
-        let o = to.octets();
-        sll.sll_addr[..6].copy_from_slice(&[0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]);
+        sll.sll_addr[..6].copy_from_slice(&mac);
         // SAFETY: valid buffer and address of the sizes given.
         let n = unsafe {
             libc::sendto(
