@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let samples: usize = arg(&args, "--samples").unwrap_or(if quick { 3 } else { 10 });
-    let mut t = Topology::new(1)?;
+    let t = Topology::new(1)?;
     t.add_addresses()?;
     t.router.exec("ip", &["addr", "add", "10.1.0.254/24", "dev", "rin"])?;
     t.router.exec("ip", &["addr", "add", "10.2.1.1/24", "dev", "r1"])?;
@@ -134,7 +134,6 @@ fn main() -> anyhow::Result<()> {
         }
         drop((igmpd, mgmd, proxy));
         results.push((name, got));
-        t.mgmd = None;
     }
 
     println!("\nIGMP latencies, {samples} samples each (one join and leave of a new group)");

@@ -15,7 +15,7 @@ use std::{
     io::{BufRead as _, BufReader, Write as _},
     net::Ipv4Addr,
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
         unix::net::UnixStream,
     },
     path::{Path, PathBuf},
@@ -112,6 +112,15 @@ impl Netns {
         self.enter(move || Ok(nix::net::if_::if_nametoindex(ifname.as_str())?))
     }
 
+    /// Whether `ifname` is in all-multicast mode: its count (`ip -d link`: "allmulti N"),
+    /// which packet sockets hold, is above 0.
+    pub fn allmulti(&self, ifname: &str) -> anyhow::Result<bool> {
+        let out = self.exec("ip", &["-d", "link", "show", ifname])?;
+        let mut words = out.split_whitespace();
+        words.by_ref().find(|w| *w == "allmulti");
+        Ok(words.next().is_some_and(|n| n != "0"))
+    }
+
     pub fn mac(&self, ifname: &str) -> anyhow::Result<[u8; 6]> {
         let out = self.exec("cat", &[&format!("/sys/class/net/{ifname}/address")]);
         // /sys shows the namespace of whoever mounted it; `ip netns exec` remounts it.
@@ -205,23 +214,9 @@ impl PacketSocket {
             if rc == 0 {
                 return Ok(out);
             }
-            // SAFETY: zeroed sockaddr_ll is valid for recvfrom to fill.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: buf and sll are valid for the sizes given.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut sll as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            ensure!(n >= 0, "recvfrom: {}", std::io::Error::last_os_error());
-            if sll.sll_pkttype != libc::PACKET_OUTGOING {
-                out.push(buf[..n as usize].to_vec());
+            let (n, outgoing) = mgm::igmp::link::recv_frame(self.fd.as_fd(), &mut buf)?;
+            if !outgoing {
+                out.push(buf[..n].to_vec());
             }
         }
     }
@@ -1265,4 +1260,14 @@ pub fn ip_frame(src_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
     f.extend([0x08, 0x00]);
     f.extend(ip);
     f
+}
+
+/// Whether `m` is a v3 report (IGMPv3 or MLDv2) with a record of `kind` for `group`.
+pub fn has_record<A: PartialEq>(
+    m: &mgm::igmp::packet::Message<A>,
+    group: A,
+    kind: mgm::igmp::packet::RecordType,
+) -> bool {
+    use mgm::igmp::packet::Message;
+    matches!(m, Message::ReportV3(r) if r.iter().any(|r| r.group == group && r.kind == kind))
 }

@@ -10,7 +10,7 @@ use mgm::igmp::{
     link::Link,
     packet::{Message, Query, RecordType, encode_query, parse},
 };
-use mgm_tests::Topology;
+use mgm_tests::{Topology, has_record};
 
 const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 2, 1, 1);
 
@@ -30,23 +30,13 @@ fn expect(link: &Link, want: impl Fn(&Message) -> bool) -> Message {
     }
 }
 
-fn has_record(m: &Message, group: Ipv4Addr, kind: RecordType) -> bool {
-    matches!(m, Message::ReportV3(r) if r.iter().any(|r| r.group == group && r.kind == kind))
-}
-
 #[test]
 fn host_reports_are_read_below_ip_and_queries_are_answered() {
     let mut t = Topology::new(1).unwrap();
     t.add_addresses().unwrap();
     t.router.exec("ip", &["addr", "add", "10.2.1.1/24", "dev", "r1"]).unwrap();
     t.start(&[]).unwrap();
-    // The device's all-multicast count (`ip -d link`: "allmulti N"), which sockets hold.
-    let allmulti = || {
-        let out = t.router.exec("ip", &["-d", "link", "show", "r1"]).unwrap();
-        let mut words = out.split_whitespace();
-        words.by_ref().find(|w| *w == "allmulti");
-        words.next().is_some_and(|n| n != "0")
-    };
+    let allmulti = || t.router.allmulti("r1").unwrap();
     assert!(!allmulti());
     let ifindex = t.router.ifindex("r1").unwrap();
     let link = t.router.enter(move || Ok(Link::open(ifindex)?)).unwrap();

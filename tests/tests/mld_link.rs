@@ -14,7 +14,7 @@ use mgm::igmp::{
     mld::{encode_query, parse},
     packet::{Message, Query, RecordType},
 };
-use mgm_tests::{Netns, Topology};
+use mgm_tests::{Netns, Topology, has_record};
 
 /// The next MLD message matching `want` within 5 s (others are skipped).
 fn expect(link: &Link, want: impl Fn(&Message<Ipv6Addr>) -> bool) -> Message<Ipv6Addr> {
@@ -29,10 +29,6 @@ fn expect(link: &Link, want: impl Fn(&Message<Ipv6Addr>) -> bool) -> Message<Ipv
             return m;
         }
     }
-}
-
-fn has_record(m: &Message<Ipv6Addr>, group: Ipv6Addr, kind: RecordType) -> bool {
-    matches!(m, Message::ReportV3(r) if r.iter().any(|r| r.group == group && r.kind == kind))
 }
 
 /// IPv6 on `dev` in `ns` (the harness turns it off everywhere), without duplicate address
@@ -50,12 +46,7 @@ fn host_mld_is_read_below_ip_and_queries_are_answered() {
     t.start(&[]).unwrap();
     ipv6_on(&t.router, "r1");
     ipv6_on(&t.receivers[0], "eth0");
-    let allmulti = || {
-        let out = t.router.exec("ip", &["-d", "link", "show", "r1"]).unwrap();
-        let mut words = out.split_whitespace();
-        words.by_ref().find(|w| *w == "allmulti");
-        words.next().is_some_and(|n| n != "0")
-    };
+    let allmulti = || t.router.allmulti("r1").unwrap();
     let ifindex = t.router.ifindex("r1").unwrap();
     let link = t.router.enter(move || Ok(Link::open_mld(ifindex)?)).unwrap();
     assert!(allmulti(), "all-multicast while the socket is open");

@@ -109,7 +109,7 @@ impl Upstream {
             sock.leave_ssm_v4(&s, &group, &self.addr)?;
             have.remove(&s);
         }
-        for s in new.difference(&have.clone()).copied().collect::<Vec<_>>() {
+        for s in new.difference(have).copied().collect::<Vec<_>>() {
             sock.join_ssm_v4(&s, &group, &self.addr)?;
             have.insert(s);
         }

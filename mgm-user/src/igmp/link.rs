@@ -153,28 +153,11 @@ impl Link {
     /// One datagram if one is queued (`WouldBlock` otherwise): for an async reactor.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            // SAFETY: sockaddr_ll is plain data, valid all zero.
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: valid buffer and address storage of the sizes given.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
             // Our own queries, looped back to taps, are not reports.
-            if from.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
+            match recv_frame(self.fd.as_fd(), buf)? {
+                (_, true) => continue,
+                (n, false) => return Ok(n),
             }
-            return Ok(n as usize);
         }
     }
 
@@ -231,6 +214,29 @@ impl AsFd for Link {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// One frame from a packet socket: its length in `buf`, and whether this host sent it (a
+/// copy of an outgoing frame, `PACKET_OUTGOING`).
+pub fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    // SAFETY: sockaddr_ll is plain data, valid all zero.
+    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_ll>() as u32;
+    // SAFETY: valid buffer and address storage of the sizes given.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            (&mut from as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((n as usize, from.sll_pkttype == libc::PACKET_OUTGOING))
 }
 
 /// The IPv4 datagram of a router's IGMP message.
