@@ -100,7 +100,7 @@ impl Pipe {
 
 fn add_mfe(i: usize) -> Request {
     StaticMfe {
-        source: std::net::Ipv4Addr::from(0x0a40_0000 + i as u32),
+        source: std::net::Ipv4Addr::from(0x0a40_0000 + i as u32).into(),
         group: "239.2.2.2".parse().expect("an address"),
         iif: "rin".into(),
         oifs: vec!["r1".into()],
@@ -111,7 +111,7 @@ fn add_mfe(i: usize) -> Request {
 /// Forward state only (flags 2): a join-state entry would also send a join alert to each of
 /// the other 7 protocols, which measures their connections, not the core.
 fn add_membership(h: Handle, ifindex: u32, i: usize) -> Request {
-    let source = std::net::Ipv4Addr::from(0x0a40_0000 + i as u32);
+    let source = Some(std::net::Ipv4Addr::from(0x0a40_0000 + i as u32).into());
     let m = MembershipArgs { source, flags: 2, ..membership(h, "239.3.3.3", ifindex) };
     proto::AddMembership(m).into()
 }
@@ -119,7 +119,7 @@ fn add_membership(h: Handle, ifindex: u32, i: usize) -> Request {
 /// Join and forward state (flags 3) on a new (*,G) each: the first join state for the group,
 /// so each add also sends a join alert to every other registered routing protocol.
 fn join_membership(h: Handle, ifindex: u32, i: usize) -> Request {
-    let group = std::net::Ipv4Addr::from(0xe850_0000 + i as u32);
+    let group = std::net::Ipv4Addr::from(0xe850_0000 + i as u32).into();
     proto::AddMembership(MembershipArgs { group, ..membership(h, "239.0.0.1", ifindex) }).into()
 }
 
@@ -229,7 +229,7 @@ fn main() -> anyhow::Result<()> {
     for (c, ifindex) in ifs.iter().enumerate() {
         let mut ctl = Pipe::connect(&socket)?;
         let h = ctl.call(proto::Register { protocol: 200 + c as u32, component: 1 })?.handle;
-        let nexthop = std::net::Ipv4Addr::UNSPECIFIED;
+        let nexthop = std::net::Ipv4Addr::UNSPECIFIED.into();
         ctl.call(proto::TakeInterface { handle: h, ifindex: *ifindex, nexthop })?;
         handles.push(h);
         owners.push(ctl);
@@ -448,7 +448,7 @@ fn leave(n: usize, how: Leave) -> anyhow::Result<Left> {
     let r1 = t.router.ifindex("r1")?;
     let mut a = Pipe::connect(&socket)?;
     let ha = a.call(proto::Register { protocol: 103, component: 1 })?.handle;
-    let nexthop = std::net::Ipv4Addr::UNSPECIFIED;
+    let nexthop = std::net::Ipv4Addr::UNSPECIFIED.into();
     a.call(proto::TakeInterface { handle: ha, ifindex: r1, nexthop })?;
     let mut b = Pipe::connect(&socket)?;
     b.call(proto::Register { protocol: 104, component: 1 })?;

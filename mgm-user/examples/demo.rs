@@ -133,7 +133,7 @@ fn mgm_scenario(bin_dir: &Path) -> anyhow::Result<()> {
     let (rin, r1, r2, r3) = (idx("rin")?, idx("r1")?, idx("r2")?, idx("r3")?);
     let mut pim = t.ctl()?;
     let mut igmp = t.ctl()?;
-    let any = Ipv4Addr::UNSPECIFIED;
+    let any: std::net::IpAddr = Ipv4Addr::UNSPECIFIED.into();
     let hp = call("pim", &mut pim, proto::Register { protocol: 103, component: 1 })?.handle;
     let hi = call("igmp", &mut igmp, proto::Register { protocol: 10, component: 1 })?.handle;
     for ifindex in [rin, r1, r2, r3] {
@@ -153,8 +153,13 @@ fn mgm_scenario(bin_dir: &Path) -> anyhow::Result<()> {
     let (rpf, _) = pim.wait_event("rpf", WAIT)?;
     println!("  pim   <- event {rpf}");
     let request = request_id(&rpf)?;
-    let answer =
-        proto::AnswerRpf { handle: hp, request, ifindex: rin, nexthop: any, upstream: any };
+    let answer = proto::AnswerRpf {
+        handle: hp,
+        request,
+        ifindex: rin,
+        nexthop: Some(any),
+        upstream: Some(any),
+    };
     call("pim", &mut pim, answer)?;
     let (alert, _) = pim.wait_event("creation_alert", WAIT)?;
     println!("  pim   <- event {alert}");

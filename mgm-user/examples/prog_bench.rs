@@ -8,11 +8,12 @@
 //! every call, so a number is never reported for a path that did something else.
 
 use anyhow::{Context as _, ensure};
+use mgm::manager::Sg;
 use mgm::{
     dataplane::{BpfFastPath, LoadOptions},
     fastpath::Mirror,
 };
-use mgm_common::{MfeKey, counter};
+use mgm_common::counter;
 use mgm_tests::{Netns, arg, fix_ipv4_checksum, udp_frame, veth};
 
 /// The kernel does not reset the frame between the runs of one BPF_PROG_TEST_RUN call, so a
@@ -98,7 +99,7 @@ fn measure(
     m.add_port(ifin, mgm_common::PortValue::new(mac_in, 1500))?;
     m.add_port(ifout, mgm_common::PortValue::new(mac_out, 1500))?;
     let (src, grp) = ([10, 1, 0, 1], [239, 1, 1, 1]);
-    m.install_static(MfeKey::new(src, grp), ifin, &[ifout])?;
+    m.install_static(Sg::v4(src, grp), ifin, &[ifout])?;
     let sender = [2, 0, 0, 0, 0, 1];
     let payload = [0u8; 18]; // 14 + 20 + 8 + 18 = 60 bytes, 64 on the wire with the FCS
     let hit = udp_frame(sender, src, grp, 255, &payload);

@@ -21,7 +21,7 @@
 //! # }
 //! ```
 
-use std::{collections::VecDeque, net::Ipv4Addr, path::Path};
+use std::{collections::VecDeque, net::IpAddr, path::Path};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
@@ -168,7 +168,7 @@ impl Client {
         self.call(spec).await.map(drop)
     }
 
-    pub async fn del_mfe(&mut self, source: Ipv4Addr, group: Ipv4Addr) -> Result<(), ClientError> {
+    pub async fn del_mfe(&mut self, source: IpAddr, group: IpAddr) -> Result<(), ClientError> {
         self.call(proto::DelMfe { source, group }).await.map(drop)
     }
 
@@ -185,8 +185,9 @@ impl Client {
         &mut self,
         handle: Handle,
         ifindex: u32,
-        nexthop: Ipv4Addr,
+        nexthop: impl Into<IpAddr>,
     ) -> Result<(), ClientError> {
+        let nexthop = nexthop.into();
         self.call(proto::TakeInterface { handle, ifindex, nexthop }).await.map(drop)
     }
 
@@ -194,8 +195,9 @@ impl Client {
         &mut self,
         handle: Handle,
         ifindex: u32,
-        nexthop: Ipv4Addr,
+        nexthop: impl Into<IpAddr>,
     ) -> Result<(), ClientError> {
+        let nexthop = nexthop.into();
         self.call(proto::ReleaseInterface { handle, ifindex, nexthop }).await.map(drop)
     }
 
@@ -203,8 +205,9 @@ impl Client {
     pub async fn protocol_on_interface(
         &mut self,
         ifindex: u32,
-        nexthop: Ipv4Addr,
+        nexthop: impl Into<IpAddr>,
     ) -> Result<(u32, u32), ClientError> {
+        let nexthop = nexthop.into();
         let r = self.call(proto::GetProtocolOnInterface { ifindex, nexthop }).await?;
         Ok((r.protocol, r.component))
     }
@@ -219,17 +222,18 @@ impl Client {
 
     pub async fn get_mfe(
         &mut self,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
+        source: impl Into<IpAddr>,
+        group: impl Into<IpAddr>,
         stats: bool,
     ) -> Result<MfeReply, ClientError> {
+        let (source, group) = (source.into(), group.into());
         self.call(proto::GetMfe { source, group, max_entries: 1, stats }).await
     }
 
     /// GetFirstMfe (`after` = None) or GetNextMfe.
     pub async fn get_mfes(
         &mut self,
-        after: Option<(Ipv4Addr, Ipv4Addr)>,
+        after: Option<(IpAddr, IpAddr)>,
         max_entries: usize,
         stats: bool,
     ) -> Result<PageReply<MfeReply>, ClientError> {
@@ -244,18 +248,18 @@ impl Client {
     pub async fn set_mfe(
         &mut self,
         handle: Handle,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
+        source: impl Into<IpAddr>,
+        group: impl Into<IpAddr>,
         iif: Iface,
-        upstream: Ipv4Addr,
+        upstream: impl Into<IpAddr>,
     ) -> Result<(), ClientError> {
         let req = proto::SetMfe {
             handle,
-            source,
-            group,
+            source: source.into(),
+            group: group.into(),
             iif: iif.ifindex,
-            iif_nexthop: iif.nexthop,
-            upstream,
+            iif_nexthop: Some(iif.nexthop),
+            upstream: Some(upstream.into()),
         };
         self.call(req).await.map(drop)
     }
@@ -290,9 +294,10 @@ impl Client {
         handle: Handle,
         request: RequestId,
         ifindex: u32,
-        nexthop: Ipv4Addr,
-        upstream: Ipv4Addr,
+        nexthop: impl Into<IpAddr>,
+        upstream: impl Into<IpAddr>,
     ) -> Result<(), ClientError> {
+        let (nexthop, upstream) = (Some(nexthop.into()), Some(upstream.into()));
         self.call(proto::AnswerRpf { handle, request, ifindex, nexthop, upstream }).await.map(drop)
     }
 

@@ -15,7 +15,9 @@
 //! On the command line an MFE is `SOURCE,GROUP,IIF,OIF[+OIF...]`, e.g.
 //! `--mfe 10.0.0.1,239.1.1.1,eth0,eth1+eth2`.
 
-use std::{net::Ipv4Addr, path::Path, str::FromStr};
+use std::{net::IpAddr, path::Path, str::FromStr};
+
+use crate::manager::{Family, Sg, never_routed};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +26,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct StaticMfe {
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
     pub iif: String,
     #[serde(default)]
     pub oifs: Vec<String>,
@@ -94,10 +96,13 @@ impl StaticMfe {
         if !self.group.is_multicast() {
             return Err(format!("{} is not a multicast group", self.group));
         }
-        if self.group.octets()[..3] == [224, 0, 0] {
-            return Err(format!("{} is link-local (224.0.0.0/24) and never routed", self.group));
+        if Family::of(self.source) != Family::of(self.group) {
+            return Err(format!("{} and {} are of two families", self.source, self.group));
         }
-        if self.source.is_multicast() || self.source.is_broadcast() {
+        if let Some(scope) = never_routed(self.group) {
+            return Err(format!("{} is {scope} and never routed", self.group));
+        }
+        if Sg::checked(self.source, self.group).is_err() {
             return Err(format!("{} is not a valid source", self.source));
         }
         if self.iif.is_empty() || self.oifs.iter().any(String::is_empty) {
@@ -117,8 +122,8 @@ impl FromStr for StaticMfe {
             return Err(err("expected four comma-separated fields"));
         };
         let m = StaticMfe {
-            source: source.parse().map_err(|_| err("source is not an IPv4 address"))?,
-            group: group.parse().map_err(|_| err("group is not an IPv4 address"))?,
+            source: source.parse().map_err(|_| err("source is not an IP address"))?,
+            group: group.parse().map_err(|_| err("group is not an IP address"))?,
             iif: iif.to_owned(),
             oifs: if oifs.is_empty() {
                 Vec::new()
@@ -138,10 +143,15 @@ mod tests {
     #[test]
     fn cli_spec_parses() {
         let m: StaticMfe = "10.0.0.1,239.1.1.1,eth0,eth1+eth2".parse().unwrap();
-        assert_eq!(m.source, Ipv4Addr::new(10, 0, 0, 1));
-        assert_eq!(m.group, Ipv4Addr::new(239, 1, 1, 1));
+        assert_eq!(m.source, std::net::Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(m.group, std::net::Ipv4Addr::new(239, 1, 1, 1));
         assert_eq!(m.iif, "eth0");
         assert_eq!(m.oifs, ["eth1", "eth2"]);
+        let m: StaticMfe = "2001:db8::1,ff3e::8000:1,eth0,eth1".parse().unwrap();
+        assert_eq!(
+            (m.source, m.group),
+            ("2001:db8::1".parse().unwrap(), "ff3e::8000:1".parse().unwrap())
+        );
     }
 
     #[test]
@@ -159,6 +169,13 @@ mod tests {
             ("10.0.0.1,224.0.0.5,eth0,eth1", "link-local"),
             ("239.0.0.1,239.1.1.1,eth0,eth1", "not a valid source"),
             ("10.0.0.1,239.1.1.1,eth0,eth1++eth2", "empty interface"),
+            ("2001:db8::1,239.1.1.1,eth0,eth1", "two families"),
+            ("10.0.0.1,ff3e::1,eth0,eth1", "two families"),
+            ("2001:db8::1,2001:db8::2,eth0,eth1", "not a multicast group"),
+            ("2001:db8::1,ff02::1:3,eth0,eth1", "link-local (ff02::/16)"),
+            ("2001:db8::1,ff01::1,eth0,eth1", "interface-local (ff01::/16)"),
+            ("2001:db8::1,ff00::1,eth0,eth1", "reserved scope 0"),
+            ("ff3e::1,ff3e::2,eth0,eth1", "not a valid source"),
         ] {
             let e = spec.parse::<StaticMfe>().unwrap_err().to_string();
             assert!(e.contains(why), "{spec}: {e}");

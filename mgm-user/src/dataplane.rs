@@ -6,6 +6,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     path::{Path, PathBuf},
 };
 
@@ -32,6 +33,7 @@ use mgm_common::{
 use crate::{
     fastpath::{Adopted, FastPath, FastPathError, Leg, has_hops},
     kernel::NetDev,
+    manager::Sg,
 };
 
 /// What the daemon needs from the loaded programs beyond map writes.
@@ -797,7 +799,7 @@ impl BpfFastPath {
         }
         for r in self.mfes.iter() {
             let (k, v) = r.map_err(map_err(maps::MFES))?;
-            a.mfes.push((k, v));
+            a.mfes.push((Sg::v4(k.source, k.group), v));
         }
         let named: std::collections::BTreeSet<u32> = a
             .oils
@@ -917,6 +919,14 @@ pub fn parse_upcall(bytes: &[u8]) -> Option<(Upcall, &[u8])> {
     (u.frame_len as usize <= UPCALL_FRAME_MAX).then_some((u, frame))
 }
 
+/// The IPv4 map's key of an (S,G).
+fn bpf_key(sg: Sg) -> Result<MfeKey, FastPathError> {
+    match (sg.source, sg.group) {
+        (IpAddr::V4(s), IpAddr::V4(g)) => Ok(MfeKey::new(s.octets(), g.octets())),
+        _ => Err(FastPathError::Ipv6(sg.source, sg.group)),
+    }
+}
+
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FastPathError {
     move |source| FastPathError::Map { map, source }
 }
@@ -1014,12 +1024,12 @@ impl FastPath for BpfFastPath {
         self.leases.set(id, u32::from(alive), BPF_ANY).map_err(map_err(maps::LEASES))
     }
 
-    fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError> {
-        self.mfes.insert(key, value, BPF_ANY).map_err(map_err(maps::MFES))
+    fn set_mfe(&mut self, key: Sg, value: MfeValue) -> Result<(), FastPathError> {
+        self.mfes.insert(bpf_key(key)?, value, BPF_ANY).map_err(map_err(maps::MFES))
     }
 
-    fn remove_mfe(&mut self, key: &MfeKey) -> Result<(), FastPathError> {
-        ignore_absent(self.mfes.remove(key)).map_err(map_err(maps::MFES))
+    fn remove_mfe(&mut self, key: &Sg) -> Result<(), FastPathError> {
+        ignore_absent(self.mfes.remove(&bpf_key(*key)?)).map_err(map_err(maps::MFES))
     }
 
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError> {

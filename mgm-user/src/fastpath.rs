@@ -20,14 +20,16 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
 };
 
 use mgm_common::{
     LEASE_NONE, LEASE_STATIC, LEG_LEASES, LegValue, MAX_HOPS, MAX_LEASES, MAX_OIL_PORTS, MAX_OILS,
-    MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MFE_F_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY,
-    OifBase, OifStats, PortValue,
+    MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MFE_F_STATIC, MfeStats, MfeValue, OIL_EMPTY, OifBase,
+    OifStats, PortValue,
 };
+
+use crate::manager::{Family, Sg};
 
 /// Errors from the map layer and from the mirror's own checks.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,8 @@ pub enum FastPathError {
     TooManyLeases(u32),
     #[error("lease {0} was never opened")]
     UnknownLease(u32),
+    #[error("({0}, {1}) is IPv6: this fast path forwards IPv4 only")]
+    Ipv6(IpAddr, IpAddr),
 }
 
 /// The map operations the mirror needs. Each call is one idempotent map write (or, for an
@@ -70,8 +74,8 @@ pub trait FastPath {
     fn set_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError>;
     /// Removes OIL `id` (no MFE references it any more) and its legs.
     fn remove_oil(&mut self, id: u32, legs: &[Leg]) -> Result<(), FastPathError>;
-    fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError>;
-    fn remove_mfe(&mut self, key: &MfeKey) -> Result<(), FastPathError>;
+    fn set_mfe(&mut self, key: Sg, value: MfeValue) -> Result<(), FastPathError>;
+    fn remove_mfe(&mut self, key: &Sg) -> Result<(), FastPathError>;
     /// Marks lease `id` alive or released: one write, seen by the next copy on any CPU.
     fn set_lease(&mut self, id: u32, alive: bool) -> Result<(), FastPathError>;
     /// Per-MFE counters summed over CPUs.
@@ -126,13 +130,13 @@ fn xdp_copies(legs: &[Leg], ifindex: u32) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Oif {
     pub ifindex: u32,
-    pub nexthop: Ipv4Addr,
+    pub nexthop: IpAddr,
     pub leases: Vec<u32>,
 }
 
 impl Oif {
-    pub fn new(ifindex: u32, nexthop: Ipv4Addr, leases: Vec<u32>) -> Self {
-        Self { ifindex, nexthop, leases }
+    pub fn new(ifindex: u32, nexthop: impl Into<IpAddr>, leases: Vec<u32>) -> Self {
+        Self { ifindex, nexthop: nexthop.into(), leases }
     }
 }
 
@@ -142,7 +146,7 @@ pub struct Adopted {
     pub ports: Vec<(u32, PortValue)>,
     /// OIL id -> its legs, sorted by ifindex.
     pub oils: BTreeMap<u32, Vec<Leg>>,
-    pub mfes: Vec<(MfeKey, MfeValue)>,
+    pub mfes: Vec<(Sg, MfeValue)>,
     /// Every lease a leg names (static excluded) and whether it is alive.
     pub leases: BTreeMap<u32, bool>,
 }
@@ -223,7 +227,7 @@ pub struct Mirror<F> {
     oil_ids: HashMap<u32, Vec<Leg>>,
     free_oil_ids: Vec<u32>,
     next_oil_id: u32,
-    mfes: BTreeMap<MfeKey, InstalledMfe>,
+    mfes: BTreeMap<Sg, InstalledMfe>,
     free_slots: Vec<u32>,
     next_slot: u32,
     leases: HashMap<u32, LeaseState>,
@@ -269,7 +273,7 @@ impl<F: FastPath> Mirror<F> {
     /// Takes over the state a previous mgmd left in the maps, so that nothing is rewritten
     /// that need not be: forwarding goes on as it was. MFEs naming a missing OIL are removed,
     /// duplicate lists are merged, unreferenced lists emptied. Returns the adopted MFE keys.
-    pub fn adopt(&mut self, a: Adopted) -> Result<Vec<MfeKey>, FastPathError> {
+    pub fn adopt(&mut self, a: Adopted) -> Result<Vec<Sg>, FastPathError> {
         assert!(self.mfes.is_empty() && self.oils.is_empty(), "adopt into a fresh mirror");
         self.ports.extend(a.ports.iter().copied());
         let mut canonical: HashMap<Vec<Leg>, u32> = HashMap::new();
@@ -351,7 +355,7 @@ impl<F: FastPath> Mirror<F> {
         self.fp.set_port(ifindex, port)?;
         self.ports.insert(ifindex, port);
         // MFEs sending there may have a new smallest MTU.
-        let users: Vec<(MfeKey, InstalledMfe)> = self
+        let users: Vec<(Sg, InstalledMfe)> = self
             .mfes
             .iter()
             .filter(|(_, m)| m.legs.iter().any(|l| l.ifindex == ifindex))
@@ -439,7 +443,7 @@ impl<F: FastPath> Mirror<F> {
             return Ok(());
         }
         let hop = (ifindex, ip.octets());
-        let users: Vec<(MfeKey, InstalledMfe)> = self
+        let users: Vec<(Sg, InstalledMfe)> = self
             .mfes
             .iter()
             .filter(|(_, m)| m.legs.iter().any(|l| (l.ifindex, l.nexthop) == hop && l.mac != mac))
@@ -524,12 +528,7 @@ impl<F: FastPath> Mirror<F> {
     }
 
     /// Installs a static MFE: every outgoing interface is kept by [`LEASE_STATIC`].
-    pub fn install_static(
-        &mut self,
-        key: MfeKey,
-        iif: u32,
-        oifs: &[u32],
-    ) -> Result<(), FastPathError> {
+    pub fn install_static(&mut self, key: Sg, iif: u32, oifs: &[u32]) -> Result<(), FastPathError> {
         self.install_fixed(key, iif, oifs, Origin::Static)
     }
 
@@ -538,7 +537,7 @@ impl<F: FastPath> Mirror<F> {
     /// what a socket of this host may receive).
     pub fn install_kernel(
         &mut self,
-        key: MfeKey,
+        key: Sg,
         iif: u32,
         oifs: &[u32],
         local: bool,
@@ -549,7 +548,7 @@ impl<F: FastPath> Mirror<F> {
     /// An entry outside the MGM core: its interfaces are kept by [`LEASE_STATIC`].
     fn install_fixed(
         &mut self,
-        key: MfeKey,
+        key: Sg,
         iif: u32,
         oifs: &[u32],
         origin: Origin,
@@ -563,20 +562,27 @@ impl<F: FastPath> Mirror<F> {
     /// (interface, next hop) listed twice gets the union of its leases; the IIF is dropped (a
     /// packet never goes back out of the interface it came in on). Without next hops the
     /// copies are an XDP broadcast; with one, every copy is made by the TC program.
-    pub fn install(&mut self, key: MfeKey, iif: u32, oifs: &[Oif]) -> Result<(), FastPathError> {
+    pub fn install(&mut self, key: Sg, iif: u32, oifs: &[Oif]) -> Result<(), FastPathError> {
         self.install_as(key, iif, oifs, Origin::Core)
     }
 
     fn install_as(
         &mut self,
-        key: MfeKey,
+        key: Sg,
         iif: u32,
         oifs: &[Oif],
         origin: Origin,
     ) -> Result<(), FastPathError> {
+        if key.family() != Family::Ipv4 {
+            return Err(FastPathError::Ipv6(key.source, key.group));
+        }
         let mut merged: BTreeMap<(u32, Ipv4Addr), BTreeSet<u32>> = BTreeMap::new();
         for o in oifs.iter().filter(|o| o.ifindex != iif) {
-            merged.entry((o.ifindex, o.nexthop)).or_default().extend(&o.leases);
+            // The core gives an entry next hops of its own family only.
+            let IpAddr::V4(nexthop) = o.nexthop else {
+                return Err(FastPathError::Ipv6(key.source, key.group));
+            };
+            merged.entry((o.ifindex, nexthop)).or_default().extend(&o.leases);
         }
         for &i in merged.keys().map(|(i, _)| i).chain(std::iter::once(&iif)) {
             if !self.ports.contains_key(&i) {
@@ -612,7 +618,7 @@ impl<F: FastPath> Mirror<F> {
 
     fn install_legs(
         &mut self,
-        key: MfeKey,
+        key: Sg,
         iif: u32,
         legs: Vec<Leg>,
         origin: Origin,
@@ -667,7 +673,7 @@ impl<F: FastPath> Mirror<F> {
     }
 
     /// Removes the MFE for `key`; returns whether it existed.
-    pub fn remove(&mut self, key: &MfeKey) -> Result<bool, FastPathError> {
+    pub fn remove(&mut self, key: &Sg) -> Result<bool, FastPathError> {
         let Some(m) = self.mfes.get(key).cloned() else {
             return Ok(false);
         };
@@ -684,7 +690,7 @@ impl<F: FastPath> Mirror<F> {
     }
 
     /// Counters of each current outgoing interface of `key`.
-    pub fn oif_stats(&self, key: &MfeKey) -> Result<Vec<(u32, OifStats)>, FastPathError> {
+    pub fn oif_stats(&self, key: &Sg) -> Result<Vec<(u32, OifStats)>, FastPathError> {
         let Some(m) = self.mfes.get(key) else { return Ok(Vec::new()) };
         let (packets, bytes) = self.fp.mfe_stats(m.slot)?.forwarded();
         // Every interface of the list gets one XDP copy per packet, or none (TC path).
@@ -739,15 +745,15 @@ impl<F: FastPath> Mirror<F> {
         Ok(())
     }
 
-    pub fn get(&self, key: &MfeKey) -> Option<&InstalledMfe> {
+    pub fn get(&self, key: &Sg) -> Option<&InstalledMfe> {
         self.mfes.get(key)
     }
 
-    pub fn mfes(&self) -> impl Iterator<Item = (&MfeKey, &InstalledMfe)> {
+    pub fn mfes(&self) -> impl Iterator<Item = (&Sg, &InstalledMfe)> {
         self.mfes.iter()
     }
 
-    pub fn stats(&self, key: &MfeKey) -> Result<Option<MfeStats>, FastPathError> {
+    pub fn stats(&self, key: &Sg) -> Result<Option<MfeStats>, FastPathError> {
         match self.mfes.get(key) {
             Some(m) => self.fp.mfe_stats(m.slot).map(Some),
             None => Ok(None),
@@ -842,8 +848,8 @@ mod tests {
         MfeValue { flags: MFE_F_STATIC, ..MfeValue::new(iif, oil, slot) }
     }
 
-    fn key(s: u8, g: u8) -> MfeKey {
-        MfeKey::new([10, 0, 0, s], [239, 1, 1, g])
+    fn key(s: u8, g: u8) -> Sg {
+        Sg::v4([10, 0, 0, s], [239, 1, 1, g])
     }
 
     fn mirror(ports: &[u32]) -> Mirror<MemFastPath> {
@@ -856,13 +862,13 @@ mod tests {
     }
 
     /// Copies out per interface of `key`, as the daemon reports them.
-    fn outs(m: &Mirror<MemFastPath>, k: &MfeKey) -> Vec<(u32, u64, u64)> {
+    fn outs(m: &Mirror<MemFastPath>, k: &Sg) -> Vec<(u32, u64, u64)> {
         m.oif_stats(k).unwrap().iter().map(|(i, s)| (*i, s.out_packets, s.out_bytes)).collect()
     }
 
     /// What the programs count for `n` packets of 100 bytes matched by the MFE in `slot`:
     /// the ingress program once per packet, the TC program each copy it sends.
-    fn forward(m: &mut Mirror<MemFastPath>, k: &MfeKey, n: u64) {
+    fn forward(m: &mut Mirror<MemFastPath>, k: &Sg, n: u64) {
         let i = m.get(k).unwrap().clone();
         let fp = m.fast_path_mut();
         let s = fp.stats.entry(i.slot).or_default();
@@ -1048,7 +1054,7 @@ mod tests {
         let pim2 = m.open_lease().unwrap();
         let pim3 = m.open_lease().unwrap();
         for s in 0..1000u32 {
-            let k = MfeKey::new(s.to_be_bytes(), [239, 1, 1, 1]);
+            let k = Sg::v4(s.to_be_bytes(), [239, 1, 1, 1]);
             m.install(k, 1, &[o(2, vec![pim2]), o(3, vec![pim3])]).unwrap();
         }
         assert_eq!(m.oil_count(), 1, "one shared list");
@@ -1056,7 +1062,7 @@ mod tests {
         m.kill_lease(pim2).unwrap();
         assert_eq!(m.fast_path().log, vec![Write::SetLease(pim2, false)]);
         for s in 0..1000u32 {
-            let k = MfeKey::new(s.to_be_bytes(), [239, 1, 1, 1]);
+            let k = Sg::v4(s.to_be_bytes(), [239, 1, 1, 1]);
             assert!(!m.fast_path().forwards(&k, 2), "copy to 2 after the release");
             assert!(m.fast_path().forwards(&k, 3), "the other interface keeps flowing");
         }
@@ -1143,7 +1149,7 @@ mod tests {
         fresh.fast_path_mut().leases = m.fast_path().leases.clone();
         let keys = fresh.adopt(state).unwrap();
         assert_eq!(keys.len(), 5);
-        let statics: Vec<MfeKey> =
+        let statics: Vec<Sg> =
             fresh.mfes().filter(|(_, m)| m.origin == Origin::Static).map(|(k, _)| *k).collect();
         assert_eq!(statics, vec![key(4, 1), key(6, 1)], "statics are told apart");
         assert_eq!(fresh.fast_path().log, vec![Write::RemoveOil(40)], "only the orphan list goes");

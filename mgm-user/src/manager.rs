@@ -20,7 +20,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
 
@@ -99,93 +99,217 @@ pub struct RequestId(pub u64);
 #[serde(transparent)]
 pub struct EnumHandle(pub u64);
 
-/// An interface: ifindex plus next hop (0.0.0.0 for broadcast and point-to-point links).
+/// An address family. An interface's family is its next hop's (0.0.0.0 or :: when it has
+/// none), and an entry's is its group's: the two families are separate tables that share
+/// the code, never the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub const fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Self::Ipv4,
+            IpAddr::V6(_) => Self::Ipv6,
+        }
+    }
+
+    /// The unspecified address: "any", and "no next hop".
+    pub const fn any(self) -> IpAddr {
+        match self {
+            Self::Ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Self::Ipv6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+
+    /// The all-ones address: the exact-match mask, and the last address in order.
+    pub const fn ones(self) -> IpAddr {
+        match self {
+            Self::Ipv4 => IpAddr::V4(Ipv4Addr::BROADCAST),
+            Self::Ipv6 => IpAddr::V6(Ipv6Addr::from_bits(u128::MAX)),
+        }
+    }
+}
+
+/// Why `group` is never routed, if it is not: IPv4's local network control block
+/// (224.0.0.0/24) and IPv6's scopes below admin-local (reserved 0, interface-local ff01::/16,
+/// link-local ff02::/16). Routers keep these on their link, whatever the tables say.
+pub fn never_routed(group: IpAddr) -> Option<&'static str> {
+    match group {
+        IpAddr::V4(g) if g.octets()[..3] == [224, 0, 0] => Some("link-local (224.0.0.0/24)"),
+        IpAddr::V6(g) if g.is_multicast() => match g.octets()[1] & 0x0f {
+            0 => Some("of the reserved scope 0"),
+            1 => Some("interface-local (ff01::/16)"),
+            2 => Some("link-local (ff02::/16)"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An interface: ifindex plus next hop (unspecified for broadcast and point-to-point links).
+/// The next hop's family is the interface's: (5, 0.0.0.0) and (5, ::) are two interfaces,
+/// so an IPv4 and an IPv6 protocol each own their side of a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Iface {
     pub ifindex: u32,
-    pub nexthop: Ipv4Addr,
+    pub nexthop: IpAddr,
 }
 
 impl Iface {
-    pub const fn new(ifindex: u32, nexthop: Ipv4Addr) -> Self {
-        Self { ifindex, nexthop }
+    /// The first and last interface in order (range bounds).
+    const MIN: Self = Self { ifindex: 0, nexthop: Family::Ipv4.any() };
+    const MAX: Self = Self { ifindex: u32::MAX, nexthop: Family::Ipv6.ones() };
+
+    pub fn new(ifindex: u32, nexthop: impl Into<IpAddr>) -> Self {
+        Self { ifindex, nexthop: nexthop.into() }
+    }
+
+    pub const fn family(&self) -> Family {
+        Family::of(self.nexthop)
     }
 }
 
-/// A specific (S,G). Field order makes the derived order "by group, then by source", which is
-/// the order GetFirst/GetNextMfe walk in.
+/// A specific (S,G). Field order makes the derived order "by group, then by source" (every
+/// IPv4 entry before every IPv6 one), which is the order GetFirst/GetNextMfe walk in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Sg {
-    pub group: Ipv4Addr,
-    pub source: Ipv4Addr,
+    pub group: IpAddr,
+    pub source: IpAddr,
 }
 
 impl Sg {
-    pub const fn new(source: Ipv4Addr, group: Ipv4Addr) -> Self {
-        Self { group, source }
+    pub fn new(source: impl Into<IpAddr>, group: impl Into<IpAddr>) -> Self {
+        Self { group: group.into(), source: source.into() }
+    }
+
+    /// An IPv4 (S,G) from octets (as the fast path's IPv4 key holds them).
+    pub const fn v4(source: [u8; 4], group: [u8; 4]) -> Self {
+        let [a, b, c, d] = source;
+        let [e, f, g, h] = group;
+        Self {
+            group: IpAddr::V4(Ipv4Addr::new(e, f, g, h)),
+            source: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+        }
+    }
+
+    /// An (S,G) from outside: one family, a multicast group, a source that is neither
+    /// multicast nor broadcast (INVALID_PARAMETER otherwise).
+    pub fn checked(source: IpAddr, group: IpAddr) -> MgmResult<Self> {
+        let bad_source = source.is_multicast() || source == Family::Ipv4.ones();
+        if Family::of(source) != Family::of(group) || !group.is_multicast() || bad_source {
+            return Err(MgmError::InvalidParameter);
+        }
+        Ok(Self { group, source })
+    }
+
+    pub const fn family(&self) -> Family {
+        Family::of(self.group)
     }
 }
 
-/// A membership's (source, group), `None` meaning "any". Order: by group, then source.
+/// A membership's (source, group): (S,G), (*,G) or (*,*) of one family. Stored as the API
+/// says it, the unspecified address meaning "any", so (*,*) keeps its family and the order
+/// is by group, then source, with "any" first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pattern {
-    pub group: Option<Ipv4Addr>,
-    pub source: Option<Ipv4Addr>,
+    group: IpAddr,
+    source: IpAddr,
 }
-
-const ONES: Ipv4Addr = Ipv4Addr::BROADCAST;
 
 impl Pattern {
     /// From the API's (address, mask) pairs: masks are all-ones (exact) or zero (any); address
-    /// 0 means any. Ranges are not supported by this API version.
+    /// 0 means any. Ranges are not supported by this API version. All four of one family.
     pub fn from_masks(
-        source: Ipv4Addr,
-        source_mask: Ipv4Addr,
-        group: Ipv4Addr,
-        group_mask: Ipv4Addr,
+        source: IpAddr,
+        source_mask: IpAddr,
+        group: IpAddr,
+        group_mask: IpAddr,
     ) -> MgmResult<Self> {
-        let one = |addr: Ipv4Addr, mask: Ipv4Addr| -> MgmResult<Option<Ipv4Addr>> {
-            match (addr.is_unspecified(), mask) {
-                (true, _) if mask == ONES || mask.is_unspecified() => Ok(None),
-                (false, m) if m == ONES => Ok(Some(addr)),
+        let family = Family::of(group);
+        if [source, source_mask, group_mask].iter().any(|a| Family::of(*a) != family) {
+            return Err(MgmError::InvalidParameter);
+        }
+        let one = |addr: IpAddr, mask: IpAddr| -> MgmResult<IpAddr> {
+            let exact = mask == family.ones();
+            match (addr.is_unspecified(), mask.is_unspecified()) {
+                (true, _) if exact || mask.is_unspecified() => Ok(addr),
+                (false, _) if exact => Ok(addr),
                 _ => Err(MgmError::InvalidParameter),
             }
         };
         let p = Self { source: one(source, source_mask)?, group: one(group, group_mask)? };
-        if p.group.is_some_and(|g| !g.is_multicast()) {
-            return Err(MgmError::InvalidParameter);
-        }
-        if p.group.is_none() && p.source.is_some() {
+        match (p.group(), p.source()) {
+            (Some(g), _) if !g.is_multicast() => Err(MgmError::InvalidParameter),
             // (S,*) is not one of the three shapes.
-            return Err(MgmError::InvalidParameter);
+            (None, Some(_)) => Err(MgmError::InvalidParameter),
+            (_, Some(s)) if Sg::checked(s, p.group).is_err() => Err(MgmError::InvalidParameter),
+            _ => Ok(p),
         }
-        Ok(p)
+    }
+
+    /// (*,*) of a family.
+    pub const fn any(family: Family) -> Self {
+        Self { group: family.any(), source: family.any() }
+    }
+
+    /// (*,G).
+    pub fn star_g(group: impl Into<IpAddr>) -> Self {
+        let group = group.into();
+        Self { group, source: Family::of(group).any() }
     }
 
     pub const fn sg(sg: Sg) -> Self {
-        Self { group: Some(sg.group), source: Some(sg.source) }
+        Self { group: sg.group, source: sg.source }
+    }
+
+    pub const fn family(&self) -> Family {
+        Family::of(self.group)
+    }
+
+    /// The group, `None` for any.
+    pub fn group(&self) -> Option<IpAddr> {
+        (!self.group.is_unspecified()).then_some(self.group)
+    }
+
+    /// The source, `None` for any.
+    pub fn source(&self) -> Option<IpAddr> {
+        (!self.source.is_unspecified()).then_some(self.source)
     }
 
     pub fn matches(&self, sg: &Sg) -> bool {
-        self.group.is_none_or(|g| g == sg.group) && self.source.is_none_or(|s| s == sg.source)
+        self.family() == sg.family()
+            && self.group().is_none_or(|g| g == sg.group)
+            && self.source().is_none_or(|s| s == sg.source)
+    }
+
+    /// The last pattern of this one's group in order (past all its sources).
+    fn group_end(&self) -> Self {
+        Self { group: self.group, source: self.family().ones() }
     }
 
     pub fn entry(&self) -> SourceGroupEntry {
-        let (s, sm) =
-            self.source.map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |s| (s, ONES));
-        let (g, gm) =
-            self.group.map_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), |g| (g, ONES));
-        SourceGroupEntry { source: s, source_mask: sm, group: g, group_mask: gm }
+        let f = self.family();
+        let mask = |a: Option<IpAddr>| if a.is_some() { f.ones() } else { f.any() };
+        SourceGroupEntry {
+            source: self.source,
+            source_mask: mask(self.source()),
+            group: self.group,
+            group_mask: mask(self.group()),
+        }
     }
 }
 
 /// SOURCE_GROUP_ENTRY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SourceGroupEntry {
-    pub source: Ipv4Addr,
-    pub source_mask: Ipv4Addr,
-    pub group: Ipv4Addr,
-    pub group_mask: Ipv4Addr,
+    pub source: IpAddr,
+    pub source_mask: IpAddr,
+    pub group: IpAddr,
+    pub group_mask: IpAddr,
 }
 
 /// MGM_ENUM_TYPES.
@@ -228,17 +352,17 @@ pub enum Event {
     /// Answer with `answer_rpf` (or not: the proposal stands after the timeout).
     Rpf {
         request: RequestId,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
+        source: IpAddr,
+        group: IpAddr,
         iif: Iface,
-        upstream: Ipv4Addr,
+        upstream: IpAddr,
         header: Vec<u8>,
     },
     /// Answer with `answer_creation` listing interfaces to keep out (default: all enabled).
     CreationAlert {
         request: RequestId,
-        source: Ipv4Addr,
-        group: Ipv4Addr,
+        source: IpAddr,
+        group: IpAddr,
         iif: Iface,
         oifs: Vec<IfEntry>,
     },
@@ -256,8 +380,8 @@ pub enum Event {
         member_add: bool,
     },
     WrongInterface {
-        source: Ipv4Addr,
-        group: Ipv4Addr,
+        source: IpAddr,
+        group: IpAddr,
         iface: Iface,
         header: Vec<u8>,
     },
@@ -276,8 +400,8 @@ pub enum Event {
         iface: Iface,
     },
     MfeDeleted {
-        source: Ipv4Addr,
-        group: Ipv4Addr,
+        source: IpAddr,
+        group: IpAddr,
         reason: DeleteReason,
     },
     InterfaceGone {
@@ -338,10 +462,10 @@ pub enum Progress {
 /// MIB_IPMCAST_MFE as the manager knows it (counters come from the fast path).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfeView {
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
     pub iif: Iface,
-    pub upstream: Ipv4Addr,
+    pub upstream: IpAddr,
     pub oifs: Vec<Iface>,
     pub uptime_secs: u64,
     pub expiry_secs: u64,
@@ -415,7 +539,7 @@ enum Stage {
 #[derive(Clone, Debug)]
 struct Creating {
     iif: Iface,
-    upstream: Ipv4Addr,
+    upstream: IpAddr,
     stage: Stage,
 }
 
@@ -800,10 +924,19 @@ impl Manager {
 
     // ---- memberships -------------------------------------------------------------------
 
-    fn check_membership_args(&self, h: Handle, iface: Iface, flags: u32) -> MgmResult<()> {
+    fn check_membership_args(
+        &self,
+        h: Handle,
+        pattern: Pattern,
+        iface: Iface,
+        flags: u32,
+    ) -> MgmResult<()> {
         self.client(h)?;
         let o = self.owners.get(&iface).copied().unwrap_or_default();
         if o.routing != Some(h) && o.igmp != Some(h) {
+            return Err(MgmError::InvalidParameter);
+        }
+        if pattern.family() != iface.family() {
             return Err(MgmError::InvalidParameter);
         }
         if flags == 0 || flags & !(MGM_JOIN_STATE_FLAG | MGM_FORWARD_STATE_FLAG) != 0 {
@@ -821,7 +954,7 @@ impl Manager {
         flags: u32,
         now: Duration,
     ) -> MgmResult<()> {
-        self.check_membership_args(h, iface, flags)?;
+        self.check_membership_args(h, pattern, iface, flags)?;
         let key = (pattern, iface, h);
         let old = self.members.get(&key).copied().unwrap_or_default();
         let new = Flags {
@@ -870,7 +1003,7 @@ impl Manager {
         flags: u32,
         now: Duration,
     ) -> MgmResult<()> {
-        self.check_membership_args(h, iface, flags)?;
+        self.check_membership_args(h, pattern, iface, flags)?;
         let old = self.members.get(&(pattern, iface, h)).copied().ok_or(MgmError::NotFound)?;
         let clears_something = (flags & MGM_JOIN_STATE_FLAG != 0 && old.join)
             || (flags & MGM_FORWARD_STATE_FLAG != 0 && old.forward);
@@ -954,7 +1087,7 @@ impl Manager {
             if *budget == 0 {
                 return false;
             }
-            let (first, hi) = group_range(p.group);
+            let (first, hi) = group_range(p);
             let lo = after.map_or(first, std::ops::Bound::Excluded);
             let batch: Vec<Sg> =
                 self.mfes.range((lo, hi)).take(*budget).map(|(sg, _)| *sg).collect();
@@ -986,7 +1119,7 @@ impl Manager {
         let joined: Vec<Handle> =
             self.joined.get(&pattern).map(|by| by.keys().copied().collect()).unwrap_or_default();
         let deleter = self.responsible(h, iface);
-        if let (Some(g), Some(s)) = (pattern.group, pattern.source) {
+        if let (Some(g), Some(s)) = (pattern.group(), pattern.source()) {
             // (S,G): the owner of the incoming interface towards S, once nobody wants it.
             if joined.is_empty()
                 && let Some(m) = self.mfes.get(&Sg::new(s, g))
@@ -1021,7 +1154,7 @@ impl Manager {
     }
 
     fn mfes_matching(&self, pattern: Pattern) -> Vec<Sg> {
-        let range = group_range(pattern.group);
+        let range = group_range(pattern);
         self.mfes.range(range).map(|(sg, _)| *sg).filter(|sg| pattern.matches(sg)).collect()
     }
 
@@ -1029,10 +1162,9 @@ impl Manager {
     fn oil_for(&self, sg: Sg, iif: Iface, disabled: &BTreeSet<Iface>) -> Oil {
         let mut out = Oil::new();
         for group in [Some(sg.group), None] {
-            let lo = Pattern { group, source: None };
-            let hi = Pattern { group, source: Some(Ipv4Addr::BROADCAST) };
-            let range = (lo, Iface::new(0, Ipv4Addr::UNSPECIFIED), Handle(0))
-                ..=(hi, Iface::new(u32::MAX, Ipv4Addr::BROADCAST), Handle(u64::MAX));
+            let lo = group.map_or(Pattern::any(sg.family()), Pattern::star_g);
+            let range =
+                (lo, Iface::MIN, Handle(0))..=(lo.group_end(), Iface::MAX, Handle(u64::MAX));
             for ((p, iface, h), f) in self.members.range(range) {
                 if f.forward && p.matches(&sg) && *iface != iif && !disabled.contains(iface) {
                     out.entry(*iface).or_default().insert(*h);
@@ -1098,7 +1230,7 @@ impl Manager {
 
     /// A packet arrived for `sg` on `ifindex` with no MFE (upcall), or on the wrong interface.
     pub fn new_packet(&mut self, sg: Sg, ifindex: u32, header: &[u8], now: Duration) {
-        let in_iface = Iface::new(ifindex, Ipv4Addr::UNSPECIFIED);
+        let in_iface = Iface::new(ifindex, sg.family().any());
         if let Some(m) = self.mfes.get(&sg) {
             if m.iif.ifindex != ifindex {
                 let owner = self.owners.get(&in_iface).and_then(|o| o.routing.or(o.igmp));
@@ -1130,16 +1262,14 @@ impl Manager {
         }
         let Some(owner) = owners.routing else {
             // Only IGMP is there: nobody to ask, the proposal is final.
-            self.creation_alerts(sg, in_iface, Ipv4Addr::UNSPECIFIED, now);
+            self.creation_alerts(sg, in_iface, sg.family().any(), now);
             return;
         };
         let request = RequestId(self.id());
         let deadline = now.saturating_add(self.settings.answer_timeout);
         self.requests.insert(request, owner, Awaiting::Rpf(sg), deadline);
-        self.creating.insert(
-            sg,
-            Creating { iif: in_iface, upstream: Ipv4Addr::UNSPECIFIED, stage: Stage::Rpf },
-        );
+        self.creating
+            .insert(sg, Creating { iif: in_iface, upstream: sg.family().any(), stage: Stage::Rpf });
         self.notify(
             owner,
             Event::Rpf {
@@ -1147,7 +1277,7 @@ impl Manager {
                 source: sg.source,
                 group: sg.group,
                 iif: in_iface,
-                upstream: Ipv4Addr::UNSPECIFIED,
+                upstream: sg.family().any(),
                 header: header.to_vec(),
             },
         );
@@ -1206,15 +1336,29 @@ impl Manager {
         Ok(sg)
     }
 
+    /// The family of the (S,G) request `request` is about, while it is open.
+    pub fn request_family(&self, request: RequestId) -> Option<Family> {
+        let (_, a) = self.requests.get(request)?;
+        let (Awaiting::Rpf(sg) | Awaiting::Creation(sg) | Awaiting::PruneTimeout(sg)) = a;
+        Some(sg.family())
+    }
+
     /// The RPF callback's answer: the incoming interface and upstream neighbour to use.
     pub fn answer_rpf(
         &mut self,
         h: Handle,
         request: RequestId,
         iif: Iface,
-        upstream: Ipv4Addr,
+        upstream: IpAddr,
         now: Duration,
     ) -> MgmResult<()> {
+        let (_, awaiting) = self.requests.get(request).ok_or(MgmError::NotFound)?;
+        if let Awaiting::Rpf(sg) = awaiting
+            && (iif.family() != sg.family() || Family::of(upstream) != sg.family())
+        {
+            // An answer of the other family is refused and the request stays open.
+            return Err(MgmError::InvalidParameter);
+        }
         let sg = self.claim(h, request, |a| match a {
             Awaiting::Rpf(sg) => Some(sg),
             _ => None,
@@ -1224,7 +1368,7 @@ impl Manager {
     }
 
     /// Computes the outgoing list and asks each owner of an outgoing interface.
-    fn creation_alerts(&mut self, sg: Sg, iif: Iface, upstream: Ipv4Addr, now: Duration) {
+    fn creation_alerts(&mut self, sg: Sg, iif: Iface, upstream: IpAddr, now: Duration) {
         let oifs = self.oil_for(sg, iif, &BTreeSet::new());
         let mut by_owner: BTreeMap<Handle, Vec<IfEntry>> = BTreeMap::new();
         for iface in oifs.keys() {
@@ -1486,10 +1630,13 @@ impl Manager {
         h: Handle,
         sg: Sg,
         iif: Iface,
-        upstream: Ipv4Addr,
+        upstream: IpAddr,
         now: Duration,
     ) -> MgmResult<()> {
         self.client(h)?;
+        if iif.family() != sg.family() || Family::of(upstream) != sg.family() {
+            return Err(MgmError::InvalidParameter);
+        }
         let m = self.mfes.get(&sg).ok_or(MgmError::NotFound)?;
         let oifs = self.oil_for(sg, iif, &m.disabled);
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
@@ -1519,15 +1666,13 @@ impl Manager {
         let last_of = |p: Pattern| match kind {
             EnumType::AllSources => p,
             // Past every source of the group.
-            EnumType::AnySource => Pattern { group: p.group, source: Some(ONES) },
+            EnumType::AnySource => p.group_end(),
         };
-        let lo = after.map_or(Unbounded, |p| {
-            Excluded((last_of(p), Iface::new(u32::MAX, ONES), Handle(u64::MAX)))
-        });
+        let lo = after.map_or(Unbounded, |p| Excluded((last_of(p), Iface::MAX, Handle(u64::MAX))));
         let ((p, ..), _) = self.members.range((lo, Unbounded)).next()?;
         Some(match kind {
             EnumType::AllSources => *p,
-            EnumType::AnySource => Pattern { group: p.group, source: None },
+            EnumType::AnySource => p.group().map_or(*p, Pattern::star_g),
         })
     }
 
@@ -1571,14 +1716,13 @@ impl Manager {
     }
 }
 
-/// Where in the MFE table (ordered by group, then source) the MFEs of `group` lie: all of
-/// them for "any group".
-fn group_range(group: Option<Ipv4Addr>) -> (std::ops::Bound<Sg>, std::ops::Bound<Sg>) {
-    use std::ops::Bound::{Included, Unbounded};
-    match group {
-        Some(g) => (Included(Sg::new(Ipv4Addr::UNSPECIFIED, g)), Included(Sg::new(ONES, g))),
-        None => (Unbounded, Unbounded),
-    }
+/// Where in the MFE table (ordered by group, then source) the MFEs matching `p` lie: those
+/// of its group, or every one of its family for (*,*).
+fn group_range(p: Pattern) -> (std::ops::Bound<Sg>, std::ops::Bound<Sg>) {
+    use std::ops::Bound::Included;
+    let f = p.family();
+    let (lo, hi) = p.group().map_or((f.any(), f.ones()), |g| (g, g));
+    (Included(Sg::new(f.any(), lo)), Included(Sg::new(f.ones(), hi)))
 }
 
 #[cfg(test)]

@@ -8,14 +8,17 @@
 //! come in request order. Compatibility: new optional fields may appear in results; clients
 //! ignore fields they do not know.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::config::StaticMfe;
 use crate::manager::{
-    ClientInfo, EnumHandle, EnumType, Event, Handle, Iface, MembershipInfo, MfeView, MgmError,
-    OwnerInfo, Pattern, RequestId, SourceGroupEntry,
+    ClientInfo, EnumHandle, EnumType, Event, Family, Handle, Iface, MembershipInfo, MfeView,
+    MgmError, OwnerInfo, Pattern, RequestId, SourceGroupEntry,
 };
 
 /// Protocol version announced by `hello`.
@@ -171,8 +174,8 @@ pub struct Watch {}
 /// `del_mfe`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct DelMfe {
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
 }
 
 /// `register`.
@@ -195,9 +198,10 @@ pub struct TakeInterface {
     #[arg(value_parser = parse_handle)]
     pub handle: Handle,
     pub ifindex: u32,
+    /// `::` for the interface's IPv6 side.
     #[serde(default = "any")]
     #[arg(default_value = "0.0.0.0")]
-    pub nexthop: Ipv4Addr,
+    pub nexthop: IpAddr,
 }
 
 /// `release_interface`.
@@ -206,18 +210,20 @@ pub struct ReleaseInterface {
     #[arg(value_parser = parse_handle)]
     pub handle: Handle,
     pub ifindex: u32,
+    /// `::` for the interface's IPv6 side.
     #[serde(default = "any")]
     #[arg(default_value = "0.0.0.0")]
-    pub nexthop: Ipv4Addr,
+    pub nexthop: IpAddr,
 }
 
 /// `get_protocol_on_interface`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct GetProtocolOnInterface {
     pub ifindex: u32,
+    /// `::` for the interface's IPv6 side.
     #[serde(default = "any")]
     #[arg(default_value = "0.0.0.0")]
-    pub nexthop: Ipv4Addr,
+    pub nexthop: IpAddr,
 }
 
 /// `add_membership`.
@@ -233,8 +239,8 @@ pub struct DeleteMembership(pub MembershipArgs);
 /// `get_mfe`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct GetMfe {
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
     #[serde(default = "one")]
     #[arg(long, default_value_t = 1)]
     pub max_entries: usize,
@@ -255,8 +261,8 @@ pub struct GetFirstMfe {
 /// `get_next_mfe`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct GetNextMfe {
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
     pub max_entries: usize,
     #[serde(default)]
     #[arg(long)]
@@ -268,15 +274,16 @@ pub struct GetNextMfe {
 pub struct SetMfe {
     #[arg(value_parser = parse_handle)]
     pub handle: Handle,
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
     pub iif: u32,
-    #[serde(default = "any")]
-    #[arg(long, default_value = "0.0.0.0")]
-    pub iif_nexthop: Ipv4Addr,
-    #[serde(default = "any")]
-    #[arg(long, default_value = "0.0.0.0")]
-    pub upstream: Ipv4Addr,
+    /// Default: none (the unspecified address of the entry's family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub iif_nexthop: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub upstream: Option<IpAddr>,
 }
 
 /// `group_enum_start`.
@@ -315,12 +322,13 @@ pub struct AnswerRpf {
     #[arg(value_parser = parse_request_id)]
     pub request: RequestId,
     pub ifindex: u32,
-    #[serde(default = "any")]
-    #[arg(long, default_value = "0.0.0.0")]
-    pub nexthop: Ipv4Addr,
-    #[serde(default = "any")]
-    #[arg(long, default_value = "0.0.0.0")]
-    pub upstream: Ipv4Addr,
+    /// Default: none (the unspecified address of the request's family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub nexthop: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub upstream: Option<IpAddr>,
 }
 
 /// `answer_creation`: the interfaces (of this client's) to keep out of the MFE.
@@ -368,8 +376,8 @@ pub struct EnumStarted {
     pub enum_handle: EnumHandle,
 }
 
-fn any() -> Ipv4Addr {
-    Ipv4Addr::UNSPECIFIED
+fn any() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
 
 fn one() -> usize {
@@ -404,7 +412,7 @@ fn parse_enum_type(s: &str) -> Result<EnumType, String> {
 fn parse_iface(s: &str) -> Result<Iface, String> {
     let (i, hop) = s.split_once('@').unwrap_or((s, "0.0.0.0"));
     let ifindex = i.parse().map_err(|e| format!("{s:?}: ifindex: {e}"))?;
-    let nexthop = hop.parse().map_err(|e| format!("{s:?}: next hop: {e}"))?;
+    let nexthop: IpAddr = hop.parse().map_err(|e| format!("{s:?}: next hop: {e}"))?;
     Ok(Iface::new(ifindex, nexthop))
 }
 
@@ -416,20 +424,20 @@ fn parse_iface(s: &str) -> Result<Iface, String> {
 pub struct MembershipArgs {
     #[arg(value_parser = parse_handle)]
     pub handle: Handle,
-    #[serde(default = "any")]
-    #[arg(long, default_value = "0.0.0.0")]
-    pub source: Ipv4Addr,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(long)]
-    pub source_mask: Option<Ipv4Addr>,
-    pub group: Ipv4Addr,
-    #[serde(default)]
+    pub source: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(long)]
-    pub group_mask: Option<Ipv4Addr>,
+    pub source_mask: Option<IpAddr>,
+    pub group: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub group_mask: Option<IpAddr>,
     pub ifindex: u32,
-    #[serde(default = "any")]
-    #[arg(long, default_value = "0.0.0.0")]
-    pub nexthop: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub nexthop: Option<IpAddr>,
     #[serde(default = "both_flags")]
     #[arg(long, default_value_t = both_flags())]
     pub flags: u32,
@@ -464,23 +472,22 @@ fn both_flags() -> u32 {
 
 impl MembershipArgs {
     pub fn pattern(&self) -> Result<Pattern, MgmError> {
-        let mask = |addr: Ipv4Addr, m: Option<Ipv4Addr>| {
-            m.unwrap_or(if addr.is_unspecified() {
-                Ipv4Addr::UNSPECIFIED
-            } else {
-                Ipv4Addr::BROADCAST
-            })
+        let f = Family::of(self.group);
+        let source = self.source.unwrap_or(f.any());
+        let mask = |addr: IpAddr, m: Option<IpAddr>| {
+            m.unwrap_or(if addr.is_unspecified() { f.any() } else { f.ones() })
         };
         Pattern::from_masks(
-            self.source,
-            mask(self.source, self.source_mask),
+            source,
+            mask(source, self.source_mask),
             self.group,
             mask(self.group, self.group_mask),
         )
     }
 
+    /// The interface: the next hop defaults to the group's family's "none".
     pub fn iface(&self) -> Iface {
-        Iface::new(self.ifindex, self.nexthop)
+        Iface::new(self.ifindex, self.nexthop.unwrap_or(Family::of(self.group).any()))
     }
 }
 
@@ -661,8 +668,8 @@ pub struct Snapshot {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelRouteInfo {
     /// `0.0.0.0` for the kernel's (*,G) and (*,*) entries.
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
     /// 0 while unresolved.
     pub iif: u32,
     /// Outgoing interfaces with their TTL thresholds, as the kernel lists them.
@@ -695,8 +702,8 @@ pub struct InterfaceInfo {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfeInfo {
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    pub source: IpAddr,
+    pub group: IpAddr,
     pub iif: u32,
     pub oifs: Vec<u32>,
     pub packets: u64,
@@ -841,19 +848,18 @@ mod tests {
         (r.id, r.error.code)
     }
 
-    /// One request of every method.
-    fn one_of_each() -> Vec<Request> {
+    /// One request of every method, with addresses `ip` (a source) and `g` (a group).
+    fn one_of_each(ip: IpAddr, g: IpAddr) -> Vec<Request> {
         let h = Handle(3);
-        let ip: Ipv4Addr = "10.0.0.1".parse().unwrap();
-        let g: Ipv4Addr = "239.1.1.1".parse().unwrap();
+        let f = Family::of(g);
         let args = MembershipArgs {
             handle: h,
-            source: ip,
+            source: Some(ip),
             source_mask: None,
             group: g,
-            group_mask: Some(Ipv4Addr::BROADCAST),
+            group_mask: Some(f.ones()),
             ifindex: 2,
-            nexthop: any(),
+            nexthop: None,
             flags: 3,
         };
         vec![
@@ -864,16 +870,23 @@ mod tests {
             DelMfe { source: ip, group: g }.into(),
             Register { protocol: 103, component: 1 }.into(),
             Deregister { handle: h }.into(),
-            TakeInterface { handle: h, ifindex: 2, nexthop: any() }.into(),
+            TakeInterface { handle: h, ifindex: 2, nexthop: f.any() }.into(),
             ReleaseInterface { handle: h, ifindex: 2, nexthop: ip }.into(),
-            GetProtocolOnInterface { ifindex: 2, nexthop: any() }.into(),
+            GetProtocolOnInterface { ifindex: 2, nexthop: f.any() }.into(),
             AddMembership(args.clone()).into(),
             DeleteMembership(args).into(),
             GetMfe { source: ip, group: g, max_entries: 1, stats: true }.into(),
             GetFirstMfe { max_entries: 5, stats: false }.into(),
             GetNextMfe { source: ip, group: g, max_entries: 5, stats: false }.into(),
-            SetMfe { handle: h, source: ip, group: g, iif: 3, iif_nexthop: any(), upstream: ip }
-                .into(),
+            SetMfe {
+                handle: h,
+                source: ip,
+                group: g,
+                iif: 3,
+                iif_nexthop: None,
+                upstream: Some(ip),
+            }
+            .into(),
             GroupEnumStart { handle: h, enum_type: EnumType::AnySource }.into(),
             GroupEnumNext { handle: h, enum_handle: EnumHandle(4), max_entries: 2 }.into(),
             GroupEnumEnd { handle: h, enum_handle: EnumHandle(4) }.into(),
@@ -881,14 +894,14 @@ mod tests {
                 handle: h,
                 request: RequestId(5),
                 ifindex: 2,
-                nexthop: any(),
-                upstream: ip,
+                nexthop: Some(f.any()),
+                upstream: Some(ip),
             }
             .into(),
             AnswerCreation {
                 handle: h,
                 request: RequestId(6),
-                disabled: vec![Iface::new(2, any())],
+                disabled: vec![Iface::new(2, f.any())],
             }
             .into(),
             AnswerPrune { handle: h, request: RequestId(7), timeout_secs: 60 }.into(),
@@ -898,15 +911,18 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let mut seen = Vec::new();
-        for req in one_of_each() {
-            let frame = RequestFrame { id: 9, request: req };
-            let line = serde_json::to_string(&frame).unwrap();
-            assert_eq!(parse_request(&line).unwrap(), frame, "{line}");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            seen.push(serde_json::from_value::<MethodName>(v["method"].clone()).unwrap());
+        let families = [("10.0.0.1", "239.1.1.1"), ("2001:db8::1", "ff3e::8000:1")];
+        for (ip, g) in families {
+            let mut seen = Vec::new();
+            for req in one_of_each(ip.parse().unwrap(), g.parse().unwrap()) {
+                let frame = RequestFrame { id: 9, request: req };
+                let line = serde_json::to_string(&frame).unwrap();
+                assert_eq!(parse_request(&line).unwrap(), frame, "{line}");
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                seen.push(serde_json::from_value::<MethodName>(v["method"].clone()).unwrap());
+            }
+            assert_eq!(seen, MethodName::ALL, "every method is tested once");
         }
-        assert_eq!(seen, MethodName::ALL, "every method is tested once");
     }
 
     /// The session grammar of `mgmctl` is the same types: a command line parses into the
@@ -955,19 +971,39 @@ mod tests {
         let a = parse(
             r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","ifindex":2}"#,
         );
-        assert_eq!(
-            a.pattern().unwrap(),
-            Pattern { group: Some("239.1.1.1".parse().unwrap()), source: None }
-        );
+        assert_eq!(a.pattern().unwrap(), Pattern::star_g("239.1.1.1".parse::<IpAddr>().unwrap()));
+        assert_eq!(a.iface(), Iface::new(2, Ipv4Addr::UNSPECIFIED));
         assert_eq!(a.flags, 3);
         let a = parse(
             r#"{"id":1,"method":"add_membership","handle":3,"source":"10.0.0.1","group":"239.1.1.1","ifindex":2}"#,
         );
-        assert_eq!(a.pattern().unwrap().source, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(a.pattern().unwrap().source(), Some("10.0.0.1".parse().unwrap()));
         let a = parse(
             r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","group_mask":"255.255.0.0","ifindex":2}"#,
         );
         assert_eq!(a.pattern(), Err(MgmError::InvalidParameter), "ranges are not supported");
+        // IPv6: the same defaults, of its own family (the next hop too).
+        let a =
+            parse(r#"{"id":1,"method":"add_membership","handle":3,"group":"ff3e::1","ifindex":2}"#);
+        assert_eq!(a.pattern().unwrap(), Pattern::star_g("ff3e::1".parse::<IpAddr>().unwrap()));
+        assert_eq!(a.iface(), Iface::new(2, std::net::Ipv6Addr::UNSPECIFIED));
+        let a = parse(
+            r#"{"id":1,"method":"add_membership","handle":3,"source":"2001:db8::7","group":"ff3e::1","ifindex":2}"#,
+        );
+        assert_eq!(a.pattern().unwrap().source(), Some("2001:db8::7".parse().unwrap()));
+        for bad in [
+            // A source of the other family.
+            r#""source":"10.0.0.1","group":"ff3e::1""#,
+            r#""source":"2001:db8::7","group":"239.1.1.1""#,
+            // An IPv4 mask on an IPv6 group, a prefix mask, a unicast group.
+            r#""group":"ff3e::1","group_mask":"255.255.255.255""#,
+            r#""group":"ff3e::1","group_mask":"ffff:ffff::""#,
+            r#""group":"2001:db8::1""#,
+        ] {
+            let line =
+                format!(r#"{{"id":1,"method":"add_membership","handle":3,{bad},"ifindex":2}}"#);
+            assert_eq!(parse(&line).pattern(), Err(MgmError::InvalidParameter), "{bad}");
+        }
     }
 
     #[test]

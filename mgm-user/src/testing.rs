@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mgm_common::{
-    LEASE_STATIC, MfeKey, MfeStats, MfeValue, OIL_EMPTY, OifBase, OifStats, PortValue, counter,
+    LEASE_STATIC, MfeStats, MfeValue, OIL_EMPTY, OifBase, OifStats, PortValue, counter,
 };
 
 use crate::{
     dataplane::Dataplane,
     fastpath::{FastPath, FastPathError, Leg},
     kernel::NetDev,
+    manager::Sg,
 };
 
 pub mod fuzz;
@@ -24,8 +25,8 @@ pub enum Write {
     /// OIL id and its interfaces.
     SetOil(u32, Vec<u32>),
     RemoveOil(u32),
-    SetMfe(MfeKey, MfeValue),
-    RemoveMfe(MfeKey),
+    SetMfe(Sg, MfeValue),
+    RemoveMfe(Sg),
     ClearStats(u32),
     SetLease(u32, bool),
 }
@@ -36,7 +37,7 @@ pub enum Write {
 pub struct MemFastPath {
     pub ports: BTreeMap<u32, PortValue>,
     pub oils: BTreeMap<u32, Vec<Leg>>,
-    pub mfes: BTreeMap<MfeKey, MfeValue>,
+    pub mfes: BTreeMap<Sg, MfeValue>,
     pub stats: BTreeMap<u32, MfeStats>,
     pub oif_stats: BTreeMap<(u32, u32), OifStats>,
     pub oif_base: BTreeMap<(u32, u32), OifBase>,
@@ -79,7 +80,7 @@ impl MemFastPath {
 
     /// Whether the data path would send a copy of `key` to `ifindex` now: the model of the
     /// egress (and TC) program's check.
-    pub fn forwards(&self, key: &MfeKey, ifindex: u32) -> bool {
+    pub fn forwards(&self, key: &Sg, ifindex: u32) -> bool {
         let Some(m) = self.mfes.get(key) else { return false };
         let Some(legs) = self.oils.get(&m.oil) else { return false };
         legs.iter()
@@ -115,7 +116,7 @@ impl FastPath for MemFastPath {
         self.assert_consistent();
         Ok(())
     }
-    fn set_mfe(&mut self, key: MfeKey, value: MfeValue) -> Result<(), FastPathError> {
+    fn set_mfe(&mut self, key: Sg, value: MfeValue) -> Result<(), FastPathError> {
         if self.fail_mfe_writes {
             return Err(FastPathError::Full { what: "MFE table (simulated)", capacity: 0 });
         }
@@ -124,7 +125,7 @@ impl FastPath for MemFastPath {
         self.assert_consistent();
         Ok(())
     }
-    fn remove_mfe(&mut self, key: &MfeKey) -> Result<(), FastPathError> {
+    fn remove_mfe(&mut self, key: &Sg) -> Result<(), FastPathError> {
         self.mfes.remove(key);
         self.log.push(Write::RemoveMfe(*key));
         self.assert_consistent();

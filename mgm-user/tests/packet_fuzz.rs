@@ -12,11 +12,12 @@
 //! (or the neighbour's), nothing else changed.
 //! Needs root.
 
+use mgm::manager::Sg;
 use mgm::{
     dataplane::{BpfFastPath, LoadOptions},
     fastpath::{Mirror, Oif},
 };
-use mgm_common::{LEASE_STATIC, MfeKey, PortValue};
+use mgm_common::{LEASE_STATIC, PortValue};
 use mgm_tests::{Netns, require_root, veth};
 use proptest::{
     prelude::*,
@@ -263,7 +264,7 @@ fn run(path: Path) -> Vec<String> {
         m.add_port(ifin, PortValue::new([2, 0, 0, 0, 0, 1], 9000))?;
         m.add_port(ifout, PortValue::new(PORT_MAC, 9000))?;
         m.add_port(ifout2, PortValue::new([2, 0, 0, 0, 0, 3], 9000))?;
-        let key = MfeKey::new(SRC, GRP);
+        let key = Sg::v4(SRC, GRP);
         match path {
             Path::Xdp => m.install_static(key, ifin, &[ifout, ifout2])?,
             Path::XdpSingle => m.install_static(key, ifin, &[ifout])?,

@@ -599,13 +599,13 @@ impl Ctl {
 
     /// TakeInterfaceOwnership of (`ifindex`, no next hop).
     pub fn take(&mut self, handle: Handle, ifindex: u32) -> anyhow::Result<()> {
-        let nexthop = Ipv4Addr::UNSPECIFIED;
+        let nexthop = Ipv4Addr::UNSPECIFIED.into();
         self.call(proto::TakeInterface { handle, ifindex, nexthop }).map(drop)
     }
 
     /// ReleaseInterfaceOwnership of (`ifindex`, no next hop).
     pub fn release(&mut self, handle: Handle, ifindex: u32) -> anyhow::Result<()> {
-        let nexthop = Ipv4Addr::UNSPECIFIED;
+        let nexthop = Ipv4Addr::UNSPECIFIED.into();
         self.call(proto::ReleaseInterface { handle, ifindex, nexthop }).map(drop)
     }
 
@@ -643,8 +643,7 @@ impl Ctl {
     ) -> anyhow::Result<(Value, Value)> {
         let (rpf, _) = self.wait_event("rpf", timeout)?;
         let ifindex = rpf["iif"]["ifindex"].as_u64().context("rpf without iif")? as u32;
-        let (request, nexthop) = (request_id(&rpf)?, Ipv4Addr::UNSPECIFIED);
-        let upstream = Ipv4Addr::UNSPECIFIED;
+        let (request, nexthop, upstream) = (request_id(&rpf)?, None, None);
         self.call(proto::AnswerRpf { handle, request, ifindex, nexthop, upstream })?;
         let (alert, _) = self.wait_event("creation_alert", timeout)?;
         let request = request_id(&alert)?;
@@ -700,12 +699,12 @@ impl Ctl {
 pub fn membership(handle: Handle, group: &str, ifindex: u32) -> MembershipArgs {
     MembershipArgs {
         handle,
-        source: Ipv4Addr::UNSPECIFIED,
+        source: None,
         source_mask: None,
         group: group.parse().expect("a group address"),
         group_mask: None,
         ifindex,
-        nexthop: Ipv4Addr::UNSPECIFIED,
+        nexthop: None,
         flags: 3,
     }
 }

@@ -132,7 +132,7 @@ fn one_client_cannot_take_every_lease_from_the_others() {
     let takes = (0..600u32).map(|i| proto::TakeInterface {
         handle: a,
         ifindex: r1,
-        nexthop: std::net::Ipv4Addr::from(0x0a09_0000 + i),
+        nexthop: std::net::Ipv4Addr::from(0x0a09_0000 + i).into(),
     });
     let results = greedy.pipeline(takes).unwrap();
     let refused: Vec<&proto::WireError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
@@ -178,7 +178,7 @@ fn static_mfes_cannot_fill_the_table_traffic_needs() {
     );
     let mut filler = t.ctl().unwrap();
     let statics = (0..600u32).map(|i| mgm::config::StaticMfe {
-        source: std::net::Ipv4Addr::from(0x0a08_0000 + i),
+        source: std::net::Ipv4Addr::from(0x0a08_0000 + i).into(),
         group: "239.8.8.8".parse().unwrap(),
         iif: "rin".into(),
         oifs: vec!["r1".into()],
@@ -278,7 +278,7 @@ fn big_reads_are_paged_and_never_cut_their_reader_off() {
     let mut c = d.ctl().unwrap();
     let n = 3000u32;
     let statics = (0..n).map(|i| mgm::config::StaticMfe {
-        source: std::net::Ipv4Addr::from(0x0a0a_0000 + i),
+        source: std::net::Ipv4Addr::from(0x0a0a_0000 + i).into(),
         group: "239.10.10.10".parse().unwrap(),
         iif: "b0".into(),
         oifs: vec!["b1".into()],
@@ -495,13 +495,8 @@ fn a_new_routing_owner_learns_igmp_receivers_and_an_mfe_gaining_receivers_is_a_j
     t.tx.send(&t.frame(8, b"first")).unwrap();
     let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
     let request = request_id(&rpf).unwrap();
-    let answer = proto::AnswerRpf {
-        handle: h,
-        request,
-        ifindex: rin,
-        nexthop: [0; 4].into(),
-        upstream: [0; 4].into(),
-    };
+    let answer =
+        proto::AnswerRpf { handle: h, request, ifindex: rin, nexthop: None, upstream: None };
     pim.call(answer).unwrap();
     let (prune, _) = pim.wait_event("prune_alert", WAIT).unwrap();
     assert_eq!(prune["member_delete"], false);

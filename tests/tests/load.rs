@@ -48,7 +48,7 @@ fn fill_static(socket: &std::path::Path, n: u64) {
         let mut buf = String::new();
         for j in i..i + k {
             let m = StaticMfe {
-                source: std::net::Ipv4Addr::from(0x0a50_0000 + j as u32),
+                source: std::net::Ipv4Addr::from(0x0a50_0000 + j as u32).into(),
                 group: "239.5.5.5".parse().unwrap(),
                 iif: "rin".into(),
                 oifs: vec!["r1".into()],
@@ -104,14 +104,15 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
             let (socket, stop, requests) = (socket.clone(), stop.clone(), requests.clone());
             std::thread::spawn(move || {
                 let mut ctl = Ctl::connect(&socket).unwrap();
-                let nexthop = std::net::Ipv4Addr::new(10, 9, (c / 250) as u8, (c % 250 + 1) as u8);
+                let nexthop: std::net::IpAddr =
+                    std::net::Ipv4Addr::new(10, 9, (c / 250) as u8, (c % 250 + 1) as u8).into();
                 let h = ctl.register(1000 + c as u32).unwrap();
                 ctl.call(proto::TakeInterface { handle: h, ifindex: r2, nexthop }).unwrap();
                 let mut k = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     let m = MembershipArgs {
-                        source: std::net::Ipv4Addr::from(0x0a60_0000 + k % 64),
-                        nexthop,
+                        source: Some(std::net::Ipv4Addr::from(0x0a60_0000 + k % 64).into()),
+                        nexthop: Some(nexthop),
                         ..membership(h, "239.6.6.6", r2)
                     };
                     // `call` checks that the reply carries this request's id.

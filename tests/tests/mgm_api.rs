@@ -40,7 +40,7 @@ fn get_mfe(stats: bool) -> proto::GetMfe {
 }
 
 fn on(ifindex: u32) -> proto::GetProtocolOnInterface {
-    proto::GetProtocolOnInterface { ifindex, nexthop: std::net::Ipv4Addr::UNSPECIFIED }
+    proto::GetProtocolOnInterface { ifindex, nexthop: std::net::Ipv4Addr::UNSPECIFIED.into() }
 }
 
 fn oifs(m: &MfeReply) -> Vec<u32> {
@@ -72,7 +72,7 @@ fn clients_drive_forwarding_through_the_socket_from_creation_to_release() {
     igmp.wait_event("enable_igmp", WAIT).unwrap();
 
     // Contention and isolation.
-    let nexthop = std::net::Ipv4Addr::UNSPECIFIED;
+    let nexthop = std::net::Ipv4Addr::UNSPECIFIED.into();
     let take = proto::TakeInterface { handle: hr, ifindex: r1, nexthop };
     assert_eq!(rival.call_err(take).unwrap(), ErrorCode::AlreadyExists);
     let release = proto::ReleaseInterface { handle: hp, ifindex: r1, nexthop };
@@ -102,7 +102,14 @@ fn clients_drive_forwarding_through_the_socket_from_creation_to_release() {
     assert_eq!(rpf["header"].as_array().unwrap().len(), 28, "IP header + 8 bytes of data");
     let request = request_id(&rpf).unwrap();
     let (nexthop, upstream) = (std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED);
-    pim.call(proto::AnswerRpf { handle: hp, request, ifindex: rin, nexthop, upstream }).unwrap();
+    pim.call(proto::AnswerRpf {
+        handle: hp,
+        request,
+        ifindex: rin,
+        nexthop: Some(nexthop.into()),
+        upstream: Some(upstream.into()),
+    })
+    .unwrap();
     let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
     let mut offered: Vec<u64> = alert["oifs"]
         .as_array()
@@ -273,8 +280,14 @@ fn the_first_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() 
     std::thread::sleep(Duration::from_millis(300));
     let (request, any) = (request_id(&rpf).unwrap(), std::net::Ipv4Addr::UNSPECIFIED);
     let ifindex = idx("rin");
-    pim.call(proto::AnswerRpf { handle: hp, request, ifindex, nexthop: any, upstream: any })
-        .unwrap();
+    pim.call(proto::AnswerRpf {
+        handle: hp,
+        request,
+        ifindex,
+        nexthop: Some(any.into()),
+        upstream: Some(any.into()),
+    })
+    .unwrap();
     let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
     let request = request_id(&alert).unwrap();
     pim.call(proto::AnswerCreation { handle: hp, request, disabled: vec![] }).unwrap();

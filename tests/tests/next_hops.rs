@@ -4,10 +4,7 @@
 //! addressed to that neighbour's MAC (from the kernel's neighbour table), and releasing one
 //! next hop leaves the other's copies flowing. Needs root.
 
-use std::{
-    net::Ipv4Addr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use mgm::proto::{self, MembershipArgs};
 use mgm_tests::{GROUP, Netns, PacketSocket, SOURCE, Topology, magic, udp_frame, veth};
@@ -45,9 +42,9 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
     let mut pim = t.ctl().unwrap();
     let h = pim.protocol_with(103, &[rin], &[], G).unwrap();
     for nh in ["10.5.0.2", "10.5.0.3"] {
-        let nexthop: Ipv4Addr = nh.parse().unwrap();
+        let nexthop: std::net::IpAddr = nh.parse().unwrap();
         pim.call(proto::TakeInterface { handle: h, ifindex: rlan, nexthop }).unwrap();
-        let m = MembershipArgs { nexthop, ..mgm_tests::membership(h, G, rlan) };
+        let m = MembershipArgs { nexthop: Some(nexthop), ..mgm_tests::membership(h, G, rlan) };
         pim.call(proto::AddMembership(m)).unwrap();
     }
 

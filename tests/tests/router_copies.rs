@@ -44,7 +44,8 @@ fn setup(t: &mut Topology, mode: &str) -> (Ctl, PacketSocket, [u8; 6]) {
     pim.join(h, &dotted(G_ONE), r1).unwrap();
     let nexthop = HOP.parse().unwrap();
     pim.call(proto::TakeInterface { handle: h, ifindex: r1, nexthop }).unwrap();
-    let m = MembershipArgs { nexthop, ..mgm_tests::membership(h, &dotted(G_TC), r1) };
+    let m =
+        MembershipArgs { nexthop: Some(nexthop), ..mgm_tests::membership(h, &dotted(G_TC), r1) };
     pim.call(proto::AddMembership(m)).unwrap();
     let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
     for g in [G_XDP, G_ONE, G_TC] {

@@ -4,7 +4,7 @@
 //! MGM handles belong to the connection that registered them, so calls that take a handle are
 //! made inside `mgmctl session`, which keeps one connection for a whole script.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -210,6 +210,12 @@ fn print_snapshot(s: &Snapshot) {
             .find(|d| d.ifindex == i)
             .map_or_else(|| i.to_string(), |d| d.name.clone())
     };
+    // One width for every address column: IPv4 addresses, or the longest IPv6 one.
+    let addrs = s.mfes.iter().flat_map(|m| [m.source, m.group]);
+    let addrs = addrs.chain(s.memberships.iter().flat_map(|m| [m.entry.source, m.entry.group]));
+    let addrs = addrs.chain(s.ownership.iter().map(|o| o.iface.nexthop));
+    let addrs = addrs.chain(s.kernel_routes.iter().flat_map(|r| [r.source, r.group]));
+    let w = addrs.map(|a| a.to_string().len()).max().unwrap_or(0).max(15);
     println!("INTERFACES");
     println!("  {:<16} {:>7}  MAC", "NAME", "IFINDEX");
     for d in &s.interfaces {
@@ -221,11 +227,11 @@ fn print_snapshot(s: &Snapshot) {
         println!("  {:>6} {:>9} {:>9}", p.handle.0, p.protocol, p.component);
     }
     println!("OWNERSHIP");
-    println!("  {:<10} {:<15} {:>7} {:>6}", "INTERFACE", "NEXT HOP", "ROUTING", "IGMP");
+    println!("  {:<10} {:<w$} {:>7} {:>6}", "INTERFACE", "NEXT HOP", "ROUTING", "IGMP");
     let h = |x: Option<mgm::manager::Handle>| x.map_or("-".into(), |h| h.0.to_string());
     for o in &s.ownership {
         println!(
-            "  {:<10} {:<15} {:>7} {:>6}",
+            "  {:<10} {:<w$} {:>7} {:>6}",
             name(o.iface.ifindex),
             o.iface.nexthop,
             h(o.routing),
@@ -234,13 +240,13 @@ fn print_snapshot(s: &Snapshot) {
     }
     println!("MEMBERSHIPS");
     println!(
-        "  {:>6} {:<15} {:<15} {:<10} {:<15} {:<5} {:<7}",
+        "  {:>6} {:<w$} {:<w$} {:<10} {:<w$} {:<5} {:<7}",
         "HANDLE", "SOURCE", "GROUP", "INTERFACE", "NEXT HOP", "JOIN", "FORWARD"
     );
     for m in &s.memberships {
-        let any = |a: Ipv4Addr| if a.is_unspecified() { "*".to_owned() } else { a.to_string() };
+        let any = |a: IpAddr| if a.is_unspecified() { "*".to_owned() } else { a.to_string() };
         println!(
-            "  {:>6} {:<15} {:<15} {:<10} {:<15} {:<5} {:<7}",
+            "  {:>6} {:<w$} {:<w$} {:<10} {:<w$} {:<5} {:<7}",
             m.handle.0,
             any(m.entry.source),
             any(m.entry.group),
@@ -252,7 +258,7 @@ fn print_snapshot(s: &Snapshot) {
     }
     println!("MFES");
     println!(
-        "  {:<15} {:<15} {:<10} {:<24} {:>10} {:>12} {:>9} {:>8} {:<6}",
+        "  {:<w$} {:<w$} {:<10} {:<24} {:>10} {:>12} {:>9} {:>8} {:<6}",
         "SOURCE", "GROUP", "IIF", "OIFS", "PACKETS", "BYTES", "WRONG_IF", "TTL_EXP", "ORIGIN"
     );
     for m in &s.mfes {
@@ -262,7 +268,7 @@ fn print_snapshot(s: &Snapshot) {
             m.oifs.iter().map(|&i| name(i)).collect::<Vec<_>>().join(",")
         };
         println!(
-            "  {:<15} {:<15} {:<10} {:<24} {:>10} {:>12} {:>9} {:>8} {:<6}",
+            "  {:<w$} {:<w$} {:<10} {:<24} {:>10} {:>12} {:>9} {:>8} {:<6}",
             m.source,
             m.group,
             name(m.iif),
@@ -277,7 +283,7 @@ fn print_snapshot(s: &Snapshot) {
     if !s.kernel_routes.is_empty() {
         println!("KERNEL TABLE (followed)");
         println!(
-            "  {:<15} {:<15} {:<10} {:<24} {:<11} WHY NOT",
+            "  {:<w$} {:<w$} {:<10} {:<24} {:<11} WHY NOT",
             "SOURCE", "GROUP", "IIF", "OIFS", "FORWARDING"
         );
         for r in &s.kernel_routes {
@@ -292,7 +298,7 @@ fn print_snapshot(s: &Snapshot) {
                 .join(",");
             let iif = if r.iif == 0 { "-".to_owned() } else { name(r.iif) };
             println!(
-                "  {:<15} {:<15} {:<10} {:<24} {:<11} {}",
+                "  {:<w$} {:<w$} {:<10} {:<24} {:<11} {}",
                 r.source,
                 r.group,
                 iif,

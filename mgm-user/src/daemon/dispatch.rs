@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use mgm_common::{MfeKey, counter};
+use mgm_common::counter;
 use tracing::info;
 
-use super::{Daemon, follow::Decision, over_limit, reply_line, writer::key};
+use super::{Daemon, follow::Decision, over_limit, reply_line};
 use crate::{
     dataplane::Dataplane,
     kernel::fmt_mac,
-    manager::{Iface, MfeView, MgmError, Page, Progress, Sg},
+    manager::{Family, Iface, MfeView, MgmError, Page, Progress, Sg},
     proto::{
         self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, KernelOif, KernelRouteInfo,
         Method, MfeInfo, MfeReply, MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply,
@@ -86,7 +86,7 @@ impl<D: Dataplane> Daemon<D> {
     }
 
     fn del_mfe(&mut self, m: proto::DelMfe) -> Reply<proto::DelMfe> {
-        let k = MfeKey::new(m.source.octets(), m.group.octets());
+        let k = Sg::new(m.source, m.group);
         if !self.writer.remove_static(&k, &self.manager)? {
             let what = format!("no static MFE ({}, {})", m.source, m.group);
             return Err(WireError::new(ErrorCode::NotFound, what));
@@ -253,8 +253,10 @@ impl<D: Dataplane> Daemon<D> {
             let why = format!("ifindex {} is not managed by mgm", m.iif);
             return Err(WireError::mgm(MgmError::InvalidParameter, why));
         }
-        let iface = Iface::new(m.iif, m.iif_nexthop);
-        self.manager.set_mfe(h, Sg::new(m.source, m.group), iface, m.upstream, now)?;
+        let sg = Sg::new(m.source, m.group);
+        let none = sg.family().any();
+        let iface = Iface::new(m.iif, m.iif_nexthop.unwrap_or(none));
+        self.manager.set_mfe(h, sg, iface, m.upstream.unwrap_or(none), now)?;
         Ok(Done {})
     }
 
@@ -291,8 +293,10 @@ impl<D: Dataplane> Daemon<D> {
         now: Duration,
     ) -> Reply<proto::AnswerRpf> {
         let h = self.conns.own(conn, m.handle)?;
-        let iif = Iface::new(m.ifindex, m.nexthop);
-        self.manager.answer_rpf(h, m.request, iif, m.upstream, now)?;
+        // Omitted addresses are "none" of the request's own family.
+        let none = self.manager.request_family(m.request).unwrap_or(Family::Ipv4).any();
+        let iif = Iface::new(m.ifindex, m.nexthop.unwrap_or(none));
+        self.manager.answer_rpf(h, m.request, iif, m.upstream.unwrap_or(none), now)?;
         Ok(Done {})
     }
 
@@ -321,7 +325,7 @@ impl<D: Dataplane> Daemon<D> {
 
     fn stats(&self, sg: Sg) -> MfeStatsReply {
         let m = self.writer.mirror();
-        let oifs = m.oif_stats(&key(sg)).unwrap_or_default();
+        let oifs = m.oif_stats(&sg).unwrap_or_default();
         let oifs = oifs
             .into_iter()
             .map(|(ifindex, o)| OifStatsReply {
@@ -333,7 +337,7 @@ impl<D: Dataplane> Daemon<D> {
                 ttl_too_low: 0,
             })
             .collect();
-        match m.stats(&key(sg)) {
+        match m.stats(&sg) {
             Ok(Some(s)) => MfeStatsReply {
                 in_packets: s.packets,
                 in_octets: s.bytes,
@@ -372,8 +376,8 @@ impl<D: Dataplane> Daemon<D> {
         for (k, x) in m.mfes().take(req.max_entries) {
             let s = m.fast_path().mfe_stats(x.slot)?;
             mfes.push(MfeInfo {
-                source: k.source.into(),
-                group: k.group.into(),
+                source: k.source,
+                group: k.group,
                 iif: x.iif,
                 oifs: x.oifs(),
                 packets: s.packets,
@@ -430,8 +434,8 @@ impl<D: Dataplane> Daemon<D> {
                     None => Some("gone".into()),
                 };
                 KernelRouteInfo {
-                    source: e.source,
-                    group: e.group,
+                    source: e.source.into(),
+                    group: e.group.into(),
                     iif: e.iif,
                     oifs: e
                         .oifs

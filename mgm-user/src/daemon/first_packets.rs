@@ -5,7 +5,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use mgm_common::{MfeKey, UPCALL_QUEUE};
+use mgm_common::UPCALL_QUEUE;
+
+use crate::manager::Sg;
 
 /// (S,G)s whose first packets are held at most (the kernel's ipmr holds 64 unresolved entries
 /// per table by default).
@@ -20,7 +22,7 @@ struct Flow {
 
 #[derive(Debug, Default)]
 pub struct FirstPackets {
-    flows: HashMap<MfeKey, Flow>,
+    flows: HashMap<Sg, Flow>,
     /// Held packets handed to the fast path, and dropped (over a bound, never resolved, or
     /// refused by the fast path).
     pub replayed: u64,
@@ -28,7 +30,7 @@ pub struct FirstPackets {
 }
 
 impl FirstPackets {
-    pub fn is_waiting(&self, key: &MfeKey) -> bool {
+    pub fn is_waiting(&self, key: &Sg) -> bool {
         self.flows.contains_key(key)
     }
 
@@ -37,7 +39,7 @@ impl FirstPackets {
     }
 
     /// Keeps a packet of `key` that arrived on `ifindex`.
-    pub fn hold(&mut self, key: MfeKey, ifindex: u32, frame: &[u8], now: Duration) {
+    pub fn hold(&mut self, key: Sg, ifindex: u32, frame: &[u8], now: Duration) {
         if !self.flows.contains_key(&key) && self.flows.len() >= MAX_FLOWS {
             self.dropped += 1;
             return;
@@ -51,12 +53,12 @@ impl FirstPackets {
     }
 
     /// The packets held for `key`, oldest first (its MFE is in the fast path now).
-    pub fn take(&mut self, key: &MfeKey) -> Vec<(u32, Vec<u8>)> {
+    pub fn take(&mut self, key: &Sg) -> Vec<(u32, Vec<u8>)> {
         self.flows.remove(key).map(|f| f.frames).unwrap_or_default()
     }
 
     /// `key` will not get an MFE: its packets are dropped.
-    pub fn abandon(&mut self, key: &MfeKey) {
+    pub fn abandon(&mut self, key: &Sg) {
         if let Some(f) = self.flows.remove(key) {
             self.dropped += f.frames.len() as u64;
         }

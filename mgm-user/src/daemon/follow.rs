@@ -15,7 +15,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use mgm_common::MfeKey;
+use crate::manager::Sg;
 
 use crate::kernel::{KernelEvent, KernelMfc, Local};
 
@@ -37,7 +37,7 @@ pub enum Decision {
 #[derive(Debug)]
 pub struct Follow {
     table: u32,
-    entries: BTreeMap<MfeKey, KernelMfc>,
+    entries: BTreeMap<Sg, KernelMfc>,
     /// What the router itself receives: ipmr delivers a group joined on the incoming
     /// interface locally as well, which a packet forwarded in XDP would miss.
     local: Local,
@@ -50,7 +50,7 @@ impl Follow {
 
     /// Takes a kernel event; returns the (S,G)s whose entry may have changed (none if the
     /// event is not about the followed table).
-    pub fn apply(&mut self, ev: &KernelEvent) -> Vec<MfeKey> {
+    pub fn apply(&mut self, ev: &KernelEvent) -> Vec<Sg> {
         match ev {
             KernelEvent::Mfc(e) if e.table == self.table => {
                 let k = key(e.source, e.group);
@@ -63,7 +63,7 @@ impl Follow {
                 vec![k]
             }
             KernelEvent::MfcSnapshot(all) => {
-                let mut changed: BTreeSet<MfeKey> = self.entries.keys().copied().collect();
+                let mut changed: BTreeSet<Sg> = self.entries.keys().copied().collect();
                 self.entries = all
                     .iter()
                     .filter(|e| e.table == self.table)
@@ -91,18 +91,18 @@ impl Follow {
     }
 
     /// Every (S,G) of the followed table.
-    pub fn keys(&self) -> impl Iterator<Item = MfeKey> + '_ {
+    pub fn keys(&self) -> impl Iterator<Item = Sg> + '_ {
         self.entries.keys().copied()
     }
 
     /// Every entry of the followed table, in (S,G) order.
-    pub fn entries(&self) -> impl Iterator<Item = (&MfeKey, &KernelMfc)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = (&Sg, &KernelMfc)> + '_ {
         self.entries.iter()
     }
 
     /// Whether (and how) the entry for `k` is mirrored; `None` if the table has no such
     /// entry. `managed` says which interfaces carry mgm's programs.
-    pub fn decide(&self, k: &MfeKey, managed: impl Fn(u32) -> bool) -> Option<Decision> {
+    pub fn decide(&self, k: &Sg, managed: impl Fn(u32) -> bool) -> Option<Decision> {
         let e = self.entries.get(k)?;
         Some(match mirrorable(e, &managed, &self.local) {
             Ok((oifs, local)) => Decision::Mirror { iif: e.iif, oifs, local },
@@ -111,8 +111,8 @@ impl Follow {
     }
 }
 
-fn key(source: Ipv4Addr, group: Ipv4Addr) -> MfeKey {
-    MfeKey::new(source.octets(), group.octets())
+fn key(source: Ipv4Addr, group: Ipv4Addr) -> Sg {
+    Sg::v4(source.octets(), group.octets())
 }
 
 /// The outgoing interfaces of a kernel entry the fast path can forward exactly as ipmr does,

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use mgm_common::MfeKey;
+use crate::manager::Sg;
 use tracing::error;
 
 use crate::fastpath::{FastPath, Mirror};
@@ -29,14 +29,14 @@ enum Stage {
 pub enum Step {
     Nothing,
     /// Offer these adopted MFEs to the core (as new traffic on their incoming interface).
-    Revalidate(Vec<MfeKey>),
+    Revalidate(Vec<Sg>),
     /// The hold is over: remove these (and every adopted lease is dead).
-    Finish(Vec<MfeKey>),
+    Finish(Vec<Sg>),
 }
 
 pub struct RestartHold {
     /// Adopted MFEs that the core has not re-created.
-    held: BTreeSet<MfeKey>,
+    held: BTreeSet<Sg>,
     /// Adopted leases still alive, by lease id, with their interface.
     leases: BTreeMap<u32, u32>,
     stage: Stage,
@@ -50,12 +50,7 @@ impl Default for RestartHold {
 
 impl RestartHold {
     /// Starts a hold over `held` and the live leases of `mirror` until `until`.
-    pub fn start<F: FastPath>(
-        &mut self,
-        held: BTreeSet<MfeKey>,
-        mirror: &Mirror<F>,
-        until: Duration,
-    ) {
+    pub fn start<F: FastPath>(&mut self, held: BTreeSet<Sg>, mirror: &Mirror<F>, until: Duration) {
         self.held = held;
         self.leases = mirror.live_leases();
         self.stage = Stage::Until(until);
@@ -66,12 +61,12 @@ impl RestartHold {
         (self.held.len(), self.leases.len())
     }
 
-    pub fn is_held(&self, key: &MfeKey) -> bool {
+    pub fn is_held(&self, key: &Sg) -> bool {
         self.held.contains(key)
     }
 
     /// The core (or a static entry) took `key` over.
-    pub fn forget(&mut self, key: &MfeKey) {
+    pub fn forget(&mut self, key: &Sg) {
         self.held.remove(key);
     }
 

@@ -33,7 +33,7 @@ use std::{
     time::Duration,
 };
 
-use mgm_common::{MfeKey, PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
+use mgm_common::{PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 use tracing::{info, warn};
 
 pub use self::run::run;
@@ -211,7 +211,7 @@ impl<D: Dataplane> Daemon<D> {
     /// Not following the kernel: entries a previous run followed are nobody's now (the
     /// kernel forwards them anyway), so they leave the fast path.
     pub fn drop_followed(&mut self) {
-        let keys: Vec<MfeKey> = self.writer.kernel_keys().collect();
+        let keys: Vec<Sg> = self.writer.kernel_keys().collect();
         if !keys.is_empty() {
             info!(entries = keys.len(), "not following the kernel: its entries left to it");
         }
@@ -223,11 +223,11 @@ impl<D: Dataplane> Daemon<D> {
     }
 
     /// Makes the fast path equal to the followed table for `keys`.
-    fn reconcile(&mut self, keys: impl IntoIterator<Item = MfeKey>) {
+    fn reconcile(&mut self, keys: impl IntoIterator<Item = Sg>) {
         let Some(f) = &self.follow else { return };
         for k in keys {
             let d = f.decide(&k, |i| self.links.is_managed(i));
-            let (s, g) = (Ipv4Addr::from(k.source), Ipv4Addr::from(k.group));
+            let (s, g) = (k.source, k.group);
             let r = match d {
                 Some(Decision::Mirror { iif, oifs, local }) => {
                     self.writer.add_kernel(k, iif, &oifs, local).map(|()| "accelerated")
@@ -251,7 +251,7 @@ impl<D: Dataplane> Daemon<D> {
     /// Every followed entry again (the managed interfaces changed).
     fn reconcile_all(&mut self) {
         let Some(f) = &self.follow else { return };
-        let mut keys: BTreeSet<MfeKey> = f.keys().collect();
+        let mut keys: BTreeSet<Sg> = f.keys().collect();
         keys.extend(self.writer.kernel_keys());
         self.reconcile(keys);
     }
@@ -467,7 +467,7 @@ impl<D: Dataplane> Daemon<D> {
                 None => {
                     // Gone while mgmd was away: so are the MFEs using it.
                     let m = self.writer.mirror_mut();
-                    let users: Vec<MfeKey> = m
+                    let users: Vec<Sg> = m
                         .mfes()
                         .filter(|(_, x)| x.iif == ifindex || x.oifs().contains(&ifindex))
                         .map(|(k, _)| *k)
@@ -484,8 +484,7 @@ impl<D: Dataplane> Daemon<D> {
         self.fit_core();
         let m = self.writer.mirror();
         let core = |x: &crate::fastpath::InstalledMfe| x.origin == crate::fastpath::Origin::Core;
-        let held: BTreeSet<MfeKey> =
-            keys.into_iter().filter(|k| m.get(k).is_some_and(core)).collect();
+        let held: BTreeSet<Sg> = keys.into_iter().filter(|k| m.get(k).is_some_and(core)).collect();
         self.hold.start(held, m, now.saturating_add(hold));
         let (mfes, leases) = self.hold.sizes();
         let statics = self.writer.static_count();
@@ -512,7 +511,7 @@ impl<D: Dataplane> Daemon<D> {
         };
         let iif = by_name(&spec.iif)?;
         let oifs = spec.oifs.iter().map(|n| by_name(n)).collect::<Result<Vec<_>, _>>()?;
-        let key = MfeKey::new(spec.source.octets(), spec.group.octets());
+        let key = Sg::new(spec.source, spec.group);
         let limit = self.limits.static_mfes;
         if !self.writer.is_static(&key) && self.writer.static_count() >= limit {
             return Err(over_limit("static MFEs", limit, "--max-static-mfes"));
@@ -608,13 +607,13 @@ impl<D: Dataplane> Daemon<D> {
     /// An upcall from the fast path: the core hears of the packet (if the record is an
     /// event), and the first packets of a flow without MFE are held until it has one.
     fn upcall(&mut self, u: &Upcall, frame: &[u8], now: Duration) {
-        let key = MfeKey::new(u.source, u.group);
+        let key = Sg::v4(u.source, u.group);
         if self.writer.is_outside_core(&key) {
             // A static route, or the kernel's (which queues and forwards its first packets
             // itself): not the MGM clients' business.
             return;
         }
-        let sg = Sg::new(u.source.into(), u.group.into());
+        let sg = key;
         if u.flags & UPCALL_F_EVENT != 0 {
             // The callbacks carry the IPv4 header and the first 8 bytes of data.
             let ip = frame.get(14..).unwrap_or_default();
@@ -652,7 +651,7 @@ impl<D: Dataplane> Daemon<D> {
             }
             if matches!(ev, KernelEvent::MfcSnapshot(_)) {
                 // Also what was mirrored and is in no table now (adopted after a restart).
-                let keys: BTreeSet<MfeKey> =
+                let keys: BTreeSet<Sg> =
                     keys.into_iter().chain(self.writer.kernel_keys()).collect();
                 self.reconcile(keys);
                 if !self.followed_once {
@@ -718,7 +717,7 @@ impl<D: Dataplane> Daemon<D> {
         let applied = self.writer.drain(usize::MAX);
         self.applied(applied);
         // Static and held entries naming it can no longer forward: they go too.
-        let dead: Vec<MfeKey> = self
+        let dead: Vec<Sg> = self
             .writer
             .mirror()
             .mfes()
@@ -727,7 +726,7 @@ impl<D: Dataplane> Daemon<D> {
             .collect();
         self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
         for k in dead {
-            let (s, g) = (Ipv4Addr::from(k.source), Ipv4Addr::from(k.group));
+            let (s, g) = (k.source, k.group);
             warn!(source = %s, group = %g, "static or held mfe used a removed interface; removed");
             self.hold.forget(&k);
             let _ = self.writer.remove_static(&k, &self.manager);
@@ -777,7 +776,7 @@ impl<D: Dataplane> Daemon<D> {
             Step::Nothing => {}
             Step::Revalidate(keys) => {
                 for k in keys {
-                    let sg = Sg::new(k.source.into(), k.group.into());
+                    let sg = k;
                     if self.manager.knows(sg) {
                         continue; // its install is queued or coming
                     }
@@ -847,6 +846,7 @@ impl From<FastPathError> for WireError {
                 ErrorCode::NoSuchInterface
             }
             FastPathError::UnknownLease(_)
+            | FastPathError::Ipv6(..)
             | FastPathError::Map { .. }
             | FastPathError::XdpMap { .. } => ErrorCode::FastPath,
         };

@@ -5,9 +5,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use mgm_common::{MfeKey, UPCALL_QUEUE};
+use mgm_common::UPCALL_QUEUE;
 
-use super::writer::key;
 use crate::{
     fastpath::{FastPath, Mirror},
     manager::{Manager, Sg},
@@ -20,7 +19,7 @@ const SLICES: usize = 20;
 
 #[derive(Debug, Default)]
 pub struct Sweep {
-    last_packets: HashMap<MfeKey, u64>,
+    last_packets: HashMap<Sg, u64>,
     /// Where the sweep continues.
     cursor: Option<Sg>,
 }
@@ -31,7 +30,7 @@ impl Sweep {
         let keys = manager.mfe_keys_after(self.cursor, n);
         self.cursor = if keys.len() < n { None } else { keys.last().copied() };
         for sg in keys {
-            let k = key(sg);
+            let k = sg;
             let Ok(Some(s)) = mirror.stats(&k) else { continue };
             if self.last_packets.insert(k, s.packets) != Some(s.packets) {
                 manager.refresh(sg, now);
@@ -44,7 +43,7 @@ impl Sweep {
     }
 
     /// `key` left the fast path.
-    pub fn forget(&mut self, key: &MfeKey) {
+    pub fn forget(&mut self, key: &Sg) {
         self.last_packets.remove(key);
     }
 }

@@ -3,9 +3,13 @@
 //! isolation, reply and event ordering, kernel events, what a dropped connection leaves
 //! behind, and the run loop itself.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
-use mgm_common::{MfeKey, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
+use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 
 use super::*;
 use crate::{
@@ -114,7 +118,7 @@ impl Harness {
     }
 
     fn take(&mut self, conn: ConnId, handle: Handle, ifindex: u32) {
-        self.ok(conn, proto::TakeInterface { handle, ifindex, nexthop: Ipv4Addr::UNSPECIFIED });
+        self.ok(conn, proto::TakeInterface { handle, ifindex, nexthop: ANY });
     }
 
     fn join(&mut self, conn: ConnId, handle: Handle, ifindex: u32) {
@@ -163,12 +167,12 @@ impl Harness {
 fn membership(handle: Handle, ifindex: u32) -> MembershipArgs {
     MembershipArgs {
         handle,
-        source: Ipv4Addr::UNSPECIFIED,
+        source: None,
         source_mask: None,
         group: G.parse().unwrap(),
         group_mask: None,
         ifindex,
-        nexthop: Ipv4Addr::UNSPECIFIED,
+        nexthop: None,
         flags: 3,
     }
 }
@@ -184,7 +188,9 @@ fn upcall(source: [u8; 4], ifindex: u32, first: bool) -> Upcall {
     }
 }
 
-const KEY: MfeKey = MfeKey { source: [10, 0, 0, 1], group: [239, 1, 1, 1] };
+const KEY: Sg = Sg::v4([10, 0, 0, 1], [239, 1, 1, 1]);
+/// No next hop (IPv4).
+const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 #[test]
 fn handles_work_only_on_the_connection_that_registered_them() {
@@ -192,12 +198,11 @@ fn handles_work_only_on_the_connection_that_registered_them() {
     h.connect(1);
     h.connect(2);
     let pim = h.register(1, 103);
-    let take = proto::TakeInterface { handle: pim, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    let take = proto::TakeInterface { handle: pim, ifindex: 2, nexthop: ANY };
     assert_eq!(h.err(2, take.clone()), ErrorCode::InvalidParameter);
     assert_eq!(h.err(2, proto::Deregister { handle: pim }), ErrorCode::InvalidParameter);
     h.ok(1, take);
-    let owner =
-        h.ok(2, proto::GetProtocolOnInterface { ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED });
+    let owner = h.ok(2, proto::GetProtocolOnInterface { ifindex: 2, nexthop: ANY });
     assert_eq!((owner.protocol, owner.component), (103, 1));
 }
 
@@ -224,12 +229,7 @@ fn the_reply_comes_before_the_events_it_causes() {
         conn: 1,
         line: Ok(RequestFrame {
             id: 99,
-            request: proto::TakeInterface {
-                handle: pim,
-                ifindex: 2,
-                nexthop: Ipv4Addr::UNSPECIFIED,
-            }
-            .into(),
+            request: proto::TakeInterface { handle: pim, ifindex: 2, nexthop: ANY }.into(),
         }),
     });
     let lines = h.lines(1);
@@ -308,7 +308,7 @@ fn limits_refuse_with_not_enough_memory_and_change_nothing() {
     h.take(1, a, 1);
     h.take(1, a, 2);
     h.take(1, a, 2); // owned already: no new interface
-    let take = proto::TakeInterface { handle: a, ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    let take = proto::TakeInterface { handle: a, ifindex: 3, nexthop: ANY };
     assert_eq!(h.err(1, take.clone()), ErrorCode::NotEnoughMemory);
     assert_eq!(h.d.manager.owned_count(a), 2);
     assert_eq!(h.d.status().leases_alive, 2, "no lease for the refused take");
@@ -337,7 +337,7 @@ fn limits_refuse_with_not_enough_memory_and_change_nothing() {
     // Room again once something is given back.
     h.ok(1, proto::DeleteMembership(membership(a, 2)));
     h.ok(1, proto::AddMembership(third));
-    h.ok(1, proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED });
+    h.ok(1, proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: ANY });
     h.ok(1, take);
 }
 
@@ -359,7 +359,8 @@ fn a_full_lease_table_refuses_the_take_that_needs_a_lease() {
             let nexthop = Ipv4Addr::from(0x0a00_0000 + taken);
             let line = Ok(RequestFrame {
                 id: 1,
-                request: proto::TakeInterface { handle: c, ifindex: 2, nexthop }.into(),
+                request: proto::TakeInterface { handle: c, ifindex: 2, nexthop: nexthop.into() }
+                    .into(),
             });
             h.input(Input::Line { conn, line });
             let reply = h.lines(conn).pop().unwrap();
@@ -370,7 +371,7 @@ fn a_full_lease_table_refuses_the_take_that_needs_a_lease() {
     assert_eq!(h.d.status().leases_alive as u32, mgm_common::MAX_LEASES - 1);
     h.connect(99);
     let late = h.register(99, 99);
-    let take = proto::TakeInterface { handle: late, ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    let take = proto::TakeInterface { handle: late, ifindex: 3, nexthop: ANY };
     assert_eq!(h.err(99, take.clone()), ErrorCode::NotEnoughMemory);
     assert_eq!(h.d.manager.owned_count(late), 0, "nothing changed");
     // A connection leaves: its leases are free again once no list names them.
@@ -388,7 +389,7 @@ fn mgm_errors_reach_the_wire_with_their_codes() {
     assert_eq!(h.err(1, proto::Register { protocol: 103, component: 1 }), ErrorCode::AlreadyExists);
     h.take(1, a, 2);
     let b = h.register(2, 104);
-    let take = proto::TakeInterface { handle: b, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    let take = proto::TakeInterface { handle: b, ifindex: 2, nexthop: ANY };
     assert_eq!(h.err(2, take), ErrorCode::AlreadyExists);
     assert_eq!(h.err(1, proto::Deregister { handle: a }), ErrorCode::CanNotComplete);
     let get = proto::GetMfe {
@@ -400,7 +401,7 @@ fn mgm_errors_reach_the_wire_with_their_codes() {
     assert_eq!(h.err(1, get), ErrorCode::NotFound);
     let page = h.ok(1, proto::GetFirstMfe { max_entries: 5, stats: false });
     assert_eq!((page.status, page.entries.len()), (proto::PageStatus::NoMoreItems, 0));
-    let release = proto::ReleaseInterface { handle: a, ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    let release = proto::ReleaseInterface { handle: a, ifindex: 3, nexthop: ANY };
     assert_eq!(h.call(1, release).0.unwrap_err().win32, Some(87));
 }
 
@@ -436,7 +437,7 @@ fn an_alert_storm_to_a_reading_client_is_paced_not_cut_off() {
     let groups = 200u32;
     for i in 0..groups {
         let group = std::net::Ipv4Addr::from(0xef01_0000 + i);
-        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 2) }));
+        h.ok(1, proto::AddMembership(MembershipArgs { group: group.into(), ..membership(a, 2) }));
     }
     // The join alerts (more than a queue too): B reads them as they come.
     while h.d.status().backlog_bytes > 0 {
@@ -472,7 +473,7 @@ fn a_big_client_leaving_is_taken_down_in_steps_at_its_readers_pace() {
     let n = 3 * RELEASE_BATCH as u32;
     for i in 0..n {
         let group = std::net::Ipv4Addr::from(0xef10_0000 + i);
-        let m = proto::AddMembership(MembershipArgs { group, ..membership(a, 2) });
+        let m = proto::AddMembership(MembershipArgs { group: group.into(), ..membership(a, 2) });
         h.input(Input::Line { conn: 1, line: Ok(RequestFrame { id: 1, request: m.into() }) });
         h.lines(1);
         h.lines(2); // B reads its join alerts
@@ -539,7 +540,7 @@ fn an_interface_removed_from_the_kernel_is_released_and_its_owner_told() {
     assert!(!h.fp().ports.contains_key(&3), "and so did the fast path");
     assert!(!h.fp().attached.contains(&3));
     assert!(!h.d.links.is_managed(3));
-    let on = proto::GetProtocolOnInterface { ifindex: 3, nexthop: Ipv4Addr::UNSPECIFIED };
+    let on = proto::GetProtocolOnInterface { ifindex: 3, nexthop: ANY };
     assert_eq!(h.err(1, on), ErrorCode::NotFound);
     // A snapshot without interface 2 (notifications were lost) does the same for 2.
     let links = vec![NetDev {
@@ -594,8 +595,11 @@ fn a_next_hop_gets_its_mac_from_neighbour_events_and_is_solicited_until_then() {
     let pim = h.register(1, 103);
     let hop: Ipv4Addr = "10.9.0.2".parse().unwrap();
     h.take(1, pim, 1);
-    h.ok(1, proto::TakeInterface { handle: pim, ifindex: 2, nexthop: hop });
-    h.ok(1, proto::AddMembership(MembershipArgs { nexthop: hop, ..membership(pim, 2) }));
+    h.ok(1, proto::TakeInterface { handle: pim, ifindex: 2, nexthop: hop.into() });
+    h.ok(
+        1,
+        proto::AddMembership(MembershipArgs { nexthop: Some(hop.into()), ..membership(pim, 2) }),
+    );
     h.pim_mfe_defaults();
     assert!(h.d.writer.mirror().has_unresolved_neighbours());
     h.wait(1);
@@ -647,12 +651,12 @@ fn a_release_stops_copies_when_it_is_read_and_the_rest_follows_in_steps() {
     }
     h.join(1, pim, 2);
     h.join(1, pim, 3);
-    let keys: Vec<MfeKey> =
-        (0..n).map(|s| MfeKey::new((0x0a00_0000 + s).to_be_bytes(), [239, 1, 1, 1])).collect();
+    let sources: Vec<[u8; 4]> = (0..n).map(|s| (0x0a00_0000 + s).to_be_bytes()).collect();
+    let keys: Vec<Sg> = sources.iter().map(|s| Sg::v4(*s, [239, 1, 1, 1])).collect();
     // Flows start at the interface's creation rate (1,000 a second).
-    for chunk in keys.chunks(1000) {
-        for k in chunk {
-            h.packet(k.source, 1);
+    for chunk in sources.chunks(1000) {
+        for s in chunk {
+            h.packet(*s, 1);
         }
         h.now += Duration::from_secs(1);
     }
@@ -665,8 +669,7 @@ fn a_release_stops_copies_when_it_is_read_and_the_rest_follows_in_steps() {
     h.lines(1);
     assert_eq!(h.d.writer.mirror().mfes().count(), n as usize);
 
-    let release =
-        proto::ReleaseInterface { handle: pim, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    let release = proto::ReleaseInterface { handle: pim, ifindex: 2, nexthop: ANY };
     h.input(Input::Line { conn: 1, line: Ok(RequestFrame { id: 50, request: release.into() }) });
     // As soon as the request is read: not every MFE has been rewritten, yet none sends a copy
     // to 2 any more, and every one still sends to 3.
@@ -759,7 +762,7 @@ async fn the_run_loop_serves_inputs_ticks_and_background_writes() {
         let r: ReplyFrame<proto::Registered> = serde_json::from_str(&reply).unwrap();
         let ReplyBody::Result(proto::Registered { handle }) = r.body else { panic!("{reply}") };
         for ifindex in [1, 2] {
-            let take = proto::TakeInterface { handle, ifindex, nexthop: Ipv4Addr::UNSPECIFIED };
+            let take = proto::TakeInterface { handle, ifindex, nexthop: ANY };
             assert!(call(take.into()).await.contains("result"));
         }
         assert!(call(proto::AddMembership(membership(handle, 2)).into()).await.contains("result"));
@@ -789,14 +792,14 @@ fn a_big_release_is_answered_after_its_steps_and_others_are_served_between_them(
     let n = 3 * RELEASE_BATCH as u32;
     for i in 0..n {
         let group = std::net::Ipv4Addr::from(0xef20_0000 + i);
-        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 2) }));
+        h.ok(1, proto::AddMembership(MembershipArgs { group: group.into(), ..membership(a, 2) }));
     }
     h.lines(2);
     let line = |id, request: proto::Request| Input::Line {
         conn: 1,
         line: Ok(RequestFrame { id, request }),
     };
-    let release = proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    let release = proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: ANY };
     h.input(line(100, release.clone().into()));
     h.input(line(101, proto::Hello {}.into()));
     assert!(h.lines(1).is_empty(), "answered before its steps are done");
@@ -840,10 +843,10 @@ fn a_client_leaving_during_its_release_is_taken_down_after_it() {
     h.take(1, a, 3);
     for i in 0..3 * RELEASE_BATCH as u32 {
         let group = std::net::Ipv4Addr::from(0xef30_0000 + i);
-        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 2) }));
-        h.ok(1, proto::AddMembership(MembershipArgs { group, ..membership(a, 3) }));
+        h.ok(1, proto::AddMembership(MembershipArgs { group: group.into(), ..membership(a, 2) }));
+        h.ok(1, proto::AddMembership(MembershipArgs { group: group.into(), ..membership(a, 3) }));
     }
-    let release = proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: Ipv4Addr::UNSPECIFIED };
+    let release = proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: ANY };
     h.input(Input::Line { conn: 1, line: Ok(RequestFrame { id: 9, request: release.into() }) });
     h.input(Input::Disconnected { conn: 1 });
     assert!(h.d.manager.is_registered(a));
@@ -879,7 +882,7 @@ fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
     h.input(Input::Kernel(KernelEvent::MfcSnapshot(vec![a.clone(), b.clone()])));
     assert!(h.fp().config.get(&alive).is_some_and(|&t| t > 0), "alive once read");
     assert!(h.fp().forwards(&KEY, 2) && h.fp().forwards(&KEY, 3));
-    let b_key = MfeKey::new([10, 0, 0, 2], KEY.group);
+    let b_key = Sg::new(Ipv4Addr::new(10, 0, 0, 2), KEY.group);
     assert!(h.d.writer.mirror().get(&b_key).is_none(), "9 is not managed");
 
     let show = h.ok(1, proto::Show::default());

@@ -14,7 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mgm_common::MfeKey;
 use tracing::{error, info, warn};
 
 use crate::{
@@ -30,12 +29,12 @@ pub const WRITE_BATCH: usize = 512;
 /// the write was queued stays named, so the copy it justified stays dropped.
 #[derive(Debug)]
 enum Pending {
-    Install { key: MfeKey, iif: u32, oifs: Vec<Oif> },
-    Remove { key: MfeKey },
+    Install { key: Sg, iif: u32, oifs: Vec<Oif> },
+    Remove { key: Sg },
 }
 
 impl Pending {
-    fn key(&self) -> MfeKey {
+    fn key(&self) -> Sg {
         match self {
             Pending::Install { key, .. } | Pending::Remove { key } => *key,
         }
@@ -45,12 +44,8 @@ impl Pending {
 /// A write that reached the fast path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
-    Installed(MfeKey),
-    Removed(MfeKey),
-}
-
-pub fn key(sg: Sg) -> MfeKey {
-    MfeKey::new(sg.source.octets(), sg.group.octets())
+    Installed(Sg),
+    Removed(Sg),
 }
 
 pub struct Writer<D> {
@@ -64,15 +59,15 @@ pub struct Writer<D> {
     unleased: BTreeSet<(Iface, Handle)>,
     /// MFEs whose last write failed (table full, kernel error): rewritten from the core's
     /// state every second until it takes.
-    retry: BTreeSet<MfeKey>,
+    retry: BTreeSet<Sg>,
     write_failures: u64,
     /// Failures since the last log line, and when that was.
     unlogged_failures: u64,
     failure_logged: Option<Instant>,
     /// (S,G)s installed by `add_mfe`/configuration, outside the MGM API; they win over MGM.
-    statics: BTreeSet<MfeKey>,
+    statics: BTreeSet<Sg>,
     /// (S,G)s mirrored from the kernel's table (`--follow-kernel`); also outside the MGM API.
-    kernel: BTreeSet<MfeKey>,
+    kernel: BTreeSet<Sg>,
 }
 
 impl<D: Dataplane> Writer<D> {
@@ -114,23 +109,23 @@ impl<D: Dataplane> Writer<D> {
     }
 
     /// Whether `key` is not the MGM core's: a static entry or one followed from the kernel.
-    pub fn is_outside_core(&self, key: &MfeKey) -> bool {
+    pub fn is_outside_core(&self, key: &Sg) -> bool {
         self.statics.contains(key) || self.kernel.contains(key)
     }
 
-    pub fn is_kernel(&self, key: &MfeKey) -> bool {
+    pub fn is_kernel(&self, key: &Sg) -> bool {
         self.kernel.contains(key)
     }
 
     /// The entries followed from the kernel.
-    pub fn kernel_keys(&self) -> impl Iterator<Item = MfeKey> + '_ {
+    pub fn kernel_keys(&self) -> impl Iterator<Item = Sg> + '_ {
         self.kernel.iter().copied()
     }
 
     /// Mirrors a kernel entry (a static entry of the same (S,G) wins: it is left alone).
     pub fn add_kernel(
         &mut self,
-        key: MfeKey,
+        key: Sg,
         iif: u32,
         oifs: &[u32],
         local: bool,
@@ -145,7 +140,7 @@ impl<D: Dataplane> Writer<D> {
 
     /// Stops mirroring a kernel entry; what the core holds for that (S,G), if anything,
     /// takes its place.
-    pub fn remove_kernel(&mut self, key: &MfeKey, manager: &Manager) -> Result<(), FastPathError> {
+    pub fn remove_kernel(&mut self, key: &Sg, manager: &Manager) -> Result<(), FastPathError> {
         if self.kernel.remove(key) {
             self.mirror.remove(key)?;
             self.queue_core_state(*key, manager);
@@ -157,11 +152,11 @@ impl<D: Dataplane> Writer<D> {
         self.statics.len()
     }
 
-    pub fn is_static(&self, key: &MfeKey) -> bool {
+    pub fn is_static(&self, key: &Sg) -> bool {
         self.statics.contains(key)
     }
 
-    pub fn add_static(&mut self, key: MfeKey, iif: u32, oifs: &[u32]) -> Result<(), FastPathError> {
+    pub fn add_static(&mut self, key: Sg, iif: u32, oifs: &[u32]) -> Result<(), FastPathError> {
         self.mirror.install_static(key, iif, oifs)?;
         self.kernel.remove(&key);
         self.statics.insert(key);
@@ -170,11 +165,7 @@ impl<D: Dataplane> Writer<D> {
 
     /// Removes a static MFE; false if there was none. What the core holds for that (S,G), if
     /// anything, takes its place (queued like any write).
-    pub fn remove_static(
-        &mut self,
-        key: &MfeKey,
-        manager: &Manager,
-    ) -> Result<bool, FastPathError> {
+    pub fn remove_static(&mut self, key: &Sg, manager: &Manager) -> Result<bool, FastPathError> {
         if !(self.statics.remove(key) && self.mirror.remove(key)?) {
             return Ok(false);
         }
@@ -189,7 +180,7 @@ impl<D: Dataplane> Writer<D> {
         for e in effects {
             let p = match e {
                 Effect::Install { sg, iif, oifs } => self.pending_install(*sg, *iif, oifs),
-                Effect::Remove { sg } => Pending::Remove { key: key(*sg) },
+                Effect::Remove { sg } => Pending::Remove { key: *sg },
                 Effect::Notify { .. } | Effect::Owner { .. } => continue,
             };
             self.pending.push_back(p);
@@ -202,7 +193,7 @@ impl<D: Dataplane> Writer<D> {
     }
 
     /// Queues the removal of an MFE the core does not know (an adopted one).
-    pub fn queue_remove(&mut self, key: MfeKey) {
+    pub fn queue_remove(&mut self, key: Sg) {
         self.pending.push_back(Pending::Remove { key });
     }
 
@@ -235,7 +226,7 @@ impl<D: Dataplane> Writer<D> {
                 Oif::new(iface.ifindex, iface.nexthop, leases.collect())
             })
             .collect();
-        Pending::Install { key: key(sg), iif: iif.ifindex, oifs }
+        Pending::Install { key: sg, iif: iif.ifindex, oifs }
     }
 
     /// Queues again, from the core's current state, the MFEs whose last write failed.
@@ -247,10 +238,9 @@ impl<D: Dataplane> Writer<D> {
 
     /// Queues the write that makes the fast path hold what the core holds for `key`: its
     /// MFE, or nothing.
-    fn queue_core_state(&mut self, key: MfeKey, manager: &Manager) {
-        let sg = Sg::new(key.source.into(), key.group.into());
-        let p = match manager.mfe_state(sg) {
-            Some((iif, oil)) => self.pending_install(sg, iif, &oil),
+    fn queue_core_state(&mut self, key: Sg, manager: &Manager) {
+        let p = match manager.mfe_state(key) {
+            Some((iif, oil)) => self.pending_install(key, iif, &oil),
             None => Pending::Remove { key },
         };
         self.pending.push_back(p);

@@ -17,7 +17,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -42,7 +42,7 @@ use super::{
 use crate::{
     client::{Client, ClientError},
     kernel::{self, IfAddr},
-    manager::{Event, Handle, Iface, PROTO_IP_IGMP},
+    manager::{Event, Handle, Iface, PROTO_IP_IGMP, SourceGroupEntry},
     proto::{EventFrame, MembershipArgs},
 };
 
@@ -447,8 +447,9 @@ impl Daemon {
                 Ok(())
             }
             Event::PruneAlert { request: None, entry, .. } if from_proxy => {
-                if let Some(up) = self.proxy.as_mut()
-                    && up.alerted.remove(&(nonzero(entry.source), entry.group))
+                if let Some(mb) = v4_member(&entry)
+                    && let Some(up) = self.proxy.as_mut()
+                    && up.alerted.remove(&mb)
                 {
                     self.sync_upstream();
                 }
@@ -457,10 +458,9 @@ impl Daemon {
             Event::JoinAlert { entry, member_add: true } if from_proxy => {
                 // Another protocol's receivers (IGMP's own are known first-hand); (*,*)
                 // cannot be asked of an IGMP querier.
-                let mb = (nonzero(entry.source), entry.group);
-                let ours = self.ports.iter().any(|p| p.igmp.memberships().any(|x| *x == mb));
-                if !entry.group.is_unspecified()
-                    && !ours
+                if let Some(mb) = v4_member(&entry)
+                    && !mb.1.is_unspecified()
+                    && !self.ports.iter().any(|p| p.igmp.memberships().any(|x| *x == mb))
                     && let Some(up) = self.proxy.as_mut()
                 {
                     up.alerted.insert(mb);
@@ -535,19 +535,23 @@ impl Daemon {
     }
 }
 
-fn nonzero(a: Ipv4Addr) -> Option<Ipv4Addr> {
-    (!a.is_unspecified()).then_some(a)
+/// An IPv4 alert's entry as a membership (an IPv6 one is not IGMP's).
+fn v4_member(entry: &SourceGroupEntry) -> Option<Member> {
+    match (entry.source, entry.group) {
+        (IpAddr::V4(s), IpAddr::V4(g)) => Some(((!s.is_unspecified()).then_some(s), g)),
+        _ => None,
+    }
 }
 
 fn membership(handle: Handle, (source, group): Member, ifindex: u32) -> MembershipArgs {
     MembershipArgs {
         handle,
-        source: source.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        source: source.map(IpAddr::V4),
         source_mask: None,
-        group,
+        group: group.into(),
         group_mask: None,
         ifindex,
-        nexthop: Ipv4Addr::UNSPECIFIED,
+        nexthop: None,
         flags: crate::manager::MGM_JOIN_STATE_FLAG | crate::manager::MGM_FORWARD_STATE_FLAG,
     }
 }

@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
     ops::Deref,
     time::Duration,
 };
@@ -16,7 +16,7 @@ use super::{Iface, Oil, Sg};
 #[derive(Clone, Debug)]
 pub(super) struct Mfe {
     pub iif: Iface,
-    pub upstream: Ipv4Addr,
+    pub upstream: IpAddr,
     pub oifs: Oil,
     /// Kept out by a creation alert answer.
     pub disabled: BTreeSet<Iface>,
@@ -78,7 +78,7 @@ impl MfeTable {
         }
     }
 
-    pub fn set_iif(&mut self, sg: Sg, iif: Iface, upstream: Ipv4Addr) {
+    pub fn set_iif(&mut self, sg: Sg, iif: Iface, upstream: IpAddr) {
         let Some(m) = self.map.get_mut(&sg) else { return };
         self.by_iif.remove(&(m.iif, sg));
         self.by_iif.insert((iif, sg));
@@ -127,7 +127,8 @@ impl MfeTable {
 
     /// Up to `n` MFEs arriving on `iif`.
     pub fn arriving(&self, iif: Iface, n: usize) -> Vec<Sg> {
-        let lo = (iif, Sg::new(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
+        let f = iif.family();
+        let lo = (iif, Sg::new(f.any(), f.any()));
         self.by_iif.range(lo..).take_while(|(i, _)| *i == iif).take(n).map(|&(_, sg)| sg).collect()
     }
 

@@ -9,11 +9,34 @@ const BOTH: u32 = MGM_JOIN_STATE_FLAG | MGM_FORWARD_STATE_FLAG;
 const PIM: u32 = 103;
 const DVMRP: u32 = 104;
 
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
+thread_local! {
+    /// The family the edge cases run in: each runs as written (IPv4), and again in IPv6
+    /// (the `ipv6` module at the end), with every address mapped by [`ip`].
+    static FAMILY: std::cell::Cell<Family> = const { std::cell::Cell::new(Family::Ipv4) };
+}
+
+/// An address of the test's family: the IPv4 address written, or its IPv6 image, of the same
+/// kind and in the same order (unspecified, all-ones, link-local group, group, unicast).
+fn ip(s: &str) -> IpAddr {
+    ip_n(s.parse::<Ipv4Addr>().unwrap().to_bits())
+}
+fn ip_n(x: u32) -> IpAddr {
+    let a = Ipv4Addr::from_bits(x);
+    if FAMILY.get() == Family::Ipv4 {
+        return a.into();
+    }
+    let x = u128::from(x);
+    let v6 = match a {
+        _ if a.is_unspecified() => 0,
+        Ipv4Addr::BROADCAST => u128::MAX,
+        _ if a.octets()[..3] == [224, 0, 0] => 0xff02 << 112 | x,
+        _ if a.is_multicast() => 0xff0e << 112 | x,
+        _ => 0x2001_0db8 << 96 | x,
+    };
+    Ipv6Addr::from_bits(v6).into()
 }
 fn ifc(i: u32) -> Iface {
-    Iface::new(i, Ipv4Addr::UNSPECIFIED)
+    Iface::new(i, FAMILY.get().any())
 }
 fn sg(s: &str, g: &str) -> Sg {
     Sg::new(ip(s), ip(g))
@@ -22,10 +45,10 @@ fn p_sg(s: &str, g: &str) -> Pattern {
     Pattern::sg(sg(s, g))
 }
 fn p_g(g: &str) -> Pattern {
-    Pattern { group: Some(ip(g)), source: None }
+    Pattern::star_g(ip(g))
 }
 fn p_all() -> Pattern {
-    Pattern { group: None, source: None }
+    Pattern::any(FAMILY.get())
 }
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -504,19 +527,24 @@ fn e19_membership_on_an_interface_the_client_does_not_own_is_invalid_parameter()
     }
     // Masks other than all-ones/zero, (S,*) and non-multicast groups are refused too.
     assert_eq!(
-        Pattern::from_masks(ip("10.0.0.1"), ip("255.255.0.0"), ip("239.1.1.1"), ONES),
+        Pattern::from_masks(
+            ip("10.0.0.1"),
+            ip("255.255.0.0"),
+            ip("239.1.1.1"),
+            ip("255.255.255.255")
+        ),
         Err(MgmError::InvalidParameter)
     );
     assert_eq!(
-        Pattern::from_masks(ip("10.0.0.1"), ONES, ip("0.0.0.0"), ip("0.0.0.0")),
+        Pattern::from_masks(ip("10.0.0.1"), ip("255.255.255.255"), ip("0.0.0.0"), ip("0.0.0.0")),
         Err(MgmError::InvalidParameter)
     );
     assert_eq!(
-        Pattern::from_masks(ip("0.0.0.0"), ip("0.0.0.0"), ip("10.1.1.1"), ONES),
+        Pattern::from_masks(ip("0.0.0.0"), ip("0.0.0.0"), ip("10.1.1.1"), ip("255.255.255.255")),
         Err(MgmError::InvalidParameter)
     );
     assert_eq!(
-        Pattern::from_masks(ip("0.0.0.0"), ip("0.0.0.0"), ip("239.1.1.1"), ONES),
+        Pattern::from_masks(ip("0.0.0.0"), ip("0.0.0.0"), ip("239.1.1.1"), ip("255.255.255.255")),
         Ok(p_g("239.1.1.1"))
     );
 }
@@ -884,7 +912,7 @@ fn flow_creation_is_rate_limited_per_incoming_interface() {
     for i in 1..=3 {
         m.take_interface(pim, ifc(i)).unwrap();
     }
-    let flow = |n: u32| Sg::new(Ipv4Addr::from(0x0a00_0000 + n), ip("239.1.1.1"));
+    let flow = |n: u32| Sg::new(ip_n(0x0a00_0000 + n), ip("239.1.1.1"));
     for n in 0..50 {
         m.new_packet(flow(n), 1, b"", T0);
     }
@@ -1121,11 +1149,10 @@ fn e44_a_thousand_interfaces_and_ten_thousand_groups_stay_consistent() {
     for i in 1..=1000 {
         m.take_interface(pim, ifc(i)).unwrap();
     }
-    let group = |n: u32| Ipv4Addr::from(0xef00_0000 | n);
+    let group = |n: u32| ip_n(0xef00_0000 | n);
     for n in 0..10_000u32 {
         let iface = ifc(2 + n % 999);
-        m.add_membership(pim, Pattern { group: Some(group(n)), source: None }, iface, BOTH, T0)
-            .unwrap();
+        m.add_membership(pim, Pattern::star_g(group(n)), iface, BOTH, T0).unwrap();
     }
     for n in 0..10_000u32 {
         m.new_packet(Sg::new(ip("10.0.0.1"), group(n)), 1, b"", T0);
@@ -1158,11 +1185,9 @@ fn a_release_in_steps_does_what_a_release_at_once_does() {
         }
         m.take_interface(igmp, ifc(2)).unwrap();
         for n in 0..40u32 {
-            let g = Ipv4Addr::from(0xef01_0000 | n);
-            m.add_membership(pim, Pattern { group: Some(g), source: None }, ifc(2), BOTH, T0)
-                .unwrap();
-            m.add_membership(pim, Pattern { group: Some(g), source: None }, ifc(3), BOTH, T0)
-                .unwrap();
+            let g = ip_n(0xef01_0000 | n);
+            m.add_membership(pim, Pattern::star_g(g), ifc(2), BOTH, T0).unwrap();
+            m.add_membership(pim, Pattern::star_g(g), ifc(3), BOTH, T0).unwrap();
             // Flows arriving on 1 (to 2 and 3) and on 2 (to 3).
             create(&mut m, Sg::new(ip("10.0.0.1"), g), 1);
             create(&mut m, Sg::new(ip("10.0.0.2"), g), 2);
@@ -1231,7 +1256,7 @@ fn a_tick_expires_in_batches() {
     m.add_membership(pim, p_all(), ifc(2), BOTH, T0).unwrap();
     let n = TICK_BATCH * 2 + 10;
     for i in 0..n {
-        let s = Sg::new(Ipv4Addr::from(0x0a00_0000 + i as u32), ip("239.1.1.1"));
+        let s = Sg::new(ip_n(0x0a00_0000 + i as u32), ip("239.1.1.1"));
         create(&mut m, s, 1);
         m.prove(s);
     }
@@ -1247,6 +1272,161 @@ fn a_tick_expires_in_batches() {
     check_invariants(&m);
 }
 
+// ---- the two families side by side ----------------------------------------------------------
+
+fn a(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A PIM (IPv4) and a PIM6 (IPv6) client on the same three links.
+fn dual() -> (Manager, Handle, Handle) {
+    let mut m = mgr();
+    let pim = m.register(PIM, 1).unwrap();
+    let pim6 = m.register(PIM, 6).unwrap();
+    for i in 1..=3 {
+        m.take_interface(pim, Iface::new(i, a("0.0.0.0"))).unwrap();
+        m.take_interface(pim6, Iface::new(i, a("::"))).unwrap();
+    }
+    m.take_effects();
+    (m, pim, pim6)
+}
+
+#[test]
+fn f01_the_families_do_not_mix_in_one_entry() {
+    let (mut m, pim, pim6) = dual();
+    let v4 = Iface::new(2, a("0.0.0.0"));
+    let v6 = Iface::new(2, a("::"));
+    let bad = MgmError::InvalidParameter;
+    // (S,G) and masks of one family only.
+    assert_eq!(Sg::checked(a("10.0.0.1"), a("ff3e::1")), Err(bad));
+    assert_eq!(Sg::checked(a("2001:db8::1"), a("239.1.1.1")), Err(bad));
+    assert_eq!(Sg::checked(a("2001:db8::1"), a("2001:db8::2")), Err(bad), "not a group");
+    assert!(Sg::checked(a("2001:db8::1"), a("ff3e::1")).is_ok());
+    let ones6 = Family::Ipv6.ones();
+    let any6 = Family::Ipv6.any();
+    assert_eq!(
+        Pattern::from_masks(a("10.0.0.1"), a("255.255.255.255"), a("ff3e::1"), ones6),
+        Err(bad)
+    );
+    assert_eq!(Pattern::from_masks(any6, any6, a("ff3e::1"), a("255.255.255.255")), Err(bad));
+    assert_eq!(Pattern::from_masks(any6, a("0.0.0.0"), a("ff3e::1"), ones6), Err(bad));
+    assert_eq!(
+        Pattern::from_masks(any6, any6, a("ff3e::1"), a("ffff:ffff::")),
+        Err(bad),
+        "a range"
+    );
+    assert_eq!(
+        Pattern::from_masks(any6, any6, a("ff3e::1"), ones6),
+        Ok(Pattern::star_g(a("ff3e::1")))
+    );
+    assert_eq!(Pattern::from_masks(any6, any6, any6, any6), Ok(Pattern::any(Family::Ipv6)));
+    assert_ne!(Pattern::any(Family::Ipv6), Pattern::any(Family::Ipv4));
+    // A membership lives on an interface of its family.
+    assert_eq!(m.add_membership(pim, Pattern::star_g(a("ff3e::1")), v4, BOTH, T0), Err(bad));
+    assert_eq!(m.add_membership(pim6, Pattern::star_g(a("239.1.1.1")), v6, BOTH, T0), Err(bad));
+    assert_eq!(m.add_membership(pim6, Pattern::any(Family::Ipv4), v6, BOTH, T0), Err(bad));
+    assert!(m.take_effects().is_empty(), "refusals change nothing");
+    // RPF and SetMfe answers of the other family are refused; the request stays open.
+    m.add_membership(pim6, Pattern::any(Family::Ipv6), v6, BOTH, T0).unwrap();
+    let s6 = Sg::new(a("2001:db8::1"), a("ff3e::1"));
+    m.new_packet(s6, 1, b"hdr", T0);
+    let rpf = all_events(&m.take_effects()).into_iter().find_map(|(to, ev)| match ev {
+        Event::Rpf { request, iif, upstream, .. } => Some((to, request, iif, upstream)),
+        _ => None,
+    });
+    let Some((to, request, iif, upstream)) = rpf else {
+        panic!("no RPF callback");
+    };
+    assert_eq!((to, iif, upstream), (pim6, Iface::new(1, a("::")), a("::")));
+    assert_eq!(m.request_family(request), Some(Family::Ipv6));
+    assert_eq!(m.answer_rpf(pim6, request, Iface::new(1, a("0.0.0.0")), a("::"), T0), Err(bad));
+    assert_eq!(m.answer_rpf(pim6, request, iif, a("10.0.0.9"), T0), Err(bad));
+    m.answer_rpf(pim6, request, iif, a("fe80::9"), T0).unwrap();
+    let eff = m.take_effects();
+    for (_, ev) in all_events(&eff) {
+        if let Event::CreationAlert { request, .. } = ev {
+            m.answer_creation(pim6, request, &[], T0).unwrap();
+        }
+    }
+    let view = m.get_mfe(s6, 1, T0).unwrap();
+    assert_eq!((view.iif, view.upstream, view.oifs), (iif, a("fe80::9"), vec![v6]));
+    assert_eq!(m.set_mfe(pim6, s6, Iface::new(3, a("0.0.0.0")), a("::"), T0), Err(bad));
+    assert_eq!(m.set_mfe(pim6, s6, Iface::new(3, a("::")), a("10.0.0.1"), T0), Err(bad));
+    assert_eq!(m.get_mfe(s6, 1, T0).unwrap().iif, iif, "unchanged");
+    check_invariants(&m);
+}
+
+#[test]
+fn f02_the_two_sides_of_a_link_are_owned_and_released_apart() {
+    let (mut m, pim, pim6) = dual();
+    let (v4, v6) = (Iface::new(2, a("0.0.0.0")), Iface::new(2, a("::")));
+    assert_eq!(m.protocol_on_interface(v4), Ok((PIM, 1)));
+    assert_eq!(m.protocol_on_interface(v6), Ok((PIM, 6)));
+    // (*,*) of each family on link 2: each reaches its own family's entries only.
+    m.add_membership(pim, Pattern::any(Family::Ipv4), v4, BOTH, T0).unwrap();
+    m.add_membership(pim6, Pattern::any(Family::Ipv6), v6, BOTH, T0).unwrap();
+    let s4 = Sg::new(a("10.0.0.1"), a("239.1.1.1"));
+    let s6 = Sg::new(a("2001:db8::1"), a("ff3e::1"));
+    create(&mut m, s4, 1);
+    create(&mut m, s6, 1);
+    assert_eq!(oifs(&m, s4), vec![v4]);
+    assert_eq!(oifs(&m, s6), vec![v6]);
+    assert_eq!(m.get_mfe(s4, 1, T0).unwrap().iif, Iface::new(1, a("0.0.0.0")));
+    assert_eq!(m.get_mfe(s6, 1, T0).unwrap().iif, Iface::new(1, a("::")));
+    // Releasing the IPv4 side leaves the IPv6 side's copies and owner alone.
+    m.release_interface(pim, v4, T0).unwrap();
+    assert_eq!(oifs(&m, s4), Vec::<Iface>::new());
+    assert_eq!(oifs(&m, s6), vec![v6]);
+    assert!(m.owns(pim6, v6));
+    // Releasing the incoming side of one family deletes that family's entries only.
+    m.take_effects();
+    m.release_interface(pim6, Iface::new(1, a("::")), T0).unwrap();
+    assert_eq!(writes(&m.take_effects()), vec![W::Remove(s6)]);
+    assert!(m.get_mfe(s4, 1, T0).is_ok());
+    check_invariants(&m);
+}
+
+#[test]
+fn f03_walks_and_enumerations_cover_both_families_in_order() {
+    let (mut m, pim, pim6) = dual();
+    let (v4, v6) = (Iface::new(2, a("0.0.0.0")), Iface::new(2, a("::")));
+    m.add_membership(pim, Pattern::any(Family::Ipv4), v4, BOTH, T0).unwrap();
+    m.add_membership(pim6, Pattern::any(Family::Ipv6), v6, BOTH, T0).unwrap();
+    m.add_membership(pim6, Pattern::star_g(a("ff3e::2")), v6, BOTH, T0).unwrap();
+    let sgs = [
+        Sg::new(a("10.0.0.1"), a("239.1.1.1")),
+        Sg::new(a("10.0.0.2"), a("239.1.1.1")),
+        Sg::new(a("2001:db8::1"), a("ff3e::1")),
+        Sg::new(a("2001:db8::1"), a("ff3e::2")),
+    ];
+    for s in sgs.iter().rev() {
+        create(&mut m, *s, 1);
+    }
+    // GetFirst/GetNext: IPv4 entries first, by group then source, and across the families.
+    let walk: Vec<Sg> = m
+        .get_mfes(None, 10, T0)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|v| Sg::new(v.source, v.group))
+        .collect();
+    assert_eq!(walk, sgs);
+    let next = m.get_mfes(Some(sgs[1]), 1, T0).unwrap();
+    assert_eq!((Sg::new(next.entries[0].source, next.entries[0].group), next.more), (sgs[2], true));
+    // The IPv6 client's enumeration: its (*,*) and (*,G), IPv6 masks.
+    let e = m.enum_start(pim6, EnumType::AllSources).unwrap();
+    let page = m.enum_next(pim6, e, 10).unwrap();
+    let ones = Family::Ipv6.ones();
+    let any = Family::Ipv6.any();
+    let any_any = SourceGroupEntry { source: any, source_mask: any, group: any, group_mask: any };
+    let star_g =
+        SourceGroupEntry { source: any, source_mask: any, group: a("ff3e::2"), group_mask: ones };
+    // Every client's joined entries, as in IPv4: the IPv4 (*,*) first.
+    let v4_any = Pattern::any(Family::Ipv4).entry();
+    assert_eq!(page.entries, vec![v4_any, any_any, star_g]);
+    check_invariants(&m);
+}
+
 // ---- property tests --------------------------------------------------------------------------
 
 /// Every MFE output has a forward-state membership behind it, owned by its client; nothing is
@@ -1255,6 +1435,16 @@ fn check_invariants(m: &Manager) {
     // An MFE a release in steps has not reached yet may be out of date.
     let stale =
         |sg: &Sg| m.stale.iter().any(|(p, after)| p.matches(sg) && after.is_none_or(|a| *sg > a));
+    for (sg, mfe) in m.mfes.iter() {
+        // The families never mix: an entry arrives on and leaves by interfaces of its own.
+        assert_eq!(Family::of(sg.source), sg.family(), "{sg:?}");
+        assert_eq!(mfe.iif.family(), sg.family(), "{sg:?}: incoming {:?}", mfe.iif);
+        assert!(mfe.oifs.keys().all(|o| o.family() == sg.family()), "{sg:?}: {:?}", mfe.oifs);
+        assert_eq!(Family::of(mfe.upstream), sg.family(), "{sg:?}");
+    }
+    for ((p, iface, _), _) in m.members.iter() {
+        assert_eq!(p.family(), iface.family(), "{p:?} on {iface:?}");
+    }
     for (sg, mfe) in m.mfes.iter().filter(|(sg, _)| !stale(sg)) {
         assert!(!mfe.oifs.contains_key(&mfe.iif), "{sg:?}: IIF in its own OIL");
         for (o, by) in &mfe.oifs {
@@ -1343,22 +1533,43 @@ mod prop {
 
     const CLIENTS: [(u32, u32); 3] = [(PIM, 1), (DVMRP, 1), (PROTO_IP_IGMP, 1)];
 
-    fn ifaces() -> [Iface; 4] {
-        [ifc(1), ifc(2), Iface::new(3, ip("10.0.0.1")), Iface::new(3, ip("10.0.0.2"))]
+    fn v6(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
-    fn patterns() -> [Pattern; 4] {
-        [p_sg("10.0.0.1", "239.1.1.1"), p_g("239.1.1.1"), p_g("239.2.2.2"), p_all()]
+    /// Both families on the same links: each side is its own interface.
+    fn ifaces() -> [Iface; 7] {
+        [
+            ifc(1),
+            ifc(2),
+            Iface::new(3, ip("10.0.0.1")),
+            Iface::new(3, ip("10.0.0.2")),
+            Iface::new(1, v6("::")),
+            Iface::new(2, v6("::")),
+            Iface::new(3, v6("fe80::1")),
+        ]
+    }
+
+    fn patterns() -> [Pattern; 7] {
+        [
+            p_sg("10.0.0.1", "239.1.1.1"),
+            p_g("239.1.1.1"),
+            p_g("239.2.2.2"),
+            p_all(),
+            Pattern::sg(Sg::new(v6("2001:db8::1"), v6("ff3e::1"))),
+            Pattern::star_g(v6("ff3e::1")),
+            Pattern::any(Family::Ipv6),
+        ]
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0..3usize, 0..4usize).prop_map(|(c, i)| Op::Take(c, i)),
-            (0..3usize, 0..4usize).prop_map(|(c, i)| Op::Release(c, i)),
-            (0..3usize, 0..4usize).prop_map(|(c, i)| Op::Step(c, i)),
-            (0..3usize, 0..4usize, 0..4usize, 1..4u32).prop_map(|(c, p, i, f)| Op::Add(c, p, i, f)),
-            (0..3usize, 0..4usize, 0..4usize, 1..4u32).prop_map(|(c, p, i, f)| Op::Del(c, p, i, f)),
-            (0..4usize, 0..3usize).prop_map(|(s, i)| Op::Packet(s, i)),
+            (0..3usize, 0..7usize).prop_map(|(c, i)| Op::Take(c, i)),
+            (0..3usize, 0..7usize).prop_map(|(c, i)| Op::Release(c, i)),
+            (0..3usize, 0..7usize).prop_map(|(c, i)| Op::Step(c, i)),
+            (0..3usize, 0..7usize, 0..7usize, 1..4u32).prop_map(|(c, p, i, f)| Op::Add(c, p, i, f)),
+            (0..3usize, 0..7usize, 0..7usize, 1..4u32).prop_map(|(c, p, i, f)| Op::Del(c, p, i, f)),
+            (0..6usize, 0..3usize).prop_map(|(s, i)| Op::Packet(s, i)),
             Just(Op::Answer),
             (0..1000u64).prop_map(Op::Tick),
             (0..3usize).prop_map(Op::Gone),
@@ -1380,7 +1591,7 @@ mod prop {
             let mut mirror: BTreeMap<Sg, (Iface, Oil)> = BTreeMap::new();
             let mut owners: BTreeSet<(Iface, Handle)> = BTreeSet::new();
             let mut now = T0;
-            let sgs = [sg("10.0.0.1", "239.1.1.1"), sg("10.0.0.2", "239.1.1.1"), sg("10.0.0.1", "239.2.2.2"), sg("10.0.0.3", "239.3.3.3")];
+            let sgs = [sg("10.0.0.1", "239.1.1.1"), sg("10.0.0.2", "239.1.1.1"), sg("10.0.0.1", "239.2.2.2"), sg("10.0.0.3", "239.3.3.3"), Sg::new(v6("2001:db8::1"), v6("ff3e::1")), Sg::new(v6("2001:db8::2"), v6("ff3e::2"))];
             for op in ops {
                 let h = |c: usize| handles[c].unwrap_or(Handle(u64::MAX));
                 match op {
@@ -1411,8 +1622,14 @@ mod prop {
                         let pending = m.requests.check();
                         for (id, to, a) in pending {
                             match a {
-                                Awaiting::Rpf(_) => { let _ = m.answer_rpf(to, id, ifaces()[0], ip("0.0.0.0"), now); }
-                                Awaiting::Creation(_) => { let _ = m.answer_creation(to, id, &[ifaces()[1]], now); }
+                                Awaiting::Rpf(sg) => {
+                                    let (i, f) = (ifaces()[0].ifindex, sg.family());
+                                    // An answer of the other family is refused and changes nothing.
+                                    let other = if f == Family::Ipv4 { Family::Ipv6 } else { Family::Ipv4 };
+                                    prop_assert_eq!(m.answer_rpf(to, id, Iface::new(i, other.any()), other.any(), now), Err(MgmError::InvalidParameter));
+                                    let _ = m.answer_rpf(to, id, Iface::new(i, f.any()), f.any(), now);
+                                }
+                                Awaiting::Creation(_) => { let _ = m.answer_creation(to, id, &[ifaces()[1], ifaces()[5]], now); }
                                 Awaiting::PruneTimeout(_) => { let _ = m.answer_prune(to, id, secs(30), now); }
                             }
                         }
@@ -1440,3 +1657,76 @@ mod prop {
         }
     }
 }
+
+/// Every edge case above again, in IPv6: the same calls and answers with each address mapped
+/// by [`ip`] (a new edge case belongs in this list too).
+macro_rules! in_ipv6 {
+    ($($name:ident),* $(,)?) => {
+        mod ipv6 {
+            $(
+                #[test]
+                fn $name() {
+                    super::FAMILY.set(super::Family::Ipv6);
+                    super::$name();
+                }
+            )*
+        }
+    };
+}
+
+in_ipv6!(
+    e01_register_twice_with_the_same_ids_already_exists_other_component_ok,
+    e02_unknown_or_deregistered_handle_is_invalid_parameter_and_changes_nothing,
+    e03_taking_an_interface_owned_by_another_routing_protocol_is_already_exists,
+    e04_igmp_co_owns_a_routing_interface_but_a_second_igmp_cannot,
+    e05_routing_protocol_takes_an_igmp_interface_and_igmp_is_disabled_then_enabled,
+    a_routing_protocol_taking_an_igmp_interface_learns_its_receivers,
+    an_mfe_gaining_its_first_receiver_is_a_join_alert_without_member_add,
+    e06_same_ifindex_different_next_hops_are_owned_independently,
+    e07_taking_the_same_interface_twice_is_an_idempotent_success,
+    e08_releasing_an_interface_not_owned_or_never_seen_is_invalid_parameter,
+    e09_release_removes_only_that_clients_entries_for_that_next_hop,
+    e10_releasing_the_incoming_interface_deletes_its_mfes,
+    e11_release_deletes_the_clients_memberships_with_prune_alerts,
+    e12_release_on_a_co_owned_interface_keeps_igmp_state_and_toggles_igmp,
+    ownership_changes_come_out_as_effects_and_only_them,
+    e13_deregister_is_refused_while_owning_interfaces_then_succeeds,
+    e14_adding_an_sg_membership_changes_only_that_mfe,
+    e15_star_g_reaches_every_mfe_of_the_group_now_and_later,
+    e16_star_star_reaches_every_mfe,
+    e17_overlapping_sg_and_star_g_keep_the_interface_until_both_are_gone,
+    e18_the_incoming_interface_is_never_in_its_own_oil,
+    e19_membership_on_an_interface_the_client_does_not_own_is_invalid_parameter,
+    e20_deleting_a_membership_that_does_not_exist_is_not_found_and_changes_nothing,
+    e21_first_membership_for_a_group_alerts_the_other_routing_protocols_not_the_adder,
+    e22_igmp_add_on_a_shared_interface_is_a_local_join_to_the_routing_owner,
+    e23_igmp_delete_on_a_shared_interface_is_a_local_leave,
+    e24_star_g_prune_when_the_second_to_last_client_leaves_alerts_only_the_remaining_one,
+    e25_star_g_prune_when_the_last_client_leaves_alerts_all_others,
+    e26_sg_prune_alerts_only_the_owner_of_the_incoming_interface,
+    e27_oil_change_prune_alert_without_member_delete_and_its_timeout_answer,
+    prune_timeouts_at_their_extremes_and_time_far_ahead_are_safe,
+    e28_new_traffic_asks_the_owner_of_the_interface_towards_the_source_and_uses_its_answer,
+    traffic_on_an_interface_nobody_owns_creates_nothing,
+    e29_an_iif_change_is_installed_and_traffic_on_the_old_iif_is_wrong_interface,
+    e30_creation_alerts_go_to_oil_owners_each_seeing_only_its_own_interfaces,
+    e31_a_creation_alert_can_keep_an_interface_out_of_the_mfe,
+    e32_a_client_that_never_answers_times_out_to_the_defaults_and_the_mfe_is_created,
+    e33_a_packet_on_the_wrong_interface_is_reported_to_that_interfaces_owner,
+    e34_an_mfe_with_an_empty_oil_exists_and_gains_interfaces_later,
+    e35_an_idle_mfe_expires_with_a_deletion_notice_an_active_one_stays,
+    flow_creation_is_rate_limited_per_incoming_interface,
+    a_full_table_evicts_unproven_mfes_first,
+    e36_get_mfe_unknown_is_not_found_and_a_zero_buffer_says_what_is_needed,
+    e37_walking_returns_every_mfe_once_by_group_then_source_with_more_data_then_no_more_items,
+    e38_get_next_after_a_deleted_mfe_continues_with_the_next_larger_one,
+    e40_set_mfe_bad_handle_unknown_mfe_and_a_valid_change,
+    e41_group_enumeration_shapes_handles_and_cursor,
+    e42_a_dropped_client_is_released_everywhere_and_deregistered,
+    e43_an_interface_removed_from_the_kernel_takes_its_entries_and_owners_are_told,
+    answers_from_the_wrong_client_or_for_unknown_requests_are_refused,
+    e44_a_thousand_interfaces_and_ten_thousand_groups_stay_consistent,
+    a_release_in_steps_does_what_a_release_at_once_does,
+    a_one_packet_flow_lives_a_short_life,
+    a_tick_expires_in_batches,
+);
