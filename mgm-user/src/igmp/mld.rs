@@ -11,7 +11,7 @@
 
 use std::{net::Ipv6Addr, time::Duration};
 
-use super::packet::{Message, Query, Reject, checksum, decode_time, encode_time, records};
+use super::packet::{Message, Query, Reject, checksum, encode_time, records, v3_query};
 
 pub const QUERY: u8 = 130;
 pub const V1_REPORT: u8 = 131;
@@ -146,15 +146,8 @@ fn decode_query(m: &[u8]) -> Result<Query<Ipv6Addr>, Reject> {
         24 => {}
         25..=27 => return Err(Reject::Unknown),
         _ => {
-            let n = usize::from(u16::from_be_bytes([m[26], m[27]]));
-            let sources = m.get(28..28 + 16 * n).ok_or(Reject::Unknown)?;
-            q.version = 3;
             q.max_resp = Duration::from_millis(decode_resp(code));
-            q.suppress = m[24] & 0x08 != 0;
-            q.qrv = m[24] & 0x07;
-            // QQIC (§5.1.9): the same 8-bit code as IGMPv3's, in seconds.
-            q.qqi = decode_time(m[25]) * 10;
-            q.sources = sources.chunks_exact(16).map(addr).collect();
+            v3_query(&mut q, &m[24..], 16, addr)?;
         }
     }
     Ok(q)

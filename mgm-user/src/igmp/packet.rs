@@ -169,17 +169,31 @@ fn decode_query(m: &[u8], group: Ipv4Addr) -> Result<Query, Reject> {
         8 => {}
         9..=11 => return Err(Reject::Unknown),
         _ => {
-            let n = usize::from(u16::from_be_bytes([m[10], m[11]]));
-            let sources = m.get(12..12 + 4 * n).ok_or(Reject::Unknown)?;
-            q.version = 3;
             q.max_resp = decode_time(m[1]);
-            q.suppress = m[8] & 0x08 != 0;
-            q.qrv = m[8] & 0x07;
-            q.qqi = decode_time(m[9]) * 10;
-            q.sources = sources.chunks_exact(4).map(addr).collect();
+            v3_query(&mut q, &m[8..], 4, addr)?;
         }
     }
     Ok(q)
+}
+
+/// The part a v3 query adds (IGMPv3 from byte 8, MLDv2 from byte 24, `width` 4 or 16): the
+/// S flag and QRV, QQIC (seconds, the same 8-bit code in both), the source count and the
+/// sources. The caller decodes the Max Resp Code, whose form differs.
+pub(crate) fn v3_query<A>(
+    q: &mut Query<A>,
+    tail: &[u8],
+    width: usize,
+    addr: fn(&[u8]) -> A,
+) -> Result<(), Reject> {
+    let head = tail.get(..4).ok_or(Reject::Unknown)?;
+    let n = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    let sources = tail.get(4..4 + width * n).ok_or(Reject::Unknown)?;
+    q.version = 3;
+    q.suppress = head[0] & 0x08 != 0;
+    q.qrv = head[0] & 0x07;
+    q.qqi = decode_time(head[1]) * 10;
+    q.sources = sources.chunks_exact(width).map(addr).collect();
+    Ok(())
 }
 
 fn decode_report(m: &[u8]) -> Result<Vec<GroupRecord>, Reject> {

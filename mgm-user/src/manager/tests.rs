@@ -1274,6 +1274,7 @@ fn a_tick_expires_in_batches() {
 
 // ---- the two families side by side ----------------------------------------------------------
 
+/// An address as written, of its own family whatever the test's (unlike [`ip`]).
 fn a(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -1533,10 +1534,6 @@ mod prop {
 
     const CLIENTS: [(u32, u32); 3] = [(PIM, 1), (DVMRP, 1), (PROTO_IP_IGMP, 1)];
 
-    fn v6(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
     /// Both families on the same links: each side is its own interface.
     fn ifaces() -> [Iface; 7] {
         [
@@ -1544,9 +1541,9 @@ mod prop {
             ifc(2),
             Iface::new(3, ip("10.0.0.1")),
             Iface::new(3, ip("10.0.0.2")),
-            Iface::new(1, v6("::")),
-            Iface::new(2, v6("::")),
-            Iface::new(3, v6("fe80::1")),
+            Iface::new(1, a("::")),
+            Iface::new(2, a("::")),
+            Iface::new(3, a("fe80::1")),
         ]
     }
 
@@ -1556,8 +1553,8 @@ mod prop {
             p_g("239.1.1.1"),
             p_g("239.2.2.2"),
             p_all(),
-            Pattern::sg(Sg::new(v6("2001:db8::1"), v6("ff3e::1"))),
-            Pattern::star_g(v6("ff3e::1")),
+            Pattern::sg(Sg::new(a("2001:db8::1"), a("ff3e::1"))),
+            Pattern::star_g(a("ff3e::1")),
             Pattern::any(Family::Ipv6),
         ]
     }
@@ -1591,7 +1588,7 @@ mod prop {
             let mut mirror: BTreeMap<Sg, (Iface, Oil)> = BTreeMap::new();
             let mut owners: BTreeSet<(Iface, Handle)> = BTreeSet::new();
             let mut now = T0;
-            let sgs = [sg("10.0.0.1", "239.1.1.1"), sg("10.0.0.2", "239.1.1.1"), sg("10.0.0.1", "239.2.2.2"), sg("10.0.0.3", "239.3.3.3"), Sg::new(v6("2001:db8::1"), v6("ff3e::1")), Sg::new(v6("2001:db8::2"), v6("ff3e::2"))];
+            let sgs = [sg("10.0.0.1", "239.1.1.1"), sg("10.0.0.2", "239.1.1.1"), sg("10.0.0.1", "239.2.2.2"), sg("10.0.0.3", "239.3.3.3"), Sg::new(a("2001:db8::1"), a("ff3e::1")), Sg::new(a("2001:db8::2"), a("ff3e::2"))];
             for op in ops {
                 let h = |c: usize| handles[c].unwrap_or(Handle(u64::MAX));
                 match op {
