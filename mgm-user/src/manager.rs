@@ -209,6 +209,15 @@ impl Sg {
     pub const fn family(&self) -> Family {
         Family::of(self.group)
     }
+
+    /// An incoming interface and upstream neighbour for this entry must be of its family
+    /// (INVALID_PARAMETER otherwise).
+    fn check_iif(&self, iif: Iface, upstream: IpAddr) -> MgmResult<()> {
+        if iif.family() != self.family() || Family::of(upstream) != self.family() {
+            return Err(MgmError::InvalidParameter);
+        }
+        Ok(())
+    }
 }
 
 /// A membership's (source, group): (S,G), (*,G) or (*,*) of one family. Stored as the API
@@ -233,12 +242,12 @@ impl Pattern {
         if [source, source_mask, group_mask].iter().any(|a| Family::of(*a) != family) {
             return Err(MgmError::InvalidParameter);
         }
+        // Exact, or "any" (which only the unspecified address may be).
         let one = |addr: IpAddr, mask: IpAddr| -> MgmResult<IpAddr> {
-            let exact = mask == family.ones();
-            match (addr.is_unspecified(), mask.is_unspecified()) {
-                (true, _) if exact || mask.is_unspecified() => Ok(addr),
-                (false, _) if exact => Ok(addr),
-                _ => Err(MgmError::InvalidParameter),
+            if mask == family.ones() || (addr.is_unspecified() && mask.is_unspecified()) {
+                Ok(addr)
+            } else {
+                Err(MgmError::InvalidParameter)
             }
         };
         let p = Self { source: one(source, source_mask)?, group: one(group, group_mask)? };
@@ -1161,8 +1170,8 @@ impl Manager {
     /// The outgoing list the memberships give `sg` arriving on `iif`.
     fn oil_for(&self, sg: Sg, iif: Iface, disabled: &BTreeSet<Iface>) -> Oil {
         let mut out = Oil::new();
-        for group in [Some(sg.group), None] {
-            let lo = group.map_or(Pattern::any(sg.family()), Pattern::star_g);
+        // Its (*,G) and (S,G) memberships, then its family's (*,*).
+        for lo in [Pattern::star_g(sg.group), Pattern::any(sg.family())] {
             let range =
                 (lo, Iface::MIN, Handle(0))..=(lo.group_end(), Iface::MAX, Handle(u64::MAX));
             for ((p, iface, h), f) in self.members.range(range) {
@@ -1353,11 +1362,9 @@ impl Manager {
         now: Duration,
     ) -> MgmResult<()> {
         let (_, awaiting) = self.requests.get(request).ok_or(MgmError::NotFound)?;
-        if let Awaiting::Rpf(sg) = awaiting
-            && (iif.family() != sg.family() || Family::of(upstream) != sg.family())
-        {
+        if let Awaiting::Rpf(sg) = awaiting {
             // An answer of the other family is refused and the request stays open.
-            return Err(MgmError::InvalidParameter);
+            sg.check_iif(iif, upstream)?;
         }
         let sg = self.claim(h, request, |a| match a {
             Awaiting::Rpf(sg) => Some(sg),
@@ -1634,9 +1641,7 @@ impl Manager {
         now: Duration,
     ) -> MgmResult<()> {
         self.client(h)?;
-        if iif.family() != sg.family() || Family::of(upstream) != sg.family() {
-            return Err(MgmError::InvalidParameter);
-        }
+        sg.check_iif(iif, upstream)?;
         let m = self.mfes.get(&sg).ok_or(MgmError::NotFound)?;
         let oifs = self.oil_for(sg, iif, &m.disabled);
         let became_empty = oifs.is_empty() && !m.oifs.is_empty();
@@ -1672,7 +1677,8 @@ impl Manager {
         let ((p, ..), _) = self.members.range((lo, Unbounded)).next()?;
         Some(match kind {
             EnumType::AllSources => *p,
-            EnumType::AnySource => p.group().map_or(*p, Pattern::star_g),
+            // (*,G) of its group; (*,*) stays (*,*).
+            EnumType::AnySource => Pattern::star_g(p.group),
         })
     }
 

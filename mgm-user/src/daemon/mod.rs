@@ -613,17 +613,16 @@ impl<D: Dataplane> Daemon<D> {
             // itself): not the MGM clients' business.
             return;
         }
-        let sg = key;
         if u.flags & UPCALL_F_EVENT != 0 {
             // The callbacks carry the IPv4 header and the first 8 bytes of data.
             let ip = frame.get(14..).unwrap_or_default();
-            self.manager.new_packet(sg, u.ifindex, &ip[..ip.len().min(28)], now);
+            self.manager.new_packet(key, u.ifindex, &ip[..ip.len().min(28)], now);
         }
         if u.flags & UPCALL_F_QUEUED != 0 && u.kind == UPCALL_NO_MFE {
             if self.writer.mirror().get(&key).is_some() && !self.first.is_waiting(&key) {
                 // It missed an MFE installed since: it goes at once.
                 self.replay(u.ifindex, frame.to_vec());
-            } else if self.manager.knows(sg) {
+            } else if self.manager.knows(key) {
                 // (One the core will not create an MFE for is not kept: the kernel got it.)
                 self.first.hold(key, u.ifindex, frame, now);
             }
@@ -776,13 +775,12 @@ impl<D: Dataplane> Daemon<D> {
             Step::Nothing => {}
             Step::Revalidate(keys) => {
                 for k in keys {
-                    let sg = k;
-                    if self.manager.knows(sg) {
+                    if self.manager.knows(k) {
                         continue; // its install is queued or coming
                     }
                     let Some(iif) = self.writer.mirror().get(&k).map(|m| m.iif) else { continue };
-                    self.manager.new_packet(sg, iif, &[], now);
-                    if !self.manager.knows(sg) {
+                    self.manager.new_packet(k, iif, &[], now);
+                    if !self.manager.knows(k) {
                         // Nobody owns its incoming interface any more.
                         self.hold.forget(&k);
                         self.writer.queue_remove(k);

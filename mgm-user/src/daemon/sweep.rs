@@ -30,9 +30,8 @@ impl Sweep {
         let keys = manager.mfe_keys_after(self.cursor, n);
         self.cursor = if keys.len() < n { None } else { keys.last().copied() };
         for sg in keys {
-            let k = sg;
-            let Ok(Some(s)) = mirror.stats(&k) else { continue };
-            if self.last_packets.insert(k, s.packets) != Some(s.packets) {
+            let Ok(Some(s)) = mirror.stats(&sg) else { continue };
+            if self.last_packets.insert(sg, s.packets) != Some(s.packets) {
                 manager.refresh(sg, now);
             }
             // More than the packets held while it was created: a real flow.
