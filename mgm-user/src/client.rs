@@ -11,7 +11,8 @@
 //! use mgm::{client::Client, manager::Event};
 //! let mut c = Client::connect("/run/mgm/mgmd.sock").await?;
 //! let pim = c.register(103, 1).await?;
-//! c.take_interface(pim, 2, "0.0.0.0".parse().unwrap()).await?;
+//! // Link 2's IPv4 side; `Ipv6Addr::UNSPECIFIED` would take its IPv6 side.
+//! c.take_interface(pim, 2, std::net::Ipv4Addr::UNSPECIFIED).await?;
 //! loop {
 //!     let ev = c.next_event().await?;
 //!     if let Event::Rpf { request, iif, upstream, .. } = ev.event {
