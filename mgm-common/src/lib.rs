@@ -10,8 +10,11 @@
 
 /// Names of the maps in the eBPF object. The eBPF side declares them with these exact names.
 pub mod maps {
-    /// `HashMap<MfeKey, MfeValue>`: the forwarding entries.
+    /// `HashMap<MfeKey, MfeValue>`: the IPv4 forwarding entries.
     pub const MFES: &str = "MGM_MFES";
+    /// `HashMap<MfeKey6, MfeValue>`: the IPv6 forwarding entries (their counters, lists and
+    /// leases share the IPv4 entries' maps and slots).
+    pub const MFES6: &str = "MGM_MFES6";
     /// `ArrayOfMaps<DevMapHash>`: interned outgoing interface lists, indexed by OIL id.
     pub const OILS: &str = "MGM_OILS";
     /// `PerCpuArray<MfeStats>`: per-MFE counters, indexed by `MfeValue::stats`.
@@ -24,6 +27,8 @@ pub mod maps {
     pub const UPCALLS: &str = "MGM_UPCALLS";
     /// `LruHashMap<UpcallKey, UpcallSeen>`: the upcall rate limiter.
     pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
+    /// `LruHashMap<UpcallKey6, UpcallSeen>`: the same for IPv6.
+    pub const UPCALL_SEEN6: &str = "MGM_UPCALL_SEEN6";
     /// `LruPerCpuHashMap<OifKey, OifStats>`: per-MFE, per-outgoing-interface counters, as
     /// far as the programs keep them (see [`crate::OifStats`]).
     pub const OIF_STATS: &str = "MGM_OIF_STATS";
@@ -66,7 +71,7 @@ pub mod programs {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -174,7 +179,19 @@ impl MfeKey {
     }
 }
 
-/// Value of the MFE map.
+/// Key of the IPv6 MFE map: one (S,G).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MfeKey6 {
+    /// Source address, network order.
+    pub source: [u8; 16],
+    /// Group address, network order.
+    pub group: [u8; 16],
+}
+const _: () =
+    assert!(core::mem::size_of::<MfeKey6>() == 32 && core::mem::align_of::<MfeKey6>() == 1);
+
+/// Value of the MFE map (both families).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct MfeValue {
@@ -293,6 +310,9 @@ impl MfeStats {
     }
 }
 
+/// IPv6 extension headers the programs walk at most before the upper-layer header.
+pub const MAX_EXT_HEADERS: usize = 4;
+
 /// Upcall kinds.
 pub const UPCALL_NO_MFE: u32 = 1;
 pub const UPCALL_WRONG_IIF: u32 = 2;
@@ -310,6 +330,9 @@ pub const UPCALL_RING_BYTES: u32 = 1024 * 1024;
 pub const UPCALL_F_EVENT: u32 = 1;
 /// [`Upcall::flags`]: the frame is the whole packet, to forward once its MFE exists.
 pub const UPCALL_F_QUEUED: u32 = 2;
+/// [`Upcall::flags`]: an IPv6 packet. `source` and `group` are zero: the addresses are the
+/// frame's, in its IPv6 header (always whole in the record).
+pub const UPCALL_F_IPV6: u32 = 4;
 
 /// A packet the fast path did not forward and the control plane should hear about: this
 /// header, then `frame_len` bytes of the frame (Ethernet header on) in the same record.
@@ -349,6 +372,17 @@ pub struct UpcallKey {
     pub kind: u32,
 }
 const _: () = assert!(core::mem::size_of::<UpcallKey>() == 16);
+
+/// Key of the IPv6 upcall rate limiter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UpcallKey6 {
+    pub source: [u8; 16],
+    pub group: [u8; 16],
+    pub ifindex: u32,
+    pub kind: u32,
+}
+const _: () = assert!(core::mem::size_of::<UpcallKey6>() == 40);
 
 /// Value of the upcall rate limiter: when the interval started and how many packets were
 /// copied whole in it.
@@ -432,11 +466,13 @@ impl Default for LegValue {
 /// devmap egress program handles, `TC_*` those of the next-hop (TC) program, `UPCALL_*` the
 /// records sent to mgmd.
 pub mod counter {
-    /// Not IPv4 over untagged Ethernet (IPv6, ARP, VLAN-tagged...): passed to the stack.
+    /// Neither IPv4 nor IPv6 over untagged Ethernet (ARP, VLAN-tagged...): passed to the stack.
     pub const PASS_NOT_IPV4: u32 = 0;
-    /// IPv4 but not to a multicast group: passed.
+    /// IP but not to a multicast group: passed.
     pub const PASS_NOT_MULTICAST: u32 = 1;
-    /// 224.0.0.0/24 (link-local control traffic: IGMP, PIM, OSPF...): never routed, passed.
+    /// 224.0.0.0/24 (link-local control traffic: IGMP, PIM, OSPF...), or an IPv6 group of
+    /// the interface-local, link-local or reserved scopes (ff00/ff01/ff02/ff0f): never routed,
+    /// passed.
     pub const PASS_LINK_LOCAL: u32 = 2;
     /// Truncated frame, bad IHL/length/version or header checksum: passed so the kernel
     /// drops it and counts it in its own IP statistics.
@@ -497,8 +533,12 @@ pub mod counter {
     /// A packet of a followed entry left to the kernel because a local socket may receive
     /// it (see [`crate::MFE_F_LOCAL`]).
     pub const PASS_LOCAL: u32 = 27;
+    /// IPv6 extension headers the program does not walk (Routing, more than
+    /// [`crate::MAX_EXT_HEADERS`], a Hop-by-Hop header longer than it reads): passed to the
+    /// kernel untouched.
+    pub const PASS_EXT_HEADERS: u32 = 28;
     /// Number of counters.
-    pub const COUNT: u32 = 28;
+    pub const COUNT: u32 = 29;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -530,6 +570,7 @@ pub mod counter {
         "pass_kernel",
         "pass_heartbeat",
         "pass_local",
+        "pass_ext_headers",
     ];
 }
 
@@ -538,6 +579,8 @@ mod pod {
     // SAFETY: each type is repr(C), made of integers and byte arrays with explicit padding
     // fields and no implicit padding (checked by the size asserts above and the tests below).
     unsafe impl aya::Pod for super::MfeKey {}
+    unsafe impl aya::Pod for super::MfeKey6 {}
+    unsafe impl aya::Pod for super::UpcallKey6 {}
     unsafe impl aya::Pod for super::MfeValue {}
     unsafe impl aya::Pod for super::MfeStats {}
     unsafe impl aya::Pod for super::PortValue {}

@@ -17,6 +17,7 @@ mod lease;
 mod maps;
 mod object;
 mod parse;
+mod parse6;
 mod tc;
 mod upcall;
 mod xdp;

@@ -9,13 +9,16 @@ use aya_ebpf::{
 };
 use mgm_common::{
     DEFAULT_MAX_MFES, HopList, LegEntry, LegKey, MAX_LEASES, MAX_LEGS, MAX_OIF_BASES,
-    MAX_OIF_STATS, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeStats, MfeValue, OifBase, OifKey,
-    OifStats, OilPorts, PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallRecord, UpcallSeen, config,
-    counter,
+    MAX_OIF_STATS, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeKey6, MfeStats, MfeValue,
+    OifBase, OifKey, OifStats, OilPorts, PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallKey6,
+    UpcallRecord, UpcallSeen, config, counter,
 };
 
 #[map(name = "MGM_MFES")]
 pub static MGM_MFES: HashMap<MfeKey, MfeValue> = HashMap::with_max_entries(DEFAULT_MAX_MFES, 0);
+
+#[map(name = "MGM_MFES6")]
+pub static MGM_MFES6: HashMap<MfeKey6, MfeValue> = HashMap::with_max_entries(DEFAULT_MAX_MFES, 0);
 
 #[map(name = "MGM_MFE_STATS")]
 pub static MGM_MFE_STATS: PerCpuArray<MfeStats> =
@@ -41,6 +44,10 @@ pub static MGM_UPCALLS: RingBuf = RingBuf::with_byte_size(UPCALL_RING_BYTES, 0);
 
 #[map(name = "MGM_UPCALL_SEEN")]
 pub static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, UpcallSeen> =
+    LruHashMap::with_max_entries(16_384, 0);
+
+#[map(name = "MGM_UPCALL_SEEN6")]
+pub static MGM_UPCALL_SEEN6: LruHashMap<UpcallKey6, UpcallSeen> =
     LruHashMap::with_max_entries(16_384, 0);
 
 /// Where an upcall record is assembled (1.5 KiB: more than the BPF stack holds).

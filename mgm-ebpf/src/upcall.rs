@@ -7,24 +7,68 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_ns, helpers::generated::bpf_xdp_load_bytes, programs::XdpContext,
 };
 use mgm_common::{
-    MfeKey, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_FRAME_MAX, UPCALL_INTERVAL_NS, UPCALL_NO_MFE,
-    UPCALL_QUEUE, Upcall, UpcallKey, UpcallSeen, counter,
+    MfeKey, MfeKey6, UPCALL_F_EVENT, UPCALL_F_IPV6, UPCALL_F_QUEUED, UPCALL_FRAME_MAX,
+    UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_QUEUE, Upcall, UpcallKey, UpcallKey6, UpcallSeen,
+    counter,
 };
 
-use crate::maps::{MGM_UPCALL_SCRATCH, MGM_UPCALL_SEEN, MGM_UPCALLS, count};
+use crate::maps::{MGM_UPCALL_SCRATCH, MGM_UPCALL_SEEN, MGM_UPCALL_SEEN6, MGM_UPCALLS, count};
+
+/// The flow an upcall is about, of either family.
+#[derive(Clone, Copy)]
+pub enum Flow<'a> {
+    V4(&'a MfeKey),
+    V6(&'a MfeKey6),
+}
+
+impl Flow<'_> {
+    /// This flow's rate-limiter entry for (`ifindex`, `kind`), if there is one.
+    #[inline(always)]
+    fn seen(&self, ifindex: u32, kind: u32) -> Option<*mut UpcallSeen> {
+        match self {
+            Flow::V4(k) => MGM_UPCALL_SEEN.get_ptr_mut(UpcallKey {
+                source: k.source,
+                group: k.group,
+                ifindex,
+                kind,
+            }),
+            Flow::V6(k) => MGM_UPCALL_SEEN6.get_ptr_mut(UpcallKey6 {
+                source: k.source,
+                group: k.group,
+                ifindex,
+                kind,
+            }),
+        }
+    }
+
+    #[inline(always)]
+    fn start(&self, ifindex: u32, kind: u32, seen: UpcallSeen) {
+        let _ = match self {
+            Flow::V4(k) => MGM_UPCALL_SEEN.insert(
+                UpcallKey { source: k.source, group: k.group, ifindex, kind },
+                seen,
+                0,
+            ),
+            Flow::V6(k) => MGM_UPCALL_SEEN6.insert(
+                UpcallKey6 { source: k.source, group: k.group, ifindex, kind },
+                seen,
+                0,
+            ),
+        };
+    }
+}
 
 /// Tells the control plane about a packet it could not forward. Per (S,G, ingress, kind) and
 /// `UPCALL_INTERVAL_NS`: one event (a flood of unknown traffic costs one ring entry per flow
 /// and interval, not one per packet), and for a flow without MFE the first `UPCALL_QUEUE`
 /// packets whole, so mgmd can forward them once the MFE exists instead of losing them.
 #[inline(always)]
-pub fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
+pub fn upcall(ctx: &XdpContext, flow: Flow<'_>, kind: u32) {
     let ifindex = ctx.ingress_ifindex() as u32;
     let avail = ctx.data_end() - ctx.data();
-    let k = UpcallKey { source: key.source, group: key.group, ifindex, kind };
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let mut flags = match MGM_UPCALL_SEEN.get_ptr_mut(k) {
+    let mut flags = match flow.seen(ifindex, kind) {
         // SAFETY (all three): an LRU value this CPU looked up; a racing CPU may count twice.
         Some(seen) if now.wrapping_sub(unsafe { (*seen).since_ns }) < UPCALL_INTERVAL_NS => {
             if kind != UPCALL_NO_MFE || unsafe { (*seen).queued } >= UPCALL_QUEUE {
@@ -35,7 +79,7 @@ pub fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
         }
         _ => {
             let queued = u32::from(kind == UPCALL_NO_MFE);
-            let _ = MGM_UPCALL_SEEN.insert(k, UpcallSeen { since_ns: now, queued, _pad: 0 }, 0);
+            flow.start(ifindex, kind, UpcallSeen { since_ns: now, queued, _pad: 0 });
             UPCALL_F_EVENT | if kind == UPCALL_NO_MFE { UPCALL_F_QUEUED } else { 0 }
         }
     };
@@ -61,16 +105,14 @@ pub fn upcall(ctx: &XdpContext, key: &MfeKey, kind: u32) {
     if rc < 0 {
         return;
     }
+    // An IPv6 upcall's addresses are in the frame it carries.
+    let (source, group, flags) = match flow {
+        Flow::V4(k) => (k.source, k.group, flags),
+        Flow::V6(_) => ([0; 4], [0; 4], flags | UPCALL_F_IPV6),
+    };
     // SAFETY: as above.
     unsafe {
-        (*rec).upcall = Upcall {
-            source: key.source,
-            group: key.group,
-            ifindex,
-            kind,
-            flags,
-            frame_len: len as u32,
-        };
+        (*rec).upcall = Upcall { source, group, ifindex, kind, flags, frame_len: len as u32 };
     }
     let size = size_of::<Upcall>() + len;
     // SAFETY: rec points to size_of::<UpcallRecord>() >= size bytes.

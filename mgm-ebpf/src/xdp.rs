@@ -19,8 +19,8 @@ use aya_log_ebpf::warn;
 use core::mem::size_of;
 
 use mgm_common::{
-    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MfeKey, MfeValue, OIL_EMPTY,
-    UPCALL_NO_MFE, UPCALL_WRONG_IIF, config, counter,
+    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MfeKey, MfeKey6, MfeValue,
+    OIL_EMPTY, UPCALL_NO_MFE, UPCALL_WRONG_IIF, config, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -30,15 +30,41 @@ const IPPROTO_UDP: u8 = 17;
 use crate::{
     lease,
     maps::{
-        MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_OIL_PORTS,
-        MGM_OILS, MGM_PORTS, count, uncount, verdict,
+        MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_MFES6,
+        MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict,
     },
     parse::{
         ETH_P_IPV4, HDR_MIN, Header, Ipv4, check, check_plain, decrement_ttl, group_mac,
         header_len, ptr_at,
     },
-    upcall::upcall,
+    parse6::{ETH_P_IPV6, HDR6, Ipv6, check6, group_mac6},
+    upcall::{Flow, upcall},
 };
+
+/// A routable packet of either family, as its checks found it.
+enum Packet {
+    V4(Ipv4),
+    V6(Ipv6),
+}
+
+impl Packet {
+    #[inline(always)]
+    fn tot_len(&self) -> usize {
+        match self {
+            Packet::V4(ip) => ip.tot_len,
+            Packet::V6(ip) => ip.tot_len,
+        }
+    }
+
+    /// TTL or hop limit.
+    #[inline(always)]
+    fn ttl(&self) -> u8 {
+        match self {
+            Packet::V4(ip) => ip.ttl,
+            Packet::V6(ip) => ip.hop_limit,
+        }
+    }
+}
 
 #[xdp]
 pub fn mgm_xdp_ingress(ctx: XdpContext) -> u32 {
@@ -47,14 +73,15 @@ pub fn mgm_xdp_ingress(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn ingress(ctx: &XdpContext) -> u32 {
-    use xdp_action::{XDP_DROP, XDP_PASS};
+    use xdp_action::XDP_PASS;
 
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return verdict(counter::PASS_MALFORMED, XDP_PASS);
     };
     // SAFETY: bounds-checked by ptr_at.
     let (ether_type, l2_dst) = unsafe { ((*eth).ether_type, (*eth).dst_addr) };
-    if u16::from_be(ether_type) != ETH_P_IPV4 {
+    let ether_type = u16::from_be(ether_type);
+    if ether_type != ETH_P_IPV4 && ether_type != ETH_P_IPV6 {
         // VLAN-tagged frames land here too: the tag is not ours to strip.
         return verdict(counter::PASS_NOT_IPV4, XDP_PASS);
     }
@@ -63,6 +90,12 @@ fn ingress(ctx: &XdpContext) -> u32 {
     }
     let ip_off = EthHdr::LEN;
     let l3_len = ctx.data_end() - ctx.data() - ip_off;
+    if ether_type == ETH_P_IPV6 {
+        return match check6(ctx, ip_off, l3_len) {
+            Ok(ip) => forward(ctx, Packet::V6(ip), ip_off, l3_len),
+            Err(why) => verdict(why, XDP_PASS),
+        };
+    }
     // A header without options is checked in place; one with options (or a frame too short
     // for 20 bytes) on a copy, by the same code as the TC path's.
     let plain = match ptr_at::<[u8; HDR_MIN]>(ctx, ip_off) {
@@ -80,11 +113,29 @@ fn ingress(ctx: &XdpContext) -> u32 {
             Err(why) => return verdict(why, XDP_PASS),
         },
     };
+    forward(ctx, Packet::V4(ip), ip_off, l3_len)
+}
 
-    let key = MfeKey::new(ip.src, ip.dst);
-    // SAFETY: the value is copied out at once; the writer replaces entries whole.
-    let Some(mfe) = (unsafe { MGM_MFES.get(key) }).copied() else {
-        upcall(ctx, &key, UPCALL_NO_MFE);
+/// A routable packet: its MFE decides (same rules for both families).
+#[inline(always)]
+fn forward(ctx: &XdpContext, ip: Packet, ip_off: usize, l3_len: usize) -> u32 {
+    use xdp_action::{XDP_DROP, XDP_PASS};
+
+    let (k4, k6);
+    let (flow, found) = match &ip {
+        Packet::V4(p) => {
+            k4 = MfeKey::new(p.src, p.dst);
+            // SAFETY: the value is copied out at once; the writer replaces entries whole.
+            (Flow::V4(&k4), unsafe { MGM_MFES.get(k4) }.copied())
+        }
+        Packet::V6(p) => {
+            k6 = MfeKey6 { source: p.src, group: p.dst };
+            // SAFETY: as above.
+            (Flow::V6(&k6), unsafe { MGM_MFES6.get(k6) }.copied())
+        }
+    };
+    let Some(mfe) = found else {
+        upcall(ctx, flow, UPCALL_NO_MFE);
         return verdict(counter::PASS_NO_MFE, XDP_PASS);
     };
     let stats = MGM_MFE_STATS.get_ptr_mut(mfe.stats);
@@ -100,20 +151,20 @@ fn ingress(ctx: &XdpContext) -> u32 {
         if kernel {
             return verdict(counter::PASS_KERNEL, XDP_PASS);
         }
-        upcall(ctx, &key, UPCALL_WRONG_IIF);
+        upcall(ctx, flow, UPCALL_WRONG_IIF);
         return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
     }
     if kernel && let Some(why) = kernel_turn(mfe.stats) {
         // Not counted here: the kernel forwards and counts it.
         return verdict(why, XDP_PASS);
     }
-    if mfe.flags & MFE_F_LOCAL != 0 && for_this_host(ctx, ip_off) {
+    if mfe.flags & MFE_F_LOCAL != 0 && (matches!(ip, Packet::V6(_)) || for_this_host(ctx, ip_off)) {
         // The kernel forwards it too, and delivers it to the local socket.
         return verdict(counter::PASS_LOCAL, XDP_PASS);
     }
     // The copy's length (the datagram and an Ethernet header). Packets forwarded are
     // packets less TTL-expired: that count is also every XDP copy's (see `OifStats`).
-    let copy_len = ip_off + ip.tot_len;
+    let copy_len = ip_off + ip.tot_len();
     if let Some(s) = stats {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -121,7 +172,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
             (*s).bytes += copy_len as u64;
         }
     }
-    if ip.ttl <= 1 {
+    if ip.ttl() <= 1 {
         if let Some(s) = stats {
             // SAFETY: per-CPU slot.
             unsafe {
@@ -142,7 +193,7 @@ fn ingress(ctx: &XdpContext) -> u32 {
         // device apart, the TC program clones per next hop.
         return verdict(counter::PASS_TO_TC, XDP_PASS);
     }
-    let ip_len = ip.tot_len as u32;
+    let ip_len = ip.tot_len() as u32;
     let too_big = mfe.min_mtu != 0 && ip_len > mfe.min_mtu;
     if too_big {
         count_too_big(&mfe, ip_len, copy_len);
@@ -239,22 +290,36 @@ fn kernel_turn(slot: u32) -> Option<u32> {
 /// tot_len stays here), sent to the group's MAC (from `src` when given; else the egress
 /// program writes each port's), TTL - 1.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, ip: &Ipv4, l3_len: usize, src: Option<[u8; 6]>) -> Option<()> {
-    if l3_len > ip.tot_len {
+fn rewrite(ctx: &XdpContext, ip: &Packet, l3_len: usize, src: Option<[u8; 6]>) -> Option<()> {
+    let tot_len = ip.tot_len();
+    if l3_len > tot_len {
         // SAFETY: shrinking by less than the frame's length.
-        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((l3_len - ip.tot_len) as i32)) } != 0 {
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((l3_len - tot_len) as i32)) } != 0 {
             return None;
         }
     }
     let eth = ptr_at::<EthHdr>(ctx, 0)?;
-    let iph = ptr_at::<Ipv4Hdr>(ctx, EthHdr::LEN)?;
-    // SAFETY: bounds-checked by ptr_at; the headers are plain bytes.
-    unsafe {
-        (*eth).dst_addr = group_mac(ip.dst);
-        if let Some(mac) = src {
-            (*eth).src_addr = mac;
+    match ip {
+        Packet::V4(p) => {
+            let iph = ptr_at::<Ipv4Hdr>(ctx, EthHdr::LEN)?;
+            // SAFETY: bounds-checked by ptr_at; the headers are plain bytes.
+            unsafe {
+                (*eth).dst_addr = group_mac(p.dst);
+                decrement_ttl(&mut *iph);
+            }
         }
-        decrement_ttl(&mut *iph);
+        Packet::V6(p) => {
+            let h = ptr_at::<[u8; HDR6]>(ctx, EthHdr::LEN)?;
+            // SAFETY: as above. IPv6 has no header checksum to update.
+            unsafe {
+                (*eth).dst_addr = group_mac6(&p.dst);
+                (*h)[7] = p.hop_limit - 1;
+            }
+        }
+    }
+    if let Some(mac) = src {
+        // SAFETY: bounds-checked by ptr_at above (the tail only shrank past the headers).
+        unsafe { (*eth).src_addr = mac };
     }
     Some(())
 }
@@ -306,15 +371,10 @@ fn egress(ctx: &XdpContext) -> u32 {
     let copy = match meta(ctx) {
         // SAFETY: bounds-checked by meta().
         Some(m) => unsafe { *m },
-        None => {
-            // SAFETY: bounds-checked by ptr_at.
-            let key = unsafe { MfeKey::new((*ip).src_addr, (*ip).dst_addr) };
-            // SAFETY: copied out at once.
-            let Some(mfe) = (unsafe { MGM_MFES.get(key) }) else {
-                return verdict(counter::EGRESS_STALE, XDP_DROP);
-            };
-            CopyMeta { oil: mfe.oil, stats: mfe.stats }
-        }
+        None => match mfe_of_copy(ctx, eth, ip) {
+            Some(mfe) => CopyMeta { oil: mfe.oil, stats: mfe.stats },
+            None => return verdict(counter::EGRESS_STALE, XDP_DROP),
+        },
     };
     // Counted as sent by the ingress program; only a copy that may not leave costs a write.
     let leg = match lease::leg_for_copy(copy.oil, copy.stats, ifindex, ctx.data_end() - ctx.data())
@@ -325,6 +385,24 @@ fn egress(ctx: &XdpContext) -> u32 {
     // SAFETY: bounds-checked by ptr_at.
     unsafe { (*eth).src_addr = leg.src_mac };
     verdict(counter::EGRESS_TX, XDP_PASS)
+}
+
+/// The MFE of a copy, read again from its headers (generic mode).
+#[inline(always)]
+fn mfe_of_copy(ctx: &XdpContext, eth: *mut EthHdr, ip: *mut Ipv4Hdr) -> Option<MfeValue> {
+    // SAFETY: bounds-checked by the caller's ptr_at.
+    if u16::from_be(unsafe { (*eth).ether_type }) == ETH_P_IPV6 {
+        let h = ptr_at::<[u8; HDR6]>(ctx, EthHdr::LEN)?;
+        let mut key = MfeKey6::default();
+        // SAFETY: bounds-checked by ptr_at.
+        let h = unsafe { &*h };
+        key.source.copy_from_slice(&h[8..24]);
+        key.group.copy_from_slice(&h[24..40]);
+        // SAFETY: copied out at once.
+        return unsafe { MGM_MFES6.get(key) }.copied();
+    }
+    // SAFETY: bounds-checked by the caller's ptr_at; copied out at once.
+    unsafe { MGM_MFES.get(MfeKey::new((*ip).src_addr, (*ip).dst_addr)) }.copied()
 }
 
 /// The packet is longer than some outgoing interface's MTU: the kernel will drop those

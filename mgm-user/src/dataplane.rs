@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -26,8 +26,8 @@ use aya::{
 use aya_obj::generated::bpf_map_type;
 use mgm_common::{
     ABI_VERSION, DEFAULT_MAX_MFES, Hop, HopList, LEASE_NONE, LEASE_STATIC, LegEntry, LegKey,
-    MAX_HOPS, MAX_OIL_PORTS, MfeKey, MfeStats, MfeValue, OifBase, OifKey, OifStats, OilPorts,
-    PortValue, UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
+    MAX_HOPS, MAX_OIL_PORTS, MfeKey, MfeKey6, MfeStats, MfeValue, OifBase, OifKey, OifStats,
+    OilPorts, PortValue, UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
 };
 
 use crate::{
@@ -195,7 +195,7 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 16] = [
+const PINNED_MAPS: [&str; 18] = [
     maps::HOPS,
     maps::CONFIG,
     maps::LOCAL_PORTS,
@@ -204,12 +204,14 @@ const PINNED_MAPS: [&str; 16] = [
     maps::OIF_BASE,
     maps::OIL_PORTS,
     maps::MFES,
+    maps::MFES6,
     maps::OILS,
     maps::MFE_STATS,
     maps::COUNTERS,
     maps::PORTS,
     maps::UPCALLS,
     maps::UPCALL_SEEN,
+    maps::UPCALL_SEEN6,
     maps::LEASES,
     maps::LEGS,
 ];
@@ -220,8 +222,9 @@ const PINNED_MAPS: [&str; 16] = [
 fn layout(opts: &LoadOptions) -> String {
     use std::mem::size_of;
     format!(
-        "abi{ABI_VERSION}-mfe-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}-hops-{}",
+        "abi{ABI_VERSION}-mfe-{}-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}-hops-{}",
         size_of::<MfeKey>(),
+        size_of::<MfeKey6>(),
         size_of::<MfeValue>(),
         opts.max_mfes,
         size_of::<MfeStats>(),
@@ -286,6 +289,7 @@ enum Attachment {
 pub struct BpfFastPath {
     ebpf: Ebpf,
     mfes: HashMap<MapData, MfeKey, MfeValue>,
+    mfes6: HashMap<MapData, MfeKey6, MfeValue>,
     oils: ArrayOfMaps<MapData, DevMapHash<MapData>>,
     mfe_stats: PerCpuArray<MapData, MfeStats>,
     oif_stats: aya::maps::PerCpuHashMap<MapData, OifKey, OifStats>,
@@ -368,6 +372,7 @@ impl BpfFastPath {
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Cpus(e))?;
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(maps::MFES, opts.max_mfes);
+        loader.map_max_entries(maps::MFES6, opts.max_mfes);
         loader.map_max_entries(maps::MFE_STATS, opts.max_mfes);
         loader.map_max_entries(maps::HEARTBEAT, opts.max_mfes);
         let mut reused = false;
@@ -458,6 +463,7 @@ impl BpfFastPath {
             oil_ports: take(&mut ebpf, maps::OIL_PORTS)?,
             hops: take(&mut ebpf, maps::HOPS)?,
             mfes: take(&mut ebpf, maps::MFES)?,
+            mfes6: take(&mut ebpf, maps::MFES6)?,
             mfe_stats: take(&mut ebpf, maps::MFE_STATS)?,
             oif_stats: take(&mut ebpf, maps::OIF_STATS)?,
             oif_base: take(&mut ebpf, maps::OIF_BASE)?,
@@ -801,6 +807,10 @@ impl BpfFastPath {
             let (k, v) = r.map_err(map_err(maps::MFES))?;
             a.mfes.push((Sg::v4(k.source, k.group), v));
         }
+        for r in self.mfes6.iter() {
+            let (k, v) = r.map_err(map_err(maps::MFES6))?;
+            a.mfes.push((Sg::new(Ipv6Addr::from(k.source), Ipv6Addr::from(k.group)), v));
+        }
         let named: std::collections::BTreeSet<u32> = a
             .oils
             .values()
@@ -919,11 +929,19 @@ pub fn parse_upcall(bytes: &[u8]) -> Option<(Upcall, &[u8])> {
     (u.frame_len as usize <= UPCALL_FRAME_MAX).then_some((u, frame))
 }
 
-/// The IPv4 map's key of an (S,G).
-fn bpf_key(sg: Sg) -> Result<MfeKey, FastPathError> {
+/// An (S,G) as one of the two MFE maps keys it.
+enum Key {
+    V4(MfeKey),
+    V6(MfeKey6),
+}
+
+fn bpf_key(sg: Sg) -> Result<Key, FastPathError> {
     match (sg.source, sg.group) {
-        (IpAddr::V4(s), IpAddr::V4(g)) => Ok(MfeKey::new(s.octets(), g.octets())),
-        _ => Err(FastPathError::Ipv6(sg.source, sg.group)),
+        (IpAddr::V4(s), IpAddr::V4(g)) => Ok(Key::V4(MfeKey::new(s.octets(), g.octets()))),
+        (IpAddr::V6(s), IpAddr::V6(g)) => {
+            Ok(Key::V6(MfeKey6 { source: s.octets(), group: g.octets() }))
+        }
+        _ => Err(FastPathError::Family(sg.source, sg.group)),
     }
 }
 
@@ -1025,11 +1043,17 @@ impl FastPath for BpfFastPath {
     }
 
     fn set_mfe(&mut self, key: Sg, value: MfeValue) -> Result<(), FastPathError> {
-        self.mfes.insert(bpf_key(key)?, value, BPF_ANY).map_err(map_err(maps::MFES))
+        match bpf_key(key)? {
+            Key::V4(k) => self.mfes.insert(k, value, BPF_ANY).map_err(map_err(maps::MFES)),
+            Key::V6(k) => self.mfes6.insert(k, value, BPF_ANY).map_err(map_err(maps::MFES6)),
+        }
     }
 
     fn remove_mfe(&mut self, key: &Sg) -> Result<(), FastPathError> {
-        ignore_absent(self.mfes.remove(&bpf_key(*key)?)).map_err(map_err(maps::MFES))
+        match bpf_key(*key)? {
+            Key::V4(k) => ignore_absent(self.mfes.remove(&k)).map_err(map_err(maps::MFES)),
+            Key::V6(k) => ignore_absent(self.mfes6.remove(&k)).map_err(map_err(maps::MFES6)),
+        }
     }
 
     fn mfe_stats(&self, slot: u32) -> Result<MfeStats, FastPathError> {

@@ -61,8 +61,10 @@ pub enum FastPathError {
     TooManyLeases(u32),
     #[error("lease {0} was never opened")]
     UnknownLease(u32),
-    #[error("({0}, {1}) is IPv6: this fast path forwards IPv4 only")]
-    Ipv6(IpAddr, IpAddr),
+    #[error("({0}, {1}) mixes the address families")]
+    Family(IpAddr, IpAddr),
+    #[error("interface {0}: IPv6 next hops are not supported by the fast path yet")]
+    Ipv6NextHop(u32),
 }
 
 /// The map operations the mirror needs. Each call is one idempotent map write (or, for an
@@ -554,7 +556,7 @@ impl<F: FastPath> Mirror<F> {
         origin: Origin,
     ) -> Result<(), FastPathError> {
         let oifs: Vec<Oif> =
-            oifs.iter().map(|&o| Oif::new(o, Ipv4Addr::UNSPECIFIED, vec![LEASE_STATIC])).collect();
+            oifs.iter().map(|&o| Oif::new(o, key.family().any(), vec![LEASE_STATIC])).collect();
         self.install_as(key, iif, &oifs, origin)
     }
 
@@ -573,14 +575,22 @@ impl<F: FastPath> Mirror<F> {
         oifs: &[Oif],
         origin: Origin,
     ) -> Result<(), FastPathError> {
-        if key.family() != Family::Ipv4 {
-            return Err(FastPathError::Ipv6(key.source, key.group));
+        if Family::of(key.source) != key.family() {
+            return Err(FastPathError::Family(key.source, key.group));
         }
         let mut merged: BTreeMap<(u32, Ipv4Addr), BTreeSet<u32>> = BTreeMap::new();
         for o in oifs.iter().filter(|o| o.ifindex != iif) {
-            // The core gives an entry next hops of its own family only.
-            let IpAddr::V4(nexthop) = o.nexthop else {
-                return Err(FastPathError::Ipv6(key.source, key.group));
+            // The core gives an entry next hops of its own family only. A leg's next hop
+            // is IPv4 (the TC program's neighbour copies); an IPv6 leg has none.
+            let nexthop = match o.nexthop {
+                IpAddr::V4(nh) if key.family() == Family::Ipv4 => nh,
+                IpAddr::V6(nh) if key.family() == Family::Ipv6 && nh.is_unspecified() => {
+                    Ipv4Addr::UNSPECIFIED
+                }
+                IpAddr::V6(_) if key.family() == Family::Ipv6 => {
+                    return Err(FastPathError::Ipv6NextHop(o.ifindex));
+                }
+                _ => return Err(FastPathError::Family(key.source, key.group)),
             };
             merged.entry((o.ifindex, nexthop)).or_default().extend(&o.leases);
         }

@@ -673,7 +673,7 @@ impl Ctl {
 
     /// The MFE (source, group) from `show`, if present.
     pub fn mfe(&mut self, source: &str, group: &str) -> anyhow::Result<Option<MfeInfo>> {
-        let (s, g): (Ipv4Addr, Ipv4Addr) = (source.parse()?, group.parse()?);
+        let (s, g): (std::net::IpAddr, std::net::IpAddr) = (source.parse()?, group.parse()?);
         Ok(self.show()?.mfes.into_iter().find(|m| m.source == s && m.group == g))
     }
 

@@ -33,7 +33,9 @@ use std::{
     time::Duration,
 };
 
-use mgm_common::{PortValue, UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
+use mgm_common::{
+    PortValue, UPCALL_F_EVENT, UPCALL_F_IPV6, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall,
+};
 use tracing::{info, warn};
 
 pub use self::run::run;
@@ -607,16 +609,18 @@ impl<D: Dataplane> Daemon<D> {
     /// An upcall from the fast path: the core hears of the packet (if the record is an
     /// event), and the first packets of a flow without MFE are held until it has one.
     fn upcall(&mut self, u: &Upcall, frame: &[u8], now: Duration) {
-        let key = Sg::v4(u.source, u.group);
+        let Some((key, header)) = upcall_flow(u, frame) else {
+            return;
+        };
         if self.writer.is_outside_core(&key) {
             // A static route, or the kernel's (which queues and forwards its first packets
             // itself): not the MGM clients' business.
             return;
         }
         if u.flags & UPCALL_F_EVENT != 0 {
-            // The callbacks carry the IPv4 header and the first 8 bytes of data.
+            // The callbacks carry the IP header and the first 8 bytes of data.
             let ip = frame.get(14..).unwrap_or_default();
-            self.manager.new_packet(key, u.ifindex, &ip[..ip.len().min(28)], now);
+            self.manager.new_packet(key, u.ifindex, &ip[..ip.len().min(header)], now);
         }
         if u.flags & UPCALL_F_QUEUED != 0 && u.kind == UPCALL_NO_MFE {
             if self.writer.mirror().get(&key).is_some() && !self.first.is_waiting(&key) {
@@ -844,12 +848,27 @@ impl From<FastPathError> for WireError {
                 ErrorCode::NoSuchInterface
             }
             FastPathError::UnknownLease(_)
-            | FastPathError::Ipv6(..)
+            | FastPathError::Family(..)
+            | FastPathError::Ipv6NextHop(_)
             | FastPathError::Map { .. }
             | FastPathError::XdpMap { .. } => ErrorCode::FastPath,
         };
         WireError::new(code, e.to_string())
     }
+}
+
+/// The (S,G) an upcall is about, and how many bytes of its IP datagram the callbacks carry
+/// (the IPv4 header without options or the IPv6 fixed header, and 8 bytes of data). An IPv6
+/// upcall's addresses are read from the frame it carries.
+fn upcall_flow(u: &Upcall, frame: &[u8]) -> Option<(Sg, usize)> {
+    if u.flags & UPCALL_F_IPV6 == 0 {
+        return Some((Sg::v4(u.source, u.group), 28));
+    }
+    let ip = frame.get(14..54)?;
+    let addr = |r: std::ops::Range<usize>| -> Option<std::net::Ipv6Addr> {
+        Some(<[u8; 16]>::try_from(ip.get(r)?).ok()?.into())
+    };
+    Some((Sg::new(addr(8..24)?, addr(24..40)?), 48))
 }
 
 /// How many MFEs the core may hold: the fast path's capacity less the static entries.
