@@ -288,12 +288,13 @@ fn malformed_and_foreign_frames_are_never_forwarded() {
             "pass_not_ipv4",
         ),
         (
-            "IPv6 ethertype",
+            // The IPv6 checks see version 4 in the header.
+            "IPv6 ethertype on an IPv4 header",
             with(&|f| {
                 f[12] = 0x86;
                 f[13] = 0xdd
             }),
-            "pass_not_ipv4",
+            "pass_malformed",
         ),
         (
             "ARP ethertype",
