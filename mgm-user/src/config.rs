@@ -10,14 +10,22 @@
 //! group = "239.1.1.1"
 //! iif = "eth0"
 //! oifs = ["eth1", "eth2"]
+//!
+//! [[scope_boundary]]
+//! interface = "eth2"
+//! scope = "site"
 //! ```
 //!
 //! On the command line an MFE is `SOURCE,GROUP,IIF,OIF[+OIF...]`, e.g.
-//! `--mfe 10.0.0.1,239.1.1.1,eth0,eth1+eth2`.
+//! `--mfe 10.0.0.1,239.1.1.1,eth0,eth1+eth2`, and a boundary `IFACE:SCOPE`
+//! (`--scope-boundary eth2:site`; see [`crate::scope`]).
 
 use std::{net::IpAddr, path::Path, str::FromStr};
 
-use crate::manager::{Family, Sg, never_routed};
+use crate::{
+    manager::{Family, Sg, never_routed},
+    scope::Boundary,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +49,8 @@ pub struct Config {
     pub interfaces: Vec<String>,
     #[serde(default, rename = "mfe")]
     pub mfes: Vec<StaticMfe>,
+    #[serde(default, rename = "scope_boundary")]
+    pub boundaries: Vec<Boundary>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +206,9 @@ source = "10.0.0.1"
 group = "239.1.1.1"
 iif = "a"
 oifs = ["b", "c"]
+[[scope_boundary]]
+interface = "c"
+scope = "site"
 "#,
         )
         .unwrap();
@@ -203,6 +216,7 @@ oifs = ["b", "c"]
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(cfg.all_interfaces(), ["a", "d", "b", "c"]);
         assert_eq!(cfg.mfes.len(), 1);
+        assert_eq!(cfg.boundaries, ["c:5".parse().unwrap()]);
     }
 
     #[test]

@@ -29,7 +29,10 @@ use mgm_common::{
     OifStats, PortValue,
 };
 
-use crate::manager::{Family, Sg};
+use crate::{
+    manager::{Family, Sg},
+    scope::Scope,
+};
 
 /// Errors from the map layer and from the mirror's own checks.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +244,8 @@ pub struct Mirror<F> {
     neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
     /// Installed MFEs per next hop they send to (so the per-tick checks do not walk every MFE).
     hop_users: BTreeMap<(u32, [u8; 4]), usize>,
+    /// Administrative scope boundaries drawn at interfaces.
+    boundaries: BTreeMap<u32, Scope>,
 }
 
 impl<F: FastPath> Mirror<F> {
@@ -261,6 +266,7 @@ impl<F: FastPath> Mirror<F> {
             next_lease: LEASE_STATIC + 1,
             neighbours: HashMap::new(),
             hop_users: BTreeMap::new(),
+            boundaries: BTreeMap::new(),
         }
     }
 
@@ -367,6 +373,37 @@ impl<F: FastPath> Mirror<F> {
             self.fp.set_mfe(k, self.value(&m))?;
         }
         Ok(())
+    }
+
+    /// Draws (or, with `None`, removes) a scope boundary at `ifindex`. Installed entries
+    /// that cross it stop doing so at once; an entry the boundary no longer stops gets its
+    /// interface back at its next install (the owner of the entry reinstalls it).
+    pub fn set_boundary(
+        &mut self,
+        ifindex: u32,
+        scope: Option<Scope>,
+    ) -> Result<(), FastPathError> {
+        match scope {
+            Some(s) => self.boundaries.insert(ifindex, s),
+            None => self.boundaries.remove(&ifindex),
+        };
+        let crossing: Vec<(Sg, InstalledMfe)> = self
+            .mfes
+            .iter()
+            .filter(|(k, m)| m.legs.iter().any(|l| self.stops(l.ifindex, k, m.iif)))
+            .map(|(k, m)| (*k, m.clone()))
+            .collect();
+        for (k, m) in crossing {
+            let legs = m.legs.iter().filter(|l| !self.stops(l.ifindex, &k, m.iif)).cloned();
+            self.install_legs(k, m.iif, legs.collect(), m.origin)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a boundary keeps `key`'s packets arriving on `iif` from leaving on `oif`: one
+    /// at either interface at the group's scope or above.
+    fn stops(&self, oif: u32, key: &Sg, iif: u32) -> bool {
+        [iif, oif].iter().any(|i| self.boundaries.get(i).is_some_and(|b| b.stops(key.group)))
     }
 
     /// The smallest known MTU among `legs`' interfaces (0: none known).
@@ -579,7 +616,7 @@ impl<F: FastPath> Mirror<F> {
             return Err(FastPathError::Family(key.source, key.group));
         }
         let mut merged: BTreeMap<(u32, Ipv4Addr), BTreeSet<u32>> = BTreeMap::new();
-        for o in oifs.iter().filter(|o| o.ifindex != iif) {
+        for o in oifs.iter().filter(|o| o.ifindex != iif && !self.stops(o.ifindex, &key, iif)) {
             // The core gives an entry next hops of its own family only. A leg's next hop
             // is IPv4 (the TC program's neighbour copies); an IPv6 leg has none.
             let nexthop = match o.nexthop {
@@ -891,6 +928,41 @@ mod tests {
                 o.out_bytes = o.out_bytes.wrapping_add(100 * n);
             }
         }
+    }
+
+    #[test]
+    fn scope_boundaries_keep_groups_on_their_side_both_ways() {
+        let mut m = mirror(&[1, 2, 3]);
+        let site = |g: &str| {
+            Sg::new("2001:db8::1".parse::<IpAddr>().unwrap(), g.parse::<IpAddr>().unwrap())
+        };
+        let (s5, s8, s14) = (site("ff05::1"), site("ff08::1"), site("ff0e::1"));
+        let v4_local = Sg::v4([10, 0, 0, 1], [239, 255, 0, 1]);
+        for k in [s5, s8, s14, v4_local] {
+            m.install_static(k, 1, &[2, 3]).unwrap();
+        }
+        // Drawn after the entries: the ones it stops lose the interface at once.
+        m.set_boundary(3, Some("site".parse().unwrap())).unwrap();
+        assert_eq!(m.get(&s5).unwrap().oifs(), [2]);
+        assert_eq!(m.get(&v4_local).unwrap().oifs(), [2]);
+        assert_eq!(m.get(&s8).unwrap().oifs(), [2, 3]);
+        assert_eq!(m.get(&s14).unwrap().oifs(), [2, 3]);
+        // Installed later: the same.
+        m.install_static(s5, 1, &[2, 3]).unwrap();
+        assert_eq!(m.get(&s5).unwrap().oifs(), [2]);
+        // Arriving on the boundary: forwarded nowhere (a negative entry), beyond its scope as usual.
+        m.install_static(s5, 3, &[1, 2]).unwrap();
+        assert_eq!(m.get(&s5).unwrap().oifs(), Vec::<u32>::new());
+        assert_eq!(m.get(&s5).unwrap().oil, OIL_EMPTY);
+        m.install_static(s8, 3, &[1, 2]).unwrap();
+        assert_eq!(m.get(&s8).unwrap().oifs(), [1, 2]);
+        // A wider boundary stops organisation-local too; removed, the next install crosses.
+        m.set_boundary(3, Some("8".parse().unwrap())).unwrap();
+        assert_eq!(m.get(&s8).unwrap().oifs(), Vec::<u32>::new());
+        assert_eq!(m.get(&s14).unwrap().oifs(), [2, 3]);
+        m.set_boundary(3, None).unwrap();
+        m.install_static(s5, 1, &[2, 3]).unwrap();
+        assert_eq!(m.get(&s5).unwrap().oifs(), [2, 3]);
     }
 
     #[test]

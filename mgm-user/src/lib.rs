@@ -22,6 +22,7 @@ pub mod igmp;
 pub mod kernel;
 pub mod manager;
 pub mod proto;
+pub mod scope;
 pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -818,6 +818,37 @@ impl Topology {
     }
 }
 
+/// IPv6 multicast's destination MAC: 33:33 and the group's low 32 bits.
+pub fn group_mac6(g: &[u8; 16]) -> [u8; 6] {
+    [0x33, 0x33, g[12], g[13], g[14], g[15]]
+}
+
+/// An Ethernet/IPv6/UDP frame from `src_mac` and `source` to `group`.
+pub fn udp6_frame(
+    src_mac: [u8; 6],
+    source: [u8; 16],
+    group: [u8; 16],
+    hop_limit: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2(src_mac, group_mac6(&group))
+        .ipv6(source, group, hop_limit)
+        .udp(40000, 5000);
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut out, payload).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// IPv6 on `dev` in `ns` (the harness turns it off everywhere), without duplicate address
+/// detection, so the link-local address is there at once.
+pub fn ipv6_on(ns: &Netns, dev: &str) -> anyhow::Result<()> {
+    for k in ["all", "default", dev] {
+        ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{k}.accept_dad=0")])?;
+        ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{k}.disable_ipv6=0")])?;
+    }
+    Ok(())
+}
+
 /// Frames among `frames` whose UDP payload starts with `magic`.
 pub fn with_magic<'a>(frames: &'a [Vec<u8>], magic: &[u8]) -> Vec<&'a Vec<u8>> {
     frames.iter().filter(|f| f.windows(magic.len()).any(|w| w == magic)).collect()

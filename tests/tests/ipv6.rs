@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use mgm::config::StaticMfe;
-use mgm_tests::{Topology, magic, with_magic};
+use mgm_tests::{Topology, group_mac6, magic, with_magic};
 
 const IDLE: Duration = Duration::from_millis(300);
 const S6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
@@ -30,18 +30,9 @@ fn static_mfe(group: &str, iif: &str, oifs: &[&str]) -> StaticMfe {
     }
 }
 
-fn group_mac6(g: &[u8; 16]) -> [u8; 6] {
-    [0x33, 0x33, g[12], g[13], g[14], g[15]]
-}
-
-/// An Ethernet/IPv6/UDP frame from `src_mac`.
+/// An Ethernet/IPv6/UDP frame from the source `S6`.
 fn udp6_frame(src_mac: [u8; 6], group: [u8; 16], hop_limit: u8, payload: &[u8]) -> Vec<u8> {
-    let builder = etherparse::PacketBuilder::ethernet2(src_mac, group_mac6(&group))
-        .ipv6(S6, group, hop_limit)
-        .udp(40000, 5000);
-    let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut out, payload).expect("writing to a Vec cannot fail");
-    out
+    mgm_tests::udp6_frame(src_mac, S6, group, hop_limit, payload)
 }
 
 /// `frame` with extension header `ext` (whose first byte, its next header, is filled in)
@@ -276,4 +267,56 @@ fn ipv6_link_and_interface_local_scopes_and_mld_are_never_forwarded() {
     // And the configuration refuses to route them.
     let e = ctl.call_err(static_mfe("ff02::1:3", "rin", &["r1"])).unwrap();
     assert_eq!(e, mgm::proto::ErrorCode::InvalidParams);
+}
+
+#[test]
+fn a_scope_boundary_keeps_site_local_groups_inside_both_ways() {
+    // ff<scope>::8000:<n>
+    let group = |scope: u8, n: u8| {
+        let mut g = G6;
+        g[1] = scope;
+        g[15] = n;
+        g
+    };
+    let name = |g: [u8; 16]| std::net::Ipv6Addr::from(g).to_string();
+    let mut t = Topology::new(2).unwrap();
+    // r2 is the site's edge: site-local (5) and smaller stay off it; organisation-local (8)
+    // and global (e) pass. Entries 1 come in on rin, entries 2 through the boundary.
+    let mut args = vec!["--scope-boundary".to_owned(), "r2:site".to_owned()];
+    for scope in [0x05, 0x08, 0x0e] {
+        args.push("--mfe".into());
+        args.push(format!("{S},{},rin,r1+r2", name(group(scope, 1))));
+        args.push("--mfe".into());
+        args.push(format!("{S},{},r2,r1", name(group(scope, 2))));
+    }
+    t.start(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    let scopes = |copies: &[Vec<u8>]| -> Vec<u8> { copies.iter().map(|f| f[39]).collect() };
+
+    let m = magic("v6bound");
+    let frames: Vec<Vec<u8>> = [0x05, 0x08, 0x0e]
+        .iter()
+        .map(|&s| udp6_frame(t.sender_mac, group(s, 1), 64, &payload(&m, s.into())))
+        .collect();
+    let got = send_and_capture(&t, &frames, &m);
+    assert_eq!(scopes(&got[0]), [0x05, 0x08, 0x0e], "inside the site: every scope");
+    assert_eq!(scopes(&got[1]), [0x08, 0x0e], "across the boundary: no site-local group");
+    let mut ctl = t.ctl().unwrap();
+    let r1 = t.router.ifindex("r1").unwrap();
+    let site = ctl.mfe(S, &name(group(0x05, 1))).unwrap().unwrap();
+    assert_eq!(site.oifs, [r1], "the fast path lists what it really copies to");
+
+    // Through the boundary, inwards: the site-local group goes nowhere.
+    let tx2 = mgm_tests::PacketSocket::open(&t.receivers[1], "eth0").unwrap();
+    let mac = t.receivers[1].mac("eth0").unwrap();
+    let caps = t.captures().unwrap();
+    let m2 = magic("v6bound-in");
+    for scope in [0x05, 0x08, 0x0e] {
+        tx2.send(&udp6_frame(mac, group(scope, 2), 64, &payload(&m2, scope.into()))).unwrap();
+    }
+    ctl.wait_counters(&["drop_empty_oil"], 1).unwrap();
+    ctl.wait_counters(&["forwarded"], 5).unwrap();
+    let inside = caps[0].drain(IDLE).unwrap();
+    let got: Vec<u8> = with_magic(&inside, &m2).iter().map(|f| f[39]).collect();
+    assert_eq!(got, [0x08, 0x0e], "only groups beyond the site cross inwards");
+    assert_eq!(ctl.mfe(S, &name(group(0x05, 2))).unwrap().unwrap().oifs, Vec::<u32>::new());
 }

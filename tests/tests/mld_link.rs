@@ -2,7 +2,7 @@
 //! MLD's link edge against a real host stack: a receiver namespace's kernel joins and leaves
 //! an IPv6 group (MLDv2 by default, MLDv1 when forced), the router reads its reports below IP
 //! through mgmd's XDP program, queries it, and leaves all-multicast mode when the socket
-//! closes. (The daemon runs IGMP only for now: this is the edge MLD will use.)
+//! closes. (`tests/mld.rs` runs the whole daemon over this edge.)
 
 use std::{
     net::{Ipv6Addr, UdpSocket},
@@ -14,7 +14,7 @@ use mgm::igmp::{
     mld::{encode_query, parse},
     packet::{Message, Query, RecordType},
 };
-use mgm_tests::{Netns, Topology, has_record};
+use mgm_tests::{Topology, has_record, ipv6_on};
 
 /// The next MLD message matching `want` within 5 s (others are skipped).
 fn expect(link: &Link, want: impl Fn(&Message<Ipv6Addr>) -> bool) -> Message<Ipv6Addr> {
@@ -31,21 +31,12 @@ fn expect(link: &Link, want: impl Fn(&Message<Ipv6Addr>) -> bool) -> Message<Ipv
     }
 }
 
-/// IPv6 on `dev` in `ns` (the harness turns it off everywhere), without duplicate address
-/// detection, so the link-local address is there at once.
-fn ipv6_on(ns: &Netns, dev: &str) {
-    for k in ["all", "default", dev] {
-        ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{k}.accept_dad=0")]).unwrap();
-        ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{k}.disable_ipv6=0")]).unwrap();
-    }
-}
-
 #[test]
 fn host_mld_is_read_below_ip_and_queries_are_answered() {
     let mut t = Topology::new(1).unwrap();
     t.start(&[]).unwrap();
-    ipv6_on(&t.router, "r1");
-    ipv6_on(&t.receivers[0], "eth0");
+    ipv6_on(&t.router, "r1").unwrap();
+    ipv6_on(&t.receivers[0], "eth0").unwrap();
     let allmulti = || t.router.allmulti("r1").unwrap();
     let ifindex = t.router.ifindex("r1").unwrap();
     let link = t.router.enter(move || Ok(Link::open_mld(ifindex)?)).unwrap();

@@ -60,6 +60,11 @@ struct Args {
     /// A static MFE: SOURCE,GROUP,IIF,OIF[+OIF...] (repeatable).
     #[arg(long = "mfe")]
     mfes: Vec<StaticMfe>,
+    /// An administrative scope boundary: IFACE:SCOPE, the scope a number (3-13) or realm,
+    /// admin, site, organisation (repeatable). Groups of that scope or smaller (IPv6 by
+    /// their scope field, IPv4 239.0.0.0/8 by RFC 2365) neither leave nor enter through IFACE.
+    #[arg(long = "scope-boundary", value_name = "IFACE:SCOPE")]
+    boundaries: Vec<mgm::scope::Boundary>,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "default")]
     xdp_mode: Mode,
@@ -148,6 +153,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
     };
     cfg.interfaces.extend(args.interfaces.iter().cloned());
     cfg.mfes.extend(args.mfes.iter().cloned());
+    cfg.boundaries.extend(args.boundaries.iter().cloned());
     let socket_group = match &args.socket_group {
         None => None,
         Some(g) => Some(match g.parse::<u32>() {
@@ -171,6 +177,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         queue_bytes: args.client_queue_bytes,
         interfaces: cfg.all_interfaces(),
         mfes: cfg.mfes,
+        boundaries: cfg.boundaries,
         load: LoadOptions {
             max_mfes: args.max_mfes,
             xdp_mode,

@@ -58,6 +58,7 @@ use crate::{
     proto::{
         ErrorCode, EventFrame, Rejected, ReplyBody, ReplyFrame, RequestFrame, Status, WireError,
     },
+    scope::{Boundary, Scope},
     server::{ConnId, Outbound},
 };
 
@@ -162,6 +163,8 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     /// The followed table has been read whole once: the fast path's followed entries are
     /// current, and the liveness stamp may be written.
     followed_once: bool,
+    /// Scope boundaries by interface name (see [`crate::scope`]).
+    boundaries: BTreeMap<String, Scope>,
 }
 
 /// How often the liveness stamp is written, and how stale it may get before the programs
@@ -193,6 +196,7 @@ impl<D: Dataplane> Daemon<D> {
             follow: None,
             last_alive: Duration::ZERO,
             followed_once: false,
+            boundaries: BTreeMap::new(),
         }
     }
 
@@ -427,10 +431,18 @@ impl<D: Dataplane> Daemon<D> {
         }
         self.writer.mirror_mut().fast_path_mut().manage(&dev)?;
         self.writer.mirror_mut().add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))?;
-        info!(ifname = %dev.name, ifindex = dev.ifindex, mac = %crate::kernel::fmt_mac(&dev.mac), "managing interface");
+        let boundary = self.boundaries.get(&dev.name).copied();
+        self.writer.mirror_mut().set_boundary(dev.ifindex, boundary)?;
+        info!(ifname = %dev.name, ifindex = dev.ifindex, mac = %crate::kernel::fmt_mac(&dev.mac), boundary = boundary.map(|b| b.to_string()), "managing interface");
         self.links.set_managed(dev);
         self.reconcile_all();
         Ok(())
+    }
+
+    /// Scope boundaries by interface name, drawn as each interface is managed (by the
+    /// configuration, a restart or a client).
+    pub fn set_boundaries(&mut self, boundaries: &[Boundary]) {
+        self.boundaries = boundaries.iter().map(|b| (b.interface.clone(), b.scope)).collect();
     }
 
     /// Manages the kernel's interface named `name` (from the configuration).

@@ -20,6 +20,7 @@ use crate::{
     dataplane::{BpfFastPath, Dataplane, LoadOptions, ProgramLogger, parse_upcall},
     kernel::{self, Monitor},
     manager::Settings,
+    scope::Boundary,
     server,
 };
 
@@ -76,6 +77,8 @@ pub struct Options {
     pub queue_bytes: usize,
     pub interfaces: Vec<String>,
     pub mfes: Vec<StaticMfe>,
+    /// Scope boundaries at interfaces, by name.
+    pub boundaries: Vec<Boundary>,
     pub load: LoadOptions,
     /// How long adopted MFEs are held after a restart.
     pub restart_hold: Duration,
@@ -113,6 +116,8 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     daemon.set_link_lookup(|i| kernel::link(i).ok().flatten());
     daemon.set_limits(opts.limits);
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));
+    // Before anything is installed (a restart's entries included).
+    daemon.set_boundaries(&opts.boundaries);
     if let Some(a) = adopted {
         daemon
             .adopt(a, start.elapsed(), opts.restart_hold)
