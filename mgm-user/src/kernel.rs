@@ -11,7 +11,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     io,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use netlink_packet_core::{
@@ -312,6 +312,24 @@ pub fn addresses() -> io::Result<Vec<IfAddr>> {
         .collect();
     out.sort_by_key(|(secondary, _)| *secondary);
     Ok(out.into_iter().map(|(_, a)| a).collect())
+}
+
+/// Every IPv6 link-local address of the host's interfaces (MLD speaks from these).
+pub fn link_local_addresses() -> io::Result<Vec<(u32, Ipv6Addr)>> {
+    let mut req = AddressMessage::default();
+    req.header.family = AddressFamily::Inet6;
+    Ok(dump(RouteNetlinkMessage::GetAddress(req))?
+        .into_iter()
+        .filter_map(|m| {
+            let RouteNetlinkMessage::NewAddress(a) = m else { return None };
+            a.attributes.iter().find_map(|at| match at {
+                AddressAttribute::Address(IpAddr::V6(ip)) if ip.is_unicast_link_local() => {
+                    Some((a.header.index, *ip))
+                }
+                _ => None,
+            })
+        })
+        .collect())
 }
 
 /// Sends one request on a socket of its own and collects the replies until the end of a

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! mgm-igmpd: IGMP (router side, v1/v2/v3) and the IGMP proxy, as a client of mgmd.
-//! `mgm-igmpd [OPTIONS]` runs the daemon; `mgm-igmpd show [--json]` prints a running one's
-//! view.
+//! mgm-igmpd: IGMP (router side, v1/v2/v3) or, with `--mld`, MLD (v1/v2), and the proxy, as
+//! a client of mgmd. `mgm-igmpd [OPTIONS]` runs the daemon; `mgm-igmpd [--mld] show [--json]`
+//! prints a running one's view.
 
-use std::{fmt::Write as _, path::PathBuf};
+use std::{
+    fmt::Write as _,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use clap::{Parser, Subcommand};
 use mgm::{
@@ -14,7 +18,7 @@ use mgm::{
     proto::DEFAULT_SOCKET,
 };
 
-/// IGMP for mgm: turns hosts' joins into group memberships on mgmd's socket.
+/// IGMP (or MLD) for mgm: turns hosts' joins into group memberships on mgmd's socket.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -27,9 +31,13 @@ struct Args {
     #[arg(long, env = "MGM_SOCKET", global = true)]
     socket: Option<PathBuf>,
     /// This daemon's own socket, which `mgm-igmpd show` reads [default: next to mgmd's,
-    /// /run/mgm/mgmd.igmpd.sock].
+    /// /run/mgm/mgmd.igmpd.sock, or mgmd.mldd.sock with --mld].
     #[arg(long, global = true)]
     control: Option<PathBuf>,
+    /// Speak MLD on the interfaces' IPv6 sides instead of IGMP (run one instance of each
+    /// for both families).
+    #[arg(long, global = true)]
+    mld: bool,
     /// An interface where hosts are (repeatable): the downstream ones in proxy mode.
     #[arg(long = "iface", short = 'i')]
     interfaces: Vec<String>,
@@ -43,8 +51,12 @@ struct Args {
     #[arg(long)]
     component: Option<u32>,
     /// IGMP version of the queries: 3, or 2 / 1 on links with older routers [default: 3].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mld")]
     igmp_version: Option<u8>,
+    /// MLD version of the queries (with --mld): 2, or 1 on links with MLDv1 routers
+    /// [default: 2].
+    #[arg(long, requires = "mld")]
+    mld_version: Option<u8>,
     /// Never query: only listen (another router is the querier).
     #[arg(long)]
     no_querier: bool,
@@ -95,7 +107,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if let Some(Cmd::Show { json }) = args.cmd {
         let socket = args.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
-        let path = args.control.unwrap_or_else(|| default_control(&socket));
+        let path = args.control.unwrap_or_else(|| default_control(&socket, args.mld));
         let v = rt.block_on(query(&path))?;
         if json {
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -105,7 +117,11 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::new(merge(args)?)?;
-    rt.block_on(async { Daemon::new(settings)?.run().await })
+    if settings.mld {
+        rt.block_on(async { Daemon::<Ipv6Addr>::new(settings)?.run().await })
+    } else {
+        rt.block_on(async { Daemon::<Ipv4Addr>::new(settings)?.run().await })
+    }
 }
 
 /// The command line over the file.
@@ -123,7 +139,8 @@ fn merge(a: Args) -> anyhow::Result<File> {
         upstream: a.upstream.or(f.upstream),
         forward_upstream: if a.no_forward_upstream { Some(false) } else { f.forward_upstream },
         component: a.component.or(f.component),
-        version: a.igmp_version.or(f.version),
+        mld: if a.mld { Some(true) } else { f.mld },
+        version: a.igmp_version.or(a.mld_version).or(f.version),
         querier: if a.no_querier { Some(false) } else { f.querier },
         robustness: a.robustness.or(f.robustness),
         query_interval: or(a.query_interval, f.query_interval),
@@ -140,27 +157,28 @@ fn merge(a: Args) -> anyhow::Result<File> {
 /// The view as text (from its JSON, so `show` needs nothing but the socket).
 fn text(v: &serde_json::Value) -> String {
     let mut o = String::new();
+    let proto = v["protocol"].as_str().unwrap_or("IGMP");
     let s = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     match v["mgmd"].as_object() {
         Some(m) => {
-            let _ = writeln!(o, "mgmd: connected (IGMP handle {})", s(&m["igmp_handle"]));
+            let _ = writeln!(o, "mgmd: connected ({proto} handle {})", s(&m["igmp_handle"]));
         }
         None => o.push_str("mgmd: not connected (the state is kept and re-added when it is)\n"),
     }
     for p in v["interfaces"].as_array().into_iter().flatten() {
         let querier = if p["is_querier"] == true {
             "this router".to_owned()
-        } else if p["querier"] == "0.0.0.0" {
+        } else if p["querier"] == "0.0.0.0" || p["querier"] == "::" {
             "none heard".to_owned()
         } else {
             s(&p["querier"])
         };
         let _ = writeln!(
             o,
-            "\n{} (ifindex {}) {}  IGMPv{}  querier: {}{}",
+            "\n{} (ifindex {}) {}  {proto}v{}  querier: {}{}",
             s(&p["name"]),
             p["ifindex"],
             s(&p["address"]),

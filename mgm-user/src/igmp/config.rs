@@ -7,14 +7,17 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::iface::Config as Timers;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{iface::Config as Timers, wire::Wire};
 use crate::proto::DEFAULT_SOCKET;
 
 /// Where `mgm-igmpd show` finds the daemon serving the mgmd on `socket`: next to that
-/// socket, named after it (`/run/mgm/mgmd.sock` → `/run/mgm/mgmd.igmpd.sock`), so each mgmd's
-/// IGMP daemon has its own without configuration.
-pub fn default_control(socket: &std::path::Path) -> PathBuf {
-    socket.with_extension("igmpd.sock")
+/// socket, named after it (`/run/mgm/mgmd.sock` → `/run/mgm/mgmd.igmpd.sock`, and
+/// `mgmd.mldd.sock` for MLD), so each mgmd's IGMP and MLD daemons have their own without
+/// configuration.
+pub fn default_control(socket: &std::path::Path, mld: bool) -> PathBuf {
+    socket.with_extension(if mld { "mldd.sock" } else { "igmpd.sock" })
 }
 
 /// The configuration file. Every field is optional; durations are seconds (decimals allowed).
@@ -23,6 +26,8 @@ pub fn default_control(socket: &std::path::Path) -> PathBuf {
 pub struct File {
     pub socket: Option<PathBuf>,
     pub control: Option<PathBuf>,
+    /// Speak MLD (IPv6) instead of IGMP (IPv4); `version` is then MLD's (1 or 2).
+    pub mld: Option<bool>,
     /// Interfaces where hosts are (router mode; the downstream interfaces in proxy mode).
     #[serde(default)]
     pub interfaces: Vec<String>,
@@ -62,6 +67,9 @@ pub struct Settings {
     pub upstream: Option<String>,
     pub forward_upstream: bool,
     pub component: u32,
+    /// MLD on the interfaces' IPv6 sides, not IGMP.
+    pub mld: bool,
+    /// The group state's settings (its version in IGMP's terms: MLDv2 is 3, MLDv1 2).
     pub timers: Timers,
 }
 
@@ -80,8 +88,16 @@ impl Settings {
         };
         let query_interval = secs("query-interval", f.query_interval, d.query_interval)?;
         let robustness = f.robustness.unwrap_or(d.robustness);
+        let mld = f.mld.unwrap_or(false);
+        let version = match f.version {
+            None => d.version,
+            Some(v) if mld => <Ipv6Addr as Wire>::state_version(v)
+                .ok_or_else(|| anyhow::anyhow!("MLD version {v}: 1 or 2"))?,
+            Some(v) => <Ipv4Addr as Wire>::state_version(v)
+                .ok_or_else(|| anyhow::anyhow!("IGMP version {v}: 1, 2 or 3"))?,
+        };
         let timers = Timers {
-            version: f.version.unwrap_or(d.version),
+            version,
             robustness,
             query_interval,
             query_response_interval: secs(
@@ -105,7 +121,7 @@ impl Settings {
             max_groups: f.max_groups.unwrap_or(d.max_groups),
             max_sources: f.max_sources.unwrap_or(d.max_sources),
         };
-        check(&timers)?;
+        check(&timers, mld)?;
         let mut interfaces = f.interfaces;
         interfaces.dedup();
         anyhow::ensure!(
@@ -120,21 +136,23 @@ impl Settings {
         }
         let socket: PathBuf = f.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
         Ok(Self {
-            control: f.control.unwrap_or_else(|| default_control(&socket)),
+            control: f.control.unwrap_or_else(|| default_control(&socket, mld)),
             socket,
             interfaces,
             upstream: f.upstream,
             forward_upstream: f.forward_upstream.unwrap_or(true),
-            component: f.component.unwrap_or(1),
+            // IGMP's and MLD's instances on one mgmd register apart without configuration.
+            component: f.component.unwrap_or(if mld { 2 } else { 1 }),
+            mld,
             timers,
         })
     }
 }
 
-/// What the protocol can carry: the maximum response time of a v2 query is 25.5 s, of a v3
-/// query 3174.4 s (RFC 3376 §4.1.1), and hosts must get it before the next query.
-fn check(t: &Timers) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=3).contains(&t.version), "version {}: 1, 2 or 3", t.version);
+/// What the protocol can carry: the maximum response time of an IGMPv2 query is 25.5 s, of a
+/// v3 query 3174.4 s (RFC 3376 §4.1.1); MLDv1's 65.535 s (RFC 2710 §3.4), MLDv2's 8387.584 s
+/// (RFC 3810 §5.1.3); and hosts must get it before the next query.
+fn check(t: &Timers, mld: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=7).contains(&t.robustness),
         "robustness {}: 1 to 7 (RFC 3376 §8.1 advises at least 2)",
@@ -142,16 +160,19 @@ fn check(t: &Timers) -> anyhow::Result<()> {
     );
     anyhow::ensure!(t.last_member_count >= 1, "last-member-query-count: at least 1");
     anyhow::ensure!(t.startup_count >= 1, "startup-query-count: at least 1");
-    let max_resp = if t.version == 3 { 3174.4 } else { 25.5 };
-    for (name, d) in [
+    let (name, version, max_resp) = match (mld, t.version) {
+        (false, 3) => ("IGMP", 3, 3174.4),
+        (false, v) => ("IGMP", v, 25.5),
+        (true, 3) => ("MLD", 2, 8387.584),
+        (true, _) => ("MLD", 1, 65.535),
+    };
+    for (what, d) in [
         ("query-response-interval", t.query_response_interval),
         ("last-member-query-interval", t.last_member_interval),
     ] {
         anyhow::ensure!(
             d.as_secs_f64() <= max_resp && d >= Duration::from_millis(100),
-            "{name} = {:?}: from 0.1 s to {max_resp} s in IGMPv{}",
-            d,
-            t.version
+            "{what} = {d:?}: from 0.1 s to {max_resp} s in {name}v{version}",
         );
     }
     anyhow::ensure!(
@@ -180,6 +201,25 @@ mod tests {
         assert_eq!(s.control, PathBuf::from("/run/mgm/mgmd.igmpd.sock"));
         let s = file("socket = \"/tmp/x/a.sock\"").unwrap();
         assert_eq!(s.control, PathBuf::from("/tmp/x/a.igmpd.sock"));
+        assert!(!s.mld);
+    }
+
+    #[test]
+    fn mld_versions_timers_and_defaults() {
+        let s = file("mld = true").unwrap();
+        assert!(s.mld);
+        assert_eq!(s.timers.version, 3, "MLDv2 by default, run as IGMPv3's state");
+        assert_eq!(s.component, 2, "apart from IGMP's instance");
+        assert_eq!(s.control, PathBuf::from("/run/mgm/mgmd.mldd.sock"));
+        assert_eq!(file("mld = true\nversion = 1").unwrap().timers.version, 2);
+        // MLDv1 carries up to 65.535 s where IGMPv2 stops at 25.5 s.
+        let long = "query-response-interval = 60\nquery-interval = 125";
+        assert!(file(&format!("mld = true\nversion = 1\n{long}")).is_ok());
+        assert!(file(&format!("version = 2\n{long}")).is_err());
+        for bad in ["mld = true\nversion = 3", "mld = true\nversion = 0"] {
+            let e = file(bad).unwrap_err().to_string();
+            assert!(e.contains("MLD version"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! mgm-igmpd's run loop: the edges around the pure IGMP state of each interface.
+//! mgm-igmpd's run loop: the edges around the pure IGMP (or MLD) state of each interface.
+//! One loop for both families: what differs is behind [`Wire`] (IPv4 runs IGMP, IPv6 MLD,
+//! with the IPv6 side `(ifindex, ::)` of each interface).
 //!
 //! * a packet socket per interface ([`Link`]) reads hosts' and routers' IGMP and sends queries;
 //! * one connection to mgmd ([`Client`]) registers IGMP (protocol 10), takes the interfaces
@@ -17,7 +19,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -37,11 +38,11 @@ use super::{
     host::{Upstream, Want, merge},
     iface::{Interface, Out, View},
     link::Link,
-    packet::{Message, Reject, encode_query, parse},
+    packet::{Message, Reject},
+    wire::{Local, Wire},
 };
 use crate::{
     client::{Client, ClientError},
-    kernel::{self, IfAddr},
     manager::{Event, Handle, Iface, PROTO_IP_IGMP, SourceGroupEntry},
     proto::{EventFrame, MembershipArgs},
 };
@@ -52,7 +53,7 @@ use crate::{
 pub const PROTO_IGMP_PROXY: u32 = 0xC137_000A;
 
 /// (source, group): `None` is any source.
-type Member = (Option<Ipv4Addr>, Ipv4Addr);
+type Member<A> = (Option<A>, A);
 
 /// How often a lost mgmd is looked for again.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -88,25 +89,25 @@ fn reason(r: Reject) -> &'static str {
 }
 
 /// One interface where hosts are.
-struct Port {
+struct Port<A> {
     name: String,
-    addr: IfAddr,
+    addr: Local<A>,
     link: Arc<AsyncFd<Link>>,
-    igmp: Interface,
+    igmp: Interface<A>,
     /// False between disable-IGMP and enable-IGMP: memberships are left as they are.
     enabled: bool,
     /// The memberships mgmd holds for this interface.
-    installed: BTreeSet<Member>,
+    installed: BTreeSet<Member<A>>,
     stats: Stats,
 }
 
 /// The proxy's upstream side.
-struct Proxy {
+struct Proxy<A> {
     name: String,
     ifindex: u32,
-    host: Upstream,
+    host: Upstream<A>,
     /// Other routing protocols' receivers, as join alerts announced them.
-    alerted: BTreeSet<Member>,
+    alerted: BTreeSet<Member<A>>,
 }
 
 /// The connection to mgmd and the clients registered on it.
@@ -118,10 +119,12 @@ struct Mgm {
 
 /// The operator's view (`mgm-igmpd show`).
 #[derive(Debug, Serialize)]
-pub struct Status {
+pub struct Status<A> {
+    /// "IGMP" or "MLD"; the versions below are this protocol's.
+    pub protocol: &'static str,
     pub mgmd: Option<MgmdView>,
-    pub interfaces: Vec<PortView>,
-    pub upstream: Option<UpstreamView>,
+    pub interfaces: Vec<PortView<A>>,
+    pub upstream: Option<UpstreamView<A>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,52 +134,48 @@ pub struct MgmdView {
 }
 
 #[derive(Debug, Serialize)]
-pub struct PortView {
+pub struct PortView<A> {
     pub name: String,
     pub ifindex: u32,
     pub address: String,
     pub enabled: bool,
     #[serde(flatten)]
-    pub igmp: View,
+    pub igmp: View<A>,
     pub stats: Stats,
 }
 
 #[derive(Debug, Serialize)]
-pub struct UpstreamView {
+pub struct UpstreamView<A> {
     pub name: String,
     pub ifindex: u32,
-    pub groups: BTreeMap<Ipv4Addr, Want>,
+    pub groups: BTreeMap<A, Want<A>>,
 }
 
-pub struct Daemon {
+pub struct Daemon<A> {
     s: Settings,
     epoch: Instant,
-    ports: Vec<Port>,
-    proxy: Option<Proxy>,
+    ports: Vec<Port<A>>,
+    proxy: Option<Proxy<A>>,
     mgm: Option<Mgm>,
     /// Why the last attempt to connect failed (logged when it changes).
     connect_error: Option<String>,
 }
 
-/// The address `name` has (its primary IPv4 address), and its index.
-fn address(name: &str, all: &[IfAddr]) -> anyhow::Result<IfAddr> {
+/// The address `name` speaks from, and its index.
+fn address<A: Wire>(name: &str) -> anyhow::Result<Local<A>> {
     let ifindex = nix::net::if_::if_nametoindex(name)
         .with_context(|| format!("no interface named {name:?}"))?;
-    all.iter()
-        .find(|a| a.ifindex == ifindex)
-        .copied()
-        .with_context(|| format!("{name} has no IPv4 address (IGMP queries need one)"))
+    A::local(ifindex).with_context(|| format!("{name}: {} speaks from an address of it", A::NAME))
 }
 
-impl Daemon {
+impl<A: Wire> Daemon<A> {
     /// Opens the interfaces (in the calling thread's network namespace).
     pub fn new(s: Settings) -> anyhow::Result<Self> {
-        let all = kernel::addresses().context("reading the interfaces' addresses")?;
         let epoch = Instant::now();
         let mut ports = Vec::new();
         for name in &s.interfaces {
-            let addr = address(name, &all)?;
-            let link = Link::open(addr.ifindex)
+            let addr = address::<A>(name)?;
+            let link = A::open(addr.ifindex)
                 .with_context(|| format!("opening a packet socket on {name}"))?;
             ports.push(Port {
                 name: name.clone(),
@@ -195,11 +194,11 @@ impl Daemon {
         let proxy = match &s.upstream {
             None => None,
             Some(name) => {
-                let a = address(name, &all)?;
+                let a = address::<A>(name)?;
                 Some(Proxy {
                     name: name.clone(),
                     ifindex: a.ifindex,
-                    host: Upstream::new(a.ifindex, a.addr),
+                    host: Upstream::new(a),
                     alerted: BTreeSet::new(),
                 })
             }
@@ -224,9 +223,10 @@ impl Daemon {
         let mut retry = tokio::time::interval(RECONNECT);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(
+            protocol = A::NAME,
             interfaces = ?self.s.interfaces,
             upstream = ?self.s.upstream,
-            version = self.s.timers.version,
+            version = A::protocol_version(self.s.timers.version),
             "mgm-igmpd started"
         );
         loop {
@@ -270,7 +270,7 @@ impl Daemon {
 
     fn lost(&mut self, e: &ClientError) {
         if self.mgm.take().is_some() {
-            warn!("lost mgmd ({e}); the IGMP state is kept and re-added when it is back");
+            warn!("lost mgmd ({e}); the {} state is kept and re-added when it is back", A::NAME);
         }
     }
 
@@ -278,7 +278,8 @@ impl Daemon {
     async fn connect(&mut self) -> anyhow::Result<()> {
         let mut client = Client::connect(&self.s.socket).await?;
         let igmp = client.register(PROTO_IP_IGMP, self.s.component).await?;
-        let any = Ipv4Addr::UNSPECIFIED;
+        // The interfaces' side of this family: (ifindex, 0.0.0.0) or (ifindex, ::).
+        let any = A::UNSPECIFIED.ip();
         for p in &self.ports {
             client
                 .take_interface(igmp, p.addr.ifindex, any)
@@ -296,11 +297,11 @@ impl Daemon {
                 // (*,*) on the upstream interface: what downstream sources send goes up too;
                 // traffic from upstream never goes back there (the incoming interface is never
                 // in its own outgoing list).
-                client.add_membership(membership(h, (None, any), up.ifindex)).await?;
+                client.add_membership(membership(h, (None, A::UNSPECIFIED), up.ifindex)).await?;
             }
             proxy = Some(h);
         }
-        info!(igmp = igmp.0, proxy = ?proxy.map(|h| h.0), "registered with mgmd");
+        info!(protocol = A::NAME, handle = igmp.0, proxy = ?proxy.map(|h| h.0), "registered with mgmd");
         self.connect_error = None;
         self.mgm = Some(Mgm { client, igmp, proxy });
         for i in 0..self.ports.len() {
@@ -314,17 +315,15 @@ impl Daemon {
     async fn datagram(&mut self, i: usize, d: &[u8]) {
         let now = self.now();
         let p = &mut self.ports[i];
-        let (ip, msg) = match parse(d) {
+        let (source, msg) = match A::parse(d) {
             Ok(m) => m,
             Err(r) => {
                 *p.stats.rejected.entry(reason(r)).or_default() += 1;
-                debug!(iface = %p.name, "IGMP rejected: {}", reason(r));
+                debug!(iface = %p.name, "{} rejected: {}", A::NAME, reason(r));
                 return;
             }
         };
-        // RFC 3376 §4.2.13: reports from 0.0.0.0 are accepted; anything else must be from
-        // the link.
-        if !ip.source.is_unspecified() && !p.addr.on_link(ip.source) {
+        if !A::on_link(&p.addr, source) {
             *p.stats.rejected.entry("off_link").or_default() += 1;
             return;
         }
@@ -333,8 +332,8 @@ impl Daemon {
             Message::Leave { .. } => p.stats.leaves_received += 1,
             Message::Report { .. } | Message::ReportV3(_) => p.stats.reports_received += 1,
         }
-        debug!(iface = %p.name, from = %ip.source, ?msg, "IGMP");
-        let out = p.igmp.receive(ip.source, &msg, now);
+        debug!(iface = %p.name, from = %source, ?msg, "{}", A::NAME);
+        let out = p.igmp.receive(source, &msg, now);
         self.act(i, out).await;
     }
 
@@ -349,14 +348,13 @@ impl Daemon {
     }
 
     /// Sends the queries, then brings mgmd's memberships (and upstream's) to the new state.
-    async fn act(&mut self, i: usize, out: Vec<Out>) {
+    async fn act(&mut self, i: usize, out: Vec<Out<A>>) {
         let p = &mut self.ports[i];
         let mut changed = false;
         for o in out {
             match o {
                 Out::Send { to, query } => {
-                    let bytes = encode_query(&query);
-                    match p.link.get_ref().send(p.addr.addr, to, &bytes) {
+                    match A::send(p.link.get_ref(), p.addr.addr, to, &query) {
                         Ok(()) => p.stats.queries_sent += 1,
                         Err(e) => warn!(iface = %p.name, "sending a query: {e}"),
                     }
@@ -384,9 +382,9 @@ impl Daemon {
         if !p.enabled {
             return;
         }
-        let want: BTreeSet<Member> = p.igmp.memberships().copied().collect();
-        let gone: Vec<Member> = p.installed.difference(&want).copied().collect();
-        let new: Vec<Member> = want.difference(&p.installed).copied().collect();
+        let want: BTreeSet<Member<A>> = p.igmp.memberships().copied().collect();
+        let gone: Vec<Member<A>> = p.installed.difference(&want).copied().collect();
+        let new: Vec<Member<A>> = want.difference(&p.installed).copied().collect();
         let ifindex = p.addr.ifindex;
         for mb in gone {
             match m.client.delete_membership(membership(m.igmp, mb, ifindex)).await {
@@ -411,7 +409,7 @@ impl Daemon {
     /// Holds upstream what the downstream interfaces and other protocols' receivers want.
     fn sync_upstream(&mut self) {
         let Some(up) = self.proxy.as_mut() else { return };
-        let mut all: Vec<Member> =
+        let mut all: Vec<Member<A>> =
             self.ports.iter().flat_map(|p| p.igmp.memberships().copied()).collect();
         all.extend(up.alerted.iter().copied());
         for (group, e) in up.host.sync(&merge(&all)) {
@@ -419,7 +417,9 @@ impl Daemon {
         }
     }
 
+    /// The port of `iface`, if it is this family's side of one of ours.
     fn port(&self, iface: Iface) -> Option<usize> {
+        A::of(iface.nexthop)?;
         self.ports.iter().position(|p| p.addr.ifindex == iface.ifindex)
     }
 
@@ -429,7 +429,7 @@ impl Daemon {
         let result = match ev.event {
             Event::DisableIgmp { iface } => {
                 if let Some(i) = self.port(iface) {
-                    info!(iface = %self.ports[i].name, "IGMP disabled: the interface changes hands");
+                    info!(iface = %self.ports[i].name, "{} disabled: the interface changes hands", A::NAME);
                     self.ports[i].enabled = false;
                 }
                 Ok(())
@@ -438,7 +438,7 @@ impl Daemon {
                 if let Some(i) = self.port(iface) {
                     // Re-added through the interface's new owner (an add mgmd already holds
                     // changes nothing).
-                    info!(iface = %self.ports[i].name, "IGMP enabled: memberships re-added");
+                    info!(iface = %self.ports[i].name, "{} enabled: memberships re-added", A::NAME);
                     self.ports[i].enabled = true;
                     self.ports[i].stats.handovers += 1;
                     self.ports[i].installed.clear();
@@ -447,7 +447,7 @@ impl Daemon {
                 Ok(())
             }
             Event::PruneAlert { request: None, entry, .. } if from_proxy => {
-                if let Some(mb) = v4_member(&entry)
+                if let Some(mb) = member::<A>(&entry)
                     && let Some(up) = self.proxy.as_mut()
                     && up.alerted.remove(&mb)
                 {
@@ -458,8 +458,8 @@ impl Daemon {
             Event::JoinAlert { entry, member_add: true } if from_proxy => {
                 // Another protocol's receivers (IGMP's own are known first-hand); (*,*)
                 // cannot be asked of an IGMP querier.
-                if let Some(mb) = v4_member(&entry)
-                    && !mb.1.is_unspecified()
+                if let Some(mb) = member::<A>(&entry)
+                    && mb.1 != A::UNSPECIFIED
                     && !self.ports.iter().any(|p| p.igmp.memberships().any(|x| *x == mb))
                     && let Some(up) = self.proxy.as_mut()
                 {
@@ -503,9 +503,10 @@ impl Daemon {
         }
     }
 
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> Status<A> {
         let now = self.now();
         Status {
+            protocol: A::NAME,
             mgmd: self
                 .mgm
                 .as_ref()
@@ -518,7 +519,7 @@ impl Daemon {
                     ifindex: p.addr.ifindex,
                     address: format!("{}/{}", p.addr.addr, p.addr.prefix),
                     enabled: p.enabled,
-                    igmp: p.igmp.view(now),
+                    igmp: protocol_versions::<A>(p.igmp.view(now)),
                     stats: Stats {
                         groups_refused: p.igmp.refused_groups(),
                         sources_refused: p.igmp.refused_sources(),
@@ -535,20 +536,27 @@ impl Daemon {
     }
 }
 
-/// An IPv4 alert's entry as a membership (an IPv6 one is not IGMP's).
-fn v4_member(entry: &SourceGroupEntry) -> Option<Member> {
-    match (entry.source, entry.group) {
-        (IpAddr::V4(s), IpAddr::V4(g)) => Some(((!s.is_unspecified()).then_some(s), g)),
-        _ => None,
+/// The view's versions in the protocol's own terms (MLDv1 and v2, not the state's 2 and 3).
+fn protocol_versions<A: Wire>(mut v: View<A>) -> View<A> {
+    v.version = A::protocol_version(v.version);
+    for g in &mut v.groups {
+        g.compat = A::protocol_version(g.compat);
     }
+    v
 }
 
-fn membership(handle: Handle, (source, group): Member, ifindex: u32) -> MembershipArgs {
+/// An alert's entry as a membership of this family (the other family's is not ours).
+fn member<A: Wire>(entry: &SourceGroupEntry) -> Option<Member<A>> {
+    let (s, g) = (A::of(entry.source)?, A::of(entry.group)?);
+    Some(((s != A::UNSPECIFIED).then_some(s), g))
+}
+
+fn membership<A: Wire>(handle: Handle, (source, group): Member<A>, ifindex: u32) -> MembershipArgs {
     MembershipArgs {
         handle,
-        source: source.map(IpAddr::V4),
+        source: source.map(A::ip),
         source_mask: None,
-        group: group.into(),
+        group: group.ip(),
         group_mask: None,
         ifindex,
         nexthop: None,

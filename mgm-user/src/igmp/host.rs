@@ -1,8 +1,7 @@
-// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The proxy's upstream side as a host (RFC 4605 §4.1): the downstream memberships merged
 //! into one subscription per group, held on the upstream interface by the kernel's own host
-//! stack. The kernel then reports it, answers the upstream querier (in whatever version that
-//! querier speaks) and leaves, exactly as any host on that link would.
+//! stack. The kernel then reports it (IGMP or MLD), answers the upstream querier (in whatever
+//! version that querier speaks) and leaves, exactly as any host on that link would.
 //!
 //! One socket per group: a socket's membership of a group is either any-source or
 //! source-specific, so a group changing between the two gets a fresh socket. The sockets are
@@ -11,27 +10,28 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io,
-    net::Ipv4Addr,
 };
 
-use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+use socket2::Socket;
+
+use super::wire::{Local, Wire};
 
 /// What the proxy asks of the upstream network for one group.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Want {
+pub enum Want<A> {
     /// Every source (EXCLUDE {}).
     Any,
     /// These sources only (INCLUDE).
-    Sources(BTreeSet<Ipv4Addr>),
+    Sources(BTreeSet<A>),
 }
 
 /// Merges memberships (`None` = any source) into one subscription per group: any source if
 /// one member wants any, else the union of the sources.
-pub fn merge<'a>(
-    members: impl IntoIterator<Item = &'a (Option<Ipv4Addr>, Ipv4Addr)>,
-) -> BTreeMap<Ipv4Addr, Want> {
-    let mut out: BTreeMap<Ipv4Addr, Want> = BTreeMap::new();
+pub fn merge<'a, A: Ord + Copy + 'a>(
+    members: impl IntoIterator<Item = &'a (Option<A>, A)>,
+) -> BTreeMap<A, Want<A>> {
+    let mut out: BTreeMap<A, Want<A>> = BTreeMap::new();
     for &(source, group) in members {
         match (source, out.get_mut(&group)) {
             (_, Some(Want::Any)) => {}
@@ -51,26 +51,25 @@ pub fn merge<'a>(
 
 /// The subscriptions held on the upstream interface.
 #[derive(Debug)]
-pub struct Upstream {
-    ifindex: u32,
-    addr: Ipv4Addr,
-    held: BTreeMap<Ipv4Addr, (Want, Socket)>,
+pub struct Upstream<A> {
+    at: Local<A>,
+    held: BTreeMap<A, (Want<A>, Socket)>,
 }
 
-impl Upstream {
-    /// The interface with this index and (primary) address.
-    pub fn new(ifindex: u32, addr: Ipv4Addr) -> Self {
-        Self { ifindex, addr, held: BTreeMap::new() }
+impl<A: Wire> Upstream<A> {
+    /// The interface with this address.
+    pub fn new(at: Local<A>) -> Self {
+        Self { at, held: BTreeMap::new() }
     }
 
     /// What is held now.
-    pub fn held(&self) -> BTreeMap<Ipv4Addr, Want> {
+    pub fn held(&self) -> BTreeMap<A, Want<A>> {
         self.held.iter().map(|(g, (w, _))| (*g, w.clone())).collect()
     }
 
     /// Brings the subscriptions to `want`; the groups that failed, with why (they are tried
     /// again on the next call).
-    pub fn sync(&mut self, want: &BTreeMap<Ipv4Addr, Want>) -> Vec<(Ipv4Addr, io::Error)> {
+    pub fn sync(&mut self, want: &BTreeMap<A, Want<A>>) -> Vec<(A, io::Error)> {
         self.held.retain(|g, _| want.contains_key(g));
         let mut failed = Vec::new();
         for (group, w) in want {
@@ -81,7 +80,7 @@ impl Upstream {
         failed
     }
 
-    fn hold(&mut self, group: Ipv4Addr, want: &Want) -> io::Result<()> {
+    fn hold(&mut self, group: A, want: &Want<A>) -> io::Result<()> {
         let same_kind = matches!(
             (self.held.get(&group), want),
             (Some((Want::Sources(_), _)), Want::Sources(_))
@@ -92,10 +91,10 @@ impl Upstream {
         if !same_kind {
             // Dropping the old socket leaves its membership.
             self.held.remove(&group);
-            let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            let sock = A::host_socket()?;
             let mut held = Want::Sources(BTreeSet::new());
             if *want == Want::Any {
-                sock.join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(self.ifindex))?;
+                A::join_any(&sock, group, &self.at)?;
                 held = Want::Any;
             }
             self.held.insert(group, (held, sock));
@@ -106,11 +105,11 @@ impl Upstream {
             return Ok(());
         };
         for s in have.difference(new).copied().collect::<Vec<_>>() {
-            sock.leave_ssm_v4(&s, &group, &self.addr)?;
+            A::leave_source(sock, s, group, &self.at)?;
             have.remove(&s);
         }
         for s in new.difference(have).copied().collect::<Vec<_>>() {
-            sock.join_ssm_v4(&s, &group, &self.addr)?;
+            A::join_source(sock, s, group, &self.at)?;
             have.insert(s);
         }
         Ok(())
@@ -119,6 +118,8 @@ impl Upstream {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn ip(s: &str) -> Ipv4Addr {
@@ -139,6 +140,6 @@ mod tests {
         let m = merge(&members);
         assert_eq!(m[&g1], Want::Any);
         assert_eq!(m[&g2], Want::Sources([ip("10.0.0.1"), ip("10.0.0.3")].into()));
-        assert!(merge(&[]).is_empty());
+        assert!(merge::<Ipv4Addr>(&[]).is_empty());
     }
 }

@@ -4,9 +4,9 @@
 //! [`group`] is one group's router state on one interface (RFC 3376 §6, with §7.3's
 //! older-version hosts); [`iface`] is one interface: querier election, general, startup and
 //! last-member queries, and the memberships (in MGM terms) the groups' state gives;
-//! [`mld`] is MLD's codec into the same messages (IPv6; not run by the daemon yet).
-//! [`config`] checks the settings. [`group`] and [`iface`] are generic over the address
-//! family ([`addr`]), so MLD can reuse them. The edges: [`link`], a packet socket per interface that
+//! [`mld`] is MLD's codec into the same messages (IPv6). [`config`] checks the settings.
+//! [`group`] and [`iface`] are generic over the address family ([`addr`]); [`wire`] is what
+//! differs at the edges, so one daemon runs IGMP or MLD. The edges: [`link`], a packet socket per interface that
 //! reads hosts' IGMP below IP and sends queries; [`host`], the proxy's upstream subscriptions
 //! held by the kernel's host stack; [`daemon`], the run loop and the connection to mgmd.
 
@@ -19,3 +19,4 @@ pub mod iface;
 pub mod link;
 pub mod mld;
 pub mod packet;
+pub mod wire;
