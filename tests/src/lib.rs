@@ -13,7 +13,7 @@
 use std::{
     fs::File,
     io::{BufRead as _, BufReader, Write as _},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     os::{
         fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
         unix::net::UnixStream,
@@ -605,7 +605,26 @@ impl Ctl {
 
     /// ReleaseInterfaceOwnership of (`ifindex`, no next hop).
     pub fn release(&mut self, handle: Handle, ifindex: u32) -> anyhow::Result<()> {
-        let nexthop = Ipv4Addr::UNSPECIFIED.into();
+        self.release_side(handle, ifindex, Ipv4Addr::UNSPECIFIED.into())
+    }
+
+    /// TakeInterfaceOwnership of (`ifindex`, `nexthop`): `::` for the IPv6 side.
+    pub fn take_side(
+        &mut self,
+        handle: Handle,
+        ifindex: u32,
+        nexthop: IpAddr,
+    ) -> anyhow::Result<()> {
+        self.call(proto::TakeInterface { handle, ifindex, nexthop }).map(drop)
+    }
+
+    /// ReleaseInterfaceOwnership of (`ifindex`, `nexthop`).
+    pub fn release_side(
+        &mut self,
+        handle: Handle,
+        ifindex: u32,
+        nexthop: IpAddr,
+    ) -> anyhow::Result<()> {
         self.call(proto::ReleaseInterface { handle, ifindex, nexthop }).map(drop)
     }
 
@@ -614,8 +633,8 @@ impl Ctl {
         self.call(proto::AddMembership(membership(handle, group, ifindex))).map(drop)
     }
 
-    /// Registers a routing protocol, takes `take` and adds (*,`group`) on `join`: the usual
-    /// opening of a test. Returns the handle.
+    /// Registers a routing protocol, takes `take` (their side of `group`'s family) and adds
+    /// (*,`group`) on `join`: the usual opening of a test. Returns the handle.
     pub fn protocol_with(
         &mut self,
         protocol: u32,
@@ -624,8 +643,12 @@ impl Ctl {
         group: &str,
     ) -> anyhow::Result<Handle> {
         let h = self.register(protocol)?;
+        let side = match group.parse::<IpAddr>()? {
+            IpAddr::V4(_) => Family::V4.side(),
+            IpAddr::V6(_) => Family::V6.side(),
+        };
         for &i in take {
-            self.take(h, i)?;
+            self.take_side(h, i, side)?;
         }
         for &i in join {
             self.join(h, group, i)?;
@@ -728,6 +751,59 @@ pub struct Topology {
 pub const SOURCE: [u8; 4] = [10, 1, 0, 1];
 pub const GROUP: [u8; 4] = [239, 1, 1, 1];
 
+/// The address family a test runs in: the same flows, sockets and MGM calls over IPv4 or
+/// IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The flows' group: [`GROUP`], or ff3e::8000:1.
+    pub fn group(self) -> std::net::IpAddr {
+        match self {
+            Self::V4 => Ipv4Addr::from(GROUP).into(),
+            Self::V6 => std::net::Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0x8000, 1).into(),
+        }
+    }
+
+    /// The sender's address: [`SOURCE`], or 2001:db8:1::1.
+    pub fn source(self) -> std::net::IpAddr {
+        match self {
+            Self::V4 => Ipv4Addr::from(SOURCE).into(),
+            Self::V6 => std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1).into(),
+        }
+    }
+
+    /// The interfaces' side of this family (the next hop of a broadcast link).
+    pub fn side(self) -> std::net::IpAddr {
+        match self {
+            Self::V4 => Ipv4Addr::UNSPECIFIED.into(),
+            Self::V6 => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        }
+    }
+
+    /// A UDP frame from `mac` and made-up source number `i` to the group, port `port`.
+    pub fn frame_from(self, mac: [u8; 6], i: u32, port: u16, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(mac, [0; 6]);
+        let (b, dst_mac) = match self {
+            Self::V4 => (b.ipv4((0x0a03_0000 + i).to_be_bytes(), GROUP, 8), group_mac(GROUP)),
+            Self::V6 => {
+                let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                src[12..].copy_from_slice(&i.to_be_bytes());
+                let std::net::IpAddr::V6(g) = self.group() else { unreachable!() };
+                (b.ipv6(src, g.octets(), 8), group_mac6(&g.octets()))
+            }
+        };
+        let b = b.udp(40000, port);
+        let mut out = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut out, payload).expect("writing to a Vec cannot fail");
+        out[..6].copy_from_slice(&dst_mac);
+        out
+    }
+}
+
 impl Topology {
     pub fn new(receivers: usize) -> anyhow::Result<Self> {
         require_root();
@@ -778,6 +854,58 @@ impl Topology {
             ns.exec("ip", &["route", "add", "default", "dev", "eth0"])?;
         }
         Ok(())
+    }
+
+    /// Addresses for ordinary sockets of `family` ([`Topology::add_addresses`] for IPv4; for
+    /// IPv6 the sender gets 2001:db8:1::1/64 and receiver i 2001:db8:2:i::2/64, without
+    /// duplicate address detection).
+    pub fn add_addresses_for(&self, family: Family) -> anyhow::Result<()> {
+        if family == Family::V4 {
+            return self.add_addresses();
+        }
+        ipv6_on(&self.sender, "s0")?;
+        self.sender.exec("ip", &["-6", "addr", "add", "2001:db8:1::1/64", "dev", "s0", "nodad"])?;
+        self.sender.exec("ethtool", &["-K", "s0", "tx", "off"])?;
+        for (i, ns) in self.receivers.iter().enumerate() {
+            ipv6_on(ns, "eth0")?;
+            let a = format!("2001:db8:2:{}::2/64", i + 1);
+            ns.exec("ip", &["-6", "addr", "add", &a, "dev", "eth0", "nodad"])?;
+        }
+        Ok(())
+    }
+
+    /// A UDP socket in receiver `i` bound to `port` and joined to `family`'s group on eth0.
+    pub fn udp_receiver_for(
+        &self,
+        family: Family,
+        i: usize,
+        port: u16,
+    ) -> anyhow::Result<std::net::UdpSocket> {
+        let std::net::IpAddr::V6(g) = family.group() else {
+            return self.udp_receiver(i, GROUP, port);
+        };
+        self.receivers[i].enter(move || {
+            let s = std::net::UdpSocket::bind(("::", port))?;
+            s.join_multicast_v6(&g, nix::net::if_::if_nametoindex("eth0")?)?;
+            set_rcvbuf(&s, 8 << 20)?;
+            s.set_read_timeout(Some(Duration::from_millis(300)))?;
+            Ok(s)
+        })
+    }
+
+    /// A UDP socket in the sender namespace bound to `family`'s source, with this hop limit.
+    pub fn udp_sender_for(&self, family: Family, hops: u32) -> anyhow::Result<std::net::UdpSocket> {
+        if family == Family::V4 {
+            return self.udp_sender(hops);
+        }
+        let source = family.source();
+        self.sender.enter(move || {
+            let s = std::net::UdpSocket::bind((source, 0))?;
+            let sock = socket2::SockRef::from(&s);
+            sock.set_multicast_if_v6(nix::net::if_::if_nametoindex("s0")?)?;
+            sock.set_multicast_hops_v6(hops)?;
+            Ok(s)
+        })
     }
 
     /// A UDP socket in receiver `i` (0-based) bound to `port` and joined to `group` on eth0.
@@ -875,6 +1003,16 @@ impl SeqFlow {
     /// Starts receivers `0..receivers` (UDP sockets joined on eth0) and the sender at `pps`.
     /// Needs [`Topology::add_addresses`].
     pub fn start(t: &Topology, receivers: usize, pps: u64) -> anyhow::Result<Self> {
+        Self::start_for(t, Family::V4, receivers, pps)
+    }
+
+    /// The same in `family` (addresses from [`Topology::add_addresses_for`]).
+    pub fn start_for(
+        t: &Topology,
+        family: Family,
+        receivers: usize,
+        pps: u64,
+    ) -> anyhow::Result<Self> {
         use std::sync::{
             Arc,
             atomic::{AtomicBool, AtomicU64, Ordering},
@@ -883,7 +1021,7 @@ impl SeqFlow {
         let duplicates = Arc::new(AtomicU64::new(0));
         let mut rx = Vec::new();
         for i in 0..receivers {
-            let s = t.udp_receiver(i, GROUP, 5000)?;
+            let s = t.udp_receiver_for(family, i, 5000)?;
             s.set_read_timeout(Some(Duration::from_millis(50)))?;
             let stop = stop_rx.clone();
             let dups = duplicates.clone();
@@ -908,7 +1046,8 @@ impl SeqFlow {
                 }
             }));
         }
-        let tx = t.udp_sender(8)?;
+        let tx = t.udp_sender_for(family, 8)?;
+        let group = family.group();
         let last_sent = Arc::new(AtomicU64::new(0));
         let stop_tx = Arc::new(AtomicBool::new(false));
         let sender = {
@@ -921,10 +1060,7 @@ impl SeqFlow {
                     // Published before the send: a number read after some event bounds
                     // everything sent before that event.
                     last_sent.store(seq, Ordering::SeqCst);
-                    let _ = tx.send_to(
-                        format!("seq:{seq}").as_bytes(),
-                        (std::net::Ipv4Addr::from(GROUP), 5000),
-                    );
+                    let _ = tx.send_to(format!("seq:{seq}").as_bytes(), (group, 5000));
                     seq += 1;
                     let next = start + gap * seq as u32;
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));

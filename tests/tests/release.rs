@@ -2,13 +2,11 @@
 //! Atomic release under traffic (design invariant 1). A flow carries increasing sequence
 //! numbers to two receivers while `n` MFEs, all forwarding to both, exist; the client releases
 //! r1. No sequence number sent after the release reply may reach r1, and r2 must see every
-//! number without a gap, whatever `n` (1, 1,000, 100,000). Needs root.
+//! number without a gap, whatever `n` (1, 1,000, 100,000), in IPv4 and in IPv6. Needs root.
 
 use std::time::{Duration, Instant};
 
-use mgm_tests::{GROUP, SeqFlow, Topology, gaps, udp_frame};
-
-const G: &str = "239.1.1.1";
+use mgm_tests::{Family, SeqFlow, Topology, gaps};
 /// Sequence packets per second: paced so the 2-core test machines never drop one anywhere
 /// (a gap at r2 must mean mgm lost it).
 const RATE_PPS: u64 = 4_000;
@@ -20,34 +18,27 @@ struct Report {
     max_seen_at_r1: u64,
 }
 
-fn release_under_traffic(n: usize) -> Report {
+fn release_under_traffic(n: usize, family: Family) -> Report {
     let mut t = Topology::new(2).unwrap();
-    t.add_addresses().unwrap();
+    t.add_addresses_for(family).unwrap();
+    let group = family.group();
     let capacity = (n + 1024).next_power_of_two().to_string();
     // The flows start as fast as they are sent: creation is not the subject here.
     t.start(&["--max-mfes", &capacity, "--flow-creation-rate", "10000000"]).unwrap();
     let idx = |name: &str| t.router.ifindex(name).unwrap();
     let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
     let mut pim = t.ctl().unwrap();
-    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], G).unwrap();
+    let h = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], &group.to_string()).unwrap();
 
     // n - 1 MFEs from made-up sources (to port 5001: no socket reads them), plus the
     // sequence flow's. Nobody answers the callbacks: they take their defaults. Batches keep
     // the upcall ring and this connection's queue short; lost upcalls are retried by a pass.
-    let frames: Vec<Vec<u8>> = (1..n as u32)
-        .map(|i| {
-            let src = (0x0a03_0000 + i).to_be_bytes();
-            let mut f = udp_frame(t.sender_mac, src, GROUP, 8, b"fill");
-            f[36..38].copy_from_slice(&5001u16.to_be_bytes());
-            mgm_tests::fix_ipv4_checksum(&mut f);
-            f[40..42].fill(0); // UDP checksum optional over IPv4; the port changed
-            f
-        })
-        .collect();
-    let tx = t.udp_sender(8).unwrap();
+    let frames: Vec<Vec<u8>> =
+        (1..n as u32).map(|i| family.frame_from(t.sender_mac, i, 5001, b"fill")).collect();
+    let tx = t.udp_sender_for(family, 8).unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        tx.send_to(b"hello", (G, 5000)).unwrap();
+        tx.send_to(b"hello", (group, 5000)).unwrap();
         for chunk in frames.chunks(1000) {
             for f in chunk {
                 t.tx.send(f).unwrap();
@@ -81,10 +72,10 @@ fn release_under_traffic(n: usize) -> Report {
     let s = wait_idle(&mut pim);
     assert_eq!(s.installed as u64, n as u64, "{s:?}");
 
-    let flow = SeqFlow::start(&t, 2, RATE_PPS).unwrap();
+    let flow = SeqFlow::start_for(&t, family, 2, RATE_PPS).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
-    pim.release(h, r1).unwrap();
+    pim.release_side(h, r1, family.side()).unwrap();
     let reply = t0.elapsed();
     let last_sent_at_reply = flow.last_sent();
     wait_idle(&mut pim);
@@ -111,7 +102,7 @@ fn release_under_traffic(n: usize) -> Report {
     assert_eq!((s.leases_released as u64, s.mfes as u64), (0, n as u64), "{s:?}");
     let report = Report { reply, cleanup, last_sent_at_reply, max_seen_at_r1 };
     println!(
-        "atomic release, {n} MFEs: reply {:.1} ms, cleanup done {:.1} ms after the request; \
+        "atomic release, {n} {family:?} MFEs: reply {:.1} ms, cleanup done {:.1} ms after the request; \
          last seq sent before the reply {}, highest seq at r1 {}; r2 got {} of {} without a gap",
         report.reply.as_secs_f64() * 1e3,
         report.cleanup.as_secs_f64() * 1e3,
@@ -125,18 +116,29 @@ fn release_under_traffic(n: usize) -> Report {
 
 #[test]
 fn release_is_atomic_under_traffic_with_1_mfe() {
-    release_under_traffic(1);
+    release_under_traffic(1, Family::V4);
 }
 
 #[test]
 fn release_is_atomic_under_traffic_with_1k_mfes() {
-    release_under_traffic(1_000);
+    release_under_traffic(1_000, Family::V4);
 }
 
 #[test]
 fn release_is_atomic_under_traffic_with_100k_mfes() {
-    let r = release_under_traffic(100_000);
+    let r = release_under_traffic(100_000, Family::V4);
     // With this many entries the rewrite cannot all happen before the reply: the test shows
     // the reply did not wait for it.
+    assert!(r.cleanup > r.reply);
+}
+
+#[test]
+fn ipv6_release_is_atomic_under_traffic_with_1_mfe() {
+    release_under_traffic(1, Family::V6);
+}
+
+#[test]
+fn ipv6_release_is_atomic_under_traffic_with_100k_mfes() {
+    let r = release_under_traffic(100_000, Family::V6);
     assert!(r.cleanup > r.reply);
 }

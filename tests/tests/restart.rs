@@ -7,24 +7,25 @@
 use std::time::Duration;
 
 use mgm::manager::Handle;
-use mgm_tests::{Ctl, SeqFlow, Topology, gaps_between};
+use mgm_tests::{Ctl, Family, SeqFlow, Topology, gaps_between};
 
-const G: &str = "239.1.1.1";
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A PIM client that owns rin, r1, r2 and wants G on r1 and r2; returns its handle.
-fn pim_joins(pim: &mut Ctl, t: &Topology) -> Handle {
+/// A PIM client that owns rin, r1, r2 and wants the family's group on r1 and r2; returns its
+/// handle.
+fn pim_joins(pim: &mut Ctl, t: &Topology, family: Family) -> Handle {
     let i = |n: &str| t.router.ifindex(n).unwrap();
-    pim.protocol_with(103, &[i("rin"), i("r1"), i("r2")], &[i("r1"), i("r2")], G).unwrap()
+    let g = family.group().to_string();
+    pim.protocol_with(103, &[i("rin"), i("r1"), i("r2")], &[i("r1"), i("r2")], &g).unwrap()
 }
 
-fn restart_keeps_forwarding(crash: bool) {
+fn restart_keeps_forwarding(crash: bool, family: Family) {
     let mut t = Topology::new(2).unwrap();
-    t.add_addresses().unwrap();
+    t.add_addresses_for(family).unwrap();
     t.start(&["--restart-hold-secs", "1"]).unwrap();
     let mut pim = t.ctl().unwrap();
-    let h = pim_joins(&mut pim, &t);
-    let flow = SeqFlow::start(&t, 2, 2_000).unwrap();
+    let h = pim_joins(&mut pim, &t, family);
+    let flow = SeqFlow::start_for(&t, family, 2, 2_000).unwrap();
     pim.answer_creation(h, WAIT).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // From here on (the MFE forwards), not one number may be missing.
@@ -48,7 +49,7 @@ fn restart_keeps_forwarding(crash: bool) {
     let mut pim = t.ctl().unwrap();
     let s = pim.status().unwrap();
     assert_eq!((s.installed, s.held, s.mfes), (1, 1, 0), "{s:?}");
-    let h = pim_joins(&mut pim, &t);
+    let h = pim_joins(&mut pim, &t, family);
     // At the end of the hold the core is offered the held flow as if its packets had just
     // arrived: the usual callbacks, then the core's MFE replaces the adopted one in place.
     pim.answer_creation(h, WAIT).unwrap();
@@ -66,7 +67,7 @@ fn restart_keeps_forwarding(crash: bool) {
 
     // The core's lease now governs: releasing r1 stops it, r2 goes on.
     let r1 = t.router.ifindex("r1").unwrap();
-    pim.release(h, r1).unwrap();
+    pim.release_side(h, r1, family.side()).unwrap();
     let at_release = flow.last_sent();
     std::thread::sleep(Duration::from_millis(300));
     let (sent, seen) = flow.finish();
@@ -88,8 +89,8 @@ fn restart_keeps_forwarding(crash: bool) {
     // have dropped a few, never gained any).
     let r2 = t.router.ifindex("r2").unwrap();
     let get = mgm::proto::GetMfe {
-        source: "10.1.0.1".parse().unwrap(),
-        group: G.parse().unwrap(),
+        source: family.source(),
+        group: family.group(),
         max_entries: 1,
         stats: true,
     };
@@ -98,7 +99,7 @@ fn restart_keeps_forwarding(crash: bool) {
     let got = seen[1].len() as u64;
     assert!((got..=got + 20).contains(&out), "r2 received {got}, counted {out}");
     println!(
-        "restart ({}): r2 got {} of {} sent after the MFE was up, r1 every number up to its release",
+        "restart ({}, {family:?}): r2 got {} of {} sent after the MFE was up, r1 every number up to its release",
         if crash { "SIGKILL" } else { "SIGTERM" },
         seen[1].range(established..).count(),
         sent - established + 1
@@ -107,12 +108,18 @@ fn restart_keeps_forwarding(crash: bool) {
 
 #[test]
 fn a_flow_is_forwarded_without_loss_across_a_restart() {
-    restart_keeps_forwarding(false);
+    restart_keeps_forwarding(false, Family::V4);
 }
 
 #[test]
 fn a_flow_is_forwarded_without_loss_across_a_crash() {
-    restart_keeps_forwarding(true);
+    restart_keeps_forwarding(true, Family::V4);
+}
+
+/// The same with IPv6 entries pinned (their own map): taken over, held, re-created.
+#[test]
+fn an_ipv6_flow_is_forwarded_without_loss_across_a_crash() {
+    restart_keeps_forwarding(true, Family::V6);
 }
 
 #[test]
