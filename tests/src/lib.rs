@@ -1437,3 +1437,49 @@ pub fn has_record<A: PartialEq>(
     use mgm::igmp::packet::Message;
     matches!(m, Message::ReportV3(r) if r.iter().any(|r| r.group == group && r.kind == kind))
 }
+
+/// What the mgm-igmpd tests (IGMP and MLD) share: short timers, the time they allow, the
+/// view's group lookup, captures over a span.
+pub mod igmpd {
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    use crate::PacketSocket;
+
+    /// Query interval 3 s, response 1 s, last member query interval 0.2 s, robustness 2.
+    pub const TIMERS: [&str; 8] = [
+        "--query-interval",
+        "3",
+        "--query-response-interval",
+        "1",
+        "--last-member-query-interval",
+        "0.2",
+        "--robustness",
+        "2",
+    ];
+    /// Group membership interval (3 × 2 + 1) and last member query time (0.2 × 2).
+    pub const GMI: Duration = Duration::from_secs(7);
+    pub const LMQT: Duration = Duration::from_millis(400);
+    /// One report's way through mgm-igmpd and mgmd into the fast path, with room for a
+    /// loaded machine.
+    pub const SLACK: Duration = Duration::from_millis(1500);
+
+    /// The group's entry in interface `iface`'s view, if it has state there.
+    pub fn group<'a>(v: &'a Value, iface: &str, g: impl std::fmt::Display) -> Option<&'a Value> {
+        let p = v["interfaces"].as_array()?.iter().find(|p| p["name"] == iface)?;
+        p["groups"].as_array()?.iter().find(|x| x["group"] == g.to_string())
+    }
+
+    /// Every frame `cap` gets for `d` (what was queued before included).
+    pub fn capture_for(cap: &PacketSocket, d: Duration) -> Vec<Vec<u8>> {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        loop {
+            out.extend(cap.drain(Duration::from_millis(20)).expect("capture"));
+            if t0.elapsed() >= d {
+                return out;
+            }
+        }
+    }
+}

@@ -14,26 +14,11 @@ use std::{
 
 use anyhow::Context as _;
 use mgm_tests::{
-    Igmpd, Netns, PacketSocket, Topology, ip_frame, magic, set_rcvbuf, veth, with_magic,
+    Igmpd, Netns, PacketSocket, Topology,
+    igmpd::{GMI, LMQT, SLACK, TIMERS, capture_for, group},
+    ip_frame, magic, set_rcvbuf, veth, with_magic,
 };
 use serde_json::Value;
-
-const TIMERS: [&str; 8] = [
-    "--query-interval",
-    "3",
-    "--query-response-interval",
-    "1",
-    "--last-member-query-interval",
-    "0.2",
-    "--robustness",
-    "2",
-];
-/// Group membership interval (3 × 2 + 1) and last member query time (0.2 × 2).
-const GMI: Duration = Duration::from_secs(7);
-const LMQT: Duration = Duration::from_millis(400);
-/// One report's way through mgm-igmpd and mgmd into the fast path, with room for a loaded
-/// machine.
-const SLACK: Duration = Duration::from_millis(1500);
 
 const S1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const S2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
@@ -114,24 +99,6 @@ fn until_no_copies(
     within: Duration,
 ) -> anyhow::Result<Duration> {
     until(c, tx, g, false, within)
-}
-
-/// Every frame `cap` gets for `d` (what was queued before included).
-fn capture_for(cap: &PacketSocket, d: Duration) -> Vec<Vec<u8>> {
-    let t0 = Instant::now();
-    let mut out = Vec::new();
-    loop {
-        out.extend(cap.drain(Duration::from_millis(20)).unwrap());
-        if t0.elapsed() >= d {
-            return out;
-        }
-    }
-}
-
-/// The group's entry in interface `iface`'s view, if it has state there.
-fn group<'a>(v: &'a Value, iface: &str, g: Ipv4Addr) -> Option<&'a Value> {
-    let p = v["interfaces"].as_array()?.iter().find(|p| p["name"] == iface)?;
-    p["groups"].as_array()?.iter().find(|x| x["group"] == g.to_string())
 }
 
 /// A UDP socket in `ns` bound to `port` (the senders send to 5000).

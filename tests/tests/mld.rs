@@ -3,7 +3,7 @@
 //! IPv6 sockets in their namespaces (`IPV6_JOIN_GROUP`, `MCAST_JOIN_SOURCE_GROUP`; MLDv2 by
 //! default, MLDv1 with `force_mld_version`), traffic is IPv6 UDP from the sender's link
 //! through mgmd's XDP program, and what reaches a receiver's link is captured there. Timers
-//! as in `igmpd.rs`: group membership interval 7 s, last listener query time 0.4 s.
+//! as in `igmpd.rs` (`mgm_tests::igmpd`): last listener query time 0.4 s.
 
 use std::{
     collections::BTreeSet,
@@ -14,22 +14,11 @@ use std::{
 
 use anyhow::Context as _;
 use mgm_tests::{
-    Igmpd, Netns, PacketSocket, Topology, ipv6_on, magic, udp6_frame, veth, with_magic,
+    Igmpd, Netns, PacketSocket, Topology,
+    igmpd::{LMQT, SLACK, TIMERS, capture_for, group},
+    ipv6_on, magic, udp6_frame, veth, with_magic,
 };
 use serde_json::Value;
-
-const TIMERS: [&str; 8] = [
-    "--query-interval",
-    "3",
-    "--query-response-interval",
-    "1",
-    "--last-member-query-interval",
-    "0.2",
-    "--robustness",
-    "2",
-];
-const LMQT: Duration = Duration::from_millis(400);
-const SLACK: Duration = Duration::from_millis(1500);
 
 const S1: &str = "2001:db8:1::1";
 const S2: &str = "2001:db8:1::2";
@@ -83,12 +72,6 @@ fn until(
         anyhow::ensure!(t0.elapsed() < within, "{what} of ({source}, {group}) after {within:?}");
     }
     Ok(t0.elapsed())
-}
-
-/// The group's entry in interface `iface`'s view, if it has state there.
-fn group<'a>(v: &'a Value, iface: &str, g: Ipv6Addr) -> Option<&'a Value> {
-    let p = v["interfaces"].as_array()?.iter().find(|p| p["name"] == iface)?;
-    p["groups"].as_array()?.iter().find(|x| x["group"] == g.to_string())
 }
 
 /// A socket in receiver 1 joined to `g` on eth0 by IPV6_JOIN_GROUP (any source).
@@ -253,16 +236,6 @@ fn mld_querier_election_by_lowest_link_local_address() {
     cap.drain(Duration::from_millis(20)).unwrap();
     let frames = capture_for(&cap, Duration::from_millis(3500));
     assert!(queriers(&frames).contains(&ip6("fe80::2")), "B queries now");
-}
-
-/// Every frame `cap` gets for `d`.
-fn capture_for(cap: &PacketSocket, d: Duration) -> Vec<Vec<u8>> {
-    let t0 = Instant::now();
-    let mut out = Vec::new();
-    while t0.elapsed() < d {
-        out.extend(cap.drain(Duration::from_millis(20)).unwrap());
-    }
-    out
 }
 
 /// MLD proxy: two downstream links, an upstream link with an MLD querier (another
