@@ -11,7 +11,7 @@
 
 use std::{net::Ipv6Addr, time::Duration};
 
-use super::packet::{Message, Query, Reject, checksum, encode_time, records, v3_query};
+use super::packet::{Message, Query, Reject, checksum, encode_v3_query, records, v3_query};
 
 pub const QUERY: u8 = 130;
 pub const V1_REPORT: u8 = 131;
@@ -186,13 +186,7 @@ pub fn encode_query(q: &Query<Ipv6Addr>, source: Ipv6Addr, destination: Ipv6Addr
     m.extend([0, 0]);
     m.extend(q.group.octets());
     if q.version >= 3 {
-        m.push(u8::from(q.suppress) << 3 | q.qrv.min(7));
-        m.push(encode_time(u32::try_from(q.qqi.as_secs()).unwrap_or(u32::MAX)));
-        let n = q.sources.len().min(usize::from(u16::MAX));
-        m.extend((n as u16).to_be_bytes());
-        for s in &q.sources[..n] {
-            m.extend(s.octets());
-        }
+        encode_v3_query(q, &mut m, |s, m| m.extend(s.octets()));
     }
     let c = checksum(&pseudo(&Ip6 { source, destination }, &m));
     m[2..4].copy_from_slice(&c.to_be_bytes());

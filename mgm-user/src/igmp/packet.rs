@@ -196,6 +196,18 @@ pub(crate) fn v3_query<A>(
     Ok(())
 }
 
+/// The encoder's side of [`v3_query`]: the S flag and QRV, QQIC, the source count and the
+/// sources (each written by `put`), appended to `m`.
+pub(crate) fn encode_v3_query<A>(q: &Query<A>, m: &mut Vec<u8>, put: fn(&A, &mut Vec<u8>)) {
+    m.push(u8::from(q.suppress) << 3 | q.qrv.min(7));
+    m.push(encode_time(u32::try_from(q.qqi.as_secs()).unwrap_or(u32::MAX)));
+    let n = q.sources.len().min(usize::from(u16::MAX));
+    m.extend((n as u16).to_be_bytes());
+    for s in &q.sources[..n] {
+        put(s, m);
+    }
+}
+
 fn decode_report(m: &[u8]) -> Result<Vec<GroupRecord>, Reject> {
     records(m, 4, addr)
 }
@@ -289,13 +301,7 @@ pub fn encode_query(q: &Query) -> Vec<u8> {
     }
     m.extend(q.group.octets());
     if q.version == 3 {
-        m.push(u8::from(q.suppress) << 3 | q.qrv.min(7));
-        m.push(encode_time(u32::try_from(q.qqi.as_secs()).unwrap_or(u32::MAX)));
-        let n = q.sources.len().min(usize::from(u16::MAX));
-        m.extend((n as u16).to_be_bytes());
-        for s in &q.sources[..n] {
-            m.extend(s.octets());
-        }
+        encode_v3_query(q, &mut m, |s, m| m.extend(s.octets()));
     }
     let c = checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
