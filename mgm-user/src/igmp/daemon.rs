@@ -161,20 +161,24 @@ pub struct Daemon<A> {
     connect_error: Option<String>,
 }
 
-/// The address `name` speaks from, and its index.
-fn address<A: Wire>(name: &str) -> anyhow::Result<Local<A>> {
+/// The address `name` speaks from (the first of its in `all`), and its index.
+fn address<A: Wire>(name: &str, all: &[Local<A>]) -> anyhow::Result<Local<A>> {
     let ifindex = nix::net::if_::if_nametoindex(name)
         .with_context(|| format!("no interface named {name:?}"))?;
-    A::local(ifindex).with_context(|| format!("{name}: {} speaks from an address of it", A::NAME))
+    all.iter()
+        .find(|a| a.ifindex == ifindex)
+        .copied()
+        .with_context(|| format!("{name} has no address: {} queries need {}", A::NAME, A::ADDRESS))
 }
 
 impl<A: Wire> Daemon<A> {
     /// Opens the interfaces (in the calling thread's network namespace).
     pub fn new(s: Settings) -> anyhow::Result<Self> {
+        let all = A::locals()?;
         let epoch = Instant::now();
         let mut ports = Vec::new();
         for name in &s.interfaces {
-            let addr = address::<A>(name)?;
+            let addr = address(name, &all)?;
             let link = A::open(addr.ifindex)
                 .with_context(|| format!("opening a packet socket on {name}"))?;
             ports.push(Port {
@@ -194,7 +198,7 @@ impl<A: Wire> Daemon<A> {
         let proxy = match &s.upstream {
             None => None,
             Some(name) => {
-                let a = address::<A>(name)?;
+                let a = address(name, &all)?;
                 Some(Proxy {
                     name: name.clone(),
                     ifindex: a.ifindex,

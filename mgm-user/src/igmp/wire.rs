@@ -34,13 +34,16 @@ pub struct Local<A> {
 pub trait Wire: Addr {
     /// "IGMP" or "MLD", for logs and errors.
     const NAME: &'static str;
+    /// The address an interface needs, for errors.
+    const ADDRESS: &'static str;
     /// The versions of the protocol an operator names (IGMP 1-3, MLD 1-2) to the group
     /// state's versions (MLDv1 behaves as IGMPv2, MLDv2 as IGMPv3).
     fn state_version(version: u8) -> Option<u8>;
     /// The other way, for the operator's view.
     fn protocol_version(state: u8) -> u8;
-    /// The address of `ifindex` the protocol speaks from.
-    fn local(ifindex: u32) -> anyhow::Result<Local<Self>>;
+    /// Every interface's address the protocol speaks from, one per interface (read once
+    /// at start for all of them).
+    fn locals() -> anyhow::Result<Vec<Local<Self>>>;
     fn open(ifindex: u32) -> io::Result<Link>;
     /// Decodes a datagram the link read: its source and message.
     fn parse(d: &[u8]) -> Result<(Self, Message<Self>), Reject>;
@@ -58,6 +61,7 @@ pub trait Wire: Addr {
 
 impl Wire for Ipv4Addr {
     const NAME: &'static str = "IGMP";
+    const ADDRESS: &'static str = "an IPv4 address";
 
     fn state_version(version: u8) -> Option<u8> {
         (1..=3).contains(&version).then_some(version)
@@ -67,10 +71,13 @@ impl Wire for Ipv4Addr {
         state
     }
 
-    fn local(ifindex: u32) -> anyhow::Result<Local<Self>> {
-        let all = kernel::addresses().context("reading the interfaces' addresses")?;
-        let a = all.iter().find(|a| a.ifindex == ifindex).context("no IPv4 address")?;
-        Ok(Local { ifindex, addr: a.addr, prefix: a.prefix })
+    fn locals() -> anyhow::Result<Vec<Local<Self>>> {
+        // Primary addresses come first: the first one of each interface is the one found.
+        let all = kernel::addresses().context("reading the interfaces' IPv4 addresses")?;
+        Ok(all
+            .iter()
+            .map(|a| Local { ifindex: a.ifindex, addr: a.addr, prefix: a.prefix })
+            .collect())
     }
 
     fn open(ifindex: u32) -> io::Result<Link> {
@@ -122,6 +129,7 @@ impl Wire for Ipv4Addr {
 
 impl Wire for Ipv6Addr {
     const NAME: &'static str = "MLD";
+    const ADDRESS: &'static str = "an IPv6 link-local address";
 
     fn state_version(version: u8) -> Option<u8> {
         matches!(version, 1 | 2).then_some(version + 1)
@@ -131,15 +139,12 @@ impl Wire for Ipv6Addr {
         state.saturating_sub(1).max(1)
     }
 
-    fn local(ifindex: u32) -> anyhow::Result<Local<Self>> {
-        let all = kernel::link_local_addresses().context("reading the interfaces' addresses")?;
-        let addr = all
-            .iter()
-            .filter(|(i, _)| *i == ifindex)
-            .map(|(_, a)| *a)
-            .min()
-            .context("no IPv6 link-local address")?;
-        Ok(Local { ifindex, addr, prefix: 64 })
+    fn locals() -> anyhow::Result<Vec<Local<Self>>> {
+        let mut all =
+            kernel::link_local_addresses().context("reading the interfaces' IPv6 addresses")?;
+        // The lowest of an interface's link-local addresses first: the querier election's.
+        all.sort();
+        Ok(all.into_iter().map(|(ifindex, addr)| Local { ifindex, addr, prefix: 64 }).collect())
     }
 
     fn open(ifindex: u32) -> io::Result<Link> {
