@@ -884,13 +884,11 @@ impl Topology {
         let std::net::IpAddr::V6(g) = family.group() else {
             return self.udp_receiver(i, GROUP, port);
         };
-        self.receivers[i].enter(move || {
-            let s = std::net::UdpSocket::bind(("::", port))?;
-            s.join_multicast_v6(&g, nix::net::if_::if_nametoindex("eth0")?)?;
-            set_rcvbuf(&s, 8 << 20)?;
-            s.set_read_timeout(Some(Duration::from_millis(300)))?;
-            Ok(s)
-        })
+        let s = ipv6_listener(&self.receivers[i], g, port)?;
+        // A burst must not overflow the default ~200 KiB buffer before the test reads.
+        set_rcvbuf(&s, 8 << 20)?;
+        s.set_read_timeout(Some(Duration::from_millis(300)))?;
+        Ok(s)
     }
 
     /// A UDP socket in the sender namespace bound to `family`'s source, with this hop limit.
@@ -967,6 +965,20 @@ pub fn udp6_frame(
     out
 }
 
+/// A UDP socket in `ns` bound to `port` and joined to `group` on eth0 by IPV6_JOIN_GROUP
+/// (any source): the host stack reports it with MLD.
+pub fn ipv6_listener(
+    ns: &Netns,
+    group: std::net::Ipv6Addr,
+    port: u16,
+) -> anyhow::Result<std::net::UdpSocket> {
+    ns.enter(move || {
+        let s = std::net::UdpSocket::bind(("::", port))?;
+        s.join_multicast_v6(&group, nix::net::if_::if_nametoindex("eth0")?)?;
+        Ok(s)
+    })
+}
+
 /// IPv6 on `dev` in `ns` (the harness turns it off everywhere), without duplicate address
 /// detection, so the link-local address is there at once.
 pub fn ipv6_on(ns: &Netns, dev: &str) -> anyhow::Result<()> {
@@ -975,6 +987,46 @@ pub fn ipv6_on(ns: &Netns, dev: &str) -> anyhow::Result<()> {
         ns.exec("sysctl", &["-qw", &format!("net.ipv6.conf.{k}.disable_ipv6=0")])?;
     }
     Ok(())
+}
+
+/// One forwarded copy against the frame that was sent, in either family: the destination
+/// MAC is the group's (01:00:5e or 33:33 and the group's low bits), the source MAC the
+/// router's outgoing port, the TTL or hop limit one less (IPv4: the header checksum valid),
+/// addresses and length unchanged, the UDP payload intact and its checksum valid.
+pub fn assert_forwarded_copy(sent: &[u8], got: &[u8], out_mac: [u8; 6]) {
+    use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+    let s = SlicedPacket::from_ethernet(sent).expect("sent frame parses");
+    let g = SlicedPacket::from_ethernet(got).expect("forwarded frame parses");
+    let Some(LinkSlice::Ethernet2(ge)) = &g.link else {
+        panic!("forwarded frame is not Ethernet: {got:02x?}");
+    };
+    assert_eq!(ge.source(), out_mac, "source MAC is the router's outgoing port");
+    let (Some(TransportSlice::Udp(gu)), Some(TransportSlice::Udp(su))) =
+        (&g.transport, &s.transport)
+    else {
+        panic!("not UDP: {got:02x?}");
+    };
+    assert_eq!(gu.payload(), su.payload(), "payload intact");
+    let udp = gu.to_header();
+    let (group_mac, checksum) = match (&g.net, &s.net) {
+        (Some(NetSlice::Ipv4(gi)), Some(NetSlice::Ipv4(si))) => {
+            let (gh, sh) = (gi.header().to_header(), si.header().to_header());
+            assert_eq!(gh.time_to_live, sh.time_to_live - 1, "TTL decremented by exactly one");
+            assert_eq!(gh.header_checksum, gh.calc_header_checksum(), "IPv4 header checksum valid");
+            assert_eq!((gh.source, gh.destination), (sh.source, sh.destination));
+            (group_mac(gh.destination), udp.calc_checksum_ipv4(&gh, gu.payload()).unwrap())
+        }
+        (Some(NetSlice::Ipv6(gi)), Some(NetSlice::Ipv6(si))) => {
+            let (gh, sh) = (gi.header().to_header(), si.header().to_header());
+            assert_eq!(gh.hop_limit, sh.hop_limit - 1, "hop limit decremented by exactly one");
+            assert_eq!((gh.source, gh.destination), (sh.source, sh.destination));
+            assert_eq!(gh.payload_length, sh.payload_length);
+            (group_mac6(&gh.destination), udp.calc_checksum_ipv6(&gh, gu.payload()).unwrap())
+        }
+        _ => panic!("forwarded frame is not of the sent frame's family: {got:02x?}"),
+    };
+    assert_eq!(ge.destination(), group_mac, "destination MAC is the group's");
+    assert_eq!(udp.checksum, checksum, "UDP checksum valid");
 }
 
 /// Frames among `frames` whose UDP payload starts with `magic`.

@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use mgm::{
     config::StaticMfe,
     proto::{self, ErrorCode},
 };
 use mgm_tests::{
-    GROUP, SOURCE, Topology, fix_ipv4_checksum, group_mac, magic, udp_frame, with_magic,
+    GROUP, SOURCE, Topology, assert_forwarded_copy, fix_ipv4_checksum, magic, udp_frame, with_magic,
 };
 
 /// How long a receiver stays silent before we decide nothing more is coming. Only used after
@@ -38,38 +37,6 @@ fn payload(magic: &[u8], seq: u32) -> Vec<u8> {
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&[0xab; 32]);
     p
-}
-
-/// Checks one forwarded copy against the frame that was sent.
-fn assert_forwarded_copy(sent: &[u8], got: &[u8], out_mac: [u8; 6]) {
-    let s = SlicedPacket::from_ethernet(sent).expect("sent frame parses");
-    let g = SlicedPacket::from_ethernet(got).expect("forwarded frame parses");
-    let (
-        Some(etherparse::LinkSlice::Ethernet2(ge)),
-        Some(NetSlice::Ipv4(gi)),
-        Some(NetSlice::Ipv4(si)),
-    ) = (&g.link, &g.net, &s.net)
-    else {
-        panic!("forwarded frame is not Ethernet/IPv4: {got:02x?}");
-    };
-    assert_eq!(ge.destination(), group_mac(GROUP), "destination MAC stays the group's");
-    assert_eq!(ge.source(), out_mac, "source MAC is the router's outgoing port");
-    let (gh, sh) = (gi.header().to_header(), si.header().to_header());
-    assert_eq!(gh.time_to_live, sh.time_to_live - 1, "TTL decremented by exactly one");
-    assert_eq!(gh.header_checksum, gh.calc_header_checksum(), "IPv4 header checksum valid");
-    assert_eq!((gh.source, gh.destination), (sh.source, sh.destination));
-    let (Some(TransportSlice::Udp(gu)), Some(TransportSlice::Udp(su))) =
-        (&g.transport, &s.transport)
-    else {
-        panic!("not UDP");
-    };
-    assert_eq!(gu.payload(), su.payload(), "payload intact");
-    let udp = gu.to_header();
-    assert_eq!(
-        udp.checksum,
-        udp.calc_checksum_ipv4(&gh, gu.payload()).unwrap(),
-        "UDP checksum valid"
-    );
 }
 
 /// Sends `count` numbered frames, waits for the router to handle them, and returns what each

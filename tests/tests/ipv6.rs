@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use mgm::config::StaticMfe;
-use mgm_tests::{Topology, group_mac6, magic, with_magic};
+use mgm_tests::{Topology, assert_forwarded_copy, magic, with_magic};
 
 const IDLE: Duration = Duration::from_millis(300);
 const S6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
@@ -88,42 +87,6 @@ fn send_and_capture(t: &Topology, frames: &[Vec<u8>], marker: &[u8]) -> Vec<Vec<
             with_magic(&got, marker).into_iter().cloned().collect()
         })
         .collect()
-}
-
-/// One forwarded copy against the frame that was sent.
-fn assert_forwarded_copy(sent: &[u8], got: &[u8], out_mac: [u8; 6]) {
-    let s = SlicedPacket::from_ethernet(sent).expect("sent frame parses");
-    let g = SlicedPacket::from_ethernet(got).expect("forwarded frame parses");
-    let (
-        Some(etherparse::LinkSlice::Ethernet2(ge)),
-        Some(NetSlice::Ipv6(gi)),
-        Some(NetSlice::Ipv6(si)),
-    ) = (&g.link, &g.net, &s.net)
-    else {
-        panic!("forwarded frame is not Ethernet/IPv6: {got:02x?}");
-    };
-    assert_eq!(
-        ge.destination(),
-        group_mac6(&G6),
-        "destination MAC is 33:33 + the group's low 32 bits"
-    );
-    assert_eq!(ge.source(), out_mac, "source MAC is the router's outgoing port");
-    let (gh, sh) = (gi.header().to_header(), si.header().to_header());
-    assert_eq!(gh.hop_limit, sh.hop_limit - 1, "hop limit decremented by exactly one");
-    assert_eq!((gh.source, gh.destination), (sh.source, sh.destination));
-    assert_eq!(gh.payload_length, sh.payload_length);
-    let (Some(TransportSlice::Udp(gu)), Some(TransportSlice::Udp(su))) =
-        (&g.transport, &s.transport)
-    else {
-        panic!("not UDP");
-    };
-    assert_eq!(gu.payload(), su.payload(), "payload intact");
-    let udp = gu.to_header();
-    assert_eq!(
-        udp.checksum,
-        udp.calc_checksum_ipv6(&gh, gu.payload()).unwrap(),
-        "UDP checksum valid"
-    );
 }
 
 fn topology(receivers: usize, oifs: &[&str]) -> Topology {

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use mgm_tests::{
     Igmpd, Netns, PacketSocket, Topology,
     igmpd::{LMQT, SLACK, TIMERS, capture_for, group},
-    ipv6_on, magic, udp6_frame, veth, with_magic,
+    ipv6_listener, ipv6_on, magic, udp6_frame, veth, with_magic,
 };
 use serde_json::Value;
 
@@ -76,13 +76,7 @@ fn until(
 
 /// A socket in receiver 1 joined to `g` on eth0 by IPV6_JOIN_GROUP (any source).
 fn join(t: &Topology, g: Ipv6Addr) -> UdpSocket {
-    t.receivers[0]
-        .enter(move || {
-            let s = UdpSocket::bind("[::]:5000")?;
-            s.join_multicast_v6(&g, nix::net::if_::if_nametoindex("eth0")?)?;
-            Ok(s)
-        })
-        .unwrap()
+    ipv6_listener(&t.receivers[0], g, 5000).unwrap()
 }
 
 /// A socket in receiver 1 joined to (`source`, `g`) on eth0 by MCAST_JOIN_SOURCE_GROUP.
@@ -262,15 +256,7 @@ fn mld_proxy_merges_downstream_and_forwards_from_upstream() {
 
     let caps = t.captures().unwrap();
     let (g1, g2, g3) = (ip6("ff3e::6:1"), ip6("ff3e::6:2"), ip6("ff3e::6:3"));
-    let join_on = |i: usize, g: Ipv6Addr, port: u16| {
-        t.receivers[i]
-            .enter(move || {
-                let s = UdpSocket::bind(("::", port))?;
-                s.join_multicast_v6(&g, nix::net::if_::if_nametoindex("eth0")?)?;
-                Ok(s)
-            })
-            .unwrap()
-    };
+    let join_on = |i: usize, g, port| ipv6_listener(&t.receivers[i], g, port).unwrap();
     let _a1 = join_on(0, g1, 5000);
     let _b1 = join_on(1, g1, 5000);
     let b2 = join_on(1, g2, 5001);

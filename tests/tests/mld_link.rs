@@ -4,17 +4,14 @@
 //! through mgmd's XDP program, queries it, and leaves all-multicast mode when the socket
 //! closes. (`tests/mld.rs` runs the whole daemon over this edge.)
 
-use std::{
-    net::{Ipv6Addr, UdpSocket},
-    time::Duration,
-};
+use std::{net::Ipv6Addr, time::Duration};
 
 use mgm::igmp::{
     link::Link,
     mld::{encode_query, parse},
     packet::{Message, Query, RecordType},
 };
-use mgm_tests::{Topology, has_record, ipv6_on};
+use mgm_tests::{Topology, has_record, ipv6_listener, ipv6_on};
 
 /// The next MLD message matching `want` within 5 s (others are skipped).
 fn expect(link: &Link, want: impl Fn(&Message<Ipv6Addr>) -> bool) -> Message<Ipv6Addr> {
@@ -43,15 +40,7 @@ fn host_mld_is_read_below_ip_and_queries_are_answered() {
     assert!(allmulti(), "all-multicast while the socket is open");
 
     let g: Ipv6Addr = "ff05::1:3".parse().unwrap();
-    let join = |g: Ipv6Addr| {
-        t.receivers[0]
-            .enter(move || {
-                let s = UdpSocket::bind("[::]:5000")?;
-                s.join_multicast_v6(&g, nix::net::if_::if_nametoindex("eth0")?)?;
-                Ok(s)
-            })
-            .unwrap()
-    };
+    let join = |g| ipv6_listener(&t.receivers[0], g, 5000).unwrap();
     // MLDv2: a join is TO_EX {}.
     let sock = join(g);
     expect(&link, |m| has_record(m, g, RecordType::ChangeToExclude));
