@@ -3,10 +3,11 @@
 //! neighbour groups, a dump of both at start, and a new dump whenever the socket overflowed
 //! (ENOBUFS: notifications were lost, so the whole view is read again).
 //!
-//! With `follow_mfc`, the same socket follows the kernel's IPv4 multicast forwarding cache
-//! (ipmr, address family `RTNL_FAMILY_IPMR`): every entry added, changed or deleted is
-//! announced whole on the route group; VIF changes are announced only as a netconf change and
-//! silently change entries, so each one (and an overflow) brings a new dump of the table.
+//! With `follow_mfc`, the same socket follows the kernel's multicast forwarding caches, IPv4's
+//! (ipmr, address family `RTNL_FAMILY_IPMR`) and IPv6's (ip6mr, `RTNL_FAMILY_IP6MR`): every
+//! entry added, changed or deleted is announced whole on the family's route group; VIF (MIF)
+//! changes are announced only as a netconf change and silently change entries, so each one
+//! (and an overflow) brings a new dump of both tables.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -57,7 +58,7 @@ pub enum KernelEvent {
     /// An entry of the kernel's multicast forwarding cache, whole, as it is now.
     Mfc(KernelMfc),
     /// An entry left the cache (the message may name no interfaces: keyed on table, S, G).
-    MfcGone { table: u32, source: Ipv4Addr, group: Ipv4Addr },
+    MfcGone { table: u32, source: IpAddr, group: IpAddr },
     /// The whole cache, every table: it replaces what came before.
     MfcSnapshot(Vec<KernelMfc>),
     /// What this host itself receives: no event announces a socket joining or binding, so
@@ -69,20 +70,22 @@ pub enum KernelEvent {
 /// multicast on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Local {
-    /// (ifindex, group) joined by some socket of this host (`/proc/net/igmp`).
-    pub groups: BTreeSet<(u32, Ipv4Addr)>,
-    /// UDP ports of sockets bound to the wildcard or a group address (`/proc/net/udp`);
+    /// (ifindex, group) joined by some socket of this host (`/proc/net/igmp`,
+    /// `/proc/net/igmp6`).
+    pub groups: BTreeSet<(u32, IpAddr)>,
+    /// UDP ports of IPv4 sockets bound to the wildcard or a group address (`/proc/net/udp`);
     /// `None` when any port may be received: a raw UDP socket, or the table unreadable.
+    /// (IPv6 packets of a group the router is a member of all go to the kernel.)
     pub udp_ports: Option<BTreeSet<u16>>,
 }
 
-/// One entry of the kernel's IPv4 multicast forwarding cache (`ip mroute`).
+/// One entry of the kernel's multicast forwarding cache (`ip mroute`, `ip -6 mroute`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelMfc {
     pub table: u32,
-    /// 0.0.0.0 for a (*,G) or (*,*) entry.
-    pub source: Ipv4Addr,
-    pub group: Ipv4Addr,
+    /// The unspecified address (0.0.0.0, ::) for a (*,G) or (*,*) entry.
+    pub source: IpAddr,
+    pub group: IpAddr,
     /// Incoming interface (an ifindex; 0 when the entry is unresolved).
     pub iif: u32,
     /// Outgoing interfaces and their TTL thresholds (a copy leaves only if TTL > threshold).
@@ -93,10 +96,17 @@ pub struct KernelMfc {
 
 /// The rtnetlink groups followed.
 const GROUPS: [u32; 2] = [libc::RTNLGRP_LINK, libc::RTNLGRP_NEIGH];
-/// And those that follow the multicast forwarding cache.
-const MFC_GROUPS: [u32; 2] = [libc::RTNLGRP_IPV4_MROUTE, libc::RTNLGRP_IPV4_NETCONF];
+/// And those that follow the multicast forwarding caches.
+const MFC_GROUPS: [u32; 4] = [
+    libc::RTNLGRP_IPV4_MROUTE,
+    libc::RTNLGRP_IPV4_NETCONF,
+    libc::RTNLGRP_IPV6_MROUTE,
+    libc::RTNLGRP_IPV6_NETCONF,
+];
 /// `RTNL_FAMILY_IPMR`: the address family of ipmr's route messages.
 const FAMILY_IPMR: u8 = 128;
+/// `RTNL_FAMILY_IP6MR`: ip6mr's.
+const FAMILY_IP6MR: u8 = 129;
 /// `RTM_NEWNETCONF`, `RTM_DELNETCONF`: a VIF was added or removed (or a daemon started or
 /// stopped); the crate does not decode them, the type is enough.
 const RTM_NETCONF: [u16; 2] = [80, 81];
@@ -135,17 +145,23 @@ impl Monitor {
         Ok(Self { sock, buf: vec![0; 1 << 16], follow_mfc })
     }
 
-    /// Dumps the multicast forwarding cache (every table).
+    /// Dumps both multicast forwarding caches (every table). A kernel without IPv6 has no
+    /// ip6mr to dump: only IPv4's is read then.
     pub fn mfc_snapshot() -> io::Result<KernelEvent> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::from(FAMILY_IPMR);
-        let entries = dump(RouteNetlinkMessage::GetRoute(req))?
-            .into_iter()
-            .filter_map(|m| match parse(m) {
+        let mut entries = Vec::new();
+        for family in [FAMILY_IPMR, FAMILY_IP6MR] {
+            let mut req = RouteMessage::default();
+            req.header.address_family = AddressFamily::from(family);
+            let replies = match dump(RouteNetlinkMessage::GetRoute(req)) {
+                Ok(r) => r,
+                Err(e) if family == FAMILY_IP6MR && no_family(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            entries.extend(replies.into_iter().filter_map(|m| match parse(m) {
                 Some(KernelEvent::Mfc(e)) => Some(e),
                 _ => None,
-            })
-            .collect();
+            }));
+        }
         Ok(KernelEvent::MfcSnapshot(entries))
     }
 
@@ -395,20 +411,36 @@ fn parse(m: RouteNetlinkMessage) -> Option<KernelEvent> {
     }
 }
 
-/// An ipmr route message as a cache entry (`None` for any other route).
+/// Whether a dump failed because the kernel has no such address family (no IPv6).
+fn no_family(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EOPNOTSUPP | libc::EINVAL))
+}
+
+/// An ipmr or ip6mr route message as a cache entry (`None` for any other route).
 fn mfc(r: &RouteMessage) -> Option<KernelMfc> {
-    if u8::from(r.header.address_family) != FAMILY_IPMR {
-        return None;
-    }
-    let addr = |a: &RouteAddress| match a {
-        RouteAddress::Inet(v) => Some(*v),
-        RouteAddress::Other(b) => <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from),
-        _ => None,
+    let any = match u8::from(r.header.address_family) {
+        FAMILY_IPMR => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        FAMILY_IP6MR => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    // The crate decodes neither family's addresses: they come as bytes, of the family's size.
+    let addr = |a: &RouteAddress| {
+        let ip = match a {
+            RouteAddress::Inet(v) => IpAddr::V4(*v),
+            RouteAddress::Inet6(v) => IpAddr::V6(*v),
+            RouteAddress::Other(b) => match b.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(b.as_slice()).ok()?),
+                16 => IpAddr::from(<[u8; 16]>::try_from(b.as_slice()).ok()?),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        (ip.is_ipv4() == any.is_ipv4()).then_some(ip)
     };
     let mut e = KernelMfc {
         table: u32::from(r.header.table),
-        source: Ipv4Addr::UNSPECIFIED,
-        group: Ipv4Addr::UNSPECIFIED,
+        source: any,
+        group: any,
         iif: 0,
         oifs: Vec::new(),
         unresolved: r.header.flags.bits() & RTNH_F_UNRESOLVED != 0,
@@ -471,11 +503,13 @@ fn usable(s: NeighbourState) -> bool {
     )
 }
 
-/// What this host receives itself: its groups per interface (`/proc/net/igmp`) and the UDP
-/// ports it could receive multicast on (`/proc/net/udp`, `/proc/net/raw`).
+/// What this host receives itself: its groups per interface (`/proc/net/igmp`,
+/// `/proc/net/igmp6` when the kernel has IPv6) and the UDP ports it could receive IPv4
+/// multicast on (`/proc/net/udp`, `/proc/net/raw`).
 pub fn local_delivery() -> io::Result<KernelEvent> {
-    let groups = parse_proc_igmp(&std::fs::read_to_string("/proc/net/igmp")?);
     let read = |f| std::fs::read_to_string(f).ok();
+    let mut groups = parse_proc_igmp(&std::fs::read_to_string("/proc/net/igmp")?);
+    groups.extend(read("/proc/net/igmp6").as_deref().map(parse_proc_igmp6).unwrap_or_default());
     let udp_ports = match (read("/proc/net/udp"), read("/proc/net/raw")) {
         (Some(udp), Some(raw)) if multicast_ports(&raw).all(|proto| proto != 17) => {
             Some(multicast_ports(&udp).collect())
@@ -504,7 +538,7 @@ fn proc_addr(hex: &str) -> Option<Ipv4Addr> {
 }
 
 /// `/proc/net/igmp`'s text: `Idx Device : ...` lines, then a line per group.
-fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, Ipv4Addr)> {
+fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, IpAddr)> {
     let mut out = BTreeSet::new();
     let mut ifindex = None;
     for line in text.lines().skip(1) {
@@ -514,10 +548,24 @@ fn parse_proc_igmp(text: &str) -> BTreeSet<(u32, Ipv4Addr)> {
         }
         let (Some(i), Some(hex)) = (ifindex, line.split_whitespace().next()) else { continue };
         if let Some(group) = proc_addr(hex) {
-            out.insert((i, group));
+            out.insert((i, IpAddr::V4(group)));
         }
     }
     out
+}
+
+/// `/proc/net/igmp6`'s text: a line per (interface, group), the group as 32 hexadecimal
+/// digits in network order.
+fn parse_proc_igmp6(text: &str) -> BTreeSet<(u32, IpAddr)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let ifindex = f.next()?.parse().ok()?;
+            let hex = f.nth(1)?;
+            let group = u128::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 32)?;
+            Some((ifindex, IpAddr::V6(Ipv6Addr::from(group))))
+        })
+        .collect()
 }
 
 /// Makes the kernel resolve `ip` (an empty datagram to the discard port: the ARP request is
@@ -572,10 +620,58 @@ mod tests {
         let got = parse_proc_igmp(text);
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         if cfg!(target_endian = "little") {
-            assert!(got.contains(&(5, ip("239.1.1.1"))), "{got:?}");
+            assert!(got.contains(&(5, IpAddr::V4(ip("239.1.1.1")))), "{got:?}");
         }
         assert_eq!(got.len(), 3);
         assert!(parse_proc_igmp("garbage\n\t\tzz\n").is_empty());
+    }
+
+    #[test]
+    fn proc_igmp6_is_read_per_line() {
+        let text = "1    lo              ff020000000000000000000000000001     1 0000000C 0\n\
+                    7    r1              ff3e0000000000000000000080000001     1 00000004 0\n\
+                    8    r2              ff3e00000000                         1 00000004 0\n\
+                    junk\n";
+        let got: Vec<_> = parse_proc_igmp6(text).into_iter().collect();
+        let g = |s: &str| IpAddr::V6(s.parse().unwrap());
+        assert_eq!(got, vec![(1, g("ff02::1")), (7, g("ff3e::8000:1"))]);
+    }
+
+    /// ip6mr's messages are read as ipmr's are (the addresses arrive as bytes); a message
+    /// whose address does not fit its family is no entry.
+    #[test]
+    fn ip6mr_route_messages_are_cache_entries() {
+        use netlink_packet_route::route::{RouteFlags, RouteNextHop};
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::from(FAMILY_IP6MR);
+        r.header.table = 253;
+        let v6 = |s: &str| RouteAddress::Other(s.parse::<Ipv6Addr>().unwrap().octets().to_vec());
+        let hop = |i| {
+            let mut h = RouteNextHop::default();
+            (h.interface_index, h.hops) = (i, 1);
+            h
+        };
+        r.attributes = vec![
+            RouteAttribute::Source(v6("2001:db8:1::1")),
+            RouteAttribute::Destination(v6("ff3e::8000:1")),
+            RouteAttribute::Iif(4),
+            RouteAttribute::MultiPath(vec![hop(5), hop(6)]),
+        ];
+        let e = mfc(&r).unwrap();
+        assert_eq!(
+            (e.source, e.group),
+            ("2001:db8:1::1".parse().unwrap(), "ff3e::8000:1".parse().unwrap())
+        );
+        assert_eq!(
+            (e.table, e.iif, e.oifs.clone(), e.unresolved),
+            (253, 4, vec![(5, 1), (6, 1)], false)
+        );
+        r.header.flags = RouteFlags::from_bits_retain(RTNH_F_UNRESOLVED);
+        assert!(mfc(&r).unwrap().unresolved);
+        r.attributes[0] = RouteAttribute::Source(RouteAddress::Other(vec![10, 1, 0, 1]));
+        assert_eq!(mfc(&r), None);
+        r.header.address_family = AddressFamily::Inet6;
+        assert_eq!(mfc(&r), None, "a unicast route");
     }
 
     #[test]

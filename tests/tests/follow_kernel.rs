@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `mgmd --follow-kernel`: a real routing daemon (smcroute) programs the kernel's ipmr table
-//! through the mroute socket, unchanged; mgmd mirrors its routes into the XDP fast path and
-//! leaves the rest to the kernel. Needs root and smcroute (`cargo xtask setup`).
+//! `mgmd --follow-kernel`: a real routing daemon (smcroute) programs the kernel's ipmr (and
+//! ip6mr) table through the mroute socket, unchanged; mgmd mirrors its routes into the XDP
+//! fast path and leaves the rest to the kernel. Needs root and smcroute (`cargo xtask setup`).
 
 use std::{
     net::UdpSocket,
     time::{Duration, Instant},
 };
 
-use mgm_tests::{Ctl, SeqFlow, Smcroute, Topology, gaps_between};
+use mgm_tests::{Ctl, Family, SeqFlow, Smcroute, Topology, gaps_between};
 
 const IFACES: [&str; 3] = ["rin", "r1", "r2"];
 
@@ -31,9 +31,26 @@ fn kernel_router(t: &Topology) {
 /// A sender, a kernel router with `receivers` links and, unless `mgmd` is `None`, mgmd on
 /// all of them following the kernel with these extra arguments.
 fn follow_topology(receivers: usize, mgmd: Option<&[&str]>) -> (Topology, Option<Ctl>) {
+    follow_topology_for(Family::V4, receivers, mgmd)
+}
+
+/// The same for either family (IPv6: the router's kernel has IPv6 on its links, which is
+/// all ip6mr needs).
+fn follow_topology_for(
+    family: Family,
+    receivers: usize,
+    mgmd: Option<&[&str]>,
+) -> (Topology, Option<Ctl>) {
     let mut t = Topology::new(receivers).unwrap();
-    t.add_addresses().unwrap();
-    kernel_router(&t);
+    t.add_addresses_for(family).unwrap();
+    match family {
+        Family::V4 => kernel_router(&t),
+        Family::V6 => {
+            for dev in IFACES.iter().take(receivers + 1) {
+                mgm_tests::ipv6_on(&t.router, dev).unwrap();
+            }
+        }
+    }
     let ctl = mgmd.map(|extra| {
         t.start(&[&["--follow-kernel"], extra].concat()).unwrap();
         t.ctl().unwrap()
@@ -43,8 +60,10 @@ fn follow_topology(receivers: usize, mgmd: Option<&[&str]>) -> (Topology, Option
 
 /// Sends `n` datagrams tagged `tag`; how many each receiver got.
 fn burst(tx: &UdpSocket, rx: &[UdpSocket], tag: &str, n: u32) -> Vec<usize> {
+    // The sender's family says the group's.
+    let family = if tx.local_addr().unwrap().is_ipv4() { Family::V4 } else { Family::V6 };
     for i in 0..n {
-        tx.send_to(format!("{tag}-{i}").as_bytes(), (G, 5000)).unwrap();
+        tx.send_to(format!("{tag}-{i}").as_bytes(), (family.group(), 5000)).unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
     rx.iter()
@@ -61,9 +80,15 @@ fn burst(tx: &UdpSocket, rx: &[UdpSocket], tag: &str, n: u32) -> Vec<usize> {
 
 /// Waits until the mirrored entry for (S, G) has these outgoing interfaces (`None`: none).
 fn wait_mirrored(ctl: &mut Ctl, oifs: Option<Vec<u32>>) {
+    wait_mirrored_for(ctl, Family::V4, oifs)
+}
+
+/// The same for the family's flow.
+fn wait_mirrored_for(ctl: &mut Ctl, family: Family, oifs: Option<Vec<u32>>) {
     let deadline = Instant::now() + Duration::from_secs(5);
+    let (s, g) = (family.source().to_string(), family.group().to_string());
     loop {
-        let m = ctl.mfe(S, G).unwrap();
+        let m = ctl.mfe(&s, &g).unwrap();
         let got = m.as_ref().map(|m| m.oifs.clone());
         if got == oifs {
             if let Some(m) = m {
@@ -71,43 +96,58 @@ fn wait_mirrored(ctl: &mut Ctl, oifs: Option<Vec<u32>>) {
             }
             return;
         }
-        assert!(Instant::now() < deadline, "mirrored {m:?}, wanted oifs {oifs:?}");
+        if Instant::now() > deadline {
+            let kernel = ctl.show().unwrap().kernel_routes;
+            panic!("mirrored {m:?}, wanted oifs {oifs:?}; the followed table: {kernel:?}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[test]
 fn smcroute_routes_are_forwarded_in_xdp_while_the_kernel_keeps_counting() {
-    let (t, ctl) = follow_topology(2, Some(&["--heartbeat-ms", "100"]));
+    smcroute_routes_are_followed(Family::V4);
+}
+
+/// ip6mr: smcroute's IPv6 routes, announced by the kernel in their own address family.
+#[test]
+fn smcroute_ipv6_routes_are_forwarded_in_xdp_while_the_kernel_keeps_counting() {
+    smcroute_routes_are_followed(Family::V6);
+}
+
+fn smcroute_routes_are_followed(family: Family) {
+    let (t, ctl) = follow_topology_for(family, 2, Some(&["--heartbeat-ms", "100"]));
     let mut ctl = ctl.unwrap();
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (r1, r2) = (idx("r1"), idx("r2"));
-    let routes = format!("mroute from rin source {S} group {G} to r1\n");
+    let (s, g) = (family.source().to_string(), family.group().to_string());
+    let (s, g) = (s.as_str(), g.as_str());
+    let routes = format!("mroute from rin source {s} group {g} to r1\n");
     let smc = Smcroute::start(&t.router, &IFACES, &routes).unwrap();
-    wait_mirrored(&mut ctl, Some(vec![r1]));
+    wait_mirrored_for(&mut ctl, family, Some(vec![r1]));
 
-    let rx: Vec<UdpSocket> =
-        (0..2).map(|i| t.udp_receiver(i, [239, 1, 1, 1], 5000).unwrap()).collect();
-    let tx = t.udp_sender(8).unwrap();
+    let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver_for(family, i, 5000).unwrap()).collect();
+    let tx = t.udp_sender_for(family, 8).unwrap();
     // Each datagram arrives once: forwarded in XDP, or (a heartbeat) left to the kernel,
     // which forwards it through the same route.
     assert_eq!(burst(&tx, &rx, "one", 100), vec![100, 0]);
-    let m = ctl.mfe(S, G).unwrap().unwrap();
+    let m = ctl.mfe(s, g).unwrap().unwrap();
     let heartbeats = ctl.counter("pass_heartbeat").unwrap();
     assert!(heartbeats >= 1, "no packet left to the kernel");
     assert!(m.packets >= 100 - heartbeats, "XDP forwarded {} of 100: {m:?}", m.packets);
     // The kernel saw the heartbeats: its own counter of the route moved.
-    let kernel = t.router.exec("ip", &["-s", "mroute", "show"]).unwrap();
-    assert!(!kernel.contains(" 0 packets"), "kernel counters frozen: {kernel}");
+    let ip = if family == Family::V4 { "-4" } else { "-6" };
+    let kernel = t.router.exec("ip", &[ip, "-s", "mroute", "show"]).unwrap();
+    assert!(kernel.contains(g) && !kernel.contains(" 0 packets"), "kernel counters: {kernel}");
 
     // The route grows: copies follow.
-    smc.ctl(&["add", "rin", S, G, "r2"]).unwrap();
-    wait_mirrored(&mut ctl, Some(vec![r1, r2]));
+    smc.ctl(&["add", "rin", s, g, "r2"]).unwrap();
+    wait_mirrored_for(&mut ctl, family, Some(vec![r1, r2]));
     assert_eq!(burst(&tx, &rx, "two", 50), vec![50, 50]);
 
     // Removed from the kernel: gone from the fast path, and nothing is forwarded.
-    smc.ctl(&["remove", "rin", S, G]).unwrap();
-    wait_mirrored(&mut ctl, None);
+    smc.ctl(&["remove", "rin", s, g]).unwrap();
+    wait_mirrored_for(&mut ctl, family, None);
     assert_eq!(burst(&tx, &rx, "none", 20), vec![0, 0]);
 }
 

@@ -11,6 +11,7 @@ use mgm::{
     config::{Config, StaticMfe},
     daemon::{
         Limits,
+        follow::Tables,
         run::{Options, mgmd},
     },
     dataplane::LoadOptions,
@@ -107,9 +108,12 @@ struct Args {
     /// are forwarded in XDP, the kernel keeps everything else.
     #[arg(long)]
     follow_kernel: bool,
-    /// The kernel's multicast routing table followed (`ip mroute show table N`).
+    /// The kernel's IPv4 multicast routing table followed (`ip mroute show table N`).
     #[arg(long, default_value_t = mgm::daemon::follow::DEFAULT_TABLE, requires = "follow_kernel")]
     mroute_table: u32,
+    /// The kernel's IPv6 multicast routing table followed (`ip -6 mroute show table N`).
+    #[arg(long, default_value_t = mgm::daemon::follow::DEFAULT_TABLE6, requires = "follow_kernel")]
+    mroute6_table: u32,
     /// Milliseconds between two packets of a followed entry left to the kernel (per CPU),
     /// which keeps the kernel's counters moving for the daemons that read them; 0: none.
     #[arg(long, default_value_t = 1000, requires = "follow_kernel")]
@@ -169,6 +173,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         Mode::Driver => XdpMode::Driver,
         Mode::Skb => XdpMode::Skb,
     };
+    let heartbeat = Duration::from_millis(args.heartbeat_ms);
     Ok(Options {
         socket_mode: args.socket_mode.unwrap_or(if socket_group.is_some() { 0o660 } else { 0o600 }),
         socket: args.socket,
@@ -187,7 +192,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         flow_creation_rate: args.flow_creation_rate,
         follow: args
             .follow_kernel
-            .then(|| (args.mroute_table, Duration::from_millis(args.heartbeat_ms))),
+            .then_some((Tables { ipv4: args.mroute_table, ipv6: args.mroute6_table }, heartbeat)),
         limits: Limits {
             handles_per_conn: args.max_handles_per_conn,
             interfaces_per_conn: args.max_interfaces_per_conn,

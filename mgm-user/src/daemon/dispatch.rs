@@ -434,8 +434,8 @@ impl<D: Dataplane> Daemon<D> {
                     None => Some("gone".into()),
                 };
                 KernelRouteInfo {
-                    source: e.source.into(),
-                    group: e.group.into(),
+                    source: e.source,
+                    group: e.group,
                     iif: e.iif,
                     oifs: e
                         .oifs

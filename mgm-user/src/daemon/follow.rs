@@ -12,16 +12,38 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use crate::manager::Sg;
 
 use crate::kernel::{KernelEvent, KernelMfc, Local};
 
-/// The kernel's default multicast routing table (`RT_TABLE_DEFAULT`), which `ip mroute`
+/// The kernel's default IPv4 multicast routing table (`RT_TABLE_DEFAULT`), which `ip mroute`
 /// shows and every daemon uses unless told otherwise.
 pub const DEFAULT_TABLE: u32 = 253;
+/// ip6mr's default table (`RT6_TABLE_DFLT`, which is `RT_TABLE_MAIN`): `ip -6 mroute`.
+pub const DEFAULT_TABLE6: u32 = 254;
+
+/// The table followed in each family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tables {
+    pub ipv4: u32,
+    pub ipv6: u32,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self { ipv4: DEFAULT_TABLE, ipv6: DEFAULT_TABLE6 }
+    }
+}
+
+impl Tables {
+    /// Whether `table` is the one followed for the family of `addr`.
+    fn follows(&self, table: u32, addr: IpAddr) -> bool {
+        table == if addr.is_ipv4() { self.ipv4 } else { self.ipv6 }
+    }
+}
 
 /// What the fast path should hold for one (S,G) of the followed table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +58,7 @@ pub enum Decision {
 /// The followed table and the router's own memberships.
 #[derive(Debug)]
 pub struct Follow {
-    table: u32,
+    tables: Tables,
     entries: BTreeMap<Sg, KernelMfc>,
     /// What the router itself receives: ipmr delivers a group joined on the incoming
     /// interface locally as well, which a packet forwarded in XDP would miss.
@@ -44,20 +66,22 @@ pub struct Follow {
 }
 
 impl Follow {
-    pub fn new(table: u32) -> Self {
-        Self { table, entries: BTreeMap::new(), local: Local::default() }
+    pub fn new(tables: Tables) -> Self {
+        Self { tables, entries: BTreeMap::new(), local: Local::default() }
     }
 
     /// Takes a kernel event; returns the (S,G)s whose entry may have changed (none if the
     /// event is not about the followed table).
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<Sg> {
         match ev {
-            KernelEvent::Mfc(e) if e.table == self.table => {
+            KernelEvent::Mfc(e) if self.tables.follows(e.table, e.group) => {
                 let k = key(e.source, e.group);
                 self.entries.insert(k, e.clone());
                 vec![k]
             }
-            KernelEvent::MfcGone { table, source, group } if *table == self.table => {
+            KernelEvent::MfcGone { table, source, group }
+                if self.tables.follows(*table, *group) =>
+            {
                 let k = key(*source, *group);
                 self.entries.remove(&k);
                 vec![k]
@@ -66,7 +90,7 @@ impl Follow {
                 let mut changed: BTreeSet<Sg> = self.entries.keys().copied().collect();
                 self.entries = all
                     .iter()
-                    .filter(|e| e.table == self.table)
+                    .filter(|e| self.tables.follows(e.table, e.group))
                     .map(|e| (key(e.source, e.group), e.clone()))
                     .collect();
                 changed.extend(self.entries.keys());
@@ -111,8 +135,8 @@ impl Follow {
     }
 }
 
-fn key(source: Ipv4Addr, group: Ipv4Addr) -> Sg {
-    Sg::v4(source.octets(), group.octets())
+fn key(source: IpAddr, group: IpAddr) -> Sg {
+    Sg::new(source, group)
 }
 
 /// The outgoing interfaces of a kernel entry the fast path can forward exactly as ipmr does,
@@ -135,6 +159,10 @@ fn mirrorable(
     // The fast path passes the packets local sockets may receive (by UDP port) to the
     // kernel, which forwards and delivers them; it cannot tell without the ports.
     let member = local.groups.contains(&(e.iif, e.group));
+    if member && e.group.is_ipv6() {
+        // The fast path reads no IPv6 transport header: every packet would go to the kernel.
+        return Err("the router is a member of the IPv6 group on the incoming interface".into());
+    }
     if member && local.udp_ports.is_none() {
         return Err("the router is a member of the group on the incoming interface, and a \
                     raw UDP socket may receive any datagram"
@@ -181,7 +209,7 @@ mod tests {
 
     #[test]
     fn only_what_xdp_forwards_as_ipmr_would_is_mirrored() {
-        let mut f = Follow::new(DEFAULT_TABLE);
+        let mut f = Follow::new(Tables::default());
         let cases = [
             (mfc("10.1.0.1", 1, &[(2, 1), (3, 1)]), Some(vec![2, 3])),
             // Slots without a copy and the iif itself are no copies.
@@ -214,7 +242,7 @@ mod tests {
     /// received; a member elsewhere changes nothing.
     #[test]
     fn a_local_member_on_the_incoming_interface_is_marked_or_kept_in_the_kernel() {
-        let mut f = Follow::new(DEFAULT_TABLE);
+        let mut f = Follow::new(Tables::default());
         let e = mfc("10.1.0.1", 1, &[(2, 1)]);
         f.apply(&KernelEvent::Mfc(e.clone()));
         let local = |i: u32, ports: Option<&[u16]>| {
@@ -233,9 +261,48 @@ mod tests {
         assert!(matches!(decide(&f, &e), Decision::Mirror { local: false, .. }));
     }
 
+    /// ip6mr's entries follow the same rules, keyed apart from IPv4's; a member of an IPv6
+    /// group on the incoming interface keeps the entry in the kernel (the fast path would
+    /// pass every packet of it anyway).
+    #[test]
+    fn ipv6_entries_are_mirrored_by_the_same_rules() {
+        let mut f = Follow::new(Tables::default());
+        let mut e = mfc("2001:db8:1::1", 1, &[(2, 1), (3, 1)]);
+        (e.group, e.table) = ("ff3e::8000:1".parse().unwrap(), DEFAULT_TABLE6);
+        let mut other = e.clone();
+        (other.source, other.table) = ("2001:db8:1::2".parse().unwrap(), DEFAULT_TABLE);
+        assert!(f.apply(&KernelEvent::Mfc(other)).is_empty(), "IPv4's table number");
+        let v4 = mfc("10.1.0.1", 1, &[(2, 1)]);
+        f.apply(&KernelEvent::Mfc(e.clone()));
+        f.apply(&KernelEvent::Mfc(v4.clone()));
+        assert_eq!(f.keys().count(), 2);
+        assert_eq!(decide(&f, &e), Decision::Mirror { iif: 1, oifs: vec![2, 3], local: false });
+        let mut star = e.clone();
+        star.source = "::".parse().unwrap();
+        f.apply(&KernelEvent::Mfc(star.clone()));
+        assert!(matches!(decide(&f, &star), Decision::Kernel(_)));
+        let member = |i| {
+            KernelEvent::LocalGroups(Local {
+                groups: [(i, e.group)].into(),
+                udp_ports: Some([5000].into()),
+            })
+        };
+        f.apply(&member(1));
+        assert!(matches!(decide(&f, &e), Decision::Kernel(why) if why.contains("IPv6")));
+        f.apply(&member(2));
+        assert!(matches!(decide(&f, &e), Decision::Mirror { local: false, .. }));
+        let gone = |table| KernelEvent::MfcGone { table, source: e.source, group: e.group };
+        assert!(f.apply(&gone(DEFAULT_TABLE)).is_empty(), "IPv4's table number");
+        assert_eq!(f.apply(&gone(DEFAULT_TABLE6)), vec![key(e.source, e.group)]);
+        assert_eq!(
+            f.keys().collect::<Vec<_>>(),
+            vec![key(v4.source, v4.group), key(star.source, star.group)]
+        );
+    }
+
     #[test]
     fn other_tables_are_ignored_deletes_key_on_s_g_and_a_dump_replaces_all() {
-        let mut f = Follow::new(DEFAULT_TABLE);
+        let mut f = Follow::new(Tables::default());
         let a = mfc("10.1.0.1", 1, &[(2, 1)]);
         let mut other = mfc("10.1.0.2", 1, &[(2, 1)]);
         other.table = 7;

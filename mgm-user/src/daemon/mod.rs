@@ -43,7 +43,7 @@ pub use self::writer::WRITE_BATCH;
 use self::{
     conns::Connections,
     first_packets::FirstPackets,
-    follow::{Decision, Follow},
+    follow::{Decision, Follow, Tables},
     hold::{RestartHold, Step},
     links::{Change, Links},
     sweep::Sweep,
@@ -200,17 +200,17 @@ impl<D: Dataplane> Daemon<D> {
         }
     }
 
-    /// Follows the kernel's multicast routing table `table`: its forwardable entries are
+    /// Follows the kernel's multicast routing tables `tables`: their forwardable entries are
     /// mirrored, one packet per `heartbeat` of each goes to the kernel (0: none), and the
     /// programs leave followed entries to the kernel when this daemon stops saying it is
     /// alive. The table itself arrives as kernel events.
-    pub fn follow_kernel(&mut self, table: u32, heartbeat: Duration) -> anyhow::Result<()> {
+    pub fn follow_kernel(&mut self, tables: Tables, heartbeat: Duration) -> anyhow::Result<()> {
         let fp = self.writer.mirror_mut().fast_path_mut();
         fp.set_config(mgm_common::config::HEARTBEAT_NS, heartbeat.as_nanos() as u64)?;
         fp.set_config(mgm_common::config::STALE_NS, ALIVE_STALE.as_nanos() as u64)?;
         // Not alive yet: entries adopted from a previous run may be stale until the first
         // dump of the table has been reconciled (then the stamp starts).
-        self.follow = Some(Follow::new(table));
+        self.follow = Some(Follow::new(tables));
         Ok(())
     }
 

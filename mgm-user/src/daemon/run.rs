@@ -85,8 +85,8 @@ pub struct Options {
     pub limits: Limits,
     /// New MFEs one incoming interface may start per second.
     pub flow_creation_rate: u32,
-    /// Follow this kernel multicast routing table, with this heartbeat (`--follow-kernel`).
-    pub follow: Option<(u32, Duration)>,
+    /// Follow these kernel multicast routing tables, with this heartbeat (`--follow-kernel`).
+    pub follow: Option<(super::follow::Tables, Duration)>,
 }
 
 /// mgmd: takes the socket's lock, loads (or takes over) the fast path, follows the kernel,
@@ -132,12 +132,13 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     if opts.follow.is_none() {
         daemon.drop_followed();
     }
-    if let Some((table, heartbeat)) = opts.follow {
-        daemon.follow_kernel(table, heartbeat).context("following the kernel's table")?;
+    if let Some((tables, heartbeat)) = opts.follow {
+        daemon.follow_kernel(tables, heartbeat).context("following the kernel's table")?;
         let mfc = Monitor::mfc_snapshot().context("reading the kernel's multicast routes")?;
         daemon.handle(start.elapsed(), Input::Kernel(mfc));
         info!(
-            table,
+            table = tables.ipv4,
+            table6 = tables.ipv6,
             heartbeat_ms = heartbeat.as_millis() as u64,
             "following the kernel's multicast routing table"
         );

@@ -867,7 +867,7 @@ fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
     use crate::kernel::KernelMfc;
     let mut h = Harness::new();
     h.connect(1);
-    h.d.follow_kernel(follow::DEFAULT_TABLE, Duration::from_secs(1)).unwrap();
+    h.d.follow_kernel(follow::Tables::default(), Duration::from_secs(1)).unwrap();
     let alive = mgm_common::config::ALIVE_NS;
     assert_eq!(h.fp().config.get(&alive), None, "not alive before the table is read");
     let mfc = |source: &str, oifs: &[(u32, u8)]| KernelMfc {
