@@ -201,6 +201,10 @@ fn hop_by_hop(ctx: &XdpContext, off: usize, len: usize, end: usize) -> Result<()
             _ => return Err(counter::PASS_EXT_HEADERS),
         }
         i += 2 + opt_len;
+        if i > n {
+            // An option running past its header: malformed (the kernel drops it).
+            return Err(counter::PASS_MALFORMED);
+        }
     }
     Ok(())
 }
