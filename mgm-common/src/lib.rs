@@ -316,6 +316,9 @@ pub const MAX_EXT_HEADERS: usize = 4;
 /// Upcall kinds.
 pub const UPCALL_NO_MFE: u32 = 1;
 pub const UPCALL_WRONG_IIF: u32 = 2;
+/// An IPv6 packet longer than the smallest MTU of its MFE's outgoing interfaces (copies that
+/// long are dropped, never fragmented): mgmd tells its source (ICMPv6 Packet Too Big).
+pub const UPCALL_TOO_BIG: u32 = 3;
 /// At most one upcall event per (S,G, ifindex, kind) in this many nanoseconds.
 pub const UPCALL_INTERVAL_NS: u64 = 100_000_000;
 /// Bytes of a packet an upcall carries at most (from the Ethernet header on): a jumbo frame.
@@ -345,7 +348,7 @@ pub struct Upcall {
     pub group: [u8; 4],
     /// Ingress ifindex.
     pub ifindex: u32,
-    /// [`UPCALL_NO_MFE`] or [`UPCALL_WRONG_IIF`].
+    /// [`UPCALL_NO_MFE`], [`UPCALL_WRONG_IIF`] or [`UPCALL_TOO_BIG`].
     pub kind: u32,
     /// [`UPCALL_F_EVENT`], [`UPCALL_F_QUEUED`].
     pub flags: u32,

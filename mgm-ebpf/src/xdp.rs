@@ -20,7 +20,7 @@ use core::mem::size_of;
 
 use mgm_common::{
     CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MfeKey, MfeKey6, MfeValue,
-    OIL_EMPTY, UPCALL_NO_MFE, UPCALL_WRONG_IIF, config, counter,
+    OIL_EMPTY, UPCALL_NO_MFE, UPCALL_TOO_BIG, UPCALL_WRONG_IIF, config, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -197,6 +197,10 @@ fn forward(ctx: &XdpContext, ip: Packet, ip_off: usize, l3_len: usize) -> u32 {
     let too_big = mfe.min_mtu != 0 && ip_len > mfe.min_mtu;
     if too_big {
         count_too_big(&mfe, ip_len, copy_len);
+        if let Packet::V6(_) = ip {
+            // IPv6 is never fragmented on the way: mgmd tells the source (Packet Too Big).
+            upcall(ctx, flow, UPCALL_TOO_BIG);
+        }
     }
     // One outgoing interface: the copy is made here and sent straight there, without the
     // devmap and its per-copy program, under the same lease check.

@@ -796,6 +796,11 @@ impl<F: FastPath> Mirror<F> {
         self.mfes.get(key)
     }
 
+    /// The smallest MTU of `key`'s outgoing interfaces, if it is installed and any is known.
+    pub fn path_mtu(&self, key: &Sg) -> Option<u32> {
+        Some(self.min_mtu(&self.mfes.get(key)?.legs)).filter(|&m| m != 0)
+    }
+
     pub fn mfes(&self) -> impl Iterator<Item = (&Sg, &InstalledMfe)> {
         self.mfes.iter()
     }

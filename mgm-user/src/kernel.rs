@@ -576,6 +576,33 @@ pub fn solicit(ip: Ipv4Addr) {
     }
 }
 
+/// A raw ICMPv6 socket for the messages mgmd sends itself (Packet Too Big); the kernel
+/// chooses the source address, routes the message and fills in its checksum.
+pub struct Icmp6(Option<socket2::Socket>);
+
+impl Icmp6 {
+    /// Without IPv6 in the kernel (or without CAP_NET_RAW) there is none: said once, and
+    /// the messages are not sent.
+    pub fn open() -> Self {
+        use socket2::{Domain, Protocol, Socket, Type};
+        match Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)) {
+            Ok(s) => Self(Some(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no ICMPv6 socket: sources of IPv6 packets too big will not be told");
+                Self(None)
+            }
+        }
+    }
+
+    pub fn send(&self, to: Ipv6Addr, message: &[u8]) {
+        let Some(s) = &self.0 else { return };
+        let addr = std::net::SocketAddrV6::new(to, 0, 0, 0);
+        if let Err(e) = s.send_to(message, &addr.into()) {
+            tracing::debug!(%to, error = %e, "sending an ICMPv6 message");
+        }
+    }
+}
+
 /// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
 pub fn fmt_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")

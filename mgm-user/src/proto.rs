@@ -611,6 +611,12 @@ pub struct Status {
     pub replayed: u64,
     #[serde(default)]
     pub replay_dropped: u64,
+    /// ICMPv6 Packet Too Big messages sent to the sources of IPv6 packets too long for an
+    /// outgoing link, and those not sent (over the budget of 1,000 a second, burst 50).
+    #[serde(default)]
+    pub too_big_sent: u64,
+    #[serde(default)]
+    pub too_big_limited: u64,
     /// Fast-path writes that failed (table full, kernel error), and the MFEs waiting for a
     /// retry (every second, from the core's current state).
     #[serde(default)]

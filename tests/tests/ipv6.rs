@@ -283,3 +283,56 @@ fn a_scope_boundary_keeps_site_local_groups_inside_both_ways() {
     assert_eq!(got, [0x08, 0x0e], "only groups beyond the site cross inwards");
     assert_eq!(ctl.mfe(S, &name(group(0x05, 2))).unwrap().unwrap().oifs, Vec::<u32>::new());
 }
+
+/// A copy too long for its link is never fragmented by a router: it is dropped, and the
+/// source is told the link's MTU (ICMPv6 Packet Too Big, as the kernel's ip6mr does). The
+/// sender's own kernel takes it: its next datagrams leave it in fragments that fit, which
+/// the fast path forwards and the receivers reassemble. The first datagram, sent before the
+/// source knew, reaches only the link it fits.
+#[test]
+fn a_packet_too_big_for_a_link_is_dropped_and_its_source_told_the_mtu() {
+    use mgm_tests::Family;
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses_for(Family::V6).unwrap();
+    // The router's own IPv6 address on the sender's link: the message comes from it.
+    mgm_tests::ipv6_on(&t.router, "rin").unwrap();
+    t.router
+        .exec("ip", &["-6", "addr", "add", "2001:db8:1::fe/64", "dev", "rin", "nodad"])
+        .unwrap();
+    t.router.exec("ip", &["link", "set", "r1", "mtu", "1280"]).unwrap();
+    t.start(&["--mfe", &format!("{S},{G},rin,r1+r2")]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let rx: Vec<_> = (0..2).map(|i| t.udp_receiver_for(Family::V6, i, 5000).unwrap()).collect();
+    let tx = t.udp_sender_for(Family::V6, 8).unwrap();
+    let datagram = |tag: &str| {
+        let mut d = tag.as_bytes().to_vec();
+        d.resize(1400, 0x5a);
+        d
+    };
+    let count = |s: &std::net::UdpSocket, tag: &str| {
+        let (mut got, mut buf) = (0, [0u8; 2048]);
+        while let Ok(len) = s.recv(&mut buf) {
+            got += usize::from(len == 1400 && buf.starts_with(tag.as_bytes()));
+        }
+        got
+    };
+
+    tx.send_to(&datagram("first"), (G, 5000)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ctl.status().unwrap().too_big_sent == 0 {
+        assert!(std::time::Instant::now() < deadline, "no Packet Too Big sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!((count(&rx[0], "first"), count(&rx[1], "first")), (0, 1));
+    assert_eq!(ctl.counter("egress_too_big").unwrap(), 1, "r1's copy, counted");
+
+    let forwarded = ctl.counter("forwarded").unwrap();
+    for i in 0..10 {
+        tx.send_to(&datagram(&format!("next-{i}")), (G, 5000)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!((count(&rx[0], "next-"), count(&rx[1], "next-")), (10, 10));
+    // In fragments, forwarded in XDP.
+    assert!(ctl.counter("forwarded").unwrap() - forwarded >= 20);
+    assert_eq!(ctl.status().unwrap().too_big_sent, 1, "nothing too big since");
+}

@@ -25,16 +25,18 @@ pub mod hold;
 pub mod links;
 pub mod run;
 pub mod sweep;
+pub mod too_big;
 pub mod writer;
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
 
 use mgm_common::{
-    PortValue, UPCALL_F_EVENT, UPCALL_F_IPV6, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall,
+    PortValue, UPCALL_F_EVENT, UPCALL_F_IPV6, UPCALL_F_QUEUED, UPCALL_NO_MFE, UPCALL_TOO_BIG,
+    Upcall,
 };
 use tracing::{info, warn};
 
@@ -134,6 +136,15 @@ enum Job {
     Forget(Handle),
 }
 
+/// What the daemon asks of the kernel, carried out by the run loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToKernel {
+    /// Resolve this next hop (an ARP request).
+    Solicit(Ipv4Addr),
+    /// Send this ICMPv6 message (a Packet Too Big, checksum left to the kernel) to `to`.
+    PacketTooBig { to: Ipv6Addr, message: Vec<u8> },
+}
+
 pub struct Daemon<D: Dataplane = BpfFastPath> {
     manager: Manager,
     writer: Writer<D>,
@@ -142,8 +153,10 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     hold: RestartHold,
     first: FirstPackets,
     sweep: Sweep,
-    /// Next hops to ask the kernel to resolve (taken by the run loop).
-    solicit: Vec<Ipv4Addr>,
+    /// What the kernel should do for the daemon (taken by the run loop).
+    to_kernel: Vec<ToKernel>,
+    /// ICMPv6 Packet Too Big messages sent, within their budget.
+    too_big: too_big::Budget,
     /// Asks the kernel for a link a request names before its notification was read.
     lookup: fn(u32) -> Option<NetDev>,
     limits: Limits,
@@ -185,7 +198,8 @@ impl<D: Dataplane> Daemon<D> {
             hold: RestartHold::default(),
             first: FirstPackets::default(),
             sweep: Sweep::default(),
-            solicit: Vec::new(),
+            to_kernel: Vec::new(),
+            too_big: too_big::Budget::default(),
             lookup: |_| None,
             limits: Limits::default(),
             jobs: VecDeque::new(),
@@ -419,9 +433,9 @@ impl<D: Dataplane> Daemon<D> {
         self.writer.pending()
     }
 
-    /// Next hops the kernel should resolve (an ARP request each).
-    pub fn take_solicitations(&mut self) -> Vec<Ipv4Addr> {
-        std::mem::take(&mut self.solicit)
+    /// What the kernel should do: next hops to resolve, messages to send.
+    pub fn take_for_kernel(&mut self) -> Vec<ToKernel> {
+        std::mem::take(&mut self.to_kernel)
     }
 
     /// Attaches the fast path to `dev` and makes it usable as an outgoing interface.
@@ -624,6 +638,11 @@ impl<D: Dataplane> Daemon<D> {
         let Some((key, header)) = upcall_flow(u, frame) else {
             return;
         };
+        if u.kind == UPCALL_TOO_BIG {
+            // Whoever owns the entry: the source must lower its path MTU.
+            self.packet_too_big(&key, frame, now);
+            return;
+        }
         if self.writer.is_outside_core(&key) {
             // A static route, or the kernel's (which queues and forwards its first packets
             // itself): not the MGM clients' business.
@@ -644,6 +663,17 @@ impl<D: Dataplane> Daemon<D> {
             }
         }
         self.settle(now);
+    }
+
+    /// Tells the source of an IPv6 packet too long for its entry's smallest link that MTU.
+    fn packet_too_big(&mut self, key: &Sg, frame: &[u8], now: Duration) {
+        let Some(mtu) = self.writer.mirror().path_mtu(key) else { return };
+        let Some((to, message)) = too_big::message(frame.get(14..).unwrap_or_default(), mtu) else {
+            return;
+        };
+        if self.too_big.allow(now) {
+            self.to_kernel.push(ToKernel::PacketTooBig { to, message });
+        }
     }
 
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) {
@@ -770,8 +800,8 @@ impl<D: Dataplane> Daemon<D> {
             self.last_retry = now;
             self.writer.retry_failed(&self.manager);
         }
-        self.solicit
-            .extend(self.writer.mirror().unresolved_neighbours().into_iter().map(|(_, ip)| ip));
+        let unresolved = self.writer.mirror().unresolved_neighbours();
+        self.to_kernel.extend(unresolved.into_iter().map(|(_, ip)| ToKernel::Solicit(ip)));
         self.manager.tick(now);
         self.settle(now);
         self.tick_hold(now);
@@ -837,6 +867,8 @@ impl<D: Dataplane> Daemon<D> {
             held: self.hold.sizes().0,
             unresolved: self.first.flows(),
             replayed: self.first.replayed,
+            too_big_sent: self.too_big.sent,
+            too_big_limited: self.too_big.limited,
             replay_dropped: self.first.dropped,
             write_failures,
             retrying,

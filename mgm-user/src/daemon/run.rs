@@ -3,7 +3,7 @@
 //! the kernel monitor and a ticker all become [`Input`]s on one channel; [`run`] hands them to
 //! the daemon one at a time and applies queued fast-path writes in between.
 
-use std::{future::Future, net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{future::Future, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -14,7 +14,7 @@ use tokio::{
 };
 use tracing::{error, info, warn};
 
-use super::{Daemon, Input, Limits, TICK};
+use super::{Daemon, Input, Limits, TICK, ToKernel};
 use crate::{
     config::StaticMfe,
     dataplane::{BpfFastPath, Dataplane, LoadOptions, ProgramLogger, parse_upcall},
@@ -30,11 +30,11 @@ const INPUT_QUEUE: usize = 1024;
 
 /// Feeds `daemon` from `inputs` until `shutdown` resolves or every sender is gone: a tick
 /// every [`TICK`], background work (queued fast-path writes, releases in steps, what falls due) a
-/// step at a time between inputs, and the next hops it wants resolved handed to `solicit`.
+/// step at a time between inputs, and what it asks of the kernel handed to `kernel`.
 pub async fn run<D: Dataplane>(
     daemon: &mut Daemon<D>,
     inputs: &mut mpsc::Receiver<Input>,
-    mut solicit: impl FnMut(Ipv4Addr),
+    mut kernel: impl FnMut(ToKernel),
     shutdown: impl Future<Output = ()>,
 ) {
     let start = Instant::now();
@@ -58,8 +58,8 @@ pub async fn run<D: Dataplane>(
             }
         };
         daemon.handle(start.elapsed(), input);
-        for ip in daemon.take_solicitations() {
-            solicit(ip);
+        for r in daemon.take_for_kernel() {
+            kernel(r);
         }
     }
 }
@@ -175,7 +175,12 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
             _ = int.recv() => {}
         }
     };
-    run(&mut daemon, &mut rx, kernel::solicit, shutdown).await;
+    let icmp6 = kernel::Icmp6::open();
+    let to_kernel = |r| match r {
+        ToKernel::Solicit(ip) => kernel::solicit(ip),
+        ToKernel::PacketTooBig { to, message } => icmp6.send(to, &message),
+    };
+    run(&mut daemon, &mut rx, to_kernel, shutdown).await;
     match &opts.load.pin_dir {
         None => info!("shutting down: detaching XDP programs"),
         Some(dir) => {

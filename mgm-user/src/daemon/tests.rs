@@ -603,7 +603,10 @@ fn a_next_hop_gets_its_mac_from_neighbour_events_and_is_solicited_until_then() {
     h.pim_mfe_defaults();
     assert!(h.d.writer.mirror().has_unresolved_neighbours());
     h.wait(1);
-    assert!(h.d.take_solicitations().contains(&hop), "asked the kernel to resolve it");
+    assert!(
+        h.d.take_for_kernel().contains(&ToKernel::Solicit(hop)),
+        "asked the kernel to resolve it"
+    );
     let mac = [2, 0, 0, 0, 9, 2];
     h.input(Input::Kernel(KernelEvent::Neighbour { ifindex: 2, ip: hop, mac: Some(mac) }));
     assert!(!h.d.writer.mirror().has_unresolved_neighbours());
@@ -615,7 +618,7 @@ fn a_next_hop_gets_its_mac_from_neighbour_events_and_is_solicited_until_then() {
     h.input(Input::Kernel(KernelEvent::Neighbour { ifindex: 2, ip: hop, mac: None }));
     assert_eq!(h.fp().oils[&h.fp().mfes[&KEY].oil][0].mac, mac2);
     h.wait(1);
-    assert!(h.d.take_solicitations().is_empty());
+    assert!(h.d.take_for_kernel().is_empty());
 }
 
 impl Harness {
