@@ -22,6 +22,11 @@
 //! the generator. Generator and router share the machine's CPUs, so a costlier router also
 //! slows the generator down: "offered" is what the generator managed next to each contender,
 //! "delivered" what the receivers got; the comparison is the delivered rates.
+//!
+//! IPv6: mgm (static MFE) against the kernel's ip6mr driven by smcroute's IPv6 route, and
+//! the same two ceilings, with frames carrying a 64-byte UDP payload (130 bytes on the
+//! wire); IPv4 mgm with the same payload (110 bytes) is measured beside them, for the
+//! comparison of the two families.
 
 use std::{
     collections::BTreeMap,
@@ -39,7 +44,8 @@ use aya::{
 };
 use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run, xdp_ctx};
 use mgm_tests::{
-    GROUP, Igmpd, Igmpproxy, Mgmd, Netns, SOURCE, Smcroute, Topology, arg, udp_frame, unique,
+    Family, GROUP, Igmpd, Igmpproxy, Mgmd, Netns, SOURCE, Smcroute, Topology, arg, udp_frame,
+    udp6_frame, unique,
 };
 use serde_json::json;
 
@@ -49,6 +55,11 @@ static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 const FANOUTS: [usize; 3] = [1, 4, 8];
 /// Frame sizes on the wire (the 4-byte FCS included).
 const SIZES: [usize; 2] = [64, 512];
+/// A 64-byte UDP payload: the IPv6 frame (130 bytes on the wire) and the IPv4 one (110).
+const PAYLOAD64_V6: usize = 14 + 40 + 8 + 64 + 4;
+const PAYLOAD64_V4: usize = 14 + 20 + 8 + 64 + 4;
+const SOURCE6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const GROUP6: [u8; 16] = [0xff, 0x3e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 1];
 /// Frames per BPF_PROG_TEST_RUN call: each call costs ~16 ms besides the frames.
 const REPEAT: u32 = 1_000_000;
 
@@ -185,6 +196,7 @@ fn generate(sender: &Netns, tx: &OwnedFd, frame: Vec<u8>, secs: f64) -> anyhow::
 
 struct Point {
     contender: &'static str,
+    family: Family,
     fanout: usize,
     size: usize,
     offered_pps: f64,
@@ -221,12 +233,12 @@ fn contender(
     p: &Programs,
     rx: &[u32],
     name: &'static str,
-    fanout: usize,
-    size: usize,
+    (family, fanout, size): (Family, usize, usize),
     secs: f64,
     progs: Option<(&str, Option<&str>)>,
 ) -> anyhow::Result<Point> {
-    let (offered_pps, got) = measure(t, p, rx, fanout, size, secs)?;
+    let at = (family, fanout, size);
+    let (offered_pps, got) = measure(t, p, rx, at, secs)?;
     let (mut ns_in, mut ns_copy) = (None, None);
     if let Some((ingress, per_copy)) = progs {
         let per_run = |(t0, n0): (u64, u64), (t1, n1): (u64, u64)| {
@@ -234,7 +246,7 @@ fn contender(
         };
         let stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
         let before = (bpf_runs(ingress)?, per_copy.map(bpf_runs).transpose()?);
-        measure(t, p, rx, fanout, size, secs.min(1.0))?;
+        measure(t, p, rx, at, secs.min(1.0))?;
         let after = (bpf_runs(ingress)?, per_copy.map(bpf_runs).transpose()?);
         drop(stats);
         ns_in = per_run(before.0, after.0);
@@ -243,7 +255,16 @@ fn contender(
             _ => Some(0.0),
         };
     }
-    Ok(Point { contender: name, fanout, size, offered_pps, per_receiver_pps: got, ns_in, ns_copy })
+    Ok(Point {
+        contender: name,
+        family,
+        fanout,
+        size,
+        offered_pps,
+        per_receiver_pps: got,
+        ns_in,
+        ns_copy,
+    })
 }
 
 impl Point {
@@ -252,16 +273,19 @@ impl Point {
     }
 }
 
-/// Offers traffic and reads what receivers 0..fanout counted.
+/// Offers traffic (the family's flow, frames of `size` bytes on the wire) and reads what
+/// receivers 0..fanout counted.
 fn measure(
     t: &Topology,
     p: &Programs,
     rx: &[u32],
-    fanout: usize,
-    size: usize,
+    (family, fanout, size): (Family, usize, usize),
     secs: f64,
 ) -> anyhow::Result<(f64, Vec<f64>)> {
-    let frame = udp_frame(t.sender_mac, SOURCE, GROUP, 64, &vec![0u8; size - 4 - 42]);
+    let frame = match family {
+        Family::V4 => udp_frame(t.sender_mac, SOURCE, GROUP, 64, &vec![0u8; size - 4 - 42]),
+        Family::V6 => udp6_frame(t.sender_mac, SOURCE6, GROUP6, 64, &vec![0u8; size - 4 - 62]),
+    };
     let before: Vec<u64> = rx.iter().map(|i| p.count(*i)).collect();
     let (sent, elapsed) = generate(&t.sender, &p.tx, frame, secs)?;
     std::thread::sleep(Duration::from_millis(100));
@@ -305,9 +329,9 @@ fn igmp_contenders(
     let deadline = Instant::now() + Duration::from_secs(10);
     while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.oifs.len() != fanout) {
         ensure!(Instant::now() < deadline, "mgm-igmpd's MFE did not appear");
-        measure(t, p, rx, fanout, size, 0.1)?;
+        measure(t, p, rx, (Family::V4, fanout, size), 0.1)?;
     }
-    let r = contender(t, p, rx, "mgm-igmpd", fanout, size, secs, MGM_PROGS);
+    let r = contender(t, p, rx, "mgm-igmpd", (Family::V4, fanout, size), secs, MGM_PROGS);
     drop((socks, igmpd, mgmd));
     points.push(r?);
 
@@ -333,23 +357,30 @@ fn igmp_contenders(
             "igmpproxy installed no route: {routes}\n{}",
             proxy.log()
         );
-        measure(t, p, rx, fanout, size, 0.1)?;
+        measure(t, p, rx, (Family::V4, fanout, size), 0.1)?;
         std::thread::sleep(Duration::from_millis(200));
     }
-    let r = contender(t, p, rx, "igmpproxy", fanout, size, secs, None);
+    let r = contender(t, p, rx, "igmpproxy", (Family::V4, fanout, size), secs, None);
     drop((socks, proxy));
     points.push(r?);
     Ok(points)
 }
 
 fn smcrouted(router: &Netns, fanout: usize) -> anyhow::Result<Smcroute> {
+    smcrouted_for(router, Family::V4, fanout)
+}
+
+/// smcrouted with the family's route rin -> r1..rN, once the kernel has it.
+fn smcrouted_for(router: &Netns, family: Family, fanout: usize) -> anyhow::Result<Smcroute> {
     let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
     let mut ifaces = vec!["rin"];
     ifaces.extend(outs.iter().map(String::as_str));
-    let route = format!("mroute from rin source 10.1.0.1 group 239.1.1.1 to {}\n", outs.join(" "));
+    let (s, g) = (family.source(), family.group());
+    let route = format!("mroute from rin source {s} group {g} to {}\n", outs.join(" "));
     let smc = Smcroute::start(router, &ifaces, &route)?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !router.exec("ip", &["mroute", "show"])?.contains("239.1.1.1") {
+    let ip = if family == Family::V4 { "-4" } else { "-6" };
+    while !router.exec("ip", &[ip, "mroute", "show"])?.contains(&g.to_string()) {
         ensure!(Instant::now() < deadline, "smcrouted installed no route in 10 s");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -393,7 +424,12 @@ fn main() -> anyhow::Result<()> {
     attach(&t.router, "rin", &p.pinned("mgm_bench_rx"))?;
     let mut generator = BTreeMap::new();
     for &size in &sizes {
-        let (offered, arrived) = measure(&t, &p, &[rin], 1, size, secs)?;
+        let (offered, arrived) = measure(&t, &p, &[rin], (Family::V4, 1, size), secs)?;
+        ensure!(arrived[0] > 0.0, "the generator's frames never reached the router");
+        generator.insert(size, (offered, arrived[0]));
+    }
+    for (family, size) in [(Family::V4, PAYLOAD64_V4), (Family::V6, PAYLOAD64_V6)] {
+        let (offered, arrived) = measure(&t, &p, &[rin], (family, 1, size), secs)?;
         ensure!(arrived[0] > 0.0, "the generator's frames never reached the router");
         generator.insert(size, (offered, arrived[0]));
     }
@@ -410,13 +446,13 @@ fn main() -> anyhow::Result<()> {
             }
             a.extend(["--mfe".to_owned(), format!("10.1.0.1,239.1.1.1,rin,{}", outs.join("+"))]);
             let mgmd = Mgmd::start(&t.router, &a)?;
-            let pt = contender(&t, &p, &rx, "mgm", fanout, size, secs, MGM_PROGS)?;
+            let pt = contender(&t, &p, &rx, "mgm", (Family::V4, fanout, size), secs, MGM_PROGS)?;
             drop(mgmd);
             points.push(pt);
 
             // The kernel's ipmr through smcroute, same route.
             let smc = smcrouted(&t.router, fanout)?;
-            let r = contender(&t, &p, &rx, "ipmr", fanout, size, secs, None);
+            let r = contender(&t, &p, &rx, "ipmr", (Family::V4, fanout, size), secs, None);
             drop(smc);
             points.push(r?);
 
@@ -433,7 +469,8 @@ fn main() -> anyhow::Result<()> {
                 ensure!(Instant::now() < deadline, "mgmd did not mirror smcroute's route");
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let r = contender(&t, &p, &rx, "mgm-follow", fanout, size, secs, MGM_PROGS);
+            let r =
+                contender(&t, &p, &rx, "mgm-follow", (Family::V4, fanout, size), secs, MGM_PROGS);
             drop(smc);
             drop(mgmd);
             points.push(r?);
@@ -455,10 +492,46 @@ fn main() -> anyhow::Result<()> {
             ] {
                 p.set_ports(&t.router, &outs, l2)?;
                 attach(&t.router, "rin", &p.pinned(prog))?;
-                let r = contender(&t, &p, &rx, name, fanout, size, secs, progs);
+                let r = contender(&t, &p, &rx, name, (Family::V4, fanout, size), secs, progs);
                 detach(&t.router, "rin");
                 points.push(r?);
             }
+        }
+    }
+
+    // IPv6, with IPv4 at the same payload beside it. ip6mr forwards only between links with
+    // IPv6 on: the router's kernel gets it on all of them now (not before: the IPv4 points
+    // ran without it).
+    for dev in std::iter::once("rin".to_owned()).chain((1..=8).map(|i| format!("r{i}"))) {
+        mgm_tests::ipv6_on(&t.router, &dev)?;
+    }
+    for &fanout in &fanouts {
+        let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
+        let mut ifaces = vec!["--iface".to_owned(), "rin".to_owned()];
+        for o in &outs {
+            ifaces.extend(["--iface".to_owned(), o.clone()]);
+        }
+        for (family, size) in [(Family::V4, PAYLOAD64_V4), (Family::V6, PAYLOAD64_V6)] {
+            let mfe = format!("{},{},rin,{}", family.source(), family.group(), outs.join("+"));
+            let mgmd = Mgmd::start(&t.router, &[&ifaces[..], &["--mfe".into(), mfe]].concat())?;
+            let r = contender(&t, &p, &rx, "mgm", (family, fanout, size), secs, MGM_PROGS);
+            drop(mgmd);
+            points.push(r?);
+        }
+        let at = (Family::V6, fanout, PAYLOAD64_V6);
+        let smc = smcrouted_for(&t.router, Family::V6, fanout)?;
+        let r = contender(&t, &p, &rx, "ip6mr", at, secs, None);
+        drop(smc);
+        points.push(r?);
+        for (name, prog, l2, progs) in [
+            ("ceiling", "mgm_bench_broadcast", false, Some(("mgm_bench_broadcast", None))),
+            ("ceiling-l2", "mgm_bench_l2", true, Some(("mgm_bench_l2", Some("mgm_bench_l2out")))),
+        ] {
+            p.set_ports(&t.router, &outs, l2)?;
+            attach(&t.router, "rin", &p.pinned(prog))?;
+            let r = contender(&t, &p, &rx, name, at, secs, progs);
+            detach(&t.router, "rin");
+            points.push(r?);
         }
     }
 
@@ -484,37 +557,42 @@ fn report(
         );
     }
     println!(
-        "  {:<10} {:>2} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+        "  {:<10} {:>3} {:>2} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
         "WHO",
+        "IP",
         "N",
         "BYTES",
         "OFFERED",
         "TOTAL",
         "RX min",
         "RX max",
-        "vs ipmr",
+        "vs peer",
         "vs ceil",
         "vs c-l2",
         "ns in",
         "ns/cp"
     );
     println!(
-        "  {:<10} {:>2} {:>5} {:>8} {:>8} {:>8} {:>8}",
-        "", "", "", "Mpps", "Mpps", "Mpps", "Mpps"
+        "  {:<10} {:>3} {:>2} {:>5} {:>8} {:>8} {:>8} {:>8}",
+        "", "", "", "", "Mpps", "Mpps", "Mpps", "Mpps"
     );
-    let find = |c: &str, n: usize, s: usize| {
-        points.iter().find(|p| p.contender == c && p.fanout == n && p.size == s)
+    let find = |c: &str, f: Family, n: usize, s: usize| {
+        points.iter().find(|p| p.contender == c && p.family == f && p.fanout == n && p.size == s)
     };
+    // The kernel's own forwarding of the family: ipmr, ip6mr.
+    let peer = |f: Family| if f == Family::V4 { "ipmr" } else { "ip6mr" };
+    let ip = |f: Family| if f == Family::V4 { "v4" } else { "v6" };
     let mut failed = Vec::new();
     let mut rows = Vec::new();
     for pt in points {
         let min = pt.per_receiver_pps.iter().copied().fold(f64::INFINITY, f64::min);
         let max = pt.per_receiver_pps.iter().copied().fold(0.0, f64::max);
-        let ipmr = find("ipmr", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
-        let ceiling = find("ceiling", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
-        let ceiling_l2 =
-            find("ceiling-l2", pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0));
+        let vs = |c: &str| {
+            find(c, pt.family, pt.fanout, pt.size).map(|p| pt.total() / p.total().max(1.0))
+        };
+        let (ipmr, ceiling, ceiling_l2) = (vs(peer(pt.family)), vs("ceiling"), vs("ceiling-l2"));
         let ns = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        let x = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}x"));
         if min <= 0.0 {
             failed.push(format!(
                 "{} N={} {} B: a receiver got nothing",
@@ -522,17 +600,18 @@ fn report(
             ));
         }
         println!(
-            "  {:<10} {:>2} {:>5} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.2}x {:>7.2}x {:>7.2}x {:>6} {:>6}",
+            "  {:<10} {:>3} {:>2} {:>5} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8} {:>8} {:>8} {:>6} {:>6}",
             pt.contender,
+            ip(pt.family),
             pt.fanout,
             pt.size,
             mpps(pt.offered_pps),
             mpps(pt.total()),
             mpps(min),
             mpps(max),
-            ipmr.unwrap_or(0.0),
-            ceiling.unwrap_or(0.0),
-            ceiling_l2.unwrap_or(0.0),
+            x(ipmr),
+            x(ceiling),
+            x(ceiling_l2),
             ns(pt.ns_in),
             ns(pt.ns_copy),
         );
@@ -548,12 +627,27 @@ fn report(
             ));
         }
         rows.push(json!({
-            "contender": pt.contender, "fanout": pt.fanout, "frame_bytes": pt.size,
+            "contender": pt.contender, "family": ip(pt.family), "fanout": pt.fanout,
+            "frame_bytes": pt.size,
             "offered_pps": pt.offered_pps, "delivered_pps_total": pt.total(),
             "delivered_pps_per_receiver": pt.per_receiver_pps,
-            "vs_ipmr": ipmr, "vs_ceiling": ceiling, "vs_ceiling_l2": ceiling_l2,
+            "vs_kernel": ipmr, "vs_ceiling": ceiling, "vs_ceiling_l2": ceiling_l2,
             "bpf_ns_per_packet_in": pt.ns_in, "bpf_ns_per_copy_out": pt.ns_copy,
         }));
+    }
+    // IPv6 against IPv4, mgm, the same 64-byte payload.
+    let mut families = Vec::new();
+    for v6 in points.iter().filter(|p| p.contender == "mgm" && p.family == Family::V6) {
+        if let Some(v4) = find("mgm", Family::V4, v6.fanout, PAYLOAD64_V4) {
+            let ratio = v6.total() / v4.total().max(1.0);
+            println!(
+                "  mgm IPv6 / IPv4 at N={} (64-byte UDP payload): {:.3} / {:.3} Mpps = {ratio:.2}",
+                v6.fanout,
+                mpps(v6.total()),
+                mpps(v4.total())
+            );
+            families.push(json!({"fanout": v6.fanout, "ipv6_over_ipv4": ratio}));
+        }
     }
     let report = json!({
         "benchmark": "forwarding_rate",
@@ -565,6 +659,7 @@ fn report(
         "quick": quick,
         "generator": generator.iter().map(|(s, (o, a))| json!({"frame_bytes": s, "offered_pps": o, "reaching_router_pps": a})).collect::<Vec<_>>(),
         "points": rows,
+        "mgm_ipv6_over_ipv4": families,
     });
     if let Some(path) = arg::<String>(args, "--json") {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)

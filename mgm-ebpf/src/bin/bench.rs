@@ -84,9 +84,21 @@ pub fn mgm_bench_l2out(ctx: XdpContext) -> u32 {
 /// The traffic generator: run with BPF_PROG_TEST_RUN live frames, each frame leaves by the
 /// interface the run names as ingress. A veth hands the frame's page to the router as is, and
 /// the page comes back to the generator's pool: a router that decremented the TTL did it in
-/// the generator's frame. So the TTL is put back to 64 (checksum adjusted) on every send.
+/// the generator's frame. So the TTL (IPv6: the hop limit) is put back to 64 (IPv4: checksum
+/// adjusted) on every send.
 #[xdp]
 pub fn mgm_bench_tx(ctx: XdpContext) -> u32 {
+    // IPv6 frames (EtherType 0x86dd) have their hop limit at byte 7; anything else is IPv4.
+    if let Some(et) = ptr_at::<[u8; 2]>(&ctx, 12)
+        // SAFETY: bounds-checked by ptr_at.
+        && unsafe { *et } == [0x86, 0xdd]
+    {
+        if let Some(h) = ptr_at::<[u8; 8]>(&ctx, EthHdr::LEN) {
+            // SAFETY: bounds-checked by ptr_at.
+            unsafe { (*h)[7] = 64 };
+        }
+        return xdp_action::XDP_TX;
+    }
     if let Some(ip) = ptr_at::<Ipv4Hdr>(&ctx, EthHdr::LEN) {
         // SAFETY: bounds-checked by ptr_at.
         let iph = unsafe { &mut *ip };
