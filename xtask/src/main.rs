@@ -285,7 +285,7 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         commit.trim(),
     ]))?;
     step(
-        "forwarding rate: mgm (static; following smcroute; mgm-igmpd at fan-out 4) vs the kernel's ipmr (smcroute; igmpproxy) vs two XDP ceilings, BPF ns",
+        "forwarding rate: mgm (static; following smcroute; mgm-igmpd at fan-out 4) vs the kernel's ipmr (smcroute; igmpproxy), IPv6 mgm vs ip6mr (smcroute), vs two XDP ceilings, BPF ns",
     );
     // The peer (ipmr's user-space half) and the chart's font.
     apt_install(&["smcroute", "igmpproxy", "fonts-dejavu-core"], true)?;
