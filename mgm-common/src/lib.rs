@@ -71,7 +71,7 @@ pub mod programs {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -253,11 +253,12 @@ pub struct Hop {
     /// 1: write `mac` as destination; 0: keep the group's MAC (a leg without next hop).
     pub set_dst: u8,
     pub _pad: u8,
-    /// The next hop (network order; 0.0.0.0 for a leg without one), for the control plane.
-    pub nexthop: [u8; 4],
+    /// The next hop, for the control plane (an IPv6 address in network order, an IPv4 one
+    /// IPv4-mapped; unspecified for a leg without one).
+    pub nexthop: [u8; 16],
     pub leases: LegValue,
 }
-const _: () = assert!(core::mem::size_of::<Hop>() == 16 + 4 * LEG_LEASES);
+const _: () = assert!(core::mem::size_of::<Hop>() == 28 + 4 * LEG_LEASES);
 
 /// Value of [`maps::HOPS`].
 #[repr(C)]

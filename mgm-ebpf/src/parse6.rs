@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The IPv6 checks (RFC 8200): what may be routed, and why the rest goes to the kernel. The
 //! extension headers are walked up to [`MAX_EXT_HEADERS`], each read with a bounds-checked
-//! helper; anything the walk does not understand is left to the kernel untouched.
+//! helper; anything the walk does not understand is left to the kernel untouched. The XDP
+//! and TC programs run the very same checks (the TC program sees what XDP passed on).
 
-use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    programs::{TcContext, XdpContext},
+};
 use mgm_common::{MAX_EXT_HEADERS, counter};
 
 use crate::parse::ptr_at;
@@ -25,6 +29,28 @@ const OPT_PADN: u8 = 1;
 const OPT_ROUTER_ALERT: u8 = 5;
 /// The longest Hop-by-Hop header the walk reads (and room to index with a mask).
 const HBH_MAX: usize = 64;
+
+/// A packet's bytes, as either program reads them (a bounds-checked copy).
+pub trait Bytes {
+    /// `len` bytes at `off` into `buf` (which holds at least `len`); negative on failure.
+    fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64;
+}
+
+impl Bytes for XdpContext {
+    #[inline(always)]
+    fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64 {
+        // SAFETY: the caller's buffer holds `len` bytes; the helper bounds-checks the packet.
+        unsafe { bpf_xdp_load_bytes(self.ctx, off as u32, buf.cast(), len) }
+    }
+}
+
+impl Bytes for TcContext {
+    #[inline(always)]
+    fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64 {
+        // SAFETY: as above, for the skb.
+        unsafe { bpf_skb_load_bytes(self.skb.skb.cast(), off as u32, buf.cast(), len) }
+    }
+}
 
 /// What the checks found in a routable IPv6 packet.
 #[derive(Default)]
@@ -68,6 +94,42 @@ fn checks(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
     let h = ptr_at::<[u8; HDR6]>(ctx, ip_off).ok_or(counter::PASS_MALFORMED)?;
     // SAFETY: bounds-checked by ptr_at.
     let h = unsafe { &*h };
+    let ip = fixed(h, l3_len)?;
+    walk(ctx, h[6], ip_off + HDR6, ip_off + ip.tot_len)?;
+    Ok(ip)
+}
+
+/// [`check6`] for the TC program: the fixed header is copied out of the skb first.
+#[inline(always)]
+pub fn check6_skb(ctx: &TcContext, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
+    let mut ip = Ipv6::default();
+    match check6_skb_into(ctx, ip_off, l3_len, &mut ip) {
+        0 => Ok(ip),
+        why => Err(why - 1),
+    }
+}
+
+#[inline(never)]
+fn check6_skb_into(ctx: &TcContext, ip_off: usize, l3_len: usize, out: &mut Ipv6) -> u32 {
+    let mut h = [0u8; HDR6];
+    if ctx.copy_bytes(ip_off, h.as_mut_ptr(), HDR6 as u32) < 0 {
+        return counter::PASS_MALFORMED + 1;
+    }
+    let checked = fixed(&h, l3_len)
+        .and_then(|ip| walk(ctx, h[6], ip_off + HDR6, ip_off + ip.tot_len).map(|()| ip));
+    match checked {
+        Ok(ip) => {
+            *out = ip;
+            0
+        }
+        Err(why) => why + 1,
+    }
+}
+
+/// The fixed header's checks: version, a multicast destination of a routed scope, a payload
+/// length within the frame.
+#[inline(always)]
+fn fixed(h: &[u8; HDR6], l3_len: usize) -> Result<Ipv6, u32> {
     if h[0] >> 4 != 6 {
         return Err(counter::PASS_MALFORMED);
     }
@@ -90,18 +152,17 @@ fn checks(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
     }
     let mut src = [0u8; 16];
     src.copy_from_slice(&h[8..24]);
-    walk(ctx, h[6], ip_off + HDR6, ip_off + tot_len)?;
     Ok(Ipv6 { tot_len, src, dst, hop_limit: h[7] })
 }
 
 /// Walks the extension headers from `off` (next header `nh`) to the upper-layer header,
 /// which must start before `end`.
 #[inline(always)]
-fn walk(ctx: &XdpContext, mut nh: u8, mut off: usize, end: usize) -> Result<(), u32> {
+fn walk<C: Bytes>(ctx: &C, mut nh: u8, mut off: usize, end: usize) -> Result<(), u32> {
     for i in 0..=MAX_EXT_HEADERS {
         let len = match nh {
             NH_HOP_BY_HOP if i == 0 => {
-                let [next, ext] = load::<2>(ctx, off, end)?;
+                let [next, ext] = load::<_, 2>(ctx, off, end)?;
                 let len = (ext as usize + 1) * 8;
                 hop_by_hop(ctx, off, len, end)?;
                 nh = next;
@@ -110,12 +171,12 @@ fn walk(ctx: &XdpContext, mut nh: u8, mut off: usize, end: usize) -> Result<(), 
             // Only right after the fixed header (RFC 8200 §4.3).
             NH_HOP_BY_HOP => return Err(counter::PASS_MALFORMED),
             NH_DEST_OPTS => {
-                let [next, ext] = load::<2>(ctx, off, end)?;
+                let [next, ext] = load::<_, 2>(ctx, off, end)?;
                 nh = next;
                 (ext as usize + 1) * 8
             }
             NH_FRAGMENT => {
-                let f = load::<4>(ctx, off, end)?;
+                let f = load::<_, 4>(ctx, off, end)?;
                 if u16::from_be_bytes([f[2], f[3]]) & 0xfff8 != 0 {
                     // A later fragment: the upper-layer header is in the first one.
                     return Ok(());
@@ -126,7 +187,7 @@ fn walk(ctx: &XdpContext, mut nh: u8, mut off: usize, end: usize) -> Result<(), 
             // A router that is not the destination leaves it alone; the kernel decides.
             NH_ROUTING => return Err(counter::PASS_EXT_HEADERS),
             NH_ICMPV6 => {
-                let [kind] = load::<1>(ctx, off, end)?;
+                let [kind] = load::<_, 1>(ctx, off, end)?;
                 if MLD_TYPES.contains(&kind) {
                     return Err(counter::PASS_CONTROL);
                 }
@@ -146,13 +207,13 @@ fn walk(ctx: &XdpContext, mut nh: u8, mut off: usize, end: usize) -> Result<(), 
 
 /// `N` bytes at `off`, which must lie before `end` (the datagram's end).
 #[inline(always)]
-fn load<const N: usize>(ctx: &XdpContext, off: usize, end: usize) -> Result<[u8; N], u32> {
+fn load<C: Bytes, const N: usize>(ctx: &C, off: usize, end: usize) -> Result<[u8; N], u32> {
     let mut b = [0u8; N];
     if off + N > end {
         return Err(counter::PASS_MALFORMED);
     }
-    // SAFETY: `b` holds N bytes; the helper bounds-checks the packet side.
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, off as u32, b.as_mut_ptr().cast(), N as u32) } < 0 {
+    // `b` holds N bytes; the helper bounds-checks the packet side.
+    if ctx.copy_bytes(off, b.as_mut_ptr(), N as u32) < 0 {
         return Err(counter::PASS_MALFORMED);
     }
     Ok(b)
@@ -162,7 +223,7 @@ fn load<const N: usize>(ctx: &XdpContext, off: usize, end: usize) -> Result<[u8;
 /// Router Alert is control traffic; any other option (Jumbo, or one a router must act on)
 /// is the kernel's to handle.
 #[inline(always)]
-fn hop_by_hop(ctx: &XdpContext, off: usize, len: usize, end: usize) -> Result<(), u32> {
+fn hop_by_hop<C: Bytes>(ctx: &C, off: usize, len: usize, end: usize) -> Result<(), u32> {
     if len > HBH_MAX {
         return Err(counter::PASS_EXT_HEADERS);
     }
@@ -176,8 +237,8 @@ fn hop_by_hop(ctx: &XdpContext, off: usize, len: usize, end: usize) -> Result<()
     if !(8..=HBH_MAX).contains(&n) {
         return Err(counter::PASS_EXT_HEADERS);
     }
-    // SAFETY: n is within 8..=64 and `h` holds 64 bytes; the helper bounds-checks the packet.
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, off as u32, h.as_mut_ptr().cast(), n as u32) } < 0 {
+    // n is within 8..=64 and `h` holds 64 bytes; the helper bounds-checks the packet.
+    if ctx.copy_bytes(off, h.as_mut_ptr(), n as u32) < 0 {
         return Err(counter::PASS_MALFORMED);
     }
     let mut i = 2;

@@ -8,13 +8,14 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use mgm_common::{MAX_HOPS, MFE_F_HOPS, MfeKey, counter};
+use mgm_common::{HopList, MAX_HOPS, MFE_F_HOPS, MfeKey, MfeKey6, MfeValue, counter};
 use network_types::eth::EthHdr;
 
 use crate::{
     lease,
-    maps::{MGM_HOPS, MGM_MFES, MGM_PORTS, count, count_out},
+    maps::{MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out},
     parse::{ETH_P_IPV4, Header, check, group_mac, header_len},
+    parse6::{ETH_P_IPV6, check6_skb, group_mac6},
 };
 
 const TC_ACT_OK: i32 = 0;
@@ -39,10 +40,14 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
         return None;
     }
     let eth: EthHdr = ctx.load(0).ok()?;
-    if u16::from_be(eth.ether_type) != ETH_P_IPV4 || eth.dst_addr[0] & 1 == 0 {
+    let ether_type = u16::from_be(eth.ether_type);
+    if (ether_type != ETH_P_IPV4 && ether_type != ETH_P_IPV6) || eth.dst_addr[0] & 1 == 0 {
         return None;
     }
     let l3_len = (ctx.len() as usize).checked_sub(ip_off)?;
+    if ether_type == ETH_P_IPV6 {
+        return tc_ipv6(ctx, ifindex, l3_len);
+    }
     let mut h: Header = [0; 64];
     let n = header_len(l3_len)?;
     // SAFETY: n is within 20..=60 and `h` holds 64 bytes; the helper bounds-checks the skb.
@@ -77,7 +82,39 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     let new = u16::from_be_bytes([ip.ttl - 1, proto]);
     ctx.store(ip_off + 8, &(ip.ttl - 1), 0).ok()?;
     ctx.l3_csum_replace(ip_off + 10, old.to_be() as u64, new.to_be() as u64, 2).ok()?;
-    let group = group_mac(ip.dst);
+    copies(ctx, &mfe, hops, group_mac(ip.dst))
+}
+
+/// The same for IPv6 (no header checksum: the hop limit is simply one less).
+#[inline(always)]
+fn tc_ipv6(ctx: &TcContext, ifindex: u32, l3_len: usize) -> Option<i32> {
+    let ip_off = EthHdr::LEN;
+    let ip = check6_skb(ctx, ip_off, l3_len).ok()?;
+    if ip.hop_limit <= 1 {
+        return None;
+    }
+    // SAFETY: copied out at once.
+    let mfe = (unsafe { MGM_MFES6.get(MfeKey6 { source: ip.src, group: ip.dst }) }).copied()?;
+    if mfe.flags & MFE_F_HOPS == 0 || ifindex != mfe.iif {
+        return None;
+    }
+    // SAFETY: read-only use of a map value.
+    let hops = unsafe { MGM_HOPS.get(mfe.oil) }?;
+    if l3_len > ip.tot_len {
+        // SAFETY: the context's own skb, shrunk to a length it has.
+        if unsafe { bpf_skb_change_tail(ctx.skb.skb.cast(), (ip_off + ip.tot_len) as u32, 0) } != 0
+        {
+            return None;
+        }
+    }
+    ctx.store(ip_off + 7, &(ip.hop_limit - 1), 0).ok()?;
+    copies(ctx, &mfe, hops, group_mac6(&ip.dst))
+}
+
+/// One copy per leg of `hops` (leases allowing), to the neighbour's MAC or the group's, from
+/// the port's; the original is consumed.
+#[inline(always)]
+fn copies(ctx: &TcContext, mfe: &MfeValue, hops: &HopList, group: [u8; 6]) -> Option<i32> {
     for i in 0..MAX_HOPS {
         if i as u32 >= hops.len {
             break;

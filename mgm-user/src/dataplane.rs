@@ -794,7 +794,7 @@ impl BpfFastPath {
             let (id, list) = r.map_err(map_err(maps::HOPS))?;
             let legs = list.hops.iter().take((list.len as usize).min(MAX_HOPS)).map(|h| Leg {
                 ifindex: h.ifindex,
-                nexthop: h.nexthop,
+                nexthop: std::net::Ipv6Addr::from(h.nexthop).to_canonical(),
                 mac: h.mac,
                 leases: h.leases,
             });
@@ -992,9 +992,12 @@ impl FastPath for BpfFastPath {
                 *h = Hop {
                     ifindex: l.ifindex,
                     mac: l.mac,
-                    set_dst: u8::from(l.nexthop != [0; 4]),
+                    set_dst: u8::from(!l.nexthop.is_unspecified()),
                     _pad: 0,
-                    nexthop: l.nexthop,
+                    nexthop: match l.nexthop {
+                        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                        IpAddr::V6(a) => a.octets(),
+                    },
                     leases: l.leases,
                 };
             }

@@ -66,8 +66,6 @@ pub enum FastPathError {
     UnknownLease(u32),
     #[error("({0}, {1}) mixes the address families")]
     Family(IpAddr, IpAddr),
-    #[error("interface {0}: IPv6 next hops are not supported by the fast path yet")]
-    Ipv6NextHop(u32),
 }
 
 /// The map operations the mirror needs. Each call is one idempotent map write (or, for an
@@ -103,8 +101,8 @@ pub trait FastPath {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Leg {
     pub ifindex: u32,
-    /// 0.0.0.0: every host on the link (the group's MAC).
-    pub nexthop: [u8; 4],
+    /// Unspecified (0.0.0.0, ::): every host on the link (the group's MAC).
+    pub nexthop: IpAddr,
     /// The next hop's MAC when resolved (zero otherwise, or without next hop).
     pub mac: [u8; 6],
     pub leases: LegValue,
@@ -112,7 +110,7 @@ pub struct Leg {
 
 impl Leg {
     pub fn new(ifindex: u32, leases: LegValue) -> Self {
-        Self { ifindex, nexthop: [0; 4], mac: [0; 6], leases }
+        Self { ifindex, nexthop: Ipv4Addr::UNSPECIFIED.into(), mac: [0; 6], leases }
     }
 
     pub(crate) fn leases(&self) -> impl Iterator<Item = u32> + '_ {
@@ -122,7 +120,7 @@ impl Leg {
 
 /// Whether an OIL needs the TC path (a copy per next hop) rather than an XDP broadcast.
 pub fn has_hops(legs: &[Leg]) -> bool {
-    legs.iter().any(|l| l.nexthop != [0; 4])
+    legs.iter().any(|l| !l.nexthop.is_unspecified())
 }
 
 /// Copies per forwarded packet that XDP makes to `ifindex` for an MFE with `legs`, which
@@ -241,9 +239,9 @@ pub struct Mirror<F> {
     dead_leases: BTreeSet<u32>,
     next_lease: u32,
     /// Resolved next hops: (ifindex, address) -> MAC.
-    neighbours: HashMap<(u32, Ipv4Addr), [u8; 6]>,
+    neighbours: HashMap<(u32, IpAddr), [u8; 6]>,
     /// Installed MFEs per next hop they send to (so the per-tick checks do not walk every MFE).
-    hop_users: BTreeMap<(u32, [u8; 4]), usize>,
+    hop_users: BTreeMap<(u32, IpAddr), usize>,
     /// Administrative scope boundaries drawn at interfaces.
     boundaries: BTreeMap<u32, Scope>,
 }
@@ -432,32 +430,28 @@ impl<F: FastPath> Mirror<F> {
     }
 
     /// The next hops installed MFEs send to: the neighbours to keep resolved.
-    pub fn wanted_neighbours(&self) -> BTreeSet<(u32, Ipv4Addr)> {
-        self.hop_users.keys().map(|(i, nh)| (*i, Ipv4Addr::from(*nh))).collect()
+    pub fn wanted_neighbours(&self) -> BTreeSet<(u32, IpAddr)> {
+        self.hop_users.keys().copied().collect()
     }
 
     /// Whether an installed MFE sends to this next hop.
-    pub fn wants_neighbour(&self, ifindex: u32, ip: Ipv4Addr) -> bool {
-        self.hop_users.contains_key(&(ifindex, ip.octets()))
+    pub fn wants_neighbour(&self, ifindex: u32, ip: IpAddr) -> bool {
+        self.hop_users.contains_key(&(ifindex, ip))
     }
 
     /// The next hops MFEs send to whose MAC is not known yet.
-    pub fn unresolved_neighbours(&self) -> Vec<(u32, Ipv4Addr)> {
-        self.hop_users
-            .keys()
-            .map(|(i, nh)| (*i, Ipv4Addr::from(*nh)))
-            .filter(|k| !self.neighbours.contains_key(k))
-            .collect()
+    pub fn unresolved_neighbours(&self) -> Vec<(u32, IpAddr)> {
+        self.hop_users.keys().filter(|k| !self.neighbours.contains_key(k)).copied().collect()
     }
 
     /// Whether some next hop an MFE sends to has no known MAC yet.
     pub fn has_unresolved_neighbours(&self) -> bool {
-        self.hop_users.keys().any(|(i, nh)| !self.neighbours.contains_key(&(*i, (*nh).into())))
+        self.hop_users.keys().any(|k| !self.neighbours.contains_key(k))
     }
 
     /// Keeps `hop_users` in step as MFEs with next-hop legs come (`add`) and go.
     fn count_hops(&mut self, legs: &[Leg], add: bool) {
-        for l in legs.iter().filter(|l| l.nexthop != [0; 4]) {
+        for l in legs.iter().filter(|l| !l.nexthop.is_unspecified()) {
             let k = (l.ifindex, l.nexthop);
             if add {
                 *self.hop_users.entry(k).or_default() += 1;
@@ -475,13 +469,13 @@ impl<F: FastPath> Mirror<F> {
     pub fn set_neighbour(
         &mut self,
         ifindex: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: [u8; 6],
     ) -> Result<(), FastPathError> {
         if self.neighbours.insert((ifindex, ip), mac) == Some(mac) {
             return Ok(());
         }
-        let hop = (ifindex, ip.octets());
+        let hop = (ifindex, ip);
         let users: Vec<(Sg, InstalledMfe)> = self
             .mfes
             .iter()
@@ -615,21 +609,13 @@ impl<F: FastPath> Mirror<F> {
         if Family::of(key.source) != key.family() {
             return Err(FastPathError::Family(key.source, key.group));
         }
-        let mut merged: BTreeMap<(u32, Ipv4Addr), BTreeSet<u32>> = BTreeMap::new();
+        let mut merged: BTreeMap<(u32, IpAddr), BTreeSet<u32>> = BTreeMap::new();
         for o in oifs.iter().filter(|o| o.ifindex != iif && !self.stops(o.ifindex, &key, iif)) {
-            // The core gives an entry next hops of its own family only. A leg's next hop
-            // is IPv4 (the TC program's neighbour copies); an IPv6 leg has none.
-            let nexthop = match o.nexthop {
-                IpAddr::V4(nh) if key.family() == Family::Ipv4 => nh,
-                IpAddr::V6(nh) if key.family() == Family::Ipv6 && nh.is_unspecified() => {
-                    Ipv4Addr::UNSPECIFIED
-                }
-                IpAddr::V6(_) if key.family() == Family::Ipv6 => {
-                    return Err(FastPathError::Ipv6NextHop(o.ifindex));
-                }
-                _ => return Err(FastPathError::Family(key.source, key.group)),
-            };
-            merged.entry((o.ifindex, nexthop)).or_default().extend(&o.leases);
+            // The core gives an entry next hops of its own family only.
+            if Family::of(o.nexthop) != key.family() {
+                return Err(FastPathError::Family(key.source, key.group));
+            }
+            merged.entry((o.ifindex, o.nexthop)).or_default().extend(&o.leases);
         }
         for &i in merged.keys().map(|(i, _)| i).chain(std::iter::once(&iif)) {
             if !self.ports.contains_key(&i) {
@@ -658,7 +644,7 @@ impl<F: FastPath> Mirror<F> {
             } else {
                 self.neighbours.get(&(ifindex, nexthop)).copied().unwrap_or([0; 6])
             };
-            legs.push(Leg { ifindex, nexthop: nexthop.octets(), mac, leases: v });
+            legs.push(Leg { ifindex, nexthop, mac, leases: v });
         }
         self.install_legs(key, iif, legs, origin)
     }
@@ -1264,7 +1250,7 @@ mod tests {
     fn next_hops_get_a_leg_each_and_follow_their_neighbour() {
         let mut m = mirror(&[1, 2, 3]);
         let (a, b) = (m.open_lease().unwrap(), m.open_lease().unwrap());
-        let nh = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let nh = |s: &str| -> IpAddr { s.parse().unwrap() };
         let oifs = [
             Oif::new(2, nh("10.5.0.2"), vec![a]),
             Oif::new(2, nh("10.5.0.3"), vec![b]),
@@ -1306,6 +1292,36 @@ mod tests {
         assert!(matches!(m.install(key(3, 1), 1, &too_many), Err(FastPathError::OilTooLong(_))));
         // The last MFE sending to next hops goes: nothing left to keep resolved.
         m.remove(&key(1, 1)).unwrap();
+        assert!(m.wanted_neighbours().is_empty());
+    }
+
+    /// IPv6 next hops (link-local, as routing protocols give them) work as IPv4's; a next hop
+    /// of the other family than the entry's is refused.
+    #[test]
+    fn ipv6_next_hops_get_a_leg_each_and_follow_their_neighbour() {
+        let mut m = mirror(&[1, 2, 3]);
+        let a = m.open_lease().unwrap();
+        let nh = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let k = Sg::new(nh("2001:db8:1::1"), nh("ff3e::8000:1"));
+        let oifs = [
+            Oif::new(2, nh("fe80::2"), vec![a]),
+            Oif::new(2, nh("fe80::3"), vec![a]),
+            Oif::new(3, nh("::"), vec![a]),
+        ];
+        m.install(k, 1, &oifs).unwrap();
+        assert_eq!(m.get(&k).unwrap().legs.len(), 3);
+        assert_eq!(m.fast_path().mfes[&k].flags, MFE_F_HOPS);
+        assert_eq!(m.wanted_neighbours(), BTreeSet::from([(2, nh("fe80::2")), (2, nh("fe80::3"))]));
+        m.set_neighbour(2, nh("fe80::2"), [2, 0, 0, 0, 0, 2]).unwrap();
+        let legs = &m.get(&k).unwrap().legs;
+        assert_eq!(legs.iter().filter(|l| l.mac == [2, 0, 0, 0, 0, 2]).count(), 1);
+        assert_eq!(m.unresolved_neighbours(), vec![(2, nh("fe80::3"))]);
+        // The same address of the other family is another neighbour.
+        m.set_neighbour(2, nh("10.0.0.3"), [2, 0, 0, 0, 0, 3]).unwrap();
+        assert!(m.has_unresolved_neighbours());
+        let mixed = [Oif::new(2, nh("10.5.0.2"), vec![a])];
+        assert!(matches!(m.install(k, 1, &mixed), Err(FastPathError::Family(..))));
+        m.remove(&k).unwrap();
         assert!(m.wanted_neighbours().is_empty());
     }
 }

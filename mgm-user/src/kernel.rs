@@ -41,8 +41,9 @@ pub struct NetDev {
     pub up: bool,
 }
 
-/// (ifindex, IPv4 address) → MAC, for the neighbours the kernel itself would send to.
-pub type Neighbours = HashMap<(u32, Ipv4Addr), [u8; 6]>;
+/// (ifindex, IP address) → MAC, for the neighbours the kernel itself would send to (ARP's
+/// and NDP's).
+pub type Neighbours = HashMap<(u32, IpAddr), [u8; 6]>;
 
 /// Something the kernel announced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub enum KernelEvent {
     /// A link left the kernel.
     LinkGone(u32),
     /// A neighbour's MAC; `None` when the kernel would no longer send to it.
-    Neighbour { ifindex: u32, ip: Ipv4Addr, mac: Option<[u8; 6]> },
+    Neighbour { ifindex: u32, ip: IpAddr, mac: Option<[u8; 6]> },
     /// The whole view, at start and after lost notifications: it replaces what came before.
     Snapshot { links: Vec<NetDev>, neighbours: Neighbours },
     /// An entry of the kernel's multicast forwarding cache, whole, as it is now.
@@ -172,12 +173,24 @@ impl Monitor {
         let mut neighbours = Neighbours::new();
         let mut link = LinkMessage::default();
         link.header.interface_family = AddressFamily::Unspec;
-        let mut neigh = NeighbourMessage::default();
-        neigh.header.family = AddressFamily::Inet;
-        let requests =
-            [RouteNetlinkMessage::GetLink(link), RouteNetlinkMessage::GetNeighbour(neigh)];
+        let neigh = |family| {
+            let mut n = NeighbourMessage::default();
+            n.header.family = family;
+            RouteNetlinkMessage::GetNeighbour(n)
+        };
+        let requests = [
+            RouteNetlinkMessage::GetLink(link),
+            neigh(AddressFamily::Inet),
+            neigh(AddressFamily::Inet6),
+        ];
         for req in requests {
-            for m in dump(req)? {
+            let replies = match dump(req) {
+                Ok(r) => r,
+                // No IPv6 in the kernel: no NDP table to read.
+                Err(e) if no_family(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            for m in replies {
                 match parse(m) {
                     Some(KernelEvent::Link(d)) => links.push(d),
                     Some(KernelEvent::Neighbour { ifindex, ip, mac: Some(mac) }) => {
@@ -477,12 +490,13 @@ fn netdev(l: &LinkMessage) -> NetDev {
     d
 }
 
-/// (ifindex, IPv4 address, MAC if the message has one) of an IPv4 neighbour.
-fn neighbour(n: &NeighbourMessage) -> Option<(u32, Ipv4Addr, Option<[u8; 6]>)> {
+/// (ifindex, address, MAC if the message has one) of an IPv4 or IPv6 neighbour.
+fn neighbour(n: &NeighbourMessage) -> Option<(u32, IpAddr, Option<[u8; 6]>)> {
     let (mut ip, mut mac) = (None, None);
     for a in &n.attributes {
         match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => ip = Some(*v),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => ip = Some((*v).into()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => ip = Some((*v).into()),
             NeighbourAttribute::LinkLayerAddress(m) => mac = <[u8; 6]>::try_from(m.as_slice()).ok(),
             _ => {}
         }
@@ -568,11 +582,22 @@ fn parse_proc_igmp6(text: &str) -> BTreeSet<(u32, IpAddr)> {
         .collect()
 }
 
-/// Makes the kernel resolve `ip` (an empty datagram to the discard port: the ARP request is
-/// the point; the datagram itself is harmless). The next hop must be on-link.
-pub fn solicit(ip: Ipv4Addr) {
-    if let Ok(s) = std::net::UdpSocket::bind("0.0.0.0:0") {
-        let _ = s.send_to(&[], (ip, 9));
+/// Makes the kernel resolve `ip` on interface `ifindex` (an empty datagram to the discard
+/// port: the ARP or Neighbour Solicitation is the point; the datagram itself is harmless).
+/// The next hop must be on-link.
+pub fn solicit(ifindex: u32, ip: IpAddr) {
+    let sent = match ip {
+        IpAddr::V4(ip) => {
+            std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(&[], (ip, 9)))
+        }
+        IpAddr::V6(ip) => std::net::UdpSocket::bind("[::]:0").and_then(|s| {
+            // A link-local next hop is reached through its interface (the scope).
+            let scope = if ip.is_unicast_link_local() { ifindex } else { 0 };
+            s.send_to(&[], std::net::SocketAddrV6::new(ip, 9, 0, scope))
+        }),
+    };
+    if let Err(e) = sent {
+        tracing::debug!(%ip, ifindex, error = %e, "soliciting a next hop");
     }
 }
 

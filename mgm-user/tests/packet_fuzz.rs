@@ -159,11 +159,11 @@ fn hbh_options_padding(opts: &[u8]) -> bool {
 }
 
 /// The copy a router sends of the IPv6 frame `f`: the datagram alone, hop limit - 1, to the
-/// group's MAC; the source MAC as given (None: left as it came).
-fn router_copy6(f: &[u8], src_mac: Option<[u8; 6]>) -> Vec<u8> {
+/// group's MAC (or the neighbour's); the source MAC as given (None: left as it came).
+fn router_copy6(f: &[u8], dst_mac: Option<[u8; 6]>, src_mac: Option<[u8; 6]>) -> Vec<u8> {
     let tot_len = 40 + usize::from(u16::from_be_bytes([f[18], f[19]]));
     let mut c = f[..14 + tot_len].to_vec();
-    c[..6].copy_from_slice(&[0x33, 0x33, f[50], f[51], f[52], f[53]]);
+    c[..6].copy_from_slice(&dst_mac.unwrap_or([0x33, 0x33, f[50], f[51], f[52], f[53]]));
     if let Some(src) = src_mac {
         c[6..12].copy_from_slice(&src);
     }
@@ -464,13 +464,15 @@ const HOP_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x77];
 /// The verdict and the frame after the program that the model expects on `path`.
 fn expected(path: Path, f: &[u8], on_iif: bool) -> (u32, Option<Vec<u8>>) {
     if f.len() >= 14 && f[12..14] == [0x86, 0xdd] {
+        let v = model6(f, on_iif, true);
         return match path {
-            // IPv6 entries have no next hops: the TC program leaves IPv6 to the stack.
+            Path::Tc if v == XDP_REDIRECT => {
+                (TC_ACT_SHOT, Some(router_copy6(f, Some(HOP_MAC), Some(PORT_MAC))))
+            }
             Path::Tc => (TC_ACT_OK, None),
             Path::Xdp | Path::XdpSingle => {
-                let v = model6(f, on_iif, true);
                 let src = matches!(path, Path::XdpSingle).then_some(PORT_MAC);
-                (v, (v == XDP_REDIRECT).then(|| router_copy6(f, src)))
+                (v, (v == XDP_REDIRECT).then(|| router_copy6(f, None, src)))
             }
         };
     }
@@ -538,7 +540,12 @@ fn run(path: Path) -> Vec<String> {
             Path::Tc => {
                 let hop = std::net::Ipv4Addr::new(10, 9, 0, 7);
                 m.install(key, ifin, &[Oif::new(ifout, hop, vec![LEASE_STATIC])])?;
-                m.set_neighbour(ifout, hop, HOP_MAC)?;
+                m.set_neighbour(ifout, hop.into(), HOP_MAC)?;
+                let hop6: std::net::Ipv6Addr = "fe80::77".parse().unwrap();
+                for k in keys6 {
+                    m.install(k, ifin, &[Oif::new(ifout, hop6, vec![LEASE_STATIC])])?;
+                }
+                m.set_neighbour(ifout, hop6.into(), HOP_MAC)?;
             }
         }
         let fp = m.fast_path();

@@ -2,15 +2,18 @@
 //! Next hops on a point-to-multipoint interface: two receivers sit behind one router port (a
 //! bridge in a "switch" namespace). Each (port, next hop) owned and joined gets its own copy,
 //! addressed to that neighbour's MAC (from the kernel's neighbour table), and releasing one
-//! next hop leaves the other's copies flowing. Needs root.
+//! next hop leaves the other's copies flowing; in both families (IPv6 next hops are link-local
+//! addresses, their MACs from the kernel's Neighbour Discovery). Needs root.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use mgm::proto::{self, MembershipArgs};
-use mgm_tests::{GROUP, Netns, PacketSocket, SOURCE, Topology, magic, udp_frame, veth};
+use mgm_tests::{Family, Netns, PacketSocket, Topology, magic, veth};
 use serde_json::{Value, json};
 
-const G: &str = "239.1.1.1";
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Frames carrying `tag` and addressed to `mac`.
@@ -20,6 +23,22 @@ fn count_to(frames: &[Vec<u8>], tag: &[u8], mac: [u8; 6]) -> usize {
 
 #[test]
 fn each_next_hop_gets_its_own_copy_and_releases_separately() {
+    next_hops(Family::V4);
+}
+
+#[test]
+fn each_ipv6_next_hop_gets_its_own_copy_and_releases_separately() {
+    next_hops(Family::V6);
+}
+
+fn next_hops(family: Family) {
+    let g = family.group().to_string();
+    let g = g.as_str();
+    // The router's address on the LAN, and the two neighbours'.
+    let (router, a, b) = match family {
+        Family::V4 => ("10.5.0.1/24", "10.5.0.2", "10.5.0.3"),
+        Family::V6 => ("fe80::1/64", "fe80::2", "fe80::3"),
+    };
     let mut t = Topology::new(0).unwrap();
     let sw = Netns::new("sw").unwrap();
     let (ra, rb) = (Netns::new("rxa").unwrap(), Netns::new("rxb").unwrap());
@@ -31,36 +50,53 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
         sw.exec("ip", &["link", "set", p, "master", "br0"]).unwrap();
     }
     sw.exec("ip", &["link", "set", "br0", "up"]).unwrap();
-    t.router.exec("ip", &["addr", "add", "10.5.0.1/24", "dev", "rlan"]).unwrap();
-    ra.exec("ip", &["addr", "add", "10.5.0.2/24", "dev", "eth0"]).unwrap();
-    rb.exec("ip", &["addr", "add", "10.5.0.3/24", "dev", "eth0"]).unwrap();
+    let prefix = &router[router.find('/').unwrap()..];
+    for (ns, dev, addr) in [
+        (&t.router, "rlan", router.to_owned()),
+        (&ra, "eth0", format!("{a}{prefix}")),
+        (&rb, "eth0", format!("{b}{prefix}")),
+    ] {
+        if family == Family::V6 {
+            mgm_tests::ipv6_on(ns, dev).unwrap();
+            ns.exec("ip", &["-6", "addr", "add", &addr, "dev", dev, "nodad"]).unwrap();
+        } else {
+            ns.exec("ip", &["addr", "add", &addr, "dev", dev]).unwrap();
+        }
+    }
     let (mac_a, mac_b) = (ra.mac("eth0").unwrap(), rb.mac("eth0").unwrap());
     t.start(&[]).unwrap();
 
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let (rin, rlan) = (idx("rin"), idx("rlan"));
     let mut pim = t.ctl().unwrap();
-    let h = pim.protocol_with(103, &[rin], &[], G).unwrap();
-    for nh in ["10.5.0.2", "10.5.0.3"] {
+    let h = pim.protocol_with(103, &[rin], &[], g).unwrap();
+    for nh in [a, b] {
         let nexthop: std::net::IpAddr = nh.parse().unwrap();
         pim.call(proto::TakeInterface { handle: h, ifindex: rlan, nexthop }).unwrap();
-        let m = MembershipArgs { nexthop: Some(nexthop), ..mgm_tests::membership(h, G, rlan) };
+        let m = MembershipArgs { nexthop: Some(nexthop), ..mgm_tests::membership(h, g, rlan) };
         pim.call(proto::AddMembership(m)).unwrap();
     }
 
     // The first packet creates the MFE; PIM answers its callbacks.
     let caps = [PacketSocket::open(&ra, "eth0").unwrap(), PacketSocket::open(&rb, "eth0").unwrap()];
+    // The flow's datagrams, TTL (hop limit) 8.
+    let frame = |tag: &[u8]| match (family.source(), family.group()) {
+        (IpAddr::V6(s), IpAddr::V6(g)) => {
+            mgm_tests::udp6_frame(t.sender_mac, s.octets(), g.octets(), 8, tag)
+        }
+        _ => mgm_tests::udp_frame(t.sender_mac, mgm_tests::SOURCE, mgm_tests::GROUP, 8, tag),
+    };
     let send = |tag: &[u8], n: usize| {
         for _ in 0..n {
-            t.tx.send(&udp_frame(t.sender_mac, SOURCE, GROUP, 8, tag)).unwrap();
+            t.tx.send(&frame(tag)).unwrap();
         }
     };
     send(b"create", 1);
     let (_, alert) = pim.answer_creation(h, WAIT).unwrap();
     let offered: Vec<Value> =
         alert["oifs"].as_array().unwrap().iter().map(|o| o["iface"]["nexthop"].clone()).collect();
-    assert_eq!(offered, vec![json!("10.5.0.2"), json!("10.5.0.3")]);
-    // mgmd resolves both neighbours (ARP through the bridge) within a few ticks.
+    assert_eq!(offered, vec![json!(a), json!(b)]);
+    // mgmd resolves both neighbours (ARP or ND through the bridge) within a few ticks.
     let deadline = Instant::now() + WAIT;
     loop {
         let tag = magic("probe");
@@ -84,10 +120,14 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
     assert_eq!((count_to(&got[1], &tag, mac_b), count_to(&got[1], &tag, mac_a)), (20, 0));
     let f = mgm_tests::with_magic(&got[0], &tag)[0].clone();
     assert_eq!(f[6..12], t.router.mac("rlan").unwrap(), "source: the router port");
-    assert_eq!(f[14 + 8], 7, "TTL decremented");
-    let mut check = f.clone();
-    mgm_tests::fix_ipv4_checksum(&mut check);
-    assert_eq!(check, f, "IPv4 checksum still valid");
+    if family == Family::V4 {
+        assert_eq!(f[14 + 8], 7, "TTL decremented");
+        let mut check = f.clone();
+        mgm_tests::fix_ipv4_checksum(&mut check);
+        assert_eq!(check, f, "IPv4 checksum still valid");
+    } else {
+        assert_eq!(f[14 + 7], 7, "hop limit decremented");
+    }
 
     // A neighbour's MAC changes (new NIC): mgmd follows the kernel's neighbour notifications
     // within 100 ms.
@@ -95,10 +135,7 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
     let new_b_s = "02:00:00:00:0b:0b";
     rb.exec("ip", &["link", "set", "eth0", "address", new_b_s]).unwrap();
     t.router
-        .exec(
-            "ip",
-            &["neigh", "replace", "10.5.0.3", "lladdr", new_b_s, "dev", "rlan", "nud", "permanent"],
-        )
+        .exec("ip", &["neigh", "replace", b, "lladdr", new_b_s, "dev", "rlan", "nud", "permanent"])
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let tag = magic("moved");
@@ -110,7 +147,7 @@ fn each_next_hop_gets_its_own_copy_and_releases_separately() {
     let mac_b = new_b;
 
     // Release one next hop: its copies stop at once, the other's go on.
-    let nexthop = "10.5.0.2".parse().unwrap();
+    let nexthop = a.parse().unwrap();
     pim.call(proto::ReleaseInterface { handle: h, ifindex: rlan, nexthop }).unwrap();
     let tag = magic("one");
     send(&tag, 20);

@@ -3,7 +3,7 @@
 //! manages. Applying an event says what changed for mgm: a managed link gone, a managed link's
 //! MTU or MAC changed, a neighbour's MAC known or changed.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use crate::kernel::{KernelEvent, Neighbours, NetDev};
 
@@ -18,7 +18,7 @@ pub enum Change {
     /// kernel; mgm keeps its entries, as ipmr keeps its VIFs).
     State(NetDev),
     /// A neighbour's MAC is known (new or changed).
-    Neighbour(u32, Ipv4Addr, [u8; 6]),
+    Neighbour(u32, IpAddr, [u8; 6]),
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +121,7 @@ impl Links {
     }
 
     /// The MAC the kernel has for a neighbour.
-    pub fn neighbour(&self, ifindex: u32, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    pub fn neighbour(&self, ifindex: u32, ip: IpAddr) -> Option<[u8; 6]> {
         self.neighbours.get(&(ifindex, ip)).copied()
     }
 }

@@ -30,7 +30,7 @@ pub mod writer;
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv6Addr},
     time::Duration,
 };
 
@@ -139,8 +139,8 @@ enum Job {
 /// What the daemon asks of the kernel, carried out by the run loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToKernel {
-    /// Resolve this next hop (an ARP request).
-    Solicit(Ipv4Addr),
+    /// Resolve this next hop on this interface (ARP, or IPv6 Neighbour Discovery).
+    Solicit(u32, IpAddr),
     /// Send this ICMPv6 message (a Packet Too Big, checksum left to the kernel) to `to`.
     PacketTooBig { to: Ipv6Addr, message: Vec<u8> },
 }
@@ -801,7 +801,7 @@ impl<D: Dataplane> Daemon<D> {
             self.writer.retry_failed(&self.manager);
         }
         let unresolved = self.writer.mirror().unresolved_neighbours();
-        self.to_kernel.extend(unresolved.into_iter().map(|(_, ip)| ToKernel::Solicit(ip)));
+        self.to_kernel.extend(unresolved.into_iter().map(|(i, ip)| ToKernel::Solicit(i, ip)));
         self.manager.tick(now);
         self.settle(now);
         self.tick_hold(now);
@@ -893,7 +893,6 @@ impl From<FastPathError> for WireError {
             }
             FastPathError::UnknownLease(_)
             | FastPathError::Family(..)
-            | FastPathError::Ipv6NextHop(_)
             | FastPathError::Map { .. }
             | FastPathError::XdpMap { .. } => ErrorCode::FastPath,
         };

@@ -177,7 +177,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     };
     let icmp6 = kernel::Icmp6::open();
     let to_kernel = |r| match r {
-        ToKernel::Solicit(ip) => kernel::solicit(ip),
+        ToKernel::Solicit(ifindex, ip) => kernel::solicit(ifindex, ip),
         ToKernel::PacketTooBig { to, message } => icmp6.send(to, &message),
     };
     run(&mut daemon, &mut rx, to_kernel, shutdown).await;

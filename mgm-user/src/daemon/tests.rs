@@ -593,18 +593,15 @@ fn a_next_hop_gets_its_mac_from_neighbour_events_and_is_solicited_until_then() {
     let mut h = Harness::new();
     h.connect(1);
     let pim = h.register(1, 103);
-    let hop: Ipv4Addr = "10.9.0.2".parse().unwrap();
+    let hop: IpAddr = "10.9.0.2".parse().unwrap();
     h.take(1, pim, 1);
-    h.ok(1, proto::TakeInterface { handle: pim, ifindex: 2, nexthop: hop.into() });
-    h.ok(
-        1,
-        proto::AddMembership(MembershipArgs { nexthop: Some(hop.into()), ..membership(pim, 2) }),
-    );
+    h.ok(1, proto::TakeInterface { handle: pim, ifindex: 2, nexthop: hop });
+    h.ok(1, proto::AddMembership(MembershipArgs { nexthop: Some(hop), ..membership(pim, 2) }));
     h.pim_mfe_defaults();
     assert!(h.d.writer.mirror().has_unresolved_neighbours());
     h.wait(1);
     assert!(
-        h.d.take_for_kernel().contains(&ToKernel::Solicit(hop)),
+        h.d.take_for_kernel().contains(&ToKernel::Solicit(2, hop)),
         "asked the kernel to resolve it"
     );
     let mac = [2, 0, 0, 0, 9, 2];
