@@ -6,7 +6,7 @@
 use std::{net::UdpSocket, time::Duration};
 
 use mgm::proto::{self, ErrorCode, MfeReply, OifStatsReply};
-use mgm_tests::{GROUP, Mgmd, Topology, request_id};
+use mgm_tests::{Family, GROUP, Mgmd, Topology, request_id};
 use serde_json::{Value, json};
 
 const S: &str = "10.1.0.1";
@@ -17,8 +17,10 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// Sends `n` datagrams tagged `tag`, returns how many each receiver got.
 fn burst(tx: &UdpSocket, rx: &[UdpSocket], tag: &str, n: u32) -> Vec<usize> {
+    // The sender's family says the group's.
+    let family = if tx.local_addr().unwrap().is_ipv4() { Family::V4 } else { Family::V6 };
     for i in 0..n {
-        tx.send_to(format!("{tag}-{i}").as_bytes(), (G, 5000)).unwrap();
+        tx.send_to(format!("{tag}-{i}").as_bytes(), (family.group(), 5000)).unwrap();
     }
     rx.iter()
         .map(|s| {
@@ -261,38 +263,53 @@ fn a_deleted_interface_is_released_and_its_owner_told() {
 
 #[test]
 fn the_first_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() {
+    first_packets_are_held(Family::V4);
+}
+
+#[test]
+fn the_first_ipv6_packets_of_a_new_flow_are_held_and_forwarded_once_its_mfe_exists() {
+    first_packets_are_held(Family::V6);
+}
+
+fn first_packets_are_held(family: Family) {
     let mut t = Topology::new(2).unwrap();
-    t.add_addresses().unwrap();
+    t.add_addresses_for(family).unwrap();
     t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
     let idx = |n: &str| t.router.ifindex(n).unwrap();
     let mut pim = t.ctl().unwrap();
     let (rin, r1, r2) = (idx("rin"), idx("r1"), idx("r2"));
-    let hp = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], G).unwrap();
-    let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver(i, GROUP, 5000).unwrap()).collect();
-    let tx = t.udp_sender(8).unwrap();
+    let g = family.group();
+    let hp = pim.protocol_with(103, &[rin, r1, r2], &[r1, r2], &g.to_string()).unwrap();
+    let rx: Vec<UdpSocket> = (0..2).map(|i| t.udp_receiver_for(family, i, 5000).unwrap()).collect();
+    let tx = t.udp_sender_for(family, 8).unwrap();
 
     // Ten packets before any MFE exists; PIM then takes its time to answer.
     for i in 0..10 {
-        tx.send_to(format!("first-{i}").as_bytes(), (G, 5000)).unwrap();
+        tx.send_to(format!("first-{i}").as_bytes(), (g, 5000)).unwrap();
     }
     let (rpf, _) = pim.wait_event("rpf", WAIT).unwrap();
     assert_eq!(pim.status().unwrap().unresolved, 1, "its packets are held");
     std::thread::sleep(Duration::from_millis(300));
-    let (request, any) = (request_id(&rpf).unwrap(), std::net::Ipv4Addr::UNSPECIFIED);
+    // The family's "none": the upstream and next hop of a directly connected source.
+    let any = match family {
+        Family::V4 => std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+        Family::V6 => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let request = request_id(&rpf).unwrap();
     let ifindex = idx("rin");
     pim.call(proto::AnswerRpf {
         handle: hp,
         request,
         ifindex,
-        nexthop: Some(any.into()),
-        upstream: Some(any.into()),
+        nexthop: Some(any),
+        upstream: Some(any),
     })
     .unwrap();
     let (alert, _) = pim.wait_event("creation_alert", WAIT).unwrap();
     let request = request_id(&alert).unwrap();
     pim.call(proto::AnswerCreation { handle: hp, request, disabled: vec![] }).unwrap();
 
-    // Like the kernel's ipmr, a few first packets are kept (4), in order, and forwarded once
+    // Like the kernel's ipmr (and ip6mr), a few first packets are kept (4), in order, and forwarded once
     // the MFE exists; the others went to the kernel as before.
     let want: Vec<String> = (0..4).map(|i| format!("first-{i}")).collect();
     for s in &rx {
