@@ -63,19 +63,7 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     }
     // SAFETY: copied out at once.
     let mfe = (unsafe { MGM_MFES.get(MfeKey::new(ip.src, ip.dst)) }).copied()?;
-    if mfe.flags & MFE_F_HOPS == 0 || ifindex != mfe.iif {
-        return None;
-    }
-    // SAFETY: read-only use of a map value.
-    let hops = unsafe { MGM_HOPS.get(mfe.oil) }?;
-    // The copies are the IP datagram alone (no padding or junk after tot_len).
-    if l3_len > ip.tot_len {
-        // SAFETY: the context's own skb, shrunk to a length it has.
-        if unsafe { bpf_skb_change_tail(ctx.skb.skb.cast(), (ip_off + ip.tot_len) as u32, 0) } != 0
-        {
-            return None;
-        }
-    }
+    let hops = hop_list(ctx, &mfe, ifindex, l3_len, ip.tot_len)?;
     // TTL - 1 with the checksum fixed by the helper (RFC 1624 as at XDP).
     let proto = h[9];
     let old = u16::from_be_bytes([ip.ttl, proto]);
@@ -95,20 +83,36 @@ fn tc_ipv6(ctx: &TcContext, ifindex: u32, l3_len: usize) -> Option<i32> {
     }
     // SAFETY: copied out at once.
     let mfe = (unsafe { MGM_MFES6.get(MfeKey6 { source: ip.src, group: ip.dst }) }).copied()?;
+    let hops = hop_list(ctx, &mfe, ifindex, l3_len, ip.tot_len)?;
+    ctx.store(ip_off + 7, &(ip.hop_limit - 1), 0).ok()?;
+    copies(ctx, &mfe, hops, group_mac6(&ip.dst))
+}
+
+/// The copies `mfe` asks of this program, if any (next hops, and the packet arrived on its
+/// incoming interface); the packet is trimmed to its IP datagram (`tot_len` bytes), since
+/// the copies are the datagram alone (no padding or junk after it).
+#[inline(always)]
+fn hop_list(
+    ctx: &TcContext,
+    mfe: &MfeValue,
+    ifindex: u32,
+    l3_len: usize,
+    tot_len: usize,
+) -> Option<&'static HopList> {
     if mfe.flags & MFE_F_HOPS == 0 || ifindex != mfe.iif {
         return None;
     }
     // SAFETY: read-only use of a map value.
     let hops = unsafe { MGM_HOPS.get(mfe.oil) }?;
-    if l3_len > ip.tot_len {
+    if l3_len > tot_len {
         // SAFETY: the context's own skb, shrunk to a length it has.
-        if unsafe { bpf_skb_change_tail(ctx.skb.skb.cast(), (ip_off + ip.tot_len) as u32, 0) } != 0
+        if unsafe { bpf_skb_change_tail(ctx.skb.skb.cast(), (EthHdr::LEN + tot_len) as u32, 0) }
+            != 0
         {
             return None;
         }
     }
-    ctx.store(ip_off + 7, &(ip.hop_limit - 1), 0).ok()?;
-    copies(ctx, &mfe, hops, group_mac6(&ip.dst))
+    Some(hops)
 }
 
 /// One copy per leg of `hops` (leases allowing), to the neighbour's MAC or the group's, from
