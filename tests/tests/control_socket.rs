@@ -182,3 +182,39 @@ fn a_flooding_client_that_never_reads_cannot_stall_the_others() {
     // The well-behaved client kept its session.
     good.call(proto::Deregister { handle: h }).unwrap();
 }
+
+/// mgmctl's exit status says what went wrong, for scripts: 0 done, 2 a bad command line, 3 no
+/// mgmd on the socket, 4 not found, 5 refused by mgmd.
+#[test]
+fn mgmctl_exit_statuses_tell_the_outcomes_apart() {
+    require_root();
+    let ns = netns_with_d0("ctlexit");
+    let args = ["--iface", "d0", "--max-static-mfes", "1"].map(String::from);
+    let d = Mgmd::start(&ns, &args).unwrap();
+    let mgmctl = |socket: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(mgm_tests::bin("mgmctl"))
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(mgmctl(&d.socket, &["hello"]).0, Some(0));
+    assert_eq!(mgmctl(&d.socket, &["frobnicate"]).0, Some(2));
+    let absent = d.socket.with_file_name("absent.sock");
+    for cmd in [&["status"][..], &["session"][..]] {
+        let (code, err) = mgmctl(&absent, cmd);
+        assert_eq!(code, Some(3), "{cmd:?}: {err}");
+    }
+    let (code, err) = mgmctl(&d.socket, &["del-mfe", "10.1.0.1", "239.1.1.1"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("no static MFE"), "{err}");
+    let (code, err) = mgmctl(&d.socket, &["add-mfe", "10.1.0.1,239.1.1.1,nosuch,d0"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert_eq!(mgmctl(&d.socket, &["add-mfe", "10.1.0.1,239.1.1.1,d0,d0"]).0, Some(0));
+    // Over --max-static-mfes: refused.
+    let (code, err) = mgmctl(&d.socket, &["add-mfe", "10.1.0.2,239.1.1.1,d0,d0"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert_eq!(err.matches("limit reached").count(), 1, "the reason, once: {err}");
+}

@@ -4,21 +4,26 @@
 //! MGM handles belong to the connection that registered them, so calls that take a handle are
 //! made inside `mgmctl session`, which keeps one connection for a whole script.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mgm::{
-    client::Client,
+    client::{Client, ClientError},
     config::StaticMfe,
-    proto::{self, DEFAULT_SOCKET, Method, Request, RequestFrame, Snapshot},
+    proto::{self, DEFAULT_SOCKET, ErrorCode, Method, Request, RequestFrame, Snapshot},
 };
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// Control mgmd.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Exit status: 0 done; 1 failed otherwise; 2 bad command line; 3 mgmd is not \
+                  running (nothing listens on the socket); 4 not found (no such entry or \
+                  interface); 5 refused by mgmd (invalid, full, or not allowed)."
+)]
 struct Args {
     /// mgmd's control socket.
     #[arg(long, env = "MGM_SOCKET", default_value = DEFAULT_SOCKET)]
@@ -72,9 +77,64 @@ enum Line {
     Sleep { ms: u64 },
 }
 
+/// Exit statuses beyond clap's 2 (a bad command line), so that scripts can tell what went
+/// wrong without reading the message.
+mod exit {
+    pub const FAILED: u8 = 1;
+    pub const NOT_RUNNING: u8 = 3;
+    pub const NOT_FOUND: u8 = 4;
+    pub const REFUSED: u8 = 5;
+}
+
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The causes a message does not already say.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                if !msg.contains(&cause) {
+                    msg = format!("{msg}: {cause}");
+                }
+            }
+            eprintln!("mgmctl: {msg}");
+            ExitCode::from(status(&e))
+        }
+    }
+}
+
+/// The exit status an error stands for (see [`exit`]).
+fn status(e: &anyhow::Error) -> u8 {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound};
+    for cause in e.chain() {
+        let io = match cause.downcast_ref::<ClientError>() {
+            Some(ClientError::Connect { source, .. }) => source,
+            Some(ClientError::Server(w)) => {
+                return match w.code {
+                    ErrorCode::NotFound | ErrorCode::NoSuchInterface => exit::NOT_FOUND,
+                    _ => exit::REFUSED,
+                };
+            }
+            Some(_) => return exit::FAILED,
+            // `session` connects by itself.
+            None => match cause.downcast_ref::<std::io::Error>() {
+                Some(io) => io,
+                None => continue,
+            },
+        };
+        // No socket file, or nobody listening on it; any other error is the socket's own
+        // (permissions: refused).
+        return match io.kind() {
+            NotFound | ConnectionRefused => exit::NOT_RUNNING,
+            std::io::ErrorKind::PermissionDenied => exit::REFUSED,
+            _ => exit::FAILED,
+        };
+    }
+    exit::FAILED
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     if let Cmd::Session = args.cmd {
         return session(&args.socket).await;
     }
