@@ -7,7 +7,7 @@
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use mgm::{
     client::{Client, ClientError},
     config::StaticMfe,
@@ -88,7 +88,13 @@ mod exit {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
+    // `session --help` lists the script's commands, taken from their own definitions.
+    let cli = Args::command().mut_subcommand("session", |s| s.after_help(session_commands()));
+    let args = match Args::from_arg_matches(&cli.get_matches()) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The causes a message does not already say.
@@ -132,6 +138,37 @@ fn status(e: &anyhow::Error) -> u8 {
         };
     }
     exit::FAILED
+}
+
+/// The commands a `session` script line may be, one per line with its arguments and what it
+/// does.
+fn session_commands() -> String {
+    let mut out = String::from("Commands (one per line; `#` starts a comment):\n");
+    let mut lines = Line::command();
+    for c in lines.get_subcommands_mut() {
+        let usage = c.render_usage().to_string();
+        // "Usage: NAME ARGS": the name and arguments are what a line says.
+        let usage = usage.trim_start_matches("Usage: ").replace(" [OPTIONS]", "");
+        let options: Vec<String> = c
+            .get_arguments()
+            .filter(|a| a.get_long().is_some() && a.get_id() != "help")
+            .map(|a| match a.get_value_names() {
+                Some(v) => format!("--{} <{}>", a.get_long().unwrap_or_default(), v.join(" ")),
+                None => format!("--{}", a.get_long().unwrap_or_default()),
+            })
+            .collect();
+        let opts =
+            if options.is_empty() { String::new() } else { format!(" [{}]", options.join("] [")) };
+        out.push_str(&format!("  {usage}{opts}\n"));
+        if let Some(about) = c.get_about() {
+            out.push_str(&format!("      {about}\n"));
+        }
+    }
+    out.push_str(
+        "A line may also be a raw JSON request, e.g. {\"method\": \"register\", \"protocol\": 103, \
+         \"component\": 1} (docs/protocol.md).\n",
+    );
+    out
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
