@@ -218,3 +218,41 @@ fn mgmctl_exit_statuses_tell_the_outcomes_apart() {
     assert_eq!(code, Some(5), "{err}");
     assert_eq!(err.matches("limit reached").count(), 1, "the reason, once: {err}");
 }
+
+/// `mgmctl show` narrowed to parts, as `smcroutectl show` is: tables or JSON fields of
+/// those parts only; every part without a name; an unknown part is a bad command line.
+#[test]
+fn show_can_be_narrowed_to_parts() {
+    require_root();
+    let ns = netns_with_d0("ctlshow");
+    let args = ["--iface", "d0", "--mfe", "10.1.0.1,239.1.1.1,d0,d0"].map(String::from);
+    let d = Mgmd::start(&ns, &args).unwrap();
+    let mgmctl = |args: &[&str]| {
+        let out = std::process::Command::new(mgm_tests::bin("mgmctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let sections = |text: &str| -> Vec<String> {
+        text.lines().filter(|l| !l.starts_with(' ')).map(str::to_owned).collect()
+    };
+    let (code, all) = mgmctl(&["show"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        sections(&all),
+        ["INTERFACES", "PROTOCOLS", "OWNERSHIP", "MEMBERSHIPS", "MFES", "COUNTERS"]
+    );
+    let (_, some) = mgmctl(&["show", "routes", "counters"]);
+    assert_eq!(sections(&some), ["MFES", "COUNTERS"]);
+    assert!(some.contains("239.1.1.1"), "{some}");
+    let (_, json) = mgmctl(&["--json", "show", "interfaces", "groups"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["interfaces", "memberships", "more_memberships"]);
+    assert_eq!(v["interfaces"][0]["name"], "d0");
+    assert_eq!(mgmctl(&["show", "bogus"]).0, Some(2));
+}

@@ -7,7 +7,7 @@
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use mgm::{
     client::{Client, ClientError},
     config::StaticMfe,
@@ -40,8 +40,16 @@ enum Cmd {
     /// Protocol version and server identity.
     Hello,
     /// Protocols, ownership, memberships, MFEs with counters, fast-path counters (the first
-    /// --max-entries MFEs and memberships; `mfes` pages through the MGM core's MFEs).
-    Show(proto::Show),
+    /// --max-entries MFEs and memberships; `mfes` pages through the MGM core's MFEs). Name
+    /// parts to see only those: `mgmctl show routes counters`.
+    Show {
+        /// MFEs, memberships and kernel entries listed at most (each).
+        #[arg(long, default_value_t = proto::SHOW_ENTRIES)]
+        max_entries: usize,
+        /// The parts to show (all when none is named).
+        #[arg(value_enum)]
+        parts: Vec<Part>,
+    },
     /// Table sizes, queued fast-path writes, held and replayed first packets.
     Status,
     /// Install a static MFE: SOURCE,GROUP,IIF,OIF[+OIF...].
@@ -65,6 +73,39 @@ enum Cmd {
     /// session command (`mgmctl session --help` lists them) or a raw JSON request. Prints
     /// every reply and event as JSON.
     Session,
+}
+
+/// A part of `show`'s snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Managed interfaces.
+    Interfaces,
+    /// Registered routing protocols.
+    Protocols,
+    /// Who owns each (interface, next hop).
+    Ownership,
+    /// Memberships (the groups each protocol joined).
+    #[value(alias = "memberships")]
+    Groups,
+    /// MFEs with their counters, and the followed kernel table.
+    #[value(alias = "mfes")]
+    Routes,
+    /// The fast path's counters.
+    Counters,
+}
+
+impl Part {
+    /// The snapshot's JSON fields this part is made of.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Part::Interfaces => &["interfaces"],
+            Part::Protocols => &["protocols"],
+            Part::Ownership => &["ownership"],
+            Part::Groups => &["memberships", "more_memberships"],
+            Part::Routes => &["mfes", "more_mfes", "kernel_routes", "more_kernel_routes"],
+            Part::Counters => &["counters"],
+        }
+    }
 }
 
 /// A line of `mgmctl session`: an MGM function (the protocol's own request types), or a pause.
@@ -178,14 +219,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut c = Client::connect(&args.socket).await?;
     match args.cmd {
         Cmd::Hello => print(&c.call(proto::Hello {}).await?),
-        Cmd::Show(m) => {
-            let s = c.call(m).await?;
-            if args.json {
-                print(&s)
-            } else {
-                print_snapshot(&s);
-                Ok(())
+        Cmd::Show { max_entries, parts } => {
+            let s = c.call(proto::Show { max_entries }).await?;
+            let shown = |p: Part| parts.is_empty() || parts.contains(&p);
+            if !args.json {
+                print_snapshot(&s, shown);
+                return Ok(());
             }
+            let mut v = serde_json::to_value(&s)?;
+            if let (false, Some(all)) = (parts.is_empty(), v.as_object_mut()) {
+                all.retain(|k, _| parts.iter().any(|p| p.fields().contains(&k.as_str())));
+            }
+            print(&v)
         }
         Cmd::Status => print(&c.status().await?),
         Cmd::AddMfe { spec } => done(args.json, &mut c, spec).await,
@@ -300,7 +345,8 @@ async fn session(socket: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_snapshot(s: &Snapshot) {
+/// The snapshot as tables, the parts `shown` only.
+fn print_snapshot(s: &Snapshot, shown: impl Fn(Part) -> bool) {
     let name = |i: u32| {
         s.interfaces
             .iter()
@@ -313,16 +359,38 @@ fn print_snapshot(s: &Snapshot) {
     let addrs = addrs.chain(s.ownership.iter().map(|o| o.iface.nexthop));
     let addrs = addrs.chain(s.kernel_routes.iter().flat_map(|r| [r.source, r.group]));
     let w = addrs.map(|a| a.to_string().len()).max().unwrap_or(0).max(15);
-    println!("INTERFACES");
-    println!("  {:<16} {:>7}  MAC", "NAME", "IFINDEX");
-    for d in &s.interfaces {
-        println!("  {:<16} {:>7}  {}", d.name, d.ifindex, d.mac);
+    if shown(Part::Interfaces) {
+        println!("INTERFACES");
+        println!("  {:<16} {:>7}  MAC", "NAME", "IFINDEX");
+        for d in &s.interfaces {
+            println!("  {:<16} {:>7}  {}", d.name, d.ifindex, d.mac);
+        }
     }
-    println!("PROTOCOLS");
-    println!("  {:>6} {:>9} {:>9}", "HANDLE", "PROTOCOL", "COMPONENT");
-    for p in &s.protocols {
-        println!("  {:>6} {:>9} {:>9}", p.handle.0, p.protocol, p.component);
+    if shown(Part::Protocols) {
+        println!("PROTOCOLS");
+        println!("  {:>6} {:>9} {:>9}", "HANDLE", "PROTOCOL", "COMPONENT");
+        for p in &s.protocols {
+            println!("  {:>6} {:>9} {:>9}", p.handle.0, p.protocol, p.component);
+        }
     }
+    if shown(Part::Ownership) {
+        print_ownership(s, w, &name);
+    }
+    if shown(Part::Groups) {
+        print_memberships(s, w, &name);
+    }
+    if shown(Part::Routes) {
+        print_routes(s, w, &name);
+    }
+    if shown(Part::Counters) {
+        println!("COUNTERS");
+        for (k, v) in &s.counters {
+            println!("  {k:<20} {v}");
+        }
+    }
+}
+
+fn print_ownership(s: &Snapshot, w: usize, name: &dyn Fn(u32) -> String) {
     println!("OWNERSHIP");
     println!("  {:<10} {:<w$} {:>7} {:>6}", "INTERFACE", "NEXT HOP", "ROUTING", "IGMP");
     let h = |x: Option<mgm::manager::Handle>| x.map_or("-".into(), |h| h.0.to_string());
@@ -335,6 +403,9 @@ fn print_snapshot(s: &Snapshot) {
             h(o.igmp)
         );
     }
+}
+
+fn print_memberships(s: &Snapshot, w: usize, name: &dyn Fn(u32) -> String) {
     println!("MEMBERSHIPS");
     println!(
         "  {:>6} {:<w$} {:<w$} {:<10} {:<w$} {:<5} {:<7}",
@@ -353,6 +424,12 @@ fn print_snapshot(s: &Snapshot) {
             m.forward
         );
     }
+    if s.more_memberships {
+        println!("  (more memberships than shown: `mgmctl show --max-entries N`)");
+    }
+}
+
+fn print_routes(s: &Snapshot, w: usize, name: &dyn Fn(u32) -> String) {
     println!("MFES");
     println!(
         "  {:<w$} {:<w$} {:<10} {:<24} {:>10} {:>12} {:>9} {:>8} {:<6}",
@@ -405,13 +482,7 @@ fn print_snapshot(s: &Snapshot) {
             );
         }
     }
-    if s.more_mfes || s.more_memberships || s.more_kernel_routes {
-        println!(
-            "  (more MFEs, memberships or kernel entries than shown: `mgmctl show --max-entries N`)"
-        );
-    }
-    println!("COUNTERS");
-    for (k, v) in &s.counters {
-        println!("  {k:<20} {v}");
+    if s.more_mfes || s.more_kernel_routes {
+        println!("  (more MFEs or kernel entries than shown: `mgmctl show --max-entries N`)");
     }
 }
