@@ -34,6 +34,9 @@ const HBH_MAX: usize = 64;
 pub trait Bytes {
     /// `len` bytes at `off` into `buf` (which holds at least `len`); negative on failure.
     fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64;
+
+    /// The fixed IPv6 header at `off`, if the packet holds one.
+    fn header6(&self, off: usize) -> Option<[u8; HDR6]>;
 }
 
 impl Bytes for XdpContext {
@@ -42,6 +45,13 @@ impl Bytes for XdpContext {
         // SAFETY: the caller's buffer holds `len` bytes; the helper bounds-checks the packet.
         unsafe { bpf_xdp_load_bytes(self.ctx, off as u32, buf.cast(), len) }
     }
+
+    #[inline(always)]
+    fn header6(&self, off: usize) -> Option<[u8; HDR6]> {
+        // Read in place (no helper call on the XDP hot path).
+        // SAFETY: bounds-checked by ptr_at.
+        ptr_at::<[u8; HDR6]>(self, off).map(|h| unsafe { *h })
+    }
 }
 
 impl Bytes for TcContext {
@@ -49,6 +59,12 @@ impl Bytes for TcContext {
     fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64 {
         // SAFETY: as above, for the skb.
         unsafe { bpf_skb_load_bytes(self.skb.skb.cast(), off as u32, buf.cast(), len) }
+    }
+
+    #[inline(always)]
+    fn header6(&self, off: usize) -> Option<[u8; HDR6]> {
+        let mut h = [0u8; HDR6];
+        (self.copy_bytes(off, h.as_mut_ptr(), HDR6 as u32) >= 0).then_some(h)
     }
 }
 
@@ -66,8 +82,9 @@ pub struct Ipv6 {
 /// the Ethernet header. `Err` is the counter saying why the kernel gets it instead: not
 /// multicast, a scope never routed (reserved, interface-local, link-local), a malformed
 /// header, control traffic (Router Alert, MLD, PIM), or headers the walk does not take.
+/// Both programs run it: XDP before forwarding, TC on what XDP passed on.
 #[inline(always)]
-pub fn check6(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
+pub fn check6<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
     let mut ip = Ipv6::default();
     match check6_into(ctx, ip_off, l3_len, &mut ip) {
         0 => Ok(ip),
@@ -79,7 +96,7 @@ pub fn check6(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv6, u3
 /// 0, or the counter + 1. (A subprogram cannot return a struct: that would hand the caller a
 /// pointer into its own stack.)
 #[inline(never)]
-fn check6_into(ctx: &XdpContext, ip_off: usize, l3_len: usize, out: &mut Ipv6) -> u32 {
+fn check6_into<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize, out: &mut Ipv6) -> u32 {
     match checks(ctx, ip_off, l3_len) {
         Ok(ip) => {
             *out = ip;
@@ -90,40 +107,11 @@ fn check6_into(ctx: &XdpContext, ip_off: usize, l3_len: usize, out: &mut Ipv6) -
 }
 
 #[inline(always)]
-fn checks(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
-    let h = ptr_at::<[u8; HDR6]>(ctx, ip_off).ok_or(counter::PASS_MALFORMED)?;
-    // SAFETY: bounds-checked by ptr_at.
-    let h = unsafe { &*h };
-    let ip = fixed(h, l3_len)?;
+fn checks<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
+    let h = ctx.header6(ip_off).ok_or(counter::PASS_MALFORMED)?;
+    let ip = fixed(&h, l3_len)?;
     walk(ctx, h[6], ip_off + HDR6, ip_off + ip.tot_len)?;
     Ok(ip)
-}
-
-/// [`check6`] for the TC program: the fixed header is copied out of the skb first.
-#[inline(always)]
-pub fn check6_skb(ctx: &TcContext, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
-    let mut ip = Ipv6::default();
-    match check6_skb_into(ctx, ip_off, l3_len, &mut ip) {
-        0 => Ok(ip),
-        why => Err(why - 1),
-    }
-}
-
-#[inline(never)]
-fn check6_skb_into(ctx: &TcContext, ip_off: usize, l3_len: usize, out: &mut Ipv6) -> u32 {
-    let mut h = [0u8; HDR6];
-    if ctx.copy_bytes(ip_off, h.as_mut_ptr(), HDR6 as u32) < 0 {
-        return counter::PASS_MALFORMED + 1;
-    }
-    let checked = fixed(&h, l3_len)
-        .and_then(|ip| walk(ctx, h[6], ip_off + HDR6, ip_off + ip.tot_len).map(|()| ip));
-    match checked {
-        Ok(ip) => {
-            *out = ip;
-            0
-        }
-        Err(why) => why + 1,
-    }
 }
 
 /// The fixed header's checks: version, a multicast destination of a routed scope, a payload

@@ -15,7 +15,7 @@ use crate::{
     lease,
     maps::{MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out},
     parse::{ETH_P_IPV4, Header, check, group_mac, header_len},
-    parse6::{ETH_P_IPV6, check6_skb, group_mac6},
+    parse6::{ETH_P_IPV6, check6, group_mac6},
 };
 
 const TC_ACT_OK: i32 = 0;
@@ -77,7 +77,7 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
 #[inline(always)]
 fn tc_ipv6(ctx: &TcContext, ifindex: u32, l3_len: usize) -> Option<i32> {
     let ip_off = EthHdr::LEN;
-    let ip = check6_skb(ctx, ip_off, l3_len).ok()?;
+    let ip = check6(ctx, ip_off, l3_len).ok()?;
     if ip.hop_limit <= 1 {
         return None;
     }

@@ -75,14 +75,14 @@ impl Follow {
     pub fn apply(&mut self, ev: &KernelEvent) -> Vec<Sg> {
         match ev {
             KernelEvent::Mfc(e) if self.tables.follows(e.table, e.group) => {
-                let k = key(e.source, e.group);
+                let k = Sg::new(e.source, e.group);
                 self.entries.insert(k, e.clone());
                 vec![k]
             }
             KernelEvent::MfcGone { table, source, group }
                 if self.tables.follows(*table, *group) =>
             {
-                let k = key(*source, *group);
+                let k = Sg::new(*source, *group);
                 self.entries.remove(&k);
                 vec![k]
             }
@@ -91,7 +91,7 @@ impl Follow {
                 self.entries = all
                     .iter()
                     .filter(|e| self.tables.follows(e.table, e.group))
-                    .map(|e| (key(e.source, e.group), e.clone()))
+                    .map(|e| (Sg::new(e.source, e.group), e.clone()))
                     .collect();
                 changed.extend(self.entries.keys());
                 changed.into_iter().collect()
@@ -133,10 +133,6 @@ impl Follow {
             Err(why) => Decision::Kernel(why),
         })
     }
-}
-
-fn key(source: IpAddr, group: IpAddr) -> Sg {
-    Sg::new(source, group)
 }
 
 /// The outgoing interfaces of a kernel entry the fast path can forward exactly as ipmr does,
@@ -204,7 +200,7 @@ mod tests {
     }
 
     fn decide(f: &Follow, e: &KernelMfc) -> Decision {
-        f.decide(&key(e.source, e.group), |i| (1..=4).contains(&i)).unwrap()
+        f.decide(&Sg::new(e.source, e.group), |i| (1..=4).contains(&i)).unwrap()
     }
 
     #[test]
@@ -251,7 +247,7 @@ mod tests {
                 udp_ports: ports.map(|p| p.iter().copied().collect()),
             })
         };
-        assert_eq!(f.apply(&local(1, Some(&[5000]))), vec![key(e.source, e.group)]);
+        assert_eq!(f.apply(&local(1, Some(&[5000]))), vec![Sg::new(e.source, e.group)]);
         assert!(matches!(decide(&f, &e), Decision::Mirror { local: true, .. }));
         assert!(f.apply(&local(1, Some(&[5000, 5001]))).is_empty(), "ports: the fast path's");
         assert_eq!(f.local_ports().map(|p| p.len()), Some(2));
@@ -293,10 +289,10 @@ mod tests {
         assert!(matches!(decide(&f, &e), Decision::Mirror { local: false, .. }));
         let gone = |table| KernelEvent::MfcGone { table, source: e.source, group: e.group };
         assert!(f.apply(&gone(DEFAULT_TABLE)).is_empty(), "IPv4's table number");
-        assert_eq!(f.apply(&gone(DEFAULT_TABLE6)), vec![key(e.source, e.group)]);
+        assert_eq!(f.apply(&gone(DEFAULT_TABLE6)), vec![Sg::new(e.source, e.group)]);
         assert_eq!(
             f.keys().collect::<Vec<_>>(),
-            vec![key(v4.source, v4.group), key(star.source, star.group)]
+            vec![Sg::new(v4.source, v4.group), Sg::new(star.source, star.group)]
         );
     }
 
@@ -309,12 +305,12 @@ mod tests {
         assert_eq!(f.apply(&KernelEvent::Mfc(a.clone())).len(), 1);
         assert!(f.apply(&KernelEvent::Mfc(other)).is_empty());
         let gone = KernelEvent::MfcGone { table: DEFAULT_TABLE, source: a.source, group: a.group };
-        assert_eq!(f.apply(&gone), vec![key(a.source, a.group)]);
+        assert_eq!(f.apply(&gone), vec![Sg::new(a.source, a.group)]);
         assert_eq!(f.keys().count(), 0);
         f.apply(&KernelEvent::Mfc(a.clone()));
         let b = mfc("10.1.0.3", 1, &[(3, 1)]);
         let changed = f.apply(&KernelEvent::MfcSnapshot(vec![b.clone()]));
-        assert_eq!(changed, vec![key(a.source, a.group), key(b.source, b.group)]);
-        assert_eq!(f.keys().collect::<Vec<_>>(), vec![key(b.source, b.group)]);
+        assert_eq!(changed, vec![Sg::new(a.source, a.group), Sg::new(b.source, b.group)]);
+        assert_eq!(f.keys().collect::<Vec<_>>(), vec![Sg::new(b.source, b.group)]);
     }
 }
