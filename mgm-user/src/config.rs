@@ -84,6 +84,14 @@ impl Config {
         Ok(cfg)
     }
 
+    /// This configuration and `other`'s entries (the file's, then the command line's).
+    pub fn merged(mut self, other: &Config) -> Config {
+        self.interfaces.extend(other.interfaces.iter().cloned());
+        self.mfes.extend(other.mfes.iter().cloned());
+        self.boundaries.extend(other.boundaries.iter().cloned());
+        self
+    }
+
     /// Every interface named anywhere (explicitly or by an MFE), in first-seen order.
     pub fn all_interfaces(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

@@ -12,10 +12,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{
-        Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, of_maps::ArrayOfMaps,
-        xdp::DevMapHash,
-    },
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf, xdp::DevMapHash},
     programs::{
         LinkOrder, ProgramFd, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -222,7 +219,7 @@ const PINNED_MAPS: [&str; 18] = [
 fn layout(opts: &LoadOptions) -> String {
     use std::mem::size_of;
     format!(
-        "abi{ABI_VERSION}-mfe-{}-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}-hops-{}",
+        "abi{ABI_VERSION}-mfe-{}-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}-hops-{}-oilpins",
         size_of::<MfeKey>(),
         size_of::<MfeKey6>(),
         size_of::<MfeValue>(),
@@ -235,6 +232,16 @@ fn layout(opts: &LoadOptions) -> String {
         size_of::<OifStats>(),
         size_of::<HopList>(),
     )
+}
+
+/// The devmap of OIL `id` (1..=oil_pool) among `maps` (id 1 first).
+fn oil_map(
+    devmaps: &mut [DevMapHash<MapData>],
+    id: u32,
+) -> Result<&mut DevMapHash<MapData>, FastPathError> {
+    let i = id.checked_sub(1).map(|i| i as usize);
+    i.and_then(|i| devmaps.get_mut(i))
+        .ok_or(FastPathError::Map { map: maps::OILS, source: MapError::KeyNotFound })
 }
 
 /// Removes everything pinned under `dir` (maps and links; the links' XDP programs detach
@@ -290,7 +297,6 @@ pub struct BpfFastPath {
     ebpf: Ebpf,
     mfes: HashMap<MapData, MfeKey, MfeValue>,
     mfes6: HashMap<MapData, MfeKey6, MfeValue>,
-    oils: ArrayOfMaps<MapData, DevMapHash<MapData>>,
     mfe_stats: PerCpuArray<MapData, MfeStats>,
     oif_stats: aya::maps::PerCpuHashMap<MapData, OifKey, OifStats>,
     oif_base: HashMap<MapData, OifKey, OifBase>,
@@ -314,7 +320,12 @@ pub struct BpfFastPath {
     replayer: Option<std::sync::mpsc::SyncSender<(u32, Vec<u8>)>>,
     /// OIL ids 1..=oil_pool have an inner devmap in the outer map.
     oil_pool: u32,
-    /// The outer OIL map's fd again, for the batch update aya does not wrap.
+    /// Those devmaps (id 1 first), held from their creation or opened from their pins after
+    /// a restart: the outer map only gives their ids, and turning an id into an fd
+    /// (BPF_MAP_GET_FD_BY_ID) takes CAP_SYS_ADMIN, which mgmd does without.
+    oil_maps: Vec<DevMapHash<MapData>>,
+    /// The outer OIL map's fd, for the batch update aya does not wrap (aya's handle of it
+    /// would only read inner maps by id, which takes CAP_SYS_ADMIN).
     oils_fd: std::os::fd::OwnedFd,
     attached: BTreeMap<u32, Attached>,
     pin_dir: Option<PathBuf>,
@@ -393,7 +404,7 @@ impl BpfFastPath {
                 }
                 (false, _) => {}
             }
-            for sub in ["maps", "links"] {
+            for sub in ["maps", "maps/oils", "links"] {
                 std::fs::create_dir_all(dir.join(sub))
                     .map_err(|e| LoadError::Pin(dir.join(sub), e))?;
             }
@@ -454,8 +465,6 @@ impl BpfFastPath {
             BTreeSet::new()
         };
         let mut fp = Self {
-            oils: ArrayOfMaps::try_from(oils)
-                .map_err(|source| LoadError::Map { name: maps::OILS, source })?,
             oils_fd,
             leases,
             legs: take(&mut ebpf, maps::LEGS)?,
@@ -478,6 +487,7 @@ impl BpfFastPath {
             tc_fd,
             replayer: None,
             oil_pool: 0,
+            oil_maps: Vec::new(),
             attached: BTreeMap::new(),
             pin_dir: opts.pin_dir.clone(),
             reused,
@@ -724,6 +734,17 @@ impl BpfFastPath {
         };
         // SAFETY: the kernel wrote back how many elements it inserted.
         let done = unsafe { attr.batch.count };
+        for (i, map) in inner.into_iter().take(done as usize).enumerate() {
+            let id = self.oil_pool + 1 + i as u32;
+            if let Some(path) = self.oil_pin(id) {
+                map.pin(&path).map_err(|e| FastPathError::Map {
+                    map: maps::OILS,
+                    source: MapError::PinError { name: Some(format!("mgm_oil {id}")), error: e },
+                })?;
+            }
+            let devmap = DevMapHash::try_from(Map::DevMapHash(map)).map_err(map_err("mgm_oil"))?;
+            self.oil_maps.push(devmap);
+        }
         self.oil_pool += done;
         if rc < 0 {
             let io_error = std::io::Error::last_os_error();
@@ -733,8 +754,12 @@ impl BpfFastPath {
             });
             return Err(FastPathError::Map { map: maps::OILS, source });
         }
-        // The outer map holds the inner maps now; our fds close with `inner`.
         Ok(())
+    }
+
+    /// Where the devmap of OIL `id` is pinned (when the fast path is).
+    fn oil_pin(&self, id: u32) -> Option<PathBuf> {
+        Some(self.pin_dir.as_ref()?.join("maps").join("oils").join(id.to_string()))
     }
 
     /// The egress program's view of a leg: its leases and the port's MAC.
@@ -743,19 +768,17 @@ impl BpfFastPath {
         LegEntry { leases: l.leases, src_mac, _pad: [0; 2] }
     }
 
-    /// How many OIL ids the pinned outer map holds a devmap for: the pool is always ids
-    /// 1..=n, so the first empty slot is found by bisection.
-    fn pinned_oil_pool(&self) -> Result<u32, FastPathError> {
+    /// How many OIL ids have a pinned devmap: the pool is always ids 1..=n, pinned in that
+    /// order as they are made, so the first missing pin is found by bisection. (A crash
+    /// between filling the outer map and pinning leaves a few unpinned: they are made again.)
+    fn pinned_oil_pool(&self) -> u32 {
+        let pinned = |id: u32| self.oil_pin(id).is_some_and(|p| p.exists());
         let (mut lo, mut hi) = (0, mgm_common::MAX_OILS);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            match self.oils.get(&mid, 0) {
-                Ok(_) => lo = mid,
-                Err(MapError::KeyNotFound) => hi = mid - 1,
-                Err(source) => return Err(FastPathError::Map { map: maps::OILS, source }),
-            }
+            if pinned(mid) { lo = mid } else { hi = mid - 1 }
         }
-        Ok(lo)
+        lo
     }
 
     /// After a restart (maps reused from the pin directory): everything the previous mgmd
@@ -775,10 +798,17 @@ impl BpfFastPath {
             let (k, v) = r.map_err(map_err(maps::LEGS))?;
             a.oils.entry(k.oil).or_default().push(Leg::new(k.ifindex, v.leases));
         }
-        self.oil_pool = self.pinned_oil_pool()?;
+        self.oil_pool = self.pinned_oil_pool();
+        for id in 1..=self.oil_pool {
+            let path = self.oil_pin(id).expect("reused maps are pinned");
+            let map = MapData::from_pin(&path).map_err(map_err("mgm_oil"))?;
+            let devmap = DevMapHash::try_from(Map::DevMapHash(map)).map_err(map_err("mgm_oil"))?;
+            self.oil_maps.push(devmap);
+        }
         for id in 1..=self.oil_pool {
             let legs = a.oils.get(&id).cloned().unwrap_or_default();
-            let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
+            let egress = &self.egress;
+            let inner = &mut self.oil_maps[id as usize - 1];
             let present: Vec<u32> =
                 inner.keys().collect::<Result<_, _>>().map_err(map_err("mgm_oil"))?;
             for i in present.iter().filter(|i| !legs.iter().any(|l| l.ifindex == **i)) {
@@ -786,7 +816,7 @@ impl BpfFastPath {
             }
             for l in &legs {
                 inner
-                    .insert(l.ifindex, l.ifindex, Some(&self.egress), BPF_ANY)
+                    .insert(l.ifindex, l.ifindex, Some(egress), BPF_ANY)
                     .map_err(|source| FastPathError::XdpMap { map: "mgm_oil", source })?;
             }
         }
@@ -1017,7 +1047,7 @@ impl FastPath for BpfFastPath {
         }
         self.oil_ports.insert(id, ports, BPF_ANY).map_err(map_err(maps::OIL_PORTS))?;
         // The id is free (no MFE names it): its devmap is empty and can be filled in place.
-        let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
+        let inner = oil_map(&mut self.oil_maps, id)?;
         for ifindex in legs.iter().map(|l| l.ifindex) {
             inner
                 .insert(ifindex, ifindex, Some(&self.egress), BPF_ANY)
@@ -1032,8 +1062,8 @@ impl FastPath for BpfFastPath {
         }
         // Emptied, not removed from the outer map (see OIL_POOL_GROWTH); no MFE names it.
         ignore_absent(self.oil_ports.remove(&id)).map_err(map_err(maps::OIL_PORTS))?;
-        let mut inner = self.oils.get(&id, 0).map_err(map_err(maps::OILS))?;
         for l in legs {
+            let inner = oil_map(&mut self.oil_maps, id)?;
             ignore_absent(inner.remove(l.ifindex)).map_err(map_err("mgm_oil"))?;
             let k = LegKey { oil: id, ifindex: l.ifindex };
             ignore_absent(self.legs.remove(&k)).map_err(map_err(maps::LEGS))?;

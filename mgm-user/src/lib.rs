@@ -21,11 +21,19 @@ pub mod fastpath;
 pub mod igmp;
 pub mod kernel;
 pub mod manager;
+pub mod manual;
 pub mod proto;
 pub mod scope;
 pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+/// The capabilities mgmd needs, and why (mgmd(8), docs, the service unit).
+pub const CAPABILITIES_DOC: &str = "mgmd needs CAP_BPF (maps and programs), CAP_NET_ADMIN \
+    (attaching XDP and TC programs, the kernel's multicast routing events), CAP_PERFMON (the \
+    verifier accepts the programs' pointer arithmetic only with it) and CAP_NET_RAW (the \
+    ICMPv6 Packet Too Big messages); nothing else, as root or as another user. The service \
+    unit grants exactly these (CapabilityBoundingSet).";
 
 /// The daemons' logging: to stderr, `RUST_LOG` filtering (default `info`).
 pub fn init_logging() {
@@ -34,4 +42,12 @@ pub fn init_logging() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+}
+
+/// Tells the service manager how the daemon is doing (`Type=notify` units); does nothing
+/// when it was not started by one (no `NOTIFY_SOCKET`).
+pub fn notify_service_manager(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "telling the service manager");
+    }
 }

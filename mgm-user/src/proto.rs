@@ -22,7 +22,7 @@ use crate::manager::{
 };
 
 /// Protocol version announced by `hello`.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Longest accepted line, newline excluded.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Default socket path.
@@ -93,6 +93,8 @@ methods! {
     AddMfe(StaticMfe) -> Done,
     /// Removes a static MFE.
     DelMfe(DelMfe) -> Done,
+    /// Re-reads mgmd's configuration file and applies what changed (as SIGHUP does).
+    Reload(Reload) -> Reloaded,
     /// RegisterMProtocol PROTOCOL COMPONENT.
     Register(Register) -> Registered,
     /// DeRegisterMProtocol HANDLE.
@@ -166,6 +168,31 @@ fn show_entries() -> usize {
 /// `status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct GetStatus {}
+
+/// `reload`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Reload {}
+
+/// What a reload changed. Entries and interfaces the configuration did not change were not
+/// touched (their traffic did not notice).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// Interfaces now managed.
+    pub interfaces_added: Vec<String>,
+    /// Interfaces no longer managed.
+    pub interfaces_removed: Vec<String>,
+    /// Interfaces the file no longer names but still in use (owned by a client, or used by
+    /// a static MFE added over the socket): still managed.
+    pub interfaces_kept: Vec<String>,
+    /// Static MFEs installed, replaced (another incoming or outgoing interface) and removed.
+    pub mfes_added: usize,
+    pub mfes_changed: usize,
+    pub mfes_removed: usize,
+    /// Static MFEs the file names as they were.
+    pub mfes_unchanged: usize,
+    /// Managed interfaces whose scope boundary changed.
+    pub boundaries_changed: usize,
+}
 
 /// `watch`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
@@ -874,6 +901,7 @@ mod tests {
             GetStatus {}.into(),
             StaticMfe { source: ip, group: g, iif: "a".into(), oifs: vec!["b".into()] }.into(),
             DelMfe { source: ip, group: g }.into(),
+            Reload {}.into(),
             Register { protocol: 103, component: 1 }.into(),
             Deregister { handle: h }.into(),
             TakeInterface { handle: h, ifindex: 2, nexthop: f.any() }.into(),

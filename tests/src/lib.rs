@@ -302,16 +302,36 @@ pub struct Mgmd {
     dir: PathBuf,
     ns: String,
     pub args: Vec<String>,
+    launch: Launch,
+}
+
+/// How mgmd is started besides its arguments: a command it runs under (`setpriv ...`), and
+/// environment variables.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    pub wrapper: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// A directory for the socket and the log, made by the caller (for a user other than
+    /// root, who must be able to create the socket there).
+    pub dir: Option<PathBuf>,
 }
 
 impl Mgmd {
     pub fn start(ns: &Netns, args: &[String]) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(unique("mgmd"));
+        Self::start_with(ns, args, Launch::default())
+    }
+
+    pub fn start_with(ns: &Netns, args: &[String], launch: Launch) -> anyhow::Result<Self> {
+        let dir = match &launch.dir {
+            Some(d) => d.clone(),
+            None => std::env::temp_dir().join(unique("mgmd")),
+        };
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("mgmd.sock");
         let pin_dir = Path::new("/sys/fs/bpf").join(unique("pins"));
-        let child = Self::spawn(&ns.name, &socket, &pin_dir, &dir, args)?;
-        let mut d = Self { child, socket, pin_dir, dir, ns: ns.name.clone(), args: args.to_vec() };
+        let child = Self::spawn(&ns.name, &socket, &pin_dir, &dir, args, &launch)?;
+        let ns = ns.name.clone();
+        let mut d = Self { child, socket, pin_dir, dir, ns, args: args.to_vec(), launch };
         d.wait_ready()?;
         Ok(d)
     }
@@ -322,18 +342,21 @@ impl Mgmd {
         pin_dir: &Path,
         dir: &Path,
         args: &[String],
+        launch: &Launch,
     ) -> anyhow::Result<Child> {
         let log = File::options().create(true).append(true).open(dir.join("mgmd.log"))?;
         // nsenter, not `ip netns exec`: that one remounts /sys, hiding the bpffs the pins
         // live on (and a fresh bpffs there would die with the process).
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{ns}"))
+            .args(&launch.wrapper)
             .arg(bin("mgmd"))
             .arg("--socket")
             .arg(socket)
             .arg("--pin-dir")
             .arg(pin_dir)
             .args(args)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -364,7 +387,8 @@ impl Mgmd {
     /// `kill`): a restart that takes over the pinned fast path.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         ensure!(self.child.try_wait()?.is_some(), "mgmd is still running");
-        self.child = Self::spawn(&self.ns, &self.socket, &self.pin_dir, &self.dir, &self.args)?;
+        let (ns, dir) = (&self.ns, &self.dir);
+        self.child = Self::spawn(ns, &self.socket, &self.pin_dir, dir, &self.args, &self.launch)?;
         self.wait_ready()
     }
 
@@ -826,13 +850,18 @@ impl Topology {
 
     /// Starts mgmd managing `rin` and every `r<i>`, with extra arguments.
     pub fn start(&mut self, extra: &[&str]) -> anyhow::Result<&Mgmd> {
+        self.start_with(extra, Launch::default())
+    }
+
+    /// [`Topology::start`], launched as `launch` says.
+    pub fn start_with(&mut self, extra: &[&str], launch: Launch) -> anyhow::Result<&Mgmd> {
         let mut args = vec!["--iface".to_owned(), "rin".to_owned()];
         for i in 1..=self.receivers.len() {
             args.push("--iface".into());
             args.push(format!("r{i}"));
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        self.mgmd = Some(Mgmd::start(&self.router, &args)?);
+        self.mgmd = Some(Mgmd::start_with(&self.router, &args, launch)?);
         Ok(self.mgmd.as_ref().expect("just set"))
     }
 

@@ -41,7 +41,7 @@ fn bad_requests_get_error_replies_and_change_nothing() {
 
     // Same connection, and another one, still work; nothing was installed.
     assert!(c.show().unwrap().mfes.is_empty());
-    assert_eq!(other.call(proto::Hello {}).unwrap().protocol, 2);
+    assert_eq!(other.call(proto::Hello {}).unwrap().protocol, mgm::proto::PROTOCOL_VERSION);
     assert!(d.log().contains("mgmd ready"));
 }
 
@@ -61,7 +61,10 @@ fn a_second_instance_on_the_same_socket_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another mgmd"), "{err}");
     // The first one is untouched.
-    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
+    assert_eq!(
+        d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol,
+        mgm::proto::PROTOCOL_VERSION
+    );
 }
 
 /// A namespace with a veth pair d0/d1, d0 up (for mgmd to manage).
@@ -132,7 +135,10 @@ fn peers_are_checked_by_credentials_and_the_socket_group() {
     );
     assert!(d.log().contains("connection refused"));
     // Root still gets in, and the refused connection left nothing behind.
-    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
+    assert_eq!(
+        d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol,
+        mgm::proto::PROTOCOL_VERSION
+    );
     drop(d);
 
     // With --socket-group, its members may: the file is root:65534, mode 660.

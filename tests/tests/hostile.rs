@@ -51,7 +51,11 @@ fn extreme_numbers_are_refused_or_saturated_and_never_crash_mgmd() {
         stats: false,
     });
     assert_eq!(mfe.unwrap().mfe.timeout_secs, u64::from(u32::MAX));
-    assert_eq!(pim.call(proto::Hello {}).unwrap().protocol, 2, "mgmd is alive");
+    assert_eq!(
+        pim.call(proto::Hello {}).unwrap().protocol,
+        mgm::proto::PROTOCOL_VERSION,
+        "mgmd is alive"
+    );
     let log = t.mgmd.as_ref().unwrap().log();
     assert!(!log.contains("panicked"), "{log}");
 }
@@ -102,7 +106,10 @@ fn a_second_mgmd_on_the_same_pin_directory_is_refused() {
     assert!(!out.status.success(), "the second mgmd started: {err}");
     assert!(err.contains("pin directory"), "{err}");
     assert!(!other.exists(), "it bound no socket");
-    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
+    assert_eq!(
+        d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol,
+        mgm::proto::PROTOCOL_VERSION
+    );
     // And `--cleanup` of a pin directory in use is refused the same way.
     let out = std::process::Command::new(mgm_tests::bin("mgmd"))
         .arg("--socket")
@@ -245,7 +252,10 @@ fn connections_are_capped_per_user_and_root_always_gets_in() {
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
     let idle: Vec<std::os::unix::net::UnixStream> =
         (0..1500).map(|_| std::os::unix::net::UnixStream::connect(&d.socket).unwrap()).collect();
-    assert_eq!(d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol, 2);
+    assert_eq!(
+        d.ctl().unwrap().call(proto::Hello {}).unwrap().protocol,
+        mgm::proto::PROTOCOL_VERSION
+    );
     drop(idle);
     // A watcher leaves: nobody may connect again.
     let mut w = watchers.pop().unwrap();

@@ -29,6 +29,9 @@ enum Task {
     Lint,
     /// The whole suite: setup, lint, unit tests, namespace tests with real packets. Needs root.
     Test,
+    /// Build the Debian package (cargo-deb): mgmd, mgmctl, mgm-igmpd, systemd units, the
+    /// default configuration, manual pages and completions, into target/debian/.
+    Package,
     /// Build, create a namespace topology, forward multicast through mgmd, print what arrived.
     Demo,
     /// Benchmarks (not run by CI). Results go to bench-results/.
@@ -73,6 +76,9 @@ const APT_PACKAGES: &[&str] = &[
     "ethtool",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_DEB_VERSION: &str = "3.8.0";
+/// What the package test needs: lintian, and a fresh Debian to install the package into.
+const PACKAGE_TEST_PACKAGES: &[&str] = &["lintian", "debootstrap", "man-db"];
 /// The rustup name under which Debian's compiler (/usr) is linked; mgm-user/build.rs uses it.
 const TOOLCHAIN: &str = "debian-bpf";
 /// Crates allowed unstable features when building or linting the eBPF crate (see build.rs).
@@ -98,6 +104,10 @@ fn main() -> anyhow::Result<()> {
             sweep_stale_namespaces();
             lint()?;
             test()
+        }
+        Task::Package => {
+            setup()?;
+            package().map(|deb| println!("{}", deb.display()))
         }
         Task::Fuzz { secs } => fuzz(secs),
         Task::Load { clients, mfes, secs } => {
@@ -411,18 +421,92 @@ fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
     r
 }
 
+/// Builds the release binaries, asks them for their manual pages and completions, and packs
+/// it all with cargo-deb; returns the package's path.
+fn package() -> anyhow::Result<PathBuf> {
+    let have = output("cargo", &["deb", "--version"])
+        .is_some_and(|v| v.split_whitespace().any(|w| w == CARGO_DEB_VERSION));
+    if !have {
+        step(&format!("installing cargo-deb {CARGO_DEB_VERSION}"));
+        cargo(&["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION])?;
+    }
+    step("building the release binaries");
+    cargo(&["build", "--release", "-p", "mgm-user", "--bins"])?;
+    step("rendering manual pages and completions from the programs' command lines");
+    let assets = Path::new("target/package-assets");
+    let _ = std::fs::remove_dir_all(assets);
+    for bin in ["mgmd", "mgmctl", "mgm-igmpd"] {
+        sh(Command::new(Path::new("target/release").join(bin)).arg("--generate").arg(assets))?;
+    }
+    step("packing (cargo deb)");
+    let out = Command::new(env!("CARGO"))
+        .args(["deb", "-p", "mgm-user", "--no-build", "--output", "target/debian/"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo deb")?;
+    ensure!(out.status.success(), "cargo deb failed ({})", out.status);
+    // It prints the package's path last.
+    let path = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_owned();
+    let deb = workspace_root().join(path.trim());
+    ensure!(deb.is_file(), "cargo deb did not say where the package is (said {path:?})");
+    Ok(deb)
+}
+
+/// A fresh Debian 12 (debootstrap's minimal base, with systemd as a router has it), packed
+/// once into a cache that the package test unpacks for each run; made again only when
+/// missing.
+fn fresh_debian() -> anyhow::Result<PathBuf> {
+    let tar = PathBuf::from("/var/cache/mgm-test/bookworm-systemd.tar");
+    if tar.is_file() {
+        return Ok(tar);
+    }
+    std::fs::create_dir_all(tar.parent().expect("a directory"))?;
+    apt_install(&["debootstrap"], true)?;
+    // The mirror apt already uses here.
+    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .unwrap_or_default()
+        + &std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    let mirror = sources
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("URIs:").map(|u| u.trim().to_owned()).or_else(|| {
+                l.strip_prefix("deb ").map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+            })
+        })
+        .filter(|m| !m.contains("security"))
+        .context("no Debian mirror in apt's sources")?;
+    step("making a fresh Debian 12 for the package test (debootstrap, once)");
+    let dir = tar.with_extension("d");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    sh(Command::new("debootstrap")
+        .args(["--variant=minbase", "--include=systemd,man-db,procps", "bookworm"])
+        .arg(&dir)
+        .arg(&mirror))?;
+    let partial = tar.with_extension("partial");
+    sh(Command::new("tar").arg("-cf").arg(&partial).arg("-C").arg(&dir).arg("."))?;
+    std::fs::rename(&partial, &tar)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(tar)
+}
+
 fn test() -> anyhow::Result<()> {
     if !nix_is_root() {
         bail!("the namespace tests need root (network namespaces, XDP): run as root");
     }
     // The real routing daemons the follow-kernel tests run (quick when installed).
     apt_install(PEERS, true)?;
+    apt_install(PACKAGE_TEST_PACKAGES, true)?;
+    let deb = package()?;
+    let debian = fresh_debian()?;
     step("building mgmd and mgmctl");
     cargo(&["build", "--bins"])?;
     step("unit and namespace tests");
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO"))
         .args(["test", "--workspace", "--exclude", "mgm-ebpf"])
+        .env("MGM_DEB", &deb)
+        .env("MGM_FRESH_DEBIAN", &debian)
         .stdout(Stdio::piped())
         .spawn()
         .context("spawning cargo test")?;

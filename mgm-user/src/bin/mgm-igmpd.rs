@@ -9,18 +9,45 @@ use std::{
     path::PathBuf,
 };
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use mgm::{
     igmp::{
         config::{File, Settings, default_control},
         daemon::{Daemon, query},
     },
+    manual::Page,
     proto::DEFAULT_SOCKET,
+};
+
+/// The manual's examples and sections (also shown after `--help`'s options).
+const PAGE: Page = Page {
+    examples: &[
+        ("mgm-igmpd --config /etc/mgm/igmpd.toml", "as the service runs it (mgm-igmpd.service)"),
+        ("mgm-igmpd -i eth1 -i eth2", "IGMPv3 querier on eth1 and eth2"),
+        ("mgm-igmpd --mld -i eth1 -i eth2", "MLDv2 on the same interfaces (a second instance)"),
+        ("mgm-igmpd --upstream eth0 -i eth1 -i eth2", "an IGMP proxy (RFC 4605), as igmpproxy"),
+        ("mgm-igmpd show", "a running instance's interfaces, groups and counters"),
+    ],
+    sections: &[
+        (
+            "CAPABILITIES",
+            "CAP_NET_RAW, for its packet sockets on the interfaces; mgmd does the forwarding. \
+             Its user must be allowed on mgmd's socket (root, or mgmd --socket-group).",
+        ),
+        (
+            "FILES",
+            "/etc/mgm/igmpd.toml: the configuration (mgm-igmpd.toml(5)).\n\n\
+             /run/mgm/mgmd.sock: mgmd's socket.\n\n\
+             /run/mgm/mgmd.igmpd.sock (mgmd.mldd.sock with --mld): this daemon's own, which \
+             `mgm-igmpd show` reads.",
+        ),
+        ("SEE ALSO", "mgmd(8), mgmctl(8), mgm-igmpd.toml(5)"),
+    ],
 };
 
 /// IGMP (or MLD) for mgm: turns hosts' joins into group memberships on mgmd's socket.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "mgm-igmpd", version, after_help = PAGE.examples_help())]
 struct Args {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -102,6 +129,9 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let Some(dir) = mgm::manual::requested() {
+        return mgm::manual::generate(Args::command(), &PAGE, &dir);
+    }
     mgm::init_logging();
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

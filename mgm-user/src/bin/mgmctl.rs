@@ -11,19 +11,43 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEn
 use mgm::{
     client::{Client, ClientError},
     config::StaticMfe,
+    manual::Page,
     proto::{self, DEFAULT_SOCKET, ErrorCode, Method, Request, RequestFrame, Snapshot},
 };
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-/// Control mgmd.
+/// The manual's examples and sections; the examples and exit statuses are also shown after
+/// `--help`'s options.
+const PAGE: Page = Page {
+    examples: &[
+        ("mgmctl show", "everything: interfaces, clients, groups, routes, counters"),
+        ("mgmctl show routes counters", "only the forwarding entries and the fast path's counters"),
+        ("mgmctl --json show groups", "the memberships, as JSON"),
+        (
+            "mgmctl add-mfe 10.0.0.1,239.1.1.1,eth0,eth1+eth2",
+            "forward (10.0.0.1, 239.1.1.1) from eth0 to eth1 and eth2",
+        ),
+        ("mgmctl del-mfe 10.0.0.1 239.1.1.1", "remove that static entry"),
+        ("mgmctl reload", "re-read mgmd's configuration file and apply what changed"),
+        ("mgmctl watch", "print the MGM callbacks as they happen"),
+        ("echo 'register 103 1' | mgmctl session", "a script on one connection"),
+    ],
+    sections: &[
+        ("EXIT STATUS", EXIT_STATUS),
+        ("FILES", "/run/mgm/mgmd.sock: mgmd's control socket (--socket, or MGM_SOCKET)."),
+        ("SEE ALSO", "mgmd(8), mgm-igmpd(8), mgmd.toml(5)"),
+    ],
+};
+
+const EXIT_STATUS: &str = "0 done; 1 failed otherwise; 2 bad command line; 3 mgmd is not \
+                           running (nothing listens on the socket); 4 not found (no such entry \
+                           or interface); 5 refused by mgmd (invalid, full, or not allowed).";
+
+/// Control mgmd, the mgm multicast forwarding daemon: show its state, install static
+/// routes, reload its configuration, run MGM API calls.
 #[derive(Debug, Parser)]
-#[command(
-    version,
-    after_help = "Exit status: 0 done; 1 failed otherwise; 2 bad command line; 3 mgmd is not \
-                  running (nothing listens on the socket); 4 not found (no such entry or \
-                  interface); 5 refused by mgmd (invalid, full, or not allowed)."
-)]
+#[command(name = "mgmctl", version)]
 struct Args {
     /// mgmd's control socket.
     #[arg(long, env = "MGM_SOCKET", default_value = DEFAULT_SOCKET)]
@@ -56,6 +80,9 @@ enum Cmd {
     AddMfe { spec: StaticMfe },
     /// Remove a static MFE.
     DelMfe(proto::DelMfe),
+    /// Have mgmd re-read its configuration file and apply what changed (as SIGHUP does),
+    /// and say what changed. A file that cannot be applied whole changes nothing.
+    Reload,
     /// GetMfe (with --stats: GetMfeStats).
     GetMfe(proto::GetMfe),
     /// Walk every MFE with GetFirstMfe/GetNextMfe, `--page` entries at a time.
@@ -130,7 +157,18 @@ mod exit {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // `session --help` lists the script's commands, taken from their own definitions.
-    let cli = Args::command().mut_subcommand("session", |s| s.after_help(session_commands()));
+    let cli = Args::command()
+        .after_help(format!("{}\nExit status: {EXIT_STATUS}", PAGE.examples_help()))
+        .mut_subcommand("session", |s| s.after_help(session_commands()));
+    if let Some(dir) = mgm::manual::requested() {
+        return match mgm::manual::generate(cli, &PAGE, &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mgmctl: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match Args::from_arg_matches(&cli.get_matches()) {
         Ok(a) => a,
         Err(e) => e.exit(),
@@ -235,6 +273,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Status => print(&c.status().await?),
         Cmd::AddMfe { spec } => done(args.json, &mut c, spec).await,
         Cmd::DelMfe(m) => done(args.json, &mut c, m).await,
+        Cmd::Reload => {
+            let r = c.call(proto::Reload {}).await?;
+            if args.json {
+                return print(&r);
+            }
+            let list = |v: &[String]| if v.is_empty() { "none".into() } else { v.join(" ") };
+            println!(
+                "reloaded: interfaces added {}, removed {}, kept in use {}; static MFEs \
+                 {} added, {} changed, {} removed, {} unchanged; {} scope boundaries changed",
+                list(&r.interfaces_added),
+                list(&r.interfaces_removed),
+                list(&r.interfaces_kept),
+                r.mfes_added,
+                r.mfes_changed,
+                r.mfes_removed,
+                r.mfes_unchanged,
+                r.boundaries_changed
+            );
+            Ok(())
+        }
         Cmd::GetMfe(m) => print(&c.call(m).await?),
         Cmd::Mfes { page, stats } => {
             let mut all = Vec::new();

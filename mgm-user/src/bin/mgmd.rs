@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory as _, Parser, ValueEnum};
 use mgm::{
     config::{Config, StaticMfe},
     daemon::{
@@ -16,6 +16,7 @@ use mgm::{
     },
     dataplane::LoadOptions,
     manager::Settings,
+    manual::Page,
     proto::DEFAULT_SOCKET,
     server,
 };
@@ -31,9 +32,45 @@ enum Mode {
     Skb,
 }
 
-/// The mgm daemon.
+/// The manual's examples and sections (also shown after `--help`'s options).
+const PAGE: Page = Page {
+    examples: &[
+        ("mgmd --config /etc/mgm/mgmd.toml", "as the service runs it (mgmd.service)"),
+        ("mgmd -i eth0 -i eth1 -i eth2", "manage three interfaces; routing daemons install routes"),
+        (
+            "mgmd -i eth0 -i eth1 --mfe 10.0.0.1,239.1.1.1,eth0,eth1",
+            "and one static route, from eth0 to eth1",
+        ),
+        ("mgmd --follow-kernel -i eth0 -i eth1", "forward what smcroute or FRR put in ipmr"),
+        ("mgmd --check-config --config /etc/mgm/mgmd.toml", "check the file and exit"),
+        ("mgmd --cleanup", "stop forwarding: remove what a stopped mgmd left pinned"),
+    ],
+    sections: &[
+        (
+            "SIGNALS",
+            "SIGHUP: read the configuration file again and apply what changed: interfaces \
+             to manage or no longer manage, static MFEs to add, change or remove, scope \
+             boundaries. Entries and interfaces that did not change are not touched. A file \
+             that cannot be applied whole (a syntax error, an interface that does not exist) \
+             changes nothing. `mgmctl reload` does the same and reports what changed.\n\n\
+             SIGTERM, SIGINT: stop. Forwarding stays in place when the fast path is pinned \
+             (the default), and the next mgmd takes it over.",
+        ),
+        ("CAPABILITIES", mgm::CAPABILITIES_DOC),
+        (
+            "FILES",
+            "/etc/mgm/mgmd.toml: the configuration (mgmd.toml(5)).\n\n\
+             /run/mgm/mgmd.sock: the control socket.\n\n\
+             /sys/fs/bpf/mgm: the pinned fast path (bpffs).",
+        ),
+        ("SEE ALSO", "mgmctl(8), mgm-igmpd(8), mgmd.toml(5), systemctl(1)"),
+    ],
+};
+
+/// mgmd, the mgm multicast forwarding daemon: serves the MGM API to routing protocols on a
+/// Unix socket and forwards multicast in XDP from the entries they install.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "mgmd", version, after_help = PAGE.examples_help())]
 struct Args {
     /// Control socket path.
     #[arg(long, env = "MGM_SOCKET", default_value = DEFAULT_SOCKET)]
@@ -118,6 +155,9 @@ struct Args {
     /// which keeps the kernel's counters moving for the daemons that read them; 0: none.
     #[arg(long, default_value_t = 1000, requires = "follow_kernel")]
     heartbeat_ms: u64,
+    /// Check the configuration (file and command line) and exit: 0 if it can be loaded.
+    #[arg(long)]
+    check_config: bool,
     /// Remove everything pinned in --pin-dir (detaching XDP from every interface) and exit.
     /// Refused while an mgmd runs on --socket.
     #[arg(long)]
@@ -129,10 +169,16 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let Some(dir) = mgm::manual::requested() {
+        return mgm::manual::generate(Args::command(), &PAGE, &dir);
+    }
     mgm::init_logging();
     let args = Args::parse();
     if args.cleanup {
         return cleanup(&args);
+    }
+    if args.check_config {
+        return check_config(&args);
     }
     let opts = options(args)?;
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(mgmd(opts))
@@ -149,15 +195,33 @@ fn cleanup(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--check-config`: what mgmd would start with, or why it could not.
+fn check_config(args: &Args) -> anyhow::Result<()> {
+    let cmdline = Config {
+        interfaces: args.interfaces.clone(),
+        mfes: args.mfes.clone(),
+        boundaries: args.boundaries.clone(),
+    };
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?.merged(&cmdline),
+        None => cmdline,
+    };
+    println!(
+        "configuration OK: {} interfaces, {} static MFEs, {} scope boundaries",
+        cfg.all_interfaces().len(),
+        cfg.mfes.len(),
+        cfg.boundaries.len()
+    );
+    Ok(())
+}
+
 /// The command line and the configuration file, merged.
 fn options(args: Args) -> anyhow::Result<Options> {
-    let mut cfg = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
+    let cmdline = Config {
+        interfaces: args.interfaces.clone(),
+        mfes: args.mfes.clone(),
+        boundaries: args.boundaries.clone(),
     };
-    cfg.interfaces.extend(args.interfaces.iter().cloned());
-    cfg.mfes.extend(args.mfes.iter().cloned());
-    cfg.boundaries.extend(args.boundaries.iter().cloned());
     let socket_group = match &args.socket_group {
         None => None,
         Some(g) => Some(match g.parse::<u32>() {
@@ -180,9 +244,8 @@ fn options(args: Args) -> anyhow::Result<Options> {
         socket_group,
         conns_per_uid: args.max_conns_per_uid,
         queue_bytes: args.client_queue_bytes,
-        interfaces: cfg.all_interfaces(),
-        mfes: cfg.mfes,
-        boundaries: cfg.boundaries,
+        config_file: args.config.clone(),
+        cmdline,
         load: LoadOptions {
             max_mfes: args.max_mfes,
             xdp_mode,

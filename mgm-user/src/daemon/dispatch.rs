@@ -40,6 +40,7 @@ impl<D: Dataplane> Daemon<D> {
             Request::Watch(m) => reply_line(id, self.watch(conn, m)),
             Request::AddMfe(m) => reply_line(id, self.add_mfe(m)),
             Request::DelMfe(m) => reply_line(id, self.del_mfe(m)),
+            Request::Reload(m) => reply_line(id, self.reload_request(m, now)),
             Request::Register(m) => reply_line(id, self.register(conn, m)),
             Request::Deregister(m) => reply_line(id, self.deregister(conn, m, now)),
             Request::TakeInterface(m) => reply_line(id, self.take(conn, m)),
@@ -86,16 +87,27 @@ impl<D: Dataplane> Daemon<D> {
     }
 
     fn del_mfe(&mut self, m: proto::DelMfe) -> Reply<proto::DelMfe> {
-        let k = Sg::new(m.source, m.group);
-        if !self.writer.remove_static(&k, &self.manager)? {
+        if !self.remove_static(Sg::new(m.source, m.group))? {
             let what = format!("no static MFE ({}, {})", m.source, m.group);
             return Err(WireError::new(ErrorCode::NotFound, what));
+        }
+        info!(source = %m.source, group = %m.group, "static mfe removed");
+        Ok(Done {})
+    }
+
+    fn reload_request(&mut self, _: proto::Reload, now: Duration) -> Reply<proto::Reload> {
+        Daemon::reload(self, now)
+    }
+
+    /// Removes the static MFE of `k`; false if there was none.
+    pub(super) fn remove_static(&mut self, k: Sg) -> Result<bool, WireError> {
+        if !self.writer.remove_static(&k, &self.manager)? {
+            return Ok(false);
         }
         // A followed kernel entry of that (S,G) takes its place.
         self.reconcile([k]);
         self.fit_core();
-        info!(source = %m.source, group = %m.group, "static mfe removed");
-        Ok(Done {})
+        Ok(true)
     }
 
     fn register(&mut self, conn: ConnId, m: proto::Register) -> Reply<proto::Register> {

@@ -111,6 +111,11 @@ impl Links {
         self.managed.insert(dev.ifindex, dev);
     }
 
+    /// No longer managed (the configuration dropped it); still known.
+    pub fn set_unmanaged(&mut self, ifindex: u32) {
+        self.managed.remove(&ifindex);
+    }
+
     /// A managed interface by name.
     pub fn managed_by_name(&self, name: &str) -> Option<u32> {
         self.managed.values().find(|d| d.name == name).map(|d| d.ifindex)

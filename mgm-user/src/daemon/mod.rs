@@ -23,6 +23,7 @@ pub mod first_packets;
 pub mod follow;
 pub mod hold;
 pub mod links;
+pub mod reload;
 pub mod run;
 pub mod sweep;
 pub mod too_big;
@@ -58,7 +59,8 @@ use crate::{
     kernel::{KernelEvent, NetDev},
     manager::{Effect, Handle, Iface, Manager, Progress, Settings, Sg},
     proto::{
-        ErrorCode, EventFrame, Rejected, ReplyBody, ReplyFrame, RequestFrame, Status, WireError,
+        ErrorCode, EventFrame, Rejected, Reloaded, ReplyBody, ReplyFrame, RequestFrame, Status,
+        WireError,
     },
     scope::{Boundary, Scope},
     server::{ConnId, Outbound},
@@ -79,6 +81,9 @@ pub enum Input {
     Kernel(KernelEvent),
     /// Time passed: callback deadlines, expiry, retries, the restart hold.
     Tick,
+    /// Read the configuration again and apply what changed (SIGHUP); the outcome goes to
+    /// `done`.
+    Reload { done: Option<tokio::sync::oneshot::Sender<Result<Reloaded, WireError>>> },
 }
 
 /// What one connection may hold, and how many static MFEs there may be: a careless or hostile
@@ -178,6 +183,9 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     followed_once: bool,
     /// Scope boundaries by interface name (see [`crate::scope`]).
     boundaries: BTreeMap<String, Scope>,
+    /// Where a reload reads the configuration, and what the configuration installed.
+    config_source: Option<reload::Source>,
+    configured: reload::Configured,
 }
 
 /// How often the liveness stamp is written, and how stale it may get before the programs
@@ -211,6 +219,8 @@ impl<D: Dataplane> Daemon<D> {
             last_alive: Duration::ZERO,
             followed_once: false,
             boundaries: BTreeMap::new(),
+            config_source: None,
+            configured: reload::Configured::default(),
         }
     }
 
@@ -335,6 +345,16 @@ impl<D: Dataplane> Daemon<D> {
             Input::Upcall { upcall, frame } => self.upcall(&upcall, &frame, now),
             Input::Kernel(ev) => self.kernel(ev, now),
             Input::Tick => self.tick(now),
+            Input::Reload { done } => {
+                let r = self.reload(now);
+                if let Err(e) = &r {
+                    warn!(error = %e.message, "configuration not reloaded; the running one stays");
+                }
+                if let Some(done) = done {
+                    let _ = done.send(r);
+                }
+                self.settle(now);
+            }
         }
     }
 
@@ -754,8 +774,14 @@ impl<D: Dataplane> Daemon<D> {
     /// there go, and the interface leaves the fast path. A later interface that reuses the
     /// name gets a new ifindex and starts from nothing.
     fn interface_gone(&mut self, dev: NetDev, now: Duration) {
+        self.release_port(dev, now, "interface removed from the kernel");
+    }
+
+    /// Everything of `dev` leaves the core and the fast path, and its programs are detached
+    /// (it left the kernel, or the configuration).
+    fn release_port(&mut self, dev: NetDev, now: Duration, why: &str) {
         let ifindex = dev.ifindex;
-        info!(ifindex, ifname = %dev.name, "interface removed from the kernel");
+        info!(ifindex, ifname = %dev.name, "{why}");
         self.manager.interface_gone(ifindex, now);
         self.settle(now);
         // The port can only go once no queued write names it.

@@ -7,6 +7,7 @@ use std::{future::Future, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
+use sd_notify::NotifyState;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::mpsc,
@@ -16,11 +17,10 @@ use tracing::{error, info, warn};
 
 use super::{Daemon, Input, Limits, TICK, ToKernel};
 use crate::{
-    config::StaticMfe,
+    config::Config,
     dataplane::{BpfFastPath, Dataplane, LoadOptions, ProgramLogger, parse_upcall},
     kernel::{self, Monitor},
     manager::Settings,
-    scope::Boundary,
     server,
 };
 
@@ -75,10 +75,10 @@ pub struct Options {
     pub conns_per_uid: usize,
     /// Bytes of replies and events a client may leave unread.
     pub queue_bytes: usize,
-    pub interfaces: Vec<String>,
-    pub mfes: Vec<StaticMfe>,
-    /// Scope boundaries at interfaces, by name.
-    pub boundaries: Vec<Boundary>,
+    /// The configuration file, which SIGHUP and `reload` read again.
+    pub config_file: Option<PathBuf>,
+    /// The command line's interfaces, static MFEs and boundaries (kept across reloads).
+    pub cmdline: Config,
     pub load: LoadOptions,
     /// How long adopted MFEs are held after a restart.
     pub restart_hold: Duration,
@@ -94,11 +94,16 @@ pub struct Options {
 /// when the fast path is pinned.
 pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let config = match &opts.config_file {
+        Some(path) => Config::load(path)?.merged(&opts.cmdline),
+        None => opts.cmdline.clone(),
+    };
     // First of all: one mgmd per socket (and so per pin directory and fast path).
     let lock = server::lock(&opts.socket)?;
     let _pins = opts.load.pin_dir.as_deref().map(server::lock_pins).transpose()?;
-    let (mut fp, logger) = BpfFastPath::load(&opts.load)
-        .context("loading the XDP fast path (needs root, or CAP_BPF + CAP_NET_ADMIN)")?;
+    let (mut fp, logger) = BpfFastPath::load(&opts.load).context(
+        "loading the XDP fast path (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
+    )?;
     match logger {
         Some(l) => spawn_logger(l)?,
         None => warn!("no eBPF logger map: program log records are not available"),
@@ -117,17 +122,16 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     daemon.set_limits(opts.limits);
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));
     // Before anything is installed (a restart's entries included).
-    daemon.set_boundaries(&opts.boundaries);
+    daemon.set_boundaries(&config.boundaries);
     if let Some(a) = adopted {
         daemon
             .adopt(a, start.elapsed(), opts.restart_hold)
             .context("taking over the pinned fast path")?;
     }
-    for name in &opts.interfaces {
-        daemon.manage_by_name(name).with_context(|| format!("managing {name}"))?;
-    }
-    for m in &opts.mfes {
-        daemon.add_static(m).with_context(|| format!("static MFE {m:?}"))?;
+    daemon.apply_config(&config, start.elapsed()).map_err(|e| anyhow::anyhow!(e.message))?;
+    if let Some(path) = opts.config_file.clone() {
+        let cmdline = opts.cmdline.clone();
+        daemon.set_config_source(Box::new(move || Ok(Config::load(&path)?.merged(&cmdline))));
     }
     if opts.follow.is_none() {
         daemon.drop_followed();
@@ -164,8 +168,11 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     if opts.follow.is_some() {
         tokio::spawn(watch_local_groups(tx.clone()));
     }
+    tokio::spawn(reload_on_hangup(tx.clone())?);
     tokio::spawn(follow_kernel(monitor, tx));
     info!(socket = %opts.socket.display(), "mgmd ready");
+    // Only now: clients started after mgmd (`After=mgmd.service`) find the socket served.
+    crate::notify_service_manager(&[NotifyState::Ready, NotifyState::Status("serving")]);
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -181,6 +188,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         ToKernel::PacketTooBig { to, message } => icmp6.send(to, &message),
     };
     run(&mut daemon, &mut rx, to_kernel, shutdown).await;
+    crate::notify_service_manager(&[NotifyState::Stopping]);
     match &opts.load.pin_dir {
         None => info!("shutting down: detaching XDP programs"),
         Some(dir) => {
@@ -195,6 +203,29 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(server::pins_lock_path(dir));
     }
     Ok(())
+}
+
+/// SIGHUP: the configuration is read again and what changed is applied, with the service
+/// manager told (`RELOADING=1`, then `READY=1` once it is done, applied or not).
+fn reload_on_hangup(
+    tx: mpsc::Sender<Input>,
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading the configuration");
+            let mut state = vec![NotifyState::Reloading];
+            state.extend(NotifyState::monotonic_usec_now().ok());
+            crate::notify_service_manager(&state);
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            if tx.send(Input::Reload { done: Some(done) }).await.is_err() {
+                return;
+            }
+            let _ = outcome.await;
+            crate::notify_service_manager(&[NotifyState::Ready]);
+        }
+    })
 }
 
 /// aya-log records from the programs reach our log through the logger's fd, which must be

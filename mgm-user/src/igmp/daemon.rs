@@ -233,6 +233,7 @@ impl<A: Wire> Daemon<A> {
             version = A::protocol_version(self.s.timers.version),
             "mgm-igmpd started"
         );
+        crate::notify_service_manager(&[sd_notify::NotifyState::Ready]);
         loop {
             let now = self.now();
             let wake = self.ports.iter().map(|p| p.igmp.next_wakeup(now)).min();

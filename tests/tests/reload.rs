@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Reloading mgmd's configuration (`mgmctl reload`, SIGHUP): what changed in the file is
+//! applied, what did not is not touched (a numbered flow through an unchanged entry loses
+//! nothing), and a file that cannot be applied changes nothing. Needs root.
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use mgm::proto::Reloaded;
+use mgm_tests::{Family, Mgmd, SeqFlow, Topology, bin, gaps_between, unique};
+
+fn mgmctl(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(bin("mgmctl")).arg("--socket").arg(socket).args(args).output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+fn mfe(source: IpAddr, group: &str, iif: &str, oifs: &[&str]) -> String {
+    let oifs: Vec<String> = oifs.iter().map(|o| format!("{o:?}")).collect();
+    format!(
+        "[[mfe]]\nsource = \"{source}\"\ngroup = \"{group}\"\niif = \"{iif}\"\noifs = [{}]\n",
+        oifs.join(", ")
+    )
+}
+
+/// The managed interfaces' names, and the static MFEs as (group, outgoing ifindexes).
+fn state(d: &Mgmd) -> (Vec<String>, Vec<(IpAddr, Vec<u32>)>) {
+    let s = d.ctl().unwrap().show().unwrap();
+    let names = s.interfaces.into_iter().map(|i| i.name).collect();
+    let statics =
+        s.mfes.into_iter().filter(|m| m.origin == "static").map(|m| (m.group, m.oifs)).collect();
+    (names, statics)
+}
+
+#[test]
+fn a_reload_applies_what_changed_and_an_unchanged_flow_loses_nothing() {
+    let family = Family::V4;
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses_for(family).unwrap();
+    let (s, g) = (family.source(), family.group().to_string());
+    let dir = std::env::temp_dir().join(unique("reload"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("mgmd.toml");
+    let write = |text: String| std::fs::write(&config, text).unwrap();
+    let ifs = |names: &[&str]| format!("interfaces = {names:?}\n");
+
+    // v1: the flow's entry (to r1) and another.
+    write(
+        ifs(&["rin", "r1", "r2"])
+            + &mfe(s, &g, "rin", &["r1"])
+            + &mfe(s, "239.1.1.2", "rin", &["r1"]),
+    );
+    let args = vec!["--config".to_owned(), config.display().to_string()];
+    t.mgmd = Some(Mgmd::start(&t.router, &args).unwrap());
+    let d = t.mgmd.as_ref().unwrap();
+    let (r1, r2) = (t.router.ifindex("r1").unwrap(), t.router.ifindex("r2").unwrap());
+    let flow = SeqFlow::start_for(&t, family, 1, 2_000).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let established = flow.last_sent();
+    assert!(established > 100, "the flow started");
+
+    // v2: the flow's entry as it was (its outgoing list written in another order would be
+    // the same); the other moves to r2; a third is added; r2 gets a scope boundary.
+    write(
+        ifs(&["rin", "r1", "r2"])
+            + &mfe(s, &g, "rin", &["r1"])
+            + &mfe(s, "239.1.1.2", "rin", &["r2"])
+            + &mfe(s, "239.1.1.3", "rin", &["r1", "r2"])
+            + "[[scope_boundary]]\ninterface = \"r2\"\nscope = \"site\"\n",
+    );
+    let (code, out, err) = mgmctl(&d.socket, &["--json", "reload"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Reloaded = serde_json::from_str(&out).unwrap();
+    let want = Reloaded {
+        mfes_added: 1,
+        mfes_changed: 1,
+        mfes_unchanged: 1,
+        boundaries_changed: 1,
+        ..Reloaded::default()
+    };
+    assert_eq!(r, want);
+    let (names, statics) = state(d);
+    assert_eq!(names, ["rin", "r1", "r2"]);
+    let g2: IpAddr = "239.1.1.2".parse().unwrap();
+    assert!(statics.contains(&(g2, vec![r2])), "{statics:?}");
+    assert_eq!(statics.len(), 3, "{statics:?}");
+    assert!(t.router.exec("ip", &["link", "show", "r2"]).unwrap().contains("xdp"));
+
+    // v3, by SIGHUP: r2 is no longer named and nothing uses it any more.
+    write(ifs(&["rin", "r1"]) + &mfe(s, &g, "rin", &["r1"]));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (names, statics) = loop {
+        let (names, statics) = state(d);
+        if names.len() == 2 || Instant::now() > deadline {
+            break (names, statics);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(names, ["rin", "r1"]);
+    assert_eq!(statics, [(family.group(), vec![r1])]);
+    // Its programs are detached.
+    assert!(!t.router.exec("ip", &["link", "show", "r2"]).unwrap().contains("xdp"));
+
+    // Files that cannot be applied whole change nothing.
+    write("interfaces = [\"rin\"\n".into());
+    let (code, _, err) = mgmctl(&d.socket, &["reload"]);
+    assert_eq!(code, Some(5), "a syntax error is refused: {err}");
+    assert!(err.contains("mgmd.toml"), "the message names the file: {err}");
+    write(ifs(&["rin", "r1", "nosuch0"]) + &mfe(s, "239.1.1.4", "rin", &["r1"]));
+    let (code, _, err) = mgmctl(&d.socket, &["reload"]);
+    assert_eq!(code, Some(4), "an interface that does not exist: {err}");
+    assert!(err.contains("nosuch0"), "{err}");
+    assert_eq!(state(d), (names, statics));
+
+    std::thread::sleep(Duration::from_millis(300));
+    let (sent, seen) = flow.finish();
+    let lost = gaps_between(&seen[0], established, sent);
+    assert!(lost.is_empty(), "the unchanged entry lost {} packets across 4 reloads", lost.len());
+    println!("reload: r1 got every one of {} packets across 4 reloads", sent - established + 1);
+    assert!(d.log().contains("configuration reloaded"), "{}", d.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reload_leaves_run_time_statics_and_owned_interfaces_alone() {
+    let family = Family::V4;
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses_for(family).unwrap();
+    let s = family.source();
+    let dir = std::env::temp_dir().join(unique("reload-keep"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("mgmd.toml");
+    std::fs::write(&config, "interfaces = [\"rin\", \"r1\", \"r2\"]\n").unwrap();
+    let args = vec!["--config".to_owned(), config.display().to_string()];
+    t.mgmd = Some(Mgmd::start(&t.router, &args).unwrap());
+    let d = t.mgmd.as_ref().unwrap();
+    // An operator's run-time entry, and a routing protocol owning r1.
+    let spec = format!("{s},239.1.1.9,rin,r2");
+    assert_eq!(mgmctl(&d.socket, &["add-mfe", &spec]).0, Some(0));
+    let mut pim = d.ctl().unwrap();
+    let h = pim.register(103).unwrap();
+    pim.take(h, t.router.ifindex("r1").unwrap()).unwrap();
+
+    // The file now names only rin: r1 (owned) and r2 (used by the run-time entry) stay.
+    std::fs::write(&config, "interfaces = [\"rin\"]\n").unwrap();
+    let (code, out, err) = mgmctl(&d.socket, &["--json", "reload"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Reloaded = serde_json::from_str(&out).unwrap();
+    assert_eq!(r.interfaces_kept, ["r1", "r2"]);
+    assert!(r.interfaces_removed.is_empty() && r.mfes_removed == 0, "{r:?}");
+    let (names, statics) = state(d);
+    assert_eq!(names, ["rin", "r1", "r2"]);
+    assert_eq!(statics.len(), 1, "the run-time entry stays: {statics:?}");
+
+    // Once nobody uses them, they are not the file's to remove any more: a later reload
+    // leaves them managed (a restart would not manage them).
+    pim.release(h, t.router.ifindex("r1").unwrap()).unwrap();
+    let (code, out, _) = mgmctl(&d.socket, &["--json", "reload"]);
+    assert_eq!(code, Some(0));
+    let r: Reloaded = serde_json::from_str(&out).unwrap();
+    assert_eq!(r, Reloaded::default(), "nothing changed in the file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mgmd_without_a_configuration_file_refuses_a_reload() {
+    let mut t = Topology::new(1).unwrap();
+    let d = t.start(&[]).unwrap();
+    let (code, _, err) = mgmctl(&d.socket, &["reload"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("--config"), "{err}");
+}
