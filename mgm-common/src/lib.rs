@@ -23,6 +23,9 @@ pub mod maps {
     pub const COUNTERS: &str = "MGM_COUNTERS";
     /// `HashMap<u32, PortValue>`: per egress ifindex data used when a copy leaves.
     pub const PORTS: &str = "MGM_PORTS";
+    /// `PerCpuArray<PortStats>`: per-interface copy counters, indexed by
+    /// [`crate::PortValue::stats`] (0: none).
+    pub const PORT_STATS: &str = "MGM_PORT_STATS";
     /// `RingBuf` of [`crate::Upcall`]: packets the fast path could not forward.
     pub const UPCALLS: &str = "MGM_UPCALLS";
     /// `LruHashMap<UpcallKey, UpcallSeen>`: the upcall rate limiter.
@@ -71,7 +74,7 @@ pub mod programs {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -117,6 +120,19 @@ pub struct OifKey {
     pub ifindex: u32,
 }
 const _: () = assert!(core::mem::size_of::<OifKey>() == 8);
+
+/// Per-CPU counters of one managed interface (value of [`maps::PORT_STATS`]): copies that
+/// left through it, whatever their MFE, and copies meant for it that did not.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub copies: u64,
+    /// Whole frames.
+    pub bytes: u64,
+    /// Released, longer than the MTU, or no neighbour MAC yet.
+    pub drops: u64,
+}
+const _: () = assert!(core::mem::size_of::<PortStats>() == 24);
 
 /// Per-CPU counters of one outgoing interface of one MFE (MIB_IPMCAST_OIF_STATS).
 ///
@@ -408,12 +424,15 @@ pub struct PortValue {
     pub mac: [u8; 6],
     /// IP MTU: a copy with a longer IP packet is dropped and counted (0: no check).
     pub mtu: u16,
+    /// The interface's slot in `MGM_PORT_STATS` (1..=MAX_PORTS), given by the daemon's map
+    /// writer; 0: not counted.
+    pub stats: u32,
 }
-const _: () = assert!(core::mem::size_of::<PortValue>() == 8);
+const _: () = assert!(core::mem::size_of::<PortValue>() == 12);
 
 impl PortValue {
     pub const fn new(mac: [u8; 6], mtu: u16) -> Self {
-        Self { mac, mtu }
+        Self { mac, mtu, stats: 0 }
     }
 }
 
@@ -446,7 +465,8 @@ pub struct LegEntry {
     pub leases: LegValue,
     /// The outgoing interface's own MAC, the source address of the copy.
     pub src_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The interface's [`PortValue::stats`] slot, so that counting a copy costs no lookup.
+    pub port_stats: u16,
 }
 const _: () = assert!(core::mem::size_of::<LegEntry>() == 4 * LEG_LEASES + 8);
 
@@ -588,6 +608,7 @@ mod pod {
     unsafe impl aya::Pod for super::MfeValue {}
     unsafe impl aya::Pod for super::MfeStats {}
     unsafe impl aya::Pod for super::PortValue {}
+    unsafe impl aya::Pod for super::PortStats {}
     unsafe impl aya::Pod for super::Upcall {}
     unsafe impl aya::Pod for super::UpcallKey {}
     unsafe impl aya::Pod for super::UpcallSeen {}

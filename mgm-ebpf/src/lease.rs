@@ -26,6 +26,7 @@ pub fn leg_for_copy(oil: u32, slot: u32, ifindex: u32, bytes: usize) -> Result<L
             // SAFETY: this CPU's slot of the per-CPU value.
             unsafe { (*o).out_discards += 1 };
         }
+        crate::maps::port_dropped(leg.port_stats as u32);
         return Err(counter::EGRESS_RELEASED);
     }
     Ok(leg)
@@ -49,6 +50,7 @@ pub fn copy_allowed(leg: &LegValue, slot: u32, ifindex: u32) -> bool {
     if alive(leg) {
         return true;
     }
+    crate::maps::port_dropped(crate::maps::port_slot(ifindex));
     if let Some(o) = oif_stats(slot, ifindex) {
         // SAFETY: this CPU's slot of the per-CPU value.
         unsafe { (*o).out_discards += 1 };

@@ -10,8 +10,8 @@ use aya_ebpf::{
 use mgm_common::{
     DEFAULT_MAX_MFES, HopList, LegEntry, LegKey, MAX_LEASES, MAX_LEGS, MAX_OIF_BASES,
     MAX_OIF_STATS, MAX_OIL_PORTS, MAX_OILS, MAX_PORTS, MfeKey, MfeKey6, MfeStats, MfeValue,
-    OifBase, OifKey, OifStats, OilPorts, PortValue, UPCALL_RING_BYTES, UpcallKey, UpcallKey6,
-    UpcallRecord, UpcallSeen, config, counter,
+    OifBase, OifKey, OifStats, OilPorts, PortStats, PortValue, UPCALL_RING_BYTES, UpcallKey,
+    UpcallKey6, UpcallRecord, UpcallSeen, config, counter,
 };
 
 #[map(name = "MGM_MFES")]
@@ -38,6 +38,10 @@ static MGM_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 
 #[map(name = "MGM_PORTS")]
 pub static MGM_PORTS: HashMap<u32, PortValue> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+/// Slot 0 is never given to an interface: copies of an uncounted one land there.
+#[map(name = "MGM_PORT_STATS")]
+static MGM_PORT_STATS: PerCpuArray<PortStats> = PerCpuArray::with_max_entries(MAX_PORTS + 1, 0);
 
 #[map(name = "MGM_UPCALLS")]
 pub static MGM_UPCALLS: RingBuf = RingBuf::with_byte_size(UPCALL_RING_BYTES, 0);
@@ -100,6 +104,34 @@ pub fn count(idx: u32) {
 pub fn verdict(idx: u32, action: xdp_action::Type) -> u32 {
     count(idx);
     action
+}
+
+/// Counts a copy of `bytes` that left through the interface of stats slot `port`.
+#[inline(always)]
+pub fn port_sent(port: u32, bytes: usize) {
+    if let Some(p) = MGM_PORT_STATS.get_ptr_mut(port) {
+        // SAFETY: this CPU's slot of the per-CPU value.
+        unsafe {
+            (*p).copies += 1;
+            (*p).bytes += bytes as u64;
+        }
+    }
+}
+
+/// Counts a copy meant for the interface of stats slot `port` that did not leave.
+#[inline(always)]
+pub fn port_dropped(port: u32) {
+    if let Some(p) = MGM_PORT_STATS.get_ptr_mut(port) {
+        // SAFETY: this CPU's slot of the per-CPU value.
+        unsafe { (*p).drops += 1 };
+    }
+}
+
+/// The stats slot of `ifindex` (0 when it is not a port).
+#[inline(always)]
+pub fn port_slot(ifindex: u32) -> u32 {
+    // SAFETY: copied out at once.
+    unsafe { MGM_PORTS.get(ifindex) }.map_or(0, |p| p.stats)
 }
 
 /// Counts a copy of `bytes` sent on `ifindex` for the MFE with counters `slot` (TC path:

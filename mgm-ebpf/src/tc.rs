@@ -13,7 +13,7 @@ use network_types::eth::EthHdr;
 
 use crate::{
     lease,
-    maps::{MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out},
+    maps::{self, MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out},
     parse::{ETH_P_IPV4, Header, check, group_mac, header_len},
     parse6::{ETH_P_IPV6, check6, group_mac6},
 };
@@ -132,6 +132,7 @@ fn copies(ctx: &TcContext, mfe: &MfeValue, hops: &HopList, group: [u8; 6]) -> Op
         let dst = if hop.set_dst != 0 { hop.mac } else { group };
         if hop.set_dst != 0 && hop.mac == [0; 6] {
             count(counter::TC_NO_NEIGHBOUR);
+            maps::port_dropped(maps::port_slot(hop.ifindex));
             continue;
         }
         if ctx.store(0, &dst, 0).is_err() {
@@ -146,6 +147,7 @@ fn copies(ctx: &TcContext, mfe: &MfeValue, hops: &HopList, group: [u8; 6]) -> Op
             continue;
         }
         count_out(mfe.stats, hop.ifindex, ctx.len() as usize);
+        maps::port_sent(port.stats, ctx.len() as usize);
         count(counter::TC_TX);
     }
     Some(TC_ACT_SHOT)

@@ -30,7 +30,7 @@ const IPPROTO_UDP: u8 = 17;
 use crate::{
     lease,
     maps::{
-        MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_MFES6,
+        self, MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_MFES6,
         MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict,
     },
     parse::{
@@ -219,6 +219,7 @@ fn forward(ctx: &XdpContext, ip: Packet, ip_off: usize, l3_len: usize) -> u32 {
             return verdict(counter::PASS_MALFORMED, XDP_PASS);
         }
         count(counter::EGRESS_TX);
+        maps::port_sent(leg.port_stats as u32, copy_len);
         // SAFETY: a plain helper call.
         let action = unsafe { bpf_redirect(mfe.single, 0) } as u32;
         return verdict(counter::FORWARDED, action);
@@ -388,6 +389,7 @@ fn egress(ctx: &XdpContext) -> u32 {
     };
     // SAFETY: bounds-checked by ptr_at.
     unsafe { (*eth).src_addr = leg.src_mac };
+    maps::port_sent(leg.port_stats as u32, ctx.data_end() - ctx.data());
     verdict(counter::EGRESS_TX, XDP_PASS)
 }
 
@@ -425,8 +427,10 @@ fn count_too_big(mfe: &MfeValue, ip_len: u32, copy_len: usize) {
         }
         let ifindex = ports.ifindex[i];
         // SAFETY: copied out at once.
-        let mtu = unsafe { MGM_PORTS.get(ifindex) }.map_or(0, |p| p.mtu as u32);
+        let (mtu, port) =
+            unsafe { MGM_PORTS.get(ifindex) }.map_or((0, 0), |p| (p.mtu as u32, p.stats));
         if mtu != 0 && ip_len > mtu {
+            maps::port_dropped(port);
             if let Some(o) = uncount(mfe.stats, ifindex, copy_len) {
                 // SAFETY: this CPU's slot of the per-CPU value.
                 unsafe { (*o).frag_needed += 1 };

@@ -24,7 +24,7 @@ use aya_obj::generated::bpf_map_type;
 use mgm_common::{
     ABI_VERSION, DEFAULT_MAX_MFES, Hop, HopList, LEASE_NONE, LEASE_STATIC, LegEntry, LegKey,
     MAX_HOPS, MAX_OIL_PORTS, MfeKey, MfeKey6, MfeStats, MfeValue, OifBase, OifKey, OifStats,
-    OilPorts, PortValue, UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
+    OilPorts, PortStats, PortValue, UPCALL_FRAME_MAX, Upcall, counter, maps, programs,
 };
 
 use crate::{
@@ -49,9 +49,14 @@ pub trait Dataplane: FastPath {
     /// The UDP ports sockets of this host may receive multicast on (see
     /// `mgm_common::MFE_F_LOCAL`).
     fn set_local_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), FastPathError>;
+    /// Each port's copy counters (all CPUs added up), by ifindex.
+    fn port_stats(&self) -> Result<BTreeMap<u32, PortStats>, FastPathError>;
 }
 
 impl Dataplane for BpfFastPath {
+    fn port_stats(&self) -> Result<BTreeMap<u32, PortStats>, FastPathError> {
+        BpfFastPath::port_stats(self)
+    }
     fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
         BpfFastPath::counters(self)
     }
@@ -192,7 +197,8 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 18] = [
+const PINNED_MAPS: [&str; 19] = [
+    maps::PORT_STATS,
     maps::HOPS,
     maps::CONFIG,
     maps::LOCAL_PORTS,
@@ -310,9 +316,10 @@ pub struct BpfFastPath {
     oil_ports: HashMap<MapData, u32, OilPorts>,
     hops: HashMap<MapData, u32, HopList>,
     legs: HashMap<MapData, LegKey, LegEntry>,
-    /// Each port's MAC as written to `ports`: the legs carry it too (the egress program's
-    /// one lookup per copy), so a changed MAC is rewritten into them.
-    port_macs: std::collections::HashMap<u32, [u8; 6]>,
+    /// Each port as written to `ports`: the legs carry its MAC and stats slot too (the
+    /// egress program's one lookup per copy), so a changed MAC is rewritten into them.
+    port_values: std::collections::HashMap<u32, PortValue>,
+    port_stats: PerCpuArray<MapData, PortStats>,
     egress: ProgramFd,
     ingress_fd: ProgramFd,
     /// The TC program, for [`BpfFastPath::test_run_tc`].
@@ -468,7 +475,8 @@ impl BpfFastPath {
             oils_fd,
             leases,
             legs: take(&mut ebpf, maps::LEGS)?,
-            port_macs: Default::default(),
+            port_values: Default::default(),
+            port_stats: take(&mut ebpf, maps::PORT_STATS)?,
             oil_ports: take(&mut ebpf, maps::OIL_PORTS)?,
             hops: take(&mut ebpf, maps::HOPS)?,
             mfes: take(&mut ebpf, maps::MFES)?,
@@ -762,10 +770,38 @@ impl BpfFastPath {
         Some(self.pin_dir.as_ref()?.join("maps").join("oils").join(id.to_string()))
     }
 
+    /// A stats slot no port has (1..=MAX_PORTS), its counters zeroed.
+    fn new_port_stats(&mut self) -> Result<u32, FastPathError> {
+        let used: BTreeSet<u32> = self.port_values.values().map(|p| p.stats).collect();
+        let slot = (1..=mgm_common::MAX_PORTS)
+            .find(|s| !used.contains(s))
+            .ok_or(FastPathError::Full { what: "port table", capacity: mgm_common::MAX_PORTS })?;
+        let zero = aya::maps::PerCpuValues::try_from(vec![PortStats::default(); self.ncpus])
+            .expect("one value per possible CPU");
+        self.port_stats.set(slot, zero, 0).map_err(map_err(maps::PORT_STATS))?;
+        Ok(slot)
+    }
+
+    /// Each port's copy counters, all CPUs added up.
+    pub fn port_stats(&self) -> Result<BTreeMap<u32, PortStats>, FastPathError> {
+        let mut out = BTreeMap::new();
+        for (ifindex, p) in &self.port_values {
+            let per_cpu = self.port_stats.get(&p.stats, 0).map_err(map_err(maps::PORT_STATS))?;
+            let sum = per_cpu.iter().fold(PortStats::default(), |a, c| PortStats {
+                copies: a.copies.wrapping_add(c.copies),
+                bytes: a.bytes.wrapping_add(c.bytes),
+                drops: a.drops.wrapping_add(c.drops),
+            });
+            out.insert(*ifindex, sum);
+        }
+        Ok(out)
+    }
+
     /// The egress program's view of a leg: its leases and the port's MAC.
     fn leg_entry(&self, l: &Leg) -> LegEntry {
-        let src_mac = self.port_macs.get(&l.ifindex).copied().unwrap_or_default();
-        LegEntry { leases: l.leases, src_mac, _pad: [0; 2] }
+        let port = self.port_values.get(&l.ifindex).copied();
+        let (src_mac, stats) = port.map_or(([0; 6], 0), |p| (p.mac, p.stats));
+        LegEntry { leases: l.leases, src_mac, port_stats: stats as u16 }
     }
 
     /// How many OIL ids have a pinned devmap: the pool is always ids 1..=n, pinned in that
@@ -791,7 +827,7 @@ impl BpfFastPath {
         let mut a = Adopted::default();
         for r in self.ports.iter() {
             let (i, p) = r.map_err(map_err(maps::PORTS))?;
-            self.port_macs.insert(i, p.mac);
+            self.port_values.insert(i, p);
             a.ports.push((i, p));
         }
         for r in self.legs.iter() {
@@ -990,8 +1026,13 @@ fn ignore_absent(r: Result<(), MapError>) -> Result<(), MapError> {
 
 impl FastPath for BpfFastPath {
     fn set_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError> {
+        let stats = match self.port_values.get(&ifindex) {
+            Some(p) => p.stats,
+            None => self.new_port_stats()?,
+        };
+        let port = PortValue { stats, ..port };
         self.ports.insert(ifindex, port, BPF_ANY).map_err(map_err(maps::PORTS))?;
-        let old = self.port_macs.insert(ifindex, port.mac);
+        let old = self.port_values.insert(ifindex, port).map(|p| p.mac);
         if old.is_some_and(|m| m != port.mac) {
             // Rare (an operator changed the address): every leg out of this port is
             // rewritten, one write each.
@@ -1010,7 +1051,7 @@ impl FastPath for BpfFastPath {
     }
 
     fn remove_port(&mut self, ifindex: u32) -> Result<(), FastPathError> {
-        self.port_macs.remove(&ifindex);
+        self.port_values.remove(&ifindex);
         ignore_absent(self.ports.remove(&ifindex)).map_err(map_err(maps::PORTS))
     }
 

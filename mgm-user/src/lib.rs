@@ -22,6 +22,7 @@ pub mod igmp;
 pub mod kernel;
 pub mod manager;
 pub mod manual;
+pub mod metrics;
 pub mod proto;
 pub mod scope;
 pub mod server;

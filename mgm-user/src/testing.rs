@@ -165,6 +165,11 @@ impl FastPath for MemFastPath {
 }
 
 impl Dataplane for MemFastPath {
+    fn port_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u32, mgm_common::PortStats>, FastPathError> {
+        Ok(self.ports.keys().map(|i| (*i, mgm_common::PortStats::default())).collect())
+    }
     fn counters(&self) -> Result<[u64; counter::COUNT as usize], FastPathError> {
         Ok([0; counter::COUNT as usize])
     }

@@ -43,6 +43,7 @@ const PAGE: Page = Page {
         ),
         ("mgmd --follow-kernel -i eth0 -i eth1", "forward what smcroute or FRR put in ipmr"),
         ("mgmd --check-config --config /etc/mgm/mgmd.toml", "check the file and exit"),
+        ("mgmd -c /etc/mgm/mgmd.toml --metrics 127.0.0.1:9750", "and serve Prometheus metrics"),
         ("mgmd --cleanup", "stop forwarding: remove what a stopped mgmd left pinned"),
     ],
     sections: &[
@@ -155,6 +156,10 @@ struct Args {
     /// which keeps the kernel's counters moving for the daemons that read them; 0: none.
     #[arg(long, default_value_t = 1000, requires = "follow_kernel")]
     heartbeat_ms: u64,
+    /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR:PORT/metrics, e.g.
+    /// 127.0.0.1:9750. Off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     /// Check the configuration (file and command line) and exit: 0 if it can be loaded.
     #[arg(long)]
     check_config: bool,
@@ -245,6 +250,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         conns_per_uid: args.max_conns_per_uid,
         queue_bytes: args.client_queue_bytes,
         config_file: args.config.clone(),
+        metrics: args.metrics,
         cmdline,
         load: LoadOptions {
             max_mfes: args.max_mfes,

@@ -51,6 +51,11 @@ impl Connections {
         self.conns.insert(conn, c);
     }
 
+    /// Open connections.
+    pub fn count(&self) -> usize {
+        self.conns.len()
+    }
+
     pub fn is_open(&self, conn: ConnId) -> bool {
         self.conns.contains_key(&conn)
     }

@@ -84,6 +84,8 @@ pub enum Input {
     /// Read the configuration again and apply what changed (SIGHUP); the outcome goes to
     /// `done`.
     Reload { done: Option<tokio::sync::oneshot::Sender<Result<Reloaded, WireError>>> },
+    /// A metrics scrape: the counters and sizes go to `done`.
+    Metrics { done: tokio::sync::oneshot::Sender<crate::metrics::Sample> },
 }
 
 /// What one connection may hold, and how many static MFEs there may be: a careless or hostile
@@ -345,6 +347,9 @@ impl<D: Dataplane> Daemon<D> {
             Input::Upcall { upcall, frame } => self.upcall(&upcall, &frame, now),
             Input::Kernel(ev) => self.kernel(ev, now),
             Input::Tick => self.tick(now),
+            Input::Metrics { done } => {
+                let _ = done.send(self.sample());
+            }
             Input::Reload { done } => {
                 let r = self.reload(now);
                 if let Err(e) = &r {
@@ -902,6 +907,53 @@ impl<D: Dataplane> Daemon<D> {
             flows_refused,
             mfes_evicted,
             releasing: self.jobs.iter().filter(|j| matches!(j, Job::Release { .. })).count(),
+        }
+    }
+}
+
+impl<D: Dataplane> Daemon<D> {
+    /// What a metrics scrape reports (see [`crate::metrics`]).
+    pub fn sample(&self) -> crate::metrics::Sample {
+        let fp = self.writer.mirror().fast_path();
+        let fastpath = match fp.counters() {
+            Ok(v) => mgm_common::counter::NAMES
+                .iter()
+                .zip(v)
+                .map(|(n, v)| ((*n).to_owned(), v))
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "reading the fast path's counters");
+                BTreeMap::new()
+            }
+        };
+        let ports = fp.port_stats().unwrap_or_else(|e| {
+            warn!(error = %e, "reading the interfaces' counters");
+            BTreeMap::new()
+        });
+        let interfaces = self
+            .links
+            .managed()
+            .map(|d| {
+                let p = ports.get(&d.ifindex).copied().unwrap_or_default();
+                crate::metrics::InterfaceSample {
+                    name: d.name.clone(),
+                    copies: p.copies,
+                    bytes: p.bytes,
+                    drops: p.drops,
+                }
+            })
+            .collect();
+        crate::metrics::Sample {
+            status: self.status(),
+            fastpath,
+            mfe_capacity: u64::from(fp.mfe_capacity()),
+            oil_capacity: u64::from(mgm_common::MAX_OILS),
+            lease_capacity: u64::from(mgm_common::MAX_LEASES),
+            statics: self.writer.static_count() as u64,
+            static_capacity: self.limits.static_mfes as u64,
+            clients: self.manager.clients().len() as u64,
+            connections: self.conns.count() as u64,
+            interfaces,
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct Options {
     pub limits: Limits,
     /// New MFEs one incoming interface may start per second.
     pub flow_creation_rate: u32,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Follow these kernel multicast routing tables, with this heartbeat (`--follow-kernel`).
     pub follow: Option<(super::follow::Tables, Duration)>,
 }
@@ -162,7 +164,19 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         queue_bytes: opts.queue_bytes,
         conns_per_uid: opts.conns_per_uid,
     };
+    let metrics = match opts.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+    if let Some(listener) = metrics {
+        info!(addr = %listener.local_addr()?, "serving Prometheus metrics on /metrics");
+        tokio::spawn(crate::metrics::serve(listener, tx.clone()));
+    }
     tokio::spawn(server::serve(listener, tx.clone(), access));
     tokio::spawn(read_upcalls(ring, tx.clone()));
     if opts.follow.is_some() {
