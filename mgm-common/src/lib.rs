@@ -633,7 +633,8 @@ mod tests {
         assert_eq!(size_of::<MfeKey>(), 4 + 4);
         assert_eq!(size_of::<MfeValue>(), 6 * 4);
         assert_eq!(size_of::<MfeStats>(), 8 * 5);
-        assert_eq!(size_of::<PortValue>(), 6 + 2);
+        assert_eq!(size_of::<PortValue>(), 6 + 2 + 4);
+        assert_eq!(size_of::<PortStats>(), 3 * 8);
         assert_eq!(size_of::<LegEntry>(), 4 * LEG_LEASES + 6 + 2);
         assert_eq!(size_of::<CopyMeta>(), 4 + 4);
     }

@@ -468,12 +468,12 @@ fn fresh_debian() -> anyhow::Result<PathBuf> {
         + &std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
     let mirror = sources
         .lines()
-        .find_map(|l| {
+        .filter_map(|l| {
             l.strip_prefix("URIs:").map(|u| u.trim().to_owned()).or_else(|| {
                 l.strip_prefix("deb ").map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
             })
         })
-        .filter(|m| !m.contains("security"))
+        .find(|m| !m.is_empty() && !m.contains("security"))
         .context("no Debian mirror in apt's sources")?;
     step("making a fresh Debian 12 for the package test (debootstrap, once)");
     let dir = tar.with_extension("d");
