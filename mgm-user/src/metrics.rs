@@ -73,6 +73,11 @@ fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> std::
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+enum Kind {
+    Counter,
+    Gauge,
+}
+
 /// One counter per interface.
 fn per_interface(
     e: &mut DescriptorEncoder<'_>,
@@ -132,72 +137,83 @@ impl Collector for Sample {
             None,
             self.interfaces.iter().map(|i| (i.name.clone(), i.drops)),
         )?;
-        gauge(e, "mfes", "MFEs the MGM core holds", s.mfes as u64)?;
-        gauge(
-            e,
-            "fastpath_mfes",
-            "MFEs in the fast path (MGM, static, followed)",
-            s.installed as u64,
-        )?;
-        gauge(
-            e,
-            "fastpath_mfes_capacity",
-            "MFEs the fast path has room for, per family",
-            self.mfe_capacity,
-        )?;
-        gauge(e, "static_mfes", "Static MFEs (configuration and add_mfe)", self.statics)?;
-        gauge(
-            e,
-            "static_mfes_capacity",
-            "Static MFEs allowed (--max-static-mfes)",
-            self.static_capacity,
-        )?;
-        gauge(e, "oils", "Distinct outgoing lists in the fast path", s.oils as u64)?;
-        gauge(e, "oils_capacity", "Outgoing lists the fast path has room for", self.oil_capacity)?;
-        gauge(e, "leases_alive", "Leases of owned (interface, next hop)s", s.leases_alive as u64)?;
-        gauge(e, "leases_released", "Leases released, not yet reused", s.leases_released as u64)?;
-        gauge(e, "leases_capacity", "Leases the fast path has room for", self.lease_capacity)?;
-        gauge(e, "pending_writes", "Fast-path writes queued", s.pending_writes as u64)?;
-        gauge(
-            e,
-            "writes_retrying",
-            "Fast-path writes that failed and wait for a retry",
-            s.retrying as u64,
-        )?;
-        counter(e, "write_failures", "Fast-path writes that failed", s.write_failures)?;
-        gauge(e, "held_mfes", "MFEs taken over from a previous mgmd, held", s.held as u64)?;
-        gauge(
-            e,
-            "unresolved_flows",
-            "New flows whose first packets are held",
-            s.unresolved as u64,
-        )?;
-        counter(e, "first_packets_replayed", "Held first packets forwarded", s.replayed)?;
-        counter(e, "first_packets_dropped", "Held first packets dropped", s.replay_dropped)?;
-        counter(e, "flows_refused", "New flows refused by the creation rate", s.flows_refused)?;
-        counter(e, "mfes_evicted", "MFEs evicted for room", s.mfes_evicted)?;
-        counter(e, "icmpv6_too_big_sent", "ICMPv6 Packet Too Big messages sent", s.too_big_sent)?;
-        counter(
-            e,
-            "icmpv6_too_big_limited",
-            "Packet Too Big messages not sent (rate)",
-            s.too_big_limited,
-        )?;
-        gauge(e, "clients", "Registered MGM clients (handles)", self.clients)?;
-        gauge(e, "connections", "Control socket connections", self.connections)?;
-        gauge(e, "interfaces", "Managed interfaces", self.interfaces.len() as u64)?;
-        gauge(
-            e,
-            "client_backlog_bytes",
-            "Replies and events clients left unread",
-            s.backlog_bytes as u64,
-        )?;
-        gauge(
-            e,
-            "releases_in_progress",
-            "Interface releases being done in steps",
-            s.releasing as u64,
-        )
+        use Kind::{Counter, Gauge};
+        let n = |v: usize| v as u64;
+        let one_value: [(&str, Kind, &str, u64); 26] = [
+            ("mfes", Gauge, "MFEs the MGM core holds", n(s.mfes)),
+            (
+                "fastpath_mfes",
+                Gauge,
+                "MFEs in the fast path (MGM, static, followed)",
+                n(s.installed),
+            ),
+            (
+                "fastpath_mfes_capacity",
+                Gauge,
+                "MFEs the fast path has room for, per family",
+                self.mfe_capacity,
+            ),
+            ("static_mfes", Gauge, "Static MFEs (configuration and add_mfe)", self.statics),
+            (
+                "static_mfes_capacity",
+                Gauge,
+                "Static MFEs allowed (--max-static-mfes)",
+                self.static_capacity,
+            ),
+            ("oils", Gauge, "Distinct outgoing lists in the fast path", n(s.oils)),
+            (
+                "oils_capacity",
+                Gauge,
+                "Outgoing lists the fast path has room for",
+                self.oil_capacity,
+            ),
+            ("leases_alive", Gauge, "Leases of owned (interface, next hop)s", n(s.leases_alive)),
+            ("leases_released", Gauge, "Leases released, not yet reused", n(s.leases_released)),
+            ("leases_capacity", Gauge, "Leases the fast path has room for", self.lease_capacity),
+            ("pending_writes", Gauge, "Fast-path writes queued", n(s.pending_writes)),
+            (
+                "writes_retrying",
+                Gauge,
+                "Fast-path writes that failed and wait for a retry",
+                n(s.retrying),
+            ),
+            ("write_failures", Counter, "Fast-path writes that failed", s.write_failures),
+            ("held_mfes", Gauge, "MFEs taken over from a previous mgmd, held", n(s.held)),
+            ("unresolved_flows", Gauge, "New flows whose first packets are held", n(s.unresolved)),
+            ("first_packets_replayed", Counter, "Held first packets forwarded", s.replayed),
+            ("first_packets_dropped", Counter, "Held first packets dropped", s.replay_dropped),
+            ("flows_refused", Counter, "New flows refused by the creation rate", s.flows_refused),
+            ("mfes_evicted", Counter, "MFEs evicted for room", s.mfes_evicted),
+            ("icmpv6_too_big_sent", Counter, "ICMPv6 Packet Too Big messages sent", s.too_big_sent),
+            (
+                "icmpv6_too_big_limited",
+                Counter,
+                "Packet Too Big messages not sent (rate)",
+                s.too_big_limited,
+            ),
+            ("clients", Gauge, "Registered MGM clients (handles)", self.clients),
+            ("connections", Gauge, "Control socket connections", self.connections),
+            ("interfaces", Gauge, "Managed interfaces", n(self.interfaces.len())),
+            (
+                "client_backlog_bytes",
+                Gauge,
+                "Replies and events clients left unread",
+                n(s.backlog_bytes),
+            ),
+            (
+                "releases_in_progress",
+                Gauge,
+                "Interface releases being done in steps",
+                n(s.releasing),
+            ),
+        ];
+        for (name, kind, help, v) in one_value {
+            match kind {
+                Counter => counter(e, name, help, v)?,
+                Gauge => gauge(e, name, help, v)?,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -77,9 +77,12 @@ impl<D: Dataplane> Daemon<D> {
         }
         let gone: Vec<Sg> =
             self.configured.mfes.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+        // What the statics will number: those the file drops go (unless the operator already
+        // removed them over the socket), those it adds come.
+        let leaving = gone.iter().filter(|k| self.writer.is_static(k)).count();
         let new = wanted.keys().filter(|k| !self.writer.is_static(k)).count();
         let limit = self.limits.static_mfes;
-        if self.writer.static_count() - gone.len() + new > limit {
+        if self.writer.static_count() - leaving + new > limit {
             return Err(super::over_limit("static MFEs", limit, "--max-static-mfes"));
         }
 
@@ -95,8 +98,9 @@ impl<D: Dataplane> Daemon<D> {
             }
         }
         for k in gone {
-            if let Some(m) = self.configured.mfes.remove(&k) {
-                self.remove_static(k)?;
+            if let Some(m) = self.configured.mfes.remove(&k)
+                && self.remove_static(k)?
+            {
                 info!(source = %m.source, group = %m.group, "static mfe no longer configured; removed");
                 r.mfes_removed += 1;
             }
@@ -104,8 +108,9 @@ impl<D: Dataplane> Daemon<D> {
         for (k, m) in wanted {
             match self.configured.mfes.get(&k) {
                 Some(old) if same(old, m) && self.writer.is_static(&k) => r.mfes_unchanged += 1,
-                before => {
-                    let replaced = before.is_some() || self.writer.is_static(&k);
+                // The file's entry again (also one the operator removed over the socket).
+                _ => {
+                    let replaced = self.writer.is_static(&k);
                     self.add_static(m)?;
                     if replaced { r.mfes_changed += 1 } else { r.mfes_added += 1 }
                 }

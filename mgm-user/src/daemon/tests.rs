@@ -12,6 +12,7 @@ use std::{
 use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 
 use super::*;
+use crate::config::Config;
 use crate::{
     client::is_event,
     kernel::Neighbours,
@@ -281,6 +282,44 @@ fn removing_a_static_mfe_restores_what_the_core_holds() {
     let del = proto::DelMfe { source: "10.0.0.1".parse().unwrap(), group: G.parse().unwrap() };
     assert_eq!(h.err(1, del), ErrorCode::NotFound, "no static left");
     assert!(h.fp().forwards(&KEY, 2), "and the core's entry is not a static one");
+}
+
+/// A reload applies the file's difference whatever was done over the socket meanwhile: an
+/// entry of the file the operator removed comes back, one the file drops after the operator
+/// removed it is not counted twice (nor against the limit), a run-time entry stays.
+#[test]
+fn a_reload_after_run_time_changes_applies_the_file() {
+    let mut h = Harness::new();
+    let m = |group: &str, oifs: &[&str]| StaticMfe {
+        source: "10.0.0.1".parse().unwrap(),
+        group: group.parse().unwrap(),
+        iif: "in".into(),
+        oifs: oifs.iter().map(|o| (*o).into()).collect(),
+    };
+    let cfg = |mfes: Vec<StaticMfe>| Config { interfaces: vec![], mfes, boundaries: vec![] };
+    h.d.set_limits(Limits { static_mfes: 2, ..Limits::default() });
+    let r = h.d.apply_config(&cfg(vec![m(G, &["a"]), m("239.1.1.2", &["a"])]), h.now).unwrap();
+    assert_eq!(r.mfes_added, 2);
+    h.connect(1);
+    let del =
+        |g: &str| proto::DelMfe { source: "10.0.0.1".parse().unwrap(), group: g.parse().unwrap() };
+    h.ok(1, del(G));
+    h.ok(1, del("239.1.1.2"));
+    h.ok(1, m("239.1.1.3", &["b"]));
+    // The file still has G, no longer 239.1.1.2.
+    let r = h.d.apply_config(&cfg(vec![m(G, &["a"])]), h.now).unwrap();
+    assert_eq!((r.mfes_added, r.mfes_removed, r.mfes_changed, r.mfes_unchanged), (1, 0, 0, 0));
+    assert!(h.fp().forwards(&KEY, 2), "the file's entry is back");
+    assert_eq!(h.d.writer.static_count(), 2, "with the run-time one");
+    // Over the limit: refused whole, nothing changed.
+    let e = h.d.apply_config(&cfg(vec![m(G, &["a"]), m("239.1.1.4", &["a"])]), h.now);
+    assert_eq!(e.unwrap_err().code, ErrorCode::NotEnoughMemory);
+    assert_eq!(h.d.writer.static_count(), 2);
+    // An interface that does not exist: refused whole too.
+    let mut bad = cfg(vec![m(G, &["b"])]);
+    bad.interfaces.push("nosuch".into());
+    assert_eq!(h.d.apply_config(&bad, h.now).unwrap_err().code, ErrorCode::NoSuchInterface);
+    assert!(h.fp().forwards(&KEY, 2) && !h.fp().forwards(&KEY, 3), "unchanged");
 }
 
 /// Every per-connection limit answers NOT_ENOUGH_MEMORY (Win32 8) and changes nothing; what
