@@ -40,9 +40,10 @@ const PAGE: Page = Page {
     ],
 };
 
-const EXIT_STATUS: &str = "0 done; 1 failed otherwise; 2 bad command line; 3 mgmd is not \
-                           running (nothing listens on the socket); 4 not found (no such entry \
-                           or interface); 5 refused by mgmd (invalid, full, or not allowed).";
+/// Line breaks for `--help`; the manual page joins the lines into one paragraph.
+const EXIT_STATUS: &str = "0 done; 1 failed otherwise; 2 bad command line; 3 mgmd is not running\n\
+                           (nothing listens on the socket); 4 not found (no such entry or\n\
+                           interface); 5 refused by mgmd (invalid, full, or not allowed).";
 
 /// Control mgmd, the mgm multicast forwarding daemon: show its state, install static
 /// routes, reload its configuration, run MGM API calls.
@@ -158,7 +159,11 @@ mod exit {
 async fn main() -> ExitCode {
     // `session --help` lists the script's commands, taken from their own definitions.
     let cli = Args::command()
-        .after_help(format!("{}\nExit status: {EXIT_STATUS}", PAGE.examples_help()))
+        .after_help(format!(
+            "{}\nExit status:\n  {}",
+            PAGE.examples_help(),
+            EXIT_STATUS.replace('\n', "\n  ")
+        ))
         .mut_subcommand("session", |s| s.after_help(session_commands()));
     if let Some(dir) = mgm::manual::requested() {
         return match mgm::manual::generate(cli, &PAGE, &dir) {
