@@ -134,6 +134,15 @@ pub struct PortStats {
 }
 const _: () = assert!(core::mem::size_of::<PortStats>() == 24);
 
+impl PortStats {
+    /// Adds another CPU's counters to this one.
+    pub fn accumulate(&mut self, o: &Self) {
+        self.copies += o.copies;
+        self.bytes += o.bytes;
+        self.drops += o.drops;
+    }
+}
+
 /// Per-CPU counters of one outgoing interface of one MFE (MIB_IPMCAST_OIF_STATS).
 ///
 /// The XDP paths count no copy one by one (a map lookup per copy costs a quarter of the

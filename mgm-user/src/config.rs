@@ -84,6 +84,15 @@ impl Config {
         Ok(cfg)
     }
 
+    /// What mgmd runs with: the file's entries (if there is a file), then the command
+    /// line's. Read at start and again at each reload.
+    pub fn resolve(file: Option<&Path>, cmdline: &Config) -> Result<Config, ConfigError> {
+        Ok(match file {
+            Some(p) => Config::load(p)?.merged(cmdline),
+            None => cmdline.clone(),
+        })
+    }
+
     /// This configuration and `other`'s entries (the file's, then the command line's).
     pub fn merged(mut self, other: &Config) -> Config {
         self.interfaces.extend(other.interfaces.iter().cloned());

@@ -787,11 +787,8 @@ impl BpfFastPath {
         let mut out = BTreeMap::new();
         for (ifindex, p) in &self.port_values {
             let per_cpu = self.port_stats.get(&p.stats, 0).map_err(map_err(maps::PORT_STATS))?;
-            let sum = per_cpu.iter().fold(PortStats::default(), |a, c| PortStats {
-                copies: a.copies.wrapping_add(c.copies),
-                bytes: a.bytes.wrapping_add(c.bytes),
-                drops: a.drops.wrapping_add(c.drops),
-            });
+            let mut sum = PortStats::default();
+            per_cpu.iter().for_each(|c| sum.accumulate(c));
             out.insert(*ifindex, sum);
         }
         Ok(out)
@@ -838,13 +835,9 @@ impl BpfFastPath {
         for id in 1..=self.oil_pool {
             let path = self.oil_pin(id).expect("reused maps are pinned");
             let map = MapData::from_pin(&path).map_err(map_err("mgm_oil"))?;
-            let devmap = DevMapHash::try_from(Map::DevMapHash(map)).map_err(map_err("mgm_oil"))?;
-            self.oil_maps.push(devmap);
-        }
-        for id in 1..=self.oil_pool {
+            let mut inner =
+                DevMapHash::try_from(Map::DevMapHash(map)).map_err(map_err("mgm_oil"))?;
             let legs = a.oils.get(&id).cloned().unwrap_or_default();
-            let egress = &self.egress;
-            let inner = &mut self.oil_maps[id as usize - 1];
             let present: Vec<u32> =
                 inner.keys().collect::<Result<_, _>>().map_err(map_err("mgm_oil"))?;
             for i in present.iter().filter(|i| !legs.iter().any(|l| l.ifindex == **i)) {
@@ -852,9 +845,10 @@ impl BpfFastPath {
             }
             for l in &legs {
                 inner
-                    .insert(l.ifindex, l.ifindex, Some(egress), BPF_ANY)
+                    .insert(l.ifindex, l.ifindex, Some(&self.egress), BPF_ANY)
                     .map_err(|source| FastPathError::XdpMap { map: "mgm_oil", source })?;
             }
+            self.oil_maps.push(inner);
         }
         for r in self.hops.iter() {
             let (id, list) = r.map_err(map_err(maps::HOPS))?;

@@ -206,6 +206,11 @@ impl InstalledMfe {
     pub fn oifs(&self) -> Vec<u32> {
         self.legs.iter().map(|l| l.ifindex).collect()
     }
+
+    /// Whether `ifindex` is its incoming or one of its outgoing interfaces.
+    pub fn uses(&self, ifindex: u32) -> bool {
+        self.iif == ifindex || self.legs.iter().any(|l| l.ifindex == ifindex)
+    }
 }
 
 #[derive(Debug)]

@@ -292,6 +292,33 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A directory of a test's own under the temporary directory, removed when the test ends,
+/// passed or failed.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `mgmctl --socket SOCKET ARGS...`: its exit status, standard output and standard error.
+pub fn mgmctl(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(bin("mgmctl")).arg("--socket").arg(socket).args(args).output();
+    let out = out.expect("running mgmctl");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
 /// mgmd running in a namespace, with its own socket and bpffs pin directory; stopped and its
 /// pins removed on drop (even when the test fails).
 #[derive(Debug)]

@@ -198,13 +198,8 @@ fn mgmctl_exit_statuses_tell_the_outcomes_apart() {
     let args = ["--iface", "d0", "--max-static-mfes", "1"].map(String::from);
     let d = Mgmd::start(&ns, &args).unwrap();
     let mgmctl = |socket: &std::path::Path, args: &[&str]| {
-        let out = std::process::Command::new(mgm_tests::bin("mgmctl"))
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let (code, _, err) = mgm_tests::mgmctl(socket, args);
+        (code, err)
     };
     assert_eq!(mgmctl(&d.socket, &["hello"]).0, Some(0));
     assert_eq!(mgmctl(&d.socket, &["frobnicate"]).0, Some(2));
@@ -234,13 +229,8 @@ fn show_can_be_narrowed_to_parts() {
     let args = ["--iface", "d0", "--mfe", "10.1.0.1,239.1.1.1,d0,d0"].map(String::from);
     let d = Mgmd::start(&ns, &args).unwrap();
     let mgmctl = |args: &[&str]| {
-        let out = std::process::Command::new(mgm_tests::bin("mgmctl"))
-            .arg("--socket")
-            .arg(&d.socket)
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        let (code, out, _) = mgm_tests::mgmctl(&d.socket, args);
+        (code, out)
     };
     let sections = |text: &str| -> Vec<String> {
         text.lines().filter(|l| !l.starts_with(' ')).map(str::to_owned).collect()

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mgm_tests::{Netns, require_root, unique, veth};
+use mgm_tests::{Netns, TempDir, require_root, veth};
 
 fn deb() -> PathBuf {
     let path = std::env::var_os("MGM_DEB").map(PathBuf::from).unwrap_or_else(|| {
@@ -94,7 +94,7 @@ fn the_package_holds_the_programs_units_configuration_manuals_and_completions() 
         want.push(format!("/usr/share/zsh/vendor-completions/_{prog}"));
         want.push(format!("/usr/share/fish/vendor_completions.d/{prog}.fish"));
     }
-    let unpacked = Unpacked(std::env::temp_dir().join(unique("deb")));
+    let unpacked = TempDir::new("deb");
     let root = &unpacked.0;
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root));
     let subs = mgmctl_subcommands(root);
@@ -149,18 +149,10 @@ fn the_package_holds_the_programs_units_configuration_manuals_and_completions() 
     assert!(errors.is_empty(), "lintian: {errors:#?}");
 }
 
-/// A directory removed when the test ends, passed or failed.
-struct Unpacked(PathBuf);
-
-impl Drop for Unpacked {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A fresh Debian 12 unpacked for one test, removed after it.
+/// A fresh Debian 12 unpacked for one test, removed after it: its mounts live only in its
+/// commands' own mount namespaces, so only plain files are left to remove.
 struct Debian {
-    root: PathBuf,
+    dir: TempDir,
 }
 
 impl Debian {
@@ -172,10 +164,13 @@ impl Debian {
             tar.is_file(),
             "no fresh Debian: `cargo xtask test` makes one (or set MGM_FRESH_DEBIAN)"
         );
-        let root = std::env::temp_dir().join(unique("debian"));
-        std::fs::create_dir_all(&root).unwrap();
-        run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&root));
-        Self { root }
+        let dir = TempDir::new("debian");
+        run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&dir.0));
+        Self { dir }
+    }
+
+    fn root(&self) -> &Path {
+        &self.dir.0
     }
 
     /// `cmd` run inside it, in a mount namespace of its own with fresh /proc and /sys
@@ -185,18 +180,11 @@ impl Debian {
         if let Some(ns) = net {
             c.arg(format!("--net=/run/netns/{}", ns.name));
         }
-        let r = self.root.display();
+        let r = self.root().display();
         c.args(["unshare", "--mount", "--propagation", "private", "sh", "-c"]).arg(format!(
             "mount -t proc proc {r}/proc && mount -t sysfs sysfs {r}/sys && exec chroot {r} sh -c '{cmd}'"
         ));
         c
-    }
-}
-
-impl Drop for Debian {
-    fn drop(&mut self) {
-        // Its mounts lived in the commands' own namespaces: only plain files remain here.
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -214,13 +202,13 @@ fn the_package_installs_into_a_fresh_debian_and_runs() {
     require_root();
     let deb = deb();
     let debian = Debian::new();
-    std::fs::copy(&deb, debian.root.join("tmp/mgm.deb")).unwrap();
+    std::fs::copy(&deb, debian.root().join("tmp/mgm.deb")).unwrap();
     let install = run(&mut debian.command(None, "dpkg -i /tmp/mgm.deb"));
     assert!(install.contains("Setting up mgm"), "{install}");
 
     // Enabled, not started (nothing runs systemd in a chroot); the IGMP daemon waits for its
     // interfaces to be named.
-    let wants = debian.root.join("etc/systemd/system/multi-user.target.wants");
+    let wants = debian.root().join("etc/systemd/system/multi-user.target.wants");
     assert!(wants.join("mgmd.service").is_symlink(), "mgmd.service is enabled");
     assert!(!wants.join("mgm-igmpd.service").exists(), "mgm-igmpd.service is not enabled");
     run(&mut debian.command(
@@ -236,11 +224,11 @@ fn the_package_installs_into_a_fresh_debian_and_runs() {
     let ns = Netns::new("deb").unwrap();
     veth(&ns, "va", &ns, "vb").unwrap();
     std::fs::write(
-        debian.root.join("etc/mgm/mgmd.toml"),
+        debian.root().join("etc/mgm/mgmd.toml"),
         "interfaces = [\"va\", \"vb\"]\n[[mfe]]\nsource = \"10.9.0.1\"\ngroup = \"239.9.9.9\"\niif = \"va\"\noifs = [\"vb\"]\n",
     )
     .unwrap();
-    let log = std::fs::File::create(debian.root.join("tmp/mgmd.log")).unwrap();
+    let log = std::fs::File::create(debian.root().join("tmp/mgmd.log")).unwrap();
     let mgmd = debian
         .command(
             Some(&ns),
@@ -257,7 +245,7 @@ fn the_package_installs_into_a_fresh_debian_and_runs() {
         if out.status.success() {
             break String::from_utf8_lossy(&out.stdout).into_owned();
         }
-        let log = std::fs::read_to_string(debian.root.join("tmp/mgmd.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(debian.root().join("tmp/mgmd.log")).unwrap_or_default();
         assert!(Instant::now() < deadline, "the packaged mgmd never answered:\n{log}");
         std::thread::sleep(Duration::from_millis(100));
     };

@@ -5,19 +5,11 @@
 
 use std::{
     net::IpAddr,
-    path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
 use mgm::proto::Reloaded;
-use mgm_tests::{Family, Mgmd, SeqFlow, Topology, bin, gaps_between, unique};
-
-fn mgmctl(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(bin("mgmctl")).arg("--socket").arg(socket).args(args).output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (out.status.code(), text(out.stdout), text(out.stderr))
-}
+use mgm_tests::{Family, Mgmd, SeqFlow, TempDir, Topology, gaps_between, mgmctl};
 
 fn mfe(source: IpAddr, group: &str, iif: &str, oifs: &[&str]) -> String {
     let oifs: Vec<String> = oifs.iter().map(|o| format!("{o:?}")).collect();
@@ -42,9 +34,8 @@ fn a_reload_applies_what_changed_and_an_unchanged_flow_loses_nothing() {
     let mut t = Topology::new(2).unwrap();
     t.add_addresses_for(family).unwrap();
     let (s, g) = (family.source(), family.group().to_string());
-    let dir = std::env::temp_dir().join(unique("reload"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("mgmd.toml");
+    let dir = TempDir::new("reload");
+    let config = dir.0.join("mgmd.toml");
     let write = |text: String| std::fs::write(&config, text).unwrap();
     let ifs = |names: &[&str]| format!("interfaces = {names:?}\n");
 
@@ -127,7 +118,6 @@ fn a_reload_applies_what_changed_and_an_unchanged_flow_loses_nothing() {
     assert!(lost.is_empty(), "the unchanged entry lost {} packets across 4 reloads", lost.len());
     println!("reload: r1 got every one of {} packets across 4 reloads", sent - established + 1);
     assert!(d.log().contains("configuration reloaded"), "{}", d.log());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -136,9 +126,8 @@ fn a_reload_leaves_run_time_statics_and_owned_interfaces_alone() {
     let mut t = Topology::new(2).unwrap();
     t.add_addresses_for(family).unwrap();
     let s = family.source();
-    let dir = std::env::temp_dir().join(unique("reload-keep"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("mgmd.toml");
+    let dir = TempDir::new("reload-keep");
+    let config = dir.0.join("mgmd.toml");
     std::fs::write(&config, "interfaces = [\"rin\", \"r1\", \"r2\"]\n").unwrap();
     let args = vec!["--config".to_owned(), config.display().to_string()];
     t.mgmd = Some(Mgmd::start(&t.router, &args).unwrap());
@@ -168,7 +157,6 @@ fn a_reload_leaves_run_time_statics_and_owned_interfaces_alone() {
     assert_eq!(code, Some(0));
     let r: Reloaded = serde_json::from_str(&out).unwrap();
     assert_eq!(r, Reloaded::default(), "nothing changed in the file");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

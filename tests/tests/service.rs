@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mgm_tests::{Family, Launch, Mgmd, Netns, SeqFlow, Topology, unique, veth};
+use mgm_tests::{Family, Launch, Mgmd, Netns, SeqFlow, TempDir, Topology, unique, veth};
 
 /// What mgmd(8) says it needs; `setpriv` names.
 const CAPS: [&str; 4] = ["bpf", "net_admin", "perfmon", "net_raw"];
@@ -146,12 +146,11 @@ fn next_notification(sock: &UnixDatagram, deadline: Instant) -> String {
 fn mgmd_tells_the_service_manager_when_it_is_ready_reloading_and_stopping() {
     let ns = Netns::new("notify").unwrap();
     veth(&ns, "va", &ns, "vb").unwrap();
-    let dir = std::env::temp_dir().join(unique("mgmd-notify"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let notify = dir.join("notify.sock");
+    let dir = TempDir::new("mgmd-notify");
+    let notify = dir.0.join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     sock.set_nonblocking(true).unwrap();
-    let config = dir.join("mgmd.toml");
+    let config = dir.0.join("mgmd.toml");
     std::fs::write(&config, "interfaces = [\"va\"]\n").unwrap();
     let launch = Launch {
         env: vec![("NOTIFY_SOCKET".into(), notify.display().to_string())],
@@ -184,7 +183,6 @@ fn mgmd_tells_the_service_manager_when_it_is_ready_reloading_and_stopping() {
     assert!(mgmd.stop().unwrap().success());
     let stopping = next_notification(&sock, deadline);
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

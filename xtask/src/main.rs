@@ -337,10 +337,7 @@ fn bench_example(name: &str, args: &[&str], commit: &str, quick: bool) -> anyhow
 /// Runs each fuzz target for `secs`, with a working corpus in mgm-user/fuzz/corpus (kept
 /// between runs, not committed) seeded from mgm-user/fuzz/seeds (committed).
 fn fuzz(secs: u64) -> anyhow::Result<()> {
-    if output("cargo", &["fuzz", "--version"]).is_none_or(|v| !v.contains(CARGO_FUZZ_VERSION)) {
-        step(&format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"));
-        cargo(&["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION])?;
-    }
+    cargo_subcommand("fuzz", CARGO_FUZZ_VERSION)?;
     let dir = workspace_root().join("mgm-user");
     let mut summary = Vec::new();
     for target in FUZZ_TARGETS {
@@ -421,15 +418,20 @@ fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
     r
 }
 
+/// Installs `cargo NAME` (the crate cargo-NAME) at `version`, unless that version is there.
+fn cargo_subcommand(name: &str, version: &str) -> anyhow::Result<()> {
+    if output("cargo", &[name, "--version"]).is_none_or(|v| !v.contains(version)) {
+        let krate = format!("cargo-{name}");
+        step(&format!("installing {krate} {version}"));
+        cargo(&["install", &krate, "--locked", "--version", version])?;
+    }
+    Ok(())
+}
+
 /// Builds the release binaries, asks them for their manual pages and completions, and packs
 /// it all with cargo-deb; returns the package's path.
 fn package() -> anyhow::Result<PathBuf> {
-    let have = output("cargo", &["deb", "--version"])
-        .is_some_and(|v| v.split_whitespace().any(|w| w == CARGO_DEB_VERSION));
-    if !have {
-        step(&format!("installing cargo-deb {CARGO_DEB_VERSION}"));
-        cargo(&["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION])?;
-    }
+    cargo_subcommand("deb", CARGO_DEB_VERSION)?;
     step("building the release binaries");
     cargo(&["build", "--release", "-p", "mgm-user", "--bins"])?;
     step("rendering manual pages and completions from the programs' command lines");

@@ -169,6 +169,17 @@ struct Args {
     cleanup: bool,
 }
 
+impl Args {
+    /// The command line's share of the configuration (kept across reloads).
+    fn cmdline(&self) -> Config {
+        Config {
+            interfaces: self.interfaces.clone(),
+            mfes: self.mfes.clone(),
+            boundaries: self.boundaries.clone(),
+        }
+    }
+}
+
 fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8).map_err(|e| format!("{s:?} is not an octal mode: {e}"))
 }
@@ -202,15 +213,7 @@ fn cleanup(args: &Args) -> anyhow::Result<()> {
 
 /// `--check-config`: what mgmd would start with, or why it could not.
 fn check_config(args: &Args) -> anyhow::Result<()> {
-    let cmdline = Config {
-        interfaces: args.interfaces.clone(),
-        mfes: args.mfes.clone(),
-        boundaries: args.boundaries.clone(),
-    };
-    let cfg = match &args.config {
-        Some(p) => Config::load(p)?.merged(&cmdline),
-        None => cmdline,
-    };
+    let cfg = Config::resolve(args.config.as_deref(), &args.cmdline())?;
     println!(
         "configuration OK: {} interfaces, {} static MFEs, {} scope boundaries",
         cfg.all_interfaces().len(),
@@ -222,11 +225,7 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
 
 /// The command line and the configuration file, merged.
 fn options(args: Args) -> anyhow::Result<Options> {
-    let cmdline = Config {
-        interfaces: args.interfaces.clone(),
-        mfes: args.mfes.clone(),
-        boundaries: args.boundaries.clone(),
-    };
+    let cmdline = args.cmdline();
     let socket_group = match &args.socket_group {
         None => None,
         Some(g) => Some(match g.parse::<u32>() {

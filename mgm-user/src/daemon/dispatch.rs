@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use mgm_common::counter;
 use tracing::info;
 
 use super::{Daemon, follow::Decision, over_limit, reply_line};
@@ -408,9 +407,7 @@ impl<D: Dataplane> Daemon<D> {
         }
         let (kernel_routes, more_kernel_routes) = self.kernel_routes(req.max_entries);
         let (memberships, more_memberships) = self.manager.memberships(req.max_entries);
-        let values = m.fast_path().counters()?;
-        let counters =
-            counter::NAMES.iter().zip(values).map(|(n, v)| ((*n).to_owned(), v)).collect();
+        let counters = self.named_counters()?;
         Ok(Snapshot {
             interfaces,
             mfes,

@@ -83,7 +83,7 @@ pub enum Input {
     Tick,
     /// Read the configuration again and apply what changed (SIGHUP); the outcome goes to
     /// `done`.
-    Reload { done: Option<tokio::sync::oneshot::Sender<Result<Reloaded, WireError>>> },
+    Reload { done: tokio::sync::oneshot::Sender<Result<Reloaded, WireError>> },
     /// A metrics scrape: the counters and sizes go to `done`.
     Metrics { done: tokio::sync::oneshot::Sender<crate::metrics::Sample> },
 }
@@ -355,9 +355,7 @@ impl<D: Dataplane> Daemon<D> {
                 if let Err(e) = &r {
                     warn!(error = %e.message, "configuration not reloaded; the running one stays");
                 }
-                if let Some(done) = done {
-                    let _ = done.send(r);
-                }
+                let _ = done.send(r);
                 self.settle(now);
             }
         }
@@ -520,11 +518,8 @@ impl<D: Dataplane> Daemon<D> {
                 None => {
                     // Gone while mgmd was away: so are the MFEs using it.
                     let m = self.writer.mirror_mut();
-                    let users: Vec<Sg> = m
-                        .mfes()
-                        .filter(|(_, x)| x.iif == ifindex || x.oifs().contains(&ifindex))
-                        .map(|(k, _)| *k)
-                        .collect();
+                    let users: Vec<Sg> =
+                        m.mfes().filter(|(_, x)| x.uses(ifindex)).map(|(k, _)| *k).collect();
                     for k in users {
                         m.remove(&k)?;
                     }
@@ -793,13 +788,8 @@ impl<D: Dataplane> Daemon<D> {
         let applied = self.writer.drain(usize::MAX);
         self.applied(applied);
         // Static and held entries naming it can no longer forward: they go too.
-        let dead: Vec<Sg> = self
-            .writer
-            .mirror()
-            .mfes()
-            .filter(|(_, m)| m.iif == ifindex || m.oifs().contains(&ifindex))
-            .map(|(k, _)| *k)
-            .collect();
+        let dead: Vec<Sg> =
+            self.writer.mirror().mfes().filter(|(_, m)| m.uses(ifindex)).map(|(k, _)| *k).collect();
         self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
         for k in dead {
             let (s, g) = (k.source, k.group);
@@ -912,15 +902,21 @@ impl<D: Dataplane> Daemon<D> {
 }
 
 impl<D: Dataplane> Daemon<D> {
+    /// The fast path's global counters by name (`show`, metrics).
+    fn named_counters(&self) -> Result<BTreeMap<String, u64>, FastPathError> {
+        let values = self.writer.mirror().fast_path().counters()?;
+        Ok(mgm_common::counter::NAMES
+            .iter()
+            .zip(values)
+            .map(|(n, v)| ((*n).to_owned(), v))
+            .collect())
+    }
+
     /// What a metrics scrape reports (see [`crate::metrics`]).
     pub fn sample(&self) -> crate::metrics::Sample {
         let fp = self.writer.mirror().fast_path();
-        let fastpath = match fp.counters() {
-            Ok(v) => mgm_common::counter::NAMES
-                .iter()
-                .zip(v)
-                .map(|(n, v)| ((*n).to_owned(), v))
-                .collect(),
+        let fastpath = match self.named_counters() {
+            Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "reading the fast path's counters");
                 BTreeMap::new()

@@ -169,10 +169,11 @@ impl<D: Dataplane> Daemon<D> {
         }
         let ifindex = dev.ifindex;
         let owned = self.manager.owners().iter().any(|o| o.iface.ifindex == ifindex);
-        let used = self.writer.mirror().mfes().any(|(_, m)| {
-            !matches!(m.origin, Origin::Kernel { .. })
-                && (m.iif == ifindex || m.oifs().contains(&ifindex))
-        });
+        let used = self
+            .writer
+            .mirror()
+            .mfes()
+            .any(|(_, m)| !matches!(m.origin, Origin::Kernel { .. }) && m.uses(ifindex));
         if owned || used {
             info!(ifname = %name, owned, used, "interface no longer configured but in use: still managed");
             return false;

@@ -96,10 +96,7 @@ pub struct Options {
 /// when the fast path is pinned.
 pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let config = match &opts.config_file {
-        Some(path) => Config::load(path)?.merged(&opts.cmdline),
-        None => opts.cmdline.clone(),
-    };
+    let config = Config::resolve(opts.config_file.as_deref(), &opts.cmdline)?;
     // First of all: one mgmd per socket (and so per pin directory and fast path).
     let lock = server::lock(&opts.socket)?;
     let _pins = opts.load.pin_dir.as_deref().map(server::lock_pins).transpose()?;
@@ -133,7 +130,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     daemon.apply_config(&config, start.elapsed()).map_err(|e| anyhow::anyhow!(e.message))?;
     if let Some(path) = opts.config_file.clone() {
         let cmdline = opts.cmdline.clone();
-        daemon.set_config_source(Box::new(move || Ok(Config::load(&path)?.merged(&cmdline))));
+        daemon.set_config_source(Box::new(move || Ok(Config::resolve(Some(&path), &cmdline)?)));
     }
     if opts.follow.is_none() {
         daemon.drop_followed();
@@ -233,7 +230,7 @@ fn reload_on_hangup(
             state.extend(NotifyState::monotonic_usec_now().ok());
             crate::notify_service_manager(&state);
             let (done, outcome) = tokio::sync::oneshot::channel();
-            if tx.send(Input::Reload { done: Some(done) }).await.is_err() {
+            if tx.send(Input::Reload { done }).await.is_err() {
                 return;
             }
             let _ = outcome.await;
