@@ -29,13 +29,6 @@ pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-/// The capabilities mgmd needs, and why (mgmd(8), docs, the service unit).
-pub const CAPABILITIES_DOC: &str = "mgmd needs CAP_BPF (maps and programs), CAP_NET_ADMIN \
-    (attaching XDP and TC programs, the kernel's multicast routing events), CAP_PERFMON (the \
-    verifier accepts the programs' pointer arithmetic only with it) and CAP_NET_RAW (the \
-    ICMPv6 Packet Too Big messages); nothing else, as root or as another user. The service \
-    unit grants exactly these (CapabilityBoundingSet).";
-
 /// The daemons' logging: to stderr, `RUST_LOG` filtering (default `info`).
 pub fn init_logging() {
     tracing_subscriber::fmt()

@@ -57,7 +57,14 @@ const PAGE: Page = Page {
              SIGTERM, SIGINT: stop. Forwarding stays in place when the fast path is pinned \
              (the default), and the next mgmd takes it over.",
         ),
-        ("CAPABILITIES", mgm::CAPABILITIES_DOC),
+        (
+            "CAPABILITIES",
+            "mgmd needs CAP_BPF (maps and programs), CAP_NET_ADMIN (attaching the XDP and TC \
+             programs), CAP_PERFMON (the verifier accepts the programs' pointer arithmetic \
+             only with it) and CAP_NET_RAW (the ICMPv6 Packet Too Big messages); nothing else, \
+             as root or as another user. The service unit grants exactly these \
+             (CapabilityBoundingSet).",
+        ),
         (
             "FILES",
             "/etc/mgm/mgmd.toml: the configuration (mgmd.toml(5)).\n\n\
