@@ -72,6 +72,17 @@ pub mod programs {
     pub const TC_INGRESS: &str = "mgm_tc_ingress";
 }
 
+/// Constants the loader sets in the object's read-only data before the programs are verified
+/// (the verifier then prunes the branches they turn off, so a helper this kernel lacks is
+/// never seen).
+pub mod globals {
+    /// `u8`: 1 when XDP programs may call `bpf_xdp_adjust_meta` on this kernel, so the ingress
+    /// program hands the egress program its MFE's OIL and counters in front of the frame.
+    /// Kernels built without it refuse the whole program; with 0 the egress program reads the
+    /// MFE again for each copy.
+    pub const XDP_META: &str = "MGM_XDP_META";
+}
+
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
 pub const ABI_VERSION: u32 = 8;

@@ -24,6 +24,12 @@ use mgm_common::{
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
+/// Set by the loader (`mgm_common::globals::XDP_META`): whether this kernel lets XDP programs
+/// call `bpf_xdp_adjust_meta`. Read-only data: the verifier knows its value and drops the
+/// call where it is 0.
+#[unsafe(no_mangle)]
+static MGM_XDP_META: u8 = 1;
+
 /// UDP's protocol number: only its datagrams name a port the program can check.
 const IPPROTO_UDP: u8 = 17;
 
@@ -233,8 +239,9 @@ fn forward(ctx: &XdpContext, ip: Packet, ip_off: usize, l3_len: usize) -> u32 {
     }
     // The OIL and counters travel with the frame to the egress program (native mode). Where
     // the driver keeps no metadata the egress program reads the MFE again.
-    // SAFETY: the helper checks the headroom.
-    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(size_of::<CopyMeta>() as i32)) } == 0
+    // SAFETY: a read of a constant the loader set; the helper checks the headroom.
+    if unsafe { core::ptr::read_volatile(&MGM_XDP_META) } != 0
+        && unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(size_of::<CopyMeta>() as i32)) } == 0
         && let Some(m) = meta(ctx)
     {
         // SAFETY: bounds-checked by meta().

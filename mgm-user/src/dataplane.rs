@@ -44,6 +44,9 @@ pub trait Dataplane: FastPath {
     /// Forwards a packet held while its MFE was being created, as if it arrived on `ifindex`
     /// now; false if it had to be dropped.
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
+    /// Whether [`Dataplane::replay`] can forward anything on this kernel: without it the
+    /// first packets of a new flow are not held (they go to the kernel).
+    fn can_replay(&self) -> bool;
     /// Sets one value of the programs' configuration (an index of `mgm_common::config`).
     fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError>;
     /// The UDP ports sockets of this host may receive multicast on (see
@@ -69,6 +72,9 @@ impl Dataplane for BpfFastPath {
     }
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
         BpfFastPath::replay(self, ifindex, frame)
+    }
+    fn can_replay(&self) -> bool {
+        self.live_frames
     }
     fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError> {
         self.config.set(idx, value, 0).map_err(map_err(maps::CONFIG))
@@ -325,6 +331,8 @@ pub struct BpfFastPath {
     /// The TC program, for [`BpfFastPath::test_run_tc`].
     tc_fd: std::os::fd::OwnedFd,
     replayer: Option<std::sync::mpsc::SyncSender<(u32, Vec<u8>)>>,
+    /// The kernel runs XDP test runs with live frames: held packets can be replayed.
+    live_frames: bool,
     /// OIL ids 1..=oil_pool have an inner devmap in the outer map.
     oil_pool: u32,
     /// Those devmaps (id 1 first), held from their creation or opened from their pins after
@@ -388,7 +396,11 @@ impl BpfFastPath {
             return Err(LoadError::Stub);
         }
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Cpus(e))?;
+        let kernel = crate::features::KernelFeatures::probe();
+        // Set before verification: a helper this kernel lacks is pruned, not refused.
+        let xdp_meta = u8::from(kernel.xdp_meta);
         let mut loader = EbpfLoader::new();
+        loader.override_global(mgm_common::globals::XDP_META, &xdp_meta, true);
         loader.map_max_entries(maps::MFES, opts.max_mfes);
         loader.map_max_entries(maps::MFES6, opts.max_mfes);
         loader.map_max_entries(maps::MFE_STATS, opts.max_mfes);
@@ -494,6 +506,7 @@ impl BpfFastPath {
             ingress_fd,
             tc_fd,
             replayer: None,
+            live_frames: kernel.xdp_live_frames,
             oil_pool: 0,
             oil_maps: Vec::new(),
             attached: BTreeMap::new(),
@@ -658,6 +671,9 @@ impl BpfFastPath {
     /// thread; returns false if that queue is full (the packet is dropped).
     pub fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
         use std::os::fd::AsFd as _;
+        if !self.live_frames {
+            return false;
+        }
         if self.replayer.is_none() {
             match self.ingress_fd.as_fd().try_clone_to_owned() {
                 Ok(fd) => self.replayer = Some(spawn_replayer(fd)),

@@ -9,7 +9,8 @@
 //! * [`manager`]: the MGM semantics, a pure state machine (no I/O, time passed in);
 //! * [`fastpath`]: the mirror of forwarding state into BPF maps (pure logic + a small trait);
 //! * [`dataplane`]: the aya implementation (the only code touching BPF);
-//! * [`kernel`]: the kernel's links and neighbours, as rtnetlink events;
+//! * [`kernel`]: the kernel's links and neighbours, as rtnetlink events; [`features`]: what
+//!   the running kernel offers (multicast routing, XDP metadata, TCX), probed at start;
 //! * [`config`]: static configuration;
 //! * [`igmp`]: the router side of IGMP (the IGMP daemon's protocol logic).
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
+pub mod features;
 pub mod igmp;
 pub mod kernel;
 pub mod manager;

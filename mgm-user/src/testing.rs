@@ -46,6 +46,8 @@ pub struct MemFastPath {
     pub replayed: Vec<(u32, Vec<u8>)>,
     /// Interfaces the programs are attached to.
     pub attached: BTreeSet<u32>,
+    /// A kernel without XDP live-frame test runs: held packets cannot be replayed.
+    pub cannot_replay: bool,
     /// Makes MFE writes fail, as a full table or a kernel error would.
     pub fail_mfe_writes: bool,
     pub log: Vec<Write>,
@@ -181,8 +183,14 @@ impl Dataplane for MemFastPath {
         self.attached.remove(&ifindex);
     }
     fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+        if self.cannot_replay {
+            return false;
+        }
         self.replayed.push((ifindex, frame));
         true
+    }
+    fn can_replay(&self) -> bool {
+        !self.cannot_replay
     }
     fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError> {
         self.config.insert(idx, value);

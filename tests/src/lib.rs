@@ -65,6 +65,39 @@ pub fn require_root() {
     );
 }
 
+/// What a test needs of the kernel beyond what mgm needs everywhere. A test that needs one
+/// lives in a module named after it (`mod needs_ipmr`, `mod needs_live_frames`), so its
+/// name says so: `cargo xtask test` reads the names and runs each test on a kernel that has
+/// what it needs (the host, or a QEMU guest). The test also calls [`needs`] first, so that
+/// run anywhere else it fails at once with the reason instead of somewhere in the middle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The kernel's multicast routing, IPv4 and IPv6 (`CONFIG_IP_MROUTE`,
+    /// `CONFIG_IPV6_MROUTE`): the real routing daemons and `mgmd --follow-kernel`.
+    Ipmr,
+    /// XDP test runs with live frames: mgmd forwards the held first packets of a new flow.
+    LiveFrames,
+}
+
+/// Fails the test with the reason unless this kernel has all of `needs`.
+pub fn needs(needs: &[Need]) {
+    let k = mgm::features::KernelFeatures::probe();
+    for need in needs {
+        let (has, what) = match need {
+            Need::Ipmr => {
+                (k.ipmr && k.ip6mr, "multicast routing (CONFIG_IP_MROUTE, CONFIG_IPV6_MROUTE)")
+            }
+            Need::LiveFrames => (k.xdp_live_frames, "XDP test runs with live frames"),
+        };
+        assert!(
+            has,
+            "this test needs {what}, which this kernel ({}) lacks: `cargo xtask test` runs it \
+             in a QEMU guest whose kernel has it",
+            k.release
+        );
+    }
+}
+
 /// A named network namespace, deleted on drop (which also deletes its veth ends).
 #[derive(Debug)]
 pub struct Netns {
@@ -1253,6 +1286,7 @@ impl Smcroute {
         extra: &[&str],
     ) -> anyhow::Result<Self> {
         use std::process::{Command, Stdio};
+        needs(&[Need::Ipmr]);
         let dir = std::env::temp_dir().join(unique("smcroute"));
         std::fs::create_dir_all(&dir)?;
         let mut conf: String = ifaces.iter().map(|i| format!("phyint {i} enable\n")).collect();
@@ -1308,6 +1342,7 @@ impl Igmpproxy {
         altnet: &str,
     ) -> anyhow::Result<Self> {
         use std::process::{Command, Stdio};
+        needs(&[Need::Ipmr]);
         let dir = std::env::temp_dir().join(unique("igmpproxy"));
         std::fs::create_dir_all(&dir)?;
         let mut conf = format!("quickleave\nphyint {upstream} upstream ratelimit 0 threshold 1\n");
@@ -1360,6 +1395,7 @@ impl Frr {
     /// Starts zebra, then pimd, in `ns` with the configuration `conf` (both read it).
     pub fn start(ns: &Netns, conf: &str) -> anyhow::Result<Self> {
         use std::{os::unix::fs::PermissionsExt as _, process::Command};
+        needs(&[Need::Ipmr]);
         let dir = std::env::temp_dir().join(unique("frr"));
         std::fs::create_dir_all(&dir)?;
         // The daemons drop to the frr user, which must write its sockets and pid files here.

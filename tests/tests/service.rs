@@ -47,35 +47,6 @@ fn mask(caps: &[&str]) -> u64 {
 }
 
 #[test]
-fn mgmd_forwards_with_only_its_capabilities() {
-    let family = Family::V4;
-    let mut t = Topology::new(1).unwrap();
-    t.add_addresses_for(family).unwrap();
-    let mfe = format!("{},{},rin,r1", family.source(), family.group());
-    let launch = Launch { wrapper: only(&CAPS), ..Launch::default() };
-    // Pinned (the default) and following the kernel: everything the service does.
-    t.start_with(&["--mfe", &mfe, "--follow-kernel"], launch).unwrap();
-    let pid = t.mgmd.as_ref().unwrap().pid();
-    assert_eq!(cap_eff(pid), mask(&CAPS), "mgmd runs with exactly the four");
-    let flow = SeqFlow::start_for(&t, family, 1, 1_000).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let mgmd = t.mgmd.as_mut().unwrap();
-    // A restart takes the pinned fast path over with the same four (its outgoing lists'
-    // maps are reopened from their pins: reading them by id would take CAP_SYS_ADMIN).
-    assert!(mgmd.stop().unwrap().success());
-    mgmd.restart().unwrap();
-    assert!(mgmd.log().contains("took over the pinned fast path"), "{}", mgmd.log());
-    let mut ctl = mgmd.ctl().unwrap();
-    let spec = format!("{},239.1.1.7,rin,r1", family.source());
-    ctl.call(spec.parse::<mgm::config::StaticMfe>().unwrap()).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let (sent, seen) = flow.finish();
-    assert!(seen[0].len() as u64 > sent * 9 / 10, "forwarded {} of {sent}", seen[0].len());
-    let log = mgmd.log();
-    assert!(!log.contains("WARN"), "no capability missing means no warning:\n{log}");
-}
-
-#[test]
 fn each_capability_is_needed() {
     let ns = Netns::new("caps").unwrap();
     veth(&ns, "va", &ns, "vb").unwrap();
@@ -225,4 +196,41 @@ fn mgm_igmpd_runs_with_only_cap_net_raw() {
     assert!(registered.contains("registered with mgmd"), "{registered}");
     assert!(!registered.contains("ERROR"), "{registered}");
     assert_eq!(caps, mask(&["net_raw"]));
+}
+
+/// Following the kernel's table is part of what the service does, so this one needs
+/// multicast routing.
+mod needs_ipmr {
+    use super::*;
+    use mgm_tests::{Need, needs};
+
+    #[test]
+    fn mgmd_forwards_with_only_its_capabilities() {
+        needs(&[Need::Ipmr]);
+        let family = Family::V4;
+        let mut t = Topology::new(1).unwrap();
+        t.add_addresses_for(family).unwrap();
+        let mfe = format!("{},{},rin,r1", family.source(), family.group());
+        let launch = Launch { wrapper: only(&CAPS), ..Launch::default() };
+        // Pinned (the default) and following the kernel: everything the service does.
+        t.start_with(&["--mfe", &mfe, "--follow-kernel"], launch).unwrap();
+        let pid = t.mgmd.as_ref().unwrap().pid();
+        assert_eq!(cap_eff(pid), mask(&CAPS), "mgmd runs with exactly the four");
+        let flow = SeqFlow::start_for(&t, family, 1, 1_000).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mgmd = t.mgmd.as_mut().unwrap();
+        // A restart takes the pinned fast path over with the same four (its outgoing lists'
+        // maps are reopened from their pins: reading them by id would take CAP_SYS_ADMIN).
+        assert!(mgmd.stop().unwrap().success());
+        mgmd.restart().unwrap();
+        assert!(mgmd.log().contains("took over the pinned fast path"), "{}", mgmd.log());
+        let mut ctl = mgmd.ctl().unwrap();
+        let spec = format!("{},239.1.1.7,rin,r1", family.source());
+        ctl.call(spec.parse::<mgm::config::StaticMfe>().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let (sent, seen) = flow.finish();
+        assert!(seen[0].len() as u64 > sent * 9 / 10, "forwarded {} of {sent}", seen[0].len());
+        let log = mgmd.log();
+        assert!(!log.contains("WARN"), "no capability missing means no warning:\n{log}");
+    }
 }

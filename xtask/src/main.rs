@@ -3,14 +3,16 @@
 //! no-op in about a second when everything is there); every other task runs it first.
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, Subcommand};
+
+mod guest;
+mod matrix;
 
 #[derive(Parser)]
 struct Args {
@@ -27,8 +29,14 @@ enum Task {
     Build,
     /// rustfmt and clippy (host crates, and the eBPF crate for its own target).
     Lint,
-    /// The whole suite: setup, lint, unit tests, namespace tests with real packets. Needs root.
-    Test,
+    /// The whole suite: setup, lint, unit tests, namespace tests with real packets, each on
+    /// a kernel that has what it needs (this machine's, or a QEMU guest booting a Debian
+    /// kernel); prints the kernel matrix. Needs root.
+    Test {
+        /// Only the tests whose names contain this (no lint, no package built), on the
+        /// kernels they need.
+        filter: Option<String>,
+    },
     /// Build the Debian package (cargo-deb): mgmd, mgmctl, mgm-igmpd, systemd units, the
     /// default configuration, manual pages and completions, into target/debian/.
     Package,
@@ -99,11 +107,13 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             lint()
         }
-        Task::Test => {
+        Task::Test { filter } => {
             setup()?;
             sweep_stale_namespaces();
-            lint()?;
-            test()
+            if filter.is_none() {
+                lint()?;
+            }
+            test(filter.as_deref())
         }
         Task::Package => {
             setup()?;
@@ -138,16 +148,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
 }
 
-fn step(what: &str) {
+pub(crate) fn step(what: &str) {
     println!("==> {what}");
 }
 
 /// Runs a command, failing with the command line when it fails.
-fn sh(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn sh(cmd: &mut Command) -> anyhow::Result<()> {
     let desc = format!("{cmd:?}");
     let status = cmd.status().with_context(|| format!("spawning {desc}"))?;
     ensure!(status.success(), "{desc} failed ({status})");
@@ -382,7 +392,7 @@ fn fuzz(secs: u64) -> anyhow::Result<()> {
 }
 
 /// Installs the Debian packages of `pkgs` that are missing (a no-op when none is).
-fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
+pub(crate) fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
     let missing: Vec<&str> = pkgs
         .iter()
         .copied()
@@ -396,7 +406,7 @@ fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
     }
     step(&format!("installing Debian packages: {}", missing.join(" ")));
     ensure!(is_root, "installing {} needs root (apt-get)", missing.join(" "));
-    sh(Command::new("apt-get").args(["update", "-qq"]))
+    apt_get(&["update", "-qq"])
         .context("apt-get update failed: is the Debian mirror reachable?")?;
     // The routing daemons' packages start their services on install; the tests run their own
     // instances in namespaces, so none may start here (policy-rc.d says no, if the machine
@@ -407,15 +417,42 @@ fn apt_install(pkgs: &[&str], is_root: bool) -> anyhow::Result<()> {
         std::fs::write(policy, "#!/bin/sh\nexit 101\n")?;
         std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
-    let r = sh(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-    .with_context(|| format!("apt-get install {} failed", missing.join(" ")));
+    let args = [&["install", "-y", "-qq", "--no-install-recommends"], &missing[..]].concat();
+    let r = apt_get(&args).with_context(|| format!("apt-get install {} failed", missing.join(" ")));
     if own_policy {
         let _ = std::fs::remove_file(policy);
     }
     r
+}
+
+/// How long apt may wait for another apt or dpkg (unattended upgrades, a second run) to let
+/// go of its locks.
+const APT_LOCK_WAIT: Duration = Duration::from_secs(600);
+
+/// Runs apt-get, waiting for the dpkg and package-list locks instead of failing on them:
+/// dpkg's own wait (`DPkg::Lock::Timeout`) for the frontend lock, and retries for the rest.
+fn apt_get(args: &[&str]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + APT_LOCK_WAIT;
+    loop {
+        let out = Command::new("apt-get")
+            .arg("-o")
+            .arg(format!("DPkg::Lock::Timeout={}", APT_LOCK_WAIT.as_secs()))
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::inherit())
+            .output()
+            .context("running apt-get")?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let locked = err.contains("Could not get lock") || err.contains("Unable to lock");
+        if !locked || Instant::now() > deadline {
+            bail!("apt-get {} ({}): {}", args.join(" "), out.status, err.trim());
+        }
+        println!("apt is busy elsewhere (a lock is held); waiting");
+        std::thread::sleep(Duration::from_secs(5));
+    }
 }
 
 /// Installs `cargo NAME` (the crate cargo-NAME) at `version`, unless that version is there.
@@ -464,19 +501,7 @@ fn fresh_debian() -> anyhow::Result<PathBuf> {
     }
     std::fs::create_dir_all(tar.parent().expect("a directory"))?;
     apt_install(&["debootstrap"], true)?;
-    // The mirror apt already uses here.
-    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
-        .unwrap_or_default()
-        + &std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
-    let mirror = sources
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("URIs:").map(|u| u.trim().to_owned()).or_else(|| {
-                l.strip_prefix("deb ").map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
-            })
-        })
-        .find(|m| !m.is_empty() && !m.contains("security"))
-        .context("no Debian mirror in apt's sources")?;
+    let mirror = guest::debian_mirror()?;
     step("making a fresh Debian 12 for the package test (debootstrap, once)");
     let dir = tar.with_extension("d");
     let _ = std::fs::remove_dir_all(&dir);
@@ -492,41 +517,84 @@ fn fresh_debian() -> anyhow::Result<PathBuf> {
     Ok(tar)
 }
 
-fn test() -> anyhow::Result<()> {
+fn test(filter: Option<&str>) -> anyhow::Result<()> {
     if !nix_is_root() {
         bail!("the namespace tests need root (network namespaces, XDP): run as root");
     }
     // The real routing daemons the follow-kernel tests run (quick when installed).
     apt_install(PEERS, true)?;
     apt_install(PACKAGE_TEST_PACKAGES, true)?;
-    let deb = package()?;
-    let debian = fresh_debian()?;
+    apt_install(guest::PACKAGES, true)?;
+    // The package tests' package and fresh Debian (not made for a filtered run).
+    let mut env = Vec::new();
+    if filter.is_none() {
+        env.push(("MGM_DEB".to_owned(), package()?.display().to_string()));
+        env.push(("MGM_FRESH_DEBIAN".to_owned(), fresh_debian()?.display().to_string()));
+    }
     step("building mgmd and mgmctl");
     cargo(&["build", "--bins"])?;
-    step("unit and namespace tests");
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO"))
-        .args(["test", "--workspace", "--exclude", "mgm-ebpf"])
-        .env("MGM_DEB", &deb)
-        .env("MGM_FRESH_DEBIAN", &debian)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("spawning cargo test")?;
-    // Echo the output and add up cargo's per-target "test result" lines: the last of them is
-    // often a doc-test target with 0 tests, so the total is printed as the closing line.
-    let (mut passed, mut failed) = (0u64, 0u64);
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let line = line?;
-        println!("{line}");
-        if let Some((p, f)) = parse_test_result(&line) {
-            passed += p;
-            failed += f;
-        }
+    let root = workspace_root();
+    let host = matrix::Features::of_host(&root.join("target/debug/mgmd"))?;
+    println!("this machine: {}", host.line);
+    step("building the tests");
+    let mut bins = matrix::test_binaries(env!("CARGO"))?;
+    if let Some(f) = filter {
+        bins.iter_mut().for_each(|b| b.tests.retain(|t| t.contains(f)));
     }
-    let status = child.wait()?;
+    let (moved, why) = matrix::for_guests(&bins, &host)?;
+
+    step("unit and namespace tests on this machine's kernel");
+    let started = Instant::now();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["test", "--workspace", "--exclude", "mgm-ebpf", "--"])
+        .args(filter)
+        .args(matrix::host_skips(&host))
+        .envs(env.iter().cloned());
+    let (status, log) = matrix::run_echoed(&mut cmd)?;
+    let mut here = matrix::Column {
+        place: "this machine".into(),
+        features: host,
+        elsewhere: why,
+        elapsed: started.elapsed(),
+        ..Default::default()
+    };
+    matrix::parse_results(&log, &mut here);
+    // cargo's own per-target totals: the closing line must agree with them.
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for (p, f) in log.lines().filter_map(parse_test_result) {
+        passed += p;
+        failed += f;
+    }
+    if !status.success() && failed == 0 {
+        here.broken =
+            Some(format!("cargo test exited with {status} (a build or a harness failed)"));
+    }
+    let mut columns = vec![here];
+
+    if !moved.is_empty() {
+        let n: usize = moved.iter().map(|b| b.tests.len()).sum();
+        step(&format!(
+            "{n} tests in a QEMU guest booting {}'s kernel: those this kernel cannot run, and \
+             those every kernel runs",
+            matrix::OVERFLOW.name
+        ));
+        let scratch = root.join("target/guests");
+        let col = matrix::run_in_guest(matrix::OVERFLOW, &moved, &env, &scratch);
+        passed += col.passed.len() as u64;
+        failed += col.failed.len() as u64;
+        columns.push(col);
+    }
+
+    let report = matrix::render(&columns);
+    println!("{report}");
+    std::fs::write(root.join("target/kernel-matrix.txt"), &report)?;
     println!("tests took {:.1} s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
-    ensure!(status.success() && failed == 0, "cargo test failed ({status})");
+    ensure!(
+        columns.iter().all(|c| c.broken.is_none()),
+        "a kernel of the matrix did not run its tests"
+    );
+    ensure!(failed == 0, "{failed} tests failed");
     ensure!(passed > 0, "cargo test ran no test");
     Ok(())
 }

@@ -43,6 +43,7 @@ const PAGE: Page = Page {
         ),
         ("mgmd --follow-kernel -i eth0 -i eth1", "forward what smcroute or FRR put in ipmr"),
         ("mgmd --check-config --config /etc/mgm/mgmd.toml", "check the file and exit"),
+        ("mgmd --check-kernel", "what this kernel offers mgm, and what a missing feature costs"),
         ("mgmd -c /etc/mgm/mgmd.toml --metrics 127.0.0.1:9750", "and serve Prometheus metrics"),
         ("mgmd --cleanup", "stop forwarding: remove what a stopped mgmd left pinned"),
     ],
@@ -170,6 +171,10 @@ struct Args {
     /// Check the configuration (file and command line) and exit: 0 if it can be loaded.
     #[arg(long)]
     check_config: bool,
+    /// Say what this kernel offers mgm (multicast routing for --follow-kernel, XDP
+    /// metadata, XDP live frames, TCX) and what each missing feature costs, then exit.
+    #[arg(long)]
+    check_kernel: bool,
     /// Remove everything pinned in --pin-dir (detaching XDP from every interface) and exit.
     /// Refused while an mgmd runs on --socket.
     #[arg(long)]
@@ -202,6 +207,14 @@ fn main() -> anyhow::Result<()> {
     }
     if args.check_config {
         return check_config(&args);
+    }
+    if args.check_kernel {
+        let kernel = mgm::features::KernelFeatures::probe();
+        println!("{kernel}");
+        for gap in kernel.follow_gaps().iter().chain(&kernel.fast_path_gaps()) {
+            println!("  {gap}");
+        }
+        return Ok(());
     }
     let opts = options(args)?;
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(mgmd(opts))

@@ -677,8 +677,9 @@ impl<D: Dataplane> Daemon<D> {
             if self.writer.mirror().get(&key).is_some() && !self.first.is_waiting(&key) {
                 // It missed an MFE installed since: it goes at once.
                 self.replay(u.ifindex, frame.to_vec());
-            } else if self.manager.knows(key) {
-                // (One the core will not create an MFE for is not kept: the kernel got it.)
+            } else if self.manager.knows(key) && self.writer.mirror().fast_path().can_replay() {
+                // (One the core will not create an MFE for is not kept: the kernel got it.
+                // Neither is one this kernel could not replay.)
                 self.first.hold(key, u.ifindex, frame, now);
             }
         }

@@ -100,6 +100,16 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     // First of all: one mgmd per socket (and so per pin directory and fast path).
     let lock = server::lock(&opts.socket)?;
     let _pins = opts.load.pin_dir.as_deref().map(server::lock_pins).transpose()?;
+    // What this kernel lacks is said now, not found out later as a failure.
+    let kernel = crate::features::KernelFeatures::probe();
+    info!("{kernel}");
+    if opts.follow.is_some() {
+        if let Some(why) = kernel.cannot_follow() {
+            anyhow::bail!(why);
+        }
+        kernel.follow_gaps().iter().for_each(|gap| warn!("{gap}"));
+    }
+    kernel.fast_path_gaps().iter().for_each(|gap| info!("{gap}"));
     let (mut fp, logger) = BpfFastPath::load(&opts.load).context(
         "loading the XDP fast path (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
     )?;

@@ -759,6 +759,30 @@ fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
     assert_eq!(h.fp().replayed.last(), Some(&(1, vec![9])));
 }
 
+/// A kernel that cannot replay held packets (no XDP live-frame test runs): nothing is held
+/// for a new flow, whose first packets the kernel had, and none is counted as lost.
+#[test]
+fn without_replay_the_first_packets_are_not_held() {
+    let mut h = Harness::new();
+    h.d.writer.mirror_mut().fast_path_mut().cannot_replay = true;
+    h.connect(1);
+    let pim = h.register(1, 103);
+    for i in 1..=3 {
+        h.take(1, pim, i);
+    }
+    h.join(1, pim, 2);
+    for i in 0..6u8 {
+        h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, i == 0), frame: vec![i] });
+    }
+    let s = h.d.status();
+    assert_eq!((s.unresolved, s.replay_dropped), (0, 0), "{s:?}");
+    h.wait(3);
+    h.wait(3);
+    assert!(h.d.writer.mirror().get(&KEY).is_some(), "the MFE is installed all the same");
+    assert!(h.fp().replayed.is_empty());
+    assert_eq!(h.d.status().replayed, 0);
+}
+
 #[test]
 fn a_failed_fast_path_write_is_retried_from_the_core_state() {
     let mut h = Harness::new();

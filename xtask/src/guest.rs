@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! QEMU guests booting Debian's own kernels, for the tests this machine's kernel cannot run
+//! (it may lack multicast routing, say) and for the kernels users run.
+//!
+//! A kernel is fetched from Debian's archive with apt (`apt-get download` under a private
+//! state, never installed here) and cached under [`CACHE`]. The guest sees this machine's
+//! root filesystem read-only over 9p under a tmpfs overlay, so it has the same binaries,
+//! test programs and routing daemons; a second 9p share, read-write, carries the script it
+//! runs and its results. It has no network device. A small initramfs (static busybox and
+//! the kernel's own 9p and overlay modules) mounts all that and hands over to the script.
+//! KVM is used when a guest boots with it; otherwise QEMU emulates (TCG), and says so.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+
+use crate::{apt_install, sh, step};
+
+/// Where fetched kernels and their initramfs live between runs.
+const CACHE: &str = "/var/cache/mgm-test/kernels";
+
+/// What the guests need on this machine.
+pub const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "zstd"];
+
+/// Modules the initramfs loads (with their dependencies) to reach the root filesystem; a
+/// name the kernel has built in is simply not found as a file.
+const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
+
+/// Modules the tests use, loaded in the guest before they run (others load on demand).
+const TEST_MODULES: &[&str] = &["veth", "bridge", "sch_ingress", "cls_bpf", "act_bpf"];
+
+/// A Debian kernel the matrix boots: the `linux-image-amd64` of one suite.
+#[derive(Clone, Copy, Debug)]
+pub struct Suite {
+    /// The archive suite (`bookworm`, `bookworm-backports`, `trixie-backports`).
+    pub name: &'static str,
+    /// What users know it as.
+    pub label: &'static str,
+}
+
+/// A fetched kernel: its image, its modules (with `modules.dep`), its release.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub suite: Suite,
+    /// The package version (`7.3.4-1~bpo13+1`).
+    pub version: String,
+    /// `uname -r` in the guest (`7.3.4+deb13-amd64`).
+    pub release: String,
+    pub vmlinuz: PathBuf,
+    pub modules: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+/// How QEMU runs the guests here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG, software emulation: timings are not comparable with the host's",
+        }
+    }
+}
+
+/// The mirror apt already uses on this machine (Debian's archive, not the security one).
+pub fn debian_mirror() -> anyhow::Result<String> {
+    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .unwrap_or_default()
+        + &std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    sources
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("URIs:").map(|u| u.trim().to_owned()).or_else(|| {
+                l.strip_prefix("deb ").map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+            })
+        })
+        .find(|m| m.contains("debian") && !m.contains("security"))
+        .context("no Debian mirror in apt's sources")
+}
+
+/// apt under a private state for one suite: its own sources list, package lists and cache,
+/// so nothing of this machine's apt configuration changes and no dpkg lock is taken.
+struct PrivateApt {
+    dir: PathBuf,
+}
+
+impl PrivateApt {
+    fn new(dir: PathBuf, mirror: &str, suite: &str) -> anyhow::Result<Self> {
+        for sub in ["lists/partial", "cache/archives/partial", "debs"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        std::fs::write(dir.join("sources.list"), format!("deb {mirror} {suite} main\n"))?;
+        Ok(Self { dir })
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        let d = self.dir.display();
+        for o in [
+            format!("Dir::Etc::sourcelist={d}/sources.list"),
+            "Dir::Etc::sourceparts=-".into(),
+            format!("Dir::State::Lists={d}/lists"),
+            format!("Dir::Cache={d}/cache"),
+            "Dir::State::status=/dev/null".into(),
+            // Downloads land in a directory of root's; apt's sandbox user cannot write there.
+            "APT::Sandbox::User=root".into(),
+        ] {
+            cmd.arg("-o").arg(o);
+        }
+        cmd
+    }
+
+    fn update(&self) -> anyhow::Result<()> {
+        let out = self.command("apt-get").args(["-qq", "update"]).output()?;
+        ensure!(
+            out.status.success(),
+            "apt-get update ({}): {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// A field of the (only) candidate of `package` in this suite.
+    fn field(&self, package: &str, field: &str) -> anyhow::Result<String> {
+        let out = self.command("apt-cache").args(["show", package]).output()?;
+        ensure!(out.status.success(), "apt-cache show {package}: not in the suite");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let prefix = format!("{field}:");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_owned()))
+            .with_context(|| format!("{package} has no {field}"))
+    }
+
+    /// `linux-image-amd64` and the kernel packages it depends on, down to the image and the
+    /// modules (Debian 12 ships both in linux-image-VERSION; Debian 13's kernels split them
+    /// into linux-binary-VERSION and linux-modules-VERSION).
+    fn kernel_packages(&self) -> anyhow::Result<Vec<String>> {
+        let mut todo = vec!["linux-image-amd64".to_owned()];
+        let mut all = Vec::new();
+        while let Some(p) = todo.pop() {
+            if all.contains(&p) {
+                continue;
+            }
+            let depends = self.field(&p, "Depends").unwrap_or_default();
+            for dep in depends.split(',') {
+                let name = dep.trim().split([' ', '|']).next().unwrap_or("");
+                if ["linux-image-", "linux-binary-", "linux-modules-"]
+                    .iter()
+                    .any(|k| name.starts_with(k))
+                {
+                    todo.push(name.to_owned());
+                }
+            }
+            all.push(p);
+        }
+        Ok(all)
+    }
+
+    fn download(&self, packages: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+        let debs = self.dir.join("debs");
+        let _ = std::fs::remove_dir_all(&debs);
+        std::fs::create_dir_all(&debs)?;
+        let out = self
+            .command("apt-get")
+            .current_dir(&debs)
+            .args(["-qq", "download"])
+            .args(packages)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "apt-get download {}: {}",
+            packages.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(std::fs::read_dir(&debs)?.flatten().map(|e| e.path()).collect())
+    }
+}
+
+/// The kernel of `suite`: fetched and unpacked once, again when the archive has a newer
+/// one. With the archive out of reach, the cached one serves.
+pub fn kernel(suite: Suite) -> anyhow::Result<Kernel> {
+    apt_install(PACKAGES, true)?;
+    let dir = Path::new(CACHE).join(suite.name);
+    let apt = PrivateApt::new(dir.join("apt"), &debian_mirror()?, suite.name)?;
+    let cached = std::fs::read_to_string(dir.join("version")).ok();
+    let wanted = match apt.update().and_then(|_| apt.field("linux-image-amd64", "Version")) {
+        Ok(v) => v,
+        Err(e) => match &cached {
+            Some(v) => {
+                println!("note: {} not reachable ({e:#}); using the cached kernel {v}", suite.name);
+                v.trim().to_owned()
+            }
+            None => return Err(e.context(format!("fetching the {} kernel", suite.name))),
+        },
+    };
+    let root = dir.join("root");
+    if cached.as_deref().map(str::trim) != Some(wanted.as_str()) || !root.is_dir() {
+        step(&format!("fetching the {} kernel {wanted} from Debian's archive", suite.name));
+        let debs = apt.download(&apt.kernel_packages()?)?;
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root)?;
+        for deb in &debs {
+            sh(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root))?;
+        }
+        let _ = std::fs::remove_dir_all(apt.dir.join("debs"));
+        let (release, base) = modules_base(&root)?;
+        // Debian runs depmod at install time; the packages ship no modules.dep.
+        let out = Command::new("depmod").arg("-b").arg(&base).arg(&release).output()?;
+        ensure!(out.status.success(), "depmod: {}", String::from_utf8_lossy(&out.stderr));
+        let _ = std::fs::remove_file(dir.join("initramfs.cpio"));
+        std::fs::write(dir.join("version"), &wanted)?;
+    }
+    let (release, base) = modules_base(&root)?;
+    let modules = base.join("lib/modules").join(&release);
+    let vmlinuz = [root.join(format!("boot/vmlinuz-{release}")), modules.join("vmlinuz")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| format!("no vmlinuz for {release} in {}", root.display()))?;
+    let initramfs = dir.join("initramfs.cpio");
+    if !initramfs.is_file() {
+        build_initramfs(&modules, &initramfs)?;
+    }
+    Ok(Kernel { suite, version: wanted, release, vmlinuz, modules, initramfs })
+}
+
+/// The kernel release the packages unpacked in `root` hold, and the directory whose
+/// `lib/modules/RELEASE` has its modules (`root`, or `root/usr` where the package puts
+/// them under /usr).
+fn modules_base(root: &Path) -> anyhow::Result<(String, PathBuf)> {
+    for base in [root.to_path_buf(), root.join("usr")] {
+        let Ok(entries) = std::fs::read_dir(base.join("lib/modules")) else { continue };
+        if let Some(e) = entries.flatten().find(|e| e.path().join("kernel").is_dir()) {
+            return Ok((e.file_name().to_string_lossy().into_owned(), base));
+        }
+    }
+    bail!("no lib/modules/RELEASE/kernel under {}", root.display())
+}
+
+/// `name`'s module file and the dependencies to load before it, in order, from modules.dep
+/// (empty when the kernel has it built in).
+fn module_closure(modules: &Path, dep: &str, name: &str, out: &mut Vec<PathBuf>) {
+    let norm = |s: &str| s.replace('-', "_");
+    let stem = |path: &str| {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        norm(file.split(".ko").next().unwrap_or(file))
+    };
+    let Some(line) =
+        dep.lines().find(|l| l.split(':').next().is_some_and(|p| stem(p) == norm(name)))
+    else {
+        return;
+    };
+    let (path, deps) = line.split_once(':').unwrap_or((line, ""));
+    for d in deps.split_whitespace() {
+        module_closure(modules, dep, &stem(d), out);
+    }
+    let file = modules.join(path);
+    if !out.contains(&file) {
+        out.push(file);
+    }
+}
+
+/// The initramfs: static busybox, the boot modules (uncompressed: busybox's insmod reads
+/// plain ELF) in load order, and `/init`.
+fn build_initramfs(modules: &Path, out: &Path) -> anyhow::Result<()> {
+    let dep = std::fs::read_to_string(modules.join("modules.dep")).context("modules.dep")?;
+    let mut files = Vec::new();
+    for m in BOOT_MODULES {
+        module_closure(modules, &dep, m, &mut files);
+    }
+    let tree = out.with_extension("d");
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(tree.join("bin"))?;
+    std::fs::create_dir_all(tree.join("modules"))?;
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).context("copying busybox")?;
+    let mut order = String::new();
+    for f in &files {
+        let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let plain = name.split(".ko").next().unwrap_or(&name).to_owned() + ".ko";
+        let bytes = match name.rsplit('.').next() {
+            Some("xz") => Command::new("xz").arg("-dc").arg(f).output()?.stdout,
+            Some("zst") => Command::new("zstd").arg("-dc").arg(f).output()?.stdout,
+            _ => std::fs::read(f)?,
+        };
+        ensure!(!bytes.is_empty(), "could not read module {}", f.display());
+        std::fs::write(tree.join("modules").join(&plain), bytes)?;
+        order.push_str(&plain);
+        order.push('\n');
+    }
+    std::fs::write(tree.join("modules/order"), order)?;
+    let init = tree.join("init");
+    std::fs::write(&init, INIT)?;
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let partial = out.with_extension("partial");
+    let list = Command::new("find").arg(".").current_dir(&tree).output()?.stdout;
+    let mut cpio = Command::new("busybox")
+        .args(["cpio", "-o", "-H", "newc"])
+        .current_dir(&tree)
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&partial)?)
+        .stderr(Stdio::null())
+        .spawn()?;
+    cpio.stdin.take().expect("piped").write_all(&list)?;
+    ensure!(cpio.wait()?.success(), "busybox cpio failed");
+    std::fs::rename(&partial, out)?;
+    let _ = std::fs::remove_dir_all(&tree);
+    Ok(())
+}
+
+/// The initramfs's /init: mount this machine's root read-only (9p) under a tmpfs overlay,
+/// the results share, then run the script the host left there.
+const INIT: &str = r#"#!/bin/busybox sh
+B=/bin/busybox
+$B mkdir -p /proc /sys /dev /host /rw /newroot
+$B mount -t proc proc /proc
+$B mount -t sysfs sysfs /sys
+$B mount -t devtmpfs devtmpfs /dev
+for m in $($B cat /modules/order); do $B insmod /modules/$m || echo "mgm-guest: insmod $m failed"; done
+fail() { echo "mgm-guest: $*"; echo o > /proc/sysrq-trigger; $B sleep 30; }
+$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /host || fail "mounting the host's root"
+$B mount -t tmpfs -o mode=755 tmpfs /rw
+$B mkdir -p /rw/upper /rw/work
+$B mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot || fail "the overlay"
+$B mkdir -p /newroot/run/mgm-guest
+$B mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /newroot/run/mgm-guest || fail "the results share"
+$B mount --move /proc /newroot/proc
+$B mount --move /sys /newroot/sys
+$B mount --move /dev /newroot/dev
+exec $B switch_root /newroot /bin/bash /run/mgm-guest/run.sh
+"#;
+
+/// What a guest run left: its script's exit status, and what it wrote to the results share.
+#[derive(Debug)]
+pub struct Run {
+    pub exit: Option<i32>,
+    pub dir: PathBuf,
+}
+
+/// Boots `kernel` and runs `script` (bash) in it as root, in `dir` (the results share, made
+/// anew). The script's output goes to the console, which is echoed here prefixed with the
+/// release. Gives up after `limit`.
+pub fn run(
+    kernel: &Kernel,
+    accel: Accel,
+    script: &str,
+    dir: &Path,
+    limit: Duration,
+) -> anyhow::Result<Run> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let wrapped = format!(
+        "#!/bin/bash\n{PRELUDE}\nmodules={modules}\n{SETUP}\nfor m in {test_modules}; do modprobe -q $m; done\n\
+         ( {script}\n)\necho $? > /run/mgm-guest/exit\nsync\necho o > /proc/sysrq-trigger\nsleep 60\n",
+        modules = shell_quote(&kernel.modules.to_string_lossy()),
+        test_modules = TEST_MODULES.join(" "),
+    );
+    std::fs::write(dir.join("run.sh"), wrapped)?;
+    let started = Instant::now();
+    // QEMU's own messages and the guest's console, in the order they come.
+    let (stdout, writer) = std::io::pipe()?;
+    let mut cmd = qemu(kernel, accel, dir);
+    cmd.stdin(Stdio::null()).stdout(writer.try_clone()?).stderr(writer);
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+    // Only the child holds the pipe's write end now: the reader sees its end.
+    drop(cmd);
+    let release = kernel.release.clone();
+    // A guest KVM cannot run stops early with this; waiting longer would not help.
+    let kvm_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = kvm_failed.clone();
+    let echo = std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("KVM internal error") {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            // The guest's terminal escapes (SeaBIOS clears the screen) are noise here.
+            let line: String = line.chars().filter(|c| !c.is_control() || *c == '\t').collect();
+            println!("[{release}] {line}");
+            tail.push(line);
+            if tail.len() > 200 {
+                tail.remove(0);
+            }
+        }
+        tail
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if started.elapsed() > limit || kvm_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let tail = echo.join().unwrap_or_default();
+    let exit = std::fs::read_to_string(dir.join("exit")).ok().and_then(|s| s.trim().parse().ok());
+    if exit.is_none() {
+        let why = match status {
+            None => format!("did not finish within {} s", limit.as_secs()),
+            Some(s) => format!("stopped ({s}) before its script finished"),
+        };
+        bail!(
+            "the {} guest ({}) {why}; its last console lines:\n{}",
+            kernel.suite.name,
+            kernel.release,
+            tail.iter().rev().take(30).rev().cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(Run { exit, dir: dir.to_path_buf() })
+}
+
+/// The guest's environment: what a root shell on this machine has.
+const PRELUDE: &str = "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+                       HOME=/root LANG=C.UTF-8 TMPDIR=/tmp";
+
+/// Before the script: the kernel's own modules where modprobe looks, bpffs, a fresh /tmp,
+/// loopback up (then the test modules are loaded).
+const SETUP: &str = r#"rel=$(uname -r)
+mkdir -p /usr/lib/modules/$rel && mount --bind "$modules" /usr/lib/modules/$rel
+mount -t bpf bpf /sys/fs/bpf
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+hostname mgm-guest
+ip link set lo up
+echo "mgm-guest: $rel up, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB""#;
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn qemu(kernel: &Kernel, accel: Accel, results: &Path) -> Command {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    match accel {
+        Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    };
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    cmd.args(["-smp", &cpus.to_string(), "-m", "4G"])
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(&kernel.initramfs)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-virtfs")
+        .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=results,security_model=none,multidevs=remap",
+            results.display()
+        ));
+    cmd
+}
+
+/// KVM if a guest boots with it here, else TCG; found out once per run (a guest that
+/// cannot use KVM hangs or stops with "KVM internal error" early in its boot).
+pub fn accel(kernel: &Kernel, scratch: &Path) -> Accel {
+    static ACCEL: OnceLock<Accel> = OnceLock::new();
+    *ACCEL.get_or_init(|| {
+        if std::fs::File::options().read(true).write(true).open("/dev/kvm").is_err() {
+            println!("guests: no usable /dev/kvm: QEMU emulates (TCG)");
+            return Accel::Tcg;
+        }
+        let dir = scratch.join("kvm-probe");
+        match run(kernel, Accel::Kvm, "true", &dir, Duration::from_secs(45)) {
+            Ok(r) if r.exit == Some(0) => {
+                println!("guests: KVM works here");
+                Accel::Kvm
+            }
+            _ => {
+                println!(
+                    "guests: a KVM guest does not boot on this machine (no nested \
+                     virtualisation): QEMU emulates (TCG)"
+                );
+                Accel::Tcg
+            }
+        }
+    })
+}
