@@ -426,12 +426,12 @@ pub fn run(
 const PRELUDE: &str = "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
                        HOME=/root LANG=C.UTF-8 TMPDIR=/tmp";
 
-/// Before the script: the kernel's own modules where modprobe looks, bpffs, a fresh /tmp,
-/// loopback up (then the test modules are loaded).
+/// Before the script: the kernel's own modules where modprobe looks, bpffs, loopback up
+/// (then the test modules are loaded). /tmp stays the host's, under the overlay: the
+/// workspace may be there.
 const SETUP: &str = r#"rel=$(uname -r)
 mkdir -p /usr/lib/modules/$rel && mount --bind "$modules" /usr/lib/modules/$rel
 mount -t bpf bpf /sys/fs/bpf
-mount -t tmpfs -o mode=1777 tmpfs /tmp
 hostname mgm-guest
 ip link set lo up
 echo "mgm-guest: $rel up, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB""#;
