@@ -199,10 +199,7 @@ pub fn parse_results(log: &str, col: &mut Column) {
 
 /// What the guests run: the tests this machine's kernel cannot run (and for each why), and
 /// the `every_kernel` ones, by executable.
-pub fn for_guests(
-    bins: &[TestBin],
-    host: &Features,
-) -> anyhow::Result<(Vec<TestBin>, Reasons)> {
+pub fn for_guests(bins: &[TestBin], host: &Features) -> anyhow::Result<(Vec<TestBin>, Reasons)> {
     let mut moved = Vec::new();
     let mut why = Vec::new();
     for b in bins {
