@@ -16,8 +16,16 @@
 //! "ns/cp" is "-", the copy's cost is in "ns in").
 //!
 //! Traffic: BPF_PROG_TEST_RUN with live frames on the sender's veth, an `XDP_TX` program
-//! (what xdp-trafficgen does; xdp-trafficgen itself does not load on this kernel). Each
-//! receiver counts and drops in XDP. The generator alone, into an XDP counter on the router,
+//! (what xdp-trafficgen does; xdp-trafficgen itself does not load on this kernel); where the
+//! kernel refuses live frames, a packet socket on the same veth sending batches (sendmmsg,
+//! bypassing the qdisc), which offers less. Each receiver counts and drops in XDP.
+//!
+//! Contenders are measured where the kernel has what they need: ipmr, ip6mr, mgm following
+//! smcroute, and the IGMP proxies need multicast routing. On a kernel without it they are
+//! left out of this run (and said so); `cargo xtask bench` then runs this benchmark again in
+//! a QEMU guest booting a Debian kernel, with mgm measured beside them there, so every ratio
+//! compares figures of one kernel and one run. `--place` names where it runs (the report and
+//! the JSON carry it and the kernel release). The generator alone, into an XDP counter on the router,
 //! is measured too: every router result must stay below it, or the numbers would measure
 //! the generator. Generator and router share the machine's CPUs, so a costlier router also
 //! slows the generator down: "offered" is what the generator managed next to each contender,
@@ -68,7 +76,7 @@ const REPEAT: u32 = 1_000_000;
 struct Programs {
     _ebpf: Ebpf,
     dir: PathBuf,
-    tx: OwnedFd,
+    generator: Generator,
     rx_counts: PerCpuHashMap<MapData, u32, u64>,
     ports: Option<DevMapHash<MapData>>,
     l2_ports: Option<DevMapHash<MapData>>,
@@ -94,8 +102,14 @@ impl Programs {
         l2out.load()?;
         let l2out = l2out.fd()?.try_clone()?;
         let map = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).context(name.to_owned());
+        let tx = tx.expect("loaded");
+        let generator = if mgm::features::KernelFeatures::probe().xdp_live_frames {
+            Generator::LiveFrames(tx)
+        } else {
+            Generator::PacketSocket
+        };
         Ok(Self {
-            tx: tx.expect("loaded"),
+            generator,
             rx_counts: PerCpuHashMap::try_from(map(&mut ebpf, "MGM_BENCH_RX")?)?,
             ports: Some(DevMapHash::try_from(map(&mut ebpf, "MGM_BENCH_PORTS")?)?),
             l2_ports: Some(DevMapHash::try_from(map(&mut ebpf, "MGM_BENCH_L2_PORTS")?)?),
@@ -170,8 +184,34 @@ fn detach(ns: &Netns, ifname: &str) {
     let _ = ip_link_xdp(ns, &[ifname, "xdpdrv", "off"]);
 }
 
+/// How the sender offers traffic.
+enum Generator {
+    /// BPF_PROG_TEST_RUN with live frames of the `XDP_TX` program: the fastest.
+    LiveFrames(OwnedFd),
+    /// A packet socket on the sender's veth (kernels that refuse live frames).
+    PacketSocket,
+}
+
+impl Generator {
+    fn describe(&self) -> &'static str {
+        match self {
+            Generator::LiveFrames(_) => "XDP live frames (BPF_PROG_TEST_RUN, XDP_TX)",
+            Generator::PacketSocket => "a packet socket (sendmmsg, qdisc bypassed)",
+        }
+    }
+}
+
 /// Runs the generator from the sender's namespace for `secs`; returns (frames, seconds).
-fn generate(sender: &Netns, tx: &OwnedFd, frame: Vec<u8>, secs: f64) -> anyhow::Result<(u64, f64)> {
+fn generate(
+    sender: &Netns,
+    generator: &Generator,
+    frame: Vec<u8>,
+    secs: f64,
+) -> anyhow::Result<(u64, f64)> {
+    let tx = match generator {
+        Generator::LiveFrames(tx) => tx,
+        Generator::PacketSocket => return generate_socket(sender, frame, secs),
+    };
     let fd = tx.try_clone()?;
     sender.enter(move || {
         let ifindex = nix::net::if_::if_nametoindex("s0")?;
@@ -204,6 +244,52 @@ struct Point {
     /// BPF ns per packet in and per copy out (None: no BPF program there).
     ns_in: Option<f64>,
     ns_copy: Option<f64>,
+}
+
+/// The packet-socket generator: batches of the same frame on s0, past the qdisc, until
+/// `secs` passed; a batch the device could not take (ENOBUFS) is not counted.
+fn generate_socket(sender: &Netns, frame: Vec<u8>, secs: f64) -> anyhow::Result<(u64, f64)> {
+    use std::os::fd::AsRawFd as _;
+    const BATCH: usize = 256;
+    let sock = mgm_tests::PacketSocket::open(sender, "s0")?;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid fd and an int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    };
+    ensure!(rc == 0, "PACKET_QDISC_BYPASS: {}", std::io::Error::last_os_error());
+    let mut iov = libc::iovec { iov_base: frame.as_ptr() as *mut _, iov_len: frame.len() };
+    // SAFETY: zeroed mmsghdr is valid; each points at the one iovec (the socket is bound).
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+        .map(|_| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = &mut iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        // SAFETY: BATCH valid mmsghdrs pointing at a live frame.
+        let n = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+        if n > 0 {
+            sent += n as u64;
+        } else {
+            let e = std::io::Error::last_os_error();
+            ensure!(
+                matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)),
+                "sendmmsg on s0: {e}"
+            );
+        }
+    }
+    Ok((sent, start.elapsed().as_secs_f64()))
 }
 
 /// mgmd's programs: (ingress, per-copy). Kernel program names are cut at 15 characters.
@@ -287,7 +373,7 @@ fn measure(
         Family::V6 => udp6_frame(t.sender_mac, SOURCE6, GROUP6, 64, &vec![0u8; size - 4 - 62]),
     };
     let before: Vec<u64> = rx.iter().map(|i| p.count(*i)).collect();
-    let (sent, elapsed) = generate(&t.sender, &p.tx, frame, secs)?;
+    let (sent, elapsed) = generate(&t.sender, &p.generator, frame, secs)?;
     std::thread::sleep(Duration::from_millis(100));
     let got: Vec<f64> =
         rx.iter().zip(&before).map(|(i, b)| (p.count(*i) - b) as f64 / elapsed).collect();
@@ -394,6 +480,17 @@ fn main() -> anyhow::Result<()> {
     let fanouts: Vec<usize> = if quick { vec![4] } else { FANOUTS.to_vec() };
     let sizes: Vec<usize> = if quick { vec![64] } else { SIZES.to_vec() };
 
+    let kernel = mgm::features::KernelFeatures::probe();
+    let place: String = arg(&args, "--place").unwrap_or_else(|| "this machine".into());
+    // What needs the kernel's multicast routing is measured where it has it.
+    let (ipmr, ip6mr) = (kernel.ipmr && kernel.ip6mr, kernel.ip6mr);
+    let mut left_out = Vec::new();
+    if !ipmr {
+        left_out.extend(["ipmr", "mgm-follow", "mgm-igmpd", "igmpproxy"]);
+    }
+    if !ip6mr {
+        left_out.push("ip6mr");
+    }
     let t = Topology::new(8)?;
     // ipmr wants addresses on its interfaces and no reverse-path filter for this source.
     t.router.exec("ip", &["addr", "add", "10.1.0.254/24", "dev", "rin"])?;
@@ -450,33 +547,8 @@ fn main() -> anyhow::Result<()> {
             drop(mgmd);
             points.push(pt);
 
-            // The kernel's ipmr through smcroute, same route.
-            let smc = smcrouted(&t.router, fanout)?;
-            let r = contender(&t, &p, &rx, "ipmr", (Family::V4, fanout, size), secs, None);
-            drop(smc);
-            points.push(r?);
-
-            // smcroute again, unchanged, with mgmd following the kernel's table: the same
-            // route, mirrored into the fast path (and one packet a second per CPU left to
-            // the kernel, the heartbeat).
-            let mut a: Vec<String> = a[..2 + 2 * fanout].to_vec();
-            a.push("--follow-kernel".into());
-            let mgmd = Mgmd::start(&t.router, &a)?;
-            let smc = smcrouted(&t.router, fanout)?;
-            let mut ctl = mgmd.ctl()?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.oifs.len() != fanout) {
-                ensure!(Instant::now() < deadline, "mgmd did not mirror smcroute's route");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let r =
-                contender(&t, &p, &rx, "mgm-follow", (Family::V4, fanout, size), secs, MGM_PROGS);
-            drop(smc);
-            drop(mgmd);
-            points.push(r?);
-
-            if fanout == 4 {
-                points.extend(igmp_contenders(&t, &p, &rx, fanout, size, secs, &a)?);
+            if ipmr {
+                points.extend(kernel_contenders(&t, &p, &rx, fanout, size, secs, &a)?);
             }
 
             // The ceilings: a bare broadcast redirect to r1..rN, then the same with the
@@ -519,10 +591,12 @@ fn main() -> anyhow::Result<()> {
             points.push(r?);
         }
         let at = (Family::V6, fanout, PAYLOAD64_V6);
-        let smc = smcrouted_for(&t.router, Family::V6, fanout)?;
-        let r = contender(&t, &p, &rx, "ip6mr", at, secs, None);
-        drop(smc);
-        points.push(r?);
+        if ip6mr {
+            let smc = smcrouted_for(&t.router, Family::V6, fanout)?;
+            let r = contender(&t, &p, &rx, "ip6mr", at, secs, None);
+            drop(smc);
+            points.push(r?);
+        }
         for (name, prog, l2, progs) in [
             ("ceiling", "mgm_bench_broadcast", false, Some(("mgm_bench_broadcast", None))),
             ("ceiling-l2", "mgm_bench_l2", true, Some(("mgm_bench_l2", Some("mgm_bench_l2out")))),
@@ -535,13 +609,67 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    report(&args, quick, secs, &generator, &points)
+    let run = Run { place, kernel: kernel.release, generator: p.generator.describe(), left_out };
+    report(&args, quick, secs, &run, &generator, &points)
+}
+
+/// Where and how a run measured.
+struct Run {
+    place: String,
+    kernel: String,
+    generator: &'static str,
+    /// Contenders this kernel cannot run (no multicast routing).
+    left_out: Vec<&'static str>,
+}
+
+/// The contenders on the kernel's multicast routing: ipmr through smcroute, mgm following
+/// smcroute's route, and (at fan-out 4) the IGMP proxies. `a`: mgmd's arguments for mgm's
+/// own point (interfaces first).
+fn kernel_contenders(
+    t: &Topology,
+    p: &Programs,
+    rx: &[u32],
+    fanout: usize,
+    size: usize,
+    secs: f64,
+    a: &[String],
+) -> anyhow::Result<Vec<Point>> {
+    let mut points = Vec::new();
+    // The kernel's ipmr through smcroute, same route.
+    let smc = smcrouted(&t.router, fanout)?;
+    let r = contender(t, p, rx, "ipmr", (Family::V4, fanout, size), secs, None);
+    drop(smc);
+    points.push(r?);
+
+    // smcroute again, unchanged, with mgmd following the kernel's table: the same route,
+    // mirrored into the fast path (and one packet a second per CPU left to the kernel, the
+    // heartbeat).
+    let mut a: Vec<String> = a[..2 + 2 * fanout].to_vec();
+    a.push("--follow-kernel".into());
+    let mgmd = Mgmd::start(&t.router, &a)?;
+    let smc = smcrouted(&t.router, fanout)?;
+    let mut ctl = mgmd.ctl()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.oifs.len() != fanout) {
+        ensure!(Instant::now() < deadline, "mgmd did not mirror smcroute's route");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = contender(t, p, rx, "mgm-follow", (Family::V4, fanout, size), secs, MGM_PROGS);
+    drop(smc);
+    drop(mgmd);
+    points.push(r?);
+
+    if fanout == 4 {
+        points.extend(igmp_contenders(t, p, rx, fanout, size, secs, &a)?);
+    }
+    Ok(points)
 }
 
 fn report(
     args: &[String],
     quick: bool,
     secs: f64,
+    run: &Run,
     generator: &BTreeMap<usize, (f64, f64)>,
     points: &[Point],
 ) -> anyhow::Result<()> {
@@ -549,6 +677,14 @@ fn report(
     println!(
         "forwarding rate, delivered packets/s ({secs} s per point; 1 sender -> router -> N receivers)"
     );
+    println!("  kernel {} ({}); traffic from {}", run.kernel, run.place, run.generator);
+    if !run.left_out.is_empty() {
+        println!(
+            "  not measured on this kernel (no multicast routing): {}; `cargo xtask bench` \
+             measures them in a guest that has it, with mgm beside them",
+            run.left_out.join(", ")
+        );
+    }
     for (size, (offered, arrived)) in generator {
         println!(
             "  generator alone, {size}-byte frames: offered {:.2} Mpps, {:.2} Mpps reach the router",
@@ -652,7 +788,10 @@ fn report(
     let report = json!({
         "benchmark": "forwarding_rate",
         "commit": arg::<String>(args, "--commit").unwrap_or_default(),
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "kernel": run.kernel,
+        "place": run.place,
+        "generator_kind": run.generator,
+        "left_out": run.left_out,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu_model": mgm_tests::cpu_model(),
         "seconds_per_point": secs,

@@ -255,6 +255,12 @@ impl PacketSocket {
     }
 }
 
+impl std::os::fd::AsRawFd for PacketSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// Sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max).
 pub fn set_rcvbuf(s: &impl std::os::fd::AsRawFd, bytes: i32) -> anyhow::Result<()> {
     // SAFETY: setsockopt with a valid fd and a pointer to an int of the given size.

@@ -307,25 +307,80 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     step(
         "forwarding rate: mgm (static; following smcroute; mgm-igmpd at fan-out 4) vs the kernel's ipmr (smcroute; igmpproxy), IPv6 mgm vs ip6mr (smcroute), vs two XDP ceilings, BPF ns",
     );
-    // The peer (ipmr's user-space half) and the chart's font.
+    // The peers (ipmr's user-space halves) and the chart's font.
     apt_install(&["smcroute", "igmpproxy", "fonts-dejavu-core"], true)?;
     cargo(&["build", "--release", "--bins"])?;
+    let host = matrix::Features::of_host(&workspace_root().join("target/release/mgmd"))?;
+    println!("this machine: {}", host.line);
     let json = ["--json", "bench-results/forwarding.json"];
     bench_example(
         "fwd_bench",
-        &[&json[..], &["--png", "bench-results/forwarding.png"]].concat(),
+        &[&json[..], &["--png", "bench-results/forwarding.png", "--place", "this machine"]]
+            .concat(),
         &commit,
         quick,
     )?;
     step("control plane: installs and memberships per second, memory, release cost");
     bench_example("ctl_bench", &["--json", "bench-results/control_plane.json"], &commit, quick)?;
-    step("following the kernel: a routing daemon's MRT_ADD_MFC / MRT_DEL_MFC to the fast path");
-    bench_example("follow_bench", &["--json", "bench-results/follow_kernel.json"], &commit, quick)?;
-    step("IGMP: join-to-first-copy and leave-to-last-copy, mgm-igmpd vs igmpproxy");
-    bench_example("igmp_bench", &["--json", "bench-results/igmp.json"], &commit, quick)?;
+    // What needs the kernel's multicast routing, here or in a guest that has it.
+    let kernel_benches = [
+        ("fwd_bench", "forwarding.json", "the contenders on ipmr and ip6mr, with mgm beside them"),
+        (
+            "follow_bench",
+            "follow_kernel.json",
+            "a routing daemon's MRT_ADD_MFC / MRT_DEL_MFC to the fast path",
+        ),
+        (
+            "igmp_bench",
+            "igmp.json",
+            "join-to-first-copy and leave-to-last-copy, mgm-igmpd vs igmpproxy",
+        ),
+    ];
+    if host.has(matrix::Need::Ipmr) {
+        for (name, json, what) in &kernel_benches[1..] {
+            step(what);
+            bench_example(name, &["--json", &format!("bench-results/{json}")], &commit, quick)?;
+        }
+    } else {
+        for (name, _, _) in &kernel_benches {
+            cargo(&["build", "--release", "-p", "mgm-user", "--example", name])?;
+        }
+        let kernel = guest::kernel(matrix::OVERFLOW)?;
+        let scratch = workspace_root().join("target/guests");
+        let accel = guest::accel(&kernel, &scratch);
+        let place =
+            format!("QEMU guest, {} {} ({})", kernel.suite.name, kernel.version, accel.describe());
+        step(&format!(
+            "this kernel has no multicast routing: the benchmarks that need it run in a {place}"
+        ));
+        let root = workspace_root();
+        let mut script = format!("cd '{}'\nstatus=0\n", root.display());
+        for (name, json, what) in &kernel_benches {
+            script.push_str(&format!(
+                "echo '==> {what}'\nMGM_BIN_DIR='{bin}' target/release/examples/{name} --json \
+                 /run/mgm-guest/{json} --place '{place}' --commit '{commit}' {quick} || status=1\n",
+                bin = root.join("target/release").display(),
+                commit = commit.trim(),
+                quick = if quick { "--quick" } else { "" },
+            ));
+        }
+        script.push_str("exit $status");
+        let dir = scratch.join("bench");
+        let run = guest::run(&kernel, accel, &script, &dir, Duration::from_secs(90 * 60))?;
+        let into = Path::new("bench-results/guest").join(&kernel.release);
+        std::fs::create_dir_all(&into)?;
+        for (_, json, _) in &kernel_benches {
+            let _ = std::fs::copy(dir.join(json), into.join(json));
+        }
+        ensure!(run.exit == Some(0), "a benchmark failed in the guest (exit {:?})", run.exit);
+        println!(
+            "the guest's results (emulated: compare ratios within them only): {}",
+            into.display()
+        );
+    }
     println!(
         "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
-         control_plane.json, follow_kernel.json, igmp.json ({:.0} s)",
+         control_plane.json, and follow_kernel.json and igmp.json here or under guest/ ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())
