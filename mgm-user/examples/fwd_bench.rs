@@ -427,7 +427,15 @@ fn igmp_contenders(
         &outs.iter().map(String::as_str).collect::<Vec<_>>(),
         "10.1.0.0/24",
     )?;
-    std::thread::sleep(Duration::from_secs(1));
+    // The receivers join once igmpproxy listens on every downstream link (its joins of the
+    // all-routers groups come last): a report sent earlier would wait for its next query,
+    // minutes away.
+    let ready = format!("Joining group 224.0.0.22 on interface r{fanout}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxy.log().contains(&ready) {
+        ensure!(Instant::now() < deadline, "igmpproxy did not start:\n{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let socks = join()?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -44,6 +44,13 @@ pub struct Suite {
     pub label: &'static str,
 }
 
+/// The Debian kernels the project knows how to boot.
+pub const SUITES: [Suite; 3] = [
+    Suite { name: "bookworm", label: "Debian 12" },
+    Suite { name: "bookworm-backports", label: "Debian 12 backports" },
+    Suite { name: "trixie-backports", label: "Debian 13 backports" },
+];
+
 /// A fetched kernel: its image, its modules (with `modules.dep`), its release.
 #[derive(Clone, Debug)]
 pub struct Kernel {
@@ -357,11 +364,26 @@ pub fn run(
     dir: &Path,
     limit: Duration,
 ) -> anyhow::Result<Run> {
+    boot(kernel, accel, script, dir, limit, true)
+}
+
+/// [`run`], echoing the console or not.
+fn boot(
+    kernel: &Kernel,
+    accel: Accel,
+    script: &str,
+    dir: &Path,
+    limit: Duration,
+    echo_console: bool,
+) -> anyhow::Result<Run> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
+    // The script is a file of its own: whatever it does (a syntax error included), the
+    // guest records its status and powers off.
+    std::fs::write(dir.join("script.sh"), script)?;
     let wrapped = format!(
         "#!/bin/bash\n{PRELUDE}\nmodules={modules}\n{SETUP}\nfor m in {test_modules}; do modprobe -q $m; done\n\
-         ( {script}\n)\necho $? > /run/mgm-guest/exit\nsync\necho o > /proc/sysrq-trigger\nsleep 60\n",
+         bash /run/mgm-guest/script.sh\necho $? > /run/mgm-guest/exit\nsync\necho o > /proc/sysrq-trigger\nsleep 60\n",
         modules = shell_quote(&kernel.modules.to_string_lossy()),
         test_modules = TEST_MODULES.join(" "),
     );
@@ -386,7 +408,9 @@ pub fn run(
             }
             // The guest's terminal escapes (SeaBIOS clears the screen) are noise here.
             let line: String = line.chars().filter(|c| !c.is_control() || *c == '\t').collect();
-            println!("[{release}] {line}");
+            if echo_console {
+                println!("[{release}] {line}");
+            }
             tail.push(line);
             if tail.len() > 200 {
                 tail.remove(0);
@@ -436,7 +460,8 @@ hostname mgm-guest
 ip link set lo up
 echo "mgm-guest: $rel up, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB""#;
 
-fn shell_quote(s: &str) -> String {
+/// `s` as one word of a shell command line.
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -474,7 +499,8 @@ pub fn accel(kernel: &Kernel, scratch: &Path) -> Accel {
             return Accel::Tcg;
         }
         let dir = scratch.join("kvm-probe");
-        match run(kernel, Accel::Kvm, "true", &dir, Duration::from_secs(45)) {
+        // Quietly: a failed probe's register dump is not news.
+        match boot(kernel, Accel::Kvm, "true", &dir, Duration::from_secs(45), false) {
             Ok(r) if r.exit == Some(0) => {
                 println!("guests: KVM works here");
                 Accel::Kvm

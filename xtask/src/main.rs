@@ -37,6 +37,15 @@ enum Task {
         /// kernels they need.
         filter: Option<String>,
     },
+    /// Boot a QEMU guest on a Debian suite's kernel (bookworm, bookworm-backports,
+    /// trixie-backports) with this machine's root filesystem, run a shell command in it as
+    /// root, print what it printed. For looking at how a kernel takes mgm.
+    Guest {
+        /// The suite whose `linux-image-amd64` to boot.
+        suite: String,
+        /// The command (bash), run from the workspace.
+        command: String,
+    },
     /// Build the Debian package (cargo-deb): mgmd, mgmctl, mgm-igmpd, systemd units, the
     /// default configuration, manual pages and completions, into target/debian/.
     Package,
@@ -114,6 +123,26 @@ fn main() -> anyhow::Result<()> {
                 lint()?;
             }
             test(filter.as_deref())
+        }
+        Task::Guest { suite, command } => {
+            let suite =
+                guest::SUITES.iter().find(|s| s.name == suite).copied().with_context(|| {
+                    let names: Vec<&str> = guest::SUITES.iter().map(|s| s.name).collect();
+                    format!("no suite {suite:?} (known: {})", names.join(", "))
+                })?;
+            let kernel = guest::kernel(suite)?;
+            let scratch = root.join("target/guests");
+            let accel = guest::accel(&kernel, &scratch);
+            let script = format!("cd {}\n{command}", guest::shell_quote(&root.to_string_lossy()));
+            let run = guest::run(
+                &kernel,
+                accel,
+                &script,
+                &scratch.join("command"),
+                Duration::from_secs(3600),
+            )?;
+            ensure!(run.exit == Some(0), "the command exited with {:?}", run.exit);
+            Ok(())
         }
         Task::Package => {
             setup()?;
@@ -354,14 +383,17 @@ fn bench(quick: bool) -> anyhow::Result<()> {
             "this kernel has no multicast routing: the benchmarks that need it run in a {place}"
         ));
         let root = workspace_root();
-        let mut script = format!("cd '{}'\nstatus=0\n", root.display());
+        let q = guest::shell_quote;
+        let mut script = format!("cd {}\nstatus=0\n", q(&root.to_string_lossy()));
         for (name, json, what) in &kernel_benches {
             script.push_str(&format!(
-                "echo '==> {what}'\nMGM_BIN_DIR='{bin}' target/release/examples/{name} --json \
-                 /run/mgm-guest/{json} --place '{place}' --commit '{commit}' {quick} || status=1\n",
-                bin = root.join("target/release").display(),
-                commit = commit.trim(),
-                quick = if quick { "--quick" } else { "" },
+                "echo {}\nMGM_BIN_DIR={} target/release/examples/{name} --json \
+                 /run/mgm-guest/{json} --place {} --commit {} {} || status=1\n",
+                q(&format!("==> {what}")),
+                q(&root.join("target/release").to_string_lossy()),
+                q(&place),
+                q(commit.trim()),
+                if quick { "--quick" } else { "" },
             ));
         }
         script.push_str("exit $status");

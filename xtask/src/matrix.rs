@@ -24,7 +24,7 @@ use crate::guest::{self, Suite};
 
 /// The guest that runs what this machine's kernel cannot: Debian's newest kernel, which
 /// loads mgm's programs and has every feature a test may need.
-pub const OVERFLOW: Suite = Suite { name: "trixie-backports", label: "Debian 13 backports" };
+pub const OVERFLOW: Suite = guest::SUITES[2];
 
 /// The module of the tests every kernel of the matrix runs.
 const EVERY_KERNEL: &str = "every_kernel";
@@ -290,7 +290,7 @@ pub fn run_in_guest(
 }
 
 fn shell(p: &Path) -> String {
-    format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"))
+    guest::shell_quote(&p.to_string_lossy())
 }
 
 /// The matrix as printed at the end of `cargo xtask test`, and kept in

@@ -731,9 +731,9 @@ fn a_release_stops_copies_when_it_is_read_and_the_rest_follows_in_steps() {
     assert!(h.d.writer.mirror().mfes().all(|(_, m)| m.oifs() == vec![3]));
 }
 
-#[test]
-fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
-    let mut h = Harness::new();
+/// PIM owning interfaces 1 to 3 with a member on 2, and six packets of a new flow from
+/// 10.0.0.1 arriving on 1 (the first of them the event).
+fn six_first_packets(h: &mut Harness) {
     h.connect(1);
     let pim = h.register(1, 103);
     for i in 1..=3 {
@@ -743,6 +743,12 @@ fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
     for i in 0..6u8 {
         h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, i == 0), frame: vec![i] });
     }
+}
+
+#[test]
+fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
+    let mut h = Harness::new();
+    six_first_packets(&mut h);
     // Nobody owns the interface of this one: the kernel had its packet, mgm keeps nothing.
     let other = Upcall { ifindex: 9, ..upcall([10, 0, 0, 2], 1, true) };
     h.input(Input::Upcall { upcall: other, frame: vec![7] });
@@ -765,15 +771,7 @@ fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
 fn without_replay_the_first_packets_are_not_held() {
     let mut h = Harness::new();
     h.d.writer.mirror_mut().fast_path_mut().cannot_replay = true;
-    h.connect(1);
-    let pim = h.register(1, 103);
-    for i in 1..=3 {
-        h.take(1, pim, i);
-    }
-    h.join(1, pim, 2);
-    for i in 0..6u8 {
-        h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, i == 0), frame: vec![i] });
-    }
+    six_first_packets(&mut h);
     let s = h.d.status();
     assert_eq!((s.unresolved, s.replay_dropped), (0, 0), "{s:?}");
     h.wait(3);
