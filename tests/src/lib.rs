@@ -65,6 +65,14 @@ pub fn require_root() {
     );
 }
 
+/// `d`, stretched by `MGM_TEST_SLOWDOWN` (a whole number, default 1) for the harness's waits
+/// on mgmd and its peers: `cargo xtask test` sets it in a guest QEMU emulates, where loading
+/// mgm's programs alone takes seconds. What a test asserts about time is not stretched.
+pub fn patience(d: Duration) -> Duration {
+    let factor = std::env::var("MGM_TEST_SLOWDOWN").ok().and_then(|v| v.parse().ok());
+    d * factor.unwrap_or(1u32).max(1)
+}
+
 /// What a test needs of the kernel beyond what mgm needs everywhere. A test that needs one
 /// lives in a module named after it (`mod needs_ipmr`, `mod needs_live_frames`), so its
 /// name says so: `cargo xtask test` reads the names and runs each test on a kernel that has
@@ -432,7 +440,8 @@ impl Mgmd {
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let limit = patience(Duration::from_secs(20));
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("mgmd exited with {status} during start-up:\n{}", self.log());
@@ -443,7 +452,7 @@ impl Mgmd {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("mgmd did not answer within 20 s:\n{}", self.log());
+                bail!("mgmd did not answer within {} s:\n{}", limit.as_secs(), self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -502,7 +511,7 @@ impl Mgmd {
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + patience(Duration::from_secs(10));
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
@@ -549,7 +558,7 @@ pub struct Ctl {
 impl Ctl {
     pub fn connect(path: &Path) -> anyhow::Result<Self> {
         let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.set_read_timeout(Some(patience(Duration::from_secs(10))))?;
         Ok(Self { stream: BufReader::new(s), next_id: 1, events: Default::default() })
     }
 
@@ -582,7 +591,7 @@ impl Ctl {
         }
         self.stream.get_ref().set_read_timeout(Some(timeout))?;
         let v = self.read_line();
-        self.stream.get_ref().set_read_timeout(Some(Duration::from_secs(10)))?;
+        self.stream.get_ref().set_read_timeout(Some(patience(Duration::from_secs(10))))?;
         let v = v.context("no event in time")?;
         ensure!(v.get("event").is_some(), "expected an event, got {v}");
         Ok(v)
@@ -793,7 +802,7 @@ impl Ctl {
     /// Waits until the sum of the named counters reaches `target`: the fast path has then
     /// handled every frame the test sent.
     pub fn wait_counters(&mut self, names: &[&str], target: u64) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + patience(Duration::from_secs(5));
         loop {
             let counters = self.show()?.counters;
             let sum: u64 = names.iter().map(|n| counters.get(*n).copied().unwrap_or(0)).sum();
@@ -1491,7 +1500,7 @@ impl Igmpd {
             .spawn()
             .context("spawning mgm-igmpd")?;
         let mut d = Self { child, dir, control };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + patience(Duration::from_secs(10));
         while d.view().is_err() {
             if let Some(status) = d.child.try_wait()? {
                 bail!("mgm-igmpd exited with {status}:\n{}", d.log());

@@ -253,8 +253,15 @@ pub fn run_in_guest(
             "status=0\nt() { local dir=$1; shift; (cd \"$dir\" && \"$@\") 2>&1 | tee -a \
              /run/mgm-guest/tests.log; [ \"${PIPESTATUS[0]}\" -eq 0 ] || status=1; }\n",
         );
-        let vars: String =
-            env.iter().map(|(k, v)| format!("{k}={} ", shell(Path::new(v)))).collect();
+        // Emulated, mgmd's program load alone takes seconds: the harness waits longer
+        // (`mgm_tests::patience`); what the tests assert about time is unchanged.
+        let slowdown = if accel == guest::Accel::Tcg { "4" } else { "1" };
+        let vars: String = env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([("MGM_TEST_SLOWDOWN", slowdown)])
+            .map(|(k, v)| format!("{k}={} ", shell(Path::new(v))))
+            .collect();
         for b in bins {
             let names: Vec<String> = b.tests.iter().map(|t| shell(Path::new(t))).collect();
             writeln!(
