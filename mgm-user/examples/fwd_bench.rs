@@ -103,7 +103,7 @@ impl Programs {
         let l2out = l2out.fd()?.try_clone()?;
         let map = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).context(name.to_owned());
         let tx = tx.expect("loaded");
-        let generator = if mgm::features::KernelFeatures::probe().xdp_live_frames {
+        let generator = if mgm::features::KernelFeatures::running().xdp_live_frames {
             Generator::LiveFrames(tx)
         } else {
             Generator::PacketSocket
@@ -488,7 +488,7 @@ fn main() -> anyhow::Result<()> {
     let fanouts: Vec<usize> = if quick { vec![4] } else { FANOUTS.to_vec() };
     let sizes: Vec<usize> = if quick { vec![64] } else { SIZES.to_vec() };
 
-    let kernel = mgm::features::KernelFeatures::probe();
+    let kernel = mgm::features::KernelFeatures::running();
     let place: String = arg(&args, "--place").unwrap_or_else(|| "this machine".into());
     // What needs the kernel's multicast routing is measured where it has it.
     let (ipmr, ip6mr) = (kernel.ipmr && kernel.ip6mr, kernel.ip6mr);
@@ -617,7 +617,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    let run = Run { place, kernel: kernel.release, generator: p.generator.describe(), left_out };
+    let run =
+        Run { place, kernel: kernel.release.clone(), generator: p.generator.describe(), left_out };
     report(&args, quick, secs, &run, &generator, &points)
 }
 

@@ -396,7 +396,7 @@ impl BpfFastPath {
             return Err(LoadError::Stub);
         }
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Cpus(e))?;
-        let kernel = crate::features::KernelFeatures::probe();
+        let kernel = crate::features::KernelFeatures::running();
         // Set before verification: a helper this kernel lacks is pruned, not refused.
         let xdp_meta = u8::from(kernel.xdp_meta);
         let mut loader = EbpfLoader::new();

@@ -26,8 +26,15 @@ pub struct KernelFeatures {
 }
 
 impl KernelFeatures {
+    /// The running kernel's features, probed once per process (they do not change while it
+    /// runs): mgmd's start-up and the fast path's loader ask for them both.
+    pub fn running() -> &'static Self {
+        static RUNNING: std::sync::OnceLock<KernelFeatures> = std::sync::OnceLock::new();
+        RUNNING.get_or_init(Self::probe)
+    }
+
     /// Probes this kernel (in this process's network namespace).
-    pub fn probe() -> Self {
+    fn probe() -> Self {
         let release = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();

@@ -89,7 +89,7 @@ pub enum Need {
 
 /// Fails the test with the reason unless this kernel has all of `needs`.
 pub fn needs(needs: &[Need]) {
-    let k = mgm::features::KernelFeatures::probe();
+    let k = mgm::features::KernelFeatures::running();
     for need in needs {
         let (has, what) = match need {
             Need::Ipmr => {

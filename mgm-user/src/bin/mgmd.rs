@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
         return check_config(&args);
     }
     if args.check_kernel {
-        let kernel = mgm::features::KernelFeatures::probe();
+        let kernel = mgm::features::KernelFeatures::running();
         println!("{kernel}");
         for gap in kernel.follow_gaps().iter().chain(&kernel.fast_path_gaps()) {
             println!("  {gap}");

@@ -673,13 +673,15 @@ impl<D: Dataplane> Daemon<D> {
             let ip = frame.get(14..).unwrap_or_default();
             self.manager.new_packet(key, u.ifindex, &ip[..ip.len().min(header)], now);
         }
-        if u.flags & UPCALL_F_QUEUED != 0 && u.kind == UPCALL_NO_MFE {
+        // A kernel that cannot replay: the packet went to the kernel, as without mgm; nothing
+        // is held, forwarded again or counted as lost.
+        let can_replay = self.writer.mirror().fast_path().can_replay();
+        if u.flags & UPCALL_F_QUEUED != 0 && u.kind == UPCALL_NO_MFE && can_replay {
             if self.writer.mirror().get(&key).is_some() && !self.first.is_waiting(&key) {
                 // It missed an MFE installed since: it goes at once.
                 self.replay(u.ifindex, frame.to_vec());
-            } else if self.manager.knows(key) && self.writer.mirror().fast_path().can_replay() {
-                // (One the core will not create an MFE for is not kept: the kernel got it.
-                // Neither is one this kernel could not replay.)
+            } else if self.manager.knows(key) {
+                // (One the core will not create an MFE for is not kept: the kernel got it.)
                 self.first.hold(key, u.ifindex, frame, now);
             }
         }

@@ -101,7 +101,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let lock = server::lock(&opts.socket)?;
     let _pins = opts.load.pin_dir.as_deref().map(server::lock_pins).transpose()?;
     // What this kernel lacks is said now, not found out later as a failure.
-    let kernel = crate::features::KernelFeatures::probe();
+    let kernel = crate::features::KernelFeatures::running();
     info!("{kernel}");
     if opts.follow.is_some() {
         if let Some(why) = kernel.cannot_follow() {
