@@ -131,16 +131,9 @@ fn main() -> anyhow::Result<()> {
                     format!("no suite {suite:?} (known: {})", names.join(", "))
                 })?;
             let kernel = guest::kernel(suite)?;
-            let scratch = root.join("target/guests");
-            let accel = guest::accel(&kernel, &scratch);
+            let accel = guest::accel(&kernel);
             let script = format!("cd {}\n{command}", guest::shell_quote(&root.to_string_lossy()));
-            let run = guest::run(
-                &kernel,
-                accel,
-                &script,
-                &scratch.join("command"),
-                Duration::from_secs(3600),
-            )?;
+            let run = guest::run(&kernel, accel, &script, "command", Duration::from_secs(3600))?;
             ensure!(run.exit == Some(0), "the command exited with {:?}", run.exit);
             Ok(())
         }
@@ -375,8 +368,7 @@ fn bench(quick: bool) -> anyhow::Result<()> {
             cargo(&["build", "--release", "-p", "mgm-user", "--example", name])?;
         }
         let kernel = guest::kernel(matrix::OVERFLOW)?;
-        let scratch = workspace_root().join("target/guests");
-        let accel = guest::accel(&kernel, &scratch);
+        let accel = guest::accel(&kernel);
         let place =
             format!("QEMU guest, {} {} ({})", kernel.suite.name, kernel.version, accel.describe());
         step(&format!(
@@ -397,12 +389,11 @@ fn bench(quick: bool) -> anyhow::Result<()> {
             ));
         }
         script.push_str("exit $status");
-        let dir = scratch.join("bench");
-        let run = guest::run(&kernel, accel, &script, &dir, Duration::from_secs(90 * 60))?;
+        let run = guest::run(&kernel, accel, &script, "bench", Duration::from_secs(90 * 60))?;
         let into = Path::new("bench-results/guest").join(&kernel.release);
         std::fs::create_dir_all(&into)?;
         for (_, json, _) in &kernel_benches {
-            let _ = std::fs::copy(dir.join(json), into.join(json));
+            let _ = std::fs::copy(run.dir.join(json), into.join(json));
         }
         ensure!(run.exit == Some(0), "a benchmark failed in the guest (exit {:?})", run.exit);
         println!(
@@ -665,8 +656,7 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
              those every kernel runs",
             matrix::OVERFLOW.name
         ));
-        let scratch = root.join("target/guests");
-        let col = matrix::run_in_guest(matrix::OVERFLOW, &moved, &env, &scratch);
+        let col = matrix::run_in_guest(matrix::OVERFLOW, &moved, &env);
         passed += col.passed.len() as u64;
         failed += col.failed.len() as u64;
         columns.push(col);

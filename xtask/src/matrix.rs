@@ -231,12 +231,7 @@ pub fn host_skips(host: &Features) -> Vec<String> {
 }
 
 /// Runs `bins` in a guest booting `suite`'s kernel; its column of the matrix.
-pub fn run_in_guest(
-    suite: Suite,
-    bins: &[TestBin],
-    env: &[(String, String)],
-    scratch: &Path,
-) -> Column {
+pub fn run_in_guest(suite: Suite, bins: &[TestBin], env: &[(String, String)]) -> Column {
     let mut col = Column {
         place: format!("QEMU guest, {} ({})", suite.name, suite.label),
         ..Column::default()
@@ -244,7 +239,7 @@ pub fn run_in_guest(
     let started = Instant::now();
     let result = (|| -> anyhow::Result<()> {
         let kernel = guest::kernel(suite)?;
-        let accel = guest::accel(&kernel, scratch);
+        let accel = guest::accel(&kernel);
         col.place = format!("QEMU guest, {} {} ({})", suite.name, kernel.version, accel.describe());
         let mgmd = crate::workspace_root().join("target/debug/mgmd");
         let mut script = String::new();
@@ -273,7 +268,7 @@ pub fn run_in_guest(
             )?;
         }
         script.push_str("exit $status");
-        let run = guest::run(&kernel, accel, &script, &scratch.join(suite.name), GUEST_LIMIT)?;
+        let run = guest::run(&kernel, accel, &script, suite.name, GUEST_LIMIT)?;
         let kernel_txt = std::fs::read_to_string(run.dir.join("kernel.txt")).unwrap_or_default();
         col.features = Features::parse(&kernel_txt).unwrap_or_default();
         let log = std::fs::read_to_string(run.dir.join("tests.log")).unwrap_or_default();
