@@ -13,7 +13,7 @@ use anyhow::{Context as _, anyhow};
 /// instead of `RUSTC_BOOTSTRAP=1` matters: that would enable them for every crate, and aya's
 /// own build helpers take it as a request for `-Z build-std=core`, which needs rust-src.
 const BOOTSTRAP_CRATES: &str =
-    "aya_ebpf,aya_ebpf_bindings,aya_ebpf_cty,aya_log_ebpf,aya_log_common,mgm_ebpf,mgm";
+    "aya_ebpf,aya_ebpf_bindings,aya_ebpf_cty,aya_log_ebpf,aya_log_common,mgm_ebpf,mgm,mgm_bench";
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=MGM_SKIP_EBPF");

@@ -3,9 +3,11 @@
 //! copy of the header): what may be routed, and why the rest goes to the kernel. Also the
 //! header checksum (RFC 1071) and its incremental update on a TTL change (RFC 1624).
 
-use core::mem::size_of;
+use core::{ffi::c_void, mem::size_of};
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{
+    helpers::generated::bpf_loop, macros::map, maps::PerCpuArray, programs::XdpContext,
+};
 use mgm_common::counter;
 use network_types::ip::Ipv4Hdr;
 
@@ -21,6 +23,59 @@ pub const HDR_MAX: usize = 60;
 pub const HDR_MIN: usize = Ipv4Hdr::LEN;
 /// A header copy: 60 bytes and room to index with a mask the verifier understands.
 pub type Header = [u8; 64];
+
+/// This CPU's copy of the header being checked (an IPv4 header with options, an IPv6
+/// Hop-by-Hop header) and the state of its options walk. In a map value, not on the stack:
+/// the verifier does not track a map value's bytes, so the rounds of a walk look alike to it
+/// and it checks one (on the stack each offset would be a state of its own), and the
+/// 512-byte stack keeps its room. A program runs to completion on its CPU before another
+/// uses it (softirq context), as the upcall scratch.
+#[repr(C)]
+pub struct Scratch {
+    pub bytes: Header,
+    /// The walk's next offset.
+    pub at: u32,
+    /// 0, or the counter + 1 that refuses the packet.
+    pub verdict: u32,
+}
+
+#[map(name = "MGM_SCRATCH")]
+static MGM_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch value.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: this CPU's slot, used by one program run at a time (see `Scratch`).
+    MGM_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// What a walk's rounds read: the scratch value and where the walked bytes end. Read-only
+/// for the rounds (on the caller's stack); what changes goes to the scratch value.
+pub struct Walk {
+    pub s: *mut Scratch,
+    pub end: usize,
+}
+
+/// Runs `round` over `walk` until it returns 1, at most `rounds` times (`bpf_loop`: the
+/// verifier checks one round whatever the count); the walk's verdict.
+#[inline(always)]
+pub fn run_walk(
+    s: &mut Scratch,
+    start: usize,
+    end: usize,
+    rounds: u32,
+    round: unsafe extern "C" fn(u64, *mut c_void) -> i64,
+) -> Result<(), u32> {
+    s.at = start as u32;
+    s.verdict = 0;
+    let mut walk = Walk { s, end };
+    // SAFETY: `round` reads `walk` (on this stack) only while the helper runs.
+    unsafe { bpf_loop(rounds, round as *mut c_void, (&mut walk as *mut Walk).cast(), 0) };
+    match s.verdict {
+        0 => Ok(()),
+        why => Err(why - 1),
+    }
+}
 /// Ones'-complement sum of a valid IPv4 header (RFC 1071).
 const CSUM_OK: u32 = 0xffff;
 
@@ -35,17 +90,36 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 }
 
 /// How many header bytes to copy out of `l3_len`: 20..=60, or `None` for a frame too short
-/// to hold an IPv4 header. Re-read through memory so the verifier checks the very register
-/// the copy's length comes from (compiled as is, the bound is tested on a sibling value).
+/// to hold an IPv4 header.
 #[inline(always)]
 pub fn header_len(l3_len: usize) -> Option<usize> {
-    let n = if l3_len > HDR_MAX { HDR_MAX } else { l3_len };
-    // SAFETY: a read of a local.
-    let n = unsafe { core::ptr::read_volatile(&n) };
-    if !(HDR_MIN..=HDR_MAX).contains(&n) {
+    within(if l3_len > HDR_MAX { HDR_MAX } else { l3_len }, HDR_MIN, HDR_MAX)
+}
+
+/// `n` if it lies within `min..=max`, bounded on the very register the caller goes on to use
+/// (as a helper's size, or an offset). Written for every verifier from Linux 6.1 on: the
+/// range is checked as one unsigned comparison of `n - min` (old verifiers learn nothing
+/// from `n != 0`, nor link `n` to `n - min`), and the optimiser may not move the bound to a
+/// sibling register.
+#[inline(always)]
+pub fn within(n: usize, min: usize, max: usize) -> Option<usize> {
+    let m = opaque(n.wrapping_sub(min));
+    if m > max - min {
         return None;
     }
-    Some(n)
+    Some(opaque(m) + min)
+}
+
+/// `v`, which the optimiser may no longer reason about (an `asm!` moving the register to
+/// itself: one instruction): the checks that follow are compiled as written, on this
+/// register.
+#[inline(always)]
+pub fn opaque(mut v: usize) -> usize {
+    // SAFETY: an empty template: no instruction, no memory, no flags.
+    unsafe {
+        core::arch::asm!("{0} = {0}", inout(reg) v, options(nomem, nostack, preserves_flags))
+    };
+    v
 }
 
 /// What the checks found in a routable packet.
@@ -56,23 +130,25 @@ pub struct Ipv4 {
     pub ttl: u8,
 }
 
-/// The checks before any forwarding: `h` holds the first `avail` bytes of the IP header (and
-/// maybe more), `l3_len` bytes follow the Ethernet header in the frame. `Err` is the counter
-/// saying why the kernel gets the packet instead: not multicast or link-local scope, a
-/// malformed header (version, IHL, lengths, checksum, an option's length), or control traffic
-/// (IGMP, PIM, Router Alert), which only the kernel and the routing daemons may consume.
+/// The checks before any forwarding: `s.bytes` holds the first `avail` bytes of the IP
+/// header (and maybe more), `l3_len` bytes follow the Ethernet header in the frame. `Err` is
+/// the counter saying why the kernel gets the packet instead: not multicast or link-local
+/// scope, a malformed header (version, IHL, lengths, checksum, an option's length), or
+/// control traffic (IGMP, PIM, Router Alert), which only the kernel and the routing daemons
+/// may consume.
 #[inline(always)]
-pub fn check(h: &Header, avail: usize, l3_len: usize) -> Result<Ipv4, u32> {
+pub fn check(s: &mut Scratch, avail: usize, l3_len: usize) -> Result<Ipv4, u32> {
     if avail < HDR_MIN {
         return Err(counter::PASS_MALFORMED);
     }
+    let h = &s.bytes;
     let fixed: &[u8; HDR_MIN] = h.first_chunk().ok_or(counter::PASS_MALFORMED)?;
     let (ip, ihl) = check_fixed(fixed, l3_len)?;
     if ihl > avail || !checksum_ok(h, ihl) {
         return Err(counter::PASS_MALFORMED);
     }
     control(h[9])?;
-    options(h, ihl)?;
+    run_walk(s, Ipv4Hdr::LEN, ihl, (HDR_MAX - Ipv4Hdr::LEN) as u32, option)?;
     Ok(ip)
 }
 
@@ -123,33 +199,39 @@ fn check_fixed(h: &[u8; HDR_MIN], l3_len: usize) -> Result<(Ipv4, usize), u32> {
     Ok((Ipv4 { tot_len, src: [h[12], h[13], h[14], h[15]], dst, ttl: h[8] }, ihl))
 }
 
-/// Walks the options (RFC 791): each well formed, none a Router Alert.
-#[inline(always)]
-fn options(h: &Header, ihl: usize) -> Result<(), u32> {
-    let mut i = Ipv4Hdr::LEN;
-    // Each round moves at least one byte: 40 rounds cover the longest option space.
-    for _ in 0..HDR_MAX - Ipv4Hdr::LEN {
-        if i >= ihl {
-            return Ok(());
-        }
-        let kind = h[i & 63];
-        if kind == IPOPT_EOL {
-            return Ok(());
-        }
-        if kind == IPOPT_NOP {
-            i += 1;
-            continue;
-        }
-        let len = h[(i + 1) & 63] as usize;
-        if i + 1 >= ihl || len < 2 || i + len > ihl {
-            return Err(counter::PASS_MALFORMED);
-        }
-        if kind == IPOPT_RA {
-            return Err(counter::PASS_CONTROL);
-        }
-        i += len;
+/// One option of an IPv4 header's walk (RFC 791): each well formed, none a Router Alert.
+/// A `bpf_loop` round (0 goes on, 1 stops); each moves at least one byte, so 40 rounds cover
+/// the longest option space.
+#[inline(never)]
+unsafe extern "C" fn option(_: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `run_walk` passes its `Walk`, alive for the whole loop, and the scratch value
+    // it names.
+    let (s, ihl) = unsafe { ((*(walk as *const Walk)).s, (*(walk as *const Walk)).end) };
+    let s = unsafe { &mut *s };
+    // Masked: the offsets come from the packet, the copy is 64 bytes.
+    let i = s.at as usize & 63;
+    if i >= ihl {
+        return 1;
     }
-    Ok(())
+    let kind = s.bytes[i];
+    if kind == IPOPT_EOL {
+        return 1;
+    }
+    if kind == IPOPT_NOP {
+        s.at = (i + 1) as u32;
+        return 0;
+    }
+    let len = s.bytes[(i + 1) & 63] as usize;
+    if i + 1 >= ihl || len < 2 || i + len > ihl {
+        s.verdict = counter::PASS_MALFORMED + 1;
+        return 1;
+    }
+    if kind == IPOPT_RA {
+        s.verdict = counter::PASS_CONTROL + 1;
+        return 1;
+    }
+    s.at = (i + len) as u32;
+    0
 }
 
 /// Validates the header checksum over its first `ihl` bytes (of an in-place 20-byte header

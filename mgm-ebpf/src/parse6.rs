@@ -4,13 +4,15 @@
 //! helper; anything the walk does not understand is left to the kernel untouched. The XDP
 //! and TC programs run the very same checks (the TC program sees what XDP passed on).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use mgm_common::{MAX_EXT_HEADERS, counter};
 
-use crate::parse::ptr_at;
+use crate::parse::{Walk, ptr_at, run_walk, scratch, within};
 
 pub const ETH_P_IPV6: u16 = 0x86dd;
 /// The fixed header.
@@ -218,44 +220,50 @@ fn hop_by_hop<C: Bytes>(ctx: &C, off: usize, len: usize, end: usize) -> Result<(
     if off + len > end {
         return Err(counter::PASS_MALFORMED);
     }
-    let mut h = [0u8; HBH_MAX];
-    // Re-read through memory so the verifier checks the very register the length comes from.
-    // SAFETY: a read of a local.
-    let n = unsafe { core::ptr::read_volatile(&len) };
-    if !(8..=HBH_MAX).contains(&n) {
-        return Err(counter::PASS_EXT_HEADERS);
-    }
-    // n is within 8..=64 and `h` holds 64 bytes; the helper bounds-checks the packet.
-    if ctx.copy_bytes(off, h.as_mut_ptr(), n as u32) < 0 {
+    let n = within(len, 8, HBH_MAX).ok_or(counter::PASS_EXT_HEADERS)?;
+    let s = scratch().ok_or(counter::PASS_MALFORMED)?;
+    // n is within 8..=64, the size of the copy; the helper bounds-checks the packet.
+    if ctx.copy_bytes(off, s.bytes.as_mut_ptr(), n as u32) < 0 {
         return Err(counter::PASS_MALFORMED);
     }
-    let mut i = 2;
     // Each round moves at least one byte.
-    for _ in 0..HBH_MAX - 2 {
-        if i >= n {
-            return Ok(());
-        }
-        let kind = h[i & (HBH_MAX - 1)];
-        if kind == OPT_PAD1 {
-            i += 1;
-            continue;
-        }
-        if i + 1 >= n {
-            return Err(counter::PASS_MALFORMED);
-        }
-        let opt_len = h[(i + 1) & (HBH_MAX - 1)] as usize;
-        match kind {
-            OPT_PADN => {}
-            OPT_ROUTER_ALERT => return Err(counter::PASS_CONTROL),
-            _ => return Err(counter::PASS_EXT_HEADERS),
-        }
-        i += 2 + opt_len;
-        if i > n {
-            // An option running past its header: malformed (the kernel drops it).
-            return Err(counter::PASS_MALFORMED);
-        }
+    run_walk(s, 2, n, (HBH_MAX - 2) as u32, hbh_option)
+}
+
+/// One option of a Hop-by-Hop header's walk (a `bpf_loop` round: 0 goes on, 1 stops).
+#[inline(never)]
+unsafe extern "C" fn hbh_option(_: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `run_walk` passes its `Walk`, alive for the whole loop, and the scratch value
+    // it names.
+    let (s, n) = unsafe { ((*(walk as *const Walk)).s, (*(walk as *const Walk)).end) };
+    let s = unsafe { &mut *s };
+    // Masked: the offsets come from the packet, the copy is 64 bytes.
+    let i = s.at as usize & (HBH_MAX - 1);
+    if i >= n {
+        return 1;
     }
-    Ok(())
+    let kind = s.bytes[i];
+    if kind == OPT_PAD1 {
+        s.at = (i + 1) as u32;
+        return 0;
+    }
+    let why = if i + 1 >= n {
+        counter::PASS_MALFORMED
+    } else {
+        let opt_len = s.bytes[(i + 1) & (HBH_MAX - 1)] as usize;
+        match kind {
+            OPT_PADN if i + 2 + opt_len <= n => {
+                s.at = (i + 2 + opt_len) as u32;
+                return 0;
+            }
+            // An option running past its header: malformed (the kernel drops it).
+            OPT_PADN => counter::PASS_MALFORMED,
+            OPT_ROUTER_ALERT => counter::PASS_CONTROL,
+            _ => counter::PASS_EXT_HEADERS,
+        }
+    };
+    s.verdict = why + 1;
+    1
 }
 
 /// The Ethernet address of an IPv6 group (RFC 2464 §7): 33:33 and its low 32 bits.

@@ -3,8 +3,10 @@
 //! the MFEs whose outgoing list has next hops (XDP cannot tell broadcast copies to one device
 //! apart).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::generated::{bpf_skb_change_tail, bpf_skb_load_bytes},
+    helpers::generated::{bpf_loop, bpf_skb_change_tail, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
@@ -14,7 +16,7 @@ use network_types::eth::EthHdr;
 use crate::{
     lease,
     maps::{self, MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out},
-    parse::{ETH_P_IPV4, Header, check, group_mac, header_len},
+    parse::{ETH_P_IPV4, check, group_mac, header_len, scratch},
     parse6::{ETH_P_IPV6, check6, group_mac6},
 };
 
@@ -48,16 +50,17 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     if ether_type == ETH_P_IPV6 {
         return tc_ipv6(ctx, ifindex, l3_len);
     }
-    let mut h: Header = [0; 64];
+    let s = scratch()?;
     let n = header_len(l3_len)?;
-    // SAFETY: n is within 20..=60 and `h` holds 64 bytes; the helper bounds-checks the skb.
-    let rc = unsafe {
-        bpf_skb_load_bytes(ctx.skb.skb.cast(), ip_off as u32, h.as_mut_ptr().cast(), n as u32)
-    };
+    // SAFETY: n is within 20..=60 and the copy holds 64 bytes; the helper bounds-checks the
+    // skb.
+    let dst = s.bytes.as_mut_ptr().cast();
+    let rc = unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), ip_off as u32, dst, n as u32) };
     if rc != 0 {
         return None;
     }
-    let ip = check(&h, n, l3_len).ok()?;
+    let ip = check(s, n, l3_len).ok()?;
+    let proto = s.bytes[9];
     if ip.ttl <= 1 {
         return None;
     }
@@ -65,7 +68,6 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     let mfe = (unsafe { MGM_MFES.get(MfeKey::new(ip.src, ip.dst)) }).copied()?;
     let hops = hop_list(ctx, &mfe, ifindex, l3_len, ip.tot_len)?;
     // TTL - 1 with the checksum fixed by the helper (RFC 1624 as at XDP).
-    let proto = h[9];
     let old = u16::from_be_bytes([ip.ttl, proto]);
     let new = u16::from_be_bytes([ip.ttl - 1, proto]);
     ctx.store(ip_off + 8, &(ip.ttl - 1), 0).ok()?;
@@ -116,39 +118,62 @@ fn hop_list(
 }
 
 /// One copy per leg of `hops` (leases allowing), to the neighbour's MAC or the group's, from
-/// the port's; the original is consumed.
+/// the port's; the original is consumed. The legs are walked by `bpf_loop`: the verifier
+/// checks one leg once, whatever the list's length (unrolled, 32 legs cost 500,000
+/// instructions of verification).
 #[inline(always)]
 fn copies(ctx: &TcContext, mfe: &MfeValue, hops: &HopList, group: [u8; 6]) -> Option<i32> {
-    for i in 0..MAX_HOPS {
-        if i as u32 >= hops.len {
-            break;
-        }
-        let hop = hops.hops[i];
-        if !lease::copy_allowed(&hop.leases, mfe.stats, hop.ifindex) {
-            count(counter::TC_RELEASED);
-            continue;
-        }
-        // A copy for a neighbour goes to its MAC; one for the whole link to the group's.
-        let dst = if hop.set_dst != 0 { hop.mac } else { group };
-        if hop.set_dst != 0 && hop.mac == [0; 6] {
-            count(counter::TC_NO_NEIGHBOUR);
-            maps::port_dropped(maps::port_slot(hop.ifindex));
-            continue;
-        }
-        if ctx.store(0, &dst, 0).is_err() {
-            continue;
-        }
-        // SAFETY: copied out at once.
-        let Some(port) = (unsafe { MGM_PORTS.get(hop.ifindex) }).copied() else {
-            count(counter::EGRESS_NO_PORT);
-            continue;
-        };
-        if ctx.store(6, &port.mac, 0).is_err() || ctx.clone_redirect(hop.ifindex, 0).is_err() {
-            continue;
-        }
-        count_out(mfe.stats, hop.ifindex, ctx.len() as usize);
-        maps::port_sent(port.stats, ctx.len() as usize);
-        count(counter::TC_TX);
+    let mut legs = Legs { ctx, mfe, hops, group };
+    let n = if hops.len > MAX_HOPS as u32 { MAX_HOPS as u32 } else { hops.len };
+    // SAFETY: `copy_leg` reads `legs` (on this stack) only while the helper runs.
+    unsafe {
+        bpf_loop(n, copy_leg as *mut c_void, (&mut legs as *mut Legs<'_>).cast(), 0);
     }
     Some(TC_ACT_SHOT)
+}
+
+/// What every leg's copy needs.
+struct Legs<'a> {
+    ctx: &'a TcContext,
+    mfe: &'a MfeValue,
+    hops: &'a HopList,
+    group: [u8; 6],
+}
+
+/// The copy for leg `i` (a `bpf_loop` callback: 0 goes on, 1 stops).
+#[inline(never)]
+unsafe extern "C" fn copy_leg(i: u64, legs: *mut c_void) -> i64 {
+    // SAFETY: `copies` passes its `Legs`, alive for the whole loop.
+    let Legs { ctx, mfe, hops, group } = unsafe { &*(legs as *const Legs<'_>) };
+    let i = i as usize;
+    if i >= MAX_HOPS {
+        return 1;
+    }
+    let hop = hops.hops[i];
+    if !lease::copy_allowed(&hop.leases, mfe.stats, hop.ifindex) {
+        count(counter::TC_RELEASED);
+        return 0;
+    }
+    // A copy for a neighbour goes to its MAC; one for the whole link to the group's.
+    let dst = if hop.set_dst != 0 { hop.mac } else { *group };
+    if hop.set_dst != 0 && hop.mac == [0; 6] {
+        count(counter::TC_NO_NEIGHBOUR);
+        maps::port_dropped(maps::port_slot(hop.ifindex));
+        return 0;
+    }
+    if ctx.store(0, &dst, 0).is_err() {
+        return 0;
+    }
+    // SAFETY: copied out at once.
+    let Some(port) = (unsafe { MGM_PORTS.get(hop.ifindex) }).copied() else {
+        count(counter::EGRESS_NO_PORT);
+        return 0;
+    };
+    if ctx.store(6, &port.mac, 0).is_err() || ctx.clone_redirect(hop.ifindex, 0).is_err() {
+        return 0;
+    }
+    count_out(mfe.stats, hop.ifindex, ctx.len() as usize);
+    maps::port_sent(port.stats, ctx.len() as usize);
+    count(counter::TC_TX);
+    0
 }

@@ -13,6 +13,7 @@ use mgm_common::{
 };
 
 use crate::maps::{MGM_UPCALL_SCRATCH, MGM_UPCALL_SEEN, MGM_UPCALL_SEEN6, MGM_UPCALLS, count};
+use crate::parse::within;
 
 /// The flow an upcall is about, of either family.
 #[derive(Clone, Copy)]
@@ -95,9 +96,9 @@ pub fn upcall(ctx: &XdpContext, flow: Flow<'_>, kind: u32) {
         return;
     };
     let len = if avail > UPCALL_FRAME_MAX { UPCALL_FRAME_MAX } else { avail };
-    if len == 0 {
+    let Some(len) = within(len, 1, UPCALL_FRAME_MAX) else {
         return;
-    }
+    };
     // SAFETY: rec is this CPU's scratch value; the helper bounds-checks the packet side and
     // len is within 1..=UPCALL_FRAME_MAX, the size of `frame`.
     let rc =

@@ -9,18 +9,18 @@
 use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
     helpers::generated::{
-        bpf_ktime_get_coarse_ns, bpf_redirect, bpf_xdp_adjust_meta, bpf_xdp_adjust_tail,
+        bpf_ktime_get_coarse_ns, bpf_loop, bpf_redirect, bpf_xdp_adjust_meta, bpf_xdp_adjust_tail,
         bpf_xdp_load_bytes,
     },
     macros::xdp,
     programs::XdpContext,
 };
 use aya_log_ebpf::warn;
-use core::mem::size_of;
+use core::{ffi::c_void, mem::size_of};
 
 use mgm_common::{
     CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MfeKey, MfeKey6, MfeValue,
-    OIL_EMPTY, UPCALL_NO_MFE, UPCALL_TOO_BIG, UPCALL_WRONG_IIF, config, counter,
+    OIL_EMPTY, OilPorts, UPCALL_NO_MFE, UPCALL_TOO_BIG, UPCALL_WRONG_IIF, config, counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -40,8 +40,8 @@ use crate::{
         MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict,
     },
     parse::{
-        ETH_P_IPV4, HDR_MIN, Header, Ipv4, check, check_plain, decrement_ttl, group_mac,
-        header_len, ptr_at,
+        ETH_P_IPV4, HDR_MIN, Ipv4, check, check_plain, decrement_ttl, group_mac, header_len,
+        ptr_at, scratch,
     },
     parse6::{ETH_P_IPV6, HDR6, Ipv6, check6, group_mac6},
     upcall::{Flow, upcall},
@@ -349,13 +349,15 @@ fn meta(ctx: &XdpContext) -> Option<*mut CopyMeta> {
 /// The checks on a copy of the header (options, or a frame shorter than 20 bytes of IP).
 #[inline(never)]
 fn check_copy(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv4, u32> {
-    let mut h: Header = [0; 64];
+    let s = scratch().ok_or(counter::PASS_MALFORMED)?;
     let n = header_len(l3_len).ok_or(counter::PASS_MALFORMED)?;
-    // SAFETY: n is within 20..=60 and `h` holds 64 bytes; the helper bounds-checks the packet.
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, h.as_mut_ptr().cast(), n as u32) } < 0 {
+    // SAFETY: n is within 20..=60 and the copy holds 64 bytes; the helper bounds-checks the
+    // packet.
+    let dst = s.bytes.as_mut_ptr().cast();
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, dst, n as u32) } < 0 {
         return Err(counter::PASS_MALFORMED);
     }
-    check(&h, n, l3_len)
+    check(s, n, l3_len)
 }
 
 #[xdp(map = "devmap")]
@@ -421,28 +423,48 @@ fn mfe_of_copy(ctx: &XdpContext, eth: *mut EthHdr, ip: *mut Ipv4Hdr) -> Option<M
 /// The packet is longer than some outgoing interface's MTU: the kernel will drop those
 /// copies before the egress program sees them (no fragmentation on this path), so they are
 /// counted here, per interface, and taken back from the copies sent. Only packets that long
-/// pay for the walk.
+/// pay for the walk, by `bpf_loop` (checked once by the verifier, for up to 128 ports).
 #[inline(never)]
 fn count_too_big(mfe: &MfeValue, ip_len: u32, copy_len: usize) {
     // SAFETY: read-only use of a map value.
     let Some(ports) = (unsafe { MGM_OIL_PORTS.get(mfe.oil) }) else {
         return;
     };
-    for i in 0..MAX_OIL_PORTS as usize {
-        if i as u32 >= ports.len {
-            break;
-        }
-        let ifindex = ports.ifindex[i];
-        // SAFETY: copied out at once.
-        let (mtu, port) =
-            unsafe { MGM_PORTS.get(ifindex) }.map_or((0, 0), |p| (p.mtu as u32, p.stats));
-        if mtu != 0 && ip_len > mtu {
-            maps::port_dropped(port);
-            if let Some(o) = uncount(mfe.stats, ifindex, copy_len) {
-                // SAFETY: this CPU's slot of the per-CPU value.
-                unsafe { (*o).frag_needed += 1 };
-            }
-            count(counter::EGRESS_TOO_BIG);
-        }
+    let mut walk = TooBig { mfe, ports, ip_len, copy_len };
+    let n = if ports.len > MAX_OIL_PORTS { MAX_OIL_PORTS } else { ports.len };
+    // SAFETY: `too_big_port` reads `walk` (on this stack) only while the helper runs.
+    unsafe {
+        bpf_loop(n, too_big_port as *mut c_void, (&mut walk as *mut TooBig<'_>).cast(), 0);
     }
+}
+
+/// What [`count_too_big`]'s rounds share.
+struct TooBig<'a> {
+    mfe: &'a MfeValue,
+    ports: &'a OilPorts,
+    ip_len: u32,
+    copy_len: usize,
+}
+
+/// Port `i` of the walk (a `bpf_loop` callback: 0 goes on, 1 stops).
+#[inline(never)]
+unsafe extern "C" fn too_big_port(i: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: `count_too_big` passes its `TooBig`, alive for the whole loop.
+    let TooBig { mfe, ports, ip_len, copy_len } = unsafe { &*(walk as *const TooBig<'_>) };
+    let i = i as usize;
+    if i >= MAX_OIL_PORTS as usize {
+        return 1;
+    }
+    let ifindex = ports.ifindex[i];
+    // SAFETY: copied out at once.
+    let (mtu, port) = unsafe { MGM_PORTS.get(ifindex) }.map_or((0, 0), |p| (p.mtu as u32, p.stats));
+    if mtu != 0 && *ip_len > mtu {
+        maps::port_dropped(port);
+        if let Some(o) = uncount(mfe.stats, ifindex, *copy_len) {
+            // SAFETY: this CPU's slot of the per-CPU value.
+            unsafe { (*o).frag_needed += 1 };
+        }
+        count(counter::EGRESS_TOO_BIG);
+    }
+    0
 }

@@ -126,6 +126,13 @@ pub enum LoadError {
     Stub,
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
+    /// The kernel's verifier refused a program: the object does not fit this kernel (a
+    /// bug of mgm's, not of the operator's set-up).
+    #[error(
+        "this kernel's verifier (Linux {kernel}) rejected program {name} ({errno}); \
+         its last lines:\n{log}"
+    )]
+    Rejected { name: &'static str, kernel: String, errno: std::io::Error, log: String },
     #[error("program {name}: {source}")]
     Program {
         name: &'static str,
@@ -170,6 +177,87 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+}
+
+impl LoadError {
+    /// Whether the cause is a permission check (EPERM: no CAP_BPF, CAP_NET_ADMIN or
+    /// CAP_PERFMON, or a seccomp or LSM policy), rather than the kernel or the object.
+    pub fn needs_capability(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.raw_os_error() == Some(libc::EPERM)
+            {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
+/// How many of the verifier's last lines a rejection quotes.
+const REJECTION_LINES: usize = 12;
+
+/// Maps a failed `BPF_PROG_LOAD` of `name` to the error that says what happened: a refusal
+/// of the verifier (any errno but EPERM, with its log's last lines), else the error as is.
+fn load_error(name: &'static str, source: aya::programs::ProgramError) -> LoadError {
+    match source {
+        aya::programs::ProgramError::LoadError { io_error, verifier_log }
+            if io_error.raw_os_error() != Some(libc::EPERM) =>
+        {
+            let kernel = crate::features::KernelFeatures::running().release.clone();
+            rejection(name, &kernel, io_error, &verifier_log.to_string())
+        }
+        source => LoadError::Program { name, source },
+    }
+}
+
+/// The verifier's refusal of `name` on `kernel`, quoting its log's last lines.
+fn rejection(name: &'static str, kernel: &str, errno: std::io::Error, log: &str) -> LoadError {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let log = match lines.len() {
+        0 => "(none: the kernel refused it before the verifier wrote anything)".into(),
+        n => lines[n.saturating_sub(REJECTION_LINES)..].join("\n"),
+    };
+    LoadError::Rejected { name, kernel: kernel.to_owned(), errno, log }
+}
+
+/// One program's verification by this kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verified {
+    pub name: &'static str,
+    /// Instructions the verifier processed (`verified_insns`: Linux 5.16 and later), the
+    /// measure of a program's headroom under the verifier's limit of 1,000,000.
+    pub insns: Option<u32>,
+    /// Wall time of the load (verification, mostly).
+    pub took: std::time::Duration,
+}
+
+impl std::fmt::Display for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let insns = self.insns.map_or("?".to_string(), |n| n.to_string());
+        write!(
+            f,
+            "program {}: verified, {insns} instructions processed in {:.3} s",
+            self.name,
+            self.took.as_secs_f64()
+        )
+    }
+}
+
+/// Loads `prog` (named `name`), timing its verification.
+fn verify<P>(
+    prog: &mut P,
+    name: &'static str,
+    load: impl FnOnce(&mut P) -> Result<(), aya::programs::ProgramError>,
+    info: impl FnOnce(&P) -> Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
+) -> Result<Verified, LoadError> {
+    let start = std::time::Instant::now();
+    load(prog).map_err(|e| load_error(name, e))?;
+    let took = start.elapsed();
+    let insns = info(prog).ok().and_then(|i| i.verified_instruction_count());
+    Ok(Verified { name, insns, took })
 }
 
 /// What [`BpfFastPath::test_run`] reports.
@@ -259,6 +347,7 @@ fn oil_map(
 /// Removes everything pinned under `dir` (maps and links; the links' XDP programs detach
 /// once no process holds them). Returns whether there was anything.
 pub fn remove_pins(dir: &Path) -> std::io::Result<bool> {
+    remove_filters(dir);
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -283,16 +372,78 @@ fn check_bpffs(dir: &Path) -> Result<(), LoadError> {
 #[derive(Debug)]
 struct Attached {
     xdp: Attachment,
-    /// The TC program (next-hop copies); `None` if the kernel refused it (no TCX).
+    /// The TC program (next-hop copies); `None` if the kernel refused it.
     _tc: Option<TcLink>,
 }
 
-/// The TC program's TCX link, held open by this process and, when pinned, by its pin (only
-/// a deliberate detach removes the pin).
+/// The TC program on one interface.
 #[derive(Debug)]
-struct TcLink {
-    _link: FdLink,
-    path: Option<PathBuf>,
+enum TcLink {
+    /// A TCX link (Linux 6.6 and later), held open by this process and, when pinned, by its
+    /// pin (only a deliberate detach removes the pin).
+    Tcx { _link: FdLink, path: Option<PathBuf> },
+    /// A cls_bpf filter on the clsact qdisc (older kernels), at mgm's priority and handle.
+    /// Filters have no pins: with a pin directory the filter is left in place when this
+    /// process exits (as the pinned XDP link is), marked by `marker`, and the next mgmd
+    /// swaps its program in; without one it goes with the process.
+    Filter { link: Option<SchedClassifierLink>, marker: Option<PathBuf> },
+}
+
+impl TcLink {
+    /// Takes the program off the interface for good (and its pin or marker).
+    fn remove(mut self) {
+        match &mut self {
+            TcLink::Tcx { path, .. } => path.take().map(std::fs::remove_file),
+            TcLink::Filter { marker, .. } => marker.take().map(std::fs::remove_dir),
+        };
+    }
+}
+
+impl Drop for TcLink {
+    fn drop(&mut self) {
+        if let TcLink::Filter { link, marker: Some(_) } = self {
+            // Forwarding outlives the process: the filter stays (dropping the link would
+            // delete it).
+            std::mem::forget(link.take());
+        }
+    }
+}
+
+/// Where mgm's cls_bpf filter sits in the clsact ingress hook (kernels without TCX): its
+/// priority, and its handle (0x4d47, "MG"), which together name it for a restart's swap and
+/// for `--cleanup`.
+const TC_FILTER_PRIORITY: u16 = 1;
+const TC_FILTER_HANDLE: u32 = 0x4d47;
+
+/// The marker of a filter left in place on `ifindex` (bpffs holds directories, not files).
+fn filter_marker(dir: &Path, ifindex: u32) -> PathBuf {
+    dir.join("links").join(format!("tc-filter-{ifindex}"))
+}
+
+/// Deletes the cls_bpf filters a pin directory's markers name (`--cleanup`).
+fn remove_filters(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("links")) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(ifindex) =
+            name.to_str().and_then(|n| n.strip_prefix("tc-filter-")).and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        // A gone interface took its filter with it.
+        if let Ok(ifname) = nix::net::if_::if_indextoname(ifindex) {
+            let link = SchedClassifierLink::attached(
+                &ifname.to_string_lossy(),
+                TcAttachType::Ingress,
+                TC_FILTER_PRIORITY,
+                TC_FILTER_HANDLE.into(),
+                None,
+            );
+            if let Ok(link) = link {
+                drop(link);
+            }
+        }
+    }
 }
 
 /// How the ingress program is held on one interface.
@@ -343,6 +494,8 @@ pub struct BpfFastPath {
     /// would only read inner maps by id, which takes CAP_SYS_ADMIN).
     oils_fd: std::os::fd::OwnedFd,
     attached: BTreeMap<u32, Attached>,
+    /// How the kernel's verifier took each program.
+    verified: Vec<Verified>,
     pin_dir: Option<PathBuf>,
     /// The maps came from the pin directory (a restart): their contents are live state.
     reused: bool,
@@ -372,12 +525,13 @@ where
 }
 
 /// Loads the XDP program `name` into the kernel; returns its fd (the program stays owned by
-/// `ebpf`, which attaches it later).
-fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<ProgramFd, LoadError> {
+/// `ebpf`, which attaches it later) and its verification.
+fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<(ProgramFd, Verified), LoadError> {
     let err = |source| LoadError::Program { name, source };
     let prog: &mut Xdp = program(ebpf, name)?;
-    prog.load().map_err(err)?;
-    prog.fd().and_then(|fd| fd.try_clone().map_err(Into::into)).map_err(err)
+    let verified = verify(prog, name, |p| p.load(), |p| p.info())?;
+    let fd = prog.fd().and_then(|fd| fd.try_clone().map_err(Into::into)).map_err(err)?;
+    Ok((fd, verified))
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
@@ -443,10 +597,10 @@ impl BpfFastPath {
         // A missing logger only means the programs have no log statements left.
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
 
-        let egress = load_xdp(&mut ebpf, programs::EGRESS)?;
-        let ingress_fd = load_xdp(&mut ebpf, programs::INGRESS)?;
+        let (egress, egress_verified) = load_xdp(&mut ebpf, programs::EGRESS)?;
+        let (ingress_fd, ingress_verified) = load_xdp(&mut ebpf, programs::INGRESS)?;
         let tc: &mut SchedClassifier = program(&mut ebpf, programs::TC_INGRESS)?;
-        tc.load().map_err(|source| LoadError::Program { name: programs::TC_INGRESS, source })?;
+        let tc_verified = verify(tc, programs::TC_INGRESS, |p| p.load(), |p| p.info())?;
         let tc_fd = {
             use std::os::fd::AsFd as _;
             let fd = tc
@@ -507,6 +661,7 @@ impl BpfFastPath {
             tc_fd,
             replayer: None,
             live_frames: kernel.xdp_live_frames,
+            verified: vec![ingress_verified, egress_verified, tc_verified],
             oil_pool: 0,
             oil_maps: Vec::new(),
             attached: BTreeMap::new(),
@@ -523,6 +678,18 @@ impl BpfFastPath {
             fp.grow_oil_pool(1).map_err(LoadError::OilPool)?;
         }
         Ok((fp, logger))
+    }
+
+    /// How this kernel's verifier took each program (ingress, egress, TC).
+    pub fn verified(&self) -> &[Verified] {
+        &self.verified
+    }
+
+    /// Loads every program as mgmd would (nothing attached, nothing pinned) and unloads
+    /// them: whether this kernel's verifier takes the object, and at what cost.
+    pub fn check_programs() -> Result<Vec<Verified>, LoadError> {
+        let (fp, _logger) = Self::load(&LoadOptions::default())?;
+        Ok(fp.verified.clone())
     }
 
     /// Attaches the ingress program to `ifindex` (idempotent).
@@ -568,9 +735,23 @@ impl BpfFastPath {
         Ok(())
     }
 
-    /// Attaches the TC program (TCX link, pinned like the XDP one, swapped in atomically on
-    /// a restart). Without it MFEs with next hops cannot forward: logged, not fatal.
+    /// Attaches the TC program: a TCX link where the kernel has them (pinned like the XDP
+    /// one, swapped in atomically on a restart), else a cls_bpf filter on clsact. Without it
+    /// MFEs with next hops cannot forward: logged, not fatal.
     fn attach_tc(&mut self, ifindex: u32) -> Option<TcLink> {
+        let tcx = crate::features::KernelFeatures::running().tcx;
+        let link = if tcx { self.attach_tcx(ifindex) } else { self.attach_filter(ifindex) };
+        match link {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let how = if tcx { "TCX link" } else { "cls_bpf filter on clsact" };
+                tracing::warn!(ifindex, error = %e, "TC program not attached ({how}): MFEs with next hops will not forward here");
+                None
+            }
+        }
+    }
+
+    fn attach_tcx(&mut self, ifindex: u32) -> Result<TcLink, String> {
         let path = self.pin_dir.as_ref().map(|d| d.join("links").join(format!("tc-{ifindex}")));
         let prog: &mut SchedClassifier =
             program(&mut self.ebpf, programs::TC_INGRESS).expect("loaded in load()");
@@ -602,13 +783,52 @@ impl BpfFastPath {
             }
             (l, _) => l,
         };
-        match link {
-            Ok(l) => Some(TcLink { _link: l, path }),
-            Err(e) => {
-                tracing::warn!(ifindex, error = %e, "TC program not attached: MFEs with next hops will not forward here (needs TCX, Linux 6.6)");
-                None
+        link.map(|l| TcLink::Tcx { _link: l, path })
+    }
+
+    /// The filter of kernels without TCX: mgm's own priority and handle on the clsact
+    /// qdisc's ingress (added if missing). A filter already there (a previous mgmd's, left
+    /// with the pinned fast path) gets this program in its place, in one netlink request.
+    fn attach_filter(&mut self, ifindex: u32) -> Result<TcLink, String> {
+        use aya::programs::tc::{NlOptions, TcHandle, qdisc_add_clsact};
+        let name = nix::net::if_::if_indextoname(ifindex).map_err(|e| e.to_string())?;
+        let name = name.to_string_lossy().into_owned();
+        // EEXIST is the usual answer: the qdisc outlives any one program.
+        let _ = qdisc_add_clsact(&name);
+        let prog: &mut SchedClassifier =
+            program(&mut self.ebpf, programs::TC_INGRESS).expect("loaded in load()");
+        let handle = TcHandle::from(TC_FILTER_HANDLE);
+        let options = NlOptions { priority: TC_FILTER_PRIORITY, handle, ..Default::default() };
+        let id = match prog.attach_with_options(
+            &name,
+            TcAttachType::Ingress,
+            TcAttachOptions::Netlink(options),
+        ) {
+            Ok(id) => id,
+            Err(_) => {
+                let old = SchedClassifierLink::attached(
+                    &name,
+                    TcAttachType::Ingress,
+                    TC_FILTER_PRIORITY,
+                    handle,
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+                match prog.attach_to_link(old) {
+                    Ok(id) => id,
+                    Err(e) => return Err(e.to_string()),
+                }
             }
+        };
+        let link = prog.take_link(id).map_err(|e| e.to_string())?;
+        let marker = self.pin_dir.as_ref().map(|d| filter_marker(d, ifindex));
+        if let Some(m) = &marker
+            && let Err(e) = std::fs::create_dir(m)
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(format!("{}: {e}", m.display()));
         }
+        Ok(TcLink::Filter { link: Some(link), marker })
     }
 
     /// Detaches the ingress program from `ifindex`; a no-op if not attached.
@@ -616,8 +836,8 @@ impl BpfFastPath {
         let Some(Attached { xdp, _tc }) = self.attached.remove(&ifindex) else {
             return Ok(());
         };
-        if let Some(TcLink { path: Some(p), .. }) = &_tc {
-            let _ = std::fs::remove_file(p);
+        if let Some(tc) = _tc {
+            tc.remove();
         }
         let link = match xdp {
             Attachment::Pinned { _link, path } => {
@@ -1187,5 +1407,70 @@ impl FastPath for BpfFastPath {
 
     fn mfe_capacity(&self) -> u32 {
         self.max_mfes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verifier_refusal_says_so_and_quotes_the_verifier() {
+        let log = (1..=40).map(|i| format!("{i}: line {i}\n")).collect::<String>()
+            + "invalid access to map value, value_size=9240 off=24 size=0\n\n";
+        let e = rejection(
+            "mgm_xdp_ingress",
+            "6.1.0-50-amd64",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+            &log,
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "this kernel's verifier (Linux 6.1.0-50-amd64) rejected program mgm_xdp_ingress"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("invalid access to map value"), "{text}");
+        // The last lines only, and no capability hint: the operator's set-up is not at fault.
+        assert!(text.contains("30: line 30") && !text.contains("29: line 29"), "{text}");
+        assert!(!e.needs_capability());
+        let silent = rejection("p", "6.1", std::io::Error::from_raw_os_error(libc::EINVAL), "");
+        assert!(silent.to_string().contains("before the verifier wrote anything"), "{silent}");
+    }
+
+    #[test]
+    fn only_eperm_asks_for_capabilities() {
+        let syscall = |errno| LoadError::Program {
+            name: "p",
+            source: aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_prog_load",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            }),
+        };
+        assert!(syscall(libc::EPERM).needs_capability());
+        assert!(!syscall(libc::EINVAL).needs_capability());
+        // A map the kernel refused for want of CAP_BPF, deep in aya's error.
+        let map = LoadError::Map {
+            name: "MGM_MFES",
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_create",
+                io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+            }),
+        };
+        assert!(map.needs_capability());
+    }
+
+    #[test]
+    fn verification_is_reported_with_its_cost() {
+        let v = Verified {
+            name: "mgm_tc_ingress",
+            insns: Some(13_461),
+            took: std::time::Duration::from_millis(11),
+        };
+        assert_eq!(
+            v.to_string(),
+            "program mgm_tc_ingress: verified, 13461 instructions processed in 0.011 s"
+        );
     }
 }

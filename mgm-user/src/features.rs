@@ -91,8 +91,9 @@ impl KernelFeatures {
         }
         if !self.tcx {
             out.push(format!(
-                "this kernel ({}) has no TCX links (Linux 6.6): MFEs with next hops cannot \
-                 make their copies",
+                "this kernel ({}) has no TCX links (Linux 6.6): the TC program that makes \
+                 next-hop copies is a cls_bpf filter on each interface's clsact qdisc \
+                 instead (priority 1, handle 0x4d47)",
                 self.release
             ));
         }

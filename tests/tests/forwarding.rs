@@ -145,158 +145,6 @@ fn ttl_one_and_zero_are_not_forwarded_ttl_two_is() {
 }
 
 #[test]
-fn ip_options_are_forwarded_with_a_valid_checksum() {
-    let mut t = Topology::new(1).unwrap();
-    t.start(&["--mfe", &mfe("rin", &["r1"])]).unwrap();
-    let caps = t.captures().unwrap();
-    let m = magic("opts");
-    let plain = t.frame(32, &payload(&m, 0));
-    // Insert a 4-byte option (NOP, NOP, NOP, End) after the 20-byte header: IHL 6.
-    let mut f = plain[..34].to_vec();
-    f.extend_from_slice(&[1, 1, 1, 0]);
-    f.extend_from_slice(&plain[34..]);
-    f[14] = 0x46;
-    let tot = u16::from_be_bytes([f[16], f[17]]) + 4;
-    f[16..18].copy_from_slice(&tot.to_be_bytes());
-    fix_ipv4_checksum(&mut f);
-    t.tx.send(&f).unwrap();
-    t.ctl().unwrap().wait_counters(&["forwarded"], 1).unwrap();
-    let got = caps[0].drain(IDLE).unwrap();
-    let got = with_magic(&got, &m);
-    assert_eq!(got.len(), 1);
-    let g = got[0];
-    assert_eq!(g[14], 0x46, "options kept");
-    assert_eq!(g[22], 31, "TTL decremented");
-    let h = etherparse::Ipv4Header::from_slice(&g[14..]).unwrap().0;
-    assert_eq!(h.header_checksum, h.calc_header_checksum(), "checksum over options valid");
-}
-
-/// Every odd frame is passed to the stack (or dropped) and never forwarded; each lands in the
-/// counter that names why.
-#[test]
-fn malformed_and_foreign_frames_are_never_forwarded() {
-    let mut t = Topology::new(2).unwrap();
-    t.start(&["--mfe", &mfe("rin", &["r1", "r2"])]).unwrap();
-    let caps = t.captures().unwrap();
-    let mut ctl = t.ctl().unwrap();
-    let m = magic("odd");
-    let good = t.frame(64, &payload(&m, 0));
-    let with = |edit: &dyn Fn(&mut Vec<u8>)| {
-        let mut f = good.clone();
-        edit(&mut f);
-        f
-    };
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated IPv4 header", good[..14 + 12].to_vec(), "pass_malformed"),
-        (
-            "truncated payload (tot_len beyond frame)",
-            good[..good.len() - 4].to_vec(),
-            "pass_malformed",
-        ),
-        ("bad header checksum", with(&|f| f[25] ^= 0xff), "pass_malformed"),
-        (
-            "IHL 4",
-            with(&|f| {
-                f[14] = 0x44;
-                fix_ipv4_checksum(f)
-            }),
-            "pass_malformed",
-        ),
-        (
-            "IHL 15 beyond the frame",
-            good[..14 + 40]
-                .iter()
-                .copied()
-                .enumerate()
-                .map(|(i, b)| if i == 14 { 0x4f } else { b })
-                .collect(),
-            "pass_malformed",
-        ),
-        (
-            "version 6 under ethertype IPv4",
-            with(&|f| {
-                f[14] = 0x65;
-                fix_ipv4_checksum(f)
-            }),
-            "pass_malformed",
-        ),
-        (
-            "tot_len below IHL",
-            with(&|f| {
-                f[16] = 0;
-                f[17] = 10;
-                fix_ipv4_checksum(f)
-            }),
-            "pass_malformed",
-        ),
-        (
-            "VLAN-tagged",
-            with(&|f| {
-                f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
-            }),
-            "pass_not_ipv4",
-        ),
-        (
-            // The IPv6 checks see version 4 in the header.
-            "IPv6 ethertype on an IPv4 header",
-            with(&|f| {
-                f[12] = 0x86;
-                f[13] = 0xdd
-            }),
-            "pass_malformed",
-        ),
-        (
-            "ARP ethertype",
-            with(&|f| {
-                f[12] = 0x08;
-                f[13] = 0x06
-            }),
-            "pass_not_ipv4",
-        ),
-        (
-            "unicast destination",
-            with(&|f| {
-                f[30..34].copy_from_slice(&[10, 1, 0, 99]);
-                fix_ipv4_checksum(f)
-            }),
-            "pass_not_multicast",
-        ),
-        (
-            "link-local group 224.0.0.5",
-            with(&|f| {
-                f[30..34].copy_from_slice(&[224, 0, 0, 5]);
-                fix_ipv4_checksum(f)
-            }),
-            "pass_link_local",
-        ),
-        (
-            "group without MFE",
-            udp_frame(t.sender_mac, SOURCE, [239, 9, 9, 9], 64, &payload(&m, 1)),
-            "pass_no_mfe",
-        ),
-        (
-            "source without MFE",
-            udp_frame(t.sender_mac, [10, 1, 0, 2], GROUP, 64, &payload(&m, 2)),
-            "pass_no_mfe",
-        ),
-    ];
-    for (name, frame, counter) in &cases {
-        let before = ctl.counter(counter).unwrap();
-        t.tx.send(frame).unwrap();
-        ctl.wait_counters(&[counter], before + 1).unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    // A good frame last: it must arrive, and be the only thing that did.
-    t.tx.send(&good).unwrap();
-    ctl.wait_counters(&["forwarded"], 1).unwrap();
-    for (i, c) in caps.iter().enumerate() {
-        let got = c.drain(IDLE).unwrap();
-        assert_eq!(got.len(), 1, "receiver {}: only the good frame arrives, got {got:02x?}", i + 1);
-        assert_forwarded_copy(&good, &got[0], t.router.mac(&format!("r{}", i + 1)).unwrap());
-    }
-    assert_eq!(ctl.counter("forwarded").unwrap(), 1);
-}
-
-#[test]
 fn mfes_added_and_removed_over_the_socket_take_effect() {
     let mut t = Topology::new(2).unwrap();
     t.start(&[]).unwrap();
@@ -394,5 +242,162 @@ mod every_kernel {
         let m = t.ctl().unwrap().mfe(S, G).unwrap().expect("mfe listed");
         assert_eq!((m.packets, m.bytes, m.wrong_iif), (25, 25 * sent[0].len() as u64, 0));
         assert_eq!(t.ctl().unwrap().counter("egress_tx").unwrap(), 75, "one egress run per copy");
+    }
+
+    #[test]
+    fn ip_options_are_forwarded_with_a_valid_checksum() {
+        let mut t = Topology::new(1).unwrap();
+        t.start(&["--mfe", &mfe("rin", &["r1"])]).unwrap();
+        let caps = t.captures().unwrap();
+        let m = magic("opts");
+        let plain = t.frame(32, &payload(&m, 0));
+        // Insert a 4-byte option (NOP, NOP, NOP, End) after the 20-byte header: IHL 6.
+        let mut f = plain[..34].to_vec();
+        f.extend_from_slice(&[1, 1, 1, 0]);
+        f.extend_from_slice(&plain[34..]);
+        f[14] = 0x46;
+        let tot = u16::from_be_bytes([f[16], f[17]]) + 4;
+        f[16..18].copy_from_slice(&tot.to_be_bytes());
+        fix_ipv4_checksum(&mut f);
+        t.tx.send(&f).unwrap();
+        t.ctl().unwrap().wait_counters(&["forwarded"], 1).unwrap();
+        let got = caps[0].drain(IDLE).unwrap();
+        let got = with_magic(&got, &m);
+        assert_eq!(got.len(), 1);
+        let g = got[0];
+        assert_eq!(g[14], 0x46, "options kept");
+        assert_eq!(g[22], 31, "TTL decremented");
+        let h = etherparse::Ipv4Header::from_slice(&g[14..]).unwrap().0;
+        assert_eq!(h.header_checksum, h.calc_header_checksum(), "checksum over options valid");
+    }
+
+    /// Every odd frame is passed to the stack (or dropped) and never forwarded; each lands in the
+    /// counter that names why.
+    #[test]
+    fn malformed_and_foreign_frames_are_never_forwarded() {
+        let mut t = Topology::new(2).unwrap();
+        t.start(&["--mfe", &mfe("rin", &["r1", "r2"])]).unwrap();
+        let caps = t.captures().unwrap();
+        let mut ctl = t.ctl().unwrap();
+        let m = magic("odd");
+        let good = t.frame(64, &payload(&m, 0));
+        let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut f = good.clone();
+            edit(&mut f);
+            f
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("truncated IPv4 header", good[..14 + 12].to_vec(), "pass_malformed"),
+            (
+                "truncated payload (tot_len beyond frame)",
+                good[..good.len() - 4].to_vec(),
+                "pass_malformed",
+            ),
+            ("bad header checksum", with(&|f| f[25] ^= 0xff), "pass_malformed"),
+            (
+                "IHL 4",
+                with(&|f| {
+                    f[14] = 0x44;
+                    fix_ipv4_checksum(f)
+                }),
+                "pass_malformed",
+            ),
+            (
+                "IHL 15 beyond the frame",
+                good[..14 + 40]
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .map(|(i, b)| if i == 14 { 0x4f } else { b })
+                    .collect(),
+                "pass_malformed",
+            ),
+            (
+                "version 6 under ethertype IPv4",
+                with(&|f| {
+                    f[14] = 0x65;
+                    fix_ipv4_checksum(f)
+                }),
+                "pass_malformed",
+            ),
+            (
+                "tot_len below IHL",
+                with(&|f| {
+                    f[16] = 0;
+                    f[17] = 10;
+                    fix_ipv4_checksum(f)
+                }),
+                "pass_malformed",
+            ),
+            (
+                "VLAN-tagged",
+                with(&|f| {
+                    f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+                }),
+                "pass_not_ipv4",
+            ),
+            (
+                // The IPv6 checks see version 4 in the header.
+                "IPv6 ethertype on an IPv4 header",
+                with(&|f| {
+                    f[12] = 0x86;
+                    f[13] = 0xdd
+                }),
+                "pass_malformed",
+            ),
+            (
+                "ARP ethertype",
+                with(&|f| {
+                    f[12] = 0x08;
+                    f[13] = 0x06
+                }),
+                "pass_not_ipv4",
+            ),
+            (
+                "unicast destination",
+                with(&|f| {
+                    f[30..34].copy_from_slice(&[10, 1, 0, 99]);
+                    fix_ipv4_checksum(f)
+                }),
+                "pass_not_multicast",
+            ),
+            (
+                "link-local group 224.0.0.5",
+                with(&|f| {
+                    f[30..34].copy_from_slice(&[224, 0, 0, 5]);
+                    fix_ipv4_checksum(f)
+                }),
+                "pass_link_local",
+            ),
+            (
+                "group without MFE",
+                udp_frame(t.sender_mac, SOURCE, [239, 9, 9, 9], 64, &payload(&m, 1)),
+                "pass_no_mfe",
+            ),
+            (
+                "source without MFE",
+                udp_frame(t.sender_mac, [10, 1, 0, 2], GROUP, 64, &payload(&m, 2)),
+                "pass_no_mfe",
+            ),
+        ];
+        for (name, frame, counter) in &cases {
+            let before = ctl.counter(counter).unwrap();
+            t.tx.send(frame).unwrap();
+            ctl.wait_counters(&[counter], before + 1).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // A good frame last: it must arrive, and be the only thing that did.
+        t.tx.send(&good).unwrap();
+        ctl.wait_counters(&["forwarded"], 1).unwrap();
+        for (i, c) in caps.iter().enumerate() {
+            let got = c.drain(IDLE).unwrap();
+            assert_eq!(
+                got.len(),
+                1,
+                "receiver {}: only the good frame arrives, got {got:02x?}",
+                i + 1
+            );
+            assert_forwarded_copy(&good, &got[0], t.router.mac(&format!("r{}", i + 1)).unwrap());
+        }
+        assert_eq!(ctl.counter("forwarded").unwrap(), 1);
     }
 }

@@ -108,56 +108,6 @@ fn join_source(t: &Topology, source: Ipv6Addr, g: Ipv6Addr) -> UdpSocket {
         .unwrap()
 }
 
-/// An MLDv2 host joins and leaves (copies start within a report's way, stop within the last
-/// listener query time); then an MLDv1 host (forced) does the same with a report and a done.
-#[test]
-fn mld_joins_and_leaves_from_real_sockets_drive_forwarding() {
-    let mut t = Topology::new(1).unwrap();
-    let mld = router(&mut t, &[]).unwrap();
-    let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
-    let g = ip6("ff3e::8000:1");
-    assert_eq!(copies(&t, &cap, S1, g, 10), 0, "no listener, no copy");
-
-    let sock = join(&t, g);
-    let joined = until(&t, &cap, S1, g, true, SLACK).unwrap();
-    eprintln!("join to first copy: {joined:?}");
-    let v = mld.view().unwrap();
-    assert_eq!(v["protocol"], "MLD");
-    let st = group(&v, "r1", g).expect("the group is in the view");
-    assert_eq!((st["mode"].as_str(), st["compat"].as_u64()), (Some("exclude"), Some(2)), "{st}");
-    let r1 = v["interfaces"].as_array().unwrap().iter().find(|p| p["name"] == "r1").unwrap();
-    assert_eq!(r1["is_querier"], true, "the only router on the link queries: {r1}");
-    assert!(r1["address"].as_str().unwrap().starts_with("fe80:"), "speaks from link-local");
-    // mgmd holds it on the IPv6 side of r1.
-    let mut ctl = t.ctl().unwrap();
-    let show = ctl.show().unwrap();
-    let ifindex = t.router.ifindex("r1").unwrap();
-    assert!(
-        show.memberships.iter().any(|m| m.entry.group == IpAddr::V6(g)
-            && m.iface.ifindex == ifindex
-            && m.iface.nexthop == IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-        "{:?}",
-        show.memberships
-    );
-
-    drop(sock);
-    let left = until(&t, &cap, S1, g, false, LMQT + SLACK).unwrap();
-    eprintln!("leave to last copy: {left:?}");
-    mld.wait(SLACK, |v| group(v, "r1", g).is_none()).unwrap();
-
-    // MLDv1: a report to the group, a done to ff02::2.
-    t.receivers[0].exec("sysctl", &["-qw", "net.ipv6.conf.eth0.force_mld_version=1"]).unwrap();
-    let g1 = ip6("ff3e::8000:2");
-    let sock = join(&t, g1);
-    until(&t, &cap, S1, g1, true, SLACK).unwrap();
-    let v = mld.view().unwrap();
-    assert_eq!(group(&v, "r1", g1).expect("v1 group")["compat"], 1, "an MLDv1 host");
-    drop(sock);
-    until(&t, &cap, S1, g1, false, LMQT + SLACK).unwrap();
-    let text = mld.show(false).unwrap();
-    assert!(text.contains("MLDv2") && text.contains("querier: this router"), "{text}");
-}
-
 /// MCAST_JOIN_SOURCE_GROUP: only the joined source's traffic reaches the listener.
 #[test]
 fn a_source_specific_mld_join_forwards_only_that_source() {
@@ -282,4 +232,64 @@ fn mld_proxy_merges_downstream_and_forwards_from_upstream() {
     drop(b2);
     until(&t, &caps[1], S1, g2, false, LMQT + SLACK).unwrap();
     upstream.wait(LMQT + SLACK * 2, |v| group(v, "s0", g2).is_none()).unwrap();
+}
+
+/// The matrix runs these on this machine and in every guest (Debian 12's 6.1 and 6.12, 7.x):
+/// what must hold on every kernel mgm supports.
+mod every_kernel {
+    use super::*;
+
+    /// An MLDv2 host joins and leaves (copies start within a report's way, stop within the last
+    /// listener query time); then an MLDv1 host (forced) does the same with a report and a done.
+    #[test]
+    fn mld_joins_and_leaves_from_real_sockets_drive_forwarding() {
+        let mut t = Topology::new(1).unwrap();
+        let mld = router(&mut t, &[]).unwrap();
+        let cap = PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+        let g = ip6("ff3e::8000:1");
+        assert_eq!(copies(&t, &cap, S1, g, 10), 0, "no listener, no copy");
+
+        let sock = join(&t, g);
+        let joined = until(&t, &cap, S1, g, true, SLACK).unwrap();
+        eprintln!("join to first copy: {joined:?}");
+        let v = mld.view().unwrap();
+        assert_eq!(v["protocol"], "MLD");
+        let st = group(&v, "r1", g).expect("the group is in the view");
+        assert_eq!(
+            (st["mode"].as_str(), st["compat"].as_u64()),
+            (Some("exclude"), Some(2)),
+            "{st}"
+        );
+        let r1 = v["interfaces"].as_array().unwrap().iter().find(|p| p["name"] == "r1").unwrap();
+        assert_eq!(r1["is_querier"], true, "the only router on the link queries: {r1}");
+        assert!(r1["address"].as_str().unwrap().starts_with("fe80:"), "speaks from link-local");
+        // mgmd holds it on the IPv6 side of r1.
+        let mut ctl = t.ctl().unwrap();
+        let show = ctl.show().unwrap();
+        let ifindex = t.router.ifindex("r1").unwrap();
+        assert!(
+            show.memberships.iter().any(|m| m.entry.group == IpAddr::V6(g)
+                && m.iface.ifindex == ifindex
+                && m.iface.nexthop == IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+            "{:?}",
+            show.memberships
+        );
+
+        drop(sock);
+        let left = until(&t, &cap, S1, g, false, LMQT + SLACK).unwrap();
+        eprintln!("leave to last copy: {left:?}");
+        mld.wait(SLACK, |v| group(v, "r1", g).is_none()).unwrap();
+
+        // MLDv1: a report to the group, a done to ff02::2.
+        t.receivers[0].exec("sysctl", &["-qw", "net.ipv6.conf.eth0.force_mld_version=1"]).unwrap();
+        let g1 = ip6("ff3e::8000:2");
+        let sock = join(&t, g1);
+        until(&t, &cap, S1, g1, true, SLACK).unwrap();
+        let v = mld.view().unwrap();
+        assert_eq!(group(&v, "r1", g1).expect("v1 group")["compat"], 1, "an MLDv1 host");
+        drop(sock);
+        until(&t, &cap, S1, g1, false, LMQT + SLACK).unwrap();
+        let text = mld.show(false).unwrap();
+        assert!(text.contains("MLDv2") && text.contains("querier: this router"), "{text}");
+    }
 }

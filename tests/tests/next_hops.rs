@@ -21,16 +21,6 @@ fn count_to(frames: &[Vec<u8>], tag: &[u8], mac: [u8; 6]) -> usize {
     mgm_tests::with_magic(frames, tag).iter().filter(|f| f[..6] == mac).count()
 }
 
-#[test]
-fn each_next_hop_gets_its_own_copy_and_releases_separately() {
-    next_hops(Family::V4);
-}
-
-#[test]
-fn each_ipv6_next_hop_gets_its_own_copy_and_releases_separately() {
-    next_hops(Family::V6);
-}
-
 fn next_hops(family: Family) {
     let g = family.group().to_string();
     let g = g.as_str();
@@ -155,4 +145,20 @@ fn next_hops(family: Family) {
         caps.iter().map(|c| c.drain(Duration::from_millis(300)).unwrap()).collect();
     assert_eq!(count_to(&got[0], &tag, mac_a), 0);
     assert_eq!(count_to(&got[1], &tag, mac_b), 20);
+}
+
+/// The matrix runs these on this machine and in every guest (Debian 12's 6.1 and 6.12, 7.x):
+/// what must hold on every kernel mgm supports.
+mod every_kernel {
+    use super::*;
+
+    #[test]
+    fn each_next_hop_gets_its_own_copy_and_releases_separately() {
+        next_hops(Family::V4);
+    }
+
+    #[test]
+    fn each_ipv6_next_hop_gets_its_own_copy_and_releases_separately() {
+        next_hops(Family::V6);
+    }
 }

@@ -115,11 +115,6 @@ fn release_under_traffic(n: usize, family: Family) -> Report {
 }
 
 #[test]
-fn release_is_atomic_under_traffic_with_1_mfe() {
-    release_under_traffic(1, Family::V4);
-}
-
-#[test]
 fn release_is_atomic_under_traffic_with_1k_mfes() {
     release_under_traffic(1_000, Family::V4);
 }
@@ -133,12 +128,23 @@ fn release_is_atomic_under_traffic_with_100k_mfes() {
 }
 
 #[test]
-fn ipv6_release_is_atomic_under_traffic_with_1_mfe() {
-    release_under_traffic(1, Family::V6);
-}
-
-#[test]
 fn ipv6_release_is_atomic_under_traffic_with_100k_mfes() {
     let r = release_under_traffic(100_000, Family::V6);
     assert!(r.cleanup > r.reply);
+}
+
+/// The matrix runs these on this machine and in every guest (Debian 12's 6.1 and 6.12, 7.x):
+/// what must hold on every kernel mgm supports.
+mod every_kernel {
+    use super::*;
+
+    #[test]
+    fn release_is_atomic_under_traffic_with_1_mfe() {
+        release_under_traffic(1, Family::V4);
+    }
+
+    #[test]
+    fn ipv6_release_is_atomic_under_traffic_with_1_mfe() {
+        release_under_traffic(1, Family::V6);
+    }
 }

@@ -22,9 +22,14 @@ use anyhow::{Context as _, bail, ensure};
 
 use crate::guest::{self, Suite};
 
-/// The guest that runs what this machine's kernel cannot: Debian's newest kernel, which
-/// loads mgm's programs and has every feature a test may need.
+/// The guest that runs the benchmarks this machine's kernel cannot: Debian's newest kernel,
+/// which has every feature a benchmark may need.
 pub const OVERFLOW: Suite = guest::SUITES[2];
+
+/// The guests every test run boots, oldest kernel first: Debian 12's 6.1, its backports'
+/// 6.12, and Debian 13's backports' 7.x. Each runs what this machine's kernel cannot and the
+/// `every_kernel` tests.
+pub const GUESTS: [Suite; 3] = guest::SUITES;
 
 /// The module of the tests every kernel of the matrix runs.
 const EVERY_KERNEL: &str = "every_kernel";
@@ -90,6 +95,9 @@ pub struct Features {
     pub line: String,
     pub release: String,
     has: BTreeMap<String, bool>,
+    /// How its verifier took each program: `program NAME: verified, N instructions
+    /// processed in T s` (or the rejection).
+    pub programs: Vec<String>,
 }
 
 impl Features {
@@ -104,7 +112,12 @@ impl Features {
             .filter_map(|f| f.rsplit_once(' '))
             .map(|(name, v)| (name.to_owned(), v == "yes"))
             .collect();
-        Ok(Self { line, release, has })
+        let programs = text
+            .lines()
+            .filter(|l| l.starts_with("program ") || l.starts_with("programs"))
+            .map(str::to_owned)
+            .collect();
+        Ok(Self { line, release, has, programs })
     }
 
     /// What `mgmd --check-kernel` finds on this machine.
@@ -313,6 +326,9 @@ pub fn render(columns: &[Column]) -> String {
         if !c.features.line.is_empty() {
             let _ = writeln!(out, "      {}", c.features.line);
         }
+        for p in &c.features.programs {
+            let _ = writeln!(out, "      {p}");
+        }
         if let Some(b) = &c.broken {
             let _ = writeln!(out, "      BROKEN: {b}");
         }
@@ -324,12 +340,8 @@ pub fn render(columns: &[Column]) -> String {
             reasons.entry(why).or_default().push(t);
         }
         for (why, tests) in reasons {
-            let _ = writeln!(
-                out,
-                "      not run here ({why}), sent to {}: {}",
-                OVERFLOW.name,
-                tests.len()
-            );
+            let _ =
+                writeln!(out, "      not run here ({why}), sent to the guests: {}", tests.len());
             for t in tests {
                 let _ = writeln!(out, "        {t}");
             }

@@ -4,6 +4,8 @@
 //! correct router's copy must carry at layer 2), the live-frame generator and a counting
 //! receiver.
 #![no_std]
+// An empty `asm!` hides a bounded value from the optimiser (`parse::opaque`).
+#![feature(asm_experimental_arch)]
 #![no_main]
 
 use aya_ebpf::{

@@ -214,6 +214,17 @@ fn main() -> anyhow::Result<()> {
         for gap in kernel.follow_gaps().iter().chain(&kernel.fast_path_gaps()) {
             println!("  {gap}");
         }
+        // Whether the verifier takes the programs is a fact of this kernel too.
+        match mgm::dataplane::BpfFastPath::check_programs() {
+            Ok(verified) => verified.iter().for_each(|v| println!("{v}")),
+            Err(e) if e.needs_capability() => {
+                println!("programs not checked: loading them needs root, or CAP_BPF ({e})");
+            }
+            Err(e) => {
+                println!("programs: {e}");
+                anyhow::bail!("the fast path cannot load on this kernel");
+            }
+        }
         return Ok(());
     }
     let opts = options(args)?;

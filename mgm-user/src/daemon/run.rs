@@ -110,9 +110,15 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         kernel.follow_gaps().iter().for_each(|gap| warn!("{gap}"));
     }
     kernel.fast_path_gaps().iter().for_each(|gap| info!("{gap}"));
-    let (mut fp, logger) = BpfFastPath::load(&opts.load).context(
-        "loading the XDP fast path (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
-    )?;
+    let (mut fp, logger) = BpfFastPath::load(&opts.load).map_err(|e| {
+        let hint = if e.needs_capability() {
+            " (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("loading the XDP fast path{hint}"))
+    })?;
+    fp.verified().iter().for_each(|v| info!("{v}"));
     match logger {
         Some(l) => spawn_logger(l)?,
         None => warn!("no eBPF logger map: program log records are not available"),
