@@ -208,11 +208,13 @@ unsafe extern "C" fn option(_: u64, walk: *mut c_void) -> i64 {
     // it names.
     let (s, ihl) = unsafe { ((*(walk as *const Walk)).s, (*(walk as *const Walk)).end) };
     let s = unsafe { &mut *s };
-    // Masked: the offsets come from the packet, the copy is 64 bytes.
-    let i = s.at as usize & 63;
-    if i >= ihl {
+    // Compared whole (a walk may end exactly at 64), then masked for the verifier: the
+    // offsets come from the packet, the copy is 64 bytes.
+    let at = s.at as usize;
+    if at >= ihl {
         return 1;
     }
+    let i = at & 63;
     let kind = s.bytes[i];
     if kind == IPOPT_EOL {
         return 1;

@@ -237,11 +237,13 @@ unsafe extern "C" fn hbh_option(_: u64, walk: *mut c_void) -> i64 {
     // it names.
     let (s, n) = unsafe { ((*(walk as *const Walk)).s, (*(walk as *const Walk)).end) };
     let s = unsafe { &mut *s };
-    // Masked: the offsets come from the packet, the copy is 64 bytes.
-    let i = s.at as usize & (HBH_MAX - 1);
-    if i >= n {
+    // Compared whole (a header of 64 bytes ends the walk at 64), then masked for the
+    // verifier: the offsets come from the packet, the copy is 64 bytes.
+    let at = s.at as usize;
+    if at >= n {
         return 1;
     }
+    let i = at & (HBH_MAX - 1);
     let kind = s.bytes[i];
     if kind == OPT_PAD1 {
         s.at = (i + 1) as u32;

@@ -660,7 +660,7 @@ impl BpfFastPath {
             ingress_fd,
             tc_fd,
             replayer: None,
-            live_frames: kernel.xdp_live_frames,
+            live_frames: kernel.hold_first_packets,
             verified: vec![ingress_verified, egress_verified, tc_verified],
             oil_pool: 0,
             oil_maps: Vec::new(),

@@ -23,7 +23,16 @@ pub struct KernelFeatures {
     pub xdp_live_frames: bool,
     /// TCX links (Linux 6.6): the TC program that makes next-hop copies attaches with them.
     pub tcx: bool,
+    /// The first packets of a new flow are held and replayed once its MFE exists: live
+    /// frames, on a kernel that delivers every copy of a replayed packet. Debian 12's 6.1
+    /// runs live-frame test runs but delivers none of the copies of one redirected to several
+    /// interfaces (a devmap broadcast; measured: a single redirect is delivered); 6.12 and
+    /// later deliver them all. Untested between: not used there.
+    pub hold_first_packets: bool,
 }
+
+/// The oldest kernel measured to deliver the broadcast copies of a live-frame test run.
+const HOLD_MIN: (u32, u32) = (6, 12);
 
 impl KernelFeatures {
     /// The running kernel's features, probed once per process (they do not change while it
@@ -38,14 +47,16 @@ impl KernelFeatures {
         let release = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();
+        let xdp_live_frames = xdp_live_frames();
         Self {
             tcx: version_at_least(&release, (6, 6)),
+            hold_first_packets: xdp_live_frames && version_at_least(&release, HOLD_MIN),
+            xdp_live_frames,
             release,
             // ipmr and ip6mr create these in every namespace when they are built in.
             ipmr: Path::new("/proc/net/ip_mr_vif").exists(),
             ip6mr: Path::new("/proc/net/ip6_mr_vif").exists(),
             xdp_meta: xdp_adjust_meta(),
-            xdp_live_frames: xdp_live_frames(),
         }
     }
 
@@ -88,6 +99,14 @@ impl KernelFeatures {
                  without mgm",
                 self.release
             ));
+        } else if !self.hold_first_packets {
+            out.push(format!(
+                "this kernel ({}) runs XDP test runs with live frames but does not deliver \
+                 the copies of one redirected to several interfaces (measured on 6.1; \
+                 delivered from {}.{} on): the first packets of a new flow are not held for its \
+                 MFE; they go to the kernel as they would without mgm",
+                self.release, HOLD_MIN.0, HOLD_MIN.1
+            ));
         }
         if !self.tcx {
             out.push(format!(
@@ -123,12 +142,14 @@ impl fmt::Display for KernelFeatures {
         let yes = |b: bool| if b { "yes" } else { "no" };
         write!(
             f,
-            "kernel {}: ipmr {}, ip6mr {}, XDP metadata {}, XDP live frames {}, TCX {}",
+            "kernel {}: ipmr {}, ip6mr {}, XDP metadata {}, XDP live frames {}, held first \
+             packets {}, TCX {}",
             self.release,
             yes(self.ipmr),
             yes(self.ip6mr),
             yes(self.xdp_meta),
             yes(self.xdp_live_frames),
+            yes(self.hold_first_packets),
             yes(self.tcx)
         )
     }
@@ -242,6 +263,7 @@ mod tests {
             xdp_meta: true,
             xdp_live_frames: true,
             tcx: true,
+            hold_first_packets: true,
         };
         let why = k(false, false).cannot_follow().expect("nothing to follow");
         assert!(why.contains("6.18.44") && why.contains("CONFIG_IP_MROUTE"), "{why}");
@@ -250,5 +272,24 @@ mod tests {
         assert!(k(true, true).follow_gaps().is_empty());
         let gap = k(true, false).follow_gaps();
         assert!(gap.len() == 1 && gap[0].contains("IPv6"), "{gap:?}");
+    }
+
+    #[test]
+    fn live_frames_that_lose_broadcast_copies_hold_nothing_and_say_why() {
+        let k = KernelFeatures {
+            release: "6.1.0-50-amd64".into(),
+            ipmr: true,
+            ip6mr: true,
+            xdp_meta: true,
+            xdp_live_frames: true,
+            tcx: false,
+            hold_first_packets: false,
+        };
+        let gaps = k.fast_path_gaps();
+        assert!(
+            gaps.iter().any(|g| g.contains("not held") && g.contains("from 6.12 on")),
+            "{gaps:?}"
+        );
+        assert!(k.to_string().contains("XDP live frames yes, held first packets no"), "{k}");
     }
 }

@@ -95,7 +95,10 @@ pub fn needs(needs: &[Need]) {
             Need::Ipmr => {
                 (k.ipmr && k.ip6mr, "multicast routing (CONFIG_IP_MROUTE, CONFIG_IPV6_MROUTE)")
             }
-            Need::LiveFrames => (k.xdp_live_frames, "XDP test runs with live frames"),
+            Need::LiveFrames => (
+                k.hold_first_packets,
+                "held first packets (XDP test runs with live frames that deliver every copy)",
+            ),
         };
         assert!(
             has,

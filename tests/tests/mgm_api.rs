@@ -379,7 +379,8 @@ mod needs_live_frames {
             while let Ok(len) = s.recv(&mut buf) {
                 got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
             }
-            assert_eq!(got, want);
+            let (st, counters) = (pim.status().unwrap(), pim.show().unwrap().counters);
+            assert_eq!(got, want, "{st:?}\n{counters:?}");
         }
         let st = pim.status().unwrap();
         assert_eq!((st.unresolved, st.replayed), (0, 4), "{st:?}");

@@ -630,7 +630,7 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
         .envs(env.iter().cloned());
     let (status, log) = matrix::run_echoed(&mut cmd)?;
     let mut here = matrix::Column {
-        place: "this machine".into(),
+        place: matrix::HOST.into(),
         features: host,
         elsewhere: why,
         elapsed: started.elapsed(),

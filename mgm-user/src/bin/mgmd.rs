@@ -172,7 +172,9 @@ struct Args {
     #[arg(long)]
     check_config: bool,
     /// Say what this kernel offers mgm (multicast routing for --follow-kernel, XDP
-    /// metadata, XDP live frames, TCX) and what each missing feature costs, then exit.
+    /// metadata, XDP live frames, TCX) and what each missing feature costs, load the programs
+    /// (nothing attached) and say what the verifier made of each, then exit: 1 if it refused
+    /// one.
     #[arg(long)]
     check_kernel: bool,
     /// Remove everything pinned in --pin-dir (detaching XDP from every interface) and exit.
@@ -209,23 +211,7 @@ fn main() -> anyhow::Result<()> {
         return check_config(&args);
     }
     if args.check_kernel {
-        let kernel = mgm::features::KernelFeatures::running();
-        println!("{kernel}");
-        for gap in kernel.follow_gaps().iter().chain(&kernel.fast_path_gaps()) {
-            println!("  {gap}");
-        }
-        // Whether the verifier takes the programs is a fact of this kernel too.
-        match mgm::dataplane::BpfFastPath::check_programs() {
-            Ok(verified) => verified.iter().for_each(|v| println!("{v}")),
-            Err(e) if e.needs_capability() => {
-                println!("programs not checked: loading them needs root, or CAP_BPF ({e})");
-            }
-            Err(e) => {
-                println!("programs: {e}");
-                anyhow::bail!("the fast path cannot load on this kernel");
-            }
-        }
-        return Ok(());
+        return check_kernel();
     }
     let opts = options(args)?;
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(mgmd(opts))
@@ -239,6 +225,33 @@ fn cleanup(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("removing {}", args.pin_dir.display()))?;
     let what = if removed { "removed" } else { "nothing pinned in" };
     info!(dir = %args.pin_dir.display(), "{what}; XDP detached");
+    Ok(())
+}
+
+/// `--check-kernel`: what this kernel offers, and what its verifier makes of the programs.
+/// Exits 1 if the verifier refuses one. A reader that goes away (`| head`) ends the output.
+fn check_kernel() -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let kernel = mgm::features::KernelFeatures::running();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{kernel}");
+    for gap in kernel.follow_gaps().iter().chain(&kernel.fast_path_gaps()) {
+        let _ = writeln!(out, "  {gap}");
+    }
+    // Whether the verifier takes the programs is a fact of this kernel too.
+    match mgm::dataplane::BpfFastPath::check_programs() {
+        Ok(verified) => verified.iter().for_each(|v| {
+            let _ = writeln!(out, "{v}");
+        }),
+        Err(e) if e.needs_capability() => {
+            let _ =
+                writeln!(out, "programs not checked: loading them needs root, or CAP_BPF ({e})");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "programs: {e}");
+            anyhow::bail!("the fast path cannot load on this kernel");
+        }
+    }
     Ok(())
 }
 
