@@ -75,18 +75,6 @@ fn netns_with_d0(tag: &str) -> Netns {
     ns
 }
 
-#[test]
-fn cleanup_is_refused_while_mgmd_runs_and_no_pin_detaches_on_exit() {
-    require_root();
-    let ns = netns_with_d0("nopin");
-    let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into(), "--no-pin".into()]).unwrap();
-    let err = d.cleanup().unwrap_err().to_string();
-    assert!(err.contains("another mgmd"), "{err}");
-    assert!(!d.pin_dir.exists(), "--no-pin pins nothing");
-    assert!(d.stop().unwrap().success());
-    assert!(!ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp"), "XDP detached");
-}
-
 /// `mgmctl hello` as user and group nobody (65534), without supplementary groups.
 fn hello_as_nobody(d: &Mgmd) -> std::process::Output {
     std::process::Command::new("setpriv")
@@ -247,14 +235,40 @@ mod every_kernel {
         let ns = netns_with_d0("stop");
         let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into()]).unwrap();
         let xdp = || ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp");
+        // Kernels without TCX carry the TC program as mgm's cls_bpf filter: it goes and stays
+        // with the XDP link.
+        let filter = || {
+            let f = ns.exec("tc", &["filter", "show", "dev", "d0", "ingress"]).unwrap_or_default();
+            f.contains("handle 0x4d47")
+        };
+        let tcx = !d.log().contains("has no TCX links");
         assert!(xdp());
+        assert_eq!(filter(), !tcx, "{}", d.log());
         let status = d.stop().unwrap();
         assert!(status.success(), "mgmd exits 0 on SIGTERM: {status}\n{}", d.log());
         assert!(!d.socket.exists());
         assert!(xdp(), "the pinned link keeps the fast path attached");
+        assert_eq!(filter(), !tcx, "the TC filter stays with it");
         assert!(d.pin_dir.join("maps/MGM_MFES").exists());
         d.cleanup().unwrap();
         assert!(!xdp(), "--cleanup detaches");
+        assert!(!filter(), "--cleanup deletes the TC filter");
         assert!(!d.pin_dir.exists(), "and removes the pins");
+    }
+
+    #[test]
+    fn cleanup_is_refused_while_mgmd_runs_and_no_pin_detaches_on_exit() {
+        require_root();
+        let ns = netns_with_d0("nopin");
+        let mut d = Mgmd::start(&ns, &["--iface".into(), "d0".into(), "--no-pin".into()]).unwrap();
+        let err = d.cleanup().unwrap_err().to_string();
+        assert!(err.contains("another mgmd"), "{err}");
+        assert!(!d.pin_dir.exists(), "--no-pin pins nothing");
+        let filters =
+            || ns.exec("tc", &["filter", "show", "dev", "d0", "ingress"]).unwrap_or_default();
+        assert_eq!(filters().contains("handle 0x4d47"), d.log().contains("has no TCX links"));
+        assert!(d.stop().unwrap().success());
+        assert!(!ns.exec("ip", &["link", "show", "d0"]).unwrap().contains("xdp"), "XDP detached");
+        assert!(!filters().contains("handle 0x4d47"), "and the TC filter of kernels without TCX");
     }
 }

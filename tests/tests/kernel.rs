@@ -41,8 +41,9 @@ mod every_kernel {
     }
 
     /// Instructions the verifier may process per program, on every kernel of the matrix (its
-    /// limit is 1,000,000). Measured: at most 21,480 (the ingress program on 6.1), so a
-    /// change that multiplies the verifier's states fails here before it ships.
+    /// limit is 1,000,000). The programs take at most about a fifth of this budget (README,
+    /// "Kernels"), so a change that multiplies the verifier's states fails here before it
+    /// ships.
     const VERIFIER_BUDGET: u64 = 100_000;
 
     #[test]
