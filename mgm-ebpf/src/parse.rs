@@ -56,6 +56,28 @@ pub struct Walk {
     pub end: usize,
 }
 
+impl Walk {
+    /// A round's start: the scratch value, the next option's offset and the walk's end, or
+    /// `None` once the walk has reached its end. The offset is compared whole (a walk may end
+    /// exactly at 64), then masked for the verifier: it comes from the packet, the copy is 64
+    /// bytes.
+    ///
+    /// # Safety
+    /// `walk` is the `Walk` [`run_walk`] passes to its rounds.
+    #[inline(always)]
+    pub unsafe fn round(walk: *mut c_void) -> Option<(&'static mut Scratch, usize, usize)> {
+        // SAFETY: `run_walk` passes its `Walk`, alive for the whole loop, and the scratch
+        // value it names.
+        let (s, end) = unsafe { ((*(walk as *const Walk)).s, (*(walk as *const Walk)).end) };
+        let s = unsafe { &mut *s };
+        let at = s.at as usize;
+        if at >= end {
+            return None;
+        }
+        Some((s, at & 63, end))
+    }
+}
+
 /// Runs `round` over `walk` until it returns 1, at most `rounds` times (`bpf_loop`: the
 /// verifier checks one round whatever the count); the walk's verdict.
 #[inline(always)]
@@ -115,7 +137,7 @@ pub fn within(n: usize, min: usize, max: usize) -> Option<usize> {
 /// register.
 #[inline(always)]
 pub fn opaque(mut v: usize) -> usize {
-    // SAFETY: an empty template: no instruction, no memory, no flags.
+    // SAFETY: one register moved to itself: no memory, no stack, no flags.
     unsafe {
         core::arch::asm!("{0} = {0}", inout(reg) v, options(nomem, nostack, preserves_flags))
     };
@@ -204,17 +226,10 @@ fn check_fixed(h: &[u8; HDR_MIN], l3_len: usize) -> Result<(Ipv4, usize), u32> {
 /// the longest option space.
 #[inline(never)]
 unsafe extern "C" fn option(_: u64, walk: *mut c_void) -> i64 {
-    // SAFETY: `run_walk` passes its `Walk`, alive for the whole loop, and the scratch value
-    // it names.
-    let (s, ihl) = unsafe { ((*(walk as *const Walk)).s, (*(walk as *const Walk)).end) };
-    let s = unsafe { &mut *s };
-    // Compared whole (a walk may end exactly at 64), then masked for the verifier: the
-    // offsets come from the packet, the copy is 64 bytes.
-    let at = s.at as usize;
-    if at >= ihl {
+    // SAFETY: `run_walk` passes its `Walk`.
+    let Some((s, i, ihl)) = (unsafe { Walk::round(walk) }) else {
         return 1;
-    }
-    let i = at & 63;
+    };
     let kind = s.bytes[i];
     if kind == IPOPT_EOL {
         return 1;

@@ -233,17 +233,10 @@ fn hop_by_hop<C: Bytes>(ctx: &C, off: usize, len: usize, end: usize) -> Result<(
 /// One option of a Hop-by-Hop header's walk (a `bpf_loop` round: 0 goes on, 1 stops).
 #[inline(never)]
 unsafe extern "C" fn hbh_option(_: u64, walk: *mut c_void) -> i64 {
-    // SAFETY: `run_walk` passes its `Walk`, alive for the whole loop, and the scratch value
-    // it names.
-    let (s, n) = unsafe { ((*(walk as *const Walk)).s, (*(walk as *const Walk)).end) };
-    let s = unsafe { &mut *s };
-    // Compared whole (a header of 64 bytes ends the walk at 64), then masked for the
-    // verifier: the offsets come from the packet, the copy is 64 bytes.
-    let at = s.at as usize;
-    if at >= n {
+    // SAFETY: `run_walk` passes its `Walk`.
+    let Some((s, i, n)) = (unsafe { Walk::round(walk) }) else {
         return 1;
-    }
-    let i = at & (HBH_MAX - 1);
+    };
     let kind = s.bytes[i];
     if kind == OPT_PAD1 {
         s.at = (i + 1) as u32;

@@ -381,19 +381,7 @@ mod needs_ipmr {
                 let s = UdpSocket::bind(("0.0.0.0", 5000))?;
                 // Room for the 50 datagrams: on 6.1 each is charged a page or more (a frame
                 // that came through XDP), and 50 overrun the default 208 KiB.
-                use std::os::fd::AsRawFd as _;
-                let size: libc::c_int = 4 << 20;
-                // SAFETY: a plain setsockopt on a socket this closure owns.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_RCVBUFFORCE,
-                        (&size as *const libc::c_int).cast(),
-                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                anyhow::ensure!(rc == 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+                mgm_tests::set_rcvbuf(&s, 4 << 20)?;
                 s.join_multicast_v4(&G.parse().unwrap(), &"10.1.0.254".parse().unwrap())?;
                 s.set_read_timeout(Some(Duration::from_millis(300)))?;
                 Ok(s)

@@ -138,6 +138,13 @@ impl Features {
     pub fn has(&self, need: Need) -> bool {
         need.features().iter().all(|f| self.has.get(*f).copied().unwrap_or(false))
     }
+
+    /// Why this kernel cannot run `test` ("needs ..."), if it cannot.
+    pub fn cannot_run(&self, test: &str) -> anyhow::Result<Option<String>> {
+        let lacking: Vec<&str> =
+            needs_of(test)?.into_iter().filter(|n| !self.has(*n)).map(Need::describe).collect();
+        Ok((!lacking.is_empty()).then(|| format!("needs {}", lacking.join(", "))))
+    }
 }
 
 /// A test executable cargo built, and the tests in it.
@@ -221,10 +228,8 @@ pub fn for_guests(bins: &[TestBin], host: &Features) -> anyhow::Result<(Vec<Test
     for b in bins {
         let mut tests = Vec::new();
         for t in &b.tests {
-            let lacking: Vec<&str> =
-                needs_of(t)?.into_iter().filter(|n| !host.has(*n)).map(Need::describe).collect();
-            if !lacking.is_empty() {
-                why.push((t.clone(), format!("needs {}", lacking.join(", "))));
+            if let Some(reason) = host.cannot_run(t)? {
+                why.push((t.clone(), reason));
                 tests.push(t.clone());
             } else if t.split("::").any(|m| m == EVERY_KERNEL) {
                 tests.push(t.clone());
@@ -302,15 +307,9 @@ pub fn run_in_guest(suite: Suite, bins: &[TestBin], env: &[(String, String)]) ->
         col.features = Features::parse(&kernel_txt).unwrap_or_default();
         let mut wanted = 0;
         for t in bins.iter().flat_map(|b| &b.tests) {
-            let lacking: Vec<&str> = needs_of(t)?
-                .into_iter()
-                .filter(|n| !col.features.has(*n))
-                .map(Need::describe)
-                .collect();
-            if lacking.is_empty() {
-                wanted += 1;
-            } else {
-                col.elsewhere.push((t.clone(), format!("needs {}", lacking.join(", "))));
+            match col.features.cannot_run(t)? {
+                Some(reason) => col.elsewhere.push((t.clone(), reason)),
+                None => wanted += 1,
             }
         }
         let log = std::fs::read_to_string(run.dir.join("tests.log")).unwrap_or_default();
