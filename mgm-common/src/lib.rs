@@ -581,8 +581,17 @@ pub mod counter {
     /// [`crate::MAX_EXT_HEADERS`], a Hop-by-Hop header longer than it reads): passed to the
     /// kernel untouched.
     pub const PASS_EXT_HEADERS: u32 = 28;
+    /// A frame the TC program left to the kernel untouched: not a packet XDP handed over
+    /// (`pass_to_tc`), or one whose MFE changed since (XDP counted why it passed).
+    pub const TC_PASS: u32 = 29;
+    /// An original the TC program consumed once its copies were made (each copy is counted in
+    /// `tc_tx`, `tc_no_neighbour` or `tc_released`).
+    pub const TC_CONSUMED: u32 = 30;
+    /// A frame the TC program dropped because a helper failed after it had changed the frame
+    /// (tail trimmed, TTL or hop limit written): never handed on half-rewritten.
+    pub const TC_DROP_FAILED: u32 = 31;
     /// Number of counters.
-    pub const COUNT: u32 = 29;
+    pub const COUNT: u32 = 32;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -615,6 +624,9 @@ pub mod counter {
         "pass_heartbeat",
         "pass_local",
         "pass_ext_headers",
+        "tc_pass",
+        "tc_consumed",
+        "tc_drop_failed",
     ];
 }
 

@@ -27,9 +27,27 @@ const TC_ACT_SHOT: i32 = 2;
 /// an MFE with next hops, matched on its incoming interface with TTL > 1), and checks the
 /// packet again with the very checks XDP applies (`parse::check`): a frame XDP passed to the
 /// kernel as malformed or control traffic comes through here too, and must go on untouched.
+/// Every exit is counted: `tc_pass` (untouched), `tc_consumed` (copies made), or
+/// `tc_drop_failed` (a helper failed once the frame was changed: dropped, never handed on with
+/// a TTL written and a stale checksum).
 #[classifier]
 pub fn mgm_tc_ingress(ctx: TcContext) -> i32 {
-    tc_ingress(&ctx).unwrap_or(TC_ACT_OK)
+    match tc_ingress(&ctx) {
+        Some(action) => action,
+        None => tc_verdict(counter::TC_PASS, TC_ACT_OK),
+    }
+}
+
+#[inline(always)]
+fn tc_verdict(idx: u32, action: i32) -> i32 {
+    count(idx);
+    action
+}
+
+/// The exit of a frame this program has changed and cannot finish: dropped, counted.
+#[inline(always)]
+fn failed() -> i32 {
+    tc_verdict(counter::TC_DROP_FAILED, TC_ACT_SHOT)
 }
 
 #[inline(always)]
@@ -66,13 +84,20 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     }
     // SAFETY: copied out at once.
     let mfe = (unsafe { MGM_MFES.get(MfeKey::new(ip.src, ip.dst)) }).copied()?;
-    let hops = hop_list(ctx, &mfe, ifindex, l3_len, ip.tot_len)?;
+    let hops = hop_list(&mfe, ifindex)?;
+    // From here on the frame is changed: a failure drops it.
+    if trim(ctx, l3_len, ip.tot_len).is_none() {
+        return Some(failed());
+    }
     // TTL - 1 with the checksum fixed by the helper (RFC 1624 as at XDP).
     let old = u16::from_be_bytes([ip.ttl, proto]);
     let new = u16::from_be_bytes([ip.ttl - 1, proto]);
-    ctx.store(ip_off + 8, &(ip.ttl - 1), 0).ok()?;
-    ctx.l3_csum_replace(ip_off + 10, old.to_be() as u64, new.to_be() as u64, 2).ok()?;
-    copies(ctx, &mfe, hops, group_mac(ip.dst))
+    if ctx.store(ip_off + 8, &(ip.ttl - 1), 0).is_err()
+        || ctx.l3_csum_replace(ip_off + 10, old.to_be() as u64, new.to_be() as u64, 2).is_err()
+    {
+        return Some(failed());
+    }
+    Some(copies(ctx, &mfe, hops, group_mac(ip.dst)))
 }
 
 /// The same for IPv6 (no header checksum: the hop limit is simply one less).
@@ -85,36 +110,38 @@ fn tc_ipv6(ctx: &TcContext, ifindex: u32, l3_len: usize) -> Option<i32> {
     }
     // SAFETY: copied out at once.
     let mfe = (unsafe { MGM_MFES6.get(MfeKey6 { source: ip.src, group: ip.dst }) }).copied()?;
-    let hops = hop_list(ctx, &mfe, ifindex, l3_len, ip.tot_len)?;
-    ctx.store(ip_off + 7, &(ip.hop_limit - 1), 0).ok()?;
-    copies(ctx, &mfe, hops, group_mac6(&ip.dst))
+    let hops = hop_list(&mfe, ifindex)?;
+    if trim(ctx, l3_len, ip.tot_len).is_none()
+        || ctx.store(ip_off + 7, &(ip.hop_limit - 1), 0).is_err()
+    {
+        return Some(failed());
+    }
+    Some(copies(ctx, &mfe, hops, group_mac6(&ip.dst)))
 }
 
 /// The copies `mfe` asks of this program, if any (next hops, and the packet arrived on its
-/// incoming interface); the packet is trimmed to its IP datagram (`tot_len` bytes), since
-/// the copies are the datagram alone (no padding or junk after it).
+/// incoming interface).
 #[inline(always)]
-fn hop_list(
-    ctx: &TcContext,
-    mfe: &MfeValue,
-    ifindex: u32,
-    l3_len: usize,
-    tot_len: usize,
-) -> Option<&'static HopList> {
+fn hop_list(mfe: &MfeValue, ifindex: u32) -> Option<&'static HopList> {
     if mfe.flags & MFE_F_HOPS == 0 || ifindex != mfe.iif {
         return None;
     }
     // SAFETY: read-only use of a map value.
-    let hops = unsafe { MGM_HOPS.get(mfe.oil) }?;
+    unsafe { MGM_HOPS.get(mfe.oil) }
+}
+
+/// Trims the packet to its IP datagram (`tot_len` bytes): the copies are the datagram alone
+/// (no padding or junk after it).
+#[inline(always)]
+fn trim(ctx: &TcContext, l3_len: usize, tot_len: usize) -> Option<()> {
     if l3_len > tot_len {
         // SAFETY: the context's own skb, shrunk to a length it has.
-        if unsafe { bpf_skb_change_tail(ctx.skb.skb.cast(), (EthHdr::LEN + tot_len) as u32, 0) }
-            != 0
-        {
+        let len = (EthHdr::LEN + tot_len) as u32;
+        if unsafe { bpf_skb_change_tail(ctx.skb.skb.cast(), len, 0) } != 0 {
             return None;
         }
     }
-    Some(hops)
+    Some(())
 }
 
 /// One copy per leg of `hops` (leases allowing), to the neighbour's MAC or the group's, from
@@ -122,14 +149,14 @@ fn hop_list(
 /// checks one leg once, whatever the list's length (unrolled, 32 legs cost 500,000
 /// instructions of verification).
 #[inline(always)]
-fn copies(ctx: &TcContext, mfe: &MfeValue, hops: &HopList, group: [u8; 6]) -> Option<i32> {
+fn copies(ctx: &TcContext, mfe: &MfeValue, hops: &HopList, group: [u8; 6]) -> i32 {
     let mut legs = Legs { ctx, mfe, hops, group };
     let n = if hops.len > MAX_HOPS as u32 { MAX_HOPS as u32 } else { hops.len };
     // SAFETY: `copy_leg` reads `legs` (on this stack) only while the helper runs.
     unsafe {
         bpf_loop(n, copy_leg as *mut c_void, (&mut legs as *mut Legs<'_>).cast(), 0);
     }
-    Some(TC_ACT_SHOT)
+    tc_verdict(counter::TC_CONSUMED, TC_ACT_SHOT)
 }
 
 /// What every leg's copy needs.

@@ -319,7 +319,7 @@ const PINNED_MAPS: [&str; 19] = [
 fn layout(opts: &LoadOptions) -> String {
     use std::mem::size_of;
     format!(
-        "abi{ABI_VERSION}-mfe-{}-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}-hops-{}-oilpins",
+        "abi{ABI_VERSION}-mfe-{}-{}-{}-{}-stats-{}-port-{}-leg-{}-{}-upcall-{}-oif-{}-hops-{}-counters-{}-oilpins",
         size_of::<MfeKey>(),
         size_of::<MfeKey6>(),
         size_of::<MfeValue>(),
@@ -331,6 +331,7 @@ fn layout(opts: &LoadOptions) -> String {
         size_of::<Upcall>(),
         size_of::<OifStats>(),
         size_of::<HopList>(),
+        counter::COUNT,
     )
 }
 

@@ -26,6 +26,8 @@ use netlink_packet_route::{
     route::{RouteAddress, RouteAttribute, RouteMessage},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::loglimit::LogLimit;
 use tokio::io::{Interest, unix::AsyncFd};
 
 /// A network interface as mgm uses it.
@@ -126,6 +128,9 @@ pub struct Monitor {
     sock: AsyncFd<Socket>,
     buf: Vec<u8>,
     follow_mfc: bool,
+    /// Datagrams dropped because they did not come from the kernel.
+    forged: u64,
+    forged_log: LogLimit,
 }
 
 impl Monitor {
@@ -143,7 +148,7 @@ impl Monitor {
         // SAFETY: the socket owns its fd, which stays open until the AsyncFd drops it.
         let sock = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
-        Ok(Self { sock, buf: vec![0; 1 << 16], follow_mfc })
+        Ok(Self { sock, buf: vec![0; 1 << 16], follow_mfc, forged: 0, forged_log: LogLimit::new() })
     }
 
     /// Dumps both multicast forwarding caches (every table). A kernel without IPv6 has no
@@ -211,17 +216,39 @@ impl Monitor {
         let mut vifs_changed = false;
         let mut datagrams = 0;
         while datagrams < BATCH {
+            let mut from = SocketAddr::new(0, 0);
             let got = if datagrams == 0 {
                 let mut guard = self.sock.readable().await?;
-                match guard.try_io(|s| s.get_ref().recv(&mut &mut self.buf[..], 0)) {
+                match guard.try_io(|s| s.get_ref().recv_from(&mut &mut self.buf[..], 0)) {
                     Err(_would_block) => continue,
-                    Ok(r) => r,
+                    Ok(r) => r.map(|(n, a)| {
+                        from = a;
+                        n
+                    }),
                 }
             } else {
                 // Already readable or not: the socket is non-blocking.
-                self.sock.get_ref().recv(&mut &mut self.buf[..], 0)
+                self.sock.get_ref().recv_from(&mut &mut self.buf[..], 0).map(|(n, a)| {
+                    from = a;
+                    n
+                })
             };
             match got {
+                // Only the kernel speaks for the kernel (port id 0): a process may unicast to
+                // this socket, or multicast to its groups with CAP_NET_ADMIN, and would
+                // otherwise forge routes or delete links (as routing daemons, mgm ignores it).
+                Ok(_) if from.port_number() != 0 => {
+                    datagrams += 1;
+                    self.forged += 1;
+                    if let Some(more) = self.forged_log.allow(std::time::Instant::now()) {
+                        tracing::warn!(
+                            sender = from.port_number(),
+                            dropped = self.forged,
+                            suppressed = more,
+                            "ignoring a netlink message not sent by the kernel"
+                        );
+                    }
+                }
                 Ok(n) => {
                     datagrams += 1;
                     let bytes = &self.buf[..n];

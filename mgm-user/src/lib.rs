@@ -11,7 +11,7 @@
 //! * [`dataplane`]: the aya implementation (the only code touching BPF);
 //! * [`kernel`]: the kernel's links and neighbours, as rtnetlink events; [`features`]: what
 //!   the running kernel offers (multicast routing, XDP metadata, TCX), probed at start;
-//! * [`config`]: static configuration;
+//! * [`config`]: static configuration; [`loglimit`]: rate limits for lines a peer can repeat;
 //! * [`igmp`]: the router side of IGMP (the IGMP daemon's protocol logic).
 
 pub mod client;
@@ -22,6 +22,7 @@ pub mod fastpath;
 pub mod features;
 pub mod igmp;
 pub mod kernel;
+pub mod loglimit;
 pub mod manager;
 pub mod manual;
 pub mod metrics;

@@ -75,3 +75,61 @@ fn a_link_going_down_and_up_is_seen_within_100_ms() {
     std::thread::sleep(REACT);
     assert!(up(&mut ctl), "up again");
 }
+
+/// Five datagrams of the flow; how many each receiver got.
+fn burst(t: &Topology, caps: &[mgm_tests::PacketSocket], name: &str) -> Vec<usize> {
+    let tag = magic(name);
+    for _ in 0..5 {
+        t.tx.send(&t.frame(8, &tag)).unwrap();
+    }
+    caps.iter().map(|c| with_magic(&c.drain(IDLE).unwrap(), &tag).len()).collect()
+}
+
+/// Only the kernel speaks for the kernel: a process with CAP_NET_ADMIN in the namespace
+/// multicasts "link deleted" for the live interfaces of a static flow to rtnetlink's link
+/// group; mgmd ignores it (sender port id not 0) and the flow goes on.
+#[test]
+fn a_link_deletion_not_from_the_kernel_is_ignored() {
+    let mut t = Topology::new(2).unwrap();
+    t.start(&["--mfe", "10.1.0.1,239.1.1.1,rin,r1"]).unwrap();
+    let mut ctl = t.ctl().unwrap();
+    let caps = t.captures().unwrap();
+    assert_eq!(burst(&t, &caps, "before"), vec![5, 0]);
+    for name in ["rin", "r1"] {
+        let forged = mgm_tests::forge::del_link(t.router.ifindex(name).unwrap());
+        mgm_tests::forge::multicast(&t.router, libc::RTNLGRP_LINK, forged).unwrap();
+    }
+    std::thread::sleep(REACT);
+    let show = ctl.show().unwrap();
+    for name in ["rin", "r1"] {
+        assert!(show.interfaces.iter().any(|i| i.name == name), "{name} still managed: {show:?}");
+    }
+    assert_eq!(burst(&t, &caps, "after"), vec![5, 0], "{:?}", show.counters);
+}
+
+mod needs_ipmr {
+    use super::*;
+
+    /// The same for a route: a forged ipmr entry (for a flow no daemon asked for) is not
+    /// followed, and is never forwarded.
+    #[test]
+    fn a_route_not_from_the_kernel_is_ignored() {
+        mgm_tests::needs(&[mgm_tests::Need::Ipmr]);
+        let mut t = Topology::new(2).unwrap();
+        t.start(&["--follow-kernel"]).unwrap();
+        let mut ctl = t.ctl().unwrap();
+        let caps = t.captures().unwrap();
+        let idx = |n: &str| t.router.ifindex(n).unwrap();
+        let route = mgm_tests::forge::ipmr_route(
+            [10, 1, 0, 1],
+            [239, 1, 1, 1],
+            idx("rin"),
+            &[idx("r1"), idx("r2")],
+        );
+        mgm_tests::forge::multicast(&t.router, libc::RTNLGRP_IPV4_MROUTE, route).unwrap();
+        std::thread::sleep(REACT);
+        let show = ctl.show().unwrap();
+        assert!(show.mfes.is_empty(), "no entry from a forged route: {:?}", show.mfes);
+        assert_eq!(burst(&t, &caps, "forged"), vec![0, 0]);
+    }
+}

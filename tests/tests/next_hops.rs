@@ -119,6 +119,37 @@ fn next_hops(family: Family) {
         assert_eq!(f[14 + 7], 7, "hop limit decremented");
     }
 
+    // Every frame the TC program sees leaves it counted (the frames XDP passed: each
+    // counted there too): the flow's originals consumed after their copies, the rest passed
+    // untouched (a frame of another EtherType, one sent to a unicast MAC).
+    let exits = ["tc_pass", "tc_consumed", "tc_drop_failed"];
+    let before = tc_and_xdp(&mut pim, &exits);
+    let tag = magic("exits");
+    send(&tag, 20);
+    let mut other = frame(&tag);
+    other[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    let mut unicast = frame(&tag);
+    unicast[..6].copy_from_slice(&t.router.mac("rin").unwrap());
+    for f in [&other, &unicast].repeat(5) {
+        t.tx.send(f).unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    let (c, seen_by_tc, passed_by_xdp) = loop {
+        let (c, tc, xdp) = tc_and_xdp(&mut pim, &exits);
+        let (tc, xdp) = (tc - before.1, xdp - before.2);
+        if (tc == xdp && xdp >= 30) || Instant::now() > deadline {
+            break (c, tc, xdp);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(seen_by_tc, passed_by_xdp, "every frame XDP passed left TC counted: {c:?}");
+    assert_eq!(c["tc_consumed"] - before.0["tc_consumed"], 20, "{c:?}");
+    assert!(c["tc_pass"] - before.0["tc_pass"] >= 10, "{c:?}");
+    assert_eq!(c["tc_drop_failed"], 0, "{c:?}");
+    let got: Vec<Vec<Vec<u8>>> =
+        caps.iter().map(|c| c.drain(Duration::from_millis(300)).unwrap()).collect();
+    assert_eq!(count_to(&got[0], &tag, mac_a) + count_to(&got[1], &tag, mac_b), 40);
+
     // A neighbour's MAC changes (new NIC): mgmd follows the kernel's neighbour notifications
     // within 100 ms.
     let new_b = [0x02, 0, 0, 0, 0x0b, 0x0b];
@@ -145,6 +176,18 @@ fn next_hops(family: Family) {
         caps.iter().map(|c| c.drain(Duration::from_millis(300)).unwrap()).collect();
     assert_eq!(count_to(&got[0], &tag, mac_a), 0);
     assert_eq!(count_to(&got[1], &tag, mac_b), 20);
+}
+
+/// The global counters, the sum of the TC program's `exits` and the sum of XDP's passes (the
+/// `pass_` counters: the frames the TC program sees next).
+fn tc_and_xdp(
+    ctl: &mut mgm_tests::Ctl,
+    exits: &[&str],
+) -> (std::collections::BTreeMap<String, u64>, u64, u64) {
+    let c = ctl.show().unwrap().counters;
+    let tc = exits.iter().map(|n| c.get(*n).copied().unwrap_or(0)).sum();
+    let xdp = c.iter().filter(|(n, _)| n.starts_with("pass_")).map(|(_, v)| v).sum();
+    (c, tc, xdp)
 }
 
 /// The matrix runs these on this machine and in every guest (Debian 12's 6.1 and 6.12, 7.x):
