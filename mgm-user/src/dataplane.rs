@@ -155,6 +155,12 @@ pub enum LoadError {
          `nsenter --net=/run/netns/NAME mgmd ...`, or pass --no-pin"
     )]
     NotBpffs(PathBuf),
+    #[error(
+        "{0} is on a read-only mount, so nothing can be pinned there (a read-only bpffs, or \
+         systemd's ProtectSystem=strict or ReadOnlyPaths= without ReadWritePaths= for it): \
+         make it writable, or pass --no-pin"
+    )]
+    ReadOnly(PathBuf),
     #[error("pinning the XDP link of ifindex {0}: {1}")]
     Link(u32, String),
     #[error("creating the first outgoing lists: {0}")]
@@ -194,6 +200,48 @@ impl LoadError {
         }
         false
     }
+}
+
+/// Why the kernel answered EPERM, as a hint: the capabilities this process lacks (from its
+/// effective set, `CapEff` of /proc/self/status), or, when it has them all, the policy that
+/// must be in the way (a seccomp filter, a security module).
+pub fn permission_hint() -> String {
+    let cap_eff = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+        u64::from_str_radix(hex.trim(), 16).ok()
+    });
+    match cap_eff.map(missing_capabilities) {
+        Some(missing) if missing.is_empty() => "this process has CAP_BPF, CAP_NET_ADMIN and \
+            CAP_PERFMON, so a policy refused it: a seccomp filter (systemd's SystemCallFilter=) \
+            or a security module (SELinux, AppArmor, lockdown)"
+            .to_owned(),
+        Some(missing) => format!(
+            "this process lacks {}: run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+            missing.join(", ")
+        ),
+        None => "needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON".to_owned(),
+    }
+}
+
+/// The capabilities mgmd needs that the effective set `cap_eff` lacks (CAP_SYS_ADMIN stands
+/// for CAP_BPF and CAP_PERFMON, as it does in the kernel).
+pub fn missing_capabilities(cap_eff: u64) -> Vec<&'static str> {
+    const NET_ADMIN: u32 = 12;
+    const SYS_ADMIN: u32 = 21;
+    const PERFMON: u32 = 38;
+    const BPF: u32 = 39;
+    let has = |c: u32| cap_eff & (1 << c) != 0;
+    let mut missing = Vec::new();
+    if !has(BPF) && !has(SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if !has(NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !has(PERFMON) && !has(SYS_ADMIN) {
+        missing.push("CAP_PERFMON");
+    }
+    missing
 }
 
 /// How many of the verifier's last lines a rejection quotes.
@@ -365,6 +413,11 @@ fn check_bpffs(dir: &Path) -> Result<(), LoadError> {
         .map_err(|e| LoadError::Pin(parent.to_path_buf(), e.into()))?;
     if st.filesystem_type().0 as i64 != BPF_FS_MAGIC {
         return Err(LoadError::NotBpffs(parent.to_path_buf()));
+    }
+    let vfs = nix::sys::statvfs::statvfs(parent)
+        .map_err(|e| LoadError::Pin(parent.to_path_buf(), e.into()))?;
+    if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Err(LoadError::ReadOnly(parent.to_path_buf()));
     }
     Ok(())
 }
@@ -1450,6 +1503,11 @@ mod tests {
             }),
         };
         assert!(syscall(libc::EPERM).needs_capability());
+        // Which capabilities are missing, from the effective set.
+        assert_eq!(missing_capabilities(0), vec!["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"]);
+        assert_eq!(missing_capabilities((1 << 39) | (1 << 38)), vec!["CAP_NET_ADMIN"]);
+        assert!(missing_capabilities((1 << 21) | (1 << 12)).is_empty(), "CAP_SYS_ADMIN");
+        assert!(missing_capabilities(u64::MAX).is_empty());
         assert!(!syscall(libc::EINVAL).needs_capability());
         // A map the kernel refused for want of CAP_BPF, deep in aya's error.
         let map = LoadError::Map {

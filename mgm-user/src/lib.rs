@@ -32,9 +32,12 @@ pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-/// The daemons' logging: to stderr, `RUST_LOG` filtering (default `info`).
+/// The daemons' logging: to stderr, `RUST_LOG` filtering (default `info`); colours only on a
+/// terminal (the journal and log files get plain text).
 pub fn init_logging() {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

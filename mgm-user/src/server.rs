@@ -37,6 +37,9 @@ pub type ConnId = u64;
 /// Bytes a connection may have queued for writing (replies and events its client has not read
 /// yet) before it counts as too slow and is disconnected: about 80,000 callbacks.
 pub const OUTBOUND_BYTES: usize = 32 << 20;
+/// The smallest limit that can be set: one line of the longest length (below it, a client
+/// that reads would be disconnected by the first reply that meets an event on its way).
+pub const MIN_OUTBOUND_BYTES: usize = MAX_FRAME;
 
 /// The daemon's end of one connection's outbound queue.
 #[derive(Clone, Debug)]
@@ -132,11 +135,7 @@ impl OutboundRx {
 /// Binds the control socket, replacing a stale socket file, and restricts access to the owner
 /// (root) by default. The caller holds [`lock`] for `path` (taken before anything else, so a
 /// second mgmd touches neither the socket nor the pinned fast path).
-pub fn bind(
-    path: &Path,
-    _lock: &nix::fcntl::Flock<std::fs::File>,
-    mode: u32,
-) -> anyhow::Result<UnixListener> {
+pub fn bind(path: &Path, _lock: &Lock, mode: u32) -> anyhow::Result<UnixListener> {
     use anyhow::Context as _;
     match std::fs::remove_file(path) {
         Ok(()) => debug!(path = %path.display(), "removed stale socket"),
@@ -151,14 +150,14 @@ pub fn bind(
 }
 
 /// Takes the single-instance lock that goes with `socket` (held for the process lifetime).
-pub fn lock(socket: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+pub fn lock(socket: &Path) -> anyhow::Result<Lock> {
     lock_file(&lock_path(socket), "is one already running?")
 }
 
 /// Takes the lock that goes with a pin directory: two mgmd on different sockets must not
 /// share one fast path either. The lock lives in /run/mgm (bpffs holds no regular files, and
 /// the directory itself may be replaced when its layout changes).
-pub fn lock_pins(pin_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+pub fn lock_pins(pin_dir: &Path) -> anyhow::Result<Lock> {
     let hint = format!("another mgmd uses the pin directory {}", pin_dir.display());
     lock_file(&pins_lock_path(pin_dir), &hint)
 }
@@ -176,20 +175,43 @@ pub fn pins_lock_path(pin_dir: &Path) -> PathBuf {
 /// Where pin-directory locks live.
 pub const PIN_LOCK_DIR: &str = "/run/mgm";
 
-fn lock_file(path: &Path, hint: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+/// A held lock file, removed when dropped (the process ends, starts or fails: nothing of it
+/// is left in /run). It is removed while still held, so no other process takes it between.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+    _flock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn lock_file(path: &Path, hint: &str) -> anyhow::Result<Lock> {
     use anyhow::Context as _;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("another mgmd holds {} ({hint})", path.display()))
+    use std::os::unix::fs::MetadataExt as _;
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("another mgmd holds {} ({hint})", path.display()))?;
+        // The holder removes the file as it lets go: a lock taken on the removed file is no
+        // lock (another process may create the path anew), so take the path's file again.
+        let current = std::fs::metadata(path).map(|m| m.ino()).ok();
+        if current == Some(flock.metadata()?.ino()) {
+            return Ok(Lock { path: path.to_owned(), _flock: flock });
+        }
+    }
 }
 
 pub fn lock_path(socket: &Path) -> PathBuf {

@@ -224,6 +224,110 @@ fn show_can_be_narrowed_to_parts() {
     assert_eq!(mgmctl(&["show", "bogus"]).0, Some(2));
 }
 
+/// mgmd run alone, outside any namespace, with a socket of its own and nothing pinned (for
+/// the runs that must fail before touching an interface); its exit code and standard error.
+fn mgmd_fails(args: &[&str], pre_exec: Option<fn() -> std::io::Result<()>>) -> (i32, String) {
+    use std::os::unix::process::CommandExt as _;
+    let dir = mgm_tests::TempDir::new("fails");
+    let mut cmd = std::process::Command::new(mgm_tests::bin("mgmd"));
+    cmd.arg("--socket").arg(dir.0.join("mgmd.sock")).args(args);
+    if let Some(f) = pre_exec {
+        // SAFETY: `f` makes only async-signal-safe calls (prctl).
+        unsafe { cmd.pre_exec(f) };
+    }
+    let out = cmd.output().expect("running mgmd");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().expect("mgmd exited"), stderr)
+}
+
+/// Limits that cannot work are refused as such by the command line, before anything is
+/// loaded, not reported later as something else (a missing capability, clients all
+/// disconnected).
+#[test]
+fn limits_that_cannot_work_are_refused_by_the_command_line() {
+    for (flag, value) in [
+        ("--max-mfes", "0"),
+        ("--max-mfes", "4294967295"),
+        ("--client-queue-bytes", "0"),
+        ("--client-queue-bytes", "1000"),
+        ("--restart-hold-secs", "18446744073709551615"),
+    ] {
+        let (code, stderr) = mgmd_fails(&[flag, value, "--no-pin"], None);
+        assert_eq!(code, 2, "{flag} {value}: a usage error\n{stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: names the option\n{stderr}");
+        assert!(!stderr.contains("CAP_BPF"), "{flag} {value}: not a capability\n{stderr}");
+    }
+}
+
+/// A start refused by a policy, not by missing capabilities, says so: root (with every
+/// capability) under a seccomp filter that answers bpf() with EPERM (as systemd's
+/// SystemCallFilter= does), and a pin directory on a read-only bpffs.
+#[test]
+fn a_failed_start_names_the_policy_in_the_way() {
+    require_root();
+    fn deny_bpf() -> std::io::Result<()> {
+        const BPF: u32 = 321; // x86_64
+        // Classic BPF: load the syscall number; bpf() → EPERM; everything else allowed.
+        let filter = [
+            libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 }, // ld [nr]
+            libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: BPF }, // jeq BPF
+            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::EPERM as u32 },
+            libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }, // allow
+        ];
+        let prog =
+            libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+        // SAFETY: a filter program that lives until the call returns (the kernel copies it).
+        let rc = unsafe {
+            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _)
+        };
+        if rc != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+    let (code, stderr) = mgmd_fails(&["--no-pin"], Some(deny_bpf));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("seccomp"), "names the policy: {stderr}");
+    assert!(!stderr.contains("lacks"), "root lacks no capability: {stderr}");
+
+    // A bpffs of its own, mounted read-only.
+    let dir = mgm_tests::TempDir::new("robpf");
+    let mnt = dir.0.join("bpf");
+    std::fs::create_dir(&mnt).unwrap();
+    mgm_tests::run("mount", &["-t", "bpf", "-o", "ro", "bpf", mnt.to_str().unwrap()]).unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = mgm_tests::run("umount", &[self.0.to_str().unwrap()]);
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let pins = mnt.join("mgm");
+    let (code, stderr) = mgmd_fails(&["--pin-dir", pins.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert!(!stderr.contains("CAP_BPF") && !stderr.contains("is bpffs mounted"), "{stderr}");
+    let lock = mgm::server::pins_lock_path(&pins);
+    assert!(!lock.exists(), "a failed start leaves no lock file: {}", lock.display());
+}
+
+/// Statics are logged as a count, not one line each (100,000 statics wrote 23 MB of log);
+/// the operator's own `add_mfe` over the socket is still logged.
+#[test]
+fn statics_are_logged_as_a_summary() {
+    require_root();
+    let ns = netns_with_d0("statics");
+    ns.exec("ip", &["link", "set", "d1", "up"]).unwrap();
+    let mut args: Vec<String> = ["--iface", "d0", "--iface", "d1"].map(String::from).to_vec();
+    for i in 0..300 {
+        args.extend(["--mfe".into(), format!("10.0.{}.{},239.1.1.1,d0,d1", i / 250, i % 250 + 1)]);
+    }
+    let d = Mgmd::start(&ns, &args).unwrap();
+    let log = d.log();
+    assert_eq!(log.matches("static mfe installed").count(), 0, "{log}");
+    assert!(log.contains("static_mfes=300") && log.contains("configuration applied"), "{log}");
+    let (code, _, err) = mgm_tests::mgmctl(&d.socket, &["add-mfe", "10.9.9.9,239.1.1.1,d0,d1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(d.log().matches("static mfe installed").count(), 1);
+}
+
 /// The matrix runs these on this machine and in every guest (Debian 12's 6.1 and 6.12, 7.x):
 /// what must hold on every kernel mgm supports.
 mod every_kernel {
@@ -254,6 +358,10 @@ mod every_kernel {
         assert!(!xdp(), "--cleanup detaches");
         assert!(!filter(), "--cleanup deletes the TC filter");
         assert!(!d.pin_dir.exists(), "and removes the pins");
+        let locks = [mgm::server::pins_lock_path(&d.pin_dir), mgm::server::lock_path(&d.socket)];
+        for lock in locks {
+            assert!(!lock.exists(), "--cleanup leaves no lock file: {}", lock.display());
+        }
     }
 
     #[test]

@@ -95,8 +95,11 @@ struct Args {
     /// Connections one user (uid) may have open at once; root's are not counted.
     #[arg(long, default_value_t = server::CONNS_PER_UID)]
     max_conns_per_uid: usize,
-    /// Bytes of replies and events a client may leave unread before it is disconnected.
-    #[arg(long, default_value_t = server::OUTBOUND_BYTES)]
+    /// Bytes of replies and events a client may leave unread before it is disconnected (at
+    /// least 65536, the longest line).
+    #[arg(long, default_value_t = server::OUTBOUND_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(server::MIN_OUTBOUND_BYTES as u64..))]
     client_queue_bytes: usize,
     /// TOML file with `interfaces` and `[[mfe]]` entries.
     #[arg(long, short)]
@@ -115,8 +118,9 @@ struct Args {
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "default")]
     xdp_mode: Mode,
-    /// Capacity of the MFE table.
-    #[arg(long, default_value_t = mgm_common::DEFAULT_MAX_MFES)]
+    /// Capacity of the MFE table (1 to 16777216).
+    #[arg(long, default_value_t = mgm_common::DEFAULT_MAX_MFES,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_MFES_LIMIT))]
     max_mfes: u32,
     /// bpffs directory where maps and XDP links are pinned: forwarding survives a stop or a
     /// crash of mgmd, and the next mgmd takes over from where it left. One per mgmd instance.
@@ -126,8 +130,8 @@ struct Args {
     #[arg(long, conflicts_with = "cleanup")]
     no_pin: bool,
     /// After a restart, how long forwarding entries taken over from the previous mgmd are
-    /// kept as they were while clients reconnect and re-create their state.
-    #[arg(long, default_value_t = 60)]
+    /// kept as they were while clients reconnect and re-create their state (at most a day).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(..=86_400))]
     restart_hold_secs: u64,
     /// New flows (MFEs created by traffic) one incoming interface may start per second; more
     /// wait for the next second (their packets go to the kernel meanwhile).
@@ -161,8 +165,10 @@ struct Args {
     #[arg(long, default_value_t = mgm::daemon::follow::DEFAULT_TABLE6, requires = "follow_kernel")]
     mroute6_table: u32,
     /// Milliseconds between two packets of a followed entry left to the kernel (per CPU),
-    /// which keeps the kernel's counters moving for the daemons that read them; 0: none.
-    #[arg(long, default_value_t = 1000, requires = "follow_kernel")]
+    /// which keeps the kernel's counters moving for the daemons that read them; 0: none (at
+    /// most an hour).
+    #[arg(long, default_value_t = 1000, requires = "follow_kernel",
+          value_parser = clap::value_parser!(u64).range(..=3_600_000))]
     heartbeat_ms: u64,
     /// Serve Prometheus metrics (OpenMetrics text) on http://ADDR:PORT/metrics, e.g.
     /// 127.0.0.1:9750. Off by default.
@@ -193,6 +199,9 @@ impl Args {
         }
     }
 }
+
+/// The largest MFE table mgmd sets up (`--max-mfes`): 16 Mi entries, a few GiB of maps.
+const MAX_MFES_LIMIT: i64 = 1 << 24;
 
 fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8).map_err(|e| format!("{s:?} is not an octal mode: {e}"))
@@ -244,8 +253,8 @@ fn check_kernel() -> anyhow::Result<()> {
             let _ = writeln!(out, "{v}");
         }),
         Err(e) if e.needs_capability() => {
-            let _ =
-                writeln!(out, "programs not checked: loading them needs root, or CAP_BPF ({e})");
+            let hint = mgm::dataplane::permission_hint();
+            let _ = writeln!(out, "programs not checked: {hint} ({e})");
         }
         Err(e) => {
             let _ = writeln!(out, "programs: {e}");

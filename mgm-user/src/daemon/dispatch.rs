@@ -82,6 +82,7 @@ impl<D: Dataplane> Daemon<D> {
 
     fn add_mfe(&mut self, m: crate::config::StaticMfe) -> Reply<crate::config::StaticMfe> {
         self.add_static(&m)?;
+        info!(source = %m.source, group = %m.group, iif = %m.iif, oifs = ?m.oifs, "static mfe installed");
         Ok(Done {})
     }
 

@@ -39,7 +39,7 @@ use mgm_common::{
     PortValue, UPCALL_F_EVENT, UPCALL_F_IPV6, UPCALL_F_QUEUED, UPCALL_NO_MFE, UPCALL_TOO_BIG,
     Upcall,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use self::run::run;
 pub use self::writer::WRITE_BATCH;
@@ -567,7 +567,9 @@ impl<D: Dataplane> Daemon<D> {
         self.writer.add_static(key, iif, &oifs)?;
         self.fit_core();
         self.hold.forget(&key);
-        info!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
+        // One line per entry only when asked for: a file of 100,000 statics would otherwise
+        // write 100,000 lines (the start and every reload log a summary).
+        debug!(source = %spec.source, group = %spec.group, iif = %spec.iif, oifs = ?spec.oifs, "static mfe installed");
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use tracing::info;
+use tracing::{debug, info};
 
 use super::Daemon;
 use crate::{
@@ -101,7 +101,7 @@ impl<D: Dataplane> Daemon<D> {
             if let Some(m) = self.configured.mfes.remove(&k)
                 && self.remove_static(k)?
             {
-                info!(source = %m.source, group = %m.group, "static mfe no longer configured; removed");
+                debug!(source = %m.source, group = %m.group, "static mfe no longer configured; removed");
                 r.mfes_removed += 1;
             }
         }

@@ -112,9 +112,9 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     kernel.fast_path_gaps().iter().for_each(|gap| info!("{gap}"));
     let (mut fp, logger) = BpfFastPath::load(&opts.load).map_err(|e| {
         let hint = if e.needs_capability() {
-            " (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+            format!(" ({})", crate::dataplane::permission_hint())
         } else {
-            ""
+            String::new()
         };
         anyhow::Error::new(e).context(format!("loading the XDP fast path{hint}"))
     })?;
@@ -144,6 +144,12 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
             .context("taking over the pinned fast path")?;
     }
     daemon.apply_config(&config, start.elapsed()).map_err(|e| anyhow::anyhow!(e.message))?;
+    info!(
+        interfaces = config.all_interfaces().len(),
+        static_mfes = config.mfes.len(),
+        boundaries = config.boundaries.len(),
+        "configuration applied"
+    );
     if let Some(path) = opts.config_file.clone() {
         let cmdline = opts.cmdline.clone();
         daemon.set_config_source(Box::new(move || Ok(Config::resolve(Some(&path), &cmdline)?)));
@@ -224,10 +230,6 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     }
     if let Err(e) = std::fs::remove_file(&opts.socket) {
         error!(error = %e, "removing the socket");
-    }
-    let _ = std::fs::remove_file(server::lock_path(&opts.socket));
-    if let Some(dir) = &opts.load.pin_dir {
-        let _ = std::fs::remove_file(server::pins_lock_path(dir));
     }
     Ok(())
 }
