@@ -140,10 +140,11 @@ struct Args {
     /// Clients (handles) one connection may register.
     #[arg(long, default_value_t = Limits::default().handles_per_conn)]
     max_handles_per_conn: usize,
-    /// Interfaces (ifindex, next hop) one connection's clients may own.
+    /// Interfaces (ifindex, next hop) one user's clients may own, over all its connections
+    /// (root's: per connection).
     #[arg(long, default_value_t = Limits::default().interfaces_per_conn)]
     max_interfaces_per_conn: usize,
-    /// Membership entries one connection's clients may hold.
+    /// Membership entries one user's clients may hold, counted as interfaces are.
     #[arg(long, default_value_t = Limits::default().memberships_per_conn)]
     max_memberships_per_conn: usize,
     /// Group enumerations one connection's clients may have open.

@@ -23,6 +23,8 @@ pub(super) const BACKLOG_FACTOR: usize = 4;
 
 struct Conn {
     tx: Outbound,
+    /// The peer's user (credentials of the socket), if known.
+    uid: Option<u32>,
     handles: BTreeSet<Handle>,
     /// Gets a copy of every event (`watch`).
     monitor: bool,
@@ -40,9 +42,10 @@ pub(super) struct Connections {
 }
 
 impl Connections {
-    pub fn open(&mut self, conn: ConnId, tx: Outbound) {
+    pub fn open(&mut self, conn: ConnId, tx: Outbound, uid: Option<u32>) {
         let c = Conn {
             tx,
+            uid,
             handles: BTreeSet::new(),
             monitor: false,
             backlog: VecDeque::new(),
@@ -83,6 +86,21 @@ impl Connections {
     /// The handles `conn` registered.
     pub fn handles(&self, conn: ConnId) -> impl Iterator<Item = Handle> + '_ {
         self.conns.get(&conn).into_iter().flat_map(|c| c.handles.iter().copied())
+    }
+
+    /// The handles that share `conn`'s quotas: those of every connection of the same user,
+    /// as connections are counted per user (one user's many connections get no more of a
+    /// table than one); root's (and an unknown peer's) per connection.
+    pub fn quota_handles(&self, conn: ConnId) -> Vec<Handle> {
+        match self.conns.get(&conn).and_then(|c| c.uid).filter(|&u| u != 0) {
+            None => self.handles(conn).collect(),
+            Some(uid) => self
+                .conns
+                .values()
+                .filter(|c| c.uid == Some(uid))
+                .flat_map(|c| c.handles.iter().copied())
+                .collect(),
+        }
     }
 
     /// `h` now belongs to `conn`.

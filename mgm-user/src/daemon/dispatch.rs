@@ -153,10 +153,15 @@ impl<D: Dataplane> Daemon<D> {
         let owned = self.manager.owns(h, iface);
         if !owned {
             let limit = self.limits.interfaces_per_conn;
-            let held: usize = self.conns.handles(conn).map(|x| self.manager.owned_count(x)).sum();
+            let held: usize = self
+                .conns
+                .quota_handles(conn)
+                .into_iter()
+                .map(|x| self.manager.owned_count(x))
+                .sum();
             if held >= limit {
                 let flag = "--max-interfaces-per-conn";
-                return Err(over_limit("interfaces per connection", limit, flag));
+                return Err(over_limit("interfaces per user", limit, flag));
             }
             self.writer.reserve_lease(iface, h)?;
         }
@@ -220,11 +225,12 @@ impl<D: Dataplane> Daemon<D> {
         let pattern = a.pattern()?;
         if !self.manager.has_membership(h, pattern, a.iface()) {
             let limit = self.limits.memberships_per_conn;
-            let held: usize =
-                self.conns.handles(conn).map(|x| self.manager.membership_count(x)).sum();
+            let held: usize = (self.conns.quota_handles(conn).into_iter())
+                .map(|x| self.manager.membership_count(x))
+                .sum();
             if held >= limit {
                 let flag = "--max-memberships-per-conn";
-                return Err(over_limit("memberships per connection", limit, flag));
+                return Err(over_limit("memberships per user", limit, flag));
             }
         }
         self.manager.add_membership(h, pattern, a.iface(), a.flags, now)?;

@@ -95,10 +95,10 @@ pub enum Input {
 pub struct Limits {
     /// Registered clients (handles) per connection.
     pub handles_per_conn: usize,
-    /// Interfaces (ifindex, next hop) owned per connection: each holds a lease in the fast
-    /// path, whose table has 65,536.
+    /// Interfaces (ifindex, next hop) owned per user (all connections of one uid together;
+    /// root's per connection): each holds a lease in the fast path, whose table has 65,535.
     pub interfaces_per_conn: usize,
-    /// Membership entries per connection.
+    /// Membership entries per user, counted as interfaces are.
     pub memberships_per_conn: usize,
     /// Open group enumerations per connection.
     pub enums_per_conn: usize,
@@ -325,7 +325,7 @@ impl<D: Dataplane> Daemon<D> {
         match input {
             Input::Connected { conn, tx, peer } => {
                 conns::log_open(conn, peer);
-                self.conns.open(conn, tx);
+                self.conns.open(conn, tx, peer.map(|(uid, _, _)| uid));
             }
             Input::Disconnected { conn } => self.close(conn, "disconnected", now),
             // A connection already dropped (a slow client): its remaining lines are not served.

@@ -54,8 +54,13 @@ impl Harness {
     }
 
     fn connect(&mut self, conn: ConnId) {
+        self.connect_as(conn, None);
+    }
+
+    /// A connection of user `uid` (as the socket's peer credentials give it).
+    fn connect_as(&mut self, conn: ConnId, uid: Option<u32>) {
         let (tx, rx) = Outbound::channel(self.bytes);
-        self.input(Input::Connected { conn, tx, peer: None });
+        self.input(Input::Connected { conn, tx, peer: uid.map(|u| (u, u, 1)) });
         self.outs.insert(conn, rx);
     }
 
@@ -378,6 +383,46 @@ fn limits_refuse_with_not_enough_memory_and_change_nothing() {
     h.ok(1, proto::AddMembership(third));
     h.ok(1, proto::ReleaseInterface { handle: a, ifindex: 2, nexthop: ANY });
     h.ok(1, take);
+}
+
+/// One user's connections share its quotas of interfaces and memberships (16 connections of
+/// one user filled the 65,535-lease table when the cap was per connection); another user, and
+/// root's connections (each on its own), keep theirs.
+#[test]
+fn one_users_connections_share_its_quotas() {
+    let mut h = Harness::new();
+    h.d.set_limits(Limits { interfaces_per_conn: 2, memberships_per_conn: 2, ..Limits::default() });
+    for (conn, uid) in [(1, 1000), (2, 1000), (3, 1001), (4, 0), (5, 0)] {
+        h.connect_as(conn, Some(uid));
+    }
+    let hs: Vec<Handle> = (1..=5).map(|c| h.register(c, 100 + c as u32)).collect();
+    // Connection c takes interface `ifindex` towards next hop 10.0.0.c (each its own).
+    let take = |c: u64, ifindex| proto::TakeInterface {
+        handle: hs[c as usize - 1],
+        ifindex,
+        nexthop: Ipv4Addr::new(10, 0, 0, c as u8).into(),
+    };
+    h.ok(1, take(1, 2));
+    h.ok(2, take(2, 2));
+    assert_eq!(h.err(2, take(2, 3)), ErrorCode::NotEnoughMemory, "uid 1000 holds 2");
+    assert_eq!(h.err(1, take(1, 3)), ErrorCode::NotEnoughMemory);
+    for c in [3, 4, 5] {
+        h.ok(c, take(c, 2));
+        h.ok(c, take(c, 3));
+    }
+    assert_eq!(h.d.status().leases_alive, 8);
+    let join = |c: u64, group: &str| {
+        let m = membership(hs[c as usize - 1], 2);
+        let nexthop = Some(Ipv4Addr::new(10, 0, 0, c as u8).into());
+        proto::AddMembership(MembershipArgs { group: group.parse().unwrap(), nexthop, ..m })
+    };
+    h.ok(1, join(1, "239.1.1.1"));
+    h.ok(2, join(2, "239.1.1.2"));
+    assert_eq!(h.err(2, join(2, "239.1.1.3")), ErrorCode::NotEnoughMemory);
+    h.ok(3, join(3, "239.1.1.3"));
+    // Room again when one of the user's connections goes.
+    h.input(Input::Disconnected { conn: 1 });
+    h.ok(2, take(2, 3));
 }
 
 /// A full lease table (65,535 owners of interfaces in all) refuses the next take with
