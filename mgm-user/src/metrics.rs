@@ -217,12 +217,36 @@ impl Collector for Sample {
     }
 }
 
-/// Connections served at once: one more is closed at once (an idle one holds its place
-/// for [`REQUEST_TIMEOUT`] at most, so a scraper that does not speak cannot keep others out
-/// for long).
+/// Connections served at once. When all are taken, a new connection takes the place of the
+/// one that has waited longest without sending a complete request: clients that connect and
+/// stall (or send half a request and reconnect when closed) only ever displace each other,
+/// while a real scraper, whose request follows its connection within a round trip, is
+/// served before 64 more connections arrive.
 const CONNECTIONS: usize = 64;
 /// A scraper that does not send its request within this is disconnected.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connections still waiting for their request, oldest first, each with the sender
+/// that closes it.
+#[derive(Clone, Default)]
+struct Waiting(Arc<std::sync::Mutex<BTreeMap<u64, oneshot::Sender<()>>>>);
+
+impl Waiting {
+    fn insert(&self, id: u64, close: oneshot::Sender<()>) {
+        self.0.lock().expect("not poisoned").insert(id, close);
+    }
+
+    /// Connection `id` sent its request (or ended): it can no longer be displaced.
+    fn remove(&self, id: u64) {
+        self.0.lock().expect("not poisoned").remove(&id);
+    }
+
+    /// Closes the connection that has waited longest; false if none is waiting.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.0.lock().expect("not poisoned").pop_first();
+        oldest.map(|(_, close)| close.send(())).is_some()
+    }
+}
 
 /// Serves `GET /metrics` on `listener` until the daemon is gone.
 pub async fn serve(listener: TcpListener, tx: mpsc::Sender<Input>) {
@@ -230,6 +254,8 @@ pub async fn serve(listener: TcpListener, tx: mpsc::Sender<Input>) {
     // One sample at a time: a burst of scrapes is one input of the daemon's after another,
     // never a queue that delays its clients.
     let sampling = Arc::new(Semaphore::new(1));
+    let waiting = Waiting::default();
+    let mut next_id = 0u64;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
@@ -239,17 +265,41 @@ pub async fn serve(listener: TcpListener, tx: mpsc::Sender<Input>) {
                 continue;
             }
         };
-        let Ok(place) = conns.clone().try_acquire_owned() else { continue };
-        let (tx, sampling) = (tx.clone(), sampling.clone());
+        let place = match conns.clone().try_acquire_owned() {
+            Ok(p) => p,
+            // Full: the stalest silent connection makes room (its task ends at once).
+            Err(_) if waiting.close_oldest() => {
+                let freed = conns.clone().acquire_owned();
+                match tokio::time::timeout(Duration::from_millis(100), freed).await {
+                    Ok(Ok(p)) => p,
+                    _ => continue,
+                }
+            }
+            Err(_) => continue,
+        };
+        next_id += 1;
+        let id = next_id;
+        let (close, closed) = oneshot::channel();
+        waiting.insert(id, close);
+        let (tx, sampling, waiting) = (tx.clone(), sampling.clone(), waiting.clone());
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| respond(req, tx.clone(), sampling.clone()));
+            let w = waiting.clone();
+            let service = hyper::service::service_fn(move |req| {
+                w.remove(id);
+                respond(req, tx.clone(), sampling.clone())
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(REQUEST_TIMEOUT)
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, conn).await;
+            tokio::select! {
+                _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, conn) => {}
+                // Only a close sent by `close_oldest`: the sender is also dropped (an error
+                // here) once the request has arrived, and the connection goes on then.
+                Ok(()) = closed => {}
+            }
+            waiting.remove(id);
             drop(place);
         });
     }

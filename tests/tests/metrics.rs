@@ -123,3 +123,55 @@ fn scrapers_that_do_not_speak_do_not_keep_a_scraper_out() {
     assert!(t.ctl().unwrap().status().is_ok());
     drop(idle);
 }
+
+/// 64 clients that send half a request and reconnect as soon as they are closed (all the
+/// endpoint's places, taken again at once) do not keep a real scraper out: each of its
+/// scrapes is answered, in well under the request deadline.
+#[test]
+fn clients_that_send_half_a_request_and_reconnect_do_not_keep_a_scraper_out() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+    let mut t = Topology::new(1).unwrap();
+    t.start(&["--metrics", ADDR]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let connects = Arc::new(AtomicU64::new(0));
+    let hostile: Vec<_> = (0..64)
+        .map(|_| {
+            let (stop, connects) = (stop.clone(), connects.clone());
+            let ns = t.router.name.clone();
+            std::thread::spawn(move || {
+                let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = TcpStream::connect(ADDR) else { continue };
+                    connects.fetch_add(1, Ordering::Relaxed);
+                    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: mgmd\r\n");
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                    let mut buf = [0u8; 64];
+                    // Until mgmd closes it (or half a second, to check `stop`).
+                    while !stop.load(Ordering::Relaxed) && matches!(s.read(&mut buf), Err(_)) {}
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut answered = 0;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let start = Instant::now();
+        let (status, body) = get(&t.router, "/metrics");
+        slowest = slowest.max(start.elapsed());
+        if status == "HTTP/1.1 200 OK" && samples(&body).contains_key("mgm_interfaces") {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    hostile.into_iter().for_each(|h| h.join().unwrap());
+    let n = connects.load(Ordering::Relaxed);
+    assert!(n >= 64, "the hostile clients connected {n} times");
+    assert_eq!(answered, 20, "scrapes answered (slowest {slowest:?}, {n} hostile connects)");
+    assert!(slowest < Duration::from_secs(2), "slowest scrape {slowest:?}");
+}
