@@ -167,3 +167,95 @@ fn mgmd_without_a_configuration_file_refuses_a_reload() {
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("--config"), "{err}");
 }
+
+/// mgmd's resident memory in KiB (`VmRSS`).
+fn rss_kib(d: &Mgmd) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Hostile configuration files: each reload is refused at once with a short reason, nothing
+/// changes, mgmd does not grow and goes on serving; a FIFO given at start is refused too (it
+/// blocked mgmd as long as its writer held it).
+#[test]
+fn hostile_configuration_files_are_refused_quickly_and_cost_nothing() {
+    let mut t = Topology::new(1).unwrap();
+    let dir = TempDir::new("hostile-cfg");
+    let config = dir.0.join("mgmd.toml");
+    std::fs::write(&config, "interfaces = [\"rin\", \"r1\"]\n").unwrap();
+    let d = t.start(&["--config", config.to_str().unwrap()]).unwrap();
+    let before = state(d);
+    let rss = rss_kib(d);
+    let reload = |d: &Mgmd| {
+        let start = Instant::now();
+        let (code, out, err) = mgmctl(&d.socket, &["reload"]);
+        (code, format!("{out}{err}"), start.elapsed())
+    };
+    let write = |text: &str| std::fs::write(&config, text).unwrap();
+
+    // 20 MB on one line with a syntax error: the reason is short, and so is the log.
+    write(&format!("interfaces = [\"{}", "x".repeat(20 << 20)));
+    let (code, why, _) = reload(d);
+    assert_eq!(code, Some(5), "{why}");
+    assert!(why.contains("larger than"), "{why}");
+    // A syntax error in a long line within the bound: the position and a short quote.
+    write(&format!("interfaces = [\"{}", "x".repeat(3 << 20)));
+    let (code, why, _) = reload(d);
+    assert_eq!(code, Some(5), "{why}");
+    assert!(why.contains("line 1, column") && why.len() < 1024, "{} bytes: {why:.300}", why.len());
+    // 200,000 interface names (none exists): refused in one linear pass.
+    let names: Vec<String> = (0..200_000).map(|i| format!("\"n{i}\"")).collect();
+    write(&format!("interfaces = [{}]\n", names.join(",")));
+    let (code, why, took) = reload(d);
+    assert_eq!(code, Some(4), "{why}");
+    assert!(why.contains("no interface named \"n0\""), "{why}");
+    assert!(took < Duration::from_secs(10), "stalled {took:?}");
+    // A FIFO in the file's place: refused without waiting for a writer.
+    std::fs::remove_file(&config).unwrap();
+    nix::unistd::mkfifo(&config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (code, why, _) = reload(d);
+    assert_eq!(code, Some(5), "{why}");
+    assert!(why.contains("not a regular file"), "{why}");
+
+    assert_eq!(state(d), before, "nothing changed");
+    let grown = rss_kib(d).saturating_sub(rss);
+    assert!(grown < 64 << 10, "mgmd grew by {grown} KiB");
+    let log = d.log();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096, "a log line of {longest} bytes");
+
+    // And at start: the FIFO is refused, not waited on.
+    let other = mgm_tests::Netns::new("fifo").unwrap();
+    let err = Mgmd::start(&other, &["--config".into(), config.to_str().unwrap().into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+/// `--check-config` checks what a start checks: more statics than allowed, and an interface
+/// this namespace lacks, are refused (both were "OK").
+#[test]
+fn check_config_checks_what_a_start_checks() {
+    let dir = TempDir::new("check-cfg");
+    let config = dir.0.join("mgmd.toml");
+    let statics: String = (1..=3)
+        .map(|i| mfe(format!("10.0.0.{i}").parse().unwrap(), "239.1.1.1", "lo", &["lo"]))
+        .collect();
+    std::fs::write(&config, &statics).unwrap();
+    let check = |extra: &[&str]| {
+        let out = std::process::Command::new(mgm_tests::bin("mgmd"))
+            .args(["--check-config", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(check(&[]).0, Some(0), "{}", check(&[]).1);
+    let (code, err) = check(&["--max-static-mfes", "2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("3 static MFEs, more than the 2"), "{err}");
+    let (code, err) = check(&["--iface", "nosuch0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no interface named \"nosuch0\""), "{err}");
+}

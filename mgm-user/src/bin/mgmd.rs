@@ -265,16 +265,29 @@ fn check_kernel() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--check-config`: what mgmd would start with, or why it could not.
+/// `--check-config`: what mgmd would start with, or why it could not: everything a start
+/// (and a reload) checks of the configuration, the limits and this namespace's interfaces
+/// included; only the fast path is not loaded.
 fn check_config(args: &Args) -> anyhow::Result<()> {
     let cfg = Config::resolve(args.config.as_deref(), &args.cmdline())?;
+    cfg.check_with(static_limit(args))?;
+    let interfaces = cfg.all_interfaces();
+    if let Some(n) = interfaces.iter().find(|n| nix::net::if_::if_nametoindex(n.as_str()).is_err())
+    {
+        anyhow::bail!("no interface named {n:?} in this network namespace: mgmd would not start");
+    }
     println!(
         "configuration OK: {} interfaces, {} static MFEs, {} scope boundaries",
-        cfg.all_interfaces().len(),
+        interfaces.len(),
         cfg.mfes.len(),
         cfg.boundaries.len()
     );
     Ok(())
+}
+
+/// Static MFEs allowed: `--max-static-mfes`, by default half of `--max-mfes`.
+fn static_limit(args: &Args) -> usize {
+    args.max_static_mfes.unwrap_or(args.max_mfes as usize / 2)
 }
 
 /// The command line and the configuration file, merged.
@@ -296,6 +309,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         Mode::Skb => XdpMode::Skb,
     };
     let heartbeat = Duration::from_millis(args.heartbeat_ms);
+    let static_mfes = static_limit(&args);
     Ok(Options {
         socket_mode: args.socket_mode.unwrap_or(if socket_group.is_some() { 0o660 } else { 0o600 }),
         socket: args.socket,
@@ -320,7 +334,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
             interfaces_per_conn: args.max_interfaces_per_conn,
             memberships_per_conn: args.max_memberships_per_conn,
             enums_per_conn: args.max_enums_per_conn,
-            static_mfes: args.max_static_mfes.unwrap_or(args.max_mfes as usize / 2),
+            static_mfes,
         },
     })
 }

@@ -54,8 +54,11 @@ impl<D: Dataplane> Daemon<D> {
                 "mgmd has no configuration to reload (started without --config)",
             ));
         };
-        let cfg =
-            source().map_err(|e| WireError::new(ErrorCode::InvalidParams, format!("{e:#}")))?;
+        let cfg = source();
+        // Parsing takes tens of times the file's size for a moment: give it back to the
+        // system (a refused file would otherwise leave mgmd that large).
+        crate::config::release_memory();
+        let cfg = cfg.map_err(|e| WireError::new(ErrorCode::InvalidParams, format!("{e:#}")))?;
         let r = self.apply_config(&cfg, now)?;
         info!(?r, "configuration reloaded");
         Ok(r)
