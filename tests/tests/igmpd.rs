@@ -589,6 +589,74 @@ fn a_report_flood_on_one_link_does_not_starve_another() {
     assert_eq!(held, 50, "mgmd holds no more for r1 than the limit");
 }
 
+/// A rogue querier: a host with a lower address than the router's queries for 3 s, asking for
+/// answers within 0.1 s, then goes silent. The router leaves it the role, and takes it back
+/// when the other querier present interval is over; the real host, which answered every
+/// query, keeps every membership throughout (its timers were set by its answers to the
+/// rogue, and ran out before it could answer the router's first query: a gap of up to the
+/// response interval, about one group in two here).
+#[test]
+fn a_rogue_querier_that_goes_silent_costs_the_members_nothing() {
+    let mut t = Topology::new(1).unwrap();
+    let igmpd = router(&mut t, &[]).unwrap();
+    let rx = &t.receivers[0];
+    // A v2 host answers each group after a delay of its own (v3 answers all at once).
+    rx.exec("sysctl", &["-qw", "net.ipv4.conf.eth0.force_igmp_version=2"]).unwrap();
+    let groups: Vec<Ipv4Addr> = (1..=8).map(|i| Ipv4Addr::new(239, 4, 4, i)).collect();
+    let _socks: Vec<_> = groups
+        .iter()
+        .map(|g| t.udp_receiver(0, g.octets(), 5000 + u16::from(g.octets()[3])).unwrap())
+        .collect();
+    let mut ctl = t.ctl().unwrap();
+    let r1 = t.router.ifindex("r1").unwrap();
+    let members = |ctl: &mut mgm_tests::Ctl| -> usize {
+        let show = ctl.show().unwrap();
+        let held = |g: &Ipv4Addr| {
+            let g = std::net::IpAddr::V4(*g);
+            show.memberships.iter().any(|m| m.iface.ifindex == r1 && m.entry.group == g)
+        };
+        groups.iter().filter(|g| held(g)).count()
+    };
+    let t0 = Instant::now();
+    while members(&mut ctl) < groups.len() {
+        assert!(t0.elapsed() < SLACK * 2, "the host's joins");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The rogue's queries reach both the router and the host (as on a shared link).
+    let rogue = ip("10.2.1.0");
+    let query = mgm::igmp::packet::encode_query(&mgm::igmp::packet::Query {
+        version: 2,
+        group: Ipv4Addr::UNSPECIFIED,
+        max_resp: Duration::from_millis(100),
+        suppress: false,
+        qrv: 0,
+        qqi: Duration::ZERO,
+        sources: vec![],
+    });
+    let frame = ip_frame([2, 0, 0, 0, 0, 0x66], &datagram(rogue, ip("224.0.0.1"), 1, true, &query));
+    let (to_router, to_host) =
+        (PacketSocket::open(rx, "eth0").unwrap(), PacketSocket::open(&t.router, "r1").unwrap());
+    for _ in 0..4 {
+        to_router.send(&frame).unwrap();
+        to_host.send(&frame).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let v = igmpd.view().unwrap();
+    assert_eq!(v["interfaces"][1]["querier"], "10.2.1.0", "the rogue won the election: {v:#}");
+    // Silent now: the router takes over 6.5 s after the last query, and the host answers
+    // its query within 1 s. Every membership must stay all along.
+    let watch = Instant::now();
+    let mut fewest = groups.len();
+    while watch.elapsed() < Duration::from_secs(10) {
+        fewest = fewest.min(members(&mut ctl));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v = igmpd.view().unwrap();
+    assert_eq!(v["interfaces"][1]["is_querier"], true, "took the role back: {v:#}");
+    assert_eq!(fewest, groups.len(), "memberships lost across the takeover");
+}
+
 /// The matrix runs these on this machine and in every guest (Debian 12's 6.1 and 6.12, 7.x):
 /// what must hold on every kernel mgm supports.
 mod every_kernel {

@@ -121,6 +121,17 @@ impl<A: Addr> Group<A> {
         (self.group_timer.map(left), self.sources.iter().map(|(s, t)| (*s, left(*t))).collect())
     }
 
+    /// Keeps every running timer (the group's, the sources') until `floor` at least: what
+    /// a report received now would give. Excluded sources stay excluded.
+    pub fn hold_until(&mut self, floor: Duration) {
+        if let Some(t) = &mut self.group_timer {
+            *t = (*t).max(floor);
+        }
+        for t in self.sources.values_mut().filter(|t| !t.is_zero()) {
+            *t = (*t).max(floor);
+        }
+    }
+
     /// A v1 or v2 report (§7.3.2: an IS_EX({}) that marks an older host present).
     pub fn old_report(&mut self, version: u8, now: Duration, iv: &Intervals) -> Vec<Ask<A>> {
         let until = Some(now + iv.ohpi);

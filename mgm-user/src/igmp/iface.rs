@@ -214,9 +214,17 @@ impl<A: Addr> Interface<A> {
     pub fn tick(&mut self, now: Duration) -> Vec<Out<A>> {
         let mut out = Vec::new();
         if self.other.is_some_and(|(_, until)| until <= now) {
-            // The other querier went quiet: this router queries again, at once.
+            // The other querier went quiet: this router queries again, at once. Its members
+            // last reported to the other querier's queries, which may have asked for an
+            // answer at once (Max Resp Code 0) and then stopped: their timers would run out
+            // before they can answer this router's first query (the Other Querier Present
+            // Interval is only half a response interval shorter than the Group Membership
+            // Interval). So every timer is refreshed as a report now would: no member that
+            // answers loses its traffic over what another router on the link claimed.
             self.other = None;
             self.next_general = now;
+            let floor = now + self.cfg.intervals().gmi;
+            self.groups.values_mut().for_each(|g| g.hold_until(floor));
         }
         if self.is_querier(now) && self.next_general <= now {
             out.push(self.general_query());
@@ -511,6 +519,48 @@ mod tests {
         assert!(sends(&i.tick(secs(200))).is_empty());
         assert_eq!(sends(&i.tick(secs(256))).len(), 1, "took over");
         assert!(i.is_querier(secs(256)));
+    }
+
+    /// A rogue querier with a lower address asks for answers at once (Max Resp Code 0), then
+    /// goes silent: when this router takes the role back, the members that answered the rogue
+    /// keep their membership until they can answer this router's queries.
+    #[test]
+    fn a_takeover_after_a_rogue_querier_keeps_the_members_that_answer() {
+        let mut i = Interface::new(Config::default(), ME, secs(0));
+        i.tick(secs(0));
+        let rogue = Ipv4Addr::new(10, 2, 1, 0);
+        let q = Query {
+            version: 3,
+            group: Ipv4Addr::UNSPECIFIED,
+            max_resp: secs(0),
+            suppress: false,
+            qrv: 1,
+            qqi: secs(1),
+            sources: vec![],
+        };
+        let s1 = Ipv4Addr::new(10, 1, 0, 1);
+        for t in 0..=15 {
+            i.receive(rogue, &Message::Query(q.clone()), secs(t));
+            // The host answers each at once.
+            i.receive(HOST, &v3(RecordType::ModeIsExclude, &[]), secs(t));
+            let other = Ipv4Addr::new(239, 2, 2, 2);
+            let allow =
+                GroupRecord { kind: RecordType::ModeIsInclude, group: other, sources: vec![s1] };
+            i.receive(HOST, &Message::ReportV3(vec![allow]), secs(t));
+        }
+        assert!(!i.is_querier(secs(15)));
+        // Silent from 15 s: this router takes over at 15 + 255 s and queries (10 s to answer).
+        let out = i.tick(secs(270));
+        assert_eq!(sends(&out).len(), 1, "took over: {out:?}");
+        for t in 271..=285 {
+            let out = i.tick(secs(t));
+            assert!(out.iter().all(|o| !matches!(o, Out::Leave { .. })), "at {t} s: {out:?}");
+        }
+        assert_eq!(i.memberships().count(), 2);
+        // A member that does not answer still goes, a group membership interval later.
+        let leaves = |out: Vec<Out>| out.iter().filter(|o| matches!(o, Out::Leave { .. })).count();
+        assert_eq!(leaves(i.tick(secs(270 + 259))), 0);
+        assert_eq!(leaves(i.tick(secs(270 + 260))), 2);
     }
 
     #[test]
