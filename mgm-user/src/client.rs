@@ -139,6 +139,51 @@ impl Client {
         }
     }
 
+    /// Sends several requests of one method at once and then reads their replies (mgmd
+    /// answers in request order): one round trip for the lot instead of one each. Each
+    /// request's outcome comes back in order; `Err` only for the connection itself.
+    pub async fn call_all<M: Method>(
+        &mut self,
+        methods: impl IntoIterator<Item = M>,
+    ) -> Result<Vec<Result<M::Reply, WireError>>, ClientError> {
+        let first = self.next_id;
+        for method in methods {
+            let frame = RequestFrame { id: self.next_id, request: method.into() };
+            self.next_id += 1;
+            let line = serde_json::to_string(&frame).expect("requests serialize");
+            if line.len() > MAX_FRAME {
+                return Err(ClientError::Protocol(format!(
+                    "request of {} bytes exceeds {MAX_FRAME}",
+                    line.len()
+                )));
+            }
+            self.framed.feed(line).await.map_err(codec_err)?;
+        }
+        futures_util::SinkExt::<String>::flush(&mut self.framed).await.map_err(codec_err)?;
+        let mut out = Vec::with_capacity((self.next_id - first) as usize);
+        for id in first..self.next_id {
+            let reply: ReplyFrame<M::Reply> = loop {
+                let line = self.read_line().await?;
+                if is_event(&line) {
+                    self.events.push_back(decode(&line)?);
+                    continue;
+                }
+                break decode(&line)?;
+            };
+            if reply.id != Some(id) {
+                if let (None, ReplyBody::Error(e)) = (reply.id, &reply.body) {
+                    return Err(e.clone().into());
+                }
+                return Err(ClientError::Protocol(format!("reply id {:?} for {id}", reply.id)));
+            }
+            out.push(match reply.body {
+                ReplyBody::Result(r) => Ok(r),
+                ReplyBody::Error(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
     /// The next callback event (queued first, then from the socket).
     pub async fn next_event(&mut self) -> Result<EventFrame, ClientError> {
         if let Some(ev) = self.events.pop_front() {

@@ -558,6 +558,11 @@ pub struct Rejected {
 pub struct HelloInfo {
     pub protocol: u32,
     pub server: String,
+    /// Memberships this connection's clients may hold (`--max-memberships-per-conn`; for a
+    /// user other than root, shared with that user's other connections), so a client can
+    /// share it out (mgm-igmpd among its links). Absent from older mgmd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memberships: Option<u64>,
 }
 
 /// A page of a walk: `status` is `more_data` or `no_more_items` (MGM's codes).

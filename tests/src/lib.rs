@@ -1484,6 +1484,16 @@ impl Igmpd {
 
     /// Starts it without waiting for mgmd (which may not be there).
     pub fn spawn(ns: &Netns, mgmd_socket: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_logging(ns, mgmd_socket, args, "debug")
+    }
+
+    /// The same with `RUST_LOG` at `level` (`info`: what a service logs).
+    pub fn spawn_logging(
+        ns: &Netns,
+        mgmd_socket: &Path,
+        args: &[&str],
+        level: &str,
+    ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(unique("igmpd"));
         std::fs::create_dir_all(&dir)?;
         let control = dir.join("igmpd.sock");
@@ -1496,7 +1506,7 @@ impl Igmpd {
             .arg("--control")
             .arg(&control)
             .args(args)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -68,6 +68,7 @@ impl<D: Dataplane> Daemon<D> {
         Ok(HelloInfo {
             protocol: PROTOCOL_VERSION,
             server: format!("mgmd {}", env!("CARGO_PKG_VERSION")),
+            max_memberships: Some(self.limits.memberships_per_conn as u64),
         })
     }
 

@@ -120,6 +120,7 @@ impl Settings {
             querier: f.querier.unwrap_or(true),
             max_groups: f.max_groups.unwrap_or(d.max_groups),
             max_sources: f.max_sources.unwrap_or(d.max_sources),
+            max_records: d.max_records,
         };
         check(&timers, mld)?;
         let mut interfaces = f.interfaces;

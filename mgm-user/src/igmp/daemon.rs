@@ -43,8 +43,10 @@ use super::{
 };
 use crate::{
     client::{Client, ClientError},
+    loglimit::LogLimit,
     manager::{Event, Handle, Iface, PROTO_IP_IGMP, SourceGroupEntry},
-    proto::{EventFrame, MembershipArgs},
+    proto::ErrorCode,
+    proto::{AddMembership, DeleteMembership, EventFrame, MembershipArgs},
 };
 
 /// The protocol id the proxy's upstream side registers with (a routing protocol, so not 10:
@@ -57,6 +59,11 @@ type Member<A> = (Option<A>, A);
 
 /// How often a lost mgmd is looked for again.
 const RECONNECT: Duration = Duration::from_secs(1);
+/// Changes sent to mgmd per interface in one turn of the loop.
+const BATCH: usize = 256;
+/// Datagrams read ahead per interface: a link sending more waits in its own socket (and
+/// loses there what its buffer cannot hold), never in front of another link's.
+const READ_AHEAD: usize = 64;
 
 /// Counters of one interface (the operator's view).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -69,8 +76,14 @@ pub struct Stats {
     pub handovers: u64,
     /// Reports for new groups ignored: the interface had `max-groups` already.
     pub groups_refused: u64,
-    /// New sources ignored: their group had `max-sources` already.
+    /// New sources ignored: their group had `max-sources` already, or the interface its
+    /// share of mgmd's memberships.
     pub sources_refused: u64,
+    /// Memberships mgmd refused (its quota, an invalid one): not asked again until something
+    /// changes its answer (room freed, the membership gone and back, a new mgmd).
+    pub memberships_refused: u64,
+    /// Memberships waiting to be sent to mgmd.
+    pub memberships_pending: u64,
     /// Datagrams not acted on, by reason.
     pub rejected: BTreeMap<&'static str, u64>,
 }
@@ -85,6 +98,7 @@ fn reason(r: Reject) -> &'static str {
         Reject::NoRouterAlert => "no_router_alert",
         Reject::Unknown => "unknown_type",
         Reject::NotLinkLocal => "not_link_local",
+        Reject::InvalidSource => "invalid_source",
     }
 }
 
@@ -98,7 +112,27 @@ struct Port<A> {
     enabled: bool,
     /// The memberships mgmd holds for this interface.
     installed: BTreeSet<Member<A>>,
+    /// Changes not yet sent to mgmd (true: add, false: delete). They go a batch at a time,
+    /// every interface in turn, so a link receiving a flood never holds up another's join.
+    pending: BTreeMap<Member<A>, bool>,
+    /// Memberships mgmd refused for its quota: asked again as room is freed.
+    over_quota: BTreeSet<Member<A>>,
+    /// Memberships mgmd refused otherwise: asked again only when they go and come back, or
+    /// of a new mgmd.
+    refused: BTreeSet<Member<A>>,
+    /// Lines a host can repeat at will (memberships, refusals, send errors), rate limited.
+    log: LogLimit,
     stats: Stats,
+}
+
+impl<A: Wire> Port<A> {
+    /// Everything the interface holds, to be added again (a new mgmd, IGMP enabled again).
+    fn resend_all(&mut self) {
+        self.installed.clear();
+        self.over_quota.clear();
+        self.refused.clear();
+        self.pending = self.igmp.memberships().map(|m| (m, true)).collect();
+    }
 }
 
 /// The proxy's upstream side.
@@ -159,6 +193,8 @@ pub struct Daemon<A> {
     mgm: Option<Mgm>,
     /// Why the last attempt to connect failed (logged when it changes).
     connect_error: Option<String>,
+    /// The upstream memberships must be brought to the downstream ones.
+    upstream_dirty: bool,
 }
 
 /// The address `name` speaks from (the first of its in `all`), and its index.
@@ -192,6 +228,10 @@ impl<A: Wire> Daemon<A> {
                 igmp: Interface::new(s.timers, addr.addr, Duration::ZERO),
                 enabled: true,
                 installed: BTreeSet::new(),
+                pending: BTreeMap::new(),
+                over_quota: BTreeSet::new(),
+                refused: BTreeSet::new(),
+                log: LogLimit::new(),
                 stats: Stats::default(),
             });
         }
@@ -207,7 +247,7 @@ impl<A: Wire> Daemon<A> {
                 })
             }
         };
-        Ok(Self { s, epoch, ports, proxy, mgm: None, connect_error: None })
+        Ok(Self { s, epoch, ports, proxy, mgm: None, connect_error: None, upstream_dirty: false })
     }
 
     fn now(&self) -> Duration {
@@ -217,11 +257,13 @@ impl<A: Wire> Daemon<A> {
     /// Runs until SIGTERM or SIGINT.
     pub async fn run(mut self) -> anyhow::Result<()> {
         let control = listen(&self.s.control)?;
-        let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
-        for (i, p) in self.ports.iter().enumerate() {
-            tokio::spawn(read_link(i, p.link.clone(), tx.clone()));
+        let mut links = Vec::new();
+        for p in &self.ports {
+            let (tx, rx) = mpsc::channel::<Vec<u8>>(READ_AHEAD);
+            tokio::spawn(read_link(p.link.clone(), tx));
+            links.push(rx);
         }
-        drop(tx);
+        let mut turn = 0;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut retry = tokio::time::interval(RECONNECT);
@@ -239,15 +281,16 @@ impl<A: Wire> Daemon<A> {
             let wake = self.ports.iter().map(|p| p.igmp.next_wakeup(now)).min();
             let wake = self.epoch + wake.unwrap_or(now + Duration::from_secs(3600));
             tokio::select! {
-                got = rx.recv() => match got {
-                    Some((i, d)) => self.datagram(i, &d).await,
+                got = recv_fair(&mut links, &mut turn) => match got {
+                    Some((i, d)) => self.datagram(i, &d),
                     None => anyhow::bail!("every interface's socket failed"),
                 },
+                () = std::future::ready(()), if self.has_work() => self.flush().await,
                 ev = next_event(&mut self.mgm) => match ev {
                     Ok(ev) => self.event(ev).await,
                     Err(e) => self.lost(&e),
                 },
-                () = tokio::time::sleep_until(wake.into()) => self.tick().await,
+                () = tokio::time::sleep_until(wake.into()) => self.tick(),
                 _ = retry.tick(), if self.mgm.is_none() => {
                     if let Err(e) = self.connect().await {
                         let e = format!("{e:#}");
@@ -282,6 +325,14 @@ impl<A: Wire> Daemon<A> {
     /// Connects, registers, takes the interfaces and adds every membership.
     async fn connect(&mut self) -> anyhow::Result<()> {
         let mut client = Client::connect(&self.s.socket).await?;
+        // Each interface's share of what mgmd grants this connection (the upstream (*,*)
+        // counted as one more): no link's hosts can use up another's.
+        let quota = client.hello().await?.max_memberships;
+        let links = self.ports.len() + usize::from(self.proxy.is_some());
+        let share = quota.map_or(usize::MAX, |q| usize::try_from(q).unwrap_or(usize::MAX) / links);
+        for p in &mut self.ports {
+            p.igmp.set_max_records(share.min(self.s.timers.max_records));
+        }
         let igmp = client.register(PROTO_IP_IGMP, self.s.component).await?;
         // The interfaces' side of this family: (ifindex, 0.0.0.0) or (ifindex, ::).
         let any = A::UNSPECIFIED.ip();
@@ -309,15 +360,14 @@ impl<A: Wire> Daemon<A> {
         info!(protocol = A::NAME, handle = igmp.0, proxy = ?proxy.map(|h| h.0), "registered with mgmd");
         self.connect_error = None;
         self.mgm = Some(Mgm { client, igmp, proxy });
-        for i in 0..self.ports.len() {
-            self.ports[i].installed.clear();
-            self.ports[i].enabled = true;
-            self.sync(i).await;
+        for p in &mut self.ports {
+            p.enabled = true;
+            p.resend_all();
         }
         Ok(())
     }
 
-    async fn datagram(&mut self, i: usize, d: &[u8]) {
+    fn datagram(&mut self, i: usize, d: &[u8]) {
         let now = self.now();
         let p = &mut self.ports[i];
         let (source, msg) = match A::parse(d) {
@@ -339,74 +389,139 @@ impl<A: Wire> Daemon<A> {
         }
         debug!(iface = %p.name, from = %source, ?msg, "{}", A::NAME);
         let out = p.igmp.receive(source, &msg, now);
-        self.act(i, out).await;
+        self.act(i, out);
     }
 
-    async fn tick(&mut self) {
+    fn tick(&mut self) {
         let now = self.now();
         for i in 0..self.ports.len() {
             let out = self.ports[i].igmp.tick(now);
             if !out.is_empty() {
-                self.act(i, out).await;
+                self.act(i, out);
             }
         }
     }
 
-    /// Sends the queries, then brings mgmd's memberships (and upstream's) to the new state.
-    async fn act(&mut self, i: usize, out: Vec<Out<A>>) {
+    /// Sends the queries, and queues the membership changes for mgmd (and upstream's).
+    fn act(&mut self, i: usize, out: Vec<Out<A>>) {
         let p = &mut self.ports[i];
-        let mut changed = false;
+        let now = Instant::now();
         for o in out {
             match o {
                 Out::Send { to, query } => {
                     match A::send(p.link.get_ref(), p.addr.addr, to, &query) {
                         Ok(()) => p.stats.queries_sent += 1,
-                        Err(e) => warn!(iface = %p.name, "sending a query: {e}"),
+                        Err(e) => {
+                            if let Some(more) = p.log.allow(now) {
+                                warn!(iface = %p.name, suppressed = more, "sending a query: {e}");
+                            }
+                        }
                     }
                 }
                 Out::Join { source, group } => {
-                    info!(iface = %p.name, group = %group, source = ?source, "membership");
-                    changed = true;
+                    debug!(iface = %p.name, group = %group, source = ?source, "membership");
+                    let m = (source, group);
+                    // Its answer may differ now: asked again.
+                    p.refused.remove(&m);
+                    p.over_quota.remove(&m);
+                    if p.installed.contains(&m) {
+                        p.pending.remove(&m);
+                    } else {
+                        p.pending.insert(m, true);
+                    }
+                    self.upstream_dirty = true;
                 }
                 Out::Leave { source, group } => {
-                    info!(iface = %p.name, group = %group, source = ?source, "membership gone");
-                    changed = true;
+                    debug!(iface = %p.name, group = %group, source = ?source, "membership gone");
+                    let m = (source, group);
+                    p.refused.remove(&m);
+                    p.over_quota.remove(&m);
+                    if p.installed.contains(&m) {
+                        p.pending.insert(m, false);
+                    } else {
+                        p.pending.remove(&m);
+                    }
+                    self.upstream_dirty = true;
                 }
             }
-        }
-        if changed {
-            self.sync(i).await;
-            self.sync_upstream();
         }
     }
 
-    /// Adds and deletes memberships in mgmd until it holds what interface `i` has.
-    async fn sync(&mut self, i: usize) {
-        let p = &mut self.ports[i];
-        let Some(m) = self.mgm.as_mut() else { return };
-        if !p.enabled {
-            return;
+    /// Whether the loop has changes to send.
+    fn has_work(&self) -> bool {
+        let sendable = |p: &Port<A>| p.enabled && !p.pending.is_empty();
+        self.upstream_dirty || (self.mgm.is_some() && self.ports.iter().any(sendable))
+    }
+
+    /// Sends up to [`BATCH`] pending changes of each interface to mgmd (its deletes, then
+    /// its adds, each lot in one round trip), every interface in turn; as deletes free room,
+    /// memberships refused for the quota are queued again.
+    async fn flush(&mut self) {
+        if std::mem::take(&mut self.upstream_dirty) {
+            self.sync_upstream();
         }
-        let want: BTreeSet<Member<A>> = p.igmp.memberships().copied().collect();
-        let gone: Vec<Member<A>> = p.installed.difference(&want).copied().collect();
-        let new: Vec<Member<A>> = want.difference(&p.installed).copied().collect();
-        let ifindex = p.addr.ifindex;
-        for mb in gone {
-            match m.client.delete_membership(membership(m.igmp, mb, ifindex)).await {
-                Ok(()) => {}
-                Err(e) if e.server().is_some() => warn!(iface = %p.name, "deleting {mb:?}: {e}"),
-                Err(e) => return self.lost(&e),
+        let mut freed = 0;
+        let mut failed = None;
+        for p in &mut self.ports {
+            let Some(m) = self.mgm.as_mut() else { return };
+            if !p.enabled {
+                continue;
             }
-            p.installed.remove(&mb);
-        }
-        for mb in new {
-            match m.client.add_membership(membership(m.igmp, mb, ifindex)).await {
-                Ok(()) => {
-                    p.installed.insert(mb);
+            let mut batch: Vec<(Member<A>, bool)> = Vec::new();
+            while batch.len() < BATCH
+                && let Some(op) = p.pending.pop_first()
+            {
+                batch.push(op);
+            }
+            let (dels, adds): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(_, add)| !add);
+            let dels: Vec<Member<A>> = dels.into_iter().map(|(mb, _)| mb).collect();
+            let adds: Vec<Member<A>> = adds.into_iter().map(|(mb, _)| mb).collect();
+            let ifindex = p.addr.ifindex;
+            let args = |mb: &Member<A>| membership(m.igmp, *mb, ifindex);
+            let deleted =
+                match m.client.call_all(dels.iter().map(|mb| DeleteMembership(args(mb)))).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        requeue(p, &dels, &adds);
+                        failed = Some(e);
+                        break;
+                    }
+                };
+            for (mb, r) in dels.iter().zip(deleted) {
+                p.installed.remove(mb);
+                match r {
+                    Ok(_) => freed += 1,
+                    Err(e) => refusal(p, mb, false, &e),
                 }
-                // Tried again at the next change.
-                Err(e) if e.server().is_some() => warn!(iface = %p.name, "adding {mb:?}: {e}"),
-                Err(e) => return self.lost(&e),
+            }
+            let added = match m.client.call_all(adds.iter().map(|mb| AddMembership(args(mb)))).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    requeue(p, &[], &adds);
+                    failed = Some(e);
+                    break;
+                }
+            };
+            for (mb, r) in adds.iter().zip(added) {
+                match r {
+                    Ok(_) => {
+                        p.installed.insert(*mb);
+                    }
+                    Err(e) => refusal(p, mb, true, &e),
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return self.lost(&e);
+        }
+        // Room freed in the connection's quota: as many refused memberships asked again.
+        for p in &mut self.ports {
+            while freed > 0
+                && let Some(mb) = p.over_quota.pop_first()
+            {
+                p.pending.insert(mb, true);
+                freed -= 1;
             }
         }
     }
@@ -415,7 +530,7 @@ impl<A: Wire> Daemon<A> {
     fn sync_upstream(&mut self) {
         let Some(up) = self.proxy.as_mut() else { return };
         let mut all: Vec<Member<A>> =
-            self.ports.iter().flat_map(|p| p.igmp.memberships().copied()).collect();
+            self.ports.iter().flat_map(|p| p.igmp.memberships()).collect();
         all.extend(up.alerted.iter().copied());
         for (group, e) in up.host.sync(&merge(&all)) {
             warn!(iface = %up.name, %group, "joining upstream: {e}");
@@ -446,8 +561,7 @@ impl<A: Wire> Daemon<A> {
                     info!(iface = %self.ports[i].name, "{} enabled: memberships re-added", A::NAME);
                     self.ports[i].enabled = true;
                     self.ports[i].stats.handovers += 1;
-                    self.ports[i].installed.clear();
-                    self.sync(i).await;
+                    self.ports[i].resend_all();
                 }
                 Ok(())
             }
@@ -465,7 +579,7 @@ impl<A: Wire> Daemon<A> {
                 // cannot be asked of an IGMP querier.
                 if let Some(mb) = member::<A>(&entry)
                     && mb.1 != A::UNSPECIFIED
-                    && !self.ports.iter().any(|p| p.igmp.memberships().any(|x| *x == mb))
+                    && !self.ports.iter().any(|p| p.igmp.has_membership(mb))
                     && let Some(up) = self.proxy.as_mut()
                 {
                     up.alerted.insert(mb);
@@ -528,6 +642,8 @@ impl<A: Wire> Daemon<A> {
                     stats: Stats {
                         groups_refused: p.igmp.refused_groups(),
                         sources_refused: p.igmp.refused_sources(),
+                        memberships_refused: (p.over_quota.len() + p.refused.len()) as u64,
+                        memberships_pending: p.pending.len() as u64,
                         ..p.stats.clone()
                     },
                 })
@@ -548,6 +664,32 @@ fn protocol_versions<A: Wire>(mut v: View<A>) -> View<A> {
         g.compat = A::protocol_version(g.compat);
     }
     v
+}
+
+/// Puts back what a failed send did not settle (kept for the next mgmd's resend anyway).
+fn requeue<A: Wire>(p: &mut Port<A>, dels: &[Member<A>], adds: &[Member<A>]) {
+    p.pending.extend(dels.iter().map(|mb| (*mb, false)));
+    p.pending.extend(adds.iter().map(|mb| (*mb, true)));
+}
+
+/// mgmd refused to add (or delete) `mb`: remembered, so it is not asked again until that
+/// can change (room freed for the quota; the membership gone and back; a new mgmd), and
+/// logged at a rate.
+fn refusal<A: Wire>(p: &mut Port<A>, mb: &Member<A>, add: bool, e: &crate::proto::WireError) {
+    if add && e.code == ErrorCode::NotEnoughMemory {
+        p.over_quota.insert(*mb);
+    } else if add {
+        p.refused.insert(*mb);
+    }
+    if let Some(more) = p.log.allow(Instant::now()) {
+        let what = if add { "adding" } else { "deleting" };
+        warn!(
+            iface = %p.name,
+            suppressed = more,
+            "{what} {mb:?}: {} (not asked again until that can change)",
+            e.message
+        );
+    }
 }
 
 /// An alert's entry as a membership of this family (the other family's is not ours).
@@ -577,8 +719,8 @@ async fn next_event(mgm: &mut Option<Mgm>) -> Result<EventFrame, ClientError> {
     }
 }
 
-/// Reads datagrams from one interface's socket into the loop.
-async fn read_link(i: usize, link: Arc<AsyncFd<Link>>, tx: mpsc::Sender<(usize, Vec<u8>)>) {
+/// Reads datagrams from one interface's socket into the loop (its own queue).
+async fn read_link(link: Arc<AsyncFd<Link>>, tx: mpsc::Sender<Vec<u8>>) {
     let mut buf = vec![0u8; 65536];
     loop {
         let mut guard = match link.readable().await {
@@ -590,7 +732,7 @@ async fn read_link(i: usize, link: Arc<AsyncFd<Link>>, tx: mpsc::Sender<(usize, 
         };
         match guard.try_io(|l| l.get_ref().recv(&mut buf)) {
             Ok(Ok(n)) => {
-                if tx.send((i, buf[..n].to_vec())).await.is_err() {
+                if tx.send(buf[..n].to_vec()).await.is_err() {
                     return;
                 }
             }
@@ -602,6 +744,32 @@ async fn read_link(i: usize, link: Arc<AsyncFd<Link>>, tx: mpsc::Sender<(usize, 
             Err(_would_block) => {}
         }
     }
+}
+
+/// The next datagram of any interface, the interfaces taken in turn from the one after the
+/// last served: a link that always has one waiting gets one turn in as many as there are
+/// links. `None` once every link's reader has stopped.
+async fn recv_fair(
+    links: &mut [mpsc::Receiver<Vec<u8>>],
+    turn: &mut usize,
+) -> Option<(usize, Vec<u8>)> {
+    std::future::poll_fn(|cx| {
+        let n = links.len();
+        let mut closed = 0;
+        for k in 0..n {
+            let i = (*turn + k) % n;
+            match links[i].poll_recv(cx) {
+                std::task::Poll::Ready(Some(d)) => {
+                    *turn = i + 1;
+                    return std::task::Poll::Ready(Some((i, d)));
+                }
+                std::task::Poll::Ready(None) => closed += 1,
+                std::task::Poll::Pending => {}
+            }
+        }
+        if closed == n { std::task::Poll::Ready(None) } else { std::task::Poll::Pending }
+    })
+    .await
 }
 
 /// The control socket (a stale file from a previous run is replaced; two daemons on one

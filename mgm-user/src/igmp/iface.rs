@@ -40,6 +40,10 @@ pub struct Config {
     /// Source records one group may have: sources beyond are ignored (and counted), for
     /// the same reason.
     pub max_sources: usize,
+    /// Source records and groups the interface may hold in all (each at most one
+    /// membership in mgmd): new ones beyond are ignored and counted. The daemon lowers it to
+    /// the interface's share of what mgmd grants its connection.
+    pub max_records: usize,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             querier: true,
             max_groups: 4096,
             max_sources: 1024,
+            max_records: usize::MAX,
         }
     }
 }
@@ -120,6 +125,14 @@ pub struct GroupView<A = Ipv4Addr> {
     pub sources: Vec<(A, u64)>,
 }
 
+/// What the interface keeps of one group besides its state.
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    due: Option<Duration>,
+    /// Its source records, and one for the group.
+    records: usize,
+}
+
 #[derive(Debug)]
 pub struct Interface<A = Ipv4Addr> {
     cfg: Config,
@@ -129,9 +142,15 @@ pub struct Interface<A = Ipv4Addr> {
     startup_left: u8,
     next_general: Duration,
     groups: BTreeMap<A, Group<A>>,
+    /// Per group with state: when its next timer runs out, and the records it holds.
+    held: BTreeMap<A, Held>,
+    /// The groups by their next expiry: what [`Interface::tick`] looks at (only what is due).
+    by_due: BTreeSet<(Duration, A)>,
+    /// Source records and groups held, in all: what `max_records` bounds.
+    records: usize,
     repeats: Vec<Repeat<A>>,
-    /// The memberships last announced (what the caller holds in MGM).
-    members: BTreeSet<(Option<A>, A)>,
+    /// The memberships last announced (what the caller holds in MGM), by group.
+    members: BTreeMap<A, BTreeSet<Option<A>>>,
     /// Reports for new groups ignored because `max_groups` were there.
     refused: u64,
     /// New sources ignored because their group had `max_sources`.
@@ -149,8 +168,11 @@ impl<A: Addr> Interface<A> {
             startup_left: cfg.startup_count,
             next_general: now,
             groups: BTreeMap::new(),
+            held: BTreeMap::new(),
+            by_due: BTreeSet::new(),
+            records: 0,
             repeats: Vec::new(),
-            members: BTreeSet::new(),
+            members: BTreeMap::new(),
             refused: 0,
             refused_sources: 0,
         }
@@ -161,29 +183,38 @@ impl<A: Addr> Interface<A> {
     }
 
     /// A message from `source` on this link (the caller checked that the source is on it).
+    /// Its cost is that of the groups it names: only they are looked at again.
     pub fn receive(&mut self, source: A, msg: &Message<A>, now: Duration) -> Vec<Out<A>> {
         let iv = self.cfg.intervals();
         let mut asks = Vec::new();
+        let mut out = Vec::new();
         match msg {
-            Message::Query(q) => self.heard_query(source, q, now, &iv),
+            Message::Query(q) => {
+                if let Some(group) = self.heard_query(source, q, now, &iv) {
+                    self.settle(group, now, &mut out);
+                }
+            }
             Message::Report { version, group } => {
                 if let Some(g) = self.group(*group) {
                     asks.extend(g.old_report(*version, now, &iv).into_iter().map(|a| (*group, a)));
+                    self.settle(*group, now, &mut out);
                 }
             }
             Message::Leave { group } => {
                 if let Some(g) = self.groups.get_mut(group) {
                     asks.extend(g.leave(now, &iv).into_iter().map(|a| (*group, a)));
+                    self.settle(*group, now, &mut out);
                 }
             }
             Message::ReportV3(records) => {
                 for r in records {
                     // A record that only removes (TO_IN/BLOCK/IS_IN of nothing), for a group
-                    // without state, leaves an empty one, which the tick below drops.
+                    // without state, leaves an empty one, which `settle` drops.
                     let max = self.cfg.max_sources;
+                    let spare = self.cfg.max_records.saturating_sub(self.records);
                     if let Some(g) = self.group(r.group) {
                         // Known sources always count; new ones only while there is room.
-                        let mut room = max.saturating_sub(g.source_count());
+                        let mut room = max.saturating_sub(g.source_count()).min(spare);
                         let sources: Vec<A> = r
                             .sources
                             .iter()
@@ -198,6 +229,7 @@ impl<A: Addr> Interface<A> {
                         let a = g.record(r.kind, &sources, now, &iv);
                         self.refused_sources += refused;
                         asks.extend(a.into_iter().map(|a| (r.group, a)));
+                        self.settle(r.group, now, &mut out);
                     }
                 }
             }
@@ -207,10 +239,12 @@ impl<A: Addr> Interface<A> {
                 self.ask(group, ask, now);
             }
         }
-        self.tick(now)
+        out.extend(self.tick(now));
+        out
     }
 
-    /// Timers due at `now`: queries to send, states expired, memberships changed.
+    /// Timers due at `now`: queries to send, states expired, memberships changed. Its cost
+    /// is that of what is due.
     pub fn tick(&mut self, now: Duration) -> Vec<Out<A>> {
         let mut out = Vec::new();
         if self.other.is_some_and(|(_, until)| until <= now) {
@@ -224,7 +258,13 @@ impl<A: Addr> Interface<A> {
             self.other = None;
             self.next_general = now;
             let floor = now + self.cfg.intervals().gmi;
-            self.groups.values_mut().for_each(|g| g.hold_until(floor));
+            let groups: Vec<A> = self.groups.keys().copied().collect();
+            for group in groups {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.hold_until(floor);
+                }
+                self.settle(group, now, &mut out);
+            }
         }
         if self.is_querier(now) && self.next_general <= now {
             out.push(self.general_query());
@@ -251,12 +291,52 @@ impl<A: Addr> Interface<A> {
             r.left > 0
         });
         self.repeats = repeats;
-        for g in self.groups.values_mut() {
-            g.expire(now);
+        while let Some(&(due, group)) = self.by_due.first()
+            && due <= now
+        {
+            self.settle(group, now, &mut out);
         }
-        self.groups.retain(|_, g| !g.is_empty());
-        out.extend(self.membership_changes());
         out
+    }
+
+    /// Looks at `group` again at `now`: its expired timers, its place in the expiry index,
+    /// its records, and the memberships it gives against those announced (the difference
+    /// goes to `out`).
+    fn settle(&mut self, group: A, now: Duration, out: &mut Vec<Out<A>>) {
+        let mut want = BTreeSet::new();
+        let mut now_held = Held::default();
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.expire(now);
+            if g.is_empty() {
+                self.groups.remove(&group);
+            } else {
+                now_held = Held { due: g.next_expiry(), records: g.source_count() + 1 };
+                match g.forward() {
+                    Some(Forward::Any) => {
+                        want.insert(None);
+                    }
+                    Some(Forward::Sources(s)) => want.extend(s.into_iter().map(Some)),
+                    None => {}
+                }
+            }
+        }
+        let was = self.held.remove(&group).unwrap_or_default();
+        if let Some(due) = was.due {
+            self.by_due.remove(&(due, group));
+        }
+        self.records = self.records - was.records + now_held.records;
+        if self.groups.contains_key(&group) {
+            if let Some(due) = now_held.due {
+                self.by_due.insert((due, group));
+            }
+            self.held.insert(group, now_held);
+        }
+        let had = self.members.remove(&group).unwrap_or_default();
+        out.extend(had.difference(&want).map(|&source| Out::Leave { source, group }));
+        out.extend(want.difference(&had).map(|&source| Out::Join { source, group }));
+        if !want.is_empty() {
+            self.members.insert(group, want);
+        }
     }
 
     /// When [`Interface::tick`] next has something to do.
@@ -266,15 +346,21 @@ impl<A: Addr> Interface<A> {
             t = t.min(self.next_general);
         }
         let repeats = self.repeats.iter().map(|r| r.next);
-        let groups = self.groups.values().filter_map(Group::next_expiry);
+        let groups = self.by_due.first().map(|(due, _)| *due);
         repeats.chain(groups).fold(t, Duration::min).max(now)
     }
 
     /// Every membership gone (the daemon stops, or IGMP is disabled on the interface).
     pub fn clear(&mut self) -> Vec<Out<A>> {
         self.groups.clear();
+        self.held.clear();
+        self.by_due.clear();
+        self.records = 0;
         self.repeats.clear();
-        self.membership_changes()
+        std::mem::take(&mut self.members)
+            .into_iter()
+            .flat_map(|(group, s)| s.into_iter().map(move |source| Out::Leave { source, group }))
+            .collect()
     }
 
     /// Reports for new groups ignored at the `max_groups` limit.
@@ -288,8 +374,29 @@ impl<A: Addr> Interface<A> {
     }
 
     /// The memberships this interface holds now.
-    pub fn memberships(&self) -> impl Iterator<Item = &(Option<A>, A)> {
-        self.members.iter()
+    pub fn memberships(&self) -> impl Iterator<Item = (Option<A>, A)> + '_ {
+        self.members.iter().flat_map(|(g, s)| s.iter().map(move |s| (*s, *g)))
+    }
+
+    /// Whether this interface holds `m`.
+    pub fn has_membership(&self, (source, group): (Option<A>, A)) -> bool {
+        self.members.get(&group).is_some_and(|s| s.contains(&source))
+    }
+
+    /// How many: [`Interface::memberships`]' count, at once.
+    pub fn membership_count(&self) -> usize {
+        self.members.values().map(BTreeSet::len).sum()
+    }
+
+    /// Source records and groups held, in all (bounded by `max_records`).
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Lowers (or raises) the bound on records: the daemon's share of mgmd's quota. What
+    /// is held beyond stays until it expires; only new records are refused.
+    pub fn set_max_records(&mut self, max: usize) {
+        self.cfg.max_records = max;
     }
 
     pub fn view(&self, now: Duration) -> View<A> {
@@ -321,30 +428,33 @@ impl<A: Addr> Interface<A> {
         if !group.is_routed_group() {
             return None;
         }
-        if !self.groups.contains_key(&group) && self.groups.len() >= self.cfg.max_groups {
+        let full = self.groups.len() >= self.cfg.max_groups || self.records >= self.cfg.max_records;
+        if !self.groups.contains_key(&group) && full {
             self.refused += 1;
             return None;
         }
         Some(self.groups.entry(group).or_default())
     }
 
-    fn heard_query(&mut self, source: A, q: &Query<A>, now: Duration, iv: &Intervals) {
+    /// The group whose timers a query changed, if any.
+    fn heard_query(&mut self, source: A, q: &Query<A>, now: Duration, iv: &Intervals) -> Option<A> {
         // Election: the lowest address queries (a source of 0.0.0.0 is a snooping switch's
         // proxy query and takes no part).
         if source != A::UNSPECIFIED && source < self.addr {
             self.other = Some((source, now + self.cfg.other_querier_present()));
         }
         if self.is_querier(now) || q.group == A::UNSPECIFIED || q.suppress {
-            return;
+            return None;
         }
-        // A non-querier follows the querier's last member queries (§6.6.1).
-        if let Some(g) = self.groups.get_mut(&q.group) {
-            if q.sources.is_empty() {
-                g.heard_group_query(now, iv);
-            } else {
-                g.heard_source_query(&q.sources, now, iv);
-            }
+        // A non-querier follows the querier's last member queries (§6.6.1), with this
+        // router's own last member query time.
+        let g = self.groups.get_mut(&q.group)?;
+        if q.sources.is_empty() {
+            g.heard_group_query(now, iv);
+        } else {
+            g.heard_source_query(&q.sources, now, iv);
         }
+        Some(q.group)
     }
 
     /// Q(G) or Q(G,A): sent now, and count − 1 more times an interval apart.
@@ -394,29 +504,6 @@ impl<A: Addr> Interface<A> {
             sources: if version == 3 { sources.unwrap_or_default() } else { Vec::new() },
         };
         Out::Send { to: group, query }
-    }
-
-    /// The memberships the groups' state gives now, against those last announced.
-    fn membership_changes(&mut self) -> Vec<Out<A>> {
-        let now: BTreeSet<(Option<A>, A)> = self
-            .groups
-            .iter()
-            .flat_map(|(group, g)| match g.forward() {
-                Some(Forward::Any) => vec![(None, *group)],
-                Some(Forward::Sources(s)) => s.into_iter().map(|s| (Some(s), *group)).collect(),
-                None => Vec::new(),
-            })
-            .collect();
-        let mut out: Vec<Out<A>> = self
-            .members
-            .difference(&now)
-            .map(|&(source, group)| Out::Leave { source, group })
-            .collect();
-        out.extend(
-            now.difference(&self.members).map(|&(source, group)| Out::Join { source, group }),
-        );
-        self.members = now;
-        out
     }
 }
 
@@ -492,7 +579,7 @@ mod tests {
         assert_eq!(sends(&out), vec![(G, 3, G, 1)]);
         i.tick(secs(6));
         assert_eq!(i.tick(secs(7)), vec![Out::Leave { source: Some(s2), group: G }]);
-        assert_eq!(i.memberships().collect::<Vec<_>>(), vec![&(Some(s1), G)]);
+        assert_eq!(i.memberships().collect::<Vec<_>>(), vec![(Some(s1), G)]);
     }
 
     #[test]
@@ -595,7 +682,7 @@ mod tests {
         let s = |n: u8| Ipv4Addr::new(10, 1, 0, n);
         i.receive(HOST, &v3(RecordType::AllowNewSources, &[s(1), s(2), s(3)]), secs(1));
         i.receive(HOST, &v3(RecordType::AllowNewSources, &[s(1), s(4)]), secs(2));
-        let m: Vec<_> = i.memberships().copied().collect();
+        let m: Vec<_> = i.memberships().collect();
         assert_eq!(m, [(Some(s(1)), G), (Some(s(2)), G)]);
         assert_eq!(i.refused_sources(), 2);
     }

@@ -90,6 +90,9 @@ pub enum Reject {
     Unknown,
     /// MLD from a source that is not link-local (RFC 3810 §5.1.14; reports may come from ::).
     NotLinkLocal,
+    /// A v3 report naming as a source an address no host sends from (multicast,
+    /// unspecified, broadcast, loopback): the whole report is refused.
+    InvalidSource,
 }
 
 /// The IP fields the caller needs.
@@ -214,7 +217,7 @@ fn decode_report(m: &[u8]) -> Result<Vec<GroupRecord>, Reject> {
 
 /// The group records of a v3 report (IGMPv3, or MLDv2 with `width` 16): the count at bytes
 /// 6..8, then each record's type, auxiliary length, source count, group and sources.
-pub(crate) fn records<A>(
+pub(crate) fn records<A: super::addr::Addr>(
     m: &[u8],
     width: usize,
     addr: fn(&[u8]) -> A,
@@ -238,7 +241,10 @@ pub(crate) fn records<A>(
             // RFC 3376 §4.2.12, RFC 3810 §5.2.12: records of unknown types are ignored.
             _ => continue,
         };
-        let sources = body[..width * count].chunks_exact(width).map(addr).collect();
+        let sources: Vec<A> = body[..width * count].chunks_exact(width).map(addr).collect();
+        if !sources.iter().all(A::is_valid_source) {
+            return Err(Reject::InvalidSource);
+        }
         records.push(GroupRecord { kind, group: addr(&head[4..]), sources });
     }
     Ok(records)
