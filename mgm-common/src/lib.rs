@@ -53,6 +53,10 @@ pub mod maps {
     /// `PerCpuArray<u64>` by stats slot: when this CPU last left a packet of a followed
     /// entry to the kernel (the heartbeat).
     pub const HEARTBEAT: &str = "MGM_HEARTBEAT";
+    /// `Array<u64>` by stats slot (shared by the CPUs): when a packet of a followed entry
+    /// last arrived on another interface than the entry's (see
+    /// [`crate::counter::PASS_IIF_MOVING`]).
+    pub const MOVED: &str = "MGM_MOVED";
     /// `Array<u8>` indexed by UDP port: 1 when a socket of this host could receive a
     /// multicast datagram to that port (bound to the wildcard or a group address).
     pub const LOCAL_PORTS: &str = "MGM_LOCAL_PORTS";
@@ -85,7 +89,12 @@ pub mod globals {
 
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
+
+/// How long after a packet of a followed entry arrives on another interface than the
+/// entry's the fast path leaves that entry to the kernel ([`counter::PASS_IIF_MOVING`]):
+/// long past the time mgmd takes to follow a change of the kernel's entry (milliseconds).
+pub const IIF_MOVING_NS: u64 = 1_000_000_000;
 
 /// Default capacities. The daemon may resize the hash/array maps at load time.
 pub const DEFAULT_MAX_MFES: u32 = 65_536;
@@ -590,8 +599,15 @@ pub mod counter {
     /// A frame the TC program dropped because a helper failed after it had changed the frame
     /// (tail trimmed, TTL or hop limit written): never handed on half-rewritten.
     pub const TC_DROP_FAILED: u32 = 31;
+    /// A packet of a followed entry left to the kernel because a packet of the same entry
+    /// arrived on another interface within [`crate::IIF_MOVING_NS`]: the kernel's incoming
+    /// interface may be changing (PIM moving to the source tree), and until the flow comes in
+    /// through one interface only, the kernel alone decides which copy it forwards (the fast
+    /// path's entry may lag the kernel's: forwarding the old interface's copy there, as the
+    /// kernel forwards the new one's, would send a datagram twice).
+    pub const PASS_IIF_MOVING: u32 = 32;
     /// Number of counters.
-    pub const COUNT: u32 = 32;
+    pub const COUNT: u32 = 33;
 
     /// Names for display, indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -627,6 +643,7 @@ pub mod counter {
         "tc_pass",
         "tc_consumed",
         "tc_drop_failed",
+        "pass_iif_moving",
     ];
 }
 

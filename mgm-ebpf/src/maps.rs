@@ -30,6 +30,9 @@ pub static MGM_CONFIG: Array<u64> = Array::with_max_entries(config::COUNT, 0);
 #[map(name = "MGM_HEARTBEAT")]
 pub static MGM_HEARTBEAT: PerCpuArray<u64> = PerCpuArray::with_max_entries(DEFAULT_MAX_MFES, 0);
 
+#[map(name = "MGM_MOVED")]
+pub static MGM_MOVED: Array<u64> = Array::with_max_entries(DEFAULT_MAX_MFES, 0);
+
 #[map(name = "MGM_LOCAL_PORTS")]
 pub static MGM_LOCAL_PORTS: Array<u8> = Array::with_max_entries(1 << 16, 0);
 

@@ -19,8 +19,9 @@ use aya_log_ebpf::warn;
 use core::{ffi::c_void, mem::size_of};
 
 use mgm_common::{
-    CopyMeta, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MfeKey, MfeKey6, MfeValue,
-    OIL_EMPTY, OilPorts, UPCALL_NO_MFE, UPCALL_TOO_BIG, UPCALL_WRONG_IIF, config, counter,
+    CopyMeta, IIF_MOVING_NS, MAX_OIL_PORTS, MFE_F_HOPS, MFE_F_KERNEL, MFE_F_LOCAL, MfeKey, MfeKey6,
+    MfeValue, OIL_EMPTY, OilPorts, UPCALL_NO_MFE, UPCALL_TOO_BIG, UPCALL_WRONG_IIF, config,
+    counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -37,7 +38,7 @@ use crate::{
     lease,
     maps::{
         self, MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_MFES6,
-        MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict,
+        MGM_MOVED, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict,
     },
     parse::{
         ETH_P_IPV4, HDR_MIN, Ipv4, check, check_plain, decrement_ttl, group_mac, header_len,
@@ -155,10 +156,19 @@ fn forward(ctx: &XdpContext, ip: Packet, ip_off: usize, l3_len: usize) -> u32 {
             unsafe { (*s).wrong_iif += 1 };
         }
         if kernel {
+            // The flow comes in elsewhere too: the kernel's entry may be moving there.
+            if let Some(moved) = MGM_MOVED.get_ptr_mut(mfe.stats) {
+                // SAFETY: an aligned u64 of a shared array; a racing store is as good.
+                unsafe { *moved = bpf_ktime_get_coarse_ns() };
+            }
             return verdict(counter::PASS_KERNEL, XDP_PASS);
         }
         upcall(ctx, flow, UPCALL_WRONG_IIF);
         return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
+    }
+    if kernel && iif_moving(mfe.stats) {
+        // Not counted here: the kernel forwards and counts it.
+        return verdict(counter::PASS_IIF_MOVING, XDP_PASS);
     }
     if kernel && let Some(why) = kernel_turn(mfe.stats) {
         // Not counted here: the kernel forwards and counts it.
@@ -272,6 +282,15 @@ fn for_this_host(ctx: &XdpContext, ip_off: usize) -> bool {
     // SAFETY: bounds-checked by ptr_at.
     let port = u16::from_be_bytes(unsafe { *port }) as u32;
     MGM_LOCAL_PORTS.get(port).is_none_or(|&open| open != 0)
+}
+
+/// Whether a packet of the followed entry of counters `slot` arrived on another interface
+/// than its incoming one within [`IIF_MOVING_NS`].
+#[inline(always)]
+fn iif_moving(slot: u32) -> bool {
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    MGM_MOVED.get(slot).is_some_and(|&t| t != 0 && now.wrapping_sub(t) < IIF_MOVING_NS)
 }
 
 /// Whether this packet of a followed entry (counters `slot`) goes to the kernel instead:

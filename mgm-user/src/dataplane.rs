@@ -339,8 +339,9 @@ impl Default for LoadOptions {
 
 /// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
 /// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 19] = [
+const PINNED_MAPS: [&str; 20] = [
     maps::PORT_STATS,
+    maps::MOVED,
     maps::HOPS,
     maps::CONFIG,
     maps::LOCAL_PORTS,
@@ -613,6 +614,7 @@ impl BpfFastPath {
         loader.map_max_entries(maps::MFES6, opts.max_mfes);
         loader.map_max_entries(maps::MFE_STATS, opts.max_mfes);
         loader.map_max_entries(maps::HEARTBEAT, opts.max_mfes);
+        loader.map_max_entries(maps::MOVED, opts.max_mfes);
         let mut reused = false;
         let mut pin_paths = Vec::new();
         if let Some(dir) = &opts.pin_dir {

@@ -421,4 +421,90 @@ mod needs_ipmr {
         send("four", 50);
         assert_eq!(ctl.counter("forwarded").unwrap(), forwarded, "copies after the last leave");
     }
+
+    /// The kernel's entry changes its incoming interface while the flow arrives on both (as
+    /// when PIM moves to the source tree: the new tree's copies come in before the switch,
+    /// the old tree's until its prune). Each numbered datagram comes in on the new interface
+    /// first, then on the old one, so the kernel alone would forward each once at most. The
+    /// fast path must add no second copy: its entry lags the kernel's for a moment, and its
+    /// stale entry forwarded the old interface's copies meanwhile (one datagram twice in
+    /// three runs under pimd). After the flow comes in through one interface only, the fast
+    /// path forwards it again from the new interface.
+    #[test]
+    fn an_incoming_interface_change_sends_no_datagram_twice() {
+        let (mut t, _) = follow_topology(1, None);
+        mgm_tests::veth(&t.sender, "s1", &t.router, "rin2").unwrap();
+        t.router.exec("ip", &["addr", "add", "10.3.0.254/24", "dev", "rin2"]).unwrap();
+        t.router.exec("sysctl", &["-qw", "net.ipv4.conf.rin2.rp_filter=0"]).unwrap();
+        t.start(&["--follow-kernel", "--iface", "rin2"]).unwrap();
+        let mut ctl = t.ctl().unwrap();
+        let route = format!("mroute from rin source {S} group {G} to r1\n");
+        let smc = Smcroute::start(&t.router, &["rin", "rin2", "r1"], &route).unwrap();
+        let r1 = t.router.ifindex("r1").unwrap();
+        wait_mirrored(&mut ctl, Some(vec![r1]));
+
+        // The numbered flow, each datagram on rin2 (new) then rin (old), 5,000 per second.
+        let old = mgm_tests::PacketSocket::open(&t.sender, "s0").unwrap();
+        let new = mgm_tests::PacketSocket::open(&t.sender, "s1").unwrap();
+        let frame = |seq: u32| {
+            let payload = [b"move".as_slice(), &seq.to_be_bytes()].concat();
+            t.frame(8, &payload)
+        };
+        let cap = mgm_tests::PacketSocket::open(&t.receivers[0], "eth0").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let frames: Vec<Vec<u8>> = (0..20_000).map(frame).collect();
+        let sending = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                for f in &frames {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    new.send(f).unwrap();
+                    old.send(f).unwrap();
+                    sent += 1;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                sent
+            })
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        // smcroute moves the entry to rin2 (MRT_ADD_MFC replaces the kernel's (S,G)).
+        smc.ctl(&["add", "rin2", S, G, "r1"]).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent: u32 = sending.join().unwrap();
+        let got = cap.drain(Duration::from_millis(300)).unwrap();
+        let mut copies = std::collections::BTreeMap::<u32, usize>::new();
+        for f in &got {
+            if let Some(i) = f.windows(4).position(|w| w == b"move") {
+                let seq = u32::from_be_bytes(f[i + 4..i + 8].try_into().unwrap());
+                *copies.entry(seq).or_default() += 1;
+            }
+        }
+        let twice: Vec<u32> = copies.iter().filter(|(_, n)| **n > 1).map(|(s, _)| *s).collect();
+        let counters = ctl.show().unwrap().counters;
+        assert!(twice.is_empty(), "sent twice: {twice:?} (of {sent}); {counters:?}");
+        let last = copies.keys().last().copied().unwrap_or(0);
+        assert!(last + 50 >= sent, "the flow goes on after the change: last {last} of {sent}");
+
+        // The kernel's entry is rin2's now, and so is the fast path's; with the flow on rin2
+        // only, XDP forwards it again.
+        let k = ctl.mfe(S, G).unwrap().expect("still mirrored");
+        assert_eq!(k.iif, t.router.ifindex("rin2").unwrap(), "{k:?}");
+        std::thread::sleep(Duration::from_millis(1100));
+        let new = mgm_tests::PacketSocket::open(&t.sender, "s1").unwrap();
+        let before = ctl.show().unwrap().counters;
+        for seq in 0..20 {
+            new.send(&frame(100_000 + seq)).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Forwarded in XDP, but for the heartbeat's packet (one per second, to the kernel).
+        let both = ["forwarded", "pass_heartbeat"];
+        ctl.wait_counters(&both, before["forwarded"] + before["pass_heartbeat"] + 20).unwrap();
+        let after = ctl.show().unwrap().counters;
+        assert_eq!(after["pass_iif_moving"], before["pass_iif_moving"], "{after:?}");
+        assert!(after["forwarded"] - before["forwarded"] >= 18, "{after:?}");
+    }
 }
