@@ -31,6 +31,14 @@ use crate::{
     proto::{ErrorCode, MAX_FRAME, Rejected, WireError, parse_request},
 };
 
+/// Whether a refused connection may be logged now (a local user can connect in a loop):
+/// rate limited, with how many were not logged since the last one.
+fn refusal_log() -> Option<u64> {
+    static LIMIT: std::sync::Mutex<crate::loglimit::LogLimit> =
+        std::sync::Mutex::new(crate::loglimit::LogLimit::new());
+    LIMIT.lock().ok()?.allow(std::time::Instant::now())
+}
+
 /// Identifies a connection for the daemon.
 pub type ConnId = u64;
 
@@ -385,13 +393,20 @@ async fn connection(
 ) -> io::Result<()> {
     let peer = stream.peer_cred().ok().map(|c| (c.uid(), c.gid(), c.pid().unwrap_or(0)));
     let Some((uid, gid, pid)) = peer.filter(|&(u, g, p)| access.allows(u, g, p)) else {
-        warn!(conn, peer = ?peer, "connection refused: not root, mgmd's user or the socket group");
+        if let Some(suppressed) = refusal_log() {
+            warn!(conn, peer = ?peer, suppressed, "connection refused: not root, mgmd's user or the socket group");
+        }
         let why = bad(ErrorCode::PermissionDenied, "not allowed to use this socket".into());
         return refuse(stream, why).await;
     };
     let Some(_slot) = UidSlot::take(&counts, uid, access.conns_per_uid) else {
         let limit = access.conns_per_uid;
-        warn!(conn, uid, gid, pid, limit, "connection refused: too many from this user");
+        if let Some(suppressed) = refusal_log() {
+            warn!(
+                conn,
+                uid, gid, pid, limit, suppressed, "connection refused: too many from this user"
+            );
+        }
         let why = format!("{limit} connections of uid {uid} are open (mgmd --max-conns-per-uid)");
         return refuse(stream, bad(ErrorCode::TooManyConnections, why)).await;
     };

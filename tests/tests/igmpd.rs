@@ -834,6 +834,7 @@ fn refusals_are_neither_retried_nor_logged_at_every_change() {
     until_copies(&cap, &tx, g, SLACK).unwrap();
     let log = igmpd.log();
     let warns = log.lines().filter(|l| l.contains("WARN")).count();
+    eprintln!("mgm-igmpd's log: {} bytes, {warns} warnings", log.len());
     assert!(log.len() < 64 << 10 && warns <= 10, "{} bytes, {warns} warnings:\n{log}", log.len());
 }
 

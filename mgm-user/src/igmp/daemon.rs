@@ -142,6 +142,7 @@ struct Proxy<A> {
     host: Upstream<A>,
     /// Other routing protocols' receivers, as join alerts announced them.
     alerted: BTreeSet<Member<A>>,
+    log: LogLimit,
 }
 
 /// The connection to mgmd and the clients registered on it.
@@ -244,6 +245,7 @@ impl<A: Wire> Daemon<A> {
                     ifindex: a.ifindex,
                     host: Upstream::new(a),
                     alerted: BTreeSet::new(),
+                    log: LogLimit::new(),
                 })
             }
         };
@@ -533,7 +535,8 @@ impl<A: Wire> Daemon<A> {
             self.ports.iter().flat_map(|p| p.igmp.memberships()).collect();
         all.extend(up.alerted.iter().copied());
         for (group, e) in up.host.sync(&merge(&all)) {
-            warn!(iface = %up.name, %group, "joining upstream: {e}");
+            let Some(suppressed) = up.log.allow(Instant::now()) else { continue };
+            warn!(iface = %up.name, %group, suppressed, "joining upstream: {e}");
         }
     }
 
