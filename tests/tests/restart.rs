@@ -77,6 +77,9 @@ fn restart_keeps_forwarding(crash: bool, family: Family) {
 
     // The core's lease now governs: releasing r1 stops it, r2 goes on.
     let r1 = t.router.ifindex("r1").unwrap();
+    // Asked at `asked`, done by `at_release`: r1's copies stop in between (the call's own
+    // time grows with the machine's load, so "stopped early" is judged from the ask).
+    let asked = flow.last_sent();
     pim.release_side(h, r1, family.side()).unwrap();
     let at_release = flow.last_sent();
     std::thread::sleep(Duration::from_millis(300));
@@ -86,7 +89,7 @@ fn restart_keeps_forwarding(crash: bool, family: Family) {
     assert!(last_r1 <= at_release, "r1 got {last_r1} after its release at {at_release}");
     let lost_r1 = gaps_between(&seen[0], established, last_r1);
     assert!(lost_r1.is_empty(), "r1 lost {lost_r1:?}");
-    assert!(last_r1 + 100 >= at_release, "r1 stopped early: {last_r1} / {at_release}");
+    assert!(last_r1 + 100 >= asked, "r1 stopped early: {last_r1}, release asked at {asked}");
     let lost = gaps_between(&seen[1], established, sent);
     assert!(
         lost.is_empty(),
