@@ -2,6 +2,7 @@
 //! The maps mgmd writes and the programs read (layouts in `mgm-common`), and the counters.
 
 use aya_ebpf::{
+    bindings::xdp_action,
     btf_maps::{ArrayOfMaps, DevMapHash},
     macros::{btf_map, map},
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
@@ -101,9 +102,9 @@ pub fn count(idx: u32) {
     }
 }
 
-/// Counts the outcome and returns the action (an XDP or a TC one).
+/// Counts the outcome and returns the action.
 #[inline(always)]
-pub fn verdict<T>(idx: u32, action: T) -> T {
+pub fn verdict(idx: u32, action: xdp_action::Type) -> u32 {
     count(idx);
     action
 }
