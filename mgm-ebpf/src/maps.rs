@@ -2,7 +2,6 @@
 //! The maps mgmd writes and the programs read (layouts in `mgm-common`), and the counters.
 
 use aya_ebpf::{
-    bindings::xdp_action,
     btf_maps::{ArrayOfMaps, DevMapHash},
     macros::{btf_map, map},
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
@@ -102,9 +101,9 @@ pub fn count(idx: u32) {
     }
 }
 
-/// Counts the outcome and returns the action.
+/// Counts the outcome and returns the action (an XDP or a TC one).
 #[inline(always)]
-pub fn verdict(idx: u32, action: xdp_action::Type) -> u32 {
+pub fn verdict<T>(idx: u32, action: T) -> T {
     count(idx);
     action
 }

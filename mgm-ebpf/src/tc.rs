@@ -15,7 +15,7 @@ use network_types::eth::EthHdr;
 
 use crate::{
     lease,
-    maps::{self, MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out},
+    maps::{self, MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out, verdict},
     parse::{ETH_P_IPV4, check, group_mac, header_len, scratch},
     parse6::{ETH_P_IPV6, check6, group_mac6},
 };
@@ -34,20 +34,14 @@ const TC_ACT_SHOT: i32 = 2;
 pub fn mgm_tc_ingress(ctx: TcContext) -> i32 {
     match tc_ingress(&ctx) {
         Some(action) => action,
-        None => tc_verdict(counter::TC_PASS, TC_ACT_OK),
+        None => verdict(counter::TC_PASS, TC_ACT_OK),
     }
-}
-
-#[inline(always)]
-fn tc_verdict(idx: u32, action: i32) -> i32 {
-    count(idx);
-    action
 }
 
 /// The exit of a frame this program has changed and cannot finish: dropped, counted.
 #[inline(always)]
 fn failed() -> i32 {
-    tc_verdict(counter::TC_DROP_FAILED, TC_ACT_SHOT)
+    verdict(counter::TC_DROP_FAILED, TC_ACT_SHOT)
 }
 
 #[inline(always)]
@@ -156,7 +150,7 @@ fn copies(ctx: &TcContext, mfe: &MfeValue, hops: &HopList, group: [u8; 6]) -> i3
     unsafe {
         bpf_loop(n, copy_leg as *mut c_void, (&mut legs as *mut Legs<'_>).cast(), 0);
     }
-    tc_verdict(counter::TC_CONSUMED, TC_ACT_SHOT)
+    verdict(counter::TC_CONSUMED, TC_ACT_SHOT)
 }
 
 /// What every leg's copy needs.

@@ -166,10 +166,6 @@ fn forward(ctx: &XdpContext, ip: Packet, ip_off: usize, l3_len: usize) -> u32 {
         upcall(ctx, flow, UPCALL_WRONG_IIF);
         return verdict(counter::DROP_WRONG_IIF, XDP_DROP);
     }
-    if kernel && iif_moving(mfe.stats) {
-        // Not counted here: the kernel forwards and counts it.
-        return verdict(counter::PASS_IIF_MOVING, XDP_PASS);
-    }
     if kernel && let Some(why) = kernel_turn(mfe.stats) {
         // Not counted here: the kernel forwards and counts it.
         return verdict(why, XDP_PASS);
@@ -284,22 +280,18 @@ fn for_this_host(ctx: &XdpContext, ip_off: usize) -> bool {
     MGM_LOCAL_PORTS.get(port).is_none_or(|&open| open != 0)
 }
 
-/// Whether a packet of the followed entry of counters `slot` arrived on another interface
-/// than its incoming one within [`IIF_MOVING_NS`].
-#[inline(always)]
-fn iif_moving(slot: u32) -> bool {
-    // SAFETY: a plain helper call.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    MGM_MOVED.get(slot).is_some_and(|&t| t != 0 && now.wrapping_sub(t) < IIF_MOVING_NS)
-}
-
 /// Whether this packet of a followed entry (counters `slot`) goes to the kernel instead:
-/// every packet while the daemon's liveness stamp is stale (fail open: nobody keeps the
-/// mirror equal to the kernel's table then), else one per heartbeat period on this CPU.
+/// every packet for [`IIF_MOVING_NS`] after one of the entry arrived on another interface
+/// (its incoming interface may be changing), every packet while the daemon's liveness stamp
+/// is stale (fail open: nobody keeps the mirror equal to the kernel's table then), else one
+/// per heartbeat period on this CPU.
 #[inline(always)]
 fn kernel_turn(slot: u32) -> Option<u32> {
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if MGM_MOVED.get(slot).is_some_and(|&t| t != 0 && now.wrapping_sub(t) < IIF_MOVING_NS) {
+        return Some(counter::PASS_IIF_MOVING);
+    }
     let cfg = |i| MGM_CONFIG.get(i).copied().unwrap_or(0);
     let stale = cfg(config::STALE_NS);
     if stale != 0 && now.wrapping_sub(cfg(config::ALIVE_NS)) > stale {

@@ -106,6 +106,34 @@ impl Client {
 
     /// Sends one request and waits for its reply; events arriving meanwhile are queued.
     pub async fn call<M: Method>(&mut self, method: M) -> Result<M::Reply, ClientError> {
+        let (id, line) = self.encode(method)?;
+        self.framed.send(line).await.map_err(codec_err)?;
+        Ok(self.reply::<M>(id).await??)
+    }
+
+    /// Sends several requests of one method at once and then reads their replies (mgmd
+    /// answers in request order): one round trip for the lot instead of one each. Each
+    /// request's outcome comes back in order; `Err` only for the connection itself.
+    pub async fn call_all<M: Method>(
+        &mut self,
+        methods: impl IntoIterator<Item = M>,
+    ) -> Result<Vec<Result<M::Reply, WireError>>, ClientError> {
+        let mut ids = Vec::new();
+        for method in methods {
+            let (id, line) = self.encode(method)?;
+            self.framed.feed(line).await.map_err(codec_err)?;
+            ids.push(id);
+        }
+        futures_util::SinkExt::<String>::flush(&mut self.framed).await.map_err(codec_err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.reply::<M>(id).await?);
+        }
+        Ok(out)
+    }
+
+    /// A request as its line, under the next id.
+    fn encode<M: Method>(&mut self, method: M) -> Result<(u64, String), ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let frame = RequestFrame { id, request: method.into() };
@@ -116,7 +144,15 @@ impl Client {
                 line.len()
             )));
         }
-        self.framed.send(line).await.map_err(codec_err)?;
+        Ok((id, line))
+    }
+
+    /// The reply to request `id` (events arriving first are queued): the server's answer,
+    /// or `Err` for the connection itself.
+    async fn reply<M: Method>(
+        &mut self,
+        id: u64,
+    ) -> Result<Result<M::Reply, WireError>, ClientError> {
         loop {
             let line = self.read_line().await?;
             if is_event(&line) {
@@ -132,56 +168,11 @@ impl Client {
                 }
                 return Err(ClientError::Protocol(format!("reply id {:?} for {id}", reply.id)));
             }
-            return match reply.body {
-                ReplyBody::Result(r) => Ok(r),
-                ReplyBody::Error(e) => Err(e.into()),
-            };
-        }
-    }
-
-    /// Sends several requests of one method at once and then reads their replies (mgmd
-    /// answers in request order): one round trip for the lot instead of one each. Each
-    /// request's outcome comes back in order; `Err` only for the connection itself.
-    pub async fn call_all<M: Method>(
-        &mut self,
-        methods: impl IntoIterator<Item = M>,
-    ) -> Result<Vec<Result<M::Reply, WireError>>, ClientError> {
-        let first = self.next_id;
-        for method in methods {
-            let frame = RequestFrame { id: self.next_id, request: method.into() };
-            self.next_id += 1;
-            let line = serde_json::to_string(&frame).expect("requests serialize");
-            if line.len() > MAX_FRAME {
-                return Err(ClientError::Protocol(format!(
-                    "request of {} bytes exceeds {MAX_FRAME}",
-                    line.len()
-                )));
-            }
-            self.framed.feed(line).await.map_err(codec_err)?;
-        }
-        futures_util::SinkExt::<String>::flush(&mut self.framed).await.map_err(codec_err)?;
-        let mut out = Vec::with_capacity((self.next_id - first) as usize);
-        for id in first..self.next_id {
-            let reply: ReplyFrame<M::Reply> = loop {
-                let line = self.read_line().await?;
-                if is_event(&line) {
-                    self.events.push_back(decode(&line)?);
-                    continue;
-                }
-                break decode(&line)?;
-            };
-            if reply.id != Some(id) {
-                if let (None, ReplyBody::Error(e)) = (reply.id, &reply.body) {
-                    return Err(e.clone().into());
-                }
-                return Err(ClientError::Protocol(format!("reply id {:?} for {id}", reply.id)));
-            }
-            out.push(match reply.body {
+            return Ok(match reply.body {
                 ReplyBody::Result(r) => Ok(r),
                 ReplyBody::Error(e) => Err(e),
             });
         }
-        Ok(out)
     }
 
     /// The next callback event (queued first, then from the socket).

@@ -91,7 +91,7 @@ pub enum ConfigError {
 
 /// `text` as an error quotes it: at most [`QUOTE`] bytes (on a character boundary), in
 /// quotes, with how much was left out.
-pub fn quote(text: &str) -> String {
+fn quote(text: &str) -> String {
     if text.len() <= QUOTE {
         return format!("{text:?}");
     }
@@ -196,12 +196,11 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
 }
 
 impl Config {
+    /// The file at `path`, parsed (its entries are checked by [`Config::resolve`], with the
+    /// command line's).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = read_file(path)?;
-        let cfg: Self = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
-        drop(text);
-        cfg.check()?;
-        Ok(cfg)
+        toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))
     }
 
     /// What can be told of this configuration without the kernel: every name an interface
@@ -217,10 +216,9 @@ impl Config {
         Ok(())
     }
 
-    /// Everything a start checks besides the kernel's links: [`Config::check`], and no more
-    /// distinct static MFEs than `limit`.
-    pub fn check_with(&self, static_limit: usize) -> Result<(), ConfigError> {
-        self.check()?;
+    /// What a start checks besides [`Config::check`] (which [`Config::resolve`] did) and the
+    /// kernel's links: no more distinct static MFEs than `static_limit`.
+    pub fn check_statics(&self, static_limit: usize) -> Result<(), ConfigError> {
         let count =
             self.mfes.iter().map(|m| Sg::new(m.source, m.group)).collect::<BTreeSet<_>>().len();
         if count > static_limit {
@@ -230,7 +228,7 @@ impl Config {
     }
 
     /// What mgmd runs with: the file's entries (if there is a file), then the command
-    /// line's. Read at start and again at each reload.
+    /// line's, checked ([`Config::check`]). Read at start and again at each reload.
     pub fn resolve(file: Option<&Path>, cmdline: &Config) -> Result<Config, ConfigError> {
         let cfg = match file {
             Some(p) => Config::load(p)?.merged(cmdline),

@@ -415,9 +415,7 @@ fn check_bpffs(dir: &Path) -> Result<(), LoadError> {
     if st.filesystem_type().0 as i64 != BPF_FS_MAGIC {
         return Err(LoadError::NotBpffs(parent.to_path_buf()));
     }
-    let vfs = nix::sys::statvfs::statvfs(parent)
-        .map_err(|e| LoadError::Pin(parent.to_path_buf(), e.into()))?;
-    if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+    if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
         return Err(LoadError::ReadOnly(parent.to_path_buf()));
     }
     Ok(())

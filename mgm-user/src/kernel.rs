@@ -26,9 +26,9 @@ use netlink_packet_route::{
     route::{RouteAddress, RouteAttribute, RouteMessage},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::loglimit::LogLimit;
-use tokio::io::{Interest, unix::AsyncFd};
 
 /// A network interface as mgm uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,28 +216,21 @@ impl Monitor {
         let mut vifs_changed = false;
         let mut datagrams = 0;
         while datagrams < BATCH {
-            let mut from = SocketAddr::new(0, 0);
             let got = if datagrams == 0 {
                 let mut guard = self.sock.readable().await?;
                 match guard.try_io(|s| s.get_ref().recv_from(&mut &mut self.buf[..], 0)) {
                     Err(_would_block) => continue,
-                    Ok(r) => r.map(|(n, a)| {
-                        from = a;
-                        n
-                    }),
+                    Ok(r) => r,
                 }
             } else {
                 // Already readable or not: the socket is non-blocking.
-                self.sock.get_ref().recv_from(&mut &mut self.buf[..], 0).map(|(n, a)| {
-                    from = a;
-                    n
-                })
+                self.sock.get_ref().recv_from(&mut &mut self.buf[..], 0)
             };
             match got {
                 // Only the kernel speaks for the kernel (port id 0): a process may unicast to
                 // this socket, or multicast to its groups with CAP_NET_ADMIN, and would
                 // otherwise forge routes or delete links (as routing daemons, mgm ignores it).
-                Ok(_) if from.port_number() != 0 => {
+                Ok((_, from)) if from.port_number() != 0 => {
                     datagrams += 1;
                     self.forged += 1;
                     if let Some(more) = self.forged_log.allow(std::time::Instant::now()) {
@@ -249,7 +242,7 @@ impl Monitor {
                         );
                     }
                 }
-                Ok(n) => {
+                Ok((n, _)) => {
                     datagrams += 1;
                     let bytes = &self.buf[..n];
                     events.extend(messages(bytes).filter_map(parse));

@@ -270,7 +270,7 @@ fn check_kernel() -> anyhow::Result<()> {
 /// included; only the fast path is not loaded.
 fn check_config(args: &Args) -> anyhow::Result<()> {
     let cfg = Config::resolve(args.config.as_deref(), &args.cmdline())?;
-    cfg.check_with(static_limit(args))?;
+    cfg.check_statics(static_limit(args))?;
     let interfaces = cfg.all_interfaces();
     if let Some(n) = interfaces.iter().find(|n| nix::net::if_::if_nametoindex(n.as_str()).is_err())
     {

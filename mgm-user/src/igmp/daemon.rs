@@ -420,28 +420,19 @@ impl<A: Wire> Daemon<A> {
                         }
                     }
                 }
-                Out::Join { source, group } => {
-                    debug!(iface = %p.name, group = %group, source = ?source, "membership");
+                Out::Join { source, group } | Out::Leave { source, group } => {
+                    let join = matches!(o, Out::Join { .. });
+                    let what = if join { "membership" } else { "membership gone" };
+                    debug!(iface = %p.name, group = %group, source = ?source, "{what}");
                     let m = (source, group);
                     // Its answer may differ now: asked again.
                     p.refused.remove(&m);
                     p.over_quota.remove(&m);
-                    if p.installed.contains(&m) {
+                    // What mgmd holds already needs no change; anything else does.
+                    if p.installed.contains(&m) == join {
                         p.pending.remove(&m);
                     } else {
-                        p.pending.insert(m, true);
-                    }
-                    self.upstream_dirty = true;
-                }
-                Out::Leave { source, group } => {
-                    debug!(iface = %p.name, group = %group, source = ?source, "membership gone");
-                    let m = (source, group);
-                    p.refused.remove(&m);
-                    p.over_quota.remove(&m);
-                    if p.installed.contains(&m) {
-                        p.pending.insert(m, false);
-                    } else {
-                        p.pending.remove(&m);
+                        p.pending.insert(m, join);
                     }
                     self.upstream_dirty = true;
                 }
@@ -469,15 +460,12 @@ impl<A: Wire> Daemon<A> {
             if !p.enabled {
                 continue;
             }
-            let mut batch: Vec<(Member<A>, bool)> = Vec::new();
-            while batch.len() < BATCH
-                && let Some(op) = p.pending.pop_first()
+            let (mut dels, mut adds) = (Vec::new(), Vec::new());
+            while dels.len() + adds.len() < BATCH
+                && let Some((mb, add)) = p.pending.pop_first()
             {
-                batch.push(op);
+                if add { adds.push(mb) } else { dels.push(mb) }
             }
-            let (dels, adds): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(_, add)| !add);
-            let dels: Vec<Member<A>> = dels.into_iter().map(|(mb, _)| mb).collect();
-            let adds: Vec<Member<A>> = adds.into_iter().map(|(mb, _)| mb).collect();
             let ifindex = p.addr.ifindex;
             let args = |mb: &Member<A>| membership(m.igmp, *mb, ifindex);
             let deleted =

@@ -383,16 +383,6 @@ impl<A: Addr> Interface<A> {
         self.members.get(&group).is_some_and(|s| s.contains(&source))
     }
 
-    /// How many: [`Interface::memberships`]' count, at once.
-    pub fn membership_count(&self) -> usize {
-        self.members.values().map(BTreeSet::len).sum()
-    }
-
-    /// Source records and groups held, in all (bounded by `max_records`).
-    pub fn records(&self) -> usize {
-        self.records
-    }
-
     /// Lowers (or raises) the bound on records: the daemon's share of mgmd's quota. What
     /// is held beyond stays until it expires; only new records are refused.
     pub fn set_max_records(&mut self, max: usize) {
