@@ -26,11 +26,13 @@ pub mod loglimit;
 pub mod manager;
 pub mod manual;
 pub mod metrics;
-pub mod proto;
 pub mod scope;
 pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+/// The control protocol (its own crate, which daemons and clients share).
+pub use mgm_proto as proto;
 
 /// The daemons' logging: to stderr, `RUST_LOG` filtering (default `info`); colours only on a
 /// terminal (the journal and log files get plain text).

@@ -10,7 +10,7 @@ use super::{Daemon, follow::Decision, over_limit, reply_line};
 use crate::{
     dataplane::Dataplane,
     kernel::fmt_mac,
-    manager::{Family, Iface, MfeView, MgmError, Page, Progress, Sg},
+    manager::{Family, Iface, MfeView, MgmError, Page, Pattern, Progress, Sg},
     proto::{
         self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, KernelOif, KernelRouteInfo,
         Method, MfeInfo, MfeReply, MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply,
@@ -223,7 +223,7 @@ impl<D: Dataplane> Daemon<D> {
     ) -> Reply<proto::AddMembership> {
         let a = m.0;
         let h = self.conns.own(conn, a.handle)?;
-        let pattern = a.pattern()?;
+        let pattern = Pattern::of(&a)?;
         if !self.manager.has_membership(h, pattern, a.iface()) {
             let limit = self.limits.memberships_per_conn;
             let held: usize = (self.conns.quota_handles(conn).into_iter())
@@ -246,7 +246,7 @@ impl<D: Dataplane> Daemon<D> {
     ) -> Reply<proto::DeleteMembership> {
         let a = m.0;
         let h = self.conns.own(conn, a.handle)?;
-        self.manager.delete_membership(h, a.pattern()?, a.iface(), a.flags, now)?;
+        self.manager.delete_membership(h, Pattern::of(&a)?, a.iface(), a.flags, now)?;
         Ok(Done {})
     }
 

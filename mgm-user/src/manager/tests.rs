@@ -2,6 +2,8 @@
 //! Unit tests of the MGM core, one per edge case of docs/mgm-reference.md §6 (named
 //! `eNN_...` after it), and property tests over random call sequences.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use super::*;
 
 const T0: Duration = Duration::ZERO;
@@ -1727,3 +1729,44 @@ in_ipv6!(
     a_one_packet_flow_lives_a_short_life,
     a_tick_expires_in_batches,
 );
+
+#[test]
+fn membership_masks_default_from_the_addresses() {
+    let parse = |line: &str| match mgm_proto::parse_request(line).unwrap().request {
+        mgm_proto::Request::AddMembership(mgm_proto::AddMembership(a)) => a,
+        r => panic!("{r:?}"),
+    };
+    let a =
+        parse(r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","ifindex":2}"#);
+    assert_eq!(Pattern::of(&a).unwrap(), Pattern::star_g("239.1.1.1".parse::<IpAddr>().unwrap()));
+    assert_eq!(a.iface(), Iface::new(2, Ipv4Addr::UNSPECIFIED));
+    assert_eq!(a.flags, 3);
+    let a = parse(
+        r#"{"id":1,"method":"add_membership","handle":3,"source":"10.0.0.1","group":"239.1.1.1","ifindex":2}"#,
+    );
+    assert_eq!(Pattern::of(&a).unwrap().source(), Some("10.0.0.1".parse().unwrap()));
+    let a = parse(
+        r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","group_mask":"255.255.0.0","ifindex":2}"#,
+    );
+    assert_eq!(Pattern::of(&a), Err(MgmError::InvalidParameter), "ranges are not supported");
+    // IPv6: the same defaults, of its own family (the next hop too).
+    let a = parse(r#"{"id":1,"method":"add_membership","handle":3,"group":"ff3e::1","ifindex":2}"#);
+    assert_eq!(Pattern::of(&a).unwrap(), Pattern::star_g("ff3e::1".parse::<IpAddr>().unwrap()));
+    assert_eq!(a.iface(), Iface::new(2, std::net::Ipv6Addr::UNSPECIFIED));
+    let a = parse(
+        r#"{"id":1,"method":"add_membership","handle":3,"source":"2001:db8::7","group":"ff3e::1","ifindex":2}"#,
+    );
+    assert_eq!(Pattern::of(&a).unwrap().source(), Some("2001:db8::7".parse().unwrap()));
+    for bad in [
+        // A source of the other family.
+        r#""source":"10.0.0.1","group":"ff3e::1""#,
+        r#""source":"2001:db8::7","group":"239.1.1.1""#,
+        // An IPv4 mask on an IPv6 group, a prefix mask, a unicast group.
+        r#""group":"ff3e::1","group_mask":"255.255.255.255""#,
+        r#""group":"ff3e::1","group_mask":"ffff:ffff::""#,
+        r#""group":"2001:db8::1""#,
+    ] {
+        let line = format!(r#"{{"id":1,"method":"add_membership","handle":3,{bad},"ifindex":2}}"#);
+        assert_eq!(Pattern::of(&parse(&line)), Err(MgmError::InvalidParameter), "{bad}");
+    }
+}

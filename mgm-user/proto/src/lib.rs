@@ -1,12 +1,20 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The mgmd control protocol (version [`PROTOCOL_VERSION`]), spoken on a Unix stream socket. Full description:
-//! `docs/protocol.md`.
+//! mgm-proto: the mgmd control protocol (version [`PROTOCOL_VERSION`]) as types, which the
+//! daemon, its clients and the tests share. Full description: `docs/protocol.md`. Only serde;
+//! the methods as command lines (clap) are behind the `clap` feature. To talk to mgmd, use the
+//! `mgm-client` crate.
+//!
+//! * [`types`]: the MGM API's vocabulary (handles, interfaces, entries, result codes, events);
+//! * [`statics`]: static MFEs by interface name;
+//! * here: the methods (one type per method, [`Method::Reply`] its result), replies, errors
+//!   and framing.
 //!
 //! Framing: one JSON object per line (`\n`-terminated UTF-8), at most [`MAX_FRAME`] bytes.
 //! A request is `{"id": N, "method": "...", ...params}`; its reply carries the same id and
 //! either `result` or `error` (`{"code": "...", "message": "..."}`). Replies on one connection
-//! come in request order. Compatibility: new optional fields may appear in results; clients
-//! ignore fields they do not know.
+//! come in request order; callback events (`{"handle": H, "event": "...", ...}`) may come
+//! between them. Compatibility: new optional fields may appear in results; clients ignore
+//! fields they do not know.
 
 use std::{
     collections::BTreeMap,
@@ -15,10 +23,17 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::config::StaticMfe;
-use crate::manager::{
+#[cfg(feature = "clap")]
+mod cli;
+pub mod statics;
+pub mod types;
+#[cfg(feature = "clap")]
+use cli::*;
+
+pub use statics::StaticMfe;
+use types::{
     ClientInfo, EnumHandle, EnumType, Event, Family, Handle, Iface, MembershipInfo, MfeView,
-    MgmError, OwnerInfo, Pattern, RequestId, SourceGroupEntry,
+    MgmError, OwnerInfo, RequestId, SourceGroupEntry,
 };
 
 /// Protocol version announced by `hello`.
@@ -50,7 +65,8 @@ macro_rules! methods {
     ($( $(#[$attr:meta])* $variant:ident($params:ty) -> $reply:ty, )*) => {
         /// The methods. MGM API calls carry the `handle` their client got from `register`; a
         /// handle works only on the connection that registered it.
-        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Subcommand)]
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "clap", derive(clap::Subcommand))]
         #[serde(tag = "method", rename_all = "snake_case")]
         pub enum Request {
             $( $(#[$attr])* $variant($params), )*
@@ -105,7 +121,7 @@ methods! {
     /// ReleaseInterfaceOwnership HANDLE IFINDEX [NEXTHOP].
     ReleaseInterface(ReleaseInterface) -> Done,
     /// GetProtocolOnInterface IFINDEX [NEXTHOP].
-    #[command(alias = "protocol-on")]
+    #[cfg_attr(feature = "clap", command(alias = "protocol-on"))]
     GetProtocolOnInterface(GetProtocolOnInterface) -> ProtocolOnInterface,
     /// AddGroupMembershipEntry HANDLE GROUP IFINDEX [--source S] [--nexthop N] [--flags F].
     AddMembership(AddMembership) -> Done,
@@ -120,13 +136,13 @@ methods! {
     /// SetMfe HANDLE SOURCE GROUP IIF: a new incoming interface / upstream neighbour.
     SetMfe(SetMfe) -> Done,
     /// GroupEnumerationStart HANDLE any-source|all-sources.
-    #[command(alias = "enum-start")]
+    #[cfg_attr(feature = "clap", command(alias = "enum-start"))]
     GroupEnumStart(GroupEnumStart) -> EnumStarted,
     /// GroupEnumerationGetNext HANDLE ENUM MAX.
-    #[command(alias = "enum-next")]
+    #[cfg_attr(feature = "clap", command(alias = "enum-next"))]
     GroupEnumNext(GroupEnumNext) -> PageReply<SourceGroupEntry>,
     /// GroupEnumerationEnd HANDLE ENUM.
-    #[command(alias = "enum-end")]
+    #[cfg_attr(feature = "clap", command(alias = "enum-end"))]
     GroupEnumEnd(GroupEnumEnd) -> Done,
     /// Answers an `rpf` event: HANDLE REQUEST IFINDEX [--nexthop N] [--upstream U].
     AnswerRpf(AnswerRpf) -> Done,
@@ -140,15 +156,17 @@ methods! {
 }
 
 /// `hello`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct Hello {}
 
 /// `show`: a summary whose long lists (MFEs, memberships) stop at `max_entries`; the paged
 /// walks (`get_first_mfe`/`get_next_mfe`, group enumerations) give the rest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct Show {
     #[serde(default = "show_entries")]
-    #[arg(long, default_value_t = SHOW_ENTRIES)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = SHOW_ENTRIES))]
     pub max_entries: usize,
 }
 
@@ -166,11 +184,13 @@ fn show_entries() -> usize {
 }
 
 /// `status`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GetStatus {}
 
 /// `reload`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct Reload {}
 
 /// What a reload changed. Entries and interfaces the configuration did not change were not
@@ -195,61 +215,68 @@ pub struct Reloaded {
 }
 
 /// `watch`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct Watch {}
 
 /// `del_mfe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct DelMfe {
     pub source: IpAddr,
     pub group: IpAddr,
 }
 
 /// `register`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct Register {
     pub protocol: u32,
     pub component: u32,
 }
 
 /// `deregister`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct Deregister {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
 }
 
 /// `take_interface`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct TakeInterface {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
     pub ifindex: u32,
     /// `::` for the interface's IPv6 side.
     #[serde(default = "any")]
-    #[arg(default_value = "0.0.0.0")]
+    #[cfg_attr(feature = "clap", arg(default_value = "0.0.0.0"))]
     pub nexthop: IpAddr,
 }
 
 /// `release_interface`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct ReleaseInterface {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
     pub ifindex: u32,
     /// `::` for the interface's IPv6 side.
     #[serde(default = "any")]
-    #[arg(default_value = "0.0.0.0")]
+    #[cfg_attr(feature = "clap", arg(default_value = "0.0.0.0"))]
     pub nexthop: IpAddr,
 }
 
 /// `get_protocol_on_interface`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GetProtocolOnInterface {
     pub ifindex: u32,
     /// `::` for the interface's IPv6 side.
     #[serde(default = "any")]
-    #[arg(default_value = "0.0.0.0")]
+    #[cfg_attr(feature = "clap", arg(default_value = "0.0.0.0"))]
     pub nexthop: IpAddr,
 }
 
@@ -264,118 +291,128 @@ pub struct AddMembership(pub MembershipArgs);
 pub struct DeleteMembership(pub MembershipArgs);
 
 /// `get_mfe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GetMfe {
     pub source: IpAddr,
     pub group: IpAddr,
     #[serde(default = "one")]
-    #[arg(long, default_value_t = 1)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1))]
     pub max_entries: usize,
     #[serde(default)]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub stats: bool,
 }
 
 /// `get_first_mfe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GetFirstMfe {
     pub max_entries: usize,
     #[serde(default)]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub stats: bool,
 }
 
 /// `get_next_mfe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GetNextMfe {
     pub source: IpAddr,
     pub group: IpAddr,
     pub max_entries: usize,
     #[serde(default)]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub stats: bool,
 }
 
 /// `set_mfe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct SetMfe {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
     pub source: IpAddr,
     pub group: IpAddr,
     pub iif: u32,
     /// Default: none (the unspecified address of the entry's family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub iif_nexthop: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub upstream: Option<IpAddr>,
 }
 
 /// `group_enum_start`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GroupEnumStart {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
-    #[arg(value_parser = parse_enum_type)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_enum_type))]
     pub enum_type: EnumType,
 }
 
 /// `group_enum_next`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GroupEnumNext {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
-    #[arg(value_parser = parse_enum_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_enum_handle))]
     pub enum_handle: EnumHandle,
     pub max_entries: usize,
 }
 
 /// `group_enum_end`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GroupEnumEnd {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
-    #[arg(value_parser = parse_enum_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_enum_handle))]
     pub enum_handle: EnumHandle,
 }
 
 /// `answer_rpf`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct AnswerRpf {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
-    #[arg(value_parser = parse_request_id)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_request_id))]
     pub request: RequestId,
     pub ifindex: u32,
     /// Default: none (the unspecified address of the request's family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub nexthop: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub upstream: Option<IpAddr>,
 }
 
 /// `answer_creation`: the interfaces (of this client's) to keep out of the MFE.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct AnswerCreation {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
-    #[arg(value_parser = parse_request_id)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_request_id))]
     pub request: RequestId,
     #[serde(default)]
-    #[arg(value_parser = parse_iface)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_iface))]
     pub disabled: Vec<Iface>,
 }
 
 /// `answer_prune`: the MFE's timeout.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct AnswerPrune {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
-    #[arg(value_parser = parse_request_id)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_request_id))]
     pub request: RequestId,
     pub timeout_secs: u64,
 }
@@ -411,107 +448,39 @@ fn one() -> usize {
     1
 }
 
-fn parse_u64(s: &str) -> Result<u64, String> {
-    s.parse().map_err(|e| format!("{s:?}: {e}"))
-}
-
-fn parse_handle(s: &str) -> Result<Handle, String> {
-    parse_u64(s).map(Handle)
-}
-
-fn parse_request_id(s: &str) -> Result<RequestId, String> {
-    parse_u64(s).map(RequestId)
-}
-
-fn parse_enum_handle(s: &str) -> Result<EnumHandle, String> {
-    parse_u64(s).map(EnumHandle)
-}
-
-fn parse_enum_type(s: &str) -> Result<EnumType, String> {
-    match s {
-        "any-source" | "any_source" | "0" => Ok(EnumType::AnySource),
-        "all-sources" | "all_sources" | "1" => Ok(EnumType::AllSources),
-        _ => Err(format!("{s:?}: expected any-source or all-sources")),
-    }
-}
-
-/// `IFINDEX` or `IFINDEX@NEXTHOP`.
-fn parse_iface(s: &str) -> Result<Iface, String> {
-    let (i, hop) = s.split_once('@').unwrap_or((s, "0.0.0.0"));
-    let ifindex = i.parse().map_err(|e| format!("{s:?}: ifindex: {e}"))?;
-    let nexthop: IpAddr = hop.parse().map_err(|e| format!("{s:?}: next hop: {e}"))?;
-    Ok(Iface::new(ifindex, nexthop))
-}
-
 /// Add/DeleteGroupMembershipEntry parameters. Omitted masks mean "exact" for a non-zero
 /// address and "any" for 0.0.0.0; omitted `source` means any source; omitted `flags` means
 /// join + forward.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct MembershipArgs {
-    #[arg(value_parser = parse_handle)]
+    #[cfg_attr(feature = "clap", arg(value_parser = parse_handle))]
     pub handle: Handle,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub source: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub source_mask: Option<IpAddr>,
     pub group: IpAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub group_mask: Option<IpAddr>,
     pub ifindex: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub nexthop: Option<IpAddr>,
     #[serde(default = "both_flags")]
-    #[arg(long, default_value_t = both_flags())]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = both_flags()))]
     pub flags: u32,
 }
 
-/// The membership methods take [`MembershipArgs`] as their command-line arguments too.
-macro_rules! membership_args {
-    ($($t:ident),*) => {$(
-        impl clap::FromArgMatches for $t {
-            fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
-                MembershipArgs::from_arg_matches(m).map(Self)
-            }
-            fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
-                self.0.update_from_arg_matches(m)
-            }
-        }
-        impl clap::Args for $t {
-            fn augment_args(cmd: clap::Command) -> clap::Command {
-                MembershipArgs::augment_args(cmd)
-            }
-            fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-                MembershipArgs::augment_args_for_update(cmd)
-            }
-        }
-    )*};
-}
-membership_args!(AddMembership, DeleteMembership);
-
 fn both_flags() -> u32 {
-    crate::manager::MGM_JOIN_STATE_FLAG | crate::manager::MGM_FORWARD_STATE_FLAG
+    types::MGM_JOIN_STATE_FLAG | types::MGM_FORWARD_STATE_FLAG
 }
 
 impl MembershipArgs {
-    pub fn pattern(&self) -> Result<Pattern, MgmError> {
-        let f = Family::of(self.group);
-        let source = self.source.unwrap_or(f.any());
-        let mask = |addr: IpAddr, m: Option<IpAddr>| {
-            m.unwrap_or(if addr.is_unspecified() { f.any() } else { f.ones() })
-        };
-        Pattern::from_masks(
-            source,
-            mask(source, self.source_mask),
-            self.group,
-            mask(self.group, self.group_mask),
-        )
-    }
-
     /// The interface: the next hop defaults to the group's family's "none".
     pub fn iface(&self) -> Iface {
         Iface::new(self.ifindex, self.nexthop.unwrap_or(Family::of(self.group).any()))
@@ -966,13 +935,15 @@ mod tests {
 
     /// The session grammar of `mgmctl` is the same types: a command line parses into the
     /// request the JSON form would.
+    #[cfg(feature = "clap")]
     #[test]
     fn command_lines_parse_into_requests() {
         use clap::Parser as _;
-        #[derive(clap::Parser)]
-        #[command(no_binary_name = true)]
+        #[derive()]
+        #[cfg_attr(feature = "clap", derive(clap::Parser))]
+        #[cfg_attr(feature = "clap", command(no_binary_name = true))]
         struct Line {
-            #[command(subcommand)]
+            #[cfg_attr(feature = "clap", command(subcommand))]
             request: Request,
         }
         let parse = |l: &str| Line::try_parse_from(l.split_whitespace()).map(|x| x.request);
@@ -999,50 +970,6 @@ mod tests {
         );
         assert!(parse("take-interface 3").is_err(), "a missing ifindex");
         assert!(parse("answer-prune 3 7 soon").is_err());
-    }
-
-    #[test]
-    fn membership_masks_default_from_the_addresses() {
-        let parse = |line: &str| match parse_request(line).unwrap().request {
-            Request::AddMembership(AddMembership(a)) => a,
-            r => panic!("{r:?}"),
-        };
-        let a = parse(
-            r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","ifindex":2}"#,
-        );
-        assert_eq!(a.pattern().unwrap(), Pattern::star_g("239.1.1.1".parse::<IpAddr>().unwrap()));
-        assert_eq!(a.iface(), Iface::new(2, Ipv4Addr::UNSPECIFIED));
-        assert_eq!(a.flags, 3);
-        let a = parse(
-            r#"{"id":1,"method":"add_membership","handle":3,"source":"10.0.0.1","group":"239.1.1.1","ifindex":2}"#,
-        );
-        assert_eq!(a.pattern().unwrap().source(), Some("10.0.0.1".parse().unwrap()));
-        let a = parse(
-            r#"{"id":1,"method":"add_membership","handle":3,"group":"239.1.1.1","group_mask":"255.255.0.0","ifindex":2}"#,
-        );
-        assert_eq!(a.pattern(), Err(MgmError::InvalidParameter), "ranges are not supported");
-        // IPv6: the same defaults, of its own family (the next hop too).
-        let a =
-            parse(r#"{"id":1,"method":"add_membership","handle":3,"group":"ff3e::1","ifindex":2}"#);
-        assert_eq!(a.pattern().unwrap(), Pattern::star_g("ff3e::1".parse::<IpAddr>().unwrap()));
-        assert_eq!(a.iface(), Iface::new(2, std::net::Ipv6Addr::UNSPECIFIED));
-        let a = parse(
-            r#"{"id":1,"method":"add_membership","handle":3,"source":"2001:db8::7","group":"ff3e::1","ifindex":2}"#,
-        );
-        assert_eq!(a.pattern().unwrap().source(), Some("2001:db8::7".parse().unwrap()));
-        for bad in [
-            // A source of the other family.
-            r#""source":"10.0.0.1","group":"ff3e::1""#,
-            r#""source":"2001:db8::7","group":"239.1.1.1""#,
-            // An IPv4 mask on an IPv6 group, a prefix mask, a unicast group.
-            r#""group":"ff3e::1","group_mask":"255.255.255.255""#,
-            r#""group":"ff3e::1","group_mask":"ffff:ffff::""#,
-            r#""group":"2001:db8::1""#,
-        ] {
-            let line =
-                format!(r#"{{"id":1,"method":"add_membership","handle":3,{bad},"ifindex":2}}"#);
-            assert_eq!(parse(&line).pattern(), Err(MgmError::InvalidParameter), "{bad}");
-        }
     }
 
     #[test]
