@@ -20,9 +20,9 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use mgm::{
-    client::is_event,
     config::StaticMfe,
     manager::Handle,
+    proto::is_event,
     proto::{self, MembershipArgs, Method, ReplyBody, ReplyFrame, Request, RequestFrame},
 };
 use mgm_tests::{GROUP, Mgmd, Topology, arg, fix_ipv4_checksum, membership, udp_frame};

@@ -15,20 +15,17 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressHeaderFlags, AddressMessage},
     link::{LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
     route::{RouteAddress, RouteAttribute, RouteMessage},
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::loglimit::LogLimit;
+use mgm_util::{loglimit::LogLimit, rtnl};
 
 /// A network interface as mgm uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,7 +155,7 @@ impl Monitor {
         for family in [FAMILY_IPMR, FAMILY_IP6MR] {
             let mut req = RouteMessage::default();
             req.header.address_family = AddressFamily::from(family);
-            let replies = match dump(RouteNetlinkMessage::GetRoute(req)) {
+            let replies = match rtnl::dump(RouteNetlinkMessage::GetRoute(req)) {
                 Ok(r) => r,
                 Err(e) if family == FAMILY_IP6MR && no_family(&e) => continue,
                 Err(e) => return Err(e),
@@ -189,7 +186,7 @@ impl Monitor {
             neigh(AddressFamily::Inet6),
         ];
         for req in requests {
-            let replies = match dump(req) {
+            let replies = match rtnl::dump(req) {
                 Ok(r) => r,
                 // No IPv6 in the kernel: no NDP table to read.
                 Err(e) if no_family(&e) => continue,
@@ -299,122 +296,18 @@ fn types(mut bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
     })
 }
 
-/// One dump request, answered on a socket of its own.
-fn dump(req: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
-    ask(req, NLM_F_REQUEST | NLM_F_DUMP)
-}
-
 /// The kernel's link with this index now, asked directly (for a link named before its
 /// notification was read). `None` if there is no such link.
 pub fn link(ifindex: u32) -> io::Result<Option<NetDev>> {
     let mut msg = LinkMessage::default();
     msg.header.index = ifindex;
-    match ask(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST | NLM_F_ACK) {
+    match rtnl::get(RouteNetlinkMessage::GetLink(msg)) {
         Ok(replies) => Ok(replies.into_iter().find_map(|m| match parse(m) {
             Some(KernelEvent::Link(d)) => Some(d),
             _ => None,
         })),
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(e),
-    }
-}
-
-/// An IPv4 address of an interface, with its prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IfAddr {
-    pub ifindex: u32,
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl IfAddr {
-    /// Whether `ip` is on this address's subnet.
-    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix.min(32))).unwrap_or(0);
-        u32::from(ip) & mask == u32::from(self.addr) & mask
-    }
-}
-
-/// Every IPv4 address of the host's interfaces, primary addresses first.
-pub fn addresses() -> io::Result<Vec<IfAddr>> {
-    let mut req = AddressMessage::default();
-    req.header.family = AddressFamily::Inet;
-    let mut out: Vec<(bool, IfAddr)> = dump(RouteNetlinkMessage::GetAddress(req))?
-        .into_iter()
-        .filter_map(|m| {
-            let RouteNetlinkMessage::NewAddress(a) = m else { return None };
-            // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on a
-            // point-to-point link).
-            let local = a.attributes.iter().find_map(|at| match at {
-                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
-                _ => None,
-            });
-            let addr = local.or_else(|| {
-                a.attributes.iter().find_map(|at| match at {
-                    AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-                    _ => None,
-                })
-            })?;
-            let secondary = a.header.flags.contains(AddressHeaderFlags::Secondary);
-            Some((secondary, IfAddr { ifindex: a.header.index, addr, prefix: a.header.prefix_len }))
-        })
-        .collect();
-    out.sort_by_key(|(secondary, _)| *secondary);
-    Ok(out.into_iter().map(|(_, a)| a).collect())
-}
-
-/// Every IPv6 link-local address of the host's interfaces (MLD speaks from these).
-pub fn link_local_addresses() -> io::Result<Vec<(u32, Ipv6Addr)>> {
-    let mut req = AddressMessage::default();
-    req.header.family = AddressFamily::Inet6;
-    Ok(dump(RouteNetlinkMessage::GetAddress(req))?
-        .into_iter()
-        .filter_map(|m| {
-            let RouteNetlinkMessage::NewAddress(a) = m else { return None };
-            a.attributes.iter().find_map(|at| match at {
-                AddressAttribute::Address(IpAddr::V6(ip)) if ip.is_unicast_link_local() => {
-                    Some((a.header.index, *ip))
-                }
-                _ => None,
-            })
-        })
-        .collect())
-}
-
-/// Sends one request on a socket of its own and collects the replies until the end of a
-/// dump, or the acknowledgement of a request.
-fn ask(req: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-    let mut msg = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(req));
-    msg.header.flags = flags;
-    msg.header.sequence_number = 1;
-    msg.finalize();
-    let mut buf = vec![0u8; msg.header.length as usize];
-    msg.serialize(&mut buf);
-    let mut sock = Socket::new(NETLINK_ROUTE)?;
-    sock.bind_auto()?;
-    sock.connect(&SocketAddr::new(0, 0))?;
-    sock.send(&buf, 0)?;
-    let mut out = Vec::new();
-    let mut rbuf = vec![0u8; 1 << 16];
-    loop {
-        let n = sock.recv(&mut &mut rbuf[..], 0)?;
-        let mut bytes = &rbuf[..n];
-        while !bytes.is_empty() {
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let len = m.header.length as usize;
-            match m.payload {
-                NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(e) if e.code.is_none() => return Ok(out),
-                NetlinkPayload::Error(e) => return Err(e.to_io()),
-                NetlinkPayload::InnerMessage(inner) => out.push(inner),
-                _ => {}
-            }
-            if len == 0 || len > bytes.len() {
-                break;
-            }
-            bytes = &bytes[len..];
-        }
     }
 }
 

@@ -34,8 +34,8 @@ use crate::{
 /// Whether a refused connection may be logged now (a local user can connect in a loop):
 /// rate limited, with how many were not logged since the last one.
 fn refusal_log() -> Option<u64> {
-    static LIMIT: std::sync::Mutex<crate::loglimit::LogLimit> =
-        std::sync::Mutex::new(crate::loglimit::LogLimit::new());
+    static LIMIT: std::sync::Mutex<mgm_util::loglimit::LogLimit> =
+        std::sync::Mutex::new(mgm_util::loglimit::LogLimit::new());
     LIMIT.lock().ok()?.allow(std::time::Instant::now())
 }
 

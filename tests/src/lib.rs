@@ -12,7 +12,6 @@
 
 use std::{
     fs::File,
-    io::{BufRead as _, BufReader, Write as _},
     net::{IpAddr, Ipv4Addr},
     os::{
         fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
@@ -27,10 +26,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use mgm::{
     manager::{Handle, RequestId},
-    proto::{
-        self, ErrorCode, MembershipArgs, Method, MfeInfo, ReplyBody, ReplyFrame, RequestFrame,
-        Snapshot, Status, WireError,
-    },
+    proto::{self, ErrorCode, MembershipArgs, Method, MfeInfo, Snapshot, Status, WireError},
 };
 use serde_json::Value;
 
@@ -258,7 +254,7 @@ impl PacketSocket {
             if rc == 0 {
                 return Ok(out);
             }
-            let (n, outgoing) = mgm::igmp::link::recv_frame(self.fd.as_fd(), &mut buf)?;
+            let (n, outgoing) = mgm_igmpd::link::recv_frame(self.fd.as_fd(), &mut buf)?;
             if !outgoing {
                 out.push(buf[..n].to_vec());
             }
@@ -550,54 +546,30 @@ impl Drop for Mgmd {
     }
 }
 
-/// A synchronous client of the control socket, speaking the wire protocol directly. Event
-/// lines that arrive while it waits for a reply are kept for [`Ctl::next_event`].
+/// The tests' client of the control socket: mgm-client's blocking client, with events as
+/// JSON values (the tests match on their names) and a patience for each read.
 pub struct Ctl {
-    stream: BufReader<UnixStream>,
-    next_id: u64,
-    events: std::collections::VecDeque<Value>,
+    client: mgm::client::blocking::Client,
 }
 
 impl Ctl {
     pub fn connect(path: &Path) -> anyhow::Result<Self> {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(patience(Duration::from_secs(10))))?;
-        Ok(Self { stream: BufReader::new(s), next_id: 1, events: Default::default() })
-    }
-
-    fn read_line(&mut self) -> anyhow::Result<Value> {
-        let mut line = String::new();
-        self.stream.read_line(&mut line)?;
-        ensure!(!line.is_empty(), "mgmd closed the connection");
-        Ok(serde_json::from_str(&line)?)
+        let mut client = mgm::client::blocking::Client::connect(path)?;
+        client.set_timeout(Some(patience(Duration::from_secs(10))))?;
+        Ok(Self { client })
     }
 
     /// Sends a raw line and returns the next reply object (events are set aside).
     pub fn raw(&mut self, line: &[u8]) -> anyhow::Result<Value> {
-        let s = self.stream.get_mut();
-        s.write_all(line)?;
-        s.write_all(b"\n")?;
-        loop {
-            let v = self.read_line()?;
-            if v.get("event").is_some() {
-                self.events.push_back(v);
-            } else {
-                return Ok(v);
-            }
-        }
+        Ok(serde_json::from_str(&self.client.raw(line)?)?)
     }
 
     /// The next event, waiting up to `timeout`.
     pub fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Value> {
-        if let Some(v) = self.events.pop_front() {
-            return Ok(v);
-        }
-        self.stream.get_ref().set_read_timeout(Some(timeout))?;
-        let v = self.read_line();
-        self.stream.get_ref().set_read_timeout(Some(patience(Duration::from_secs(10))))?;
-        let v = v.context("no event in time")?;
-        ensure!(v.get("event").is_some(), "expected an event, got {v}");
-        Ok(v)
+        self.client.set_timeout(Some(timeout))?;
+        let ev = self.client.next_event();
+        self.client.set_timeout(Some(patience(Duration::from_secs(10))))?;
+        Ok(serde_json::to_value(ev.context("no event in time")?)?)
     }
 
     /// Waits for the next event named `name`, returning it and the events skipped on the way.
@@ -621,7 +593,8 @@ impl Ctl {
 
     /// Sends a request; returns its typed result, or the server's error.
     pub fn request<M: Method>(&mut self, m: M) -> anyhow::Result<Result<M::Reply, WireError>> {
-        self.pipeline([m])?.pop().context("no reply")
+        let id = self.client.send(m)?;
+        Ok(self.client.reply::<M>(id)?)
     }
 
     /// Sends many requests at once (a thousand per write) and returns their results in
@@ -630,55 +603,22 @@ impl Ctl {
         &mut self,
         ms: impl IntoIterator<Item = M>,
     ) -> anyhow::Result<Vec<Result<M::Reply, WireError>>> {
-        let requests: Vec<proto::Request> = ms.into_iter().map(Into::into).collect();
-        let mut out = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(1000) {
-            let first = self.next_id;
-            let mut buf = Vec::new();
-            for request in chunk {
-                let frame = RequestFrame { id: self.next_id, request: request.clone() };
-                self.next_id += 1;
-                serde_json::to_writer(&mut buf, &frame)?;
-                buf.push(b'\n');
-            }
-            self.stream.get_mut().write_all(&buf)?;
-            for id in first..self.next_id {
-                out.push(self.next_reply::<M>(id)?);
-            }
+        let mut ms = ms.into_iter().peekable();
+        let mut out = Vec::new();
+        while ms.peek().is_some() {
+            out.extend(self.client.call_all(ms.by_ref().take(1000))?);
         }
         Ok(out)
     }
 
     /// Sends a request without waiting for its reply; its id (see [`Ctl::reply`]).
     pub fn send<M: Method>(&mut self, m: M) -> anyhow::Result<u64> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut buf = serde_json::to_vec(&RequestFrame { id, request: m.into() })?;
-        buf.push(b'\n');
-        self.stream.get_mut().write_all(&buf)?;
-        Ok(id)
+        Ok(self.client.send(m)?)
     }
 
     /// The reply to the request [`Ctl::send`] sent as `id` (the next reply on the connection).
     pub fn reply<M: Method>(&mut self, id: u64) -> anyhow::Result<M::Reply> {
-        Ok(self.next_reply::<M>(id)??)
-    }
-
-    /// The next reply on the connection, which must be `id`'s (events are set aside).
-    fn next_reply<M: Method>(&mut self, id: u64) -> anyhow::Result<Result<M::Reply, WireError>> {
-        let v = loop {
-            let v = self.read_line()?;
-            if v.get("event").is_none() {
-                break v;
-            }
-            self.events.push_back(v);
-        };
-        let reply: ReplyFrame<M::Reply> = serde_json::from_value(v)?;
-        ensure!(reply.id == Some(id), "reply id {:?} for {id}", reply.id);
-        Ok(match reply.body {
-            ReplyBody::Result(r) => Ok(r),
-            ReplyBody::Error(e) => Err(e),
-        })
+        Ok(self.client.reply::<M>(id)??)
     }
 
     /// Sends a request expected to succeed.
@@ -779,7 +719,7 @@ impl Ctl {
     /// Forgets the events received so far (a test that lets thousands of callbacks take
     /// their defaults reads them only to keep its connection).
     pub fn drop_events(&mut self) {
-        self.events.clear();
+        self.client.take_queued_events();
     }
 
     /// The `status` reply (table sizes, queued fast-path writes).
@@ -1602,11 +1542,11 @@ pub fn ip_frame(src_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
 
 /// Whether `m` is a v3 report (IGMPv3 or MLDv2) with a record of `kind` for `group`.
 pub fn has_record<A: PartialEq>(
-    m: &mgm::igmp::packet::Message<A>,
+    m: &mgm_igmpd::packet::Message<A>,
     group: A,
-    kind: mgm::igmp::packet::RecordType,
+    kind: mgm_igmpd::packet::RecordType,
 ) -> bool {
-    use mgm::igmp::packet::Message;
+    use mgm_igmpd::packet::Message;
     matches!(m, Message::ReportV3(r) if r.iter().any(|r| r.group == group && r.kind == kind))
 }
 

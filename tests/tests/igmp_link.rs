@@ -6,7 +6,7 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use mgm::igmp::{
+use mgm_igmpd::{
     link::Link,
     packet::{Message, Query, RecordType, encode_query, parse},
 };

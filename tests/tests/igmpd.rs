@@ -456,7 +456,7 @@ fn proxy_merges_downstream_and_forwards_from_upstream() {
 
 /// A raw IGMP datagram: `ttl`, with or without Router Alert, checksums right.
 fn datagram(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ra: bool, igmp: &[u8]) -> Vec<u8> {
-    let mut d = mgm::igmp::link::datagram(src, dst, igmp);
+    let mut d = mgm_igmpd::link::datagram(src, dst, igmp);
     if !ra {
         d.drain(20..24);
         d[0] = 0x45;
@@ -465,7 +465,7 @@ fn datagram(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ra: bool, igmp: &[u8]) -> Vec
     }
     d[8] = ttl;
     d[10..12].fill(0);
-    let c = mgm::igmp::packet::checksum(&d[..usize::from(d[0] & 0xf) * 4]);
+    let c = mgm_igmpd::packet::checksum(&d[..usize::from(d[0] & 0xf) * 4]);
     d[10..12].copy_from_slice(&c.to_be_bytes());
     d
 }
@@ -481,7 +481,7 @@ fn v3_record(kind: u8, group: Ipv4Addr, sources: &[Ipv4Addr]) -> Vec<u8> {
     m.extend((sources.len() as u16).to_be_bytes());
     m.extend(group.octets());
     sources.iter().for_each(|s| m.extend(s.octets()));
-    let c = mgm::igmp::packet::checksum(&m);
+    let c = mgm_igmpd::packet::checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
     m
 }
@@ -692,7 +692,7 @@ fn a_rogue_querier_that_goes_silent_costs_the_members_nothing() {
 
     // The rogue's queries reach both the router and the host (as on a shared link).
     let rogue = ip("10.2.1.0");
-    let query = mgm::igmp::packet::encode_query(&mgm::igmp::packet::Query {
+    let query = mgm_igmpd::packet::encode_query(&mgm_igmpd::packet::Query {
         version: 2,
         group: Ipv4Addr::UNSPECIFIED,
         max_resp: Duration::from_millis(100),

@@ -6,7 +6,7 @@
 
 use std::{net::Ipv6Addr, time::Duration};
 
-use mgm::igmp::{
+use mgm_igmpd::{
     link::Link,
     mld::{encode_query, parse},
     packet::{Message, Query, RecordType},

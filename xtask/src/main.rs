@@ -548,7 +548,7 @@ fn cargo_subcommand(name: &str, version: &str) -> anyhow::Result<()> {
 fn package() -> anyhow::Result<PathBuf> {
     cargo_subcommand("deb", CARGO_DEB_VERSION)?;
     step("building the release binaries");
-    cargo(&["build", "--release", "-p", "mgm-user", "--bins"])?;
+    cargo(&["build", "--release", "-p", "mgm-user", "-p", "mgm-igmpd", "--bins"])?;
     step("rendering manual pages and completions from the programs' command lines");
     let assets = Path::new("target/package-assets");
     let _ = std::fs::remove_dir_all(assets);

@@ -496,6 +496,18 @@ pub struct EventFrame {
     pub event: Event,
 }
 
+/// Whether a line is an event (events have an `event` field, replies an `id`).
+#[derive(Deserialize)]
+struct Peek {
+    #[serde(default)]
+    event: Option<serde::de::IgnoredAny>,
+}
+
+/// Tells an event line from a reply line.
+pub fn is_event(line: &str) -> bool {
+    serde_json::from_str::<Peek>(line).is_ok_and(|p| p.event.is_some())
+}
+
 /// A reply line: `{"id": N, "result": ...}` or `{"id": N, "error": ...}`. `T` is the
 /// method's [`Method::Reply`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,9 +11,9 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEn
 use mgm::{
     client::{Client, ClientError},
     config::StaticMfe,
-    manual::Page,
     proto::{self, DEFAULT_SOCKET, ErrorCode, Method, Request, RequestFrame, Snapshot},
 };
+use mgm_util::manual::Page;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -165,8 +165,8 @@ async fn main() -> ExitCode {
             EXIT_STATUS.replace('\n', "\n  ")
         ))
         .mut_subcommand("session", |s| s.after_help(session_commands()));
-    if let Some(dir) = mgm::manual::requested() {
-        return match mgm::manual::generate(cli, &PAGE, &dir) {
+    if let Some(dir) = mgm_util::manual::requested() {
+        return match mgm_util::manual::generate(cli, &PAGE, &dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("mgmctl: {e:#}");

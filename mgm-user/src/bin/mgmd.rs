@@ -16,10 +16,10 @@ use mgm::{
     },
     dataplane::LoadOptions,
     manager::Settings,
-    manual::Page,
     proto::DEFAULT_SOCKET,
     server,
 };
+use mgm_util::manual::Page;
 use tracing::info;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -209,10 +209,10 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    if let Some(dir) = mgm::manual::requested() {
-        return mgm::manual::generate(Args::command(), &PAGE, &dir);
+    if let Some(dir) = mgm_util::manual::requested() {
+        return mgm_util::manual::generate(Args::command(), &PAGE, &dir);
     }
-    mgm::init_logging();
+    mgm_util::init_logging();
     let args = Args::parse();
     if args.cleanup {
         return cleanup(&args);

@@ -205,7 +205,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     tokio::spawn(follow_kernel(monitor, tx));
     info!(socket = %opts.socket.display(), "mgmd ready");
     // Only now: clients started after mgmd (`After=mgmd.service`) find the socket served.
-    crate::notify_service_manager(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    mgm_util::notify_service_manager(&[NotifyState::Ready, NotifyState::Status("serving")]);
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -221,7 +221,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         ToKernel::PacketTooBig { to, message } => icmp6.send(to, &message),
     };
     run(&mut daemon, &mut rx, to_kernel, shutdown).await;
-    crate::notify_service_manager(&[NotifyState::Stopping]);
+    mgm_util::notify_service_manager(&[NotifyState::Stopping]);
     match &opts.load.pin_dir {
         None => info!("shutting down: detaching XDP programs"),
         Some(dir) => {
@@ -246,13 +246,13 @@ fn reload_on_hangup(
             info!("SIGHUP: reloading the configuration");
             let mut state = vec![NotifyState::Reloading];
             state.extend(NotifyState::monotonic_usec_now().ok());
-            crate::notify_service_manager(&state);
+            mgm_util::notify_service_manager(&state);
             let (done, outcome) = tokio::sync::oneshot::channel();
             if tx.send(Input::Reload { done }).await.is_err() {
                 return;
             }
             let _ = outcome.await;
-            crate::notify_service_manager(&[NotifyState::Ready]);
+            mgm_util::notify_service_manager(&[NotifyState::Ready]);
         }
     })
 }

@@ -14,10 +14,10 @@ use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 use super::*;
 use crate::config::Config;
 use crate::{
-    client::is_event,
+    client::Session,
     kernel::Neighbours,
     manager::{Event, Handle, PROTO_IP_IGMP},
-    proto::{self, ErrorCode, MembershipArgs, Method, ReplyFrame, Request},
+    proto::{self, ErrorCode, MembershipArgs, Method, Request, is_event},
     server::OutboundRx,
     testing::{MemFastPath, fuzz},
 };
@@ -27,7 +27,8 @@ const G: &str = "239.1.1.1";
 struct Harness {
     d: Daemon<MemFastPath>,
     outs: BTreeMap<ConnId, OutboundRx>,
-    next_id: u64,
+    /// Each connection's client side (mgm-client's session: ids, typed replies, events).
+    sessions: BTreeMap<ConnId, Session>,
     bytes: usize,
     now: Duration,
 }
@@ -43,7 +44,7 @@ impl Harness {
         Self {
             d: fuzz::daemon(mfes),
             outs: BTreeMap::new(),
-            next_id: 1,
+            sessions: BTreeMap::new(),
             bytes,
             now: Duration::ZERO,
         }
@@ -70,23 +71,16 @@ impl Harness {
         conn: ConnId,
         m: M,
     ) -> (Result<M::Reply, WireError>, Vec<EventFrame>) {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.input(Input::Line { conn, line: Ok(RequestFrame { id, request: m.into() }) });
+        let session = self.sessions.entry(conn).or_default();
+        let (id, line) = session.encode(m).expect("a request within the frame limit");
+        self.input(Input::Line { conn, line: proto::parse_request(&line) });
         let mut reply = None;
-        let mut events = Vec::new();
         loop {
             for line in self.lines(conn) {
-                if is_event(&line) {
-                    events.push(serde_json::from_str(&line).unwrap());
-                } else {
+                let session = self.sessions.get_mut(&conn).expect("the connection's session");
+                if let Some(r) = session.accept::<M>(id, &line).expect("a reply or an event") {
                     assert!(reply.is_none(), "two replies: {line}");
-                    let r: ReplyFrame<M::Reply> = serde_json::from_str(&line).unwrap();
-                    assert_eq!(r.id, Some(id));
-                    reply = Some(match r.body {
-                        ReplyBody::Result(v) => Ok(v),
-                        ReplyBody::Error(e) => Err(e),
-                    });
+                    reply = Some(r);
                 }
             }
             // A release done in steps is answered when its last step is.
@@ -95,6 +89,8 @@ impl Harness {
             }
             self.d.background(self.now);
         }
+        let session = self.sessions.get_mut(&conn).expect("the connection's session");
+        let events = std::iter::from_fn(|| session.next_queued_event()).collect();
         (reply.expect("a reply"), events)
     }
 

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use super::MemFastPath;
 use crate::{
-    client::is_event,
     daemon::{Daemon, Input},
     kernel::{KernelEvent, Neighbours, NetDev},
     manager::Settings,
+    proto::is_event,
     proto::parse_request,
     server::{ConnId, Outbound, OutboundRx},
 };

@@ -41,13 +41,12 @@ use super::{
     packet::{Message, Reject},
     wire::{Local, Wire},
 };
-use crate::{
-    client::{Client, ClientError},
-    loglimit::LogLimit,
-    manager::{Event, Handle, Iface, PROTO_IP_IGMP, SourceGroupEntry},
-    proto::ErrorCode,
-    proto::{AddMembership, DeleteMembership, EventFrame, MembershipArgs},
+use mgm_client::{Client, ClientError};
+use mgm_proto::{
+    AddMembership, DeleteMembership, ErrorCode, EventFrame, MembershipArgs,
+    types::{Event, Handle, Iface, PROTO_IP_IGMP, SourceGroupEntry},
 };
+use mgm_util::loglimit::LogLimit;
 
 /// The protocol id the proxy's upstream side registers with (a routing protocol, so not 10:
 /// IGMP's id is the one that co-owns). RRAS composes protocol ids as PROTOCOL_ID(type,
@@ -277,7 +276,7 @@ impl<A: Wire> Daemon<A> {
             version = A::protocol_version(self.s.timers.version),
             "mgm-igmpd started"
         );
-        crate::notify_service_manager(&[sd_notify::NotifyState::Ready]);
+        mgm_util::notify_service_manager(&[mgm_util::NotifyState::Ready]);
         loop {
             let now = self.now();
             let wake = self.ports.iter().map(|p| p.igmp.next_wakeup(now)).min();
@@ -666,7 +665,7 @@ fn requeue<A: Wire>(p: &mut Port<A>, dels: &[Member<A>], adds: &[Member<A>]) {
 /// mgmd refused to add (or delete) `mb`: remembered, so it is not asked again until that
 /// can change (room freed for the quota; the membership gone and back; a new mgmd), and
 /// logged at a rate.
-fn refusal<A: Wire>(p: &mut Port<A>, mb: &Member<A>, add: bool, e: &crate::proto::WireError) {
+fn refusal<A: Wire>(p: &mut Port<A>, mb: &Member<A>, add: bool, e: &mgm_proto::WireError) {
     if add && e.code == ErrorCode::NotEnoughMemory {
         p.over_quota.insert(*mb);
     } else if add {
@@ -698,7 +697,7 @@ fn membership<A: Wire>(handle: Handle, (source, group): Member<A>, ifindex: u32)
         group_mask: None,
         ifindex,
         nexthop: None,
-        flags: crate::manager::MGM_JOIN_STATE_FLAG | crate::manager::MGM_FORWARD_STATE_FLAG,
+        flags: mgm_proto::types::MGM_JOIN_STATE_FLAG | mgm_proto::types::MGM_FORWARD_STATE_FLAG,
     }
 }
 

@@ -259,7 +259,7 @@ pub fn datagram(source: Ipv4Addr, to: Ipv4Addr, igmp: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::igmp::packet::{Message, Query, encode_query, parse};
+    use crate::packet::{Message, Query, encode_query, parse};
 
     #[test]
     fn a_sent_query_is_one_a_router_would_accept() {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{iface::Config as Timers, wire::Wire};
-use crate::proto::DEFAULT_SOCKET;
+use mgm_proto::DEFAULT_SOCKET;
 
 /// Where `mgm-igmpd show` finds the daemon serving the mgmd on `socket`: next to that
 /// socket, named after it (`/run/mgm/mgmd.sock` → `/run/mgm/mgmd.igmpd.sock`, and

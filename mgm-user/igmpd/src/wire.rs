@@ -18,7 +18,7 @@ use super::{
     mld,
     packet::{self, Message, Query, Reject},
 };
-use crate::kernel;
+use crate::addrs;
 
 /// An interface's own address, as the protocol uses it: IGMP's primary IPv4 address and its
 /// prefix (reports must come from the subnet), MLD's link-local address (the querier
@@ -73,7 +73,7 @@ impl Wire for Ipv4Addr {
 
     fn locals() -> anyhow::Result<Vec<Local<Self>>> {
         // Primary addresses come first: the first one of each interface is the one found.
-        let all = kernel::addresses().context("reading the interfaces' IPv4 addresses")?;
+        let all = addrs::addresses().context("reading the interfaces' IPv4 addresses")?;
         Ok(all
             .iter()
             .map(|a| Local { ifindex: a.ifindex, addr: a.addr, prefix: a.prefix })
@@ -91,7 +91,7 @@ impl Wire for Ipv4Addr {
     fn on_link(local: &Local<Self>, source: Self) -> bool {
         // RFC 3376 §4.2.13: reports from 0.0.0.0 are accepted.
         let ifaddr =
-            kernel::IfAddr { ifindex: local.ifindex, addr: local.addr, prefix: local.prefix };
+            addrs::IfAddr { ifindex: local.ifindex, addr: local.addr, prefix: local.prefix };
         source.is_unspecified() || ifaddr.on_link(source)
     }
 
@@ -141,7 +141,7 @@ impl Wire for Ipv6Addr {
 
     fn locals() -> anyhow::Result<Vec<Local<Self>>> {
         let mut all =
-            kernel::link_local_addresses().context("reading the interfaces' IPv6 addresses")?;
+            addrs::link_local_addresses().context("reading the interfaces' IPv6 addresses")?;
         // The lowest of an interface's link-local addresses first: the querier election's.
         all.sort();
         Ok(all.into_iter().map(|(ifindex, addr)| Local { ifindex, addr, prefix: 64 }).collect())

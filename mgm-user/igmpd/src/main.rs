@@ -10,14 +10,12 @@ use std::{
 };
 
 use clap::{CommandFactory as _, Parser, Subcommand};
-use mgm::{
-    igmp::{
-        config::{File, Settings, default_control},
-        daemon::{Daemon, query},
-    },
-    manual::Page,
-    proto::DEFAULT_SOCKET,
+use mgm_igmpd::{
+    config::{File, Settings, default_control},
+    daemon::{Daemon, query},
 };
+use mgm_proto::DEFAULT_SOCKET;
+use mgm_util::manual::Page;
 
 /// The manual's examples and sections (also shown after `--help`'s options).
 const PAGE: Page = Page {
@@ -129,10 +127,10 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    if let Some(dir) = mgm::manual::requested() {
-        return mgm::manual::generate(Args::command(), &PAGE, &dir);
+    if let Some(dir) = mgm_util::manual::requested() {
+        return mgm_util::manual::generate(Args::command(), &PAGE, &dir);
     }
-    mgm::init_logging();
+    mgm_util::init_logging();
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     if let Some(Cmd::Show { json }) = args.cmd {

@@ -500,7 +500,7 @@ impl<A: Addr> Interface<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::igmp::packet::{GroupRecord, RecordType};
+    use crate::packet::{GroupRecord, RecordType};
 
     const ME: Ipv4Addr = Ipv4Addr::new(10, 2, 1, 1);
     const G: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);

@@ -211,7 +211,7 @@ pub fn datagram(source: Ipv6Addr, destination: Ipv6Addr, icmp: &[u8]) -> Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::igmp::packet::{GroupRecord, RecordType};
+    use crate::packet::{GroupRecord, RecordType};
     use proptest::prelude::*;
 
     fn ip(s: &str) -> Ipv6Addr {

@@ -1,90 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Client library for the mgmd control socket: what `mgmctl` uses and what a Rust routing
-//! daemon embeds.
-//!
-//! One [`Client`] is one connection, and the handles it registers live and die with it.
-//! Replies and callback events share the connection: events that arrive while a call waits for
-//! its reply are queued and returned by [`Client::next_event`], in order.
-//!
-//! ```no_run
-//! # async fn f() -> Result<(), mgm::client::ClientError> {
-//! use mgm::{client::Client, manager::Event};
-//! let mut c = Client::connect("/run/mgm/mgmd.sock").await?;
-//! let pim = c.register(103, 1).await?;
-//! // Link 2's IPv4 side; `Ipv6Addr::UNSPECIFIED` would take its IPv6 side.
-//! c.take_interface(pim, 2, std::net::Ipv4Addr::UNSPECIFIED).await?;
-//! loop {
-//!     let ev = c.next_event().await?;
-//!     if let Event::Rpf { request, iif, upstream, .. } = ev.event {
-//!         c.answer_rpf(pim, request, iif.ifindex, iif.nexthop, upstream).await?;
-//!     }
-//! }
-//! # }
-//! ```
+//! The async client: one connection on tokio.
 
-use std::{collections::VecDeque, net::IpAddr, path::Path};
+use std::{net::IpAddr, path::Path};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde::Deserialize;
+use mgm_proto::{
+    self as proto, EventFrame, HelloInfo, MembershipArgs, Method, MfeReply, PageReply, Snapshot,
+    StaticMfe, Status, WireError,
+    types::{EnumHandle, EnumType, Handle, Iface, RequestId, SourceGroupEntry},
+};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
-use crate::{
-    config::StaticMfe,
-    manager::{EnumHandle, EnumType, Handle, Iface, RequestId, SourceGroupEntry},
-    proto::{
-        self, EventFrame, HelloInfo, MAX_FRAME, MembershipArgs, Method, MfeReply, PageReply,
-        ReplyBody, ReplyFrame, RequestFrame, Snapshot, Status, WireError,
-    },
-};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error(
-        "connecting to {path}: {source} (is mgmd running, and are you allowed to use its socket?)"
-    )]
-    Connect {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("socket: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("mgmd closed the connection")]
-    Closed,
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    #[error("mgmd: {0}")]
-    Server(#[from] WireError),
-}
-
-impl ClientError {
-    /// The server's error, if the call was refused.
-    pub fn server(&self) -> Option<&WireError> {
-        match self {
-            Self::Server(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-/// Whether a line is an event (events have an `event` field, replies an `id`).
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    event: Option<serde::de::IgnoredAny>,
-}
-
-/// Tells a reply line from an event line.
-pub fn is_event(line: &str) -> bool {
-    serde_json::from_str::<Peek>(line).is_ok_and(|p| p.event.is_some())
-}
+use crate::{ClientError, Session};
 
 /// One connection to mgmd.
 pub struct Client {
     framed: Framed<UnixStream, LinesCodec>,
-    next_id: u64,
-    events: VecDeque<EventFrame>,
+    session: Session,
 }
 
 impl Client {
@@ -95,8 +28,7 @@ impl Client {
             .map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
         Ok(Self {
             framed: Framed::new(stream, LinesCodec::new_with_max_length(usize::MAX)),
-            next_id: 1,
-            events: VecDeque::new(),
+            session: Session::new(),
         })
     }
 
@@ -106,7 +38,7 @@ impl Client {
 
     /// Sends one request and waits for its reply; events arriving meanwhile are queued.
     pub async fn call<M: Method>(&mut self, method: M) -> Result<M::Reply, ClientError> {
-        let (id, line) = self.encode(method)?;
+        let (id, line) = self.session.encode(method)?;
         self.framed.send(line).await.map_err(codec_err)?;
         Ok(self.reply::<M>(id).await??)
     }
@@ -120,7 +52,7 @@ impl Client {
     ) -> Result<Vec<Result<M::Reply, WireError>>, ClientError> {
         let mut ids = Vec::new();
         for method in methods {
-            let (id, line) = self.encode(method)?;
+            let (id, line) = self.session.encode(method)?;
             self.framed.feed(line).await.map_err(codec_err)?;
             ids.push(id);
         }
@@ -132,21 +64,6 @@ impl Client {
         Ok(out)
     }
 
-    /// A request as its line, under the next id.
-    fn encode<M: Method>(&mut self, method: M) -> Result<(u64, String), ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = RequestFrame { id, request: method.into() };
-        let line = serde_json::to_string(&frame).expect("requests serialize");
-        if line.len() > MAX_FRAME {
-            return Err(ClientError::Protocol(format!(
-                "request of {} bytes exceeds {MAX_FRAME}",
-                line.len()
-            )));
-        }
-        Ok((id, line))
-    }
-
     /// The reply to request `id` (events arriving first are queued): the server's answer,
     /// or `Err` for the connection itself.
     async fn reply<M: Method>(
@@ -155,33 +72,19 @@ impl Client {
     ) -> Result<Result<M::Reply, WireError>, ClientError> {
         loop {
             let line = self.read_line().await?;
-            if is_event(&line) {
-                self.events.push_back(decode(&line)?);
-                continue;
+            if let Some(reply) = self.session.accept::<M>(id, &line)? {
+                return Ok(reply);
             }
-            let reply: ReplyFrame<M::Reply> = decode(&line)?;
-            if reply.id != Some(id) {
-                // An error with no id is about the connection itself (e.g. permission_denied
-                // before closing it): report it as such.
-                if let (None, ReplyBody::Error(e)) = (reply.id, &reply.body) {
-                    return Err(e.clone().into());
-                }
-                return Err(ClientError::Protocol(format!("reply id {:?} for {id}", reply.id)));
-            }
-            return Ok(match reply.body {
-                ReplyBody::Result(r) => Ok(r),
-                ReplyBody::Error(e) => Err(e),
-            });
         }
     }
 
     /// The next callback event (queued first, then from the socket).
     pub async fn next_event(&mut self) -> Result<EventFrame, ClientError> {
-        if let Some(ev) = self.events.pop_front() {
+        if let Some(ev) = self.session.next_queued_event() {
             return Ok(ev);
         }
         let line = self.read_line().await?;
-        decode(&line)
+        self.session.event(&line)
     }
 
     pub async fn hello(&mut self) -> Result<HelloInfo, ClientError> {
@@ -355,10 +258,6 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.call(proto::AnswerPrune { handle, request, timeout_secs }).await.map(drop)
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, ClientError> {
-    serde_json::from_str(line).map_err(|e| ClientError::Protocol(format!("{line:?}: {e}")))
 }
 
 fn codec_err(e: tokio_util::codec::LinesCodecError) -> ClientError {
