@@ -4,9 +4,10 @@
 //! * [`xdp`]: `mgm_xdp_ingress` (lookup, checks, replication) and `mgm_xdp_egress` (per copy);
 //! * [`tc`]: `mgm_tc_ingress`, per-next-hop copies;
 //! * [`lease`]: the atomic-release check every copy passes; [`upcall`]: packets for mgmd;
-//! * [`maps`]: the maps and counters; [`parse`]: packet access and checksums.
+//! * [`maps`]: the maps and counters; [`parse`]: packet access, IPv4's checks and checksums;
+//!   [`parse6`]: IPv6's checks and extension-header walk.
 //!
-//! Verdict policy: a packet the fast path does not own (not IPv4, not routable multicast,
+//! Verdict policy: a packet the fast path does not own (neither IPv4 nor IPv6, not routable multicast,
 //! malformed, no MFE) is passed to the kernel untouched, so the stack sees exactly what it would
 //! without mgm. A packet that matches an MFE is mgm's: it is forwarded, or dropped and counted
 //! (wrong interface, TTL expired, empty outgoing list).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The XDP programs. `mgm_xdp_ingress` runs on every managed interface: for IPv4 multicast
-//! with an MFE it checks the header (`parse::check`), the incoming interface and TTL, trims
+//! The XDP programs. `mgm_xdp_ingress` runs on every managed interface: for IPv4 or IPv6
+//! multicast with an MFE it checks the header (`parse::check`, `parse6::check6`), the incoming
+//! interface and TTL (hop limit), trims
 //! the frame to the IP datagram, addresses it to the group's MAC, decrements the TTL and
 //! broadcasts it to the MFE's outgoing list (an inner devmap of `MGM_OILS`). `mgm_xdp_egress` runs once
 //! per copy (devmap program): it drops a copy no live lease backs (atomic release) and writes

@@ -21,6 +21,12 @@ use crate::{
 
 type Reply<M> = Result<<M as Method>::Reply, WireError>;
 
+/// Serves the request `m` with `serve` and gives its reply line. The reply's type is
+/// `m`'s method's: an arm that returned another method's reply would not compile.
+fn answer<M: Method>(id: u64, m: M, serve: impl FnOnce(M) -> Reply<M>) -> String {
+    reply_line::<M>(id, serve(m))
+}
+
 impl<D: Dataplane> Daemon<D> {
     /// Serves one request; returns its reply line. Fast-path writes of the core's effects
     /// happen after (see [`Daemon::handle`]).
@@ -33,33 +39,33 @@ impl<D: Dataplane> Daemon<D> {
     ) -> Option<String> {
         let id = frame.id;
         let line = match frame.request {
-            Request::Hello(m) => reply_line(id, self.hello(m)),
-            Request::Show(m) => reply_line(id, self.show(m)),
-            Request::Status(m) => reply_line(id, self.get_status(m)),
-            Request::Watch(m) => reply_line(id, self.watch(conn, m)),
-            Request::AddMfe(m) => reply_line(id, self.add_mfe(m)),
-            Request::DelMfe(m) => reply_line(id, self.del_mfe(m)),
-            Request::Reload(m) => reply_line(id, self.reload_request(m, now)),
-            Request::Register(m) => reply_line(id, self.register(conn, m)),
-            Request::Deregister(m) => reply_line(id, self.deregister(conn, m, now)),
-            Request::TakeInterface(m) => reply_line(id, self.take(conn, m)),
+            Request::Hello(m) => answer(id, m, |m| self.hello(m)),
+            Request::Show(m) => answer(id, m, |m| self.show(m)),
+            Request::Status(m) => answer(id, m, |m| self.get_status(m)),
+            Request::Watch(m) => answer(id, m, |m| self.watch(conn, m)),
+            Request::AddMfe(m) => answer(id, m, |m| self.add_mfe(m)),
+            Request::DelMfe(m) => answer(id, m, |m| self.del_mfe(m)),
+            Request::Reload(m) => answer(id, m, |m| self.reload_request(m, now)),
+            Request::Register(m) => answer(id, m, |m| self.register(conn, m)),
+            Request::Deregister(m) => answer(id, m, |m| self.deregister(conn, m, now)),
+            Request::TakeInterface(m) => answer(id, m, |m| self.take(conn, m)),
             Request::ReleaseInterface(m) => match self.release(conn, id, m, now) {
-                Some(r) => reply_line(id, r),
+                Some(r) => reply_line::<proto::ReleaseInterface>(id, r),
                 None => return None,
             },
-            Request::GetProtocolOnInterface(m) => reply_line(id, self.protocol_on(m)),
-            Request::AddMembership(m) => reply_line(id, self.add_membership(conn, m, now)),
-            Request::DeleteMembership(m) => reply_line(id, self.delete_membership(conn, m, now)),
-            Request::GetMfe(m) => reply_line(id, self.get_mfe(m, now)),
-            Request::GetFirstMfe(m) => reply_line(id, self.get_first_mfe(m, now)),
-            Request::GetNextMfe(m) => reply_line(id, self.get_next_mfe(m, now)),
-            Request::SetMfe(m) => reply_line(id, self.set_mfe(conn, m, now)),
-            Request::GroupEnumStart(m) => reply_line(id, self.enum_start(conn, m)),
-            Request::GroupEnumNext(m) => reply_line(id, self.enum_next(conn, m)),
-            Request::GroupEnumEnd(m) => reply_line(id, self.enum_end(conn, m)),
-            Request::AnswerRpf(m) => reply_line(id, self.answer_rpf(conn, m, now)),
-            Request::AnswerCreation(m) => reply_line(id, self.answer_creation(conn, m, now)),
-            Request::AnswerPrune(m) => reply_line(id, self.answer_prune(conn, m, now)),
+            Request::GetProtocolOnInterface(m) => answer(id, m, |m| self.protocol_on(m)),
+            Request::AddMembership(m) => answer(id, m, |m| self.add_membership(conn, m, now)),
+            Request::DeleteMembership(m) => answer(id, m, |m| self.delete_membership(conn, m, now)),
+            Request::GetMfe(m) => answer(id, m, |m| self.get_mfe(m, now)),
+            Request::GetFirstMfe(m) => answer(id, m, |m| self.get_first_mfe(m, now)),
+            Request::GetNextMfe(m) => answer(id, m, |m| self.get_next_mfe(m, now)),
+            Request::SetMfe(m) => answer(id, m, |m| self.set_mfe(conn, m, now)),
+            Request::GroupEnumStart(m) => answer(id, m, |m| self.enum_start(conn, m)),
+            Request::GroupEnumNext(m) => answer(id, m, |m| self.enum_next(conn, m)),
+            Request::GroupEnumEnd(m) => answer(id, m, |m| self.enum_end(conn, m)),
+            Request::AnswerRpf(m) => answer(id, m, |m| self.answer_rpf(conn, m, now)),
+            Request::AnswerCreation(m) => answer(id, m, |m| self.answer_creation(conn, m, now)),
+            Request::AnswerPrune(m) => answer(id, m, |m| self.answer_prune(conn, m, now)),
         };
         Some(line)
     }

@@ -415,7 +415,10 @@ impl<D: Dataplane> Daemon<D> {
         }
         let events = self.apply_effects();
         for &(conn, id) in &answered {
-            self.conns.send(conn, reply_line(id, Ok(crate::proto::Done {})));
+            self.conns.send(
+                conn,
+                reply_line::<crate::proto::ReleaseInterface>(id, Ok(crate::proto::Done {})),
+            );
         }
         self.deliver(events, now);
         for (conn, _) in answered {
@@ -998,8 +1001,8 @@ fn manager_room<F: FastPath>(fp: &F, statics: usize) -> usize {
     (fp.mfe_capacity() as usize).saturating_sub(statics)
 }
 
-/// Serializes a reply.
-fn reply_line<T: serde::Serialize>(id: u64, r: Result<T, WireError>) -> String {
+/// A reply line of method `M`: its reply, or an error.
+fn reply_line<M: crate::proto::Method>(id: u64, r: Result<M::Reply, WireError>) -> String {
     let body = match r {
         Ok(v) => ReplyBody::Result(v),
         Err(e) => {
