@@ -7,8 +7,8 @@
 //! last-member queries, and the memberships (in MGM terms) the groups' state gives;
 //! [`mld`] is MLD's codec into the same messages (IPv6). [`config`] checks the settings.
 //! [`group`] and [`iface`] are generic over the address family ([`addr`]); [`wire`] is what
-//! differs at the edges, so one daemon runs IGMP or MLD. The edges: [`link`], a packet socket per interface that
-//! reads hosts' IGMP below IP and sends queries; [`host`], the proxy's upstream subscriptions
+//! differs at the edges, so one daemon runs IGMP or MLD. The edges: [`link`], a packet socket
+//! per interface that reads hosts' IGMP below IP and sends queries; [`host`], the proxy's upstream subscriptions
 //! held by the kernel's host stack; [`addrs`], the host's addresses from the kernel;
 //! [`daemon`], the run loop and the connection to mgmd.
 
