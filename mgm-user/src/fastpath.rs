@@ -37,17 +37,12 @@ use crate::{
 /// Errors from the map layer and from the mirror's own checks.
 #[derive(Debug, thiserror::Error)]
 pub enum FastPathError {
+    /// The kernel refused a map operation.
     #[error("BPF map {map}: {source}")]
     Map {
         map: &'static str,
         #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("BPF map {map}: {source}")]
-    XdpMap {
-        map: &'static str,
-        #[source]
-        source: aya::maps::xdp::XdpMapError,
+        source: std::io::Error,
     },
     #[error("{what} is full ({capacity} entries)")]
     Full { what: &'static str, capacity: u32 },

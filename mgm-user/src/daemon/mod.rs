@@ -35,10 +35,7 @@ use std::{
     time::Duration,
 };
 
-use mgm_common::{
-    PortValue, UPCALL_F_EVENT, UPCALL_F_IPV6, UPCALL_F_QUEUED, UPCALL_NO_MFE, UPCALL_TOO_BIG,
-    Upcall,
-};
+use mgm_common::PortValue;
 use tracing::{debug, info, warn};
 
 pub use self::run::run;
@@ -54,7 +51,10 @@ use self::{
 };
 use crate::{
     config::StaticMfe,
-    dataplane::{BpfFastPath, Dataplane},
+    dataplane::{
+        BpfFastPath, Dataplane,
+        upcall::{self, Upcall},
+    },
     fastpath::{Adopted, FastPath, FastPathError},
     kernel::{KernelEvent, NetDev},
     manager::{Effect, Handle, Iface, Manager, Progress, Settings, Sg},
@@ -76,7 +76,7 @@ pub enum Input {
     /// The client went away.
     Disconnected { conn: ConnId },
     /// A packet the fast path could not forward (no MFE, or the wrong interface).
-    Upcall { upcall: Upcall, frame: Vec<u8> },
+    Upcall(Upcall),
     /// The kernel announced a change of links or neighbours.
     Kernel(KernelEvent),
     /// Time passed: callback deadlines, expiry, retries, the restart hold.
@@ -344,7 +344,7 @@ impl<D: Dataplane> Daemon<D> {
                 }
                 self.deliver(events, now);
             }
-            Input::Upcall { upcall, frame } => self.upcall(&upcall, &frame, now),
+            Input::Upcall(u) => self.upcall(u, now),
             Input::Kernel(ev) => self.kernel(ev, now),
             Input::Tick => self.tick(now),
             Input::Metrics { done } => {
@@ -659,13 +659,11 @@ impl<D: Dataplane> Daemon<D> {
 
     /// An upcall from the fast path: the core hears of the packet (if the record is an
     /// event), and the first packets of a flow without MFE are held until it has one.
-    fn upcall(&mut self, u: &Upcall, frame: &[u8], now: Duration) {
-        let Some((key, header)) = upcall_flow(u, frame) else {
-            return;
-        };
-        if u.kind == UPCALL_TOO_BIG {
+    fn upcall(&mut self, u: Upcall, now: Duration) {
+        let key = u.sg;
+        if u.kind == upcall::Kind::TooBig {
             // Whoever owns the entry: the source must lower its path MTU.
-            self.packet_too_big(&key, frame, now);
+            self.packet_too_big(&key, u.ip(), now);
             return;
         }
         if self.writer.is_outside_core(&key) {
@@ -673,30 +671,28 @@ impl<D: Dataplane> Daemon<D> {
             // itself): not the MGM clients' business.
             return;
         }
-        if u.flags & UPCALL_F_EVENT != 0 {
-            // The callbacks carry the IP header and the first 8 bytes of data.
-            let ip = frame.get(14..).unwrap_or_default();
-            self.manager.new_packet(key, u.ifindex, &ip[..ip.len().min(header)], now);
+        if u.event {
+            self.manager.new_packet(key, u.ifindex, u.header(), now);
         }
         // A kernel that cannot replay: the packet went to the kernel, as without mgm; nothing
         // is held, forwarded again or counted as lost.
         let can_replay = self.writer.mirror().fast_path().can_replay();
-        if u.flags & UPCALL_F_QUEUED != 0 && u.kind == UPCALL_NO_MFE && can_replay {
+        if u.queued && u.kind == upcall::Kind::NoMfe && can_replay {
             if self.writer.mirror().get(&key).is_some() && !self.first.is_waiting(&key) {
                 // It missed an MFE installed since: it goes at once.
-                self.replay(u.ifindex, frame.to_vec());
+                self.replay(u.ifindex, u.frame);
             } else if self.manager.knows(key) {
                 // (One the core will not create an MFE for is not kept: the kernel got it.)
-                self.first.hold(key, u.ifindex, frame, now);
+                self.first.hold(key, u.ifindex, &u.frame, now);
             }
         }
         self.settle(now);
     }
 
     /// Tells the source of an IPv6 packet too long for its entry's smallest link that MTU.
-    fn packet_too_big(&mut self, key: &Sg, frame: &[u8], now: Duration) {
+    fn packet_too_big(&mut self, key: &Sg, ip: &[u8], now: Duration) {
         let Some(mtu) = self.writer.mirror().path_mtu(key) else { return };
-        let Some((to, message)) = too_big::message(frame.get(14..).unwrap_or_default(), mtu) else {
+        let Some((to, message)) = too_big::message(ip, mtu) else {
             return;
         };
         if self.too_big.allow(now) {
@@ -975,25 +971,10 @@ impl From<FastPathError> for WireError {
             }
             FastPathError::UnknownLease(_)
             | FastPathError::Family(..)
-            | FastPathError::Map { .. }
-            | FastPathError::XdpMap { .. } => ErrorCode::FastPath,
+            | FastPathError::Map { .. } => ErrorCode::FastPath,
         };
         WireError::new(code, e.to_string())
     }
-}
-
-/// The (S,G) an upcall is about, and how many bytes of its IP datagram the callbacks carry
-/// (the IPv4 header without options or the IPv6 fixed header, and 8 bytes of data). An IPv6
-/// upcall's addresses are read from the frame it carries.
-fn upcall_flow(u: &Upcall, frame: &[u8]) -> Option<(Sg, usize)> {
-    if u.flags & UPCALL_F_IPV6 == 0 {
-        return Some((Sg::v4(u.source, u.group), 28));
-    }
-    let ip = frame.get(14..54)?;
-    let addr = |r: std::ops::Range<usize>| -> Option<std::net::Ipv6Addr> {
-        Some(<[u8; 16]>::try_from(ip.get(r)?).ok()?.into())
-    };
-    Some((Sg::new(addr(8..24)?, addr(24..40)?), 48))
 }
 
 /// How many MFEs the core may hold: the fast path's capacity less the static entries.

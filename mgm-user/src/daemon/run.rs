@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use super::{Daemon, Input, Limits, TICK, ToKernel};
 use crate::{
     config::Config,
-    dataplane::{BpfFastPath, Dataplane, LoadOptions, ProgramLogger, parse_upcall},
+    dataplane::{BpfFastPath, Dataplane, LoadOptions, ProgramLogger, upcall},
     kernel::{self, Monitor},
     manager::Settings,
     server,
@@ -287,10 +287,8 @@ async fn read_upcalls(ring: RingBuf<MapData>, tx: mpsc::Sender<Input>) {
         // The ring is drained before waiting again (its readiness is edge-triggered).
         let mut batch = Vec::new();
         while let Some(item) = guard.get_inner_mut().next() {
-            match parse_upcall(&item) {
-                Some((upcall, frame)) => {
-                    batch.push(Input::Upcall { upcall, frame: frame.to_vec() })
-                }
+            match upcall::decode(&item) {
+                Some(u) => batch.push(Input::Upcall(u)),
                 None => warn!(len = item.len(), "malformed upcall record"),
             }
         }

@@ -9,12 +9,11 @@ use std::{
     time::Duration,
 };
 
-use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
-
 use super::*;
 use crate::config::Config;
 use crate::{
     client::Session,
+    dataplane::upcall::Kind,
     kernel::Neighbours,
     manager::{Event, Handle, PROTO_IP_IGMP},
     proto::{self, ErrorCode, MembershipArgs, Method, Request, is_event},
@@ -138,8 +137,7 @@ impl Harness {
     }
 
     fn packet(&mut self, source: [u8; 4], ifindex: u32) {
-        let upcall = upcall(source, ifindex, true);
-        self.input(Input::Upcall { upcall, frame: vec![] });
+        self.input(Input::Upcall(upcall(source, ifindex, true, 0)));
     }
 
     /// On connection 1: PIM owns 1..=3 with (*,G) on `members`, and (10.0.0.1, G) arrived
@@ -179,14 +177,16 @@ fn membership(handle: Handle, ifindex: u32) -> MembershipArgs {
     }
 }
 
-fn upcall(source: [u8; 4], ifindex: u32, first: bool) -> Upcall {
+/// A packet of (`source`, 239.1.1.1) without MFE on `ifindex`, held by the fast path; the
+/// core hears of it if it is the `first` (its frame is one byte, `frame`).
+fn upcall(source: [u8; 4], ifindex: u32, first: bool, frame: u8) -> Upcall {
     Upcall {
-        source,
-        group: [239, 1, 1, 1],
+        kind: Kind::NoMfe,
+        sg: Sg::v4(source, [239, 1, 1, 1]),
         ifindex,
-        kind: UPCALL_NO_MFE,
-        flags: UPCALL_F_QUEUED | if first { UPCALL_F_EVENT } else { 0 },
-        frame_len: 1,
+        event: first,
+        queued: true,
+        frame: vec![frame],
     }
 }
 
@@ -782,7 +782,7 @@ fn six_first_packets(h: &mut Harness) {
     }
     h.join(1, pim, 2);
     for i in 0..6u8 {
-        h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, i == 0), frame: vec![i] });
+        h.input(Input::Upcall(upcall([10, 0, 0, 1], 1, i == 0, i)));
     }
 }
 
@@ -791,8 +791,8 @@ fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
     let mut h = Harness::new();
     six_first_packets(&mut h);
     // Nobody owns the interface of this one: the kernel had its packet, mgm keeps nothing.
-    let other = Upcall { ifindex: 9, ..upcall([10, 0, 0, 2], 1, true) };
-    h.input(Input::Upcall { upcall: other, frame: vec![7] });
+    let other = Upcall { ifindex: 9, ..upcall([10, 0, 0, 2], 1, true, 7) };
+    h.input(Input::Upcall(other));
     let s = h.d.status();
     assert_eq!((s.unresolved, s.replay_dropped), (1, 2), "4 kept, 2 over the bound: {s:?}");
     assert!(h.fp().replayed.is_empty(), "no MFE yet");
@@ -802,7 +802,7 @@ fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
     assert_eq!(h.fp().replayed, replayed, "in order, once the MFE is in");
     assert_eq!((h.d.status().unresolved, h.d.status().replayed), (0, 4));
     // A straggler that missed the new MFE goes straight through.
-    h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, false), frame: vec![9] });
+    h.input(Input::Upcall(upcall([10, 0, 0, 1], 1, false, 9)));
     assert_eq!(h.fp().replayed.last(), Some(&(1, vec![9])));
 }
 
@@ -819,7 +819,7 @@ fn without_replay_the_first_packets_are_not_held() {
     h.wait(3);
     assert!(h.d.writer.mirror().get(&KEY).is_some(), "the MFE is installed all the same");
     // A straggler that missed the new MFE went to the kernel too: not lost either.
-    h.input(Input::Upcall { upcall: upcall([10, 0, 0, 1], 1, false), frame: vec![9] });
+    h.input(Input::Upcall(upcall([10, 0, 0, 1], 1, false, 9)));
     assert!(h.fp().replayed.is_empty());
     let s = h.d.status();
     assert_eq!((s.replayed, s.replay_dropped), (0, 0), "{s:?}");
@@ -871,8 +871,7 @@ async fn the_run_loop_serves_inputs_ticks_and_background_writes() {
             assert!(call(take.into()).await.contains("result"));
         }
         assert!(call(proto::AddMembership(membership(handle, 2)).into()).await.contains("result"));
-        let upcall = upcall([10, 0, 0, 1], 1, true);
-        tx.send(Input::Upcall { upcall, frame: vec![] }).await.unwrap();
+        tx.send(Input::Upcall(upcall([10, 0, 0, 1], 1, true, 0))).await.unwrap();
         // Nobody answers: the ticks of the next 5 s apply the defaults.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let lines: Vec<String> = std::iter::from_fn(|| out_rx.try_recv()).collect();

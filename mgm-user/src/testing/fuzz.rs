@@ -5,14 +5,14 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use mgm_common::{UPCALL_F_EVENT, UPCALL_F_QUEUED, UPCALL_NO_MFE, Upcall};
 use serde_json::Value;
 
 use super::MemFastPath;
 use crate::{
     daemon::{Daemon, Input},
+    dataplane::upcall::{Kind, Upcall},
     kernel::{KernelEvent, Neighbours, NetDev},
-    manager::Settings,
+    manager::{Settings, Sg},
     proto::is_event,
     proto::parse_request,
     server::{ConnId, Outbound, OutboundRx},
@@ -83,14 +83,14 @@ pub fn dispatch(data: &[u8]) {
             // An upcall: a packet without MFE for one of a few (S,G)s.
             5 => {
                 let upcall = Upcall {
-                    source: [10, 0, 0, arg % 4],
-                    group: [239, 1, 1, 1],
+                    kind: Kind::NoMfe,
+                    sg: Sg::v4([10, 0, 0, arg % 4], [239, 1, 1, 1]),
                     ifindex: 1 + u32::from(arg % 3),
-                    kind: UPCALL_NO_MFE,
-                    flags: UPCALL_F_EVENT | UPCALL_F_QUEUED,
-                    frame_len: rest.len() as u32,
+                    event: true,
+                    queued: true,
+                    frame: rest.to_vec(),
                 };
-                d.handle(now, Input::Upcall { upcall, frame: rest.to_vec() });
+                d.handle(now, Input::Upcall(upcall));
             }
             // Time passes (callback deadlines, expiry, the hold): up to a few minutes, or a
             // century at once.
