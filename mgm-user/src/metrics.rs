@@ -24,7 +24,7 @@ use tokio::{
 };
 use tracing::warn;
 
-use crate::{daemon::Input, proto::Status};
+use crate::proto::Status;
 
 /// What a scrape reports, read from the daemon at once.
 #[derive(Clone, Debug, Default)]
@@ -248,8 +248,17 @@ impl Waiting {
     }
 }
 
+/// A scrape, for the daemon: the [`Sample`] goes to `done`.
+#[derive(Debug)]
+pub struct Scrape {
+    pub done: oneshot::Sender<Sample>,
+}
+
 /// Serves `GET /metrics` on `listener` until the daemon is gone.
-pub async fn serve(listener: TcpListener, tx: mpsc::Sender<Input>) {
+pub async fn serve<T>(listener: TcpListener, tx: mpsc::Sender<T>)
+where
+    T: From<Scrape> + Send + 'static,
+{
     let conns = Arc::new(Semaphore::new(CONNECTIONS));
     // One sample at a time: a burst of scrapes is one input of the daemon's after another,
     // never a queue that delays its clients.
@@ -305,9 +314,9 @@ pub async fn serve(listener: TcpListener, tx: mpsc::Sender<Input>) {
     }
 }
 
-async fn respond(
+async fn respond<T: From<Scrape>>(
     req: Request<Incoming>,
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<T>,
     sampling: Arc<Semaphore>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, ctype: &'static str, body: String| {
@@ -327,7 +336,7 @@ async fn respond(
         return Ok(reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", String::new()));
     };
     let (done, sample) = oneshot::channel();
-    let sample = match tx.send(Input::Metrics { done }).await {
+    let sample = match tx.send(Scrape { done }.into()).await {
         Ok(()) => sample.await.ok(),
         Err(_) => None,
     };

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The control socket: binding (single instance, permissions), accepting, and one task per
-//! connection that parses lines into [`Input`]s for the daemon and writes what the daemon sends
+//! connection that parses lines into [`ConnEvent`]s for the daemon and writes what the daemon sends
 //! back. Replies and events share one outbound queue per connection, filled only by the daemon,
 //! so replies leave in request order and after the fast-path writes they depend on. The queue
 //! is bounded in bytes, not lines: a burst of callbacks (100k new flows at once) must not cost
@@ -26,10 +26,7 @@ use tokio::{
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tracing::{debug, warn};
 
-use crate::{
-    daemon::Input,
-    proto::{ErrorCode, MAX_FRAME, Rejected, WireError, parse_request},
-};
+use crate::proto::{ErrorCode, MAX_FRAME, Rejected, RequestFrame, WireError, parse_request};
 
 /// Whether a refused connection may be logged now (a local user can connect in a loop):
 /// rate limited, with how many were not logged since the last one.
@@ -308,8 +305,23 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// What happens on the socket, for the daemon (which makes each an input of its own).
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A client connected (its peer credentials: uid, gid, pid); replies and events go out
+    /// through `tx`.
+    Connected { conn: ConnId, tx: Outbound, peer: Option<(u32, u32, i32)> },
+    /// A line: a parsed request, or the error reply a bad line gets.
+    Line { conn: ConnId, line: Result<RequestFrame, Rejected> },
+    /// The client went away (or shut down its sending side).
+    Disconnected { conn: ConnId },
+}
+
 /// Accepts connections forever, one task each.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Input>, access: Access) {
+pub async fn serve<T>(listener: UnixListener, tx: mpsc::Sender<T>, access: Access)
+where
+    T: From<ConnEvent> + Send + 'static,
+{
     let mut next_conn: ConnId = 0;
     let counts = UidCounts::default();
     loop {
@@ -323,7 +335,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Input>, access: Acce
                     if let Err(e) = connection(conn, stream, tx.clone(), access, counts).await {
                         debug!(conn, error = %e, "connection ended with an error");
                     }
-                    let _ = tx.send(Input::Disconnected { conn }).await;
+                    let _ = tx.send(ConnEvent::Disconnected { conn }.into()).await;
                 });
             }
             Err(e) => {
@@ -384,10 +396,10 @@ impl Encoder<String> for RequestCodec {
     }
 }
 
-async fn connection(
+async fn connection<T: From<ConnEvent>>(
     conn: ConnId,
     stream: UnixStream,
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<T>,
     access: Access,
     counts: UidCounts,
 ) -> io::Result<()> {
@@ -412,7 +424,7 @@ async fn connection(
     };
     let (read, write) = stream.into_split();
     let (out_tx, mut out_rx) = Outbound::channel(access.queue_bytes);
-    if tx.send(Input::Connected { conn, tx: out_tx, peer }).await.is_err() {
+    if tx.send(ConnEvent::Connected { conn, tx: out_tx, peer }.into()).await.is_err() {
         return Ok(()); // shutting down
     }
     let mut reader =
@@ -434,14 +446,14 @@ async fn connection(
                 )),
                 Err(BadLine::NotUtf8) => Err(bad(ErrorCode::Malformed, "line is not UTF-8".into())),
             };
-            if tx.send(Input::Line { conn, line }).await.is_err() {
+            if tx.send(ConnEvent::Line { conn, line }.into()).await.is_err() {
                 return Ok(());
             }
         }
         // End of input (the client may have only shut down its sending side, as `nc -N`
         // does): the daemon serves every line before this, then drops the queue, and the
         // writer below ends once it has written their replies.
-        let _ = tx.send(Input::Disconnected { conn }).await;
+        let _ = tx.send(ConnEvent::Disconnected { conn }.into()).await;
         std::future::pending::<()>().await;
         Ok::<(), io::Error>(())
     };

@@ -197,7 +197,7 @@ impl<D: Dataplane> Daemon<D> {
         };
         let iface = Iface::new(m.ifindex, m.nexthop);
         if self.manager.owns(h, iface) {
-            self.hold.end_leases(Some(m.ifindex), self.writer.mirror_mut());
+            self.end_adopted_leases(Some(m.ifindex));
             self.writer.end_lease(iface, h);
         }
         let mut budget = super::RELEASE_BATCH;

@@ -9,7 +9,6 @@ use std::{
 };
 
 use crate::manager::Sg;
-use tracing::error;
 
 use crate::fastpath::{FastPath, Mirror};
 
@@ -70,22 +69,20 @@ impl RestartHold {
         self.held.remove(key);
     }
 
-    /// Kills the adopted leases on `ifindex` (all with `None`): a release or removal there
-    /// during the hold stops the held copies too (conservative: they may be another next
-    /// hop's).
-    pub fn end_leases<F: FastPath>(&mut self, ifindex: Option<u32>, mirror: &mut Mirror<F>) {
+    /// Forgets the adopted leases on `ifindex` (all with `None`) and returns them, to be
+    /// killed: a release or removal there during the hold stops the held copies too
+    /// (conservative: they may be another next hop's).
+    pub fn end_leases(&mut self, ifindex: Option<u32>) -> Vec<u32> {
         let ids: Vec<u32> = self
             .leases
             .iter()
             .filter(|(_, i)| ifindex.is_none_or(|x| x == **i))
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
-            self.leases.remove(&id);
-            if let Err(e) = mirror.kill_lease(id) {
-                error!(lease = id, error = %e, "releasing an adopted lease failed");
-            }
+        for id in &ids {
+            self.leases.remove(id);
         }
+        ids
     }
 
     /// Advances the hold; `grace` is how long re-validation may take.

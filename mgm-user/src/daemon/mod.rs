@@ -13,17 +13,28 @@
 //! ```
 //! For each request: the core call, then its fast-path writes (the first batch), then the
 //! reply, then the callbacks it caused. Each component owns one piece of state:
-//! [`conns`] (connections and handles), [`writer`] (the mirror, queued writes, leases, retries,
-//! static MFEs), [`hold`] (the restart hold), [`first_packets`] (flows waiting for their
-//! MFE), [`sweep`] (counters keeping MFEs alive), [`links`] (the kernel's view).
+//! `conns` (connections and handles), [`writer`] (the mirror, queued writes, leases, retries,
+//! static MFEs; the only way to the mirror and the data plane), [`hold`] (the restart hold),
+//! [`first_packets`] (flows waiting for their MFE), [`sweep`] (counters keeping MFEs alive),
+//! [`links`] (the kernel's view). This file holds the instance and its dispatch of inputs;
+//! how it handles each kind is beside it: `dispatch` (requests), `releases` (releases in
+//! steps), `from_kernel` (links, neighbours, the followed table), `packets` (upcalls),
+//! `restart` (adoption and the hold), [`reload`]. A release that finishes re-queues the
+//! inputs its connection held back; nothing here calls [`Daemon::handle`] from inside it.
+//! The socket and the metrics endpoint know nothing of the daemon: their events
+//! (`server::ConnEvent`, `metrics::Scrape`) become inputs here.
 
 mod conns;
 mod dispatch;
 pub mod first_packets;
 pub mod follow;
+mod from_kernel;
 pub mod hold;
 pub mod links;
+mod packets;
+mod releases;
 pub mod reload;
+mod restart;
 pub mod run;
 pub mod sweep;
 pub mod too_big;
@@ -35,7 +46,6 @@ use std::{
     time::Duration,
 };
 
-use mgm_common::PortValue;
 use tracing::{debug, info, warn};
 
 pub use self::run::run;
@@ -49,6 +59,10 @@ use self::{
     sweep::Sweep,
     writer::{Applied, Writer},
 };
+use self::{
+    from_kernel::ALIVE_EVERY,
+    releases::{Job, RELEASE_BATCH},
+};
 use crate::{
     config::StaticMfe,
     dataplane::{
@@ -58,12 +72,13 @@ use crate::{
     fastpath::{Adopted, FastPath, FastPathError},
     kernel::{KernelEvent, NetDev},
     manager::{Effect, Handle, Iface, Manager, Progress, Settings, Sg},
+    metrics::Scrape,
     proto::{
         ErrorCode, EventFrame, Rejected, Reloaded, ReplyBody, ReplyFrame, RequestFrame, Status,
         WireError,
     },
     scope::{Boundary, Scope},
-    server::{ConnId, Outbound},
+    server::{ConnEvent, ConnId, Outbound},
 };
 
 /// Everything that can happen to mgmd.
@@ -86,6 +101,23 @@ pub enum Input {
     Reload { done: tokio::sync::oneshot::Sender<Result<Reloaded, WireError>> },
     /// A metrics scrape: the counters and sizes go to `done`.
     Metrics { done: tokio::sync::oneshot::Sender<crate::metrics::Sample> },
+}
+
+/// The socket's events are inputs (the server knows nothing of the daemon).
+impl From<ConnEvent> for Input {
+    fn from(e: ConnEvent) -> Self {
+        match e {
+            ConnEvent::Connected { conn, tx, peer } => Input::Connected { conn, tx, peer },
+            ConnEvent::Line { conn, line } => Input::Line { conn, line },
+            ConnEvent::Disconnected { conn } => Input::Disconnected { conn },
+        }
+    }
+}
+
+impl From<Scrape> for Input {
+    fn from(s: Scrape) -> Self {
+        Input::Metrics { done: s.done }
+    }
 }
 
 /// What one connection may hold, and how many static MFEs there may be: a careless or hostile
@@ -128,21 +160,6 @@ fn over_limit(what: &str, limit: usize, flag: &str) -> WireError {
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often failed fast-path writes are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
-/// Entries (memberships, MFEs) a release removes per step: a client with a million is
-/// released, or taken down when it leaves, between other inputs, not in one stall.
-const RELEASE_BATCH: usize = 512;
-/// How long release steps wait for congested clients to read, at most.
-const RELEASE_PATIENCE: Duration = Duration::from_secs(2);
-
-/// Work done in steps between inputs, in order.
-#[derive(Debug)]
-enum Job {
-    /// A release: asked for (answered with `reply` when done), or of a departed client.
-    Release { h: Handle, iface: Iface, reply: Option<(ConnId, u64)> },
-    /// A departed client whose releases are done: deregistered.
-    Forget(Handle),
-}
-
 /// What the daemon asks of the kernel, carried out by the run loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToKernel {
@@ -172,6 +189,9 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     /// Connections waiting for a release to finish: their next inputs wait here, in order,
     /// and they are not read meanwhile (so this holds at most what was already in flight).
     busy: BTreeMap<ConnId, VecDeque<Input>>,
+    /// Inputs handled before the next one from outside: those a finished release let go,
+    /// in order (re-queued, not handled from inside the step that finished it).
+    ready: VecDeque<Input>,
     /// When the last release step ran; steps so far and the longest (wall time), for the log.
     last_step: Duration,
     steps: (u64, Duration),
@@ -189,11 +209,6 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     config_source: Option<reload::Source>,
     configured: reload::Configured,
 }
-
-/// How often the liveness stamp is written, and how stale it may get before the programs
-/// leave every followed entry to the kernel.
-const ALIVE_EVERY: Duration = Duration::from_millis(500);
-const ALIVE_STALE: Duration = Duration::from_secs(3);
 
 impl<D: Dataplane> Daemon<D> {
     pub fn new(dp: D, settings: Settings) -> Self {
@@ -214,6 +229,7 @@ impl<D: Dataplane> Daemon<D> {
             limits: Limits::default(),
             jobs: VecDeque::new(),
             busy: BTreeMap::new(),
+            ready: VecDeque::new(),
             last_step: Duration::ZERO,
             steps: (0, Duration::ZERO),
             last_retry: Duration::ZERO,
@@ -223,79 +239,6 @@ impl<D: Dataplane> Daemon<D> {
             boundaries: BTreeMap::new(),
             config_source: None,
             configured: reload::Configured::default(),
-        }
-    }
-
-    /// Follows the kernel's multicast routing tables `tables`: their forwardable entries are
-    /// mirrored, one packet per `heartbeat` of each goes to the kernel (0: none), and the
-    /// programs leave followed entries to the kernel when this daemon stops saying it is
-    /// alive. The table itself arrives as kernel events.
-    pub fn follow_kernel(&mut self, tables: Tables, heartbeat: Duration) -> anyhow::Result<()> {
-        let fp = self.writer.mirror_mut().fast_path_mut();
-        fp.set_config(mgm_common::config::HEARTBEAT_NS, heartbeat.as_nanos() as u64)?;
-        fp.set_config(mgm_common::config::STALE_NS, ALIVE_STALE.as_nanos() as u64)?;
-        // Not alive yet: entries adopted from a previous run may be stale until the first
-        // dump of the table has been reconciled (then the stamp starts).
-        self.follow = Some(Follow::new(tables));
-        Ok(())
-    }
-
-    /// Not following the kernel: entries a previous run followed are nobody's now (the
-    /// kernel forwards them anyway), so they leave the fast path.
-    pub fn drop_followed(&mut self) {
-        let keys: Vec<Sg> = self.writer.kernel_keys().collect();
-        if !keys.is_empty() {
-            info!(entries = keys.len(), "not following the kernel: its entries left to it");
-        }
-        for k in keys {
-            if let Err(e) = self.writer.remove_kernel(&k, &self.manager) {
-                warn!(error = %e, "removing a followed entry");
-            }
-        }
-    }
-
-    /// Makes the fast path equal to the followed table for `keys`.
-    fn reconcile(&mut self, keys: impl IntoIterator<Item = Sg>) {
-        let Some(f) = &self.follow else { return };
-        for k in keys {
-            let d = f.decide(&k, |i| self.links.is_managed(i));
-            let (s, g) = (k.source, k.group);
-            let r = match d {
-                Some(Decision::Mirror { iif, oifs, local }) => {
-                    self.writer.add_kernel(k, iif, &oifs, local).map(|()| "accelerated")
-                }
-                Some(Decision::Kernel(why)) => {
-                    if self.writer.is_kernel(&k) {
-                        info!(source = %s, group = %g, why, "kernel entry left to the kernel");
-                    }
-                    self.writer.remove_kernel(&k, &self.manager).map(|()| "kernel")
-                }
-                None => self.writer.remove_kernel(&k, &self.manager).map(|()| "gone"),
-            };
-            match r {
-                Ok(what) => tracing::debug!(source = %s, group = %g, what, "kernel entry"),
-                // Left to the kernel, which holds it anyway: slower, nothing lost.
-                Err(e) => warn!(source = %s, group = %g, error = %e, "mirroring a kernel entry"),
-            }
-        }
-    }
-
-    /// Every followed entry again (the managed interfaces changed).
-    fn reconcile_all(&mut self) {
-        let Some(f) = &self.follow else { return };
-        let mut keys: BTreeSet<Sg> = f.keys().collect();
-        keys.extend(self.writer.kernel_keys());
-        self.reconcile(keys);
-    }
-
-    fn say_alive(&mut self) {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: a valid timespec to fill; the same clock as bpf_ktime_get_coarse_ns.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-        let fp = self.writer.mirror_mut().fast_path_mut();
-        if let Err(e) = fp.set_config(mgm_common::config::ALIVE_NS, ns) {
-            warn!(error = %e, "writing the liveness stamp");
         }
     }
 
@@ -309,8 +252,21 @@ impl<D: Dataplane> Daemon<D> {
         self.lookup = lookup;
     }
 
-    /// One input, at monotonic time `now`.
+    /// One input, at monotonic time `now`, then the inputs it let go.
     pub fn handle(&mut self, now: Duration, input: Input) {
+        self.one(now, input);
+        self.handle_ready(now);
+    }
+
+    /// The inputs a finished release let go, in order; one that starts another release
+    /// parks the rest again.
+    fn handle_ready(&mut self, now: Duration) {
+        while let Some(input) = self.ready.pop_front() {
+            self.one(now, input);
+        }
+    }
+
+    fn one(&mut self, now: Duration, input: Input) {
         // Lines waiting for room go first (their clients may have read since).
         self.conns.pump();
         let conn = match &input {
@@ -373,85 +329,12 @@ impl<D: Dataplane> Daemon<D> {
         }
         let applied = self.writer.drain(WRITE_BATCH);
         self.applied(applied);
+        self.handle_ready(now);
     }
 
     /// Whether [`Daemon::background`] has work it can do now.
     pub fn has_background_work(&self, now: Duration) -> bool {
         self.writer.pending() > 0 || self.jobs_may_step(now) || self.manager.has_due(now)
-    }
-
-    /// Releases go at the pace their alerts are read: they wait while a client has more
-    /// waiting than its queue holds, for a while (a client that does not read at all is cut
-    /// off by its own limit).
-    fn jobs_may_step(&self, now: Duration) -> bool {
-        !self.jobs.is_empty()
-            && (!self.conns.congested() || now.saturating_sub(self.last_step) >= RELEASE_PATIENCE)
-    }
-
-    /// Up to [`RELEASE_BATCH`] entries of the releases under way; a release done is answered
-    /// (its connection's next requests are served), a departed client with nothing left is
-    /// deregistered.
-    fn step_jobs(&mut self, now: Duration) {
-        self.last_step = now;
-        let started = std::time::Instant::now();
-        let mut budget = RELEASE_BATCH;
-        let mut answered = Vec::new();
-        while budget > 0
-            && let Some(job) = self.jobs.front()
-        {
-            match *job {
-                Job::Release { h, iface, reply } => {
-                    // An error: it is no longer the client's (its interface left the
-                    // kernel meanwhile), which is what was asked.
-                    let r = self.manager.release_step(h, iface, &mut budget, now);
-                    if r == Ok(Progress::More) {
-                        break;
-                    }
-                    answered.extend(reply);
-                }
-                Job::Forget(h) => self.manager.client_gone(h, now),
-            }
-            self.jobs.pop_front();
-        }
-        let events = self.apply_effects();
-        for &(conn, id) in &answered {
-            self.conns.send(
-                conn,
-                reply_line::<crate::proto::ReleaseInterface>(id, Ok(crate::proto::Done {})),
-            );
-        }
-        self.deliver(events, now);
-        for (conn, _) in answered {
-            self.resume(conn, now);
-        }
-        let (steps, longest) = &mut self.steps;
-        *steps += 1;
-        *longest = (*longest).max(started.elapsed());
-        if self.jobs.is_empty() && *steps > 1 {
-            let longest_ms = longest.as_secs_f64() * 1e3;
-            info!(steps = *steps, longest_ms, "releases done in steps");
-            self.steps = (0, Duration::ZERO);
-        }
-    }
-
-    /// A release of `conn`'s is under way: its next inputs wait, and it is not read.
-    fn hold_conn(&mut self, conn: ConnId) {
-        self.busy.entry(conn).or_default();
-        self.conns.pause_reading(conn, true);
-    }
-
-    /// `conn`'s release is answered: the inputs that waited are handled, in order, until one
-    /// starts another release.
-    fn resume(&mut self, conn: ConnId, now: Duration) {
-        let Some(mut waiting) = self.busy.remove(&conn) else { return };
-        while let Some(input) = waiting.pop_front() {
-            self.handle(now, input);
-            if let Some(again) = self.busy.get_mut(&conn) {
-                again.extend(waiting);
-                return;
-            }
-        }
-        self.conns.pause_reading(conn, false);
     }
 
     /// Fast-path writes not applied yet.
@@ -469,10 +352,8 @@ impl<D: Dataplane> Daemon<D> {
         if self.links.is_managed(dev.ifindex) {
             return Ok(());
         }
-        self.writer.mirror_mut().fast_path_mut().manage(&dev)?;
-        self.writer.mirror_mut().add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))?;
         let boundary = self.boundaries.get(&dev.name).copied();
-        self.writer.mirror_mut().set_boundary(dev.ifindex, boundary)?;
+        self.writer.manage(&dev, boundary)?;
         info!(ifname = %dev.name, ifindex = dev.ifindex, mac = %crate::kernel::fmt_mac(&dev.mac), boundary = boundary.map(|b| b.to_string()), "managing interface");
         self.links.set_managed(dev);
         self.reconcile_all();
@@ -508,47 +389,6 @@ impl<D: Dataplane> Daemon<D> {
         self.manage(dev).map_err(|e| WireError::new(ErrorCode::CanNotComplete, format!("{e:#}")))
     }
 
-    /// Takes over what a previous mgmd left in the pinned maps (a restart): forwarding goes
-    /// on unchanged; the adopted MFEs are held for `hold` while clients reconnect and
-    /// re-create their state, then re-validated through the core (see docs/mgm-api.md).
-    /// The kernel's links must be known first (a [`KernelEvent::Snapshot`]).
-    pub fn adopt(&mut self, a: Adopted, now: Duration, hold: Duration) -> anyhow::Result<()> {
-        let keys = self.writer.mirror_mut().adopt(a)?;
-        let ports: Vec<u32> = self.writer.mirror().ports().map(|(i, _)| i).collect();
-        for ifindex in ports {
-            match self.links.device(ifindex).cloned() {
-                Some(dev) => self.manage(dev)?,
-                None => {
-                    // Gone while mgmd was away: so are the MFEs using it.
-                    let m = self.writer.mirror_mut();
-                    let users: Vec<Sg> =
-                        m.mfes().filter(|(_, x)| x.uses(ifindex)).map(|(k, _)| *k).collect();
-                    for k in users {
-                        m.remove(&k)?;
-                    }
-                    m.remove_port(ifindex)?;
-                }
-            }
-        }
-        // Static entries stay static; the others wait for their clients.
-        self.writer.adopt_statics();
-        self.fit_core();
-        let m = self.writer.mirror();
-        let core = |x: &crate::fastpath::InstalledMfe| x.origin == crate::fastpath::Origin::Core;
-        let held: BTreeSet<Sg> = keys.into_iter().filter(|k| m.get(k).is_some_and(core)).collect();
-        self.hold.start(held, m, now.saturating_add(hold));
-        let (mfes, leases) = self.hold.sizes();
-        let statics = self.writer.static_count();
-        info!(
-            mfes,
-            statics,
-            leases,
-            hold_secs = hold.as_secs(),
-            "took over the pinned fast path; forwarding continues"
-        );
-        Ok(())
-    }
-
     /// Installs a static MFE named by interfaces.
     pub fn add_static(&mut self, spec: &StaticMfe) -> Result<(), WireError> {
         spec.validate().map_err(|why| WireError::new(ErrorCode::InvalidParams, why))?;
@@ -582,7 +422,7 @@ impl<D: Dataplane> Daemon<D> {
         let effects = self.manager.take_effects();
         let (killed, applied) = self.writer.queue(&effects);
         for ifindex in killed {
-            self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
+            self.end_adopted_leases(Some(ifindex));
         }
         self.applied(applied);
         effects
@@ -627,189 +467,6 @@ impl<D: Dataplane> Daemon<D> {
         self.deliver(events, now);
     }
 
-    fn close(&mut self, conn: ConnId, why: &'static str, now: Duration) {
-        if let Some(handles) = self.conns.close(conn) {
-            self.release_handles(conn, handles, why, now);
-        }
-    }
-
-    fn release_handles(
-        &mut self,
-        conn: ConnId,
-        handles: BTreeSet<crate::manager::Handle>,
-        why: &str,
-        now: Duration,
-    ) {
-        // Lines still waiting behind a release of its own are not served (as for any
-        // connection that is dropped).
-        self.busy.remove(&conn);
-        for &h in &handles {
-            // The fast path stops copying for it at once, whatever it owned.
-            for iface in self.manager.owned_ifaces(h) {
-                self.hold.end_leases(Some(iface.ifindex), self.writer.mirror_mut());
-                self.writer.end_lease(iface, h);
-                self.jobs.push_back(Job::Release { h, iface, reply: None });
-            }
-            self.jobs.push_back(Job::Forget(h));
-        }
-        info!(conn, handles = handles.len(), why, "client gone; its state is released");
-        // A first step at once: a client with few entries is gone before the next input.
-        self.step_jobs(now);
-    }
-
-    /// An upcall from the fast path: the core hears of the packet (if the record is an
-    /// event), and the first packets of a flow without MFE are held until it has one.
-    fn upcall(&mut self, u: Upcall, now: Duration) {
-        let key = u.sg;
-        if u.kind == upcall::Kind::TooBig {
-            // Whoever owns the entry: the source must lower its path MTU.
-            self.packet_too_big(&key, u.ip(), now);
-            return;
-        }
-        if self.writer.is_outside_core(&key) {
-            // A static route, or the kernel's (which queues and forwards its first packets
-            // itself): not the MGM clients' business.
-            return;
-        }
-        if u.event {
-            self.manager.new_packet(key, u.ifindex, u.header(), now);
-        }
-        // A kernel that cannot replay: the packet went to the kernel, as without mgm; nothing
-        // is held, forwarded again or counted as lost.
-        let can_replay = self.writer.mirror().fast_path().can_replay();
-        if u.queued && u.kind == upcall::Kind::NoMfe && can_replay {
-            if self.writer.mirror().get(&key).is_some() && !self.first.is_waiting(&key) {
-                // It missed an MFE installed since: it goes at once.
-                self.replay(u.ifindex, u.frame);
-            } else if self.manager.knows(key) {
-                // (One the core will not create an MFE for is not kept: the kernel got it.)
-                self.first.hold(key, u.ifindex, &u.frame, now);
-            }
-        }
-        self.settle(now);
-    }
-
-    /// Tells the source of an IPv6 packet too long for its entry's smallest link that MTU.
-    fn packet_too_big(&mut self, key: &Sg, ip: &[u8], now: Duration) {
-        let Some(mtu) = self.writer.mirror().path_mtu(key) else { return };
-        let Some((to, message)) = too_big::message(ip, mtu) else {
-            return;
-        };
-        if self.too_big.allow(now) {
-            self.to_kernel.push(ToKernel::PacketTooBig { to, message });
-        }
-    }
-
-    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) {
-        if self.writer.mirror_mut().fast_path_mut().replay(ifindex, frame) {
-            self.first.replayed += 1;
-        } else {
-            self.first.dropped += 1;
-        }
-    }
-
-    /// A kernel event: an interface gone is released everywhere; MTU and MAC changes reach
-    /// the fast path; a neighbour's MAC reaches the copies sent to it.
-    fn kernel(&mut self, ev: KernelEvent, now: Duration) {
-        if let Some(f) = &mut self.follow {
-            let keys = f.apply(&ev);
-            if let (KernelEvent::LocalGroups(_), Some(ports)) = (&ev, f.local_ports())
-                && let Err(e) = self.writer.mirror_mut().fast_path_mut().set_local_ports(ports)
-            {
-                warn!(error = %e, "writing the local UDP ports to the fast path");
-            }
-            if matches!(ev, KernelEvent::MfcSnapshot(_)) {
-                // Also what was mirrored and is in no table now (adopted after a restart).
-                let keys: BTreeSet<Sg> =
-                    keys.into_iter().chain(self.writer.kernel_keys()).collect();
-                self.reconcile(keys);
-                if !self.followed_once {
-                    self.followed_once = true;
-                    self.say_alive();
-                }
-            } else {
-                self.reconcile(keys);
-            }
-        }
-        for change in self.links.apply(ev) {
-            match change {
-                Change::Gone(dev) => {
-                    self.interface_gone(dev, now);
-                    self.reconcile_all();
-                }
-                Change::Port(dev) => {
-                    info!(ifname = %dev.name, mtu = dev.mtu, mac = %crate::kernel::fmt_mac(&dev.mac), "interface changed");
-                    let port = PortValue::new(dev.mac, dev.mtu);
-                    if let Err(e) = self.writer.mirror_mut().add_port(dev.ifindex, port) {
-                        warn!(ifindex = dev.ifindex, error = %e, "updating the interface in the fast path");
-                    }
-                }
-                Change::State(dev) => {
-                    let state = if dev.up { "up" } else { "down" };
-                    info!(ifname = %dev.name, ifindex = dev.ifindex, "interface {state}");
-                }
-                Change::Neighbour(ifindex, ip, mac) => {
-                    if self.writer.mirror().wants_neighbour(ifindex, ip)
-                        && let Err(e) = self.writer.mirror_mut().set_neighbour(ifindex, ip, mac)
-                    {
-                        warn!(ifindex, %ip, error = %e, "updating a next hop's MAC");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Gives next hops that have no MAC yet the one the kernel knows; the others are solicited
-    /// at the next tick.
-    fn resolve_neighbours(&mut self) {
-        if !self.writer.mirror().has_unresolved_neighbours() {
-            return;
-        }
-        for (ifindex, ip) in self.writer.mirror().unresolved_neighbours() {
-            if let Some(mac) = self.links.neighbour(ifindex, ip)
-                && let Err(e) = self.writer.mirror_mut().set_neighbour(ifindex, ip, mac)
-            {
-                warn!(ifindex, %ip, error = %e, "updating a next hop's MAC");
-            }
-        }
-    }
-
-    /// An interface that left the kernel: owners are told and released there, MFEs arriving
-    /// there go, and the interface leaves the fast path. A later interface that reuses the
-    /// name gets a new ifindex and starts from nothing.
-    fn interface_gone(&mut self, dev: NetDev, now: Duration) {
-        self.release_port(dev, now, "interface removed from the kernel");
-    }
-
-    /// Everything of `dev` leaves the core and the fast path, and its programs are detached
-    /// (it left the kernel, or the configuration).
-    fn release_port(&mut self, dev: NetDev, now: Duration, why: &str) {
-        let ifindex = dev.ifindex;
-        info!(ifindex, ifname = %dev.name, "{why}");
-        self.manager.interface_gone(ifindex, now);
-        self.settle(now);
-        // The port can only go once no queued write names it.
-        let applied = self.writer.drain(usize::MAX);
-        self.applied(applied);
-        // Static and held entries naming it can no longer forward: they go too.
-        let dead: Vec<Sg> =
-            self.writer.mirror().mfes().filter(|(_, m)| m.uses(ifindex)).map(|(k, _)| *k).collect();
-        self.hold.end_leases(Some(ifindex), self.writer.mirror_mut());
-        for k in dead {
-            let (s, g) = (k.source, k.group);
-            warn!(source = %s, group = %g, "static or held mfe used a removed interface; removed");
-            self.hold.forget(&k);
-            let _ = self.writer.remove_static(&k, &self.manager);
-            let _ = self.writer.mirror_mut().remove(&k);
-        }
-        self.fit_core();
-        let m = self.writer.mirror_mut();
-        if let Err(e) = m.remove_port(ifindex) {
-            warn!(ifindex, error = %e, "interface still referenced in the fast path");
-        }
-        m.fast_path_mut().forget(ifindex);
-    }
-
     /// Timers: unanswered callbacks take their defaults, idle MFEs expire, traffic keeps MFEs
     /// alive, failed writes are retried, unresolved next hops are solicited.
     fn tick(&mut self, now: Duration) {
@@ -833,48 +490,6 @@ impl<D: Dataplane> Daemon<D> {
         // Packets of flows whose creation was abandoned or never answered.
         let ttl = self.creation_grace();
         self.first.expire(now, ttl);
-    }
-
-    /// How long an MFE's creation may take: both callbacks unanswered, and a second.
-    fn creation_grace(&self) -> Duration {
-        self.manager.answer_timeout().saturating_mul(2).saturating_add(Duration::from_secs(1))
-    }
-
-    /// The restart hold: see [`Daemon::adopt`].
-    fn tick_hold(&mut self, now: Duration) {
-        match self.hold.tick(now, self.creation_grace()) {
-            Step::Nothing => {}
-            Step::Revalidate(keys) => {
-                for k in keys {
-                    if self.manager.knows(k) {
-                        continue; // its install is queued or coming
-                    }
-                    let Some(iif) = self.writer.mirror().get(&k).map(|m| m.iif) else { continue };
-                    self.manager.new_packet(k, iif, &[], now);
-                    if !self.manager.knows(k) {
-                        // Nobody owns its incoming interface any more.
-                        self.hold.forget(&k);
-                        self.writer.queue_remove(k);
-                    }
-                }
-                self.settle(now);
-            }
-            Step::Finish(keys) => {
-                for k in keys {
-                    self.writer.queue_remove(k);
-                }
-                let applied = self.writer.drain(WRITE_BATCH);
-                self.applied(applied);
-                self.hold.end_leases(None, self.writer.mirror_mut());
-                info!("restart hold over: the fast path is the core's again");
-            }
-        }
-    }
-
-    /// The core's room: the fast path's less what static entries take.
-    pub(crate) fn fit_core(&mut self) {
-        let room = manager_room(self.writer.mirror().fast_path(), self.writer.static_count());
-        self.manager.set_max_mfes(room);
     }
 
     pub fn status(&self) -> Status {
@@ -908,7 +523,7 @@ impl<D: Dataplane> Daemon<D> {
 impl<D: Dataplane> Daemon<D> {
     /// The fast path's global counters by name (`show`, metrics).
     fn named_counters(&self) -> Result<BTreeMap<String, u64>, FastPathError> {
-        let values = self.writer.mirror().fast_path().counters()?;
+        let values = self.writer.dataplane().counters()?;
         Ok(mgm_common::counter::NAMES
             .iter()
             .zip(values)
@@ -918,7 +533,7 @@ impl<D: Dataplane> Daemon<D> {
 
     /// What a metrics scrape reports (see [`crate::metrics`]).
     pub fn sample(&self) -> crate::metrics::Sample {
-        let fp = self.writer.mirror().fast_path();
+        let fp = self.writer.dataplane();
         let fastpath = match self.named_counters() {
             Ok(c) => c,
             Err(e) => {

@@ -153,7 +153,7 @@ impl<D: Dataplane> Daemon<D> {
         for (ifindex, name) in managed {
             let now = self.boundaries.get(&name).copied();
             if before.get(&name).copied() != now {
-                if let Err(e) = self.writer.mirror_mut().set_boundary(ifindex, now) {
+                if let Err(e) = self.writer.set_boundary(ifindex, now) {
                     tracing::warn!(ifname = %name, error = %e, "drawing a scope boundary");
                 }
                 info!(ifname = %name, boundary = now.map(|b| b.to_string()), "scope boundary changed");

@@ -811,7 +811,7 @@ fn the_first_packets_of_a_flow_wait_for_its_mfe_within_bounds() {
 #[test]
 fn without_replay_the_first_packets_are_not_held() {
     let mut h = Harness::new();
-    h.d.writer.mirror_mut().fast_path_mut().cannot_replay = true;
+    h.d.writer.dataplane_mut().cannot_replay = true;
     six_first_packets(&mut h);
     let s = h.d.status();
     assert_eq!((s.unresolved, s.replay_dropped), (0, 0), "{s:?}");
@@ -829,7 +829,7 @@ fn without_replay_the_first_packets_are_not_held() {
 fn a_failed_fast_path_write_is_retried_from_the_core_state() {
     let mut h = Harness::new();
     h.connect(1);
-    h.d.writer.mirror_mut().fast_path_mut().fail_mfe_writes = true;
+    h.d.writer.dataplane_mut().fail_mfe_writes = true;
     h.pim_with_mfe(&[2]);
     assert!(h.d.writer.mirror().get(&KEY).is_none(), "the write failed");
     let s = h.d.status();
@@ -839,7 +839,7 @@ fn a_failed_fast_path_write_is_retried_from_the_core_state() {
     h.wait(1);
     assert_eq!(h.d.status().retrying, 1);
     // The table has room again: the next retry installs what the core has.
-    h.d.writer.mirror_mut().fast_path_mut().fail_mfe_writes = false;
+    h.d.writer.dataplane_mut().fail_mfe_writes = false;
     h.wait(1);
     assert_eq!(h.d.writer.mirror().get(&KEY).unwrap().oifs(), vec![2]);
     assert_eq!(h.d.status().retrying, 0);

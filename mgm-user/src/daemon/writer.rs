@@ -11,15 +11,20 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
 use tracing::{error, info, warn};
 
+use mgm_common::PortValue;
+
 use crate::{
     dataplane::Dataplane,
-    fastpath::{FastPathError, Mirror, Oif, Origin},
+    fastpath::{Adopted, FastPathError, Mirror, Oif, Origin},
+    kernel::NetDev,
     manager::{Effect, Handle, Iface, Manager, Oil, Sg},
+    scope::Scope,
 };
 
 /// Fast-path writes applied per step: before a reply, and per background step.
@@ -87,12 +92,101 @@ impl<D: Dataplane> Writer<D> {
         }
     }
 
+    /// The mirror, to read (what is installed, ports, next hops).
     pub fn mirror(&self) -> &Mirror<D> {
         &self.mirror
     }
 
-    pub fn mirror_mut(&mut self) -> &mut Mirror<D> {
-        &mut self.mirror
+    /// The data plane, to read (counters, what it can do).
+    pub fn dataplane(&self) -> &D {
+        self.mirror.fast_path()
+    }
+
+    /// The data plane, for a test to change what it can do.
+    #[cfg(test)]
+    pub fn dataplane_mut(&mut self) -> &mut D {
+        self.mirror.fast_path_mut()
+    }
+
+    /// Starts forwarding on `dev`: its programs attached, its port (MAC, MTU) and scope
+    /// boundary in the maps.
+    pub fn manage(&mut self, dev: &NetDev, boundary: Option<Scope>) -> anyhow::Result<()> {
+        self.mirror.fast_path_mut().manage(dev)?;
+        self.mirror.add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))?;
+        self.mirror.set_boundary(dev.ifindex, boundary)?;
+        Ok(())
+    }
+
+    /// A managed interface's new MAC or MTU.
+    pub fn update_port(&mut self, dev: &NetDev) -> Result<(), FastPathError> {
+        self.mirror.add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))
+    }
+
+    pub fn set_boundary(
+        &mut self,
+        ifindex: u32,
+        scope: Option<Scope>,
+    ) -> Result<(), FastPathError> {
+        self.mirror.set_boundary(ifindex, scope)
+    }
+
+    /// A next hop's MAC, if an outgoing list names that next hop.
+    pub fn set_neighbour(
+        &mut self,
+        ifindex: u32,
+        ip: IpAddr,
+        mac: [u8; 6],
+    ) -> Result<(), FastPathError> {
+        if !self.mirror.wants_neighbour(ifindex, ip) {
+            return Ok(());
+        }
+        self.mirror.set_neighbour(ifindex, ip, mac)
+    }
+
+    /// Removes `ifindex` from the fast path: the entries still using it (static, held), its
+    /// port, and the data plane's hold on it (its programs went with the link, or are
+    /// detached). Returns the entries removed.
+    pub fn remove_port(&mut self, ifindex: u32, manager: &Manager) -> Vec<Sg> {
+        let dead: Vec<Sg> =
+            self.mirror.mfes().filter(|(_, m)| m.uses(ifindex)).map(|(k, _)| *k).collect();
+        for k in &dead {
+            let _ = self.remove_static(k, manager);
+            let _ = self.mirror.remove(k);
+        }
+        if let Err(e) = self.mirror.remove_port(ifindex) {
+            warn!(ifindex, error = %e, "interface still referenced in the fast path");
+        }
+        self.mirror.fast_path_mut().forget(ifindex);
+        dead
+    }
+
+    /// Takes over what a previous mgmd left in the maps; the adopted (S,G)s.
+    pub fn adopt(&mut self, a: Adopted) -> Result<Vec<Sg>, FastPathError> {
+        self.mirror.adopt(a)
+    }
+
+    /// Kills leases adopted from a previous mgmd (their owners did not come back).
+    pub fn kill_leases(&mut self, ids: impl IntoIterator<Item = u32>) {
+        for id in ids {
+            if let Err(e) = self.mirror.kill_lease(id) {
+                error!(lease = id, error = %e, "releasing an adopted lease failed");
+            }
+        }
+    }
+
+    /// One value of the programs' configuration (see `mgm_common::config`).
+    pub fn set_config(&mut self, idx: u32, value: u64) -> Result<(), FastPathError> {
+        self.mirror.fast_path_mut().set_config(idx, value)
+    }
+
+    /// The UDP ports local sockets receive multicast on.
+    pub fn set_local_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), FastPathError> {
+        self.mirror.fast_path_mut().set_local_ports(ports)
+    }
+
+    /// Forwards a held packet as if it arrived on `ifindex` now; false if it was dropped.
+    pub fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+        self.mirror.fast_path_mut().replay(ifindex, frame)
     }
 
     /// After a restart: the adopted entries marked static are static again, and those
