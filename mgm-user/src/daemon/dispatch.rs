@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{Daemon, follow::Decision, over_limit, reply_line};
+use super::{Daemon, Input, follow::Decision, over_limit, reply_line};
 use crate::{
     dataplane::Dataplane,
     kernel::fmt_mac,
@@ -30,7 +30,8 @@ fn answer<M: Method>(id: u64, m: M, serve: impl FnOnce(M) -> Reply<M>) -> String
 impl<D: Dataplane> Daemon<D> {
     /// Serves one request; returns its reply line. Fast-path writes of the core's effects
     /// happen after (see [`Daemon::handle`]).
-    /// `None`: the reply comes later (a release done in steps).
+    /// `None`: the reply comes later (a release done in steps, or a request naming a link
+    /// the kernel is asked about first).
     pub(super) fn serve(
         &mut self,
         conn: ConnId,
@@ -38,6 +39,13 @@ impl<D: Dataplane> Daemon<D> {
         now: Duration,
     ) -> Option<String> {
         let id = frame.id;
+        if let Request::TakeInterface(m) = &frame.request
+            && self.must_look_up(m.ifindex)
+        {
+            let ifindex = m.ifindex;
+            self.look_up(conn, ifindex, Input::Line { conn, line: Ok(frame) });
+            return None;
+        }
         let line = match frame.request {
             Request::Hello(m) => answer(id, m, |m| self.hello(m)),
             Request::Show(m) => answer(id, m, |m| self.show(m)),

@@ -94,6 +94,8 @@ pub enum Input {
     Upcall(Upcall),
     /// The kernel announced a change of links or neighbours.
     Kernel(KernelEvent),
+    /// The kernel's answer to [`ToKernel::LookUpLink`]: the link, or `None` if there is none.
+    LinkLookedUp { ifindex: u32, dev: Option<NetDev> },
     /// Time passed: callback deadlines, expiry, retries, the restart hold.
     Tick,
     /// Read the configuration again and apply what changed (SIGHUP); the outcome goes to
@@ -167,6 +169,9 @@ pub enum ToKernel {
     Solicit(u32, IpAddr),
     /// Send this ICMPv6 message (a Packet Too Big, checksum left to the kernel) to `to`.
     PacketTooBig { to: Ipv6Addr, message: Vec<u8> },
+    /// Ask for this link (a request named it before its notification was read), and answer
+    /// with [`Input::LinkLookedUp`].
+    LookUpLink(u32),
 }
 
 pub struct Daemon<D: Dataplane = BpfFastPath> {
@@ -181,8 +186,10 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     to_kernel: Vec<ToKernel>,
     /// ICMPv6 Packet Too Big messages sent, within their budget.
     too_big: too_big::Budget,
-    /// Asks the kernel for a link a request names before its notification was read.
-    lookup: fn(u32) -> Option<NetDev>,
+    /// Links asked of the kernel ([`ToKernel::LookUpLink`]) and the connections whose
+    /// request waits for the answer; links answered, for those requests' second turn.
+    lookups: BTreeMap<u32, BTreeSet<ConnId>>,
+    looked_up: BTreeSet<u32>,
     limits: Limits,
     /// Releases (asked for, or of departed clients) being done a step at a time.
     jobs: VecDeque<Job>,
@@ -225,7 +232,8 @@ impl<D: Dataplane> Daemon<D> {
             sweep: Sweep::default(),
             to_kernel: Vec::new(),
             too_big: too_big::Budget::default(),
-            lookup: |_| None,
+            lookups: BTreeMap::new(),
+            looked_up: BTreeSet::new(),
             limits: Limits::default(),
             jobs: VecDeque::new(),
             busy: BTreeMap::new(),
@@ -244,12 +252,6 @@ impl<D: Dataplane> Daemon<D> {
 
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
-    }
-
-    /// How to ask the kernel for one link directly (see [`crate::kernel::link`]); without it
-    /// only links announced by kernel events are known.
-    pub fn set_link_lookup(&mut self, lookup: fn(u32) -> Option<NetDev>) {
-        self.lookup = lookup;
     }
 
     /// One input, at monotonic time `now`, then the inputs it let go.
@@ -302,6 +304,7 @@ impl<D: Dataplane> Daemon<D> {
             }
             Input::Upcall(u) => self.upcall(u, now),
             Input::Kernel(ev) => self.kernel(ev, now),
+            Input::LinkLookedUp { ifindex, dev } => self.looked_up(ifindex, dev, now),
             Input::Tick => self.tick(now),
             Input::Metrics { done } => {
                 let _ = done.send(self.sample());
@@ -373,14 +376,47 @@ impl<D: Dataplane> Daemon<D> {
         self.manage(dev)
     }
 
+    /// Whether a request naming `ifindex` must wait for the kernel's answer: a link created
+    /// just before the request, whose notification is not read yet (asked once per request:
+    /// its second turn takes the answer).
+    fn must_look_up(&mut self, ifindex: u32) -> bool {
+        let known = self.links.is_managed(ifindex) || self.links.device(ifindex).is_some();
+        !known && !self.looked_up.remove(&ifindex)
+    }
+
+    /// Parks `conn`'s request `line` until the kernel says whether `ifindex` exists (the
+    /// lookup is the run loop's, off this thread).
+    fn look_up(&mut self, conn: ConnId, ifindex: u32, line: Input) {
+        self.hold_conn(conn);
+        self.busy.entry(conn).or_default().push_front(line);
+        let waiting = self.lookups.entry(ifindex).or_default();
+        if waiting.is_empty() {
+            self.to_kernel.push(ToKernel::LookUpLink(ifindex));
+        }
+        waiting.insert(conn);
+    }
+
+    /// The kernel's answer about `ifindex`: the link is known (or is not), and the requests
+    /// that waited for it go again.
+    fn looked_up(&mut self, ifindex: u32, dev: Option<NetDev>, now: Duration) {
+        if let Some(dev) = dev
+            && self.links.device(ifindex).is_none()
+        {
+            self.kernel(KernelEvent::Link(dev), now);
+        }
+        let Some(waiting) = self.lookups.remove(&ifindex) else { return };
+        self.looked_up.insert(ifindex);
+        for conn in waiting {
+            self.resume(conn);
+        }
+    }
+
     /// Manages `ifindex` if it is not yet (a client took it).
     fn ensure_managed(&mut self, ifindex: u32) -> Result<(), WireError> {
         if self.links.is_managed(ifindex) {
             return Ok(());
         }
-        // A link created just before the request: its notification may still be unread.
-        let dev = self.links.device(ifindex).cloned().or_else(|| (self.lookup)(ifindex));
-        let dev = dev.ok_or_else(|| {
+        let dev = self.links.device(ifindex).cloned().ok_or_else(|| {
             WireError::new(
                 ErrorCode::InvalidParameter,
                 format!("no interface with index {ifindex}"),

@@ -133,7 +133,6 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let start = Instant::now();
     let settings = Settings { creations_per_sec: opts.flow_creation_rate, ..Settings::default() };
     let mut daemon = Daemon::new(fp, settings);
-    daemon.set_link_lookup(|i| kernel::link(i).ok().flatten());
     daemon.set_limits(opts.limits);
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));
     // Before anything is installed (a restart's entries included).
@@ -202,7 +201,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         tokio::spawn(watch_local_groups(tx.clone()));
     }
     tokio::spawn(reload_on_hangup(tx.clone())?);
-    tokio::spawn(follow_kernel(monitor, tx));
+    tokio::spawn(follow_kernel(monitor, tx.clone()));
     info!(socket = %opts.socket.display(), "mgmd ready");
     // Only now: clients started after mgmd (`After=mgmd.service`) find the socket served.
     mgm_util::notify_service_manager(&[NotifyState::Ready, NotifyState::Status("serving")]);
@@ -219,6 +218,14 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let to_kernel = |r| match r {
         ToKernel::Solicit(ifindex, ip) => kernel::solicit(ifindex, ip),
         ToKernel::PacketTooBig { to, message } => icmp6.send(to, &message),
+        ToKernel::LookUpLink(ifindex) => {
+            // A netlink round trip: off the loop, answered as an input.
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let dev = kernel::link(ifindex).ok().flatten();
+                let _ = tx.blocking_send(Input::LinkLookedUp { ifindex, dev });
+            });
+        }
     };
     run(&mut daemon, &mut rx, to_kernel, shutdown).await;
     mgm_util::notify_service_manager(&[NotifyState::Stopping]);

@@ -49,8 +49,23 @@ impl Harness {
         }
     }
 
+    /// One input; a link lookup it asks for is answered at once: no such link (the
+    /// harness's links all come from its snapshot).
     fn input(&mut self, input: Input) {
         self.d.handle(self.now, input);
+        let lookups: Vec<u32> = self
+            .d
+            .to_kernel
+            .iter()
+            .filter_map(|e| match e {
+                ToKernel::LookUpLink(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        self.d.to_kernel.retain(|e| !matches!(e, ToKernel::LookUpLink(_)));
+        for ifindex in lookups {
+            self.d.handle(self.now, Input::LinkLookedUp { ifindex, dev: None });
+        }
     }
 
     fn connect(&mut self, conn: ConnId) {
@@ -1019,4 +1034,35 @@ fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
     assert!(h.fp().forwards(&KEY, 2));
     h.d.drop_followed();
     assert!(h.d.writer.mirror().get(&KEY).is_none(), "nobody follows it now");
+}
+
+/// A link created just before a request names it (its notification not read yet): the kernel
+/// is asked off the loop, and the request, and the connection's next ones, wait for its
+/// answer; a link the kernel does not have is refused as before.
+#[test]
+fn a_link_named_before_its_notification_waits_for_the_kernels_answer() {
+    let mut h = Harness::new();
+    h.connect(1);
+    let pim = h.register(1, 103);
+    let take = |id, ifindex| {
+        let request = proto::TakeInterface { handle: pim, ifindex, nexthop: ANY }.into();
+        Input::Line { conn: 1, line: Ok(RequestFrame { id, request }) }
+    };
+    h.d.handle(h.now, take(100, 7));
+    assert_eq!(h.d.take_for_kernel(), vec![ToKernel::LookUpLink(7)]);
+    h.d.handle(h.now, take(101, 8));
+    assert!(h.d.take_for_kernel().is_empty(), "one question at a time per connection");
+    assert!(h.lines(1).is_empty(), "nothing is answered before the kernel is");
+    let dev =
+        NetDev { name: "new0".into(), ifindex: 7, mac: [2, 0, 0, 0, 0, 7], mtu: 1500, up: true };
+    h.d.handle(h.now, Input::LinkLookedUp { ifindex: 7, dev: Some(dev) });
+    // 100 took the new link; 101 names another unknown one: asked in turn.
+    assert_eq!(h.d.take_for_kernel(), vec![ToKernel::LookUpLink(8)]);
+    h.d.handle(h.now, Input::LinkLookedUp { ifindex: 8, dev: None });
+    let lines = h.lines(1);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains(r#""id":100,"result""#), "{lines:?}");
+    assert!(lines[1].contains(r#""id":101,"error""#) && lines[1].contains("invalid_parameter"));
+    assert!(h.d.links.is_managed(7));
+    assert_eq!(h.ok(1, proto::GetProtocolOnInterface { ifindex: 7, nexthop: ANY }).protocol, 103);
 }

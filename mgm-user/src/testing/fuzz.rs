@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::MemFastPath;
 use crate::{
-    daemon::{Daemon, Input},
+    daemon::{Daemon, Input, ToKernel},
     dataplane::upcall::{Kind, Upcall},
     kernel::{KernelEvent, Neighbours, NetDev},
     manager::{Settings, Sg},
@@ -144,6 +144,7 @@ pub fn dispatch(data: &[u8]) {
                 };
                 expected.entry(conn).or_default().push(id);
                 d.handle(now, Input::Line { conn, line });
+                answer_lookups(&mut d, now);
             }
         }
     }
@@ -161,6 +162,15 @@ pub fn dispatch(data: &[u8]) {
         }
         let want = expected.remove(conn).unwrap_or_default();
         assert_eq!(replies, want, "connection {conn}: replies out of order or missing");
+    }
+}
+
+/// Answers the links the daemon asked about: none exists beyond the snapshot's.
+fn answer_lookups(d: &mut Daemon<MemFastPath>, now: Duration) {
+    for e in d.take_for_kernel() {
+        if let ToKernel::LookUpLink(ifindex) = e {
+            d.handle(now, Input::LinkLookedUp { ifindex, dev: None });
+        }
     }
 }
 
