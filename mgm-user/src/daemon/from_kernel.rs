@@ -74,14 +74,9 @@ impl<D: Dataplane> Daemon<D> {
         self.reconcile(keys);
     }
 
+    /// Has the run loop write the liveness stamp: in the kernel's clock, read there.
     pub(super) fn say_alive(&mut self) {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: a valid timespec to fill; the same clock as bpf_ktime_get_coarse_ns.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-        if let Err(e) = self.writer.set_config(mgm_common::config::ALIVE_NS, ns) {
-            warn!(error = %e, "writing the liveness stamp");
-        }
+        self.to_kernel.push(ToKernel::SayAlive);
     }
 
     /// A kernel event: an interface gone is released everywhere; MTU and MAC changes reach

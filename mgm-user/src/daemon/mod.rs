@@ -172,6 +172,9 @@ pub enum ToKernel {
     /// Ask for this link (a request named it before its notification was read), and answer
     /// with [`Input::LinkLookedUp`].
     LookUpLink(u32),
+    /// Write the liveness stamp (`--follow-kernel`): the kernel's coarse monotonic clock now,
+    /// which the programs compare with theirs (see `dataplane::bpf::Liveness`).
+    SayAlive,
 }
 
 pub struct Daemon<D: Dataplane = BpfFastPath> {
@@ -199,7 +202,7 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     /// Inputs handled before the next one from outside: those a finished release let go,
     /// in order (re-queued, not handled from inside the step that finished it).
     ready: VecDeque<Input>,
-    /// When the last release step ran; steps so far and the longest (wall time), for the log.
+    /// When the last release step ran; steps so far and when the first ran, for the log.
     last_step: Duration,
     steps: (u64, Duration),
     last_retry: Duration,
@@ -269,6 +272,7 @@ impl<D: Dataplane> Daemon<D> {
     }
 
     fn one(&mut self, now: Duration, input: Input) {
+        self.writer.set_now(now);
         // Lines waiting for room go first (their clients may have read since).
         self.conns.pump();
         let conn = match &input {
@@ -323,6 +327,7 @@ impl<D: Dataplane> Daemon<D> {
     /// Background work between inputs: a step of the releases under way, MFEs and requests
     /// still due, one batch of queued fast-path writes.
     pub fn background(&mut self, now: Duration) {
+        self.writer.set_now(now);
         if self.jobs_may_step(now) {
             self.step_jobs(now);
         }

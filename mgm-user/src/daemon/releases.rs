@@ -34,7 +34,6 @@ impl<D: Dataplane> Daemon<D> {
     /// deregistered.
     pub(super) fn step_jobs(&mut self, now: Duration) {
         self.last_step = now;
-        let started = std::time::Instant::now();
         let mut budget = RELEASE_BATCH;
         let mut answered = Vec::new();
         while budget > 0
@@ -65,12 +64,14 @@ impl<D: Dataplane> Daemon<D> {
         for (conn, _) in answered {
             self.resume(conn);
         }
-        let (steps, longest) = &mut self.steps;
+        let (steps, since) = &mut self.steps;
+        if *steps == 0 {
+            *since = now;
+        }
         *steps += 1;
-        *longest = (*longest).max(started.elapsed());
         if self.jobs.is_empty() && *steps > 1 {
-            let longest_ms = longest.as_secs_f64() * 1e3;
-            info!(steps = *steps, longest_ms, "releases done in steps");
+            let took_ms = now.saturating_sub(*since).as_millis() as u64;
+            info!(steps = *steps, took_ms, "releases done in steps");
             self.steps = (0, Duration::ZERO);
         }
     }

@@ -132,6 +132,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let snapshot = Monitor::snapshot().context("reading the kernel's links and neighbours")?;
     let start = Instant::now();
     let settings = Settings { creations_per_sec: opts.flow_creation_rate, ..Settings::default() };
+    let liveness = fp.liveness().context("opening the configuration map for the liveness stamp")?;
     let mut daemon = Daemon::new(fp, settings);
     daemon.set_limits(opts.limits);
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));
@@ -218,6 +219,11 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let to_kernel = |r| match r {
         ToKernel::Solicit(ifindex, ip) => kernel::solicit(ifindex, ip),
         ToKernel::PacketTooBig { to, message } => icmp6.send(to, &message),
+        ToKernel::SayAlive => {
+            if let Err(e) = liveness.write() {
+                warn!(error = %e, "writing the liveness stamp");
+            }
+        }
         ToKernel::LookUpLink(ifindex) => {
             // A netlink round trip: off the loop, answered as an input.
             let tx = tx.clone();

@@ -987,8 +987,7 @@ fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
     let mut h = Harness::new();
     h.connect(1);
     h.d.follow_kernel(follow::Tables::default(), Duration::from_secs(1)).unwrap();
-    let alive = mgm_common::config::ALIVE_NS;
-    assert_eq!(h.fp().config.get(&alive), None, "not alive before the table is read");
+    assert!(!h.d.take_for_kernel().contains(&ToKernel::SayAlive), "not before the table is read");
     let mfc = |source: &str, oifs: &[(u32, u8)]| KernelMfc {
         table: follow::DEFAULT_TABLE,
         source: source.parse().unwrap(),
@@ -999,7 +998,7 @@ fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
     };
     let (a, b) = (mfc("10.0.0.1", &[(2, 1), (3, 1)]), mfc("10.0.0.2", &[(2, 1), (9, 1)]));
     h.input(Input::Kernel(KernelEvent::MfcSnapshot(vec![a.clone(), b.clone()])));
-    assert!(h.fp().config.get(&alive).is_some_and(|&t| t > 0), "alive once read");
+    assert!(h.d.take_for_kernel().contains(&ToKernel::SayAlive), "alive once it is read");
     assert!(h.fp().forwards(&KEY, 2) && h.fp().forwards(&KEY, 3));
     let b_key = Sg::new(Ipv4Addr::new(10, 0, 0, 2), KEY.group);
     assert!(h.d.writer.mirror().get(&b_key).is_none(), "9 is not managed");

@@ -12,7 +12,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     net::IpAddr,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tracing::{error, info, warn};
@@ -57,7 +57,7 @@ pub struct Writer<D> {
     mirror: Mirror<D>,
     pending: VecDeque<Pending>,
     /// When the current backlog of writes started, and how large it grew.
-    backlog: Option<(Instant, usize)>,
+    backlog: Option<(Duration, usize)>,
     /// The fast path's lease for each (interface, owner).
     leases: BTreeMap<(Iface, Handle), u32>,
     /// Owners whose lease could not be opened yet (the table was full).
@@ -68,7 +68,9 @@ pub struct Writer<D> {
     write_failures: u64,
     /// Failures since the last log line, and when that was.
     unlogged_failures: u64,
-    failure_logged: Option<Instant>,
+    failure_logged: Option<Duration>,
+    /// The daemon's time (its input's), for the log lines' durations and pace.
+    now: Duration,
     /// (S,G)s installed by `add_mfe`/configuration, outside the MGM API; they win over MGM.
     statics: BTreeSet<Sg>,
     /// (S,G)s mirrored from the kernel's table (`--follow-kernel`); also outside the MGM API.
@@ -87,9 +89,15 @@ impl<D: Dataplane> Writer<D> {
             write_failures: 0,
             unlogged_failures: 0,
             failure_logged: None,
+            now: Duration::ZERO,
             statics: BTreeSet::new(),
             kernel: BTreeSet::new(),
         }
+    }
+
+    /// The time of the daemon's current input.
+    pub fn set_now(&mut self, now: Duration) {
+        self.now = now;
     }
 
     /// The mirror, to read (what is installed, ports, next hops).
@@ -281,7 +289,7 @@ impl<D: Dataplane> Writer<D> {
         }
         let applied = self.drain(WRITE_BATCH);
         if !self.pending.is_empty() && self.backlog.is_none() {
-            self.backlog = Some((Instant::now(), self.pending.len()));
+            self.backlog = Some((self.now, self.pending.len()));
         }
         (killed, applied)
     }
@@ -398,10 +406,13 @@ impl<D: Dataplane> Writer<D> {
                     // At most one line a second, with the count: a flood of failures must
                     // not become a flood of log.
                     self.unlogged_failures += 1;
-                    if self.failure_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    if self
+                        .failure_logged
+                        .is_none_or(|t| self.now.saturating_sub(t) >= Duration::from_secs(1))
+                    {
                         let failures = std::mem::take(&mut self.unlogged_failures);
                         warn!(failures, last = ?p, error = %err, "fast-path writes failed; retried every second");
-                        self.failure_logged = Some(Instant::now());
+                        self.failure_logged = Some(self.now);
                     }
                 }
             }
@@ -412,7 +423,7 @@ impl<D: Dataplane> Writer<D> {
             if let Some((since, size)) = self.backlog.take() {
                 info!(
                     writes = size,
-                    elapsed_ms = since.elapsed().as_millis() as u64,
+                    elapsed_ms = self.now.saturating_sub(since).as_millis() as u64,
                     "fast path caught up with the core"
                 );
             }
