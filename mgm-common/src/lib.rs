@@ -4,66 +4,113 @@
 //!
 //! Rules for every type here: `#[repr(C)]`, fixed-width integers and byte arrays only, explicit
 //! zeroed padding, IPv4 addresses as `[u8; 4]` in network order (as read from the packet, so the
-//! fast path never converts), ifindexes and ids in host order. A compile-time size check sits
-//! next to each type so a layout change cannot slip through on one side only.
+//! fast path never converts), ifindexes and ids in host order. Each type is declared with
+//! `abi!`, which checks at compile time that it has no implicit padding, and a size check
+//! sits next to it so a layout change cannot slip through on one side only. The maps
+//! (`maps!`) and the counters (`counters!`) are each declared once, in one list.
 #![no_std]
+
+/// Declares an ABI type: `#[repr(C)]`, and checked at compile time to have no implicit
+/// padding (its size is the sum of its fields'), so nothing uninitialised reaches the kernel
+/// and both sides read the same bytes.
+macro_rules! abi {
+    (
+        $(#[$m:meta])*
+        pub struct $name:ident { $( $(#[$fm:meta])* pub $f:ident: $t:ty, )* }
+    ) => {
+        $(#[$m])*
+        #[repr(C)]
+        pub struct $name { $( $(#[$fm])* pub $f: $t, )* }
+        const _: () = assert!(
+            core::mem::size_of::<$name>() == 0 $( + core::mem::size_of::<$t>() )*,
+            concat!(stringify!($name), " has implicit padding")
+        );
+    };
+}
+
+/// Declares the maps once: each one's name in the object, and whether it is pinned (kept in
+/// the pin directory, so a restarted mgmd takes it over with its contents) or lives for one
+/// run (scratch space). `PINNED` and `ALL` follow; a test of mgm-user checks that the object
+/// has exactly `ALL`, and the loader pins exactly `PINNED`.
+macro_rules! maps {
+    (
+        pinned { $( $(#[$pdoc:meta])* $pname:ident = $ptext:literal, )* }
+        per_run { $( $(#[$rdoc:meta])* $rname:ident = $rtext:literal, )* }
+    ) => {
+        $( $(#[$pdoc])* pub const $pname: &str = $ptext; )*
+        $( $(#[$rdoc])* pub const $rname: &str = $rtext; )*
+        /// The maps kept in the pin directory.
+        pub const PINNED: &[&str] = &[$( $ptext ),*];
+        /// Every map of the object.
+        pub const ALL: &[&str] = &[$( $ptext, )* $( $rtext ),*];
+    };
+}
 
 /// Names of the maps in the eBPF object. The eBPF side declares them with these exact names.
 pub mod maps {
-    /// `HashMap<MfeKey, MfeValue>`: the IPv4 forwarding entries.
-    pub const MFES: &str = "MGM_MFES";
-    /// `HashMap<MfeKey6, MfeValue>`: the IPv6 forwarding entries (their counters, lists and
-    /// leases share the IPv4 entries' maps and slots).
-    pub const MFES6: &str = "MGM_MFES6";
-    /// `ArrayOfMaps<DevMapHash>`: interned outgoing interface lists, indexed by OIL id.
-    pub const OILS: &str = "MGM_OILS";
-    /// `PerCpuArray<MfeStats>`: per-MFE counters, indexed by `MfeValue::stats`.
-    pub const MFE_STATS: &str = "MGM_MFE_STATS";
-    /// `PerCpuArray<u64>`: global counters, indexed by the [`crate::counter`] constants.
-    pub const COUNTERS: &str = "MGM_COUNTERS";
-    /// `HashMap<u32, PortValue>`: per egress ifindex data used when a copy leaves.
-    pub const PORTS: &str = "MGM_PORTS";
-    /// `PerCpuArray<PortStats>`: per-interface copy counters, indexed by
-    /// [`crate::PortValue::stats`] (0: none).
-    pub const PORT_STATS: &str = "MGM_PORT_STATS";
-    /// `RingBuf` of [`crate::Upcall`]: packets the fast path could not forward.
-    pub const UPCALLS: &str = "MGM_UPCALLS";
-    /// `LruHashMap<UpcallKey, UpcallSeen>`: the upcall rate limiter.
-    pub const UPCALL_SEEN: &str = "MGM_UPCALL_SEEN";
-    /// `LruHashMap<UpcallKey6, UpcallSeen>`: the same for IPv6.
-    pub const UPCALL_SEEN6: &str = "MGM_UPCALL_SEEN6";
-    /// `LruPerCpuHashMap<OifKey, OifStats>`: per-MFE, per-outgoing-interface counters, as
-    /// far as the programs keep them (see [`crate::OifStats`]).
-    pub const OIF_STATS: &str = "MGM_OIF_STATS";
-    /// `HashMap<OifKey, OifBase>` (not preallocated): written by the daemon only, pinned so
-    /// that a restarted daemon reports the same copies (see [`crate::OifBase`]).
-    pub const OIF_BASE: &str = "MGM_OIF_BASE";
-    /// `HashMap<u32, HopList>` (not preallocated): the copies of OILs with next hops.
-    pub const HOPS: &str = "MGM_HOPS";
-    /// `HashMap<u32, OilPorts>` (not preallocated): the interfaces of each OIL, read only
-    /// for packets longer than some interface's MTU.
-    pub const OIL_PORTS: &str = "MGM_OIL_PORTS";
-    /// `PerCpuArray<UpcallRecord>` (one entry): where an upcall is assembled.
-    pub const UPCALL_SCRATCH: &str = "MGM_UPCALL_SCRATCH";
-    /// `Array<u32>`: lease liveness (1 alive, 0 released), indexed by lease id.
-    pub const LEASES: &str = "MGM_LEASES";
-    /// `Array<u64>` of [`crate::config`] values the daemon sets: the heartbeat period and its
-    /// liveness stamp (entries followed from the kernel's table only).
-    pub const CONFIG: &str = "MGM_CONFIG";
-    /// `PerCpuArray<u64>` by stats slot: when this CPU last left a packet of a followed
-    /// entry to the kernel (the heartbeat).
-    pub const HEARTBEAT: &str = "MGM_HEARTBEAT";
-    /// `Array<u64>` by stats slot (shared by the CPUs): when a packet of a followed entry
-    /// last arrived on another interface than the entry's (see
-    /// [`crate::counter::PASS_IIF_MOVING`]).
-    pub const MOVED: &str = "MGM_MOVED";
-    /// `Array<u8>` indexed by UDP port: 1 when a socket of this host could receive a
-    /// multicast datagram to that port (bound to the wildcard or a group address).
-    pub const LOCAL_PORTS: &str = "MGM_LOCAL_PORTS";
-    /// `HashMap<LegKey, LegEntry>`: for each (OIL, outgoing interface), the leases that put
-    /// the interface in the list and the interface's MAC. The egress program drops a copy none
-    /// of the leases keeps alive, and writes the MAC as the source of the others.
-    pub const LEGS: &str = "MGM_LEGS";
+    maps! {
+        pinned {
+            /// `HashMap<MfeKey, MfeValue>`: the IPv4 forwarding entries.
+            MFES = "MGM_MFES",
+            /// `HashMap<MfeKey6, MfeValue>`: the IPv6 forwarding entries (their counters, lists and
+            /// leases share the IPv4 entries' maps and slots).
+            MFES6 = "MGM_MFES6",
+            /// `ArrayOfMaps<DevMapHash>`: interned outgoing interface lists, indexed by OIL id.
+            OILS = "MGM_OILS",
+            /// `PerCpuArray<MfeStats>`: per-MFE counters, indexed by `MfeValue::stats`.
+            MFE_STATS = "MGM_MFE_STATS",
+            /// `PerCpuArray<u64>`: global counters, indexed by the [`crate::counter`] constants.
+            COUNTERS = "MGM_COUNTERS",
+            /// `HashMap<u32, PortValue>`: per egress ifindex data used when a copy leaves.
+            PORTS = "MGM_PORTS",
+            /// `PerCpuArray<PortStats>`: per-interface copy counters, indexed by
+            /// [`crate::PortValue::stats`] (0: none).
+            PORT_STATS = "MGM_PORT_STATS",
+            /// `RingBuf` of [`crate::Upcall`]: packets the fast path could not forward.
+            UPCALLS = "MGM_UPCALLS",
+            /// `LruHashMap<UpcallKey, UpcallSeen>`: the upcall rate limiter.
+            UPCALL_SEEN = "MGM_UPCALL_SEEN",
+            /// `LruHashMap<UpcallKey6, UpcallSeen>`: the same for IPv6.
+            UPCALL_SEEN6 = "MGM_UPCALL_SEEN6",
+            /// `LruPerCpuHashMap<OifKey, OifStats>`: per-MFE, per-outgoing-interface counters, as
+            /// far as the programs keep them (see [`crate::OifStats`]).
+            OIF_STATS = "MGM_OIF_STATS",
+            /// `HashMap<OifKey, OifBase>` (not preallocated): written by the daemon only, pinned so
+            /// that a restarted daemon reports the same copies (see [`crate::OifBase`]).
+            OIF_BASE = "MGM_OIF_BASE",
+            /// `HashMap<u32, HopList>` (not preallocated): the copies of OILs with next hops.
+            HOPS = "MGM_HOPS",
+            /// `HashMap<u32, OilPorts>` (not preallocated): the interfaces of each OIL, read only
+            /// for packets longer than some interface's MTU.
+            OIL_PORTS = "MGM_OIL_PORTS",
+            /// `Array<u32>`: lease liveness (1 alive, 0 released), indexed by lease id.
+            LEASES = "MGM_LEASES",
+            /// `Array<u64>` of [`crate::config`] values the daemon sets: the heartbeat period and its
+            /// liveness stamp (entries followed from the kernel's table only).
+            CONFIG = "MGM_CONFIG",
+            /// `PerCpuArray<u64>` by stats slot: when this CPU last left a packet of a followed
+            /// entry to the kernel (the heartbeat).
+            HEARTBEAT = "MGM_HEARTBEAT",
+            /// `Array<u64>` by stats slot (shared by the CPUs): when a packet of a followed entry
+            /// last arrived on another interface than the entry's (see
+            /// [`crate::counter::PASS_IIF_MOVING`]).
+            MOVED = "MGM_MOVED",
+            /// `Array<u8>` indexed by UDP port: 1 when a socket of this host could receive a
+            /// multicast datagram to that port (bound to the wildcard or a group address).
+            LOCAL_PORTS = "MGM_LOCAL_PORTS",
+            /// `HashMap<LegKey, LegEntry>`: for each (OIL, outgoing interface), the leases that put
+            /// the interface in the list and the interface's MAC. The egress program drops a copy none
+            /// of the leases keeps alive, and writes the MAC as the source of the others.
+            LEGS = "MGM_LEGS",
+        }
+        per_run {
+            /// `PerCpuArray<UpcallRecord>` (one entry): where an upcall is assembled.
+            UPCALL_SCRATCH = "MGM_UPCALL_SCRATCH",
+            /// `PerCpuArray<Scratch>` (one entry): the per-CPU copy of the headers the
+            /// programs' `bpf_loop` walks read (see `mgm-ebpf/src/parse.rs`).
+            SCRATCH = "MGM_SCRATCH",
+        }
+    }
 }
 
 /// Program names (ELF symbols), used for `program_mut` lookups.
@@ -122,35 +169,38 @@ pub const MAX_OIF_STATS: u32 = 262_144;
 /// of an MFE whose list changed while packets were flowing).
 pub const MAX_OIF_BASES: u32 = 1 << 20;
 
-/// Value of [`maps::OIL_PORTS`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OilPorts {
-    pub len: u32,
-    pub ifindex: [u32; MAX_OIL_PORTS as usize],
+abi! {
+    /// Value of [`maps::OIL_PORTS`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct OilPorts {
+        pub len: u32,
+        pub ifindex: [u32; MAX_OIL_PORTS as usize],
+    }
 }
 const _: () = assert!(core::mem::size_of::<OilPorts>() == 4 + 4 * MAX_OIL_PORTS as usize);
 
-/// Key of [`maps::OIF_STATS`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct OifKey {
-    /// The MFE's stats slot ([`MfeValue::stats`]).
-    pub slot: u32,
-    pub ifindex: u32,
+abi! {
+    /// Key of [`maps::OIF_STATS`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+    pub struct OifKey {
+        /// The MFE's stats slot ([`MfeValue::stats`]).
+        pub slot: u32,
+        pub ifindex: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<OifKey>() == 8);
 
-/// Per-CPU counters of one managed interface (value of [`maps::PORT_STATS`]): copies that
-/// left through it, whatever their MFE, and copies meant for it that did not.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PortStats {
-    pub copies: u64,
-    /// Whole frames.
-    pub bytes: u64,
-    /// Released, longer than the MTU, or no neighbour MAC yet.
-    pub drops: u64,
+abi! {
+    /// Per-CPU counters of one managed interface (value of [`maps::PORT_STATS`]): copies that
+    /// left through it, whatever their MFE, and copies meant for it that did not.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct PortStats {
+        pub copies: u64,
+        /// Whole frames.
+        pub bytes: u64,
+        /// Released, longer than the MTU, or no neighbour MAC yet.
+        pub drops: u64,
+    }
 }
 const _: () = assert!(core::mem::size_of::<PortStats>() == 24);
 
@@ -163,25 +213,26 @@ impl PortStats {
     }
 }
 
-/// Per-CPU counters of one outgoing interface of one MFE (MIB_IPMCAST_OIF_STATS).
-///
-/// The XDP paths count no copy one by one (a map lookup per copy costs a quarter of the
-/// copy): the ingress program counts the packet once per MFE, and the copies sent are that
-/// count for every interface of the list, less the copies dropped after it. So in the map,
-/// for an MFE whose copies XDP makes, `out_packets` and `out_bytes` go *down* (wrapping) for
-/// each copy dropped; for an MFE with next hops the TC program counts each copy it sends. The
-/// daemon adds the two (with [`OifBase`]); what it reports is the plain count.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct OifStats {
-    /// Copies sent.
-    pub out_packets: u64,
-    /// Bytes of those copies (whole frames).
-    pub out_bytes: u64,
-    /// Copies larger than the interface's MTU (not fragmented: dropped).
-    pub frag_needed: u64,
-    /// Copies dropped for another reason (the interface was released).
-    pub out_discards: u64,
+abi! {
+    /// Per-CPU counters of one outgoing interface of one MFE (MIB_IPMCAST_OIF_STATS).
+    ///
+    /// The XDP paths count no copy one by one (a map lookup per copy costs a quarter of the
+    /// copy): the ingress program counts the packet once per MFE, and the copies sent are that
+    /// count for every interface of the list, less the copies dropped after it. So in the map,
+    /// for an MFE whose copies XDP makes, `out_packets` and `out_bytes` go *down* (wrapping) for
+    /// each copy dropped; for an MFE with next hops the TC program counts each copy it sends. The
+    /// daemon adds the two (with [`OifBase`]); what it reports is the plain count.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct OifStats {
+        /// Copies sent.
+        pub out_packets: u64,
+        /// Bytes of those copies (whole frames).
+        pub out_bytes: u64,
+        /// Copies larger than the interface's MTU (not fragmented: dropped).
+        pub frag_needed: u64,
+        /// Copies dropped for another reason (the interface was released).
+        pub out_discards: u64,
+    }
 }
 const _: () = assert!(core::mem::size_of::<OifStats>() == 32);
 
@@ -195,26 +246,28 @@ impl OifStats {
     }
 }
 
-/// The daemon's share of an outgoing interface's copy count (wrapping). Copies sent on an
-/// interface = the MFE's forwarded packets × (1 while the interface is in the list and XDP
-/// makes the copies, else 0) + this + [`OifStats::out_packets`]. When the list or the path
-/// changes, the daemon moves the difference here, so that the count goes on from where it was.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct OifBase {
-    pub packets: u64,
-    pub bytes: u64,
+abi! {
+    /// The daemon's share of an outgoing interface's copy count (wrapping). Copies sent on an
+    /// interface = the MFE's forwarded packets × (1 while the interface is in the list and XDP
+    /// makes the copies, else 0) + this + [`OifStats::out_packets`]. When the list or the path
+    /// changes, the daemon moves the difference here, so that the count goes on from where it was.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct OifBase {
+        pub packets: u64,
+        pub bytes: u64,
+    }
 }
 const _: () = assert!(core::mem::size_of::<OifBase>() == 16);
 
-/// Key of the MFE map: one (S,G).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct MfeKey {
-    /// Source address, network order.
-    pub source: [u8; 4],
-    /// Group address, network order.
-    pub group: [u8; 4],
+abi! {
+    /// Key of the MFE map: one (S,G).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+    pub struct MfeKey {
+        /// Source address, network order.
+        pub source: [u8; 4],
+        /// Group address, network order.
+        pub group: [u8; 4],
+    }
 }
 const _: () = assert!(core::mem::size_of::<MfeKey>() == 8 && core::mem::align_of::<MfeKey>() == 1);
 
@@ -224,36 +277,38 @@ impl MfeKey {
     }
 }
 
-/// Key of the IPv6 MFE map: one (S,G).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct MfeKey6 {
-    /// Source address, network order.
-    pub source: [u8; 16],
-    /// Group address, network order.
-    pub group: [u8; 16],
+abi! {
+    /// Key of the IPv6 MFE map: one (S,G).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+    pub struct MfeKey6 {
+        /// Source address, network order.
+        pub source: [u8; 16],
+        /// Group address, network order.
+        pub group: [u8; 16],
+    }
 }
 const _: () =
     assert!(core::mem::size_of::<MfeKey6>() == 32 && core::mem::align_of::<MfeKey6>() == 1);
 
-/// Value of the MFE map (both families).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct MfeValue {
-    /// Expected incoming ifindex (host order). A packet on any other interface is not forwarded.
-    pub iif: u32,
-    /// OIL id (key into [`maps::OILS`]); [`OIL_EMPTY`] for an empty list.
-    pub oil: u32,
-    /// Slot in [`maps::MFE_STATS`].
-    pub stats: u32,
-    /// Smallest MTU among the outgoing interfaces (0: none known). A longer packet is still
-    /// sent, but the kernel drops the copies that do not fit: the program counts them first.
-    pub min_mtu: u32,
-    /// [`MFE_F_HOPS`], [`MFE_F_STATIC`], [`MFE_F_KERNEL`].
-    pub flags: u32,
-    /// The only outgoing interface, when the list has exactly one and no next hop: the
-    /// ingress program sends the copy itself (no devmap, no per-copy program). 0: broadcast.
-    pub single: u32,
+abi! {
+    /// Value of the MFE map (both families).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct MfeValue {
+        /// Expected incoming ifindex (host order). A packet on any other interface is not forwarded.
+        pub iif: u32,
+        /// OIL id (key into [`maps::OILS`]); [`OIL_EMPTY`] for an empty list.
+        pub oil: u32,
+        /// Slot in [`maps::MFE_STATS`].
+        pub stats: u32,
+        /// Smallest MTU among the outgoing interfaces (0: none known). A longer packet is still
+        /// sent, but the kernel drops the copies that do not fit: the program counts them first.
+        pub min_mtu: u32,
+        /// [`MFE_F_HOPS`], [`MFE_F_STATIC`], [`MFE_F_KERNEL`].
+        pub flags: u32,
+        /// The only outgoing interface, when the list has exactly one and no next hop: the
+        /// ingress program sends the copy itself (no devmap, no per-copy program). 0: broadcast.
+        pub single: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<MfeValue>() == 24);
 
@@ -288,29 +343,31 @@ pub mod config {
     pub const COUNT: u32 = 3;
 }
 
-/// One copy made by the TC program.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Hop {
-    pub ifindex: u32,
-    /// Destination MAC of the copy; all zero: the neighbour is not resolved (no copy).
-    pub mac: [u8; 6],
-    /// 1: write `mac` as destination; 0: keep the group's MAC (a leg without next hop).
-    pub set_dst: u8,
-    pub _pad: u8,
-    /// The next hop, for the control plane (an IPv6 address in network order, an IPv4 one
-    /// IPv4-mapped; unspecified for a leg without one).
-    pub nexthop: [u8; 16],
-    pub leases: LegValue,
+abi! {
+    /// One copy made by the TC program.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+    pub struct Hop {
+        pub ifindex: u32,
+        /// Destination MAC of the copy; all zero: the neighbour is not resolved (no copy).
+        pub mac: [u8; 6],
+        /// 1: write `mac` as destination; 0: keep the group's MAC (a leg without next hop).
+        pub set_dst: u8,
+        pub _pad: u8,
+        /// The next hop, for the control plane (an IPv6 address in network order, an IPv4 one
+        /// IPv4-mapped; unspecified for a leg without one).
+        pub nexthop: [u8; 16],
+        pub leases: LegValue,
+    }
 }
 const _: () = assert!(core::mem::size_of::<Hop>() == 28 + 4 * LEG_LEASES);
 
-/// Value of [`maps::HOPS`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HopList {
-    pub len: u32,
-    pub hops: [Hop; MAX_HOPS],
+abi! {
+    /// Value of [`maps::HOPS`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct HopList {
+        pub len: u32,
+        pub hops: [Hop; MAX_HOPS],
+    }
 }
 
 impl MfeValue {
@@ -319,20 +376,21 @@ impl MfeValue {
     }
 }
 
-/// Per-CPU per-MFE counters. The daemon sums them over CPUs.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct MfeStats {
-    /// Packets that matched the MFE on its incoming interface (forwarded or TTL-expired).
-    pub packets: u64,
-    /// Bytes of those packets (whole frame as received, L2 included).
-    pub bytes: u64,
-    /// Packets that matched the (S,G) on another interface (not forwarded).
-    pub wrong_iif: u64,
-    /// Packets that arrived with TTL ≤ 1 (not forwarded).
-    pub ttl_expired: u64,
-    /// Bytes of those packets.
-    pub ttl_expired_bytes: u64,
+abi! {
+    /// Per-CPU per-MFE counters. The daemon sums them over CPUs.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct MfeStats {
+        /// Packets that matched the MFE on its incoming interface (forwarded or TTL-expired).
+        pub packets: u64,
+        /// Bytes of those packets (whole frame as received, L2 included).
+        pub bytes: u64,
+        /// Packets that matched the (S,G) on another interface (not forwarded).
+        pub wrong_iif: u64,
+        /// Packets that arrived with TTL ≤ 1 (not forwarded).
+        pub ttl_expired: u64,
+        /// Bytes of those packets.
+        pub ttl_expired_bytes: u64,
+    }
 }
 const _: () = assert!(core::mem::size_of::<MfeStats>() == 40);
 
@@ -383,79 +441,85 @@ pub const UPCALL_F_QUEUED: u32 = 2;
 /// frame's, in its IPv6 header (always whole in the record).
 pub const UPCALL_F_IPV6: u32 = 4;
 
-/// A packet the fast path did not forward and the control plane should hear about: this
-/// header, then `frame_len` bytes of the frame (Ethernet header on) in the same record.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Upcall {
-    /// Network order.
-    pub source: [u8; 4],
-    /// Network order.
-    pub group: [u8; 4],
-    /// Ingress ifindex.
-    pub ifindex: u32,
-    /// [`UPCALL_NO_MFE`], [`UPCALL_WRONG_IIF`] or [`UPCALL_TOO_BIG`].
-    pub kind: u32,
-    /// [`UPCALL_F_EVENT`], [`UPCALL_F_QUEUED`].
-    pub flags: u32,
-    /// Bytes of frame following this header (at most [`UPCALL_FRAME_MAX`]).
-    pub frame_len: u32,
+abi! {
+    /// A packet the fast path did not forward and the control plane should hear about: this
+    /// header, then `frame_len` bytes of the frame (Ethernet header on) in the same record.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct Upcall {
+        /// Network order.
+        pub source: [u8; 4],
+        /// Network order.
+        pub group: [u8; 4],
+        /// Ingress ifindex.
+        pub ifindex: u32,
+        /// [`UPCALL_NO_MFE`], [`UPCALL_WRONG_IIF`] or [`UPCALL_TOO_BIG`].
+        pub kind: u32,
+        /// [`UPCALL_F_EVENT`], [`UPCALL_F_QUEUED`].
+        pub flags: u32,
+        /// Bytes of frame following this header (at most [`UPCALL_FRAME_MAX`]).
+        pub frame_len: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<Upcall>() == 24);
 
-/// An upcall record as the program assembles it (per-CPU scratch: too big for the stack).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct UpcallRecord {
-    pub upcall: Upcall,
-    pub frame: [u8; UPCALL_FRAME_MAX],
+abi! {
+    /// An upcall record as the program assembles it (per-CPU scratch: too big for the stack).
+    #[derive(Clone, Copy)]
+    pub struct UpcallRecord {
+        pub upcall: Upcall,
+        pub frame: [u8; UPCALL_FRAME_MAX],
+    }
 }
 
-/// Key of the upcall rate limiter.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct UpcallKey {
-    pub source: [u8; 4],
-    pub group: [u8; 4],
-    pub ifindex: u32,
-    pub kind: u32,
+abi! {
+    /// Key of the upcall rate limiter.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct UpcallKey {
+        pub source: [u8; 4],
+        pub group: [u8; 4],
+        pub ifindex: u32,
+        pub kind: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<UpcallKey>() == 16);
 
-/// Key of the IPv6 upcall rate limiter.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct UpcallKey6 {
-    pub source: [u8; 16],
-    pub group: [u8; 16],
-    pub ifindex: u32,
-    pub kind: u32,
+abi! {
+    /// Key of the IPv6 upcall rate limiter.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct UpcallKey6 {
+        pub source: [u8; 16],
+        pub group: [u8; 16],
+        pub ifindex: u32,
+        pub kind: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<UpcallKey6>() == 40);
 
-/// Value of the upcall rate limiter: when the interval started and how many packets were
-/// copied whole in it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct UpcallSeen {
-    pub since_ns: u64,
-    pub queued: u32,
-    pub _pad: u32,
+abi! {
+    /// Value of the upcall rate limiter: when the interval started and how many packets were
+    /// copied whole in it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct UpcallSeen {
+        pub since_ns: u64,
+        pub queued: u32,
+        pub _pad: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<UpcallSeen>() == 16);
 
-/// Value of [`maps::PORTS`]: what the egress program needs to know about an outgoing interface.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct PortValue {
-    /// MAC address of the interface, written as the source of every copy sent there
-    /// (a router forwards with its own address, as the kernel does).
-    pub mac: [u8; 6],
-    /// IP MTU: a copy with a longer IP packet is dropped and counted (0: no check).
-    pub mtu: u16,
-    /// The interface's slot in `MGM_PORT_STATS` (1..=MAX_PORTS), given by the daemon's map
-    /// writer; 0: not counted.
-    pub stats: u32,
+abi! {
+    /// Value of [`maps::PORTS`]: what the egress program needs to know about an outgoing interface.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct PortValue {
+        /// MAC address of the interface, written as the source of every copy sent there
+        /// (a router forwards with its own address, as the kernel does).
+        pub mac: [u8; 6],
+        /// IP MTU: a copy with a longer IP packet is dropped and counted (0: no check).
+        pub mtu: u16,
+        /// The interface's slot in `MGM_PORT_STATS` (1..=MAX_PORTS), given by the daemon's map
+        /// writer; 0: not counted.
+        pub stats: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<PortValue>() == 12);
 
@@ -465,46 +529,50 @@ impl PortValue {
     }
 }
 
-/// What the XDP ingress program leaves in front of a frame it broadcasts (XDP metadata), so
-/// the egress program need not look the MFE up again for every copy. Metadata survives the
-/// devmap in native mode only; in generic mode the egress program re-reads the MFE.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct CopyMeta {
-    /// The OIL the frame was broadcast to.
-    pub oil: u32,
-    /// The MFE's stats slot.
-    pub stats: u32,
+abi! {
+    /// What the XDP ingress program leaves in front of a frame it broadcasts (XDP metadata), so
+    /// the egress program need not look the MFE up again for every copy. Metadata survives the
+    /// devmap in native mode only; in generic mode the egress program re-reads the MFE.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+    pub struct CopyMeta {
+        /// The OIL the frame was broadcast to.
+        pub oil: u32,
+        /// The MFE's stats slot.
+        pub stats: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<CopyMeta>() == 8);
 
-/// Key of [`maps::LEGS`]: one outgoing interface of one OIL.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct LegKey {
-    pub oil: u32,
-    pub ifindex: u32,
+abi! {
+    /// Key of [`maps::LEGS`]: one outgoing interface of one OIL.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+    pub struct LegKey {
+        pub oil: u32,
+        pub ifindex: u32,
+    }
 }
 const _: () = assert!(core::mem::size_of::<LegKey>() == 8);
 
-/// Value of [`maps::LEGS`]: what the egress program needs for one copy, in one lookup.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LegEntry {
-    pub leases: LegValue,
-    /// The outgoing interface's own MAC, the source address of the copy.
-    pub src_mac: [u8; 6],
-    /// The interface's [`PortValue::stats`] slot, so that counting a copy costs no lookup.
-    pub port_stats: u16,
+abi! {
+    /// Value of [`maps::LEGS`]: what the egress program needs for one copy, in one lookup.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct LegEntry {
+        pub leases: LegValue,
+        /// The outgoing interface's own MAC, the source address of the copy.
+        pub src_mac: [u8; 6],
+        /// The interface's [`PortValue::stats`] slot, so that counting a copy costs no lookup.
+        pub port_stats: u16,
+    }
 }
 const _: () = assert!(core::mem::size_of::<LegEntry>() == 4 * LEG_LEASES + 8);
 
-/// The leases behind one leg: a copy to this interface is sent while any of them is alive.
-/// Unused slots hold [`LEASE_NONE`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegValue {
-    pub leases: [u32; LEG_LEASES],
+abi! {
+    /// The leases behind one leg: a copy to this interface is sent while any of them is alive.
+    /// Unused slots hold [`LEASE_NONE`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub struct LegValue {
+        pub leases: [u32; LEG_LEASES],
+    }
 }
 const _: () = assert!(core::mem::size_of::<LegValue>() == 4 * LEG_LEASES);
 
@@ -514,137 +582,119 @@ impl Default for LegValue {
     }
 }
 
+/// Declares the global counters once: each one's index (its place in the list), its name
+/// for display, and its meaning; `COUNT` and `NAMES` follow.
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident = $text:literal, )*) => {
+        /// The counters in order: their indices.
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[repr(u32)]
+        enum Index {
+            $( $name, )*
+            Count,
+        }
+        $( $(#[$doc])* pub const $name: u32 = Index::$name as u32; )*
+        /// Number of counters.
+        pub const COUNT: u32 = Index::Count as u32;
+        /// Names for display (metrics, `show`), indexed by counter.
+        pub const NAMES: [&str; COUNT as usize] = [$( $text ),*];
+    };
+}
+
 /// Indices into [`maps::COUNTERS`]. Every packet the XDP ingress program sees ends in exactly
 /// one of the `PASS_*`, `DROP_*` and `FORWARDED` outcomes; `EGRESS_*` count the copies the
 /// devmap egress program handles, `TC_*` those of the next-hop (TC) program, `UPCALL_*` the
 /// records sent to mgmd.
 pub mod counter {
-    /// Neither IPv4 nor IPv6 over untagged Ethernet (ARP, VLAN-tagged...): passed to the stack.
-    pub const PASS_NOT_IPV4: u32 = 0;
-    /// IP but not to a multicast group: passed.
-    pub const PASS_NOT_MULTICAST: u32 = 1;
-    /// 224.0.0.0/24 (link-local control traffic: IGMP, PIM, OSPF...), or an IPv6 group of
-    /// the interface-local, link-local or reserved scopes (ff00/ff01/ff02/ff0f): never routed,
-    /// passed.
-    pub const PASS_LINK_LOCAL: u32 = 2;
-    /// Truncated frame, bad IHL/length/version or header checksum: passed so the kernel
-    /// drops it and counts it in its own IP statistics.
-    pub const PASS_MALFORMED: u32 = 3;
-    /// Multicast with no MFE: passed.
-    pub const PASS_NO_MFE: u32 = 4;
-    /// Replicated to the MFE's outgoing list.
-    pub const FORWARDED: u32 = 5;
-    /// Matched an MFE but arrived on another interface: dropped.
-    pub const DROP_WRONG_IIF: u32 = 6;
-    /// Matched an MFE with TTL ≤ 1: dropped.
-    pub const DROP_TTL: u32 = 7;
-    /// Matched an MFE whose outgoing list is empty (negative cache): dropped.
-    pub const DROP_EMPTY_OIL: u32 = 8;
-    /// MFE names an OIL id missing from the OIL map (a bug or a race in the writer): dropped.
-    pub const DROP_NO_OIL: u32 = 9;
-    /// One copy sent on the XDP path (by the egress program; for an MFE with a single
-    /// outgoing interface, by the ingress program).
-    pub const EGRESS_TX: u32 = 10;
-    /// A copy to an interface missing from the port map: dropped.
-    pub const EGRESS_NO_PORT: u32 = 11;
-    /// An upcall was queued for the control plane.
-    pub const UPCALL_SENT: u32 = 12;
-    /// An upcall was lost: the ring buffer was full.
-    pub const UPCALL_LOST: u32 = 13;
-    /// A copy dropped because every lease behind it was released (atomic release at work).
-    pub const EGRESS_RELEASED: u32 = 14;
-    /// A copy dropped because its MFE or OIL changed while it was in flight.
-    pub const EGRESS_STALE: u32 = 15;
-    /// A copy the kernel drops because it is larger than the outgoing interface's MTU
-    /// (counted at ingress, before the redirect).
-    pub const EGRESS_TOO_BIG: u32 = 16;
-    /// Handed to the TC program (an MFE with next hops).
-    pub const PASS_TO_TC: u32 = 17;
-    /// A copy sent by the TC program.
-    pub const TC_TX: u32 = 18;
-    /// A copy the TC program did not send: its next hop's MAC is not resolved yet.
-    pub const TC_NO_NEIGHBOUR: u32 = 19;
-    /// A copy the TC program did not send: every lease behind it was released.
-    pub const TC_RELEASED: u32 = 20;
-    /// Control traffic (IGMP, PIM, or any packet with the Router Alert option): passed to
-    /// the kernel untouched, whatever its group.
-    pub const PASS_CONTROL: u32 = 21;
-    /// A frame not sent to a multicast or broadcast MAC: not addressed to a router as
-    /// multicast, passed to the kernel (which routes it only if it was sent to this host).
-    pub const PASS_L2_UNICAST: u32 = 22;
-    /// A packet of a flow without MFE too long to be held for forwarding once the MFE exists
-    /// (more than `UPCALL_FRAME_MAX` bytes): the kernel had it, nothing replays it.
-    pub const UPCALL_NOT_HELD: u32 = 23;
-    /// The copy of an MFE with a single outgoing interface, longer than that interface's MTU:
-    /// dropped (never fragmented), also counted in `egress_too_big` and `frag_needed`.
-    pub const DROP_TOO_BIG: u32 = 24;
-    /// A packet of an entry followed from the kernel, left to the kernel: wrong interface,
-    /// TTL ≤ 1, or the daemon's liveness stamp stale (fail open).
-    pub const PASS_KERNEL: u32 = 25;
-    /// A packet of a followed entry left to the kernel as its heartbeat.
-    pub const PASS_HEARTBEAT: u32 = 26;
-    /// A packet of a followed entry left to the kernel because a local socket may receive
-    /// it (see [`crate::MFE_F_LOCAL`]).
-    pub const PASS_LOCAL: u32 = 27;
-    /// IPv6 extension headers the program does not walk (Routing, more than
-    /// [`crate::MAX_EXT_HEADERS`], a Hop-by-Hop header longer than it reads): passed to the
-    /// kernel untouched.
-    pub const PASS_EXT_HEADERS: u32 = 28;
-    /// A frame the TC program left to the kernel untouched: not a packet XDP handed over
-    /// (`pass_to_tc`), or one whose MFE changed since (XDP counted why it passed).
-    pub const TC_PASS: u32 = 29;
-    /// An original the TC program consumed once its copies were made (each copy is counted in
-    /// `tc_tx`, `tc_no_neighbour` or `tc_released`).
-    pub const TC_CONSUMED: u32 = 30;
-    /// A frame the TC program dropped because a helper failed after it had changed the frame
-    /// (tail trimmed, TTL or hop limit written): never handed on half-rewritten.
-    pub const TC_DROP_FAILED: u32 = 31;
-    /// A packet of a followed entry left to the kernel because a packet of the same entry
-    /// arrived on another interface within [`crate::IIF_MOVING_NS`]: the kernel's incoming
-    /// interface may be changing (PIM moving to the source tree), and until the flow comes in
-    /// through one interface only, the kernel alone decides which copy it forwards (the fast
-    /// path's entry may lag the kernel's: forwarding the old interface's copy there, as the
-    /// kernel forwards the new one's, would send a datagram twice).
-    pub const PASS_IIF_MOVING: u32 = 32;
-    /// Number of counters.
-    pub const COUNT: u32 = 33;
-
-    /// Names for display, indexed by counter.
-    pub const NAMES: [&str; COUNT as usize] = [
-        "pass_not_ipv4",
-        "pass_not_multicast",
-        "pass_link_local",
-        "pass_malformed",
-        "pass_no_mfe",
-        "forwarded",
-        "drop_wrong_iif",
-        "drop_ttl",
-        "drop_empty_oil",
-        "drop_no_oil",
-        "egress_tx",
-        "egress_no_port",
-        "upcall_sent",
-        "upcall_lost",
-        "egress_released",
-        "egress_stale",
-        "egress_too_big",
-        "pass_to_tc",
-        "tc_tx",
-        "tc_no_neighbour",
-        "tc_released",
-        "pass_control",
-        "pass_l2_unicast",
-        "upcall_not_held",
-        "drop_too_big",
-        "pass_kernel",
-        "pass_heartbeat",
-        "pass_local",
-        "pass_ext_headers",
-        "tc_pass",
-        "tc_consumed",
-        "tc_drop_failed",
-        "pass_iif_moving",
-    ];
+    counters! {
+        /// Neither IPv4 nor IPv6 over untagged Ethernet (ARP, VLAN-tagged...): passed to the stack.
+        PASS_NOT_IPV4 = "pass_not_ipv4",
+        /// IP but not to a multicast group: passed.
+        PASS_NOT_MULTICAST = "pass_not_multicast",
+        /// 224.0.0.0/24 (link-local control traffic: IGMP, PIM, OSPF...), or an IPv6 group of
+        /// the interface-local, link-local or reserved scopes (ff00/ff01/ff02/ff0f): never routed,
+        /// passed.
+        PASS_LINK_LOCAL = "pass_link_local",
+        /// Truncated frame, bad IHL/length/version or header checksum: passed so the kernel
+        /// drops it and counts it in its own IP statistics.
+        PASS_MALFORMED = "pass_malformed",
+        /// Multicast with no MFE: passed.
+        PASS_NO_MFE = "pass_no_mfe",
+        /// Replicated to the MFE's outgoing list.
+        FORWARDED = "forwarded",
+        /// Matched an MFE but arrived on another interface: dropped.
+        DROP_WRONG_IIF = "drop_wrong_iif",
+        /// Matched an MFE with TTL ≤ 1: dropped.
+        DROP_TTL = "drop_ttl",
+        /// Matched an MFE whose outgoing list is empty (negative cache): dropped.
+        DROP_EMPTY_OIL = "drop_empty_oil",
+        /// MFE names an OIL id missing from the OIL map (a bug or a race in the writer): dropped.
+        DROP_NO_OIL = "drop_no_oil",
+        /// One copy sent on the XDP path (by the egress program; for an MFE with a single
+        /// outgoing interface, by the ingress program).
+        EGRESS_TX = "egress_tx",
+        /// A copy to an interface missing from the port map: dropped.
+        EGRESS_NO_PORT = "egress_no_port",
+        /// An upcall was queued for the control plane.
+        UPCALL_SENT = "upcall_sent",
+        /// An upcall was lost: the ring buffer was full.
+        UPCALL_LOST = "upcall_lost",
+        /// A copy dropped because every lease behind it was released (atomic release at work).
+        EGRESS_RELEASED = "egress_released",
+        /// A copy dropped because its MFE or OIL changed while it was in flight.
+        EGRESS_STALE = "egress_stale",
+        /// A copy the kernel drops because it is larger than the outgoing interface's MTU
+        /// (counted at ingress, before the redirect).
+        EGRESS_TOO_BIG = "egress_too_big",
+        /// Handed to the TC program (an MFE with next hops).
+        PASS_TO_TC = "pass_to_tc",
+        /// A copy sent by the TC program.
+        TC_TX = "tc_tx",
+        /// A copy the TC program did not send: its next hop's MAC is not resolved yet.
+        TC_NO_NEIGHBOUR = "tc_no_neighbour",
+        /// A copy the TC program did not send: every lease behind it was released.
+        TC_RELEASED = "tc_released",
+        /// Control traffic (IGMP, PIM, or any packet with the Router Alert option): passed to
+        /// the kernel untouched, whatever its group.
+        PASS_CONTROL = "pass_control",
+        /// A frame not sent to a multicast or broadcast MAC: not addressed to a router as
+        /// multicast, passed to the kernel (which routes it only if it was sent to this host).
+        PASS_L2_UNICAST = "pass_l2_unicast",
+        /// A packet of a flow without MFE too long to be held for forwarding once the MFE exists
+        /// (more than `UPCALL_FRAME_MAX` bytes): the kernel had it, nothing replays it.
+        UPCALL_NOT_HELD = "upcall_not_held",
+        /// The copy of an MFE with a single outgoing interface, longer than that interface's MTU:
+        /// dropped (never fragmented), also counted in `egress_too_big` and `frag_needed`.
+        DROP_TOO_BIG = "drop_too_big",
+        /// A packet of an entry followed from the kernel, left to the kernel: wrong interface,
+        /// TTL ≤ 1, or the daemon's liveness stamp stale (fail open).
+        PASS_KERNEL = "pass_kernel",
+        /// A packet of a followed entry left to the kernel as its heartbeat.
+        PASS_HEARTBEAT = "pass_heartbeat",
+        /// A packet of a followed entry left to the kernel because a local socket may receive
+        /// it (see [`crate::MFE_F_LOCAL`]).
+        PASS_LOCAL = "pass_local",
+        /// IPv6 extension headers the program does not walk (Routing, more than
+        /// [`crate::MAX_EXT_HEADERS`], a Hop-by-Hop header longer than it reads): passed to the
+        /// kernel untouched.
+        PASS_EXT_HEADERS = "pass_ext_headers",
+        /// A frame the TC program left to the kernel untouched: not a packet XDP handed over
+        /// (`pass_to_tc`), or one whose MFE changed since (XDP counted why it passed).
+        TC_PASS = "tc_pass",
+        /// An original the TC program consumed once its copies were made (each copy is counted in
+        /// `tc_tx`, `tc_no_neighbour` or `tc_released`).
+        TC_CONSUMED = "tc_consumed",
+        /// A frame the TC program dropped because a helper failed after it had changed the frame
+        /// (tail trimmed, TTL or hop limit written): never handed on half-rewritten.
+        TC_DROP_FAILED = "tc_drop_failed",
+        /// A packet of a followed entry left to the kernel because a packet of the same entry
+        /// arrived on another interface within [`crate::IIF_MOVING_NS`]: the kernel's incoming
+        /// interface may be changing (PIM moving to the source tree), and until the flow comes in
+        /// through one interface only, the kernel alone decides which copy it forwards (the fast
+        /// path's entry may lag the kernel's: forwarding the old interface's copy there, as the
+        /// kernel forwards the new one's, would send a datagram twice).
+        PASS_IIF_MOVING = "pass_iif_moving",
+    }
 }
 
 #[cfg(feature = "user")]

@@ -231,31 +231,6 @@ impl Default for LoadOptions {
     }
 }
 
-/// Maps kept in the pin directory. The programs need no pin: the pinned XDP links hold the
-/// ingress program, and devmap entries the egress program.
-const PINNED_MAPS: [&str; 20] = [
-    maps::PORT_STATS,
-    maps::MOVED,
-    maps::HOPS,
-    maps::CONFIG,
-    maps::LOCAL_PORTS,
-    maps::HEARTBEAT,
-    maps::OIF_STATS,
-    maps::OIF_BASE,
-    maps::OIL_PORTS,
-    maps::MFES,
-    maps::MFES6,
-    maps::OILS,
-    maps::MFE_STATS,
-    maps::COUNTERS,
-    maps::PORTS,
-    maps::UPCALLS,
-    maps::UPCALL_SEEN,
-    maps::UPCALL_SEEN6,
-    maps::LEASES,
-    maps::LEGS,
-];
-
 /// What the pinned maps must look like to be reused: every size that the programs and this
 /// process must agree on, and the capacities given at load time. Kept as the name of an empty
 /// directory next to the pins (bpffs holds no regular files).
@@ -375,7 +350,7 @@ impl BpfFastPath {
                 std::fs::create_dir_all(dir.join(sub))
                     .map_err(|e| LoadError::Pin(dir.join(sub), e))?;
             }
-            pin_paths = PINNED_MAPS.iter().map(|m| (*m, dir.join("maps").join(m))).collect();
+            pin_paths = maps::PINNED.iter().map(|m| (*m, dir.join("maps").join(m))).collect();
         }
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
@@ -541,6 +516,28 @@ mod tests {
             }),
         };
         assert!(map.needs_capability());
+    }
+
+    /// The object's maps are exactly those mgm-common declares (a map added on one side
+    /// only fails here), and the loader pins the declared ones.
+    #[test]
+    fn the_object_has_exactly_the_declared_maps() {
+        let obj = aya_obj::Object::parse(OBJECT).expect("the embedded eBPF object parses");
+        // Data sections (.rodata, .bss) and aya-log's map are not mgm's.
+        let mut found: Vec<&str> = obj
+            .maps
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !n.starts_with('.') && *n != "AYA_LOGS")
+            .collect();
+        found.sort();
+        let mut declared = maps::ALL.to_vec();
+        declared.sort();
+        assert_eq!(found, declared);
+        assert!(maps::PINNED.iter().all(|m| maps::ALL.contains(m)));
+        assert!(
+            !maps::PINNED.contains(&maps::UPCALL_SCRATCH) && maps::PINNED.contains(&maps::MFES)
+        );
     }
 
     #[test]
