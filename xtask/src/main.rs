@@ -695,6 +695,41 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
 mod tests {
     use super::parse_test_result;
 
+    /// What a routing daemon's author pulls in with `mgm-client`, as `cargo tree -p
+    /// mgm-client` shows it: the protocol and a socket, none of mgmd's BPF, HTTP, netlink or
+    /// command-line crates, and no build script of mgm's (the eBPF object's).
+    #[test]
+    fn the_client_crate_pulls_in_no_daemon() {
+        let cargo = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO"))
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("running cargo");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let tree = cargo(&["tree", "-p", "mgm-client", "-e", "normal", "--prefix", "none"]);
+        let mut names: Vec<&str> = tree.lines().filter_map(|l| l.split(' ').next()).collect();
+        names.sort();
+        names.dedup();
+        for banned in ["aya", "hyper", "netlink", "clap", "prometheus", "mgm-user", "mgm-ebpf"] {
+            assert!(!names.iter().any(|n| n.starts_with(banned)), "{banned} in {names:?}");
+        }
+        assert!(names.contains(&"mgm-proto") && names.len() < 40, "{names:?}");
+        let meta = cargo(&["metadata", "--format-version", "1", "--no-deps", "--offline"]);
+        let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+        for p in meta["packages"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let build = p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "custom-build"));
+            assert!(!(build && names.contains(&name)), "{name} has a build script");
+        }
+    }
+
     #[test]
     fn test_result_lines_are_counted() {
         let ok = "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; \
