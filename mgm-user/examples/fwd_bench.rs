@@ -413,7 +413,7 @@ fn igmp_contenders(
     })?;
     let mut ctl = mgmd.ctl()?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.oifs.len() != fanout) {
+    while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.mfe.oifs.len() != fanout) {
         ensure!(Instant::now() < deadline, "mgm-igmpd's MFE did not appear");
         measure(t, p, rx, (Family::V4, fanout, size), 0.1)?;
     }
@@ -659,7 +659,7 @@ fn kernel_contenders(
     let smc = smcrouted(&t.router, fanout)?;
     let mut ctl = mgmd.ctl()?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.oifs.len() != fanout) {
+    while ctl.mfe("10.1.0.1", "239.1.1.1")?.is_none_or(|m| m.mfe.oifs.len() != fanout) {
         ensure!(Instant::now() < deadline, "mgmd did not mirror smcroute's route");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -30,7 +30,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use mgm::{
     manager::{Handle, RequestId},
-    proto::{self, ErrorCode, MembershipArgs, Method, MfeInfo, Snapshot, Status, WireError},
+    proto::{self, ErrorCode, MembershipArgs, Method, MfeReply, Snapshot, Status, WireError},
 };
 use serde_json::Value;
 

@@ -384,9 +384,9 @@ impl Ctl {
     }
 
     /// The MFE (source, group) from `show`, if present.
-    pub fn mfe(&mut self, source: &str, group: &str) -> anyhow::Result<Option<MfeInfo>> {
+    pub fn mfe(&mut self, source: &str, group: &str) -> anyhow::Result<Option<MfeReply>> {
         let (s, g): (std::net::IpAddr, std::net::IpAddr) = (source.parse()?, group.parse()?);
-        Ok(self.show()?.mfes.into_iter().find(|m| m.source == s && m.group == g))
+        Ok(self.show()?.mfes.into_iter().find(|m| m.mfe.source == s && m.mfe.group == g))
     }
 
     /// Waits until the sum of the named counters reaches `target`: the fast path has then

@@ -235,7 +235,9 @@ mod needs_ipmr {
         for (r, ctl) in routers.iter().zip(&mut ctls) {
             loop {
                 let m = ctl.mfe(S, G).unwrap();
-                if m.as_ref().is_some_and(|m| m.origin == "kernel" && !m.oifs.is_empty()) {
+                if m.as_ref().is_some_and(|m| {
+                    m.origin == mgm::proto::Origin::Kernel && !m.mfe.oifs.is_empty()
+                }) {
                     break;
                 }
                 assert!(
@@ -250,7 +252,7 @@ mod needs_ipmr {
         std::thread::sleep(Duration::from_secs(1));
         let mark = flow.last();
         let start: Vec<u64> =
-            ctls.iter_mut().map(|c| c.mfe(S, G).unwrap().unwrap().packets).collect();
+            ctls.iter_mut().map(|c| c.mfe(S, G).unwrap().unwrap().counters().in_packets).collect();
         let kernel_start: Vec<u64> = routers.iter().map(|r| r.kernel_counts().0).collect();
 
         // Past the keepalive (and a running check after it).
@@ -264,7 +266,7 @@ mod needs_ipmr {
             assert!(moved >= KAT_SECS / 2, "{}: the kernel counted {moved} packets", r.ns.name);
             let m = ctl.mfe(S, G).unwrap().unwrap_or_else(|| panic!("{}: (S,G) gone", r.ns.name));
             // The same entry counted (nearly) every packet: a re-created one would start at 0.
-            let counted = m.packets.saturating_sub(*before);
+            let counted = m.counters().in_packets.saturating_sub(*before);
             assert!(
                 counted >= sent * 9 / 10,
                 "{}: XDP forwarded {counted} of {sent} since the mark: {m:?}",

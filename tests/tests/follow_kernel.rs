@@ -94,10 +94,10 @@ mod needs_ipmr {
         let (s, g) = (family.source().to_string(), family.group().to_string());
         loop {
             let m = ctl.mfe(&s, &g).unwrap();
-            let got = m.as_ref().map(|m| m.oifs.clone());
+            let got = m.as_ref().map(|m| m.oif_indexes());
             if got == oifs {
                 if let Some(m) = m {
-                    assert_eq!(m.origin, "kernel", "{m:?}");
+                    assert_eq!(m.origin, mgm::proto::Origin::Kernel, "{m:?}");
                 }
                 return;
             }
@@ -140,7 +140,11 @@ mod needs_ipmr {
         let m = ctl.mfe(s, g).unwrap().unwrap();
         let heartbeats = ctl.counter("pass_heartbeat").unwrap();
         assert!(heartbeats >= 1, "no packet left to the kernel");
-        assert!(m.packets >= 100 - heartbeats, "XDP forwarded {} of 100: {m:?}", m.packets);
+        assert!(
+            m.counters().in_packets >= 100 - heartbeats,
+            "XDP forwarded {} of 100: {m:?}",
+            m.counters().in_packets
+        );
         // The kernel saw the heartbeats: its own counter of the route moved.
         let ip = if family == Family::V4 { "-4" } else { "-6" };
         let kernel = t.router.exec("ip", &[ip, "-s", "mroute", "show"]).unwrap();
@@ -303,7 +307,7 @@ mod needs_ipmr {
         let m = ctl.mfe(S, G).unwrap().expect("still mirrored");
         let heartbeats = ctl.counter("pass_heartbeat").unwrap();
         assert!(
-            m.packets + heartbeats >= sent - mirrored_at,
+            m.counters().in_packets + heartbeats >= sent - mirrored_at,
             "the entry was replaced during the flow: {m:?}, {heartbeats} heartbeats, {} sent since",
             sent - mirrored_at
         );
@@ -345,7 +349,7 @@ mod needs_ipmr {
             loop {
                 send("warmup", 5);
                 let m = ctl.mfe(S, G).unwrap();
-                if want(m.as_ref().map(|m| &m.oifs[..])) {
+                if want(m.as_ref().map(|m| m.oif_indexes()).as_deref()) {
                     return;
                 }
                 assert!(
@@ -492,7 +496,7 @@ mod needs_ipmr {
         // The kernel's entry is rin2's now, and so is the fast path's; with the flow on rin2
         // only, XDP forwards it again.
         let k = ctl.mfe(S, G).unwrap().expect("still mirrored");
-        assert_eq!(k.iif, t.router.ifindex("rin2").unwrap(), "{k:?}");
+        assert_eq!(k.mfe.iif.ifindex, t.router.ifindex("rin2").unwrap(), "{k:?}");
         std::thread::sleep(Duration::from_millis(1100));
         let new = mgm_tests::PacketSocket::open(&t.sender, "s1").unwrap();
         let before = ctl.show().unwrap().counters;

@@ -122,7 +122,7 @@ fn wrong_incoming_interface_is_not_forwarded_and_is_counted() {
     let (_, got) = send_numbered(&t, "wrongif", 64, 10, &["drop_wrong_iif"]);
     assert!(got.iter().all(Vec::is_empty), "nothing forwarded");
     let m = t.ctl().unwrap().mfe(S, G).unwrap().unwrap();
-    assert_eq!((m.wrong_iif, m.packets), (10, 0));
+    assert_eq!((m.counters().wrong_interface, m.counters().in_packets), (10, 0));
     assert_eq!(t.ctl().unwrap().counter("forwarded").unwrap(), 0);
 }
 
@@ -141,7 +141,7 @@ fn ttl_one_and_zero_are_not_forwarded_ttl_two_is() {
         assert_forwarded_copy(s, g, mac);
     }
     let m = t.ctl().unwrap().mfe(S, G).unwrap().unwrap();
-    assert_eq!((m.ttl_expired, m.packets), (10, 15));
+    assert_eq!((m.counters().ttl_expired, m.counters().in_packets), (10, 15));
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn empty_oil_drops_matching_traffic() {
     t.start(&["--mfe", &format!("{S},{G},rin,")]).unwrap();
     let (_, got) = send_numbered(&t, "neg", 64, 5, &["drop_empty_oil"]);
     assert!(got[0].is_empty());
-    assert_eq!(t.ctl().unwrap().mfe(S, G).unwrap().unwrap().packets, 5);
+    assert_eq!(t.ctl().unwrap().mfe(S, G).unwrap().unwrap().counters().in_packets, 5);
 }
 
 /// End to end with ordinary sockets: the sender's kernel builds the packets, the receivers'
@@ -203,7 +203,7 @@ fn real_udp_sockets_receive_what_the_sender_sent() {
             if i == 1 { Vec::new() } else { (0..30).map(|n| payload(&m, n)).collect() };
         assert_eq!(got, expected, "receiver {}", i + 1);
     }
-    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().packets, 30);
+    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().counters().in_packets, 30);
 }
 
 /// Generic (skb) XDP, for drivers without native XDP: same forwarding, same checks.
@@ -240,7 +240,10 @@ mod every_kernel {
         }
         assert_eq!(got[3].len(), 0, "receiver 4 is not on the OIL");
         let m = t.ctl().unwrap().mfe(S, G).unwrap().expect("mfe listed");
-        assert_eq!((m.packets, m.bytes, m.wrong_iif), (25, 25 * sent[0].len() as u64, 0));
+        assert_eq!(
+            (m.counters().in_packets, m.counters().in_octets, m.counters().wrong_interface),
+            (25, 25 * sent[0].len() as u64, 0)
+        );
         assert_eq!(t.ctl().unwrap().counter("egress_tx").unwrap(), 75, "one egress run per copy");
     }
 

@@ -109,7 +109,7 @@ fn ipv6_hop_limit_zero_and_one_are_dropped_two_is_forwarded() {
     assert_eq!(got[0][0][21], 1, "and leaves with hop limit 1");
     let mut ctl = t.ctl().unwrap();
     assert_eq!(ctl.counter("drop_ttl").unwrap(), 2);
-    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().ttl_expired, 2);
+    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().counters().ttl_expired, 2);
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn ipv6_on_the_wrong_interface_is_not_forwarded() {
     let mut ctl = t.ctl().unwrap();
     ctl.wait_counters(&["drop_wrong_iif"], 5).unwrap();
     assert!(with_magic(&caps[1].drain(IDLE).unwrap(), &m).is_empty());
-    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().wrong_iif, 5);
+    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().counters().wrong_interface, 5);
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn a_scope_boundary_keeps_site_local_groups_inside_both_ways() {
     let mut ctl = t.ctl().unwrap();
     let r1 = t.router.ifindex("r1").unwrap();
     let site = ctl.mfe(S, &name(group(0x05, 1))).unwrap().unwrap();
-    assert_eq!(site.oifs, [r1], "the fast path lists what it really copies to");
+    assert_eq!(site.oif_indexes(), [r1], "the fast path lists what it really copies to");
 
     // Through the boundary, inwards: the site-local group goes nowhere.
     let tx2 = mgm_tests::PacketSocket::open(&t.receivers[1], "eth0").unwrap();
@@ -205,7 +205,10 @@ fn a_scope_boundary_keeps_site_local_groups_inside_both_ways() {
     let inside = caps[0].drain(IDLE).unwrap();
     let got: Vec<u8> = with_magic(&inside, &m2).iter().map(|f| f[39]).collect();
     assert_eq!(got, [0x08, 0x0e], "only groups beyond the site cross inwards");
-    assert_eq!(ctl.mfe(S, &name(group(0x05, 2))).unwrap().unwrap().oifs, Vec::<u32>::new());
+    assert_eq!(
+        ctl.mfe(S, &name(group(0x05, 2))).unwrap().unwrap().oif_indexes(),
+        Vec::<u32>::new()
+    );
 }
 
 /// A copy too long for its link is never fragmented by a router: it is dropped, and the
@@ -288,7 +291,7 @@ mod every_kernel {
             }
             let mut ctl = t.ctl().unwrap();
             let mfe = ctl.mfe(S, G).unwrap().expect("the static IPv6 MFE is listed");
-            assert_eq!(mfe.packets, frames.len() as u64);
+            assert_eq!(mfe.counters().in_packets, frames.len() as u64);
             assert_eq!(ctl.counter("forwarded").unwrap(), frames.len() as u64);
         }
     }

@@ -89,13 +89,13 @@ fn a_scrape_reports_what_mgmctl_reports_and_the_copies_receivers_got() {
 
     // Each interface's copies: one per packet the MFE forwarded (it is the interfaces'
     // only MFE), and what its receiver got.
-    let mfe = snap.mfes.iter().find(|m| m.group == family.group()).expect("the static MFE");
-    let forwarded = mfe.packets - mfe.ttl_expired;
+    let mfe = snap.mfes.iter().find(|m| m.mfe.group == family.group()).expect("the static MFE");
+    let forwarded = mfe.counters().in_packets - mfe.counters().ttl_expired;
     for (i, name) in ["r1", "r2"].iter().enumerate() {
         let copies = v(&format!("mgm_interface_copies_total{{interface=\"{name}\"}}"));
         let bytes = v(&format!("mgm_interface_copy_bytes_total{{interface=\"{name}\"}}"));
         assert_eq!(copies, forwarded, "{name}");
-        assert_eq!(bytes, mfe.bytes, "{name}");
+        assert_eq!(bytes, mfe.counters().in_octets, "{name}");
         let got = seen[i].len() as u64;
         assert!((got..=got + 20).contains(&copies), "{name}: received {got}, counted {copies}");
         assert_eq!(v(&format!("mgm_interface_copy_drops_total{{interface=\"{name}\"}}")), 0);

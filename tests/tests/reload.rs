@@ -23,8 +23,12 @@ fn mfe(source: IpAddr, group: &str, iif: &str, oifs: &[&str]) -> String {
 fn state(d: &Mgmd) -> (Vec<String>, Vec<(IpAddr, Vec<u32>)>) {
     let s = d.ctl().unwrap().show().unwrap();
     let names = s.interfaces.into_iter().map(|i| i.name).collect();
-    let statics =
-        s.mfes.into_iter().filter(|m| m.origin == "static").map(|m| (m.group, m.oifs)).collect();
+    let statics = s
+        .mfes
+        .into_iter()
+        .filter(|m| m.origin == mgm::proto::Origin::Static)
+        .map(|m| (m.mfe.group, m.oif_indexes()))
+        .collect();
     (names, statics)
 }
 

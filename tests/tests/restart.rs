@@ -181,7 +181,7 @@ fn run_time_statics_are_adopted_as_statics_after_a_crash() {
     assert!(pim.wait_event("rpf", Duration::from_secs(7)).is_err(), "an rpf for a static");
     let show = pim.show().unwrap();
     assert_eq!(show.mfes.len(), 20);
-    assert!(show.mfes.iter().all(|m| m.origin == "static"), "{:?}", show.mfes);
+    assert!(show.mfes.iter().all(|m| m.origin == proto::Origin::Static), "{:?}", show.mfes);
     for s in &statics {
         pim.call(proto::DelMfe { source: s.source, group: s.group }).unwrap();
     }

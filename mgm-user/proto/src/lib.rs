@@ -37,7 +37,7 @@ use types::{
 };
 
 /// Protocol version announced by `hello`.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Longest accepted line, newline excluded.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Default socket path.
@@ -560,13 +560,43 @@ pub enum PageStatus {
     NoMoreItems,
 }
 
-/// An MFE as `get_mfe` and the walks return it; `stats` only when asked for.
+/// An MFE, the one shape the protocol has for one: as `get_mfe` and the walks return it
+/// (`stats` only when asked for) and as `show` lists it (always with `stats`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfeReply {
     #[serde(flatten)]
     pub mfe: MfeView,
+    /// Who installed it.
+    #[serde(default)]
+    pub origin: Origin,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<MfeStatsReply>,
+}
+
+impl MfeReply {
+    /// Its counters (zero when they were not asked for).
+    pub fn counters(&self) -> MfeStatsReply {
+        self.stats.clone().unwrap_or_default()
+    }
+
+    /// Its outgoing interfaces' indexes.
+    pub fn oif_indexes(&self) -> Vec<u32> {
+        self.mfe.oifs.iter().map(|i| i.ifindex).collect()
+    }
+}
+
+/// Who installed an MFE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Created through the MGM API (a first packet, its routing protocol's answers).
+    #[default]
+    Mgm,
+    /// `add_mfe` or mgmd's configuration: it has no upstream neighbour, timeout or expiry
+    /// (they read as unspecified and 0).
+    Static,
+    /// Followed from the kernel's multicast routing table (`--follow-kernel`): the same.
+    Kernel,
 }
 
 /// MIB_IPMCAST_MFE_STATS counters (from the fast path, summed over CPUs).
@@ -656,7 +686,9 @@ pub struct Status {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub interfaces: Vec<InterfaceInfo>,
-    pub mfes: Vec<MfeInfo>,
+    /// The fast path's entries (MGM's, static and followed), in the shape `get_mfe` gives,
+    /// with their counters.
+    pub mfes: Vec<MfeReply>,
     /// Global fast-path counters by name (see `mgm_common::counter`).
     pub counters: BTreeMap<String, u64>,
     /// Registered MGM clients.
@@ -717,22 +749,6 @@ pub struct InterfaceInfo {
     /// Up with a carrier (copies can leave).
     #[serde(default)]
     pub up: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MfeInfo {
-    pub source: IpAddr,
-    pub group: IpAddr,
-    pub iif: u32,
-    pub oifs: Vec<u32>,
-    pub packets: u64,
-    pub bytes: u64,
-    pub wrong_iif: u64,
-    pub ttl_expired: u64,
-    /// `static` (add_mfe / configuration), `kernel` (followed from the kernel's table,
-    /// `--follow-kernel`) or `mgm` (created through the MGM API).
-    #[serde(default)]
-    pub origin: String,
 }
 
 /// Stable error codes: clients match on these, never on messages.

@@ -11,7 +11,9 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEn
 use mgm::{
     client::{Client, ClientError},
     config::StaticMfe,
-    proto::{self, DEFAULT_SOCKET, ErrorCode, Method, Request, RequestFrame, Snapshot},
+    proto::{
+        self, DEFAULT_SOCKET, ErrorCode, Method, Request, RequestFrame, Snapshot, types::Iface,
+    },
 };
 use mgm_util::manual::Page;
 use serde::Serialize;
@@ -417,7 +419,7 @@ fn print_snapshot(s: &Snapshot, shown: impl Fn(Part) -> bool) {
             .map_or_else(|| i.to_string(), |d| d.name.clone())
     };
     // One width for every address column: IPv4 addresses, or the longest IPv6 one.
-    let addrs = s.mfes.iter().flat_map(|m| [m.source, m.group]);
+    let addrs = s.mfes.iter().flat_map(|m| [m.mfe.source, m.mfe.group]);
     let addrs = addrs.chain(s.memberships.iter().flat_map(|m| [m.entry.source, m.entry.group]));
     let addrs = addrs.chain(s.ownership.iter().map(|o| o.iface.nexthop));
     let addrs = addrs.chain(s.kernel_routes.iter().flat_map(|r| [r.source, r.group]));
@@ -499,22 +501,29 @@ fn print_routes(s: &Snapshot, w: usize, name: &dyn Fn(u32) -> String) {
         "SOURCE", "GROUP", "IIF", "OIFS", "PACKETS", "BYTES", "WRONG_IF", "TTL_EXP", "ORIGIN"
     );
     for m in &s.mfes {
-        let oifs = if m.oifs.is_empty() {
+        // A next hop shows after its interface's name.
+        let iface = |i: &Iface| match i.nexthop.is_unspecified() {
+            true => name(i.ifindex),
+            false => format!("{}@{}", name(i.ifindex), i.nexthop),
+        };
+        let oifs = if m.mfe.oifs.is_empty() {
             "-".to_owned()
         } else {
-            m.oifs.iter().map(|&i| name(i)).collect::<Vec<_>>().join(",")
+            m.mfe.oifs.iter().map(iface).collect::<Vec<_>>().join(",")
         };
+        let c = m.stats.clone().unwrap_or_default();
+        let origin = serde_json::to_value(m.origin).ok();
         println!(
             "  {:<w$} {:<w$} {:<10} {:<24} {:>10} {:>12} {:>9} {:>8} {:<6}",
-            m.source,
-            m.group,
-            name(m.iif),
+            m.mfe.source,
+            m.mfe.group,
+            iface(&m.mfe.iif),
             oifs,
-            m.packets,
-            m.bytes,
-            m.wrong_iif,
-            m.ttl_expired,
-            m.origin
+            c.in_packets,
+            c.in_octets,
+            c.wrong_interface,
+            c.ttl_expired,
+            origin.as_ref().and_then(|o| o.as_str()).unwrap_or("?"),
         );
     }
     if !s.kernel_routes.is_empty() {

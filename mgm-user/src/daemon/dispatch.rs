@@ -2,18 +2,19 @@
 //! One request, one typed reply. Each arm names its method's type, so the reply it builds
 //! must be that method's `Reply` (the client decodes exactly that type).
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use tracing::info;
 
 use super::{Daemon, Input, follow::Decision, over_limit, reply_line};
 use crate::{
     dataplane::Dataplane,
+    fastpath::InstalledMfe,
     kernel::fmt_mac,
     manager::{Family, Iface, MfeView, MgmError, Page, Pattern, Progress, Sg},
     proto::{
         self, Done, EnumStarted, ErrorCode, HelloInfo, InterfaceInfo, KernelOif, KernelRouteInfo,
-        Method, MfeInfo, MfeReply, MfeStatsReply, OifStatsReply, PROTOCOL_VERSION, PageReply,
+        Method, MfeReply, MfeStatsReply, OifStatsReply, Origin, PROTOCOL_VERSION, PageReply,
         PageStatus, ProtocolOnInterface, Registered, Request, RequestFrame, Snapshot, WireError,
     },
     server::ConnId,
@@ -48,7 +49,7 @@ impl<D: Dataplane> Daemon<D> {
         }
         let line = match frame.request {
             Request::Hello(m) => answer(id, m, |m| self.hello(m)),
-            Request::Show(m) => answer(id, m, |m| self.show(m)),
+            Request::Show(m) => answer(id, m, |m| self.show(m, now)),
             Request::Status(m) => answer(id, m, |m| self.get_status(m)),
             Request::Watch(m) => answer(id, m, |m| self.watch(conn, m)),
             Request::AddMfe(m) => answer(id, m, |m| self.add_mfe(m)),
@@ -384,7 +385,37 @@ impl<D: Dataplane> Daemon<D> {
 
     fn mfe_reply(&self, v: MfeView, stats: bool) -> MfeReply {
         let s = stats.then(|| self.stats(Sg::new(v.source, v.group)));
-        MfeReply { mfe: v, stats: s }
+        MfeReply { mfe: v, origin: Origin::Mgm, stats: s }
+    }
+
+    /// An entry of the fast path in the protocol's one shape, with its counters: the core's
+    /// view of an MGM entry (as `get_mfe` gives it), else (static, followed, or held after a
+    /// restart until its client re-creates it) what the fast path has, with no upstream
+    /// neighbour or times.
+    fn installed(&self, sg: Sg, x: &InstalledMfe, now: Duration) -> MfeReply {
+        let origin = if self.writer.is_static(&sg) {
+            Origin::Static
+        } else if self.writer.is_kernel(&sg) {
+            Origin::Kernel
+        } else {
+            Origin::Mgm
+        };
+        let f = sg.family();
+        let iface = |ifindex, hop: IpAddr| {
+            Iface::new(ifindex, if hop.is_unspecified() { f.any() } else { hop })
+        };
+        let core = (origin == Origin::Mgm).then(|| self.manager.get_mfe(sg, 1, now).ok());
+        let mfe = core.flatten().unwrap_or_else(|| MfeView {
+            source: sg.source,
+            group: sg.group,
+            iif: iface(x.iif, f.any()),
+            upstream: f.any(),
+            oifs: x.legs.iter().map(|l| iface(l.ifindex, l.nexthop)).collect(),
+            uptime_secs: 0,
+            expiry_secs: 0,
+            timeout_secs: 0,
+        });
+        MfeReply { mfe, origin, stats: Some(self.stats(sg)) }
     }
 
     fn page(&self, p: Page<MfeView>, stats: bool) -> PageReply<MfeReply> {
@@ -392,7 +423,7 @@ impl<D: Dataplane> Daemon<D> {
         PageReply { status: page_status(p.more), entries }
     }
 
-    fn show(&self, req: proto::Show) -> Reply<proto::Show> {
+    fn show(&self, req: proto::Show, now: Duration) -> Reply<proto::Show> {
         let interfaces = self
             .links
             .managed()
@@ -405,28 +436,8 @@ impl<D: Dataplane> Daemon<D> {
             })
             .collect();
         let m = self.writer.mirror();
-        let mut mfes = Vec::new();
-        for (k, x) in m.mfes().take(req.max_entries) {
-            let s = m.fast_path().mfe_stats(x.slot)?;
-            mfes.push(MfeInfo {
-                source: k.source,
-                group: k.group,
-                iif: x.iif,
-                oifs: x.oifs(),
-                packets: s.packets,
-                bytes: s.bytes,
-                wrong_iif: s.wrong_iif,
-                ttl_expired: s.ttl_expired,
-                origin: if self.writer.is_static(k) {
-                    "static"
-                } else if self.writer.is_kernel(k) {
-                    "kernel"
-                } else {
-                    "mgm"
-                }
-                .into(),
-            });
-        }
+        let mfes =
+            m.mfes().take(req.max_entries).map(|(k, x)| self.installed(*k, x, now)).collect();
         let (kernel_routes, more_kernel_routes) = self.kernel_routes(req.max_entries);
         let (memberships, more_memberships) = self.manager.memberships(req.max_entries);
         let counters = self.named_counters()?;

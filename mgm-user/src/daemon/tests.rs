@@ -274,7 +274,7 @@ fn static_mfes_are_not_overridden_by_mgm_entries() {
     h.packet([10, 0, 0, 1], 1);
     assert_eq!(h.d.writer.mirror().get(&KEY).unwrap().oifs(), vec![2], "the static entry stands");
     let show = h.ok(1, proto::Show::default());
-    assert_eq!(show.mfes[0].origin, "static");
+    assert_eq!(show.mfes[0].origin, proto::Origin::Static);
     assert_eq!((show.protocols.len(), show.memberships.len()), (1, 1));
 }
 
@@ -1010,7 +1010,7 @@ fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
     assert_eq!(routes[0].oifs.len(), 2);
     let why = routes[1].reason.as_deref().unwrap();
     assert!(!routes[1].accelerated && why.contains("outgoing interface 9"), "{why}");
-    assert_eq!(show.mfes[0].origin, "kernel");
+    assert_eq!(show.mfes[0].origin, proto::Origin::Kernel);
 
     let spec = StaticMfe {
         source: "10.0.0.1".parse().unwrap(),
@@ -1024,7 +1024,7 @@ fn followed_kernel_entries_are_mirrored_explained_and_yield_to_statics() {
     assert!(show.kernel_routes[0].reason.as_deref().unwrap().contains("static"));
     h.ok(1, proto::DelMfe { source: "10.0.0.1".parse().unwrap(), group: G.parse().unwrap() });
     assert!(h.fp().forwards(&KEY, 2) && h.fp().forwards(&KEY, 3), "the followed one is back");
-    assert_eq!(h.ok(1, proto::Show::default()).mfes[0].origin, "kernel");
+    assert_eq!(h.ok(1, proto::Show::default()).mfes[0].origin, proto::Origin::Kernel);
 
     // The table changed while no message said so (a VIF went): the dump has it.
     h.input(Input::Kernel(KernelEvent::MfcSnapshot(vec![b])));
@@ -1064,4 +1064,33 @@ fn a_link_named_before_its_notification_waits_for_the_kernels_answer() {
     assert!(lines[1].contains(r#""id":101,"error""#) && lines[1].contains("invalid_parameter"));
     assert!(h.d.links.is_managed(7));
     assert_eq!(h.ok(1, proto::GetProtocolOnInterface { ifindex: 7, nexthop: ANY }).protocol, 103);
+}
+
+/// An MFE has one wire shape: `show` lists an MGM entry exactly as `get_mfe` with `stats`
+/// gives it, and a static one in the same shape, marked static, with no upstream or times.
+#[test]
+fn show_lists_mfes_in_get_mfes_shape() {
+    let mut h = Harness::new();
+    h.connect(1);
+    h.pim_with_mfe(&[2, 3]);
+    let (source, group) = (KEY.source, KEY.group);
+    let got = h.ok(1, proto::GetMfe { source, group, max_entries: 1, stats: true });
+    let show = h.ok(1, proto::Show::default());
+    assert_eq!(show.mfes, vec![got.clone()]);
+    assert_eq!(got.origin, proto::Origin::Mgm);
+    assert_eq!(got.oif_indexes(), [2, 3]);
+    let line = serde_json::to_value(&show.mfes[0]).unwrap();
+    assert_eq!(line["iif"], serde_json::json!({"ifindex": 1, "nexthop": "0.0.0.0"}));
+    let spec = StaticMfe {
+        source: "10.9.9.9".parse().unwrap(),
+        group: G.parse().unwrap(),
+        iif: "in".into(),
+        oifs: vec!["a".into()],
+    };
+    h.ok(1, spec);
+    let show = h.ok(1, proto::Show::default());
+    let s = show.mfes.iter().find(|m| m.mfe.source == "10.9.9.9".parse::<IpAddr>().unwrap());
+    let s = s.expect("the static MFE is listed");
+    assert_eq!((s.origin, s.oif_indexes(), s.mfe.iif.ifindex), (proto::Origin::Static, vec![2], 1));
+    assert!(s.mfe.upstream.is_unspecified() && s.mfe.timeout_secs == 0 && s.stats.is_some());
 }
