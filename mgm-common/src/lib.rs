@@ -259,34 +259,33 @@ abi! {
 }
 const _: () = assert!(core::mem::size_of::<OifBase>() == 16);
 
-abi! {
-    /// Key of the MFE map: one (S,G).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-    pub struct MfeKey {
-        /// Source address, network order.
-        pub source: [u8; 4],
-        /// Group address, network order.
-        pub group: [u8; 4],
-    }
+/// Key of a family's MFE map: one (S,G), its addresses of `N` bytes as the packet carries them
+/// (network order). One definition for both families: [`MfeKey`] (IPv4) and [`MfeKey6`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey<const N: usize> {
+    pub source: [u8; N],
+    pub group: [u8; N],
 }
-const _: () = assert!(core::mem::size_of::<MfeKey>() == 8 && core::mem::align_of::<MfeKey>() == 1);
 
-impl MfeKey {
-    pub const fn new(source: [u8; 4], group: [u8; 4]) -> Self {
+impl<const N: usize> FlowKey<N> {
+    pub const fn new(source: [u8; N], group: [u8; N]) -> Self {
         Self { source, group }
     }
 }
 
-abi! {
-    /// Key of the IPv6 MFE map: one (S,G).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-    pub struct MfeKey6 {
-        /// Source address, network order.
-        pub source: [u8; 16],
-        /// Group address, network order.
-        pub group: [u8; 16],
+impl<const N: usize> Default for FlowKey<N> {
+    fn default() -> Self {
+        Self { source: [0; N], group: [0; N] }
     }
 }
+
+/// Key of the IPv4 MFE map.
+pub type MfeKey = FlowKey<4>;
+/// Key of the IPv6 MFE map.
+pub type MfeKey6 = FlowKey<16>;
+// Byte arrays only: no padding, no alignment (the programs read keys straight from packets).
+const _: () = assert!(core::mem::size_of::<MfeKey>() == 8 && core::mem::align_of::<MfeKey>() == 1);
 const _: () =
     assert!(core::mem::size_of::<MfeKey6>() == 32 && core::mem::align_of::<MfeKey6>() == 1);
 
@@ -471,29 +470,19 @@ abi! {
     }
 }
 
-abi! {
-    /// Key of the upcall rate limiter.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-    pub struct UpcallKey {
-        pub source: [u8; 4],
-        pub group: [u8; 4],
-        pub ifindex: u32,
-        pub kind: u32,
-    }
+/// Key of a family's upcall rate limiter: a flow and where and why it came up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UpcallKey<const N: usize> {
+    pub flow: FlowKey<N>,
+    pub ifindex: u32,
+    pub kind: u32,
 }
-const _: () = assert!(core::mem::size_of::<UpcallKey>() == 16);
-
-abi! {
-    /// Key of the IPv6 upcall rate limiter.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-    pub struct UpcallKey6 {
-        pub source: [u8; 16],
-        pub group: [u8; 16],
-        pub ifindex: u32,
-        pub kind: u32,
-    }
-}
-const _: () = assert!(core::mem::size_of::<UpcallKey6>() == 40);
+/// Key of the IPv6 upcall rate limiter.
+pub type UpcallKey6 = UpcallKey<16>;
+// No padding in either family's (the addresses fill whole words).
+const _: () = assert!(core::mem::size_of::<UpcallKey<4>>() == 8 + 4 + 4);
+const _: () = assert!(core::mem::size_of::<UpcallKey6>() == 32 + 4 + 4);
 
 abi! {
     /// Value of the upcall rate limiter: when the interval started and how many packets were
@@ -701,15 +690,14 @@ pub mod counter {
 mod pod {
     // SAFETY: each type is repr(C), made of integers and byte arrays with explicit padding
     // fields and no implicit padding (checked by the size asserts above and the tests below).
-    unsafe impl aya::Pod for super::MfeKey {}
-    unsafe impl aya::Pod for super::MfeKey6 {}
+    unsafe impl<const N: usize> aya::Pod for super::FlowKey<N> {}
+    unsafe impl aya::Pod for super::UpcallKey<4> {}
     unsafe impl aya::Pod for super::UpcallKey6 {}
     unsafe impl aya::Pod for super::MfeValue {}
     unsafe impl aya::Pod for super::MfeStats {}
     unsafe impl aya::Pod for super::PortValue {}
     unsafe impl aya::Pod for super::PortStats {}
     unsafe impl aya::Pod for super::Upcall {}
-    unsafe impl aya::Pod for super::UpcallKey {}
     unsafe impl aya::Pod for super::UpcallSeen {}
     unsafe impl aya::Pod for super::OifKey {}
     unsafe impl aya::Pod for super::OilPorts {}

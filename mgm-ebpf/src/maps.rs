@@ -49,7 +49,7 @@ static MGM_PORT_STATS: PerCpuArray<PortStats> = PerCpuArray::with_max_entries(MA
 pub static MGM_UPCALLS: RingBuf = RingBuf::with_byte_size(UPCALL_RING_BYTES, 0);
 
 #[map(name = "MGM_UPCALL_SEEN")]
-pub static MGM_UPCALL_SEEN: LruHashMap<UpcallKey, UpcallSeen> =
+pub static MGM_UPCALL_SEEN: LruHashMap<UpcallKey<4>, UpcallSeen> =
     LruHashMap::with_max_entries(16_384, 0);
 
 #[map(name = "MGM_UPCALL_SEEN6")]

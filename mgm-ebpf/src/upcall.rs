@@ -8,8 +8,7 @@ use aya_ebpf::{
 };
 use mgm_common::{
     MfeKey, MfeKey6, UPCALL_F_EVENT, UPCALL_F_IPV6, UPCALL_F_QUEUED, UPCALL_FRAME_MAX,
-    UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_QUEUE, Upcall, UpcallKey, UpcallKey6, UpcallSeen,
-    counter,
+    UPCALL_INTERVAL_NS, UPCALL_NO_MFE, UPCALL_QUEUE, Upcall, UpcallKey, UpcallSeen, counter,
 };
 
 use crate::maps::{MGM_UPCALL_SCRATCH, MGM_UPCALL_SEEN, MGM_UPCALL_SEEN6, MGM_UPCALLS, count};
@@ -27,34 +26,16 @@ impl Flow<'_> {
     #[inline(always)]
     fn seen(&self, ifindex: u32, kind: u32) -> Option<*mut UpcallSeen> {
         match self {
-            Flow::V4(k) => MGM_UPCALL_SEEN.get_ptr_mut(UpcallKey {
-                source: k.source,
-                group: k.group,
-                ifindex,
-                kind,
-            }),
-            Flow::V6(k) => MGM_UPCALL_SEEN6.get_ptr_mut(UpcallKey6 {
-                source: k.source,
-                group: k.group,
-                ifindex,
-                kind,
-            }),
+            Flow::V4(k) => MGM_UPCALL_SEEN.get_ptr_mut(UpcallKey { flow: **k, ifindex, kind }),
+            Flow::V6(k) => MGM_UPCALL_SEEN6.get_ptr_mut(UpcallKey { flow: **k, ifindex, kind }),
         }
     }
 
     #[inline(always)]
     fn start(&self, ifindex: u32, kind: u32, seen: UpcallSeen) {
         let _ = match self {
-            Flow::V4(k) => MGM_UPCALL_SEEN.insert(
-                UpcallKey { source: k.source, group: k.group, ifindex, kind },
-                seen,
-                0,
-            ),
-            Flow::V6(k) => MGM_UPCALL_SEEN6.insert(
-                UpcallKey6 { source: k.source, group: k.group, ifindex, kind },
-                seen,
-                0,
-            ),
+            Flow::V4(k) => MGM_UPCALL_SEEN.insert(UpcallKey { flow: **k, ifindex, kind }, seen, 0),
+            Flow::V6(k) => MGM_UPCALL_SEEN6.insert(UpcallKey { flow: **k, ifindex, kind }, seen, 0),
         };
     }
 }

@@ -4,8 +4,6 @@
 //! correct router's copy must carry at layer 2), the live-frame generator and a counting
 //! receiver.
 #![no_std]
-// An empty `asm!` hides a bounded value from the optimiser (`parse::opaque`).
-#![feature(asm_experimental_arch)]
 #![no_main]
 
 use aya_ebpf::{
@@ -16,15 +14,12 @@ use aya_ebpf::{
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-// Only the pointer and TTL helpers are used here.
-#[allow(dead_code)]
-#[path = "../parse.rs"]
-mod parse;
+use mgm_ebpf::parse::{group_mac, ptr_at, set_ttl};
 
-#[path = "../object.rs"]
-mod object;
-
-use parse::{group_mac, ptr_at, set_ttl};
+/// The license the kernel checks for GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
 /// The bare broadcast's outputs.
 #[map(name = "MGM_BENCH_PORTS")]
