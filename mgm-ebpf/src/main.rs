@@ -12,8 +12,6 @@
 //! without mgm. A packet that matches an MFE is mgm's: it is forwarded, or dropped and counted
 //! (wrong interface, TTL expired, empty outgoing list).
 #![no_std]
-// An empty `asm!` hides a bounded value from the optimiser (`parse::opaque`).
-#![feature(asm_experimental_arch)]
 #![no_main]
 
 mod lease;
