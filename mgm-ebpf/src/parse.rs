@@ -11,6 +11,8 @@ use aya_ebpf::{
 use mgm_common::counter;
 use network_types::ip::Ipv4Hdr;
 
+use crate::packet::Packet;
+
 pub const ETH_P_IPV4: u16 = 0x0800;
 const IPPROTO_IGMP: u8 = 2;
 const IPPROTO_PIM: u8 = 103;
@@ -150,6 +152,37 @@ pub struct Ipv4 {
     pub src: [u8; 4],
     pub dst: [u8; 4],
     pub ttl: u8,
+    /// The upper-layer protocol (the TC path rewrites the TTL with it in the checksum).
+    pub proto: u8,
+}
+
+/// The checks before any forwarding of an IPv4 packet at `ip_off`, with `l3_len` bytes after
+/// the Ethernet header, as either program reads it: a header without options in place where
+/// the program can ([`check_plain`]), else on a copy ([`check`]). `Err` is the counter saying
+/// why the kernel gets the packet instead. XDP runs it before forwarding, TC on what XDP
+/// passed on.
+#[inline(always)]
+pub fn check4<C: Packet>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv4, u32> {
+    if let Some(h) = ctx.in_place::<HDR_MIN>(ip_off)
+        && let Some(ip) = check_plain(h, l3_len)?
+    {
+        return Ok(ip);
+    }
+    check_copy(ctx, ip_off, l3_len)
+}
+
+/// The checks on a copy of the header (options, a frame shorter than 20 bytes of IP, or a
+/// program that cannot read in place), as a function of its own (the verifier checks it
+/// once).
+#[inline(never)]
+fn check_copy<C: Packet>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv4, u32> {
+    let s = scratch().ok_or(counter::PASS_MALFORMED)?;
+    let n = header_len(l3_len).ok_or(counter::PASS_MALFORMED)?;
+    // n is within 20..=60 and the copy holds 64 bytes; the helper bounds-checks the packet.
+    if ctx.copy_bytes(ip_off, s.bytes.as_mut_ptr(), n as u32) < 0 {
+        return Err(counter::PASS_MALFORMED);
+    }
+    check(s, n, l3_len)
 }
 
 /// The checks before any forwarding: `s.bytes` holds the first `avail` bytes of the IP
@@ -218,7 +251,8 @@ fn check_fixed(h: &[u8; HDR_MIN], l3_len: usize) -> Result<(Ipv4, usize), u32> {
     if ihl < HDR_MIN || tot_len < ihl || tot_len > l3_len {
         return Err(counter::PASS_MALFORMED);
     }
-    Ok((Ipv4 { tot_len, src: [h[12], h[13], h[14], h[15]], dst, ttl: h[8] }, ihl))
+    let src = [h[12], h[13], h[14], h[15]];
+    Ok((Ipv4 { tot_len, src, dst, ttl: h[8], proto: h[9] }, ihl))
 }
 
 /// One option of an IPv4 header's walk (RFC 791): each well formed, none a Router Alert.

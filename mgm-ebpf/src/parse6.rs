@@ -6,13 +6,12 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
-    programs::{TcContext, XdpContext},
-};
 use mgm_common::{MAX_EXT_HEADERS, counter};
 
-use crate::parse::{Walk, ptr_at, run_walk, scratch, within};
+use crate::{
+    packet::Packet,
+    parse::{Walk, run_walk, scratch, within},
+};
 
 pub const ETH_P_IPV6: u16 = 0x86dd;
 /// The fixed header.
@@ -32,44 +31,6 @@ const OPT_ROUTER_ALERT: u8 = 5;
 /// The longest Hop-by-Hop header the walk reads (and room to index with a mask).
 const HBH_MAX: usize = 64;
 
-/// A packet's bytes, as either program reads them (a bounds-checked copy).
-pub trait Bytes {
-    /// `len` bytes at `off` into `buf` (which holds at least `len`); negative on failure.
-    fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64;
-
-    /// The fixed IPv6 header at `off`, if the packet holds one.
-    fn header6(&self, off: usize) -> Option<[u8; HDR6]>;
-}
-
-impl Bytes for XdpContext {
-    #[inline(always)]
-    fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64 {
-        // SAFETY: the caller's buffer holds `len` bytes; the helper bounds-checks the packet.
-        unsafe { bpf_xdp_load_bytes(self.ctx, off as u32, buf.cast(), len) }
-    }
-
-    #[inline(always)]
-    fn header6(&self, off: usize) -> Option<[u8; HDR6]> {
-        // Read in place (no helper call on the XDP hot path).
-        // SAFETY: bounds-checked by ptr_at.
-        ptr_at::<[u8; HDR6]>(self, off).map(|h| unsafe { *h })
-    }
-}
-
-impl Bytes for TcContext {
-    #[inline(always)]
-    fn copy_bytes(&self, off: usize, buf: *mut u8, len: u32) -> i64 {
-        // SAFETY: as above, for the skb.
-        unsafe { bpf_skb_load_bytes(self.skb.skb.cast(), off as u32, buf.cast(), len) }
-    }
-
-    #[inline(always)]
-    fn header6(&self, off: usize) -> Option<[u8; HDR6]> {
-        let mut h = [0u8; HDR6];
-        (self.copy_bytes(off, h.as_mut_ptr(), HDR6 as u32) >= 0).then_some(h)
-    }
-}
-
 /// What the checks found in a routable IPv6 packet.
 #[derive(Default)]
 pub struct Ipv6 {
@@ -86,7 +47,7 @@ pub struct Ipv6 {
 /// header, control traffic (Router Alert, MLD, PIM), or headers the walk does not take.
 /// Both programs run it: XDP before forwarding, TC on what XDP passed on.
 #[inline(always)]
-pub fn check6<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
+pub fn check6<C: Packet>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
     let mut ip = Ipv6::default();
     match check6_into(ctx, ip_off, l3_len, &mut ip) {
         0 => Ok(ip),
@@ -98,7 +59,7 @@ pub fn check6<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv6, u
 /// 0, or the counter + 1. (A subprogram cannot return a struct: that would hand the caller a
 /// pointer into its own stack.)
 #[inline(never)]
-fn check6_into<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize, out: &mut Ipv6) -> u32 {
+fn check6_into<C: Packet>(ctx: &C, ip_off: usize, l3_len: usize, out: &mut Ipv6) -> u32 {
     match checks(ctx, ip_off, l3_len) {
         Ok(ip) => {
             *out = ip;
@@ -109,8 +70,8 @@ fn check6_into<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize, out: &mut Ipv6) 
 }
 
 #[inline(always)]
-fn checks<C: Bytes>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
-    let h = ctx.header6(ip_off).ok_or(counter::PASS_MALFORMED)?;
+fn checks<C: Packet>(ctx: &C, ip_off: usize, l3_len: usize) -> Result<Ipv6, u32> {
+    let h = ctx.bytes::<HDR6>(ip_off).ok_or(counter::PASS_MALFORMED)?;
     let ip = fixed(&h, l3_len)?;
     walk(ctx, h[6], ip_off + HDR6, ip_off + ip.tot_len)?;
     Ok(ip)
@@ -148,7 +109,7 @@ fn fixed(h: &[u8; HDR6], l3_len: usize) -> Result<Ipv6, u32> {
 /// Walks the extension headers from `off` (next header `nh`) to the upper-layer header,
 /// which must start before `end`.
 #[inline(always)]
-fn walk<C: Bytes>(ctx: &C, mut nh: u8, mut off: usize, end: usize) -> Result<(), u32> {
+fn walk<C: Packet>(ctx: &C, mut nh: u8, mut off: usize, end: usize) -> Result<(), u32> {
     for i in 0..=MAX_EXT_HEADERS {
         let len = match nh {
             NH_HOP_BY_HOP if i == 0 => {
@@ -197,7 +158,7 @@ fn walk<C: Bytes>(ctx: &C, mut nh: u8, mut off: usize, end: usize) -> Result<(),
 
 /// `N` bytes at `off`, which must lie before `end` (the datagram's end).
 #[inline(always)]
-fn load<C: Bytes, const N: usize>(ctx: &C, off: usize, end: usize) -> Result<[u8; N], u32> {
+fn load<C: Packet, const N: usize>(ctx: &C, off: usize, end: usize) -> Result<[u8; N], u32> {
     let mut b = [0u8; N];
     if off + N > end {
         return Err(counter::PASS_MALFORMED);
@@ -213,7 +174,7 @@ fn load<C: Bytes, const N: usize>(ctx: &C, off: usize, end: usize) -> Result<[u8
 /// Router Alert is control traffic; any other option (Jumbo, or one a router must act on)
 /// is the kernel's to handle.
 #[inline(always)]
-fn hop_by_hop<C: Bytes>(ctx: &C, off: usize, len: usize, end: usize) -> Result<(), u32> {
+fn hop_by_hop<C: Packet>(ctx: &C, off: usize, len: usize, end: usize) -> Result<(), u32> {
     if len > HBH_MAX {
         return Err(counter::PASS_EXT_HEADERS);
     }

@@ -6,7 +6,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::generated::{bpf_loop, bpf_skb_change_tail, bpf_skb_load_bytes},
+    helpers::generated::{bpf_loop, bpf_skb_change_tail},
     macros::classifier,
     programs::TcContext,
 };
@@ -16,7 +16,7 @@ use network_types::eth::EthHdr;
 use crate::{
     lease,
     maps::{self, MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out, verdict},
-    parse::{ETH_P_IPV4, check, group_mac, header_len, scratch},
+    parse::{ETH_P_IPV4, check4, group_mac},
     parse6::{ETH_P_IPV6, check6, group_mac6},
 };
 
@@ -62,17 +62,8 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     if ether_type == ETH_P_IPV6 {
         return tc_ipv6(ctx, ifindex, l3_len);
     }
-    let s = scratch()?;
-    let n = header_len(l3_len)?;
-    // SAFETY: n is within 20..=60 and the copy holds 64 bytes; the helper bounds-checks the
-    // skb.
-    let dst = s.bytes.as_mut_ptr().cast();
-    let rc = unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), ip_off as u32, dst, n as u32) };
-    if rc != 0 {
-        return None;
-    }
-    let ip = check(s, n, l3_len).ok()?;
-    let proto = s.bytes[9];
+    let ip = check4(ctx, ip_off, l3_len).ok()?;
+    let proto = ip.proto;
     if ip.ttl <= 1 {
         return None;
     }

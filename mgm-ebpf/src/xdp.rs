@@ -11,7 +11,6 @@ use aya_ebpf::{
     bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
     helpers::generated::{
         bpf_ktime_get_coarse_ns, bpf_loop, bpf_redirect, bpf_xdp_adjust_meta, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes,
     },
     macros::xdp,
     programs::XdpContext,
@@ -41,10 +40,7 @@ use crate::{
         self, MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_MFES6,
         MGM_MOVED, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict,
     },
-    parse::{
-        ETH_P_IPV4, HDR_MIN, Ipv4, check, check_plain, decrement_ttl, group_mac, header_len,
-        ptr_at, scratch,
-    },
+    parse::{ETH_P_IPV4, HDR_MIN, Ipv4, check4, decrement_ttl, group_mac, ptr_at},
     parse6::{ETH_P_IPV6, HDR6, Ipv6, check6, group_mac6},
     upcall::{Flow, upcall},
 };
@@ -104,24 +100,10 @@ fn ingress(ctx: &XdpContext) -> u32 {
             Err(why) => verdict(why, XDP_PASS),
         };
     }
-    // A header without options is checked in place; one with options (or a frame too short
-    // for 20 bytes) on a copy, by the same code as the TC path's.
-    let plain = match ptr_at::<[u8; HDR_MIN]>(ctx, ip_off) {
-        // SAFETY: bounds-checked by ptr_at.
-        Some(h) => match check_plain(unsafe { &*h }, l3_len) {
-            Ok(ip) => ip,
-            Err(why) => return verdict(why, XDP_PASS),
-        },
-        None => None,
-    };
-    let ip = match plain {
-        Some(ip) => ip,
-        None => match check_copy(ctx, ip_off, l3_len) {
-            Ok(ip) => ip,
-            Err(why) => return verdict(why, XDP_PASS),
-        },
-    };
-    forward(ctx, Packet::V4(ip), ip_off, l3_len)
+    match check4(ctx, ip_off, l3_len) {
+        Ok(ip) => forward(ctx, Packet::V4(ip), ip_off, l3_len),
+        Err(why) => verdict(why, XDP_PASS),
+    }
 }
 
 /// A routable packet: its MFE decides (same rules for both families).
@@ -356,20 +338,6 @@ fn meta(ctx: &XdpContext) -> Option<*mut CopyMeta> {
         return None;
     }
     Some(m as *mut CopyMeta)
-}
-
-/// The checks on a copy of the header (options, or a frame shorter than 20 bytes of IP).
-#[inline(never)]
-fn check_copy(ctx: &XdpContext, ip_off: usize, l3_len: usize) -> Result<Ipv4, u32> {
-    let s = scratch().ok_or(counter::PASS_MALFORMED)?;
-    let n = header_len(l3_len).ok_or(counter::PASS_MALFORMED)?;
-    // SAFETY: n is within 20..=60 and the copy holds 64 bytes; the helper bounds-checks the
-    // packet.
-    let dst = s.bytes.as_mut_ptr().cast();
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, ip_off as u32, dst, n as u32) } < 0 {
-        return Err(counter::PASS_MALFORMED);
-    }
-    check(s, n, l3_len)
 }
 
 #[xdp(map = "devmap")]
