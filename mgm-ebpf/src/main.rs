@@ -21,7 +21,7 @@ mod upcall;
 mod xdp;
 
 // The library's modules, at the paths the programs name them by.
-use mgm_ebpf::{parse, parse6};
+use mgm_ebpf::{packet, parse, parse6};
 
 /// The license the kernel checks for GPL-only helpers.
 #[unsafe(link_section = "license")]

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The packet as both programs read it, one way: a header in place where the packet's
 //! memory is directly readable (XDP), or a bounds-checked copy (XDP and TC alike). The checks
-//! of both families ([`crate::parse::check4`], [`crate::parse6::check6`]) are written once,
-//! over this, and run unchanged in either program.
+//! of both families ([`crate::parse::check_copy`], [`crate::parse6::check6`]) are written
+//! once, over this, and run unchanged in either program.
 
 use aya_ebpf::{
     helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},

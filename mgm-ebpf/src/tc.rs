@@ -16,7 +16,7 @@ use network_types::eth::EthHdr;
 use crate::{
     lease,
     maps::{self, MGM_HOPS, MGM_MFES, MGM_MFES6, MGM_PORTS, count, count_out, verdict},
-    parse::{ETH_P_IPV4, check4, group_mac},
+    parse::{ETH_P_IPV4, check_copy, group_mac},
     parse6::{ETH_P_IPV6, check6, group_mac6},
 };
 
@@ -62,7 +62,7 @@ fn tc_ingress(ctx: &TcContext) -> Option<i32> {
     if ether_type == ETH_P_IPV6 {
         return tc_ipv6(ctx, ifindex, l3_len);
     }
-    let ip = check4(ctx, ip_off, l3_len).ok()?;
+    let ip = check_copy(ctx, ip_off, l3_len).ok()?;
     let proto = ip.proto;
     if ip.ttl <= 1 {
         return None;

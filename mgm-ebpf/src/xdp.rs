@@ -40,7 +40,8 @@ use crate::{
         self, MGM_CONFIG, MGM_HEARTBEAT, MGM_LOCAL_PORTS, MGM_MFE_STATS, MGM_MFES, MGM_MFES6,
         MGM_MOVED, MGM_OIL_PORTS, MGM_OILS, MGM_PORTS, count, uncount, verdict,
     },
-    parse::{ETH_P_IPV4, HDR_MIN, Ipv4, check4, decrement_ttl, group_mac, ptr_at},
+    packet::Packet as _,
+    parse::{ETH_P_IPV4, HDR_MIN, Ipv4, check_copy, check_plain, decrement_ttl, group_mac, ptr_at},
     parse6::{ETH_P_IPV6, HDR6, Ipv6, check6, group_mac6},
     upcall::{Flow, upcall},
 };
@@ -100,10 +101,23 @@ fn ingress(ctx: &XdpContext) -> u32 {
             Err(why) => verdict(why, XDP_PASS),
         };
     }
-    match check4(ctx, ip_off, l3_len) {
-        Ok(ip) => forward(ctx, Packet::V4(ip), ip_off, l3_len),
-        Err(why) => verdict(why, XDP_PASS),
-    }
+    // A header without options is checked in place; one with options (or a frame too short
+    // for 20 bytes) on a copy, by the same function as the TC program's.
+    let plain = match ctx.in_place::<HDR_MIN>(ip_off) {
+        Some(h) => match check_plain(h, l3_len) {
+            Ok(ip) => ip,
+            Err(why) => return verdict(why, XDP_PASS),
+        },
+        None => None,
+    };
+    let ip = match plain {
+        Some(ip) => ip,
+        None => match check_copy(ctx, ip_off, l3_len) {
+            Ok(ip) => ip,
+            Err(why) => return verdict(why, XDP_PASS),
+        },
+    };
+    forward(ctx, Packet::V4(ip), ip_off, l3_len)
 }
 
 /// A routable packet: its MFE decides (same rules for both families).
