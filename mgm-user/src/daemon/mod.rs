@@ -172,6 +172,9 @@ pub enum ToKernel {
     /// Ask for this link (a request named it before its notification was read), and answer
     /// with [`Input::LinkLookedUp`].
     LookUpLink(u32),
+    /// Forward this held packet as if it arrived on `ifindex` now (through the replay
+    /// thread: `dataplane::Replayer`).
+    Replay { ifindex: u32, frame: Vec<u8> },
     /// Write the liveness stamp (`--follow-kernel`): the kernel's coarse monotonic clock now,
     /// which the programs compare with theirs (see `dataplane::bpf::Liveness`).
     SayAlive,
@@ -193,6 +196,8 @@ pub struct Daemon<D: Dataplane = BpfFastPath> {
     /// request waits for the answer; links answered, for those requests' second turn.
     lookups: BTreeMap<u32, BTreeSet<ConnId>>,
     looked_up: BTreeSet<u32>,
+    /// Held packets the replay thread dropped (its queue was full): its count, read here.
+    replay_lost: std::sync::Arc<std::sync::atomic::AtomicU64>,
     limits: Limits,
     /// Releases (asked for, or of departed clients) being done a step at a time.
     jobs: VecDeque<Job>,
@@ -237,6 +242,7 @@ impl<D: Dataplane> Daemon<D> {
             too_big: too_big::Budget::default(),
             lookups: BTreeMap::new(),
             looked_up: BTreeSet::new(),
+            replay_lost: Default::default(),
             limits: Limits::default(),
             jobs: VecDeque::new(),
             busy: BTreeMap::new(),
@@ -251,6 +257,11 @@ impl<D: Dataplane> Daemon<D> {
             config_source: None,
             configured: reload::Configured::default(),
         }
+    }
+
+    /// Where the replay thread counts the held packets it dropped (see [`ToKernel::Replay`]).
+    pub fn count_replay_losses(&mut self, lost: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.replay_lost = lost;
     }
 
     pub fn set_limits(&mut self, limits: Limits) {
@@ -538,6 +549,7 @@ impl<D: Dataplane> Daemon<D> {
         let (leases_alive, leases_released) = m.lease_counts();
         let (write_failures, retrying) = self.writer.failures();
         let (flows_refused, mfes_evicted) = self.manager.admission_counts();
+        let lost = self.replay_lost.load(std::sync::atomic::Ordering::Relaxed);
         Status {
             mfes: self.manager.mfe_count(),
             installed: m.mfes().count(),
@@ -547,10 +559,10 @@ impl<D: Dataplane> Daemon<D> {
             leases_released,
             held: self.hold.sizes().0,
             unresolved: self.first.flows(),
-            replayed: self.first.replayed,
+            replayed: self.first.replayed.saturating_sub(lost),
             too_big_sent: self.too_big.sent,
             too_big_limited: self.too_big.limited,
-            replay_dropped: self.first.dropped,
+            replay_dropped: self.first.dropped + lost,
             write_failures,
             retrying,
             backlog_bytes: self.conns.backlog_bytes(),

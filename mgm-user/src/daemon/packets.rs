@@ -49,11 +49,10 @@ impl<D: Dataplane> Daemon<D> {
         }
     }
 
+    /// Has the run loop forward a held packet as if it arrived on `ifindex` now (through its
+    /// `Replayer`, whose queue-full drops the status subtracts again).
     pub(super) fn replay(&mut self, ifindex: u32, frame: Vec<u8>) {
-        if self.writer.replay(ifindex, frame) {
-            self.first.replayed += 1;
-        } else {
-            self.first.dropped += 1;
-        }
+        self.to_kernel.push(ToKernel::Replay { ifindex, frame });
+        self.first.replayed += 1;
     }
 }

@@ -133,7 +133,11 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let start = Instant::now();
     let settings = Settings { creations_per_sec: opts.flow_creation_rate, ..Settings::default() };
     let liveness = fp.liveness().context("opening the configuration map for the liveness stamp")?;
+    let replayer = fp.replayer();
     let mut daemon = Daemon::new(fp, settings);
+    if let Some(r) = &replayer {
+        daemon.count_replay_losses(r.dropped());
+    }
     daemon.set_limits(opts.limits);
     daemon.handle(start.elapsed(), Input::Kernel(snapshot));
     // Before anything is installed (a restart's entries included).
@@ -219,6 +223,11 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
     let to_kernel = |r| match r {
         ToKernel::Solicit(ifindex, ip) => kernel::solicit(ifindex, ip),
         ToKernel::PacketTooBig { to, message } => icmp6.send(to, &message),
+        ToKernel::Replay { ifindex, frame } => {
+            if let Some(r) = &replayer {
+                r.send(ifindex, frame);
+            }
+        }
         ToKernel::SayAlive => {
             if let Err(e) = liveness.write() {
                 warn!(error = %e, "writing the liveness stamp");

@@ -192,11 +192,6 @@ impl<D: Dataplane> Writer<D> {
         self.mirror.fast_path_mut().set_local_ports(ports)
     }
 
-    /// Forwards a held packet as if it arrived on `ifindex` now; false if it was dropped.
-    pub fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
-        self.mirror.fast_path_mut().replay(ifindex, frame)
-    }
-
     /// After a restart: the adopted entries marked static are static again, and those
     /// mirrored from the kernel are the follower's again (its first dump keeps or removes
     /// them).

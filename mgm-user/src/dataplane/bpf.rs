@@ -62,7 +62,6 @@ pub struct BpfFastPath {
     pub(super) ingress_fd: ProgramFd,
     /// The TC program, for [`BpfFastPath::test_run_tc`].
     pub(super) tc_fd: std::os::fd::OwnedFd,
-    pub(super) replayer: Option<std::sync::mpsc::SyncSender<(u32, Vec<u8>)>>,
     /// The kernel runs XDP test runs with live frames: held packets can be replayed.
     pub(super) live_frames: bool,
     /// OIL ids 1..=oil_pool have an inner devmap in the outer map.
@@ -106,9 +105,6 @@ impl Dataplane for BpfFastPath {
     fn forget(&mut self, ifindex: u32) {
         // The kernel removed the links with the device; detaching can only fail now.
         let _ = self.detach(ifindex);
-    }
-    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
-        BpfFastPath::replay(self, ifindex, frame)
     }
     fn can_replay(&self) -> bool {
         self.live_frames

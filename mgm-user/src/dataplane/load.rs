@@ -428,7 +428,6 @@ impl BpfFastPath {
             egress,
             ingress_fd,
             tc_fd,
-            replayer: None,
             live_frames: kernel.hold_first_packets,
             verified: vec![ingress_verified, egress_verified, tc_verified],
             oil_pool: 0,

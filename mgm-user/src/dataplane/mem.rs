@@ -41,7 +41,6 @@ pub struct MemFastPath {
     pub oif_base: BTreeMap<(u32, u32), OifBase>,
     pub leases: BTreeMap<u32, bool>,
     /// Packets handed back for forwarding (held while their MFE was created).
-    pub replayed: Vec<(u32, Vec<u8>)>,
     /// Interfaces the programs are attached to.
     pub attached: BTreeSet<u32>,
     /// A kernel without XDP live-frame test runs: held packets cannot be replayed.
@@ -179,13 +178,6 @@ impl Dataplane for MemFastPath {
     }
     fn forget(&mut self, ifindex: u32) {
         self.attached.remove(&ifindex);
-    }
-    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
-        if self.cannot_replay {
-            return false;
-        }
-        self.replayed.push((ifindex, frame));
-        true
     }
     fn can_replay(&self) -> bool {
         !self.cannot_replay

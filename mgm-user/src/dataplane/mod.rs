@@ -36,6 +36,7 @@ pub use bpf::BpfFastPath;
 pub use load::{
     LoadError, LoadOptions, Verified, missing_capabilities, permission_hint, remove_pins,
 };
+pub use replay::Replayer;
 pub use sys::{BPF_F_TEST_XDP_LIVE_FRAMES, TestRun, prog_test_run, xdp_ctx};
 pub use upcall::Upcall;
 
@@ -47,10 +48,7 @@ pub trait Dataplane: FastPath {
     fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()>;
     /// Forgets an interface that left the kernel (its program links went with it).
     fn forget(&mut self, ifindex: u32);
-    /// Forwards a packet held while its MFE was being created, as if it arrived on `ifindex`
-    /// now; false if it had to be dropped.
-    fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool;
-    /// Whether [`Dataplane::replay`] can forward anything on this kernel: without it the
+    /// Whether held packets can be forwarded on this kernel (`replay::Replayer`): without it the
     /// first packets of a new flow are not held (they go to the kernel).
     fn can_replay(&self) -> bool;
     /// Sets one value of the programs' configuration (an index of `mgm_common::config`).

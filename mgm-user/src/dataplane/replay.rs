@@ -37,24 +37,44 @@ fn spawn_replayer(prog: std::os::fd::OwnedFd) -> std::sync::mpsc::SyncSender<(u3
     tx
 }
 
+/// Where held packets go to be forwarded: the replay thread's queue, and the count of packets
+/// dropped because it was full. The run loop holds it and carries out the daemon's
+/// `ToKernel::Replay`; the daemon reads the count for its status.
+#[derive(Clone, Debug)]
+pub struct Replayer {
+    tx: std::sync::mpsc::SyncSender<(u32, Vec<u8>)>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Replayer {
+    /// Forwards `frame` as if it arrived on `ifindex` now (queued to the thread; dropped and
+    /// counted if the queue is full).
+    pub fn send(&self, ifindex: u32, frame: Vec<u8>) {
+        if self.tx.try_send((ifindex, frame)).is_err() {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The count of packets dropped so far, shared.
+    pub fn dropped(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.dropped.clone()
+    }
+}
+
 impl BpfFastPath {
-    /// Forwards a packet that arrived on `ifindex` before its MFE existed, through the
-    /// ingress program as if it arrived now (BPF_PROG_TEST_RUN with live frames). Queued to a
-    /// thread; returns false if that queue is full (the packet is dropped).
-    pub fn replay(&mut self, ifindex: u32, frame: Vec<u8>) -> bool {
+    /// The replay thread's handle, started now: `None` on a kernel without live-frame test
+    /// runs (held packets cannot be forwarded there), or if the thread could not start.
+    pub fn replayer(&self) -> Option<Replayer> {
         use std::os::fd::AsFd as _;
         if !self.live_frames {
-            return false;
+            return None;
         }
-        if self.replayer.is_none() {
-            match self.ingress_fd.as_fd().try_clone_to_owned() {
-                Ok(fd) => self.replayer = Some(spawn_replayer(fd)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the replay thread");
-                    return false;
-                }
+        match self.ingress_fd.as_fd().try_clone_to_owned() {
+            Ok(fd) => Some(Replayer { tx: spawn_replayer(fd), dropped: Default::default() }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the replay thread");
+                None
             }
         }
-        self.replayer.as_ref().is_some_and(|tx| tx.try_send((ifindex, frame)).is_ok())
     }
 }
