@@ -36,11 +36,6 @@ impl Client {
         Ok(self.reader.get_ref().set_read_timeout(timeout)?)
     }
 
-    /// The socket (for its credentials, or to shut it down).
-    pub fn socket(&self) -> &UnixStream {
-        self.reader.get_ref()
-    }
-
     fn read_line(&mut self) -> Result<String, ClientError> {
         match self.reader.read_until(b'\n', &mut self.partial) {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {

@@ -392,6 +392,23 @@ impl<D: Dataplane> Daemon<D> {
         self.manage(dev)
     }
 
+    /// Answers every link lookup asked so far: no such link (tests and fuzzing, whose links
+    /// all come from their snapshot). The other effects stay for [`Daemon::take_for_kernel`].
+    #[cfg(any(test, feature = "testing"))]
+    pub fn answer_lookups(&mut self, now: Duration) {
+        let mut lookups = Vec::new();
+        self.to_kernel.retain(|e| match e {
+            ToKernel::LookUpLink(i) => {
+                lookups.push(*i);
+                false
+            }
+            _ => true,
+        });
+        for ifindex in lookups {
+            self.handle(now, Input::LinkLookedUp { ifindex, dev: None });
+        }
+    }
+
     /// Whether a request naming `ifindex` must wait for the kernel's answer: a link created
     /// just before the request, whose notification is not read yet (asked once per request:
     /// its second turn takes the answer).

@@ -53,19 +53,7 @@ impl Harness {
     /// harness's links all come from its snapshot).
     fn input(&mut self, input: Input) {
         self.d.handle(self.now, input);
-        let lookups: Vec<u32> = self
-            .d
-            .to_kernel
-            .iter()
-            .filter_map(|e| match e {
-                ToKernel::LookUpLink(i) => Some(*i),
-                _ => None,
-            })
-            .collect();
-        self.d.to_kernel.retain(|e| !matches!(e, ToKernel::LookUpLink(_)));
-        for ifindex in lookups {
-            self.d.handle(self.now, Input::LinkLookedUp { ifindex, dev: None });
-        }
+        self.d.answer_lookups(self.now);
     }
 
     fn connect(&mut self, conn: ConnId) {

@@ -120,8 +120,8 @@ impl<D: Dataplane> Writer<D> {
     /// boundary in the maps.
     pub fn manage(&mut self, dev: &NetDev, boundary: Option<Scope>) -> anyhow::Result<()> {
         self.mirror.fast_path_mut().manage(dev)?;
-        self.mirror.add_port(dev.ifindex, PortValue::new(dev.mac, dev.mtu))?;
-        self.mirror.set_boundary(dev.ifindex, boundary)?;
+        self.update_port(dev)?;
+        self.set_boundary(dev.ifindex, boundary)?;
         Ok(())
     }
 

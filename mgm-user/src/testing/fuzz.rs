@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::MemFastPath;
 use crate::{
-    daemon::{Daemon, Input, ToKernel},
+    daemon::{Daemon, Input},
     dataplane::upcall::{Kind, Upcall},
     kernel::{KernelEvent, Neighbours, NetDev},
     manager::{Settings, Sg},
@@ -144,7 +144,7 @@ pub fn dispatch(data: &[u8]) {
                 };
                 expected.entry(conn).or_default().push(id);
                 d.handle(now, Input::Line { conn, line });
-                answer_lookups(&mut d, now);
+                d.answer_lookups(now);
             }
         }
     }
@@ -162,15 +162,6 @@ pub fn dispatch(data: &[u8]) {
         }
         let want = expected.remove(conn).unwrap_or_default();
         assert_eq!(replies, want, "connection {conn}: replies out of order or missing");
-    }
-}
-
-/// Answers the links the daemon asked about: none exists beyond the snapshot's.
-fn answer_lookups(d: &mut Daemon<MemFastPath>, now: Duration) {
-    for e in d.take_for_kernel() {
-        if let ToKernel::LookUpLink(ifindex) = e {
-            d.handle(now, Input::LinkLookedUp { ifindex, dev: None });
-        }
     }
 }
 
