@@ -22,7 +22,7 @@
 //! hops' MACs) and `leases.rs`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     net::{IpAddr, Ipv4Addr},
 };
 
@@ -92,6 +92,14 @@ pub trait FastPath {
     fn clear_mfe_stats(&mut self, slot: u32) -> Result<(), FastPathError>;
     /// Number of stats slots, i.e. how many MFEs fit.
     fn mfe_capacity(&self) -> u32;
+    /// Asks for an RCU grace period that begins after this call and returns its ticket: once
+    /// [`FastPath::graces_done`] reaches it, no program still runs that read a map before
+    /// the call (a packet that found the old OIL id under its MFE has left).
+    fn grace_ticket(&mut self) -> u64;
+    /// The highest ticket whose grace period has ended.
+    fn graces_done(&self) -> u64;
+    /// Waits out a grace period now: every ticket handed out so far is done on return.
+    fn wait_grace(&mut self) -> Result<(), FastPathError>;
 }
 
 /// One outgoing copy of an OIL: an interface, or an (interface, next hop) addressed to that
@@ -211,6 +219,17 @@ impl InstalledMfe {
     }
 }
 
+/// An OIL no MFE names any more, kept whole in the maps until a packet that looked up its
+/// MFE before the switch cannot be using it: emptied earlier, that packet would lose the
+/// copies of the interfaces removed first (lists are written one entry at a time); its id
+/// reused earlier, the packet would go where another MFE forwards.
+#[derive(Debug)]
+struct RetiredOil {
+    id: u32,
+    legs: Vec<Leg>,
+    ticket: u64,
+}
+
 #[derive(Debug)]
 struct InternedOil {
     id: u32,
@@ -231,6 +250,8 @@ pub struct Mirror<F> {
     ports: BTreeMap<u32, PortValue>,
     oils: HashMap<Vec<Leg>, InternedOil>,
     oil_ids: HashMap<u32, Vec<Leg>>,
+    /// Unnamed OILs waiting out a grace period, oldest first (see [`RetiredOil`]).
+    retired: VecDeque<RetiredOil>,
     free_oil_ids: Vec<u32>,
     next_oil_id: u32,
     mfes: BTreeMap<Sg, InstalledMfe>,
@@ -256,6 +277,7 @@ impl<F: FastPath> Mirror<F> {
             ports: BTreeMap::new(),
             oils: HashMap::new(),
             oil_ids: HashMap::new(),
+            retired: VecDeque::new(),
             free_oil_ids: Vec::new(),
             next_oil_id: OIL_EMPTY + 1,
             mfes: BTreeMap::new(),
@@ -315,21 +337,28 @@ impl<F: FastPath> Mirror<F> {
         let max_id = a.oils.keys().copied().max().unwrap_or(OIL_EMPTY);
         self.next_oil_id = self.next_oil_id.max(max_id + 1);
         for (id, legs) in &a.oils {
-            match refs.get(id) {
-                Some(&n) => {
-                    for l in legs.iter().flat_map(Leg::leases) {
-                        let alive = a.leases.get(&l).copied().unwrap_or(false);
-                        let s = self.leases.entry(l).or_insert(LeaseState { alive, refs: 0 });
-                        s.refs += 1;
-                    }
-                    self.oils.insert(legs.clone(), InternedOil { id: *id, refs: n });
-                    self.oil_ids.insert(*id, legs.clone());
-                }
-                None => self.fp.remove_oil(*id, legs)?,
+            let Some(&n) = refs.get(id) else { continue };
+            for l in legs.iter().flat_map(Leg::leases) {
+                let alive = a.leases.get(&l).copied().unwrap_or(false);
+                let s = self.leases.entry(l).or_insert(LeaseState { alive, refs: 0 });
+                s.refs += 1;
             }
+            self.oils.insert(legs.clone(), InternedOil { id: *id, refs: n });
+            self.oil_ids.insert(*id, legs.clone());
         }
-        self.free_oil_ids =
-            (OIL_EMPTY + 1..self.next_oil_id).filter(|id| !self.oil_ids.contains_key(id)).collect();
+        // Unnamed lists (a merged duplicate was named until just now) are retired like any
+        // other; a lease only they name is dead to the mirror, recycled once they are gone.
+        for (id, legs) in a.oils.into_iter().filter(|(id, _)| !refs.contains_key(id)) {
+            for l in legs.iter().flat_map(Leg::leases) {
+                self.leases.entry(l).or_insert(LeaseState { alive: false, refs: 0 }).refs += 1;
+            }
+            let ticket = self.fp.grace_ticket();
+            self.retired.push_back(RetiredOil { id, legs, ticket });
+        }
+        let retired: BTreeSet<u32> = self.retired.iter().map(|r| r.id).collect();
+        self.free_oil_ids = (OIL_EMPTY + 1..self.next_oil_id)
+            .filter(|id| !self.oil_ids.contains_key(id) && !retired.contains(id))
+            .collect();
         self.leases.remove(&LEASE_STATIC);
         self.dead_leases =
             self.leases.iter().filter(|(_, l)| !l.alive).map(|(id, _)| *id).collect();
@@ -337,6 +366,7 @@ impl<F: FastPath> Mirror<F> {
         self.next_lease = max_lease + 1;
         self.free_leases =
             (LEASE_STATIC + 1..self.next_lease).filter(|l| !self.leases.contains_key(l)).collect();
+        self.reclaim()?;
         Ok(keys)
     }
 
@@ -618,6 +648,11 @@ impl<F: FastPath> Mirror<F> {
             o.refs += 1;
             return Ok(o.id);
         }
+        if self.free_oil_ids.is_empty() && self.next_oil_id > MAX_OILS && !self.retired.is_empty() {
+            // Only retired ids left: wait for them here rather than refuse the list.
+            self.fp.wait_grace()?;
+            self.reclaim()?;
+        }
         let id = match self.free_oil_ids.pop() {
             Some(id) => id,
             None if self.next_oil_id <= MAX_OILS => {
@@ -652,18 +687,38 @@ impl<F: FastPath> Mirror<F> {
         let o = self.oils.get_mut(legs).expect("oil_ids and oils agree");
         o.refs -= 1;
         if o.refs == 0 {
-            // The MFE that referenced it was rewritten or removed first.
-            self.fp.remove_oil(id, legs)?;
+            // The MFE that named it was rewritten or removed first; packets that read it
+            // before may still be on their way through it.
             let legs = self.oil_ids.remove(&id).expect("present");
-            for l in legs.iter().flat_map(Leg::leases) {
+            self.oils.remove(&legs);
+            let ticket = self.fp.grace_ticket();
+            self.retired.push_back(RetiredOil { id, legs, ticket });
+            self.reclaim()?;
+        }
+        Ok(())
+    }
+
+    /// Empties and frees the retired OILs whose grace period has ended; their leases may
+    /// then be recycled.
+    pub fn reclaim(&mut self) -> Result<(), FastPathError> {
+        let done = self.fp.graces_done();
+        while self.retired.front().is_some_and(|r| r.ticket <= done) {
+            let r = self.retired.front().expect("checked");
+            self.fp.remove_oil(r.id, &r.legs)?;
+            let r = self.retired.pop_front().expect("checked");
+            for l in r.legs.iter().flat_map(Leg::leases) {
                 if let Some(s) = self.leases.get_mut(&l) {
                     s.refs -= 1;
                 }
             }
-            self.oils.remove(&legs);
-            self.free_oil_ids.push(id);
+            self.free_oil_ids.push(r.id);
         }
         Ok(())
+    }
+
+    /// How many unnamed OILs wait out a grace period.
+    pub fn retired_oils(&self) -> usize {
+        self.retired.len()
     }
 }
 

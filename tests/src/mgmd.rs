@@ -322,6 +322,11 @@ impl Ctl {
         self.call(proto::AddMembership(membership(handle, group, ifindex))).map(drop)
     }
 
+    /// Deletes (*,`group`) on `ifindex`.
+    pub fn leave(&mut self, handle: Handle, group: &str, ifindex: u32) -> anyhow::Result<()> {
+        self.call(proto::DeleteMembership(membership(handle, group, ifindex))).map(drop)
+    }
+
     /// Registers a routing protocol, takes `take` (their side of `group`'s family) and adds
     /// (*,`group`) on `join`: the usual opening of a test. Returns the handle.
     pub fn protocol_with(

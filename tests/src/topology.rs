@@ -108,6 +108,32 @@ impl Topology {
         Ok(self.mgmd.as_ref().expect("just set"))
     }
 
+    /// Where receiver `i` (0-based) may have dropped packets on its own: its UDP sockets'
+    /// full buffers and the veth pair's counters, both ends (for a failure message).
+    pub fn receiver_drops(&self, i: usize) -> String {
+        let rx = &self.receivers[i];
+        let snmp = rx.exec("nstat", &["-asz", "UdpRcvbufErrors", "Udp6RcvbufErrors"]);
+        let peer = rx.exec("ethtool", &["-S", "eth0"]);
+        let port = self.router.exec("ethtool", &["-S", &format!("r{}", i + 1)]);
+        let nonzero = |r: anyhow::Result<String>| match r {
+            Ok(s) => s
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1).is_some_and(|v| v != "0"))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(e) => e.to_string(),
+        };
+        format!(
+            "receiver {}: sockets [{}], eth0 [{}], r{} [{}]",
+            i + 1,
+            nonzero(snmp),
+            nonzero(peer),
+            i + 1,
+            nonzero(port)
+        )
+    }
+
     pub fn ctl(&self) -> anyhow::Result<Ctl> {
         self.mgmd.as_ref().context("mgmd not started")?.ctl()
     }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use mgm_tests::{Family, SeqFlow, Topology, gaps};
+use mgm_tests::{Family, SeqFlow, Topology, gaps, gaps_between};
 /// Sequence packets per second: paced so the 2-core test machines never drop one anywhere
 /// (a gap at r2 must mean mgm lost it).
 const RATE_PPS: u64 = 4_000;
@@ -98,7 +98,17 @@ fn release_under_traffic(n: usize, family: Family) -> Report {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    let s = pim.status().unwrap();
+    // The released lease is recycled once no list names it: the old lists go an RCU grace
+    // period after the MFEs stopped naming them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = pim.status().unwrap();
+        pim.drop_events();
+        if s.leases_released == 0 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!((s.leases_released as u64, s.mfes as u64), (0, n as u64), "{s:?}");
     let report = Report { reply, cleanup, last_sent_at_reply, max_seen_at_r1 };
     println!(
@@ -133,6 +143,69 @@ fn ipv6_release_is_atomic_under_traffic_with_100k_mfes() {
     assert!(r.cleanup > r.reply);
 }
 
+/// An MFE whose outgoing list changes under traffic (r3 joins and leaves, again and again)
+/// keeps sending every packet to the interfaces that stay in it: a packet that looked up the
+/// MFE just before a change goes through the old list, which is emptied only once no packet
+/// can still be on its way through it (an RCU grace period later).
+fn list_changes_under_traffic(family: Family, changes: usize) {
+    let mut t = Topology::new(3).unwrap();
+    t.add_addresses_for(family).unwrap();
+    t.start(&[]).unwrap();
+    let idx = |name: &str| t.router.ifindex(name).unwrap();
+    let (rin, r1, r2, r3) = (idx("rin"), idx("r1"), idx("r2"), idx("r3"));
+    let mut pim = t.ctl().unwrap();
+    let g = family.group().to_string();
+    let h = pim.protocol_with(103, &[rin, r1, r2, r3], &[r1, r2], &g).unwrap();
+    let flow = SeqFlow::start_for(&t, family, 3, RATE_PPS).unwrap();
+    pim.answer_creation(h, Duration::from_secs(5)).unwrap();
+    let installed = |pim: &mut mgm_tests::Ctl| {
+        let s = pim.status().unwrap();
+        s.installed == 1 && s.pending_writes == 0
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !installed(&mut pim) {
+        assert!(Instant::now() < deadline, "the MFE was never installed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let established = flow.last_sent();
+    let oifs = |pim: &mut mgm_tests::Ctl| {
+        let get = mgm::proto::GetMfe {
+            source: family.source(),
+            group: family.group(),
+            max_entries: 1,
+            stats: false,
+        };
+        pim.call(get).unwrap().oif_indexes()
+    };
+    let before = oifs(&mut pim);
+    for _ in 0..changes {
+        pim.join(h, &g, r3).unwrap();
+        pim.leave(h, &g, r3).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (sent, seen) = flow.finish();
+    assert_eq!(oifs(&mut pim), before);
+    for (i, seen) in seen[..2].iter().enumerate() {
+        let lost = gaps_between(seen, established, sent);
+        assert!(
+            lost.is_empty(),
+            "r{} lost {} of {} packets while r3 joined and left {changes} times, e.g. {:?}; {}; {}",
+            i + 1,
+            lost.len(),
+            sent - established + 1,
+            &lost[..lost.len().min(10)],
+            t.receiver_drops(0),
+            t.receiver_drops(1),
+        );
+    }
+    assert!(!seen[2].is_empty(), "r3 got copies while it was in the list");
+    println!(
+        "{changes} list changes ({family:?}): r1 and r2 got all {} packets sent after the MFE was up",
+        sent - established + 1
+    );
+}
+
 /// The matrix runs these on this machine and in every guest (Debian 12's 6.1 and 6.12, 7.x):
 /// what must hold on every kernel mgm supports.
 mod every_kernel {
@@ -146,5 +219,15 @@ mod every_kernel {
     #[test]
     fn ipv6_release_is_atomic_under_traffic_with_1_mfe() {
         release_under_traffic(1, Family::V6);
+    }
+
+    #[test]
+    fn a_changing_list_loses_no_copy_on_the_interfaces_that_stay() {
+        list_changes_under_traffic(Family::V4, 300);
+    }
+
+    #[test]
+    fn ipv6_a_changing_list_loses_no_copy_on_the_interfaces_that_stay() {
+        list_changes_under_traffic(Family::V6, 300);
     }
 }

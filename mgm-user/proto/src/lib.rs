@@ -6,8 +6,8 @@
 //!
 //! * [`types`]: the MGM API's vocabulary (handles, interfaces, entries, result codes, events);
 //! * [`statics`]: static MFEs by interface name;
-//! * here: the methods (one type per method, [`Method::Reply`] its result), replies, errors
-//!   and framing.
+//! * `replies` and `error` (re-exported here): the methods' results and the error replies;
+//! * here: the methods (one type per method, [`Method::Reply`] its result) and framing.
 //!
 //! Framing: one JSON object per line (`\n`-terminated UTF-8), at most [`MAX_FRAME`] bytes.
 //! A request is `{"id": N, "method": "...", ...params}`; its reply carries the same id and
@@ -16,25 +16,23 @@
 //! between them. Compatibility: new optional fields may appear in results; clients ignore
 //! fields they do not know.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 #[cfg(feature = "clap")]
 mod cli;
+mod error;
+mod replies;
 pub mod statics;
 pub mod types;
 #[cfg(feature = "clap")]
 use cli::*;
 
+pub use error::{ErrorCode, WireError};
+pub use replies::*;
 pub use statics::StaticMfe;
-use types::{
-    ClientInfo, EnumHandle, EnumType, Event, Family, Handle, Iface, MembershipInfo, MfeView,
-    MgmError, OwnerInfo, RequestId, SourceGroupEntry,
-};
+use types::{EnumHandle, EnumType, Event, Family, Handle, Iface, RequestId, SourceGroupEntry};
 
 /// Protocol version announced by `hello`.
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -417,29 +415,6 @@ pub struct AnswerPrune {
     pub timeout_secs: u64,
 }
 
-/// The result of a method that returns nothing but success: `{}`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Done {}
-
-/// `register`'s result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Registered {
-    pub handle: Handle,
-}
-
-/// `get_protocol_on_interface`'s result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProtocolOnInterface {
-    pub protocol: u32,
-    pub component: u32,
-}
-
-/// `group_enum_start`'s result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnumStarted {
-    pub enum_handle: EnumHandle,
-}
-
 fn any() -> IpAddr {
     IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
@@ -534,311 +509,6 @@ pub struct Rejected {
     pub error: WireError,
 }
 
-/// `hello`'s result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HelloInfo {
-    pub protocol: u32,
-    pub server: String,
-    /// Memberships this connection's clients may hold (`--max-memberships-per-conn`; for a
-    /// user other than root, shared with that user's other connections), so a client can
-    /// share it out (mgm-igmpd among its links). Absent from older mgmd.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_memberships: Option<u64>,
-}
-
-/// A page of a walk: `status` is `more_data` or `no_more_items` (MGM's codes).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageReply<T> {
-    pub status: PageStatus,
-    pub entries: Vec<T>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PageStatus {
-    MoreData,
-    NoMoreItems,
-}
-
-/// An MFE, the one shape the protocol has for one: as `get_mfe` and the walks return it
-/// (`stats` only when asked for) and as `show` lists it (always with `stats`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MfeReply {
-    #[serde(flatten)]
-    pub mfe: MfeView,
-    /// Who installed it.
-    #[serde(default)]
-    pub origin: Origin,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<MfeStatsReply>,
-}
-
-impl MfeReply {
-    /// Its counters (zero when they were not asked for).
-    pub fn counters(&self) -> MfeStatsReply {
-        self.stats.clone().unwrap_or_default()
-    }
-
-    /// Its outgoing interfaces' indexes.
-    pub fn oif_indexes(&self) -> Vec<u32> {
-        self.mfe.oifs.iter().map(|i| i.ifindex).collect()
-    }
-}
-
-/// Who installed an MFE.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// Created through the MGM API (a first packet, its routing protocol's answers).
-    #[default]
-    Mgm,
-    /// `add_mfe` or mgmd's configuration: it has no upstream neighbour, timeout or expiry
-    /// (they read as unspecified and 0).
-    Static,
-    /// Followed from the kernel's multicast routing table (`--follow-kernel`): the same.
-    Kernel,
-}
-
-/// MIB_IPMCAST_MFE_STATS counters (from the fast path, summed over CPUs).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MfeStatsReply {
-    pub in_packets: u64,
-    pub in_octets: u64,
-    pub wrong_interface: u64,
-    pub ttl_expired: u64,
-    /// One entry per outgoing interface (MIB_IPMCAST_OIF_STATS).
-    #[serde(default)]
-    pub oifs: Vec<OifStatsReply>,
-}
-
-/// Counters of one outgoing interface of an MFE.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OifStatsReply {
-    pub ifindex: u32,
-    pub out_packets: u64,
-    pub out_octets: u64,
-    /// Copies larger than the interface's MTU (dropped, not fragmented).
-    pub frag_needed: u64,
-    /// Copies dropped because the interface had been released.
-    pub out_discards: u64,
-    /// Always 0: mgm has no per-interface TTL thresholds (TTL <= 1 is `ttl_expired`).
-    pub ttl_too_low: u64,
-}
-
-/// Reply to `status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// MFEs the MGM core holds.
-    pub mfes: usize,
-    /// MFEs in the fast path (MGM, static and followed from the kernel).
-    pub installed: usize,
-    /// Distinct outgoing lists in the fast path.
-    pub oils: usize,
-    /// Fast-path writes queued behind the replies already sent (background cleanup after a
-    /// large release, for instance). 0 when the fast path has caught up with the core.
-    pub pending_writes: usize,
-    /// Leases of current owners.
-    pub leases_alive: usize,
-    /// Released leases some outgoing list still names (their copies are already dropped).
-    pub leases_released: usize,
-    /// MFEs taken over from a previous mgmd (restart) that the clients have not re-created
-    /// yet: they keep forwarding until the hold ends, then are re-validated through the core.
-    #[serde(default)]
-    pub held: usize,
-    /// (S,G)s whose first packets wait for their MFE to be created.
-    #[serde(default)]
-    pub unresolved: usize,
-    /// Such packets forwarded once their MFE existed, and dropped (more than 4 per flow, more
-    /// than 1,024 flows waiting, or no MFE within 5 s).
-    #[serde(default)]
-    pub replayed: u64,
-    #[serde(default)]
-    pub replay_dropped: u64,
-    /// ICMPv6 Packet Too Big messages sent to the sources of IPv6 packets too long for an
-    /// outgoing link, and those not sent (over the budget of 1,000 a second, burst 50).
-    #[serde(default)]
-    pub too_big_sent: u64,
-    #[serde(default)]
-    pub too_big_limited: u64,
-    /// Fast-path writes that failed (table full, kernel error), and the MFEs waiting for a
-    /// retry (every second, from the core's current state).
-    #[serde(default)]
-    pub write_failures: u64,
-    #[serde(default)]
-    pub retrying: usize,
-    /// Bytes of replies and events waiting for their clients to read (paced behind full
-    /// connection queues).
-    #[serde(default)]
-    pub backlog_bytes: usize,
-    /// New flows not given an MFE (over their interface's creation rate, or no room), and
-    /// MFEs evicted to make room (ones that saw no traffic beyond their first packets).
-    #[serde(default)]
-    pub flows_refused: u64,
-    #[serde(default)]
-    pub mfes_evicted: u64,
-    /// Releases under way in steps (asked for, or of clients that left); a release is
-    /// answered when its last step is done.
-    #[serde(default)]
-    pub releasing: usize,
-}
-
-/// What `show` returns.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub interfaces: Vec<InterfaceInfo>,
-    /// The fast path's entries (MGM's, static and followed), in the shape `get_mfe` gives,
-    /// with their counters.
-    pub mfes: Vec<MfeReply>,
-    /// Global fast-path counters by name (see `mgm_common::counter`).
-    pub counters: BTreeMap<String, u64>,
-    /// Registered MGM clients.
-    #[serde(default)]
-    pub protocols: Vec<ClientInfo>,
-    /// Owned interfaces.
-    #[serde(default)]
-    pub ownership: Vec<OwnerInfo>,
-    /// Group memberships.
-    #[serde(default)]
-    pub memberships: Vec<MembershipInfo>,
-    /// There are more MFEs than listed (the MFE walk has them all).
-    #[serde(default)]
-    pub more_mfes: bool,
-    /// There are more memberships than listed.
-    #[serde(default)]
-    pub more_memberships: bool,
-    /// The followed kernel table (`--follow-kernel`; empty otherwise): every entry, and
-    /// whether the fast path forwards it or why the kernel does.
-    #[serde(default)]
-    pub kernel_routes: Vec<KernelRouteInfo>,
-    /// There are more kernel entries than listed.
-    #[serde(default)]
-    pub more_kernel_routes: bool,
-}
-
-/// One entry of the followed kernel table, as the kernel announced it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelRouteInfo {
-    /// `0.0.0.0` for the kernel's (*,G) and (*,*) entries.
-    pub source: IpAddr,
-    pub group: IpAddr,
-    /// 0 while unresolved.
-    pub iif: u32,
-    /// Outgoing interfaces with their TTL thresholds, as the kernel lists them.
-    pub oifs: Vec<KernelOif>,
-    /// Forwarded by the fast path (its counters are the MFE's in `mfes`).
-    pub accelerated: bool,
-    /// Why the kernel forwards it instead (absent when accelerated).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelOif {
-    pub ifindex: u32,
-    pub ttl_threshold: u8,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterfaceInfo {
-    pub name: String,
-    pub ifindex: u32,
-    pub mac: String,
-    /// The MTU mgm holds copies to (the kernel's, followed as it changes).
-    #[serde(default)]
-    pub mtu: u16,
-    /// Up with a carrier (copies can leave).
-    #[serde(default)]
-    pub up: bool,
-}
-
-/// Stable error codes: clients match on these, never on messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The line is not a JSON object of the request shape.
-    Malformed,
-    /// The line is longer than [`MAX_FRAME`].
-    TooLarge,
-    /// `method` names no known method.
-    UnknownMethod,
-    /// The method is known but its parameters are wrong.
-    InvalidParams,
-    /// The named entry does not exist.
-    NotFound,
-    /// A named interface does not exist or is not managed.
-    NoSuchInterface,
-    /// A table is full.
-    Full,
-    /// The fast path refused a write (kernel error).
-    FastPath,
-    /// MGM ERROR_INVALID_PARAMETER (87): bad handle, interface not owned, bad mask...
-    InvalidParameter,
-    /// MGM ERROR_ALREADY_EXISTS (183).
-    AlreadyExists,
-    /// MGM ERROR_CAN_NOT_COMPLETE (1003).
-    CanNotComplete,
-    /// MGM ERROR_INSUFFICIENT_BUFFER (122): `needed` says how many entries.
-    InsufficientBuffer,
-    /// MGM ERROR_NOT_ENOUGH_MEMORY (8).
-    NotEnoughMemory,
-    /// The peer (SO_PEERCRED) may not use the socket; the connection is closed.
-    PermissionDenied,
-    /// The peer's user has as many connections open as it may; the connection is closed.
-    TooManyConnections,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireError {
-    pub code: ErrorCode,
-    pub message: String,
-    /// The Win32 value of an MGM result code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub win32: Option<u32>,
-    /// With `insufficient_buffer`: entries needed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub needed: Option<usize>,
-}
-
-impl WireError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), win32: None, needed: None }
-    }
-
-    /// An MGM result code (with its Win32 value) that says more than its generic text.
-    pub fn mgm(e: MgmError, message: impl Into<String>) -> Self {
-        Self { message: message.into(), ..Self::from(e) }
-    }
-}
-
-impl From<MgmError> for WireError {
-    fn from(e: MgmError) -> Self {
-        let code = match e {
-            MgmError::InvalidParameter => ErrorCode::InvalidParameter,
-            MgmError::InsufficientBuffer { .. } => ErrorCode::InsufficientBuffer,
-            MgmError::CanNotComplete => ErrorCode::CanNotComplete,
-            MgmError::NotFound => ErrorCode::NotFound,
-            MgmError::AlreadyExists => ErrorCode::AlreadyExists,
-            MgmError::NotEnoughMemory => ErrorCode::NotEnoughMemory,
-        };
-        let needed = match e {
-            MgmError::InsufficientBuffer { needed } => Some(needed),
-            _ => None,
-        };
-        Self { code, message: e.to_string(), win32: Some(e.code()), needed }
-    }
-}
-
-impl std::fmt::Display for WireError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The code as it is on the wire (what a client matches on).
-        let code = serde_json::to_value(self.code).ok();
-        let code = code.as_ref().and_then(serde_json::Value::as_str).unwrap_or("error");
-        write!(f, "{code}: {}", self.message)
-    }
-}
-
-impl std::error::Error for WireError {}
-
 /// Parses one request line; on failure returns the error reply to send (with the id when it
 /// could be read), so a bad line never closes the connection.
 pub fn parse_request(line: &str) -> Result<RequestFrame, Rejected> {
@@ -877,6 +547,7 @@ pub fn parse_request(line: &str) -> Result<RequestFrame, Rejected> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::MgmError;
 
     fn err_code(line: &str) -> (Option<u64>, ErrorCode) {
         let r = parse_request(line).unwrap_err();

@@ -551,6 +551,7 @@ impl<D: Dataplane> Daemon<D> {
             self.last_retry = now;
             self.writer.retry_failed(&self.manager);
         }
+        self.writer.reclaim();
         let unresolved = self.writer.mirror().unresolved_neighbours();
         self.to_kernel.extend(unresolved.into_iter().map(|(i, ip)| ToKernel::Solicit(i, ip)));
         self.manager.tick(now);

@@ -373,6 +373,32 @@ impl<D: Dataplane> Writer<D> {
         self.pending.len()
     }
 
+    /// Counts a failed write and logs it, at most one line a second with the count: a flood
+    /// of failures must not become a flood of log.
+    fn failed(&mut self, last: &dyn std::fmt::Debug, err: &FastPathError) {
+        self.write_failures += 1;
+        self.unlogged_failures += 1;
+        if self.failure_logged.is_none_or(|t| self.now.saturating_sub(t) >= Duration::from_secs(1))
+        {
+            let failures = std::mem::take(&mut self.unlogged_failures);
+            warn!(failures, ?last, error = %err, "fast-path writes failed; retried every second");
+            self.failure_logged = Some(self.now);
+        }
+    }
+
+    /// Empties and frees the outgoing lists no MFE names whose grace period has ended (see
+    /// `fastpath::RetiredOil`; a failure leaves them for the next call), then recycles the
+    /// released leases nothing names any more.
+    pub fn reclaim(&mut self) {
+        if let Err(err) = self.mirror.reclaim() {
+            self.failed(&"emptying an unnamed outgoing list", &err);
+        }
+        if self.pending.is_empty() {
+            // Nothing queued names a released lease any more: ids no OIL names are free.
+            self.mirror.reap_leases();
+        }
+    }
+
     /// Applies up to `budget` queued writes, in order.
     pub fn drain(&mut self, budget: usize) -> Vec<Applied> {
         let mut applied = Vec::new();
@@ -396,32 +422,20 @@ impl<D: Dataplane> Writer<D> {
                     applied.push(a);
                 }
                 Err(err) => {
-                    self.write_failures += 1;
                     self.retry.insert(k);
-                    // At most one line a second, with the count: a flood of failures must
-                    // not become a flood of log.
-                    self.unlogged_failures += 1;
-                    if self
-                        .failure_logged
-                        .is_none_or(|t| self.now.saturating_sub(t) >= Duration::from_secs(1))
-                    {
-                        let failures = std::mem::take(&mut self.unlogged_failures);
-                        warn!(failures, last = ?p, error = %err, "fast-path writes failed; retried every second");
-                        self.failure_logged = Some(self.now);
-                    }
+                    self.failed(&p, &err);
                 }
             }
         }
-        if self.pending.is_empty() {
-            // Nothing queued names a released lease any more: ids no OIL names are free.
-            self.mirror.reap_leases();
-            if let Some((since, size)) = self.backlog.take() {
-                info!(
-                    writes = size,
-                    elapsed_ms = self.now.saturating_sub(since).as_millis() as u64,
-                    "fast path caught up with the core"
-                );
-            }
+        self.reclaim();
+        if self.pending.is_empty()
+            && let Some((since, size)) = self.backlog.take()
+        {
+            info!(
+                writes = size,
+                elapsed_ms = self.now.saturating_sub(since).as_millis() as u64,
+                "fast path caught up with the core"
+            );
         }
         applied
     }

@@ -23,7 +23,7 @@ use mgm_common::{
     counter, maps,
 };
 
-use super::{BPF_ANY, Dataplane, Verified, attach::Attached, sys};
+use super::{BPF_ANY, Dataplane, Verified, attach::Attached, grace::Graces, sys};
 use crate::{
     fastpath::{Adopted, FastPath, FastPathError, Leg, has_hops},
     kernel::NetDev,
@@ -73,6 +73,8 @@ pub struct BpfFastPath {
     /// The outer OIL map's fd, for the batch update aya does not wrap (aya's handle of it
     /// would only read inner maps by id, which takes CAP_SYS_ADMIN).
     pub(super) oils_fd: std::os::fd::OwnedFd,
+    /// Grace periods, before an unnamed OIL is emptied (see `fastpath::RetiredOil`).
+    pub(super) graces: Graces,
     pub(super) attached: BTreeMap<u32, Attached>,
     /// How the kernel's verifier took each program.
     pub(super) verified: Vec<Verified>,
@@ -158,15 +160,7 @@ impl BpfFastPath {
         }
         let mut inner = Vec::new();
         for _ in self.oil_pool + 1..=end {
-            let def = aya_obj::Map::new_from_params(
-                bpf_map_type::BPF_MAP_TYPE_DEVMAP_HASH as u32,
-                size_of::<u32>() as u32,
-                // struct bpf_devmap_val { u32 ifindex; union { int fd; u32 id; } bpf_prog; }
-                8,
-                MAX_OIL_PORTS,
-                0,
-            );
-            inner.push(MapData::create(def, "mgm_oil", None).map_err(map_err("mgm_oil"))?);
+            inner.push(new_oil_devmap().map_err(map_err("mgm_oil"))?);
         }
         let keys: Vec<u32> = (self.oil_pool + 1..=end).collect();
         let fds: Vec<u32> = inner.iter().map(|m| m.fd().as_fd().as_raw_fd() as u32).collect();
@@ -319,6 +313,19 @@ impl BpfFastPath {
         }
         Ok(Some(a))
     }
+}
+
+/// A new, empty devmap of the shape the outer OIL map holds.
+pub(super) fn new_oil_devmap() -> Result<MapData, aya::maps::MapError> {
+    let def = aya_obj::Map::new_from_params(
+        bpf_map_type::BPF_MAP_TYPE_DEVMAP_HASH as u32,
+        size_of::<u32>() as u32,
+        // struct bpf_devmap_val { u32 ifindex; union { int fd; u32 id; } bpf_prog; }
+        8,
+        MAX_OIL_PORTS,
+        0,
+    );
+    MapData::create(def, "mgm_oil", None)
 }
 
 /// The devmap of OIL `id` (1..=oil_pool) among `maps` (id 1 first).
@@ -524,6 +531,19 @@ impl FastPath for BpfFastPath {
         let zeros = aya::maps::PerCpuValues::try_from(vec![MfeStats::default(); self.ncpus])
             .expect("one value per possible CPU");
         self.mfe_stats.set(slot, zeros, BPF_ANY).map_err(map_err(maps::MFE_STATS))
+    }
+
+    fn grace_ticket(&mut self) -> u64 {
+        self.graces.ticket()
+    }
+
+    fn graces_done(&self) -> u64 {
+        self.graces.ended()
+    }
+
+    fn wait_grace(&mut self) -> Result<(), FastPathError> {
+        self.graces.wait();
+        Ok(())
     }
 
     fn mfe_capacity(&self) -> u32 {

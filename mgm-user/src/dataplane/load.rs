@@ -18,7 +18,7 @@ use mgm_common::{
     MfeStats, MfeValue, OifStats, PortValue, Upcall, counter, maps, programs,
 };
 
-use super::{BPF_ANY, BpfFastPath, OBJECT, ProgramLogger, attach::remove_filters};
+use super::{BPF_ANY, BpfFastPath, OBJECT, ProgramLogger, attach::remove_filters, grace::Graces};
 use crate::fastpath::FastPathError;
 
 /// Errors while loading or attaching.
@@ -406,8 +406,21 @@ impl BpfFastPath {
         } else {
             BTreeSet::new()
         };
+        let graces = {
+            let outer =
+                oils_fd.try_clone().map_err(|source| LoadError::Fd { name: maps::OILS, source })?;
+            let inner = super::bpf::new_oil_devmap().map_err(|e| {
+                LoadError::OilPool(FastPathError::Map {
+                    map: maps::OILS,
+                    source: std::io::Error::other(e),
+                })
+            })?;
+            Graces::start(outer, inner)
+                .map_err(|source| LoadError::Fd { name: maps::OILS, source })?
+        };
         let mut fp = Self {
             oils_fd,
+            graces,
             leases,
             legs: take(&mut ebpf, maps::LEGS)?,
             port_values: Default::default(),

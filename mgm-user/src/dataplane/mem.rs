@@ -53,6 +53,11 @@ pub struct MemFastPath {
     pub config: BTreeMap<u32, u64>,
     /// The UDP ports local sockets may receive multicast on.
     pub local_ports: BTreeSet<u16>,
+    /// Grace periods end only when a test says so ([`MemFastPath::end_graces`]); otherwise
+    /// each ends as it is asked for.
+    pub hold_graces: bool,
+    pub graces_asked: u64,
+    pub graces_ended: u64,
 }
 
 impl MemFastPath {
@@ -77,6 +82,11 @@ impl MemFastPath {
         }
     }
 
+    /// Ends every grace period asked for so far.
+    pub fn end_graces(&mut self) {
+        self.graces_ended = self.graces_asked;
+    }
+
     /// Whether the data path would send a copy of `key` to `ifindex` now: the model of the
     /// egress (and TC) program's check.
     pub fn forwards(&self, key: &Sg, ifindex: u32) -> bool {
@@ -90,6 +100,20 @@ impl MemFastPath {
 }
 
 impl FastPath for MemFastPath {
+    fn grace_ticket(&mut self) -> u64 {
+        self.graces_asked += 1;
+        if !self.hold_graces {
+            self.graces_ended = self.graces_asked;
+        }
+        self.graces_asked
+    }
+    fn graces_done(&self) -> u64 {
+        self.graces_ended
+    }
+    fn wait_grace(&mut self) -> Result<(), FastPathError> {
+        self.end_graces();
+        Ok(())
+    }
     fn set_port(&mut self, ifindex: u32, port: PortValue) -> Result<(), FastPathError> {
         self.ports.insert(ifindex, port);
         self.log.push(Write::SetPort(ifindex));

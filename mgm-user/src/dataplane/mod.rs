@@ -25,6 +25,7 @@ use crate::{
 
 pub mod attach;
 pub mod bpf;
+mod grace;
 pub mod load;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;

@@ -448,3 +448,93 @@ fn ipv6_next_hops_get_a_leg_each_and_follow_their_neighbour() {
     m.remove(&k).unwrap();
     assert!(m.wanted_neighbours().is_empty());
 }
+
+/// A packet that read its MFE just before the MFE was given another list may still be on
+/// its way through the old one: the old list stays whole, its id and its leases unused,
+/// until a grace period that began after the switch has ended.
+#[test]
+fn a_replaced_list_stays_whole_until_a_grace_period_has_passed() {
+    let mut m = mirror(&[1, 2, 3, 4]);
+    m.fast_path_mut().hold_graces = true;
+    let (a, b) = (m.open_lease().unwrap(), m.open_lease().unwrap());
+    let k = key(1, 1);
+    m.install(k, 1, &[o(2, vec![a]), o(3, vec![a])]).unwrap();
+    let old = m.get(&k).unwrap().oil;
+    m.install(k, 1, &[o(2, vec![b]), o(3, vec![b]), o(4, vec![b])]).unwrap();
+    let new = m.get(&k).unwrap().oil;
+    assert_ne!(old, new);
+    let whole = |m: &Mirror<MemFastPath>| {
+        m.fast_path().oils.get(&old).map(|l| l.iter().map(|l| l.ifindex).collect::<Vec<_>>())
+    };
+    assert_eq!(whole(&m), Some(vec![2, 3]));
+    assert_eq!(m.retired_oils(), 1);
+    // Its lease, killed and reaped, is not recycled while the old list names it.
+    m.kill_lease(a).unwrap();
+    m.reap_leases();
+    assert_eq!(m.lease_counts(), (1, 1));
+    // Another MFE's new list does not get its id.
+    let k2 = key(2, 1);
+    m.install(k2, 1, &[o(4, vec![b])]).unwrap();
+    assert_ne!(m.get(&k2).unwrap().oil, old);
+    m.reclaim().unwrap();
+    assert_eq!(whole(&m), Some(vec![2, 3]), "emptied before its grace period ended");
+
+    m.fast_path_mut().end_graces();
+    m.reclaim().unwrap();
+    assert_eq!(whole(&m), None);
+    assert_eq!(m.retired_oils(), 0);
+    m.reap_leases();
+    assert_eq!(m.lease_counts(), (1, 0));
+    // Now free: the next new list takes its id.
+    m.install(key(3, 1), 1, &[o(2, vec![b])]).unwrap();
+    assert_eq!(m.get(&key(3, 1)).unwrap().oil, old);
+}
+
+/// Removing the MFE retires its list the same way.
+#[test]
+fn a_removed_mfes_list_waits_for_a_grace_period_too() {
+    let mut m = mirror(&[1, 2]);
+    m.fast_path_mut().hold_graces = true;
+    let k = key(1, 1);
+    m.install_static(k, 1, &[2]).unwrap();
+    let oil = m.get(&k).unwrap().oil;
+    m.remove(&k).unwrap();
+    assert!(m.fast_path().oils.contains_key(&oil));
+    m.fast_path_mut().end_graces();
+    m.reclaim().unwrap();
+    assert!(!m.fast_path().oils.contains_key(&oil));
+}
+
+/// After a restart a list no adopted MFE names (a crash before it was emptied, or a merged
+/// duplicate that was named until the merge) is retired like any other: emptied after a
+/// grace period, and a lease only it names recycled then.
+#[test]
+fn an_adopted_orphan_list_waits_for_a_grace_period() {
+    let mut m = mirror(&[1, 2]);
+    let a = m.open_lease().unwrap();
+    m.install(key(1, 1), 1, &[o(2, vec![a])]).unwrap();
+    let orphan_lease = m.open_lease().unwrap();
+    let mut leases = LegValue::default();
+    leases.leases[0] = orphan_lease;
+    m.fast_path_mut().oils.insert(40, vec![Leg::new(2, leases)]);
+    let state = pinned(m.fast_path());
+
+    let mut fresh = Mirror::new(MemFastPath::with_capacity(8));
+    fresh.fast_path_mut().hold_graces = true;
+    fresh.fast_path_mut().ports = m.fast_path().ports.clone();
+    fresh.fast_path_mut().oils = m.fast_path().oils.clone();
+    fresh.fast_path_mut().mfes = m.fast_path().mfes.clone();
+    fresh.adopt(state).unwrap();
+    assert!(fresh.fast_path().oils.contains_key(&40));
+    assert_eq!(fresh.retired_oils(), 1);
+    // Dead to the mirror at once, recycled only once the list is gone.
+    assert_eq!(fresh.lease_counts(), (1, 1));
+    fresh.reap_leases();
+    assert_eq!(fresh.lease_counts(), (1, 1));
+    fresh.fast_path_mut().end_graces();
+    fresh.reclaim().unwrap();
+    fresh.reap_leases();
+    assert!(!fresh.fast_path().oils.contains_key(&40));
+    assert_eq!(fresh.lease_counts(), (1, 0));
+    assert_eq!(fresh.open_lease().unwrap(), orphan_lease);
+}
