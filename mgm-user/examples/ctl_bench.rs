@@ -183,18 +183,21 @@ fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .context("VmRSS")?
         * 1024;
-    let mut maps = 0;
+    // By map id: a map open through two fds (the grace-period thread's own fd of the outer
+    // OIL map) is counted once.
+    let mut maps = std::collections::BTreeMap::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let info = std::fs::read_to_string(fd?.path()).unwrap_or_default();
-        if info.contains("map_type:") {
-            maps += info
-                .lines()
-                .find_map(|l| l.strip_prefix("memlock:"))
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
+        };
+        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
+            maps.insert(id, memlock);
         }
     }
-    Ok((rss, maps))
+    Ok((rss, maps.values().sum()))
 }
 
 fn main() -> anyhow::Result<()> {
