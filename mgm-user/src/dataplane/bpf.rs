@@ -563,19 +563,13 @@ pub struct Liveness {
 impl Liveness {
     /// Stamps now.
     pub fn write(&self) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd as _;
+        use std::os::fd::AsFd as _;
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: a valid timespec to fill.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
         let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
         let key: u32 = mgm_common::config::ALIVE_NS;
-        let mut attr = sys::zeroed_attr();
-        // Writing union fields is safe; the kernel reads the map-element member.
-        attr.__bindgen_anon_2.map_fd = self.config.as_raw_fd() as u32;
-        attr.__bindgen_anon_2.key = &key as *const u32 as u64;
-        attr.__bindgen_anon_2.__bindgen_anon_1.value = &ns as *const u64 as u64;
-        attr.__bindgen_anon_2.flags = BPF_ANY;
-        sys::bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+        sys::update_elem(self.config.as_fd(), &key, &ns)
     }
 }
 

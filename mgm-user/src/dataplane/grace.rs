@@ -17,10 +17,9 @@ use std::{
 };
 
 use aya::maps::MapData;
-use aya_obj::generated::bpf_cmd;
 use tracing::warn;
 
-use super::{BPF_ANY, sys};
+use super::sys;
 
 /// Slot 0 of the outer OIL map and the (empty) devmap written into it.
 struct SlotZero {
@@ -31,14 +30,8 @@ struct SlotZero {
 impl SlotZero {
     /// One write of slot 0: returns once a grace period has passed.
     fn wait(&self) -> std::io::Result<()> {
-        let key = 0u32;
         let fd = self.inner.fd().as_fd().as_raw_fd() as u32;
-        let mut attr = sys::zeroed_attr();
-        attr.__bindgen_anon_2.map_fd = self.outer.as_raw_fd() as u32;
-        attr.__bindgen_anon_2.key = &key as *const u32 as u64;
-        attr.__bindgen_anon_2.__bindgen_anon_1.value = &fd as *const u32 as u64;
-        attr.__bindgen_anon_2.flags = BPF_ANY;
-        sys::bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+        sys::update_elem(self.outer.as_fd(), &0u32, &fd)
     }
 
     /// A grace period, come what may: should the write fail (it has no reason to), a pause

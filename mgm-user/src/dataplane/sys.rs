@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The `bpf(2)` calls aya does not wrap, through one helper: test runs of a program
-//! (benchmarks, packet fuzzing, replaying held packets) and the OIL pool's batch update.
+//! (benchmarks, packet fuzzing, replaying held packets), the OIL pool's batch update, and the
+//! element writes made from other threads (the liveness stamp, the grace period's slot 0).
 
 use std::io;
 
@@ -27,6 +28,24 @@ pub(super) fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
         )
     };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+/// One map element written (create or replace) through a descriptor of the map's own: for
+/// the writers that live on other threads than the `BpfFastPath` (the liveness stamp, the
+/// grace period's slot 0).
+pub(super) fn update_elem<K, V>(
+    map: std::os::fd::BorrowedFd<'_>,
+    key: &K,
+    value: &V,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut attr = zeroed_attr();
+    // Writing union fields is safe; the kernel reads the map-element member.
+    attr.__bindgen_anon_2.map_fd = map.as_raw_fd() as u32;
+    attr.__bindgen_anon_2.key = key as *const K as u64;
+    attr.__bindgen_anon_2.__bindgen_anon_1.value = value as *const V as u64;
+    attr.__bindgen_anon_2.flags = super::BPF_ANY;
+    bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
 
 /// What [`BpfFastPath::test_run`] reports.
