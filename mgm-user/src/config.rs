@@ -16,6 +16,10 @@
 //! scope = "site"
 //! ```
 //!
+//! Besides these, which a reload applies, the file may set any of mgmd's start-time options
+//! by its long name (`metrics = "127.0.0.1:9750"`, `follow-kernel = true`): [`SETTINGS`].
+//! The command line overrides them.
+//!
 //! On the command line an MFE is `SOURCE,GROUP,IIF,OIF[+OIF...]`, e.g.
 //! `--mfe 10.0.0.1,239.1.1.1,eth0,eth1+eth2`, and a boundary `IFACE:SCOPE`
 //! (`--scope-boundary eth2:site`; see [`crate::scope`]).
@@ -31,9 +35,38 @@ use serde::Deserialize;
 
 use crate::{manager::Sg, scope::Boundary};
 
+/// mgmd's options a file may set, by their long names: what it starts with (a reload tells
+/// of a change, and the next start applies it). mgmd checks this list against its command
+/// line's definition.
+pub const SETTINGS: &[&str] = &[
+    "socket",
+    "socket-mode",
+    "socket-group",
+    "max-conns-per-uid",
+    "client-queue-bytes",
+    "xdp-mode",
+    "max-mfes",
+    "pin-dir",
+    "no-pin",
+    "restart-hold-secs",
+    "flow-creation-rate",
+    "max-handles-per-conn",
+    "max-interfaces-per-conn",
+    "max-memberships-per-conn",
+    "max-enums-per-conn",
+    "max-static-mfes",
+    "follow-kernel",
+    "mroute-table",
+    "mroute6-table",
+    "heartbeat-ms",
+    "metrics",
+];
+
+/// What a reload applies: the file's keys that are not [`SETTINGS`].
+const ENTRIES: &[&str] = &["interfaces", "mfe", "scope_boundary"];
+
 /// The file's contents.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub interfaces: Vec<String>,
@@ -41,7 +74,16 @@ pub struct Config {
     pub mfes: Vec<StaticMfe>,
     #[serde(default, rename = "scope_boundary")]
     pub boundaries: Vec<Boundary>,
+    /// The [`SETTINGS`] the file gives, each value as the command line would spell it.
+    #[serde(skip)]
+    pub settings: std::collections::BTreeMap<String, String>,
 }
+
+/// A configuration mgmd cannot start with, found past the file's syntax (an interface this
+/// system lacks, a group it does not have): mgmd exits with EX_CONFIG.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 /// The largest configuration file read: about 50,000 static MFEs (more than the default
 /// `--max-static-mfes`); larger sets of statics belong on the socket (`add_mfe`). Parsing
@@ -67,6 +109,12 @@ pub enum ConfigError {
     Interface { name: String, why: &'static str },
     #[error("{count} static MFEs, more than the {limit} allowed (mgmd --max-static-mfes)")]
     TooManyStatics { count: usize, limit: usize },
+    #[error("{path}: unknown key {key}{hint} (mgmd.toml(5) lists the keys)")]
+    UnknownKey { path: String, key: String, hint: String },
+    #[error("{path}: {key} takes one value (a string, number or true/false), not {kind}")]
+    NotASetting { path: String, key: String, kind: &'static str },
+    #[error("{path}: {key} = {value}: {why}")]
+    BadSetting { path: String, key: String, value: String, why: String },
 }
 
 fn check_ifname(name: &str) -> Result<(), ConfigError> {
@@ -149,12 +197,51 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     }
 }
 
+/// The known key nearest a misspelt one (a typo, `_` for `-`, a plural).
+fn closest(key: &str) -> Option<&'static str> {
+    let norm = |k: &str| k.replace('_', "-").trim_end_matches('s').to_owned();
+    let k = norm(key);
+    SETTINGS
+        .iter()
+        .chain(ENTRIES)
+        .copied()
+        .find(|known| norm(known) == k || known.starts_with(&k) && k.len() >= 4)
+}
+
 impl Config {
     /// The file at `path`, parsed (its entries are checked by [`Config::resolve`], with the
     /// command line's).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = read_file(path)?;
-        toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))
+        let table: toml::Table = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
+        // The entries straight from the text, so that an error in one has its position.
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
+        let p = || path.display().to_string();
+        for (key, value) in table {
+            if ENTRIES.contains(&key.as_str()) {
+                continue;
+            }
+            if !SETTINGS.contains(&key.as_str()) {
+                let hint =
+                    closest(&key).map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
+                return Err(ConfigError::UnknownKey { path: p(), key: quote(&key), hint });
+            }
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::NotASetting {
+                        path: p(),
+                        key,
+                        kind: other.type_str(),
+                    });
+                }
+            };
+            cfg.settings.insert(key, value);
+        }
+        Ok(cfg)
     }
 
     /// What can be told of this configuration without the kernel: every name an interface
@@ -190,6 +277,16 @@ impl Config {
         };
         cfg.check()?;
         Ok(cfg)
+    }
+
+    /// A setting the file gave, with its value, as an error saying why it cannot be used.
+    pub fn bad_setting(path: &Path, key: &str, value: &str, why: impl ToString) -> ConfigError {
+        ConfigError::BadSetting {
+            path: path.display().to_string(),
+            key: key.to_owned(),
+            value: quote(value),
+            why: why.to_string(),
+        }
     }
 
     /// This configuration and `other`'s entries (the file's, then the command line's).
@@ -243,9 +340,42 @@ scope = "site"
         assert_eq!(cfg.boundaries, ["c:5".parse().unwrap()]);
     }
 
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir =
+            std::env::temp_dir().join(format!("mgm-cfg-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mgmd.toml");
+        std::fs::write(&path, text).unwrap();
+        let r = Config::load(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
     #[test]
     fn unknown_keys_in_the_file_are_errors() {
-        let e = toml::from_str::<Config>("interfaces = []\nbogus = 1\n").unwrap_err();
-        assert!(e.to_string().contains("bogus"));
+        let e = load("interfaces = []\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown key \"bogus\""), "{e}");
+        let e = load("interface = [\"a\"]\n").unwrap_err().to_string();
+        assert!(e.contains("did you mean interfaces?"), "{e}");
+        let e = load("follow_kernel = true\n").unwrap_err().to_string();
+        assert!(e.contains("did you mean follow-kernel?"), "{e}");
+        let e = load("[[mfe]]\nsource = \"10.0.0.1\"\ngroup = \"239.1.1.1\"\niif = \"a\"\noifs = []\nbogus = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 6"), "an entry's error keeps its position: {e}");
+    }
+
+    #[test]
+    fn settings_are_read_as_the_command_line_spells_them() {
+        let cfg = load("follow-kernel = true\nmax-mfes = 4096\nmetrics = \"127.0.0.1:9750\"\ninterfaces = [\"a\"]\n").unwrap();
+        let got: Vec<(&str, &str)> =
+            cfg.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [("follow-kernel", "true"), ("max-mfes", "4096"), ("metrics", "127.0.0.1:9750")]
+        );
+        assert_eq!(cfg.interfaces, ["a"]);
+        let e = load("metrics = [\"a\"]\n").unwrap_err().to_string();
+        assert!(e.contains("metrics takes one value"), "{e}");
     }
 }

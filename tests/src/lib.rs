@@ -34,6 +34,7 @@ use mgm::{
 };
 use serde_json::Value;
 
+pub mod container;
 pub mod mgmd;
 pub mod ns;
 pub mod packets;
@@ -42,4 +43,4 @@ pub mod topology;
 
 pub mod forge;
 
-pub use {mgmd::*, ns::*, packets::*, peers::*, topology::*};
+pub use {container::Container, mgmd::*, ns::*, packets::*, peers::*, topology::*};

@@ -74,8 +74,12 @@ impl Family {
 impl Topology {
     pub fn new(receivers: usize) -> anyhow::Result<Self> {
         require_root();
+        Self::around(Netns::new("rtr")?, receivers)
+    }
+
+    /// The same topology around a router namespace made elsewhere (a container's).
+    pub fn around(router: Netns, receivers: usize) -> anyhow::Result<Self> {
         let sender = Netns::new("snd")?;
-        let router = Netns::new("rtr")?;
         veth(&sender, "s0", &router, "rin")?;
         let mut rx = Vec::new();
         for i in 1..=receivers {

@@ -256,10 +256,11 @@ fn check_config_checks_what_a_start_checks() {
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     assert_eq!(check(&[]).0, Some(0), "{}", check(&[]).1);
+    // 78 (EX_CONFIG), as a start with the same configuration exits.
     let (code, err) = check(&["--max-static-mfes", "2"]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("3 static MFEs, more than the 2"), "{err}");
     let (code, err) = check(&["--iface", "nosuch0"]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("no interface named \"nosuch0\""), "{err}");
 }

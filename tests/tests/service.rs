@@ -176,10 +176,8 @@ fn mgm_igmpd_runs_with_only_cap_net_raw() {
         .arg("--socket")
         .arg(&mgmd.socket)
         .args(["--iface", "va"])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::process::Stdio::from(
-            std::fs::File::create(log.with_extension("err")).unwrap(),
-        ))
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -95,7 +95,8 @@ const APT_PACKAGES: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_DEB_VERSION: &str = "3.8.0";
 /// What the package test needs: lintian, and a fresh Debian to install the package into.
-const PACKAGE_TEST_PACKAGES: &[&str] = &["lintian", "debootstrap", "man-db"];
+const PACKAGE_TEST_PACKAGES: &[&str] =
+    &["lintian", "debootstrap", "man-db", "systemd-container", "prometheus"];
 /// The rustup name under which Debian's compiler (/usr) is linked; mgm-user/build.rs uses it.
 const TOOLCHAIN: &str = "debian-bpf";
 /// Crates allowed unstable features when building or linting the eBPF crate (see build.rs).
@@ -555,6 +556,8 @@ fn package() -> anyhow::Result<PathBuf> {
     for bin in ["mgmd", "mgmctl", "mgm-igmpd"] {
         sh(Command::new(Path::new("target/release").join(bin)).arg("--generate").arg(assets))?;
     }
+    let unit = std::fs::read_to_string("mgm-user/debian/mgm-igmpd.service")?;
+    std::fs::write(assets.join("mgm-igmpd@.service"), igmpd_template(&unit)?)?;
     step("packing (cargo deb)");
     let out = Command::new(env!("CARGO"))
         .args(["deb", "-p", "mgm-user", "--no-build", "--output", "target/debian/"])
@@ -569,23 +572,57 @@ fn package() -> anyhow::Result<PathBuf> {
     Ok(deb)
 }
 
-/// A fresh Debian 12 (debootstrap's minimal base, with systemd as a router has it), packed
-/// once into a cache that the package test unpacks for each run; made again only when
-/// missing.
+/// `mgm-igmpd@NAME.service`, from mgm-igmpd.service (one sandbox, written once): the same
+/// daemon with its own file, /etc/mgm/igmpd-NAME.toml; `mgm-igmpd@mld` runs MLD beside IGMP.
+fn igmpd_template(unit: &str) -> anyhow::Result<String> {
+    let mut out = String::from(
+        "# mgm-igmpd@NAME: a further mgm-igmpd with its own file, /etc/mgm/igmpd-NAME.toml.\n\
+         # MLD beside IGMP: name the interfaces in /etc/mgm/igmpd-mld.toml (mld = true), then\n\
+         # `systemctl enable --now mgm-igmpd@mld`. Made from mgm-igmpd.service when packed.\n",
+    );
+    let mut replaced = 0;
+    for line in unit.lines().skip_while(|l| l.starts_with('#')) {
+        let line = if line.starts_with("Description=") {
+            replaced += 1;
+            "Description=mgm IGMP/MLD querier and proxy %i (a client of mgmd)".to_owned()
+        } else if line.starts_with("ExecStart=") {
+            replaced += 1;
+            "ExecStart=/usr/sbin/mgm-igmpd --config /etc/mgm/igmpd-%i.toml".to_owned()
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    ensure!(replaced == 2, "mgm-igmpd.service has no Description= or ExecStart= to template");
+    Ok(out)
+}
+
+/// What the fresh Debian has besides debootstrap's minimal base: systemd and what a router
+/// booting it has (dbus for systemctl, iproute2 for its links), and man-db for the manuals.
+const FRESH_DEBIAN_PACKAGES: &[&str] = &["systemd", "dbus", "iproute2", "man-db", "procps"];
+
+/// A fresh Debian 12 (debootstrap's minimal base with [`FRESH_DEBIAN_PACKAGES`]), packed
+/// once into a cache that the package tests unpack (and boot) for each run; made again only
+/// when missing. Its name says what it holds, so a changed list makes a new one.
 fn fresh_debian() -> anyhow::Result<PathBuf> {
-    let tar = PathBuf::from("/var/cache/mgm-test/bookworm-systemd.tar");
+    let include = FRESH_DEBIAN_PACKAGES.join(",");
+    let tar = PathBuf::from(format!(
+        "/var/cache/mgm-test/bookworm-{}.tar",
+        FRESH_DEBIAN_PACKAGES.join("+")
+    ));
     if tar.is_file() {
         return Ok(tar);
     }
     std::fs::create_dir_all(tar.parent().expect("a directory"))?;
     apt_install(&["debootstrap"], true)?;
     let mirror = guest::debian_mirror()?;
-    step("making a fresh Debian 12 for the package test (debootstrap, once)");
+    step("making a fresh Debian 12 for the package tests (debootstrap, once)");
     let dir = tar.with_extension("d");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     sh(Command::new("debootstrap")
-        .args(["--variant=minbase", "--include=systemd,man-db,procps", "bookworm"])
+        .args(["--variant=minbase", &format!("--include={include}"), "bookworm"])
         .arg(&dir)
         .arg(&mirror))?;
     let partial = tar.with_extension("partial");
@@ -603,12 +640,6 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
     apt_install(PEERS, true)?;
     apt_install(PACKAGE_TEST_PACKAGES, true)?;
     apt_install(guest::PACKAGES, true)?;
-    // The package tests' package and fresh Debian (not made for a filtered run).
-    let mut env = Vec::new();
-    if filter.is_none() {
-        env.push(("MGM_DEB".to_owned(), package()?.display().to_string()));
-        env.push(("MGM_FRESH_DEBIAN".to_owned(), fresh_debian()?.display().to_string()));
-    }
     step("building mgmd and mgmctl");
     cargo(&["build", "--bins"])?;
     let root = workspace_root();
@@ -618,6 +649,16 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
     let mut bins = matrix::test_binaries(env!("CARGO"))?;
     if let Some(f) = filter {
         bins.iter_mut().for_each(|b| b.tests.retain(|t| t.contains(f)));
+    }
+    // The package and the fresh Debian its tests install it into, when one of them runs.
+    let mut env = Vec::new();
+    let packaged = |b: &&matrix::TestBin| {
+        let name = b.exe.file_name().unwrap_or_default().to_string_lossy();
+        ["package-", "installed-"].iter().any(|p| name.starts_with(p)) && !b.tests.is_empty()
+    };
+    if bins.iter().any(|b| packaged(&b)) {
+        env.push(("MGM_DEB".to_owned(), package()?.display().to_string()));
+        env.push(("MGM_FRESH_DEBIAN".to_owned(), fresh_debian()?.display().to_string()));
     }
     let (moved, why) = matrix::for_guests(&bins, &host)?;
 

@@ -126,30 +126,54 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status of a configuration mgm-igmpd cannot use (sysexits.h EX_CONFIG): its unit does
+/// not restart on it (RestartPreventExitStatus=78).
+const EX_CONFIG: u8 = 78;
+
+fn main() -> std::process::ExitCode {
     if let Some(dir) = mgm_util::manual::requested() {
-        return mgm_util::manual::generate(Args::command(), &PAGE, &dir);
+        if let Err(e) = mgm_util::manual::generate(Args::command(), &PAGE, &dir) {
+            eprintln!("{e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+        return std::process::ExitCode::SUCCESS;
     }
     mgm_util::init_logging();
-    let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match start(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err((status, e)) => {
+            // Logged, so that the journal has it at error priority.
+            tracing::error!("{e:#}");
+            std::process::ExitCode::from(status)
+        }
+    }
+}
+
+/// Runs what the command line asks; an error comes with the exit status it makes.
+fn start(args: Args) -> Result<(), (u8, anyhow::Error)> {
+    let failed = |e: anyhow::Error| (1, e);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(e.into()))?;
     if let Some(Cmd::Show { json }) = args.cmd {
         let socket = args.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
         let path = args.control.unwrap_or_else(|| default_control(&socket, args.mld));
-        let v = rt.block_on(query(&path))?;
+        let v = rt.block_on(query(&path)).map_err(failed)?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", serde_json::to_string_pretty(&v).map_err(|e| failed(e.into()))?);
         } else {
             print!("{}", text(&v));
         }
         return Ok(());
     }
-    let settings = Settings::new(merge(args)?)?;
+    let settings = merge(args).and_then(Settings::new).map_err(|e| (EX_CONFIG, e))?;
     if settings.mld {
         rt.block_on(async { Daemon::<Ipv6Addr>::new(settings)?.run().await })
     } else {
         rt.block_on(async { Daemon::<Ipv4Addr>::new(settings)?.run().await })
     }
+    .map_err(failed)
 }
 
 /// The command line over the file.

@@ -6,9 +6,9 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
-use clap::{CommandFactory as _, Parser, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, ValueEnum};
 use mgm::{
-    config::{Config, StaticMfe},
+    config::{Config, ConfigError, StaticMfe},
     daemon::{
         Limits,
         follow::Tables,
@@ -197,6 +197,7 @@ impl Args {
             interfaces: self.interfaces.clone(),
             mfes: self.mfes.clone(),
             boundaries: self.boundaries.clone(),
+            ..Config::default()
         }
     }
 }
@@ -208,12 +209,107 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8).map_err(|e| format!("{s:?} is not an octal mode: {e}"))
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status of a configuration mgmd cannot use (sysexits.h EX_CONFIG): the unit does not
+/// restart on it (RestartPreventExitStatus=78), since the same file would fail again.
+const EX_CONFIG: u8 = 78;
+
+fn main() -> std::process::ExitCode {
     if let Some(dir) = mgm_util::manual::requested() {
-        return mgm_util::manual::generate(Args::command(), &PAGE, &dir);
+        return match mgm_util::manual::generate(Args::command(), &PAGE, &dir) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     mgm_util::init_logging();
+    match start() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Logged, so that the journal has it at error priority.
+            tracing::error!("{e:#}");
+            let config = e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<mgm::config::Refused>().is_some();
+            std::process::ExitCode::from(if config { EX_CONFIG } else { 1 })
+        }
+    }
+}
+
+/// Options that are not settings of the file: what it does instead of running, and the
+/// entries the file has keys of its own for.
+const NOT_SETTINGS: &[&str] =
+    &["config", "iface", "mfe", "scope-boundary", "check-config", "check-kernel", "cleanup"];
+
+/// The command line, with the file's settings (`--config`) as the options' defaults: the
+/// command line overrides the file, the file the built-in defaults. Each value is checked
+/// as the command line's would be, and an error names the file.
+fn parse_args() -> anyhow::Result<Args> {
     let args = Args::parse();
+    let Some(path) = args.config.clone() else { return Ok(args) };
+    if args.check_kernel {
+        return Ok(args);
+    }
+    let cfg = Config::load(&path)?;
+    let mut cmd = Args::command();
+    for (key, value) in &cfg.settings {
+        let id = setting(&cmd, &path, key, value)?;
+        cmd = cmd.mut_arg(id, |a| a.default_value(value.clone()));
+    }
+    Ok(Args::from_arg_matches(&cmd.get_matches())?)
+}
+
+/// The option a setting of the file at `path` sets, its value checked as the command
+/// line's would be.
+fn setting(
+    cmd: &clap::Command,
+    path: &std::path::Path,
+    key: &str,
+    value: &str,
+) -> Result<clap::Id, ConfigError> {
+    let arg = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(key) && !NOT_SETTINGS.contains(&key))
+        .ok_or_else(|| Config::bad_setting(path, key, value, "not an option of mgmd"))?;
+    let bad = |why: String| Config::bad_setting(path, key, value, why);
+    // The value as the command line's: through the option alone (what it requires or
+    // conflicts with is the command line's business).
+    let flag = matches!(arg.get_action(), clap::ArgAction::SetTrue);
+    let argv = match (flag, value) {
+        (true, "true") => vec![format!("--{key}")],
+        (true, "false") => vec![],
+        (true, _) => return Err(bad("true or false".into())),
+        (false, _) => vec![format!("--{key}={value}")],
+    };
+    let reset = || clap::builder::Resettable::<clap::Id>::Reset;
+    let alone = arg.clone().requires(reset()).conflicts_with(reset());
+    clap::Command::new("mgmd")
+        .no_binary_name(true)
+        .arg(alone)
+        .try_get_matches_from(argv)
+        .map_err(|e| bad(first_line(&e.to_string())))?;
+    Ok(arg.get_id().clone())
+}
+
+/// What a reload checks of the file's settings: each one's value.
+fn check_settings(path: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
+    let cmd = Args::command();
+    for (key, value) in &cfg.settings {
+        setting(&cmd, path, key, value)?;
+    }
+    if let Some(g) = cfg.settings.get("socket-group") {
+        group_id(g)?;
+    }
+    Ok(())
+}
+
+/// clap's message without its "error: " and usage lines.
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned()
+}
+
+fn start() -> anyhow::Result<()> {
+    let args = parse_args()?;
     if args.cleanup {
         return cleanup(&args);
     }
@@ -274,15 +370,36 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
     let interfaces = cfg.all_interfaces();
     if let Some(n) = interfaces.iter().find(|n| nix::net::if_::if_nametoindex(n.as_str()).is_err())
     {
-        anyhow::bail!("no interface named {n:?} in this network namespace: mgmd would not start");
+        return Err(mgm::config::Refused(format!(
+            "no interface named {n:?} in this network namespace: mgmd would not start"
+        ))
+        .into());
     }
+    socket_group(args)?;
     println!(
-        "configuration OK: {} interfaces, {} static MFEs, {} scope boundaries",
+        "configuration OK: {} interfaces, {} static MFEs, {} scope boundaries, {} settings",
         interfaces.len(),
         cfg.mfes.len(),
-        cfg.boundaries.len()
+        cfg.boundaries.len(),
+        cfg.settings.len()
     );
     Ok(())
+}
+
+/// `--socket-group` as a group id: a number, or a name of this system's.
+fn socket_group(args: &Args) -> anyhow::Result<Option<u32>> {
+    args.socket_group.as_deref().map(group_id).transpose()
+}
+
+/// A group's id, from its number or its name.
+fn group_id(g: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = g.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(g)? {
+        Some(group) => Ok(group.gid.as_raw()),
+        None => Err(mgm::config::Refused(format!("socket-group: no group named {g:?}")).into()),
+    }
 }
 
 /// Static MFEs allowed: `--max-static-mfes`, by default half of `--max-mfes`.
@@ -293,16 +410,7 @@ fn static_limit(args: &Args) -> usize {
 /// The command line and the configuration file, merged.
 fn options(args: Args) -> anyhow::Result<Options> {
     let cmdline = args.cmdline();
-    let socket_group = match &args.socket_group {
-        None => None,
-        Some(g) => Some(match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => nix::unistd::Group::from_name(g)?
-                .with_context(|| format!("no group named {g:?}"))?
-                .gid
-                .as_raw(),
-        }),
-    };
+    let socket_group = socket_group(&args)?;
     let xdp_mode = match args.xdp_mode {
         Mode::Default => XdpMode::Default,
         Mode::Driver => XdpMode::Driver,
@@ -317,6 +425,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         conns_per_uid: args.max_conns_per_uid,
         queue_bytes: args.client_queue_bytes,
         config_file: args.config.clone(),
+        check_settings,
         metrics: args.metrics,
         cmdline,
         load: LoadOptions {
@@ -337,4 +446,30 @@ fn options(args: Args) -> anyhow::Result<Options> {
             static_mfes,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file's settings are the command line's options, every one of them.
+    #[test]
+    fn every_option_is_a_setting_of_the_file() {
+        let cmd = Args::command();
+        let mut options: Vec<&str> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| !NOT_SETTINGS.contains(l) && !["help", "version"].contains(l))
+            .collect();
+        options.sort();
+        let mut settings = mgm::config::SETTINGS.to_vec();
+        settings.sort();
+        assert_eq!(options, settings);
+        // ... and the manual page of the file documents each.
+        let page = include_str!("../../man/mgmd.toml.5");
+        for key in settings {
+            let roff = key.replace('-', "\\-");
+            assert!(page.contains(&format!(".B {roff}\n")), "mgmd.toml(5) has no {key}");
+        }
+    }
 }

@@ -325,11 +325,7 @@ impl<D: Dataplane> Daemon<D> {
                 let _ = done.send(self.sample());
             }
             Input::Reload { done } => {
-                let r = self.reload(now);
-                if let Err(e) = &r {
-                    warn!(error = %e.message, "configuration not reloaded; the running one stays");
-                }
-                let _ = done.send(r);
+                let _ = done.send(self.reload(now));
                 self.settle(now);
             }
         }

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use super::Daemon;
 use crate::{
@@ -58,10 +58,15 @@ impl<D: Dataplane> Daemon<D> {
         // Parsing takes tens of times the file's size for a moment: give it back to the
         // system (a refused file would otherwise leave mgmd that large).
         crate::config::release_memory();
-        let cfg = cfg.map_err(|e| WireError::new(ErrorCode::InvalidParams, format!("{e:#}")))?;
-        let r = self.apply_config(&cfg, now)?;
-        info!(?r, "configuration reloaded");
-        Ok(r)
+        let r = cfg
+            .map_err(|e| WireError::new(ErrorCode::InvalidParams, format!("{e:#}")))
+            .and_then(|cfg| self.apply_config(&cfg, now));
+        match &r {
+            Ok(r) => info!(?r, "configuration reloaded"),
+            // An error: the operator asked for this file and does not have it.
+            Err(e) => error!(error = %e.message, "configuration refused; the running one stays"),
+        }
+        r
     }
 
     /// Makes the fast path what `cfg` asks for, from what the configuration asked for before:

@@ -79,6 +79,9 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
     /// The command line's interfaces, static MFEs and boundaries (kept across reloads).
     pub cmdline: Config,
+    /// Checks the file's settings (its start-time options) as a start would: a reload
+    /// refuses a file the next start would refuse.
+    pub check_settings: fn(&std::path::Path, &Config) -> anyhow::Result<()>,
     pub load: LoadOptions,
     /// How long adopted MFEs are held after a restart.
     pub restart_hold: Duration,
@@ -147,7 +150,7 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
             .adopt(a, start.elapsed(), opts.restart_hold)
             .context("taking over the pinned fast path")?;
     }
-    daemon.apply_config(&config, start.elapsed()).map_err(|e| anyhow::anyhow!(e.message))?;
+    daemon.apply_config(&config, start.elapsed()).map_err(|e| crate::config::Refused(e.message))?;
     info!(
         interfaces = config.all_interfaces().len(),
         static_mfes = config.mfes.len(),
@@ -155,8 +158,23 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         "configuration applied"
     );
     if let Some(path) = opts.config_file.clone() {
-        let cmdline = opts.cmdline.clone();
-        daemon.set_config_source(Box::new(move || Ok(Config::resolve(Some(&path), &cmdline)?)));
+        let (cmdline, check) = (opts.cmdline.clone(), opts.check_settings);
+        let running = config.settings.clone();
+        daemon.set_config_source(Box::new(move || {
+            let cfg = Config::resolve(Some(&path), &cmdline)?;
+            check(&path, &cfg)?;
+            let keys = running.keys().chain(cfg.settings.keys());
+            let mut changed: Vec<&String> =
+                keys.filter(|k| running.get(*k) != cfg.settings.get(*k)).collect();
+            changed.dedup();
+            if !changed.is_empty() {
+                warn!(
+                    ?changed,
+                    "settings changed in the file apply at the next start (systemctl restart mgmd)"
+                );
+            }
+            Ok(cfg)
+        }));
     }
     if opts.follow.is_none() {
         daemon.drop_followed();
@@ -175,8 +193,18 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
 
     let listener = server::bind(&opts.socket, &lock, opts.socket_mode)?;
     if let Some(gid) = opts.socket_group {
-        nix::unistd::chown(&opts.socket, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .with_context(|| format!("giving {} to group {gid}", opts.socket.display()))?;
+        // Without CAP_CHOWN (the unit's case) only to a group mgmd is a member of.
+        nix::unistd::chown(&opts.socket, None, Some(nix::unistd::Gid::from_raw(gid))).map_err(
+            |e| {
+                let hint = if e == nix::errno::Errno::EPERM {
+                    ": mgmd must be a member of the group (SupplementaryGroups= in its unit: \
+                     systemctl edit mgmd) or have CAP_CHOWN"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("giving {} to group {gid}: {e}{hint}", opts.socket.display())
+            },
+        )?;
     }
     match server::raise_fd_limit() {
         Ok(n) => info!(max_open_files = n, "file descriptor limit raised"),

@@ -314,7 +314,7 @@ fn a_reload_after_run_time_changes_applies_the_file() {
         iif: "in".into(),
         oifs: oifs.iter().map(|o| (*o).into()).collect(),
     };
-    let cfg = |mfes: Vec<StaticMfe>| Config { interfaces: vec![], mfes, boundaries: vec![] };
+    let cfg = |mfes: Vec<StaticMfe>| Config { mfes, ..Config::default() };
     h.d.set_limits(Limits { static_mfes: 2, ..Limits::default() });
     let r = h.d.apply_config(&cfg(vec![m(G, &["a"]), m("239.1.1.2", &["a"])]), h.now).unwrap();
     assert_eq!(r.mfes_added, 2);
