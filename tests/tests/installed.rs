@@ -103,6 +103,10 @@ fn the_installed_mgmd_reloads_restarts_and_upgrades_without_losing_a_packet() {
         let errors: Vec<String> =
             journal(&c, "mgmd").into_iter().filter(|(p, _)| *p <= 3).map(|(_, m)| m).collect();
         assert!(errors.iter().any(|m| m.contains(why)), "{why:?} not in the errors: {errors:#?}");
+        assert!(
+            errors.iter().any(|m| m.starts_with("mgmctl: ") && m.contains(why)),
+            "the reload's own error (mgmctl) at error priority: {errors:#?}"
+        );
         let check = c.sh(&format!("mgmd --check-config --config {CONFIG}")).unwrap();
         assert_eq!(check.status.code(), Some(78), "--check-config agrees: {file}\n{check}");
         assert!(check.stderr.contains(why), "{check}");
@@ -177,6 +181,16 @@ fn a_routing_daemons_user_in_group_mgm_uses_the_socket_and_others_cannot() {
     let caps = u64::from_str_radix(status.split_whitespace().nth(1).unwrap(), 16).unwrap();
     assert_eq!(caps & (1 << 0), 0, "mgmd has no CAP_CHOWN: {status}");
 
+    // A file mgmd cannot start with: the start fails once (status 78), and the unit does not
+    // try again and again.
+    c.write(CONFIG, "socket-group = \"nosuchgroup\"\n").unwrap();
+    assert!(!c.sh("systemctl restart mgmd").unwrap().status.success());
+    std::thread::sleep(Duration::from_secs(3));
+    let show = c.ok("systemctl show -P NRestarts,ExecMainStatus,ActiveState mgmd").unwrap();
+    assert_eq!(show.split_whitespace().collect::<Vec<_>>(), ["0", "78", "failed"], "{show}");
+    c.write(CONFIG, "socket-group = \"mgm\"\n").unwrap();
+    c.ok("systemctl start mgmd").unwrap();
+
     let frr = c.sh("runuser -u frr -- mgmctl --json show protocols").unwrap();
     assert!(frr.status.success(), "a member of group mgm: {frr}");
     let stranger = c.sh("runuser -u stranger -- mgmctl show protocols").unwrap();
@@ -235,6 +249,22 @@ fn mgm_igmpd_keeps_a_hosts_join_across_mgmd_restarts_and_mld_runs_beside_it() {
         "the joined host gets the flow: {} of {last}",
         seen[0].len()
     );
+
+    // Its journal: text at its priorities; a file it cannot use is an error there, and the
+    // unit does not restart it again and again.
+    let records = journal(&c, "mgm-igmpd");
+    assert!(
+        records.iter().any(|(p, m)| *p == 6 && m.contains("registered with mgmd")),
+        "{records:#?}"
+    );
+    c.write("/etc/mgm/igmpd.toml", "interfaces = [\"r1\"]\nversion = 7\n").unwrap();
+    assert!(!c.sh("systemctl restart mgm-igmpd").unwrap().status.success());
+    std::thread::sleep(Duration::from_secs(3));
+    let show = c.ok("systemctl show -P NRestarts,ExecMainStatus mgm-igmpd").unwrap();
+    assert_eq!(show.split_whitespace().collect::<Vec<_>>(), ["0", "78"], "{show}");
+    let errors: Vec<String> =
+        journal(&c, "mgm-igmpd").into_iter().filter(|(p, _)| *p == 3).map(|(_, m)| m).collect();
+    assert!(errors.iter().any(|m| m.contains("version")), "{errors:#?}");
 }
 
 /// `dpkg -r` takes mgm's forwarding out of the kernel (nothing would be left to manage it)

@@ -96,20 +96,31 @@ fn the_package_holds_the_programs_units_configuration_manuals_and_completions() 
     conffiles.sort();
     assert_eq!(conffiles, ["/etc/mgm/igmpd-mld.toml", "/etc/mgm/igmpd.toml", "/etc/mgm/mgmd.toml"]);
 
-    // The README's links lead somewhere in the installed documentation.
+    // The documentation's links lead somewhere in the installed documentation.
     let doc = root.join("usr/share/doc/mgm");
-    let readme = std::fs::read_to_string(doc.join("README.md")).unwrap();
-    let links: Vec<&str> = readme
-        .split("](")
-        .skip(1)
-        .filter_map(|l| l.split(')').next())
-        .filter(|l| !l.contains("://") && !l.starts_with('#'))
-        .map(|l| l.split('#').next().unwrap())
-        .collect();
-    assert!(links.iter().any(|l| l.starts_with("docs/")), "{links:?}");
-    for l in links {
-        assert!(doc.join(l).exists(), "README.md links to {l}, which the package does not have");
+    let mut pages = vec![doc.join("README.md")];
+    pages.extend(std::fs::read_dir(doc.join("docs")).unwrap().flatten().map(|e| e.path()));
+    let mut followed = 0;
+    for page in pages.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+        let text = std::fs::read_to_string(page).unwrap();
+        let links = text
+            .split("](")
+            .skip(1)
+            .filter_map(|l| l.split(')').next())
+            .filter(|l| !l.contains("://") && !l.starts_with('#'))
+            .map(|l| l.split('#').next().unwrap());
+        for l in links {
+            let target = page.parent().unwrap().join(l);
+            assert!(
+                target.exists(),
+                "{} links to {l}, which the package does not have",
+                page.display()
+            );
+            followed += 1;
+        }
     }
+    assert!(followed >= 5, "{followed} links followed");
+    assert!(files.contains(&"/usr/share/mgm/grafana/mgm-dashboard.json"));
 
     // Every page renders without a warning from groff; every bash completion parses; the
     // default configurations are what the daemons accept.

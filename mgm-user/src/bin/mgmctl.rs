@@ -190,7 +190,9 @@ async fn main() -> ExitCode {
                     msg = format!("{msg}: {cause}");
                 }
             }
-            eprintln!("mgmctl: {msg}");
+            // Under a unit (`ExecReload=mgmctl reload`): at error priority in the journal.
+            let priority = if mgm_util::stderr_is_journal() { "<3>" } else { "" };
+            eprintln!("{priority}mgmctl: {msg}");
             ExitCode::from(status(&e))
         }
     }

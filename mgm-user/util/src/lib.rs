@@ -29,7 +29,7 @@ pub fn init_logging() {
 /// Whether stderr is the journal's stream: systemd says so with `JOURNAL_STREAM`, the
 /// device and inode of the stream it connected (systemd.exec(5)); a child whose stderr was
 /// redirected elsewhere inherits the variable but not the stream.
-fn stderr_is_journal() -> bool {
+pub fn stderr_is_journal() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     let Some(stream) = std::env::var("JOURNAL_STREAM").ok() else { return false };
     let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else { return false };
