@@ -205,6 +205,8 @@ pub struct Column {
     pub elapsed: Duration,
     /// A reason the whole column failed (the guest did not boot, say).
     pub broken: Option<String>,
+    /// Why the guest's run was repeated, if it was.
+    pub repeated: Option<String>,
 }
 
 /// Reads libtest's `test NAME ... ok|FAILED` lines.
@@ -303,6 +305,7 @@ pub fn run_in_guest(suite: Suite, bins: &[TestBin], env: &[(String, String)]) ->
         }
         script.push_str("exit $status");
         let run = guest::run(&kernel, accel, &script, suite.name, GUEST_LIMIT)?;
+        col.repeated = run.repeated.clone();
         let kernel_txt = std::fs::read_to_string(run.dir.join("kernel.txt")).unwrap_or_default();
         col.features = Features::parse(&kernel_txt).unwrap_or_default();
         let mut wanted = 0;
@@ -358,6 +361,9 @@ pub fn render(columns: &[Column]) -> String {
         }
         if let Some(b) = &c.broken {
             let _ = writeln!(out, "      BROKEN: {b}");
+        }
+        if let Some(r) = &c.repeated {
+            let _ = writeln!(out, "      REPEATED (these results are the second run's): {r}");
         }
         for f in &c.failed {
             let _ = writeln!(out, "      FAILED {f}");

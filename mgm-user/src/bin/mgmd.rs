@@ -101,7 +101,8 @@ struct Args {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
               .range(server::MIN_OUTBOUND_BYTES as u64..))]
     client_queue_bytes: usize,
-    /// TOML file with `interfaces` and `[[mfe]]` entries.
+    /// TOML file (mgmd.toml(5)): interfaces, static MFEs, scope boundaries (applied again on
+    /// reload), and any option here by its long name (applied at start; the command line wins).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// An interface to manage (repeatable).
@@ -245,18 +246,24 @@ const NOT_SETTINGS: &[&str] =
 /// command line overrides the file, the file the built-in defaults. Each value is checked
 /// as the command line's would be, and an error names the file.
 fn parse_args() -> anyhow::Result<Args> {
-    let args = Args::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = Args::parse_from(&argv);
     let Some(path) = args.config.clone() else { return Ok(args) };
     if args.check_kernel {
         return Ok(args);
     }
-    let cfg = Config::load(&path)?;
-    let mut cmd = Args::command();
+    let cmd = with_settings(Args::command(), &path)?;
+    Ok(Args::from_arg_matches(&cmd.get_matches_from(argv))?)
+}
+
+/// `cmd` with the settings of the file at `path` as its options' defaults.
+fn with_settings(mut cmd: clap::Command, path: &std::path::Path) -> anyhow::Result<clap::Command> {
+    let cfg = Config::load(path)?;
     for (key, value) in &cfg.settings {
-        let id = setting(&cmd, &path, key, value)?;
+        let id = setting(&cmd, path, key, value)?;
         cmd = cmd.mut_arg(id, |a| a.default_value(value.clone()));
     }
-    Ok(Args::from_arg_matches(&cmd.get_matches())?)
+    Ok(cmd)
 }
 
 /// The option a setting of the file at `path` sets, its value checked as the command
@@ -451,6 +458,31 @@ fn options(args: Args) -> anyhow::Result<Options> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file's settings apply, flags included; the command line overrides them.
+    #[test]
+    fn the_files_settings_are_the_options_defaults() {
+        let path = std::env::temp_dir().join(format!("mgmd-settings-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "follow-kernel = true\nmax-mfes = 100\nmetrics = \"127.0.0.1:9750\"\nno-pin = false\n",
+        )
+        .unwrap();
+        let parse = |extra: &[&str]| {
+            let cmd = with_settings(Args::command(), &path).unwrap();
+            let argv = ["mgmd", "--config", path.to_str().unwrap()]
+                .into_iter()
+                .chain(extra.iter().copied());
+            Args::from_arg_matches(&cmd.try_get_matches_from(argv).unwrap()).unwrap()
+        };
+        let a = parse(&[]);
+        assert!(a.follow_kernel && !a.no_pin);
+        assert_eq!((a.max_mfes, a.metrics), (100, Some("127.0.0.1:9750".parse().unwrap())));
+        let a = parse(&["--max-mfes", "200", "--no-pin"]);
+        assert_eq!(a.max_mfes, 200, "the command line wins");
+        assert!(a.no_pin);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     /// The file's settings are the command line's options, every one of them.
     #[test]
