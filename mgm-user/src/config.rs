@@ -271,8 +271,14 @@ impl Config {
     /// What mgmd runs with: the file's entries (if there is a file), then the command
     /// line's, checked ([`Config::check`]). Read at start and again at each reload.
     pub fn resolve(file: Option<&Path>, cmdline: &Config) -> Result<Config, ConfigError> {
+        Config::with_cmdline(file.map(Config::load).transpose()?, cmdline)
+    }
+
+    /// [`Config::resolve`] of a file already read (at start: the one whose settings the
+    /// command line took, read once).
+    pub fn with_cmdline(file: Option<Config>, cmdline: &Config) -> Result<Config, ConfigError> {
         let cfg = match file {
-            Some(p) => Config::load(p)?.merged(cmdline),
+            Some(f) => f.merged(cmdline),
             None => cmdline.clone(),
         };
         cfg.check()?;

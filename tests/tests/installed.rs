@@ -55,6 +55,18 @@ fn journal(c: &Container, unit: &str) -> Vec<(u8, String)> {
         .collect()
 }
 
+/// A container with the package installed as the router of the standard topology
+/// (`receivers` receivers), mgmd reloaded with `config`.
+fn installed_router(tag: &str, receivers: usize, config: &str) -> (Container, Topology) {
+    let c = Container::boot(tag).unwrap();
+    c.install().unwrap();
+    let t = Topology::around(c.netns("rtr").unwrap(), receivers).unwrap();
+    t.add_addresses().unwrap();
+    c.write(CONFIG, config).unwrap();
+    c.ok("systemctl reload mgmd").unwrap();
+    (c, t)
+}
+
 /// What mgmd's show says, as JSON (from the packaged mgmctl, inside the container).
 fn show(c: &Container, parts: &str) -> serde_json::Value {
     serde_json::from_str(&c.ok(&format!("mgmctl --json show {parts}")).unwrap()).unwrap()
@@ -203,15 +215,10 @@ fn a_routing_daemons_user_in_group_mgm_uses_the_socket_and_others_cannot() {
 /// its memberships again. The template unit runs MLD beside it (mgm-igmpd@mld).
 #[test]
 fn mgm_igmpd_keeps_a_hosts_join_across_mgmd_restarts_and_mld_runs_beside_it() {
-    let c = Container::boot("igmp").unwrap();
-    c.install().unwrap();
-    let t = Topology::around(c.netns("rtr").unwrap(), 1).unwrap();
-    t.add_addresses().unwrap();
+    let (c, t) = installed_router("igmp", 1, "interfaces = [\"rin\", \"r1\"]\n");
     // The querier's own addresses. IGMP runs on both links: traffic arriving on an
     // interface no protocol owns is not forwarded (MGM's rule).
     c.ok("ip addr add 10.1.0.254/24 dev rin && ip addr add 10.2.1.1/24 dev r1").unwrap();
-    c.write(CONFIG, "interfaces = [\"rin\", \"r1\"]\n").unwrap();
-    c.ok("systemctl reload mgmd").unwrap();
     c.write("/etc/mgm/igmpd.toml", "interfaces = [\"rin\", \"r1\"]\n").unwrap();
     c.write("/etc/mgm/igmpd-mld.toml", "mld = true\ninterfaces = [\"rin\", \"r1\"]\n").unwrap();
     if let Err(e) = c.ok("systemctl enable --now mgm-igmpd mgm-igmpd@mld") {
@@ -271,12 +278,7 @@ fn mgm_igmpd_keeps_a_hosts_join_across_mgmd_restarts_and_mld_runs_beside_it() {
 /// and `dpkg -P` leaves nothing of mgm behind.
 #[test]
 fn removing_the_package_takes_its_forwarding_out_and_purging_leaves_nothing() {
-    let c = Container::boot("rm").unwrap();
-    c.install().unwrap();
-    let t = Topology::around(c.netns("rtr").unwrap(), 2).unwrap();
-    t.add_addresses().unwrap();
-    c.write(CONFIG, FORWARD).unwrap();
-    c.ok("systemctl reload mgmd").unwrap();
+    let (c, t) = installed_router("rm", 2, FORWARD);
     let flow = SeqFlow::start(&t, 2, 200).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     c.ok("systemctl stop mgmd").unwrap();

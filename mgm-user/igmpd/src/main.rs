@@ -126,17 +126,9 @@ enum Cmd {
     },
 }
 
-/// Exit status of a configuration mgm-igmpd cannot use (sysexits.h EX_CONFIG): its unit does
-/// not restart on it (RestartPreventExitStatus=78).
-const EX_CONFIG: u8 = 78;
-
 fn main() -> std::process::ExitCode {
     if let Some(dir) = mgm_util::manual::requested() {
-        if let Err(e) = mgm_util::manual::generate(Args::command(), &PAGE, &dir) {
-            eprintln!("{e:#}");
-            return std::process::ExitCode::FAILURE;
-        }
-        return std::process::ExitCode::SUCCESS;
+        return mgm_util::manual::generate_and_exit(Args::command(), &PAGE, &dir);
     }
     mgm_util::init_logging();
     match start(Args::parse()) {
@@ -167,7 +159,7 @@ fn start(args: Args) -> Result<(), (u8, anyhow::Error)> {
         }
         return Ok(());
     }
-    let settings = merge(args).and_then(Settings::new).map_err(|e| (EX_CONFIG, e))?;
+    let settings = merge(args).and_then(Settings::new).map_err(|e| (mgm_util::EX_CONFIG, e))?;
     if settings.mld {
         rt.block_on(async { Daemon::<Ipv6Addr>::new(settings)?.run().await })
     } else {

@@ -168,13 +168,7 @@ async fn main() -> ExitCode {
         ))
         .mut_subcommand("session", |s| s.after_help(session_commands()));
     if let Some(dir) = mgm_util::manual::requested() {
-        return match mgm_util::manual::generate(cli, &PAGE, &dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("mgmctl: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return mgm_util::manual::generate_and_exit(cli, &PAGE, &dir);
     }
     let args = match Args::from_arg_matches(&cli.get_matches()) {
         Ok(a) => a,

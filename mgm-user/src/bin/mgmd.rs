@@ -210,19 +210,9 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8).map_err(|e| format!("{s:?} is not an octal mode: {e}"))
 }
 
-/// Exit status of a configuration mgmd cannot use (sysexits.h EX_CONFIG): the unit does not
-/// restart on it (RestartPreventExitStatus=78), since the same file would fail again.
-const EX_CONFIG: u8 = 78;
-
 fn main() -> std::process::ExitCode {
     if let Some(dir) = mgm_util::manual::requested() {
-        return match mgm_util::manual::generate(Args::command(), &PAGE, &dir) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return mgm_util::manual::generate_and_exit(Args::command(), &PAGE, &dir);
     }
     mgm_util::init_logging();
     match start() {
@@ -232,7 +222,7 @@ fn main() -> std::process::ExitCode {
             tracing::error!("{e:#}");
             let config = e.downcast_ref::<ConfigError>().is_some()
                 || e.downcast_ref::<mgm::config::Refused>().is_some();
-            std::process::ExitCode::from(if config { EX_CONFIG } else { 1 })
+            std::process::ExitCode::from(if config { mgm_util::EX_CONFIG } else { 1 })
         }
     }
 }
@@ -245,21 +235,27 @@ const NOT_SETTINGS: &[&str] =
 /// The command line, with the file's settings (`--config`) as the options' defaults: the
 /// command line overrides the file, the file the built-in defaults. Each value is checked
 /// as the command line's would be, and an error names the file.
-fn parse_args() -> anyhow::Result<Args> {
+/// The file comes back as read: its entries are what mgmd starts with (read once, so the
+/// settings and the entries are of one version of the file).
+fn parse_args() -> anyhow::Result<(Args, Option<Config>)> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let args = Args::parse_from(&argv);
-    let Some(path) = args.config.clone() else { return Ok(args) };
+    let Some(path) = args.config.clone() else { return Ok((args, None)) };
     if args.check_kernel {
-        return Ok(args);
+        return Ok((args, None));
     }
-    let cmd = with_settings(Args::command(), &path)?;
-    Ok(Args::from_arg_matches(&cmd.get_matches_from(argv))?)
+    let file = Config::load(&path)?;
+    let cmd = with_settings(Args::command(), &path, &file)?;
+    Ok((Args::from_arg_matches(&cmd.get_matches_from(argv))?, Some(file)))
 }
 
-/// `cmd` with the settings of the file at `path` as its options' defaults.
-fn with_settings(mut cmd: clap::Command, path: &std::path::Path) -> anyhow::Result<clap::Command> {
-    let cfg = Config::load(path)?;
-    for (key, value) in &cfg.settings {
+/// `cmd` with the settings of `file` (read from `path`) as its options' defaults.
+fn with_settings(
+    mut cmd: clap::Command,
+    path: &std::path::Path,
+    file: &Config,
+) -> anyhow::Result<clap::Command> {
+    for (key, value) in &file.settings {
         let id = setting(&cmd, path, key, value)?;
         cmd = cmd.mut_arg(id, |a| a.default_value(value.clone()));
     }
@@ -316,17 +312,17 @@ fn first_line(s: &str) -> String {
 }
 
 fn start() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let (args, file) = parse_args()?;
     if args.cleanup {
         return cleanup(&args);
     }
     if args.check_config {
-        return check_config(&args);
+        return check_config(&args, file);
     }
     if args.check_kernel {
         return check_kernel();
     }
-    let opts = options(args)?;
+    let opts = options(args, file)?;
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(mgmd(opts))
 }
 
@@ -371,8 +367,8 @@ fn check_kernel() -> anyhow::Result<()> {
 /// `--check-config`: what mgmd would start with, or why it could not: everything a start
 /// (and a reload) checks of the configuration, the limits and this namespace's interfaces
 /// included; only the fast path is not loaded.
-fn check_config(args: &Args) -> anyhow::Result<()> {
-    let cfg = Config::resolve(args.config.as_deref(), &args.cmdline())?;
+fn check_config(args: &Args, file: Option<Config>) -> anyhow::Result<()> {
+    let cfg = Config::with_cmdline(file, &args.cmdline())?;
     cfg.check_statics(static_limit(args))?;
     let interfaces = cfg.all_interfaces();
     if let Some(n) = interfaces.iter().find(|n| nix::net::if_::if_nametoindex(n.as_str()).is_err())
@@ -415,7 +411,7 @@ fn static_limit(args: &Args) -> usize {
 }
 
 /// The command line and the configuration file, merged.
-fn options(args: Args) -> anyhow::Result<Options> {
+fn options(args: Args, file: Option<Config>) -> anyhow::Result<Options> {
     let cmdline = args.cmdline();
     let socket_group = socket_group(&args)?;
     let xdp_mode = match args.xdp_mode {
@@ -432,6 +428,7 @@ fn options(args: Args) -> anyhow::Result<Options> {
         conns_per_uid: args.max_conns_per_uid,
         queue_bytes: args.client_queue_bytes,
         config_file: args.config.clone(),
+        file,
         check_settings,
         metrics: args.metrics,
         cmdline,
@@ -469,7 +466,8 @@ mod tests {
         )
         .unwrap();
         let parse = |extra: &[&str]| {
-            let cmd = with_settings(Args::command(), &path).unwrap();
+            let file = Config::load(&path).unwrap();
+            let cmd = with_settings(Args::command(), &path, &file).unwrap();
             let argv = ["mgmd", "--config", path.to_str().unwrap()]
                 .into_iter()
                 .chain(extra.iter().copied());

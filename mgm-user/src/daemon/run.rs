@@ -77,6 +77,8 @@ pub struct Options {
     pub queue_bytes: usize,
     /// The configuration file, which SIGHUP and `reload` read again.
     pub config_file: Option<PathBuf>,
+    /// That file as read at start (its settings are already in these options).
+    pub file: Option<Config>,
     /// The command line's interfaces, static MFEs and boundaries (kept across reloads).
     pub cmdline: Config,
     /// Checks the file's settings (its start-time options) as a start would: a reload
@@ -97,9 +99,9 @@ pub struct Options {
 /// mgmd: takes the socket's lock, loads (or takes over) the fast path, follows the kernel,
 /// serves the socket until SIGTERM or SIGINT. Forwarding stays in place after it returns
 /// when the fast path is pinned.
-pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
+pub async fn mgmd(mut opts: Options) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let config = Config::resolve(opts.config_file.as_deref(), &opts.cmdline)?;
+    let config = Config::with_cmdline(opts.file.take(), &opts.cmdline)?;
     // First of all: one mgmd per socket (and so per pin directory and fast path).
     let lock = server::lock(&opts.socket)?;
     let _pins = opts.load.pin_dir.as_deref().map(server::lock_pins).transpose()?;
@@ -163,10 +165,10 @@ pub async fn mgmd(opts: Options) -> anyhow::Result<()> {
         daemon.set_config_source(Box::new(move || {
             let cfg = Config::resolve(Some(&path), &cmdline)?;
             check(&path, &cfg)?;
+            // Each key once, in order, whichever side has it.
             let keys = running.keys().chain(cfg.settings.keys());
-            let mut changed: Vec<&String> =
+            let changed: std::collections::BTreeSet<&String> =
                 keys.filter(|k| running.get(*k) != cfg.settings.get(*k)).collect();
-            changed.dedup();
             if !changed.is_empty() {
                 warn!(
                     ?changed,

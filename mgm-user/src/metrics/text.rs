@@ -48,14 +48,13 @@ impl Family {
     }
 
     /// The family with one sample without labels.
-    pub fn one(mut self, value: Value) -> Self {
-        self.samples.push((Vec::new(), value));
-        self
+    pub fn one(self, value: Value) -> Self {
+        self.with(Vec::new(), value)
     }
 
     /// The family with one sample.
     pub fn with(mut self, labels: Vec<(&'static str, String)>, value: Value) -> Self {
-        self.samples.push((labels, value));
+        self.sample(labels, value);
         self
     }
 

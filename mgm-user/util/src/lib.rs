@@ -8,6 +8,11 @@ pub mod loglimit;
 pub mod manual;
 pub mod rtnl;
 
+/// Exit status of a daemon whose configuration cannot be used (sysexits.h EX_CONFIG): the
+/// units do not restart on it (RestartPreventExitStatus=78), since the same file would fail
+/// again.
+pub const EX_CONFIG: u8 = 78;
+
 /// The programs' logging, to stderr with `RUST_LOG` filtering (default `info`). On a
 /// terminal: times and colours. To the journal (a unit's stderr): each line starts with its
 /// syslog priority (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug; sd-daemon(3)), so

@@ -58,9 +58,22 @@ pub fn requested() -> Option<PathBuf> {
     (args.next()? == "--generate").then(|| args.next().map(PathBuf::from))?
 }
 
+/// [`generate`] as a program's whole run (`PROGRAM --generate DIR`): its exit status, and
+/// what went wrong said on stderr.
+pub fn generate_and_exit(cmd: clap::Command, page: &Page, dir: &Path) -> std::process::ExitCode {
+    let name = cmd.get_name().to_owned();
+    match generate(cmd, page, dir) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Writes `cmd`'s manual pages (section 8: the programs are the administrator's) and its
 /// completions for bash, zsh and fish under `dir`.
-pub fn generate(cmd: clap::Command, page: &Page, dir: &Path) -> anyhow::Result<()> {
+fn generate(cmd: clap::Command, page: &Page, dir: &Path) -> anyhow::Result<()> {
     let mut cmd = cmd;
     cmd.build();
     let name = cmd.get_name().to_owned();
