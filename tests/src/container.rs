@@ -155,6 +155,15 @@ impl Container {
     /// [`Container::sh`], failing with what it printed unless it succeeded.
     pub fn ok(&self, cmd: &str) -> anyhow::Result<String> {
         let out = self.sh(cmd)?;
+        if !out.status.success() && cmd.contains("systemctl") {
+            // A unit that failed says why in the journal, not on systemctl's output.
+            let log = self.sh("journalctl -q -n 60 -o short-monotonic --no-pager")?;
+            bail!(
+                "in the container, `{cmd}`: {}\n{out}\nthe journal's end:\n{}",
+                out.status,
+                log.stdout
+            );
+        }
         ensure!(out.status.success(), "in the container, `{cmd}`: {}\n{out}", out.status);
         Ok(out.stdout)
     }
