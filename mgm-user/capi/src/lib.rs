@@ -229,3 +229,124 @@ pub extern "C" fn MgmReleaseInterfaceOwnership(
     };
     status(with(existing(), |c| c.call(m).map(drop)))
 }
+
+/// Join state: the entry has members (it fires join alerts). Written out for mgm.h; a test
+/// checks it is the protocol's.
+pub const MGM_JOIN_STATE_FLAG: DWORD = 0x1;
+/// Forward state: the interface is in the OIL of every matching MFE.
+pub const MGM_FORWARD_STATE_FLAG: DWORD = 0x2;
+
+/// One membership's arguments, IPv4 addresses and masks as RRAS passes them (network byte
+/// order; a mask of 0 with an address of 0 is "any").
+#[allow(clippy::too_many_arguments)]
+fn membership(
+    h: HANDLE,
+    source: DWORD,
+    source_mask: DWORD,
+    group: DWORD,
+    group_mask: DWORD,
+    ifindex: DWORD,
+    nexthop: DWORD,
+    flags: DWORD,
+) -> proto::MembershipArgs {
+    proto::MembershipArgs {
+        handle: handle(h),
+        source: Some(ipv4(source)),
+        source_mask: Some(ipv4(source_mask)),
+        group: ipv4(group),
+        group_mask: Some(ipv4(group_mask)),
+        ifindex,
+        nexthop: Some(ipv4(nexthop)),
+        flags,
+    }
+}
+
+/// Adds (or adds flags to) a group membership entry: (S,G) with both masks all ones, (*,G)
+/// with a source and mask of 0, (*,*) with all four 0.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn MgmAddGroupMembershipEntry(
+    hProtocol: HANDLE,
+    dwSourceAddr: DWORD,
+    dwSourceMask: DWORD,
+    dwGroupAddr: DWORD,
+    dwGroupMask: DWORD,
+    dwIfIndex: DWORD,
+    dwIfNextHopIPAddr: DWORD,
+    dwFlags: DWORD,
+) -> DWORD {
+    let m = membership(
+        hProtocol,
+        dwSourceAddr,
+        dwSourceMask,
+        dwGroupAddr,
+        dwGroupMask,
+        dwIfIndex,
+        dwIfNextHopIPAddr,
+        dwFlags,
+    );
+    status(with(existing(), |c| c.call(proto::AddMembership(m)).map(drop)))
+}
+
+/// Clears the flags of a group membership entry; it goes when none is left.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn MgmDeleteGroupMembershipEntry(
+    hProtocol: HANDLE,
+    dwSourceAddr: DWORD,
+    dwSourceMask: DWORD,
+    dwGroupAddr: DWORD,
+    dwGroupMask: DWORD,
+    dwIfIndex: DWORD,
+    dwIfNextHopIPAddr: DWORD,
+    dwFlags: DWORD,
+) -> DWORD {
+    let m = membership(
+        hProtocol,
+        dwSourceAddr,
+        dwSourceMask,
+        dwGroupAddr,
+        dwGroupMask,
+        dwIfIndex,
+        dwIfNextHopIPAddr,
+        dwFlags,
+    );
+    status(with(existing(), |c| c.call(proto::DeleteMembership(m)).map(drop)))
+}
+
+/// The routing protocol that owns (interface, IPv4 next hop): its protocol and component
+/// ids. ERROR_NOT_FOUND when nobody owns it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGetProtocolOnInterface(
+    dwIfIndex: DWORD,
+    dwIfNextHopAddr: DWORD,
+    pdwIfProtocolId: *mut DWORD,
+    pdwIfComponentId: *mut DWORD,
+) -> DWORD {
+    if pdwIfProtocolId.is_null() || pdwIfComponentId.is_null() {
+        return ERROR_INVALID_PARAMETER;
+    }
+    let m = proto::GetProtocolOnInterface { ifindex: dwIfIndex, nexthop: ipv4(dwIfNextHopAddr) };
+    match with(conn(), |c| c.call(m)) {
+        Ok(p) => {
+            // SAFETY: both checked non-null; the caller passes a DWORD each.
+            unsafe {
+                *pdwIfProtocolId = p.protocol;
+                *pdwIfComponentId = p.component;
+            }
+            NO_ERROR
+        }
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_headers_flags_are_the_protocols() {
+        assert_eq!(MGM_JOIN_STATE_FLAG, proto::types::MGM_JOIN_STATE_FLAG);
+        assert_eq!(MGM_FORWARD_STATE_FLAG, proto::types::MGM_FORWARD_STATE_FLAG);
+    }
+}
