@@ -35,6 +35,7 @@ use mgm::{
 use serde_json::Value;
 
 pub mod container;
+pub mod libmgm;
 pub mod mgmd;
 pub mod ns;
 pub mod packets;

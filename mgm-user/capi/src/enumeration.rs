@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Group enumeration: a cursor over the joined entries (group, then source) that costs
+//! mgmd nothing while open. The enumeration handle is the library's (RRAS passes only it
+//! to GetNext and End); it names the protocol's handle and mgmd's cursor.
+
+use std::net::IpAddr;
+
+use mgm_client::proto::{
+    self, PageStatus,
+    types::{EnumType, SourceGroupEntry},
+};
+
+use crate::{
+    ALL_SOURCES, ANY_SOURCE, DWORD, ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER,
+    ERROR_MORE_DATA, ERROR_NO_MORE_ITEMS, HANDLE, MGM_ENUM_TYPES, NO_ERROR, PBYTE, PDWORD,
+    SOURCE_GROUP_ENTRY, code, dword, registry::registry,
+};
+
+/// Opens an enumeration of the joined groups: [`ANY_SOURCE`] (one entry per group, source
+/// any) or [`ALL_SOURCES`] (every joined entry as added). `*phEnumHandle` names it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGroupEnumerationStart(
+    hProtocol: HANDLE,
+    metEnumType: MGM_ENUM_TYPES,
+    phEnumHandle: *mut HANDLE,
+) -> DWORD {
+    let enum_type = match metEnumType {
+        ANY_SOURCE => EnumType::AnySource,
+        ALL_SOURCES => EnumType::AllSources,
+        _ => return ERROR_INVALID_PARAMETER,
+    };
+    if phEnumHandle.is_null() {
+        return ERROR_INVALID_PARAMETER;
+    }
+    let reg = registry();
+    let p = match reg.proto(hProtocol) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    match p.conn.call(proto::GroupEnumStart { handle: p.server, enum_type }) {
+        Ok(r) => {
+            // SAFETY: checked non-null; the caller passes a place for one HANDLE.
+            unsafe { *phEnumHandle = reg.add_enum(hProtocol, r.enum_handle) };
+            NO_ERROR
+        }
+        Err(e) => code(&e),
+    }
+}
+
+fn entry4(e: &SourceGroupEntry) -> Option<SOURCE_GROUP_ENTRY> {
+    let all = [e.source, e.source_mask, e.group, e.group_mask];
+    all.iter().all(IpAddr::is_ipv4).then(|| SOURCE_GROUP_ENTRY {
+        dwSourceAddr: dword(e.source),
+        dwSourceMask: dword(e.source_mask),
+        dwGroupAddr: dword(e.group),
+        dwGroupMask: dword(e.group_mask),
+    })
+}
+
+/// The next entries, as many SOURCE_GROUP_ENTRYs as fit: ERROR_MORE_DATA,
+/// ERROR_NO_MORE_ITEMS (the end: IPv4 entries only; mgmd lists IPv6 ones after them) or
+/// ERROR_INSUFFICIENT_BUFFER (`*pdwBufferSize` says what one needs).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGroupEnumerationGetNext(
+    hEnum: HANDLE,
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+    pdwNumEntries: PDWORD,
+) -> DWORD {
+    // SAFETY: the caller's pointers.
+    let (Some(size), Some(count)) =
+        (unsafe { pdwBufferSize.as_mut() }, unsafe { pdwNumEntries.as_mut() })
+    else {
+        return ERROR_INVALID_PARAMETER;
+    };
+    *count = 0;
+    let reg = registry();
+    let (e, p) = match reg.enumeration(hEnum).and_then(|e| Ok((e, reg.proto(e.proto as HANDLE)?))) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let one = size_of::<SOURCE_GROUP_ENTRY>();
+    let fit = if pbBuffer.is_null() { 0 } else { *size as usize / one };
+    let next = proto::GroupEnumNext {
+        handle: p.server,
+        enum_handle: e.server,
+        max_entries: fit.min(4096),
+    };
+    let page = match p.conn.call(next) {
+        Ok(page) => page,
+        Err(crate::conn::Failure::Refused(w)) if w.win32 == Some(ERROR_INSUFFICIENT_BUFFER) => {
+            *size = one as DWORD;
+            return ERROR_INSUFFICIENT_BUFFER;
+        }
+        Err(f) => return code(&f),
+    };
+    let v4: Vec<SOURCE_GROUP_ENTRY> = page.entries.iter().map_while(entry4).collect();
+    let ended = v4.len() < page.entries.len() || page.status == PageStatus::NoMoreItems;
+    let out = pbBuffer.cast::<SOURCE_GROUP_ENTRY>();
+    for (i, entry) in v4.iter().enumerate() {
+        // SAFETY: mgmd returned at most `fit` entries, which the buffer holds.
+        unsafe { out.add(i).write_unaligned(*entry) };
+    }
+    *count = v4.len() as DWORD;
+    if ended { ERROR_NO_MORE_ITEMS } else { ERROR_MORE_DATA }
+}
+
+/// Closes an enumeration; its handle is dead after.
+#[unsafe(no_mangle)]
+pub extern "C" fn MgmGroupEnumerationEnd(hEnum: HANDLE) -> DWORD {
+    let reg = registry();
+    let r = reg.enumeration(hEnum).and_then(|e| {
+        let p = reg.proto(e.proto as HANDLE)?;
+        p.conn
+            .call(proto::GroupEnumEnd { handle: p.server, enum_handle: e.server })
+            .map_err(|f| code(&f))
+    });
+    if r.is_ok() {
+        reg.remove_enum(hEnum);
+    }
+    r.err().unwrap_or(NO_ERROR)
+}
