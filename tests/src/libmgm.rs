@@ -60,7 +60,7 @@ pub fn compile_c(sources: &[&Path], out: &Path) -> anyhow::Result<()> {
     let flags = pkg_config(&["--cflags", "--libs"])?;
     let rpath = format!("-Wl,-rpath,{}", libmgm()?.join("lib").display());
     let res = Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-D_DEFAULT_SOURCE", "-o"])
+        .args(["-Wall", "-Wextra", "-Werror", "-o"])
         .arg(out)
         .args(sources)
         .args(&flags)

@@ -250,3 +250,107 @@ fn a_c_daemon_killed_mid_call_is_released_by_mgmd() {
     let show = ctl.show().unwrap();
     assert!(show.protocols.is_empty() && show.memberships.is_empty(), "{show:?}");
 }
+
+/// The example daemon of libmgm(3) (mgm-user/capi/examples/mgm-static.c), compiled as its
+/// comment says, routes a numbered flow from rin to r1 and r2 through XDP: it registers,
+/// takes its interfaces, joins, answers the RPF callback and the creation alert (each step
+/// on its output); its release of r1 is atomic as the Rust client's is (no number sent after
+/// the call returned reaches r1, r2 misses none), and it leaves nothing behind.
+#[test]
+fn the_example_c_daemon_forwards_and_releases_atomically() {
+    let mut t = Topology::new(2).unwrap();
+    t.add_addresses().unwrap();
+    t.mgmd = Some(Mgmd::start(&t.router, &[]).unwrap());
+    let m = t.mgmd.as_ref().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = libmgm::libmgm().unwrap();
+    let exe = dir.join(mgm_tests::unique("mgm-static"));
+    libmgm::compile_c(&[&root.join("mgm-user/capi/examples/mgm-static.c")], &exe).unwrap();
+    let routes = dir.join(mgm_tests::unique("routes"));
+    std::fs::write(&routes, "# S G IIF OIF...\n10.1.0.1 239.1.1.1 rin r1 r2\n").unwrap();
+    let mut daemon = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", t.router.name))
+        .arg(&exe)
+        .arg("-s")
+        .arg(&m.socket)
+        .arg(&routes)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _reap = Reap(daemon.id());
+    let mut stdin = daemon.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = BufReader::new(daemon.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    let mut until = |prefix: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => {
+                    said.push(l.clone());
+                    if l.starts_with(prefix) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no {prefix:?} from the example; it said {said:#?}"),
+            }
+        }
+    };
+    assert_eq!(until("ready"), "ready: 1 routes on 3 interfaces");
+
+    let flow = mgm_tests::SeqFlow::start(&t, 2, 4_000).unwrap();
+    assert_eq!(until("rpf"), "rpf 10.1.0.1 239.1.1.1 -> rin");
+    assert_eq!(until("creation"), "creation 10.1.0.1 239.1.1.1: r1 r2");
+    std::thread::sleep(Duration::from_millis(500));
+    stdin.write_all(b"release r1\n").unwrap();
+    until("released r1");
+    let last_sent_at_reply = flow.last_sent();
+    std::thread::sleep(Duration::from_millis(300));
+    let (sent, seen) = flow.finish();
+    assert!(!seen[0].is_empty(), "r1 received nothing before the release");
+    let max_at_r1 = *seen[0].last().unwrap();
+    assert!(
+        max_at_r1 <= last_sent_at_reply,
+        "r1 saw {max_at_r1} > {last_sent_at_reply}, the last number sent before the release returned"
+    );
+    let missing = mgm_tests::gaps(&seen[1], sent);
+    assert!(
+        missing.is_empty(),
+        "r2 missed {} numbers, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    println!(
+        "mgm-static (C, libmgm): r1 got {} numbers up to {max_at_r1}, the release returned after {last_sent_at_reply}; r2 got all {} from its first",
+        seen[0].len(),
+        seen[1].len()
+    );
+
+    stdin.write_all(b"quit\n").unwrap();
+    assert_eq!(until("deregistered"), "deregistered (0)");
+    let out = daemon.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let show = t.ctl().unwrap().show().unwrap();
+    assert!(
+        show.protocols.is_empty() && show.memberships.is_empty() && show.ownership.is_empty(),
+        "{show:?}"
+    );
+}
+
+/// Kills a process that a failed test left running (none, when it exited on its own).
+struct Reap(u32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        // SAFETY: a signal to a pid; nothing else.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
