@@ -13,20 +13,33 @@ use super::*;
 /// The package under test: `MGM_DEB`, else the newest in target/debian (`cargo xtask
 /// package`).
 pub fn package() -> PathBuf {
-    let path = std::env::var_os("MGM_DEB").map(PathBuf::from).unwrap_or_else(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debian");
-        let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-            .collect();
-        debs.sort_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
-        debs.pop().unwrap_or_default()
-    });
+    let path = std::env::var_os("MGM_DEB").map(PathBuf::from).unwrap_or_else(|| built("mgm"));
     assert!(path.is_file(), "no package: build it with `cargo xtask package` (or set MGM_DEB)");
     path
+}
+
+/// The newest `NAME_*.deb` in target/debian (`cargo xtask package` builds mgm, libmgm0 and
+/// libmgm-dev there).
+pub fn built(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debian");
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let file = p.file_name().unwrap_or_default().to_string_lossy();
+            file.starts_with(&format!("{name}_")) && file.ends_with(".deb")
+        })
+        .collect();
+    debs.sort_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    let deb = debs.pop().unwrap_or_default();
+    assert!(
+        deb.is_file(),
+        "no {name} package in {}: build it with `cargo xtask package`",
+        dir.display()
+    );
+    deb
 }
 
 /// A booted container.
@@ -136,20 +149,25 @@ impl Container {
 
     /// Runs `cmd` (sh) in the container as root, in all of its namespaces.
     pub fn sh(&self, cmd: &str) -> anyhow::Result<Output> {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.init.to_string(), "-a", "--", "sh", "-c", cmd])
-            .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("SYSTEMD_COLORS", "0")
-            .env("SYSTEMD_PAGER", "")
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null())
-            .output()?;
+        let out = self.command(cmd).stdin(Stdio::null()).output()?;
         Ok(Output {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    /// `cmd` (sh) to run in the container, in all its namespaces, as root, in a clean
+    /// environment.
+    pub fn command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.init.to_string(), "-a", "--", "sh", "-c", cmd])
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("SYSTEMD_COLORS", "0")
+            .env("SYSTEMD_PAGER", "")
+            .env("LANG", "C.UTF-8");
+        c
     }
 
     /// [`Container::sh`], failing with what it printed unless it succeeded.

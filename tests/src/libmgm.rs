@@ -3,7 +3,11 @@
 //! staged once per test process from this build (the package installs the same files
 //! under /usr), and C programs compiled against them with the system's `cc`.
 
-use std::sync::OnceLock;
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::ChildStdin,
+    sync::{OnceLock, mpsc},
+};
 
 use super::*;
 
@@ -69,4 +73,121 @@ pub fn compile_c(sources: &[&Path], out: &Path) -> anyhow::Result<()> {
         .context("running cc")?;
     ensure!(res.status.success(), "cc failed:\n{}", String::from_utf8_lossy(&res.stderr));
     Ok(())
+}
+
+/// The example's routes file: the flow's (S,G) from rin to r1 and r2.
+pub const EXAMPLE_ROUTES: &str = "# S G IIF OIF...\n10.1.0.1 239.1.1.1 rin r1 r2\n";
+
+/// A C daemon run as `cmd`, its output read line by line, its standard input written to.
+/// Killed when dropped (a failed test leaves no process).
+pub struct CDaemon {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    said: Vec<String>,
+}
+
+impl CDaemon {
+    pub fn spawn(mut cmd: Command) -> anyhow::Result<Self> {
+        let mut child =
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, stdin, lines, said: Vec::new() })
+    }
+
+    /// The next line starting with `prefix` (within 10 s), the lines before it kept.
+    pub fn until(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) => {
+                    self.said.push(l.clone());
+                    if l.starts_with(prefix) {
+                        return l;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let mut err = String::new();
+                    if let Some(mut e) = self.child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                    }
+                    panic!("no {prefix:?} from the daemon; it said {:#?}\n{err}", self.said)
+                }
+            }
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).expect("the daemon's stdin");
+    }
+
+    /// Waits for it to exit; its status and standard error.
+    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().expect("waiting for the daemon");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        (status, err)
+    }
+}
+
+impl Drop for CDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example daemon (mgm-static, with [`EXAMPLE_ROUTES`]) started as `cmd`, against an
+/// mgmd of `t`'s router that manages nothing yet: it registers and takes rin, r1 and r2
+/// (printed), a numbered flow raises its RPF callback (answered: rin) and creation alert
+/// (r1 and r2) and reaches both receivers through XDP; its release of r1 is atomic (no
+/// number sent after the call returned reaches r1; r2 misses none), and `quit` releases
+/// the rest and deregisters.
+pub fn drive_example(t: &Topology, cmd: Command) {
+    let mut d = CDaemon::spawn(cmd).unwrap();
+    assert_eq!(d.until("ready"), "ready: 1 routes on 3 interfaces");
+    let flow = SeqFlow::start(t, 2, 4_000).unwrap();
+    assert_eq!(d.until("rpf"), "rpf 10.1.0.1 239.1.1.1 -> rin");
+    assert_eq!(d.until("creation"), "creation 10.1.0.1 239.1.1.1: r1 r2");
+    std::thread::sleep(Duration::from_millis(500));
+    d.send("release r1");
+    d.until("released r1");
+    let last_sent_at_reply = flow.last_sent();
+    std::thread::sleep(Duration::from_millis(300));
+    let (sent, seen) = flow.finish();
+    assert!(!seen[0].is_empty(), "r1 received nothing before the release");
+    let max_at_r1 = *seen[0].last().expect("not empty");
+    assert!(
+        max_at_r1 <= last_sent_at_reply,
+        "r1 saw {max_at_r1} > {last_sent_at_reply}, the last number sent before the release returned"
+    );
+    let missing = gaps(&seen[1], sent);
+    assert!(
+        missing.is_empty(),
+        "r2 missed {} numbers, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    println!(
+        "mgm-static (C, libmgm): r1 got {} numbers up to {max_at_r1}, the release returned after \
+         {last_sent_at_reply}; r2 got all {} from its first",
+        seen[0].len(),
+        seen[1].len()
+    );
+    d.send("quit");
+    assert_eq!(d.until("deregistered"), "deregistered (0)");
+    let (status, err) = d.wait();
+    assert!(status.success(), "{status}: {err}");
 }

@@ -320,3 +320,46 @@ fn removing_the_package_takes_its_forwarding_out_and_purging_leaves_nothing() {
     assert!(left.trim().is_empty(), "purge left:\n{left}");
     assert!(!c.root().join("run/mgm").exists() && !c.root().join("etc/mgm").exists());
 }
+
+/// A C daemon compiled with only what libmgm-dev installs (its header, its pkg-config file;
+/// on the build machine, as a routing daemon's package is built) runs on the router
+/// against the installed libmgm0 and mgmd: the example of libmgm(3) registers, takes its
+/// interfaces, answers the callbacks, forwards a numbered flow through XDP and releases
+/// atomically ([`mgm_tests::libmgm::drive_example`]), and leaves nothing behind.
+#[test]
+fn a_c_daemon_built_against_libmgm_dev_forwards_through_the_installed_mgmd() {
+    use mgm_tests::{TempDir, container::built, libmgm};
+    use std::process::Command;
+    let (c, t) = installed_router("capi", 2, "");
+    c.copy_in(&built("libmgm0"), "/var/tmp/libmgm0.deb").unwrap();
+    let said = c.ok("dpkg -i /var/tmp/libmgm0.deb 2>&1").unwrap();
+    assert!(said.contains("Setting up libmgm0"), "{said}");
+
+    let root = TempDir::new("libmgm-dev");
+    for deb in [built("libmgm0"), built("libmgm-dev")] {
+        let ok = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root.0).status().unwrap();
+        assert!(ok.success());
+    }
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "mgm"])
+        .env("PKG_CONFIG_SYSROOT_DIR", &root.0)
+        .env("PKG_CONFIG_LIBDIR", root.0.join("usr/lib/x86_64-linux-gnu/pkgconfig"))
+        .output()
+        .unwrap();
+    assert!(flags.status.success());
+    let exe = root.0.join("mgm-static");
+    let cc = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(root.0.join("usr/share/doc/libmgm-dev/examples/mgm-static.c"))
+        .args(String::from_utf8(flags.stdout).unwrap().split_whitespace())
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    c.copy_in(&exe, "/usr/local/bin/mgm-static").unwrap();
+    c.write("/etc/mgm-static.routes", libmgm::EXAMPLE_ROUTES).unwrap();
+    // Found through the package's socket and group defaults: no option.
+    libmgm::drive_example(&t, c.command("exec mgm-static /etc/mgm-static.routes"));
+    let left = show(&c, "protocols");
+    assert!(left["protocols"].as_array().is_none_or(Vec::is_empty), "{left}");
+}

@@ -15,7 +15,7 @@ use std::{
 };
 
 use mgm::proto::{self, ErrorCode};
-use mgm_tests::{Mgmd, Netns, Topology, libmgm};
+use mgm_tests::{Family, Mgmd, Netns, Topology, libmgm};
 
 /// The C test program, compiled once per test process.
 fn api() -> &'static Path {
@@ -109,6 +109,7 @@ impl<'a> Run<'a> {
 fn router() -> Topology {
     let mut t = Topology::new(2).unwrap();
     t.add_addresses().unwrap();
+    t.add_addresses_for(Family::V6).unwrap();
     t.mgmd = Some(Mgmd::start(&t.router, &["--max-handles-per-conn".into(), "4".into()]).unwrap());
     t
 }
@@ -117,6 +118,7 @@ fn every_function(mode: u32) {
     let t = router();
     let socket = t.mgmd.as_ref().unwrap().socket.clone();
     let tx = t.udp_sender(8).unwrap();
+    let tx6 = t.udp_sender_for(Family::V6, 8).unwrap();
     // Receiver 1 is on r1, which the program keeps; receiver 2 on r2, which its creation
     // alert keeps out of every MFE.
     let rx: Vec<_> = (0..2).map(|i| t.udp_receiver(i, [239, 1, 1, 1], 5000).unwrap()).collect();
@@ -125,6 +127,13 @@ fn every_function(mode: u32) {
         .interfaces(&t)
         .valgrind()
         .go(|what, _| {
+            if what == "traffic6" {
+                for i in 0..20 {
+                    tx6.send_to(format!("c6-{i}").as_bytes(), (Family::V6.group(), 5000)).unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
             assert_eq!(what, "traffic");
             for i in 0..20 {
                 for g in ["239.1.1.1", "239.1.1.2"] {
@@ -252,10 +261,8 @@ fn a_c_daemon_killed_mid_call_is_released_by_mgmd() {
 }
 
 /// The example daemon of libmgm(3) (mgm-user/capi/examples/mgm-static.c), compiled as its
-/// comment says, routes a numbered flow from rin to r1 and r2 through XDP: it registers,
-/// takes its interfaces, joins, answers the RPF callback and the creation alert (each step
-/// on its output); its release of r1 is atomic as the Rust client's is (no number sent after
-/// the call returned reaches r1, r2 misses none), and it leaves nothing behind.
+/// comment says, routes a numbered flow through XDP, answering the callbacks, and releases
+/// atomically ([`libmgm::drive_example`]). The installed library: installed.rs.
 #[test]
 fn the_example_c_daemon_forwards_and_releases_atomically() {
     let mut t = Topology::new(2).unwrap();
@@ -267,77 +274,14 @@ fn the_example_c_daemon_forwards_and_releases_atomically() {
     let exe = dir.join(mgm_tests::unique("mgm-static"));
     libmgm::compile_c(&[&root.join("mgm-user/capi/examples/mgm-static.c")], &exe).unwrap();
     let routes = dir.join(mgm_tests::unique("routes"));
-    std::fs::write(&routes, "# S G IIF OIF...\n10.1.0.1 239.1.1.1 rin r1 r2\n").unwrap();
-    let mut daemon = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", t.router.name))
+    std::fs::write(&routes, libmgm::EXAMPLE_ROUTES).unwrap();
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{}", t.router.name))
         .arg(&exe)
         .arg("-s")
         .arg(&m.socket)
-        .arg(&routes)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _reap = Reap(daemon.id());
-    let mut stdin = daemon.stdin.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stdout = BufReader::new(daemon.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut said = Vec::new();
-    let mut until = |prefix: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) => {
-                    said.push(l.clone());
-                    if l.starts_with(prefix) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no {prefix:?} from the example; it said {said:#?}"),
-            }
-        }
-    };
-    assert_eq!(until("ready"), "ready: 1 routes on 3 interfaces");
-
-    let flow = mgm_tests::SeqFlow::start(&t, 2, 4_000).unwrap();
-    assert_eq!(until("rpf"), "rpf 10.1.0.1 239.1.1.1 -> rin");
-    assert_eq!(until("creation"), "creation 10.1.0.1 239.1.1.1: r1 r2");
-    std::thread::sleep(Duration::from_millis(500));
-    stdin.write_all(b"release r1\n").unwrap();
-    until("released r1");
-    let last_sent_at_reply = flow.last_sent();
-    std::thread::sleep(Duration::from_millis(300));
-    let (sent, seen) = flow.finish();
-    assert!(!seen[0].is_empty(), "r1 received nothing before the release");
-    let max_at_r1 = *seen[0].last().unwrap();
-    assert!(
-        max_at_r1 <= last_sent_at_reply,
-        "r1 saw {max_at_r1} > {last_sent_at_reply}, the last number sent before the release returned"
-    );
-    let missing = mgm_tests::gaps(&seen[1], sent);
-    assert!(
-        missing.is_empty(),
-        "r2 missed {} numbers, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    println!(
-        "mgm-static (C, libmgm): r1 got {} numbers up to {max_at_r1}, the release returned after {last_sent_at_reply}; r2 got all {} from its first",
-        seen[0].len(),
-        seen[1].len()
-    );
-
-    stdin.write_all(b"quit\n").unwrap();
-    assert_eq!(until("deregistered"), "deregistered (0)");
-    let out = daemon.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        .arg(&routes);
+    libmgm::drive_example(&t, cmd);
     let show = t.ctl().unwrap().show().unwrap();
     assert!(
         show.protocols.is_empty() && show.memberships.is_empty() && show.ownership.is_empty(),
@@ -345,12 +289,32 @@ fn the_example_c_daemon_forwards_and_releases_atomically() {
     );
 }
 
-/// Kills a process that a failed test left running (none, when it exited on its own).
-struct Reap(u32);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        // SAFETY: a signal to a pid; nothing else.
-        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+/// libmgm.so exports exactly the functions its symbols file (libmgm0's) lists, under the
+/// soname libmgm.so.0: a function removed, or one added without its line (and the version
+/// that added it), fails here.
+#[test]
+fn the_library_exports_exactly_its_symbols_file_under_its_soname() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let so = libmgm::libmgm().unwrap().join("lib/libmgm.so.0");
+    let out = |cmd: &str, args: &[&str]| {
+        let o = Command::new(cmd).args(args).arg(&so).output().unwrap();
+        assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let exported: std::collections::BTreeSet<String> = out("nm", &["-D", "--defined-only"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    let file = std::fs::read_to_string(root.join("mgm-user/capi/debian/libmgm0.symbols")).unwrap();
+    let listed: std::collections::BTreeSet<String> = file
+        .lines()
+        .filter(|l| l.starts_with(' '))
+        .map(|l| l.split_whitespace().next().unwrap().trim_end_matches("@Base").to_owned())
+        .collect();
+    assert_eq!(exported, listed, "nm -D of libmgm.so against debian/libmgm0.symbols");
+    let header = std::fs::read_to_string(root.join("mgm-user/capi/include/mgm.h")).unwrap();
+    for f in &exported {
+        assert!(header.contains(&format!("{f}(")), "{f} is exported but not declared in mgm.h");
     }
+    assert!(out("readelf", &["-d"]).contains("Library soname: [libmgm.so.0]"));
 }

@@ -154,3 +154,85 @@ fn the_package_holds_the_programs_units_configuration_manuals_and_completions() 
     let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("E:")).collect();
     assert!(errors.is_empty(), "lintian: {errors:#?}");
 }
+
+/// libmgm0 and libmgm-dev as Debian lays out a C library: the shared library under its
+/// soname with symbols, shlibs and the ldconfig trigger; the header, the link-time .so, the
+/// static library, pkg-config, libmgm(3) and the example. A program compiled with only what
+/// libmgm-dev installs (pkg-config, as its manual says) links both ways: against
+/// libmgm.so.0, and statically (`pkg-config --static`) needing no libmgm at run time.
+#[test]
+fn libmgm0_and_libmgm_dev_hold_a_c_library_a_programmer_builds_with() {
+    let lib0 = mgm_tests::container::built("libmgm0");
+    let dev = mgm_tests::container::built("libmgm-dev");
+    let field = |deb: &Path, f: &str| run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(f));
+    let version = field(&lib0, "Version");
+    assert_eq!(field(&dev, "Depends").trim(), format!("libmgm0 (= {})", version.trim()));
+    assert!(field(&lib0, "Depends").contains("libc6"));
+    let root = TempDir::new("libmgm-root");
+    for deb in [&lib0, &dev] {
+        run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root.0));
+    }
+    let control = TempDir::new("libmgm0-control");
+    run(Command::new("dpkg-deb").arg("-e").arg(&lib0).arg(&control.0));
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(read(&control.0.join("symbols")).starts_with("libmgm.so.0 libmgm0 #MINVER#"));
+    assert!(read(&control.0.join("shlibs")).starts_with("libmgm 0 libmgm0"));
+    assert!(read(&control.0.join("triggers")).contains("ldconfig"));
+    let lib = root.0.join("usr/lib/x86_64-linux-gnu");
+    assert_eq!(std::fs::read_link(lib.join("libmgm.so")).unwrap(), Path::new("libmgm.so.0"));
+    assert!(std::fs::read_link(lib.join("libmgm.so.0")).unwrap().starts_with("libmgm.so.0."));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("mgm-user/capi");
+    assert_eq!(read(&root.0.join("usr/include/mgm.h")), read(&repo.join("include/mgm.h")));
+    let man = root.0.join("usr/share/man/man3/libmgm.3.gz");
+    let page = run(Command::new("man")
+        .args(["--warnings", "-E", "UTF-8", "-l"])
+        .arg(&man)
+        .env("MANWIDTH", "80"));
+    assert!(page.contains("MgmRegisterMProtocol") && page.contains("MGM_DISPATCH_CALLER"));
+    let example = root.0.join("usr/share/doc/libmgm-dev/examples/mgm-static.c");
+
+    // Compiled as libmgm(3) says, against the extracted files (pkg-config's sysroot).
+    let pc = |args: &[&str]| -> Vec<String> {
+        let out = run(Command::new("pkg-config")
+            .args(args)
+            .arg("mgm")
+            .env("PKG_CONFIG_SYSROOT_DIR", &root.0)
+            .env("PKG_CONFIG_LIBDIR", lib.join("pkgconfig")));
+        out.split_whitespace().map(String::from).collect()
+    };
+    let exe = root.0.join("mgm-static");
+    run(Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&example)
+        .args(pc(&["--cflags", "--libs"])));
+    let needed = run(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(needed.contains("Shared library: [libmgm.so.0]"), "{needed}");
+    // Statically: the archive and its private libraries, as pkg-config --static lists them.
+    let libs = pc(&["--static", "--libs"]);
+    assert!(libs.iter().any(|l| l == "-lpthread"), "{libs:?}");
+    let private: Vec<&String> =
+        libs.iter().filter(|l| l.starts_with("-l") && *l != "-lmgm").collect();
+    let exe = root.0.join("mgm-static-static");
+    run(Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&example)
+        .args(pc(&["--cflags"]))
+        .arg(lib.join("libmgm.a"))
+        .args(private));
+    let needed = run(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(!needed.contains("libmgm"), "{needed}");
+    // It runs, and says how to use it.
+    let usage = Command::new(&exe).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("usage:"));
+
+    for deb in [&lib0, &dev] {
+        let lintian = Command::new("lintian").arg(deb).output().unwrap();
+        let said = String::from_utf8_lossy(&lintian.stdout);
+        let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("E:")).collect();
+        assert!(errors.is_empty(), "lintian {}: {errors:#?}", deb.display());
+    }
+}

@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, Subcommand};
 
 mod guest;
+mod libmgm;
 mod matrix;
 
 #[derive(Parser)]
@@ -97,6 +98,9 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 /// What the package test needs: lintian, and a fresh Debian to install the package into.
 const PACKAGE_TEST_PACKAGES: &[&str] =
     &["lintian", "debootstrap", "man-db", "systemd-container", "prometheus"];
+/// What libmgm's C tests compile and check with: the system's compiler, pkg-config,
+/// valgrind, binutils (nm, readelf).
+const C_TEST_PACKAGES: &[&str] = &["gcc", "libc6-dev", "pkgconf", "valgrind", "binutils"];
 /// The rustup name under which Debian's compiler (/usr) is linked; mgm-user/build.rs uses it.
 const TOOLCHAIN: &str = "debian-bpf";
 /// Crates allowed unstable features when building or linting the eBPF crate (see build.rs).
@@ -140,7 +144,12 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Package => {
             setup()?;
-            package().map(|deb| println!("{}", deb.display()))
+            let deb = package()?;
+            println!("{}", deb.display());
+            for deb in libmgm::packages()? {
+                println!("{}", deb.display());
+            }
+            Ok(())
         }
         Task::Fuzz { secs } => fuzz(secs),
         Task::Load { clients, mfes, secs } => {
@@ -639,9 +648,12 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
     // The real routing daemons the follow-kernel tests run (quick when installed).
     apt_install(PEERS, true)?;
     apt_install(PACKAGE_TEST_PACKAGES, true)?;
+    apt_install(C_TEST_PACKAGES, true)?;
     apt_install(guest::PACKAGES, true)?;
-    step("building mgmd and mgmctl");
+    step("building mgmd, mgmctl and libmgm");
     cargo(&["build", "--bins"])?;
+    // libmgm.so and libmgm.a, which `cargo build --bins` leaves out (the C tests link them).
+    cargo(&["build", "-p", "mgm-capi"])?;
     let root = workspace_root();
     let host = matrix::Features::of_host(&root.join("target/debug/mgmd"))?;
     println!("this machine: {}", host.line);
@@ -658,6 +670,7 @@ fn test(filter: Option<&str>) -> anyhow::Result<()> {
     };
     if bins.iter().any(|b| packaged(&b)) {
         env.push(("MGM_DEB".to_owned(), package()?.display().to_string()));
+        libmgm::packages()?;
         env.push(("MGM_FRESH_DEBIAN".to_owned(), fresh_debian()?.display().to_string()));
     }
     let (moved, why) = matrix::for_guests(&bins, &host)?;

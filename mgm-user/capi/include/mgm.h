@@ -352,6 +352,63 @@ typedef struct {
 } MIB_IPMCAST_MFE;
 
 /**
+ * An outgoing interface of an IPv6 MFE, with its counters.
+ */
+typedef struct {
+  DWORD dwOutIfIndex;
+  struct in6_addr NextHopAddr;
+  uint64_t ullOutPackets;
+  uint64_t ullOutOctets;
+  /**
+   * Copies longer than the interface's MTU (dropped; mgmd sends Packet Too Big).
+   */
+  uint64_t ullFragNeeded;
+  /**
+   * Copies dropped because the interface had been released.
+   */
+  uint64_t ullOutDiscards;
+} MGM_OIF6;
+
+/**
+ * An IPv6 MFE (mgm's: RRAS's MIB_IPMCAST_MFE has IPv4 addresses), followed by
+ * `ulNumOutIf` [`MGM_OIF6`]s: `SIZEOF_MGM_MFE6(ulNumOutIf)` bytes. Counters are 64-bit.
+ */
+typedef struct {
+  struct in6_addr Group;
+  struct in6_addr Source;
+  struct in6_addr UpStrmNgbr;
+  struct in6_addr InIfNextHopAddr;
+  DWORD dwInIfIndex;
+  /**
+   * The protocol id owning the incoming interface (0: none).
+   */
+  DWORD dwInIfProtocol;
+  ULONG ulUpTime;
+  ULONG ulExpiryTime;
+  ULONG ulTimeOut;
+  ULONG ulNumOutIf;
+  uint64_t ullInPkts;
+  uint64_t ullInOctets;
+  /**
+   * Packets that arrived on another interface than the incoming one.
+   */
+  uint64_t ullPktsDifferentIf;
+  /**
+   * Packets dropped with a hop limit of 1 or less.
+   */
+  uint64_t ullInDiscards;
+  MGM_OIF6 rgOutInfo[ANY_SIZE];
+} MGM_MFE6;
+
+/**
+ * A joined IPv6 entry, as [`crate::MgmGroupEnumerationGetNext6`] returns it (`::`: any).
+ */
+typedef struct {
+  struct in6_addr Source;
+  struct in6_addr Group;
+} SOURCE_GROUP_ENTRY6;
+
+/**
  * A joined entry, as a group enumeration returns it (`SOURCE_GROUP_ENTRY`).
  */
 typedef struct {
@@ -731,6 +788,16 @@ DWORD MgmGroupEnumerationGetNext(HANDLE hEnum,
                                  PDWORD pdwNumEntries);
 
 /**
+ * The next IPv6 entries, as many [`crate::SOURCE_GROUP_ENTRY6`]s as fit (the IPv4 entries
+ * before them are passed over: walk an enumeration with this or with
+ * [`MgmGroupEnumerationGetNext`], not both). Codes as [`MgmGroupEnumerationGetNext`].
+ */
+DWORD MgmGroupEnumerationGetNext6(HANDLE hEnum,
+                                  PDWORD pdwBufferSize,
+                                  PBYTE pbBuffer,
+                                  PDWORD pdwNumEntries);
+
+/**
  * Closes an enumeration; its handle is dead after.
  */
 DWORD MgmGroupEnumerationEnd(HANDLE hEnum);
@@ -797,6 +864,42 @@ DWORD MgmSetMfe(HANDLE hProtocol,
                 const MIB_IPMCAST_MFE *pmimm);
 
 /**
+ * The IPv6 MFE (source, group), with its counters, as an [`MGM_MFE6`] followed by its
+ * outgoing interfaces (`SIZEOF_MGM_MFE6(n)` bytes). Codes as [`MgmGetMfe`].
+ */
+DWORD MgmGetMfe6(const struct in6_addr *pSource,
+                 const struct in6_addr *pGroup,
+                 PDWORD pdwBufferSize,
+                 PBYTE pbBuffer);
+
+/**
+ * The first IPv6 MFEs, by group then source, as many as fit. Codes as [`MgmGetFirstMfe`].
+ */
+DWORD MgmGetFirstMfe6(PDWORD pdwBufferSize,
+                      PBYTE pbBuffer,
+                      PDWORD pdwNumEntries);
+
+/**
+ * The IPv6 MFEs strictly after (source, group). Codes as [`MgmGetNextMfe`].
+ */
+DWORD MgmGetNextMfe6(const struct in6_addr *pSource,
+                     const struct in6_addr *pGroup,
+                     PDWORD pdwBufferSize,
+                     PBYTE pbBuffer,
+                     PDWORD pdwNumEntries);
+
+/**
+ * Gives the IPv6 MFE (source, group) a new incoming interface (`dwInIfIndex`, next hop
+ * `pInIfNextHop`, NULL: `::`) and upstream neighbour (`pUpStreamNbr`, NULL: `::`).
+ */
+DWORD MgmSetMfe6(HANDLE hProtocol,
+                 const struct in6_addr *pSource,
+                 const struct in6_addr *pGroup,
+                 DWORD dwInIfIndex,
+                 const struct in6_addr *pInIfNextHop,
+                 const struct in6_addr *pUpStreamNbr);
+
+/**
  * Takes the IPv6 side of a link: (interface, IPv6 next hop; NULL or `::` for a broadcast
  * or point-to-point link).
  */
@@ -853,3 +956,5 @@ DWORD MgmDeleteGroupMembershipEntry6(HANDLE hProtocol,
     (offsetof(MIB_IPMCAST_MFE_STATS, rgmiosOutStats) + (X) * sizeof(MIB_IPMCAST_OIF_STATS))
 #define SIZEOF_MIB_MFE_STATS_EX(X) \
     (offsetof(MIB_IPMCAST_MFE_STATS_EX, rgmiosOutStats) + (X) * sizeof(MIB_IPMCAST_OIF_STATS))
+/* The size of an IPv6 MFE (mgm's MGM_MFE6) with X outgoing interfaces. */
+#define SIZEOF_MGM_MFE6(X) (offsetof(MGM_MFE6, rgOutInfo) + (X) * sizeof(MGM_OIF6))

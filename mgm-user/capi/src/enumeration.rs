@@ -105,6 +105,70 @@ pub unsafe extern "C" fn MgmGroupEnumerationGetNext(
     if ended { ERROR_NO_MORE_ITEMS } else { ERROR_MORE_DATA }
 }
 
+/// The next IPv6 entries, as many [`crate::SOURCE_GROUP_ENTRY6`]s as fit (the IPv4 entries
+/// before them are passed over: walk an enumeration with this or with
+/// [`MgmGroupEnumerationGetNext`], not both). Codes as [`MgmGroupEnumerationGetNext`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGroupEnumerationGetNext6(
+    hEnum: HANDLE,
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+    pdwNumEntries: PDWORD,
+) -> DWORD {
+    use crate::SOURCE_GROUP_ENTRY6;
+    // SAFETY: the caller's pointers.
+    let (Some(size), Some(count)) =
+        (unsafe { pdwBufferSize.as_mut() }, unsafe { pdwNumEntries.as_mut() })
+    else {
+        return ERROR_INVALID_PARAMETER;
+    };
+    *count = 0;
+    let reg = registry();
+    let (e, p) = match reg.enumeration(hEnum).and_then(|e| Ok((e, reg.proto(e.proto as HANDLE)?))) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let one = size_of::<SOURCE_GROUP_ENTRY6>();
+    let fit = if pbBuffer.is_null() { 0 } else { *size as usize / one };
+    let out = pbBuffer.cast::<SOURCE_GROUP_ENTRY6>();
+    let six = |ip: IpAddr| match ip {
+        IpAddr::V6(a) => libc::in6_addr { s6_addr: a.octets() },
+        IpAddr::V4(_) => libc::in6_addr { s6_addr: [0; 16] },
+    };
+    // Pages until IPv6 entries come (or the end): the cursor passes the IPv4 ones.
+    loop {
+        let next = proto::GroupEnumNext {
+            handle: p.server,
+            enum_handle: e.server,
+            max_entries: fit.min(4096),
+        };
+        let page = match p.conn.call(next) {
+            Ok(page) => page,
+            Err(crate::conn::Failure::Refused(w)) if w.win32 == Some(ERROR_INSUFFICIENT_BUFFER) => {
+                *size = one as DWORD;
+                return ERROR_INSUFFICIENT_BUFFER;
+            }
+            Err(f) => return code(&f),
+        };
+        let v6: Vec<SOURCE_GROUP_ENTRY6> = page
+            .entries
+            .iter()
+            .filter(|x| x.group.is_ipv6())
+            .map(|x| SOURCE_GROUP_ENTRY6 { Source: six(x.source), Group: six(x.group) })
+            .collect();
+        for (i, entry) in v6.iter().enumerate() {
+            // SAFETY: mgmd returned at most `fit` entries, which the buffer holds.
+            unsafe { out.add(i).write_unaligned(*entry) };
+        }
+        *count = v6.len() as DWORD;
+        match page.status {
+            PageStatus::NoMoreItems => return ERROR_NO_MORE_ITEMS,
+            PageStatus::MoreData if !v6.is_empty() => return ERROR_MORE_DATA,
+            PageStatus::MoreData => {}
+        }
+    }
+}
+
 /// Closes an enumeration; its handle is dead after.
 #[unsafe(no_mangle)]
 pub extern "C" fn MgmGroupEnumerationEnd(hEnum: HANDLE) -> DWORD {

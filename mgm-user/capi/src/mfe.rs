@@ -17,7 +17,11 @@ use crate::{
     DWORD, ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER, ERROR_MORE_DATA,
     ERROR_NO_MORE_ITEMS, HANDLE, MGM_MFE_STATS_0, MGM_MFE_STATS_1, MIB_IPMCAST_MFE,
     MIB_IPMCAST_MFE_STATS, MIB_IPMCAST_MFE_STATS_EX, MIB_IPMCAST_OIF, MIB_IPMCAST_OIF_STATS,
-    NO_ERROR, PBYTE, PDWORD, conn::Conn, dword, ipv4, status, with_conn, with_proto,
+    NO_ERROR, PBYTE, PDWORD,
+    conn::Conn,
+    dword, ipv4, status,
+    v6::{MGM_MFE6, MGM_OIF6},
+    with_conn, with_proto,
 };
 
 /// Which structure a read fills.
@@ -26,6 +30,8 @@ enum Shape {
     Mfe,
     Stats,
     StatsEx,
+    /// mgm's IPv6 MFE, with its counters.
+    Mfe6,
 }
 
 impl Shape {
@@ -43,13 +49,15 @@ impl Shape {
             Self::Mfe => offset_of!(MIB_IPMCAST_MFE, rgmioOutInfo),
             Self::Stats => offset_of!(MIB_IPMCAST_MFE_STATS, rgmiosOutStats),
             Self::StatsEx => offset_of!(MIB_IPMCAST_MFE_STATS_EX, rgmiosOutStats),
+            Self::Mfe6 => offset_of!(MGM_MFE6, rgOutInfo),
         }
     }
 
     fn oif(self) -> usize {
         match self {
             Self::Mfe => size_of::<MIB_IPMCAST_OIF>(),
-            _ => size_of::<MIB_IPMCAST_OIF_STATS>(),
+            Self::Stats | Self::StatsEx => size_of::<MIB_IPMCAST_OIF_STATS>(),
+            Self::Mfe6 => size_of::<MGM_OIF6>(),
         }
     }
 
@@ -66,6 +74,17 @@ impl Shape {
 /// Writes `v` at byte `at` of `buf`.
 fn put(buf: &mut [u8], at: usize, v: u32) {
     buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put64(buf: &mut [u8], at: usize, v: u64) {
+    buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// An IPv6 address as `struct in6_addr` (network byte order).
+fn put6(buf: &mut [u8], at: usize, ip: IpAddr) {
+    if let IpAddr::V6(a) = ip {
+        buf[at..at + 16].copy_from_slice(&a.octets());
+    }
 }
 
 /// A 64-bit counter as RRAS's 32-bit ULONG: its low bits (it wraps, as Counter32 does).
@@ -101,7 +120,11 @@ fn encode(shape: Shape, m: &MfeReply, in_protocol: DWORD) -> Vec<u8> {
             put(&mut b, offset_of!($t, ulPktsDifferentIf), low(st.wrong_interface));
         }};
     }
+    if shape == Shape::Mfe6 {
+        return encode6(m, in_protocol);
+    }
     match shape {
+        Shape::Mfe6 => unreachable!("above"),
         Shape::Mfe => {
             header!(MIB_IPMCAST_MFE);
             put(&mut b, offset_of!(MIB_IPMCAST_MFE, ulTimeOut), low(v.timeout_secs));
@@ -125,15 +148,10 @@ fn encode(shape: Shape, m: &MfeReply, in_protocol: DWORD) -> Vec<u8> {
                 put(&mut b, at + offset_of!(MIB_IPMCAST_OIF, dwOutIfIndex), oif.ifindex);
                 put(&mut b, at + offset_of!(MIB_IPMCAST_OIF, dwNextHopAddr), dword(oif.nexthop));
             }
-            _ => {
+            Shape::Mfe6 => unreachable!("above"),
+            Shape::Stats | Shape::StatsEx => {
                 // The counters of this interface: at its place in the list, else by index.
-                let c = st
-                    .oifs
-                    .get(i)
-                    .filter(|c| c.ifindex == oif.ifindex)
-                    .or_else(|| st.oifs.iter().find(|c| c.ifindex == oif.ifindex))
-                    .copied()
-                    .unwrap_or_default();
+                let c = oif_counters(&st, i, oif.ifindex);
                 type S = MIB_IPMCAST_OIF_STATS;
                 put(&mut b, at + offset_of!(S, dwOutIfIndex), oif.ifindex);
                 put(&mut b, at + offset_of!(S, dwNextHopAddr), dword(oif.nexthop));
@@ -143,6 +161,51 @@ fn encode(shape: Shape, m: &MfeReply, in_protocol: DWORD) -> Vec<u8> {
                 put(&mut b, at + offset_of!(S, ulOutDiscards), low(c.out_discards));
             }
         }
+    }
+    b
+}
+
+/// The counters of the `i`th outgoing interface (at its place in the list, else found by
+/// index; zero if mgmd sent none).
+fn oif_counters(st: &proto::MfeStatsReply, i: usize, ifindex: u32) -> proto::OifStatsReply {
+    st.oifs
+        .get(i)
+        .filter(|c| c.ifindex == ifindex)
+        .or_else(|| st.oifs.iter().find(|c| c.ifindex == ifindex))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// One IPv6 MFE as [`MGM_MFE6`], its 64-bit counters included.
+fn encode6(m: &MfeReply, in_protocol: DWORD) -> Vec<u8> {
+    type T = MGM_MFE6;
+    type O = MGM_OIF6;
+    let v = &m.mfe;
+    let st = m.counters();
+    let mut b = vec![0u8; Shape::Mfe6.size(v.oifs.len())];
+    put6(&mut b, offset_of!(T, Group), v.group);
+    put6(&mut b, offset_of!(T, Source), v.source);
+    put6(&mut b, offset_of!(T, UpStrmNgbr), v.upstream);
+    put6(&mut b, offset_of!(T, InIfNextHopAddr), v.iif.nexthop);
+    put(&mut b, offset_of!(T, dwInIfIndex), v.iif.ifindex);
+    put(&mut b, offset_of!(T, dwInIfProtocol), in_protocol);
+    put(&mut b, offset_of!(T, ulUpTime), low(v.uptime_secs));
+    put(&mut b, offset_of!(T, ulExpiryTime), low(v.expiry_secs));
+    put(&mut b, offset_of!(T, ulTimeOut), low(v.timeout_secs));
+    put(&mut b, offset_of!(T, ulNumOutIf), v.oifs.len() as u32);
+    put64(&mut b, offset_of!(T, ullInPkts), st.in_packets);
+    put64(&mut b, offset_of!(T, ullInOctets), st.in_octets);
+    put64(&mut b, offset_of!(T, ullPktsDifferentIf), st.wrong_interface);
+    put64(&mut b, offset_of!(T, ullInDiscards), st.ttl_expired);
+    for (i, oif) in v.oifs.iter().enumerate() {
+        let at = Shape::Mfe6.size(i);
+        let c = oif_counters(&st, i, oif.ifindex);
+        put(&mut b, at + offset_of!(O, dwOutIfIndex), oif.ifindex);
+        put6(&mut b, at + offset_of!(O, NextHopAddr), oif.nexthop);
+        put64(&mut b, at + offset_of!(O, ullOutPackets), c.out_packets);
+        put64(&mut b, at + offset_of!(O, ullOutOctets), c.out_octets);
+        put64(&mut b, at + offset_of!(O, ullFragNeeded), c.frag_needed);
+        put64(&mut b, at + offset_of!(O, ullOutDiscards), c.out_discards);
     }
     b
 }
@@ -184,16 +247,15 @@ unsafe fn named(pimm: *const MIB_IPMCAST_MFE) -> Option<(IpAddr, IpAddr)> {
     Some((ipv4(m[1]), ipv4(m[0])))
 }
 
+/// One MFE, (source, group), into the caller's buffer.
 unsafe fn get_one(
-    pimm: *const MIB_IPMCAST_MFE,
+    key: Option<(IpAddr, IpAddr)>,
     pdwBufferSize: PDWORD,
     pbBuffer: PBYTE,
     shape: Shape,
 ) -> DWORD {
-    // SAFETY: the caller's pointers.
-    let (Some((source, group)), Some(size)) =
-        (unsafe { named(pimm) }, unsafe { pdwBufferSize.as_mut() })
-    else {
+    // SAFETY: the caller's pointer.
+    let (Some((source, group)), Some(size)) = (key, unsafe { pdwBufferSize.as_mut() }) else {
         return ERROR_INVALID_PARAMETER;
     };
     let r = with_conn(|c| {
@@ -247,10 +309,13 @@ unsafe fn walk(
         Ok(p) => p,
         Err(e) => return e,
     };
-    let v4: Vec<&MfeReply> = page.entries.iter().take_while(|m| m.mfe.group.is_ipv4()).collect();
-    let ended = v4.len() < page.entries.len() || page.status == PageStatus::NoMoreItems;
+    // IPv4 walks end where mgmd's list reaches the IPv6 entries; IPv6 walks start there.
+    let v6 = shape == Shape::Mfe6;
+    let ours: Vec<&MfeReply> =
+        page.entries.iter().take_while(|m| m.mfe.group.is_ipv6() == v6).collect();
+    let ended = ours.len() < page.entries.len() || page.status == PageStatus::NoMoreItems;
     let entries: Vec<Vec<u8>> =
-        v4.iter().map(|m| encode(shape, m, ids.get(&m.mfe.iif).copied().unwrap_or(0))).collect();
+        ours.iter().map(|m| encode(shape, m, ids.get(&m.mfe.iif).copied().unwrap_or(0))).collect();
     // SAFETY: the caller's buffer of `cap` bytes (none when NULL).
     let n = if cap == 0 { 0 } else { unsafe { pack(&entries, pbBuffer, cap) } };
     *count = n as DWORD;
@@ -273,7 +338,7 @@ pub unsafe extern "C" fn MgmGetMfe(
     pbBuffer: PBYTE,
 ) -> DWORD {
     // SAFETY: the caller's pointers, passed on.
-    unsafe { get_one(pimm, pdwBufferSize, pbBuffer, Shape::Mfe) }
+    unsafe { get_one(named(pimm), pdwBufferSize, pbBuffer, Shape::Mfe) }
 }
 
 /// The MFE's counters: MIB_IPMCAST_MFE_STATS ([`MGM_MFE_STATS_0`]) or
@@ -287,7 +352,7 @@ pub unsafe extern "C" fn MgmGetMfeStats(
 ) -> DWORD {
     let Some(shape) = Shape::of_flags(dwFlags) else { return ERROR_INVALID_PARAMETER };
     // SAFETY: the caller's pointers, passed on.
-    unsafe { get_one(pimm, pdwBufferSize, pbBuffer, shape) }
+    unsafe { get_one(named(pimm), pdwBufferSize, pbBuffer, shape) }
 }
 
 /// The first MFEs, as many as fit: ERROR_MORE_DATA (more remain: go on with
@@ -365,6 +430,91 @@ pub unsafe extern "C" fn MgmSetMfe(hProtocol: HANDLE, pmimm: *const MIB_IPMCAST_
             group,
             iif,
             iif_nexthop: None,
+            upstream: Some(upstream),
+        };
+        p.conn.call(s).map(drop)
+    }))
+}
+
+/// An IPv6 (source, group) from the caller's pointers (NULL: `::`).
+unsafe fn named6(
+    source: *const libc::in6_addr,
+    group: *const libc::in6_addr,
+) -> Option<(IpAddr, IpAddr)> {
+    // SAFETY: the caller passes valid in6_addrs or NULL.
+    let (s, g) = unsafe { (source.as_ref(), group.as_ref()?) };
+    let s = s.map_or([0; 16], |a| a.s6_addr);
+    Some((std::net::Ipv6Addr::from(s).into(), std::net::Ipv6Addr::from(g.s6_addr).into()))
+}
+
+/// The IPv6 MFE (source, group), with its counters, as an [`MGM_MFE6`] followed by its
+/// outgoing interfaces (`SIZEOF_MGM_MFE6(n)` bytes). Codes as [`MgmGetMfe`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGetMfe6(
+    pSource: *const libc::in6_addr,
+    pGroup: *const libc::in6_addr,
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+) -> DWORD {
+    // SAFETY: the caller's pointers, passed on.
+    unsafe { get_one(named6(pSource, pGroup), pdwBufferSize, pbBuffer, Shape::Mfe6) }
+}
+
+/// The first IPv6 MFEs, by group then source, as many as fit. Codes as [`MgmGetFirstMfe`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGetFirstMfe6(
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+    pdwNumEntries: PDWORD,
+) -> DWORD {
+    // mgmd lists every IPv4 entry first: the IPv6 ones come after the largest IPv4 key.
+    let last4: IpAddr = std::net::Ipv4Addr::BROADCAST.into();
+    // SAFETY: the caller's pointers, passed on.
+    unsafe { walk(Some((last4, last4)), pdwBufferSize, pbBuffer, pdwNumEntries, Shape::Mfe6) }
+}
+
+/// The IPv6 MFEs strictly after (source, group). Codes as [`MgmGetNextMfe`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGetNextMfe6(
+    pSource: *const libc::in6_addr,
+    pGroup: *const libc::in6_addr,
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+    pdwNumEntries: PDWORD,
+) -> DWORD {
+    // SAFETY: the caller's pointers.
+    let Some(after) = (unsafe { named6(pSource, pGroup) }) else { return ERROR_INVALID_PARAMETER };
+    // SAFETY: as above.
+    unsafe { walk(Some(after), pdwBufferSize, pbBuffer, pdwNumEntries, Shape::Mfe6) }
+}
+
+/// Gives the IPv6 MFE (source, group) a new incoming interface (`dwInIfIndex`, next hop
+/// `pInIfNextHop`, NULL: `::`) and upstream neighbour (`pUpStreamNbr`, NULL: `::`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmSetMfe6(
+    hProtocol: HANDLE,
+    pSource: *const libc::in6_addr,
+    pGroup: *const libc::in6_addr,
+    dwInIfIndex: DWORD,
+    pInIfNextHop: *const libc::in6_addr,
+    pUpStreamNbr: *const libc::in6_addr,
+) -> DWORD {
+    // SAFETY: the caller's pointers.
+    let Some((source, group)) = (unsafe { named6(pSource, pGroup) }) else {
+        return ERROR_INVALID_PARAMETER;
+    };
+    // SAFETY: as above (NULL is `::`).
+    let any = |p: *const libc::in6_addr| -> IpAddr {
+        std::net::Ipv6Addr::from(unsafe { p.as_ref() }.map_or([0; 16], |a| a.s6_addr)).into()
+    };
+    let (iif_nexthop, upstream) = (any(pInIfNextHop), any(pUpStreamNbr));
+    status(with_proto(hProtocol, |p| {
+        let s = proto::SetMfe {
+            handle: p.server,
+            source,
+            group,
+            iif: dwInIfIndex,
+            iif_nexthop: Some(iif_nexthop),
             upstream: Some(upstream),
         };
         p.conn.call(s).map(drop)

@@ -133,6 +133,53 @@ pub struct MGM_IPV6_CALLBACKS {
     pub pfnInterfaceGoneCallback6: PMGM_INTERFACE_CALLBACK6,
 }
 
+/// An outgoing interface of an IPv6 MFE, with its counters.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MGM_OIF6 {
+    pub dwOutIfIndex: DWORD,
+    pub NextHopAddr: in6_addr,
+    pub ullOutPackets: u64,
+    pub ullOutOctets: u64,
+    /// Copies longer than the interface's MTU (dropped; mgmd sends Packet Too Big).
+    pub ullFragNeeded: u64,
+    /// Copies dropped because the interface had been released.
+    pub ullOutDiscards: u64,
+}
+
+/// An IPv6 MFE (mgm's: RRAS's MIB_IPMCAST_MFE has IPv4 addresses), followed by
+/// `ulNumOutIf` [`MGM_OIF6`]s: `SIZEOF_MGM_MFE6(ulNumOutIf)` bytes. Counters are 64-bit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MGM_MFE6 {
+    pub Group: in6_addr,
+    pub Source: in6_addr,
+    pub UpStrmNgbr: in6_addr,
+    pub InIfNextHopAddr: in6_addr,
+    pub dwInIfIndex: DWORD,
+    /// The protocol id owning the incoming interface (0: none).
+    pub dwInIfProtocol: DWORD,
+    pub ulUpTime: crate::ULONG,
+    pub ulExpiryTime: crate::ULONG,
+    pub ulTimeOut: crate::ULONG,
+    pub ulNumOutIf: crate::ULONG,
+    pub ullInPkts: u64,
+    pub ullInOctets: u64,
+    /// Packets that arrived on another interface than the incoming one.
+    pub ullPktsDifferentIf: u64,
+    /// Packets dropped with a hop limit of 1 or less.
+    pub ullInDiscards: u64,
+    pub rgOutInfo: [MGM_OIF6; crate::ANY_SIZE],
+}
+
+/// A joined IPv6 entry, as [`crate::MgmGroupEnumerationGetNext6`] returns it (`::`: any).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SOURCE_GROUP_ENTRY6 {
+    pub Source: in6_addr,
+    pub Group: in6_addr,
+}
+
 fn addr(p: *const in6_addr) -> IpAddr {
     // SAFETY: the caller passes a valid in6_addr or NULL.
     let a = unsafe { p.as_ref() }.map_or([0; 16], |a| a.s6_addr);

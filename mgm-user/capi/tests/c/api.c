@@ -38,6 +38,26 @@ static DWORD rin, r1, r2;
 static atomic_int rpf, creation, prune_sg, prune_oil, join_alerts, local_joins,
     local_leaves, disables, enables, deletions, lost;
 static atomic_uint pruned_timeout_asked;
+static atomic_int rpf6, creation6;
+
+static DWORD on_rpf6(const struct in6_addr *s, const struct in6_addr *g, PDWORD ifi,
+                     struct in6_addr *nh, struct in6_addr *up, DWORD hs, PBYTE hdr) {
+    (void)nh; (void)up;
+    CHECK(*ifi == rin);
+    /* The IPv6 header: version 6, then the source and the group. */
+    CHECK(hs >= 40 && (hdr[0] >> 4) == 6);
+    CHECK(memcmp(hdr + 8, s, 16) == 0 && memcmp(hdr + 24, g, 16) == 0);
+    atomic_fetch_add(&rpf6, 1);
+    return NO_ERROR;
+}
+
+static DWORD on_creation6(const struct in6_addr *s, const struct in6_addr *g, DWORD iif,
+                          const struct in6_addr *iifnh, DWORD n, MGM_IF_ENTRY6 *oifs) {
+    (void)s; (void)g; (void)iifnh;
+    CHECK(iif == rin && n == 1 && oifs[0].dwIfIndex == r1 && oifs[0].bIsEnabled);
+    atomic_fetch_add(&creation6, 1);
+    return NO_ERROR;
+}
 
 static DWORD on_rpf(DWORD s, DWORD sm, DWORD g, DWORD gm, PDWORD ifi, PDWORD nh, PDWORD up,
                     DWORD hs, PBYTE hdr, PBYTE route) {
@@ -180,7 +200,12 @@ static int calls(const char *socket) {
     EXPECT(MgmRegisterMProtocol(&cfg, PROTO_IP_IGMP, 1, &igmp), NO_ERROR);
     EXPECT(MgmRegisterMProtocol(&cfg, 7, 1, &dvmrp), NO_ERROR);
     /* mgmd runs with --max-handles-per-conn 4. */
-    EXPECT(MgmRegisterMProtocol(NULL, 103, 6, &pim6), NO_ERROR);
+    MGM_IPV6_CALLBACKS v6 = {0};
+    v6.pfnRpfCallback6 = on_rpf6;
+    v6.pfnCreationAlertCallback6 = on_creation6;
+    ROUTING_PROTOCOL_CONFIG cfg6 = {0};
+    cfg6.pIpv6Callbacks = &v6;
+    EXPECT(MgmRegisterMProtocol(&cfg6, 103, 6, &pim6), NO_ERROR);
     EXPECT(MgmRegisterMProtocol(NULL, 9, 1, &extra), ERROR_NOT_ENOUGH_MEMORY);
     CHECK(MgmGetEventFd() >= 0);
 
@@ -342,9 +367,11 @@ static int calls(const char *socket) {
     }
     CHECK(m->ulTimeOut == 77 && m->ulNumOutIf == 0);
 
-    /* IPv6: the IPv6 side of r1 is a link of its own. */
-    struct in6_addr g6, any6 = IN6ADDR_ANY_INIT;
+    /* IPv6: a link's IPv6 side is an interface of its own; the IPv6 callbacks. */
+    struct in6_addr g6, s6, any6 = IN6ADDR_ANY_INIT;
     inet_pton(AF_INET6, "ff3e::8000:1", &g6);
+    inet_pton(AF_INET6, "2001:db8:1::1", &s6);
+    EXPECT(MgmTakeInterfaceOwnership6(pim6, rin, NULL), NO_ERROR);
     EXPECT(MgmTakeInterfaceOwnership6(pim6, r1, NULL), NO_ERROR);
     EXPECT(MgmGetProtocolOnInterface6(r1, &any6, &pid, &cid), NO_ERROR);
     CHECK(pid == 103 && cid == 6);
@@ -353,10 +380,44 @@ static int calls(const char *socket) {
     EXPECT(MgmAddGroupMembershipEntry6(pim6, NULL, &g6, r1, NULL, both), NO_ERROR);
     EXPECT(MgmAddGroupMembershipEntry6(pim6, NULL, NULL, r1, NULL, both), ERROR_INVALID_PARAMETER);
     EXPECT(MgmAddGroupMembershipEntry(pim6, 0, 0, g1, ONES, r1, 0, both), ERROR_INVALID_PARAMETER);
+    ask("traffic6");
+    wait_for(&rpf6, 1, "IPv6 RPF");
+    wait_for(&creation6, 1, "IPv6 creation alert");
+    ask("traffic6");
+    size = 0;
+    EXPECT(MgmGetMfe6(&s6, &g6, &size, buf), ERROR_INSUFFICIENT_BUFFER);
+    CHECK(size == SIZEOF_MGM_MFE6(1));
+    size = sizeof buf;
+    EXPECT(MgmGetMfe6(&s6, &g6, &size, buf), NO_ERROR);
+    MGM_MFE6 *m6 = (MGM_MFE6 *)buf;
+    CHECK(!memcmp(&m6->Group, &g6, 16) && !memcmp(&m6->Source, &s6, 16));
+    CHECK(m6->dwInIfIndex == rin && m6->dwInIfProtocol == 103 && m6->ulNumOutIf == 1);
+    CHECK(m6->rgOutInfo[0].dwOutIfIndex == r1 && m6->rgOutInfo[0].ullOutPackets >= 10);
+    CHECK(m6->ullInPkts >= 10 && m6->ullInOctets > m6->ullInPkts);
+    EXPECT(MgmGetMfe6(&s6, NULL, &size, buf), ERROR_INVALID_PARAMETER);
+    EXPECT(MgmGetFirstMfe6(&size, buf, &n), ERROR_NO_MORE_ITEMS);
+    CHECK(n == 1 && !memcmp(&m6->Group, &g6, 16));
+    EXPECT(MgmGetNextMfe6(&s6, &g6, &size, buf, &n), ERROR_NO_MORE_ITEMS);
+    CHECK(n == 0);
+    /* The IPv4 walk still lists the IPv4 MFEs only. */
+    size = sizeof buf;
+    EXPECT(MgmGetFirstMfe(&size, buf, &n), ERROR_NO_MORE_ITEMS);
+    CHECK(n == 2);
+    EXPECT(MgmSetMfe6(pim6, &s6, &g6, r1, NULL, NULL), NO_ERROR);
+    size = sizeof buf;
+    EXPECT(MgmGetMfe6(&s6, &g6, &size, buf), NO_ERROR);
+    CHECK(m6->dwInIfIndex == r1);
+    EXPECT(MgmSetMfe6(pim6, &s6, &g6, rin, NULL, NULL), NO_ERROR);
+    EXPECT(MgmGroupEnumerationStart(pim6, ALL_SOURCES, &e), NO_ERROR);
+    size = sizeof buf;
+    EXPECT(MgmGroupEnumerationGetNext6(e, &size, buf, &n), ERROR_NO_MORE_ITEMS);
+    CHECK(n == 1 && !memcmp(&((SOURCE_GROUP_ENTRY6 *)buf)->Group, &g6, 16));
+    EXPECT(MgmGroupEnumerationEnd(e), NO_ERROR);
     EXPECT(MgmDeleteGroupMembershipEntry6(pim6, NULL, &g6, r1, NULL, both), NO_ERROR);
     EXPECT(MgmDeleteGroupMembershipEntry6(pim6, NULL, &g6, r1, NULL, both), ERROR_NOT_FOUND);
     EXPECT(MgmReleaseInterfaceOwnership6(pim6, r1, &any6), NO_ERROR);
     EXPECT(MgmReleaseInterfaceOwnership6(pim6, r1, &any6), ERROR_INVALID_PARAMETER);
+    EXPECT(MgmReleaseInterfaceOwnership6(pim6, rin, NULL), NO_ERROR);
 
     /* Going away: not while owning; IGMP hears of PIM leaving the link they share. */
     EXPECT(MgmDeRegisterMProtocol(pim), ERROR_CAN_NOT_COMPLETE);
