@@ -34,6 +34,7 @@ use mgm::{
 };
 use serde_json::Value;
 
+pub mod conformance;
 pub mod container;
 pub mod libmgm;
 pub mod mgmd;
