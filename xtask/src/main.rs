@@ -782,6 +782,12 @@ mod tests {
                 .any(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "custom-build"));
             assert!(!(build && names.contains(&name)), "{name} has a build script");
         }
+        // libmgm (C) is the client without its async side: no runtime in a C daemon.
+        let tree = cargo(&["tree", "-p", "mgm-capi", "-e", "normal", "--prefix", "none"]);
+        for banned in ["tokio", "futures", "aya", "hyper", "netlink", "clap", "mgm-user"] {
+            assert!(!tree.lines().any(|l| l.starts_with(banned)), "{banned} in libmgm:\n{tree}");
+        }
+        assert!(tree.lines().any(|l| l.starts_with("mgm-client")), "{tree}");
     }
 
     #[test]

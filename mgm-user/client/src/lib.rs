@@ -24,10 +24,12 @@
 //! # }
 //! ```
 
+#[cfg(feature = "async")]
 mod async_client;
 pub mod blocking;
 mod session;
 
+#[cfg(feature = "async")]
 pub use async_client::Client;
 pub use mgm_proto as proto;
 use mgm_proto::WireError;
