@@ -45,6 +45,9 @@ pub fn packages() -> anyhow::Result<Vec<PathBuf>> {
     sh(Command::new("strip")
         .args(["--strip-unneeded", "--remove-section=.comment"])
         .arg(dir.join(&real)))?;
+    // A shared library is not a program (Debian: 0644).
+    let mode = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+    std::fs::set_permissions(dir.join(&real), mode)?;
     std::os::unix::fs::symlink(&real, dir.join(&soname))?;
     docs(&lib0, "libmgm0", &capi)?;
     let debian = lib0.join("DEBIAN");
