@@ -181,7 +181,10 @@ fn libmgm0_and_libmgm_dev_hold_a_c_library_a_programmer_builds_with() {
     assert!(read(&control.0.join("triggers")).contains("ldconfig"));
     let lib = root.0.join("usr/lib/x86_64-linux-gnu");
     assert_eq!(std::fs::read_link(lib.join("libmgm.so")).unwrap(), Path::new("libmgm.so.0"));
-    assert!(std::fs::read_link(lib.join("libmgm.so.0")).unwrap().starts_with("libmgm.so.0."));
+    let real = std::fs::read_link(lib.join("libmgm.so.0")).unwrap();
+    assert!(real.to_string_lossy().starts_with("libmgm.so.0."), "{}", real.display());
+    let mode = std::fs::metadata(lib.join(&real)).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o644);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("mgm-user/capi");
     assert_eq!(read(&root.0.join("usr/include/mgm.h")), read(&repo.join("include/mgm.h")));
     let man = root.0.join("usr/share/man/man3/libmgm.3.gz");

@@ -17,6 +17,12 @@ use crate::{cargo, sh, step, workspace_root};
 const TRIPLET: &str = "x86_64-linux-gnu";
 const ARCH: &str = "amd64";
 const MAINTAINER: &str = "mgm developers <mgm@example.org>";
+/// Both packages' description (lines within 80 columns, as Debian wants them).
+const DESCRIPTION: &str = "libmgm is the C library of mgmd, mgm's multicast forwarding daemon:\n \
+    routing daemons (PIM, IGMP, static routes) install their multicast forwarding\n \
+    state through RRAS's Multicast Group Manager API (mgm.h: the same names,\n \
+    structures, callbacks and result codes, in Linux types), and mgmd forwards\n \
+    from it with XDP.";
 /// The soname's major version: a change to the ABI of mgm.h (mgm-user/capi/abi/) raises it.
 const SONAME_MAJOR: u32 = 0;
 
@@ -65,12 +71,8 @@ pub fn packages() -> anyhow::Result<Vec<PathBuf>> {
         "libs",
         "libc6 (>= 2.34), libgcc-s1 (>= 4.2)",
         "Multi-Arch: same\n",
-        "the MGM API of mgmd for C routing daemons (shared library)",
-        "libmgm is the C library of mgmd, mgm's multicast forwarding daemon: routing daemons\n \
-         (PIM, IGMP, static routes) install their multicast forwarding state through RRAS's\n \
-         Multicast Group Manager API (mgm.h: the same names, structures, callbacks and result\n \
-         codes, in Linux types), and mgmd forwards from it with XDP.\n .\n \
-         This package has the shared library.",
+        "MGM API of mgmd for C routing daemons (shared library)",
+        DESCRIPTION.to_owned() + "\n .\n This package has the shared library.",
     )?;
 
     // libmgm-dev: what compiling and linking against it needs.
@@ -104,13 +106,10 @@ pub fn packages() -> anyhow::Result<Vec<PathBuf>> {
         "libdevel",
         &format!("libmgm0 (= {debver})"),
         "Multi-Arch: same\n",
-        "the MGM API of mgmd for C routing daemons (development files)",
-        "libmgm is the C library of mgmd, mgm's multicast forwarding daemon: routing daemons\n \
-         (PIM, IGMP, static routes) install their multicast forwarding state through RRAS's\n \
-         Multicast Group Manager API (mgm.h: the same names, structures, callbacks and result\n \
-         codes, in Linux types), and mgmd forwards from it with XDP.\n .\n \
-         This package has mgm.h, the static library, the pkg-config file (mgm), the manual\n \
-         page libmgm(3) and an example daemon.",
+        "MGM API of mgmd for C routing daemons (development files)",
+        DESCRIPTION.to_owned()
+            + "\n .\n This package has mgm.h, the static library, the pkg-config file (mgm),\n \
+               the manual page libmgm(3) and an example daemon.",
     )?;
 
     let mut debs = Vec::new();
@@ -150,7 +149,7 @@ fn control(
     depends: &str,
     extra: &str,
     summary: &str,
-    description: &str,
+    description: String,
 ) -> anyhow::Result<()> {
     let size = Command::new("du").args(["-sk", "--exclude=DEBIAN"]).arg(tree).output()?;
     let kib =
