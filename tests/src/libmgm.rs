@@ -11,6 +11,17 @@ use std::{
 
 use super::*;
 
+/// valgrind as the C tests run their programs under it: a memory error, or memory the
+/// program lost for good, makes it exit 99.
+pub const VALGRIND: &[&str] = &[
+    "valgrind",
+    "--quiet",
+    "--error-exitcode=99",
+    "--leak-check=full",
+    "--errors-for-leak-kinds=definite",
+    "--show-leak-kinds=definite",
+];
+
 /// The staged prefix (`include/`, `lib/`, `lib/pkgconfig/mgm.pc`).
 pub fn libmgm() -> anyhow::Result<&'static Path> {
     static STAGED: OnceLock<Result<PathBuf, String>> = OnceLock::new();

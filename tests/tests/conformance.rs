@@ -2,8 +2,8 @@
 //! The MGM conformance scenarios (tests/conformance/mgm.scenarios: the core's edge cases
 //! of docs/mgm-reference.md §6 that need no traffic) through both APIs against one mgmd:
 //! the Rust client (a connection per client, as Rust daemons have) and libmgm from C
-//! (mgm-user/capi/tests/c/conformance.c, a process per scenario). Every call must return the
-//! file's code and every client get exactly the file's callbacks, both ways.
+//! (mgm-user/capi/tests/c/conformance.c, a process per scenario, under valgrind). Every call
+//! must return the file's code and every client get exactly the file's callbacks, both ways.
 
 use std::{
     collections::HashMap,
@@ -176,6 +176,7 @@ fn through_c(t: &Topology, driver: &Path, s: &Scenario) -> Vec<String> {
     let idx = |n: &str| t.router.ifindex(n).unwrap().to_string();
     let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", t.router.name))
+        .args(libmgm::VALGRIND)
         .arg(driver)
         .arg(&t.mgmd.as_ref().unwrap().socket)
         .arg(scenarios_path())

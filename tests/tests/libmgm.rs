@@ -55,16 +55,7 @@ impl<'a> Run<'a> {
 
     /// Under valgrind: any memory error, or memory the program lost for good, fails it.
     fn valgrind(mut self) -> Self {
-        self.wrapper = [
-            "valgrind",
-            "--quiet",
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--show-leak-kinds=definite",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        self.wrapper.extend(libmgm::VALGRIND.iter().map(|s| (*s).to_owned()));
         self
     }
 
@@ -197,7 +188,7 @@ fn a_silent_mgmd_is_a_timeout_not_a_hang() {
     let t = router();
     let m = t.mgmd.as_ref().unwrap();
     let pid = m.pid().to_string();
-    let mut run = Run::new(&t.router, "timeout", &m.socket, CALLER).interfaces(&t);
+    let mut run = Run::new(&t.router, "timeout", &m.socket, CALLER).interfaces(&t).valgrind();
     run.env.push(("MGM_REPLY_TIMEOUT_MS", "500".into()));
     let started = Instant::now();
     let said = run
@@ -217,7 +208,7 @@ fn no_mgmd_is_refused_and_a_forbidden_socket_is_denied() {
     let t = router();
     let m = t.mgmd.as_ref().unwrap();
     let nowhere = m.socket.with_file_name("no-such.sock");
-    let said = Run::new(&t.router, "refused", &nowhere, CALLER).go(|_, _| {}).unwrap();
+    let said = Run::new(&t.router, "refused", &nowhere, CALLER).valgrind().go(|_, _| {}).unwrap();
     assert!(said.ends_with("ok refused\n"), "{said}");
     // mgmd's socket is root's (0660): nobody may not connect.
     let mut run = Run::new(&t.router, "denied", &m.socket, CALLER);
