@@ -118,6 +118,22 @@ fn every_function(mode: u32) {
         .interfaces(&t)
         .valgrind()
         .go(|what, _| {
+            if what == "wrongif" {
+                // The flow's (S,G) from receiver 1's side: into r1.
+                let rx1 = &t.receivers[0];
+                let tap = mgm_tests::PacketSocket::open(rx1, "eth0").unwrap();
+                let frame = mgm_tests::udp_frame(
+                    rx1.mac("eth0").unwrap(),
+                    mgm_tests::SOURCE,
+                    [239, 1, 1, 1],
+                    8,
+                    b"wrong",
+                );
+                for _ in 0..3 {
+                    tap.send(&frame).unwrap();
+                }
+                return;
+            }
             if what == "traffic6" {
                 for i in 0..20 {
                     tx6.send_to(format!("c6-{i}").as_bytes(), (Family::V6.group(), 5000)).unwrap();

@@ -95,6 +95,17 @@ static DWORD on_prune(DWORD s, DWORD sm, DWORD g, DWORD gm, DWORD ifi, DWORD nh,
     return NO_ERROR;
 }
 
+static atomic_int wrong_ifs;
+
+/* A packet of an MFE on an interface of ours that is not its incoming one. */
+static DWORD on_wrong_if(DWORD s, DWORD g, DWORD ifi, DWORD nh, DWORD hs, PBYTE hdr) {
+    (void)nh;
+    CHECK(s == inet_addr("10.1.0.1") && g == inet_addr("239.1.1.1") && ifi == r1);
+    CHECK(hs >= 20 && memcmp(hdr + 12, &s, 4) == 0);
+    atomic_fetch_add(&wrong_ifs, 1);
+    return NO_ERROR;
+}
+
 static DWORD on_join(DWORD s, DWORD sm, DWORD g, DWORD gm, BOOL add) {
     (void)s; (void)sm; (void)g; (void)gm;
     if (add) atomic_fetch_add(&join_alerts, 1);
@@ -170,6 +181,7 @@ static ROUTING_PROTOCOL_CONFIG callbacks(void) {
     c.pfnCreationAlertCallback = on_creation;
     c.pfnPruneAlertCallback = on_prune;
     c.pfnJoinAlertCallback = on_join;
+    c.pfnWrongIfCallback = on_wrong_if;
     c.pfnLocalJoinCallback = on_local_join;
     c.pfnLocalLeaveCallback = on_local_leave;
     c.pfnDisableIgmpCallback = on_disable;
@@ -257,6 +269,9 @@ static int calls(const char *socket) {
     wait_for(&rpf, 2, "RPF");
     wait_for(&creation, 2, "creation alert");
     ask("traffic");
+    /* (S,G1) arriving on r1, not its incoming interface: r1's owner hears of it. */
+    ask("wrongif");
+    wait_for(&wrong_ifs, 1, "wrong interface");
 
     /* GetMfe: the size first, then the entry (r2 was kept out by the creation alert). */
     MIB_IPMCAST_MFE key = named("10.1.0.1", "239.1.1.1");
@@ -280,6 +295,7 @@ static int calls(const char *socket) {
     EXPECT(MgmGetMfeStats(&key, &size, buf, MGM_MFE_STATS_0), NO_ERROR);
     PMIB_IPMCAST_MFE_STATS st = (PMIB_IPMCAST_MFE_STATS)buf;
     CHECK(st->ulNumOutIf == 1 && st->ulInPkts >= 10 && st->ulInOctets > st->ulInPkts);
+    CHECK(st->ulPktsDifferentIf >= 1);
     CHECK(st->rgmiosOutStats[0].dwOutIfIndex == r1 && st->rgmiosOutStats[0].ulOutPackets >= 10);
     EXPECT(MgmGetMfeStats(&key, &size, buf, MGM_MFE_STATS_1), NO_ERROR);
     PMIB_IPMCAST_MFE_STATS_EX ex = (PMIB_IPMCAST_MFE_STATS_EX)buf;
