@@ -77,6 +77,28 @@ impl std::os::fd::AsRawFd for PacketSocket {
     }
 }
 
+/// Sets IP_RECVERR (IPV6_RECVERR): a datagram the sender's device drops fails the send
+/// with ENOBUFS instead of vanishing.
+pub fn set_recverr(s: &impl std::os::fd::AsRawFd, family: Family) -> anyhow::Result<()> {
+    let (level, name) = match family {
+        Family::V4 => (libc::IPPROTO_IP, libc::IP_RECVERR),
+        Family::V6 => (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
+    };
+    let on: i32 = 1;
+    // SAFETY: setsockopt with a valid fd and a pointer to an int of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&on as *const i32).cast(),
+            size_of::<i32>() as u32,
+        )
+    };
+    ensure!(rc == 0, "IP_RECVERR: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
 /// Sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max).
 pub fn set_rcvbuf(s: &impl std::os::fd::AsRawFd, bytes: i32) -> anyhow::Result<()> {
     // SAFETY: setsockopt with a valid fd and a pointer to an int of the given size.
@@ -211,6 +233,8 @@ pub struct SeqFlow {
     receivers: Vec<std::thread::JoinHandle<std::collections::BTreeSet<u64>>>,
     /// Numbers that arrived more than once at a receiver.
     duplicates: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Sends the sender's device refused (the router's receive ring was full) and made again.
+    resent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SeqFlow {
@@ -261,11 +285,13 @@ impl SeqFlow {
             }));
         }
         let tx = t.udp_sender_for(family, 8)?;
+        set_recverr(&tx, family)?;
         let group = family.group();
         let last_sent = Arc::new(AtomicU64::new(0));
         let stop_tx = Arc::new(AtomicBool::new(false));
+        let resent = Arc::new(AtomicU64::new(0));
         let sender = {
-            let (last_sent, stop) = (last_sent.clone(), stop_tx.clone());
+            let (last_sent, stop, resent) = (last_sent.clone(), stop_tx.clone(), resent.clone());
             std::thread::spawn(move || {
                 let gap = Duration::from_nanos(1_000_000_000 / pps);
                 let start = Instant::now();
@@ -274,7 +300,18 @@ impl SeqFlow {
                     // Published before the send: a number read after some event bounds
                     // everything sent before that event.
                     last_sent.store(seq, Ordering::SeqCst);
-                    let _ = tx.send_to(format!("seq:{seq}").as_bytes(), (group, 5000));
+                    let datagram = format!("seq:{seq}");
+                    // A number the router never took in is not one it could lose: when the
+                    // router's receive ring is full (an emulated guest stalls), the sender's
+                    // veth drops the datagram and says so (ENOBUFS, with IP_RECVERR); it is
+                    // sent again, so every number counted as sent entered the router.
+                    while let Err(e) = tx.send_to(datagram.as_bytes(), (group, 5000)) {
+                        if e.raw_os_error() != Some(libc::ENOBUFS) || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        resent.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     seq += 1;
                     let next = start + gap * seq as u32;
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
@@ -282,7 +319,7 @@ impl SeqFlow {
                 seq - 1
             })
         };
-        Ok(Self { last_sent, stop_tx, stop_rx, sender, receivers: rx, duplicates })
+        Ok(Self { last_sent, stop_tx, stop_rx, sender, receivers: rx, duplicates, resent })
     }
 
     /// The highest number sent so far (or being sent).
@@ -294,6 +331,11 @@ impl SeqFlow {
     /// after [`SeqFlow::finish`] for the whole flow).
     pub fn duplicates(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
         self.duplicates.clone()
+    }
+
+    /// How many sends so far the sender's device refused and the sender made again.
+    pub fn resent(&self) -> u64 {
+        self.resent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the sender, lets the last packets arrive, and returns the last number sent and

@@ -112,12 +112,28 @@ impl Topology {
         Ok(self.mgmd.as_ref().expect("just set"))
     }
 
-    /// Where receiver `i` (0-based) may have dropped packets on its own: its UDP sockets'
-    /// full buffers and the veth pair's counters, both ends (for a failure message).
+    /// Where receiver `i` (0-based) may have dropped packets on its own: its IP and UDP
+    /// counters that are not zero (full socket buffers, bad checksums, discards), its
+    /// device's core drops and the veth pair's counters, both ends (for a failure message).
     pub fn receiver_drops(&self, i: usize) -> String {
         let rx = &self.receivers[i];
-        let snmp = rx.exec("nstat", &["-asz", "UdpRcvbufErrors", "Udp6RcvbufErrors"]);
-        let peer = rx.exec("ethtool", &["-S", "eth0"]);
+        let snmp = rx.exec("nstat", &["-as"]).map(|s| {
+            s.lines()
+                .filter(|l| ["Ip", "Udp", "Icmp"].iter().any(|p| l.starts_with(p)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        let core = rx.exec(
+            "sh",
+            &[
+                "-c",
+                "cd /sys/class/net/eth0/statistics && \
+                 grep -sH . rx_dropped rx_nohandler rx_errors rx_otherhost_dropped; true",
+            ],
+        );
+        let peer = rx
+            .exec("ethtool", &["-S", "eth0"])
+            .map(|e| format!("{e}\n{}", core.unwrap_or_default().replace(':', " ")));
         let port = self.router.exec("ethtool", &["-S", &format!("r{}", i + 1)]);
         let nonzero = |r: anyhow::Result<String>| match r {
             Ok(s) => s
