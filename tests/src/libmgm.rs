@@ -172,7 +172,10 @@ pub fn drive_example(t: &Topology, cmd: Command) {
     let flow = SeqFlow::start(t, 2, 4_000).unwrap();
     assert_eq!(d.until("rpf"), "rpf 10.1.0.1 239.1.1.1 -> rin");
     assert_eq!(d.until("creation"), "creation 10.1.0.1 239.1.1.1: r1 r2");
+    // Numbers sent while the MFE was being made are not all forwarded (the first few are
+    // held, later ones are not, as with ipmr): r2's count starts once it is surely in place.
     std::thread::sleep(Duration::from_millis(500));
+    let established = flow.last_sent() + 1;
     d.send("release r1");
     d.until("released r1");
     let last_sent_at_reply = flow.last_sent();
@@ -184,18 +187,18 @@ pub fn drive_example(t: &Topology, cmd: Command) {
         max_at_r1 <= last_sent_at_reply,
         "r1 saw {max_at_r1} > {last_sent_at_reply}, the last number sent before the release returned"
     );
-    let missing = gaps(&seen[1], sent);
+    let missing = gaps_between(&seen[1], established, sent);
     assert!(
         missing.is_empty(),
-        "r2 missed {} numbers, e.g. {:?}",
+        "r2 missed {} of the numbers {established}..={sent}, e.g. {:?}",
         missing.len(),
         &missing[..missing.len().min(10)]
     );
     println!(
         "mgm-static (C, libmgm): r1 got {} numbers up to {max_at_r1}, the release returned after \
-         {last_sent_at_reply}; r2 got all {} from its first",
+         {last_sent_at_reply}; r2 got all {} from {established}",
         seen[0].len(),
-        seen[1].len()
+        sent - established + 1
     );
     d.send("quit");
     assert_eq!(d.until("deregistered"), "deregistered (0)");
