@@ -109,23 +109,101 @@ fn iface4(i: &Iface) -> Option<(DWORD, DWORD)> {
     i.nexthop.is_ipv4().then(|| (i.ifindex, dword(i.nexthop)))
 }
 
+/// What a callback answered to a request of mgmd's (RPF, creation, prune), in the
+/// family-free terms the reply takes; [`Answer::Default`] when no callback ran.
+pub(crate) enum Answer {
+    Default,
+    Rpf {
+        ifindex: DWORD,
+        nexthop: IpAddr,
+        upstream: IpAddr,
+    },
+    /// One flag per outgoing interface of the alert, in its order.
+    Creation {
+        enabled: Vec<bool>,
+    },
+    Prune {
+        timeout: DWORD,
+    },
+}
+
 /// Runs one event's callback (IPv4 events through the RRAS callbacks, IPv6 ones through
 /// the `6` table, see [`crate::v6`]) and answers mgmd when the event is a request.
-fn run(h: HANDLE, p: &Arc<Proto>, ev: EventFrame) {
-    if crate::v6::run(h, p, &ev) {
-        return;
+fn run(_h: HANDLE, p: &Arc<Proto>, ev: EventFrame) {
+    let answer = if is_v6(&ev.event) { crate::v6::call(p, &ev.event) } else { call(p, &ev.event) };
+    reply(p, &ev.event, answer);
+}
+
+/// Whether an event is about IPv6: which callback table it goes to.
+fn is_v6(event: &Event) -> bool {
+    match event {
+        Event::Rpf { group, .. }
+        | Event::CreationAlert { group, .. }
+        | Event::WrongInterface { group, .. }
+        | Event::MfeDeleted { group, .. } => group.is_ipv6(),
+        Event::PruneAlert { entry, .. }
+        | Event::JoinAlert { entry, .. }
+        | Event::LocalJoin { entry, .. }
+        | Event::LocalLeave { entry, .. } => entry.group.is_ipv6(),
+        Event::DisableIgmp { iface }
+        | Event::EnableIgmp { iface }
+        | Event::InterfaceGone { iface } => iface.nexthop.is_ipv6(),
     }
+}
+
+/// Sends mgmd the answer to a request (the default where no callback answered); other
+/// events need none.
+fn reply(p: &Proto, event: &Event, answer: Answer) {
+    let handle = p.server;
+    match event {
+        Event::Rpf { request, iif, upstream, .. } => {
+            let (ifindex, nexthop, upstream) = match answer {
+                Answer::Rpf { ifindex, nexthop, upstream } => (ifindex, nexthop, upstream),
+                _ => (iif.ifindex, iif.nexthop, *upstream),
+            };
+            let (nexthop, upstream) = (Some(nexthop), Some(upstream));
+            let _ = p.conn.call(proto::AnswerRpf {
+                handle,
+                request: *request,
+                ifindex,
+                nexthop,
+                upstream,
+            });
+        }
+        Event::CreationAlert { request, oifs, .. } => {
+            let disabled = match answer {
+                Answer::Creation { enabled } => {
+                    oifs.iter().zip(enabled).filter(|(_, on)| !on).map(|(o, _)| o.iface).collect()
+                }
+                _ => Vec::new(),
+            };
+            let _ = p.conn.call(proto::AnswerCreation { handle, request: *request, disabled });
+        }
+        Event::PruneAlert { request: Some(request), timeout_secs, .. } => {
+            // An unchanged answer keeps mgmd's own value, even one past a DWORD.
+            let asked = DWORD::try_from(*timeout_secs).unwrap_or(DWORD::MAX);
+            let timeout_secs = match answer {
+                Answer::Prune { timeout } if timeout != asked => timeout.into(),
+                _ => *timeout_secs,
+            };
+            let _ = p.conn.call(proto::AnswerPrune { handle, request: *request, timeout_secs });
+        }
+        _ => {}
+    }
+}
+
+/// Runs an IPv4 event's RRAS callback, if the protocol gave one.
+fn call(p: &Proto, event: &Event) -> Answer {
     let c = &p.config;
-    let server = p.server;
     // SAFETY (every call below): the daemon's callbacks, with arguments that live for the
     // call; the out-parameters point at locals read afterwards.
-    match ev.event {
-        Event::Rpf { request, source, group, iif, upstream, mut header } => {
-            let mut answer = (iif.ifindex, iif.nexthop, upstream);
+    match event {
+        Event::Rpf { source, group, iif, upstream, header, .. } => {
             if let (Some(f), Some([s, sm, g, gm]), Some((ifi, nh))) =
-                (c.pfnRpfCallback, sg4(source, group), iface4(&iif))
+                (c.pfnRpfCallback, sg4(*source, *group), iface4(iif))
             {
-                let (mut ifi, mut nh, mut up) = (ifi, nh, dword(upstream));
+                let (mut ifi, mut nh, mut up) = (ifi, nh, dword(*upstream));
+                let mut header = header.clone();
                 let len = header.len() as DWORD;
                 unsafe {
                     f(
@@ -141,22 +219,16 @@ fn run(h: HANDLE, p: &Arc<Proto>, ev: EventFrame) {
                         std::ptr::null_mut(),
                     )
                 };
-                answer = (ifi, crate::ipv4(nh), crate::ipv4(up));
+                return Answer::Rpf {
+                    ifindex: ifi,
+                    nexthop: crate::ipv4(nh),
+                    upstream: crate::ipv4(up),
+                };
             }
-            let (ifindex, nexthop, upstream) = answer;
-            let a = proto::AnswerRpf {
-                handle: server,
-                request,
-                ifindex,
-                nexthop: Some(nexthop),
-                upstream: Some(upstream),
-            };
-            let _ = p.conn.call(a);
         }
-        Event::CreationAlert { request, source, group, iif, oifs } => {
-            let mut disabled = Vec::new();
+        Event::CreationAlert { source, group, iif, oifs, .. } => {
             if let (Some(f), Some([s, sm, g, gm]), Some((ifi, nh))) =
-                (c.pfnCreationAlertCallback, sg4(source, group), iface4(&iif))
+                (c.pfnCreationAlertCallback, sg4(*source, *group), iface4(iif))
             {
                 let mut list: Vec<MGM_IF_ENTRY> = oifs
                     .iter()
@@ -168,57 +240,50 @@ fn run(h: HANDLE, p: &Arc<Proto>, ev: EventFrame) {
                     })
                     .collect();
                 unsafe { f(s, sm, g, gm, ifi, nh, list.len() as DWORD, list.as_mut_ptr()) };
-                disabled = oifs
-                    .iter()
-                    .zip(&list)
-                    .filter(|(_, e)| e.bIsEnabled == 0)
-                    .map(|(o, _)| o.iface)
-                    .collect();
+                return Answer::Creation {
+                    enabled: list.iter().map(|e| e.bIsEnabled != 0).collect(),
+                };
             }
-            let _ = p.conn.call(proto::AnswerCreation { handle: server, request, disabled });
         }
-        Event::PruneAlert { request, entry, iface, member_delete, timeout_secs } => {
-            let mut timeout = DWORD::try_from(timeout_secs).unwrap_or(DWORD::MAX);
-            let asked = timeout;
+        Event::PruneAlert { entry, iface, member_delete, timeout_secs, .. } => {
             let (ifi, nh) = iface.as_ref().and_then(iface4).unwrap_or((0, 0));
-            if let (Some(f), Some([s, sm, g, gm])) = (c.pfnPruneAlertCallback, entry4(&entry)) {
-                unsafe { f(s, sm, g, gm, ifi, nh, truth(member_delete), &mut timeout) };
-            }
-            if let Some(request) = request {
-                let timeout_secs = if timeout == asked { timeout_secs } else { timeout.into() };
-                let _ = p.conn.call(proto::AnswerPrune { handle: server, request, timeout_secs });
+            if let (Some(f), Some([s, sm, g, gm])) = (c.pfnPruneAlertCallback, entry4(entry)) {
+                let mut timeout = DWORD::try_from(*timeout_secs).unwrap_or(DWORD::MAX);
+                unsafe { f(s, sm, g, gm, ifi, nh, truth(*member_delete), &mut timeout) };
+                return Answer::Prune { timeout };
             }
         }
         Event::JoinAlert { entry, member_add } => {
-            if let (Some(f), Some([s, sm, g, gm])) = (c.pfnJoinAlertCallback, entry4(&entry)) {
-                unsafe { f(s, sm, g, gm, truth(member_add)) };
+            if let (Some(f), Some([s, sm, g, gm])) = (c.pfnJoinAlertCallback, entry4(entry)) {
+                unsafe { f(s, sm, g, gm, truth(*member_add)) };
             }
         }
-        Event::WrongInterface { source, group, iface, mut header } => {
-            if let (Some(f), Some((ifi, nh))) = (c.pfnWrongIfCallback, iface4(&iface))
+        Event::WrongInterface { source, group, iface, header } => {
+            if let (Some(f), Some((ifi, nh))) = (c.pfnWrongIfCallback, iface4(iface))
                 && source.is_ipv4()
             {
+                let mut header = header.clone();
                 let len = header.len() as DWORD;
-                unsafe { f(dword(source), dword(group), ifi, nh, len, header.as_mut_ptr()) };
+                unsafe { f(dword(*source), dword(*group), ifi, nh, len, header.as_mut_ptr()) };
             }
         }
         Event::LocalJoin { entry, iface } | Event::LocalLeave { entry, iface } => {
-            let f = match ev.event {
+            let f = match event {
                 Event::LocalJoin { .. } => c.pfnLocalJoinCallback,
                 _ => c.pfnLocalLeaveCallback,
             };
             if let (Some(f), Some([s, sm, g, gm]), Some((ifi, nh))) =
-                (f, entry4(&entry), iface4(&iface))
+                (f, entry4(entry), iface4(iface))
             {
                 unsafe { f(s, sm, g, gm, ifi, nh) };
             }
         }
         Event::DisableIgmp { iface } | Event::EnableIgmp { iface } => {
-            let f = match ev.event {
+            let f = match event {
                 Event::DisableIgmp { .. } => c.pfnDisableIgmpCallback,
                 _ => c.pfnEnableIgmpCallback,
             };
-            if let (Some(f), Some((ifi, nh))) = (f, iface4(&iface)) {
+            if let (Some(f), Some((ifi, nh))) = (f, iface4(iface)) {
                 unsafe { f(ifi, nh) };
             }
         }
@@ -226,15 +291,16 @@ fn run(h: HANDLE, p: &Arc<Proto>, ev: EventFrame) {
             if let Some(f) = c.pfnMfeDeletedCallback
                 && group.is_ipv4()
             {
-                unsafe { f(dword(source), dword(group), reason_code(reason)) };
+                unsafe { f(dword(*source), dword(*group), reason_code(*reason)) };
             }
         }
         Event::InterfaceGone { iface } => {
-            if let (Some(f), Some((ifi, nh))) = (c.pfnInterfaceGoneCallback, iface4(&iface)) {
+            if let (Some(f), Some((ifi, nh))) = (c.pfnInterfaceGoneCallback, iface4(iface)) {
                 unsafe { f(ifi, nh) };
             }
         }
     }
+    Answer::Default
 }
 
 pub(crate) fn reason_code(r: DeleteReason) -> DWORD {

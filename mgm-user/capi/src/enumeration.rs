@@ -13,7 +13,7 @@ use mgm_client::proto::{
 use crate::{
     ALL_SOURCES, ANY_SOURCE, DWORD, ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER,
     ERROR_MORE_DATA, ERROR_NO_MORE_ITEMS, HANDLE, MGM_ENUM_TYPES, NO_ERROR, PBYTE, PDWORD,
-    SOURCE_GROUP_ENTRY, code, dword, registry::registry,
+    SOURCE_GROUP_ENTRY, SOURCE_GROUP_ENTRY6, code, dword, registry::registry,
 };
 
 /// Opens an enumeration of the joined groups: [`ANY_SOURCE`] (one entry per group, source
@@ -47,9 +47,22 @@ pub unsafe extern "C" fn MgmGroupEnumerationStart(
     }
 }
 
-fn entry4(e: &SourceGroupEntry) -> Option<SOURCE_GROUP_ENTRY> {
+/// What a walk makes of one entry mgmd listed.
+enum Keep<T> {
+    Entry(T),
+    /// Another family's, passed over.
+    Skip,
+    /// Another family's, after which none of this walk's come.
+    End,
+}
+
+/// An IPv4 walk: mgmd lists the IPv4 entries first, so the first IPv6 one ends it.
+fn keep4(e: &SourceGroupEntry) -> Keep<SOURCE_GROUP_ENTRY> {
     let all = [e.source, e.source_mask, e.group, e.group_mask];
-    all.iter().all(IpAddr::is_ipv4).then(|| SOURCE_GROUP_ENTRY {
+    if !all.iter().all(IpAddr::is_ipv4) {
+        return Keep::End;
+    }
+    Keep::Entry(SOURCE_GROUP_ENTRY {
         dwSourceAddr: dword(e.source),
         dwSourceMask: dword(e.source_mask),
         dwGroupAddr: dword(e.group),
@@ -57,85 +70,45 @@ fn entry4(e: &SourceGroupEntry) -> Option<SOURCE_GROUP_ENTRY> {
     })
 }
 
-/// The next entries, as many SOURCE_GROUP_ENTRYs as fit: ERROR_MORE_DATA,
-/// ERROR_NO_MORE_ITEMS (the end: IPv4 entries only; mgmd lists IPv6 ones after them) or
-/// ERROR_INSUFFICIENT_BUFFER (`*pdwBufferSize` says what one needs).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn MgmGroupEnumerationGetNext(
-    hEnum: HANDLE,
-    pdwBufferSize: PDWORD,
-    pbBuffer: PBYTE,
-    pdwNumEntries: PDWORD,
-) -> DWORD {
-    // SAFETY: the caller's pointers.
-    let (Some(size), Some(count)) =
-        (unsafe { pdwBufferSize.as_mut() }, unsafe { pdwNumEntries.as_mut() })
-    else {
-        return ERROR_INVALID_PARAMETER;
-    };
-    *count = 0;
-    let reg = registry();
-    let (e, p) = match reg.enumeration(hEnum).and_then(|e| Ok((e, reg.proto(e.proto as HANDLE)?))) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let one = size_of::<SOURCE_GROUP_ENTRY>();
-    let fit = if pbBuffer.is_null() { 0 } else { *size as usize / one };
-    let next = proto::GroupEnumNext {
-        handle: p.server,
-        enum_handle: e.server,
-        max_entries: fit.min(4096),
-    };
-    let page = match p.conn.call(next) {
-        Ok(page) => page,
-        Err(crate::conn::Failure::Refused(w)) if w.win32 == Some(ERROR_INSUFFICIENT_BUFFER) => {
-            *size = one as DWORD;
-            return ERROR_INSUFFICIENT_BUFFER;
-        }
-        Err(f) => return code(&f),
-    };
-    let v4: Vec<SOURCE_GROUP_ENTRY> = page.entries.iter().map_while(entry4).collect();
-    let ended = v4.len() < page.entries.len() || page.status == PageStatus::NoMoreItems;
-    let out = pbBuffer.cast::<SOURCE_GROUP_ENTRY>();
-    for (i, entry) in v4.iter().enumerate() {
-        // SAFETY: mgmd returned at most `fit` entries, which the buffer holds.
-        unsafe { out.add(i).write_unaligned(*entry) };
-    }
-    *count = v4.len() as DWORD;
-    if ended { ERROR_NO_MORE_ITEMS } else { ERROR_MORE_DATA }
-}
-
-/// The next IPv6 entries, as many [`crate::SOURCE_GROUP_ENTRY6`]s as fit (the IPv4 entries
-/// before them are passed over: walk an enumeration with this or with
-/// [`MgmGroupEnumerationGetNext`], not both). Codes as [`MgmGroupEnumerationGetNext`].
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn MgmGroupEnumerationGetNext6(
-    hEnum: HANDLE,
-    pdwBufferSize: PDWORD,
-    pbBuffer: PBYTE,
-    pdwNumEntries: PDWORD,
-) -> DWORD {
-    use crate::SOURCE_GROUP_ENTRY6;
-    // SAFETY: the caller's pointers.
-    let (Some(size), Some(count)) =
-        (unsafe { pdwBufferSize.as_mut() }, unsafe { pdwNumEntries.as_mut() })
-    else {
-        return ERROR_INVALID_PARAMETER;
-    };
-    *count = 0;
-    let reg = registry();
-    let (e, p) = match reg.enumeration(hEnum).and_then(|e| Ok((e, reg.proto(e.proto as HANDLE)?))) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let one = size_of::<SOURCE_GROUP_ENTRY6>();
-    let fit = if pbBuffer.is_null() { 0 } else { *size as usize / one };
-    let out = pbBuffer.cast::<SOURCE_GROUP_ENTRY6>();
+/// An IPv6 walk passes the IPv4 entries.
+fn keep6(e: &SourceGroupEntry) -> Keep<SOURCE_GROUP_ENTRY6> {
     let six = |ip: IpAddr| match ip {
         IpAddr::V6(a) => libc::in6_addr { s6_addr: a.octets() },
         IpAddr::V4(_) => libc::in6_addr { s6_addr: [0; 16] },
     };
-    // Pages until IPv6 entries come (or the end): the cursor passes the IPv4 ones.
+    if !e.group.is_ipv6() {
+        return Keep::Skip;
+    }
+    Keep::Entry(SOURCE_GROUP_ENTRY6 { Source: six(e.source), Group: six(e.group) })
+}
+
+/// GetNext for either family: as many `T`s as the caller's buffer holds, from pages of mgmd's
+/// cursor (more pages while a page held only entries `keep` passes over).
+///
+/// # Safety
+/// The caller's pointers, as [`MgmGroupEnumerationGetNext`] takes them.
+unsafe fn get_next<T: Copy>(
+    hEnum: HANDLE,
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+    pdwNumEntries: PDWORD,
+    keep: fn(&SourceGroupEntry) -> Keep<T>,
+) -> DWORD {
+    // SAFETY: the caller's pointers.
+    let (Some(size), Some(count)) =
+        (unsafe { pdwBufferSize.as_mut() }, unsafe { pdwNumEntries.as_mut() })
+    else {
+        return ERROR_INVALID_PARAMETER;
+    };
+    *count = 0;
+    let reg = registry();
+    let (e, p) = match reg.enumeration(hEnum).and_then(|e| Ok((e, reg.proto(e.proto as HANDLE)?))) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let one = size_of::<T>();
+    let fit = if pbBuffer.is_null() { 0 } else { *size as usize / one };
+    let out = pbBuffer.cast::<T>();
     loop {
         let next = proto::GroupEnumNext {
             handle: p.server,
@@ -150,23 +123,58 @@ pub unsafe extern "C" fn MgmGroupEnumerationGetNext6(
             }
             Err(f) => return code(&f),
         };
-        let v6: Vec<SOURCE_GROUP_ENTRY6> = page
-            .entries
-            .iter()
-            .filter(|x| x.group.is_ipv6())
-            .map(|x| SOURCE_GROUP_ENTRY6 { Source: six(x.source), Group: six(x.group) })
-            .collect();
-        for (i, entry) in v6.iter().enumerate() {
+        let mut kept = Vec::new();
+        let mut ended = page.status == PageStatus::NoMoreItems;
+        for x in &page.entries {
+            match keep(x) {
+                Keep::Entry(t) => kept.push(t),
+                Keep::Skip => {}
+                Keep::End => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        for (i, entry) in kept.iter().enumerate() {
             // SAFETY: mgmd returned at most `fit` entries, which the buffer holds.
             unsafe { out.add(i).write_unaligned(*entry) };
         }
-        *count = v6.len() as DWORD;
-        match page.status {
-            PageStatus::NoMoreItems => return ERROR_NO_MORE_ITEMS,
-            PageStatus::MoreData if !v6.is_empty() => return ERROR_MORE_DATA,
-            PageStatus::MoreData => {}
+        *count = kept.len() as DWORD;
+        if ended {
+            return ERROR_NO_MORE_ITEMS;
+        }
+        if !kept.is_empty() || page.entries.is_empty() {
+            return ERROR_MORE_DATA;
         }
     }
+}
+
+/// The next entries, as many SOURCE_GROUP_ENTRYs as fit: ERROR_MORE_DATA,
+/// ERROR_NO_MORE_ITEMS (the end: IPv4 entries only; mgmd lists IPv6 ones after them) or
+/// ERROR_INSUFFICIENT_BUFFER (`*pdwBufferSize` says what one needs).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGroupEnumerationGetNext(
+    hEnum: HANDLE,
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+    pdwNumEntries: PDWORD,
+) -> DWORD {
+    // SAFETY: the caller's pointers, passed on.
+    unsafe { get_next(hEnum, pdwBufferSize, pbBuffer, pdwNumEntries, keep4) }
+}
+
+/// The next IPv6 entries, as many [`crate::SOURCE_GROUP_ENTRY6`]s as fit (the IPv4 entries
+/// before them are passed over: walk an enumeration with this or with
+/// [`MgmGroupEnumerationGetNext`], not both). Codes as [`MgmGroupEnumerationGetNext`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MgmGroupEnumerationGetNext6(
+    hEnum: HANDLE,
+    pdwBufferSize: PDWORD,
+    pbBuffer: PBYTE,
+    pdwNumEntries: PDWORD,
+) -> DWORD {
+    // SAFETY: the caller's pointers, passed on.
+    unsafe { get_next(hEnum, pdwBufferSize, pbBuffer, pdwNumEntries, keep6) }
 }
 
 /// Closes an enumeration; its handle is dead after.

@@ -285,16 +285,8 @@ pub extern "C" fn MgmAddGroupMembershipEntry(
     dwIfNextHopIPAddr: DWORD,
     dwFlags: DWORD,
 ) -> DWORD {
-    let m = Membership {
-        source: ipv4(dwSourceAddr),
-        source_mask: ipv4(dwSourceMask),
-        group: ipv4(dwGroupAddr),
-        group_mask: ipv4(dwGroupMask),
-        ifindex: dwIfIndex,
-        nexthop: ipv4(dwIfNextHopIPAddr),
-        flags: dwFlags,
-    };
-    membership(hProtocol, m, true)
+    let m = [dwSourceAddr, dwSourceMask, dwGroupAddr, dwGroupMask];
+    membership(hProtocol, Membership::v4(m, dwIfIndex, dwIfNextHopIPAddr, dwFlags), true)
 }
 
 /// Clears the given flags of a group membership entry; it goes when none is left.
@@ -311,16 +303,8 @@ pub extern "C" fn MgmDeleteGroupMembershipEntry(
     dwIfNextHopIPAddr: DWORD,
     dwFlags: DWORD,
 ) -> DWORD {
-    let m = Membership {
-        source: ipv4(dwSourceAddr),
-        source_mask: ipv4(dwSourceMask),
-        group: ipv4(dwGroupAddr),
-        group_mask: ipv4(dwGroupMask),
-        ifindex: dwIfIndex,
-        nexthop: ipv4(dwIfNextHopIPAddr),
-        flags: dwFlags,
-    };
-    membership(hProtocol, m, false)
+    let m = [dwSourceAddr, dwSourceMask, dwGroupAddr, dwGroupMask];
+    membership(hProtocol, Membership::v4(m, dwIfIndex, dwIfNextHopIPAddr, dwFlags), false)
 }
 
 /// A membership's arguments in either family.
@@ -332,6 +316,22 @@ pub(crate) struct Membership {
     pub ifindex: DWORD,
     pub nexthop: IpAddr,
     pub flags: DWORD,
+}
+
+impl Membership {
+    /// From RRAS's arguments: (source, source mask, group, group mask) in network byte
+    /// order, the interface and its next hop, the flags.
+    fn v4([s, sm, g, gm]: [DWORD; 4], ifindex: DWORD, nexthop: DWORD, flags: DWORD) -> Self {
+        Self {
+            source: ipv4(s),
+            source_mask: ipv4(sm),
+            group: ipv4(g),
+            group_mask: ipv4(gm),
+            ifindex,
+            nexthop: ipv4(nexthop),
+            flags,
+        }
+    }
 }
 
 pub(crate) fn membership(h: HANDLE, m: Membership, add: bool) -> DWORD {

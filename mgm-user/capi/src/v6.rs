@@ -8,19 +8,14 @@
 //! Callbacks about IPv6 entries go to the table a protocol gives in
 //! `ROUTING_PROTOCOL_CONFIG.pIpv6Callbacks` (NULL: the defaults are answered at once).
 
-use std::{
-    net::{IpAddr, Ipv6Addr},
-    sync::Arc,
-};
+use std::net::{IpAddr, Ipv6Addr};
 
 use libc::in6_addr;
-use mgm_client::proto::{
-    self, EventFrame,
-    types::{Event, Iface},
-};
+use mgm_client::proto::types::{Event, Iface};
 
 use crate::{
-    BOOL, DWORD, ERROR_INVALID_PARAMETER, HANDLE, Membership, dispatch::reason_code,
+    BOOL, DWORD, ERROR_INVALID_PARAMETER, HANDLE, Membership,
+    dispatch::{Answer, reason_code},
     registry::Proto,
 };
 
@@ -294,39 +289,23 @@ fn truth(b: bool) -> BOOL {
     b.into()
 }
 
-/// Runs an IPv6 event's callback and answers mgmd; false for an IPv4 event.
-pub(crate) fn run(_h: HANDLE, p: &Arc<Proto>, ev: &EventFrame) -> bool {
-    let v6 = |ip: &IpAddr| ip.is_ipv6();
-    let is6 = match &ev.event {
-        Event::Rpf { group, .. }
-        | Event::CreationAlert { group, .. }
-        | Event::WrongInterface { group, .. }
-        | Event::MfeDeleted { group, .. } => v6(group),
-        Event::PruneAlert { entry, .. }
-        | Event::JoinAlert { entry, .. }
-        | Event::LocalJoin { entry, .. }
-        | Event::LocalLeave { entry, .. } => v6(&entry.group),
-        Event::DisableIgmp { iface }
-        | Event::EnableIgmp { iface }
-        | Event::InterfaceGone { iface } => v6(&iface.nexthop),
-    };
-    if !is6 {
-        return false;
-    }
+/// Runs an IPv6 event's callback from the protocol's `6` table, if it gave one.
+pub(crate) fn call(p: &Proto, event: &Event) -> Answer {
     let c = p.config6.unwrap_or_default();
-    let server = p.server;
     let nh = |i: &Iface| c6(i.nexthop);
+    let ip = |a: in6_addr| IpAddr::from(Ipv6Addr::from(a.s6_addr));
     // SAFETY (every call below): the daemon's callbacks, with arguments that live for the
     // call; the out-parameters point at locals read afterwards.
-    match ev.event.clone() {
-        Event::Rpf { request, source, group, iif, upstream, mut header } => {
-            let (mut ifi, mut hop, mut up) = (iif.ifindex, nh(&iif), c6(upstream));
+    match event {
+        Event::Rpf { source, group, iif, upstream, header, .. } => {
             if let Some(f) = c.pfnRpfCallback6 {
+                let (mut ifi, mut hop, mut up) = (iif.ifindex, nh(iif), c6(*upstream));
+                let mut header = header.clone();
                 let len = header.len() as DWORD;
                 unsafe {
                     f(
-                        &c6(source),
-                        &c6(group),
+                        &c6(*source),
+                        &c6(*group),
                         &mut ifi,
                         &mut hop,
                         &mut up,
@@ -334,18 +313,10 @@ pub(crate) fn run(_h: HANDLE, p: &Arc<Proto>, ev: &EventFrame) -> bool {
                         header.as_mut_ptr(),
                     )
                 };
+                return Answer::Rpf { ifindex: ifi, nexthop: ip(hop), upstream: ip(up) };
             }
-            let a = proto::AnswerRpf {
-                handle: server,
-                request,
-                ifindex: ifi,
-                nexthop: Some(Ipv6Addr::from(hop.s6_addr).into()),
-                upstream: Some(Ipv6Addr::from(up.s6_addr).into()),
-            };
-            let _ = p.conn.call(a);
         }
-        Event::CreationAlert { request, source, group, iif, oifs } => {
-            let mut disabled = Vec::new();
+        Event::CreationAlert { source, group, iif, oifs, .. } => {
             if let Some(f) = c.pfnCreationAlertCallback6 {
                 let mut list: Vec<MGM_IF_ENTRY6> = oifs
                     .iter()
@@ -357,73 +328,73 @@ pub(crate) fn run(_h: HANDLE, p: &Arc<Proto>, ev: &EventFrame) -> bool {
                     })
                     .collect();
                 let n = list.len() as DWORD;
-                unsafe { f(&c6(source), &c6(group), iif.ifindex, &nh(&iif), n, list.as_mut_ptr()) };
-                disabled = oifs
-                    .iter()
-                    .zip(&list)
-                    .filter(|(_, e)| e.bIsEnabled == 0)
-                    .map(|(o, _)| o.iface)
-                    .collect();
+                unsafe {
+                    f(&c6(*source), &c6(*group), iif.ifindex, &nh(iif), n, list.as_mut_ptr())
+                };
+                return Answer::Creation {
+                    enabled: list.iter().map(|e| e.bIsEnabled != 0).collect(),
+                };
             }
-            let _ = p.conn.call(proto::AnswerCreation { handle: server, request, disabled });
         }
-        Event::PruneAlert { request, entry, iface, member_delete, timeout_secs } => {
-            let mut timeout = DWORD::try_from(timeout_secs).unwrap_or(DWORD::MAX);
-            let asked = timeout;
+        Event::PruneAlert { entry, iface, member_delete, timeout_secs, .. } => {
             if let Some(f) = c.pfnPruneAlertCallback6 {
                 let none = in6_addr { s6_addr: [0; 16] };
-                let (ifi, hop) = iface.map_or((0, none), |i| (i.ifindex, nh(&i)));
-                let md = truth(member_delete);
+                let (ifi, hop) = iface.as_ref().map_or((0, none), |i| (i.ifindex, nh(i)));
+                let md = truth(*member_delete);
+                let mut timeout = DWORD::try_from(*timeout_secs).unwrap_or(DWORD::MAX);
                 unsafe { f(&c6(entry.source), &c6(entry.group), ifi, &hop, md, &mut timeout) };
-            }
-            if let Some(request) = request {
-                let timeout_secs = if timeout == asked { timeout_secs } else { timeout.into() };
-                let _ = p.conn.call(proto::AnswerPrune { handle: server, request, timeout_secs });
+                return Answer::Prune { timeout };
             }
         }
         Event::JoinAlert { entry, member_add } => {
             if let Some(f) = c.pfnJoinAlertCallback6 {
-                unsafe { f(&c6(entry.source), &c6(entry.group), truth(member_add)) };
+                unsafe { f(&c6(entry.source), &c6(entry.group), truth(*member_add)) };
             }
         }
-        Event::WrongInterface { source, group, iface, mut header } => {
+        Event::WrongInterface { source, group, iface, header } => {
             if let Some(f) = c.pfnWrongIfCallback6 {
+                let mut header = header.clone();
                 let len = header.len() as DWORD;
                 unsafe {
-                    f(&c6(source), &c6(group), iface.ifindex, &nh(&iface), len, header.as_mut_ptr())
+                    f(
+                        &c6(*source),
+                        &c6(*group),
+                        iface.ifindex,
+                        &nh(iface),
+                        len,
+                        header.as_mut_ptr(),
+                    )
                 };
             }
         }
-        Event::LocalJoin { entry, iface } => {
-            if let Some(f) = c.pfnLocalJoinCallback6 {
-                unsafe { f(&c6(entry.source), &c6(entry.group), iface.ifindex, &nh(&iface)) };
+        Event::LocalJoin { entry, iface } | Event::LocalLeave { entry, iface } => {
+            let f = match event {
+                Event::LocalJoin { .. } => c.pfnLocalJoinCallback6,
+                _ => c.pfnLocalLeaveCallback6,
+            };
+            if let Some(f) = f {
+                unsafe { f(&c6(entry.source), &c6(entry.group), iface.ifindex, &nh(iface)) };
             }
         }
-        Event::LocalLeave { entry, iface } => {
-            if let Some(f) = c.pfnLocalLeaveCallback6 {
-                unsafe { f(&c6(entry.source), &c6(entry.group), iface.ifindex, &nh(&iface)) };
-            }
-        }
-        Event::DisableIgmp { iface } => {
-            if let Some(f) = c.pfnDisableMldCallback6 {
-                unsafe { f(iface.ifindex, &nh(&iface)) };
-            }
-        }
-        Event::EnableIgmp { iface } => {
-            if let Some(f) = c.pfnEnableMldCallback6 {
-                unsafe { f(iface.ifindex, &nh(&iface)) };
+        Event::DisableIgmp { iface } | Event::EnableIgmp { iface } => {
+            let f = match event {
+                Event::DisableIgmp { .. } => c.pfnDisableMldCallback6,
+                _ => c.pfnEnableMldCallback6,
+            };
+            if let Some(f) = f {
+                unsafe { f(iface.ifindex, &nh(iface)) };
             }
         }
         Event::MfeDeleted { source, group, reason } => {
             if let Some(f) = c.pfnMfeDeletedCallback6 {
-                unsafe { f(&c6(source), &c6(group), reason_code(reason)) };
+                unsafe { f(&c6(*source), &c6(*group), reason_code(*reason)) };
             }
         }
         Event::InterfaceGone { iface } => {
             if let Some(f) = c.pfnInterfaceGoneCallback6 {
-                unsafe { f(iface.ifindex, &nh(&iface)) };
+                unsafe { f(iface.ifindex, &nh(iface)) };
             }
         }
     }
-    true
+    Answer::Default
 }
