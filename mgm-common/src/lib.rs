@@ -134,6 +134,21 @@ pub mod globals {
     pub const XDP_META: &str = "MGM_XDP_META";
 }
 
+/// The benchmarks' many-flow traffic (`cargo xtask bench`): the generator program and the
+/// benchmark that installs the flows' MFEs name flow `f` the same way.
+pub mod bench {
+    /// Groups the flows are spread over (239.2.0.0 up).
+    pub const GROUPS: u32 = 16;
+    /// Entries of the generator's table of flow numbers, one taken per frame in turn (a
+    /// power of two).
+    pub const FLOW_TABLE: u32 = 1 << 20;
+
+    /// Flow `f`'s (source, group): source 10.128.0.0 + f / GROUPS, group 239.2.0.0 + f % GROUPS.
+    pub const fn flow(f: u32) -> ([u8; 4], [u8; 4]) {
+        ((0x0a80_0000 + f / GROUPS).to_be_bytes(), (0xef02_0000 + f % GROUPS).to_be_bytes())
+    }
+}
+
 /// Version of the meaning of the maps (bump when a field changes meaning without changing
 /// size): a restarted mgmd reuses pinned maps only if this and every size match.
 pub const ABI_VERSION: u32 = 9;

@@ -12,8 +12,7 @@
 //!   delivery.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    os::unix::net::UnixStream,
+    io::BufRead as _,
     path::Path,
     time::{Duration, Instant},
 };
@@ -22,81 +21,18 @@ use anyhow::{Context as _, ensure};
 use mgm::{
     config::StaticMfe,
     manager::Handle,
-    proto::is_event,
-    proto::{self, MembershipArgs, Method, ReplyBody, ReplyFrame, Request, RequestFrame},
+    proto::{self, MembershipArgs, Request},
 };
 use mgm_tests::{GROUP, Mgmd, Topology, arg, fix_ipv4_checksum, membership, udp_frame};
-use serde::de::IgnoredAny;
 use serde_json::json;
+
+#[path = "bench/mod.rs"]
+mod bench;
+use bench::Pipe;
 
 /// Entries added per measurement.
 const SAMPLE: usize = 4_000;
 const CLIENTS: usize = 8;
-
-/// A raw connection that pipelines: writes many requests, then reads their replies.
-struct Pipe {
-    w: UnixStream,
-    r: BufReader<UnixStream>,
-    next: u64,
-    last: Option<String>,
-}
-
-impl Pipe {
-    fn connect(socket: &Path) -> anyhow::Result<Self> {
-        let w = UnixStream::connect(socket)?;
-        w.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Self { r: BufReader::new(w.try_clone()?), w, next: 1, last: None })
-    }
-
-    /// One request; its result.
-    fn call<M: Method>(&mut self, m: M) -> anyhow::Result<M::Reply> {
-        self.run(std::iter::once(m.into()))?;
-        let line = self.last.take().context("no reply")?;
-        match serde_json::from_str::<ReplyFrame<M::Reply>>(&line)?.body {
-            ReplyBody::Result(r) => Ok(r),
-            ReplyBody::Error(e) => anyhow::bail!("{e}"),
-        }
-    }
-
-    /// Sends `reqs` in chunks of 1,000 and checks every reply; events are skipped.
-    fn run(&mut self, reqs: impl Iterator<Item = Request>) -> anyhow::Result<usize> {
-        let mut n = 0;
-        let reqs: Vec<Request> = reqs.collect();
-        for chunk in reqs.chunks(1000) {
-            let mut buf = Vec::new();
-            for r in chunk {
-                let frame = RequestFrame { id: self.next, request: r.clone() };
-                self.next += 1;
-                serde_json::to_writer(&mut buf, &frame)?;
-                buf.push(b'\n');
-            }
-            self.w.write_all(&buf)?;
-            let mut replies = 0;
-            while replies < chunk.len() {
-                let mut line = String::new();
-                ensure!(self.r.read_line(&mut line)? > 0, "mgmd closed the connection");
-                if is_event(&line) {
-                    continue;
-                }
-                let reply: ReplyFrame<IgnoredAny> = serde_json::from_str(&line)?;
-                ensure!(matches!(reply.body, ReplyBody::Result(_)), "request failed: {line}");
-                self.last = Some(line);
-                replies += 1;
-            }
-            n += chunk.len();
-        }
-        Ok(n)
-    }
-
-    /// One request at a time (a client that waits for each reply).
-    fn sequential(&mut self, reqs: impl Iterator<Item = Request>) -> anyhow::Result<usize> {
-        let mut n = 0;
-        for r in reqs {
-            n += self.run(std::iter::once(r))?;
-        }
-        Ok(n)
-    }
-}
 
 fn add_mfe(i: usize) -> Request {
     StaticMfe {

@@ -38,27 +38,17 @@
 
 use std::{
     collections::BTreeMap,
-    os::fd::{AsFd as _, OwnedFd},
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail, ensure};
-use aya::{
-    Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuHashMap, xdp::DevMapHash},
-    programs::{ProgramFd, Xdp, loaded_programs},
-    sys::{Stats, enable_stats},
-};
-use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run, xdp_ctx};
-use mgm_tests::{
-    Family, GROUP, Igmpd, Igmpproxy, Mgmd, Netns, SOURCE, Smcroute, Topology, arg, udp_frame,
-    udp6_frame, unique,
-};
+use mgm_tests::{Family, GROUP, Igmpd, Igmpproxy, Mgmd, Netns, Smcroute, Topology, arg};
 use serde_json::json;
 
-/// The benchmark programs (built with mgmd's object, never loaded by mgmd).
-static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mgm-bench"));
+#[path = "bench/mod.rs"]
+mod bench;
+use bench::*;
 
 const FANOUTS: [usize; 3] = [1, 4, 8];
 /// Frame sizes on the wire (the 4-byte FCS included).
@@ -66,319 +56,6 @@ const SIZES: [usize; 2] = [64, 512];
 /// A 64-byte UDP payload: the IPv6 frame (130 bytes on the wire) and the IPv4 one (110).
 const PAYLOAD64_V6: usize = 14 + 40 + 8 + 64 + 4;
 const PAYLOAD64_V4: usize = 14 + 20 + 8 + 64 + 4;
-const SOURCE6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-const GROUP6: [u8; 16] = [0xff, 0x3e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 1];
-/// Frames per BPF_PROG_TEST_RUN call: each call costs ~16 ms besides the frames.
-const REPEAT: u32 = 1_000_000;
-
-/// The benchmark programs, pinned so `ip -n NS link set ... pinned` can attach them in any
-/// namespace.
-struct Programs {
-    _ebpf: Ebpf,
-    dir: PathBuf,
-    generator: Generator,
-    rx_counts: PerCpuHashMap<MapData, u32, u64>,
-    ports: Option<DevMapHash<MapData>>,
-    l2_ports: Option<DevMapHash<MapData>>,
-    macs: Option<HashMap<MapData, u32, [u8; 6]>>,
-    l2out: ProgramFd,
-}
-
-impl Programs {
-    fn load() -> anyhow::Result<Self> {
-        let mut ebpf = EbpfLoader::new().load(BENCH_OBJECT)?;
-        let dir = Path::new("/sys/fs/bpf").join(unique("bench"));
-        std::fs::create_dir_all(&dir)?;
-        let mut tx = None;
-        for name in ["mgm_bench_tx", "mgm_bench_rx", "mgm_bench_broadcast", "mgm_bench_l2"] {
-            let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
-            p.load()?;
-            p.pin(dir.join(name))?;
-            if name == "mgm_bench_tx" {
-                tx = Some(p.fd()?.as_fd().try_clone_to_owned()?);
-            }
-        }
-        let l2out: &mut Xdp = ebpf.program_mut("mgm_bench_l2out").context("l2out")?.try_into()?;
-        l2out.load()?;
-        let l2out = l2out.fd()?.try_clone()?;
-        let map = |ebpf: &mut Ebpf, name: &str| ebpf.take_map(name).context(name.to_owned());
-        let tx = tx.expect("loaded");
-        let generator = if mgm::features::KernelFeatures::running().xdp_live_frames {
-            Generator::LiveFrames(tx)
-        } else {
-            Generator::PacketSocket
-        };
-        Ok(Self {
-            generator,
-            rx_counts: PerCpuHashMap::try_from(map(&mut ebpf, "MGM_BENCH_RX")?)?,
-            ports: Some(DevMapHash::try_from(map(&mut ebpf, "MGM_BENCH_PORTS")?)?),
-            l2_ports: Some(DevMapHash::try_from(map(&mut ebpf, "MGM_BENCH_L2_PORTS")?)?),
-            macs: Some(HashMap::try_from(map(&mut ebpf, "MGM_BENCH_MACS")?)?),
-            l2out,
-            _ebpf: ebpf,
-            dir,
-        })
-    }
-
-    /// Points a ceiling's devmap (and, for the second ceiling, the ports' MACs) at `outs`.
-    /// Devmap entries name devices of the caller's namespace: filled from the router's.
-    fn set_ports(&mut self, router: &Netns, outs: &[String], l2: bool) -> anyhow::Result<()> {
-        let ifs: Vec<(u32, [u8; 6])> = outs
-            .iter()
-            .map(|o| Ok((router.ifindex(o)?, router.mac(o)?)))
-            .collect::<anyhow::Result<_>>()?;
-        let slot = if l2 { &mut self.l2_ports } else { &mut self.ports };
-        let ports = slot.take().expect("present");
-        let prog = if l2 { Some(self.l2out.try_clone()?) } else { None };
-        let keys: Vec<u32> = ifs.iter().map(|(i, _)| *i).collect();
-        let ports = router.enter(move || {
-            let mut ports = ports;
-            for k in ports.keys().collect::<Result<Vec<u32>, _>>()? {
-                ports.remove(k)?;
-            }
-            for i in keys {
-                ports.insert(i, i, prog.as_ref(), 0)?;
-            }
-            Ok(ports)
-        })?;
-        *slot = Some(ports);
-        if l2 {
-            let macs = self.macs.as_mut().expect("present");
-            for (i, mac) in ifs {
-                macs.insert(i, mac, 0)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn pinned(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    fn count(&self, ifindex: u32) -> u64 {
-        self.rx_counts.get(&ifindex, 0).map(|v| v.iter().sum()).unwrap_or(0)
-    }
-}
-
-impl Drop for Programs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// `ip link set ... xdp`, through nsenter: `ip netns exec` and `ip -n` remount /sys, hiding
-/// the bpffs the programs are pinned on.
-fn ip_link_xdp(ns: &Netns, args: &[&str]) -> anyhow::Result<()> {
-    let netns = format!("--net=/run/netns/{}", ns.name);
-    let mut all = vec![netns.as_str(), "ip", "link", "set", "dev"];
-    all.extend(args);
-    mgm_tests::run("nsenter", &all)?;
-    Ok(())
-}
-
-fn attach(ns: &Netns, ifname: &str, prog: &str) -> anyhow::Result<()> {
-    ip_link_xdp(ns, &[ifname, "xdpdrv", "pinned", prog])
-}
-
-fn detach(ns: &Netns, ifname: &str) {
-    let _ = ip_link_xdp(ns, &[ifname, "xdpdrv", "off"]);
-}
-
-/// How the sender offers traffic.
-enum Generator {
-    /// BPF_PROG_TEST_RUN with live frames of the `XDP_TX` program: the fastest.
-    LiveFrames(OwnedFd),
-    /// A packet socket on the sender's veth (kernels that refuse live frames).
-    PacketSocket,
-}
-
-impl Generator {
-    fn describe(&self) -> &'static str {
-        match self {
-            Generator::LiveFrames(_) => "XDP live frames (BPF_PROG_TEST_RUN, XDP_TX)",
-            Generator::PacketSocket => "a packet socket (sendmmsg, qdisc bypassed)",
-        }
-    }
-}
-
-/// Runs the generator from the sender's namespace for `secs`; returns (frames, seconds).
-fn generate(
-    sender: &Netns,
-    generator: &Generator,
-    frame: Vec<u8>,
-    secs: f64,
-) -> anyhow::Result<(u64, f64)> {
-    let tx = match generator {
-        Generator::LiveFrames(tx) => tx,
-        Generator::PacketSocket => return generate_socket(sender, frame, secs),
-    };
-    let fd = tx.try_clone()?;
-    sender.enter(move || {
-        let ifindex = nix::net::if_::if_nametoindex("s0")?;
-        let start = Instant::now();
-        let mut sent = 0u64;
-        while start.elapsed().as_secs_f64() < secs {
-            prog_test_run(
-                fd.as_fd(),
-                &frame,
-                &xdp_ctx(&frame, ifindex),
-                REPEAT,
-                BPF_F_TEST_XDP_LIVE_FRAMES,
-                None,
-                None,
-            )
-            .context("BPF_PROG_TEST_RUN live frames")?;
-            sent += u64::from(REPEAT);
-        }
-        Ok((sent, start.elapsed().as_secs_f64()))
-    })
-}
-
-struct Point {
-    contender: &'static str,
-    family: Family,
-    fanout: usize,
-    size: usize,
-    offered_pps: f64,
-    per_receiver_pps: Vec<f64>,
-    /// BPF ns per packet in and per copy out (None: no BPF program there).
-    ns_in: Option<f64>,
-    ns_copy: Option<f64>,
-}
-
-/// The packet-socket generator: batches of the same frame on s0, past the qdisc, until
-/// `secs` passed; a batch the device could not take (ENOBUFS) is not counted.
-fn generate_socket(sender: &Netns, frame: Vec<u8>, secs: f64) -> anyhow::Result<(u64, f64)> {
-    use std::os::fd::AsRawFd as _;
-    const BATCH: usize = 256;
-    let sock = mgm_tests::PacketSocket::open(sender, "s0")?;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd and an int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
-        )
-    };
-    ensure!(rc == 0, "PACKET_QDISC_BYPASS: {}", std::io::Error::last_os_error());
-    let mut iov = libc::iovec { iov_base: frame.as_ptr() as *mut _, iov_len: frame.len() };
-    // SAFETY: zeroed mmsghdr is valid; each points at the one iovec (the socket is bound).
-    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-        .map(|_| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = &mut iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while start.elapsed().as_secs_f64() < secs {
-        // SAFETY: BATCH valid mmsghdrs pointing at a live frame.
-        let n = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
-        if n > 0 {
-            sent += n as u64;
-        } else {
-            let e = std::io::Error::last_os_error();
-            ensure!(
-                matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)),
-                "sendmmsg on s0: {e}"
-            );
-        }
-    }
-    Ok((sent, start.elapsed().as_secs_f64()))
-}
-
-/// mgmd's programs: (ingress, per-copy). Kernel program names are cut at 15 characters.
-const MGM_PROGS: Option<(&str, Option<&str>)> = Some(("mgm_xdp_ingress", Some("mgm_xdp_egress")));
-
-/// Run time and runs, summed over the loaded programs called `name` (as the kernel keeps it:
-/// the first 15 characters).
-fn bpf_runs(name: &str) -> anyhow::Result<(u64, u64)> {
-    let name = &name.as_bytes()[..name.len().min(15)];
-    let mut sum = (0, 0);
-    for info in loaded_programs() {
-        let info = info?;
-        if info.name() == name {
-            sum.0 += info.run_time().as_nanos() as u64;
-            sum.1 += info.run_count();
-        }
-    }
-    Ok(sum)
-}
-
-/// One contender at one point: the delivered rate with BPF statistics off, then (when it has
-/// BPF programs: ingress, and per-copy if any) a second, shorter pass with them on for the ns
-/// per packet in and copy out.
-#[allow(clippy::too_many_arguments)]
-fn contender(
-    t: &Topology,
-    p: &Programs,
-    rx: &[u32],
-    name: &'static str,
-    (family, fanout, size): (Family, usize, usize),
-    secs: f64,
-    progs: Option<(&str, Option<&str>)>,
-) -> anyhow::Result<Point> {
-    let at = (family, fanout, size);
-    let (offered_pps, got) = measure(t, p, rx, at, secs)?;
-    let (mut ns_in, mut ns_copy) = (None, None);
-    if let Some((ingress, per_copy)) = progs {
-        let per_run = |(t0, n0): (u64, u64), (t1, n1): (u64, u64)| {
-            (n1 > n0).then(|| (t1 - t0) as f64 / (n1 - n0) as f64)
-        };
-        let stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
-        let before = (bpf_runs(ingress)?, per_copy.map(bpf_runs).transpose()?);
-        measure(t, p, rx, at, secs.min(1.0))?;
-        let after = (bpf_runs(ingress)?, per_copy.map(bpf_runs).transpose()?);
-        drop(stats);
-        ns_in = per_run(before.0, after.0);
-        ns_copy = match (before.1, after.1) {
-            (Some(b), Some(a)) => per_run(b, a),
-            _ => Some(0.0),
-        };
-    }
-    Ok(Point {
-        contender: name,
-        family,
-        fanout,
-        size,
-        offered_pps,
-        per_receiver_pps: got,
-        ns_in,
-        ns_copy,
-    })
-}
-
-impl Point {
-    fn total(&self) -> f64 {
-        self.per_receiver_pps.iter().sum()
-    }
-}
-
-/// Offers traffic (the family's flow, frames of `size` bytes on the wire) and reads what
-/// receivers 0..fanout counted.
-fn measure(
-    t: &Topology,
-    p: &Programs,
-    rx: &[u32],
-    (family, fanout, size): (Family, usize, usize),
-    secs: f64,
-) -> anyhow::Result<(f64, Vec<f64>)> {
-    let frame = match family {
-        Family::V4 => udp_frame(t.sender_mac, SOURCE, GROUP, 64, &vec![0u8; size - 4 - 42]),
-        Family::V6 => udp6_frame(t.sender_mac, SOURCE6, GROUP6, 64, &vec![0u8; size - 4 - 62]),
-    };
-    let before: Vec<u64> = rx.iter().map(|i| p.count(*i)).collect();
-    let (sent, elapsed) = generate(&t.sender, &p.generator, frame, secs)?;
-    std::thread::sleep(Duration::from_millis(100));
-    let got: Vec<f64> =
-        rx.iter().zip(&before).map(|(i, b)| (p.count(*i) - b) as f64 / elapsed).collect();
-    Ok((sent as f64 / elapsed, got[..fanout].to_vec()))
-}
 
 /// The IGMP proxies, receivers joined with sockets on r1..rN: mgm-igmpd on mgmd (whose
 /// arguments are `mgmd_args`) and igmpproxy on the kernel's ipmr. The first frames create the
@@ -462,23 +139,6 @@ fn igmp_contenders(
 
 fn smcrouted(router: &Netns, fanout: usize) -> anyhow::Result<Smcroute> {
     smcrouted_for(router, Family::V4, fanout)
-}
-
-/// smcrouted with the family's route rin -> r1..rN, once the kernel has it.
-fn smcrouted_for(router: &Netns, family: Family, fanout: usize) -> anyhow::Result<Smcroute> {
-    let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
-    let mut ifaces = vec!["rin"];
-    ifaces.extend(outs.iter().map(String::as_str));
-    let (s, g) = (family.source(), family.group());
-    let route = format!("mroute from rin source {s} group {g} to {}\n", outs.join(" "));
-    let smc = Smcroute::start(router, &ifaces, &route)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let ip = if family == Family::V4 { "-4" } else { "-6" };
-    while !router.exec("ip", &[ip, "mroute", "show"])?.contains(&g.to_string()) {
-        ensure!(Instant::now() < deadline, "smcrouted installed no route in 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(smc)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -825,11 +485,7 @@ fn report(
 /// Delivered rate (all receivers) against fan-out, 64-byte frames, one line per contender.
 fn chart(path: &Path, points: &[Point]) -> anyhow::Result<()> {
     use plotters::prelude::*;
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .context("the DejaVu font (apt install fonts-dejavu-core)")?;
-    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| anyhow::anyhow!("font"))?;
+    register_font()?;
     let size = 64;
     let max = points.iter().filter(|p| p.size == size).map(|p| p.total()).fold(0.0, f64::max) / 1e6;
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();

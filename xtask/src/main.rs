@@ -354,6 +354,11 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     )?;
     step("control plane: installs and memberships per second, memory, release cost");
     bench_example("ctl_bench", &["--json", "bench-results/control_plane.json"], &commit, quick)?;
+    step(
+        "forwarding at scale: fan-out to 128 (mgm, XDP and TC ceilings), 1 to 100k flows, 1k to 1M MFEs",
+    );
+    let scale = ["--out", "bench-results", "--place", "this machine"];
+    bench_example("scale_bench", &scale, &commit, quick)?;
     // What needs the kernel's multicast routing, here or in a guest that has it.
     let kernel_benches = [
         ("fwd_bench", "forwarding.json", "the contenders on ipmr and ip6mr, with mgm beside them"),
@@ -398,12 +403,24 @@ fn bench(quick: bool) -> anyhow::Result<()> {
                 if quick { "--quick" } else { "" },
             ));
         }
+        // ipmr's fan-out beside mgm's and the ceilings', up to its 31 outgoing interfaces.
+        cargo(&["build", "--release", "-p", "mgm-user", "--example", "scale_bench"])?;
+        script.push_str(&format!(
+            "echo '==> fan-out: ipmr beside mgm and the ceilings'\nMGM_BIN_DIR={} \
+             target/release/examples/scale_bench --curve fanout --out /run/mgm-guest --place {} \
+             --commit {} {} || status=1\n",
+            q(&root.join("target/release").to_string_lossy()),
+            q(&place),
+            q(commit.trim()),
+            if quick { "--quick" } else { "" },
+        ));
         script.push_str("exit $status");
         let run = guest::run(&kernel, accel, &script, "bench", Duration::from_secs(90 * 60))?;
         let into = Path::new("bench-results/guest").join(&kernel.release);
         std::fs::create_dir_all(&into)?;
-        for (_, json, _) in &kernel_benches {
-            let _ = std::fs::copy(run.dir.join(json), into.join(json));
+        let scale = ["scale_fanout.json", "scale_fanout.png"];
+        for name in kernel_benches.iter().map(|(_, json, _)| *json).chain(scale) {
+            let _ = std::fs::copy(run.dir.join(name), into.join(name));
         }
         ensure!(run.exit == Some(0), "a benchmark failed in the guest (exit {:?})", run.exit);
         println!(
@@ -413,7 +430,8 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     }
     println!(
         "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
-         control_plane.json, and follow_kernel.json and igmp.json here or under guest/ ({:.0} s)",
+         control_plane.json, scale_{{fanout,flows,table}}.{{json,png}}, and follow_kernel.json \
+         and igmp.json here or under guest/ ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())

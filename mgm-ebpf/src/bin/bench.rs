@@ -1,19 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Benchmark programs (`cargo xtask bench`), in an object of their own that mgmd never loads:
 //! the two ceilings of the XDP path (a bare broadcast; a broadcast that also writes what a
-//! correct router's copy must carry at layer 2), the live-frame generator and a counting
-//! receiver.
+//! correct router's copy must carry at layer 2; the same copies made by `bpf_clone_redirect`
+//! in TC, as Cilium replicates), the live-frame generator and a counting receiver.
 #![no_std]
 #![no_main]
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, xdp_action},
-    macros::{map, xdp},
-    maps::{DevMapHash, HashMap, PerCpuHashMap},
-    programs::XdpContext,
+    bindings::{BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS, TC_ACT_SHOT, xdp_action},
+    helpers::generated::bpf_loop,
+    macros::{classifier, map, xdp},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray, PerCpuHashMap},
+    programs::{TcContext, XdpContext},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
+use mgm_common::bench;
 use mgm_ebpf::parse::{group_mac, ptr_at, set_ttl};
 
 /// The license the kernel checks for GPL-only helpers.
@@ -21,21 +25,28 @@ use mgm_ebpf::parse::{group_mac, ptr_at, set_ttl};
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
+/// Outputs of a ceiling at most (mgm's widest list, `MAX_OIL_PORTS`).
+const MAX_OUT: u32 = 128;
+
 /// The bare broadcast's outputs.
 #[map(name = "MGM_BENCH_PORTS")]
-static MGM_BENCH_PORTS: DevMapHash = DevMapHash::with_max_entries(64, 0);
+static MGM_BENCH_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_OUT, 0);
 
 /// The second ceiling's outputs (each entry runs `mgm_bench_l2out` on its copy).
 #[map(name = "MGM_BENCH_L2_PORTS")]
-static MGM_BENCH_L2_PORTS: DevMapHash = DevMapHash::with_max_entries(64, 0);
+static MGM_BENCH_L2_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_OUT, 0);
 
 /// Each output's own MAC, by ifindex: the source address of the copies it sends.
 #[map(name = "MGM_BENCH_MACS")]
-static MGM_BENCH_MACS: HashMap<u32, [u8; 6]> = HashMap::with_max_entries(64, 0);
+static MGM_BENCH_MACS: HashMap<u32, [u8; 6]> = HashMap::with_max_entries(MAX_OUT, 0);
+
+/// The TC ceiling's outputs: entry 0 holds their number, entries 1..=n their ifindexes.
+#[map(name = "MGM_BENCH_TC_PORTS")]
+static MGM_BENCH_TC_PORTS: Array<u32> = Array::with_max_entries(MAX_OUT + 1, 0);
 
 /// Frames each receiver got, by its ifindex.
 #[map(name = "MGM_BENCH_RX")]
-static MGM_BENCH_RX: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(64, 0);
+static MGM_BENCH_RX: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(2 * MAX_OUT, 0);
 
 /// The ceiling of the XDP path: every frame to every port of `MGM_BENCH_PORTS`, no parsing,
 /// no lookup, no check.
@@ -78,11 +89,60 @@ pub fn mgm_bench_l2out(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The TC ceiling: one `bpf_clone_redirect` per output of `MGM_BENCH_TC_PORTS`, each copy
+/// to the group's MAC (written once) from its port's own (written per copy), as the second
+/// XDP ceiling's copies; the original is dropped. No check, no forwarding entry.
+#[classifier]
+pub fn mgm_bench_tc_clone(ctx: TcContext) -> i32 {
+    let Ok(dst) = ctx.load::<[u8; 4]>(EthHdr::LEN + 16) else {
+        return TC_ACT_SHOT;
+    };
+    if ctx.store(0, &group_mac(dst), 0).is_err() {
+        return TC_ACT_SHOT;
+    }
+    let n = MGM_BENCH_TC_PORTS.get(0).copied().unwrap_or(0).min(MAX_OUT);
+    let mut ctx = ctx;
+    // SAFETY: `tc_copy` reads `ctx` (on this stack) only while the helper runs.
+    unsafe { bpf_loop(n, tc_copy as *mut c_void, (&mut ctx as *mut TcContext).cast(), 0) };
+    TC_ACT_SHOT
+}
+
+/// Copy `i` of the TC ceiling (a `bpf_loop` callback: 0 goes on, 1 stops).
+#[inline(never)]
+unsafe extern "C" fn tc_copy(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `mgm_bench_tc_clone` passes its context, alive for the whole loop.
+    let ctx = unsafe { &mut *(ctx as *mut TcContext) };
+    let Some(&ifindex) = MGM_BENCH_TC_PORTS.get(i as u32 + 1) else {
+        return 1;
+    };
+    // SAFETY: copied out at once.
+    let Some(mac) = (unsafe { MGM_BENCH_MACS.get(ifindex) }).copied() else {
+        return 0;
+    };
+    if ctx.store(6, &mac, 0).is_ok() {
+        let _ = ctx.clone_redirect(ifindex, 0);
+    }
+    0
+}
+
+/// The generator's flows: entry 0, how many (0 or 1: the frame's own (S,G), untouched).
+#[map(name = "MGM_BENCH_GEN")]
+static MGM_BENCH_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Flow numbers, one per frame in turn (uniform or skewed mixes, drawn by the benchmark).
+#[map(name = "MGM_BENCH_FLOWS")]
+static MGM_BENCH_FLOWS: Array<u32> = Array::with_max_entries(bench::FLOW_TABLE, 0);
+
+/// Where this CPU's generator is in `MGM_BENCH_FLOWS`.
+#[map(name = "MGM_BENCH_TURN")]
+static MGM_BENCH_TURN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// The traffic generator: run with BPF_PROG_TEST_RUN live frames, each frame leaves by the
 /// interface the run names as ingress. A veth hands the frame's page to the router as is, and
 /// the page comes back to the generator's pool: a router that decremented the TTL did it in
 /// the generator's frame. So the TTL (IPv6: the hop limit) is put back to 64 (IPv4: checksum
-/// adjusted) on every send.
+/// adjusted) on every send. With several flows (`MGM_BENCH_GEN`), each IPv4 frame carries
+/// the next flow's source and group (`mgm_common::bench::flow`).
 #[xdp]
 pub fn mgm_bench_tx(ctx: XdpContext) -> u32 {
     // IPv6 frames (EtherType 0x86dd) have their hop limit at byte 7; anything else is IPv4.
@@ -96,14 +156,49 @@ pub fn mgm_bench_tx(ctx: XdpContext) -> u32 {
         }
         return xdp_action::XDP_TX;
     }
-    if let Some(ip) = ptr_at::<Ipv4Hdr>(&ctx, EthHdr::LEN) {
-        // SAFETY: bounds-checked by ptr_at.
-        let iph = unsafe { &mut *ip };
-        if iph.ttl != 64 {
-            set_ttl(iph, 64);
-        }
+    let (Some(eth), Some(ip)) = (ptr_at::<EthHdr>(&ctx, 0), ptr_at::<Ipv4Hdr>(&ctx, EthHdr::LEN))
+    else {
+        return xdp_action::XDP_TX;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    let (eth, iph) = unsafe { (&mut *eth, &mut *ip) };
+    let flows = MGM_BENCH_GEN.get(0).copied().unwrap_or(0);
+    if flows > 1
+        && let Some(turn) = MGM_BENCH_TURN.get_ptr_mut(0)
+    {
+        // SAFETY: this CPU's slot.
+        let t = unsafe {
+            let t = *turn;
+            *turn = t.wrapping_add(1);
+            t
+        };
+        let f = MGM_BENCH_FLOWS.get(t & (bench::FLOW_TABLE - 1)).copied().unwrap_or(0);
+        let (src, dst) = bench::flow(f);
+        iph.src_addr = src;
+        iph.dst_addr = dst;
+        iph.ttl = 64;
+        eth.dst_addr = group_mac(dst);
+        iph.check = ipv4_checksum(iph);
+    } else if iph.ttl != 64 {
+        set_ttl(iph, 64);
     }
     xdp_action::XDP_TX
+}
+
+/// The header checksum of an option-less IPv4 header.
+#[inline(always)]
+fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
+    // SAFETY: Ipv4Hdr is 20 plain bytes.
+    let h = unsafe { &*(ip as *const Ipv4Hdr as *const [u8; 20]) };
+    let mut sum = 0u32;
+    for i in 0..10 {
+        if i != 5 {
+            sum += u16::from_be_bytes([h[2 * i], h[2 * i + 1]]) as u32;
+        }
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    (!(sum as u16)).to_be_bytes()
 }
 
 /// A receiver: counts and drops.

@@ -1,0 +1,543 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Forwarding at the scale routers carry, run by `cargo xtask bench` (one JSON and one chart
+//! per curve in `--out`, default bench-results/):
+//! - **fan-out**: one (S,G) to 1 … 128 outgoing interfaces (mgm's widest list): copies/s
+//!   delivered and the cost per copy, for mgm, the two XDP ceilings of fwd_bench (a bare
+//!   devmap broadcast; the broadcast with the layer-2 rewrite a correct copy needs), a TC
+//!   ceiling making the same copies by `bpf_clone_redirect` (as Cilium replicates), and,
+//!   where the kernel has multicast routing, ipmr through smcroute up to its limit (MAXVIFS
+//!   is 32 interfaces, the incoming one included: 31 outgoing);
+//! - **flows**: 1 … 100k concurrent (S,G) flows through one router at fan-out 4, their
+//!   packets interleaved uniformly or Zipf-like (s = 1: a few flows carry most packets), each
+//!   flow's MFE installed (static, over the socket): delivered packets/s and BPF ns per packet,
+//!   against the layer-2 ceiling, which looks nothing up;
+//! - **table**: 1k active flows among 1k, 100k and 1M installed MFEs: what a large, cold table
+//!   costs per packet.
+//!
+//! Traffic: the generator program (BPF_PROG_TEST_RUN live frames, `XDP_TX` on the sender's
+//! veth) writes each frame's flow from its table (`mgm_common::bench::flow`); receivers count
+//! in XDP. Generator, router and receivers share this machine's CPUs: "delivered" is what the
+//! receivers counted, and every figure of a curve comes from one run on one kernel.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use mgm::config::StaticMfe;
+use mgm_tests::{Family, Mgmd, Topology, arg};
+use serde_json::json;
+
+#[path = "bench/mod.rs"]
+mod bench;
+use bench::*;
+
+const FANOUTS: [usize; 7] = [1, 4, 8, 16, 32, 64, 128];
+const QUICK_FANOUTS: [usize; 3] = [1, 16, 128];
+/// ipmr's most outgoing interfaces: MAXVIFS (32) counts the incoming one.
+const IPMR_MAX_OUT: usize = 31;
+const FLOWS: [u32; 5] = [1, 100, 1_000, 10_000, 100_000];
+const QUICK_FLOWS: [u32; 3] = [1, 1_000, 10_000];
+const TABLES: [u32; 3] = [1_000, 100_000, 1_000_000];
+const QUICK_TABLES: [u32; 2] = [1_000, 100_000];
+/// Flows with traffic in the table curve.
+const ACTIVE: u32 = 1_000;
+/// The flows and table curves' fan-out.
+const FLOW_FANOUT: usize = 4;
+/// Frames on the wire (the FCS included): the smallest.
+const SIZE: usize = 64;
+
+/// One measured point of a curve.
+struct Sample {
+    contender: &'static str,
+    /// The curve's variable: outgoing interfaces, active flows, or installed MFEs.
+    x: u64,
+    /// How the flows' packets are mixed ("uniform", "zipf"; "-" for one flow).
+    mix: &'static str,
+    point: Point,
+}
+
+impl Sample {
+    /// Copies delivered per second, all receivers.
+    fn copies(&self) -> f64 {
+        self.point.total()
+    }
+
+    /// Packets the router forwarded per second (each made `fanout` copies).
+    fn packets(&self) -> f64 {
+        self.copies() / self.point.fanout as f64
+    }
+
+    /// BPF ns per packet: the ingress program, plus the per-copy program for each copy.
+    fn bpf_per_packet(&self) -> Option<f64> {
+        let copies = self.point.fanout as f64;
+        self.point.ns_in.map(|i| i + copies * self.point.ns_copy.unwrap_or(0.0))
+    }
+}
+
+struct Bench {
+    t: Topology,
+    p: Programs,
+    rx: Vec<u32>,
+    secs: f64,
+    ipmr: bool,
+}
+
+impl Bench {
+    fn outs(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("r{i}")).collect()
+    }
+
+    /// mgmd managing rin and r1..rN, with `extra` arguments.
+    fn mgmd(&self, n: usize, extra: &[String]) -> anyhow::Result<Mgmd> {
+        let mut a = vec!["--iface".to_owned(), "rin".to_owned()];
+        for o in Self::outs(n) {
+            a.extend(["--iface".to_owned(), o]);
+        }
+        a.extend(extra.iter().cloned());
+        Mgmd::start(&self.t.router, &a)
+    }
+
+    fn measure(
+        &self,
+        name: &'static str,
+        fanout: usize,
+        progs: Option<(&str, Option<&str>)>,
+    ) -> anyhow::Result<Point> {
+        contender(&self.t, &self.p, &self.rx, name, (Family::V4, fanout, SIZE), self.secs, progs)
+    }
+
+    /// The XDP ceilings at fan-out `n`: the bare broadcast, then with the layer-2 rewrite.
+    fn xdp_ceilings(&mut self, n: usize) -> anyhow::Result<Vec<Point>> {
+        let bare = self.xdp_ceiling(n, false)?;
+        Ok(vec![bare, self.xdp_ceiling(n, true)?])
+    }
+
+    fn l2_ceiling(&mut self, n: usize) -> anyhow::Result<Point> {
+        self.xdp_ceiling(n, true)
+    }
+
+    fn xdp_ceiling(&mut self, n: usize, l2: bool) -> anyhow::Result<Point> {
+        let (name, prog, progs) = if l2 {
+            ("ceiling-l2", "mgm_bench_l2", Some(("mgm_bench_l2", Some("mgm_bench_l2out"))))
+        } else {
+            ("ceiling", "mgm_bench_broadcast", Some(("mgm_bench_broadcast", None)))
+        };
+        self.p.set_ports(&self.t.router, &Self::outs(n), l2)?;
+        attach(&self.t.router, "rin", &self.p.pinned(prog))?;
+        let r = self.measure(name, n, progs);
+        detach(&self.t.router, "rin");
+        r
+    }
+
+    /// The TC ceiling at fan-out `n`.
+    fn tc_ceiling(&mut self, n: usize) -> anyhow::Result<Point> {
+        self.p.set_tc_ports(&self.t.router, &Self::outs(n))?;
+        attach_tc(&self.t.router, "rin", &self.p.pinned("mgm_bench_tc_clone"))?;
+        let r = self.measure("tc-clone", n, Some(("mgm_bench_tc_clone", None)));
+        detach_tc(&self.t.router, "rin");
+        r
+    }
+
+    fn fanout(&mut self, fanouts: &[usize]) -> anyhow::Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        let sample =
+            |contender, x: usize, point| Sample { contender, x: x as u64, mix: "-", point };
+        self.p.set_flows(0, &[])?;
+        for &n in fanouts {
+            let mfe = format!("10.1.0.1,239.1.1.1,rin,{}", Self::outs(n).join("+"));
+            let mgmd = self.mgmd(n, &["--mfe".into(), mfe])?;
+            let r = self.measure("mgm", n, MGM_PROGS);
+            drop(mgmd);
+            out.push(sample("mgm", n, r?));
+            for pt in self.xdp_ceilings(n)? {
+                out.push(sample(pt.contender, n, pt));
+            }
+            out.push(sample("tc-clone", n, self.tc_ceiling(n)?));
+            if self.ipmr && n <= IPMR_MAX_OUT {
+                let smc = smcrouted_for(&self.t.router, Family::V4, n)?;
+                let r = self.measure("ipmr", n, None);
+                drop(smc);
+                out.push(sample("ipmr", n, r?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// mgmd at fan-out [`FLOW_FANOUT`] with flows `0..installed` as static MFEs (added over
+    /// the socket, pipelined), or the generator's own (S,G) alone when `installed` is 1.
+    fn mgmd_with_flows(&self, installed: u32) -> anyhow::Result<Mgmd> {
+        let cap = (installed + 1024).to_string();
+        let outs = Self::outs(FLOW_FANOUT);
+        let mut extra = vec!["--max-mfes".to_owned(), cap.clone(), "--max-static-mfes".into(), cap];
+        if installed <= 1 {
+            extra.extend(["--mfe".into(), format!("10.1.0.1,239.1.1.1,rin,{}", outs.join("+"))]);
+        }
+        let mgmd = self.mgmd(FLOW_FANOUT, &extra)?;
+        if installed > 1 {
+            let started = Instant::now();
+            let mut pipe = Pipe::connect(&mgmd.socket)?;
+            pipe.run((0..installed).map(|f| {
+                let (source, group) = mgm_common::bench::flow(f);
+                StaticMfe {
+                    source: std::net::Ipv4Addr::from(source).into(),
+                    group: std::net::Ipv4Addr::from(group).into(),
+                    iif: "rin".into(),
+                    oifs: outs.clone(),
+                }
+                .into()
+            }))?;
+            let mut ctl = mgmd.ctl()?;
+            while ctl.status()?.pending_writes > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let s = ctl.status()?;
+            ensure!(s.installed as u64 >= installed as u64, "{installed} MFEs asked, {s:?}");
+            println!("  {installed} MFEs installed in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        Ok(mgmd)
+    }
+
+    fn flows(&mut self, counts: &[u32]) -> anyhow::Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        let mut rng = Rng::new(0x6d67_6d00);
+        for &n in counts {
+            let mixes: Vec<(&'static str, Vec<u32>)> = if n <= 1 {
+                vec![("-", Vec::new())]
+            } else {
+                let uniform = (0..FLOW_TABLE_DRAWN).map(|_| rng.below(n)).collect();
+                vec![("uniform", uniform), ("zipf", zipf_table(&mut rng, n))]
+            };
+            let mgmd = self.mgmd_with_flows(n)?;
+            for (mix, table) in &mixes {
+                self.p.set_flows(n, table)?;
+                let pt = self.measure("mgm", FLOW_FANOUT, MGM_PROGS)?;
+                out.push(Sample { contender: "mgm", x: n as u64, mix, point: pt });
+            }
+            // The ceiling on the same traffic, once mgmd's programs are off rin.
+            drop(mgmd);
+            for (mix, table) in &mixes {
+                self.p.set_flows(n, table)?;
+                let pt = self.l2_ceiling(FLOW_FANOUT)?;
+                out.push(Sample { contender: "ceiling-l2", x: n as u64, mix, point: pt });
+            }
+        }
+        self.p.set_flows(0, &[])?;
+        Ok(out)
+    }
+
+    fn table(&mut self, sizes: &[u32]) -> anyhow::Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        let mut rng = Rng::new(0x7461_626c);
+        for &n in sizes {
+            let mgmd = self.mgmd_with_flows(n)?;
+            // ACTIVE flows spread over the whole table, their packets uniformly mixed.
+            let active: Vec<u32> = (0..ACTIVE.min(n)).map(|_| rng.below(n)).collect();
+            let table: Vec<u32> = (0..FLOW_TABLE_DRAWN)
+                .map(|_| active[rng.below(active.len() as u32) as usize])
+                .collect();
+            self.p.set_flows(n, &table)?;
+            let pt = self.measure("mgm", FLOW_FANOUT, MGM_PROGS)?;
+            drop(mgmd);
+            out.push(Sample { contender: "mgm", x: n as u64, mix: "uniform", point: pt });
+            // The ceiling looks nothing up: the same traffic, beside each size.
+            let pt = self.l2_ceiling(FLOW_FANOUT)?;
+            out.push(Sample { contender: "ceiling-l2", x: n as u64, mix: "uniform", point: pt });
+        }
+        self.p.set_flows(0, &[])?;
+        Ok(out)
+    }
+}
+
+/// Flow numbers drawn per mix (the generator's table repeats them).
+const FLOW_TABLE_DRAWN: u32 = 1 << 18;
+
+/// xorshift64*: reproducible draws, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in 0..n.
+    fn below(&mut self, n: u32) -> u32 {
+        (((self.next() >> 32) * n as u64) >> 32) as u32
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Flow numbers with Zipf-like frequencies (s = 1: flow k carries 1/(k+1) of the first's).
+fn zipf_table(rng: &mut Rng, n: u32) -> Vec<u32> {
+    let mut cdf = Vec::with_capacity(n as usize);
+    let mut sum = 0.0;
+    for k in 0..n {
+        sum += 1.0 / (k as f64 + 1.0);
+        cdf.push(sum);
+    }
+    (0..FLOW_TABLE_DRAWN)
+        .map(|_| {
+            let u = rng.unit() * sum;
+            cdf.partition_point(|&c| c < u).min(n as usize - 1) as u32
+        })
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let secs: f64 = arg(&args, "--secs").unwrap_or(if quick { 0.5 } else { 2.0 });
+    let out: PathBuf = arg::<String>(&args, "--out").unwrap_or("bench-results".into()).into();
+    let curves: Vec<String> = match arg::<String>(&args, "--curve") {
+        Some(c) => c.split(',').map(str::to_owned).collect(),
+        None => ["fanout", "flows", "table"].map(str::to_owned).to_vec(),
+    };
+    for c in &curves {
+        ensure!(["fanout", "flows", "table"].contains(&c.as_str()), "unknown curve {c}");
+    }
+    let kernel = mgm::features::KernelFeatures::running();
+    let place: String = arg(&args, "--place").unwrap_or_else(|| "this machine".into());
+    let receivers = if curves.iter().any(|c| c == "fanout") {
+        *if quick { &QUICK_FANOUTS[..] } else { &FANOUTS[..] }.last().expect("some")
+    } else {
+        FLOW_FANOUT
+    };
+    let started = Instant::now();
+    let t = Topology::new(receivers)?;
+    // ipmr wants addresses on its interfaces and no reverse-path filter for this source.
+    t.router.exec("ip", &["addr", "add", "10.1.0.254/24", "dev", "rin"])?;
+    for i in 1..=receivers {
+        t.router
+            .exec("ip", &["addr", "add", &format!("10.2.{i}.1/24"), "dev", &format!("r{i}")])?;
+    }
+    // Without a program on rin (ipmr's and the TC ceiling's runs) a veth takes the
+    // generator's XDP frames only with GRO on.
+    t.router.exec("ethtool", &["-K", "rin", "gro", "on"])?;
+    for k in ["all", "default", "rin"] {
+        t.router.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")])?;
+    }
+    let p = Programs::load()?;
+    if !matches!(p.generator, Generator::LiveFrames(_)) {
+        bail!("this kernel refuses XDP live-frame test runs: the many-flow generator needs them");
+    }
+    let rx: Vec<u32> = t.receivers.iter().map(|ns| ns.ifindex("eth0")).collect::<Result<_, _>>()?;
+    for ns in &t.receivers {
+        attach(ns, "eth0", &p.pinned("mgm_bench_rx"))?;
+    }
+    println!(
+        "forwarding at scale: kernel {} ({place}), {receivers} receivers ready in {:.1} s; {secs} s per point",
+        kernel.release,
+        started.elapsed().as_secs_f64()
+    );
+    let mut b = Bench { t, p, rx, secs, ipmr: kernel.ipmr };
+    std::fs::create_dir_all(&out)?;
+    let run = json!({
+        "commit": arg::<String>(&args, "--commit").unwrap_or_default(),
+        "kernel": kernel.release, "place": place, "quick": quick, "seconds_per_point": secs,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": mgm_tests::cpu_model(), "frame_bytes": SIZE,
+    });
+    for c in &curves {
+        let t0 = Instant::now();
+        let samples = match c.as_str() {
+            "fanout" => b.fanout(if quick { &QUICK_FANOUTS } else { &FANOUTS })?,
+            "flows" => b.flows(if quick { &QUICK_FLOWS } else { &FLOWS })?,
+            _ => b.table(if quick { &QUICK_TABLES } else { &TABLES })?,
+        };
+        report(c, &samples, &run, &out, b.ipmr)?;
+        println!("  ({c}: {:.0} s)", t0.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Prints a curve, writes its JSON and its chart.
+fn report(
+    curve: &str,
+    samples: &[Sample],
+    run: &serde_json::Value,
+    out: &Path,
+    ipmr: bool,
+) -> anyhow::Result<()> {
+    let x_name = match curve {
+        "fanout" => "N out",
+        "flows" => "flows",
+        _ => "MFEs",
+    };
+    println!(
+        "\n{curve}: {}",
+        match curve {
+            "fanout" => "one (S,G) to N interfaces",
+            "flows" => "concurrent flows at fan-out 4",
+            _ => "1k active flows among the installed MFEs, fan-out 4",
+        }
+    );
+    println!(
+        "  {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}",
+        "WHO", x_name, "MIX", "COPIES/s", "PKTS/s", "OFFERED", "vs c-l2", "BPF ns/p", "BPF ns/c"
+    );
+    let find = |c: &str, x: u64, mix: &str| {
+        samples.iter().find(|s| s.contender == c && s.x == x && s.mix == mix)
+    };
+    let mut rows = Vec::new();
+    for s in samples {
+        let vs = find("ceiling-l2", s.x, s.mix).map(|c| s.copies() / c.copies().max(1.0));
+        let per_copy = s.bpf_per_packet().map(|b| b / s.point.fanout as f64);
+        let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
+        println!(
+            "  {:<10} {:>8} {:>7} {:>8.3}M {:>8.3}M {:>8.3}M {:>8} {:>9} {:>9}",
+            s.contender,
+            s.x,
+            s.mix,
+            s.copies() / 1e6,
+            s.packets() / 1e6,
+            s.point.offered_pps / 1e6,
+            vs.map_or("-".into(), |v| format!("{v:.2}x")),
+            f(s.bpf_per_packet(), 0),
+            f(per_copy, 1),
+        );
+        rows.push(json!({
+            "contender": s.contender, "x": s.x, "mix": s.mix, "fanout": s.point.fanout,
+            "offered_pps": s.point.offered_pps, "delivered_copies_per_s": s.copies(),
+            "forwarded_packets_per_s": s.packets(),
+            "delivered_per_receiver": s.point.per_receiver_pps,
+            "vs_ceiling_l2": vs, "bpf_ns_per_packet": s.bpf_per_packet(),
+            "bpf_ns_per_copy": per_copy,
+            "bpf_ns_in": s.point.ns_in, "bpf_ns_per_copy_out": s.point.ns_copy,
+        }));
+    }
+    if curve == "fanout" {
+        let widest = samples.iter().map(|s| s.x).max().unwrap_or(0);
+        if !ipmr {
+            println!("  ipmr: not measured (this kernel has no multicast routing)");
+        } else if widest as usize > IPMR_MAX_OUT {
+            println!(
+                "  ipmr: at most {IPMR_MAX_OUT} outgoing interfaces (MAXVIFS 32, the incoming one included); beyond, it cannot"
+            );
+        }
+    }
+    let mut doc = run.clone();
+    doc["benchmark"] = json!(format!("scale_{curve}"));
+    doc["points"] = json!(rows);
+    let json = out.join(format!("scale_{curve}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let png = out.join(format!("scale_{curve}.png"));
+    chart(curve, samples, &png).with_context(|| format!("drawing {}", png.display()))?;
+    println!("  wrote {} and {}", json.display(), png.display());
+    let nothing: Vec<String> = samples
+        .iter()
+        .filter(|s| s.point.per_receiver_pps.iter().any(|&v| v <= 0.0))
+        .map(|s| format!("{} at {} {}", s.contender, s.x, s.mix))
+        .collect();
+    ensure!(nothing.is_empty(), "a receiver got nothing: {}", nothing.join(", "));
+    Ok(())
+}
+
+/// The curve's chart, two panels against its variable (log scale), one line per contender
+/// and mix: what the receivers got (copies/s for fan-out, packets forwarded/s otherwise), and
+/// the BPF cost (ns per copy for fan-out, per packet otherwise).
+fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    register_font()?;
+    let (title, x_desc, rate_desc, cost_desc) = match curve {
+        "fanout" => (
+            "One (S,G) to N interfaces, 64-byte frames",
+            "outgoing interfaces",
+            "Mcopies/s delivered, all receivers",
+            "BPF ns per copy",
+        ),
+        "flows" => (
+            "Concurrent (S,G) flows, fan-out 4, 64-byte frames",
+            "active flows",
+            "Mpps forwarded",
+            "BPF ns per packet",
+        ),
+        _ => (
+            "1k active flows among the installed MFEs, fan-out 4, 64-byte frames",
+            "installed MFEs",
+            "Mpps forwarded",
+            "BPF ns per packet",
+        ),
+    };
+    let rate = |s: &Sample| Some(if curve == "fanout" { s.copies() } else { s.packets() } / 1e6);
+    let cost = |s: &Sample| {
+        let per = if curve == "fanout" { s.point.fanout as f64 } else { 1.0 };
+        s.bpf_per_packet().map(|b| b / per)
+    };
+    // One colour per contender (as in fwd_bench's chart), a lighter one for its Zipf mix.
+    let color = |who: &str, mix: &str| {
+        let zipf = mix == "zipf";
+        match who {
+            "mgm" if zipf => RGBColor(230, 140, 0),
+            "mgm" => RED,
+            "ceiling" => RGBColor(140, 140, 140),
+            "ceiling-l2" if zipf => RGBColor(110, 110, 110),
+            "ceiling-l2" => BLACK,
+            "tc-clone" => RGBColor(0, 150, 0),
+            _ => BLUE,
+        }
+    };
+    let mut lines: Vec<(&str, &str)> = Vec::new();
+    for s in samples {
+        // One flow ("-") starts each mix's line rather than being a line of its own.
+        let starts_a_mix =
+            s.mix == "-" && samples.iter().any(|o| o.contender == s.contender && o.mix != "-");
+        if !starts_a_mix && !lines.contains(&(s.contender, s.mix)) {
+            lines.push((s.contender, s.mix));
+        }
+    }
+    let min_x = samples.iter().map(|s| s.x).min().unwrap_or(1).max(1) as f64;
+    let max_x = samples.iter().map(|s| s.x).max().unwrap_or(1).max(2) as f64;
+    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 22))?;
+    let (left, right) = root.split_horizontally(600);
+    for (area, desc, value) in
+        [(&left, rate_desc, &rate as &dyn Fn(&Sample) -> Option<f64>), (&right, cost_desc, &cost)]
+    {
+        let max_y = samples.iter().filter_map(value).fold(0.0, f64::max).max(0.001);
+        let mut chart = ChartBuilder::on(area)
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((min_x / 1.3..max_x * 1.3).log_scale(), 0f64..max_y * 1.15)?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(desc).draw()?;
+        for (who, mix) in &lines {
+            let color = color(who, mix);
+            let series: Vec<(f64, f64)> = samples
+                .iter()
+                .filter(|s| s.contender == *who && (s.mix == *mix || s.mix == "-"))
+                .filter_map(|s| Some((s.x as f64, value(s)?)))
+                .collect();
+            let label = if *mix == "-" { who.to_string() } else { format!("{who} ({mix})") };
+            chart
+                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(series.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
