@@ -77,42 +77,40 @@ impl std::os::fd::AsRawFd for PacketSocket {
     }
 }
 
-/// Sets IP_RECVERR (IPV6_RECVERR): a datagram the sender's device drops fails the send
-/// with ENOBUFS instead of vanishing.
-pub fn set_recverr(s: &impl std::os::fd::AsRawFd, family: Family) -> anyhow::Result<()> {
-    let (level, name) = match family {
-        Family::V4 => (libc::IPPROTO_IP, libc::IP_RECVERR),
-        Family::V6 => (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
-    };
-    let on: i32 = 1;
+/// Sets an int socket option (`what` names it in the error).
+pub fn setsockopt_int(
+    s: &impl std::os::fd::AsRawFd,
+    level: i32,
+    name: i32,
+    value: i32,
+    what: &str,
+) -> anyhow::Result<()> {
     // SAFETY: setsockopt with a valid fd and a pointer to an int of the given size.
     let rc = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
             level,
             name,
-            (&on as *const i32).cast(),
+            (&value as *const i32).cast(),
             size_of::<i32>() as u32,
         )
     };
-    ensure!(rc == 0, "IP_RECVERR: {}", std::io::Error::last_os_error());
+    ensure!(rc == 0, "{what}: {}", std::io::Error::last_os_error());
     Ok(())
+}
+
+/// Sets IP_RECVERR (IPV6_RECVERR): a datagram the sender's device drops fails the send
+/// with ENOBUFS instead of vanishing.
+pub fn set_recverr(s: &impl std::os::fd::AsRawFd, family: Family) -> anyhow::Result<()> {
+    match family {
+        Family::V4 => setsockopt_int(s, libc::IPPROTO_IP, libc::IP_RECVERR, 1, "IP_RECVERR"),
+        Family::V6 => setsockopt_int(s, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1, "IPV6_RECVERR"),
+    }
 }
 
 /// Sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max).
 pub fn set_rcvbuf(s: &impl std::os::fd::AsRawFd, bytes: i32) -> anyhow::Result<()> {
-    // SAFETY: setsockopt with a valid fd and a pointer to an int of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const i32).cast(),
-            size_of::<i32>() as u32,
-        )
-    };
-    ensure!(rc == 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-    Ok(())
+    setsockopt_int(s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes, "SO_RCVBUFFORCE")
 }
 
 /// The multicast MAC for an IPv4 group (RFC 1112: 01:00:5e + low 23 bits).

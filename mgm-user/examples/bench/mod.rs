@@ -273,18 +273,13 @@ pub fn generate_socket(sender: &Netns, frame: Vec<u8>, secs: f64) -> anyhow::Res
     use std::os::fd::AsRawFd as _;
     const BATCH: usize = 256;
     let sock = mgm_tests::PacketSocket::open(sender, "s0")?;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd and an int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
-        )
-    };
-    ensure!(rc == 0, "PACKET_QDISC_BYPASS: {}", std::io::Error::last_os_error());
+    mgm_tests::setsockopt_int(
+        &sock,
+        libc::SOL_PACKET,
+        libc::PACKET_QDISC_BYPASS,
+        1,
+        "PACKET_QDISC_BYPASS",
+    )?;
     let mut iov = libc::iovec { iov_base: frame.as_ptr() as *mut _, iov_len: frame.len() };
     // SAFETY: zeroed mmsghdr is valid; each points at the one iovec (the socket is bound).
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
