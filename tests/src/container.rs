@@ -65,12 +65,12 @@ impl Container {
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(&bpffs)?;
         run("tar", &["-xf", &tar.to_string_lossy(), "-C", &root.to_string_lossy()])?;
-        // The boot record in utmp is nothing of mgm's, and its unit failed once with five
-        // containers booting at once (the boot then reads "degraded"): masked.
-        std::os::unix::fs::symlink(
-            "/dev/null",
-            root.join("etc/systemd/system/systemd-update-utmp.service"),
-        )?;
+        // The boot record in utmp and the remount of a root that is a directory here are
+        // nothing of mgm's, and each unit failed once with five containers booting at once
+        // (the boot then reads "degraded"): masked.
+        for unit in ["systemd-update-utmp.service", "systemd-remount-fs.service"] {
+            std::os::unix::fs::symlink("/dev/null", root.join("etc/systemd/system").join(unit))?;
+        }
         let name = unique(tag);
         let console = File::create(dir.0.join("console.log"))?;
         // nspawn's defaults leave out what mgmd needs: CAP_BPF and CAP_PERFMON, the bpf()
