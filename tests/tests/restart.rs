@@ -34,6 +34,9 @@ fn restart_keeps_forwarding(crash: bool, family: Family) {
     std::thread::sleep(Duration::from_millis(300));
     // From here on (the MFE forwards), not one number may be missing.
     let established = flow.last_sent();
+    // Which number was being sent at each step: a failure says between which steps a
+    // number went missing.
+    let mut marks = vec![("MFE up", established)];
 
     // Down: the client's connection goes with mgmd; the fast path stays.
     let mgmd = t.mgmd.as_mut().unwrap();
@@ -44,9 +47,12 @@ fn restart_keeps_forwarding(crash: bool, family: Family) {
     }
     drop(pim);
     let before = flow.last_sent();
+    marks.push(("mgmd down", before));
     std::thread::sleep(Duration::from_millis(500));
     assert!(flow.last_sent() > before + 500, "the flow went on while mgmd was down");
+    marks.push(("mgmd starting", flow.last_sent()));
     mgmd.restart().unwrap();
+    marks.push(("mgmd ready", flow.last_sent()));
     let log = mgmd.log();
     assert!(log.contains("took over the pinned fast path"), "{log}");
     // The TC program is back on every port, once: a TCX link given the new program, or on
@@ -64,16 +70,19 @@ fn restart_keeps_forwarding(crash: bool, family: Family) {
     let s = pim.status().unwrap();
     assert_eq!((s.installed, s.held, s.mfes), (1, 1, 0), "{s:?}");
     let h = pim_joins(&mut pim, &t, family);
+    marks.push(("client back", flow.last_sent()));
     let s = pim.status().unwrap();
     assert_eq!(s.held, 1, "the client came back after the {HOLD_SECS} s hold: {s:?}");
     // At the end of the hold the core is offered the held flow as if its packets had just
     // arrived: the usual callbacks, then the core's MFE replaces the adopted one in place.
     pim.answer_creation(h, WAIT + Duration::from_secs(HOLD_SECS)).unwrap();
+    marks.push(("hold over, creation answered", flow.last_sent()));
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let s = pim.status().unwrap();
         if s.held == 0 && s.mfes == 1 && s.pending_writes == 0 {
             assert_eq!(s.installed, 1, "{s:?}");
+            marks.push(("core's MFE installed", flow.last_sent()));
             break;
         }
         assert!(std::time::Instant::now() < deadline, "never reconverged: {s:?}");
@@ -89,20 +98,28 @@ fn restart_keeps_forwarding(crash: bool, family: Family) {
     pim.release_side(h, r1, family.side()).unwrap();
     let at_release = flow.last_sent();
     std::thread::sleep(Duration::from_millis(300));
+    let resent = flow.resent();
     let (sent, seen) = flow.finish();
 
     let last_r1 = *seen[0].last().unwrap();
     assert!(last_r1 <= at_release, "r1 got {last_r1} after its release at {at_release}");
     let lost_r1 = gaps_between(&seen[0], established, last_r1);
-    assert!(lost_r1.is_empty(), "r1 lost {lost_r1:?}");
-    assert!(last_r1 + 100 >= asked, "r1 stopped early: {last_r1}, release asked at {asked}");
     let lost = gaps_between(&seen[1], established, sent);
-    assert!(
-        lost.is_empty(),
-        "r2 lost {} packets across the restart, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    // Both receivers' losses and their own counters, so a failure says where a number went.
+    let why = || {
+        format!(
+            "r1 lost {:?}, r2 lost {} e.g. {:?} (numbers {established}..={sent}; {resent} sends \
+             made again; being sent at each step: {marks:?}); {}; {}",
+            &lost_r1[..lost_r1.len().min(10)],
+            lost.len(),
+            &lost[..lost.len().min(10)],
+            t.receiver_drops(0),
+            t.receiver_drops(1)
+        )
+    };
+    assert!(lost_r1.is_empty(), "{}", why());
+    assert!(last_r1 + 100 >= asked, "r1 stopped early: {last_r1}, release asked at {asked}");
+    assert!(lost.is_empty(), "across the restart: {}", why());
     // Copies are counted once per packet by the ingress program, in a pinned map: r2's count
     // covers the whole flow, before, during and after the restart (a receiver's socket may
     // have dropped a few, never gained any).

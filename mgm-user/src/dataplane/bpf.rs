@@ -102,7 +102,7 @@ impl Dataplane for BpfFastPath {
         BpfFastPath::counters(self)
     }
     fn manage(&mut self, dev: &NetDev) -> anyhow::Result<()> {
-        Ok(self.attach(dev.ifindex, self.mode())?)
+        Ok(self.attach(dev, self.mode())?)
     }
     fn forget(&mut self, ifindex: u32) {
         // The kernel removed the links with the device; detaching can only fail now.
@@ -194,6 +194,39 @@ impl BpfFastPath {
         Ok(())
     }
 
+    /// Gives OIL `id` a new devmap holding `legs` with this process's egress program, in one
+    /// write of the outer map, and moves the pin to it. Rewriting the entries in place would
+    /// not be atomic: to replace a devmap-hash entry the kernel unlinks the old one before it
+    /// links the new, and a broadcast in between misses that interface (a restart under
+    /// traffic lost copies so in an emulated guest, where a vCPU can stall in between).
+    fn swap_oil(&self, id: u32, legs: &[Leg]) -> Result<DevMapHash<MapData>, FastPathError> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let io_err = |what: &str, e: &dyn std::fmt::Display| FastPathError::Map {
+            map: maps::OILS,
+            source: std::io::Error::other(format!("{what} mgm_oil {id}: {e}")),
+        };
+        let pin = self.oil_pin(id).expect("reused maps are pinned");
+        // Pinned under another name until it is in the outer map: a crash in between leaves
+        // the old pin, which still names what the outer map holds. (bpffs takes no '.' in
+        // a name.)
+        let fresh = pin.with_file_name(format!("new-{id}"));
+        let _ = std::fs::remove_file(&fresh);
+        let map = new_oil_devmap().map_err(map_err("mgm_oil"))?;
+        map.pin(&fresh).map_err(|e| io_err("pinning", &e))?;
+        let fd = map.fd().as_fd().as_raw_fd() as u32;
+        let mut inner = DevMapHash::try_from(Map::DevMapHash(map)).map_err(map_err("mgm_oil"))?;
+        for l in legs {
+            inner
+                .insert(l.ifindex, l.ifindex, Some(&self.egress), BPF_ANY)
+                .map_err(xdp_map_err("mgm_oil"))?;
+        }
+        // `inner` holds `fd` open: the number names the new map.
+        sys::update_elem(self.oils_fd.as_fd(), &id, &fd)
+            .map_err(|source| FastPathError::Map { map: maps::OILS, source })?;
+        std::fs::rename(&fresh, &pin).map_err(|e| io_err("re-pinning", &e))?;
+        Ok(inner)
+    }
+
     /// Where the devmap of OIL `id` is pinned (when the fast path is).
     fn oil_pin(&self, id: u32) -> Option<PathBuf> {
         Some(self.pin_dir.as_ref()?.join("maps").join("oils").join(id.to_string()))
@@ -262,21 +295,22 @@ impl BpfFastPath {
         }
         self.oil_pool = self.pinned_oil_pool();
         for id in 1..=self.oil_pool {
-            let path = self.oil_pin(id).expect("reused maps are pinned");
-            let map = MapData::from_pin(&path).map_err(map_err("mgm_oil"))?;
-            let mut inner =
-                DevMapHash::try_from(Map::DevMapHash(map)).map_err(map_err("mgm_oil"))?;
             let legs = a.oils.get(&id).cloned().unwrap_or_default();
-            let present: Vec<u32> =
-                inner.keys().collect::<Result<_, _>>().map_err(map_err("mgm_oil"))?;
-            for i in present.iter().filter(|i| !legs.iter().any(|l| l.ifindex == **i)) {
-                ignore_absent(inner.remove(*i)).map_err(map_err("mgm_oil"))?;
-            }
-            for l in &legs {
+            let inner = if legs.is_empty() {
+                // Nothing forwards through it: entries a crash left mid-write go in place.
+                let path = self.oil_pin(id).expect("reused maps are pinned");
+                let map = MapData::from_pin(&path).map_err(map_err("mgm_oil"))?;
+                let mut inner =
+                    DevMapHash::try_from(Map::DevMapHash(map)).map_err(map_err("mgm_oil"))?;
+                let present: Vec<u32> =
+                    inner.keys().collect::<Result<_, _>>().map_err(map_err("mgm_oil"))?;
+                for i in present {
+                    ignore_absent(inner.remove(i)).map_err(map_err("mgm_oil"))?;
+                }
                 inner
-                    .insert(l.ifindex, l.ifindex, Some(&self.egress), BPF_ANY)
-                    .map_err(xdp_map_err("mgm_oil"))?;
-            }
+            } else {
+                self.swap_oil(id, &legs)?
+            };
             self.oil_maps.push(inner);
         }
         for r in self.hops.iter() {
