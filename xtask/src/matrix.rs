@@ -267,10 +267,16 @@ pub fn run_in_guest(suite: Suite, bins: &[TestBin], env: &[(String, String)]) ->
         let mgmd = crate::workspace_root().join("target/debug/mgmd");
         let mut script = String::new();
         writeln!(script, "{} --check-kernel > /run/mgm-guest/kernel.txt", shell(&mgmd))?;
+        // Each step (a test binary's tests that need the same things) records its output and
+        // status in the results share, and a step already recorded is not run again: a guest
+        // booted again after its kernel died of emulation goes on from the interrupted step
+        // (`guest::run`).
         script.push_str(
-            "status=0\nt() { local dir=$1; shift; (cd \"$dir\" && \"$@\") 2>&1 | tee -a \
-             /run/mgm-guest/tests.log; [ \"${PIPESTATUS[0]}\" -eq 0 ] || status=1; }\n",
+            "r=/run/mgm-guest\nt() { local n=$1 dir=$2; shift 2; [ -e $r/step$n.rc ] && return; \
+             (cd \"$dir\" && \"$@\") 2>&1 | tee $r/step$n.log; \
+             echo \"${PIPESTATUS[0]}\" > $r/step$n.rc; }\n",
         );
+        let mut steps = 0;
         // Emulated, mgmd's program load alone takes seconds: the harness waits longer
         // (`mgm_tests::patience`); what the tests assert about time is unchanged.
         let slowdown = if accel == guest::Accel::Tcg { "4" } else { "1" };
@@ -293,9 +299,10 @@ pub fn run_in_guest(suite: Suite, bins: &[TestBin], env: &[(String, String)]) ->
                     .flat_map(|n| n.features())
                     .map(|f| format!("grep -q '{f} yes' /run/mgm-guest/kernel.txt && "))
                     .collect();
+                steps += 1;
                 writeln!(
                     script,
-                    "{}t {} env {vars}{} --exact {} --test-threads=2",
+                    "{}t {steps} {} env {vars}{} --exact {} --test-threads=2",
                     cond.concat(),
                     shell(&b.dir),
                     shell(&b.exe),
@@ -303,7 +310,13 @@ pub fn run_in_guest(suite: Suite, bins: &[TestBin], env: &[(String, String)]) ->
                 )?;
             }
         }
-        script.push_str("exit $status");
+        // The steps' output in order, and the run's status: 1 if any step failed.
+        writeln!(
+            script,
+            "status=0\nfor n in $(seq 1 {steps}); do [ -e $r/step$n.log ] && cat $r/step$n.log; \
+             [ ! -e $r/step$n.rc ] || [ \"$(cat $r/step$n.rc)\" = 0 ] || status=1; \
+             done > $r/tests.log\nexit $status"
+        )?;
         let run = guest::run(&kernel, accel, &script, suite.name, GUEST_LIMIT)?;
         col.repeated = run.repeated.clone();
         let kernel_txt = std::fs::read_to_string(run.dir.join("kernel.txt")).unwrap_or_default();
