@@ -206,6 +206,36 @@ fn real_udp_sockets_receive_what_the_sender_sent() {
     assert_eq!(ctl.mfe(S, G).unwrap().unwrap().counters().in_packets, 30);
 }
 
+/// A port whose MTU is more than one XDP buffer holds (jumbo frames on veth: above 3506)
+/// cannot take mgm's programs: mgmd refuses it, naming the MTU and what to do. At the largest
+/// MTU that fits, the largest datagram is forwarded whole.
+#[test]
+fn a_jumbo_mtu_port_is_refused_by_name_and_the_largest_frame_that_fits_is_forwarded() {
+    let mut t = Topology::new(1).unwrap();
+    t.add_addresses().unwrap();
+    let set_mtu = |t: &Topology, mtu: u32| {
+        let links = [(&t.sender, "s0"), (&t.router, "rin"), (&t.router, "r1")];
+        for (ns, dev) in links.into_iter().chain([(&t.receivers[0], "eth0")]) {
+            ns.exec("ip", &["link", "set", dev, "mtu", &mtu.to_string()]).unwrap();
+        }
+    };
+    set_mtu(&t, 9000);
+    let err = format!("{:#}", t.start(&["--mfe", &mfe("rin", &["r1"])]).unwrap_err());
+    assert!(err.contains("MTU (9000 on rin") && err.contains("--xdp-mode skb"), "{err}");
+    set_mtu(&t, 3506);
+    t.start(&["--mfe", &mfe("rin", &["r1"])]).unwrap();
+    let rx = t.udp_receiver(0, GROUP, 5000).unwrap();
+    let tx = t.udp_sender(4).unwrap();
+    // 3506 bytes of IP: a 3520-byte frame, the most one 4 KiB XDP buffer carries on veth.
+    let big: Vec<u8> = (0..3506 - 28).map(|i| (i % 251) as u8).collect();
+    tx.send_to(&big, (G, 5000)).unwrap();
+    let mut buf = vec![0u8; 9000];
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &big[..], "the datagram arrived whole");
+    let mut ctl = t.ctl().unwrap();
+    assert_eq!(ctl.mfe(S, G).unwrap().unwrap().counters().in_packets, 1);
+}
+
 /// Generic (skb) XDP, for drivers without native XDP: same forwarding, same checks.
 #[test]
 fn generic_xdp_mode_forwards_the_same() {

@@ -14,6 +14,7 @@ use aya::programs::{
 use mgm_common::programs;
 
 use super::{BpfFastPath, LoadError, load::program};
+use crate::kernel::NetDev;
 
 /// The programs on one managed interface.
 #[derive(Debug)]
@@ -105,12 +106,13 @@ enum Attachment {
 
 impl BpfFastPath {
     /// Attaches the ingress program to `ifindex` (idempotent).
-    pub fn attach(&mut self, ifindex: u32, mode: XdpMode) -> Result<(), LoadError> {
+    pub fn attach(&mut self, dev: &NetDev, mode: XdpMode) -> Result<(), LoadError> {
+        let ifindex = dev.ifindex;
         if self.attached.contains_key(&ifindex) {
             return Ok(());
         }
         let prog: &mut Xdp = program(&mut self.ebpf, programs::INGRESS)?;
-        let attach_err = |source| LoadError::Attach { ifindex, mode, source };
+        let attach_err = |source| LoadError::attach(dev, mode, source);
         let Some(dir) = &self.pin_dir else {
             let link = prog.attach_to_if_index(ifindex, mode).map_err(attach_err)?;
             let tc = self.attach_tc(ifindex);

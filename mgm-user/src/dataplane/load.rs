@@ -19,7 +19,7 @@ use mgm_common::{
 };
 
 use super::{BPF_ANY, BpfFastPath, OBJECT, ProgramLogger, attach::remove_filters, grace::Graces};
-use crate::fastpath::FastPathError;
+use crate::{fastpath::FastPathError, kernel::NetDev};
 
 /// Errors while loading or attaching.
 #[derive(Debug, thiserror::Error)]
@@ -78,19 +78,44 @@ pub enum LoadError {
         #[source]
         source: MapError,
     },
-    #[error(
-        "attaching XDP to ifindex {ifindex} ({mode:?} mode): {source}; \
-         try --xdp-mode skb if the driver lacks native XDP"
-    )]
+    #[error("attaching XDP to ifindex {ifindex} ({mode:?} mode): {source}; {hint}")]
     Attach {
         ifindex: u32,
         mode: XdpMode,
         #[source]
         source: aya::programs::ProgramError,
+        /// What the operator can do about it (see [`LoadError::attach`]).
+        hint: String,
     },
 }
 
 impl LoadError {
+    /// An attach error on `dev`, with what to do about it: ERANGE is the kernel saying the
+    /// MTU is more than one XDP buffer holds (mgm's programs take a frame in one buffer: no
+    /// multi-buffer "frags" support); any other cause is usually a driver without native XDP.
+    pub fn attach(dev: &NetDev, mode: XdpMode, source: aya::programs::ProgramError) -> Self {
+        let mut errno = None;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                errno = io.raw_os_error();
+            }
+            cause = e.source();
+        }
+        let hint = if errno == Some(libc::ERANGE) {
+            format!(
+                "the MTU ({} on {}; on veth the peer's counts) is more than the driver puts in \
+                 one XDP buffer, and mgm's programs take a frame in one buffer (on veth with \
+                 4 KiB pages: an MTU of at most 3506); lower the MTU, or use --xdp-mode skb \
+                 (generic XDP, slower)",
+                dev.mtu, dev.name
+            )
+        } else {
+            "try --xdp-mode skb if the driver lacks native XDP".to_owned()
+        };
+        LoadError::Attach { ifindex: dev.ifindex, mode, source, hint }
+    }
+
     /// Whether the cause is a permission check (EPERM: no CAP_BPF, CAP_NET_ADMIN or
     /// CAP_PERFMON, or a seccomp or LSM policy), rather than the kernel or the object.
     pub fn needs_capability(&self) -> bool {
