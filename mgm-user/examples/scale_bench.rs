@@ -12,7 +12,21 @@
 //!   flow's MFE installed (static, over the socket): delivered packets/s and BPF ns per packet,
 //!   against the layer-2 ceiling, which looks nothing up;
 //! - **table**: 1k active flows among 1k, 100k and 1M installed MFEs: what a large, cold table
-//!   costs per packet.
+//!   costs per packet;
+//! - **sizes**: frames of 64, 512 and 1500 bytes and 3412, the largest the live-frame
+//!   generator makes (3408 bytes and the FCS; one XDP buffer on veth carries up to 3520, at
+//!   an MTU of 3506, and a 9000-byte MTU cannot take XDP programs without multi-buffer
+//!   support, mgm's included) at fan-out 4: each copy is a new page and a memcpy of the frame
+//!   in the devmap broadcast, outside any BPF program, so the delivered rate shows what a size
+//!   costs;
+//! - **cores**: 1k flows at fan-out 4 with the generator on one CPU, then on two, every veth
+//!   with two queues: a veth's XDP frames go to its peer's receive queue of the sending CPU,
+//!   so each CPU drives its own queue of the router and of each receiver, as RSS spreads
+//!   flows over a NIC's queues. On a two-core machine the generator cannot be kept off the
+//!   measured cores: on each core it shares the CPU with the router and the receivers, in the
+//!   same proportion at one core and at two, so the ratio of the two is the scaling, and the
+//!   BPF ns per packet (timed inside the programs, not counting the generator) says whether a
+//!   packet costs more when both cores forward at once.
 //!
 //! Traffic: the generator program (BPF_PROG_TEST_RUN live frames, `XDP_TX` on the sender's
 //! veth) writes each frame's flow from its table (`mgm_common::bench::flow`); receivers count
@@ -47,11 +61,20 @@ const ACTIVE: u32 = 1_000;
 const FLOW_FANOUT: usize = 4;
 /// Frames on the wire (the FCS included): the smallest.
 const SIZE: usize = 64;
+/// The sizes curve: the largest is the most a live frame holds on x86-64 with 4 KiB pages
+/// (the kernel's TEST_MAX_PKT_SIZE, 3408 bytes, plus the FCS).
+const SIZES: [usize; 4] = [64, 512, 1500, 3412];
+const QUICK_SIZES: [usize; 2] = [64, 1500];
+/// Every link's MTU when the sizes curve runs: the most a veth with an XDP program takes.
+const SIZES_MTU: usize = 3506;
+/// Flows in the cores curve (uniformly mixed), and the queues every veth gets for it.
+const CORE_FLOWS: u32 = 1_000;
+const QUEUES: usize = 2;
 
 /// One measured point of a curve.
 struct Sample {
     contender: &'static str,
-    /// The curve's variable: outgoing interfaces, active flows, or installed MFEs.
+    /// The curve's variable: outgoing interfaces, active flows, installed MFEs, or frame bytes.
     x: u64,
     /// How the flows' packets are mixed ("uniform", "zipf"; "-" for one flow).
     mix: &'static str,
@@ -82,6 +105,8 @@ struct Bench {
     rx: Vec<u32>,
     secs: f64,
     ipmr: bool,
+    /// The frames' size on the wire (the sizes curve changes it).
+    size: usize,
 }
 
 impl Bench {
@@ -105,7 +130,8 @@ impl Bench {
         fanout: usize,
         progs: Option<(&str, Option<&str>)>,
     ) -> anyhow::Result<Point> {
-        contender(&self.t, &self.p, &self.rx, name, (Family::V4, fanout, SIZE), self.secs, progs)
+        let at = (Family::V4, fanout, self.size);
+        contender(&self.t, &self.p, &self.rx, name, at, self.secs, progs)
     }
 
     /// The XDP ceilings at fan-out `n`: the bare broadcast, then with the layer-2 rewrite.
@@ -162,6 +188,62 @@ impl Bench {
                 out.push(sample("ipmr", n, r?));
             }
         }
+        Ok(out)
+    }
+
+    /// Every contender at fan-out [`FLOW_FANOUT`] for each frame size.
+    fn sizes(&mut self, sizes: &[usize]) -> anyhow::Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        let sample =
+            |contender, x: usize, point| Sample { contender, x: x as u64, mix: "-", point };
+        self.p.set_flows(0, &[])?;
+        let n = FLOW_FANOUT;
+        for &size in sizes {
+            self.size = size;
+            let mfe = format!("10.1.0.1,239.1.1.1,rin,{}", Self::outs(n).join("+"));
+            let mgmd = self.mgmd(n, &["--mfe".into(), mfe])?;
+            let r = self.measure("mgm", n, MGM_PROGS);
+            drop(mgmd);
+            out.push(sample("mgm", size, r?));
+            for pt in self.xdp_ceilings(n)? {
+                out.push(sample(pt.contender, size, pt));
+            }
+            out.push(sample("tc-clone", size, self.tc_ceiling(n)?));
+            if self.ipmr {
+                let smc = smcrouted_for(&self.t.router, Family::V4, n)?;
+                let r = self.measure("ipmr", n, None);
+                drop(smc);
+                out.push(sample("ipmr", size, r?));
+            }
+        }
+        self.size = SIZE;
+        Ok(out)
+    }
+
+    /// mgm and the layer-2 ceiling on [`CORE_FLOWS`] flows with the generator on 1..=N CPUs.
+    fn cores(&mut self, counts: &[usize]) -> anyhow::Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        let mut rng = Rng::new(0x636f_7265);
+        let table: Vec<u32> = (0..FLOW_TABLE_DRAWN).map(|_| rng.below(CORE_FLOWS)).collect();
+        // Two queues only here: with them, the other curves' generator would share its CPU
+        // with the router's softirq work wherever the scheduler put it.
+        set_queues(&self.t, QUEUES)?;
+        let mgmd = self.mgmd_with_flows(CORE_FLOWS)?;
+        self.p.set_flows(CORE_FLOWS, &table)?;
+        for &n in counts {
+            self.p.cpus = (0..n).collect();
+            let pt = self.measure("mgm", FLOW_FANOUT, MGM_PROGS)?;
+            out.push(Sample { contender: "mgm", x: n as u64, mix: "uniform", point: pt });
+        }
+        drop(mgmd);
+        for &n in counts {
+            self.p.cpus = (0..n).collect();
+            let pt = self.l2_ceiling(FLOW_FANOUT)?;
+            out.push(Sample { contender: "ceiling-l2", x: n as u64, mix: "uniform", point: pt });
+        }
+        self.p.cpus.clear();
+        self.p.set_flows(0, &[])?;
+        set_queues(&self.t, 1)?;
         Ok(out)
     }
 
@@ -250,6 +332,30 @@ impl Bench {
     }
 }
 
+/// Every veth of the topology, both ends: (namespace, device).
+fn links(t: &Topology) -> Vec<(&mgm_tests::Netns, String)> {
+    let mut links = vec![(&t.sender, "s0".to_owned()), (&t.router, "rin".to_owned())];
+    links.extend((1..=t.receivers.len()).map(|i| (&t.router, format!("r{i}"))));
+    links.extend(t.receivers.iter().map(|ns| (ns, "eth0".to_owned())));
+    links
+}
+
+/// Gives every veth `n` receive and transmit queues. A veth refuses more transmit queues than
+/// its peer has receive queues while the peer runs XDP (the receivers' counters do): the
+/// receivers' ends change first on the way up, last on the way down.
+fn set_queues(t: &Topology, n: usize) -> anyhow::Result<()> {
+    let mut order = links(t);
+    order.reverse();
+    if n == 1 {
+        order.reverse();
+    }
+    let n = n.to_string();
+    for (ns, dev) in order {
+        ns.exec("ethtool", &["-L", &dev, "rx", &n, "tx", &n])?;
+    }
+    Ok(())
+}
+
 /// Flow numbers drawn per mix (the generator's table repeats them).
 const FLOW_TABLE_DRAWN: u32 = 1 << 18;
 
@@ -295,17 +401,20 @@ fn zipf_table(rng: &mut Rng, n: u32) -> Vec<u32> {
         .collect()
 }
 
+const CURVES: [&str; 5] = ["fanout", "flows", "table", "sizes", "cores"];
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let secs: f64 = arg(&args, "--secs").unwrap_or(if quick { 0.5 } else { 2.0 });
+    let runs: usize = arg(&args, "--runs").unwrap_or(if quick { 1 } else { 3 });
     let out: PathBuf = arg::<String>(&args, "--out").unwrap_or("bench-results".into()).into();
     let curves: Vec<String> = match arg::<String>(&args, "--curve") {
         Some(c) => c.split(',').map(str::to_owned).collect(),
-        None => ["fanout", "flows", "table"].map(str::to_owned).to_vec(),
+        None => CURVES.map(str::to_owned).to_vec(),
     };
     for c in &curves {
-        ensure!(["fanout", "flows", "table"].contains(&c.as_str()), "unknown curve {c}");
+        ensure!(CURVES.contains(&c.as_str()), "unknown curve {c} (curves: {})", CURVES.join(","));
     }
     let kernel = mgm::features::KernelFeatures::running();
     let place: String = arg(&args, "--place").unwrap_or_else(|| "this machine".into());
@@ -325,10 +434,23 @@ fn main() -> anyhow::Result<()> {
     // Without a program on rin (ipmr's and the TC ceiling's runs) a veth takes the
     // generator's XDP frames only with GRO on.
     t.router.exec("ethtool", &["-K", "rin", "gro", "on"])?;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let core_counts: Vec<usize> = (1..=cpus.min(QUEUES)).collect();
+    if curves.iter().any(|c| c == "cores") {
+        ensure!(cpus >= 2, "the cores curve needs two CPUs; this machine has {cpus}");
+    }
+    if curves.iter().any(|c| c == "sizes") {
+        // Before any XDP program: a veth with one takes no MTU above one buffer's worth.
+        let mtu = SIZES_MTU.to_string();
+        for (ns, dev) in links(&t) {
+            ns.exec("ip", &["link", "set", &dev, "mtu", &mtu])?;
+        }
+    }
     for k in ["all", "default", "rin"] {
         t.router.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")])?;
     }
-    let p = Programs::load()?;
+    let mut p = Programs::load()?;
+    p.runs = runs;
     if !matches!(p.generator, Generator::LiveFrames(_)) {
         bail!("this kernel refuses XDP live-frame test runs: the many-flow generator needs them");
     }
@@ -337,15 +459,16 @@ fn main() -> anyhow::Result<()> {
         attach(ns, "eth0", &p.pinned("mgm_bench_rx"))?;
     }
     println!(
-        "forwarding at scale: kernel {} ({place}), {receivers} receivers ready in {:.1} s; {secs} s per point",
+        "forwarding at scale: kernel {} ({place}), {receivers} receivers ready in {:.1} s; \
+         each point the median of {runs} passes of {secs} s",
         kernel.release,
         started.elapsed().as_secs_f64()
     );
-    let mut b = Bench { t, p, rx, secs, ipmr: kernel.ipmr };
+    let mut b = Bench { t, p, rx, secs, ipmr: kernel.ipmr, size: SIZE };
     std::fs::create_dir_all(&out)?;
     let run = json!({
         "commit": arg::<String>(&args, "--commit").unwrap_or_default(),
-        "kernel": kernel.release, "place": place, "quick": quick, "seconds_per_point": secs,
+        "kernel": kernel.release, "place": place, "quick": quick, "seconds_per_pass": secs, "passes_per_point": runs,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu_model": mgm_tests::cpu_model(), "frame_bytes": SIZE,
     });
@@ -354,7 +477,9 @@ fn main() -> anyhow::Result<()> {
         let samples = match c.as_str() {
             "fanout" => b.fanout(if quick { &QUICK_FANOUTS } else { &FANOUTS })?,
             "flows" => b.flows(if quick { &QUICK_FLOWS } else { &FLOWS })?,
-            _ => b.table(if quick { &QUICK_TABLES } else { &TABLES })?,
+            "table" => b.table(if quick { &QUICK_TABLES } else { &TABLES })?,
+            "cores" => b.cores(&core_counts)?,
+            _ => b.sizes(if quick { &QUICK_SIZES } else { &SIZES })?,
         };
         report(c, &samples, &run, &out, b.ipmr)?;
         println!("  ({c}: {:.0} s)", t0.elapsed().as_secs_f64());
@@ -373,6 +498,8 @@ fn report(
     let x_name = match curve {
         "fanout" => "N out",
         "flows" => "flows",
+        "sizes" => "bytes",
+        "cores" => "CPUs",
         _ => "MFEs",
     };
     println!(
@@ -380,6 +507,8 @@ fn report(
         match curve {
             "fanout" => "one (S,G) to N interfaces",
             "flows" => "concurrent flows at fan-out 4",
+            "sizes" => "frame sizes on the wire at fan-out 4",
+            "cores" => "1k flows at fan-out 4, the generator on 1 and 2 CPUs",
             _ => "1k active flows among the installed MFEs, fan-out 4",
         }
     );
@@ -387,6 +516,7 @@ fn report(
         "  {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}",
         "WHO", x_name, "MIX", "COPIES/s", "PKTS/s", "OFFERED", "vs c-l2", "BPF ns/p", "BPF ns/c"
     );
+    let gbps = |s: &Sample| s.copies() * s.point.size as f64 * 8.0 / 1e9;
     let find = |c: &str, x: u64, mix: &str| {
         samples.iter().find(|s| s.contender == c && s.x == x && s.mix == mix)
     };
@@ -413,9 +543,18 @@ fn report(
             "forwarded_packets_per_s": s.packets(),
             "delivered_per_receiver": s.point.per_receiver_pps,
             "vs_ceiling_l2": vs, "bpf_ns_per_packet": s.bpf_per_packet(),
-            "bpf_ns_per_copy": per_copy,
+            "bpf_ns_per_copy": per_copy, "frame_bytes": s.point.size,
+            "delivered_gbit_per_s": gbps(s),
             "bpf_ns_in": s.point.ns_in, "bpf_ns_per_copy_out": s.point.ns_copy,
         }));
+    }
+    if curve == "cores" {
+        for who in ["mgm", "ceiling-l2"] {
+            let (Some(one), Some(two)) = (find(who, 1, "uniform"), find(who, 2, "uniform")) else {
+                continue;
+            };
+            println!("  {who}: 2 CPUs forward {:.2}x what 1 does", two.copies() / one.copies());
+        }
     }
     if curve == "fanout" {
         let widest = samples.iter().map(|s| s.x).max().unwrap_or(0);
@@ -458,6 +597,18 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             "Mcopies/s delivered, all receivers",
             "BPF ns per copy",
         ),
+        "cores" => (
+            "1k flows, fan-out 4: the generator on 1 and 2 CPUs, 2 queues per veth",
+            "CPUs",
+            "Mpps forwarded",
+            "BPF ns per packet",
+        ),
+        "sizes" => (
+            "One (S,G) to 4 interfaces by frame size (bytes on the wire)",
+            "frame bytes",
+            "Mcopies/s delivered, all receivers",
+            "Gbit/s delivered, all receivers",
+        ),
         "flows" => (
             "Concurrent (S,G) flows, fan-out 4, 64-byte frames",
             "active flows",
@@ -471,10 +622,14 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             "BPF ns per packet",
         ),
     };
-    let rate = |s: &Sample| Some(if curve == "fanout" { s.copies() } else { s.packets() } / 1e6);
-    let cost = |s: &Sample| {
-        let per = if curve == "fanout" { s.point.fanout as f64 } else { 1.0 };
-        s.bpf_per_packet().map(|b| b / per)
+    let by_copy = curve == "fanout" || curve == "sizes";
+    let rate = |s: &Sample| Some(if by_copy { s.copies() } else { s.packets() } / 1e6);
+    // A bigger frame costs no more BPF time (the programs read the headers); what it costs is
+    // the kernel's page and memcpy per copy, seen in what gets through.
+    let cost = |s: &Sample| match curve {
+        "sizes" => Some(s.copies() * s.point.size as f64 * 8.0 / 1e9),
+        "fanout" => s.bpf_per_packet().map(|b| b / s.point.fanout as f64),
+        _ => s.bpf_per_packet(),
     };
     // One colour per contender (as in fwd_bench's chart), a lighter one for its Zipf mix.
     let color = |who: &str, mix: &str| {
@@ -513,7 +668,13 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d((min_x / 1.3..max_x * 1.3).log_scale(), 0f64..max_y * 1.15)?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(desc).draw()?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc(x_desc)
+            .y_desc(desc)
+            .draw()?;
         for (who, mix) in &lines {
             let color = color(who, mix);
             let series: Vec<(f64, f64)> = samples

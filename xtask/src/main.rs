@@ -355,7 +355,7 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     step("control plane: installs and memberships per second, memory, release cost");
     bench_example("ctl_bench", &["--json", "bench-results/control_plane.json"], &commit, quick)?;
     step(
-        "forwarding at scale: fan-out to 128 (mgm, XDP and TC ceilings), 1 to 100k flows, 1k to 1M MFEs",
+        "forwarding at scale: fan-out to 128 (mgm, XDP and TC ceilings), 1 to 100k flows, 1k to 1M MFEs, frame sizes, 1 and 2 cores",
     );
     let scale = ["--out", "bench-results", "--place", "this machine"];
     bench_example("scale_bench", &scale, &commit, quick)?;
@@ -403,12 +403,13 @@ fn bench(quick: bool) -> anyhow::Result<()> {
                 if quick { "--quick" } else { "" },
             ));
         }
-        // ipmr's fan-out beside mgm's and the ceilings', up to its 31 outgoing interfaces.
+        // ipmr's fan-out beside mgm's and the ceilings', up to its 31 outgoing interfaces
+        // (one pass per point: emulated, a pass takes several times as long).
         cargo(&["build", "--release", "-p", "mgm-user", "--example", "scale_bench"])?;
         script.push_str(&format!(
             "echo '==> fan-out: ipmr beside mgm and the ceilings'\nMGM_BIN_DIR={} \
-             target/release/examples/scale_bench --curve fanout --out /run/mgm-guest --place {} \
-             --commit {} {} || status=1\n",
+             target/release/examples/scale_bench --curve fanout --runs 1 --out /run/mgm-guest \
+             --place {} --commit {} {} || status=1\n",
             q(&root.join("target/release").to_string_lossy()),
             q(&place),
             q(commit.trim()),
@@ -430,8 +431,8 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     }
     println!(
         "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
-         control_plane.json, scale_{{fanout,flows,table}}.{{json,png}}, and follow_kernel.json \
-         and igmp.json here or under guest/ ({:.0} s)",
+         control_plane.json, scale_{{fanout,flows,table,sizes,cores}}.{{json,png}}, and \
+         follow_kernel.json and igmp.json here or under guest/ ({:.0} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())
