@@ -92,6 +92,11 @@ impl Sample {
         self.copies() / self.point.fanout as f64
     }
 
+    /// Gbit/s delivered, all receivers (frames on the wire, the FCS included).
+    fn gbit_per_s(&self) -> f64 {
+        self.copies() * self.point.size as f64 * 8.0 / 1e9
+    }
+
     /// BPF ns per packet: the ingress program, plus the per-copy program for each copy.
     fn bpf_per_packet(&self) -> Option<f64> {
         let copies = self.point.fanout as f64;
@@ -167,56 +172,47 @@ impl Bench {
     }
 
     fn fanout(&mut self, fanouts: &[usize]) -> anyhow::Result<Vec<Sample>> {
-        let mut out = Vec::new();
-        let sample =
-            |contender, x: usize, point| Sample { contender, x: x as u64, mix: "-", point };
         self.p.set_flows(0, &[])?;
+        let mut out = Vec::new();
         for &n in fanouts {
-            let mfe = format!("10.1.0.1,239.1.1.1,rin,{}", Self::outs(n).join("+"));
-            let mgmd = self.mgmd(n, &["--mfe".into(), mfe])?;
-            let r = self.measure("mgm", n, MGM_PROGS);
-            drop(mgmd);
-            out.push(sample("mgm", n, r?));
-            for pt in self.xdp_ceilings(n)? {
-                out.push(sample(pt.contender, n, pt));
-            }
-            out.push(sample("tc-clone", n, self.tc_ceiling(n)?));
-            if self.ipmr && n <= IPMR_MAX_OUT {
-                let smc = smcrouted_for(&self.t.router, Family::V4, n)?;
-                let r = self.measure("ipmr", n, None);
-                drop(smc);
-                out.push(sample("ipmr", n, r?));
-            }
+            out.extend(self.every_contender(n, n)?);
         }
         Ok(out)
     }
 
     /// Every contender at fan-out [`FLOW_FANOUT`] for each frame size.
     fn sizes(&mut self, sizes: &[usize]) -> anyhow::Result<Vec<Sample>> {
-        let mut out = Vec::new();
-        let sample =
-            |contender, x: usize, point| Sample { contender, x: x as u64, mix: "-", point };
         self.p.set_flows(0, &[])?;
-        let n = FLOW_FANOUT;
+        let mut out = Vec::new();
         for &size in sizes {
             self.size = size;
-            let mfe = format!("10.1.0.1,239.1.1.1,rin,{}", Self::outs(n).join("+"));
-            let mgmd = self.mgmd(n, &["--mfe".into(), mfe])?;
-            let r = self.measure("mgm", n, MGM_PROGS);
-            drop(mgmd);
-            out.push(sample("mgm", size, r?));
-            for pt in self.xdp_ceilings(n)? {
-                out.push(sample(pt.contender, size, pt));
-            }
-            out.push(sample("tc-clone", size, self.tc_ceiling(n)?));
-            if self.ipmr {
-                let smc = smcrouted_for(&self.t.router, Family::V4, n)?;
-                let r = self.measure("ipmr", n, None);
-                drop(smc);
-                out.push(sample("ipmr", size, r?));
-            }
+            out.extend(self.every_contender(FLOW_FANOUT, size)?);
         }
         self.size = SIZE;
+        Ok(out)
+    }
+
+    /// One (S,G) to `n` interfaces through each contender: mgm (a static MFE), the XDP
+    /// ceilings, the TC ceiling, and ipmr where the kernel has it and `n` is within its
+    /// limit; each sample at `x` on its curve.
+    fn every_contender(&mut self, n: usize, x: usize) -> anyhow::Result<Vec<Sample>> {
+        let sample = |contender, point| Sample { contender, x: x as u64, mix: "-", point };
+        let mut out = Vec::new();
+        let mfe = format!("10.1.0.1,239.1.1.1,rin,{}", Self::outs(n).join("+"));
+        let mgmd = self.mgmd(n, &["--mfe".into(), mfe])?;
+        let r = self.measure("mgm", n, MGM_PROGS);
+        drop(mgmd);
+        out.push(sample("mgm", r?));
+        for pt in self.xdp_ceilings(n)? {
+            out.push(sample(pt.contender, pt));
+        }
+        out.push(sample("tc-clone", self.tc_ceiling(n)?));
+        if self.ipmr && n <= IPMR_MAX_OUT {
+            let smc = smcrouted_for(&self.t.router, Family::V4, n)?;
+            let r = self.measure("ipmr", n, None);
+            drop(smc);
+            out.push(sample("ipmr", r?));
+        }
         Ok(out)
     }
 
@@ -345,8 +341,7 @@ fn links(t: &Topology) -> Vec<(&mgm_tests::Netns, String)> {
 /// receivers' ends change first on the way up, last on the way down.
 fn set_queues(t: &Topology, n: usize) -> anyhow::Result<()> {
     let mut order = links(t);
-    order.reverse();
-    if n == 1 {
+    if n > 1 {
         order.reverse();
     }
     let n = n.to_string();
@@ -468,8 +463,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     let run = json!({
         "commit": arg::<String>(&args, "--commit").unwrap_or_default(),
-        "kernel": kernel.release, "place": place, "quick": quick, "seconds_per_pass": secs, "passes_per_point": runs,
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "kernel": kernel.release, "place": place, "quick": quick,
+        "seconds_per_pass": secs, "passes_per_point": runs, "cpus": cpus,
         "cpu_model": mgm_tests::cpu_model(), "frame_bytes": SIZE,
     });
     for c in &curves {
@@ -516,7 +511,6 @@ fn report(
         "  {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}",
         "WHO", x_name, "MIX", "COPIES/s", "PKTS/s", "OFFERED", "vs c-l2", "BPF ns/p", "BPF ns/c"
     );
-    let gbps = |s: &Sample| s.copies() * s.point.size as f64 * 8.0 / 1e9;
     let find = |c: &str, x: u64, mix: &str| {
         samples.iter().find(|s| s.contender == c && s.x == x && s.mix == mix)
     };
@@ -544,7 +538,7 @@ fn report(
             "delivered_per_receiver": s.point.per_receiver_pps,
             "vs_ceiling_l2": vs, "bpf_ns_per_packet": s.bpf_per_packet(),
             "bpf_ns_per_copy": per_copy, "frame_bytes": s.point.size,
-            "delivered_gbit_per_s": gbps(s),
+            "delivered_gbit_per_s": s.gbit_per_s(),
             "bpf_ns_in": s.point.ns_in, "bpf_ns_per_copy_out": s.point.ns_copy,
         }));
     }
@@ -627,7 +621,7 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
     // A bigger frame costs no more BPF time (the programs read the headers); what it costs is
     // the kernel's page and memcpy per copy, seen in what gets through.
     let cost = |s: &Sample| match curve {
-        "sizes" => Some(s.copies() * s.point.size as f64 * 8.0 / 1e9),
+        "sizes" => Some(s.gbit_per_s()),
         "fanout" => s.bpf_per_packet().map(|b| b / s.point.fanout as f64),
         _ => s.bpf_per_packet(),
     };

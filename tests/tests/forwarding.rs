@@ -214,8 +214,9 @@ fn a_jumbo_mtu_port_is_refused_by_name_and_the_largest_frame_that_fits_is_forwar
     let mut t = Topology::new(1).unwrap();
     t.add_addresses().unwrap();
     let set_mtu = |t: &Topology, mtu: u32| {
-        let links = [(&t.sender, "s0"), (&t.router, "rin"), (&t.router, "r1")];
-        for (ns, dev) in links.into_iter().chain([(&t.receivers[0], "eth0")]) {
+        let links =
+            [(&t.sender, "s0"), (&t.router, "rin"), (&t.router, "r1"), (&t.receivers[0], "eth0")];
+        for (ns, dev) in links {
             ns.exec("ip", &["link", "set", dev, "mtu", &mtu.to_string()]).unwrap();
         }
     };

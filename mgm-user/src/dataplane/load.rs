@@ -94,15 +94,7 @@ impl LoadError {
     /// MTU is more than one XDP buffer holds (mgm's programs take a frame in one buffer: no
     /// multi-buffer "frags" support); any other cause is usually a driver without native XDP.
     pub fn attach(dev: &NetDev, mode: XdpMode, source: aya::programs::ProgramError) -> Self {
-        let mut errno = None;
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
-        while let Some(e) = cause {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                errno = io.raw_os_error();
-            }
-            cause = e.source();
-        }
-        let hint = if errno == Some(libc::ERANGE) {
+        let hint = if has_errno(&source, libc::ERANGE) {
             format!(
                 "the MTU ({} on {}; on veth the peer's counts) is more than the driver puts in \
                  one XDP buffer, and mgm's programs take a frame in one buffer (on veth with \
@@ -119,17 +111,20 @@ impl LoadError {
     /// Whether the cause is a permission check (EPERM: no CAP_BPF, CAP_NET_ADMIN or
     /// CAP_PERFMON, or a seccomp or LSM policy), rather than the kernel or the object.
     pub fn needs_capability(&self) -> bool {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = cause {
-            if let Some(io) = e.downcast_ref::<std::io::Error>()
-                && io.raw_os_error() == Some(libc::EPERM)
-            {
-                return true;
-            }
-            cause = e.source();
-        }
-        false
+        has_errno(self, libc::EPERM)
     }
+}
+
+/// Whether an OS error `errno` is somewhere in `err`'s chain of causes.
+fn has_errno(err: &(dyn std::error::Error + 'static), errno: i32) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.raw_os_error() == Some(errno)) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Why the kernel answered EPERM, as a hint: the capabilities this process lacks (from its
