@@ -22,7 +22,7 @@ use mgm::{
     config::StaticMfe,
     proto::{self, Done, MembershipArgs, ReplyBody, ReplyFrame, RequestFrame},
 };
-use mgm_tests::{Ctl, SeqFlow, Topology, membership};
+use mgm_tests::{Ctl, SeqFlow, Topology, gaps_between, membership};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -93,6 +93,12 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
     let hp = pim.protocol_with(103, &[rin, r1], &[r1], "239.1.1.1").unwrap();
     let flow = SeqFlow::start(&t, 2, 2_000).unwrap();
     pim.answer_creation(hp, Duration::from_secs(5)).unwrap();
+    // From here on (the MFE forwards), not one number may be missing at r1. Before, only the
+    // first packets are held while the MFE is made, and later ones dropped, as ipmr does
+    // (docs/mgm-api.md): on a kernel that holds first packets, r1's first numbers and a gap
+    // after them are the creation, not a loss.
+    std::thread::sleep(Duration::from_millis(300));
+    let established = flow.last_sent();
     let rss_start = rss_kib(pid);
 
     // Churn: each client owns (r2, its own next hop) and adds and deletes (S,G) memberships
@@ -156,8 +162,8 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
     let churned = requests.load(Ordering::Relaxed);
 
     // r1 got the flow without a gap once it was up; r2 nothing inside a released window.
-    let first = *seen[0].first().expect("r1 got the flow");
-    let lost: Vec<u64> = (first..=sent).filter(|s| !seen[0].contains(s)).collect();
+    assert!(!seen[0].is_empty(), "r1 got the flow");
+    let lost = gaps_between(&seen[0], established, sent);
     assert!(lost.is_empty(), "r1 lost {} packets under load", lost.len());
     let leaked: Vec<u64> = seen[1]
         .iter()
@@ -178,11 +184,10 @@ fn many_clients_churn_while_traffic_flows_and_releases_stay_atomic() {
     println!(
         "load: {mfes} static MFEs filled in {:.1} s; {clients} clients churned {churned} requests \
          ({:.0}/s) for {secs} s, every reply in order; {cycles} take/release cycles of r2, none \
-         leaked; r1 got {} of {} without a gap; mgmd RSS {} -> {} MiB",
+         leaked; r1 got all {} sent once its MFE was up; mgmd RSS {} -> {} MiB",
         fill.as_secs_f64(),
         churned as f64 / secs as f64,
-        seen[0].len(),
-        sent - first + 1,
+        sent - established + 1,
         rss_start / 1024,
         rss_end / 1024
     );
