@@ -6,10 +6,7 @@
 //! in (or gone from) the fast path's MFE map, read from mgmd's pinned map in a busy loop.
 //! Once an entry is in the map the next packet of its flow is forwarded in XDP.
 
-use std::{
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use aya::maps::{HashMap, Map, MapData};
@@ -17,96 +14,13 @@ use mgm_common::{MfeKey, MfeValue, maps};
 use mgm_tests::{Mgmd, Topology, arg};
 use serde_json::json;
 
-/// linux/mroute.h
-const MRT_INIT: i32 = 200;
-const MRT_ADD_VIF: i32 = 202;
-const MRT_ADD_MFC: i32 = 204;
-const MRT_DEL_MFC: i32 = 205;
-const VIFF_USE_IFINDEX: u8 = 0x8;
-const MAXVIFS: usize = 32;
+#[path = "bench/mod.rs"]
+mod bench;
+use bench::Mrouted;
 
-#[repr(C)]
-struct VifCtl {
-    vifi: u16,
-    flags: u8,
-    threshold: u8,
-    rate_limit: u32,
-    /// With VIFF_USE_IFINDEX: the ifindex (a union with the local address).
-    lcl_ifindex: i32,
-    rmt_addr: u32,
-}
-
-#[repr(C)]
-struct MfcCtl {
-    origin: [u8; 4],
-    group: [u8; 4],
-    parent: u16,
-    ttls: [u8; MAXVIFS],
-    pkt_cnt: u32,
-    byte_cnt: u32,
-    wrong_if: u32,
-    expire: i32,
-}
-
-/// The routing daemon's end: the router's mroute socket.
-struct Mrouted(OwnedFd);
-
-impl Mrouted {
-    fn open(t: &Topology, ifaces: &[u32]) -> anyhow::Result<Self> {
-        let fd = t.router.enter(|| {
-            // SAFETY: a plain socket call; the fd is owned at once.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_IGMP) };
-            ensure!(fd >= 0, "raw IGMP socket: {}", std::io::Error::last_os_error());
-            // SAFETY: a fresh fd nobody else owns.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        })?;
-        let m = Self(fd);
-        m.set(MRT_INIT, &1i32)?;
-        for (vifi, &ifindex) in ifaces.iter().enumerate() {
-            let v = VifCtl {
-                vifi: vifi as u16,
-                flags: VIFF_USE_IFINDEX,
-                threshold: 1,
-                rate_limit: 0,
-                lcl_ifindex: ifindex as i32,
-                rmt_addr: 0,
-            };
-            m.set(MRT_ADD_VIF, &v)?;
-        }
-        Ok(m)
-    }
-
-    fn set<T>(&self, opt: i32, v: &T) -> anyhow::Result<()> {
-        // SAFETY: `v` is a live value of the size given.
-        let r = unsafe {
-            libc::setsockopt(
-                self.0.as_raw_fd(),
-                libc::IPPROTO_IP,
-                opt,
-                (v as *const T).cast(),
-                size_of::<T>() as u32,
-            )
-        };
-        ensure!(r == 0, "setsockopt {opt}: {}", std::io::Error::last_os_error());
-        Ok(())
-    }
-
-    /// (S,G) from VIF 0 to VIF 1.
-    fn mfc(&self, add: bool, k: &MfeKey) -> anyhow::Result<()> {
-        let mut ttls = [0u8; MAXVIFS];
-        ttls[1] = 1;
-        let c = MfcCtl {
-            origin: k.source,
-            group: k.group,
-            parent: 0,
-            ttls,
-            pkt_cnt: 0,
-            byte_cnt: 0,
-            wrong_if: 0,
-            expire: 0,
-        };
-        self.set(if add { MRT_ADD_MFC } else { MRT_DEL_MFC }, &c)
-    }
+/// The route's (S,G) as the mroute socket takes it.
+fn sg(k: MfeKey) -> ([u8; 4], [u8; 4]) {
+    (k.source, k.group)
 }
 
 fn key(i: usize) -> MfeKey {
@@ -155,13 +69,13 @@ fn main() -> anyhow::Result<()> {
                 .map(String::from)
                 .to_vec();
         let mgmd = Mgmd::start(&t.router, &args)?;
-        let mrouted = Mrouted::open(&t, &ifaces)?;
+        let mrouted = Mrouted::open(&t.router, &ifaces)?;
         let map: HashMap<MapData, MfeKey, MfeValue> = HashMap::try_from(Map::HashMap(
             MapData::from_pin(mgmd.pin_dir.join("maps").join(maps::MFES))
                 .context("mgmd's pinned MFE map")?,
         ))?;
         for i in 0..n {
-            mrouted.mfc(true, &key(i))?;
+            mrouted.mfc(true, sg(key(i)), &[1])?;
         }
         until(&map, &key(n - 1), true, Instant::now())?;
         let mut ctl = mgmd.ctl()?;
@@ -174,10 +88,10 @@ fn main() -> anyhow::Result<()> {
         for s in 0..samples {
             let k = key(n + s);
             let t0 = Instant::now();
-            mrouted.mfc(true, &k)?;
+            mrouted.mfc(true, sg(k), &[1])?;
             add.push(until(&map, &k, true, t0)?);
             let t0 = Instant::now();
-            mrouted.mfc(false, &k)?;
+            mrouted.mfc(false, sg(k), &[1])?;
             del.push(until(&map, &k, false, t0)?);
         }
         let (a50, a99) = (percentile(&mut add, 0.5), percentile(&mut add, 0.99));

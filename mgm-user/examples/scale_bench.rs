@@ -19,6 +19,10 @@
 //!   support, mgm's included) at fan-out 4: each copy is a new page and a memcpy of the frame
 //!   in the devmap broadcast, outside any BPF program, so the delivered rate shows what a size
 //!   costs;
+//! - **installs**: tables of 1k, 10k and 100k (S,G) routes at fan-out 4 filled through
+//!   mgm's socket by 1 and by 8 clients (each pipelining its requests) until every entry
+//!   forwards, and, where the kernel has multicast routing, by MRT_ADD_MFC from 1 and 8
+//!   threads on ipmr's one mroute socket (the kernel allows one per table), in the same run;
 //! - **cores**: 1k flows at fan-out 4 with the generator on one CPU, then on two, every veth
 //!   with two queues: a veth's XDP frames go to its peer's receive queue of the sending CPU,
 //!   so each CPU drives its own queue of the router and of each receiver, as RSS spreads
@@ -67,6 +71,11 @@ const SIZES: [usize; 4] = [64, 512, 1500, 3412];
 const QUICK_SIZES: [usize; 2] = [64, 1500];
 /// Every link's MTU when the sizes curve runs: the most a veth with an XDP program takes.
 const SIZES_MTU: usize = 3506;
+/// Tables the installs curve fills, and its concurrent writers (mgm's clients; threads on
+/// ipmr's one mroute socket, which the kernel allows one of per table).
+const INSTALLS: [u32; 3] = [1_000, 10_000, 100_000];
+const QUICK_INSTALLS: [u32; 2] = [1_000, 100_000];
+const WRITERS: [usize; 2] = [1, 8];
 /// Flows in the cores curve (uniformly mixed), and the queues every veth gets for it.
 const CORE_FLOWS: u32 = 1_000;
 const QUEUES: usize = 2;
@@ -101,6 +110,82 @@ impl Sample {
     fn bpf_per_packet(&self) -> Option<f64> {
         let copies = self.point.fanout as f64;
         self.point.ns_in.map(|i| i + copies * self.point.ns_copy.unwrap_or(0.0))
+    }
+}
+
+/// One filled table of the installs curve.
+struct Install {
+    contender: &'static str,
+    writers: usize,
+    entries: u32,
+    /// From the first request until every entry forwards: mgm's background writes done
+    /// (`pending_writes` 0) with all of them installed; ipmr's last MRT_ADD_MFC returned.
+    secs: f64,
+}
+
+impl Install {
+    fn rate(&self) -> f64 {
+        self.entries as f64 / self.secs
+    }
+
+    fn label(&self) -> String {
+        let who = if self.contender == "mgm" { "client" } else { "thread" };
+        format!(
+            "{}, {} {who}{}",
+            self.contender,
+            self.writers,
+            if self.writers > 1 { "s" } else { "" }
+        )
+    }
+}
+
+/// Splits `0..n` among `writers` threads, runs `write(w, range)` on each at once; the time
+/// until the last is done.
+fn split_among<W: Send>(
+    writers: &mut [W],
+    n: u32,
+    write: impl Fn(&mut W, std::ops::Range<u32>) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<std::time::Duration> {
+    let per = n.div_ceil(writers.len() as u32);
+    let t0 = Instant::now();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let write = &write;
+        let hs: Vec<_> = writers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, w)| {
+                let from = (i as u32 * per).min(n);
+                s.spawn(move || write(w, from..(from + per).min(n)))
+            })
+            .collect();
+        hs.into_iter().try_for_each(|h| h.join().expect("writer thread"))
+    })?;
+    Ok(t0.elapsed())
+}
+
+/// Flow `f`'s route at fan-out [`FLOW_FANOUT`], as mgm's static MFE.
+fn static_mfe(f: u32, outs: &[String]) -> mgm::proto::Request {
+    let (source, group) = mgm_common::bench::flow(f);
+    StaticMfe {
+        source: std::net::Ipv4Addr::from(source).into(),
+        group: std::net::Ipv4Addr::from(group).into(),
+        iif: "rin".into(),
+        oifs: outs.to_vec(),
+    }
+    .into()
+}
+
+/// Waits until mgmd has `n` MFEs installed and no write left for the fast path.
+fn until_installed(mgmd: &Mgmd, n: u32) -> anyhow::Result<()> {
+    let mut ctl = mgmd.ctl()?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let s = ctl.status()?;
+        if s.pending_writes == 0 && s.installed as u64 >= n as u64 {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "{n} MFEs asked, after 120 s: {s:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -256,25 +341,56 @@ impl Bench {
         if installed > 1 {
             let started = Instant::now();
             let mut pipe = Pipe::connect(&mgmd.socket)?;
-            pipe.run((0..installed).map(|f| {
-                let (source, group) = mgm_common::bench::flow(f);
-                StaticMfe {
-                    source: std::net::Ipv4Addr::from(source).into(),
-                    group: std::net::Ipv4Addr::from(group).into(),
-                    iif: "rin".into(),
-                    oifs: outs.clone(),
-                }
-                .into()
-            }))?;
-            let mut ctl = mgmd.ctl()?;
-            while ctl.status()?.pending_writes > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let s = ctl.status()?;
-            ensure!(s.installed as u64 >= installed as u64, "{installed} MFEs asked, {s:?}");
+            pipe.run((0..installed).map(|f| static_mfe(f, &outs)))?;
+            until_installed(&mgmd, installed)?;
             println!("  {installed} MFEs installed in {:.1} s", started.elapsed().as_secs_f64());
         }
         Ok(mgmd)
+    }
+
+    /// Tables of each size filled at fan-out [`FLOW_FANOUT`] by each count of writers:
+    /// through mgm's socket (each client pipelining its requests, as a daemon installing a
+    /// table would), and, where the kernel has it, by MRT_ADD_MFC on ipmr's mroute socket.
+    fn installs(&mut self, sizes: &[u32]) -> anyhow::Result<Vec<Install>> {
+        let outs = Self::outs(FLOW_FANOUT);
+        let mut vifs = vec![self.t.router.ifindex("rin")?];
+        for o in &outs {
+            vifs.push(self.t.router.ifindex(o)?);
+        }
+        let mut out = Vec::new();
+        for &n in sizes {
+            for writers in WRITERS {
+                let cap = (n + 1024).to_string();
+                let extra = ["--max-mfes", &cap, "--max-static-mfes", &cap].map(String::from);
+                let mgmd = self.mgmd(FLOW_FANOUT, &extra)?;
+                let mut pipes: Vec<Pipe> =
+                    (0..writers).map(|_| Pipe::connect(&mgmd.socket)).collect::<Result<_, _>>()?;
+                let t0 = Instant::now();
+                split_among(&mut pipes, n, |p, range| {
+                    p.run(range.map(|f| static_mfe(f, &outs))).map(drop)
+                })?;
+                until_installed(&mgmd, n)?;
+                let secs = t0.elapsed().as_secs_f64();
+                out.push(Install { contender: "mgm", writers, entries: n, secs });
+                drop(mgmd);
+                if self.ipmr {
+                    let mrouted = Mrouted::open(&self.t.router, &vifs)?;
+                    let all: Vec<usize> = (1..=FLOW_FANOUT).collect();
+                    let mut threads = vec![&mrouted; writers];
+                    let took = split_among(&mut threads, n, |m, range| {
+                        range
+                            .into_iter()
+                            .try_for_each(|f| m.mfc(true, mgm_common::bench::flow(f), &all))
+                    })?;
+                    let routes = self.t.router.exec("cat", &["/proc/net/ip_mr_cache"])?;
+                    let held = routes.lines().skip(1).count();
+                    ensure!(held == n as usize, "ipmr holds {held} routes of {n} added");
+                    let secs = took.as_secs_f64();
+                    out.push(Install { contender: "ipmr", writers, entries: n, secs });
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn flows(&mut self, counts: &[u32]) -> anyhow::Result<Vec<Sample>> {
@@ -396,7 +512,7 @@ fn zipf_table(rng: &mut Rng, n: u32) -> Vec<u32> {
         .collect()
 }
 
-const CURVES: [&str; 5] = ["fanout", "flows", "table", "sizes", "cores"];
+const CURVES: [&str; 6] = ["fanout", "flows", "table", "sizes", "cores", "installs"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -469,6 +585,12 @@ fn main() -> anyhow::Result<()> {
     });
     for c in &curves {
         let t0 = Instant::now();
+        if c == "installs" {
+            let installs = b.installs(if quick { &QUICK_INSTALLS } else { &INSTALLS })?;
+            report_installs(&installs, &run, &out, b.ipmr)?;
+            println!("  ({c}: {:.0} s)", t0.elapsed().as_secs_f64());
+            continue;
+        }
         let samples = match c.as_str() {
             "fanout" => b.fanout(if quick { &QUICK_FANOUTS } else { &FANOUTS })?,
             "flows" => b.flows(if quick { &QUICK_FLOWS } else { &FLOWS })?,
@@ -578,6 +700,130 @@ fn report(
     Ok(())
 }
 
+/// Prints the installs curve, writes its JSON and its chart (rate and time against the
+/// table's size, one line per contender and count of writers).
+fn report_installs(
+    installs: &[Install],
+    run: &serde_json::Value,
+    out: &Path,
+    ipmr: bool,
+) -> anyhow::Result<()> {
+    println!("\ninstalls: tables of (S,G) routes at fan-out 4, until every entry forwards");
+    println!(
+        "  {:<18} {:>8} {:>9} {:>11} {:>8}",
+        "WHO", "ENTRIES", "SECONDS", "INSTALLS/s", "vs ipmr"
+    );
+    let mut rows = Vec::new();
+    for i in installs {
+        let kernel = installs
+            .iter()
+            .find(|k| k.contender == "ipmr" && k.entries == i.entries && k.writers == i.writers);
+        let vs = kernel.filter(|_| i.contender != "ipmr").map(|k| i.rate() / k.rate());
+        println!(
+            "  {:<18} {:>8} {:>9.3} {:>11.0} {:>8}",
+            i.label(),
+            i.entries,
+            i.secs,
+            i.rate(),
+            vs.map_or("-".into(), |v| format!("{v:.2}x"))
+        );
+        rows.push(json!({
+            "contender": i.contender, "writers": i.writers, "entries": i.entries,
+            "fanout": FLOW_FANOUT, "seconds": i.secs, "installs_per_s": i.rate(),
+            "vs_ipmr_same_writers": vs,
+        }));
+    }
+    if !ipmr {
+        println!("  ipmr: not measured (this kernel has no multicast routing)");
+    }
+    let mut doc = run.clone();
+    doc["benchmark"] = json!("scale_installs");
+    doc["points"] = json!(rows);
+    let json = out.join("scale_installs.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let png = out.join("scale_installs.png");
+    chart_installs(installs, &png).with_context(|| format!("drawing {}", png.display()))?;
+    println!("  wrote {} and {}", json.display(), png.display());
+    Ok(())
+}
+
+fn chart_installs(installs: &[Install], path: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    register_font()?;
+    let mut lines: Vec<String> = Vec::new();
+    for i in installs {
+        if !lines.contains(&i.label()) {
+            lines.push(i.label());
+        }
+    }
+    let color = |label: &str| match label {
+        l if l.starts_with("mgm, 1 ") => RED,
+        l if l.starts_with("mgm") => RGBColor(230, 140, 0),
+        l if l.starts_with("ipmr, 1 ") => BLUE,
+        _ => RGBColor(100, 160, 255),
+    };
+    let xs = distinct(installs.iter().map(|i| i.entries as u64));
+    let (min_x, max_x) = (xs[0], xs[xs.len() - 1].max(xs[0] * 2.0));
+    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        "Installing (S,G) routes at fan-out 4: mgm's socket vs the kernel's MRT_ADD_MFC",
+        ("sans-serif", 22),
+    )?;
+    let (left, right) = root.split_horizontally(600);
+    let rate = |i: &Install| i.rate() / 1e3;
+    let secs = |i: &Install| i.secs;
+    for (area, desc, value) in [
+        (&left, "thousand installs/s", &rate as &dyn Fn(&Install) -> f64),
+        (&right, "seconds to fill the table", &secs),
+    ] {
+        let max_y = installs.iter().map(value).fold(0.0, f64::max).max(0.001);
+        let x = (min_x / 1.3..max_x * 1.3).log_scale().with_key_points(xs.clone());
+        let mut chart = ChartBuilder::on(area)
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x, 0f64..max_y * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc("routes in the table")
+            .y_desc(desc)
+            .draw()?;
+        for label in &lines {
+            let color = color(label);
+            let series: Vec<(f64, f64)> = installs
+                .iter()
+                .filter(|i| i.label() == *label)
+                .map(|i| (i.entries as f64, value(i)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
+                .label(label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(series.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The distinct values, in order, as a chart's axis marks them.
+fn distinct(values: impl Iterator<Item = u64>) -> Vec<f64> {
+    let set: std::collections::BTreeSet<u64> = values.collect();
+    set.into_iter().map(|v| v as f64).collect()
+}
+
 /// The curve's chart, two panels against its variable (log scale), one line per contender
 /// and mix: what the receivers got (copies/s for fan-out, packets forwarded/s otherwise), and
 /// the BPF cost (ns per copy for fan-out, per packet otherwise).
@@ -647,8 +893,10 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             lines.push((s.contender, s.mix));
         }
     }
-    let min_x = samples.iter().map(|s| s.x).min().unwrap_or(1).max(1) as f64;
-    let max_x = samples.iter().map(|s| s.x).max().unwrap_or(1).max(2) as f64;
+    // The axis marks the measured values (a log scale's own marks between 1 and 2 CPUs are
+    // only "1").
+    let xs = distinct(samples.iter().map(|s| s.x.max(1)));
+    let (min_x, max_x) = (xs[0], xs[xs.len() - 1].max(2.0));
     let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
@@ -661,10 +909,12 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d((min_x / 1.3..max_x * 1.3).log_scale(), 0f64..max_y * 1.15)?;
+            .build_cartesian_2d(
+                (min_x / 1.3..max_x * 1.3).log_scale().with_key_points(xs.clone()),
+                0f64..max_y * 1.15,
+            )?;
         chart
             .configure_mesh()
-            .x_labels(8)
             .x_label_formatter(&|x| format!("{x:.0}"))
             .x_desc(x_desc)
             .y_desc(desc)

@@ -355,7 +355,7 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     step("control plane: installs and memberships per second, memory, release cost");
     bench_example("ctl_bench", &["--json", "bench-results/control_plane.json"], &commit, quick)?;
     step(
-        "forwarding at scale: fan-out to 128 (mgm, XDP and TC ceilings), 1 to 100k flows, 1k to 1M MFEs, frame sizes, 1 and 2 cores",
+        "forwarding at scale: fan-out to 128 (mgm, XDP and TC ceilings), 1 to 100k flows, 1k to 1M MFEs, frame sizes, 1 and 2 cores, tables of up to 100k installed",
     );
     let scale = ["--out", "bench-results", "--place", "this machine"];
     bench_example("scale_bench", &scale, &commit, quick)?;
@@ -404,11 +404,13 @@ fn bench(quick: bool) -> anyhow::Result<()> {
             ));
         }
         // ipmr's fan-out beside mgm's and the ceilings', up to its 31 outgoing interfaces
-        // (one pass per point: emulated, a pass takes several times as long).
+        // (one pass per point: emulated, a pass takes several times as long), and its
+        // MRT_ADD_MFC installs beside mgm's.
         cargo(&["build", "--release", "-p", "mgm-user", "--example", "scale_bench"])?;
         script.push_str(&format!(
-            "echo '==> fan-out: ipmr beside mgm and the ceilings'\nMGM_BIN_DIR={} \
-             target/release/examples/scale_bench --curve fanout --runs 1 --out /run/mgm-guest \
+            "echo '==> fan-out and installs: ipmr beside mgm'\nMGM_BIN_DIR={} \
+             target/release/examples/scale_bench --curve fanout,installs --runs 1 \
+             --out /run/mgm-guest \
              --place {} --commit {} {} || status=1\n",
             q(&root.join("target/release").to_string_lossy()),
             q(&place),
@@ -419,7 +421,8 @@ fn bench(quick: bool) -> anyhow::Result<()> {
         let run = guest::run(&kernel, accel, &script, "bench", Duration::from_secs(90 * 60))?;
         let into = Path::new("bench-results/guest").join(&kernel.release);
         std::fs::create_dir_all(&into)?;
-        let scale = ["scale_fanout.json", "scale_fanout.png"];
+        let scale =
+            ["scale_fanout.json", "scale_fanout.png", "scale_installs.json", "scale_installs.png"];
         for name in kernel_benches.iter().map(|(_, json, _)| *json).chain(scale) {
             let _ = std::fs::copy(run.dir.join(name), into.join(name));
         }
@@ -431,7 +434,7 @@ fn bench(quick: bool) -> anyhow::Result<()> {
     }
     println!(
         "results in bench-results/: prog_test_run.json, forwarding.json, forwarding.png, \
-         control_plane.json, scale_{{fanout,flows,table,sizes,cores}}.{{json,png}}, and \
+         control_plane.json, scale_{{fanout,flows,table,sizes,cores,installs}}.{{json,png}}, and \
          follow_kernel.json and igmp.json here or under guest/ ({:.0} s)",
         started.elapsed().as_secs_f64()
     );

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! What the forwarding benchmarks share (fwd_bench, scale_bench): the benchmark programs,
-//! the generator, a contender's measurement with its BPF costs, the charts' font.
+//! the generator, a contender's measurement with its BPF costs, the charts' font, a raw
+//! mgmd connection, and the kernel's mroute socket (follow_bench, scale_bench too).
 // Each benchmark uses part of it.
 #![allow(dead_code)]
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     os::{
-        fd::{AsFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
         unix::net::UnixStream,
     },
     path::{Path, PathBuf},
@@ -527,4 +528,99 @@ pub fn register_font() -> anyhow::Result<()> {
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
     plotters::style::register_font("sans-serif", FontStyle::Normal, font)
         .map_err(|_| anyhow::anyhow!("font"))
+}
+
+/// linux/mroute.h
+const MRT_INIT: i32 = 200;
+const MRT_ADD_VIF: i32 = 202;
+const MRT_ADD_MFC: i32 = 204;
+const MRT_DEL_MFC: i32 = 205;
+const VIFF_USE_IFINDEX: u8 = 0x8;
+const MAXVIFS: usize = 32;
+
+#[repr(C)]
+struct VifCtl {
+    vifi: u16,
+    flags: u8,
+    threshold: u8,
+    rate_limit: u32,
+    /// With VIFF_USE_IFINDEX: the ifindex (a union with the local address).
+    lcl_ifindex: i32,
+    rmt_addr: u32,
+}
+
+#[repr(C)]
+struct MfcCtl {
+    origin: [u8; 4],
+    group: [u8; 4],
+    parent: u16,
+    ttls: [u8; MAXVIFS],
+    pkt_cnt: u32,
+    byte_cnt: u32,
+    wrong_if: u32,
+    expire: i32,
+}
+
+/// A routing daemon's end of ipmr: the router's mroute socket (MRT_INIT), one VIF per
+/// interface given, VIF 0 first. Closing it (drop) empties the kernel's table.
+pub struct Mrouted(OwnedFd);
+
+impl Mrouted {
+    pub fn open(router: &Netns, ifaces: &[u32]) -> anyhow::Result<Self> {
+        let fd = router.enter(|| {
+            // SAFETY: a plain socket call; the fd is owned at once.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_IGMP) };
+            ensure!(fd >= 0, "raw IGMP socket: {}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd nobody else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })?;
+        let m = Self(fd);
+        m.set(MRT_INIT, &1i32).context("MRT_INIT (does this kernel have CONFIG_IP_MROUTE?)")?;
+        for (vifi, &ifindex) in ifaces.iter().enumerate() {
+            let v = VifCtl {
+                vifi: vifi as u16,
+                flags: VIFF_USE_IFINDEX,
+                threshold: 1,
+                rate_limit: 0,
+                lcl_ifindex: ifindex as i32,
+                rmt_addr: 0,
+            };
+            m.set(MRT_ADD_VIF, &v)?;
+        }
+        Ok(m)
+    }
+
+    fn set<T>(&self, opt: i32, v: &T) -> anyhow::Result<()> {
+        // SAFETY: `v` is a live value of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                libc::IPPROTO_IP,
+                opt,
+                (v as *const T).cast(),
+                size_of::<T>() as u32,
+            )
+        };
+        ensure!(r == 0, "setsockopt {opt}: {}", std::io::Error::last_os_error());
+        Ok(())
+    }
+
+    /// Adds (or deletes) the route (S,G) from VIF 0 to the VIFs `outs`.
+    pub fn mfc(&self, add: bool, (s, g): ([u8; 4], [u8; 4]), outs: &[usize]) -> anyhow::Result<()> {
+        let mut ttls = [0u8; MAXVIFS];
+        for &o in outs {
+            ttls[o] = 1;
+        }
+        let c = MfcCtl {
+            origin: s,
+            group: g,
+            parent: 0,
+            ttls,
+            pkt_cnt: 0,
+            byte_cnt: 0,
+            wrong_if: 0,
+            expire: 0,
+        };
+        self.set(if add { MRT_ADD_MFC } else { MRT_DEL_MFC }, &c)
+    }
 }
