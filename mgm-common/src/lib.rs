@@ -142,6 +142,8 @@ pub mod bench {
     /// Entries of the generator's table of flow numbers, one taken per frame in turn (a
     /// power of two).
     pub const FLOW_TABLE: u32 = 1 << 20;
+    /// Entries of the lookup ceiling's table at most (the largest MFE table measured).
+    pub const TABLE_MAX: u32 = 1 << 20;
 
     /// Flow `f`'s (source, group): source 10.128.0.0 + f / GROUPS, group 239.2.0.0 + f % GROUPS.
     pub const fn flow(f: u32) -> ([u8; 4], [u8; 4]) {

@@ -10,9 +10,11 @@
 //! - **flows**: 1 … 100k concurrent (S,G) flows through one router at fan-out 4, their
 //!   packets interleaved uniformly or Zipf-like (s = 1: a few flows carry most packets), each
 //!   flow's MFE installed (static, over the socket): delivered packets/s and BPF ns per packet,
-//!   against the layer-2 ceiling, which looks nothing up;
+//!   against the layer-2 ceiling, which looks nothing up, and the lookup ceiling: the same
+//!   with the least any router does with a table of flows (find the packet's (S,G) in a hash
+//!   of as many entries and count it there);
 //! - **table**: 1k active flows among 1k, 100k and 1M installed MFEs: what a large, cold table
-//!   costs per packet;
+//!   costs per packet, mgm's and the lookup ceiling's;
 //! - **sizes**: frames of 64, 512 and 1500 bytes and 3412, the largest the live-frame
 //!   generator makes (3408 bytes and the FCS; one XDP buffer on veth carries up to 3520, at
 //!   an MTU of 3506, and a 9000-byte MTU cannot take XDP programs without multi-buffer
@@ -247,6 +249,18 @@ impl Bench {
         r
     }
 
+    /// The layer-2 ceiling at fan-out `n` that also finds each packet's flow in a table of
+    /// `flows` entries and counts it there: the part of a large table's cost any router pays.
+    fn lookup_ceiling(&mut self, n: usize, flows: u32) -> anyhow::Result<Point> {
+        self.p.set_lookup_table(flows)?;
+        self.p.set_ports(&self.t.router, &Self::outs(n), true)?;
+        attach(&self.t.router, "rin", &self.p.pinned("mgm_bench_l2_lookup"))?;
+        let progs = Some(("mgm_bench_l2_lookup", Some("mgm_bench_l2out")));
+        let r = self.measure("ceiling-lookup", n, progs);
+        detach(&self.t.router, "rin");
+        r
+    }
+
     /// The TC ceiling at fan-out `n`.
     fn tc_ceiling(&mut self, n: usize) -> anyhow::Result<Point> {
         self.p.set_tc_ports(&self.t.router, &Self::outs(n))?;
@@ -415,9 +429,12 @@ impl Bench {
                 self.p.set_flows(n, table)?;
                 let pt = self.l2_ceiling(FLOW_FANOUT)?;
                 out.push(Sample { contender: "ceiling-l2", x: n as u64, mix, point: pt });
+                let pt = self.lookup_ceiling(FLOW_FANOUT, n)?;
+                out.push(Sample { contender: "ceiling-lookup", x: n as u64, mix, point: pt });
             }
         }
         self.p.set_flows(0, &[])?;
+        self.p.set_lookup_table(0)?;
         Ok(out)
     }
 
@@ -438,8 +455,16 @@ impl Bench {
             // The ceiling looks nothing up: the same traffic, beside each size.
             let pt = self.l2_ceiling(FLOW_FANOUT)?;
             out.push(Sample { contender: "ceiling-l2", x: n as u64, mix: "uniform", point: pt });
+            let pt = self.lookup_ceiling(FLOW_FANOUT, n)?;
+            out.push(Sample {
+                contender: "ceiling-lookup",
+                x: n as u64,
+                mix: "uniform",
+                point: pt,
+            });
         }
         self.p.set_flows(0, &[])?;
+        self.p.set_lookup_table(0)?;
         Ok(out)
     }
 }
@@ -630,7 +655,7 @@ fn report(
         }
     );
     println!(
-        "  {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}",
+        "  {:<14} {:>8} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9}",
         "WHO", x_name, "MIX", "COPIES/s", "PKTS/s", "OFFERED", "vs c-l2", "BPF ns/p", "BPF ns/c"
     );
     let find = |c: &str, x: u64, mix: &str| {
@@ -642,7 +667,7 @@ fn report(
         let per_copy = s.bpf_per_packet().map(|b| b / s.point.fanout as f64);
         let f = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
         println!(
-            "  {:<10} {:>8} {:>7} {:>8.3}M {:>8.3}M {:>8.3}M {:>8} {:>9} {:>9}",
+            "  {:<14} {:>8} {:>7} {:>8.3}M {:>8.3}M {:>8.3}M {:>8} {:>9} {:>9}",
             s.contender,
             s.x,
             s.mix,
@@ -663,6 +688,29 @@ fn report(
             "delivered_gbit_per_s": s.gbit_per_s(),
             "bpf_ns_in": s.point.ns_in, "bpf_ns_per_copy_out": s.point.ns_copy,
         }));
+    }
+    if curve == "table" || curve == "flows" {
+        // What the table costs mgm per packet against what it costs the lookup ceiling.
+        let ns = |who: &str, x: u64, mix: &str| find(who, x, mix).and_then(Sample::bpf_per_packet);
+        let first = samples.iter().map(|s| s.x).min().unwrap_or(0);
+        for s in samples.iter().filter(|s| s.contender == "mgm") {
+            let (Some(m), Some(l)) = (ns("mgm", s.x, s.mix), ns("ceiling-lookup", s.x, s.mix))
+            else {
+                continue;
+            };
+            let growth = |who| {
+                let base = ns(who, first, "uniform").or(ns(who, first, "-"))?;
+                Some(format!("{:+.0}%", (ns(who, s.x, s.mix)? / base - 1.0) * 100.0))
+            };
+            println!(
+                "  {x_name} {} {}: BPF ns/packet mgm {m:.0} ({} over {first}), lookup ceiling {l:.0} ({}); mgm delivers {:.2}x the lookup ceiling",
+                s.x,
+                s.mix,
+                growth("mgm").unwrap_or("-".into()),
+                growth("ceiling-lookup").unwrap_or("-".into()),
+                s.copies() / find("ceiling-lookup", s.x, s.mix).map_or(f64::NAN, Sample::copies),
+            );
+        }
     }
     if curve == "cores" {
         for who in ["mgm", "ceiling-l2"] {
@@ -881,6 +929,8 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             "ceiling-l2" if zipf => RGBColor(110, 110, 110),
             "ceiling-l2" => BLACK,
             "tc-clone" => RGBColor(0, 150, 0),
+            "ceiling-lookup" if zipf => RGBColor(190, 130, 220),
+            "ceiling-lookup" => RGBColor(130, 40, 170),
             _ => BLUE,
         }
     };

@@ -22,13 +22,25 @@ pub const VALGRIND: &[&str] = &[
     "--show-leak-kinds=definite",
 ];
 
-/// The staged prefix (`include/`, `lib/`, `lib/pkgconfig/mgm.pc`).
+static STAGED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// The staged prefix (`include/`, `lib/`, `lib/pkgconfig/mgm.pc`), removed with what the
+/// tests compiled into it when the test process exits.
 pub fn libmgm() -> anyhow::Result<&'static Path> {
-    static STAGED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     STAGED
-        .get_or_init(|| stage().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| {
+            // SAFETY: registers a plain function; it only reads a set OnceLock.
+            unsafe { libc::atexit(remove_staged) };
+            stage().map_err(|e| format!("{e:#}"))
+        })
         .as_deref()
         .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+extern "C" fn remove_staged() {
+    if let Some(Ok(prefix)) = STAGED.get() {
+        let _ = std::fs::remove_dir_all(prefix);
+    }
 }
 
 fn stage() -> anyhow::Result<PathBuf> {

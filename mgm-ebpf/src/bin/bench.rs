@@ -2,7 +2,8 @@
 //! Benchmark programs (`cargo xtask bench`), in an object of their own that mgmd never loads:
 //! the two ceilings of the XDP path (a bare broadcast; a broadcast that also writes what a
 //! correct router's copy must carry at layer 2; the same copies made by `bpf_clone_redirect`
-//! in TC, as Cilium replicates), the live-frame generator and a counting receiver.
+//! in TC, as Cilium replicates), the layer-2 ceiling with a flow table's lookup, the
+//! live-frame generator and a counting receiver.
 #![no_std]
 #![no_main]
 
@@ -17,7 +18,7 @@ use aya_ebpf::{
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use mgm_common::bench;
+use mgm_common::{MfeKey, bench};
 use mgm_ebpf::parse::{group_mac, ptr_at, set_ttl};
 
 /// The license the kernel checks for GPL-only helpers.
@@ -68,6 +69,39 @@ pub fn mgm_bench_l2(ctx: XdpContext) -> u32 {
     };
     // SAFETY: bounds-checked by ptr_at.
     unsafe { (*eth).dst_addr = group_mac((*ip).dst_addr) };
+    MGM_BENCH_L2_PORTS
+        .redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64)
+        .unwrap_or(xdp_action::XDP_DROP)
+}
+
+/// The lookup ceiling's table: each flow's (S,G) and a per-CPU count of its packets and
+/// bytes. Allocated as it is filled (BPF_F_NO_PREALLOC): a run that never fills it pays
+/// nothing for its size.
+#[map(name = "MGM_BENCH_TABLE")]
+static MGM_BENCH_TABLE: PerCpuHashMap<MfeKey, [u64; 2]> =
+    PerCpuHashMap::with_max_entries(bench::TABLE_MAX, 1);
+
+/// The second ceiling plus the least any router does per packet with a table of flows:
+/// find the packet's (S,G) and count it in that entry. What it costs over the second
+/// ceiling is the table's, at the size and spread of flows measured; a frame of a flow
+/// not in the table is dropped.
+#[xdp]
+pub fn mgm_bench_l2_lookup(ctx: XdpContext) -> u32 {
+    let (Some(eth), Some(ip)) = (ptr_at::<EthHdr>(&ctx, 0), ptr_at::<Ipv4Hdr>(&ctx, EthHdr::LEN))
+    else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    let key = unsafe { MfeKey::new((*ip).src_addr, (*ip).dst_addr) };
+    let Some(count) = MGM_BENCH_TABLE.get_ptr_mut(key) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: this CPU's slot of the per-CPU value; bounds-checked by ptr_at.
+    unsafe {
+        (*count)[0] += 1;
+        (*count)[1] += (ctx.data_end() - ctx.data()) as u64;
+        (*eth).dst_addr = group_mac((*ip).dst_addr);
+    }
     MGM_BENCH_L2_PORTS
         .redirect(0, (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) as u64)
         .unwrap_or(xdp_action::XDP_DROP)

@@ -18,12 +18,14 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuHashMap, xdp::DevMapHash},
+    maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues, xdp::DevMapHash},
     programs::{ProgramFd, SchedClassifier, Xdp, loaded_programs},
     sys::{Stats, enable_stats},
+    util::nr_cpus,
 };
 use mgm::dataplane::{BPF_F_TEST_XDP_LIVE_FRAMES, prog_test_run, xdp_ctx};
 use mgm::proto::{Method, ReplyBody, ReplyFrame, Request, RequestFrame, is_event};
+use mgm_common::{MfeKey, bench::flow};
 use mgm_tests::{Family, GROUP, Netns, SOURCE, Smcroute, Topology, udp_frame, udp6_frame, unique};
 use serde::de::IgnoredAny;
 
@@ -52,6 +54,10 @@ pub struct Programs {
     /// The generator's flow count, and its table of flow numbers.
     pub gen_flows: Array<MapData, u32>,
     pub flow_table: Array<MapData, u32>,
+    /// The lookup ceiling's table, and the flows it holds (`0..n`, or the frame's own (S,G)
+    /// alone when `n` is 1).
+    pub lookup_table: PerCpuHashMap<MapData, MfeKey, [u64; 2]>,
+    pub lookup_flows: u32,
     /// The CPUs the generator runs on, one thread pinned to each (live frames only); empty:
     /// one thread, wherever the scheduler puts it.
     pub cpus: Vec<usize>,
@@ -66,7 +72,13 @@ impl Programs {
         let dir = Path::new("/sys/fs/bpf").join(unique("bench"));
         std::fs::create_dir_all(&dir)?;
         let mut tx = None;
-        for name in ["mgm_bench_tx", "mgm_bench_rx", "mgm_bench_broadcast", "mgm_bench_l2"] {
+        for name in [
+            "mgm_bench_tx",
+            "mgm_bench_rx",
+            "mgm_bench_broadcast",
+            "mgm_bench_l2",
+            "mgm_bench_l2_lookup",
+        ] {
             let p: &mut Xdp = ebpf.program_mut(name).context(name)?.try_into()?;
             p.load()?;
             p.pin(dir.join(name))?;
@@ -98,6 +110,8 @@ impl Programs {
             tc_ports: Array::try_from(map(&mut ebpf, "MGM_BENCH_TC_PORTS")?)?,
             gen_flows: Array::try_from(map(&mut ebpf, "MGM_BENCH_GEN")?)?,
             flow_table: Array::try_from(map(&mut ebpf, "MGM_BENCH_FLOWS")?)?,
+            lookup_table: PerCpuHashMap::try_from(map(&mut ebpf, "MGM_BENCH_TABLE")?)?,
+            lookup_flows: 0,
             cpus: Vec::new(),
             runs: 1,
             _ebpf: ebpf,
@@ -159,6 +173,31 @@ impl Programs {
             }
         }
         self.gen_flows.set(0, flows, 0)?;
+        Ok(())
+    }
+
+    /// Makes the lookup ceiling's table hold the flows the generator sends when told `n`:
+    /// flows `0..n`, or the frame's own (S,G) when `n` is 1 (as mgm's MFE table would).
+    pub fn set_lookup_table(&mut self, n: u32) -> anyhow::Result<()> {
+        let keys = |n: u32| -> Vec<MfeKey> {
+            match n {
+                0 => Vec::new(),
+                1 => vec![MfeKey::new(SOURCE, GROUP)],
+                n => (0..n).map(|f| MfeKey::new(flow(f).0, flow(f).1)).collect(),
+            }
+        };
+        let (had, want) = (keys(self.lookup_flows), keys(n.max(1)));
+        // Flows 0..m are a prefix of flows 0..n: only the difference is written.
+        let same = if had.len() > 1 && want.len() > 1 { had.len().min(want.len()) } else { 0 };
+        for k in &had[same..] {
+            self.lookup_table.remove(k)?;
+        }
+        self.lookup_flows = 0;
+        let cpus = nr_cpus().map_err(|(_, e)| e)?;
+        for k in &want[same..] {
+            self.lookup_table.insert(k, PerCpuValues::try_from(vec![[0u64; 2]; cpus])?, 0)?;
+        }
+        self.lookup_flows = n.max(1);
         Ok(())
     }
 
