@@ -68,7 +68,11 @@ pub struct Kernel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
     Kvm,
+    /// Multi-threaded TCG: each vCPU a host thread.
     Tcg,
+    /// TCG with every vCPU on one host thread, in turn: code the guest's kernel patches is
+    /// never run stale (see [`KernelDied::of_emulation`]), at half the speed.
+    TcgOneThread,
 }
 
 impl Accel {
@@ -76,6 +80,20 @@ impl Accel {
         match self {
             Accel::Kvm => "KVM",
             Accel::Tcg => "TCG, software emulation: timings are not comparable with the host's",
+            Accel::TcgOneThread => {
+                "TCG on one host thread, software emulation: timings are not comparable with \
+                 the host's"
+            }
+        }
+    }
+
+    /// For a run that swaps XDP programs at every step and cannot go on from where a dead
+    /// kernel left it (the benchmarks): TCG on one thread, which does not kill the kernel
+    /// when it patches its XDP dispatcher.
+    pub fn without_stale_code(self) -> Self {
+        match self {
+            Accel::Tcg => Accel::TcgOneThread,
+            other => other,
         }
     }
 }
@@ -564,6 +582,7 @@ fn qemu(kernel: &Kernel, accel: Accel, results: &Path) -> Command {
         // turn, slices them 100 ms at a time: the guests took half as long again and a
         // 4000 pps flow lost bursts to the starved vCPU's full veth rings.)
         Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        Accel::TcgOneThread => cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]),
     };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
     cmd.args(["-smp", &cpus.to_string(), "-m", "4G"])
