@@ -237,26 +237,32 @@ impl Bench {
     }
 
     fn xdp_ceiling(&mut self, n: usize, l2: bool) -> anyhow::Result<Point> {
-        let (name, prog, progs) = if l2 {
-            ("ceiling-l2", "mgm_bench_l2", Some(("mgm_bench_l2", Some("mgm_bench_l2out"))))
+        if l2 {
+            self.on_rin("ceiling-l2", n, "mgm_bench_l2", Some("mgm_bench_l2out"))
         } else {
-            ("ceiling", "mgm_bench_broadcast", Some(("mgm_bench_broadcast", None)))
-        };
-        self.p.set_ports(&self.t.router, &Self::outs(n), l2)?;
-        attach(&self.t.router, "rin", &self.p.pinned(prog))?;
-        let r = self.measure(name, n, progs);
-        detach(&self.t.router, "rin");
-        r
+            self.on_rin("ceiling", n, "mgm_bench_broadcast", None)
+        }
     }
 
     /// The layer-2 ceiling at fan-out `n` that also finds each packet's flow in a table of
     /// `flows` entries and counts it there: the part of a large table's cost any router pays.
     fn lookup_ceiling(&mut self, n: usize, flows: u32) -> anyhow::Result<Point> {
         self.p.set_lookup_table(flows)?;
-        self.p.set_ports(&self.t.router, &Self::outs(n), true)?;
-        attach(&self.t.router, "rin", &self.p.pinned("mgm_bench_l2_lookup"))?;
-        let progs = Some(("mgm_bench_l2_lookup", Some("mgm_bench_l2out")));
-        let r = self.measure("ceiling-lookup", n, progs);
+        self.on_rin("ceiling-lookup", n, "mgm_bench_l2_lookup", Some("mgm_bench_l2out"))
+    }
+
+    /// A ceiling's benchmark program `prog` on rin, copying to `n` ports (each copy through
+    /// `out`, the layer-2 rewrite, when given), measured as `name`.
+    fn on_rin(
+        &mut self,
+        name: &'static str,
+        n: usize,
+        prog: &'static str,
+        out: Option<&'static str>,
+    ) -> anyhow::Result<Point> {
+        self.p.set_ports(&self.t.router, &Self::outs(n), out.is_some())?;
+        attach(&self.t.router, "rin", &self.p.pinned(prog))?;
+        let r = self.measure(name, n, Some((prog, out)));
         detach(&self.t.router, "rin");
         r
     }
@@ -798,11 +804,10 @@ fn report_installs(
 
 fn chart_installs(installs: &[Install], path: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
-    register_font()?;
-    let mut lines: Vec<String> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
     for i in installs {
-        if !lines.contains(&i.label()) {
-            lines.push(i.label());
+        if !labels.contains(&i.label()) {
+            labels.push(i.label());
         }
     }
     let color = |label: &str| match label {
@@ -811,53 +816,89 @@ fn chart_installs(installs: &[Install], path: &Path) -> anyhow::Result<()> {
         l if l.starts_with("ipmr, 1 ") => BLUE,
         _ => RGBColor(100, 160, 255),
     };
-    let xs = distinct(installs.iter().map(|i| i.entries as u64));
+    let panel = |value: &dyn Fn(&Install) -> f64| -> Vec<Line> {
+        labels
+            .iter()
+            .map(|label| Line {
+                label: label.clone(),
+                color: color(label),
+                points: installs
+                    .iter()
+                    .filter(|i| i.label() == *label)
+                    .map(|i| (i.entries as f64, value(i)))
+                    .collect(),
+            })
+            .collect()
+    };
+    two_panels(
+        path,
+        "Installing (S,G) routes at fan-out 4: mgm's socket vs the kernel's MRT_ADD_MFC",
+        "routes in the table",
+        distinct(installs.iter().map(|i| i.entries as u64)),
+        [
+            ("thousand installs/s", panel(&|i| i.rate() / 1e3)),
+            ("seconds to fill the table", panel(&|i| i.secs)),
+        ],
+        SeriesLabelPosition::UpperLeft,
+    )
+}
+
+/// One line of a chart's panel.
+struct Line {
+    label: String,
+    color: plotters::style::RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// A chart of two panels side by side, each a y description and its lines, against the same
+/// x values (log scale, marked at `xs`: a log scale's own marks between 1 and 2 CPUs are
+/// only "1"), each point circled.
+fn two_panels(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    xs: Vec<f64>,
+    panels: [(&str, Vec<Line>); 2],
+    legend: plotters::chart::SeriesLabelPosition,
+) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    register_font()?;
     let (min_x, max_x) = (xs[0], xs[xs.len() - 1].max(xs[0] * 2.0));
     let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(
-        "Installing (S,G) routes at fan-out 4: mgm's socket vs the kernel's MRT_ADD_MFC",
-        ("sans-serif", 22),
-    )?;
+    let root = root.titled(title, ("sans-serif", 22))?;
     let (left, right) = root.split_horizontally(600);
-    let rate = |i: &Install| i.rate() / 1e3;
-    let secs = |i: &Install| i.secs;
-    for (area, desc, value) in [
-        (&left, "thousand installs/s", &rate as &dyn Fn(&Install) -> f64),
-        (&right, "seconds to fill the table", &secs),
-    ] {
-        let max_y = installs.iter().map(value).fold(0.0, f64::max).max(0.001);
-        let x = (min_x / 1.3..max_x * 1.3).log_scale().with_key_points(xs.clone());
+    for (area, (desc, lines)) in [&left, &right].into_iter().zip(panels) {
+        let max_y = lines.iter().flat_map(|l| &l.points).map(|p| p.1).fold(0.0, f64::max);
         let mut chart = ChartBuilder::on(area)
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(x, 0f64..max_y * 1.15)?;
+            .build_cartesian_2d(
+                (min_x / 1.3..max_x * 1.3).log_scale().with_key_points(xs.clone()),
+                0f64..max_y.max(0.001) * 1.15,
+            )?;
         chart
             .configure_mesh()
             .x_label_formatter(&|x| format!("{x:.0}"))
-            .x_desc("routes in the table")
+            .x_desc(x_desc)
             .y_desc(desc)
             .draw()?;
-        for label in &lines {
-            let color = color(label);
-            let series: Vec<(f64, f64)> = installs
-                .iter()
-                .filter(|i| i.label() == *label)
-                .map(|i| (i.entries as f64, value(i)))
-                .collect();
+        for line in lines {
+            let color = line.color;
             chart
-                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
-                .label(label.clone())
+                .draw_series(LineSeries::new(line.points.clone(), color.stroke_width(2)))?
+                .label(line.label)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
-            chart
-                .draw_series(series.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?;
+            chart.draw_series(
+                line.points.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
+            )?;
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(legend.clone())
             .border_style(BLACK)
             .background_style(WHITE.mix(0.8))
             .draw()?;
@@ -877,7 +918,6 @@ fn distinct(values: impl Iterator<Item = u64>) -> Vec<f64> {
 /// the BPF cost (ns per copy for fan-out, per packet otherwise).
 fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
-    register_font()?;
     let (title, x_desc, rate_desc, cost_desc) = match curve {
         "fanout" => (
             "One (S,G) to N interfaces, 64-byte frames",
@@ -943,56 +983,26 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             lines.push((s.contender, s.mix));
         }
     }
-    // The axis marks the measured values (a log scale's own marks between 1 and 2 CPUs are
-    // only "1").
-    let xs = distinct(samples.iter().map(|s| s.x.max(1)));
-    let (min_x, max_x) = (xs[0], xs[xs.len() - 1].max(2.0));
-    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(title, ("sans-serif", 22))?;
-    let (left, right) = root.split_horizontally(600);
-    for (area, desc, value) in
-        [(&left, rate_desc, &rate as &dyn Fn(&Sample) -> Option<f64>), (&right, cost_desc, &cost)]
-    {
-        let max_y = samples.iter().filter_map(value).fold(0.0, f64::max).max(0.001);
-        let mut chart = ChartBuilder::on(area)
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(
-                (min_x / 1.3..max_x * 1.3).log_scale().with_key_points(xs.clone()),
-                0f64..max_y * 1.15,
-            )?;
-        chart
-            .configure_mesh()
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .x_desc(x_desc)
-            .y_desc(desc)
-            .draw()?;
-        for (who, mix) in &lines {
-            let color = color(who, mix);
-            let series: Vec<(f64, f64)> = samples
-                .iter()
-                .filter(|s| s.contender == *who && (s.mix == *mix || s.mix == "-"))
-                .filter_map(|s| Some((s.x as f64, value(s)?)))
-                .collect();
-            let label = if *mix == "-" { who.to_string() } else { format!("{who} ({mix})") };
-            chart
-                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(series.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
+    let panel = |value: &dyn Fn(&Sample) -> Option<f64>| -> Vec<Line> {
+        lines
+            .iter()
+            .map(|&(who, mix)| Line {
+                label: if mix == "-" { who.to_string() } else { format!("{who} ({mix})") },
+                color: color(who, mix),
+                points: samples
+                    .iter()
+                    .filter(|s| s.contender == who && (s.mix == mix || s.mix == "-"))
+                    .filter_map(|s| Some((s.x as f64, value(s)?)))
+                    .collect(),
+            })
+            .collect()
+    };
+    two_panels(
+        path,
+        title,
+        x_desc,
+        distinct(samples.iter().map(|s| s.x.max(1))),
+        [(rate_desc, panel(&rate)), (cost_desc, panel(&cost))],
+        SeriesLabelPosition::LowerLeft,
+    )
 }
