@@ -6,15 +6,16 @@
 //!   devmap broadcast; the broadcast with the layer-2 rewrite a correct copy needs), a TC
 //!   ceiling making the same copies by `bpf_clone_redirect` (as Cilium replicates), and,
 //!   where the kernel has multicast routing, ipmr through smcroute up to its limit (MAXVIFS
-//!   is 32 interfaces, the incoming one included: 31 outgoing);
+//!   is 32 interfaces, the incoming one included: 31 outgoing), then IPv6 to as many: mgm
+//!   and ip6mr (smcroute; MAXMIFS is 32 too);
 //! - **flows**: 1 … 100k concurrent (S,G) flows through one router at fan-out 4, their
 //!   packets interleaved uniformly or Zipf-like (s = 1: a few flows carry most packets), each
 //!   flow's MFE installed (static, over the socket): delivered packets/s and BPF ns per packet,
-//!   against the layer-2 ceiling, which looks nothing up, and the lookup ceiling: the same
-//!   with the least any router does with a table of flows (find the packet's (S,G) in a hash
-//!   of as many entries and count it there);
+//!   against the ceilings, which look nothing up (the two XDP ones and the TC one), and the
+//!   lookup ceiling: the layer-2 ceiling with the least any router does with a table of
+//!   flows (find the packet's (S,G) in a hash of as many entries and count it there);
 //! - **table**: 1k active flows among 1k, 100k and 1M installed MFEs: what a large, cold table
-//!   costs per packet, mgm's and the lookup ceiling's;
+//!   costs per packet, mgm's and the lookup ceiling's, beside the other ceilings;
 //! - **sizes**: frames of 64, 512 and 1500 bytes and 3412, the largest the live-frame
 //!   generator makes (3408 bytes and the FCS; one XDP buffer on veth carries up to 3520, at
 //!   an MTU of 3506, and a 9000-byte MTU cannot take XDP programs without multi-buffer
@@ -67,6 +68,8 @@ const ACTIVE: u32 = 1_000;
 const FLOW_FANOUT: usize = 4;
 /// Frames on the wire (the FCS included): the smallest.
 const SIZE: usize = 64;
+/// The IPv6 frames' size: the IPv4 frames' payload behind a header 20 bytes longer.
+const SIZE6: usize = SIZE + 20;
 /// The sizes curve: the largest is the most a live frame holds on x86-64 with 4 KiB pages
 /// (the kernel's TEST_MAX_PKT_SIZE, 3408 bytes, plus the FCS).
 const SIZES: [usize; 4] = [64, 512, 1500, 3412];
@@ -226,6 +229,21 @@ impl Bench {
         contender(&self.t, &self.p, &self.rx, name, at, self.secs, progs)
     }
 
+    /// One (S,G) of IPv6 (frames of [`SIZE6`]) to `n` interfaces through mgm, then ip6mr.
+    fn ipv6_contenders(&mut self, n: usize) -> anyhow::Result<Vec<Sample>> {
+        let at = (Family::V6, n, SIZE6);
+        let (s, g) = (Family::V6.source(), Family::V6.group());
+        let mfe = format!("{s},{g},rin,{}", Self::outs(n).join("+"));
+        let mgmd = self.mgmd(n, &["--mfe".into(), mfe])?;
+        let mgm = contender(&self.t, &self.p, &self.rx, "mgm6", at, self.secs, MGM_PROGS);
+        drop(mgmd);
+        let smc = smcrouted_for(&self.t.router, Family::V6, n)?;
+        let ip6mr = contender(&self.t, &self.p, &self.rx, "ip6mr", at, self.secs, None);
+        drop(smc);
+        let sample = |contender, point| Sample { contender, x: n as u64, mix: "-", point };
+        Ok(vec![sample("mgm6", mgm?), sample("ip6mr", ip6mr?)])
+    }
+
     /// The XDP ceilings at fan-out `n`: the bare broadcast, then with the layer-2 rewrite.
     fn xdp_ceilings(&mut self, n: usize) -> anyhow::Result<Vec<Point>> {
         let bare = self.xdp_ceiling(n, false)?;
@@ -276,11 +294,34 @@ impl Bench {
         r
     }
 
+    /// The ceilings that read no flow, the bare broadcast and the TC clones, at fan-out
+    /// [`FLOW_FANOUT`] on the traffic set now, as the point (`x`, `mix`) of their curves.
+    fn flowless_ceilings(&mut self, x: u64, mix: &'static str) -> anyhow::Result<Vec<Sample>> {
+        let bare = self.xdp_ceiling(FLOW_FANOUT, false)?;
+        let tc = self.tc_ceiling(FLOW_FANOUT)?;
+        Ok(vec![
+            Sample { contender: "ceiling", x, mix, point: bare },
+            Sample { contender: "tc-clone", x, mix, point: tc },
+        ])
+    }
+
     fn fanout(&mut self, fanouts: &[usize]) -> anyhow::Result<Vec<Sample>> {
         self.p.set_flows(0, &[])?;
         let mut out = Vec::new();
         for &n in fanouts {
             out.extend(self.every_contender(n, n)?);
+        }
+        if self.ipmr {
+            // ip6mr forwards only between links with IPv6 on: turned on after every IPv4
+            // point, which ran without it (no neighbour discovery or MLD of its own).
+            for dev in
+                std::iter::once("rin".to_owned()).chain(Self::outs(IPMR_MAX_OUT.min(self.rx.len())))
+            {
+                mgm_tests::ipv6_on(&self.t.router, &dev)?;
+            }
+            for &n in fanouts.iter().filter(|&&n| n <= IPMR_MAX_OUT) {
+                out.extend(self.ipv6_contenders(n)?);
+            }
         }
         Ok(out)
     }
@@ -321,7 +362,7 @@ impl Bench {
         Ok(out)
     }
 
-    /// mgm and the layer-2 ceiling on [`CORE_FLOWS`] flows with the generator on 1..=N CPUs.
+    /// mgm and the ceilings on [`CORE_FLOWS`] flows with the generator on 1..=N CPUs.
     fn cores(&mut self, counts: &[usize]) -> anyhow::Result<Vec<Sample>> {
         let mut out = Vec::new();
         let mut rng = Rng::new(0x636f_7265);
@@ -341,6 +382,7 @@ impl Bench {
             self.p.cpus = (0..n).collect();
             let pt = self.l2_ceiling(FLOW_FANOUT)?;
             out.push(Sample { contender: "ceiling-l2", x: n as u64, mix: "uniform", point: pt });
+            out.extend(self.flowless_ceilings(n as u64, "uniform")?);
         }
         self.p.cpus.clear();
         self.p.set_flows(0, &[])?;
@@ -437,6 +479,10 @@ impl Bench {
                 out.push(Sample { contender: "ceiling-l2", x: n as u64, mix, point: pt });
                 let pt = self.lookup_ceiling(FLOW_FANOUT, n)?;
                 out.push(Sample { contender: "ceiling-lookup", x: n as u64, mix, point: pt });
+                // Neither reads the flow: one mix is enough.
+                if *mix != "zipf" {
+                    out.extend(self.flowless_ceilings(n as u64, mix)?);
+                }
             }
         }
         self.p.set_flows(0, &[])?;
@@ -468,6 +514,7 @@ impl Bench {
                 mix: "uniform",
                 point: pt,
             });
+            out.extend(self.flowless_ceilings(n as u64, "uniform")?);
         }
         self.p.set_flows(0, &[])?;
         self.p.set_lookup_table(0)?;
@@ -719,7 +766,7 @@ fn report(
         }
     }
     if curve == "cores" {
-        for who in ["mgm", "ceiling-l2"] {
+        for who in ["mgm", "ceiling-l2", "ceiling", "tc-clone"] {
             let (Some(one), Some(two)) = (find(who, 1, "uniform"), find(who, 2, "uniform")) else {
                 continue;
             };
@@ -729,11 +776,18 @@ fn report(
     if curve == "fanout" {
         let widest = samples.iter().map(|s| s.x).max().unwrap_or(0);
         if !ipmr {
-            println!("  ipmr: not measured (this kernel has no multicast routing)");
+            println!("  ipmr, ip6mr: not measured (this kernel has no multicast routing)");
         } else if widest as usize > IPMR_MAX_OUT {
             println!(
-                "  ipmr: at most {IPMR_MAX_OUT} outgoing interfaces (MAXVIFS 32, the incoming one included); beyond, it cannot"
+                "  ipmr, ip6mr: at most {IPMR_MAX_OUT} outgoing interfaces (MAXVIFS and MAXMIFS 32, the incoming one included); beyond, they cannot"
             );
+        }
+        for (mgm, kernel) in [("mgm", "ipmr"), ("mgm6", "ip6mr")] {
+            for k in samples.iter().filter(|s| s.contender == kernel) {
+                let Some(m) = find(mgm, k.x, k.mix) else { continue };
+                let ratio = m.copies() / k.copies().max(1.0);
+                println!("  N {}: {mgm} delivers {ratio:.2}x {kernel}", k.x);
+            }
         }
     }
     let mut doc = run.clone();
@@ -920,7 +974,7 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let (title, x_desc, rate_desc, cost_desc) = match curve {
         "fanout" => (
-            "One (S,G) to N interfaces, 64-byte frames",
+            "One (S,G) to N interfaces, 64-byte frames (IPv6: mgm6, ip6mr, 84-byte)",
             "outgoing interfaces",
             "Mcopies/s delivered, all receivers",
             "BPF ns per copy",
@@ -929,7 +983,7 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             "1k flows, fan-out 4: the generator on 1 and 2 CPUs, 2 queues per veth",
             "CPUs",
             "Mpps forwarded",
-            "BPF ns per packet",
+            "BPF ns per packet (XDP; the TC clones' in the JSON)",
         ),
         "sizes" => (
             "One (S,G) to 4 interfaces by frame size (bytes on the wire)",
@@ -941,13 +995,13 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             "Concurrent (S,G) flows, fan-out 4, 64-byte frames",
             "active flows",
             "Mpps forwarded",
-            "BPF ns per packet",
+            "BPF ns per packet (XDP; the TC clones' in the JSON)",
         ),
         _ => (
             "1k active flows among the installed MFEs, fan-out 4, 64-byte frames",
             "installed MFEs",
             "Mpps forwarded",
-            "BPF ns per packet",
+            "BPF ns per packet (XDP; the TC clones' in the JSON)",
         ),
     };
     let by_copy = curve == "fanout" || curve == "sizes";
@@ -957,6 +1011,8 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
     let cost = |s: &Sample| match curve {
         "sizes" => Some(s.gbit_per_s()),
         "fanout" => s.bpf_per_packet().map(|b| b / s.point.fanout as f64),
+        // Several times the XDP programs' cost: on the same axis it would flatten theirs.
+        _ if s.contender == "tc-clone" => None,
         _ => s.bpf_per_packet(),
     };
     // One colour per contender (as in fwd_bench's chart), a lighter one for its Zipf mix.
@@ -971,6 +1027,8 @@ fn chart(curve: &str, samples: &[Sample], path: &Path) -> anyhow::Result<()> {
             "tc-clone" => RGBColor(0, 150, 0),
             "ceiling-lookup" if zipf => RGBColor(190, 130, 220),
             "ceiling-lookup" => RGBColor(130, 40, 170),
+            "mgm6" => RGBColor(150, 0, 60),
+            "ip6mr" => RGBColor(90, 160, 230),
             _ => BLUE,
         }
     };

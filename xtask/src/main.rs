@@ -407,12 +407,12 @@ fn bench(quick: bool) -> anyhow::Result<()> {
                 if quick { "--quick" } else { "" },
             ));
         }
-        // ipmr's fan-out beside mgm's and the ceilings', up to its 31 outgoing interfaces
-        // (one pass per point: emulated, a pass takes several times as long), and its
-        // MRT_ADD_MFC installs beside mgm's.
+        // ipmr's and ip6mr's fan-out beside mgm's and the ceilings', up to their 31
+        // outgoing interfaces (one pass per point: emulated, a pass takes several times as
+        // long), and ipmr's MRT_ADD_MFC installs beside mgm's.
         cargo(&["build", "--release", "-p", "mgm-user", "--example", "scale_bench"])?;
         script.push_str(&format!(
-            "echo '==> fan-out and installs: ipmr beside mgm'\nMGM_BIN_DIR={} \
+            "echo '==> fan-out and installs: ipmr and ip6mr beside mgm'\nMGM_BIN_DIR={} \
              target/release/examples/scale_bench --curve fanout,installs --runs 1 \
              --out /run/mgm-guest \
              --place {} --commit {} {} || status=1\n",
