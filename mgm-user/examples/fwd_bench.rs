@@ -239,12 +239,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    // IPv6, with IPv4 at the same payload beside it. ip6mr forwards only between links with
-    // IPv6 on: the router's kernel gets it on all of them now (not before: the IPv4 points
-    // ran without it).
-    for dev in std::iter::once("rin".to_owned()).chain((1..=8).map(|i| format!("r{i}"))) {
-        mgm_tests::ipv6_on(&t.router, &dev)?;
-    }
+    // IPv6, with IPv4 at the same payload beside it.
+    ipv6_on_router(&t.router, 8)?;
     for &fanout in &fanouts {
         let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
         let mut ifaces = vec!["--iface".to_owned(), "rin".to_owned()];

@@ -312,13 +312,7 @@ impl Bench {
             out.extend(self.every_contender(n, n)?);
         }
         if self.ipmr {
-            // ip6mr forwards only between links with IPv6 on: turned on after every IPv4
-            // point, which ran without it (no neighbour discovery or MLD of its own).
-            for dev in
-                std::iter::once("rin".to_owned()).chain(Self::outs(IPMR_MAX_OUT.min(self.rx.len())))
-            {
-                mgm_tests::ipv6_on(&self.t.router, &dev)?;
-            }
+            ipv6_on_router(&self.t.router, IPMR_MAX_OUT.min(self.rx.len()))?;
             for &n in fanouts.iter().filter(|&&n| n <= IPMR_MAX_OUT) {
                 out.extend(self.ipv6_contenders(n)?);
             }

@@ -542,6 +542,16 @@ impl Pipe {
     }
 }
 
+/// Turns IPv6 on for the router's rin and r1..=`outs`: ip6mr forwards only between links
+/// with IPv6 on. Called after the IPv4 points, which run without it (no neighbour discovery
+/// or MLD of the router's own on the links).
+pub fn ipv6_on_router(router: &Netns, outs: usize) -> anyhow::Result<()> {
+    for dev in std::iter::once("rin".to_owned()).chain((1..=outs).map(|i| format!("r{i}"))) {
+        mgm_tests::ipv6_on(router, &dev)?;
+    }
+    Ok(())
+}
+
 /// smcrouted with the family's route rin -> r1..rN, once the kernel has it.
 pub fn smcrouted_for(router: &Netns, family: Family, fanout: usize) -> anyhow::Result<Smcroute> {
     let outs: Vec<String> = (1..=fanout).map(|i| format!("r{i}")).collect();
